@@ -1,0 +1,106 @@
+"""Decipher Cortex's answers into values or errors. Pure: no I/O, no logging."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bridge.cortex.retry import parse_retry_after
+from bridge.cortex.transport import Response
+from bridge.errors import CortexError, CortexRejected, CortexRetryable
+
+MAX_MESSAGE = 300
+
+
+def decode_json(response: Response) -> Any:
+    """The JSON body of an answer, or None when there is none."""
+    if not response.body:
+        return None
+    try:
+        return json.loads(response.body)
+    except ValueError:
+        return None
+
+
+def cortex_message(response: Response) -> str:
+    """Cortex's own words from an error body: ErrorResponse or a problem detail."""
+    data = decode_json(response)
+    if isinstance(data, dict):
+        parts = [
+            str(data[key])
+            for key in ("message", "title", "detail", "details")
+            if isinstance(data.get(key), str) and data[key]
+        ]
+        if parts:
+            text = ": ".join(dict.fromkeys(parts))
+            return text[:MAX_MESSAGE]
+    text = response.body.decode("utf-8", "replace").strip()
+    return text[:MAX_MESSAGE]
+
+
+def retry_after_of(response: Response) -> float | None:
+    """Seconds Cortex asked us to wait: the header first, then the body's ``retryAfter``."""
+    seconds = parse_retry_after(response.headers.get("retry-after"))
+    if seconds is not None:
+        return seconds
+    data = decode_json(response)
+    if isinstance(data, dict) and isinstance(data.get("retryAfter"), (int, float)):
+        return max(float(data["retryAfter"]), 0.0)
+    return None
+
+
+def error_for(response: Response, *, entity: str | None = None) -> CortexError:
+    """The error an unsuccessful answer means, with a message a user can act on."""
+    status = response.status
+    said = cortex_message(response)
+    suffix = f": {said}" if said else ""
+    body = response.body.decode("utf-8", "replace")[:2000]
+    if status == 429:
+        wait = retry_after_of(response)
+        hint = f", asked to retry after {wait:g}s" if wait is not None else ""
+        return CortexRetryable(
+            f"rate limited by cortex (429{hint})", status=status, body=body, retry_after=wait
+        )
+    if status >= 500 or status in (408, 425):
+        return CortexRetryable(
+            f"cortex answered {status}{suffix}",
+            status=status,
+            body=body,
+            retry_after=retry_after_of(response),
+        )
+    if status == 401:
+        message = f"cortex refused the API token (401){suffix}"
+    elif status == 403:
+        message = f"the API token may not edit entities (403; it needs 'Edit entities'){suffix}"
+    elif status == 404 and entity is not None:
+        message = f"entity {entity!r} not found in cortex (404){suffix}"
+    elif status == 413:
+        message = f"cortex refused the request as too large (413){suffix}"
+    else:
+        message = f"cortex rejected the request ({status}){suffix}"
+    return CortexRejected(message, status=status, body=body)
+
+
+def deploy_of(response: Response) -> dict[str, Any]:
+    """The deploy record of a 2xx answer to a create or update; it must carry a uuid."""
+    data = decode_json(response)
+    if not isinstance(data, dict) or not isinstance(data.get("uuid"), str):
+        raise CortexRejected(
+            f"cortex answered {response.status} without a deploy uuid",
+            status=response.status,
+            body=response.body.decode("utf-8", "replace")[:2000],
+        )
+    return data
+
+
+def page_of(response: Response) -> tuple[list[dict[str, Any]], int]:
+    """The deploys of one list or search page, and the total number of pages."""
+    data = decode_json(response)
+    if not isinstance(data, dict) or not isinstance(data.get("deployments"), list):
+        raise CortexRejected(
+            "cortex answered a deploy listing that is not a page of deployments",
+            status=response.status,
+        )
+    deploys = [item for item in data["deployments"] if isinstance(item, dict)]
+    pages = data.get("totalPages")
+    return deploys, pages if isinstance(pages, int) else 1

@@ -1,0 +1,205 @@
+"""The Cortex Deploys API client: create, update, delete, list, and find by idempotency key.
+
+API: POST/GET /api/v1/catalog/{tagOrId}/deploys, PUT/DELETE .../deploys/{uuid},
+GET /api/v1/deploys/search (Cortex OpenAPI, tag "Deploys").
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
+
+from bridge import __version__
+from bridge.cortex import answers
+from bridge.cortex.retry import RetryPolicy
+from bridge.cortex.transport import HttpTransport, Response, TransportError
+from bridge.errors import CortexError, CortexRejected, CortexRetryable
+from bridge.mapping import key_of
+from bridge.times import format_timestamp, parse_timestamp
+
+DEFAULT_URL = "https://api.getcortexapp.com"
+USER_AGENT = (
+    f"cortex-deploy-bridge/{__version__} python/{sys.version_info.major}.{sys.version_info.minor}"
+)
+PAGE_SIZE = 1000  # the API's maximum; fewer requests against the ~1000/min budget
+
+T = TypeVar("T")
+
+
+class CortexClient:
+    """Talk to Cortex with bearer auth, timeouts and retries; never make a deploy twice."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        proxy: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        on_retry: Callable[[CortexError, float], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._on_retry = on_retry
+        self._transport = HttpTransport(
+            self.base_url, connect_timeout=connect_timeout, read_timeout=timeout, proxy=proxy
+        )
+
+    def __repr__(self) -> str:  # never show the token
+        return f"CortexClient({self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the kept-alive connection."""
+        self._transport.close()
+
+    def __enter__(self) -> CortexClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- operations -------------------------------------------------------------------------
+
+    def create_deploy(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a deploy; after an unclear failure, find the record it made before retrying."""
+        key = key_of(body)
+        near = parse_timestamp(body["timestamp"])
+        unclear = False
+
+        def attempt() -> dict[str, Any]:
+            nonlocal unclear
+            if unclear and key:
+                found = self.find_deploy(entity, key, near=near)
+                if found is not None:
+                    return found
+            try:
+                response = self._send("POST", _deploys_path(entity), entity=entity, body=body)
+            except CortexRetryable as exc:
+                unclear = unclear or exc.unclear
+                raise
+            return answers.deploy_of(response)
+
+        return self._retrying(attempt)
+
+    def update_deploy(self, entity: str, uuid: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT the deploy ``uuid`` (idempotent: safe to repeat)."""
+        path = f"{_deploys_path(entity)}/{quote(uuid, safe='')}"
+        return self._retrying(
+            lambda: answers.deploy_of(self._send("PUT", path, entity=entity, body=body))
+        )
+
+    def delete_deploy(self, entity: str, uuid: str) -> None:
+        """DELETE the deploy ``uuid``; one already gone counts as deleted."""
+        path = f"{_deploys_path(entity)}/{quote(uuid, safe='')}"
+
+        def attempt() -> None:
+            try:
+                self._send("DELETE", path, entity=None)
+            except CortexRejected as exc:
+                if exc.status != 404:
+                    raise
+
+        self._retrying(attempt)
+
+    def iter_deploys(self, entity: str, *, max_pages: int = 10) -> Iterator[dict[str, Any]]:
+        """Every deploy Cortex holds for ``entity``, page by page (at most ``max_pages``)."""
+        page = 0
+        while page < max_pages:
+            query = urlencode({"page": page, "pageSize": PAGE_SIZE})
+            path = f"{_deploys_path(entity)}?{query}"
+            deploys, pages = self._retrying(
+                lambda p=path: answers.page_of(self._send("GET", p, entity=entity))  # type: ignore[misc]
+            )
+            yield from deploys
+            page += 1
+            if page >= pages or not deploys:
+                return
+
+    def find_deploy(
+        self, entity: str, key: str, *, near: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """The deploy of ``entity`` whose customData carries idempotency ``key``, if any.
+
+        Searches a narrow time window around ``near`` first (one small request); where the
+        search is unavailable, scans the entity's deploys.
+        """
+        if near is not None:
+            try:
+                return self._search_near(entity, key, near)
+            except CortexRejected as exc:
+                if exc.status in (401, 403):
+                    raise
+        for deploy in self.iter_deploys(entity):
+            if key_of(deploy) == key:
+                return deploy
+        return None
+
+    def _search_near(self, entity: str, key: str, near: datetime) -> dict[str, Any] | None:
+        window = timedelta(seconds=2)
+        query = urlencode(
+            {
+                "entityTagOrIds": entity,
+                "timestampAfter": format_timestamp(near - window),
+                "timestampBefore": format_timestamp(near + window),
+                "page": 0,
+                "pageSize": PAGE_SIZE,
+            }
+        )
+        deploys, _ = answers.page_of(self._send("GET", f"/api/v1/deploys/search?{query}"))
+        return next((d for d in deploys if key_of(d) == key), None)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _send(
+        self, method: str, path: str, *, entity: str | None = None, body: Any = None
+    ) -> Response:
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        data = None
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self._transport.request(method, path, headers=headers, body=data)
+        except TransportError as exc:
+            raise CortexRetryable(
+                f"cortex at {self.base_url} unreachable: {exc}", unclear=exc.unclear
+            ) from exc
+        if 200 <= response.status < 300:
+            return response
+        raise answers.error_for(response, entity=entity)
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        started = self._clock()
+        number = 1
+        while True:
+            try:
+                return attempt()
+            except CortexRetryable as exc:
+                delay = self.retry.delay(number, exc.retry_after)
+                elapsed = self._clock() - started
+                if number >= self.retry.max_attempts or elapsed + delay > self.retry.max_elapsed:
+                    raise
+                if self._on_retry is not None:
+                    self._on_retry(exc, delay)
+                self._sleep(delay)
+                number += 1
+
+
+def _deploys_path(entity: str) -> str:
+    return f"/api/v1/catalog/{quote(entity, safe='')}/deploys"

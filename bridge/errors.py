@@ -1,0 +1,83 @@
+"""The one error tree of the bridge: every error carries the data that explains it."""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Root of every error the bridge raises on purpose."""
+
+
+class UsageError(BridgeError):
+    """Bad input from the user: a flag, an input, an environment variable."""
+
+
+class ConfigError(UsageError):
+    """A configuration file or value is invalid; ``key`` names where."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+        self.reason = message
+
+
+class SignatureError(BridgeError):
+    """A webhook's signature or token is missing or wrong."""
+
+
+class MalformedEvent(BridgeError):
+    """A webhook body that names an event but lacks what that event must carry."""
+
+
+class UnsupportedEvent(BridgeError):
+    """An event the bridge does not record; ``reason`` says why (it is answered "ignored")."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CortexError(BridgeError):
+    """Cortex answered with an error, or could not be reached.
+
+    ``status`` is the HTTP status (0 when no answer came), ``body`` Cortex's own text,
+    ``retry_after`` the seconds Cortex asked us to wait, when it said.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        body: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+
+class CortexRetryable(CortexError):
+    """429, 5xx, a timeout or a dropped connection: worth trying again later."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        body: str = "",
+        retry_after: float | None = None,
+        unclear: bool = False,
+    ) -> None:
+        super().__init__(message, status=status, body=body, retry_after=retry_after)
+        # True when the request may have reached Cortex (the answer was lost): before
+        # trying again, look for the record it may already have made.
+        self.unclear = unclear
+
+
+class CortexRejected(CortexError):
+    """Cortex refused the request (4xx other than 429): retrying would not help."""

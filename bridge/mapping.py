@@ -1,0 +1,95 @@
+"""Map a DeployEvent to Cortex's SaveDeployRequest body. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge import __version__
+from bridge.model import DeployEvent, DeployType
+from bridge.times import format_timestamp, seconds_between
+
+# Cortex caps a title; very long commit messages are cut to keep the request valid.
+MAX_TITLE = 255
+
+
+def idempotency_key(event: DeployEvent, entity: str) -> str:
+    """Name the deploy, not the HTTP delivery: one key however often its events arrive."""
+    environment = event.environment or "-"
+    return ":".join(
+        (event.source, event.repository, event.ref.kind, event.ref.id, environment, entity)
+    )
+
+
+def first_line(text: str | None) -> str:
+    """The first non-empty line of a commit message, stripped."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def build_custom_data(event: DeployEvent, entity: str) -> dict[str, Any]:
+    """The customData the bridge records: provenance, status, timing, the idempotency key."""
+    data: dict[str, Any] = {
+        "source": event.source,
+        "repository": event.repository,
+        "event": event.event,
+        "status": event.status.value,
+    }
+    if event.delivery_id:
+        data["deliveryId"] = event.delivery_id
+    data.update({k: v for k, v in event.details.items() if v not in (None, "")})
+    if event.started_at is not None:
+        data["startedAt"] = format_timestamp(event.started_at)
+    if event.finished_at is not None:
+        data["finishedAt"] = format_timestamp(event.finished_at)
+        if event.started_at is not None:
+            data["durationSeconds"] = seconds_between(event.started_at, event.finished_at)
+    data.update(event.custom)
+    data["bridge"] = {"idempotencyKey": idempotency_key(event, entity), "version": __version__}
+    return data
+
+
+def build_deploy_request(
+    event: DeployEvent, entity: str, deploy_type: DeployType
+) -> dict[str, Any]:
+    """The SaveDeployRequest body for one entity (see the Cortex Deploys API)."""
+    title = event.title.strip() or default_title(event)
+    body: dict[str, Any] = {
+        "title": title[:MAX_TITLE],
+        "timestamp": format_timestamp(event.timestamp),
+        "type": deploy_type.value,
+    }
+    if event.sha:
+        body["sha"] = event.sha
+    if event.environment:
+        body["environment"] = event.environment
+    if event.url:
+        body["url"] = event.url
+    deployer = {
+        key: value
+        for key, value in (("name", event.deployer_name), ("email", event.deployer_email))
+        if value
+    }
+    if deployer:
+        body["deployer"] = deployer
+    body["customData"] = build_custom_data(event, entity)
+    return body
+
+
+def default_title(event: DeployEvent) -> str:
+    """A title when the source gave none: what was deployed, and where."""
+    what = event.sha[:12] if event.sha else event.repository
+    where = f" to {event.environment}" if event.environment else ""
+    return f"Deploy {what}{where}"
+
+
+def key_of(deploy: dict[str, Any]) -> str | None:
+    """The idempotency key a Cortex deploy record carries, if the bridge made it."""
+    custom = deploy.get("customData")
+    if not isinstance(custom, dict):
+        return None
+    bridge = custom.get("bridge")
+    if isinstance(bridge, dict) and isinstance(bridge.get("idempotencyKey"), str):
+        return str(bridge["idempotencyKey"])
+    return None

@@ -1,0 +1,44 @@
+"""Decide DEPLOY or ROLLBACK from an entity's deploy history. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bridge.model import DeployType
+
+
+@dataclass(frozen=True)
+class PastDeploy:
+    """One earlier deploy of an entity to an environment: its sha and its own time."""
+
+    sha: str
+    timestamp: datetime
+
+
+def same_sha(a: str, b: str) -> bool:
+    """Compare commit shas, letting an abbreviated one (7+ hex) match its full form."""
+    a, b = a.strip().lower(), b.strip().lower()
+    if not a or not b:
+        return False
+    if len(a) == len(b):
+        return a == b
+    short, full = sorted((a, b), key=len)
+    return len(short) >= 7 and full.startswith(short)
+
+
+def detect_type(sha: str | None, at: datetime, history: Iterable[PastDeploy]) -> DeployType:
+    """ROLLBACK when ``sha`` was deployed before ``at`` and is not the latest deploy; else DEPLOY.
+
+    The history is ordered by the deploys' own times, not by arrival, so an event that
+    arrives late is judged against what had really happened before it.
+    """
+    if not sha:
+        return DeployType.DEPLOY
+    earlier = sorted((p for p in history if p.timestamp < at), key=lambda p: p.timestamp)
+    if not earlier or same_sha(earlier[-1].sha, sha):
+        return DeployType.DEPLOY
+    if any(same_sha(past.sha, sha) for past in earlier):
+        return DeployType.ROLLBACK
+    return DeployType.DEPLOY

@@ -1,0 +1,28 @@
+"""Shared fixtures: a strict stand-in Cortex on loopback, sample payloads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.fakecortex import FakeCortex
+
+SAMPLES = Path(__file__).parent / "samples"
+TOKEN = "ctx-test-token-5f1e9a"
+
+
+def load_sample(name: str) -> Any:
+    """A sample payload under tests/samples/, parsed."""
+    return json.loads((SAMPLES / name).read_text())
+
+
+@pytest.fixture
+def cortex() -> Iterator[FakeCortex]:
+    """A stand-in Cortex that accepts TOKEN; fails the test if it saw an invalid body."""
+    with FakeCortex(token=TOKEN) as fake:
+        yield fake
+        assert fake.violations == [], f"cortex received invalid requests: {fake.violations}"

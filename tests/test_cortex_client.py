@@ -1,0 +1,191 @@
+"""The Cortex client against a real local stand-in: retries, waits, and never twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+
+from bridge.cortex import CortexClient, RetryPolicy
+from bridge.errors import CortexRejected, CortexRetryable
+from bridge.fakecortex import FakeCortex, Fault
+from bridge.mapping import build_deploy_request
+from bridge.model import DeployEvent, DeployRef, DeployType, Status
+from tests.conftest import TOKEN
+
+FAST = RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.05)
+
+
+def event(**overrides: object) -> DeployEvent:
+    fields: dict[str, object] = {
+        "source": "github",
+        "repository": "acme/payments-api",
+        "event": "push",
+        "ref": DeployRef("run", "42/1"),
+        "status": Status.SUCCEEDED,
+        "timestamp": datetime(2026, 11, 23, 10, 0, 0, tzinfo=timezone.utc),
+        "title": "Add retries",
+        "sha": "a" * 40,
+        "environment": "production",
+    }
+    fields.update(overrides)
+    return DeployEvent(**fields)  # type: ignore[arg-type]
+
+
+def body(entity: str = "payments-api", **overrides: object) -> dict[str, object]:
+    return build_deploy_request(event(**overrides), entity, DeployType.DEPLOY)
+
+
+_open: list[CortexClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _open:
+        _open.pop().close()
+
+
+def client(cortex: FakeCortex, **kw: object) -> CortexClient:
+    kw.setdefault("retry", FAST)
+    made = CortexClient(cortex.url, TOKEN, **kw)  # type: ignore[arg-type]
+    _open.append(made)
+    return made
+
+
+def test_create_records_one_deploy_with_bearer_and_user_agent(cortex: FakeCortex) -> None:
+    made = client(cortex).create_deploy("payments-api", body())
+    assert [d["uuid"] for d in cortex.all_deploys()] == [made["uuid"]]
+    (post,) = cortex.requests_to("POST")
+    assert post.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert post.headers["User-Agent"].startswith("cortex-deploy-bridge/")
+    assert post.path == "/api/v1/catalog/payments-api/deploys"
+
+
+def test_429_retry_after_is_honoured(cortex: FakeCortex) -> None:
+    cortex.inject(Fault.rate_limited(1), Fault("status", status=503))
+    started = time.monotonic()
+    client(cortex).create_deploy("payments-api", body())
+    posts = cortex.requests_to("POST")
+    assert len(posts) == 3
+    assert posts[1].at - posts[0].at >= 0.95  # the 1 s Cortex asked for, not our 10 ms
+    assert time.monotonic() - started < 5
+    assert len(cortex.all_deploys()) == 1
+
+
+def test_retry_after_from_problem_body_when_no_header(cortex: FakeCortex) -> None:
+    problem = {"type": "about:blank", "title": "Too Many Requests", "status": 429, "retryAfter": 1}
+    cortex.inject(Fault("status", status=429, body=problem))
+    client(cortex).create_deploy("payments-api", body())
+    posts = cortex.requests_to("POST")
+    assert posts[1].at - posts[0].at >= 0.95
+
+
+def test_retry_after_is_capped(cortex: FakeCortex) -> None:
+    waits: list[float] = []
+    cortex.inject(Fault.rate_limited(3600))
+    c = client(cortex, retry=RetryPolicy(max_retry_after=0.2), sleep=waits.append)
+    c.create_deploy("payments-api", body())
+    assert waits == [0.2]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(Fault("drop_after", method="POST"), id="dropped-after-store"),
+        pytest.param(Fault("delay_after", seconds=0.6, method="POST"), id="timeout-after-store"),
+    ],
+)
+def test_unclear_failure_after_store_never_records_twice(cortex: FakeCortex, fault: Fault) -> None:
+    cortex.inject(fault)
+    made = client(cortex, timeout=0.3).create_deploy("payments-api", body())
+    stored = cortex.all_deploys()
+    assert [d["uuid"] for d in stored] == [made["uuid"]]
+    assert len(cortex.requests_to("POST")) == 1
+
+
+def test_dropped_before_store_is_posted_again(cortex: FakeCortex) -> None:
+    cortex.inject(Fault("drop_before", method="POST"))
+    client(cortex).create_deploy("payments-api", body())
+    assert len(cortex.requests_to("POST")) == 2
+    assert len(cortex.all_deploys()) == 1
+
+
+def test_search_unavailable_falls_back_to_listing(cortex: FakeCortex) -> None:
+    cortex.inject(
+        Fault("drop_after", method="POST"),
+        Fault(
+            "status",
+            status=404,
+            method="GET",
+            body={"type": "NOT_FOUND", "message": "no such route"},
+        ),
+    )
+    made = client(cortex).create_deploy("payments-api", body())
+    assert len(cortex.all_deploys()) == 1
+    assert cortex.all_deploys()[0]["uuid"] == made["uuid"]
+    assert len(cortex.requests_to("POST")) == 1
+
+
+def test_connection_refused_is_retryable_and_clear() -> None:
+    with FakeCortex() as gone:
+        url = gone.url
+    c = CortexClient(url, TOKEN, retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+    _open.append(c)
+    with pytest.raises(CortexRetryable) as caught:
+        c.create_deploy("payments-api", body())
+    assert not caught.value.unclear
+    assert "unreachable" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("token", "entities", "expected"),
+    [
+        pytest.param("wrong", None, "refused the API token (401)", id="401"),
+        pytest.param(TOKEN, {"other"}, "entity 'payments-api' not found in cortex (404)", id="404"),
+    ],
+)
+def test_rejections_are_not_retried_and_say_why(
+    token: str, entities: set[str] | None, expected: str
+) -> None:
+    with FakeCortex(token=TOKEN, entities=entities) as fake:
+        c = CortexClient(fake.url, token, retry=FAST)
+        _open.append(c)
+        with pytest.raises(CortexRejected) as caught:
+            c.create_deploy("payments-api", body())
+        assert expected in str(caught.value)
+        assert len(fake.received) == 1
+        assert token not in str(caught.value)
+
+
+def test_gives_up_after_max_attempts(cortex: FakeCortex) -> None:
+    cortex.inject(*[Fault("status", status=502) for _ in range(3)])
+    c = client(cortex, retry=RetryPolicy(max_attempts=3, base_delay=0.01))
+    with pytest.raises(CortexRetryable, match="502"):
+        c.create_deploy("payments-api", body())
+    assert cortex.all_deploys() == []
+
+
+def test_update_and_delete_by_uuid(cortex: FakeCortex) -> None:
+    c = client(cortex)
+    made = c.create_deploy("payments-api", body())
+    c.update_deploy("payments-api", made["uuid"], body(title="Changed"))
+    assert cortex.all_deploys()[0]["title"] == "Changed"
+    c.delete_deploy("payments-api", made["uuid"])
+    c.delete_deploy("payments-api", made["uuid"])  # already gone: fine
+    assert cortex.all_deploys() == []
+
+
+def test_iter_deploys_reads_every_page(cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bridge.cortex.client.PAGE_SIZE", 2)
+    c = client(cortex)
+    for n in range(5):
+        c.create_deploy("payments-api", body(ref=DeployRef("run", f"{n}/1")))
+    assert len(list(c.iter_deploys("payments-api"))) == 5
+    assert len(cortex.requests_to("GET")) == 3
+
+
+def test_repr_hides_token(cortex: FakeCortex) -> None:
+    assert TOKEN not in repr(client(cortex))
