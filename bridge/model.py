@@ -74,3 +74,59 @@ class DeployEvent:
     type: DeployType | None = None
     # The user's own customData, merged over the bridge's.
     custom: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+def event_to_dict(event: DeployEvent) -> dict[str, Any]:
+    """A JSON-ready form of the event, for the outbox."""
+    return {
+        "source": event.source,
+        "repository": event.repository,
+        "event": event.event,
+        "ref": {"kind": event.ref.kind, "id": event.ref.id},
+        "status": event.status.value,
+        "timestamp": event.timestamp.isoformat(),
+        "title": event.title,
+        "sha": event.sha,
+        "environment": event.environment,
+        "url": event.url,
+        "deployer_name": event.deployer_name,
+        "deployer_email": event.deployer_email,
+        "started_at": event.started_at.isoformat() if event.started_at else None,
+        "finished_at": event.finished_at.isoformat() if event.finished_at else None,
+        "delivery_id": event.delivery_id,
+        "details": dict(event.details),
+        "entities": list(event.entities),
+        "type": event.type.value if event.type else None,
+        "custom": dict(event.custom),
+    }
+
+
+def event_from_dict(data: Mapping[str, Any]) -> DeployEvent:
+    """The inverse of :func:`event_to_dict`."""
+
+    def when(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    timestamp = when(data["timestamp"])
+    assert timestamp is not None
+    return DeployEvent(
+        source=data["source"],
+        repository=data["repository"],
+        event=data["event"],
+        ref=DeployRef(data["ref"]["kind"], data["ref"]["id"]),
+        status=Status(data["status"]),
+        timestamp=timestamp,
+        title=data["title"],
+        sha=data.get("sha"),
+        environment=data.get("environment"),
+        url=data.get("url"),
+        deployer_name=data.get("deployer_name"),
+        deployer_email=data.get("deployer_email"),
+        started_at=when(data.get("started_at")),
+        finished_at=when(data.get("finished_at")),
+        delivery_id=data.get("delivery_id"),
+        details=dict(data.get("details") or {}),
+        entities=tuple(data.get("entities") or ()),
+        type=DeployType(data["type"]) if data.get("type") else None,
+        custom=dict(data.get("custom") or {}),
+    )

@@ -1,0 +1,119 @@
+"""The normalized event, its mapping to SaveDeployRequest, and rollback detection."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bridge.fakecortex import validate_save_deploy_request
+from bridge.mapping import build_deploy_request, idempotency_key, key_of
+from bridge.model import DeployEvent, DeployRef, DeployType, Status, event_from_dict, event_to_dict
+from bridge.rollback import PastDeploy, detect_type, same_sha
+from bridge.times import format_timestamp, parse_timestamp
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+SHA_A, SHA_B, SHA_C = "a" * 40, "b" * 40, "c" * 40
+
+
+def make(**overrides: object) -> DeployEvent:
+    fields: dict[str, object] = {
+        "source": "gitlab",
+        "repository": "acme/backend/payments-api",
+        "event": "deployment",
+        "ref": DeployRef("job", "796"),
+        "status": Status.SUCCEEDED,
+        "timestamp": T0,
+        "title": "Add retries\n\nlong body",
+        "sha": SHA_A,
+        "environment": "production",
+        "url": "https://gitlab.example.com/acme/backend/payments-api/-/jobs/796",
+        "deployer_name": "Jane Doe",
+        "deployer_email": "jane@example.com",
+        "started_at": T0 - timedelta(seconds=95),
+        "finished_at": T0,
+        "details": {"jobId": 796},
+        "custom": {"team": "payments"},
+    }
+    fields.update(overrides)
+    return DeployEvent(**fields)  # type: ignore[arg-type]
+
+
+def test_request_is_valid_and_complete() -> None:
+    body = build_deploy_request(make(), "payments-api", DeployType.DEPLOY)
+    assert validate_save_deploy_request(body) == []
+    assert body["timestamp"] == "2026-11-23T10:00:00Z"
+    assert body["deployer"] == {"name": "Jane Doe", "email": "jane@example.com"}
+    custom = body["customData"]
+    assert custom["status"] == "succeeded"
+    assert custom["durationSeconds"] == 95
+    assert custom["startedAt"] == "2026-11-23T09:58:25Z"
+    assert custom["team"] == "payments"
+    assert key_of(body) == "gitlab:acme/backend/payments-api:job:796:production:payments-api"
+
+
+def test_user_custom_data_cannot_replace_the_idempotency_key() -> None:
+    body = build_deploy_request(make(custom={"bridge": "mine"}), "x", DeployType.DEPLOY)
+    assert key_of(body) == idempotency_key(make(), "x")
+
+
+def test_key_names_the_deploy_not_the_delivery() -> None:
+    assert idempotency_key(make(delivery_id="d1"), "x") == idempotency_key(
+        make(delivery_id="d2", status=Status.PENDING), "x"
+    )
+    assert idempotency_key(make(), "x") != idempotency_key(make(), "y")
+    assert idempotency_key(make(), "x") != idempotency_key(make(environment="staging"), "x")
+
+
+def test_round_trip() -> None:
+    event = make(type=DeployType.ROLLBACK, entities=("a", "b"))
+    assert event_from_dict(event_to_dict(event)) == event
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("2021-04-28 21:50:00 +0200", "2021-04-28T19:50:00Z", id="gitlab-offset"),
+        pytest.param("2021-04-28 21:50:00 UTC", "2021-04-28T21:50:00Z", id="gitlab-utc"),
+        pytest.param("2019-05-15T15:20:55Z", "2019-05-15T15:20:55Z", id="github"),
+        pytest.param("2024-05-14T11:14:30+02:00", "2024-05-14T09:14:30Z", id="iso-offset"),
+        pytest.param("2023-11-29T22:55:38.284Z", "2023-11-29T22:55:38.284Z", id="millis"),
+        pytest.param("1700000000", "2023-11-14T22:13:20Z", id="epoch"),
+    ],
+)
+def test_timestamps_end_as_utc(text: str, expected: str) -> None:
+    assert format_timestamp(parse_timestamp(text)) == expected
+
+
+@pytest.mark.parametrize("text", ["2024-05-14T09:14:30", "yesterday", "", "2024-13-40T00:00Z"])
+def test_bad_timestamps_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp(text)
+
+
+def history(*shas: str) -> list[PastDeploy]:
+    return [PastDeploy(sha, T0 - timedelta(hours=len(shas) - i)) for i, sha in enumerate(shas)]
+
+
+@pytest.mark.parametrize(
+    ("past", "sha", "expected"),
+    [
+        pytest.param([], SHA_A, DeployType.DEPLOY, id="first-ever"),
+        pytest.param([SHA_A, SHA_B], SHA_C, DeployType.DEPLOY, id="new-sha"),
+        pytest.param([SHA_A, SHA_B], SHA_A, DeployType.ROLLBACK, id="older-sha"),
+        pytest.param([SHA_A, SHA_B], SHA_B, DeployType.DEPLOY, id="redeploy-latest"),
+        pytest.param([SHA_A, SHA_B], SHA_A[:8], DeployType.ROLLBACK, id="short-sha"),
+    ],
+)
+def test_rollback_detection(past: list[str], sha: str, expected: DeployType) -> None:
+    assert detect_type(sha, T0, history(*past)) is expected
+
+
+def test_rollback_judged_by_event_time_not_arrival() -> None:
+    past = [PastDeploy(SHA_A, T0 - timedelta(hours=2)), PastDeploy(SHA_B, T0 + timedelta(hours=1))]
+    assert detect_type(SHA_B, T0, past) is DeployType.DEPLOY  # B came after this event
+
+
+def test_same_sha_needs_seven_hex() -> None:
+    assert not same_sha("aaaaaa", SHA_A)
+    assert same_sha("AAAAAAA", SHA_A)
