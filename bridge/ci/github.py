@@ -1,0 +1,112 @@
+"""Deploy defaults from a GitHub Actions job: GITHUB_* variables and the event file.
+
+Variables: docs.github.com "Store information in variables" (default environment variables);
+event payloads: docs.github.com "Events that trigger workflows" / "Webhook events and payloads".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.ci import CiContext
+from bridge.mapping import first_line
+from bridge.model import DeployRef
+
+
+def _get(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _text(data: Any, *path: str) -> str | None:
+    value = _get(data, *path)
+    return value if isinstance(value, str) and value else None
+
+
+def sha_of(event_name: str, payload: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
+    """The deployed commit: the event's own sha where it has one, else GITHUB_SHA."""
+    candidates = {
+        "deployment": ("deployment", "sha"),
+        "deployment_status": ("deployment", "sha"),
+        "workflow_run": ("workflow_run", "head_sha"),
+        "pull_request": ("pull_request", "head", "sha"),
+        "pull_request_target": ("pull_request", "head", "sha"),
+    }
+    path = candidates.get(event_name)
+    return (_text(payload, *path) if path else None) or environ.get("GITHUB_SHA") or None
+
+
+def title_of(event_name: str, payload: Mapping[str, Any]) -> str | None:
+    """The head commit's first line (or the release / deployment's own words)."""
+    message = (
+        _text(payload, "head_commit", "message")
+        or _text(payload, "workflow_run", "head_commit", "message")
+        or _text(payload, "deployment", "description")
+        or _text(payload, "release", "name")
+        or _text(payload, "pull_request", "title")
+    )
+    return first_line(message) or None
+
+
+def email_of(actor: str | None, payload: Mapping[str, Any]) -> str | None:
+    """The deployer's email where the event carries one for that actor (push events)."""
+    pusher = _get(payload, "pusher")
+    if _text(pusher, "email") and (actor is None or _text(pusher, "name") == actor):
+        return _text(pusher, "email")
+    author = _get(payload, "head_commit", "author")
+    if actor and _text(author, "username") == actor:
+        return _text(author, "email")
+    return None
+
+
+def run_url(environ: Mapping[str, str]) -> str | None:
+    """The run's page; a re-run's own attempt page (docs: "Default environment variables")."""
+    server = environ.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+    repository, run_id = environ.get("GITHUB_REPOSITORY"), environ.get("GITHUB_RUN_ID")
+    if not repository or not run_id:
+        return None
+    url = f"{server}/{repository}/actions/runs/{run_id}"
+    attempt = environ.get("GITHUB_RUN_ATTEMPT", "1")
+    return f"{url}/attempts/{attempt}" if attempt not in ("", "1") else url
+
+
+def ref_of(event_name: str, payload: Mapping[str, Any], environ: Mapping[str, str]) -> DeployRef:
+    """What names this deploy; matches what the webhook receiver derives for it."""
+    deployment_id = _get(payload, "deployment", "id")
+    if event_name in ("deployment", "deployment_status") and deployment_id is not None:
+        return DeployRef("deployment", str(deployment_id))
+    run_id = environ.get("GITHUB_RUN_ID", "0")
+    return DeployRef("run", f"{run_id}/{environ.get('GITHUB_RUN_ATTEMPT') or '1'}")
+
+
+def context(environ: Mapping[str, str], payload: Mapping[str, Any]) -> CiContext:
+    """Deploy defaults for a step running in GitHub Actions."""
+    event_name = environ.get("GITHUB_EVENT_NAME", "")
+    actor = environ.get("GITHUB_TRIGGERING_ACTOR") or environ.get("GITHUB_ACTOR") or None
+    details = {
+        "runId": environ.get("GITHUB_RUN_ID"),
+        "runAttempt": environ.get("GITHUB_RUN_ATTEMPT"),
+        "runNumber": environ.get("GITHUB_RUN_NUMBER"),
+        "workflow": environ.get("GITHUB_WORKFLOW"),
+        "job": environ.get("GITHUB_JOB"),
+        "ref": environ.get("GITHUB_REF_NAME"),
+        "deploymentId": _get(payload, "deployment", "id"),
+    }
+    return CiContext(
+        source="github",
+        repository=environ.get("GITHUB_REPOSITORY", ""),
+        event=event_name or "workflow",
+        ref=ref_of(event_name, payload, environ),
+        sha=sha_of(event_name, payload, environ),
+        environment=_text(payload, "deployment", "environment"),
+        title=title_of(event_name, payload),
+        url=run_url(environ),
+        deployer_name=actor,
+        deployer_email=email_of(actor, payload),
+        workspace=environ.get("GITHUB_WORKSPACE") or None,
+        details={k: v for k, v in details.items() if v not in (None, "")},
+    )

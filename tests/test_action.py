@@ -1,0 +1,301 @@
+"""`cortex-deploy-bridge action` under the environment GitHub's runner gives a Docker action."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.fakecortex import FakeCortex, Fault
+from tests.conftest import SAMPLES, TOKEN
+
+PUSH_SHA = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
+UUID = re.compile(r"^[0-9a-f-]{36}$")
+
+
+@pytest.fixture
+def runner(tmp_path: Path, cortex: FakeCortex) -> dict[str, str]:
+    """The variables a Docker action sees for a push to main (see actions-env docs)."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    event = tmp_path / "event.json"
+    shutil.copy(SAMPLES / "actions" / "push.json", event)
+    return {
+        "CI": "true",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_REPOSITORY": "acme/payments-api",
+        "GITHUB_SHA": PUSH_SHA,
+        "GITHUB_REF_NAME": "main",
+        "GITHUB_RUN_ID": "9876543210",
+        "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_RUN_NUMBER": "42",
+        "GITHUB_WORKFLOW": "Deploy",
+        "GITHUB_JOB": "deploy",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_ACTOR": "mona",
+        "GITHUB_TRIGGERING_ACTOR": "mona",
+        "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "INPUT_CORTEX-API-TOKEN": TOKEN,
+        "INPUT_CORTEX-API-URL": cortex.url,
+        "INPUT_ENTITY-TAG": "",
+        "INPUT_ENVIRONMENT": "production",
+        "INPUT_TYPE": "auto",
+        "INPUT_FAIL-ON-ERROR": "true",
+        "INPUT_DRY-RUN": "false",
+    }
+
+
+def use_event(env: dict[str, str], name: str, event_name: str) -> None:
+    shutil.copy(SAMPLES / "actions" / f"{name}.json", env["GITHUB_EVENT_PATH"])
+    env["GITHUB_EVENT_NAME"] = event_name
+
+
+def outputs(env: dict[str, str]) -> dict[str, str]:
+    """Parse the heredoc blocks of $GITHUB_OUTPUT."""
+    text = Path(env["GITHUB_OUTPUT"]).read_text()
+    found = {}
+    for match in re.finditer(r"^(\S+)<<(\S+)\n(.*?)\n\2\n", text, re.S | re.M):
+        found[match[1]] = match[3]
+    return found
+
+
+def run(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["action"], env)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_push_records_one_complete_deploy(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(runner, capsys)
+    assert code == 0, out
+    (deploy,) = cortex.all_deploys()
+    assert deploy["entity"] == "payments-api"  # no input, no cortex.yaml: the repo's name
+    assert deploy["sha"] == PUSH_SHA
+    assert deploy["environment"] == "production"
+    assert deploy["url"] == "https://github.com/acme/payments-api/actions/runs/9876543210"
+    assert deploy["deployer"] == {"name": "mona", "email": "mona@acme.example"}
+    assert deploy["title"] == "Retry settlement calls on 5xx"
+    assert deploy["type"] == "DEPLOY"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z", deploy["timestamp"])
+    assert deploy["customData"]["bridge"]["idempotencyKey"] == (
+        "github:acme/payments-api:run:9876543210/1:production:payments-api"
+    )
+    got = outputs(runner)
+    assert got["deploy-uuid"] == deploy["uuid"]
+    assert json.loads(got["payload"])["sha"] == PUSH_SHA
+    summary = Path(runner["GITHUB_STEP_SUMMARY"]).read_text()
+    assert "| payments-api | production | DEPLOY |" in summary
+    assert deploy["uuid"] in summary
+
+
+def test_deployment_status_event_gives_sha_and_environment(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use_event(runner, "deployment_status", "deployment_status")
+    runner["INPUT_ENVIRONMENT"] = ""
+    assert run(runner, capsys)[0] == 0
+    (deploy,) = cortex.all_deploys()
+    assert deploy["sha"] == "7c5d3b3bd2b9d6cc4d9a3bfe0c4b27a1e6e0f8d2"
+    assert deploy["environment"] == "staging"
+    assert deploy["customData"]["bridge"]["idempotencyKey"].startswith(
+        "github:acme/payments-api:deployment:88120045:staging:"
+    )
+
+
+def test_workflow_run_event_gives_head_sha_and_title(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use_event(runner, "workflow_run", "workflow_run")
+    assert run(runner, capsys)[0] == 0
+    (deploy,) = cortex.all_deploys()
+    assert deploy["sha"] == "e3f1c0a4b5d6e7f8091a2b3c4d5e6f708192a3b4"
+    assert deploy["title"] == "Bump ledger client to 4.2"
+
+
+@pytest.mark.parametrize("name", ["cortex.yaml", "cortex.yml"])
+def test_entity_from_descriptor(
+    runner: dict[str, str], cortex: FakeCortex, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path(runner["GITHUB_WORKSPACE"], name).write_text(
+        "openapi: 3.0.1\ninfo:\n  title: Payments\n  x-cortex-tag: payments-svc\n"
+    )
+    assert run(runner, capsys)[0] == 0
+    assert [d["entity"] for d in cortex.all_deploys()] == ["payments-svc"]
+
+
+def test_several_entities(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner["INPUT_ENTITY-TAG"] = "payments-api, ledger\nledger\nnotifier"
+    assert run(runner, capsys)[0] == 0
+    stored = cortex.all_deploys()
+    assert sorted(d["entity"] for d in stored) == ["ledger", "notifier", "payments-api"]
+    uuids = outputs(runner)["deploy-uuid"].split(",")
+    assert sorted(uuids) == sorted(d["uuid"] for d in stored)
+    assert len(json.loads(outputs(runner)["payload"])) == 3
+
+
+def test_underscore_input_spelling(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key in [k for k in runner if k.startswith("INPUT_")]:
+        runner[key.replace("-", "_")] = runner.pop(key)
+    runner["INPUT_ENTITY_TAG"] = "ledger"
+    assert run(runner, capsys)[0] == 0
+    assert [d["entity"] for d in cortex.all_deploys()] == ["ledger"]
+
+
+def test_rate_limit_and_5xx_still_one_deploy_and_waits_honoured(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner["INPUT_TYPE"] = "DEPLOY"
+    cortex.inject(
+        Fault.rate_limited(1),
+        Fault("status", status=503),
+        Fault.rate_limited(1),
+        Fault("status", status=503),
+    )
+    assert run(runner, capsys)[0] == 0
+    posts = cortex.requests_to("POST")
+    assert len(posts) == 5
+    assert posts[1].at - posts[0].at >= 0.95
+    assert posts[3].at - posts[2].at >= 0.95
+    assert len(cortex.all_deploys()) == 1
+
+
+def test_connection_dropped_after_store_still_one(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cortex.inject(Fault("drop_after", method="POST"))
+    code, out, _ = run(runner, capsys)
+    assert code == 0, out
+    (deploy,) = cortex.all_deploys()
+    assert outputs(runner)["deploy-uuid"] == deploy["uuid"]
+
+
+def test_repeated_step_answers_the_existing_record(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(runner, capsys)[0] == 0
+    code, out, _ = run(runner, capsys)
+    assert code == 0
+    assert "already recorded" in out
+    assert len(cortex.all_deploys()) == 1
+
+
+def test_auto_type_detects_rollback(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    older, newer = "1" * 40, "2" * 40
+    for n, (sha, when) in enumerate(
+        [(older, "2026-11-01T10:00:00Z"), (newer, "2026-11-02T10:00:00Z")]
+    ):
+        runner.update(INPUT_SHA=sha, INPUT_TIMESTAMP=when, GITHUB_RUN_ID=str(n))
+        assert run(runner, capsys)[0] == 0
+    runner.update(INPUT_SHA=older, INPUT_TIMESTAMP="2026-11-03T10:00:00Z", GITHUB_RUN_ID="3")
+    assert run(runner, capsys)[0] == 0
+    types = [d["type"] for d in cortex.all_deploys()]
+    assert types == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+
+
+@pytest.mark.parametrize(
+    ("entities", "token", "expected"),
+    [
+        pytest.param(None, "wrong-token-0xdead", "refused the API token", id="401"),
+        pytest.param({"payments-api"}, TOKEN, "entity 'no-such-svc' not found", id="404"),
+    ],
+)
+def test_rejections_fail_with_error_annotation(
+    runner: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    entities: set[str] | None,
+    token: str,
+    expected: str,
+) -> None:
+    with FakeCortex(token=TOKEN, entities=entities) as fake:
+        runner.update(
+            {
+                "INPUT_CORTEX-API-URL": fake.url,
+                "INPUT_CORTEX-API-TOKEN": token,
+                "INPUT_ENTITY-TAG": "no-such-svc",
+            }
+        )
+        code, out, _ = run(runner, capsys)
+        assert code == 1
+        assert re.search(rf"^::error[^:]*::.*{re.escape(expected)}", out, re.M), out
+        runner["INPUT_FAIL-ON-ERROR"] = "false"
+        code, out, _ = run(runner, capsys)
+        assert code == 0
+        assert re.search(rf"^::warning[^:]*::.*{re.escape(expected)}", out, re.M), out
+        assert fake.all_deploys() == []
+
+
+def test_token_never_printed_even_when_cortex_echoes_it(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    echo = {"type": "BAD_REQUEST", "message": f"bad header Authorization: Bearer {TOKEN}"}
+    cortex.inject(Fault("status", status=400, body=echo))
+    code, out, err = run(runner, capsys)
+    assert code == 1
+    shown = [line for line in out.splitlines() if not line.startswith("::add-mask::")]
+    assert TOKEN not in "\n".join(shown) + err
+    assert f"::add-mask::{TOKEN}" in out.splitlines()
+    assert TOKEN not in Path(runner["GITHUB_OUTPUT"]).read_text()
+    assert TOKEN not in Path(runner["GITHUB_STEP_SUMMARY"]).read_text()
+    assert "Bearer ***" in out
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        pytest.param({"INPUT_TYPE": "REDEPLOY"}, "type: 'REDEPLOY' is not one of", id="type"),
+        pytest.param({"INPUT_TIMESTAMP": "last tuesday"}, "timestamp:", id="timestamp"),
+        pytest.param({"INPUT_TIMESTAMP": "2026-11-20T10:00:00"}, "no UTC offset", id="naive-time"),
+        pytest.param({"INPUT_CUSTOM-DATA": "[1, 2]"}, "custom-data: expected a mapping", id="list"),
+        pytest.param(
+            {"INPUT_CUSTOM-DATA": "a: [b"}, "custom-data: neither JSON nor YAML", id="bad-yaml"
+        ),
+        pytest.param({"INPUT_CORTEX-API-TOKEN": ""}, "no Cortex API token", id="no-token"),
+        pytest.param({"INPUT_SHA": "main"}, "sha: 'main' is not a hex commit sha", id="sha"),
+        pytest.param({"INPUT_URL": "ftp://x"}, "url: 'ftp://x' is not an http(s) URL", id="url"),
+        pytest.param({"INPUT_DRY-RUN": "maybe"}, "dry-run: expected true or false", id="bool"),
+    ],
+)
+def test_bad_input_one_line_nothing_sent(
+    runner: dict[str, str],
+    cortex: FakeCortex,
+    capsys: pytest.CaptureFixture[str],
+    inputs: dict[str, str],
+    message: str,
+) -> None:
+    runner.update(inputs)
+    code, out, err = run(runner, capsys)
+    assert code == 2
+    errors = [line for line in out.splitlines() if line.startswith("::error")]
+    assert len(errors) == 1 and message in errors[0], out
+    assert "Traceback" not in out + err
+    assert cortex.received == []
+
+
+def test_dry_run_sends_nothing_and_shows_payload(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner["INPUT_DRY-RUN"] = "true"
+    runner["INPUT_CUSTOM-DATA"] = "team: payments\ntier: 1"
+    code, _, _ = run(runner, capsys)
+    assert code == 0
+    assert cortex.requests_to("POST") == []
+    payload = json.loads(outputs(runner)["payload"])
+    assert payload["customData"]["team"] == "payments"
+    assert outputs(runner)["deploy-uuid"] == ""
+    assert "dry run" in Path(runner["GITHUB_STEP_SUMMARY"]).read_text()
