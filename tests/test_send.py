@@ -1,0 +1,229 @@
+"""`cortex-deploy-bridge send` in GitLab CI and any CI, and the console script itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.fakecortex import FakeCortex
+from tests.conftest import TOKEN
+
+JOB_SHA = "279484c09fbe69ededfced8c1bb6e6d24616b468"
+
+
+@pytest.fixture
+def gitlab(cortex: FakeCortex, tmp_path: Path) -> dict[str, str]:
+    """Predefined variables of a GitLab deploy job (docs: predefined CI/CD variables)."""
+    return {
+        "CI": "true",
+        "GITLAB_CI": "true",
+        "CI_PROJECT_PATH": "acme/backend/payments-api",
+        "CI_PROJECT_DIR": str(tmp_path),
+        "CI_COMMIT_SHA": JOB_SHA,
+        "CI_COMMIT_TITLE": "Add retry to settlement client",
+        "CI_COMMIT_REF_NAME": "main",
+        "CI_JOB_ID": "9912345",
+        "CI_JOB_NAME": "deploy-production",
+        "CI_JOB_URL": "https://gitlab.example.com/acme/backend/payments-api/-/jobs/9912345",
+        "CI_JOB_STARTED_AT": "2026-11-20T09:14:30Z",
+        "CI_PIPELINE_ID": "1187345",
+        "CI_ENVIRONMENT_NAME": "production",
+        "CI_ENVIRONMENT_URL": "https://payments.example.com",
+        "GITLAB_USER_NAME": "Jane Doe",
+        "GITLAB_USER_EMAIL": "jane.doe@example.com",
+        "CORTEX_API_TOKEN": TOKEN,
+        "CORTEX_API_URL": cortex.url,
+    }
+
+
+def test_gitlab_job_records_deploy_and_prints_uuid(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["send", "--entity-tag", "payments-api", "--timestamp", "2026-11-20T09:16:00Z"], gitlab
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    (deploy,) = cortex.all_deploys()
+    assert out.split() == [deploy["uuid"]]
+    assert deploy["url"] == gitlab["CI_JOB_URL"]
+    assert deploy["deployer"] == {"name": "Jane Doe", "email": "jane.doe@example.com"}
+    assert deploy["sha"] == JOB_SHA
+    assert deploy["environment"] == "production"
+    assert deploy["title"] == "Add retry to settlement client"
+    custom = deploy["customData"]
+    assert custom["durationSeconds"] == 90
+    assert custom["jobId"] == "9912345"
+    # The Deployment Hook's deployable_id is this job's id: both paths name one deploy.
+    assert custom["bridge"]["idempotencyKey"] == (
+        "gitlab:acme/backend/payments-api:job:9912345:production:payments-api"
+    )
+
+
+def test_flags_override_context(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "send",
+            "--entity-tag",
+            "a,b",
+            "--environment",
+            "prod-eu",
+            "--type",
+            "restart",
+            "--title",
+            "Restart pods",
+            "--deployer-name",
+            "ops",
+            "--custom-data",
+            '{"ticket": "OPS-1"}',
+        ],
+        gitlab,
+    )
+    assert code == 0
+    capsys.readouterr()
+    stored = cortex.all_deploys()
+    assert {d["entity"] for d in stored} == {"a", "b"}
+    assert {d["type"] for d in stored} == {"RESTART"}
+    assert {d["environment"] for d in stored} == {"prod-eu"}
+    assert stored[0]["customData"]["ticket"] == "OPS-1"
+
+
+def test_token_from_file(
+    gitlab: dict[str, str], cortex: FakeCortex, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN + "\n")
+    del gitlab["CORTEX_API_TOKEN"]
+    gitlab["CORTEX_API_TOKEN_FILE"] = str(secret)
+    assert main(["send", "--entity-tag", "payments-api"], gitlab) == 0
+    assert len(cortex.all_deploys()) == 1
+
+
+def test_outside_ci_needs_an_entity(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["send", "--dry-run"], {})
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: entity-tag:")
+
+
+def test_dry_run_prints_payload_without_token(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "send",
+            "--dry-run",
+            "--entity-tag",
+            "svc",
+            "--sha",
+            "a" * 40,
+            "--environment",
+            "production",
+            "--timestamp",
+            "2026-11-20T10:00:00+01:00",
+        ],
+        {},
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["timestamp"] == "2026-11-20T09:00:00Z"
+    assert payload["type"] == "DEPLOY"
+    assert payload["title"] == f"Deploy {'a' * 12} to production"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["send", "--bogus"], "unrecognized arguments: --bogus", id="unknown-flag"),
+        pytest.param(["send", "--timeout", "soon"], "--timeout: invalid float value", id="float"),
+        pytest.param(["nope"], "invalid choice: 'nope'", id="unknown-command"),
+    ],
+)
+def test_bad_usage_is_one_line_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv, {})
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_send_failure_exits_1(gitlab: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeCortex(token=TOKEN, entities=set()) as fake:
+        gitlab["CORTEX_API_URL"] = fake.url
+        code = main(["send", "--entity-tag", "no-such-svc"], gitlab)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "entity 'no-such-svc' not found in cortex (404)" in err
+    assert TOKEN not in err
+
+
+def _console(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).with_name("cortex-deploy-bridge")
+    return subprocess.run(
+        [str(script), *args],
+        env={**env, "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_console_script_runs_the_image_entrypoint(cortex: FakeCortex, tmp_path: Path) -> None:
+    """The image's ENTRYPOINT is `cortex-deploy-bridge action`: run exactly that."""
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": "acme/payments-api",
+        "GITHUB_SHA": "b" * 40,
+        "GITHUB_RUN_ID": "77",
+        "GITHUB_OUTPUT": str(tmp_path / "o"),
+        "INPUT_CORTEX-API-TOKEN": TOKEN,
+        "INPUT_CORTEX-API-URL": cortex.url,
+        "INPUT_ENVIRONMENT": "production",
+    }
+    done = _console(env, "action")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (deploy,) = cortex.all_deploys()
+    assert deploy["uuid"] in (tmp_path / "o").read_text()
+
+
+def test_send_path_loads_no_server_dependencies() -> None:
+    code = (
+        "import sys; from bridge.cli import main; import bridge.step, bridge.send, "
+        "bridge.ci.github, bridge.ci.gitlab; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('flask', 'sqlalchemy', 'gunicorn', 'psycopg', 'prometheus_client', 'yaml')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_help_explains_every_flag() -> None:
+    done = _console({}, "send", "--help")
+    assert done.returncode == 0
+    for flag in (
+        "--entity-tag",
+        "--environment",
+        "--type",
+        "--title",
+        "--sha",
+        "--url",
+        "--deployer-name",
+        "--deployer-email",
+        "--timestamp",
+        "--custom-data",
+        "--dry-run",
+        "--fail-on-error",
+    ):
+        assert flag in done.stdout
