@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,8 @@ def parse_retry_after(header: str | None, *, now: datetime | None = None) -> flo
         return max(float(value), 0.0)
     except ValueError:
         pass
+    from email.utils import parsedate_to_datetime  # rare: keep it off the start-up path
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
