@@ -1,0 +1,554 @@
+"""Packaging: the Dockerfile, action.yml, the workflows and the GitLab templates.
+
+These check the files users and GitHub read directly, so a typo there fails here and not in
+a user's pipeline. External linters (hadolint, check-jsonschema) are run when installed (the
+`dev` extra brings both) and the test says so when it skips. No network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ACTION = ROOT / "action.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+REQUIREMENTS = ROOT / "requirements" / "action.txt"
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+GITLAB_TEMPLATE = ROOT / "templates" / "cortex-deploy.gitlab-ci.yml"
+GITLAB_LEGACY = ROOT / "templates" / "cortex-deploy.legacy.gitlab-ci.yml"
+COMMAND = "cortex-deploy-bridge"
+
+# The action's inputs and their defaults, as PRODUCT.md ("Action (action.yml, Docker)")
+# fixes them. None: no default, an empty input falls back to the workflow's context.
+INPUT_DEFAULTS: dict[str, str | None] = {
+    "cortex-api-token": None,
+    "cortex-api-url": "https://api.getcortexapp.com",
+    "entity-tag": None,
+    "environment": None,
+    "type": "auto",
+    "title": None,
+    "sha": None,
+    "url": None,
+    "deployer-name": None,
+    "deployer-email": None,
+    "timestamp": None,
+    "custom-data": None,
+    "fail-on-error": "true",
+    "dry-run": "false",
+}
+OUTPUTS = {"deploy-uuid", "payload"}
+KEBAB = re.compile(r"[a-z]+(-[a-z]+)*")
+INPUT_REF = re.compile(r"\$\[\[\s*inputs\.([\w-]+)\s*\]\]")
+
+
+def find_tool(name: str) -> str | None:
+    """The executable beside this interpreter (the venv's bin), else on PATH."""
+    beside = Path(sys.executable).with_name(name)
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def require_tool(name: str) -> str:
+    """The tool's path, or skip the test naming what is missing."""
+    path = find_tool(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (pip install -e '.[dev]' brings it)")
+    return path
+
+
+def run_tool(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run a linter from the project root, capturing its report."""
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+
+def check_schema(schema: str, *files: Path) -> None:
+    """Validate files against one of check-jsonschema's built-in schemas."""
+    tool = require_tool("check-jsonschema")
+    done = run_tool(tool, "--builtin-schema", schema, *map(str, files))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def load_pyproject() -> dict[str, Any]:
+    """pyproject.toml, parsed (tomllib, or tomli on Python 3.10)."""
+    if sys.version_info >= (3, 11):
+        import tomllib as toml
+    else:  # Python 3.10: pytest depends on tomli there
+        toml = pytest.importorskip("tomli", reason="no TOML parser (tomllib or tomli)")
+    return dict(toml.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8")))
+
+
+def normalize(name: str) -> str:
+    """A distribution name in PEP 503 normal form."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.fixture(scope="module")
+def action() -> dict[str, Any]:
+    """action.yml, parsed."""
+    data = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+# --- Dockerfile -------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    instructions, pending = [], ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, rest = (pending + line).partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+        pending = ""
+    return instructions
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    tool = require_tool("hadolint")
+    done = run_tool(tool, str(DOCKERFILE))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dockerfile_entrypoint_is_the_action_command() -> None:
+    entrypoints = [args for keyword, args in dockerfile_instructions() if keyword == "ENTRYPOINT"]
+    assert entrypoints, "Dockerfile has no ENTRYPOINT"
+    # Exec form (JSON): no shell between GitHub and the command, signals reach it.
+    assert json.loads(entrypoints[-1]) == [COMMAND, "action"]
+    scripts = load_pyproject()["project"]["scripts"]
+    assert COMMAND in scripts, f"[project.scripts] does not declare {COMMAND!r}"
+
+
+def test_dockerfile_keeps_the_default_root_user() -> None:
+    # GitHub: a Docker action must run as the default (root) user to write the workspace
+    # and the GITHUB_OUTPUT / GITHUB_STEP_SUMMARY files ("Dockerfile support", USER).
+    users = [args for keyword, args in dockerfile_instructions() if keyword == "USER"]
+    assert users == []
+
+
+def test_dockerfile_installs_pinned_requirements_then_the_project_alone() -> None:
+    instructions = dockerfile_instructions()
+    copies = " ".join(args for keyword, args in instructions if keyword == "COPY")
+    runs = [args for keyword, args in instructions if keyword == "RUN"]
+    assert "requirements/action.txt" in copies
+    assert any("--requirement" in run or " -r " in run for run in runs)
+    assert any(re.search(r"pip install --no-deps --no-cache-dir \.(\s|$)", run) for run in runs)
+    # The server extras must never reach the image.
+    assert not any("[server]" in run or "[dev]" in run for run in runs)
+
+
+def dockerignored(path: str, rules: list[tuple[bool, str]]) -> bool:
+    """Whether Docker leaves ``path`` out of the build context (last matching rule wins)."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    ignored = False
+    for negated, pattern in rules:
+        globs = [pattern, pattern[3:]] if pattern.startswith("**/") else [pattern]
+        if any(fnmatchcase(prefix, glob) for prefix in prefixes for glob in globs):
+            ignored = not negated
+    return ignored
+
+
+def dockerignore_rules() -> list[tuple[bool, str]]:
+    """(negated, pattern) per rule of .dockerignore."""
+    rules = []
+    for raw in DOCKERIGNORE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            negated = line.startswith("!")
+            rules.append((negated, line.lstrip("!").strip("/")))
+    return rules
+
+
+@pytest.mark.parametrize(
+    ("path", "ignored"),
+    [
+        pytest.param("pyproject.toml", False, id="pyproject"),
+        pytest.param("README.md", False, id="readme"),
+        pytest.param("bridge/__init__.py", False, id="package"),
+        pytest.param("bridge/py.typed", False, id="py.typed"),
+        pytest.param("bridge/schemas/config.json", False, id="package-data"),
+        pytest.param("requirements/action.txt", False, id="requirements"),
+        pytest.param(".git/config", True, id="git"),
+        pytest.param(".venv/bin/python", True, id="venv"),
+        pytest.param("tests/conftest.py", True, id="tests"),
+        pytest.param("bridge.db", True, id="database"),
+        pytest.param(".env", True, id="dotenv"),
+        pytest.param("bridge/__pycache__/cli.cpython-312.pyc", True, id="bytecode"),
+        pytest.param("cortex_deploy_bridge.egg-info/PKG-INFO", True, id="egg-info"),
+    ],
+)
+def test_dockerignore_lets_in_only_the_build_inputs(path: str, ignored: bool) -> None:
+    assert dockerignored(path, dockerignore_rules()) is ignored
+
+
+def test_action_requirements_pin_exactly_the_runtime_dependencies() -> None:
+    from packaging.requirements import Requirement
+
+    declared = {
+        normalize(req.name): req
+        for req in map(Requirement, load_pyproject()["project"]["dependencies"])
+    }
+    pins = {}
+    for raw in REQUIREMENTS.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        assert match, f"not pinned with ==: {line!r}"
+        pins[normalize(match[1])] = match[2]
+    assert set(pins) == set(declared)
+    for name, version in pins.items():
+        assert declared[name].specifier.contains(version), (
+            f"{name}=={version} is outside pyproject's {declared[name]}"
+        )
+
+
+# --- action.yml -------------------------------------------------------------------------
+
+
+def test_action_metadata_matches_github_schema() -> None:
+    check_schema("vendor.github-actions", ACTION)
+
+
+def test_action_runs_the_dockerfile(action: dict[str, Any]) -> None:
+    runs = action["runs"]
+    assert runs["using"] == "docker"
+    assert runs["image"] == "Dockerfile"
+    # The entrypoint reads INPUT_*; args would only duplicate them on the command line.
+    assert runs.get("args", []) == []
+    assert {"name", "description", "branding"} <= set(action)
+    assert {"icon", "color"} <= set(action["branding"])
+
+
+def test_action_inputs_are_exactly_the_contract(action: dict[str, Any]) -> None:
+    assert set(action["inputs"]) == set(INPUT_DEFAULTS)
+
+
+def test_action_inputs_are_kebab_case_and_described(action: dict[str, Any]) -> None:
+    for name, spec in action["inputs"].items():
+        assert KEBAB.fullmatch(name), f"input {name!r} is not kebab-case"
+        description = spec.get("description", "")
+        assert isinstance(description, str)
+        assert len(description.split()) >= 5, f"input {name!r} is not described"
+
+
+@pytest.mark.parametrize(("name", "default"), list(INPUT_DEFAULTS.items()))
+def test_action_input_default(action: dict[str, Any], name: str, default: str | None) -> None:
+    spec = action["inputs"][name]
+    description = spec["description"]
+    assert spec.get("required", False) is (name == "cortex-api-token")
+    if default is None:
+        # Empty means "from the context": no default the runner would pass instead.
+        assert spec.get("default", "") == ""
+        if name != "cortex-api-token":
+            assert "empty" in description.lower(), f"{name}: says nothing of an empty value"
+    else:
+        # A quoted string: YAML's true/false would reach the container as "True".
+        assert spec.get("default") == default
+        assert f"`{default}`" in description, f"{name}: description does not state {default!r}"
+
+
+def test_action_outputs(action: dict[str, Any]) -> None:
+    outputs = action["outputs"]
+    assert set(outputs) == OUTPUTS
+    for name, spec in outputs.items():
+        assert spec.get("description"), f"output {name!r} is not described"
+        assert "value" not in spec, "a Docker action's outputs come from GITHUB_OUTPUT"
+
+
+def cli_available() -> bool:
+    """Whether the command's module imports (the console script may not be installed)."""
+    try:
+        import bridge.cli  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def run_cli(*argv: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The console script, run as its generated wrapper does: ``sys.exit(run())``."""
+    code = "import sys; from bridge.cli import run; sys.exit(run())"
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_send_flags_mirror_the_action_inputs(tmp_path: Path) -> None:
+    if not cli_available():
+        pytest.skip("bridge.cli is not written yet")
+    done = run_cli("send", "--help", env=dict(os.environ), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    flags = set(re.findall(r"--[a-z][a-z-]*", done.stdout))
+    # The token is a secret: only from the environment, never a flag (PRODUCT.md).
+    wanted = {f"--{name}" for name in INPUT_DEFAULTS} - {"--cortex-api-token"}
+    assert wanted <= flags, f"send lacks {sorted(wanted - flags)}"
+
+
+def runner_env(action: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
+    """INPUT_* as the runner sets them: every given or defaulted input, hyphens kept."""
+    env = {}
+    for name, spec in action["inputs"].items():
+        value = given.get(name, spec.get("default", ""))
+        if value != "" or name in given:
+            env[f"INPUT_{name.upper()}"] = str(value)
+    return env
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    """Step outputs from a GITHUB_OUTPUT file (``name=value`` and heredoc blocks)."""
+    outputs, lines = {}, iter(path.read_text(encoding="utf-8").splitlines())
+    for line in lines:
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, _, delimiter = line.partition("<<")
+            outputs[name] = "\n".join(iter(lines.__next__, delimiter))
+        elif "=" in line:
+            name, _, value = line.partition("=")
+            outputs[name] = value
+    return outputs
+
+
+def test_entrypoint_reads_every_action_input(action: dict[str, Any], tmp_path: Path) -> None:
+    if not cli_available():
+        pytest.skip("bridge.cli is not written yet")
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"head_commit": {"message": "from the event"}}))
+    output = tmp_path / "output"
+    given = {
+        "cortex-api-token": "ctx-dummy-token-7d2c",
+        "entity-tag": "alpha, beta",
+        "environment": "staging",
+        "type": "DEPLOY",  # not auto: a dry run with auto would read history from Cortex
+        "title": "Release 1.4.2",
+        "sha": "0123456789abcdef0123456789abcdef01234567",
+        "url": "https://deploys.example.com/1",
+        "deployer-name": "Jane Doe",
+        "deployer-email": "jane@example.com",
+        "timestamp": "2024-05-14T09:11:47Z",
+        "custom-data": "version: 1.4.2",
+        "dry-run": "true",
+    }
+    # A clean environment: the runner's own GITHUB_* (when this runs in CI) must not leak in.
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_REPOSITORY": "acme/payments-api",
+        "GITHUB_SHA": "f" * 40,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_RUN_ID": "42",
+        "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_ACTOR": "octocat",
+        "GITHUB_WORKSPACE": str(tmp_path),
+        "GITHUB_OUTPUT": str(output),
+        **runner_env(action, given),
+    }
+    done = run_cli("action", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The token appears once, in its own ::add-mask:: command, and nowhere else.
+    shown = [line for line in done.stdout.splitlines() if not line.startswith("::add-mask::")]
+    assert f"::add-mask::{given['cortex-api-token']}" in done.stdout.splitlines()
+    assert not any(given["cortex-api-token"] in line for line in shown)
+    outputs = read_outputs(output)
+    assert outputs["deploy-uuid"] == ""  # a dry run records nothing
+    payloads = json.loads(outputs["payload"])
+    assert [p["customData"]["bridge"]["idempotencyKey"].rsplit(":", 1)[-1] for p in payloads] == [
+        "alpha",
+        "beta",
+    ]
+    for payload in payloads:
+        assert payload["title"] == given["title"]
+        assert payload["sha"] == given["sha"]
+        assert payload["environment"] == given["environment"]
+        assert payload["url"] == given["url"]
+        assert payload["type"] == "DEPLOY"
+        assert payload["timestamp"] == given["timestamp"]
+        assert payload["deployer"] == {"name": "Jane Doe", "email": "jane@example.com"}
+        assert payload["customData"]["version"] == "1.4.2"
+
+
+# --- workflows --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=[path.name for path in WORKFLOWS])
+def test_workflow_matches_github_schema(workflow: Path) -> None:
+    check_schema("vendor.github-workflows", workflow)
+
+
+# --- GitLab templates -------------------------------------------------------------------
+
+
+def load_documents(path: Path) -> list[Any]:
+    """Every YAML document of a file (a spec:inputs header, then the configuration)."""
+    return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+
+
+def template_job(path: Path) -> tuple[str, dict[str, Any]]:
+    """The one job of a template, by name."""
+    jobs = {
+        name: body
+        for name, body in load_documents(path)[-1].items()
+        if isinstance(body, dict) and "script" in body
+    }
+    assert len(jobs) == 1, f"{path.name}: expected one job, found {sorted(jobs)}"
+    return next(iter(jobs.items()))
+
+
+@pytest.mark.parametrize("path", [GITLAB_TEMPLATE, GITLAB_LEGACY], ids=["spec", "legacy"])
+def test_gitlab_template_job_sends_with_the_image_entrypoint_cleared(path: Path) -> None:
+    _, job = template_job(path)
+    assert any(f"{COMMAND} send" in line for line in job["script"])
+    # The image's entrypoint is the GitHub Action; GitLab must get a shell instead.
+    assert job["image"]["entrypoint"] == [""]
+    assert "needs" not in job, "needs: is the user's to set"
+
+
+def test_gitlab_templates_match_gitlab_schema(tmp_path: Path) -> None:
+    # check-jsonschema reads one document per file: split the spec header from the jobs.
+    files = []
+    for path in (GITLAB_TEMPLATE, GITLAB_LEGACY):
+        for index, document in enumerate(load_documents(path)):
+            file = tmp_path / f"{path.stem}.{index}.json"
+            file.write_text(json.dumps(document))
+            files.append(file)
+    check_schema("vendor.gitlab-ci", *files)
+
+
+def test_gitlab_template_declares_and_uses_its_inputs() -> None:
+    header, config = load_documents(GITLAB_TEMPLATE)
+    inputs = header["spec"]["inputs"]
+    assert {"stage", "entity-tag", "environment", "image"} <= set(inputs)
+    assert inputs["stage"]["default"] == "deploy"
+    assert inputs["image"]["default"] == "ghcr.io/cortex-deploy-bridge/cortex-deploy-bridge:v1"
+    assert all("description" in spec and "default" in spec for spec in inputs.values())
+    used = set(INPUT_REF.findall(json.dumps(config)))
+    assert used == set(inputs)
+    name, job = template_job(GITLAB_TEMPLATE)
+    assert name == "record-deploy-to-cortex"
+    assert job["stage"] == "$[[ inputs.stage ]]"
+
+
+def as_text(value: Any) -> str:
+    """An input's value as GitLab writes it into a string (booleans as true/false)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def render(value: Any, inputs: dict[str, Any]) -> Any:
+    """GitLab's interpolation of ``$[[ inputs.x ]]`` into the configuration's strings."""
+    if isinstance(value, str):
+        return INPUT_REF.sub(lambda m: as_text(inputs[m[1]]), value)
+    if isinstance(value, list):
+        return [render(item, inputs) for item in value]
+    if isinstance(value, dict):
+        return {key: render(item, inputs) for key, item in value.items()}
+    return value
+
+
+def run_template_job(
+    path: Path, tmp_path: Path, *, inputs: dict[str, Any], variables: dict[str, str]
+) -> list[str]:
+    """Run a template's script under sh with a stand-in command; the argv it got."""
+    shell = shutil.which("sh")
+    if shell is None:
+        pytest.skip("no POSIX sh to run the job script")
+    documents = load_documents(path)
+    if len(documents) == 2:
+        defaults = {name: spec["default"] for name, spec in documents[0]["spec"]["inputs"].items()}
+        documents[-1] = render(documents[-1], {**defaults, **inputs})
+    _, job = next((n, j) for n, j in documents[-1].items() if isinstance(j, dict))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    argv_file = tmp_path / "argv"
+    stub = bindir / COMMAND
+    stub.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" > '{argv_file}'\n")
+    stub.chmod(0o755)
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env |= {key: str(value) for key, value in job.get("variables", {}).items()}
+    env |= variables
+    for line in job["script"]:
+        done = subprocess.run(
+            [shell, "-c", line], env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert done.returncode == 0, done.stderr
+    return argv_file.read_text().split("\0")[:-1]
+
+
+SCRIPT_CASES = [
+    pytest.param(
+        {},
+        {"CI_ENVIRONMENT_NAME": "production"},
+        ["send", "--type", "auto", "--environment", "production"],
+        id="defaults-from-the-job",
+    ),
+    pytest.param(
+        {"entity-tag": "payments-api,ledger", "environment": "staging", "type": "ROLLBACK"},
+        {"CI_ENVIRONMENT_NAME": "production"},
+        [
+            "send",
+            "--type",
+            "ROLLBACK",
+            "--entity-tag",
+            "payments-api,ledger",
+            "--environment",
+            "staging",
+        ],
+        id="inputs-win",
+    ),
+    pytest.param({}, {}, ["send", "--type", "auto"], id="nothing-known"),
+    pytest.param(
+        {"entity-tag": "a\nb", "dry-run": True},
+        {},
+        ["send", "--type", "auto", "--entity-tag", "a\nb", "--dry-run"],
+        id="newlines-and-dry-run",
+    ),
+]
+LEGACY_VARIABLES = {
+    "entity-tag": "CORTEX_DEPLOY_ENTITY_TAG",
+    "environment": "CORTEX_DEPLOY_ENVIRONMENT",
+    "type": "CORTEX_DEPLOY_TYPE",
+    "dry-run": "CORTEX_DEPLOY_DRY_RUN",
+}
+
+
+@pytest.mark.parametrize(("inputs", "variables", "argv"), SCRIPT_CASES)
+def test_gitlab_template_script_builds_the_send_flags(
+    tmp_path: Path, inputs: dict[str, Any], variables: dict[str, str], argv: list[str]
+) -> None:
+    got = run_template_job(GITLAB_TEMPLATE, tmp_path, inputs=inputs, variables=variables)
+    assert got == argv
+
+
+@pytest.mark.parametrize(("inputs", "variables", "argv"), SCRIPT_CASES)
+def test_gitlab_legacy_template_script_builds_the_same_flags(
+    tmp_path: Path, inputs: dict[str, Any], variables: dict[str, str], argv: list[str]
+) -> None:
+    # The legacy job is configured by variables where the spec template takes inputs.
+    overrides = {LEGACY_VARIABLES[name]: as_text(value) for name, value in inputs.items()}
+    got = run_template_job(GITLAB_LEGACY, tmp_path, inputs={}, variables=variables | overrides)
+    assert got == argv
