@@ -166,8 +166,8 @@ class DeliverySettings:
     dead_letter_after_seconds: float = 86400.0  # a day
     max_attempts: int = 0  # 0: unlimited until dead_letter_after_seconds
     lease_seconds: float = 60.0
-    backoff_base_seconds: float = 30.0
-    backoff_max_seconds: float = 1800.0
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
 
 
 DEFAULT_ROUTE = RouteRule("default", Match(), ("{repo}",))

@@ -128,7 +128,12 @@ class CortexClient:
                 return
 
     def find_deploy(
-        self, entity: str, key: str, *, near: datetime | None = None
+        self,
+        entity: str,
+        key: str,
+        *,
+        near: datetime | None = None,
+        window: timedelta = timedelta(seconds=2),
     ) -> dict[str, Any] | None:
         """The deploy of ``entity`` whose customData carries idempotency ``key``, if any.
 
@@ -137,7 +142,7 @@ class CortexClient:
         """
         if near is not None:
             try:
-                return self._search_near(entity, key, near)
+                return self._retrying(lambda: self._search_near(entity, key, near, window))
             except CortexRejected as exc:
                 if exc.status in (401, 403):
                     raise
@@ -146,8 +151,9 @@ class CortexClient:
                 return deploy
         return None
 
-    def _search_near(self, entity: str, key: str, near: datetime) -> dict[str, Any] | None:
-        window = timedelta(seconds=2)
+    def _search_near(
+        self, entity: str, key: str, near: datetime, window: timedelta
+    ) -> dict[str, Any] | None:
         query = urlencode(
             {
                 "entityTagOrIds": entity,

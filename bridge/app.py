@@ -1,0 +1,291 @@
+"""The webhook receiver and admin API, as a Flask app factory.
+
+Views stay thin: check the signature, decode, hand over to ``ingest``, answer. Cortex is
+never called inside a request; the worker delivers what the outbox holds.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qs
+
+from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from bridge import metrics
+from bridge.config import Config
+from bridge.errors import SignatureError
+from bridge.ingest import Answer, dedupe_key, ingest
+from bridge.signatures import verify_github, verify_gitlab
+from bridge.store import STATUSES, Delivery, Store, StoreError
+
+log = logging.getLogger("bridge.receiver")
+
+MAX_PAGE = 200
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Runtime:
+    """What one process of the receiver works with; built once at start-up."""
+
+    config: Config
+    store: Store
+    github_secret: str = ""
+    gitlab_token: str = ""
+    admin_token: str = ""
+    allow_unsigned: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
+    clock: Callable[[], datetime] = utcnow
+
+
+class BadRequest(Exception):
+    """A 4xx answer with a reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def create_app(runtime: Runtime) -> Flask:
+    """A receiver bound to ``runtime``; nothing is read from the environment here."""
+    app = Flask("bridge")
+    app.config["MAX_CONTENT_LENGTH"] = runtime.config.server.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["bridge"] = runtime
+    _add_webhooks(app, runtime)
+    _add_probes(app, runtime)
+    _add_admin(app, runtime)
+    _add_error_handlers(app)
+    return app
+
+
+def _answer(answer: Answer, source: str, event: str) -> tuple[Response, int]:
+    metrics.WEBHOOKS.labels(source, event[:40] or "-", answer.body["status"]).inc()
+    return jsonify(answer.body), answer.status
+
+
+def _add_webhooks(app: Flask, rt: Runtime) -> None:
+    @app.post("/webhooks/github")
+    def github() -> tuple[Response, int]:
+        body = request.get_data(cache=False)
+        event = request.headers.get("X-GitHub-Event", "")
+        if not (rt.allow_unsigned and not rt.github_secret):
+            verify_github(rt.github_secret, body, request.headers.get("X-Hub-Signature-256"))
+        payload = _decode(body, form_field="payload")
+        if not event:
+            raise BadRequest(400, "missing X-GitHub-Event header")
+        delivery = request.headers.get("X-GitHub-Delivery")
+        key = dedupe_key("github", request.headers.get("X-GitHub-Hook-ID"), delivery, body=body)
+        return _ingest("github", event, payload, key=key, delivery=delivery, rt=rt)
+
+    @app.post("/webhooks/gitlab")
+    def gitlab() -> tuple[Response, int]:
+        if not (rt.allow_unsigned and not rt.gitlab_token):
+            verify_gitlab(rt.gitlab_token, request.headers.get("X-Gitlab-Token"))
+        body = request.get_data(cache=False)
+        payload = _decode(body, form_field=None)
+        event = request.headers.get("X-Gitlab-Event", "")
+        if not event:
+            raise BadRequest(400, "missing X-Gitlab-Event header")
+        # GitLab keeps Idempotency-Key across its retries of one event (webhooks docs).
+        delivery = request.headers.get("Idempotency-Key") or request.headers.get(
+            "X-Gitlab-Event-UUID"
+        )
+        key = dedupe_key("gitlab", delivery, body=body)
+        return _ingest("gitlab", event, payload, key=key, delivery=delivery, rt=rt)
+
+
+def _ingest(
+    source: str, event: str, payload: Any, *, key: str, delivery: str | None, rt: Runtime
+) -> tuple[Response, int]:
+    answer = ingest(
+        source,
+        event,
+        payload,
+        key=key,
+        delivery_id=delivery,
+        config=rt.config,
+        store=rt.store,
+        now=rt.clock(),
+    )
+    if answer.queued:
+        rt.wake.set()
+    log.info(
+        answer.body["status"],
+        extra={"source": source, "event": event, "delivery_id": delivery, **answer.body},
+    )
+    return _answer(answer, source, event)
+
+
+def _decode(body: bytes, *, form_field: str | None) -> Any:
+    """The JSON document of a body: plain JSON, or GitHub's form encoding (``payload=``)."""
+    kind = (request.mimetype or "").lower()
+    if kind == "application/x-www-form-urlencoded" and form_field:
+        try:
+            fields = parse_qs(body.decode("utf-8"), strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            raise BadRequest(400, "form body is not valid url-encoded text") from None
+        values = fields.get(form_field)
+        if not values:
+            raise BadRequest(400, f"form body has no {form_field!r} field")
+        text: bytes | str = values[0]
+    elif kind == "application/json" or kind.endswith("+json"):
+        text = body
+    else:
+        expected = "application/json or form-encoded payload=" if form_field else "application/json"
+        raise BadRequest(415, f"content type {kind or 'none'!r} is not {expected}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadRequest(400, "body is not valid JSON") from None
+
+
+def _add_probes(app: Flask, rt: Runtime) -> None:
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        return jsonify(status="ok"), 200
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        try:
+            rt.store.ping()
+        except Exception as exc:  # any failure to reach the database means not ready
+            log.warning("database unreachable", extra={"error": type(exc).__name__})
+            return jsonify(status="unavailable", reason="database unreachable"), 503
+        return jsonify(status="ok"), 200
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(
+            metrics.exposition(rt.store, rt.clock), mimetype="text/plain; version=0.0.4"
+        )
+
+
+def _add_admin(app: Flask, rt: Runtime) -> None:
+    @app.before_request
+    def guard_admin() -> tuple[Response, int] | None:
+        if not request.path.startswith("/api/"):
+            return None
+        if not rt.admin_token:
+            return jsonify(status="error", reason="not found"), 404
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {rt.admin_token}"
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
+            return jsonify(status="error", reason="missing or wrong admin token"), 401
+        return None
+
+    @app.get("/api/deliveries")
+    def list_deliveries() -> tuple[Response, int]:
+        status = request.args.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise BadRequest(400, f"status must be one of {', '.join(STATUSES)}")
+        limit = _int_arg("limit", 50, low=1, high=MAX_PAGE) or 50
+        after = _int_arg("after", None, low=1, high=2**63 - 1)
+        rows, cursor = rt.store.list_deliveries(status=status, limit=limit, after=after)
+        return jsonify(
+            data=[_show(d, full=False) for d in rows],
+            has_more=cursor is not None,
+            next_cursor=str(cursor) if cursor is not None else None,
+        ), 200
+
+    @app.get("/api/deliveries/<int:delivery_id>")
+    def show_delivery(delivery_id: int) -> tuple[Response, int]:
+        found = rt.store.get(delivery_id)
+        if found is None:
+            raise BadRequest(404, f"no delivery {delivery_id}")
+        return jsonify(_show(found, full=True)), 200
+
+    @app.post("/api/deliveries/<int:delivery_id>/retry")
+    def retry_delivery(delivery_id: int) -> tuple[Response, int]:
+        found = rt.store.get(delivery_id)
+        if found is None:
+            raise BadRequest(404, f"no delivery {delivery_id}")
+        if not rt.store.retry(delivery_id, now=rt.clock()):
+            raise BadRequest(409, f"delivery {delivery_id} is {found.status}: nothing to retry")
+        rt.wake.set()
+        return jsonify(id=delivery_id, status="queued"), 200
+
+
+def _int_arg(name: str, default: int | None, *, low: int, high: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(400, f"{name} must be an integer, got {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise BadRequest(400, f"{name} must be between {low} and {high}")
+    return value
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _show(d: Delivery, *, full: bool) -> dict[str, Any]:
+    """A delivery as the admin API shows it."""
+    event = d.payload.get("event", {})
+    shown: dict[str, Any] = {
+        "id": d.id,
+        "status": d.status,
+        "source": d.source,
+        "event": d.event_name,
+        "repository": event.get("repository"),
+        "environment": event.get("environment"),
+        "sha": event.get("sha"),
+        "deploy_status": event.get("status"),
+        "entities": d.payload.get("entities", []),
+        "attempts": d.attempts,
+        "received_at": _stamp(d.received_at),
+        "next_attempt_at": _stamp(d.next_attempt_at),
+        "delivered_at": _stamp(d.delivered_at),
+        "last_error": d.last_error,
+        "results": d.results,
+    }
+    if full:
+        shown["dedupe_key"] = d.dedupe_key
+        shown["payload"] = d.payload
+    return shown
+
+
+def _add_error_handlers(app: Flask) -> None:
+    @app.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest) -> tuple[Response, int]:
+        return jsonify(status="rejected", reason=exc.reason), exc.status
+
+    @app.errorhandler(SignatureError)
+    def bad_signature(exc: SignatureError) -> tuple[Response, int]:
+        metrics.WEBHOOKS.labels(request.path.rsplit("/", 1)[-1], "-", "unauthorized").inc()
+        return jsonify(status="unauthorized", reason=str(exc)), 401
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        reason = "body too large" if status == 413 else (exc.description or exc.name)
+        return jsonify(status="rejected", reason=reason), status
+
+    @app.errorhandler(StoreError)
+    @app.errorhandler(SQLAlchemyError)
+    def database_down(exc: Exception) -> tuple[Response, int]:
+        log.error("database unavailable", extra={"error": type(exc).__name__})
+        return jsonify(status="error", reason="storage unavailable; the event was not stored"), 503
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unexpected error")
+        return jsonify(status="error", reason="internal error; the event was not stored"), 500

@@ -1,0 +1,76 @@
+"""From one verified, decoded webhook delivery to an answer: ignored, duplicate, or queued.
+
+No HTTP here: the view hands over the decoded body and headers' facts, and turns the
+``Answer`` into a response. The event is stored before "queued" is answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bridge.config import Config, route
+from bridge.delivery import ignore_reason, to_payload
+from bridge.errors import MalformedEvent, UnsupportedEvent
+from bridge.sources import parse_event
+from bridge.store import Store
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP status and its JSON body."""
+
+    status: int
+    body: dict[str, Any]
+    queued: bool = False
+
+
+def ignored(reason: str) -> Answer:
+    """200: the event records nothing, and why."""
+    return Answer(200, {"status": "ignored", "reason": reason})
+
+
+def dedupe_key(source: str, *parts: str | None, body: bytes) -> str:
+    """The outbox's de-duplication key: the SCM's delivery id, else the body's digest."""
+    named = [p.strip() for p in parts if p and p.strip()]
+    if named:
+        return ":".join([source, *named])[:400]
+    return f"{source}:sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+def ingest(
+    source: str,
+    event_name: str,
+    payload: Any,
+    *,
+    key: str,
+    delivery_id: str | None,
+    config: Config,
+    store: Store,
+    now: datetime,
+) -> Answer:
+    """Parse, filter and route one delivery; store it when it records a deploy."""
+    if not config.sources.enabled(source):
+        return ignored(f"source {source} is disabled (sources.{source}.enabled)")
+    try:
+        event = parse_event(source, event_name, payload, delivery_id=delivery_id)
+        reason = ignore_reason(event, config)
+        if reason is not None:
+            return ignored(reason)
+        where = route(config, event)
+    except UnsupportedEvent as exc:
+        return ignored(exc.reason)
+    except MalformedEvent as exc:
+        return Answer(400, {"status": "rejected", "reason": str(exc)})
+    delivery_id_, created = store.enqueue(
+        dedupe_key=key,
+        source=source,
+        event_name=event_name,
+        payload=to_payload(event, where),
+        now=now,
+    )
+    if not created:
+        return Answer(200, {"status": "duplicate", "id": delivery_id_})
+    return Answer(202, {"id": delivery_id_, "status": "queued"}, queued=True)

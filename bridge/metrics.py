@@ -1,0 +1,80 @@
+"""Prometheus metrics, correct under several gunicorn worker processes.
+
+Counters and histograms use prometheus_client's multiprocess mode when
+``PROMETHEUS_MULTIPROC_DIR`` is set (``serve`` sets it); queue gauges are read from the
+database at scrape time, so every process reports the same truth.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from bridge.store import STATUSES, Store
+
+WEBHOOKS = Counter(
+    "bridge_webhooks_total",
+    "Webhook deliveries received, by answer.",
+    ["source", "event", "answer"],
+)
+DELIVERIES = Counter(
+    "bridge_deliveries_total", "Delivery attempts settled, by outcome.", ["outcome"]
+)
+DELIVERY_AGE = Histogram(
+    "bridge_delivery_seconds",
+    "Seconds from webhook receipt to a delivery being settled.",
+    ["outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+
+
+class QueueCollector(Collector):
+    """Queue depth per status and the oldest due event's age, read from the store."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.clock = clock
+
+    def collect(self) -> Iterator[Any]:
+        """Gauges from the database at scrape time."""
+        depth = GaugeMetricFamily(
+            "bridge_queue_events", "Events in the outbox, by status.", labels=["status"]
+        )
+        counts = self.store.counts()
+        for status in STATUSES:
+            depth.add_metric([status], counts.get(status, 0))
+        yield depth
+        age = self.store.oldest_due_age(self.clock())
+        yield GaugeMetricFamily(
+            "bridge_queue_oldest_due_seconds",
+            "Seconds the oldest undelivered event has waited.",
+            value=age or 0.0,
+        )
+        yield GaugeMetricFamily(
+            "bridge_dead_letters", "Events that failed for good.", value=counts.get("dead", 0)
+        )
+
+
+def exposition(store: Store, clock: Callable[[], datetime]) -> bytes:
+    """The /metrics page: this fleet's counters plus the queue gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = REGISTRY
+    queue = CollectorRegistry()
+    queue.register(QueueCollector(store, clock))
+    return generate_latest(registry) + generate_latest(queue)

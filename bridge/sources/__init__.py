@@ -1,0 +1,54 @@
+"""Webhook sources: a table ``(source, event name) -> parser`` from payloads to DeployEvents.
+
+Pure: parsers read a decoded JSON payload and return a :class:`~bridge.model.DeployEvent`, or
+raise :class:`~bridge.errors.UnsupportedEvent` (records nothing, answered "ignored") or
+:class:`~bridge.errors.MalformedEvent` (names the missing field, answered 400).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from bridge.errors import MalformedEvent, UnsupportedEvent
+from bridge.model import DeployEvent
+from bridge.sources import github, gitlab
+from bridge.sources.fields import shorten
+
+Parser = Callable[[Mapping[str, Any]], DeployEvent]
+
+# The event name is GitHub's X-GitHub-Event header, GitLab's X-Gitlab-Event header.
+PARSERS: Mapping[tuple[str, str], Parser] = MappingProxyType(
+    {
+        **{("github", name): parser for name, parser in github.PARSERS.items()},
+        **{("gitlab", name): parser for name, parser in gitlab.PARSERS.items()},
+    }
+)
+
+SOURCES = frozenset(source for source, _ in PARSERS)
+
+
+def parse_event(
+    source: str, event_name: str, payload: Any, *, delivery_id: str | None = None
+) -> DeployEvent:
+    """The DeployEvent one webhook delivery describes, or why it records nothing."""
+    parser = PARSERS.get((source, event_name))
+    if parser is None:
+        raise UnsupportedEvent(_unsupported(source, event_name))
+    if not isinstance(payload, Mapping):
+        raise MalformedEvent(f"{event_name} payload is not a JSON object")
+    return dataclasses.replace(parser(payload), delivery_id=delivery_id)
+
+
+def _unsupported(source: str, event_name: str) -> str:
+    if source not in SOURCES:
+        return f"source {shorten(source)} is not supported"
+    if not isinstance(event_name, str) or not event_name.strip():
+        return f"{source} deliveries without an event name are not recorded"
+    name = event_name if len(event_name) <= 60 else event_name[:57] + "..."
+    return f"{name} events are not recorded"
+
+
+__all__ = ["PARSERS", "Parser", "parse_event"]

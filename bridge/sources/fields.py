@@ -1,0 +1,175 @@
+"""Defensive reads of an untrusted webhook payload: every miss is None or a MalformedEvent.
+
+A webhook body is whatever reached the receiver, so no read here may raise anything but
+:class:`~bridge.errors.MalformedEvent`: no KeyError, no TypeError, whatever the JSON holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from bridge.errors import MalformedEvent, UnsupportedEvent
+from bridge.model import Status
+from bridge.times import parse_timestamp
+
+_HEX_SHA = re.compile(r"[0-9a-fA-F]{7,64}")
+# REST API URLs, not pages: api.github.com (api.<name>.ghe.com on GHE.com), GHES "/api/v3/"
+# and GitLab "/api/v4/" (docs.github.com/en/rest, docs.gitlab.com/ee/api/rest/).
+_API_PATH = re.compile(r"/api/v\d+(/|$)")
+
+
+def shorten(value: object, limit: int = 60) -> str:
+    """The repr of ``value``, cut so that a garbage payload cannot bloat an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def first_line(text: str | None) -> str:
+    """The first non-empty line of a commit message, stripped."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def is_human_url(url: str) -> bool:
+    """True for an http(s) page a person can open; False for API URLs and anything else."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    host = (parts.hostname or "").lower()
+    api_host = host == "api.github.com" or (host.startswith("api.") and host.endswith(".ghe.com"))
+    return not (api_host or _API_PATH.search(parts.path))
+
+
+def pick(table: Mapping[str, Status], key: str, reason: str) -> Status:
+    """The status a source's state word maps to; a word not in the table records nothing."""
+    status = table.get(key)
+    if status is None:
+        raise UnsupportedEvent(reason)
+    return status
+
+
+def compact(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries whose value is known (not None)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def word(fields: Fields, path: str) -> str:
+    """A state word the event must carry, lower-cased for a table lookup."""
+    return fields.need_text(path).lower()
+
+
+class Fields:
+    """Typed, dotted-path reads of one event's payload; errors name the event and the path."""
+
+    def __init__(self, payload: Mapping[str, Any], event: str) -> None:
+        self.payload = payload
+        self.event = event
+
+    def get(self, path: str) -> Any:
+        """The value at a dotted path, or None when any step is missing or not an object."""
+        value: Any = self.payload
+        for key in path.split("."):
+            if not isinstance(value, Mapping):
+                return None
+            value = value.get(key)
+        return value
+
+    def missing(self, path: str) -> MalformedEvent:
+        """The error for a field the event must carry."""
+        return MalformedEvent(f"{self.event} payload has no {path!r}")
+
+    def bad(self, path: str, value: object) -> MalformedEvent:
+        """The error for a field that is there but unusable."""
+        return MalformedEvent(f"{self.event} payload has a bad {path!r}: {shorten(value)}")
+
+    def mapping(self, path: str) -> Mapping[str, Any] | None:
+        """An object, or None when absent or of another type."""
+        value = self.get(path)
+        return value if isinstance(value, Mapping) else None
+
+    def need_mapping(self, path: str) -> Mapping[str, Any]:
+        """An object the event must carry."""
+        value = self.mapping(path)
+        if value is None:
+            raise self.missing(path)
+        return value
+
+    def text(self, *paths: str) -> str | None:
+        """The first non-blank string among ``paths``, stripped; other types count as absent."""
+        for path in paths:
+            value = self.get(path)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        return None
+
+    def need_text(self, path: str) -> str:
+        """A non-blank string the event must carry."""
+        value = self.text(path)
+        if value is None:
+            raise self.missing(path)
+        return value
+
+    def number(self, path: str) -> int | None:
+        """A non-negative integer id (an int or a string of digits), None when absent."""
+        value = self.get(path)
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 30:
+            return int(value)
+        raise self.bad(path, value)
+
+    def need_number(self, path: str) -> int:
+        """An integer id the event must carry."""
+        value = self.number(path)
+        if value is None:
+            raise self.missing(path)
+        return value
+
+    def moment(self, *paths: str) -> datetime | None:
+        """The first present timestamp among ``paths``, in UTC; unparseable is malformed."""
+        for path in paths:
+            value = self.get(path)
+            if value is None or value == "":
+                continue
+            if not isinstance(value, str):
+                raise self.bad(path, value)
+            try:
+                return parse_timestamp(value)
+            except (ValueError, OverflowError, OSError) as exc:
+                raise self.bad(path, value) from exc
+        return None
+
+    def need_moment(self, *paths: str) -> datetime:
+        """A timestamp the event must carry; the error names the first path."""
+        value = self.moment(*paths)
+        if value is None:
+            raise self.missing(paths[0])
+        return value
+
+    def sha(self, path: str) -> str | None:
+        """A hex commit sha, lower-cased, or None when absent."""
+        value = self.get(path)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not _HEX_SHA.fullmatch(value):
+            raise self.bad(path, value)
+        return value.lower()
+
+    def url(self, *paths: str) -> str | None:
+        """The first human page URL among ``paths``; API URLs and non-URLs are skipped."""
+        for path in paths:
+            value = self.text(path)
+            if value is not None and is_human_url(value):
+                return value
+        return None

@@ -1,0 +1,242 @@
+"""GitHub webhook events as DeployEvents: deployment, deployment_status, workflow_run, ping.
+
+Payload shapes: https://docs.github.com/en/webhooks/webhook-events-and-payloads
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from bridge.errors import UnsupportedEvent
+from bridge.model import DeployEvent, DeployRef, Status
+from bridge.sources.fields import Fields, compact, first_line, pick, shorten, word
+
+Parser = Callable[[Mapping[str, Any]], DeployEvent]
+
+# deployment_status.state: "error, failure, inactive, pending, success, queued, or in_progress"
+# (webhook-events-and-payloads#deployment_status). "inactive" marks a deployment superseded by
+# a newer one in the same environment: not a deploy of its own, so it records nothing.
+DEPLOYMENT_STATES: Mapping[str, Status] = {
+    "pending": Status.PENDING,
+    "queued": Status.PENDING,
+    "in_progress": Status.IN_PROGRESS,
+    "success": Status.SUCCEEDED,
+    "failure": Status.FAILED,
+    "error": Status.FAILED,
+}
+
+# workflow_run.status: requested, queued, waiting, pending, in_progress, completed (REST
+# "Workflow runs", the `status` parameter). Only `completed` carries a conclusion.
+RUN_STATUSES: Mapping[str, Status] = {
+    "requested": Status.PENDING,
+    "queued": Status.PENDING,
+    "waiting": Status.PENDING,
+    "pending": Status.PENDING,
+    "in_progress": Status.IN_PROGRESS,
+}
+
+# workflow_run.conclusion: success, failure, neutral, cancelled, timed_out, action_required,
+# stale, skipped, startup_failure. skipped/neutral/action_required/stale deployed nothing.
+RUN_CONCLUSIONS: Mapping[str, Status] = {
+    "success": Status.SUCCEEDED,
+    "failure": Status.FAILED,
+    "timed_out": Status.FAILED,
+    "startup_failure": Status.FAILED,
+    "cancelled": Status.CANCELLED,
+}
+
+# The two places a deployment's own `payload` may name Cortex entities.
+ENTITY_KEYS = ("cortex.entities", "cortex-entities")
+
+
+def parse_deployment(payload: Mapping[str, Any]) -> DeployEvent:
+    """A ``deployment`` created: a deploy was asked for, so it is pending."""
+    fields = Fields(payload, "deployment")
+    _require_action(fields, "created")
+    fields.need_mapping("deployment")
+    timestamp = fields.need_moment("deployment.created_at")
+    return _deployment_event(fields, Status.PENDING, timestamp)
+
+
+def parse_deployment_status(payload: Mapping[str, Any]) -> DeployEvent:
+    """A ``deployment_status`` created: the deploy moved to a new state."""
+    fields = Fields(payload, "deployment_status")
+    _require_action(fields, "created")
+    fields.need_mapping("deployment_status")
+    fields.need_mapping("deployment")
+    state = word(fields, "deployment_status.state")
+    if state == "inactive":
+        raise UnsupportedEvent("deployment_status 'inactive' records nothing")
+    status = pick(DEPLOYMENT_STATES, state, f"deployment_status {shorten(state)} is not recorded")
+    timestamp = fields.need_moment("deployment_status.updated_at", "deployment_status.created_at")
+    return _deployment_event(fields, status, timestamp)
+
+
+def parse_workflow_run(payload: Mapping[str, Any]) -> DeployEvent:
+    """A ``workflow_run`` requested, in progress or completed."""
+    fields = Fields(payload, "workflow_run")
+    _require_action(fields, "requested", "in_progress", "completed")
+    fields.need_mapping("workflow_run")
+    status = _run_status(fields)
+    if status.is_final:
+        timestamp = fields.need_moment("workflow_run.updated_at")
+    else:
+        timestamp = fields.need_moment("workflow_run.run_started_at", "workflow_run.created_at")
+    return DeployEvent(
+        source="github",
+        repository=fields.need_text("repository.full_name"),
+        event="workflow_run",
+        ref=_run_ref(fields),
+        status=status,
+        timestamp=timestamp,
+        title=_commit_title(fields) or fields.text("workflow_run.display_title") or "",
+        sha=fields.sha("workflow_run.head_sha"),
+        url=fields.url("workflow_run.html_url"),
+        deployer_name=fields.text(
+            "workflow_run.triggering_actor.login", "workflow_run.actor.login"
+        ),
+        started_at=fields.moment("workflow_run.run_started_at"),
+        finished_at=timestamp if status.is_final else None,
+        details=_run_details(fields),
+    )
+
+
+def parse_ping(payload: Mapping[str, Any]) -> DeployEvent:
+    """A ``ping``, sent once when the webhook is created: nothing to record."""
+    raise UnsupportedEvent("ping: webhook is set up")
+
+
+PARSERS: Mapping[str, Parser] = {
+    "deployment": parse_deployment,
+    "deployment_status": parse_deployment_status,
+    "workflow_run": parse_workflow_run,
+    "ping": parse_ping,
+}
+
+
+def _deployment_event(fields: Fields, status: Status, timestamp: datetime) -> DeployEvent:
+    deployment_id = fields.need_number("deployment.id")
+    in_run = fields.mapping("workflow_run") is not None
+    return DeployEvent(
+        source="github",
+        repository=fields.need_text("repository.full_name"),
+        event=fields.event,
+        # A deployment made by an Actions job carries that run: key it like the Action step
+        # inside the run keys it, so both paths name the same deploy.
+        ref=_run_ref(fields) if in_run else DeployRef("deployment", str(deployment_id)),
+        status=status,
+        timestamp=timestamp,
+        title=_commit_title(fields) or fields.text("deployment.description") or "",
+        sha=fields.sha("deployment.sha"),
+        environment=fields.text("deployment.environment", "deployment_status.environment"),
+        url=_deployment_url(fields),
+        deployer_name=fields.text(
+            "deployment_status.creator.login", "deployment.creator.login", "sender.login"
+        ),
+        started_at=fields.moment("workflow_run.run_started_at")
+        or (timestamp if status is Status.IN_PROGRESS else None),
+        finished_at=timestamp if status.is_final else None,
+        details=_deployment_details(fields),
+        entities=_entities(fields),
+    )
+
+
+def _deployment_url(fields: Fields) -> str | None:
+    found = fields.url(
+        "deployment_status.target_url",
+        "deployment_status.log_url",
+        "deployment_status.environment_url",
+        "workflow_run.html_url",
+    )
+    if found is not None:
+        return found
+    repository = fields.url("repository.html_url")
+    return f"{repository.rstrip('/')}/deployments" if repository else None
+
+
+def _deployment_details(fields: Fields) -> dict[str, Any]:
+    details = _run_details(fields) if fields.mapping("workflow_run") is not None else {}
+    own = {
+        "deploymentId": fields.number("deployment.id"),
+        "deploymentStatusId": fields.number("deployment_status.id"),
+        "ref": fields.text("deployment.ref"),
+        "environmentUrl": fields.url("deployment_status.environment_url"),
+    }
+    return {**details, **compact(own)}
+
+
+def _run_details(fields: Fields) -> dict[str, Any]:
+    return compact(
+        {
+            "runId": fields.number("workflow_run.id"),
+            "runAttempt": _run_attempt(fields),
+            "workflow": fields.text("workflow_run.name", "workflow.name"),
+            "workflowPath": fields.text("workflow_run.path", "workflow.path"),
+            "ref": fields.text("workflow_run.head_branch"),
+        }
+    )
+
+
+def _run_ref(fields: Fields) -> DeployRef:
+    run_id = fields.need_number("workflow_run.id")
+    return DeployRef("run", f"{run_id}/{_run_attempt(fields)}")
+
+
+def _run_attempt(fields: Fields) -> int:
+    # run_attempt is absent from payloads older than re-runs (GitHub Changelog 2021-03-23):
+    # those runs only ever had their first attempt, GITHUB_RUN_ATTEMPT=1.
+    return fields.number("workflow_run.run_attempt") or 1
+
+
+def _run_status(fields: Fields) -> Status:
+    state = word(fields, "workflow_run.status")
+    if state != "completed":
+        return pick(RUN_STATUSES, state, f"workflow_run status {shorten(state)} is not recorded")
+    conclusion = word(fields, "workflow_run.conclusion")
+    reason = f"workflow_run concluded {shorten(conclusion)}, which records nothing"
+    return pick(RUN_CONCLUSIONS, conclusion, reason)
+
+
+def _commit_title(fields: Fields) -> str:
+    return first_line(fields.text("workflow_run.head_commit.message"))
+
+
+def _entities(fields: Fields) -> tuple[str, ...]:
+    own = Fields(_deployment_payload(fields), fields.event)
+    names: list[str] = []
+    for key in ENTITY_KEYS:
+        names.extend(_entity_names(fields, f"deployment.payload.{key}", own.get(key)))
+    return tuple(dict.fromkeys(names))
+
+
+def _deployment_payload(fields: Fields) -> Mapping[str, Any]:
+    # REST "Create a deployment": `payload` is "object or string"; a string is JSON text.
+    value = fields.get("deployment.payload")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return {}
+    return value if isinstance(value, Mapping) else {}
+
+
+def _entity_names(fields: Fields, path: str, value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items: list[object] = list(value.replace("\n", ",").split(","))
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        items = list(value)
+    else:
+        raise fields.bad(path, value)
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def _require_action(fields: Fields, *accepted: str) -> None:
+    # GHES 3.4/3.5 deployment payloads carry no `action`; there "created" is the only one.
+    action = fields.get("action")
+    if action is not None and action not in accepted:
+        raise UnsupportedEvent(f"{fields.event} {shorten(action)} events are not recorded")

@@ -1,0 +1,92 @@
+"""Turn a database URL into an engine that behaves the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from bridge.errors import ConfigError
+
+# How long a SQLite writer waits for another one before "database is locked". Writes here
+# are one short transaction each, so a wait this long only happens when something is stuck.
+BUSY_TIMEOUT_MS = 10_000
+# So /readyz answers "not ready" instead of hanging on an unreachable PostgreSQL.
+CONNECT_TIMEOUT_SECONDS = 10
+# The execution option that makes a SQLite transaction BEGIN IMMEDIATE.
+WRITE_OPTION = "bridge_write"
+
+_SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
+_POSTGRES_ALIASES = ("postgresql", "postgres")
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for a ``sqlite:///...`` or ``postgresql[+psycopg]://...`` URL."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        # from None: the parse error may quote the URL, and with it a password.
+        raise ConfigError(
+            "database", "not a database URL (sqlite:///... or postgresql://...)"
+        ) from None
+    if parsed.drivername in _POSTGRES_ALIASES:
+        # PRODUCT.md: postgresql:// means psycopg 3, which is what the image ships, while
+        # SQLAlchemy's own default for it is psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(
+            parsed,
+            pool_pre_ping=True,  # replicas outlive a PostgreSQL restart without a 5xx burst
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        )
+    if parsed.drivername in _SQLITE_DRIVERS:
+        return _sqlite_engine(parsed)
+    shown = parsed.render_as_string(hide_password=True)
+    raise ConfigError("database", f"unsupported database {shown!r}: use sqlite or postgresql")
+
+
+def is_memory(engine: Engine) -> bool:
+    """True for a SQLite database that lives in one connection's memory."""
+    return engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    if url.database in (None, "", ":memory:"):
+        # One connection shared by every thread (the store serializes use of it), so that
+        # all of them see the same in-memory database: for tests and `demo` only.
+        engine = sa.create_engine(
+            url, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        engine = sa.create_engine(url)
+    sa.event.listen(engine, "connect", _on_sqlite_connect)
+    sa.event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy issues BEGIN itself (below), so pysqlite must not: its implicit deferred
+    # BEGIN lets two writers both read and then fail to upgrade to the write lock.
+    # https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#sqlite-enabling-transactions
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # WAL: readers (admin API, metrics) never block the writer that answers a webhook.
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # FULL: in WAL mode NORMAL already survives kill -9 (the commit is in the OS page
+        # cache), but it may lose the last commits on power loss or an OS crash; a 202 is
+        # our promise that the event is on disk and GitHub does not redeliver by itself,
+        # so pay one fsync per commit. https://www.sqlite.org/pragma.html#pragma_synchronous
+        cursor.execute("PRAGMA synchronous = FULL")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    # Writers take the write lock up front (waiting on busy_timeout), so a transaction
+    # that reads and then writes, like a claim, never sees its snapshot go stale.
+    # https://www.sqlite.org/lang_transaction.html
+    immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,206 @@
+"""What the store keeps: its rows, its tables, and the versioned schema later releases migrate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+
+from bridge.errors import BridgeError
+
+
+class StoreError(BridgeError):
+    """The database failed, could not be reached, or holds a schema this code cannot use."""
+
+
+QUEUED, DELIVERING, DELIVERED, RETRYING, DEAD = (
+    "queued",
+    "delivering",
+    "delivered",
+    "retrying",
+    "dead",
+)
+STATUSES = (QUEUED, DELIVERING, DELIVERED, RETRYING, DEAD)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One accepted webhook event and where its delivery to Cortex stands."""
+
+    id: int
+    dedupe_key: str
+    source: str
+    event_name: str
+    received_at: datetime
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    lease_owner: str | None
+    lease_until: datetime | None
+    last_error: str | None
+    payload: dict[str, Any] = field(hash=False)
+    results: dict[str, Any] = field(hash=False)
+    updated_at: datetime
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Record:
+    """The Cortex deploy made for one idempotency key, so a later status can update it."""
+
+    key: str
+    entity: str
+    cortex_uuid: str
+    state: str
+    updated_at: datetime
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes on both backends: timestamptz on PostgreSQL, UTC text on SQLite."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes; hand the database UTC."""
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC time")
+        utc = value.astimezone(timezone.utc)
+        # SQLite's DATETIME drops the zone without a word; storing UTC there keeps the
+        # fixed-width text in time order, so `next_attempt_at <= :now` compares correctly.
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Give back aware UTC whatever the session time zone."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# Named constraints, so a later migration can drop or alter them by name on both backends.
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite turns only "INTEGER PRIMARY KEY" into the rowid, so the variant; AUTOINCREMENT
+# there (sqlite_autoincrement) keeps ids from being reused, which the admin cursor relies on.
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+deliveries = sa.Table(
+    "bridge_deliveries",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("dedupe_key", sa.Text, nullable=False, unique=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("event_name", sa.Text, nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    # When the row is next to be tried: the due time while queued/retrying, the lease's end
+    # while delivering (so one predicate finds both), None once delivered or dead.
+    sa.Column("next_attempt_at", UTCDateTime()),
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_until", UTCDateTime()),
+    sa.Column("last_error", sa.Text),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("results", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("delivered_at", UTCDateTime()),
+    sa.CheckConstraint(
+        "status IN (" + ", ".join(f"'{status}'" for status in STATUSES) + ")", name="status"
+    ),
+    sqlite_autoincrement=True,
+)
+sa.Index(None, deliveries.c.status, deliveries.c.next_attempt_at)  # claim
+sa.Index(None, deliveries.c.status, deliveries.c.id)  # admin list filtered by status; counts
+
+records = sa.Table(
+    "bridge_records",
+    metadata,
+    sa.Column("idempotency_key", sa.Text, primary_key=True),
+    sa.Column("entity", sa.Text, nullable=False),
+    sa.Column("cortex_uuid", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+history = sa.Table(
+    "bridge_history",
+    metadata,
+    sa.Column("idempotency_key", sa.Text, primary_key=True),
+    sa.Column("entity", sa.Text, nullable=False),
+    # "" for a deploy with no environment: NULL would never equal itself in the lookup.
+    sa.Column("environment", sa.Text, nullable=False),
+    sa.Column("sha", sa.Text, nullable=False),
+    sa.Column("deployed_at", UTCDateTime(), nullable=False),
+)
+sa.Index(None, history.c.entity, history.c.environment, history.c.deployed_at)
+
+schema_version = sa.Table(
+    "bridge_schema",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+SCHEMA_VERSION = 1
+
+# UPGRADES[n] takes a database at version n - 1 to version n, inside the same transaction
+# that records n, so queued rows survive an upgrade and a failed one changes nothing. The
+# tables above always describe SCHEMA_VERSION: a fresh database is created from them
+# directly, an older one is walked up through these steps.
+UPGRADES: dict[int, Callable[[Connection], None]] = {}
+
+# Any fixed 64-bit number: PostgreSQL's advisory lock that serializes replicas starting at
+# once, since CREATE TABLE IF NOT EXISTS still races on the catalog.
+_SCHEMA_LOCK_ID = 0x0B21D6E5C0DE
+
+
+def ensure_schema(conn: Connection) -> None:
+    """Create the tables if missing, or upgrade them to SCHEMA_VERSION; in the caller's tx."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_ID)))
+    schema_version.create(conn, checkfirst=True)
+    found = conn.execute(sa.select(schema_version.c.version)).scalar_one_or_none()
+    if found is None:
+        metadata.create_all(conn, checkfirst=True)
+        conn.execute(schema_version.insert().values(id=1, version=SCHEMA_VERSION))
+        return
+    _refuse_newer(found)
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        UPGRADES[version](conn)
+    if found < SCHEMA_VERSION:
+        conn.execute(schema_version.update().values(version=SCHEMA_VERSION))
+
+
+def check_schema(conn: Connection) -> None:
+    """Raise StoreError unless the database holds exactly this code's schema version."""
+    if not sa.inspect(conn).has_table(schema_version.name):
+        raise StoreError("database has no bridge schema: start the bridge once to create it")
+    found = conn.execute(sa.select(schema_version.c.version)).scalar_one_or_none()
+    if found is None:
+        raise StoreError("database has no bridge schema: start the bridge once to create it")
+    _refuse_newer(found)
+    if found < SCHEMA_VERSION:
+        raise StoreError(f"database schema is version {found}, this bridge needs {SCHEMA_VERSION}")
+
+
+def _refuse_newer(found: int) -> None:
+    # A newer bridge upgraded this database; running old code on it could corrupt rows.
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"database schema is version {found}, newer than this bridge's {SCHEMA_VERSION}"
+        )

@@ -1,0 +1,321 @@
+"""From webhook to Cortex: the outbox, the worker, lifecycle, rollback, faults, replays."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.app import Runtime
+from bridge.cortex import CortexClient, RetryPolicy
+from bridge.delivery import Deliverer
+from bridge.fakecortex import FakeCortex, Fault
+from bridge.worker import Worker
+from tests.conftest import TOKEN, load_sample
+from tests.receiver_kit import ADMIN_TOKEN, client_for, github_post, gitlab_post, make_runtime
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Bridge:
+    """A receiver and one worker on one SQLite file, talking to the stand-in Cortex."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        cortex: FakeCortex,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.clock = Clock()
+        config = {"cortex": {"url": cortex.url, "timeout_seconds": 2}, **(config or {})}
+        self.runtime: Runtime = make_runtime(tmp_path, config, clock=self.clock)
+        self.http = client_for(self.runtime)
+        self.client = CortexClient(cortex.url, TOKEN, timeout=2, retry=RetryPolicy(max_attempts=1))
+        deliverer = Deliverer(
+            self.runtime.store, self.client, self.runtime.config, clock=self.clock
+        )
+        self.worker = Worker(
+            self.runtime.store,
+            deliverer,
+            self.runtime.config.delivery,
+            owner="test-worker",
+            clock=self.clock,
+        )
+
+    def drain(self, *, rounds: int = 20) -> None:
+        """Run the worker until nothing is due now."""
+        for _ in range(rounds):
+            if self.worker.run_once() == 0:
+                return
+
+    def close(self) -> None:
+        self.client.close()
+        self.runtime.store.close()
+
+
+@pytest.fixture
+def bridge(tmp_path: Path, cortex: FakeCortex) -> Iterator[Bridge]:
+    made = Bridge(
+        tmp_path,
+        cortex,
+        {"workflows": [{"match": {"workflow": "Deploy*"}, "environment": "production"}]},
+    )
+    yield made
+    made.close()
+
+
+def only(cortex: FakeCortex) -> dict[str, Any]:
+    (deploy,) = cortex.all_deploys()
+    return deploy
+
+
+def test_github_deployment_status_becomes_one_deploy(bridge: Bridge, cortex: FakeCortex) -> None:
+    sample = load_sample("github/deployment_status.success.json")
+    sample["deployment"]["payload"] = {}
+    answer = github_post(bridge.http, "deployment_status", sample)
+    assert answer.status_code == 202
+    bridge.drain()
+    deploy = only(cortex)
+    assert deploy["entity"] == "payments-api"
+    assert deploy["sha"] == "98a7b5192a8b18364cb62a25df42d35705920ca6"
+    assert deploy["environment"] == "production"
+    assert deploy["timestamp"] == "2026-11-23T10:01:44Z"
+    assert deploy["url"] == "https://deploy.acme.example/releases/8841"
+    assert deploy["deployer"]["name"] == "mara-okafor"
+    assert deploy["type"] == "DEPLOY"
+    assert deploy["customData"]["status"] == "succeeded"
+    delivery = bridge.runtime.store.get(answer.json["id"])
+    assert delivery is not None and delivery.status == "delivered"
+    assert delivery.results["payments-api"]["uuid"] == deploy["uuid"]
+
+
+def test_entities_named_by_the_deployment_payload(bridge: Bridge, cortex: FakeCortex) -> None:
+    github_post(bridge.http, "deployment_status", "deployment_status.success")
+    bridge.drain()
+    assert sorted(d["entity"] for d in cortex.all_deploys()) == ["payments-api", "payments-worker"]
+
+
+def test_configured_workflow_run_becomes_one_deploy(bridge: Bridge, cortex: FakeCortex) -> None:
+    github_post(bridge.http, "workflow_run", "workflow_run.completed.success")
+    bridge.drain()
+    deploy = only(cortex)
+    run = load_sample("github/workflow_run.completed.success.json")["workflow_run"]
+    assert deploy["sha"] == run["head_sha"]
+    assert deploy["url"] == run["html_url"]
+    assert deploy["environment"] == "production"
+
+
+def test_gitlab_deployment_hook(bridge: Bridge, cortex: FakeCortex) -> None:
+    sample = load_sample("gitlab/deployment.success.json")
+    gitlab_post(bridge.http, "Deployment Hook", sample)
+    bridge.drain()
+    deploy = only(cortex)
+    assert len(deploy["sha"]) == 40 and sample["commit_url"].endswith(deploy["sha"])
+    assert deploy["environment"] == "production"
+    assert deploy["url"] == sample["deployable_url"]
+    assert deploy["deployer"]["name"] == sample["user"]["name"]
+    assert deploy["timestamp"] == "2026-06-18T12:05:31Z"  # "14:05:31 +0200", in UTC
+
+
+def test_redelivery_records_nothing_more(bridge: Bridge, cortex: FakeCortex) -> None:
+    for _ in range(3):
+        github_post(bridge.http, "deployment_status", "deployment_status.success", delivery="same")
+        bridge.drain()
+    assert len(cortex.requests_to("POST")) == 2  # two entities, once each
+
+
+def test_same_deploy_through_two_deliveries_is_one_record(
+    bridge: Bridge, cortex: FakeCortex
+) -> None:
+    # GitHub sends the deployment again under a new delivery id ("Redeliver" after a
+    # de-duplication window, or an org hook beside a repo hook): still one record.
+    for delivery in ("first", "second"):
+        github_post(
+            bridge.http, "deployment_status", "deployment_status.success", delivery=delivery
+        )
+        bridge.drain()
+    assert len(cortex.all_deploys()) == 2  # payments-api and payments-worker, once each
+
+
+def test_rollback_detected_from_history(tmp_path: Path, cortex: FakeCortex) -> None:
+    bridge = Bridge(tmp_path, cortex)
+    base = load_sample("gitlab/deployment.success.json")
+    shas = ["1" * 40, "2" * 40, "1" * 40]
+    for n, sha in enumerate(shas):
+        doc = copy.deepcopy(base)
+        doc.update(
+            deployable_id=1000 + n,
+            deployment_id=2000 + n,
+            short_sha=sha[:8],
+            status_changed_at=f"2026-06-1{n + 1} 10:00:00 UTC",
+            commit_url=f"https://gitlab.acme.example/x/-/commit/{sha}",
+        )
+        assert gitlab_post(bridge.http, "Deployment Hook", doc).status_code == 202
+        bridge.drain()
+    assert [d["type"] for d in cortex.all_deploys()] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+    bridge.close()
+
+
+def test_lifecycle_updates_the_start_record_in_place(tmp_path: Path, cortex: FakeCortex) -> None:
+    bridge = Bridge(tmp_path, cortex, {"record": {"mode": "lifecycle"}})
+    start = github_post(bridge.http, "deployment_status", "deployment_status.in_progress")
+    assert start.status_code == 202
+    bridge.drain()
+    assert {d["customData"]["status"] for d in cortex.all_deploys()} == {"in_progress"}
+    github_post(bridge.http, "deployment_status", "deployment_status.success")
+    bridge.drain()
+    stored = cortex.all_deploys()
+    assert len(stored) == 2  # the two entities, each one record
+    assert {d["customData"]["status"] for d in stored} == {"succeeded"}
+    assert len(cortex.requests_to("PUT")) == 2
+    assert {d["timestamp"] for d in stored} == {"2026-11-23T10:01:44Z"}
+    bridge.close()
+
+
+def test_lifecycle_failure_deletes_the_start_record(tmp_path: Path, cortex: FakeCortex) -> None:
+    bridge = Bridge(tmp_path, cortex, {"record": {"mode": "lifecycle"}})
+    started = load_sample("github/deployment_status.in_progress.json")
+    failed = copy.deepcopy(started)
+    failed["deployment_status"].update(state="failure", updated_at="2026-11-23T10:09:00Z")
+    github_post(bridge.http, "deployment_status", started)
+    bridge.drain()
+    assert cortex.all_deploys() != []
+    assert github_post(bridge.http, "deployment_status", failed).status_code == 202
+    bridge.drain()
+    assert cortex.all_deploys() == []
+    assert len(cortex.requests_to("DELETE")) >= 1
+    bridge.close()
+
+
+def test_failures_ignored_in_final_mode(bridge: Bridge, cortex: FakeCortex) -> None:
+    answer = github_post(bridge.http, "deployment_status", "deployment_status.failure")
+    assert answer.status_code == 200 and answer.json["status"] == "ignored"
+
+
+def test_cortex_down_then_back_delivers_exactly_once(bridge: Bridge, cortex: FakeCortex) -> None:
+    cortex.inject(*[Fault("status", status=503) for _ in range(3)])
+    sample = load_sample("github/deployment_status.success.json")
+    sample["deployment"]["payload"] = {}
+    answer = github_post(bridge.http, "deployment_status", sample)
+    assert answer.status_code == 202
+    for _ in range(4):
+        bridge.drain()
+        bridge.clock.advance(600)
+    assert len(cortex.all_deploys()) == 1
+    delivery = bridge.runtime.store.get(answer.json["id"])
+    assert delivery is not None and delivery.status == "delivered"
+    assert delivery.attempts >= 3
+
+
+def test_retry_after_sets_the_next_attempt(bridge: Bridge, cortex: FakeCortex) -> None:
+    cortex.inject(Fault.rate_limited(42))
+    answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
+    bridge.drain()
+    delivery = bridge.runtime.store.get(answer.json["id"])
+    assert delivery is not None and delivery.status == "retrying"
+    assert delivery.next_attempt_at == bridge.clock.now + timedelta(seconds=42)
+    bridge.clock.advance(41)
+    bridge.drain()
+    assert cortex.all_deploys() == []
+    bridge.clock.advance(1)
+    bridge.drain()
+    assert len(cortex.all_deploys()) == 2
+
+
+def test_dropped_after_store_is_not_doubled(bridge: Bridge, cortex: FakeCortex) -> None:
+    cortex.inject(Fault("drop_after", method="POST"))
+    sample = load_sample("github/deployment_status.success.json")
+    sample["deployment"]["payload"] = {}
+    github_post(bridge.http, "deployment_status", sample)
+    bridge.drain()
+    bridge.clock.advance(600)
+    bridge.drain()
+    assert len(cortex.all_deploys()) == 1
+
+
+def test_permanent_rejection_is_dead_lettered_and_replayable(tmp_path: Path) -> None:
+    with FakeCortex(token=TOKEN, entities={"payments-worker"}) as cortex:
+        bridge = Bridge(tmp_path, cortex)
+        answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
+        bridge.drain()
+        delivery = bridge.runtime.store.get(answer.json["id"])
+        assert delivery is not None and delivery.status == "dead"
+        assert "entity 'payments-api' not found" in (delivery.last_error or "")
+        assert [d["entity"] for d in cortex.all_deploys()] == ["payments-worker"]
+        cortex.entities = None  # the entity now exists in Cortex
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        dead = bridge.http.get("/api/deliveries?status=dead", headers=auth).json
+        assert [d["id"] for d in dead["data"]] == [answer.json["id"]]
+        assert (
+            bridge.http.post(f"/api/deliveries/{answer.json['id']}/retry", headers=auth).status_code
+            == 200
+        )
+        bridge.drain()
+        assert sorted(d["entity"] for d in cortex.all_deploys()) == [
+            "payments-api",
+            "payments-worker",
+        ]
+        assert (
+            bridge.http.post(f"/api/deliveries/{answer.json['id']}/retry", headers=auth).status_code
+            == 409
+        )
+        bridge.close()
+
+
+def test_refused_token_keeps_the_event_for_later(bridge: Bridge, cortex: FakeCortex) -> None:
+    cortex.inject(Fault("status", status=401, body={"type": "FORBIDDEN", "message": "no"}))
+    answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
+    bridge.drain()
+    delivery = bridge.runtime.store.get(answer.json["id"])
+    assert delivery is not None and delivery.status == "retrying"
+
+
+def test_killed_worker_lease_is_taken_over(bridge: Bridge, cortex: FakeCortex) -> None:
+    github_post(bridge.http, "deployment_status", "deployment_status.success")
+    store = bridge.runtime.store
+    (claimed,) = store.claim(owner="killed", now=bridge.clock(), lease_seconds=60)
+    bridge.drain()
+    assert cortex.all_deploys() == []  # still leased by the killed worker
+    bridge.clock.advance(61)
+    bridge.drain()
+    assert len(cortex.all_deploys()) == 2
+    assert store.get(claimed.id).status == "delivered"  # type: ignore[union-attr]
+
+
+def test_action_then_webhook_of_the_same_run_is_one_record(
+    bridge: Bridge, cortex: FakeCortex
+) -> None:
+    from bridge.cli import main
+
+    sample = load_sample("github/deployment_status.success.actions.json")
+    run = sample["workflow_run"]
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": "acme/payments-api",
+        "GITHUB_SHA": sample["deployment"]["sha"],
+        "GITHUB_RUN_ID": str(run["id"]),
+        "GITHUB_RUN_ATTEMPT": str(run["run_attempt"]),
+        "INPUT_CORTEX-API-TOKEN": TOKEN,
+        "INPUT_CORTEX-API-URL": cortex.url,
+        "INPUT_ENVIRONMENT": "production",
+        "INPUT_TIMESTAMP": sample["deployment_status"]["updated_at"],
+    }
+    assert main(["action"], env) == 0
+    github_post(bridge.http, "deployment_status", sample)
+    bridge.drain()
+    assert len(cortex.all_deploys()) == 1

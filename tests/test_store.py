@@ -1,0 +1,524 @@
+"""The store on SQLite (always) and PostgreSQL (with BRIDGE_TEST_POSTGRES_URL): one behaviour."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.errors import ConfigError
+from bridge.rollback import PastDeploy
+from bridge.store import (
+    DEAD,
+    DELIVERED,
+    DELIVERING,
+    QUEUED,
+    RETRYING,
+    SCHEMA_VERSION,
+    Store,
+    StoreError,
+)
+from bridge.store import schema as store_schema
+from bridge.store.engine import create_engine
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL", "")
+NO_PG = "BRIDGE_TEST_POSTGRES_URL not set: PostgreSQL tests skipped"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param(
+            "postgresql",
+            id="postgresql",
+            marks=[pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason=NO_PG)],
+        ),
+    ]
+)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL no other test sees: a file in tmp_path, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bridge.db'}"
+        return
+    name = f"bridge_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    try:
+        scoped = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={name}"})
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    """A fresh store on the backend under test."""
+    with Store.from_url(url) as opened:
+        yield opened
+
+
+def enqueue(store: Store, key: str, *, now: datetime = T0, **payload: Any) -> int:
+    """Enqueue one event, asserting it was new; its id."""
+    delivery_id, created = store.enqueue(
+        dedupe_key=key, source="github", event_name="deployment_status", payload=payload, now=now
+    )
+    assert created
+    return delivery_id
+
+
+def run_threads(count: int, target: Any) -> None:
+    """Run ``target(index)`` on ``count`` threads started together; re-raise any failure."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def body(index: int) -> None:
+        try:
+            start.wait()
+            target(index)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+
+
+# -- enqueue and de-duplication ------------------------------------------------------------
+
+
+def test_enqueue_stores_the_event_and_a_repeat_changes_nothing(store: Store) -> None:
+    first = enqueue(store, "github:1:aaa", entity="payments-api")
+    again = store.enqueue(
+        dedupe_key="github:1:aaa",
+        source="github",
+        event_name="deployment_status",
+        payload={"entity": "other"},
+        now=T0 + timedelta(hours=1),
+    )
+    assert again == (first, False)
+    delivery = store.get(first)
+    assert delivery is not None
+    assert (delivery.status, delivery.attempts, delivery.payload) == (
+        QUEUED,
+        0,
+        {"entity": "payments-api"},
+    )
+    assert delivery.received_at == delivery.next_attempt_at == T0
+    assert delivery.received_at.tzinfo == timezone.utc
+    assert enqueue(store, "github:1:bbb") > first
+    assert store.get(first + 100) is None
+
+
+def test_concurrent_enqueue_of_one_key_makes_one_row(url: str, store: Store) -> None:
+    stores = [Store.from_url(url) for _ in range(8)]
+    outcomes: list[tuple[int, bool]] = []
+
+    def send(index: int) -> None:
+        outcomes.append(
+            stores[index].enqueue(
+                dedupe_key="github:1:same",
+                source="github",
+                event_name="deployment",
+                payload={"thread": index},
+                now=T0,
+            )
+        )
+
+    try:
+        run_threads(8, send)
+    finally:
+        for opened in stores:
+            opened.close()
+    assert len({delivery_id for delivery_id, _ in outcomes}) == 1
+    assert sorted(created for _, created in outcomes) == [False] * 7 + [True]
+    assert store.counts()[QUEUED] == 1
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("k" * 513, id="too-long"),
+        pytest.param("k\x00", id="nul"),
+    ],
+)
+def test_enqueue_refuses_unusable_keys(store: Store, key: str) -> None:
+    with pytest.raises(ValueError, match="dedupe key"):
+        store.enqueue(dedupe_key=key, source="github", event_name="ping", payload={}, now=T0)
+
+
+def test_naive_times_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        store.enqueue(
+            dedupe_key="k", source="github", event_name="ping", payload={}, now=datetime(2026, 1, 1)
+        )
+
+
+# -- claims and leases ---------------------------------------------------------------------
+
+
+def test_claim_leases_due_rows_oldest_first(store: Store) -> None:
+    ids = [enqueue(store, f"k{i}") for i in range(3)]
+    later = enqueue(store, "later", now=T0 + timedelta(minutes=5))
+    first = store.claim(owner="w1", now=T0, lease_seconds=30, limit=2)
+    assert [d.id for d in first] == ids[:2]
+    assert all(d.status == DELIVERING and d.lease_owner == "w1" for d in first)
+    assert all(d.lease_until == T0 + timedelta(seconds=30) for d in first)
+    assert [d.id for d in store.claim(owner="w2", now=T0, lease_seconds=30, limit=5)] == ids[2:]
+    assert store.claim(owner="w3", now=T0, lease_seconds=30, limit=5) == []
+    at_later = store.claim(owner="w3", now=T0 + timedelta(minutes=5), lease_seconds=30, limit=5)
+    assert [d.id for d in at_later] == [*ids, later]  # the expired leases too, oldest first
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_owner_loses(store: Store) -> None:
+    delivery_id = enqueue(store, "k")
+    store.claim(owner="killed", now=T0, lease_seconds=30)
+    assert store.claim(owner="w2", now=T0 + timedelta(seconds=29), lease_seconds=30) == []
+    [taken] = store.claim(owner="w2", now=T0 + timedelta(seconds=30), lease_seconds=30)
+    assert (taken.id, taken.lease_owner) == (delivery_id, "w2")
+    assert not store.complete(delivery_id, owner="killed", results={}, now=T0)
+    assert store.complete(delivery_id, owner="w2", results={"a": {"uuid": "u1"}}, now=T0)
+    done = store.get(delivery_id)
+    assert done is not None
+    assert (done.status, done.attempts, done.results) == (DELIVERED, 1, {"a": {"uuid": "u1"}})
+    assert (done.lease_owner, done.lease_until, done.next_attempt_at) == (None, None, None)
+    assert done.delivered_at == T0
+
+
+@pytest.mark.parametrize(
+    "finish",
+    [
+        pytest.param(lambda s, i, o: s.complete(i, owner=o, results={}, now=T0), id="complete"),
+        pytest.param(
+            lambda s, i, o: s.reschedule(
+                i, owner=o, error="boom", next_attempt_at=T0, results={}, now=T0
+            ),
+            id="reschedule",
+        ),
+        pytest.param(
+            lambda s, i, o: s.dead_letter(i, owner=o, error="boom", results={}, now=T0),
+            id="dead_letter",
+        ),
+    ],
+)
+def test_a_stolen_lease_cannot_finish(store: Store, finish: Any) -> None:
+    delivery_id = enqueue(store, "k")
+    store.claim(owner="slow", now=T0, lease_seconds=1)
+    store.claim(owner="fast", now=T0 + timedelta(seconds=2), lease_seconds=60)
+    assert finish(store, delivery_id, "slow") is False
+    assert finish(store, delivery_id + 1, "fast") is False  # no such row
+    still = store.get(delivery_id)
+    assert still is not None
+    assert (still.status, still.lease_owner, still.attempts) == (DELIVERING, "fast", 0)
+    assert finish(store, delivery_id, "fast") is True
+    assert finish(store, delivery_id, "fast") is False  # no longer leased
+
+
+def test_two_claimers_never_get_the_same_row(url: str, store: Store) -> None:
+    all_ids = {enqueue(store, f"k{i}") for i in range(200)}
+    stores = [Store.from_url(url), Store.from_url(url)]
+    claimed: list[list[int]] = [[], []]
+
+    def drain(index: int) -> None:
+        while batch := stores[index].claim(owner=f"w{index}", now=T0, lease_seconds=600, limit=3):
+            for delivery in batch:
+                claimed[index].append(delivery.id)
+                assert stores[index].complete(delivery.id, owner=f"w{index}", results={}, now=T0)
+
+    try:
+        run_threads(2, drain)
+    finally:
+        for opened in stores:
+            opened.close()
+    assert not set(claimed[0]) & set(claimed[1])
+    assert sorted(claimed[0] + claimed[1]) == sorted(all_ids)
+    assert store.counts()[DELIVERED] == 200
+
+
+def test_reschedule_waits_until_the_next_attempt(store: Store) -> None:
+    delivery_id = enqueue(store, "k")
+    store.claim(owner="w", now=T0, lease_seconds=30)
+    retry_at = T0 + timedelta(minutes=1)
+    assert store.reschedule(
+        delivery_id,
+        owner="w",
+        error="cortex answered 503",
+        next_attempt_at=retry_at,
+        results={"a": {"uuid": "u1"}},
+        now=T0,
+    )
+    waiting = store.get(delivery_id)
+    assert waiting is not None
+    assert (waiting.status, waiting.attempts, waiting.last_error) == (
+        RETRYING,
+        1,
+        "cortex answered 503",
+    )
+    assert waiting.results == {"a": {"uuid": "u1"}}
+    assert store.claim(owner="w", now=retry_at - timedelta(seconds=1), lease_seconds=30) == []
+    [again] = store.claim(owner="w", now=retry_at, lease_seconds=30)
+    assert (again.id, again.attempts, again.results) == (delivery_id, 1, {"a": {"uuid": "u1"}})
+
+
+def test_a_dead_letter_can_be_retried(store: Store) -> None:
+    delivery_id = enqueue(store, "k")
+    store.claim(owner="w", now=T0, lease_seconds=30)
+    error = "cortex said 400: \x00\ud800" + "x" * 5000  # bytes PostgreSQL would refuse
+    assert store.dead_letter(delivery_id, owner="w", error=error, results={}, now=T0)
+    dead = store.get(delivery_id)
+    assert dead is not None
+    assert dead.status == DEAD
+    assert dead.last_error is not None
+    assert dead.last_error.startswith("cortex said 400: \ufffd?x")
+    assert len(dead.last_error) == 2000
+    assert store.claim(owner="w", now=T0 + timedelta(days=1), lease_seconds=30) == []
+    later = T0 + timedelta(hours=2)
+    assert store.retry(delivery_id, now=later)
+    queued = store.get(delivery_id)
+    assert queued is not None
+    assert (queued.status, queued.attempts, queued.next_attempt_at) == (QUEUED, 1, later)
+    [claimed] = store.claim(owner="w", now=later, lease_seconds=30)
+    assert claimed.id == delivery_id
+    assert not store.retry(delivery_id, now=later)  # being delivered
+    store.complete(delivery_id, owner="w", results={}, now=later)
+    assert not store.retry(delivery_id, now=later)  # delivered
+    assert not store.retry(delivery_id + 1, now=later)  # absent
+
+
+# -- the admin view and metrics ------------------------------------------------------------
+
+
+def test_list_pages_newest_first_with_a_cursor(store: Store) -> None:
+    ids = [enqueue(store, f"k{i}") for i in range(7)]
+    pages: list[list[int]] = []
+    cursor: int | None = None
+    while True:
+        page, cursor = store.list_deliveries(limit=3, after=cursor)
+        pages.append([d.id for d in page])
+        if cursor is None:
+            break
+    assert pages == [ids[6:3:-1], ids[3:0:-1], ids[:1]]
+    assert store.list_deliveries(limit=7) == (store.list_deliveries(limit=10)[0], None)
+
+
+def test_list_filters_by_status(store: Store) -> None:
+    ids = [enqueue(store, f"k{i}") for i in range(5)]
+    for delivery in store.claim(owner="w", now=T0, lease_seconds=30, limit=3):
+        store.complete(delivery.id, owner="w", results={}, now=T0)
+    page, cursor = store.list_deliveries(status=DELIVERED, limit=2)
+    assert ([d.id for d in page], cursor) == ([ids[2], ids[1]], ids[1])
+    page, cursor = store.list_deliveries(status=DELIVERED, limit=2, after=cursor)
+    assert ([d.id for d in page], cursor) == ([ids[0]], None)
+    assert [d.id for d in store.list_deliveries(status=QUEUED)[0]] == [ids[4], ids[3]]
+    assert store.list_deliveries(status=DEAD) == ([], None)
+    with pytest.raises(ValueError, match="unknown status 'lost'"):
+        store.list_deliveries(status="lost")
+    with pytest.raises(ValueError, match="limit"):
+        store.list_deliveries(limit=0)
+
+
+def test_counts_and_the_age_of_the_oldest_waiting_event(store: Store) -> None:
+    assert store.oldest_due_age(T0) is None
+    assert store.counts() == dict.fromkeys([QUEUED, DELIVERING, DELIVERED, RETRYING, DEAD], 0)
+    enqueue(store, "old", now=T0)
+    enqueue(store, "new", now=T0 + timedelta(seconds=30))
+    enqueue(store, "leased", now=T0 + timedelta(seconds=40))
+    assert store.oldest_due_age(T0 + timedelta(seconds=90)) == 90.0
+    store.claim(owner="w", now=T0 + timedelta(seconds=40), lease_seconds=30, limit=1)
+    assert store.oldest_due_age(T0 + timedelta(seconds=90)) == 60.0
+    assert store.counts() == {QUEUED: 2, DELIVERING: 1, DELIVERED: 0, RETRYING: 0, DEAD: 0}
+    store.ping()
+
+
+# -- records and history -------------------------------------------------------------------
+
+
+def test_records_are_upserted_and_deleted(store: Store) -> None:
+    assert store.get_record("k") is None
+    store.save_record("k", entity="payments-api", cortex_uuid="u1", state="in_progress", now=T0)
+    later = T0 + timedelta(minutes=3)
+    store.save_record("k", entity="payments-api", cortex_uuid="u1", state="succeeded", now=later)
+    record = store.get_record("k")
+    assert record is not None
+    assert (record.key, record.entity, record.cortex_uuid, record.state, record.updated_at) == (
+        "k",
+        "payments-api",
+        "u1",
+        "succeeded",
+        later,
+    )
+    assert store.delete_record("k")
+    assert not store.delete_record("k")
+    assert store.get_record("k") is None
+
+
+def test_history_is_ordered_by_the_deploys_own_times(store: Store) -> None:
+    def add(sha: str, minutes: int, key: str, environment: str | None = "production") -> bool:
+        return store.add_history(
+            entity="payments-api",
+            environment=environment,
+            sha=sha,
+            deployed_at=T0 + timedelta(minutes=minutes),
+            key=key,
+        )
+
+    assert add("b" * 40, 10, "k2")
+    assert add("a" * 40, 0, "k1")  # arrived late, happened first
+    assert add("c" * 40, 20, "k3")
+    assert not add("d" * 40, 30, "k3")  # the same deploy again: unchanged
+    assert add("e" * 40, 5, "k4", environment="staging")
+    assert add("f" * 40, 5, "k5", environment=None)
+    assert store.history("payments-api", "production") == [
+        PastDeploy("a" * 40, T0),
+        PastDeploy("b" * 40, T0 + timedelta(minutes=10)),
+        PastDeploy("c" * 40, T0 + timedelta(minutes=20)),
+    ]
+    assert store.history("payments-api", None) == [PastDeploy("f" * 40, T0 + timedelta(minutes=5))]
+    assert store.history("other", "production") == []
+
+
+# -- schema and durability -----------------------------------------------------------------
+
+
+def test_creating_the_schema_twice_is_harmless(url: str, store: Store) -> None:
+    delivery_id = enqueue(store, "k")
+    with Store.from_url(url) as second, Store.from_url(url, create=False) as third:
+        assert second.get(delivery_id) == third.get(delivery_id) == store.get(delivery_id)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        versions = conn.execute(sa.select(store_schema.schema_version.c.version)).all()
+    engine.dispose()
+    assert [tuple(row) for row in versions] == [(SCHEMA_VERSION,)]
+
+
+def test_an_older_schema_is_upgraded_keeping_queued_rows(
+    url: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delivery_id = enqueue(store, "k")
+    set_version(url, SCHEMA_VERSION - 1)
+    steps: list[int] = []
+    monkeypatch.setitem(store_schema.UPGRADES, SCHEMA_VERSION, lambda conn: steps.append(1))
+    with Store.from_url(url) as upgraded:
+        assert steps == [1]
+        delivery = upgraded.get(delivery_id)
+        assert delivery is not None
+        assert delivery.status == QUEUED
+    with Store.from_url(url):
+        assert steps == [1]  # already at SCHEMA_VERSION: not run again
+
+
+def test_a_newer_or_missing_schema_is_refused(url: str, store: Store) -> None:
+    set_version(url, SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError, match="newer than this bridge"):
+        Store.from_url(url)
+    with pytest.raises(StoreError, match="newer than this bridge"):
+        Store.from_url(url, create=False)
+
+
+def test_opening_without_create_needs_a_schema(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no bridge schema"):
+        Store.from_url(f"sqlite:///{tmp_path / 'empty.db'}", create=False)
+
+
+def set_version(url: str, version: int) -> None:
+    """Stamp the database with another schema version, as an older or newer bridge would."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(store_schema.schema_version.update().values(version=version))
+    engine.dispose()
+
+
+def test_a_closed_database_reopens_with_its_queued_rows(url: str) -> None:
+    with Store.from_url(url) as first:
+        ids = [enqueue(first, f"k{i}", entity=f"e{i}") for i in range(3)]
+    with Store.from_url(url) as reopened:
+        claimed = reopened.claim(owner="w", now=T0, lease_seconds=30, limit=10)
+    assert [(d.id, d.payload) for d in claimed] == [
+        (i, {"entity": f"e{n}"}) for n, i in enumerate(ids)
+    ]
+
+
+CHILD = """
+import sys
+from datetime import datetime, timezone
+from bridge.store import Store
+store = Store.from_url(sys.argv[1])
+delivery_id, _ = store.enqueue(dedupe_key="killed", source="github", event_name="deployment",
+                               payload={"n": 1}, now=datetime.now(timezone.utc))
+print(delivery_id, flush=True)
+sys.stdin.read()  # wait here, holding the database open, until killed
+"""
+
+
+def test_an_acknowledged_event_survives_sigkill(url: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        os.kill(child.pid, signal.SIGKILL)  # right after enqueue returned: no clean close
+    finally:
+        child.kill()
+        child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    with Store.from_url(url) as reopened:
+        delivery = reopened.get(int(line))
+    assert delivery is not None
+    assert (delivery.dedupe_key, delivery.status, delivery.payload) == ("killed", QUEUED, {"n": 1})
+
+
+# -- URLs and failures ---------------------------------------------------------------------
+
+
+def test_an_in_memory_database_is_shared_by_threads() -> None:
+    with Store.from_url("sqlite://") as store:
+        run_threads(4, lambda i: enqueue(store, f"k{i}"))
+        assert store.counts()[QUEUED] == 4
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param("mysql://root:hunter2@db/bridge", id="mysql"),
+        pytest.param("not a url", id="garbage"),
+    ],
+)
+def test_unsupported_urls_are_a_config_error_without_the_password(bad: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Store.from_url(bad)
+    assert caught.value.key == "database"
+    assert "hunter2" not in str(caught.value)
+
+
+def test_an_unreachable_database_fails_ping_with_a_store_error() -> None:
+    # Port 1 on loopback: nothing listens, so the connection is refused at once.
+    store = Store(create_engine("postgresql://bridge:secret@127.0.0.1:1/bridge"))
+    with pytest.raises(StoreError, match="database error") as caught:
+        store.ping()
+    assert "secret" not in str(caught.value)
+    store.close()
