@@ -20,16 +20,14 @@ from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from bridge import metrics
+from bridge import metrics, views
 from bridge.config import Config
 from bridge.errors import SignatureError
 from bridge.ingest import Answer, dedupe_key, ingest
 from bridge.signatures import verify_github, verify_gitlab
-from bridge.store import STATUSES, Delivery, Store, StoreError
+from bridge.store import STATUSES, Store, StoreError
 
 log = logging.getLogger("bridge.receiver")
-
-MAX_PAGE = 200
 
 
 def utcnow() -> datetime:
@@ -193,21 +191,17 @@ def _add_admin(app: Flask, rt: Runtime) -> None:
         status = request.args.get("status") or None
         if status is not None and status not in STATUSES:
             raise BadRequest(400, f"status must be one of {', '.join(STATUSES)}")
-        limit = _int_arg("limit", 50, low=1, high=MAX_PAGE) or 50
+        limit = _int_arg("limit", 50, low=1, high=views.MAX_PAGE) or 50
         after = _int_arg("after", None, low=1, high=2**63 - 1)
         rows, cursor = rt.store.list_deliveries(status=status, limit=limit, after=after)
-        return jsonify(
-            data=[_show(d, full=False) for d in rows],
-            has_more=cursor is not None,
-            next_cursor=str(cursor) if cursor is not None else None,
-        ), 200
+        return jsonify(views.delivery_page(rows, cursor)), 200
 
     @app.get("/api/deliveries/<int:delivery_id>")
     def show_delivery(delivery_id: int) -> tuple[Response, int]:
         found = rt.store.get(delivery_id)
         if found is None:
             raise BadRequest(404, f"no delivery {delivery_id}")
-        return jsonify(_show(found, full=True)), 200
+        return jsonify(views.show_delivery(found, full=True)), 200
 
     @app.post("/api/deliveries/<int:delivery_id>/retry")
     def retry_delivery(delivery_id: int) -> tuple[Response, int]:
@@ -231,36 +225,6 @@ def _int_arg(name: str, default: int | None, *, low: int, high: int) -> int | No
     if not low <= value <= high:
         raise BadRequest(400, f"{name} must be between {low} and {high}")
     return value
-
-
-def _stamp(moment: datetime | None) -> str | None:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
-
-
-def _show(d: Delivery, *, full: bool) -> dict[str, Any]:
-    """A delivery as the admin API shows it."""
-    event = d.payload.get("event", {})
-    shown: dict[str, Any] = {
-        "id": d.id,
-        "status": d.status,
-        "source": d.source,
-        "event": d.event_name,
-        "repository": event.get("repository"),
-        "environment": event.get("environment"),
-        "sha": event.get("sha"),
-        "deploy_status": event.get("status"),
-        "entities": d.payload.get("entities", []),
-        "attempts": d.attempts,
-        "received_at": _stamp(d.received_at),
-        "next_attempt_at": _stamp(d.next_attempt_at),
-        "delivered_at": _stamp(d.delivered_at),
-        "last_error": d.last_error,
-        "results": d.results,
-    }
-    if full:
-        shown["dedupe_key"] = d.dedupe_key
-        shown["payload"] = d.payload
-    return shown
 
 
 def _add_error_handlers(app: Flask) -> None:

@@ -497,8 +497,8 @@ def test_no_file_means_the_documented_defaults() -> None:
         dead_letter_after_seconds=86400,
         max_attempts=0,
         lease_seconds=60,
-        backoff_base_seconds=30,
-        backoff_max_seconds=1800,
+        backoff_base_seconds=1,
+        backoff_max_seconds=300,
     )
 
 
@@ -949,7 +949,7 @@ def test_describe_the_defaults() -> None:
     assert "workflows: none (workflow_run and pipeline events are ignored)" in lines
     assert (
         "delivery: dead letter after 86400s, max attempts unlimited, lease 60s, "
-        "backoff 30s to 1800s"
+        "backoff 1s to 300s"
     ) in lines
 
 

@@ -1,0 +1,153 @@
+"""`check-config`: validate a config file, print what it does, which secrets are set, and routes.
+
+Secrets are reported by name only (set or missing), never by value. A source that is enabled
+but has no secret is a warning here, since ``serve`` refuses to start on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from bridge.commands.common import add_config_flag, fail
+from bridge.errors import UsageError
+from bridge.step import secret_from
+
+if TYPE_CHECKING:
+    from bridge.config import Config
+
+# The order check-config reports them in: the webhook sources' first.
+SECRETS = (
+    "GITHUB_WEBHOOK_SECRET",
+    "GITLAB_WEBHOOK_TOKEN",
+    "CORTEX_API_TOKEN",
+    "BRIDGE_ADMIN_TOKEN",
+)
+DEFAULTS = "built-in defaults (no PATH, --config or $BRIDGE_CONFIG)"
+
+
+def _target(raw: str) -> tuple[str, str | None]:
+    """``REPOSITORY[:ENVIRONMENT]`` as (repository, environment or None)."""
+    repository, _, environment = raw.partition(":")
+    repository = repository.strip().strip("/")
+    if not repository:
+        raise argparse.ArgumentTypeError(f"must be REPOSITORY[:ENVIRONMENT], got {raw!r}")
+    return repository, environment.strip() or None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """An optional PATH, ``--config``, and ``--try`` routing probes."""
+    parser.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        metavar="PATH",
+        help="config file (default: --config, else $BRIDGE_CONFIG, else the built-in defaults)",
+    )
+    add_config_flag(parser)
+    parser.add_argument(
+        "--try",
+        dest="tries",
+        action="append",
+        default=[],
+        type=_target,
+        metavar="REPOSITORY[:ENVIRONMENT]",
+        help="show where a successful deployment of this repository (to this environment) "
+        "is recorded, or why it is ignored; repeatable",
+    )
+    parser.add_argument(
+        "--source",
+        choices=("github", "gitlab"),
+        default="github",
+        help="the source of the --try events (default: github)",
+    )
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """``check-config``: exit 0 when the config is valid (warnings included), 2 when not."""
+    from bridge.config import describe, load_config
+    from bridge.errors import ConfigError
+
+    if args.path and args.config and args.path != args.config:
+        return fail("give the config file once: PATH or --config, not both")
+    path = args.path or args.config or environ.get("BRIDGE_CONFIG") or None
+    try:
+        config = load_config(path, environ)
+    except ConfigError as exc:
+        return fail(str(exc))
+    print(f"config OK: {path or DEFAULTS}")
+    for line in describe(config):
+        print(line)
+    _report_secrets(config, environ)
+    for repository, environment in args.tries:
+        print(try_route(config, args.source, repository, environment))
+    return 0
+
+
+def _report_secrets(config: Config, environ: Mapping[str, str]) -> None:
+    """Which secrets are set, by name; warnings on stderr for the ones a server needs."""
+    from bridge.config import SECRET_HOMES, SOURCES
+
+    print("secrets (names only):")
+    missing = set()
+    for name in SECRETS:
+        state = _secret_state(environ, name)
+        print(f"  {name}: {state}")
+        if not state.startswith("set"):
+            missing.add(name)
+    for source in SOURCES:
+        name = SECRET_HOMES[f"sources.{source}"]
+        if config.sources.enabled(source) and name in missing:
+            _warn(
+                f"sources.{source} is enabled but {name} is not set: "
+                "serve will refuse to start (unless --allow-unsigned)"
+            )
+    if "CORTEX_API_TOKEN" in missing:
+        _warn("CORTEX_API_TOKEN is not set: the worker cannot deliver to Cortex")
+
+
+def _secret_state(environ: Mapping[str, str], name: str) -> str:
+    """``set``, ``set (from NAME_FILE)``, ``missing`` or ``unreadable: why``; never the value."""
+    try:
+        value = secret_from(environ, name)
+    except UsageError as exc:
+        return f"unreadable: {exc}"
+    if not value:
+        return "missing (admin API off)" if name == "BRIDGE_ADMIN_TOKEN" else "missing"
+    return "set" if environ.get(name, "").strip() else f"set (from {name}_FILE)"
+
+
+def try_route(config: Config, source: str, repository: str, environment: str | None) -> str:
+    """One line: where a successful deployment of ``repository`` goes, or why it is ignored."""
+    from datetime import datetime, timezone
+
+    from bridge.config import route
+    from bridge.errors import UnsupportedEvent
+    from bridge.model import DeployEvent, DeployRef, Status
+
+    event = DeployEvent(
+        source=source,
+        repository=repository,
+        event="deployment_status",
+        ref=DeployRef("deployment", "check-config"),
+        status=Status.SUCCEEDED,
+        timestamp=datetime.now(timezone.utc),
+        title="check-config",
+        environment=environment,
+    )
+    where = f"environment {environment!r}" if environment is not None else "no environment"
+    head = f"try {source} {repository}, {where}"
+    try:
+        found = route(config, event)
+    except UnsupportedEvent as exc:
+        return f"{head}: ignored: {exc.reason}"
+    line = f"{head}: -> {', '.join(found.entities)} ({found.rule})"
+    if found.environment != environment:
+        line += f", recorded as environment {found.environment!r}"
+    return line
+
+
+def _warn(message: str) -> None:
+    print(f"cortex-deploy-bridge: warning: {message}", file=sys.stderr)

@@ -1,0 +1,83 @@
+"""What the server-side commands share: config, secrets, the store, one-line failures."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from bridge.errors import UsageError
+from bridge.step import secret_from
+
+if TYPE_CHECKING:
+    from bridge.config import Config
+    from bridge.cortex import CortexClient
+    from bridge.store import Store
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+def add_config_flag(parser: argparse.ArgumentParser) -> None:
+    """``--config PATH`` (default: $BRIDGE_CONFIG, else built-in defaults)."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None,
+        help="YAML config file (default: $BRIDGE_CONFIG; none: defaults)",
+    )
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    """Print one line naming the problem to stderr; return the exit code."""
+    print(f"cortex-deploy-bridge: error: {message}", file=sys.stderr)
+    return code
+
+
+def load(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
+    """The config from ``--config`` or ``BRIDGE_CONFIG``, environment overrides applied."""
+    from bridge.config import load_config
+
+    path = getattr(args, "config", None) or environ.get("BRIDGE_CONFIG") or None
+    return load_config(path, environ)
+
+
+def open_store(config: Config, *, create: bool = True) -> Store:
+    """The store the config names."""
+    from bridge.store import Store
+
+    return Store.from_url(config.database, create=create)
+
+
+def cortex_client(config: Config, environ: Mapping[str, str]) -> CortexClient:
+    """A Cortex client for the worker: one attempt per call (the outbox retries)."""
+    from bridge.cortex import CortexClient, RetryPolicy
+
+    token = secret_from(environ, "CORTEX_API_TOKEN")
+    if not token:
+        raise UsageError("CORTEX_API_TOKEN is not set: the worker cannot reach Cortex")
+    return CortexClient(
+        config.cortex.url,
+        token,
+        timeout=config.cortex.timeout_seconds,
+        retry=RetryPolicy(max_attempts=1),
+    )
+
+
+def secrets_of(environ: Mapping[str, str]) -> dict[str, str]:
+    """Every secret the server uses, from the environment (or ``*_FILE``)."""
+    names = (
+        "CORTEX_API_TOKEN",
+        "GITHUB_WEBHOOK_SECRET",
+        "GITLAB_WEBHOOK_TOKEN",
+        "BRIDGE_ADMIN_TOKEN",
+    )
+    return {name: secret_from(environ, name) for name in names}
+
+
+def worker_owner() -> str:
+    """A lease owner name unique to this thread's worker: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,85 @@
+"""`send`: record one deploy from flags and the CI context (GitLab CI, any CI)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``send``: the action's inputs, as options."""
+    add = parser.add_argument
+    add(
+        "--entity-tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="Cortex entity tag; repeat or comma-separate for several "
+        "(default: info.x-cortex-tag of cortex.yaml, else the repository's name)",
+    )
+    add("--environment", default="", help="deploy environment (default: from the CI job)")
+    add(
+        "--type",
+        default="auto",
+        metavar="TYPE",
+        help="DEPLOY, SCALE, ROLLBACK, RESTART, or auto: ROLLBACK when the sha was "
+        "deployed to this environment before and is not the latest (default: auto)",
+    )
+    add("--title", default="", help="title (default: the commit's first line)")
+    add("--sha", default="", help="commit sha (default: from the CI job)")
+    add("--url", default="", help="link to the deploy (default: the CI job or run page)")
+    add("--deployer-name", default="", help="who deployed (default: from the CI job)")
+    add("--deployer-email", default="", help="deployer's email (default: from the CI job)")
+    add("--timestamp", default="", help="when it finished, RFC 3339 (default: now, UTC)")
+    add(
+        "--custom-data",
+        default="",
+        metavar="JSON_OR_YAML",
+        help="a mapping merged into the deploy's customData",
+    )
+    add(
+        "--cortex-api-url",
+        default="",
+        help="Cortex API base URL (default: $CORTEX_API_URL or https://api.getcortexapp.com)",
+    )
+    add(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="per-request timeout (default: 10)",
+    )
+    add(
+        "--fail-on-error",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="exit 1 when the deploy cannot be recorded (default: on)",
+    )
+    add(
+        "--dry-run",
+        action="store_true",
+        help="print what would be sent; send nothing (reads history when a token is set)",
+    )
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """``send``: record one deploy from flags and the CI context."""
+    from bridge.send import Inputs
+    from bridge.step import Reporter, run_step
+
+    inputs = Inputs(
+        api_url=args.cortex_api_url,
+        entity_tag="\n".join(args.entity_tag),
+        environment=args.environment,
+        type=args.type,
+        title=args.title,
+        sha=args.sha,
+        url=args.url,
+        deployer_name=args.deployer_name,
+        deployer_email=args.deployer_email,
+        timestamp=args.timestamp,
+        custom_data=args.custom_data,
+        fail_on_error=args.fail_on_error,
+        dry_run=args.dry_run,
+    )
+    return run_step(inputs, environ, Reporter(()), timeout=args.timeout)

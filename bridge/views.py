@@ -1,0 +1,56 @@
+"""How a delivery is shown: one shape for the admin API and the ``deliveries`` command.
+
+Pure and light: no Flask, no SQLAlchemy (the command imports this to print what it read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.store import Delivery
+
+# The largest page the admin API and ``deliveries list`` hand out at once.
+MAX_PAGE = 200
+
+
+def stamp(moment: datetime | None) -> str | None:
+    """An aware time as RFC 3339 UTC with a ``Z`` (None stays None)."""
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def show_delivery(d: Delivery, *, full: bool) -> dict[str, Any]:
+    """A delivery as the admin API shows it; ``full`` adds the dedupe key and the payload."""
+    event = d.payload.get("event", {})
+    shown: dict[str, Any] = {
+        "id": d.id,
+        "status": d.status,
+        "source": d.source,
+        "event": d.event_name,
+        "repository": event.get("repository"),
+        "environment": event.get("environment"),
+        "sha": event.get("sha"),
+        "deploy_status": event.get("status"),
+        "entities": d.payload.get("entities", []),
+        "attempts": d.attempts,
+        "received_at": stamp(d.received_at),
+        "next_attempt_at": stamp(d.next_attempt_at),
+        "delivered_at": stamp(d.delivered_at),
+        "last_error": d.last_error,
+        "results": d.results,
+    }
+    if full:
+        shown["dedupe_key"] = d.dedupe_key
+        shown["payload"] = d.payload
+    return shown
+
+
+def delivery_page(rows: Sequence[Delivery], cursor: int | None) -> dict[str, Any]:
+    """One page of the delivery log: ``data``, ``has_more`` and ``next_cursor`` (a string)."""
+    return {
+        "data": [show_delivery(d, full=False) for d in rows],
+        "has_more": cursor is not None,
+        "next_cursor": str(cursor) if cursor is not None else None,
+    }
