@@ -12,12 +12,15 @@ from bridge.times import format_timestamp, seconds_between
 MAX_TITLE = 255
 
 
+def deploy_key(event: DeployEvent) -> str:
+    """Name the deploy, whatever the entities: source, repository, its id, environment."""
+    environment = event.environment or "-"
+    return ":".join((event.source, event.repository, event.ref.kind, event.ref.id, environment))
+
+
 def idempotency_key(event: DeployEvent, entity: str) -> str:
     """Name the deploy, not the HTTP delivery: one key however often its events arrive."""
-    environment = event.environment or "-"
-    return ":".join(
-        (event.source, event.repository, event.ref.kind, event.ref.id, environment, entity)
-    )
+    return f"{deploy_key(event)}:{entity}"
 
 
 def first_line(text: str | None) -> str:

@@ -522,3 +522,26 @@ def test_an_unreachable_database_fails_ping_with_a_store_error() -> None:
         store.ping()
     assert "secret" not in str(caught.value)
     store.close()
+
+
+def test_events_of_one_deploy_are_delivered_one_at_a_time_in_order(store: Store) -> None:
+    ids = [
+        store.enqueue(
+            dedupe_key=f"g-{n}",
+            source="github",
+            event_name="deployment_status",
+            payload={"n": n},
+            now=T0,
+            group_key=group,
+        )[0]
+        for n, group in enumerate(["deploy-1", "deploy-1", "deploy-2", None, None])
+    ]
+    first = store.claim(owner="a", now=T0, lease_seconds=60, limit=10)
+    # The second event of deploy-1 waits for the first; ungrouped events never wait.
+    assert [d.id for d in first] == [ids[0], ids[2], ids[3], ids[4]]
+    assert store.claim(owner="b", now=T0, lease_seconds=60, limit=10) == []
+    assert store.reschedule(ids[0], owner="a", error="503", next_attempt_at=T0, results={}, now=T0)
+    # Still unsettled (retrying): the sibling keeps waiting, the first is claimable again.
+    assert [d.id for d in store.claim(owner="b", now=T0, lease_seconds=60, limit=10)] == [ids[0]]
+    assert store.complete(ids[0], owner="b", results={}, now=T0)
+    assert [d.id for d in store.claim(owner="c", now=T0, lease_seconds=60, limit=10)] == [ids[1]]

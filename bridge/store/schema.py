@@ -46,6 +46,7 @@ class Delivery:
     results: dict[str, Any] = field(hash=False)
     updated_at: datetime
     delivered_at: datetime | None
+    group_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,9 @@ deliveries = sa.Table(
     sa.Column("dedupe_key", sa.Text, nullable=False, unique=True),
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("event_name", sa.Text, nullable=False),
+    # Events of one deploy share a group and are delivered one at a time, in order: two
+    # workers never race to create the same record, and a start never overtakes its end.
+    sa.Column("group_key", sa.Text),
     sa.Column("received_at", UTCDateTime(), nullable=False),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
@@ -126,6 +130,7 @@ deliveries = sa.Table(
 )
 sa.Index(None, deliveries.c.status, deliveries.c.next_attempt_at)  # claim
 sa.Index(None, deliveries.c.status, deliveries.c.id)  # admin list filtered by status; counts
+sa.Index(None, deliveries.c.group_key, deliveries.c.id)  # claim: an older unsettled sibling
 
 records = sa.Table(
     "bridge_records",

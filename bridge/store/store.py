@@ -91,6 +91,7 @@ class Store:
         event_name: str,
         payload: Mapping[str, Any],
         now: datetime,
+        group_key: str | None = None,
     ) -> tuple[int, bool]:
         """Store an accepted event durably: (id, True), or (first id, False) for a repeat."""
         # PostgreSQL text cannot hold NUL while SQLite's can: refuse it on both.
@@ -101,6 +102,7 @@ class Store:
             "dedupe_key": dedupe_key,
             "source": source,
             "event_name": event_name,
+            "group_key": group_key,
             "received_at": now,
             "status": QUEUED,
             "attempts": 0,
@@ -136,9 +138,17 @@ class Store:
         # Due rows, and rows whose owner's lease ran out (it died): both have their
         # next_attempt_at passed. SKIP LOCKED lets PostgreSQL replicas claim side by side;
         # SQLite ignores it and relies on BEGIN IMMEDIATE, which admits one writer.
+        older = deliveries.alias("older")
+        waits_for_older = (
+            sa.exists()
+            .where(older.c.group_key == deliveries.c.group_key)
+            .where(older.c.id < deliveries.c.id)
+            .where(older.c.status.in_(_CLAIMABLE))
+        )
         due = (
             sa.select(deliveries.c.id)
             .where(deliveries.c.status.in_(_CLAIMABLE), deliveries.c.next_attempt_at <= now)
+            .where(~waits_for_older)
             .order_by(deliveries.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
