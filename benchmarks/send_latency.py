@@ -39,35 +39,71 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
     script = shutil.which("cortex-deploy-bridge") or str(
-        Path(sys.executable).with_name("cortex-deploy-bridge"))
+        Path(sys.executable).with_name("cortex-deploy-bridge")
+    )
     curl = shutil.which("curl")
     with FakeCortex(token=TOKEN) as cortex:
-        env = {"PATH": os.environ["PATH"], "CORTEX_API_TOKEN": TOKEN,
-               "CORTEX_API_URL": cortex.url}
-        body = json.dumps({"title": "bench", "timestamp": "2026-11-23T10:00:00Z",
-                           "type": "DEPLOY", "sha": "a" * 40, "environment": "production"})
+        env = {"PATH": os.environ["PATH"], "CORTEX_API_TOKEN": TOKEN, "CORTEX_API_URL": cortex.url}
+        body = json.dumps(
+            {
+                "title": "bench",
+                "timestamp": "2026-11-23T10:00:00Z",
+                "type": "DEPLOY",
+                "sha": "a" * 40,
+                "environment": "production",
+            }
+        )
         bridge_cmd = {
-            "send --type DEPLOY": [script, "send", "--entity-tag", "bench", "--type", "DEPLOY",
-                                   "--sha", "a" * 40, "--environment", "production"],
-            "send (type auto: reads history)": [script, "send", "--entity-tag", "bench-auto",
-                                                "--sha", "a" * 40, "--environment",
-                                                "production"],
+            "send --type DEPLOY": [
+                script,
+                "send",
+                "--entity-tag",
+                "bench",
+                "--type",
+                "DEPLOY",
+                "--sha",
+                "a" * 40,
+                "--environment",
+                "production",
+            ],
+            "send (type auto: reads history)": [
+                script,
+                "send",
+                "--entity-tag",
+                "bench-auto",
+                "--sha",
+                "a" * 40,
+                "--environment",
+                "production",
+            ],
         }
         commands = dict(bridge_cmd)
         commands["python -c pass (interpreter start)"] = [sys.executable, "-c", "pass"]
         if curl:
             commands["curl (baseline)"] = [
-                curl, "--fail", "--silent", "-X", "POST", "-H", f"Authorization: Bearer {TOKEN}",
-                "-H", "Content-Type: application/json", "--data", body,
-                f"{cortex.url}/api/v1/catalog/bench-curl/deploys"]
+                curl,
+                "--fail",
+                "--silent",
+                "-X",
+                "POST",
+                "-H",
+                f"Authorization: Bearer {TOKEN}",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                body,
+                f"{cortex.url}/api/v1/catalog/bench-curl/deploys",
+            ]
         samples: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.runs):
             for name, command in commands.items():
                 samples[name].append(timed(command, env))
     base = statistics.median(samples["curl (baseline)"]) if curl else None
-    print(f"{platform.node()} · {platform.processor() or platform.machine()} · "
-          f"{os.cpu_count()} cores · Python {platform.python_version()} · "
-          f"{time.strftime('%Y-%m-%d')} · {args.runs} runs each\n")
+    print(
+        f"{platform.node()} · {platform.processor() or platform.machine()} · "
+        f"{os.cpu_count()} cores · Python {platform.python_version()} · "
+        f"{time.strftime('%Y-%m-%d')} · {args.runs} runs each\n"
+    )
     print("| command | median (s) | p90 (s) | vs curl |")
     print("| --- | --- | --- | --- |")
     for name, values in samples.items():

@@ -60,7 +60,7 @@ class BadRequest(Exception):
 
 def create_app(runtime: Runtime) -> Flask:
     """A receiver bound to ``runtime``; nothing is read from the environment here."""
-    app = Flask("bridge")
+    app = Flask("bridge.app")
     app.config["MAX_CONTENT_LENGTH"] = runtime.config.server.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["bridge"] = runtime

@@ -948,8 +948,7 @@ def test_describe_the_defaults() -> None:
     assert "default: every repository -> {repo}" in lines
     assert "workflows: none (workflow_run and pipeline events are ignored)" in lines
     assert (
-        "delivery: dead letter after 86400s, max attempts unlimited, lease 60s, "
-        "backoff 1s to 300s"
+        "delivery: dead letter after 86400s, max attempts unlimited, lease 60s, backoff 1s to 300s"
     ) in lines
 
 

@@ -545,3 +545,10 @@ def test_events_of_one_deploy_are_delivered_one_at_a_time_in_order(store: Store)
     assert [d.id for d in store.claim(owner="b", now=T0, lease_seconds=60, limit=10)] == [ids[0]]
     assert store.complete(ids[0], owner="b", results={}, now=T0)
     assert [d.id for d in store.claim(owner="c", now=T0, lease_seconds=60, limit=10)] == [ids[1]]
+
+
+def test_opening_without_create_leaves_no_file_behind(tmp_path: Path) -> None:
+    path = tmp_path / "typo.db"
+    with pytest.raises(StoreError, match="no bridge schema"):
+        Store.from_url(f"sqlite:///{path}", create=False)
+    assert not path.exists()

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The error on one line; its type named unless it is one of the bridge's own."""
     from bridge.errors import BridgeError
 
     text = " ".join(str(exc).split())
@@ -120,10 +121,9 @@ def _runtime(cortex_url: str, workdir: str) -> Runtime:
     import os
     import secrets
 
-    from bridge.app import Runtime
     from bridge.config import parse_config
     from bridge.demo_events import STORY_CONFIG
-    from bridge.store import Store
+    from bridge.relay import make_runtime
 
     document = {
         **STORY_CONFIG,
@@ -131,13 +131,12 @@ def _runtime(cortex_url: str, workdir: str) -> Runtime:
         "database": f"sqlite:///{os.path.join(workdir, 'bridge.db')}",
     }
     config = parse_config(document)  # no environ: nothing real is overridden in
-    return Runtime(
-        config=config,
-        store=Store.from_url(config.database),
-        github_secret=secrets.token_hex(20),
-        gitlab_token=secrets.token_urlsafe(24),
-        admin_token=secrets.token_urlsafe(24),
-    )
+    chosen = {
+        "GITHUB_WEBHOOK_SECRET": secrets.token_hex(20),
+        "GITLAB_WEBHOOK_TOKEN": secrets.token_urlsafe(24),
+        "BRIDGE_ADMIN_TOKEN": secrets.token_urlsafe(24),
+    }
+    return make_runtime(config, chosen)
 
 
 def _serve(stack: ExitStack, runtime: Runtime) -> str:
@@ -176,21 +175,12 @@ def _work(stack: ExitStack, runtime: Runtime, cortex: FakeCortex) -> None:
     import threading
 
     from bridge.commands.common import cortex_client, worker_owner
-    from bridge.delivery import Deliverer
-    from bridge.worker import Worker, start_in_thread
+    from bridge.relay import make_worker
+    from bridge.worker import start_in_thread
 
     client = cortex_client(runtime.config, {"CORTEX_API_TOKEN": cortex.token})
     stack.callback(client.close)
-    deliverer = Deliverer(runtime.store, client, runtime.config, clock=runtime.clock)
-    worker = Worker(
-        runtime.store,
-        deliverer,
-        runtime.config.delivery,
-        owner=worker_owner(),
-        clock=runtime.clock,
-        wake=runtime.wake,
-        idle_poll=0.25,
-    )
+    worker = make_worker(runtime, client, owner=worker_owner(), idle_poll=0.25)
     stop = threading.Event()
     thread = start_in_thread(worker, stop)
 
@@ -248,6 +238,7 @@ def _tell(stage: Stage, say: Say) -> list[str]:
 
 
 def _introduce(stage: Stage, say: Say) -> None:
+    """Where the stand-in and the receiver listen, and the config the bridge runs with."""
     import yaml
 
     from bridge.demo_events import STORY_CONFIG
@@ -303,7 +294,9 @@ def _post(stage: Stage, step: Step) -> tuple[int, dict[str, Any]]:
         parsed = json.loads(data)
     except ValueError:
         parsed = None
-    return answer.status, parsed if isinstance(parsed, dict) else {"body": data.decode()[:200]}
+    return answer.status, parsed if isinstance(parsed, dict) else {
+        "body": data.decode("utf-8", "replace")[:200]
+    }
 
 
 def _github_headers(stage: Stage, step: Step, body: bytes) -> dict[str, str]:
@@ -445,6 +438,7 @@ def _compare(stored: list[dict[str, Any]]) -> list[str]:
 
 
 def _conclude(failures: list[str], say: Say) -> None:
+    """The verdict: each failed expectation, or the next steps once all held."""
     from bridge.demo_events import EXPECTED_DEPLOYS, STORY
 
     say("")
@@ -469,7 +463,7 @@ NEXT_STEPS = (
     "  export GITLAB_WEBHOOK_TOKEN=...   # the secret token you set on the GitLab webhook",
     "  export BRIDGE_DATABASE_URL=sqlite:///bridge.db  # or postgresql+psycopg://... for replicas",
     "  cortex-deploy-bridge check-config --config bridge.yaml  # the config above is a start",
-    "  cortex-deploy-bridge serve --bind 0.0.0.0:8000 --config bridge.yaml",
+    "  cortex-deploy-bridge serve --bind 0.0.0.0:8080 --config bridge.yaml",
     "  GitHub webhook: https://<your-host>/webhooks/github  (content type application/json;",
     "                  events: Deployment statuses, Workflow runs)",
     "  GitLab webhook: https://<your-host>/webhooks/gitlab  (trigger: Deployment events)",

@@ -8,6 +8,7 @@ SQLite settings that make that hold). The same statements run on SQLite and Post
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -58,7 +59,19 @@ class Store:
     @classmethod
     def from_url(cls, url: str, *, create: bool = True) -> Store:
         """Open the database at ``url``; create or upgrade its schema unless ``create=False``."""
-        store = cls(create_engine(url))
+        engine = create_engine(url)
+        path = engine.url.database
+        if (
+            not create
+            and engine.dialect.name == "sqlite"
+            and not is_memory(engine)
+            and path
+            and not os.path.exists(path)
+        ):
+            # Connecting would create an empty file (and a WAL): inspection must not write.
+            engine.dispose()
+            raise StoreError("database has no bridge schema: start the bridge once to create it")
+        store = cls(engine)
         try:
             with store._transaction(write=create) as conn:
                 (ensure_schema if create else check_schema)(conn)
