@@ -12,6 +12,7 @@ import random
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from bridge.config import DeliverySettings
 from bridge.delivery import Deliverer
@@ -85,8 +86,15 @@ class Worker:
         return len(claimed)
 
     def handle(self, delivery: Delivery) -> str:
-        """Deliver one claimed event and settle it: delivered, retrying or dead."""
+        """Deliver one claimed event and settle it: delivered, retrying or dead.
+
+        ``delivery.attempts`` already counts this attempt (the store counts at claim), so an
+        event whose attempts keep dying with their worker still runs out of attempts.
+        """
         context = {"delivery": delivery.id, "source": delivery.source, "event": delivery.event_name}
+        given_up = self._give_up_before(delivery, self.clock())
+        if given_up:
+            return self._dead(delivery, given_up, delivery.results, context)
         attempt = self.deliverer.deliver(delivery.payload, delivery.results)
         now = self.clock()
         error = attempt.error
@@ -96,14 +104,10 @@ class Worker:
             return self._settled(delivery, "delivered", now)
         age = (now - delivery.received_at).total_seconds()
         out_of_time = age >= self.settings.dead_letter_after_seconds
-        out_of_tries = 0 < self.settings.max_attempts <= delivery.attempts + 1
+        out_of_tries = 0 < self.settings.max_attempts <= delivery.attempts
         if is_permanent(error) or out_of_time or out_of_tries:
-            self.store.dead_letter(
-                delivery.id, owner=self.owner, error=str(error), results=attempt.results, now=now
-            )
-            log.error("dead-lettered", extra={**context, "error": str(error)})
-            return self._settled(delivery, "dead", now)
-        delay = next_delay(self.settings, delivery.attempts, error.retry_after)
+            return self._dead(delivery, str(error), attempt.results, context)
+        delay = next_delay(self.settings, delivery.attempts - 1, error.retry_after)
         self.store.reschedule(
             delivery.id,
             owner=self.owner,
@@ -114,6 +118,24 @@ class Worker:
         )
         log.warning("will retry", extra={**context, "error": str(error), "delay": delay})
         return self._settled(delivery, "retrying", now)
+
+    def _give_up_before(self, delivery: Delivery, now: datetime) -> str | None:
+        """Why not to attempt at all: out of attempts (earlier ones died), or of time."""
+        limit = self.settings.max_attempts
+        if 0 < limit < delivery.attempts:
+            return f"gave up after {delivery.attempts - 1} attempts that never finished"
+        age = (now - delivery.received_at).total_seconds()
+        if age >= self.settings.dead_letter_after_seconds:
+            return f"{delivery.last_error or 'not delivered'} (gave up after {age:.0f}s)"
+        return None
+
+    def _dead(
+        self, delivery: Delivery, error: str, results: dict[str, Any], context: dict[str, Any]
+    ) -> str:
+        now = self.clock()
+        self.store.dead_letter(delivery.id, owner=self.owner, error=error, results=results, now=now)
+        log.error("dead-lettered", extra={**context, "error": error})
+        return self._settled(delivery, "dead", now)
 
     def _settled(self, delivery: Delivery, outcome: str, now: datetime) -> str:
         if self.on_settled is not None:

@@ -319,3 +319,33 @@ def test_action_then_webhook_of_the_same_run_is_one_record(
     github_post(bridge.http, "deployment_status", sample)
     bridge.drain()
     assert len(cortex.all_deploys()) == 1
+
+
+def test_an_event_that_keeps_killing_its_worker_is_dead_lettered(
+    tmp_path: Path, cortex: FakeCortex
+) -> None:
+    bridge = Bridge(tmp_path, cortex, {"delivery": {"max_attempts": 2, "lease_seconds": 30}})
+    answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
+    store = bridge.runtime.store
+    for owner in ("crashed-1", "crashed-2"):  # each claimed, then its process died
+        assert store.claim(owner=owner, now=bridge.clock(), lease_seconds=30)
+        bridge.clock.advance(31)
+    bridge.drain()
+    delivery = store.get(answer.json["id"])
+    assert delivery is not None and delivery.status == "dead"
+    assert "2 attempts that never finished" in (delivery.last_error or "")
+    assert cortex.received == []
+    bridge.close()
+
+
+def test_gives_up_after_dead_letter_time(tmp_path: Path, cortex: FakeCortex) -> None:
+    bridge = Bridge(tmp_path, cortex, {"delivery": {"dead_letter_after_seconds": 3600}})
+    cortex.inject(*[Fault("status", status=503) for _ in range(100)])
+    answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
+    for _ in range(12):
+        bridge.drain()
+        bridge.clock.advance(400)
+    delivery = bridge.runtime.store.get(answer.json["id"])
+    assert delivery is not None and delivery.status == "dead"
+    assert "503" in (delivery.last_error or "")
+    bridge.close()

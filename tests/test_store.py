@@ -198,7 +198,8 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_loses(store: Store) ->
     assert store.complete(delivery_id, owner="w2", results={"a": {"uuid": "u1"}}, now=T0)
     done = store.get(delivery_id)
     assert done is not None
-    assert (done.status, done.attempts, done.results) == (DELIVERED, 1, {"a": {"uuid": "u1"}})
+    # Attempts count claims: the killed owner's unfinished one counts too.
+    assert (done.status, done.attempts, done.results) == (DELIVERED, 2, {"a": {"uuid": "u1"}})
     assert (done.lease_owner, done.lease_until, done.next_attempt_at) == (None, None, None)
     assert done.delivered_at == T0
 
@@ -227,7 +228,7 @@ def test_a_stolen_lease_cannot_finish(store: Store, finish: Any) -> None:
     assert finish(store, delivery_id + 1, "fast") is False  # no such row
     still = store.get(delivery_id)
     assert still is not None
-    assert (still.status, still.lease_owner, still.attempts) == (DELIVERING, "fast", 0)
+    assert (still.status, still.lease_owner, still.attempts) == (DELIVERING, "fast", 2)
     assert finish(store, delivery_id, "fast") is True
     assert finish(store, delivery_id, "fast") is False  # no longer leased
 
@@ -275,7 +276,7 @@ def test_reschedule_waits_until_the_next_attempt(store: Store) -> None:
     assert waiting.results == {"a": {"uuid": "u1"}}
     assert store.claim(owner="w", now=retry_at - timedelta(seconds=1), lease_seconds=30) == []
     [again] = store.claim(owner="w", now=retry_at, lease_seconds=30)
-    assert (again.id, again.attempts, again.results) == (delivery_id, 1, {"a": {"uuid": "u1"}})
+    assert (again.id, again.attempts, again.results) == (delivery_id, 2, {"a": {"uuid": "u1"}})
 
 
 def test_a_dead_letter_can_be_retried(store: Store) -> None:

@@ -175,6 +175,9 @@ class Store:
                 .where(deliveries.c.id.in_(ids))
                 .values(
                     status=DELIVERING,
+                    # Counted when an attempt starts, not when it ends: an event that kills
+                    # its worker every time still runs out of attempts and is dead-lettered.
+                    attempts=deliveries.c.attempts + 1,
                     lease_owner=owner,
                     lease_until=until,
                     next_attempt_at=until,
@@ -244,7 +247,7 @@ class Store:
                 deliveries.c.status == DELIVERING,
                 deliveries.c.lease_owner == owner,
             )
-            .values(attempts=deliveries.c.attempts + 1, lease_owner=None, lease_until=None)
+            .values(lease_owner=None, lease_until=None)
             .values(values)
         )
         with self._transaction(write=True) as conn:
