@@ -13,6 +13,7 @@ from bridge import workflow_commands as wc
 from bridge.ci import detect
 from bridge.cortex import CortexClient
 from bridge.cortex.client import DEFAULT_URL
+from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexError, UsageError
 from bridge.model import DeployEvent
 from bridge.recorder import Outcome, record
@@ -205,6 +206,7 @@ def run_step(
             api_url,
             token,
             timeout=timeout,
+            proxy=proxy_for(api_url, environ),
             on_retry=lambda exc, delay: reporter.info(f"{exc}; retrying in {delay:.1f}s"),
         )
     try:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from bridge.cortex import CortexClient, RetryPolicy
+from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexRejected, CortexRetryable
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import build_deploy_request
@@ -189,3 +190,69 @@ def test_iter_deploys_reads_every_page(cortex: FakeCortex, monkeypatch: pytest.M
 
 def test_repr_hides_token(cortex: FakeCortex) -> None:
     assert TOKEN not in repr(client(cortex))
+
+
+@pytest.mark.parametrize(
+    ("url", "environ", "expected"),
+    [
+        pytest.param(
+            "https://api.getcortexapp.com",
+            {"HTTPS_PROXY": "proxy:3128"},
+            "http://proxy:3128",
+            id="https-proxy",
+        ),
+        pytest.param(
+            "https://api.getcortexapp.com",
+            {"https_proxy": "http://p:8080", "NO_PROXY": ".getcortexapp.com"},
+            None,
+            id="no-proxy-suffix",
+        ),
+        pytest.param(
+            "http://127.0.0.1:8787", {"HTTPS_PROXY": "http://p:1"}, None, id="scheme-mismatch"
+        ),
+        pytest.param(
+            "https://cortex.internal",
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "*"},
+            None,
+            id="no-proxy-star",
+        ),
+    ],
+)
+def test_proxy_from_environment(url: str, environ: dict[str, str], expected: str | None) -> None:
+    assert proxy_for(url, environ) == expected
+
+
+def test_requests_tunnel_through_a_proxy(cortex: FakeCortex) -> None:
+    """A CONNECT proxy on loopback carries the request to the stand-in."""
+    import socket
+    import socketserver
+    import threading
+
+    tunnels: list[str] = []
+
+    class Tunnel(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            request = self.rfile.readline().decode()
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            tunnels.append(request.split()[1])
+            host, port = request.split()[1].rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)))
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            upstream.settimeout(2)
+            self.connection.settimeout(2)
+            data = self.connection.recv(65536)
+            upstream.sendall(data)
+            reply = upstream.recv(65536)
+            self.wfile.write(reply)
+            upstream.close()
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Tunnel) as proxy:
+        proxy.daemon_threads = True
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        port = proxy.server_address[1]
+        c = client(cortex, proxy=f"http://127.0.0.1:{port}", retry=RetryPolicy(max_attempts=1))
+        c.create_deploy("payments-api", body())
+        proxy.shutdown()
+    assert tunnels == [cortex.url.removeprefix("http://")]
+    assert len(cortex.all_deploys()) == 1

@@ -143,7 +143,7 @@ SAMPLE_CASES = [
             "status": Status.SUCCEEDED,
             "sha": GH_SHA_RUN,
             "url": f"{GH_WEB}/actions/runs/12045678901/job/33512345678",
-            "deployer_name": "github-actions[bot]",
+            "deployer_name": "teo-lindqvist",  # the run's triggering actor, not the bot
             "started_at": utc("2026-11-23T14:20:05"),
             "finished_at": utc("2026-11-23T14:23:12"),
             "details": {

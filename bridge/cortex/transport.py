@@ -6,11 +6,13 @@ HTTPS proxy when given one, and tells whether a failed request may have reached 
 
 from __future__ import annotations
 
+import base64
 import http.client
 import socket
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,13 @@ class HttpTransport:
         else:
             conn = http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
         if self.proxy is not None and self.proxy.hostname:
-            conn.set_tunnel(self.host, self.port)
+            headers = {}
+            if self.proxy.username:
+                login = f"{unquote(self.proxy.username)}:{unquote(self.proxy.password or '')}"
+                headers["Proxy-Authorization"] = (
+                    "Basic " + base64.b64encode(login.encode()).decode()
+                )
+            conn.set_tunnel(self.host, self.port, headers=headers)
         try:
             conn.connect()
         except (OSError, http.client.HTTPException) as exc:
@@ -121,3 +129,20 @@ class HttpTransport:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) < 200 else text[:200] + "..."
+
+
+def proxy_for(url: str, environ: Mapping[str, str]) -> str | None:
+    """The proxy the environment names for ``url`` (HTTPS_PROXY / HTTP_PROXY, NO_PROXY)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    names = (
+        ("HTTPS_PROXY", "https_proxy") if parts.scheme == "https" else ("HTTP_PROXY", "http_proxy")
+    )
+    proxy = next((environ[n] for n in names if environ.get(n, "").strip()), None)
+    if not proxy:
+        return None
+    bypass = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
+    for entry in (e.strip().lower().lstrip(".") for e in bypass.split(",")):
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return None
+    return proxy.strip() if "://" in proxy else f"http://{proxy.strip()}"

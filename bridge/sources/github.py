@@ -133,8 +133,13 @@ def _deployment_event(fields: Fields, status: Status, timestamp: datetime) -> De
         sha=fields.sha("deployment.sha"),
         environment=fields.text("deployment.environment", "deployment_status.environment"),
         url=_deployment_url(fields),
+        # An Actions job's deployment is created by github-actions[bot]; the person is the
+        # run's triggering actor, as the Action step inside that run reports it.
         deployer_name=fields.text(
-            "deployment_status.creator.login", "deployment.creator.login", "sender.login"
+            "workflow_run.triggering_actor.login",
+            "deployment_status.creator.login",
+            "deployment.creator.login",
+            "sender.login",
         ),
         started_at=fields.moment("workflow_run.run_started_at")
         or (timestamp if status is Status.IN_PROGRESS else None),
