@@ -1,4 +1,4 @@
-"""Packaging: the Dockerfile, action.yml, the workflows and the GitLab templates.
+"""Packaging: the Dockerfiles, action.yml, the workflows and the GitLab templates.
 
 These check the files users and GitHub read directly, so a typo there fails here and not in
 a user's pipeline. External linters (hadolint, check-jsonschema) are run when installed (the
@@ -23,8 +23,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 ACTION = ROOT / "action.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+RELAY_DOCKERFILE = ROOT / "Dockerfile.relay"
 DOCKERIGNORE = ROOT / ".dockerignore"
 REQUIREMENTS = ROOT / "requirements" / "action.txt"
+SERVER_REQUIREMENTS = ROOT / "requirements" / "server.txt"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 GITLAB_TEMPLATE = ROOT / "templates" / "cortex-deploy.gitlab-ci.yml"
 GITLAB_LEGACY = ROOT / "templates" / "cortex-deploy.legacy.gitlab-ci.yml"
@@ -106,10 +108,10 @@ def action() -> dict[str, Any]:
 # --- Dockerfile -------------------------------------------------------------------------
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
+def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
     instructions, pending = [], ""
-    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+    for raw in path.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -187,6 +189,9 @@ def dockerignore_rules() -> list[tuple[bool, str]]:
         pytest.param("bridge/py.typed", False, id="py.typed"),
         pytest.param("bridge/schemas/config.json", False, id="package-data"),
         pytest.param("requirements/action.txt", False, id="requirements"),
+        pytest.param("requirements/server.txt", False, id="relay-requirements"),
+        pytest.param(".env.example", True, id="dotenv-example"),
+        pytest.param("deploy/kubernetes/kustomization.yaml", True, id="deploy"),
         pytest.param(".git/config", True, id="git"),
         pytest.param(".venv/bin/python", True, id="venv"),
         pytest.param("tests/conftest.py", True, id="tests"),
@@ -200,6 +205,19 @@ def test_dockerignore_lets_in_only_the_build_inputs(path: str, ignored: bool) ->
     assert dockerignored(path, dockerignore_rules()) is ignored
 
 
+def read_pins(path: Path) -> dict[str, str]:
+    """``{normalized name: version}`` of a requirements file; every line must be ``==``."""
+    pins = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        assert match, f"{path.name}: not pinned with ==: {line!r}"
+        pins[normalize(match[1])] = match[2]
+    return pins
+
+
 def test_action_requirements_pin_exactly_the_runtime_dependencies() -> None:
     from packaging.requirements import Requirement
 
@@ -207,19 +225,157 @@ def test_action_requirements_pin_exactly_the_runtime_dependencies() -> None:
         normalize(req.name): req
         for req in map(Requirement, load_pyproject()["project"]["dependencies"])
     }
-    pins = {}
-    for raw in REQUIREMENTS.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
-        assert match, f"not pinned with ==: {line!r}"
-        pins[normalize(match[1])] = match[2]
+    pins = read_pins(REQUIREMENTS)
     assert set(pins) == set(declared)
     for name, version in pins.items():
         assert declared[name].specifier.contains(version), (
             f"{name}=={version} is outside pyproject's {declared[name]}"
         )
+
+
+# --- Dockerfile.relay -------------------------------------------------------------------
+
+RELAY_UID = "10001"
+
+
+def relay_instruction(keyword: str) -> list[str]:
+    """The arguments of every ``keyword`` instruction of Dockerfile.relay."""
+    return [args for kw, args in dockerfile_instructions(RELAY_DOCKERFILE) if kw == keyword]
+
+
+def test_relay_dockerfile_passes_hadolint() -> None:
+    tool = require_tool("hadolint")
+    done = run_tool(tool, str(RELAY_DOCKERFILE))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_relay_dockerfile_uses_the_action_image_base() -> None:
+    # One pinned slim base for both images: Python patch releases reach them together.
+    (base,) = relay_instruction("FROM")
+    assert [args for kw, args in dockerfile_instructions() if kw == "FROM"] == [base]
+    assert re.fullmatch(r"python:3\.\d+(\.\d+)?-slim(-\w+)?", base), base
+
+
+def test_relay_dockerfile_runs_serve_on_8080_as_non_root() -> None:
+    (entrypoint,) = relay_instruction("ENTRYPOINT")
+    (cmd,) = relay_instruction("CMD")
+    assert json.loads(entrypoint) == [COMMAND]
+    assert json.loads(cmd) == ["serve", "--bind", "0.0.0.0:8080"]
+    assert relay_instruction("EXPOSE") == ["8080"]
+    # Numeric, so Kubernetes' runAsNonRoot can verify it; the last USER wins.
+    assert relay_instruction("USER")[-1] == f"{RELAY_UID}:{RELAY_UID}"
+    runs = " ".join(relay_instruction("RUN"))
+    assert f"--uid {RELAY_UID}" in runs
+
+
+def test_relay_cmd_is_a_valid_serve_command_line() -> None:
+    if not cli_available():
+        pytest.skip("bridge.cli is not written yet")
+    from bridge.cli import build_parser
+
+    (cmd,) = relay_instruction("CMD")
+    args = build_parser("serve").parse_args(json.loads(cmd))
+    assert (args.command, args.bind) == ("serve", "0.0.0.0:8080")
+
+
+def test_relay_database_defaults_to_sqlite_in_a_volume_the_user_owns() -> None:
+    assert relay_instruction("VOLUME") == ['["/data"]']
+    envs = " ".join(relay_instruction("ENV"))
+    assert "BRIDGE_DATABASE_URL=sqlite:////data/bridge.db" in envs
+    runs = relay_instruction("RUN")
+    assert any(f"chown {RELAY_UID}:{RELAY_UID} /data" in run for run in runs)
+
+
+def test_relay_healthcheck_asks_healthz_without_curl() -> None:
+    (check,) = relay_instruction("HEALTHCHECK")
+    options, _, command = check.partition(" CMD ")
+    argv = json.loads(command)
+    assert argv[:2] == ["python", "-c"]
+    assert "urllib.request.urlopen('http://127.0.0.1:8080/healthz'" in argv[2]
+    assert "--timeout=" in options
+    # The check's own code must run: compile it as the image's Python would.
+    compile(argv[2], "<healthcheck>", "exec")
+
+
+def test_relay_installs_pinned_server_requirements_then_the_project_alone() -> None:
+    copies = " ".join(relay_instruction("COPY"))
+    runs = relay_instruction("RUN")
+    assert "requirements/server.txt" in copies
+    assert any("--requirement /tmp/requirements-server.txt" in run for run in runs)
+    assert any(re.search(r"pip install --no-deps --no-cache-dir \.(\s|$)", run) for run in runs)
+    assert not any("[server]" in run or "[dev]" in run for run in runs)
+
+
+def test_server_requirements_pin_the_server_extra_and_pyyaml() -> None:
+    from packaging.requirements import Requirement
+
+    project = load_pyproject()["project"]
+    pins = read_pins(SERVER_REQUIREMENTS)
+    top = project["dependencies"] + project["optional-dependencies"]["server"]
+    for req in map(Requirement, top):
+        name = normalize(req.name)
+        assert name in pins, f"server.txt does not pin {req.name}"
+        assert req.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {req}"
+        for extra in req.extras:  # psycopg[binary] -> psycopg-binary
+            assert normalize(f"{req.name}-{extra}") in pins, f"{req} needs its {extra} package"
+    # The two images run the same PyYAML.
+    assert pins["pyyaml"] == read_pins(REQUIREMENTS)["pyyaml"]
+    assert "cortex-deploy-bridge" not in pins
+
+
+def installed_closure(roots: list[str], environment: dict[str, str]) -> dict[str, str] | None:
+    """Installed ``{name: version}`` that ``roots`` need under ``environment``; None if absent."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    found: dict[str, str] = {}
+    visited: set[tuple[str, frozenset[str]]] = set()
+    todo = [Requirement(r) for r in roots]
+    while todo:
+        req = todo.pop()
+        key = (normalize(req.name), frozenset(req.extras))
+        if key in visited:
+            continue
+        visited.add(key)
+        try:
+            dist = distribution(req.name)
+        except PackageNotFoundError:
+            return None
+        found[key[0]] = dist.version
+        extras = ["", *sorted(req.extras)]
+        for text in dist.requires or []:
+            sub = Requirement(text)
+            if sub.marker is None or any(
+                sub.marker.evaluate({**environment, "extra": extra}) for extra in extras
+            ):
+                todo.append(sub)
+    return found
+
+
+def test_server_requirements_are_closed_under_dependencies() -> None:
+    # What `pip install '.[server]'` brings on the image's platform (Linux, Python 3.12), from
+    # the metadata of the installed packages; comparable only where those are the pinned ones.
+    project = load_pyproject()["project"]
+    environment = {
+        "python_version": "3.12",
+        "python_full_version": "3.12.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "platform_machine": "x86_64",
+    }
+    roots = project["dependencies"] + project["optional-dependencies"]["server"]
+    closure = installed_closure(roots, environment)
+    if closure is None:
+        pytest.skip("the server extra is not installed here (pip install -e '.[server]')")
+    pins = read_pins(SERVER_REQUIREMENTS)
+    differ = {name for name, version in closure.items() if pins.get(name, version) != version}
+    if differ:
+        pytest.skip(f"installed versions differ from server.txt for {sorted(differ)}: refresh it")
+    assert set(pins) == set(closure), "server.txt pins more or less than the extra needs"
 
 
 # --- action.yml -------------------------------------------------------------------------
