@@ -45,6 +45,9 @@ from bridge.errors import ConfigError, UnsupportedEvent
 from bridge.model import DeployEvent
 
 DEFAULT_CORTEX_URL = "https://api.getcortexapp.com"
+# Cortex allows a client about 1000 requests/min (PRODUCT.md); the fleet keeps a tenth of it
+# spare for the Action steps and people sharing the same account.
+DEFAULT_REQUESTS_PER_MINUTE = 900
 DEFAULT_DATABASE = "sqlite:///bridge.db"
 # GitHub caps webhook payloads at 25 MB and drops bigger ones (docs.github.com, "Webhook
 # events and payloads"); nothing larger is a genuine delivery.
@@ -78,6 +81,8 @@ class CortexSettings:
 
     url: str = DEFAULT_CORTEX_URL
     timeout_seconds: float = 10.0
+    # Shared by every worker of every replica (through the database); 0: no limit.
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
 
 
 @dataclass(frozen=True)
@@ -294,10 +299,18 @@ def _apply_environ(config: Config, environ: Mapping[str, str]) -> Config:
 
 
 def _parse_cortex(value: Any) -> CortexSettings:
-    data = _mapping(value, "cortex", ("url", "timeout_seconds"))
+    data = _mapping(value, "cortex", tuple(CortexSettings.__dataclass_fields__))
+    per_minute = _integer(
+        data.get("requests_per_minute", DEFAULT_REQUESTS_PER_MINUTE), "cortex.requests_per_minute"
+    )
+    if per_minute < 0:
+        raise ConfigError(
+            "cortex.requests_per_minute", f"must be 0 (no limit) or more, got {per_minute}"
+        )
     return CortexSettings(
         url=_http_url(data.get("url", DEFAULT_CORTEX_URL), "cortex.url"),
         timeout_seconds=_positive(data.get("timeout_seconds", 10), "cortex.timeout_seconds"),
+        requests_per_minute=per_minute,
     )
 
 
@@ -665,7 +678,12 @@ def describe(config: Config) -> list[str]:
         for rule in config.workflows
     ] or ["workflows: none (workflow_run and pipeline events are ignored)"]
     return [
-        f"cortex: {cortex.url} (timeout {cortex.timeout_seconds:g}s)",
+        f"cortex: {cortex.url} (timeout {cortex.timeout_seconds:g}s, "
+        + (
+            f"at most {cortex.requests_per_minute} requests/min from all workers)"
+            if cortex.requests_per_minute
+            else "no request limit)"
+        ),
         f"database: {redact_url(config.database)}",
         f"sources: {sources}",
         *routes,

@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from bridge.config import Config, route
-from bridge.delivery import ignore_reason, to_payload
+from bridge.delivery import from_payload, ignore_reason, to_payload
 from bridge.errors import MalformedEvent, UnsupportedEvent
+from bridge.mapping import deploy_key
 from bridge.sources import parse_event
 from bridge.store import Store
 
@@ -64,12 +65,16 @@ def ingest(
         return ignored(exc.reason)
     except MalformedEvent as exc:
         return Answer(400, {"status": "rejected", "reason": str(exc)})
+    payload = to_payload(event, where)
+    # Events of one deploy share a group: the outbox hands them out one at a time, in order,
+    # so two workers never race to create one record (two hooks, a lifecycle's start and end).
     delivery_id_, created = store.enqueue(
         dedupe_key=key,
         source=source,
         event_name=event_name,
-        payload=to_payload(event, where),
+        payload=payload,
         now=now,
+        group_key=deploy_key(from_payload(payload)[0]),
     )
     if not created:
         return Answer(200, {"status": "duplicate", "id": delivery_id_})

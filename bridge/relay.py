@@ -1,17 +1,29 @@
-"""Assemble the relay's parts for one process: runtime, Cortex client, delivery worker."""
+"""Assemble the relay's parts for one process: runtime, Cortex client, delivery workers.
+
+A process with delivery workers gives them one :class:`SharedBudget` (the fleet's Cortex
+request budget) and, on PostgreSQL, one listener that wakes all of them when any replica
+queues an event (:func:`wake_on_notify`).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from bridge import metrics
 from bridge.app import Runtime, utcnow
 from bridge.config import Config
 from bridge.cortex import CortexClient
 from bridge.delivery import Deliverer
-from bridge.store import Delivery, Store
-from bridge.worker import Worker
+from bridge.store import Delivery, Listener, Store
+from bridge.worker import SharedBudget, Worker
+
+# What a worker claims at once. With a shared budget it claims one: the events of a batch
+# would wait their turns for the budget one after another while their leases ran out.
+BATCH = 10
+# The longest a request waits for its turn in the budget before its event is handed back
+# (rescheduled), as a share of the lease: a few requests and their waits fit in one lease.
+WAIT_SHARE_OF_LEASE = 0.25
 
 
 def make_runtime(
@@ -37,6 +49,20 @@ def _observe(delivery: Delivery, outcome: str, age: float) -> None:
     metrics.DELIVERY_AGE.labels(outcome).observe(age)
 
 
+def make_budget(runtime: Runtime) -> SharedBudget | None:
+    """The fleet's Cortex request budget; None when ``cortex.requests_per_minute`` is 0."""
+    config = runtime.config
+    if not config.cortex.requests_per_minute:
+        return None
+    return SharedBudget(
+        runtime.store,
+        config.cortex.requests_per_minute,
+        clock=utcnow,
+        max_wait_seconds=config.delivery.lease_seconds * WAIT_SHARE_OF_LEASE,
+        max_pause_seconds=config.delivery.backoff_max_seconds,
+    )
+
+
 def make_worker(
     runtime: Runtime,
     client: CortexClient,
@@ -44,8 +70,17 @@ def make_worker(
     owner: str,
     wake: threading.Event | None = None,
     idle_poll: float = 1.0,
+    budget: SharedBudget | None = None,
 ) -> Worker:
-    """A delivery worker for ``runtime``'s store, counting its outcomes in the metrics."""
+    """A delivery worker counting its outcomes in the metrics, drawing on the shared budget.
+
+    Pass one ``budget`` to all of a process's workers; without one, the worker makes its own
+    from the config. ``client`` is hooked to the budget: give each worker its own client.
+    """
+    budget = budget or make_budget(runtime)
+    if budget is not None:
+        client.before_request = budget.before_request
+        client.on_rate_limited = budget.on_rate_limited
     deliverer = Deliverer(runtime.store, client, runtime.config, clock=utcnow)
     return Worker(
         runtime.store,
@@ -54,9 +89,22 @@ def make_worker(
         owner=owner,
         clock=utcnow,
         wake=wake or runtime.wake,
+        batch=1 if budget is not None else BATCH,
         idle_poll=idle_poll,
         on_settled=_observe,
+        budget=budget,
     )
+
+
+def wake_on_notify(store: Store, wakes: Iterable[threading.Event]) -> Listener | None:
+    """Set every one of ``wakes`` when any replica queues an event; None on SQLite (polls)."""
+    events = tuple(wakes)
+
+    def wake_all() -> None:
+        for event in events:
+            event.set()
+
+    return store.listen(wake_all)
 
 
 def missing_secrets(config: Config, secrets: Mapping[str, str]) -> list[str]:

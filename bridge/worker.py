@@ -3,6 +3,10 @@
 Retries belong here, not in the HTTP client: a failed attempt is rescheduled with backoff
 (Cortex's Retry-After wins), so a worker is never stuck sleeping on one event, and a killed
 worker's events are taken up by another once their lease expires.
+
+Every replica's workers also share one request budget (:class:`SharedBudget`, kept in the
+database), drawn from before each request to Cortex, so that the fleet as a whole stays under
+Cortex's limit however many replicas run, and a 429 seen by one pauses them all.
 """
 
 from __future__ import annotations
@@ -10,14 +14,16 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.config import DeliverySettings
 from bridge.delivery import Deliverer
-from bridge.errors import CortexError, CortexRejected
-from bridge.store import Delivery, Store
+from bridge.errors import CortexError, CortexRejected, CortexRetryable
+from bridge.store import Delivery, Store, StoreError
+from bridge.store.bucket import DEFAULT_PAUSE_SECONDS
 
 log = logging.getLogger("bridge.worker")
 
@@ -47,6 +53,79 @@ def is_permanent(error: CortexError) -> bool:
     return isinstance(error, CortexRejected) and error.status not in OPERATOR_FIXABLE
 
 
+class SharedBudget:
+    """The fleet's budget of requests to Cortex, in the database; one per process."""
+
+    def __init__(
+        self,
+        store: Store,
+        per_minute: int,
+        *,
+        clock: Callable[[], datetime],
+        max_wait_seconds: float,
+        max_pause_seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.per_minute = per_minute
+        self.clock = clock
+        self.max_wait = max_wait_seconds
+        self.max_pause = max_pause_seconds
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._paused_until: datetime | None = None  # the latest pause this process heard of
+
+    def before_request(self) -> None:
+        """Wait for this request's turn in the fleet; raise CortexRetryable if that is far off.
+
+        Giving the attempt up, rather than sleeping through a long pause, hands the event back
+        before its lease runs out, so another worker never takes it over while this one waits.
+        """
+        while True:
+            draw = self.store.draw(now=self.clock(), per_minute=self.per_minute)
+            self._heard(draw.paused_until)
+            if draw.wait_seconds <= 0:
+                return
+            if draw.wait_seconds > self.max_wait:
+                raise CortexRetryable(
+                    f"over the shared budget of {self.per_minute} cortex requests/min "
+                    f"(cortex.requests_per_minute): next turn in {draw.wait_seconds:.1f}s",
+                    retry_after=draw.wait_seconds,
+                )
+            self._sleep(draw.wait_seconds)
+            # A 429 elsewhere may have paused the fleet while this one waited its turn: then
+            # queue again behind the pause instead of sending into it.
+            paused_until = self.store.budget_paused_until()
+            self._heard(paused_until)
+            if paused_until is None or paused_until <= self.clock():
+                return
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        """Cortex answered 429: pause every replica until its Retry-After has passed."""
+        seconds = DEFAULT_PAUSE_SECONDS if retry_after is None else retry_after
+        until = self.clock() + timedelta(seconds=min(max(seconds, 0.0), self.max_pause))
+        self._heard(until)
+        try:
+            self.store.pause_budget(until=until)
+        except StoreError as exc:
+            # This process still pauses, and the 429 is still handled as a retry; only the
+            # other replicas go on until Cortex tells them too.
+            log.warning("could not share the pause", extra={"error": str(exc)})
+            return
+        log.warning("cortex rate limit: every worker pauses", extra={"until": until.isoformat()})
+
+    def pause_left(self) -> float:
+        """Seconds until the latest pause this process knows of ends; 0 when there is none."""
+        with self._lock:
+            until = self._paused_until
+        return 0.0 if until is None else max((until - self.clock()).total_seconds(), 0.0)
+
+    def _heard(self, until: datetime | None) -> None:
+        with self._lock:
+            if until is not None and (self._paused_until is None or until > self._paused_until):
+                self._paused_until = until
+
+
 class Worker:
     """Claims and delivers events until told to stop."""
 
@@ -62,6 +141,7 @@ class Worker:
         batch: int = 10,
         idle_poll: float = 1.0,
         on_settled: Callable[[Delivery, str, float], None] | None = None,
+        budget: SharedBudget | None = None,
     ) -> None:
         self.store = store
         self.deliverer = deliverer
@@ -72,6 +152,7 @@ class Worker:
         self.batch = batch
         self.idle_poll = idle_poll
         self.on_settled = on_settled
+        self.budget = budget
 
     def run_once(self) -> int:
         """Claim what is due and deliver it; the number of events handled."""
@@ -145,6 +226,12 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Deliver until ``stop`` is set; sleep when idle until woken or the poll interval."""
         while not stop.is_set():
+            paused = self.budget.pause_left() if self.budget is not None else 0.0
+            if paused > 0:
+                # Cortex asked everyone to wait: an event claimed now would only sit leased,
+                # or go straight back with an attempt spent.
+                stop.wait(paused)
+                continue
             self.wake.clear()
             try:
                 handled = self.run_once()

@@ -99,6 +99,36 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
             id="timeout-zero",
         ),
         pytest.param(
+            "cortex: {requests_per_minute: -1}",
+            "cortex.requests_per_minute",
+            "must be 0 (no limit) or more, got -1",
+            id="rpm-negative",
+        ),
+        pytest.param(
+            "cortex: {requests_per_minute: 15.5}",
+            "cortex.requests_per_minute",
+            "must be an integer, got 15.5",
+            id="rpm-float",
+        ),
+        pytest.param(
+            "cortex: {requests_per_minute: false}",
+            "cortex.requests_per_minute",
+            "must be an integer, got False",
+            id="rpm-bool",
+        ),
+        pytest.param(
+            "cortex: {requests_per_minute: '900/min'}",
+            "cortex.requests_per_minute",
+            "must be an integer, got '900/min'",
+            id="rpm-str",
+        ),
+        pytest.param(
+            "cortex: {rate_limit: 900}",
+            "cortex.rate_limit",
+            "unknown key (expected one of: url, timeout_seconds, requests_per_minute)",
+            id="cortex-typo",
+        ),
+        pytest.param(
             "cortex: {token: abc}",
             "cortex.token",
             "secrets come only from the environment: set CORTEX_API_TOKEN",
@@ -485,6 +515,7 @@ def test_no_file_means_the_documented_defaults() -> None:
     assert config == Config()
     assert config.cortex.url == "https://api.getcortexapp.com"
     assert config.cortex.timeout_seconds == 10
+    assert config.cortex.requests_per_minute == 900
     assert config.database == "sqlite:///bridge.db"
     assert config.sources.enabled("github") and config.sources.enabled("gitlab")
     assert config.routes == (RouteRule("default", Match(), ("{repo}",)),)
@@ -514,6 +545,19 @@ def test_empty_file_or_empty_values_mean_defaults(tmp_path: Path, text: str) -> 
     path = tmp_path / "bridge.yaml"
     path.write_text(text)
     assert load_config(str(path), {}) == Config()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("cortex: {requests_per_minute: 0}", 0, id="off"),
+        pytest.param("cortex: {requests_per_minute: 1}", 1, id="one"),
+        pytest.param("cortex: {requests_per_minute: 600}", 600, id="lower"),
+        pytest.param("cortex: {requests_per_minute: }", 900, id="empty-is-default"),
+    ],
+)
+def test_requests_per_minute(text: str, expected: int) -> None:
+    assert parse(text).cortex.requests_per_minute == expected
 
 
 def test_explicit_empty_routes_record_only_named_entities() -> None:
@@ -573,6 +617,7 @@ def test_the_product_example_and_ours_are_valid(tmp_path: Path) -> None:
     example = load_config(str(EXAMPLE), {})
     assert example.record.mode is RecordMode.FINAL
     assert len(example.routes) == 4 and len(example.workflows) == 2
+    assert example.cortex == Config().cortex  # the example spells out the defaults
 
 
 PRODUCT_EXAMPLE = """\
@@ -926,7 +971,10 @@ def test_describe_the_example() -> None:
     lines = describe(
         load_config(str(EXAMPLE), {"BRIDGE_DATABASE_URL": "postgresql://b:s3cret@db/b"})
     )
-    assert "cortex: https://api.getcortexapp.com (timeout 10s)" in lines
+    assert (
+        "cortex: https://api.getcortexapp.com (timeout 10s, at most 900 requests/min from all "
+        "workers)"
+    ) in lines
     assert "database: postgresql+psycopg://b:***@db/b" in lines
     assert "sources: github enabled, gitlab enabled" in lines
     assert "routes[0]: repository 'acme/payments-api' -> payments-api, payments-db" in lines
@@ -941,6 +989,11 @@ def test_describe_the_example() -> None:
     assert "record: mode final, failures not recorded" in lines
     assert "rollback: detect on" in lines
     assert not any("s3cret" in line for line in lines)
+
+
+def test_describe_a_budget_turned_off() -> None:
+    lines = describe(parse("cortex: {requests_per_minute: 0}"))
+    assert "cortex: https://api.getcortexapp.com (timeout 10s, no request limit)" in lines
 
 
 def test_describe_the_defaults() -> None:

@@ -224,11 +224,23 @@ def test_proxy_from_environment(url: str, environ: dict[str, str], expected: str
 
 def test_requests_tunnel_through_a_proxy(cortex: FakeCortex) -> None:
     """A CONNECT proxy on loopback carries the request to the stand-in."""
+    import contextlib
     import socket
     import socketserver
     import threading
 
     tunnels: list[str] = []
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     class Tunnel(socketserver.StreamRequestHandler):
         def handle(self) -> None:
@@ -237,22 +249,19 @@ def test_requests_tunnel_through_a_proxy(cortex: FakeCortex) -> None:
                 pass
             tunnels.append(request.split()[1])
             host, port = request.split()[1].rsplit(":", 1)
-            upstream = socket.create_connection((host, int(port)))
-            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            upstream.settimeout(2)
-            self.connection.settimeout(2)
-            data = self.connection.recv(65536)
-            upstream.sendall(data)
-            reply = upstream.recv(65536)
-            self.wfile.write(reply)
-            upstream.close()
+            with socket.create_connection((host, int(port)), timeout=5) as upstream:
+                self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                back = threading.Thread(target=pipe, args=(upstream, self.connection))
+                back.start()
+                pipe(self.connection, upstream)
+                back.join(timeout=5)
 
     with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Tunnel) as proxy:
-        proxy.daemon_threads = True
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
         port = proxy.server_address[1]
         c = client(cortex, proxy=f"http://127.0.0.1:{port}", retry=RetryPolicy(max_attempts=1))
         c.create_deploy("payments-api", body())
+        c.close()  # ends the tunnel before the proxy stops
         proxy.shutdown()
     assert tunnels == [cortex.url.removeprefix("http://")]
     assert len(cortex.all_deploys()) == 1

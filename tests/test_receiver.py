@@ -261,3 +261,21 @@ def test_admin_api_pages_and_retry(runtime) -> None:
     assert client.get("/api/deliveries?limit=0", headers=auth).status_code == 400
     assert client.get("/api/deliveries/999", headers=auth).status_code == 404
     assert client.post(f"/api/deliveries/{ids[0]}/retry", headers=auth).status_code == 200
+
+
+def test_events_of_one_deploy_share_a_group(runtime) -> None:
+    client = client_for(runtime)
+    a = github_post(client, "deployment_status", "deployment_status.success", delivery="a")
+    b = github_post(
+        client,
+        "deployment_status",
+        "deployment_status.success",
+        delivery="b",
+        headers={"X-GitHub-Hook-ID": "another-hook"},
+    )
+    first, second = runtime.store.get(a.json["id"]), runtime.store.get(b.json["id"])
+    assert (
+        first.group_key
+        == second.group_key
+        == ("github:acme/payments-api:deployment:1874402211:production")
+    )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -25,11 +28,13 @@ from bridge.store import (
     QUEUED,
     RETRYING,
     SCHEMA_VERSION,
+    Draw,
     Store,
     StoreError,
 )
 from bridge.store import schema as store_schema
 from bridge.store.engine import create_engine
+from bridge.store.listener import APPLICATION_NAME
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,19 +42,27 @@ PG_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL", "")
 NO_PG = "BRIDGE_TEST_POSTGRES_URL not set: PostgreSQL tests skipped"
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param(
-            "postgresql",
-            id="postgresql",
-            marks=[pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason=NO_PG)],
-        ),
-    ]
-)
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "postgresql",
+        id="postgresql",
+        marks=[pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason=NO_PG)],
+    ),
+]
+
+
+@pytest.fixture(params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database URL no other test sees: a file in tmp_path, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
+    with database_url(request.param, tmp_path) as made:
+        yield made
+
+
+@contextmanager
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A SQLite file in tmp_path, or a PostgreSQL schema of its own, dropped afterwards."""
+    if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'bridge.db'}"
         return
     name = f"bridge_test_{uuid.uuid4().hex[:12]}"
@@ -445,6 +458,213 @@ def set_version(url: str, version: int) -> None:
     with engine.begin() as conn:
         conn.execute(store_schema.schema_version.update().values(version=version))
     engine.dispose()
+
+
+def make_version_1(url: str) -> None:
+    """Turn a fresh database into what schema version 1 made: no budget, the old claim index."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE bridge_rate_budgets"))
+        conn.execute(sa.text("DROP INDEX ix_bridge_deliveries_next_attempt_at_id"))
+        conn.execute(
+            sa.text(
+                "CREATE INDEX ix_bridge_deliveries_status_next_attempt_at "
+                "ON bridge_deliveries (status, next_attempt_at)"
+            )
+        )
+        conn.execute(store_schema.schema_version.update().values(version=1))
+    engine.dispose()
+
+
+def test_version_1_is_upgraded_by_many_replicas_at_once_keeping_every_row(
+    url: str, store: Store
+) -> None:
+    ids = [enqueue(store, f"k{i}", n=i) for i in range(6)]
+    store.claim(owner="w", now=T0, lease_seconds=600, limit=4)
+    store.complete(ids[0], owner="w", results={"a": {"uuid": "u0"}}, now=T0)
+    retry_at = T0 + timedelta(minutes=1)
+    store.reschedule(ids[1], owner="w", error="503", next_attempt_at=retry_at, results={}, now=T0)
+    store.dead_letter(ids[2], owner="w", error="400", results={}, now=T0)
+    store.save_record("k", entity="payments-api", cortex_uuid="u0", state="succeeded", now=T0)
+    before = [store.get(i) for i in ids]
+    make_version_1(url)
+    replicas: list[Store] = []
+    run_threads(4, lambda i: replicas.append(Store.from_url(url)))  # replicas start together
+    try:
+        assert [replicas[0].get(i) for i in ids] == before  # ids[3] is still leased to "w"
+        assert replicas[1].get_record("k") is not None
+        [[version]] = _query(url, sa.select(store_schema.schema_version.c.version))
+        assert version == SCHEMA_VERSION == 2
+        indexes = _index_names(url, "bridge_deliveries")
+        assert "ix_bridge_deliveries_next_attempt_at_id" in indexes
+        assert "ix_bridge_deliveries_status_next_attempt_at" not in indexes
+        later = T0 + timedelta(minutes=2)
+        claimed = replicas[2].claim(owner="w2", now=later, lease_seconds=30, limit=10)
+        assert [d.id for d in claimed] == [ids[4], ids[5], ids[1]]  # longest due first
+        assert replicas[3].draw(now=later, per_minute=60).wait_seconds == 0
+    finally:
+        for replica in replicas:
+            replica.close()
+
+
+def _query(url: str, statement: Any) -> list[Any]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = [tuple(row) for row in conn.execute(statement)]
+    engine.dispose()
+    return found
+
+
+def _index_names(url: str, table: str) -> set[str]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        names = {index["name"] or "" for index in sa.inspect(conn).get_indexes(table)}
+    engine.dispose()
+    return names
+
+
+def test_claim_takes_the_longest_due_first(store: Store) -> None:
+    old = enqueue(store, "old", now=T0)
+    store.claim(owner="w", now=T0, lease_seconds=30)
+    retry_at = T0 + timedelta(minutes=2)
+    store.reschedule(old, owner="w", error="503", next_attempt_at=retry_at, results={}, now=T0)
+    new = enqueue(store, "new", now=T0 + timedelta(minutes=1))
+    claimed = store.claim(owner="w", now=retry_at, lease_seconds=30, limit=2)
+    assert [d.id for d in claimed] == [new, old]  # due since 10:01, then since 10:02
+
+
+def test_a_due_time_is_set_exactly_while_a_delivery_can_be_claimed(store: Store) -> None:
+    # The claim reads only rows with a due time (its index leaves the others out): every
+    # transition must keep this so, or a settled row would be claimed again.
+    ids = [enqueue(store, f"k{i}") for i in range(5)]
+    seen: list[tuple[str, bool]] = []
+
+    def look() -> None:
+        for delivery_id in ids:
+            found = store.get(delivery_id)
+            assert found is not None
+            seen.append((found.status, found.next_attempt_at is not None))
+
+    look()
+    store.claim(owner="w", now=T0, lease_seconds=30, limit=4)
+    look()
+    store.complete(ids[0], owner="w", results={}, now=T0)
+    store.reschedule(ids[1], owner="w", error="503", next_attempt_at=T0, results={}, now=T0)
+    store.dead_letter(ids[2], owner="w", error="400", results={}, now=T0)
+    look()
+    store.retry(ids[2], now=T0)
+    look()
+    assert {status for status, _ in seen} == {QUEUED, DELIVERING, DELIVERED, RETRYING, DEAD}
+    for status, has_due_time in seen:
+        assert has_due_time == (status in (QUEUED, RETRYING, DELIVERING)), status
+
+
+# -- the shared rate budget ----------------------------------------------------------------
+
+
+def test_replicas_drawing_at_once_share_one_budget(url: str) -> None:
+    per_minute, draws = 600, 40  # 10 a second, a bucket of 10; two replicas of 40 draws
+    replicas = [Store.from_url(url) for _ in range(2)]
+    sends: list[float] = []
+
+    def draw(index: int) -> None:
+        for _ in range(draws):
+            now = datetime.now(timezone.utc)
+            drawn = replicas[index].draw(now=now, per_minute=per_minute)
+            sends.append(now.timestamp() + drawn.wait_seconds)
+
+    try:
+        run_threads(2, draw)
+    finally:
+        for replica in replicas:
+            replica.close()
+    sends.sort()
+    for first, start in enumerate(sends):
+        for window in (0.1, 0.5, 1.0, 3.0):
+            inside = bisect.bisect_right(sends, start + window) - first
+            # The bucket, plus what refills in the window; +1: the draws' clocks are read
+            # just before their turns, so neighbours may be a few milliseconds closer.
+            assert inside <= 10 + 10 * window + 1, (start, window, inside)
+    # And no slower than it need be: the first 10 at once, then 10 a second.
+    assert sends[-1] - sends[0] == pytest.approx((2 * draws - 10) / 10, abs=0.3)
+
+
+def test_a_pause_holds_every_replica_until_it_ends(url: str, store: Store) -> None:
+    now = datetime.now(timezone.utc)
+    until = now + timedelta(seconds=30)
+    assert store.budget_paused_until() is None
+    assert store.draw(now=now, per_minute=600).wait_seconds == 0
+    with Store.from_url(url) as other:
+        other.pause_budget(until=until)
+        other.pause_budget(until=now + timedelta(seconds=10))  # never shortens a pause
+        drawn = store.draw(now=now, per_minute=600)
+        assert drawn.paused_until is not None
+        assert abs((drawn.paused_until - until).total_seconds()) < 1e-3
+        # The pause, then a turn behind the bucket emptied by the 429 (0.1s at 10/s).
+        assert drawn.wait_seconds == pytest.approx(30.1, abs=1e-3)
+        paused_until = other.budget_paused_until()
+        assert paused_until is not None and abs((paused_until - until).total_seconds()) < 1e-3
+        # Refilled from the pause's end only: a second after it, the debt is paid, 9 left.
+        after = until + timedelta(seconds=1)
+        assert other.draw(now=after, per_minute=600) == Draw(0.0, None)
+
+
+def test_per_minute_must_be_positive(store: Store) -> None:
+    with pytest.raises(ValueError, match="per_minute"):
+        store.draw(now=T0, per_minute=0)
+
+
+# -- wake-ups across processes (PostgreSQL) ------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not PG_URL, reason=NO_PG)
+def test_listeners_hear_each_new_event_on_commit_and_come_back_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    wakes: list[float] = []
+    with database_url("postgresql", tmp_path) as url, Store.from_url(url) as store:
+        listener = store.listen(lambda: wakes.append(time.monotonic()))
+        assert listener is not None
+        try:
+            wait_until(lambda: len(wakes) == 1)  # connected: one wake for what it missed
+            delivery_id = enqueue(store, "k")
+            wait_until(lambda: len(wakes) == 2)
+            store.enqueue(dedupe_key="k", source="github", event_name="x", payload={}, now=T0)
+            [claimed] = store.claim(owner="w", now=T0, lease_seconds=30)
+            store.dead_letter(claimed.id, owner="w", error="400", results={}, now=T0)
+            time.sleep(0.3)
+            assert len(wakes) == 2  # a repeat, a claim, a dead letter: nothing new to do
+            assert store.retry(delivery_id, now=T0)
+            wait_until(lambda: len(wakes) == 3)
+            # PostgreSQL restarting looks like this to the listener: its backend is gone.
+            killed = _query(
+                PG_URL,
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = :name AND pid = :pid"
+                ).bindparams(name=APPLICATION_NAME, pid=listener.backend_pid),
+            )
+            assert killed == [(True,)]
+            wait_until(lambda: len(wakes) == 4, timeout=10)  # reconnected, woke once more
+            enqueue(store, "after-restart")
+            wait_until(lambda: len(wakes) == 5)
+        finally:
+            listener.stop()
+        assert not listener.listening.is_set()
+
+
+def test_sqlite_has_no_listener(store: Store, url: str) -> None:
+    if url.startswith("sqlite"):
+        assert store.listen(lambda: None) is None
+
+
+def wait_until(condition: Any, *, timeout: float = 5.0) -> None:
+    """Wait for ``condition()`` to hold; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_a_closed_database_reopens_with_its_queued_rows(url: str) -> None:

@@ -2,7 +2,8 @@
 
 Every gunicorn worker process builds its own runtime after the fork (its own database
 connections) and, unless ``--no-worker``, runs a delivery thread woken at once by the
-requests that process stores; the other processes' events are claimed on the next poll.
+requests that process stores. On PostgreSQL it is also woken at once by every other process
+and replica (LISTEN/NOTIFY); on SQLite it finds their events on its next idle poll.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _build_app(args: argparse.Namespace, config: Any, environ: Mapping[str, str]) -> Any:
     """In a gunicorn worker process: the app, and the delivery thread beside it."""
     from bridge.app import create_app
-    from bridge.relay import make_runtime, make_worker
+    from bridge.relay import make_runtime, make_worker, wake_on_notify
     from bridge.worker import start_in_thread
 
     secrets = secrets_of(environ)
@@ -105,6 +106,8 @@ def _build_app(args: argparse.Namespace, config: Any, environ: Mapping[str, str]
     if not args.no_worker:
         worker = make_worker(runtime, cortex_client(config, environ), owner=worker_owner())
         start_in_thread(worker, threading.Event())
+        # Lives as long as the process (a daemon thread), like the delivery thread.
+        wake_on_notify(runtime.store, [worker.wake])
     return create_app(runtime)
 
 

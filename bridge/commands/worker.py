@@ -1,4 +1,8 @@
-"""`worker`: delivery workers alone, beside receivers started with `serve --no-worker`."""
+"""`worker`: delivery workers alone, beside receivers started with `serve --no-worker`.
+
+On PostgreSQL the process's workers are woken at once when any replica queues an event
+(LISTEN/NOTIFY); on SQLite they look for new events every ``--poll`` seconds.
+"""
 
 from __future__ import annotations
 
@@ -48,25 +52,26 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         config = load(args, environ)
         from bridge import logs
-        from bridge.relay import make_runtime, make_worker
+        from bridge.relay import make_budget, make_runtime, make_worker, wake_on_notify
         from bridge.worker import start_in_thread
 
         logs.configure(secrets=secrets_of(environ).values(), level=args.log_level)
         runtime = make_runtime(config, {})
         stop = threading.Event()
-        threads = [
-            start_in_thread(
-                make_worker(
-                    runtime,
-                    cortex_client(config, environ),
-                    owner=worker_owner(),
-                    wake=threading.Event(),
-                    idle_poll=args.poll,
-                ),
-                stop,
+        budget = make_budget(runtime)
+        workers = [
+            make_worker(
+                runtime,
+                cortex_client(config, environ),
+                owner=worker_owner(),
+                wake=threading.Event(),
+                idle_poll=args.poll,
+                budget=budget,
             )
             for _ in range(args.threads)
         ]
+        listener = wake_on_notify(runtime.store, [worker.wake for worker in workers])
+        threads = [start_in_thread(worker, stop) for worker in workers]
     except BridgeError as exc:
         return fail(str(exc))
 
@@ -79,5 +84,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         stop.wait(1.0)
     for thread in threads:
         thread.join(timeout=30)
+    if listener is not None:
+        listener.stop()
     runtime.store.close()
     return 0

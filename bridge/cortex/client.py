@@ -46,6 +46,8 @@ class CortexClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         on_retry: Callable[[CortexError, float], None] | None = None,
+        before_request: Callable[[], None] | None = None,
+        on_rate_limited: Callable[[float | None], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
@@ -53,6 +55,12 @@ class CortexClient:
         self._sleep = sleep
         self._clock = clock
         self._on_retry = on_retry
+        # Hooks of the relay's shared rate budget (bridge.worker.SharedBudget), so every
+        # replica together stays under Cortex's limit: called before each HTTP request (it
+        # may wait, or raise CortexRetryable to give the attempt up), and with Retry-After's
+        # seconds (None: not given) on each 429. `send` and the Action set neither.
+        self.before_request = before_request
+        self.on_rate_limited = on_rate_limited
         self._transport = HttpTransport(
             self.base_url, connect_timeout=connect_timeout, read_timeout=timeout, proxy=proxy
         )
@@ -180,6 +188,8 @@ class CortexClient:
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
+        if self.before_request is not None:
+            self.before_request()
         try:
             response = self._transport.request(method, path, headers=headers, body=data)
         except TransportError as exc:
@@ -188,7 +198,10 @@ class CortexClient:
             ) from exc
         if 200 <= response.status < 300:
             return response
-        raise answers.error_for(response, entity=entity)
+        error = answers.error_for(response, entity=entity)
+        if response.status == 429 and self.on_rate_limited is not None:
+            self.on_rate_limited(error.retry_after)
+        raise error
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         started = self._clock()

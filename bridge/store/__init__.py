@@ -1,5 +1,6 @@
 """The durable outbox (delivery log), Cortex records and deploy history, on SQLAlchemy Core."""
 
+from bridge.store.listener import Listener
 from bridge.store.schema import (
     DEAD,
     DELIVERED,
@@ -12,9 +13,10 @@ from bridge.store.schema import (
     Record,
     StoreError,
 )
-from bridge.store.store import Store
+from bridge.store.store import CORTEX_BUDGET, WAKE_CHANNEL, Draw, Store
 
 __all__ = [
+    "CORTEX_BUDGET",
     "DEAD",
     "DELIVERED",
     "DELIVERING",
@@ -22,7 +24,10 @@ __all__ = [
     "RETRYING",
     "SCHEMA_VERSION",
     "STATUSES",
+    "WAKE_CHANNEL",
     "Delivery",
+    "Draw",
+    "Listener",
     "Record",
     "Store",
     "StoreError",

@@ -128,7 +128,17 @@ deliveries = sa.Table(
     ),
     sqlite_autoincrement=True,
 )
-sa.Index(None, deliveries.c.status, deliveries.c.next_attempt_at)  # claim
+# Claim: due rows in due order, read straight off the index however deep the queue. Settled
+# rows (delivered, dead) have no next_attempt_at, so they are not in it: a long-lived outbox
+# full of delivered rows costs a claim nothing. (Schema 1 indexed (status, next_attempt_at),
+# which made the claim sort every due row, or walk the delivered ones, to find the oldest.)
+sa.Index(
+    None,
+    deliveries.c.next_attempt_at,
+    deliveries.c.id,
+    postgresql_where=deliveries.c.next_attempt_at.is_not(None),
+    sqlite_where=deliveries.c.next_attempt_at.is_not(None),
+)
 sa.Index(None, deliveries.c.status, deliveries.c.id)  # admin list filtered by status; counts
 sa.Index(None, deliveries.c.group_key, deliveries.c.id)  # claim: an older unsettled sibling
 
@@ -154,6 +164,19 @@ history = sa.Table(
 )
 sa.Index(None, history.c.entity, history.c.environment, history.c.deployed_at)
 
+# The token bucket every replica's workers draw from before each Cortex request (see
+# bucket.py), one row per budget. Times are epoch seconds, so that the refill arithmetic is
+# the same plain SQL on both backends.
+rate_budgets = sa.Table(
+    "bridge_rate_budgets",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("tokens", sa.Double, nullable=False),
+    sa.Column("counted_at", sa.Double, nullable=False),
+    # No request before this (Cortex answered 429 with Retry-After); 0 when never paused.
+    sa.Column("paused_until", sa.Double, nullable=False),
+)
+
 schema_version = sa.Table(
     "bridge_schema",
     metadata,
@@ -161,13 +184,39 @@ schema_version = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _upgrade_to_2(conn: Connection) -> None:
+    """Version 2: the shared rate budget table, and the claim index that skips settled rows."""
+    # Spelled out as version 2 has them rather than taken from the tables above, which follow
+    # the latest version: a later change to them reaches old databases through its own step.
+    frozen = sa.MetaData(naming_convention=metadata.naming_convention)
+    sa.Table(
+        "bridge_rate_budgets",
+        frozen,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("tokens", sa.Double, nullable=False),
+        sa.Column("counted_at", sa.Double, nullable=False),
+        sa.Column("paused_until", sa.Double, nullable=False),
+    ).create(conn)
+    outbox = sa.Table("bridge_deliveries", frozen, sa.Column("id"), sa.Column("next_attempt_at"))
+    due_some_day = outbox.c.next_attempt_at.is_not(None)
+    sa.Index(
+        "ix_bridge_deliveries_next_attempt_at_id",
+        outbox.c.next_attempt_at,
+        outbox.c.id,
+        postgresql_where=due_some_day,
+        sqlite_where=due_some_day,
+    ).create(conn)
+    conn.execute(sa.text("DROP INDEX ix_bridge_deliveries_status_next_attempt_at"))
+
 
 # UPGRADES[n] takes a database at version n - 1 to version n, inside the same transaction
 # that records n, so queued rows survive an upgrade and a failed one changes nothing. The
 # tables above always describe SCHEMA_VERSION: a fresh database is created from them
 # directly, an older one is walked up through these steps.
-UPGRADES: dict[int, Callable[[Connection], None]] = {}
+UPGRADES: dict[int, Callable[[Connection], None]] = {2: _upgrade_to_2}
 
 # Any fixed 64-bit number: PostgreSQL's advisory lock that serializes replicas starting at
 # once, since CREATE TABLE IF NOT EXISTS still races on the catalog.

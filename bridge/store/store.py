@@ -3,6 +3,14 @@
 Every write is one short transaction committed before the method returns, so a receiver
 that answers 202 after :meth:`Store.enqueue` has the event on disk (see engine.py for the
 SQLite settings that make that hold). The same statements run on SQLite and PostgreSQL.
+
+Waking idle workers: on PostgreSQL, :meth:`Store.enqueue` and :meth:`Store.retry` NOTIFY
+``WAKE_CHANNEL`` in their own transaction (so only once the row is committed), and one
+listener per process (:meth:`Store.listen`) wakes that process's workers, whichever replica
+took the event. SQLite has no signal between processes: a worker is woken at once by its own
+process's receiver, and finds what a sibling process (``serve --workers 2``) took on its idle
+poll. On one host's local file an empty claim writes nothing and is cheap, so a poll a second
+costs less than machinery to signal across processes would.
 """
 
 from __future__ import annotations
@@ -10,8 +18,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
@@ -21,7 +30,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from bridge.rollback import PastDeploy
-from bridge.store.engine import WRITE_OPTION, create_engine, is_memory
+from bridge.store import bucket
+from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, WRITE_OPTION, create_engine, is_memory
+from bridge.store.listener import Listener
 from bridge.store.schema import (
     DEAD,
     DELIVERED,
@@ -36,6 +47,7 @@ from bridge.store.schema import (
     deliveries,
     ensure_schema,
     history,
+    rate_budgets,
     records,
 )
 
@@ -46,6 +58,19 @@ _WAITING = (QUEUED, RETRYING)
 MAX_KEY_LENGTH = 512
 # last_error is for people reading the admin API, not a log: keep rows small.
 MAX_ERROR_LENGTH = 2000
+# PostgreSQL's NOTIFY channel for "an event is due now". Channels are per database, not per
+# schema: bridges in two schemas of one database wake each other's workers, for nothing.
+WAKE_CHANNEL = "bridge_deliveries"
+# The one budget there is today: requests to Cortex, which limits each client.
+CORTEX_BUDGET = "cortex"
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One request taken from a shared rate budget: when it may be sent."""
+
+    wait_seconds: float  # 0: at once
+    paused_until: datetime | None  # set while Cortex has asked every client to wait
 
 
 class Store:
@@ -136,6 +161,7 @@ class Store:
         with self._transaction(write=True) as conn:
             new_id = conn.execute(insert).scalar_one_or_none()
             if new_id is not None:
+                self._notify(conn)
                 return int(new_id), True
             first = sa.select(deliveries.c.id).where(deliveries.c.dedupe_key == dedupe_key)
             return int(conn.execute(first).scalar_one()), False
@@ -143,7 +169,7 @@ class Store:
     def claim(
         self, *, owner: str, now: datetime, lease_seconds: float, limit: int = 1
     ) -> list[Delivery]:
-        """Lease up to ``limit`` due deliveries to ``owner``, oldest first."""
+        """Lease up to ``limit`` due deliveries to ``owner``, the longest due first."""
         if lease_seconds <= 0 or limit < 1:
             raise ValueError("lease_seconds and limit must be positive")
         now = _aware(now)
@@ -158,11 +184,17 @@ class Store:
             .where(older.c.id < deliveries.c.id)
             .where(older.c.status.in_(_CLAIMABLE))
         )
+        # Only the claim index's own range and order (see schema.py): the first due rows are
+        # its first entries, so a claim reads about ``limit`` of them whether 10 or 100,000
+        # events wait. No status test here: next_attempt_at is set exactly while a delivery
+        # waits or is leased, and a status test invites PostgreSQL to combine the status
+        # index, then sort every due row (it misjudges how the two columns go together). The
+        # UPDATE below checks the status all the same.
         due = (
             sa.select(deliveries.c.id)
-            .where(deliveries.c.status.in_(_CLAIMABLE), deliveries.c.next_attempt_at <= now)
+            .where(deliveries.c.next_attempt_at <= now)
             .where(~waits_for_older)
-            .order_by(deliveries.c.id)
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -172,7 +204,7 @@ class Store:
                 return []
             leased = (
                 deliveries.update()
-                .where(deliveries.c.id.in_(ids))
+                .where(deliveries.c.id.in_(ids), deliveries.c.status.in_(_CLAIMABLE))
                 .values(
                     status=DELIVERING,
                     # Counted when an attempt starts, not when it ends: an event that kills
@@ -186,7 +218,8 @@ class Store:
                 .returning(*deliveries.c)
             )
             rows = conn.execute(leased).mappings().all()
-        return sorted((_delivery(row) for row in rows), key=lambda d: d.id)
+        turn = {id: n for n, id in enumerate(ids)}  # RETURNING keeps no order: the claim's
+        return sorted((_delivery(row) for row in rows), key=lambda d: turn[d.id])
 
     def complete(self, id: int, *, owner: str, results: Mapping[str, Any], now: datetime) -> bool:
         """Mark a leased delivery delivered; False when ``owner`` no longer holds it."""
@@ -262,7 +295,10 @@ class Store:
             .values(status=QUEUED, next_attempt_at=now, updated_at=now)
         )
         with self._transaction(write=True) as conn:
-            return conn.execute(requeue).rowcount == 1
+            requeued = conn.execute(requeue).rowcount == 1
+            if requeued:
+                self._notify(conn)
+            return requeued
 
     def get(self, id: int) -> Delivery | None:
         """One delivery by id."""
@@ -310,6 +346,102 @@ class Store:
         """Raise StoreError unless the database answers."""
         with self._transaction(write=False) as conn:
             conn.execute(sa.select(1))
+
+    def listen(self, wake: Callable[[], None]) -> Listener | None:
+        """Call ``wake`` whenever any process queues an event (PostgreSQL); None on SQLite."""
+        if self._engine.dialect.name != "postgresql":
+            return None
+        args, params = self._engine.dialect.create_connect_args(self._engine.url)
+        params = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **params}
+        return Listener(args, params, channel=WAKE_CHANNEL, wake=wake).start()
+
+    def _notify(self, conn: Connection) -> None:
+        # Sent when the transaction commits, never for one rolled back (PostgreSQL NOTIFY
+        # docs): a woken worker always finds the row. Identical notifications within one
+        # transaction are folded into one.
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_notify(WAKE_CHANNEL, "")))
+
+    # -- the shared rate budget --------------------------------------------------------------
+
+    def draw(self, *, now: datetime, per_minute: int, name: str = CORTEX_BUDGET) -> Draw:
+        """Take one request from the budget every replica shares; when it may be sent."""
+        if per_minute < 1:
+            raise ValueError(f"per_minute must be positive: {per_minute!r}")
+        at = _aware(now).timestamp()
+        rate, most = per_minute / 60.0, bucket.capacity(per_minute)
+        least, greatest = self._least_greatest()
+        row = rate_budgets.c
+        left, counted_at = bucket.take(
+            row.tokens,
+            row.counted_at,
+            row.paused_until,
+            at,
+            rate=rate,
+            capacity=most,
+            least=least,
+            greatest=greatest,
+        )
+        # One statement, with the arithmetic inside it: the row lock PostgreSQL takes for the
+        # UPDATE is what makes draws from every replica count one after the other.
+        drawn = (
+            rate_budgets.update()
+            .where(row.name == name)
+            .values(tokens=left, counted_at=counted_at)
+            .returning(row.tokens, row.paused_until)
+        )
+        with self._transaction(write=True) as conn:
+            found = self._on_budget(conn, drawn, name=name, tokens=most, at=at)
+        tokens, paused_until = float(found.tokens), float(found.paused_until)
+        return Draw(
+            wait_seconds=bucket.wait_seconds(tokens, paused_until, at, rate=rate),
+            paused_until=_from_epoch(paused_until) if paused_until > at else None,
+        )
+
+    def pause_budget(self, *, until: datetime, name: str = CORTEX_BUDGET) -> None:
+        """Stop every replica's requests until ``until`` (Cortex answered 429)."""
+        at = _aware(until).timestamp()
+        least, greatest = self._least_greatest()
+        row = rate_budgets.c
+        tokens, paused_until = bucket.pause(
+            row.tokens, row.paused_until, at, least=least, greatest=greatest
+        )
+        paused = (
+            rate_budgets.update()
+            .where(row.name == name)
+            .values(tokens=tokens, paused_until=paused_until)
+            .returning(row.name)
+        )
+        with self._transaction(write=True) as conn:
+            self._on_budget(conn, paused, name=name, tokens=0.0, at=at)
+
+    def budget_paused_until(self, *, name: str = CORTEX_BUDGET) -> datetime | None:
+        """Until when Cortex asked every replica to wait; None if it never did."""
+        paused = sa.select(rate_budgets.c.paused_until).where(rate_budgets.c.name == name)
+        with self._transaction(write=False) as conn:
+            found = conn.execute(paused).scalar_one_or_none()
+        return _from_epoch(found) if found else None
+
+    def _on_budget(
+        self, conn: Connection, update: sa.Update, *, name: str, tokens: float, at: float
+    ) -> sa.Row[Any]:
+        """Run ``update`` on the budget's row, making the row first if this is its first use."""
+        found = conn.execute(update).first()
+        if found is not None:
+            return found
+        seed = (
+            self._insert(rate_budgets)
+            .values(name=name, tokens=tokens, counted_at=at, paused_until=0.0)
+            .on_conflict_do_nothing(index_elements=[rate_budgets.c.name])
+        )
+        conn.execute(seed)
+        return conn.execute(update).one()
+
+    def _least_greatest(self) -> tuple[bucket.Pick, bucket.Pick]:
+        """The two-argument min and max of SQL: LEAST/GREATEST, or SQLite's scalar min/max."""
+        if self._engine.dialect.name == "postgresql":
+            return sa.func.least, sa.func.greatest
+        return sa.func.min, sa.func.max
 
     # -- Cortex records (lifecycle mode) ----------------------------------------------------
 
@@ -410,6 +542,10 @@ def _aware(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"naive datetime {moment!r}: pass an aware UTC time")
     return moment.astimezone(timezone.utc)
+
+
+def _from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
 
 
 def _clip(error: str) -> str:
