@@ -25,20 +25,35 @@ import json
 import resource
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 STATES = {"stored": "success", "ignored": "in_progress"}
+# Events spread over this many repositories (entities), EVENT_SPACING apart in their own
+# time: about four deploys per entity in the bridge's +-1 h idempotency lookup window, as
+# for a busy team, rather than thousands of one entity's deploys at the same second.
+REPOSITORIES = 50
+EVENT_SPACING = timedelta(seconds=37)
+EPOCH = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
 def webhook(doc: dict[str, Any], n: int, kind: str) -> dict[str, Any]:
-    """The sample deployment_status with a distinct deployment id and sha."""
-    doc = copy.deepcopy(doc)
+    """The sample deployment_status as deploy ``n``: its own id, sha, repository and time."""
+    return stamp(copy.deepcopy(doc), n, kind)
+
+
+def stamp(doc: dict[str, Any], n: int, kind: str) -> dict[str, Any]:
+    """Make ``doc`` (in place) deploy ``n``."""
     doc["deployment"]["id"] = 5_000_000 + n
     doc["deployment"]["payload"] = {}
     doc["deployment"]["sha"] = f"{n:040x}"
     doc["deployment_status"]["id"] = 9_000_000 + n
     doc["deployment_status"]["state"] = STATES[kind]
+    moment = (EPOCH + n * EVENT_SPACING).strftime("%Y-%m-%dT%H:%M:%SZ")
+    doc["deployment_status"]["created_at"] = doc["deployment_status"]["updated_at"] = moment
+    owner, name = "acme", f"service-{n % REPOSITORIES:02d}"
+    doc["repository"]["name"], doc["repository"]["full_name"] = name, f"{owner}/{name}"
     return doc
 
 
@@ -48,7 +63,7 @@ def build_requests(spec: dict[str, Any]) -> list[bytes]:
     secret = spec["secret"].encode()
     out = []
     for n in range(spec["first"], spec["first"] + spec["count"]):
-        body = json.dumps(webhook(sample, n, spec["kind"])).encode()
+        body = json.dumps(stamp(sample, n, spec["kind"])).encode()
         sig = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
         head = (
             f"POST {spec['path']} HTTP/1.1\r\n"

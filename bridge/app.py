@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from bridge import metrics, views
 from bridge.config import Config
-from bridge.errors import SignatureError
+from bridge.errors import MalformedEvent, SignatureError
 from bridge.ingest import Answer, dedupe_key, ingest
 from bridge.signatures import verify_github, verify_gitlab
 from bridge.store import STATUSES, Store, StoreError
@@ -231,6 +231,10 @@ def _add_error_handlers(app: Flask) -> None:
     @app.errorhandler(BadRequest)
     def bad_request(exc: BadRequest) -> tuple[Response, int]:
         return jsonify(status="rejected", reason=exc.reason), exc.status
+
+    @app.errorhandler(MalformedEvent)
+    def malformed(exc: MalformedEvent) -> tuple[Response, int]:
+        return jsonify(status="rejected", reason=str(exc)), 400
 
     @app.errorhandler(SignatureError)
     def bad_signature(exc: SignatureError) -> tuple[Response, int]:

@@ -3,20 +3,28 @@
 Used by ``cortex-deploy-bridge demo``, the test suite and the benchmarks. It validates every
 request body against SaveDeployRequest (Cortex OpenAPI, tag "Deploys"), keeps deploys in
 memory, and injects faults on demand: 429 with ``Retry-After``, 5xx, slowness, and
-connections dropped before or after the deploy is stored.
+connections dropped before or after the deploy is stored. Faults come queued one by one
+(:meth:`FakeCortex.inject`), at random (``chaos``: a seeded share of requests fails in one of
+those ways), or from a Cortex-like rate limit (``rate_limit_per_minute``).
 
-Run alone: ``python -m bridge.fakecortex --port 8787 --token secret``.
+Run alone: ``python -m bridge.fakecortex --port 8787 --token secret [--chaos 0.3 --seed 7
+--rate-limit 1000]``. What it stored can then be read back, with the same bearer token, at
+``GET /_stand-in/deploys`` and ``GET /_stand-in/stats``: paths outside the Cortex API, which
+chaos and the rate limit never touch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
 import re
 import threading
 import time
 import uuid as uuidlib
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +41,11 @@ _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$", re.IGNORECASE
 )
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# The ways a chaos request fails: Cortex's 429 with Retry-After, gateway and server errors,
+# a slow (but correct) answer, and a connection dropped before or after the deploy is stored.
+CHAOS_KINDS = ("rate_limited", "500", "502", "503", "slow", "drop_before", "drop_after")
+# Where the stand-in shows what it holds; never a Cortex API path, never faulted.
+STAND_IN_PREFIX = "/_stand-in/"
 
 
 def validate_save_deploy_request(body: Any) -> list[str]:
@@ -81,6 +94,13 @@ class Fault:
     seconds: float = 0.0
     method: str | None = None  # only requests with this method, if set
 
+    @property
+    def label(self) -> str:
+        """A short name for counting: the kind, or the status for a status fault."""
+        if self.kind != "status":
+            return self.kind
+        return "rate_limited" if self.status == 429 else str(self.status)
+
     @classmethod
     def rate_limited(cls, retry_after: float = 1, **kw: Any) -> Fault:
         """A 429 with Retry-After, shaped like Cortex's TooManyRequestsProblemDetail."""
@@ -117,12 +137,35 @@ class FakeCortex:
         entities: set[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        chaos: float = 0.0,
+        seed: int | None = None,
+        chaos_kinds: Sequence[str] = CHAOS_KINDS,
+        slow_seconds: float = 0.5,
+        retry_after: float = 1.0,
+        rate_limit_per_minute: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not 0.0 <= chaos <= 1.0:
+            raise ValueError(f"chaos must be a share between 0 and 1, got {chaos!r}")
+        unknown = sorted(set(chaos_kinds) - set(CHAOS_KINDS))
+        if unknown or not chaos_kinds:
+            raise ValueError(f"chaos kinds must be some of {', '.join(CHAOS_KINDS)}: {unknown!r}")
+        if rate_limit_per_minute < 0:
+            raise ValueError(f"rate limit must be >= 0, got {rate_limit_per_minute!r}")
         self.token = token
         self.entities = entities  # None: every entity exists
         self.deploys: dict[str, list[dict[str, Any]]] = {}
         self.received: list[Received] = []
         self.violations: list[str] = []
+        self.chaos = chaos
+        self.chaos_kinds = tuple(chaos_kinds)
+        self.slow_seconds = slow_seconds
+        self.retry_after = retry_after
+        self.rate_limit_per_minute = rate_limit_per_minute  # 0: no limit
+        self.faults_applied: Counter[str] = Counter()  # "queued:503", "chaos:delay", "rate_limit"
+        self._rng = random.Random(seed)  # noqa: S311 (fault injection, not cryptography)
+        self._clock = clock
+        self._admitted: deque[float] = deque()  # when each request in the last minute came
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -166,13 +209,60 @@ class FakeCortex:
         """The requests received with ``method``."""
         return [r for r in self.received if r.method == method]
 
+    def stats(self) -> dict[str, Any]:
+        """What the stand-in saw: requests per method, faults applied, violations."""
+        with self._lock:
+            methods = Counter(r.method for r in self.received)
+            return {
+                "requests": dict(sorted(methods.items())),
+                "faults": dict(sorted(self.faults_applied.items())),
+                "violations": list(self.violations),
+                "deploys": sum(len(ds) for ds in self.deploys.values()),
+            }
+
     def _next_fault(self, method: str) -> Fault | None:
+        """The fault for this request: a queued one first, then the rate limit, then chaos."""
         with self._lock:
             for fault in list(self._faults):
                 if fault.method in (None, method):
                     self._faults.remove(fault)
+                    self.faults_applied[f"queued:{fault.label}"] += 1
                     return fault
+            limited = self._over_rate_limit()
+            if limited is not None:
+                self.faults_applied["rate_limit"] += 1
+                return limited
+            if self.chaos and self._rng.random() < self.chaos:
+                fault = self._chaos_fault(self._rng.choice(self.chaos_kinds))
+                self.faults_applied[f"chaos:{fault.label}"] += 1
+                return fault
         return None
+
+    def _over_rate_limit(self) -> Fault | None:
+        """A 429 when this request would pass ``rate_limit_per_minute``; else count it in."""
+        if not self.rate_limit_per_minute:
+            return None
+        now = self._clock()
+        while self._admitted and self._admitted[0] <= now - 60.0:
+            self._admitted.popleft()
+        if len(self._admitted) >= self.rate_limit_per_minute:
+            wait = max(1, math.ceil(self._admitted[0] + 60.0 - now))
+            return Fault.rate_limited(retry_after=wait)
+        self._admitted.append(now)
+        return None
+
+    def _chaos_fault(self, kind: str) -> Fault:
+        """One random fault of ``kind`` (one of CHAOS_KINDS)."""
+        if kind == "rate_limited":
+            return Fault.rate_limited(retry_after=self.retry_after)
+        if kind == "slow":
+            seconds = self._rng.uniform(self.slow_seconds / 2, self.slow_seconds)
+            return Fault("delay", seconds=seconds)
+        if kind in ("drop_before", "drop_after"):
+            return Fault(kind)
+        status = int(kind)
+        body = _error(status, "SERVER_ERROR", f"injected {status}")[2]
+        return Fault("status", status=status, body=body)
 
     # -- the API ------------------------------------------------------------------------
 
@@ -330,6 +420,12 @@ def _error(status: int, kind: str, message: str) -> tuple[int, dict[str, str], A
 def _handler_for(fake: FakeCortex) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Buffered writes: an answer's headers and body leave in one send, as from a real
+        # server. Sent apart, the body of a kept-alive answer waits for the client's delayed
+        # ACK under Nagle's algorithm (~40 ms on Linux), and a reader that takes one recv()
+        # (a simple CONNECT proxy) sees the headers alone.
+        wbufsize = -1
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             return
@@ -343,6 +439,9 @@ def _handler_for(fake: FakeCortex) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 body = raw.decode("utf-8", "replace")
             query = parse_qs(split.query)
+            if split.path.startswith(STAND_IN_PREFIX):
+                self._stand_in(split.path)
+                return
             with fake._lock:
                 fake.received.append(
                     Received(
@@ -376,6 +475,17 @@ def _handler_for(fake: FakeCortex) -> type[BaseHTTPRequestHandler]:
                 time.sleep(fault.seconds)
             self._answer(*answer)
 
+        def _stand_in(self, path: str) -> None:
+            """What the stand-in holds, for a test that runs it as another process."""
+            if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                self._answer(*_error(401, "FORBIDDEN", "Invalid API key"))
+            elif self.command == "GET" and path == f"{STAND_IN_PREFIX}deploys":
+                self._answer(200, {}, {"deploys": fake.all_deploys()})
+            elif self.command == "GET" and path == f"{STAND_IN_PREFIX}stats":
+                self._answer(200, {}, fake.stats())
+            else:
+                self._answer(*_error(404, "NOT_FOUND", f"no route {self.command} {path}"))
+
         def _answer(self, status: int, headers: dict[str, str], body: Any) -> None:
             data = json.dumps(body).encode() if body is not None else b""
             self.send_response(status)
@@ -386,6 +496,7 @@ def _handler_for(fake: FakeCortex) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             try:
                 self.wfile.write(data)
+                self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client gave up waiting
 
@@ -402,8 +513,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8787)
     parser.add_argument("--token", default="test-token")
+    parser.add_argument(
+        "--entities",
+        default=None,
+        metavar="TAG,TAG",
+        help="the only entities that exist (others get 404); default: every entity exists",
+    )
+    parser.add_argument(
+        "--chaos",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of requests (0..1) failed at random: 429, 5xx, slow, dropped (default: 0)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="chaos seed (default: random)")
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer 429 with Retry-After past N requests a minute, as Cortex does (default: off)",
+    )
+    parser.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="a slow chaos answer waits between half this and this (default: 0.5)",
+    )
+    parser.add_argument(
+        "--retry-after",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="Retry-After of a chaos 429 (default: 1)",
+    )
     args = parser.parse_args(argv)
-    fake = FakeCortex(token=args.token, host=args.host, port=args.port)
+    try:
+        fake = FakeCortex(
+            token=args.token,
+            entities=set(filter(None, args.entities.split(","))) if args.entities else None,
+            host=args.host,
+            port=args.port,
+            chaos=args.chaos,
+            seed=args.seed,
+            rate_limit_per_minute=args.rate_limit,
+            slow_seconds=args.slow_seconds,
+            retry_after=args.retry_after,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     print(f"stand-in cortex listening on {fake.url}", flush=True)
     try:
         fake._server.serve_forever()

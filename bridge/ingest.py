@@ -15,8 +15,11 @@ from bridge.config import Config, route
 from bridge.delivery import from_payload, ignore_reason, to_payload
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
+from bridge.model import DeployEvent
 from bridge.sources import parse_event
 from bridge.store import Store
+
+MAX_ID_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,23 @@ def ignored(reason: str) -> Answer:
 def dedupe_key(source: str, *parts: str | None, body: bytes) -> str:
     """The outbox's de-duplication key: the SCM's delivery id, else the body's digest."""
     named = [p.strip() for p in parts if p and p.strip()]
+    if any(len(p) > MAX_ID_LENGTH or not p.isprintable() for p in named):
+        # GitHub's and GitLab's ids are short printable GUIDs or numbers; anything else is
+        # not one of theirs, and a NUL could not even be stored (PostgreSQL text).
+        raise MalformedEvent("a delivery id header is not a printable id of at most 200 chars")
     if named:
-        return ":".join([source, *named])[:400]
+        return ":".join([source, *named])
     return f"{source}:sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+def unstorable(event: DeployEvent) -> str | None:
+    """The field of ``event`` that names its deploy but cannot be stored (a NUL), if any."""
+    fields = {
+        "repository": event.repository,
+        "environment": event.environment or "",
+        "deploy id": event.ref.id,
+    }
+    return next((name for name, value in fields.items() if "\x00" in value), None)
 
 
 def ingest(
@@ -60,6 +77,9 @@ def ingest(
         reason = ignore_reason(event, config)
         if reason is not None:
             return ignored(reason)
+        bad = unstorable(event)
+        if bad is not None:
+            raise MalformedEvent(f"the event's {bad} contains a NUL character")
         where = route(config, event)
     except UnsupportedEvent as exc:
         return ignored(exc.reason)
