@@ -40,7 +40,7 @@ from tests.receiver_kit import GITHUB_SECRET, GITLAB_TOKEN, client_for, make_run
 # Small enough that bodies on both sides of the limit are cheap to build.
 MAX_BODY = 64 * 1024
 FUZZ = settings(
-    max_examples=700,
+    max_examples=600,
     derandomize=True,
     database=None,
     deadline=None,
