@@ -74,10 +74,18 @@ def ignore_reason(event: DeployEvent, config: Config) -> str | None:
     return f"{event.status.value} is not final: only finished deploys are recorded"
 
 
+def routed(event: DeployEvent, route: Route) -> DeployEvent:
+    """The event as its route delivers it (the environment renamed)."""
+    return replace(event, environment=route.environment)
+
+
 def to_payload(event: DeployEvent, route: Route) -> dict[str, Any]:
     """What the outbox keeps for one event: the event as routed, and its entities."""
-    routed = replace(event, environment=route.environment)
-    return {"event": event_to_dict(routed), "entities": list(route.entities), "rule": route.rule}
+    return {
+        "event": event_to_dict(routed(event, route)),
+        "entities": list(route.entities),
+        "rule": route.rule,
+    }
 
 
 def from_payload(payload: Mapping[str, Any]) -> tuple[DeployEvent, tuple[str, ...]]:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.config import Config, route
-from bridge.delivery import from_payload, ignore_reason, to_payload
+from bridge.delivery import ignore_reason, routed, to_payload
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
 from bridge.model import DeployEvent
@@ -94,7 +94,7 @@ def ingest(
         event_name=event_name,
         payload=payload,
         now=now,
-        group_key=deploy_key(from_payload(payload)[0]),
+        group_key=deploy_key(routed(event, where)),
     )
     if not created:
         return Answer(200, {"status": "duplicate", "id": delivery_id_})

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.config import DeliverySettings
+from bridge.cortex.retry import RetryPolicy
 from bridge.delivery import Deliverer
 from bridge.errors import CortexError, CortexRejected, CortexRetryable
 from bridge.store import Delivery, Store, StoreError
@@ -40,12 +41,12 @@ def next_delay(
     rng: random.Random | None = None,
 ) -> float:
     """Seconds before the next attempt: Retry-After when Cortex gave one, else backoff."""
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), settings.backoff_max_seconds)
-    ceiling = min(
-        settings.backoff_max_seconds, settings.backoff_base_seconds * (2 ** min(attempts, 30))
+    policy = RetryPolicy(
+        base_delay=settings.backoff_base_seconds,
+        max_delay=settings.backoff_max_seconds,
+        max_retry_after=settings.backoff_max_seconds,
     )
-    return (rng or random).uniform(ceiling / 2, ceiling)
+    return policy.delay(attempts + 1, retry_after, rng=rng)
 
 
 def is_permanent(error: CortexError) -> bool:

@@ -26,7 +26,8 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        # The exponent is capped: past 30 doublings every delay is max_delay anyway.
+        ceiling = min(self.max_delay, self.base_delay * (2 ** min(max(attempt - 1, 0), 30)))
         # Full jitter (AWS architecture blog, "Exponential Backoff And Jitter"), with a floor
         # of half the ceiling so a retry never comes back instantly.
         return (rng or random).uniform(ceiling / 2, ceiling)
