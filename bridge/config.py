@@ -1,7 +1,8 @@
 """The receiver's configuration: the YAML file, validated, and routing an event to entities.
 
-Pure except :func:`load_config`, which reads the file. Every problem is a ``ConfigError``
-naming the dotted key (``routes[1].match.repostory``). Unknown keys are errors, so a typo never
+Pure except :func:`load_config`, which reads the file, and :func:`database_url_from`, which
+reads the file ``BRIDGE_DATABASE_URL_FILE`` names. Every problem is a ``ConfigError`` naming
+the dotted key (``routes[1].match.repostory``). Unknown keys are errors, so a typo never
 silently does nothing; secrets are refused, they come only from the environment. An empty
 value (``cortex:`` with nothing under it) means the default.
 
@@ -49,6 +50,7 @@ DEFAULT_CORTEX_URL = "https://api.getcortexapp.com"
 # spare for the Action steps and people sharing the same account.
 DEFAULT_REQUESTS_PER_MINUTE = 900
 DEFAULT_DATABASE = "sqlite:///bridge.db"
+DATABASE_VARIABLE, DATABASE_FILE_VARIABLE = "BRIDGE_DATABASE_URL", "BRIDGE_DATABASE_URL_FILE"
 # GitHub caps webhook payloads at 25 MB and drops bigger ones (docs.github.com, "Webhook
 # events and payloads"); nothing larger is a genuine delivery.
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
@@ -286,16 +288,48 @@ def parse_config(data: Any, *, environ: Mapping[str, str] = _NO_ENV) -> Config:
 
 
 def _apply_environ(config: Config, environ: Mapping[str, str]) -> Config:
-    """CORTEX_API_URL and BRIDGE_DATABASE_URL win over the file."""
+    """CORTEX_API_URL and BRIDGE_DATABASE_URL (or BRIDGE_DATABASE_URL_FILE) win over the file."""
     url = environ.get("CORTEX_API_URL", "").strip()
     if url:
         config = replace(
             config, cortex=replace(config.cortex, url=_http_url(url, "CORTEX_API_URL"))
         )
-    database = environ.get("BRIDGE_DATABASE_URL", "").strip()
+    name, database = database_url_from(environ)
     if database:
-        config = replace(config, database=_database_url(database, "BRIDGE_DATABASE_URL"))
+        config = replace(config, database=_database_url(database, name))
     return config
+
+
+def database_url_from(environ: Mapping[str, str]) -> tuple[str, str]:
+    """(the variable the database URL came from, the URL); the URL is "" when none is set.
+
+    A PostgreSQL URL carries a password, so it may come from a file (a Docker or Kubernetes
+    secret) named by BRIDGE_DATABASE_URL_FILE, surrounding whitespace and the trailing
+    newline dropped. Both set is an error, as in the official postgres image
+    (POSTGRES_PASSWORD_FILE): which one was meant cannot be known, and a guess could open
+    another database. An empty variable counts as unset.
+    """
+    value = environ.get(DATABASE_VARIABLE, "").strip()
+    path = environ.get(DATABASE_FILE_VARIABLE, "").strip()
+    if not path:
+        return DATABASE_VARIABLE, value
+    if value:
+        raise ConfigError(
+            DATABASE_FILE_VARIABLE,
+            f"{DATABASE_VARIABLE} is set too: set only one (an empty one counts as unset)",
+        )
+    try:
+        with open(path, encoding="utf-8") as file:
+            value = file.read().strip()
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise ConfigError(DATABASE_FILE_VARIABLE, f"cannot read {path!r} ({reason})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(DATABASE_FILE_VARIABLE, f"{path!r} is not utf-8 text") from exc
+    if not value:
+        # Falling back to the default SQLite file would split the fleet across two databases.
+        raise ConfigError(DATABASE_FILE_VARIABLE, f"{path!r} is empty")
+    return DATABASE_FILE_VARIABLE, value
 
 
 def _parse_cortex(value: Any) -> CortexSettings:

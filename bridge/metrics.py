@@ -1,8 +1,11 @@
 """Prometheus metrics, correct under several gunicorn worker processes.
 
 Counters and histograms use prometheus_client's multiprocess mode when
-``PROMETHEUS_MULTIPROC_DIR`` is set (``serve`` sets it); queue gauges are read from the
-database at scrape time, so every process reports the same truth.
+``PROMETHEUS_MULTIPROC_DIR`` is set (``serve`` sets it), and the receiver's page sums every
+process's files; a ``worker`` is one process and reports its own counters from memory
+(:func:`worker_exposition`). Queue gauges are read from the database at scrape time, so
+every process reports the same truth. ``bridge_relay_info{role}`` says which kind of process
+a page came from, so rules can tell receivers from workers.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from bridge import __version__
 from bridge.store import STATUSES, Store
 
 WEBHOOKS = Counter(
@@ -66,8 +70,25 @@ class QueueCollector(Collector):
         )
 
 
+class RoleCollector(Collector):
+    """``bridge_relay_info{role, version} 1``: which command serves this page."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+
+    def collect(self) -> Iterator[Any]:
+        """One constant gauge."""
+        info = GaugeMetricFamily(
+            "bridge_relay_info",
+            "The relay process serving this page: serve (a receiver) or worker.",
+            labels=["role", "version"],
+        )
+        info.add_metric([self.role, __version__], 1)
+        yield info
+
+
 def exposition(store: Store, clock: Callable[[], datetime]) -> bytes:
-    """The /metrics page: this fleet's counters plus the queue gauges."""
+    """The receiver's /metrics page: this fleet's counters plus the queue gauges."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
@@ -75,6 +96,22 @@ def exposition(store: Store, clock: Callable[[], datetime]) -> bytes:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry = REGISTRY
-    queue = CollectorRegistry()
-    queue.register(QueueCollector(store, clock))
-    return generate_latest(registry) + generate_latest(queue)
+    return generate_latest(registry) + _database_page(store, clock, role="serve")
+
+
+def worker_exposition(store: Store, clock: Callable[[], datetime]) -> bytes:
+    """A ``worker`` process's /metrics page: its own counters plus the queue gauges.
+
+    Always the default registry: it holds this process's values in either storage mode,
+    whereas the multiprocess collector would add whatever other processes left in a shared
+    PROMETHEUS_MULTIPROC_DIR (a receiver's, or a previous run's), counting them twice.
+    """
+    return generate_latest(REGISTRY) + _database_page(store, clock, role="worker")
+
+
+def _database_page(store: Store, clock: Callable[[], datetime], *, role: str) -> bytes:
+    """The queue gauges (which fail the page while the database is down) and the role."""
+    page = CollectorRegistry()
+    page.register(QueueCollector(store, clock))
+    page.register(RoleCollector(role))
+    return generate_latest(page)

@@ -1,7 +1,8 @@
 """`check-config`: validate a config file, print what it does, which secrets are set, and routes.
 
-Secrets are reported by name only (set or missing), never by value. A source that is enabled
-but has no secret is a warning here, since ``serve`` refuses to start on it.
+Secrets are reported by name only (set or missing), never by value; so is where the database
+URL came from (its password is shown masked in the ``database:`` line). A source that is
+enabled but has no secret is a warning here, since ``serve`` refuses to start on it.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def _report_secrets(config: Config, environ: Mapping[str, str]) -> None:
         print(f"  {name}: {state}")
         if not state.startswith("set"):
             missing.add(name)
+    print(f"  BRIDGE_DATABASE_URL: {_database_state(environ)}")
     for source in SOURCES:
         name = SECRET_HOMES[f"sources.{source}"]
         if config.sources.enabled(source) and name in missing:
@@ -117,6 +119,16 @@ def _secret_state(environ: Mapping[str, str], name: str) -> str:
     if not value:
         return "missing (admin API off)" if name == "BRIDGE_ADMIN_TOKEN" else "missing"
     return "set" if environ.get(name, "").strip() else f"set (from {name}_FILE)"
+
+
+def _database_state(environ: Mapping[str, str]) -> str:
+    """``set``, ``set (from BRIDGE_DATABASE_URL_FILE)`` or ``not set``; never the URL."""
+    from bridge.config import DATABASE_VARIABLE, database_url_from
+
+    name, url = database_url_from(environ)  # load_config has already refused a bad one
+    if not url:
+        return "not set (the config's database)"
+    return "set" if name == DATABASE_VARIABLE else f"set (from {name})"
 
 
 def try_route(config: Config, source: str, repository: str, environment: str | None) -> str:

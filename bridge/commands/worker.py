@@ -2,15 +2,29 @@
 
 On PostgreSQL the process's workers are woken at once when any replica queues an event
 (LISTEN/NOTIFY); on SQLite they look for new events every ``--poll`` seconds.
+
+With ``--metrics-bind HOST:PORT`` the process also answers ``GET /metrics`` (the delivery
+counters it keeps, the queue gauges from the database), ``/healthz`` and ``/readyz``, from a
+stdlib HTTP server in a daemon thread: a worker needs no web framework for three pages. It is
+off by default, so several workers on one machine never fight over a port; the deployment
+files turn it on.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import signal
+import socket
+import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
+from typing import TYPE_CHECKING, NamedTuple
 
 from bridge.commands.common import (
     add_config_flag,
@@ -20,7 +34,41 @@ from bridge.commands.common import (
     secrets_of,
     worker_owner,
 )
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, UsageError
+
+if TYPE_CHECKING:
+    from bridge.store import Store
+
+log = logging.getLogger("bridge.worker")
+
+# The port the deployment files give --metrics-bind (the flag itself is off by default).
+METRICS_PORT = 9464
+OFF = ("", "off")
+
+
+class Address(NamedTuple):
+    """Where the metrics server listens; an empty host means every interface."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def metrics_address(raw: str) -> Address | None:
+    """``--metrics-bind``: ``HOST:PORT``, ``[IPV6]:PORT`` or ``:PORT``; None for off or empty."""
+    text = raw.strip()
+    if text.lower() in OFF:
+        return None
+    host, sep, port = text.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    valid = sep and port.isdigit() and 0 < int(port) < 65536 and (bracketed or ":" not in host)
+    if not valid:
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT, or off; got {raw!r}")
+    return Address(host, int(port))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how often an idle worker looks for new events (default: 1)",
     )
     parser.add_argument(
+        "--metrics-bind",
+        type=metrics_address,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz and /readyz here (default: off; "
+        f"0.0.0.0:{METRICS_PORT} in a container)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
 
@@ -49,8 +105,13 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Deliver until SIGTERM or SIGINT, then finish the event in hand and stop."""
     if args.threads < 1 or args.poll <= 0:
         return fail("--threads must be at least 1 and --poll above 0")
+    count_in_this_process()
     try:
         config = load(args, environ)
+        server = bind_probes(args.metrics_bind)
+    except BridgeError as exc:
+        return fail(str(exc))
+    try:
         from bridge import logs
         from bridge.relay import make_budget, make_runtime, make_worker, wake_on_notify
         from bridge.worker import start_in_thread
@@ -73,7 +134,12 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         listener = wake_on_notify(runtime.store, [worker.wake for worker in workers])
         threads = [start_in_thread(worker, stop) for worker in workers]
     except BridgeError as exc:
+        if server is not None:
+            server.server_close()
         return fail(str(exc))
+    if server is not None:
+        server.start(runtime.store, runtime.clock, threads)
+        log.info("serving /metrics, /healthz and /readyz", extra={"address": str(server.address)})
 
     def stop_now(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -84,7 +150,121 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         stop.wait(1.0)
     for thread in threads:
         thread.join(timeout=30)
+    if server is not None:
+        server.stop()  # after the workers: probes and scrapes answer while they finish
     if listener is not None:
         listener.stop()
     runtime.store.close()
     return 0
+
+
+def bind_probes(address: Address | None) -> ProbeServer | None:
+    """The probe server listening at ``address`` (not answering yet); None when off."""
+    if address is None:
+        return None
+    try:
+        return ProbeServer(address)
+    except OSError as exc:  # the port is taken, the host is not this machine's, ...
+        reason = (exc.strerror or str(exc)).lower()
+        raise UsageError(f"--metrics-bind {address}: cannot listen there ({reason})") from exc
+
+
+def count_in_this_process() -> None:
+    """Keep this process's counters in memory even when PROMETHEUS_MULTIPROC_DIR is set.
+
+    prometheus_client picks where values live once, when it is imported, from that variable
+    (``serve`` sets it for its gunicorn processes). A worker is one process: files there
+    would be summed into the page of any receiver sharing the directory (counting this
+    worker's deliveries twice), and cannot be written at all if the directory is missing.
+    Once the library is loaded this changes nothing; :func:`bridge.metrics.worker_exposition`
+    is right in either mode.
+    """
+    if "prometheus_client" not in sys.modules:
+        for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
+            os.environ.pop(name, None)
+
+
+class ProbeServer(ThreadingHTTPServer):
+    """``/metrics``, ``/healthz`` and ``/readyz`` of a worker process, on a daemon thread.
+
+    Bound when made, so a taken port fails start-up before the database is touched; it
+    answers once :meth:`start` has given it the store and the delivery threads.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, address: Address) -> None:
+        self.address = address
+        if ":" in address.host:
+            self.address_family = socket.AF_INET6
+        super().__init__((address.host, address.port), ProbeHandler)
+        self.store: Store | None = None
+        self.clock: Callable[[], datetime] | None = None
+        self.threads: Sequence[threading.Thread] = ()
+        self._thread: threading.Thread | None = None
+
+    def start(
+        self, store: Store, clock: Callable[[], datetime], threads: Sequence[threading.Thread]
+    ) -> None:
+        """Answer requests from now on, in a daemon thread."""
+        self.store, self.clock, self.threads = store, clock, threads
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="bridge-metrics", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop answering and close the socket."""
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(timeout=5)
+        self.server_close()
+
+    def page(self, path: str) -> tuple[int, str, bytes]:
+        """(status, content type, body) for a GET of ``path``."""
+        from bridge import metrics
+
+        assert self.store is not None and self.clock is not None
+        if path == "/healthz":
+            stopped = sum(not thread.is_alive() for thread in self.threads)
+            if stopped:
+                why = f"{stopped} of {len(self.threads)} delivery threads stopped"
+                return _json(503, status="unavailable", reason=why)
+            return _json(200, status="ok")
+        if path not in ("/readyz", "/metrics"):
+            return _json(404, status="not found")
+        try:
+            if path == "/readyz":
+                self.store.ping()
+                return _json(200, status="ok")
+            body = metrics.worker_exposition(self.store, self.clock)
+        except Exception as exc:  # any failure to reach the database: not ready, no gauges
+            log.warning("database unreachable", extra={"error": type(exc).__name__})
+            return _json(503, status="unavailable", reason="database unreachable")
+        return 200, "text/plain; version=0.0.4; charset=utf-8", body
+
+
+def _json(code: int, /, **fields: str) -> tuple[int, str, bytes]:
+    """A JSON answer like the receiver's probes give."""
+    return code, "application/json", json.dumps(fields).encode() + b"\n"
+
+
+class ProbeHandler(BaseHTTPRequestHandler):
+    """GET only; every answer closes the connection."""
+
+    server: ProbeServer
+    timeout = 10  # a client that stalls holds one thread for this long, never the workers
+    server_version = "cortex-deploy-bridge"
+
+    def do_GET(self) -> None:
+        """Answer one probe or scrape."""
+        status, kind, body = self.server.page(self.path.partition("?")[0])
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """No access log: probes and scrapes come every few seconds and say nothing."""
