@@ -61,17 +61,17 @@ def decide(
     return Decision(Action.UPDATE if recorded else Action.CREATE)
 
 
-def ignore_reason(event: DeployEvent, config: Config) -> str | None:
-    """Why the receiver need not store ``event`` at all, or None when it must."""
-    if event.status.is_final:
-        if event.status is Status.SUCCEEDED or config.record.failures:
+def ignore_reason(status: Status, config: Config) -> str | None:
+    """Why the receiver need not store an event of ``status`` at all, or None when it must."""
+    if status.is_final:
+        if status is Status.SUCCEEDED or config.record.failures:
             return None
         if config.record.mode is RecordMode.LIFECYCLE:
             return None  # its start record, if any, must be deleted
-        return f"{event.status.value} deploys are not recorded (record.failures is false)"
+        return f"{status.value} deploys are not recorded (record.failures is false)"
     if config.record.mode is RecordMode.LIFECYCLE:
         return None
-    return f"{event.status.value} is not final: only finished deploys are recorded"
+    return f"{status.value} is not final: only finished deploys are recorded"
 
 
 def routed(event: DeployEvent, route: Route) -> DeployEvent:

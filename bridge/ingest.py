@@ -7,6 +7,7 @@ No HTTP here: the view hands over the decoded body and headers' facts, and turns
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from bridge.config import Config, route
 from bridge.delivery import ignore_reason, routed, to_payload
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
-from bridge.model import DeployEvent
+from bridge.model import DeployEvent, Status
 from bridge.sources import parse_event
 from bridge.store import Store
 
@@ -67,16 +68,19 @@ def ingest(
     delivery_id: str | None,
     config: Config,
     store: Store,
-    now: datetime,
+    clock: Callable[[], datetime],
 ) -> Answer:
     """Parse, filter and route one delivery; store it when it records a deploy."""
     if not config.sources.enabled(source):
         return ignored(f"source {source} is disabled (sources.{source}.enabled)")
-    try:
-        event = parse_event(source, event_name, payload, delivery_id=delivery_id)
-        reason = ignore_reason(event, config)
+
+    def screen(status: Status) -> None:
+        reason = ignore_reason(status, config)
         if reason is not None:
-            return ignored(reason)
+            raise UnsupportedEvent(reason)
+
+    try:
+        event = parse_event(source, event_name, payload, delivery_id=delivery_id, screen=screen)
         bad = unstorable(event)
         if bad is not None:
             raise MalformedEvent(f"the event's {bad} contains a NUL character")
@@ -93,7 +97,7 @@ def ingest(
         source=source,
         event_name=event_name,
         payload=payload,
-        now=now,
+        now=clock(),
         group_key=deploy_key(routed(event, where)),
     )
     if not created:

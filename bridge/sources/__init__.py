@@ -15,9 +15,9 @@ from typing import Any
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.model import DeployEvent
 from bridge.sources import github, gitlab
-from bridge.sources.fields import shorten
+from bridge.sources.fields import Screen, keep_all, shorten
 
-Parser = Callable[[Mapping[str, Any]], DeployEvent]
+Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
 
 # The event name is GitHub's X-GitHub-Event header, GitLab's X-Gitlab-Event header.
 PARSERS: Mapping[tuple[str, str], Parser] = MappingProxyType(
@@ -31,15 +31,24 @@ SOURCES = frozenset(source for source, _ in PARSERS)
 
 
 def parse_event(
-    source: str, event_name: str, payload: Any, *, delivery_id: str | None = None
+    source: str,
+    event_name: str,
+    payload: Any,
+    *,
+    delivery_id: str | None = None,
+    screen: Screen = keep_all,
 ) -> DeployEvent:
-    """The DeployEvent one webhook delivery describes, or why it records nothing."""
+    """The DeployEvent one webhook delivery describes, or why it records nothing.
+
+    ``screen`` is told the event's status as soon as it is known and may stop there by
+    raising UnsupportedEvent: the rest of an event that records nothing is not read.
+    """
     parser = PARSERS.get((source, event_name))
     if parser is None:
         raise UnsupportedEvent(_unsupported(source, event_name))
     if not isinstance(payload, Mapping):
         raise MalformedEvent(f"{event_name} payload is not a JSON object")
-    return dataclasses.replace(parser(payload), delivery_id=delivery_id)
+    return dataclasses.replace(parser(payload, screen), delivery_id=delivery_id)
 
 
 def _unsupported(source: str, event_name: str) -> str:
@@ -51,4 +60,4 @@ def _unsupported(source: str, event_name: str) -> str:
     return f"{name} events are not recorded"
 
 
-__all__ = ["PARSERS", "Parser", "parse_event"]
+__all__ = ["PARSERS", "Parser", "Screen", "keep_all", "parse_event"]

@@ -12,9 +12,18 @@ from typing import Any
 
 from bridge.errors import UnsupportedEvent
 from bridge.model import DeployEvent, DeployRef, Status
-from bridge.sources.fields import Fields, compact, first_line, pick, shorten, word
+from bridge.sources.fields import (
+    Fields,
+    Screen,
+    compact,
+    first_line,
+    keep_all,
+    pick,
+    shorten,
+    word,
+)
 
-Parser = Callable[[Mapping[str, Any]], DeployEvent]
+Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
 
 # deployment_status.state: "error, failure, inactive, pending, success, queued, or in_progress"
 # (webhook-events-and-payloads#deployment_status). "inactive" marks a deployment superseded by
@@ -52,16 +61,17 @@ RUN_CONCLUSIONS: Mapping[str, Status] = {
 ENTITY_KEYS = ("cortex.entities", "cortex-entities")
 
 
-def parse_deployment(payload: Mapping[str, Any]) -> DeployEvent:
+def parse_deployment(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
     """A ``deployment`` created: a deploy was asked for, so it is pending."""
     fields = Fields(payload, "deployment")
     _require_action(fields, "created")
+    screen(Status.PENDING)
     fields.need_mapping("deployment")
     timestamp = fields.need_moment("deployment.created_at")
     return _deployment_event(fields, Status.PENDING, timestamp)
 
 
-def parse_deployment_status(payload: Mapping[str, Any]) -> DeployEvent:
+def parse_deployment_status(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
     """A ``deployment_status`` created: the deploy moved to a new state."""
     fields = Fields(payload, "deployment_status")
     _require_action(fields, "created")
@@ -71,16 +81,18 @@ def parse_deployment_status(payload: Mapping[str, Any]) -> DeployEvent:
     if state == "inactive":
         raise UnsupportedEvent("deployment_status 'inactive' records nothing")
     status = pick(DEPLOYMENT_STATES, state, f"deployment_status {shorten(state)} is not recorded")
+    screen(status)
     timestamp = fields.need_moment("deployment_status.updated_at", "deployment_status.created_at")
     return _deployment_event(fields, status, timestamp)
 
 
-def parse_workflow_run(payload: Mapping[str, Any]) -> DeployEvent:
+def parse_workflow_run(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
     """A ``workflow_run`` requested, in progress or completed."""
     fields = Fields(payload, "workflow_run")
     _require_action(fields, "requested", "in_progress", "completed")
     fields.need_mapping("workflow_run")
     status = _run_status(fields)
+    screen(status)
     if status.is_final:
         timestamp = fields.need_moment("workflow_run.updated_at")
     else:
@@ -104,7 +116,7 @@ def parse_workflow_run(payload: Mapping[str, Any]) -> DeployEvent:
     )
 
 
-def parse_ping(payload: Mapping[str, Any]) -> DeployEvent:
+def parse_ping(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
     """A ``ping``, sent once when the webhook is created: nothing to record."""
     raise UnsupportedEvent("ping: webhook is set up")
 

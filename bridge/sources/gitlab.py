@@ -13,9 +13,18 @@ from typing import Any
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.model import DeployEvent, DeployRef, Status
-from bridge.sources.fields import Fields, compact, first_line, pick, shorten, word
+from bridge.sources.fields import (
+    Fields,
+    Screen,
+    compact,
+    first_line,
+    keep_all,
+    pick,
+    shorten,
+    word,
+)
 
-Parser = Callable[[Mapping[str, Any]], DeployEvent]
+Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
 
 # Deployment events fire "when a deployment starts, succeeds, fails or is canceled"
 # (webhook_events.md#deployment-events); `created` is a deployment's first state.
@@ -47,12 +56,13 @@ _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _HIDDEN_EMAILS = ("[REDACTED]",)
 
 
-def parse_deployment(payload: Mapping[str, Any]) -> DeployEvent:
+def parse_deployment(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
     """A Deployment Hook: a deployment was created, started, succeeded, failed or canceled."""
     fields = Fields(payload, "Deployment Hook")
     _require_kind(fields, "deployment")
     state = word(fields, "status")
     status = pick(DEPLOYMENT_STATUSES, state, f"deployment status {shorten(state)} is not recorded")
+    screen(status)
     timestamp = fields.need_moment("status_changed_at")
     return DeployEvent(
         source="gitlab",
@@ -73,13 +83,14 @@ def parse_deployment(payload: Mapping[str, Any]) -> DeployEvent:
     )
 
 
-def parse_pipeline(payload: Mapping[str, Any]) -> DeployEvent:
+def parse_pipeline(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
     """A Pipeline Hook: a pipeline changed status."""
     fields = Fields(payload, "Pipeline Hook")
     _require_kind(fields, "pipeline")
     fields.need_mapping("object_attributes")
     state = word(fields, "object_attributes.status")
     status = pick(PIPELINE_STATUSES, state, f"pipeline status {shorten(state)} is not recorded")
+    screen(status)
     when = "object_attributes.finished_at" if status.is_final else "object_attributes.created_at"
     timestamp = fields.need_moment(when)
     pipeline_id = fields.need_number("object_attributes.id")
@@ -101,13 +112,13 @@ def parse_pipeline(payload: Mapping[str, Any]) -> DeployEvent:
     )
 
 
-def parse_system_hook(payload: Mapping[str, Any]) -> DeployEvent:
+def parse_system_hook(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
     """A System Hook: parsed by its ``object_kind`` when that is a deployment or pipeline."""
     kind = payload.get("object_kind")
     parser = SYSTEM_HOOK_KINDS.get(kind) if isinstance(kind, str) else None
     if parser is None:
         raise UnsupportedEvent(f"System Hook {shorten(kind)} events are not recorded")
-    return parser(payload)
+    return parser(payload, screen)
 
 
 SYSTEM_HOOK_KINDS: Mapping[str, Parser] = {

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from bridge.rollback import PastDeploy
 from bridge.store import bucket
+from bridge.store.batching import GroupCommit, WriterLock
 from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, WRITE_OPTION, create_engine, is_memory
 from bridge.store.listener import Listener
 from bridge.store.schema import (
@@ -80,6 +81,25 @@ class Store:
         self._engine = engine
         # An in-memory SQLite database is one shared connection: take turns on it.
         self._serial = threading.Lock() if is_memory(engine) else None
+        # A SQLite file: its writers, in every process, queue for one lock (batching.py).
+        self._writer = (
+            WriterLock(f"{engine.url.database}-bridge.lock")
+            if engine.dialect.name == "sqlite" and not is_memory(engine)
+            else None
+        )
+        self._enqueues: GroupCommit[dict[str, Any], tuple[int, bool]] = GroupCommit(
+            self._enqueue_batch
+        )
+        # Built once: SQLAlchemy caches its compiled form, and a statement built anew per
+        # event costs more than the INSERT itself.
+        self._insert_delivery = (
+            self._insert(deliveries)
+            .on_conflict_do_nothing(index_elements=[deliveries.c.dedupe_key])
+            .returning(deliveries.c.id)
+        )
+        self._first_delivery = sa.select(deliveries.c.id).where(
+            deliveries.c.dedupe_key == sa.bindparam("dedupe_key")
+        )
 
     @classmethod
     def from_url(cls, url: str, *, create: bool = True) -> Store:
@@ -108,6 +128,8 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self._engine.dispose()
+        if self._writer is not None:
+            self._writer.close()
 
     def __enter__(self) -> Store:
         """Use the store in a ``with`` block that closes it."""
@@ -149,22 +171,25 @@ class Store:
             "results": "{}",
             "updated_at": now,
         }
+        # Threads storing events at the same moment share one transaction (batching.py).
+        return self._enqueues.submit(row)
+
+    def _enqueue_batch(self, rows: Sequence[dict[str, Any]]) -> list[tuple[int, bool]]:
         # The unique key decides, atomically, under concurrent threads and processes; ON
         # CONFLICT rather than catching IntegrityError keeps every GitHub redelivery from
         # writing an ERROR into PostgreSQL's log and aborting the transaction.
-        insert = (
-            self._insert(deliveries)
-            .values(row)
-            .on_conflict_do_nothing(index_elements=[deliveries.c.dedupe_key])
-            .returning(deliveries.c.id)
-        )
+        stored: list[tuple[int, bool]] = []
         with self._transaction(write=True) as conn:
-            new_id = conn.execute(insert).scalar_one_or_none()
-            if new_id is not None:
+            for row in rows:
+                new_id = conn.execute(self._insert_delivery, row).scalar_one_or_none()
+                if new_id is not None:
+                    stored.append((int(new_id), True))
+                    continue
+                first = conn.execute(self._first_delivery, {"dedupe_key": row["dedupe_key"]})
+                stored.append((int(first.scalar_one()), False))
+            if any(created for _, created in stored):
                 self._notify(conn)
-                return int(new_id), True
-            first = sa.select(deliveries.c.id).where(deliveries.c.dedupe_key == dedupe_key)
-            return int(conn.execute(first).scalar_one()), False
+        return stored
 
     def claim(
         self, *, owner: str, now: datetime, lease_seconds: float, limit: int = 1
@@ -521,11 +546,13 @@ class Store:
     def _transaction(self, *, write: bool) -> Iterator[Connection]:
         """One transaction, committed on leaving; database failures raised as StoreError."""
         serial: AbstractContextManager[Any] = self._serial or nullcontext()
+        writer: AbstractContextManager[Any] = (write and self._writer) or nullcontext()
         with serial:
             try:
                 with self._engine.connect() as conn:
                     conn.execution_options(**{WRITE_OPTION: write})
-                    with conn.begin():
+                    # Checked out first: only the transaction itself holds up other writers.
+                    with writer, conn.begin():
                         yield conn
             except sa.exc.SQLAlchemyError as exc:
                 raise StoreError(_describe(exc)) from exc
