@@ -1,4 +1,4 @@
-"""Shared fixtures: a strict stand-in Cortex on loopback, sample payloads."""
+"""Shared fixtures: a strict stand-in Cortex on loopback, sample payloads, a fresh database."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bridge.fakecortex import FakeCortex
+from tests.databases import BACKENDS, database_url
 
 SAMPLES = Path(__file__).parent / "samples"
 TOKEN = "ctx-test-token-5f1e9a"
@@ -26,3 +27,10 @@ def cortex() -> Iterator[FakeCortex]:
     with FakeCortex(token=TOKEN) as fake:
         yield fake
         assert fake.violations == [], f"cortex received invalid requests: {fake.violations}"
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL no other test sees, once per backend: ``[sqlite]``, ``[postgresql]``."""
+    with database_url(request.param, tmp_path) as made:
+        yield made

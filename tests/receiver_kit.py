@@ -1,4 +1,4 @@
-"""Helpers for receiver tests: a runtime on a fresh SQLite file, signed requests."""
+"""Helpers for receiver tests: a runtime on a fresh database, signed requests."""
 
 from __future__ import annotations
 
@@ -24,8 +24,13 @@ ADMIN_TOKEN = "admin-token-5e2b"
 
 def make_runtime(tmp_path: Path, config: dict[str, Any] | None = None, **kw: Any) -> Runtime:
     """A runtime with a fresh SQLite database under ``tmp_path``."""
+    return runtime_on(f"sqlite:///{tmp_path / 'bridge.db'}", config, **kw)
+
+
+def runtime_on(database: str, config: dict[str, Any] | None = None, **kw: Any) -> Runtime:
+    """A runtime on the database at ``database`` (conftest's ``db_url``: either backend)."""
     parsed: Config = parse_config(config or {})
-    store = Store.from_url(f"sqlite:///{tmp_path / 'bridge.db'}")
+    store = Store.from_url(database)
     kw.setdefault("github_secret", GITHUB_SECRET)
     kw.setdefault("gitlab_token", GITLAB_TOKEN)
     kw.setdefault("admin_token", ADMIN_TOKEN)

@@ -1,11 +1,13 @@
-"""From webhook to Cortex: the outbox, the worker, lifecycle, rollback, faults, replays."""
+"""From webhook to Cortex: the outbox, the worker, lifecycle, rollback, faults, replays.
+
+Every test runs on SQLite and on PostgreSQL (``[sqlite]``, ``[postgresql]``: conftest's db_url).
+"""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from bridge.delivery import Deliverer
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.worker import Worker
 from tests.conftest import TOKEN, load_sample
-from tests.receiver_kit import ADMIN_TOKEN, client_for, github_post, gitlab_post, make_runtime
+from tests.receiver_kit import ADMIN_TOKEN, client_for, github_post, gitlab_post, runtime_on
 
 
 class Clock:
@@ -33,17 +35,17 @@ class Clock:
 
 
 class Bridge:
-    """A receiver and one worker on one SQLite file, talking to the stand-in Cortex."""
+    """A receiver and one worker on one database, talking to the stand-in Cortex."""
 
     def __init__(
         self,
-        tmp_path: Path,
+        db_url: str,
         cortex: FakeCortex,
         config: dict[str, Any] | None = None,
     ) -> None:
         self.clock = Clock()
         config = {"cortex": {"url": cortex.url, "timeout_seconds": 2}, **(config or {})}
-        self.runtime: Runtime = make_runtime(tmp_path, config, clock=self.clock)
+        self.runtime: Runtime = runtime_on(db_url, config, clock=self.clock)
         self.http = client_for(self.runtime)
         self.client = CortexClient(cortex.url, TOKEN, timeout=2, retry=RetryPolicy(max_attempts=1))
         deliverer = Deliverer(
@@ -69,9 +71,9 @@ class Bridge:
 
 
 @pytest.fixture
-def bridge(tmp_path: Path, cortex: FakeCortex) -> Iterator[Bridge]:
+def bridge(db_url: str, cortex: FakeCortex) -> Iterator[Bridge]:
     made = Bridge(
-        tmp_path,
+        db_url,
         cortex,
         {"workflows": [{"match": {"workflow": "Deploy*"}, "environment": "production"}]},
     )
@@ -152,8 +154,8 @@ def test_same_deploy_through_two_deliveries_is_one_record(
     assert len(cortex.all_deploys()) == 2  # payments-api and payments-worker, once each
 
 
-def test_rollback_detected_from_history(tmp_path: Path, cortex: FakeCortex) -> None:
-    bridge = Bridge(tmp_path, cortex)
+def test_rollback_detected_from_history(db_url: str, cortex: FakeCortex) -> None:
+    bridge = Bridge(db_url, cortex)
     base = load_sample("gitlab/deployment.success.json")
     shas = ["1" * 40, "2" * 40, "1" * 40]
     for n, sha in enumerate(shas):
@@ -171,8 +173,8 @@ def test_rollback_detected_from_history(tmp_path: Path, cortex: FakeCortex) -> N
     bridge.close()
 
 
-def test_lifecycle_updates_the_start_record_in_place(tmp_path: Path, cortex: FakeCortex) -> None:
-    bridge = Bridge(tmp_path, cortex, {"record": {"mode": "lifecycle"}})
+def test_lifecycle_updates_the_start_record_in_place(db_url: str, cortex: FakeCortex) -> None:
+    bridge = Bridge(db_url, cortex, {"record": {"mode": "lifecycle"}})
     start = github_post(bridge.http, "deployment_status", "deployment_status.in_progress")
     assert start.status_code == 202
     bridge.drain()
@@ -187,8 +189,8 @@ def test_lifecycle_updates_the_start_record_in_place(tmp_path: Path, cortex: Fak
     bridge.close()
 
 
-def test_lifecycle_failure_deletes_the_start_record(tmp_path: Path, cortex: FakeCortex) -> None:
-    bridge = Bridge(tmp_path, cortex, {"record": {"mode": "lifecycle"}})
+def test_lifecycle_failure_deletes_the_start_record(db_url: str, cortex: FakeCortex) -> None:
+    bridge = Bridge(db_url, cortex, {"record": {"mode": "lifecycle"}})
     started = load_sample("github/deployment_status.in_progress.json")
     failed = copy.deepcopy(started)
     failed["deployment_status"].update(state="failure", updated_at="2026-11-23T10:09:00Z")
@@ -248,9 +250,9 @@ def test_dropped_after_store_is_not_doubled(bridge: Bridge, cortex: FakeCortex) 
     assert len(cortex.all_deploys()) == 1
 
 
-def test_permanent_rejection_is_dead_lettered_and_replayable(tmp_path: Path) -> None:
+def test_permanent_rejection_is_dead_lettered_and_replayable(db_url: str) -> None:
     with FakeCortex(token=TOKEN, entities={"payments-worker"}) as cortex:
-        bridge = Bridge(tmp_path, cortex)
+        bridge = Bridge(db_url, cortex)
         answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
         bridge.drain()
         delivery = bridge.runtime.store.get(answer.json["id"])
@@ -322,9 +324,9 @@ def test_action_then_webhook_of_the_same_run_is_one_record(
 
 
 def test_an_event_that_keeps_killing_its_worker_is_dead_lettered(
-    tmp_path: Path, cortex: FakeCortex
+    db_url: str, cortex: FakeCortex
 ) -> None:
-    bridge = Bridge(tmp_path, cortex, {"delivery": {"max_attempts": 2, "lease_seconds": 30}})
+    bridge = Bridge(db_url, cortex, {"delivery": {"max_attempts": 2, "lease_seconds": 30}})
     answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
     store = bridge.runtime.store
     for owner in ("crashed-1", "crashed-2"):  # each claimed, then its process died
@@ -338,8 +340,8 @@ def test_an_event_that_keeps_killing_its_worker_is_dead_lettered(
     bridge.close()
 
 
-def test_gives_up_after_dead_letter_time(tmp_path: Path, cortex: FakeCortex) -> None:
-    bridge = Bridge(tmp_path, cortex, {"delivery": {"dead_letter_after_seconds": 3600}})
+def test_gives_up_after_dead_letter_time(db_url: str, cortex: FakeCortex) -> None:
+    bridge = Bridge(db_url, cortex, {"delivery": {"dead_letter_after_seconds": 3600}})
     cortex.inject(*[Fault("status", status=503) for _ in range(100)])
     answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
     for _ in range(12):

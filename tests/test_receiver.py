@@ -1,31 +1,49 @@
-"""The webhook receiver's HTTP answers: queued, ignored, duplicate, and every 4xx."""
+"""The webhook receiver's HTTP answers: queued, ignored, duplicate, and every 4xx.
+
+Every test runs on SQLite and on PostgreSQL (``[sqlite]``, ``[postgresql]``: conftest's db_url).
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
+from bridge.app import Runtime
 from tests.conftest import load_sample
 from tests.receiver_kit import (
     ADMIN_TOKEN,
     client_for,
     github_post,
     gitlab_post,
-    make_runtime,
+    runtime_on,
     sign,
 )
 
 
 @pytest.fixture
-def runtime(tmp_path: Path):
-    rt = make_runtime(
-        tmp_path, {"workflows": [{"match": {"workflow": "Deploy*"}, "environment": "production"}]}
+def new_runtime(db_url: str) -> Iterator[Callable[..., Runtime]]:
+    """Makes runtimes on this test's database (``runtime_on``'s arguments); closes them after."""
+    made: list[Runtime] = []
+
+    def new(config: dict[str, Any] | None = None, **kw: Any) -> Runtime:
+        made.append(runtime_on(db_url, config, **kw))
+        return made[-1]
+
+    yield new
+    for rt in made:
+        rt.store.close()
+
+
+@pytest.fixture
+def runtime(new_runtime: Callable[..., Runtime]) -> Runtime:
+    """A runtime that records runs of "Deploy*" workflows as production deploys."""
+    return new_runtime(
+        {"workflows": [{"match": {"workflow": "Deploy*"}, "environment": "production"}]}
     )
-    yield rt
-    rt.store.close()
 
 
 def stored(runtime) -> int:
@@ -85,16 +103,16 @@ def test_ignored_with_reason_nothing_stored(
     assert stored(runtime) == 0
 
 
-def test_unconfigured_workflow_is_ignored(tmp_path: Path) -> None:
-    rt = make_runtime(tmp_path)  # no config: workflow runs are not deploys
+def test_unconfigured_workflow_is_ignored(new_runtime) -> None:
+    rt = new_runtime()  # no config: workflow runs are not deploys
     answer = github_post(client_for(rt), "workflow_run", "workflow_run.completed.success")
     assert answer.status_code == 200
     assert "workflow" in answer.json["reason"]
     assert stored(rt) == 0
 
 
-def test_excluded_environment_is_ignored(tmp_path: Path) -> None:
-    rt = make_runtime(tmp_path, {"environments": {"exclude": ["prod*"]}})
+def test_excluded_environment_is_ignored(new_runtime) -> None:
+    rt = new_runtime({"environments": {"exclude": ["prod*"]}})
     answer = github_post(client_for(rt), "deployment_status", "deployment_status.success")
     assert answer.status_code == 200
     assert "excluded" in answer.json["reason"]
@@ -182,8 +200,8 @@ def test_deeply_nested_json_is_refused(runtime) -> None:
     assert stored(runtime) == 0
 
 
-def test_oversized_body_is_413(tmp_path: Path) -> None:
-    rt = make_runtime(tmp_path, {"server": {"max_body_bytes": 1024}})
+def test_oversized_body_is_413(new_runtime) -> None:
+    rt = new_runtime({"server": {"max_body_bytes": 1024}})
     doc = {"action": "created", "padding": "x" * 2048}
     answer = github_post(client_for(rt), "deployment_status", doc)
     assert answer.status_code == 413
@@ -200,8 +218,8 @@ def test_gitlab_wrong_token_is_401(runtime) -> None:
     assert stored(runtime) == 0
 
 
-def test_unsigned_allowed_only_when_told(tmp_path: Path) -> None:
-    rt = make_runtime(tmp_path, github_secret="", allow_unsigned=True)
+def test_unsigned_allowed_only_when_told(new_runtime) -> None:
+    rt = new_runtime(github_secret="", allow_unsigned=True)
     body = json.dumps(load_sample("github/deployment_status.success.json")).encode()
     answer = client_for(rt).post(
         "/webhooks/github",
@@ -225,18 +243,13 @@ def test_probes(runtime) -> None:
     assert "bridge_webhooks_total" in text
 
 
-def test_admin_api_needs_its_token(runtime, tmp_path: Path) -> None:
+def test_admin_api_needs_its_token(runtime, new_runtime) -> None:
     client = client_for(runtime)
     assert client.get("/api/deliveries").status_code == 401
     assert (
         client.get("/api/deliveries", headers={"Authorization": "Bearer nope"}).status_code == 401
     )
-    off = (
-        make_runtime(tmp_path / "off", admin_token="")
-        if (tmp_path / "off").mkdir() is None
-        else None
-    )
-    assert off is not None
+    off = new_runtime(admin_token="")  # another process on the same database, no admin token
     assert client_for(off).get("/api/deliveries").status_code == 404
 
 

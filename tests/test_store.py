@@ -9,9 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -36,46 +34,17 @@ from bridge.store import schema as store_schema
 from bridge.store.engine import create_engine
 from bridge.store.listener import APPLICATION_NAME
 
+# BACKENDS: test_worker_scaleout still imports it (and the rest) from this module.
+from tests.databases import BACKENDS, NO_PG, PG_URL, database_url  # noqa: F401
+
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL", "")
-NO_PG = "BRIDGE_TEST_POSTGRES_URL not set: PostgreSQL tests skipped"
 
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param(
-        "postgresql",
-        id="postgresql",
-        marks=[pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason=NO_PG)],
-    ),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL no other test sees: a file in tmp_path, or a fresh PostgreSQL schema."""
-    with database_url(request.param, tmp_path) as made:
-        yield made
-
-
-@contextmanager
-def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A SQLite file in tmp_path, or a PostgreSQL schema of its own, dropped afterwards."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bridge.db'}"
-        return
-    name = f"bridge_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
-    try:
-        scoped = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={name}"})
-        yield scoped.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
+@pytest.fixture
+def url(db_url: str) -> str:
+    """The database under test: conftest's ``db_url``, a fresh one per backend."""
+    return db_url
 
 
 @pytest.fixture
