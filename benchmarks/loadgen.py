@@ -13,6 +13,8 @@ Two shapes:
   omission).
 
 Bounded: ``count`` requests, and the whole run gives up after ``deadline_seconds``.
+With ``ports`` (a list) the connections are spread over several servers round-robin, as a
+load balancer in front of replicas would; without it every connection goes to ``port``.
 """
 
 from __future__ import annotations
@@ -125,9 +127,11 @@ class Conn:
             self.writer.close()
 
 
-async def closed_loop(requests: list[bytes], port: int, connections: int) -> dict[str, Any]:
+async def closed_loop(
+    requests: list[bytes], port: int | list[int], connections: int
+) -> dict[str, Any]:
     """``connections`` clients, each sending back to back."""
-    conns = [await Conn(port).open() for _ in range(connections)]
+    conns = [await Conn(p).open() for p in _spread(port, connections)]
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     cursor = iter(range(len(requests)))
@@ -148,11 +152,11 @@ async def closed_loop(requests: list[bytes], port: int, connections: int) -> dic
 
 
 async def open_loop(
-    requests: list[bytes], port: int, connections: int, rate: float
+    requests: list[bytes], port: int | list[int], connections: int, rate: float
 ) -> dict[str, Any]:
     """Request i due at start + i/rate; a pool of ``connections`` carries them."""
     pool: asyncio.Queue[Conn] = asyncio.Queue()
-    conns = [await Conn(port).open() for _ in range(connections)]
+    conns = [await Conn(p).open() for p in _spread(port, connections)]
     for c in conns:
         pool.put_nowait(c)
     latencies: list[float] = []
@@ -183,6 +187,12 @@ async def open_loop(
     return _summary(latencies, statuses, elapsed, started, sum(c.reopened for c in conns))
 
 
+def _spread(port: int | list[int], connections: int) -> list[int]:
+    """The port of each connection: round-robin over ``port`` when it is a list."""
+    ports = port if isinstance(port, list) else [port]
+    return [ports[i % len(ports)] for i in range(connections)]
+
+
 def _summary(
     latencies: list[float], statuses: dict[str, int], elapsed: float, started: float, reopened: int
 ) -> dict[str, Any]:
@@ -210,13 +220,14 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Warm up (not measured), then the measured run, within the deadline."""
     requests = build_requests(spec)
     warm, measured = requests[: spec["warmup"]], requests[spec["warmup"] :]
+    port = spec.get("ports") or spec["port"]
     if warm:
-        await closed_loop(warm, spec["port"], min(spec["connections"], len(warm)))
+        await closed_loop(warm, port, min(spec["connections"], len(warm)))
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     if spec.get("rate"):
-        coro = open_loop(measured, spec["port"], spec["connections"], spec["rate"])
+        coro = open_loop(measured, port, spec["connections"], spec["rate"])
     else:
-        coro = closed_loop(measured, spec["port"], spec["connections"])
+        coro = closed_loop(measured, port, spec["connections"])
     result = await asyncio.wait_for(coro, timeout=spec["deadline_seconds"])
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     result["client_cpu_seconds"] = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime

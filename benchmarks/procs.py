@@ -120,6 +120,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (stat fields 14, 15)
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of one process so far; None once it is gone."""
+    try:
+        return _cpu_seconds(pid)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _status_kib(pid: int, name: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(name + ":"):
@@ -161,3 +169,16 @@ def machine() -> str:
         f"{platform.node()} · {model} · {os.cpu_count()} cores · "
         f"Python {platform.python_version()} · {time.strftime('%Y-%m-%d')}"
     )
+
+
+def write_section(path: Path, heading: str, section: str) -> None:
+    """Replace (or add) the section under ``heading`` in a Markdown file, keeping the rest."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
+    if start is None:
+        path.write_text(text.rstrip("\n") + "\n\n" + section)
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    after = "".join(lines[end:])
+    path.write_text("".join(lines[:start]) + section + ("\n" + after if after else ""))
