@@ -2,7 +2,8 @@
 
 Run under the same gunicorn settings as `serve`:
 
-    gunicorn -w 2 --threads 4 -k gthread --keep-alive 5 --chdir benchmarks bare_flask:app
+    gunicorn -w 2 --threads 4 -k gthread --keep-alive 5 --worker-connections 8 \
+        --chdir benchmarks bare_flask:app
 """
 
 from __future__ import annotations

@@ -89,6 +89,8 @@ def bare_command() -> list[str]:
         "gthread",
         "--keep-alive",
         "5",
+        "--worker-connections",  # what `serve` sets: twice --threads
+        str(2 * THREADS),
         "--timeout",
         "60",
         "--log-level",

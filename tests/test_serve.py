@@ -198,3 +198,21 @@ def test_kill_9_loses_nothing_and_doubles_nothing(served: Served, cortex: FakeCo
     time.sleep(1.5)  # anything doubled would show up now
     shas = sorted(d["sha"] for d in cortex.all_deploys())
     assert shas == sorted(f"{n:040x}" for n in acknowledged)
+
+
+def test_connections_must_leave_room_for_kept_alive_ones(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "GITHUB_WEBHOOK_SECRET": "s", "GITLAB_WEBHOOK_TOKEN": "t"}
+    env["BRIDGE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.db'}"
+    done = subprocess.run(
+        [SCRIPT, "serve", "--threads", "4", "--connections", "4"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "cortex-deploy-bridge: error: --connections must be above --threads "
+        "(room for kept-alive connections)"
+    ]

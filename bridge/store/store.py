@@ -51,10 +51,25 @@ from bridge.store.schema import (
     rate_budgets,
     records,
 )
+from bridge.store.sqlite_outbox import SqliteOutbox
 
 # Claimable once next_attempt_at has passed (for DELIVERING that is the lease's end).
 _CLAIMABLE = (QUEUED, RETRYING, DELIVERING)
 _WAITING = (QUEUED, RETRYING)
+# What Store.enqueue sets; the other columns keep their defaults until a worker claims it.
+ENQUEUED_COLUMNS = (
+    "dedupe_key",
+    "source",
+    "event_name",
+    "group_key",
+    "received_at",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "payload",
+    "results",
+    "updated_at",
+)
 # Same limit on both backends: PostgreSQL refuses index entries over ~2.7 kB.
 MAX_KEY_LENGTH = 512
 # last_error is for people reading the admin API, not a log: keep rows small.
@@ -87,8 +102,12 @@ class Store:
             if engine.dialect.name == "sqlite" and not is_memory(engine)
             else None
         )
-        self._enqueues: GroupCommit[dict[str, Any], tuple[int, bool]] = GroupCommit(
-            self._enqueue_batch
+        # On a SQLite file the outbox INSERT runs on the driver's connection (sqlite_outbox.py).
+        self._sqlite_outbox = (
+            SqliteOutbox(engine, self._writer, ENQUEUED_COLUMNS) if self._writer else None
+        )
+        self._enqueues: GroupCommit[Any, tuple[int, bool]] = GroupCommit(
+            self._sqlite_outbox.write if self._sqlite_outbox else self._enqueue_batch
         )
         # Built once: SQLAlchemy caches its compiled form, and a statement built anew per
         # event costs more than the INSERT itself.
@@ -172,6 +191,8 @@ class Store:
             "updated_at": now,
         }
         # Threads storing events at the same moment share one transaction (batching.py).
+        if self._sqlite_outbox is not None:
+            return self._enqueues.submit(self._sqlite_outbox.prepare(row))
         return self._enqueues.submit(row)
 
     def _enqueue_batch(self, rows: Sequence[dict[str, Any]]) -> list[tuple[int, bool]]:

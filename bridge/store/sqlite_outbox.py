@@ -1,0 +1,92 @@
+"""The outbox INSERT on a SQLite file, run on the driver's own connection.
+
+This is the one write between a webhook's arrival and its 202, and on SQLite every process
+waits for it in turn. Through SQLAlchemy, each row cost more CPU in the execution machinery
+(parameter processing, compiled-cache lookups, events) than SQLite spent inserting and
+committing it, and all of it ran while the other writers waited for the lock (see
+benchmarks/RESULTS.md, "Receiver"). So the statement is compiled by SQLAlchemy once, the
+parameters are converted with the columns' own bind processors before the lock is taken,
+and only the driver calls run under it. Everything else in the store goes through
+SQLAlchemy Core; PostgreSQL, with its own row locks, needs none of this.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Engine
+
+from bridge.store.batching import WriterLock
+from bridge.store.schema import StoreError, deliveries
+
+# What one event becomes before the lock: the INSERT's parameters, and its dedupe key.
+Prepared = tuple[tuple[Any, ...], str]
+
+
+class SqliteOutbox:
+    """Insert outbox rows in one transaction per batch, under the writers' lock."""
+
+    def __init__(self, engine: Engine, writer: WriterLock, columns: Sequence[str]) -> None:
+        """``columns``: the columns every row given to :meth:`prepare` sets."""
+        self._engine = engine
+        self._writer = writer
+        dialect = engine.dialect
+        insert = (
+            sqlite.insert(deliveries)
+            .values({name: sa.bindparam(name) for name in columns})
+            .on_conflict_do_nothing(index_elements=[deliveries.c.dedupe_key])
+            .returning(deliveries.c.id)
+        )
+        compiled = insert.compile(dialect=dialect)
+        self._insert_sql = str(compiled)
+        self._order: Sequence[str] = compiled.positiontup or []
+        first = sa.select(deliveries.c.id).where(deliveries.c.dedupe_key == sa.bindparam("key"))
+        self._first_sql = str(first.compile(dialect=dialect))
+        self._convert: dict[str, Callable[[Any], Any] | None] = {
+            name: deliveries.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in columns
+        }
+
+    def prepare(self, row: Mapping[str, Any]) -> Prepared:
+        """The row as the driver takes it; done by the caller's thread, before any lock."""
+        params = []
+        for name in self._order:
+            convert = self._convert[name]
+            params.append(convert(row[name]) if convert is not None else row[name])
+        return tuple(params), row["dedupe_key"]
+
+    def write(self, batch: Sequence[Prepared]) -> list[tuple[int, bool]]:
+        """Insert each row unless its key is there: (id, True), else (first id, False)."""
+        stored: list[tuple[int, bool]] = []
+        try:
+            connection = self._engine.raw_connection()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"database error: {type(exc).__name__}") from exc
+        try:
+            cursor = connection.cursor()
+            with self._writer:
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    for params, key in batch:
+                        found = cursor.execute(self._insert_sql, params).fetchone()
+                        if found is not None:
+                            stored.append((int(found[0]), True))
+                            continue
+                        first = cursor.execute(self._first_sql, (key,)).fetchone()
+                        stored.append((int(first[0]), False))
+                    connection.commit()
+                except BaseException:
+                    connection.rollback()
+                    raise
+        except sqlite3.Error as exc:
+            lines = str(exc).strip().splitlines()
+            raise StoreError(
+                f"database error: {lines[0] if lines else type(exc).__name__}"
+            ) from exc
+        finally:
+            connection.close()  # back to the pool
+        return stored
