@@ -86,11 +86,9 @@ def bare_command() -> list[str]:
         "--threads",
         str(THREADS),
         "-k",
-        "gthread",
+        "bridge.gthread_balanced.BalancedThreadWorker",  # serve's worker class
         "--keep-alive",
         "5",
-        "--worker-connections",  # what `serve` sets: twice --threads
-        str(2 * THREADS),
         "--timeout",
         "60",
         "--log-level",
@@ -577,9 +575,11 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], seconds: float)
         f"Machine: {machine()}. Code: {code_measured(args.label)}.",
         "",
         f"Settings: `cortex-deploy-bridge serve --workers {WORKERS} --threads {THREADS}` "
-        f"(gthread, keep-alive 5 s, log level info to a file), with and without `--no-worker`; "
+        f"(gthread with serve's balanced accept, keep-alive 5 s, log level info to a file), "
+        f"with and without `--no-worker`; "
         f"bare Flask (`benchmarks/bare_flask.py`) under `gunicorn -w {WORKERS} --threads "
-        f"{THREADS} -k gthread --keep-alive 5`. SQLite, a fresh temp database per server "
+        f"{THREADS} -k bridge.gthread_balanced.BalancedThreadWorker --keep-alive 5` (the same "
+        "worker class). SQLite, a fresh temp database per server "
         "(WAL, synchronous=FULL, as shipped). Signed GitHub `deployment_status` webhooks "
         "(success = stored, in_progress = ignored), distinct delivery and deployment ids, "
         "spread over 50 repositories, 37 s apart in their own time. Closed loop: "

@@ -200,19 +200,75 @@ def test_kill_9_loses_nothing_and_doubles_nothing(served: Served, cortex: FakeCo
     assert shas == sorted(f"{n:040x}" for n in acknowledged)
 
 
-def test_connections_must_leave_room_for_kept_alive_ones(tmp_path: Path) -> None:
-    env = {"PATH": os.environ["PATH"], "GITHUB_WEBHOOK_SECRET": "s", "GITLAB_WEBHOOK_TOKEN": "t"}
-    env["BRIDGE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.db'}"
-    done = subprocess.run(
-        [SCRIPT, "serve", "--threads", "4", "--connections", "4"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _sockets(pid: int) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            continue
+    return count
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
     )
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "cortex-deploy-bridge: error: --connections must be above --threads "
-        "(room for kept-alive connections)"
-    ]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_keep_alive_connections_are_shared_by_the_processes(
+    tmp_path: Path, cortex: FakeCortex
+) -> None:
+    # gunicorn's gthread lets whichever process is awake take every new connection; serve's
+    # worker class leaves them to the others while it has no thread free. Each request here
+    # holds its thread until its body comes, so both processes' threads are all busy.
+    served = Served(tmp_path, cortex.url, "--threads", "2", "--no-worker").start()
+    body = b'{"zen": "Keep it logically awesome."}'
+    head = (
+        "POST /webhooks/github HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/json\r\n"
+        f"X-GitHub-Event: ping\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    socks: list[socket.socket] = []
+    try:
+        master = served.proc.pid if served.proc is not None else 0
+        wait_for(lambda: len(_children(master)) == 2, timeout=20)
+        workers = _children(master)
+        time.sleep(1)  # both booted, the readiness probe's connection closed
+        idle = {pid: _sockets(pid) for pid in workers}  # the listener, and nothing else
+        for _ in range(8):
+            socks.append(socket.create_connection(("127.0.0.1", served.port), timeout=10))
+            socks[-1].sendall(head)
+        time.sleep(0.5)
+        for sock in socks:
+            sock.sendall(body)
+        for sock in socks:
+            assert _read_answer(sock).startswith(b"HTTP/1.1 401")  # unsigned: refused
+        held = {pid: _sockets(pid) - idle[pid] for pid in workers}
+        assert sum(held.values()) == 8, held  # every connection kept alive by someone
+        assert min(held.values()) >= 2, held  # ...and not all by one process
+    finally:
+        for sock in socks:
+            sock.close()
+        served.stop()

@@ -48,14 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="threads per worker process (default: 4)",
     )
     parser.add_argument(
-        "--connections",
-        type=int,
-        default=None,
-        metavar="N",
-        help="open connections one worker process takes at most, kept-alive ones included "
-        "(default: twice --threads); beyond that the others take them",
-    )
-    parser.add_argument(
         "--no-worker",
         action="store_true",
         help="receive only; run `cortex-deploy-bridge worker` elsewhere",
@@ -74,8 +66,6 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Check everything that can be checked up front, then hand over to gunicorn."""
     if args.workers < 1 or args.threads < 1:
         return fail("--workers and --threads must be at least 1")
-    if args.connections is not None and args.connections <= args.threads:
-        return fail("--connections must be above --threads (room for kept-alive connections)")
     # Counters must be shared by every gunicorn process: set before prometheus_client loads.
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bridge-metrics-")
@@ -137,13 +127,9 @@ def _serve(args: argparse.Namespace, config: Any, environ: Mapping[str, str]) ->
                 "bind": args.bind,
                 "workers": args.workers,
                 "threads": args.threads,
-                # gunicorn's default (1,000) lets whichever process wakes first take every
-                # keep-alive connection of a load balancer or a burst: one process then
-                # works at full tilt (one core, the GIL) while the others idle. A process
-                # that holds this many stops accepting, and its idle keep-alive
-                # connections beyond (connections - threads) are closed after an answer.
-                "worker_connections": args.connections or 2 * args.threads,
-                "worker_class": "gthread",
+                # gthread, except that a process with every thread busy leaves new
+                # connections to the others (see gthread_balanced.py).
+                "worker_class": "bridge.gthread_balanced.BalancedThreadWorker",
                 "timeout": 60,
                 "graceful_timeout": 20,
                 "keepalive": 5,
