@@ -41,6 +41,7 @@ from procs import (
     machine,
     own_cpu_seconds,
     wait_for_quiet,
+    write_section,
 )
 
 from bridge.fakecortex import FakeCortex
@@ -647,19 +648,6 @@ def _problems(runs: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def write_section(section: str, path: Path = RESULTS) -> None:
-    """Replace (or add) the section in RESULTS.md, keeping every other section."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == HEADING), None)
-    if start is None:
-        path.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    after = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + section + ("\n" + after if after else ""))
-
-
 def main() -> int:
     """Measure, print the Markdown section, write it into RESULTS.md."""
     parser = argparse.ArgumentParser(
@@ -711,7 +699,7 @@ def main() -> int:
     section = report(args, runs, time.monotonic() - started)
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section(RESULTS, HEADING, section)
         print(f"written to {RESULTS}", file=sys.stderr)
     return 0
 
