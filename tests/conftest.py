@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,3 +35,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database URL no other test sees, once per backend: ``[sqlite]``, ``[postgresql]``."""
     with database_url(request.param, tmp_path) as made:
         yield made
+
+
+def wait_until(condition: Any, *, timeout: float = 5.0) -> None:
+    """Wait for ``condition()`` to hold; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

@@ -19,10 +19,9 @@ import copy
 import hashlib
 import hmac
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote_from_bytes
 
@@ -33,9 +32,15 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from bridge.app import Runtime
-from bridge.config import parse_config
 from tests.conftest import load_sample
-from tests.receiver_kit import GITHUB_SECRET, GITLAB_TOKEN, client_for, make_runtime
+from tests.databases import NO_PG, PG_URL, database_url
+from tests.receiver_kit import (
+    GITHUB_SECRET,
+    GITLAB_TOKEN,
+    client_for,
+    make_runtime,
+    runtime_on,
+)
 
 # Small enough that bodies on both sides of the limit are cheap to build.
 MAX_BODY = 64 * 1024
@@ -439,35 +444,18 @@ def test_nul_in_a_delivery_id_is_not_a_5xx(receiver: Receiver, valid: Request, h
     exchange(receiver, Request(valid.path, valid.body, {**valid.headers, header: "id\x00x"}))
 
 
-PG_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL", "")
-NO_PG = "BRIDGE_TEST_POSTGRES_URL not set: the PostgreSQL cases are skipped"
 # Found by this suite: a NUL in a repository or environment once reached PostgreSQL (a 503).
 
 
 @pytest.fixture
-def pg_receiver() -> Iterator[Receiver]:
-    """A receiver on a fresh PostgreSQL schema (dropped after)."""
-    import sqlalchemy as sa
-
-    from bridge.store import Store
-    from bridge.store.engine import create_engine
-
-    name = f"bridge_fuzz_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
-    scoped = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={name}"})
-    store = Store.from_url(scoped.render_as_string(hide_password=False))
-    runtime = Runtime(
-        config=parse_config({}), store=store, github_secret=GITHUB_SECRET, gitlab_token=GITLAB_TOKEN
-    )
-    try:
-        yield client_for(runtime), runtime
-    finally:
-        store.close()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
+def pg_receiver(tmp_path: Path) -> Iterator[Receiver]:
+    """A receiver on a PostgreSQL schema of its own (dropped after)."""
+    with database_url("postgresql", tmp_path) as url:
+        runtime = runtime_on(url)
+        try:
+            yield client_for(runtime), runtime
+        finally:
+            runtime.store.close()
 
 
 def _with(request: Request, path: tuple[str, ...], value: str) -> Request:

@@ -33,9 +33,8 @@ from bridge.store import (
 from bridge.store import schema as store_schema
 from bridge.store.engine import create_engine
 from bridge.store.listener import APPLICATION_NAME
-
-# BACKENDS: test_worker_scaleout still imports it (and the rest) from this module.
-from tests.databases import BACKENDS, NO_PG, PG_URL, database_url  # noqa: F401
+from tests.conftest import wait_until
+from tests.databases import NO_PG, PG_URL, database_url
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parent.parent
@@ -626,14 +625,6 @@ def test_listeners_hear_each_new_event_on_commit_and_come_back_after_a_restart(
 def test_sqlite_has_no_listener(store: Store, url: str) -> None:
     if url.startswith("sqlite"):
         assert store.listen(lambda: None) is None
-
-
-def wait_until(condition: Any, *, timeout: float = 5.0) -> None:
-    """Wait for ``condition()`` to hold; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_a_closed_database_reopens_with_its_queued_rows(url: str) -> None:

@@ -11,7 +11,6 @@ import bisect
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -29,17 +28,16 @@ from bridge.model import DeployEvent, DeployRef, Status
 from bridge.relay import BATCH, make_budget, make_worker, wake_on_notify
 from bridge.store import DELIVERED, Listener, Store, bucket
 from bridge.worker import SharedBudget, start_in_thread
-from tests.conftest import TOKEN
-from tests.test_store import BACKENDS, NO_PG, PG_URL, database_url, wait_until
+from tests.conftest import TOKEN, wait_until
+from tests.databases import NO_PG, PG_URL, database_url
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database of its own on the backend under test."""
-    with database_url(request.param, tmp_path) as made:
-        yield made
+@pytest.fixture
+def url(db_url: str) -> str:
+    """A database of its own on the backend under test (conftest's ``db_url``)."""
+    return db_url
 
 
 def utcnow() -> datetime:
