@@ -12,7 +12,7 @@ from bridge.cortex import CortexClient, RetryPolicy
 from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexRejected, CortexRetryable
 from bridge.fakecortex import FakeCortex, Fault
-from bridge.mapping import build_deploy_request
+from bridge.mapping import build_deploy_request, key_of
 from bridge.model import DeployEvent, DeployRef, DeployType, Status
 from tests.conftest import TOKEN
 
@@ -265,3 +265,17 @@ def test_requests_tunnel_through_a_proxy(cortex: FakeCortex) -> None:
         proxy.shutdown()
     assert tunnels == [cortex.url.removeprefix("http://")]
     assert len(cortex.all_deploys()) == 1
+
+
+def test_find_deploy_searches_every_page_of_its_window(
+    cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bridge.cortex.client.PAGE_SIZE", 2)
+    c = client(cortex)
+    made = [c.create_deploy("payments-api", body(ref=DeployRef("run", f"{n}/1"))) for n in range(5)]
+    near = datetime.fromisoformat(made[-1]["timestamp"].replace("Z", "+00:00"))
+    searches_before = len(cortex.requests_to("GET"))
+    found = c.find_deploy("payments-api", key_of(made[-1]), near=near)
+    assert found is not None and found["uuid"] == made[-1]["uuid"]
+    assert len(cortex.requests_to("GET")) - searches_before == 3  # pages 0, 1 and 2
+    assert c.find_deploy("payments-api", "no-such-key", near=near) is None

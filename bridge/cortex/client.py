@@ -150,7 +150,7 @@ class CortexClient:
         """
         if near is not None:
             try:
-                return self._retrying(lambda: self._search_near(entity, key, near, window))
+                return self._search_near(entity, key, near, window)
             except CortexRejected as exc:
                 if exc.status in (401, 403):
                     raise
@@ -160,19 +160,31 @@ class CortexClient:
         return None
 
     def _search_near(
-        self, entity: str, key: str, near: datetime, window: timedelta
+        self, entity: str, key: str, near: datetime, window: timedelta, *, max_pages: int = 10
     ) -> dict[str, Any] | None:
-        query = urlencode(
-            {
-                "entityTagOrIds": entity,
-                "timestampAfter": format_timestamp(near - window),
-                "timestampBefore": format_timestamp(near + window),
-                "page": 0,
-                "pageSize": PAGE_SIZE,
-            }
-        )
-        deploys, _ = answers.page_of(self._send("GET", f"/api/v1/deploys/search?{query}"))
-        return next((d for d in deploys if key_of(d) == key), None)
+        """Search the window page by page (one page of 1,000 is the usual whole answer)."""
+        page = 0
+        while page < max_pages:
+            query = urlencode(
+                {
+                    "entityTagOrIds": entity,
+                    "timestampAfter": format_timestamp(near - window),
+                    "timestampBefore": format_timestamp(near + window),
+                    "page": page,
+                    "pageSize": PAGE_SIZE,
+                }
+            )
+            path = f"/api/v1/deploys/search?{query}"
+            deploys, pages = self._retrying(
+                lambda p=path: answers.page_of(self._send("GET", p))  # type: ignore[misc]
+            )
+            found = next((d for d in deploys if key_of(d) == key), None)
+            if found is not None:
+                return found
+            page += 1
+            if page >= pages or not deploys:
+                return None
+        return None
 
     # -- plumbing ---------------------------------------------------------------------------
 
