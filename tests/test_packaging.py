@@ -280,8 +280,13 @@ def test_relay_cmd_is_a_valid_serve_command_line() -> None:
 
 def test_relay_database_defaults_to_sqlite_in_a_volume_the_user_owns() -> None:
     assert relay_instruction("VOLUME") == ['["/data"]']
-    envs = " ".join(relay_instruction("ENV"))
-    assert "BRIDGE_DATABASE_URL=sqlite:////data/bridge.db" in envs
+    from bridge.config import load_config
+
+    # The default URL (sqlite:///bridge.db) is relative to the working directory: /data.
+    assert relay_instruction("WORKDIR")[-1] == "/data"
+    assert load_config(None, {}).database == "sqlite:///bridge.db"
+    # Not set in the image, so that BRIDGE_DATABASE_URL_FILE needs no emptying of it.
+    assert "BRIDGE_DATABASE_URL" not in " ".join(relay_instruction("ENV"))
     runs = relay_instruction("RUN")
     assert any(f"chown {RELAY_UID}:{RELAY_UID} /data" in run for run in runs)
 
