@@ -15,10 +15,10 @@ from typing import Any
 
 from bridge.config import Config, RecordMode, Route
 from bridge.cortex import CortexClient
-from bridge.errors import CortexError
+from bridge.errors import CortexError, CortexRejected
 from bridge.mapping import build_deploy_request, idempotency_key
 from bridge.model import DeployEvent, DeployType, Status, event_from_dict, event_to_dict
-from bridge.rollback import detect_type
+from bridge.rollback import PastDeploy, detect_type, past_deploys
 from bridge.store import Record, Store
 
 # How far from the event's own time a record made by another path (the Action step, an
@@ -142,7 +142,7 @@ class Deliverer:
             self.client.delete_deploy(entity, record.cortex_uuid)
             self.store.delete_record(key)
             return {"action": "deleted", "uuid": record.cortex_uuid}
-        deploy_type = self._type_of(event, entity)
+        deploy_type = self._type_of(event, entity, key)
         body = build_deploy_request(event, entity, deploy_type)
         if decision.action is Action.UPDATE:
             assert record is not None
@@ -162,13 +162,41 @@ class Deliverer:
         self._remember(event, entity, key, uuid)
         return {"action": verb, "uuid": uuid, "type": deploy_type.value}
 
-    def _type_of(self, event: DeployEvent, entity: str) -> DeployType:
+    def _type_of(self, event: DeployEvent, entity: str, key: str) -> DeployType:
         if event.type is not None:
             return event.type
         if not self.config.rollback.detect:
             return DeployType.DEPLOY
         history = self.store.history(entity, event.environment)
+        if not history:
+            history = self._history_from_cortex(entity, event.environment, key)
         return detect_type(event.sha, event.timestamp, history)
+
+    def _history_from_cortex(
+        self, entity: str, environment: str | None, key: str
+    ) -> list[PastDeploy]:
+        """Cortex's record of the environment, the first time the relay meets it.
+
+        The relay's own history starts empty (a new relay, a lost database, deploys made by
+        other tools before it): without this, redeploying an older sha there would be
+        recorded as DEPLOY. Read once: what is found is kept in the store's history.
+        """
+        try:
+            deploys = list(self.client.iter_deploys(entity, max_pages=1))  # newest 1,000
+        except CortexRejected as exc:
+            if exc.status in (401, 403):
+                raise  # the token: kept for later, like any request it refuses
+            return []  # the create that follows says what is wrong with the entity
+        found = past_deploys(deploys, environment, skip_key=key)
+        for past in found:
+            self.store.add_history(
+                entity=entity,
+                environment=environment,
+                sha=past.sha,
+                deployed_at=past.timestamp,
+                key=f"cortex:{past.sha}:{past.timestamp.isoformat()}",
+            )
+        return found
 
     def _remember(self, event: DeployEvent, entity: str, key: str, uuid: str) -> None:
         now = self.clock()

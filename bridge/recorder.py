@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +9,7 @@ from bridge.cortex import CortexClient
 from bridge.errors import CortexError
 from bridge.mapping import build_deploy_request, idempotency_key, key_of
 from bridge.model import DeployEvent, DeployType
-from bridge.rollback import PastDeploy, detect_type
-from bridge.times import parse_timestamp
+from bridge.rollback import detect_type, past_deploys
 
 
 @dataclass(frozen=True)
@@ -29,24 +27,6 @@ class Outcome:
     def ok(self) -> bool:
         """True when nothing went wrong."""
         return self.error is None
-
-
-def past_deploys(
-    deploys: Iterable[dict[str, Any]], environment: str | None, *, skip_key: str
-) -> list[PastDeploy]:
-    """The history of one environment from Cortex's records, leaving out this deploy's own."""
-    history = []
-    for deploy in deploys:
-        sha, stamp = deploy.get("sha"), deploy.get("timestamp")
-        if deploy.get("environment") != environment or not isinstance(sha, str):
-            continue
-        if key_of(deploy) == skip_key or not isinstance(stamp, str):
-            continue
-        try:
-            history.append(PastDeploy(sha, parse_timestamp(stamp)))
-        except ValueError:
-            continue
-    return history
 
 
 def record(

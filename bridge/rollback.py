@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from bridge.mapping import key_of
 from bridge.model import DeployType
+from bridge.times import parse_timestamp
 
 
 @dataclass(frozen=True)
@@ -42,3 +45,21 @@ def detect_type(sha: str | None, at: datetime, history: Iterable[PastDeploy]) ->
     if any(same_sha(past.sha, sha) for past in earlier):
         return DeployType.ROLLBACK
     return DeployType.DEPLOY
+
+
+def past_deploys(
+    deploys: Iterable[dict[str, Any]], environment: str | None, *, skip_key: str
+) -> list[PastDeploy]:
+    """The history of one environment from Cortex's records, leaving out this deploy's own."""
+    history = []
+    for deploy in deploys:
+        sha, stamp = deploy.get("sha"), deploy.get("timestamp")
+        if deploy.get("environment") != environment or not isinstance(sha, str):
+            continue
+        if key_of(deploy) == skip_key or not isinstance(stamp, str):
+            continue
+        try:
+            history.append(PastDeploy(sha, parse_timestamp(stamp)))
+        except ValueError:
+            continue
+    return history

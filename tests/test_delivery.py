@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,6 +172,44 @@ def test_rollback_detected_from_history(db_url: str, cortex: FakeCortex) -> None
         bridge.drain()
     assert [d["type"] for d in cortex.all_deploys()] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
     bridge.close()
+
+
+def test_rollback_detected_from_cortex_when_the_relay_has_no_history(
+    db_url: str, cortex: FakeCortex, tmp_path: Path
+) -> None:
+    # Deploys made before this relay's database existed (another relay, a lost database, or
+    # the Action step): the relay reads the environment's history from Cortex once.
+    base = load_sample("gitlab/deployment.success.json")
+
+    def deploy(bridge: Bridge, n: int, sha: str) -> None:
+        doc = copy.deepcopy(base)
+        doc.update(
+            deployable_id=1000 + n,
+            deployment_id=2000 + n,
+            short_sha=sha[:8],
+            status_changed_at=f"2026-06-1{n + 1} 10:00:00 UTC",
+            commit_url=f"https://gitlab.acme.example/x/-/commit/{sha}",
+        )
+        assert gitlab_post(bridge.http, "Deployment Hook", doc).status_code == 202
+        bridge.drain()
+
+    earlier = Bridge(f"sqlite:///{tmp_path / 'earlier.db'}", cortex)
+    deploy(earlier, 0, "1" * 40)
+    deploy(earlier, 1, "2" * 40)
+    earlier.close()
+
+    def listings() -> int:
+        return sum(r.path.startswith("/api/v1/catalog/") for r in cortex.requests_to("GET"))
+
+    before = listings()
+    fresh = Bridge(db_url, cortex)
+    try:
+        deploy(fresh, 2, "1" * 40)
+        deploy(fresh, 3, "3" * 40)
+    finally:
+        fresh.close()
+    assert [d["type"] for d in cortex.all_deploys()] == ["DEPLOY", "DEPLOY", "ROLLBACK", "DEPLOY"]
+    assert listings() - before == 1  # Cortex's history read once, then kept in the store
 
 
 def test_lifecycle_updates_the_start_record_in_place(db_url: str, cortex: FakeCortex) -> None:
