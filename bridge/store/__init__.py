@@ -1,5 +1,6 @@
 """The durable outbox (delivery log), Cortex records and deploy history, on SQLAlchemy Core."""
 
+from bridge.store.budget import CORTEX_BUDGET, Draw
 from bridge.store.listener import Listener
 from bridge.store.schema import (
     DEAD,
@@ -13,7 +14,7 @@ from bridge.store.schema import (
     Record,
     StoreError,
 )
-from bridge.store.store import CORTEX_BUDGET, WAKE_CHANNEL, Draw, Store
+from bridge.store.store import WAKE_CHANNEL, Store
 
 __all__ = [
     "CORTEX_BUDGET",

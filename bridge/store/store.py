@@ -1,4 +1,8 @@
-"""The Store: the delivery outbox, the Cortex records made, and each entity's deploy history.
+"""The Store: the delivery outbox, and the Store put together from its parts.
+
+:class:`Store` is the outbox (below) plus the parts it inherits: the shared rate budget
+(budget.py), Cortex records and deploy history (records.py), and the engine and transactions
+they all run on (base.py).
 
 Every write is one short transaction committed before the method returns, so a receiver
 that answers 202 after :meth:`Store.enqueue` has the event on disk (see engine.py for the
@@ -17,23 +21,20 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from bridge.rollback import PastDeploy
-from bridge.store import bucket
-from bridge.store.batching import GroupCommit, WriterLock
-from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, WRITE_OPTION, create_engine, is_memory
+from bridge.store.base import aware
+from bridge.store.batching import GroupCommit
+from bridge.store.budget import Budgets
+from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, create_engine, is_memory
 from bridge.store.listener import Listener
+from bridge.store.records import Records
 from bridge.store.schema import (
     DEAD,
     DELIVERED,
@@ -42,14 +43,10 @@ from bridge.store.schema import (
     RETRYING,
     STATUSES,
     Delivery,
-    Record,
     StoreError,
     check_schema,
     deliveries,
     ensure_schema,
-    history,
-    rate_budgets,
-    records,
 )
 from bridge.store.sqlite_outbox import SqliteOutbox
 
@@ -77,31 +74,13 @@ MAX_ERROR_LENGTH = 2000
 # PostgreSQL's NOTIFY channel for "an event is due now". Channels are per database, not per
 # schema: bridges in two schemas of one database wake each other's workers, for nothing.
 WAKE_CHANNEL = "bridge_deliveries"
-# The one budget there is today: requests to Cortex, which limits each client.
-CORTEX_BUDGET = "cortex"
 
 
-@dataclass(frozen=True)
-class Draw:
-    """One request taken from a shared rate budget: when it may be sent."""
-
-    wait_seconds: float  # 0: at once
-    paused_until: datetime | None  # set while Cortex has asked every client to wait
-
-
-class Store:
+class Store(Budgets, Records):
     """The bridge's durable state on one database; safe to share between threads."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        # An in-memory SQLite database is one shared connection: take turns on it.
-        self._serial = threading.Lock() if is_memory(engine) else None
-        # A SQLite file: its writers, in every process, queue for one lock (batching.py).
-        self._writer = (
-            WriterLock(f"{engine.url.database}-bridge.lock")
-            if engine.dialect.name == "sqlite" and not is_memory(engine)
-            else None
-        )
+        super().__init__(engine)
         # On a SQLite file the outbox INSERT runs on the driver's connection (sqlite_outbox.py).
         self._sqlite_outbox = (
             SqliteOutbox(engine, self._writer, ENQUEUED_COLUMNS) if self._writer else None
@@ -144,12 +123,6 @@ class Store:
             raise
         return store
 
-    def close(self) -> None:
-        """Close every pooled connection."""
-        self._engine.dispose()
-        if self._writer is not None:
-            self._writer.close()
-
     def __enter__(self) -> Store:
         """Use the store in a ``with`` block that closes it."""
         return self
@@ -176,7 +149,7 @@ class Store:
         # PostgreSQL text cannot hold NUL while SQLite's can: refuse it on both.
         if not dedupe_key or len(dedupe_key) > MAX_KEY_LENGTH or "\x00" in dedupe_key:
             raise ValueError(f"dedupe key must be 1-{MAX_KEY_LENGTH} characters: {dedupe_key!r}")
-        now = _aware(now)
+        now = aware(now)
         row = {
             "dedupe_key": dedupe_key,
             "source": source,
@@ -218,7 +191,7 @@ class Store:
         """Lease up to ``limit`` due deliveries to ``owner``, the longest due first."""
         if lease_seconds <= 0 or limit < 1:
             raise ValueError("lease_seconds and limit must be positive")
-        now = _aware(now)
+        now = aware(now)
         until = now + timedelta(seconds=lease_seconds)
         # Due rows, and rows whose owner's lease ran out (it died): both have their
         # next_attempt_at passed. SKIP LOCKED lets PostgreSQL replicas claim side by side;
@@ -269,7 +242,7 @@ class Store:
 
     def complete(self, id: int, *, owner: str, results: Mapping[str, Any], now: datetime) -> bool:
         """Mark a leased delivery delivered; False when ``owner`` no longer holds it."""
-        now = _aware(now)
+        now = aware(now)
         return self._finish(
             id,
             owner,
@@ -295,10 +268,10 @@ class Store:
             id,
             owner,
             status=RETRYING,
-            next_attempt_at=_aware(next_attempt_at),
+            next_attempt_at=aware(next_attempt_at),
             last_error=_clip(error),
             results=_encode(results),
-            updated_at=_aware(now),
+            updated_at=aware(now),
         )
 
     def dead_letter(
@@ -312,7 +285,7 @@ class Store:
             next_attempt_at=None,
             last_error=_clip(error),
             results=_encode(results),
-            updated_at=_aware(now),
+            updated_at=aware(now),
         )
 
     def _finish(self, id: int, owner: str, **values: Any) -> bool:
@@ -334,7 +307,7 @@ class Store:
 
     def retry(self, id: int, *, now: datetime) -> bool:
         """Queue a dead or retrying delivery to be tried now; False if delivered, leased, absent."""
-        now = _aware(now)
+        now = aware(now)
         requeue = (
             deliveries.update()
             .where(deliveries.c.id == id, deliveries.c.status.in_((DEAD, *_WAITING)))
@@ -386,12 +359,7 @@ class Store:
         )
         with self._transaction(write=False) as conn:
             received: datetime | None = conn.execute(oldest).scalar_one()
-        return None if received is None else (_aware(now) - received).total_seconds()
-
-    def ping(self) -> None:
-        """Raise StoreError unless the database answers."""
-        with self._transaction(write=False) as conn:
-            conn.execute(sa.select(1))
+        return None if received is None else (aware(now) - received).total_seconds()
 
     def listen(self, wake: Callable[[], None]) -> Listener | None:
         """Call ``wake`` whenever any process queues an event (PostgreSQL); None on SQLite."""
@@ -407,193 +375,6 @@ class Store:
         # transaction are folded into one.
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_notify(WAKE_CHANNEL, "")))
-
-    # -- the shared rate budget --------------------------------------------------------------
-
-    def draw(self, *, now: datetime, per_minute: int, name: str = CORTEX_BUDGET) -> Draw:
-        """Take one request from the budget every replica shares; when it may be sent."""
-        if per_minute < 1:
-            raise ValueError(f"per_minute must be positive: {per_minute!r}")
-        at = _aware(now).timestamp()
-        rate, most = per_minute / 60.0, bucket.capacity(per_minute)
-        least, greatest = self._least_greatest()
-        row = rate_budgets.c
-        left, counted_at = bucket.take(
-            row.tokens,
-            row.counted_at,
-            row.paused_until,
-            at,
-            rate=rate,
-            capacity=most,
-            least=least,
-            greatest=greatest,
-        )
-        # One statement, with the arithmetic inside it: the row lock PostgreSQL takes for the
-        # UPDATE is what makes draws from every replica count one after the other.
-        drawn = (
-            rate_budgets.update()
-            .where(row.name == name)
-            .values(tokens=left, counted_at=counted_at)
-            .returning(row.tokens, row.paused_until)
-        )
-        with self._transaction(write=True) as conn:
-            found = self._on_budget(conn, drawn, name=name, tokens=most, at=at)
-        tokens, paused_until = float(found.tokens), float(found.paused_until)
-        return Draw(
-            wait_seconds=bucket.wait_seconds(tokens, paused_until, at, rate=rate),
-            paused_until=_from_epoch(paused_until) if paused_until > at else None,
-        )
-
-    def pause_budget(self, *, until: datetime, name: str = CORTEX_BUDGET) -> None:
-        """Stop every replica's requests until ``until`` (Cortex answered 429)."""
-        at = _aware(until).timestamp()
-        least, greatest = self._least_greatest()
-        row = rate_budgets.c
-        tokens, paused_until = bucket.pause(
-            row.tokens, row.paused_until, at, least=least, greatest=greatest
-        )
-        paused = (
-            rate_budgets.update()
-            .where(row.name == name)
-            .values(tokens=tokens, paused_until=paused_until)
-            .returning(row.name)
-        )
-        with self._transaction(write=True) as conn:
-            self._on_budget(conn, paused, name=name, tokens=0.0, at=at)
-
-    def budget_paused_until(self, *, name: str = CORTEX_BUDGET) -> datetime | None:
-        """Until when Cortex asked every replica to wait; None if it never did."""
-        paused = sa.select(rate_budgets.c.paused_until).where(rate_budgets.c.name == name)
-        with self._transaction(write=False) as conn:
-            found = conn.execute(paused).scalar_one_or_none()
-        return _from_epoch(found) if found else None
-
-    def _on_budget(
-        self, conn: Connection, update: sa.Update, *, name: str, tokens: float, at: float
-    ) -> sa.Row[Any]:
-        """Run ``update`` on the budget's row, making the row first if this is its first use."""
-        found = conn.execute(update).first()
-        if found is not None:
-            return found
-        seed = (
-            self._insert(rate_budgets)
-            .values(name=name, tokens=tokens, counted_at=at, paused_until=0.0)
-            .on_conflict_do_nothing(index_elements=[rate_budgets.c.name])
-        )
-        conn.execute(seed)
-        return conn.execute(update).one()
-
-    def _least_greatest(self) -> tuple[bucket.Pick, bucket.Pick]:
-        """The two-argument min and max of SQL: LEAST/GREATEST, or SQLite's scalar min/max."""
-        if self._engine.dialect.name == "postgresql":
-            return sa.func.least, sa.func.greatest
-        return sa.func.min, sa.func.max
-
-    # -- Cortex records (lifecycle mode) ----------------------------------------------------
-
-    def get_record(self, key: str) -> Record | None:
-        """The Cortex record made for an idempotency key."""
-        with self._transaction(write=False) as conn:
-            row = conn.execute(records.select().where(records.c.idempotency_key == key))
-            found = row.mappings().first()
-        if found is None:
-            return None
-        return Record(
-            key=found["idempotency_key"],
-            entity=found["entity"],
-            cortex_uuid=found["cortex_uuid"],
-            state=found["state"],
-            updated_at=found["updated_at"],
-        )
-
-    def save_record(
-        self, key: str, *, entity: str, cortex_uuid: str, state: str, now: datetime
-    ) -> None:
-        """Create or replace the Cortex record for an idempotency key."""
-        values: dict[str, Any] = {
-            "entity": entity,
-            "cortex_uuid": cortex_uuid,
-            "state": state,
-            "updated_at": _aware(now),
-        }
-        upsert = (
-            self._insert(records)
-            .values(idempotency_key=key, **values)
-            .on_conflict_do_update(index_elements=[records.c.idempotency_key], set_=values)
-        )
-        with self._transaction(write=True) as conn:
-            conn.execute(upsert)
-
-    def delete_record(self, key: str) -> bool:
-        """Forget the Cortex record for an idempotency key; False if there was none."""
-        with self._transaction(write=True) as conn:
-            gone = conn.execute(records.delete().where(records.c.idempotency_key == key))
-            return gone.rowcount == 1
-
-    # -- deploy history (rollback detection) ------------------------------------------------
-
-    def history(self, entity: str, environment: str | None) -> list[PastDeploy]:
-        """An entity's deploys to an environment, oldest first by the deploys' own times."""
-        past = (
-            sa.select(history.c.sha, history.c.deployed_at)
-            .where(history.c.entity == entity, history.c.environment == (environment or ""))
-            .order_by(history.c.deployed_at, history.c.idempotency_key)
-        )
-        with self._transaction(write=False) as conn:
-            return [PastDeploy(sha=sha, timestamp=at) for sha, at in conn.execute(past)]
-
-    def add_history(
-        self, *, entity: str, environment: str | None, sha: str, deployed_at: datetime, key: str
-    ) -> bool:
-        """Add a deploy Cortex accepted to the history; False if ``key`` was already there."""
-        add = (
-            self._insert(history)
-            .values(
-                idempotency_key=key,
-                entity=entity,
-                environment=environment or "",
-                sha=sha,
-                deployed_at=_aware(deployed_at),
-            )
-            .on_conflict_do_nothing(index_elements=[history.c.idempotency_key])
-            .returning(history.c.idempotency_key)
-        )
-        with self._transaction(write=True) as conn:
-            return conn.execute(add).first() is not None
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Connection]:
-        """One transaction, committed on leaving; database failures raised as StoreError."""
-        serial: AbstractContextManager[Any] = self._serial or nullcontext()
-        writer: AbstractContextManager[Any] = (write and self._writer) or nullcontext()
-        with serial:
-            try:
-                with self._engine.connect() as conn:
-                    conn.execution_options(**{WRITE_OPTION: write})
-                    # Checked out first: only the transaction itself holds up other writers.
-                    with writer, conn.begin():
-                        yield conn
-            except sa.exc.SQLAlchemyError as exc:
-                raise StoreError(_describe(exc)) from exc
-
-    def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-        """An INSERT that knows ON CONFLICT; both dialects spell it the same way."""
-        if self._engine.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
-
-
-def _aware(moment: datetime) -> datetime:
-    """``moment`` in UTC; a naive datetime is a bug in the caller, not a time to guess."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment!r}: pass an aware UTC time")
-    return moment.astimezone(timezone.utc)
-
-
-def _from_epoch(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, timezone.utc)
 
 
 def _clip(error: str) -> str:
@@ -613,11 +394,3 @@ def _delivery(row: RowMapping) -> Delivery:
     values["payload"] = json.loads(values["payload"])
     values["results"] = json.loads(values["results"])
     return Delivery(**values)
-
-
-def _describe(exc: sa.exc.SQLAlchemyError) -> str:
-    # The driver's first line says what went wrong; SQLAlchemy's own text would add the
-    # statement and its parameters, which hold payloads.
-    cause = getattr(exc, "orig", None) or exc
-    lines = str(cause).strip().splitlines()
-    return f"database error: {lines[0] if lines else type(cause).__name__}"

@@ -1,0 +1,93 @@
+"""Cortex records and deploy history: what the bridge made in Cortex, and what it deployed.
+
+Each deploy's record in Cortex is kept under its idempotency key, so a later event for the
+same deploy (a lifecycle's end, a redelivery) updates or skips that record rather than making
+another. Each deploy Cortex accepted as succeeded is added to its entity's history per
+environment, which rollback detection (bridge/rollback.py) reads. :class:`Records` is the part
+of the Store that keeps both.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from bridge.rollback import PastDeploy
+from bridge.store.base import StoreBase, aware
+from bridge.store.schema import Record, history, records
+
+
+class Records(StoreBase):
+    """The Store's Cortex records (by idempotency key) and deploy history (rollback detection)."""
+
+    def get_record(self, key: str) -> Record | None:
+        """The Cortex record made for an idempotency key."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute(records.select().where(records.c.idempotency_key == key))
+            found = row.mappings().first()
+        if found is None:
+            return None
+        return Record(
+            key=found["idempotency_key"],
+            entity=found["entity"],
+            cortex_uuid=found["cortex_uuid"],
+            state=found["state"],
+            updated_at=found["updated_at"],
+        )
+
+    def save_record(
+        self, key: str, *, entity: str, cortex_uuid: str, state: str, now: datetime
+    ) -> None:
+        """Create or replace the Cortex record for an idempotency key."""
+        values: dict[str, Any] = {
+            "entity": entity,
+            "cortex_uuid": cortex_uuid,
+            "state": state,
+            "updated_at": aware(now),
+        }
+        upsert = (
+            self._insert(records)
+            .values(idempotency_key=key, **values)
+            .on_conflict_do_update(index_elements=[records.c.idempotency_key], set_=values)
+        )
+        with self._transaction(write=True) as conn:
+            conn.execute(upsert)
+
+    def delete_record(self, key: str) -> bool:
+        """Forget the Cortex record for an idempotency key; False if there was none."""
+        with self._transaction(write=True) as conn:
+            gone = conn.execute(records.delete().where(records.c.idempotency_key == key))
+            return gone.rowcount == 1
+
+    # -- deploy history (rollback detection) ------------------------------------------------
+
+    def history(self, entity: str, environment: str | None) -> list[PastDeploy]:
+        """An entity's deploys to an environment, oldest first by the deploys' own times."""
+        past = (
+            sa.select(history.c.sha, history.c.deployed_at)
+            .where(history.c.entity == entity, history.c.environment == (environment or ""))
+            .order_by(history.c.deployed_at, history.c.idempotency_key)
+        )
+        with self._transaction(write=False) as conn:
+            return [PastDeploy(sha=sha, timestamp=at) for sha, at in conn.execute(past)]
+
+    def add_history(
+        self, *, entity: str, environment: str | None, sha: str, deployed_at: datetime, key: str
+    ) -> bool:
+        """Add a deploy Cortex accepted to the history; False if ``key`` was already there."""
+        add = (
+            self._insert(history)
+            .values(
+                idempotency_key=key,
+                entity=entity,
+                environment=environment or "",
+                sha=sha,
+                deployed_at=aware(deployed_at),
+            )
+            .on_conflict_do_nothing(index_elements=[history.c.idempotency_key])
+            .returning(history.c.idempotency_key)
+        )
+        with self._transaction(write=True) as conn:
+            return conn.execute(add).first() is not None
