@@ -1,0 +1,59 @@
+"""What ``check-config`` prints: the configuration as human lines, secrets redacted."""
+
+from __future__ import annotations
+
+from bridge.config.settings import SOURCES, Config, Environments, Match
+from bridge.config.values import redact_url
+
+
+def describe(config: Config) -> list[str]:
+    """Human lines for ``check-config``: what the bridge does with this config."""
+    cortex, record, delivery = config.cortex, config.record, config.delivery
+    sources = ", ".join(
+        f"{name} {'enabled' if config.sources.enabled(name) else 'disabled'}" for name in SOURCES
+    )
+    routes = [
+        f"{rule.name}: {_describe_match(rule.match)} -> {', '.join(rule.entities)}"
+        for rule in config.routes
+    ] or ["routes: none (only events that name their own entities are recorded)"]
+    workflows = [
+        f"{rule.name}: {_describe_match(rule.match)} -> "
+        + (f"environment {rule.environment!r}" if rule.environment else "no environment")
+        for rule in config.workflows
+    ] or ["workflows: none (workflow_run and pipeline events are ignored)"]
+    return [
+        f"cortex: {cortex.url} (timeout {cortex.timeout_seconds:g}s, "
+        + (
+            f"at most {cortex.requests_per_minute} requests/min from all workers)"
+            if cortex.requests_per_minute
+            else "no request limit)"
+        ),
+        f"database: {redact_url(config.database)}",
+        f"sources: {sources}",
+        *routes,
+        _describe_environments(config.environments),
+        *workflows,
+        f"record: mode {record.mode.value}, failures "
+        + ("recorded" if record.failures else "not recorded"),
+        f"rollback: detect {'on' if config.rollback.detect else 'off'}",
+        f"server: max_body_bytes {config.server.max_body_bytes}",
+        f"delivery: dead letter after {delivery.dead_letter_after_seconds:g}s, max attempts "
+        f"{delivery.max_attempts or 'unlimited'}, lease {delivery.lease_seconds:g}s, backoff "
+        f"{delivery.backoff_base_seconds:g}s to {delivery.backoff_max_seconds:g}s",
+    ]
+
+
+def _describe_match(match: Match) -> str:
+    fields = ("repository", "environment", "workflow", "source")
+    parts = [f"{key} {getattr(match, key)!r}" for key in fields if getattr(match, key)]
+    return " ".join(parts) or "every repository"
+
+
+def _describe_environments(environments: Environments) -> str:
+    parts = ["include " + ", ".join(repr(p) for p in environments.include)]
+    if environments.exclude:
+        parts.append("exclude " + ", ".join(repr(p) for p in environments.exclude))
+    if environments.rename:
+        pairs = (f"{old!r} -> {new!r}" for old, new in environments.rename.items())
+        parts.append("rename " + ", ".join(pairs))
+    return "environments: " + "; ".join(parts)

@@ -1,0 +1,55 @@
+"""Environment overrides: CORTEX_API_URL and the database URL (or the file naming it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from bridge.config.settings import DATABASE_FILE_VARIABLE, DATABASE_VARIABLE, Config
+from bridge.config.values import _database_url, _http_url
+from bridge.errors import ConfigError
+
+
+def _apply_environ(config: Config, environ: Mapping[str, str]) -> Config:
+    """CORTEX_API_URL and BRIDGE_DATABASE_URL (or BRIDGE_DATABASE_URL_FILE) win over the file."""
+    url = environ.get("CORTEX_API_URL", "").strip()
+    if url:
+        config = replace(
+            config, cortex=replace(config.cortex, url=_http_url(url, "CORTEX_API_URL"))
+        )
+    name, database = database_url_from(environ)
+    if database:
+        config = replace(config, database=_database_url(database, name))
+    return config
+
+
+def database_url_from(environ: Mapping[str, str]) -> tuple[str, str]:
+    """(the variable the database URL came from, the URL); the URL is "" when none is set.
+
+    A PostgreSQL URL carries a password, so it may come from a file (a Docker or Kubernetes
+    secret) named by BRIDGE_DATABASE_URL_FILE, surrounding whitespace and the trailing
+    newline dropped. Both set is an error, as in the official postgres image
+    (POSTGRES_PASSWORD_FILE): which one was meant cannot be known, and a guess could open
+    another database. An empty variable counts as unset.
+    """
+    value = environ.get(DATABASE_VARIABLE, "").strip()
+    path = environ.get(DATABASE_FILE_VARIABLE, "").strip()
+    if not path:
+        return DATABASE_VARIABLE, value
+    if value:
+        raise ConfigError(
+            DATABASE_FILE_VARIABLE,
+            f"{DATABASE_VARIABLE} is set too: set only one (an empty one counts as unset)",
+        )
+    try:
+        with open(path, encoding="utf-8") as file:
+            value = file.read().strip()
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise ConfigError(DATABASE_FILE_VARIABLE, f"cannot read {path!r} ({reason})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(DATABASE_FILE_VARIABLE, f"{path!r} is not utf-8 text") from exc
+    if not value:
+        # Falling back to the default SQLite file would split the fleet across two databases.
+        raise ConfigError(DATABASE_FILE_VARIABLE, f"{path!r} is empty")
+    return DATABASE_FILE_VARIABLE, value

@@ -1,0 +1,166 @@
+"""The configuration's shape: its defaults, constants and frozen dataclasses; no logic."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_CORTEX_URL = "https://api.getcortexapp.com"
+# Cortex allows a client about 1000 requests/min (PRODUCT.md); the fleet keeps a tenth of it
+# spare for the Action steps and people sharing the same account.
+DEFAULT_REQUESTS_PER_MINUTE = 900
+DEFAULT_DATABASE = "sqlite:///bridge.db"
+DATABASE_VARIABLE, DATABASE_FILE_VARIABLE = "BRIDGE_DATABASE_URL", "BRIDGE_DATABASE_URL_FILE"
+# GitHub caps webhook payloads at 25 MB and drops bigger ones (docs.github.com, "Webhook
+# events and payloads"); nothing larger is a genuine delivery.
+DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+SOURCES = ("github", "gitlab")
+# Runs of a CI workflow: deploys only when a `workflows` rule says so.
+WORKFLOW_EVENTS = frozenset({"workflow_run", "pipeline"})
+TEMPLATE_FIELDS = ("repo", "owner", "repository")
+# Where each secret lives instead, by the config section it was misplaced in.
+SECRET_HOMES = {
+    "sources.github": "GITHUB_WEBHOOK_SECRET",
+    "sources.gitlab": "GITLAB_WEBHOOK_TOKEN",
+    "cortex": "CORTEX_API_TOKEN",
+}
+ALL_SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRIDGE_ADMIN_TOKEN"
+# A key named like a secret: token, api_token, webhook_secret, password, api_key, ...
+SECRET_KEY = re.compile(r"(^|[_-])(token|secret|password|passwd|api[_-]?key)$", re.IGNORECASE)
+
+
+class RecordMode(str, enum.Enum):
+    """``final``: one record on success; ``lifecycle``: create at the start, update at the end."""
+
+    FINAL = "final"
+    LIFECYCLE = "lifecycle"
+
+
+@dataclass(frozen=True)
+class CortexSettings:
+    """Where Cortex is; the token comes from ``CORTEX_API_TOKEN``, never from here."""
+
+    url: str = DEFAULT_CORTEX_URL
+    timeout_seconds: float = 10.0
+    # Shared by every worker of every replica (through the database); 0: no limit.
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """One SCM's webhook endpoint; its secret comes from the environment."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The webhook sources, by name."""
+
+    github: SourceSettings = field(default_factory=SourceSettings)
+    gitlab: SourceSettings = field(default_factory=SourceSettings)
+
+    def enabled(self, name: str) -> bool:
+        """True when ``name`` is a known source and it is enabled."""
+        settings = getattr(self, name, None) if name in SOURCES else None
+        return isinstance(settings, SourceSettings) and settings.enabled
+
+
+@dataclass(frozen=True)
+class Match:
+    """What a rule matches; a field left None matches anything."""
+
+    repository: str | None = None  # glob, case-insensitive
+    environment: str | None = None  # glob on the renamed environment
+    source: str | None = None  # "github" or "gitlab", exact
+    workflow: str | None = None  # glob on the workflow's name, path or file name
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """``routes[i]``: events it matches are recorded on these entities (templates)."""
+
+    name: str  # "routes[0]", or "default" for the built-in catch-all
+    match: Match
+    entities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WorkflowRule:
+    """``workflows[i]``: a workflow_run / pipeline it matches is a deploy."""
+
+    name: str
+    match: Match
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class Environments:
+    """Which environments count, and what they are called in Cortex."""
+
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    rename: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class RecordSettings:
+    """How a deploy is recorded."""
+
+    mode: RecordMode = RecordMode.FINAL
+    failures: bool = False
+
+
+@dataclass(frozen=True)
+class RollbackSettings:
+    """Whether a redeploy of an older sha is recorded as ROLLBACK."""
+
+    detect: bool = True
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Limits of the webhook receiver."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """How the worker retries a stored event before it gives up on it."""
+
+    dead_letter_after_seconds: float = 86400.0  # a day
+    max_attempts: int = 0  # 0: unlimited until dead_letter_after_seconds
+    lease_seconds: float = 60.0
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+
+
+DEFAULT_ROUTE = RouteRule("default", Match(), ("{repo}",))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; ``Config()`` is the one used with no file."""
+
+    cortex: CortexSettings = field(default_factory=CortexSettings)
+    database: str = DEFAULT_DATABASE
+    sources: Sources = field(default_factory=Sources)
+    routes: tuple[RouteRule, ...] = (DEFAULT_ROUTE,)
+    environments: Environments = field(default_factory=Environments)
+    workflows: tuple[WorkflowRule, ...] = ()
+    record: RecordSettings = field(default_factory=RecordSettings)
+    rollback: RollbackSettings = field(default_factory=RollbackSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one event is recorded: the entities, the (renamed) environment, and why."""
+
+    entities: tuple[str, ...]
+    environment: str | None
+    rule: str  # "routes[0]", "default", or "event" when the event named its entities

@@ -1,0 +1,143 @@
+"""Typed values of the config file: each checks one value and names its dotted key on error.
+
+Also :func:`redact_url`, which masks a database password wherever a URL is shown.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.config.settings import ALL_SECRETS, SECRET_HOMES, SECRET_KEY
+from bridge.errors import ConfigError
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _shown(value: Any) -> str:
+    """The offending value for a message: scalars as repr, containers by kind."""
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple, set)):
+        return "a list"
+    return repr(value)
+
+
+def _mapping(value: Any, path: str, allowed: tuple[str, ...] | None) -> dict[str, Any]:
+    """A mapping with string keys, all in ``allowed`` (None: any); None is empty.
+
+    In a config section (``allowed`` given), a key with an empty value means its default.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        message = f"must be a mapping, got {_shown(value)}"
+        raise ConfigError(path, message if path else f"the config {message}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(_join(path, key), f"keys must be strings, got {key!r}")
+        if allowed is not None and key not in allowed:
+            raise ConfigError(_join(path, key), _unknown_key(key, path, allowed))
+    return {k: v for k, v in value.items() if v is not None or allowed is None}
+
+
+def _unknown_key(key: str, path: str, allowed: tuple[str, ...]) -> str:
+    """Why a key is refused: a secret in the wrong place, or a typo."""
+    if SECRET_KEY.search(key):
+        home = next((v for k, v in SECRET_HOMES.items() if path.startswith(k)), ALL_SECRETS)
+        return f"secrets come only from the environment: set {home}"
+    return f"unknown key (expected one of: {', '.join(allowed)})"
+
+
+def _required(data: Mapping[str, Any], key: str, path: str) -> Any:
+    if key not in data:
+        raise ConfigError(f"{path}.{key}", "is required")
+    return data[key]
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(path, f"must be a list, got {_shown(value)}")
+    return value
+
+
+def _string(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(path, f"must be a string, got {_shown(value)}")
+    if not value.strip():
+        raise ConfigError(path, "must not be empty")
+    return value
+
+
+def _strings(value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(path, f"must be a list of strings, got {_shown(value)}")
+    return tuple(_string(item, f"{path}[{i}]") for i, item in enumerate(value))
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"must be true or false, got {_shown(value)}")
+    return value
+
+
+def _integer(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(path, f"must be an integer, got {_shown(value)}")
+    return value
+
+
+def _positive(value: Any, path: str) -> float:
+    """A number of seconds, greater than zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(path, f"must be a number, got {_shown(value)}")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(path, f"must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _choice(value: Any, path: str, choices: Any) -> str:
+    """One of ``choices`` (strings, or a str enum)."""
+    names = [getattr(choice, "value", choice) for choice in choices]
+    if value not in names or not isinstance(value, str):
+        expected = " or ".join(repr(name) for name in names)
+        raise ConfigError(path, f"must be {expected}, got {_shown(value)}")
+    return value
+
+
+def _http_url(value: Any, path: str) -> str:
+    url = _string(value, path).strip()
+    if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url):
+        raise ConfigError(path, f"must be an http(s) url, got {url!r}")
+    return url.rstrip("/")
+
+
+def _database_url(value: Any, path: str) -> str:
+    """A SQLAlchemy URL the bridge can use; ``postgresql://`` means psycopg 3."""
+    url = _string(value, path).strip()
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    for prefix in ("sqlite:///", "postgresql+psycopg://"):
+        if url.startswith(prefix) and len(url) > len(prefix):
+            return url
+    shown = redact_url(url)
+    raise ConfigError(path, f"must be a sqlite:/// or postgresql:// url, got {shown!r}")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password (in the user info or a ``password=`` query) masked."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    tail = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", tail)
+    return f"{scheme}{sep}{netloc}{tail}"
