@@ -161,3 +161,12 @@ def test_commands_refuse_both_variables_in_one_line(
     assert err.count("\n") == 1
     assert "BRIDGE_DATABASE_URL is set too" in err
     assert PASSWORD not in err
+
+
+def test_the_database_password_is_among_what_logs_redact() -> None:
+    from bridge.commands.common import log_secrets
+
+    environ = {"CORTEX_API_TOKEN": "ctx-token"}
+    redacted = log_secrets(environ, "postgresql+psycopg://bridge:p%40ss-w0rd@db:5432/bridge")
+    assert "p@ss-w0rd" in redacted and "ctx-token" in redacted
+    assert log_secrets(environ, "sqlite:///bridge.db") == log_secrets(environ, "")

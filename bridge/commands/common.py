@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from bridge.errors import UsageError
 from bridge.step import secret_from
@@ -78,6 +79,12 @@ def secrets_of(environ: Mapping[str, str]) -> dict[str, str]:
         "BRIDGE_ADMIN_TOKEN",
     )
     return {name: secret_from(environ, name) for name in names}
+
+
+def log_secrets(environ: Mapping[str, str], database: str) -> list[str]:
+    """What logs must never show: the secrets, and the database URL's password."""
+    password = urlsplit(database).password if "://" in database else None
+    return [*secrets_of(environ).values(), *([unquote(password)] if password else [])]
 
 
 def worker_owner() -> str:

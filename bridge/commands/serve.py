@@ -21,6 +21,7 @@ from bridge.commands.common import (
     cortex_client,
     fail,
     load,
+    log_secrets,
     open_store,
     secrets_of,
     worker_owner,
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return fail(str(exc), EXIT_USAGE)
     from bridge import logs
 
-    logs.configure(secrets=secrets.values(), level=args.log_level)
+    logs.configure(secrets=log_secrets(environ, config.database), level=args.log_level)
     _serve(args, config, environ)
     return 0
 
