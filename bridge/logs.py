@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
+from bridge.redact import redact
+
 # Attributes every LogRecord has; anything else was passed in ``extra`` and is logged.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -37,9 +39,7 @@ class JsonFormatter(logging.Formatter):
 
     def redact(self, text: str) -> str:
         """The text with every secret replaced by ***."""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self.secrets)
 
 
 def configure(*, secrets: Iterable[str] = (), level: str = "INFO") -> None:

@@ -17,6 +17,7 @@ from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexError, UsageError
 from bridge.model import DeployEvent
 from bridge.recorder import Outcome, record
+from bridge.redact import redact
 from bridge.send import (
     Inputs,
     build_event,
@@ -82,9 +83,7 @@ class Reporter:
 
     def redact(self, text: str) -> str:
         """The text with every secret replaced by ***."""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self.secrets)
 
     def error(self, message: str) -> None:
         """A failure that decides the exit code."""

@@ -1,0 +1,47 @@
+"""Secrets never shown: in plain text, and as a JSON log line spells them."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from bridge import logs
+from bridge.redact import redact
+
+
+def test_a_secret_is_masked_wherever_it_appears() -> None:
+    assert redact("token=abc123 and abc123 again", ["abc123"]) == "token=*** and *** again"
+
+
+def test_empty_secrets_mask_nothing() -> None:
+    assert redact("nothing to hide", ["", ""]) == "nothing to hide"
+
+
+def test_a_longer_secret_is_masked_whole_before_one_it_contains() -> None:
+    assert redact("pw=hunter2-extra", ["hunter2", "hunter2-extra"]) == "pw=***"
+
+
+def test_json_spellings_of_a_secret_are_masked_too() -> None:
+    secret = 'pa"ss\\wörd'
+    line = json.dumps({"message": f"connecting with {secret}"})
+    assert secret not in line  # JSON escaped it: a plain replace would miss it
+    assert redact(line, [secret]) == json.dumps({"message": "connecting with ***"})
+
+
+def test_log_lines_never_carry_a_secret() -> None:
+    secret = 'p@ss"wörd'
+    stream = io.StringIO()
+    bridge_logger = logging.getLogger("bridge")
+    saved = (bridge_logger.handlers[:], bridge_logger.level, bridge_logger.propagate)
+    try:
+        logs.configure(secrets=[secret], level="info")
+        handler = bridge_logger.handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(stream)
+        logging.getLogger("bridge.test").info("db password %s", secret, extra={"url": secret})
+    finally:
+        bridge_logger.handlers[:], bridge_logger.level, bridge_logger.propagate = saved
+    line = stream.getvalue()
+    assert "***" in line and "wörd" not in line and "\\u00f6rd" not in line
+    assert json.loads(line)["url"] == "***"
