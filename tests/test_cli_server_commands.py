@@ -15,7 +15,7 @@ import pytest
 
 from bridge.cli import main
 from bridge.store import DEAD, DELIVERED, DELIVERING, QUEUED, Store
-from tests.receiver_kit import ADMIN_TOKEN, client_for, make_runtime
+from tests.receiver_kit import ADMIN_TOKEN, client_for, runtime_on
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
 CORTEX_ERROR = "cortex rejected the deploy (400): entity 'payments-api' is not in the catalog"
@@ -54,9 +54,9 @@ def payload(repository: str, environment: str, entity: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """Five deliveries: 1 dead, 2 delivered, 3 in flight, 4 and 5 queued."""
-    with Store.from_url(f"sqlite:///{tmp_path / 'bridge.db'}") as opened:
+def store(db_url: str) -> Iterator[Store]:
+    """Five deliveries: 1 dead, 2 delivered, 3 in flight, 4 and 5 queued (either backend)."""
+    with Store.from_url(db_url) as opened:
         for i in range(5):
             opened.enqueue(
                 dedupe_key=f"github:hook:{i}",
@@ -82,9 +82,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def env(tmp_path: Path, store: Store) -> dict[str, str]:
+def env(db_url: str, store: Store) -> dict[str, str]:
     """An environment naming the populated database (and nothing else)."""
-    return {"BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}"}
+    return {"BRIDGE_DATABASE_URL": db_url}
 
 
 # --- deliveries list -----------------------------------------------------------------------
@@ -157,7 +157,7 @@ def test_list_says_when_nothing_matches(capsys, env) -> None:
     assert (code, out) == (0, "no deliveries with status retrying\n")
 
 
-def test_list_json_is_the_admin_api_page(capsys, env, tmp_path: Path) -> None:
+def test_list_json_is_the_admin_api_page(capsys, env, db_url: str) -> None:
     code, out, _ = cli(capsys, env, "deliveries", "list", "--limit", "2", "--json")
     assert code == 0
     page = json.loads(out)
@@ -169,7 +169,7 @@ def test_list_json_is_the_admin_api_page(capsys, env, tmp_path: Path) -> None:
     last = json.loads(out)
     assert [d["id"] for d in last["data"]] == [1]
     assert (last["has_more"], last["next_cursor"]) == (False, None)
-    runtime = make_runtime(tmp_path)  # the same database file
+    runtime = runtime_on(db_url)  # the same database
     try:
         api = client_for(runtime).get(
             "/api/deliveries?limit=2", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -209,7 +209,7 @@ def test_show_prints_fields_results_and_last_error(capsys, env) -> None:
     assert f"last error: {CORTEX_ERROR}" in out.splitlines()
 
 
-def test_show_json_is_the_admin_api_delivery(capsys, env, tmp_path: Path) -> None:
+def test_show_json_is_the_admin_api_delivery(capsys, env, db_url: str) -> None:
     code, out, _ = cli(capsys, env, "deliveries", "show", "1", "--json")
     assert code == 0
     shown = json.loads(out)
@@ -217,7 +217,7 @@ def test_show_json_is_the_admin_api_delivery(capsys, env, tmp_path: Path) -> Non
     assert shown["last_error"] == CORTEX_ERROR
     assert shown["dedupe_key"] == "github:hook:0"
     assert shown["payload"]["entities"] == ["service-0"]
-    runtime = make_runtime(tmp_path)
+    runtime = runtime_on(db_url)
     try:
         api = client_for(runtime).get(
             "/api/deliveries/1", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
