@@ -227,3 +227,12 @@ def test_store_writes_queue_on_a_lock_file_beside_the_database(tmp_path: Path) -
             dedupe_key="github:1", source="github", event_name="ping", payload={}, now=NOW
         )
     assert (tmp_path / "bridge.db-bridge.lock").exists()
+
+
+def test_a_lock_that_cannot_be_taken_is_a_store_error(tmp_path: Path) -> None:
+    lock = WriterLock(str(tmp_path / "no-such-dir" / "db-bridge.lock"))
+    with pytest.raises(StoreError, match=r"cannot lock .* for writing"), lock:
+        pass
+    tmp_path.joinpath("no-such-dir").mkdir()
+    with lock:  # and the lock is usable once the cause is gone
+        pass

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from bridge.store.schema import StoreError
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -128,6 +130,10 @@ class WriterLock:
         self._threads.acquire()
         try:
             fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
+        except OSError as exc:
+            self._threads.release()
+            reason = (exc.strerror or type(exc).__name__).lower()
+            raise StoreError(f"cannot lock {self.path} for writing: {reason}") from exc
         except BaseException:
             self._threads.release()
             raise
@@ -154,6 +160,11 @@ class WriterLock:
         # A flock belongs to the open file, which a forked child shares with its parent
         # (gunicorn loads the app before forking when asked to): each process opens its own.
         if self._fd is None or self._opened_by != os.getpid():
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._opened_by = os.getpid()
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except PermissionError:
+                # Made by another user (an admin's CLI beside the service): a flock needs
+                # no write access to the file, only an open one.
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            self._fd, self._opened_by = fd, os.getpid()
         return self._fd
