@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from bridge.store.batching import WriterLock
 from bridge.store.engine import WRITE_OPTION, is_memory
-from bridge.store.schema import StoreError
+from bridge.store.schema import StoreError, error_line
 
 
 class StoreBase:
@@ -62,7 +62,7 @@ class StoreBase:
                     with writer, conn.begin():
                         yield conn
             except sa.exc.SQLAlchemyError as exc:
-                raise StoreError(_describe(exc)) from exc
+                raise StoreError(f"database error: {error_line(exc)}") from exc
 
     def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that knows ON CONFLICT; both dialects spell it the same way."""
@@ -76,11 +76,3 @@ def aware(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"naive datetime {moment!r}: pass an aware UTC time")
     return moment.astimezone(timezone.utc)
-
-
-def _describe(exc: sa.exc.SQLAlchemyError) -> str:
-    # The driver's first line says what went wrong; SQLAlchemy's own text would add the
-    # statement and its parameters, which hold payloads.
-    cause = getattr(exc, "orig", None) or exc
-    lines = str(cause).strip().splitlines()
-    return f"database error: {lines[0] if lines else type(cause).__name__}"

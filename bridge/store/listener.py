@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bridge.store.schema import error_line
+
 log = logging.getLogger("bridge.listener")
 
 # Shown in pg_stat_activity, so an operator can tell the listeners from the pool.
@@ -77,7 +79,7 @@ class Listener:
                 failures = min(failures + 1, 30)
                 log.warning(
                     "wake-up listener lost the database; reconnecting",
-                    extra={"error": _describe(exc), "delay": round(delay, 2)},
+                    extra={"error": error_line(exc), "delay": round(delay, 2)},
                 )
                 self._stop.wait(delay)
         self.listening.clear()
@@ -104,9 +106,3 @@ class Listener:
                 self._wake()
                 if self._stop.is_set():
                     return
-
-
-def _describe(exc: BaseException) -> str:
-    """The error's first line: psycopg's messages name the host, never the password."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

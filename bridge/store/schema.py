@@ -17,6 +17,17 @@ class StoreError(BridgeError):
     """The database failed, could not be reached, or holds a schema this code cannot use."""
 
 
+def error_line(exc: BaseException) -> str:
+    """A database error's first line, as the driver put it.
+
+    SQLAlchemy's own text would add the statement and its parameters, which hold payloads;
+    the drivers' first lines name the problem and the host, never the password.
+    """
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
 QUEUED, DELIVERING, DELIVERED, RETRYING, DEAD = (
     "queued",
     "delivering",

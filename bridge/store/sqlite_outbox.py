@@ -21,7 +21,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
 from bridge.store.batching import WriterLock
-from bridge.store.schema import StoreError, deliveries
+from bridge.store.schema import StoreError, deliveries, error_line
 
 # What one event becomes before the lock: the INSERT's parameters, and its dedupe key.
 Prepared = tuple[tuple[Any, ...], str]
@@ -65,7 +65,7 @@ class SqliteOutbox:
         try:
             connection = self._engine.raw_connection()
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"database error: {type(exc).__name__}") from exc
+            raise StoreError(f"database error: {error_line(exc)}") from exc
         try:
             cursor = connection.cursor()
             with self._writer:
@@ -83,10 +83,7 @@ class SqliteOutbox:
                     connection.rollback()
                     raise
         except sqlite3.Error as exc:
-            lines = str(exc).strip().splitlines()
-            raise StoreError(
-                f"database error: {lines[0] if lines else type(exc).__name__}"
-            ) from exc
+            raise StoreError(f"database error: {error_line(exc)}") from exc
         finally:
             connection.close()  # back to the pool
         return stored
