@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
@@ -123,17 +123,7 @@ class CortexClient:
 
     def iter_deploys(self, entity: str, *, max_pages: int = 10) -> Iterator[dict[str, Any]]:
         """Every deploy Cortex holds for ``entity``, page by page (at most ``max_pages``)."""
-        page = 0
-        while page < max_pages:
-            query = urlencode({"page": page, "pageSize": PAGE_SIZE})
-            path = f"{_deploys_path(entity)}?{query}"
-            deploys, pages = self._retrying(
-                lambda p=path: answers.page_of(self._send("GET", p, entity=entity))  # type: ignore[misc]
-            )
-            yield from deploys
-            page += 1
-            if page >= pages or not deploys:
-                return
+        yield from self._paged(_deploys_path(entity), {}, entity=entity, max_pages=max_pages)
 
     def find_deploy(
         self,
@@ -160,31 +150,34 @@ class CortexClient:
         return None
 
     def _search_near(
-        self, entity: str, key: str, near: datetime, window: timedelta, *, max_pages: int = 10
+        self, entity: str, key: str, near: datetime, window: timedelta
     ) -> dict[str, Any] | None:
-        """Search the window page by page (one page of 1,000 is the usual whole answer)."""
-        page = 0
-        while page < max_pages:
-            query = urlencode(
-                {
-                    "entityTagOrIds": entity,
-                    "timestampAfter": format_timestamp(near - window),
-                    "timestampBefore": format_timestamp(near + window),
-                    "page": page,
-                    "pageSize": PAGE_SIZE,
-                }
-            )
-            path = f"/api/v1/deploys/search?{query}"
+        """Search the window, page by page (one page of 1,000 is the usual whole answer)."""
+        params = {
+            "entityTagOrIds": entity,
+            "timestampAfter": format_timestamp(near - window),
+            "timestampBefore": format_timestamp(near + window),
+        }
+        found = self._paged("/api/v1/deploys/search", params)
+        return next((deploy for deploy in found if key_of(deploy) == key), None)
+
+    def _paged(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        *,
+        entity: str | None = None,
+        max_pages: int = 10,
+    ) -> Iterator[dict[str, Any]]:
+        """The deploys of a listing or a search, a page at a time, each page retried alone."""
+        for page in range(max_pages):
+            query = urlencode({**params, "page": page, "pageSize": PAGE_SIZE})
             deploys, pages = self._retrying(
-                lambda p=path: answers.page_of(self._send("GET", p))  # type: ignore[misc]
+                lambda q=query: answers.page_of(self._send("GET", f"{path}?{q}", entity=entity))  # type: ignore[misc]
             )
-            found = next((d for d in deploys if key_of(d) == key), None)
-            if found is not None:
-                return found
-            page += 1
-            if page >= pages or not deploys:
-                return None
-        return None
+            yield from deploys
+            if page + 1 >= pages or not deploys:
+                return
 
     # -- plumbing ---------------------------------------------------------------------------
 
