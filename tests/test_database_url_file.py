@@ -164,9 +164,9 @@ def test_commands_refuse_both_variables_in_one_line(
 
 
 def test_the_database_password_is_among_what_logs_redact() -> None:
-    from bridge.commands.common import log_secrets
+    from bridge.commands.common import log_secrets, secrets_of
 
-    environ = {"CORTEX_API_TOKEN": "ctx-token"}
-    redacted = log_secrets(environ, "postgresql+psycopg://bridge:p%40ss-w0rd@db:5432/bridge")
+    secrets = secrets_of({"CORTEX_API_TOKEN": "ctx-token"})
+    redacted = log_secrets(secrets, "postgresql+psycopg://bridge:p%40ss-w0rd@db:5432/bridge")
     assert "p@ss-w0rd" in redacted and "ctx-token" in redacted
-    assert log_secrets(environ, "sqlite:///bridge.db") == log_secrets(environ, "")
+    assert log_secrets(secrets, "sqlite:///bridge.db") == log_secrets(secrets, "")

@@ -81,10 +81,10 @@ def secrets_of(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: secret_from(environ, name) for name in names}
 
 
-def log_secrets(environ: Mapping[str, str], database: str) -> list[str]:
-    """What logs must never show: the secrets, and the database URL's password."""
+def log_secrets(secrets: Mapping[str, str], database: str) -> list[str]:
+    """What logs must never show: the secrets (:func:`secrets_of`), the database password."""
     password = urlsplit(database).password if "://" in database else None
-    return [*secrets_of(environ).values(), *([unquote(password)] if password else [])]
+    return [*secrets.values(), *([unquote(password)] if password else [])]
 
 
 def worker_owner() -> str:

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return fail(str(exc), EXIT_USAGE)
     from bridge import logs
 
-    logs.configure(secrets=log_secrets(environ, config.database), level=args.log_level)
+    logs.configure(secrets=log_secrets(secrets, config.database), level=args.log_level)
     _serve(args, config, environ)
     return 0
 

@@ -32,6 +32,7 @@ from bridge.commands.common import (
     fail,
     load,
     log_secrets,
+    secrets_of,
     worker_owner,
 )
 from bridge.errors import BridgeError, UsageError
@@ -116,7 +117,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         from bridge.relay import make_budget, make_runtime, make_worker, wake_on_notify
         from bridge.worker import start_in_thread
 
-        logs.configure(secrets=log_secrets(environ, config.database), level=args.log_level)
+        logs.configure(
+            secrets=log_secrets(secrets_of(environ), config.database), level=args.log_level
+        )
         runtime = make_runtime(config, {})
         stop = threading.Event()
         budget = make_budget(runtime)

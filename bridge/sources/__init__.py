@@ -8,16 +8,14 @@ raise :class:`~bridge.errors.UnsupportedEvent` (records nothing, answered "ignor
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.model import DeployEvent
 from bridge.sources import github, gitlab
-from bridge.sources.fields import Screen, keep_all, shorten
-
-Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
+from bridge.sources.fields import Parser, Screen, keep_all, shorten
 
 # The event name is GitHub's X-GitHub-Event header, GitLab's X-Gitlab-Event header.
 PARSERS: Mapping[tuple[str, str], Parser] = MappingProxyType(

@@ -13,13 +13,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
-from bridge.model import Status
+from bridge.model import DeployEvent, Status
 from bridge.times import parse_timestamp
 
 # Told an event's status as soon as a parser knows it, before the rest is read: raises
 # UnsupportedEvent when an event of that status records nothing, so that the many events a
 # receiver ignores (a deployment's queued and in_progress states) cost little to answer.
 Screen = Callable[[Status], None]
+# A source's parser of one event: its payload to a DeployEvent, told the screen.
+Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
 
 
 def keep_all(status: Status) -> None:

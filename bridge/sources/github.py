@@ -6,7 +6,7 @@ Payload shapes: https://docs.github.com/en/webhooks/webhook-events-and-payloads
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from bridge.errors import UnsupportedEvent
 from bridge.model import DeployEvent, DeployRef, Status
 from bridge.sources.fields import (
     Fields,
+    Parser,
     Screen,
     compact,
     first_line,
@@ -22,8 +23,6 @@ from bridge.sources.fields import (
     shorten,
     word,
 )
-
-Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
 
 # deployment_status.state: "error, failure, inactive, pending, success, queued, or in_progress"
 # (webhook-events-and-payloads#deployment_status). "inactive" marks a deployment superseded by

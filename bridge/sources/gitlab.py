@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.model import DeployEvent, DeployRef, Status
 from bridge.sources.fields import (
     Fields,
+    Parser,
     Screen,
     compact,
     first_line,
@@ -23,8 +24,6 @@ from bridge.sources.fields import (
     shorten,
     word,
 )
-
-Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
 
 # Deployment events fire "when a deployment starts, succeeds, fails or is canceled"
 # (webhook_events.md#deployment-events); `created` is a deployment's first state.
