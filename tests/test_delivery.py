@@ -155,21 +155,24 @@ def test_same_deploy_through_two_deliveries_is_one_record(
     assert len(cortex.all_deploys()) == 2  # payments-api and payments-worker, once each
 
 
+def deploy_gitlab(bridge: Bridge, n: int, sha: str) -> None:
+    """GitLab's Deployment Hook for deploy ``n`` of ``sha`` (a day apart), delivered."""
+    doc = load_sample("gitlab/deployment.success.json")
+    doc.update(
+        deployable_id=1000 + n,
+        deployment_id=2000 + n,
+        short_sha=sha[:8],
+        status_changed_at=f"2026-06-1{n + 1} 10:00:00 UTC",
+        commit_url=f"https://gitlab.acme.example/x/-/commit/{sha}",
+    )
+    assert gitlab_post(bridge.http, "Deployment Hook", doc).status_code == 202
+    bridge.drain()
+
+
 def test_rollback_detected_from_history(db_url: str, cortex: FakeCortex) -> None:
     bridge = Bridge(db_url, cortex)
-    base = load_sample("gitlab/deployment.success.json")
-    shas = ["1" * 40, "2" * 40, "1" * 40]
-    for n, sha in enumerate(shas):
-        doc = copy.deepcopy(base)
-        doc.update(
-            deployable_id=1000 + n,
-            deployment_id=2000 + n,
-            short_sha=sha[:8],
-            status_changed_at=f"2026-06-1{n + 1} 10:00:00 UTC",
-            commit_url=f"https://gitlab.acme.example/x/-/commit/{sha}",
-        )
-        assert gitlab_post(bridge.http, "Deployment Hook", doc).status_code == 202
-        bridge.drain()
+    for n, sha in enumerate(["1" * 40, "2" * 40, "1" * 40]):
+        deploy_gitlab(bridge, n, sha)
     assert [d["type"] for d in cortex.all_deploys()] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
     bridge.close()
 
@@ -179,23 +182,9 @@ def test_rollback_detected_from_cortex_when_the_relay_has_no_history(
 ) -> None:
     # Deploys made before this relay's database existed (another relay, a lost database, or
     # the Action step): the relay reads the environment's history from Cortex once.
-    base = load_sample("gitlab/deployment.success.json")
-
-    def deploy(bridge: Bridge, n: int, sha: str) -> None:
-        doc = copy.deepcopy(base)
-        doc.update(
-            deployable_id=1000 + n,
-            deployment_id=2000 + n,
-            short_sha=sha[:8],
-            status_changed_at=f"2026-06-1{n + 1} 10:00:00 UTC",
-            commit_url=f"https://gitlab.acme.example/x/-/commit/{sha}",
-        )
-        assert gitlab_post(bridge.http, "Deployment Hook", doc).status_code == 202
-        bridge.drain()
-
     earlier = Bridge(f"sqlite:///{tmp_path / 'earlier.db'}", cortex)
-    deploy(earlier, 0, "1" * 40)
-    deploy(earlier, 1, "2" * 40)
+    deploy_gitlab(earlier, 0, "1" * 40)
+    deploy_gitlab(earlier, 1, "2" * 40)
     earlier.close()
 
     def listings() -> int:
@@ -204,8 +193,8 @@ def test_rollback_detected_from_cortex_when_the_relay_has_no_history(
     before = listings()
     fresh = Bridge(db_url, cortex)
     try:
-        deploy(fresh, 2, "1" * 40)
-        deploy(fresh, 3, "3" * 40)
+        deploy_gitlab(fresh, 2, "1" * 40)
+        deploy_gitlab(fresh, 3, "3" * 40)
     finally:
         fresh.close()
     assert [d["type"] for d in cortex.all_deploys()] == ["DEPLOY", "DEPLOY", "ROLLBACK", "DEPLOY"]
