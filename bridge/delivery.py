@@ -188,14 +188,8 @@ class Deliverer:
                 raise  # the token: kept for later, like any request it refuses
             return []  # the create that follows says what is wrong with the entity
         found = past_deploys(deploys, environment, skip_key=key)
-        for past in found:
-            self.store.add_history(
-                entity=entity,
-                environment=environment,
-                sha=past.sha,
-                deployed_at=past.timestamp,
-                key=f"cortex:{past.sha}:{past.timestamp.isoformat()}",
-            )
+        keyed = [(f"cortex:{past.sha}:{past.timestamp.isoformat()}", past) for past in found]
+        self.store.seed_history(entity=entity, environment=environment, deploys=keyed)
         return found
 
     def _remember(self, event: DeployEvent, entity: str, key: str, uuid: str) -> None:

@@ -733,3 +733,15 @@ def test_opening_without_create_leaves_no_file_behind(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no bridge schema"):
         Store.from_url(f"sqlite:///{path}", create=False)
     assert not path.exists()
+
+
+def test_seeded_history_is_kept_once_and_read_in_deploy_order(url: str) -> None:
+    older = PastDeploy("a" * 40, T0 - timedelta(days=2))
+    newer = PastDeploy("b" * 40, T0 - timedelta(days=1))
+    with Store.from_url(url) as store:
+        pairs = [("cortex:b", newer), ("cortex:a", older)]
+        store.seed_history(entity="svc", environment="production", deploys=pairs)
+        store.seed_history(entity="svc", environment="production", deploys=pairs)  # again
+        store.seed_history(entity="svc", environment="production", deploys=[])
+        assert store.history("svc", "production") == [older, newer]
+        assert store.history("svc", "staging") == []

@@ -9,6 +9,7 @@ of the Store that keeps both.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -91,3 +92,25 @@ class Records(StoreBase):
         )
         with self._transaction(write=True) as conn:
             return conn.execute(add).first() is not None
+
+    def seed_history(
+        self, *, entity: str, environment: str | None, deploys: Iterable[tuple[str, PastDeploy]]
+    ) -> None:
+        """Add ``(key, deploy)`` pairs to the history in one transaction; known keys are kept."""
+        rows = [
+            {
+                "idempotency_key": key,
+                "entity": entity,
+                "environment": environment or "",
+                "sha": past.sha,
+                "deployed_at": aware(past.timestamp),
+            }
+            for key, past in deploys
+        ]
+        if not rows:
+            return
+        add = self._insert(history).on_conflict_do_nothing(
+            index_elements=[history.c.idempotency_key]
+        )
+        with self._transaction(write=True) as conn:
+            conn.execute(add, rows)
