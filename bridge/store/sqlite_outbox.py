@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from bridge.store.batching import WriterLock
 from bridge.store.schema import StoreError, deliveries, error_line
@@ -30,25 +31,26 @@ Prepared = tuple[tuple[Any, ...], str]
 class SqliteOutbox:
     """Insert outbox rows in one transaction per batch, under the writers' lock."""
 
-    def __init__(self, engine: Engine, writer: WriterLock, columns: Sequence[str]) -> None:
-        """``columns``: the columns every row given to :meth:`prepare` sets."""
+    def __init__(
+        self,
+        engine: Engine,
+        writer: WriterLock,
+        insert: ClauseElement,
+        first: ClauseElement,
+    ) -> None:
+        """``insert``: the Store's outbox INSERT, one bind parameter per column it sets,
+        returning the id; ``first``: the id of the row holding a dedupe key, its one
+        parameter."""
         self._engine = engine
         self._writer = writer
         dialect = engine.dialect
-        insert = (
-            sqlite.insert(deliveries)
-            .values({name: sa.bindparam(name) for name in columns})
-            .on_conflict_do_nothing(index_elements=[deliveries.c.dedupe_key])
-            .returning(deliveries.c.id)
-        )
-        compiled = insert.compile(dialect=dialect)
+        compiled = cast(SQLCompiler, insert.compile(dialect=dialect))  # a statement's compiler
         self._insert_sql = str(compiled)
         self._order: Sequence[str] = compiled.positiontup or []
-        first = sa.select(deliveries.c.id).where(deliveries.c.dedupe_key == sa.bindparam("key"))
         self._first_sql = str(first.compile(dialect=dialect))
         self._convert: dict[str, Callable[[Any], Any] | None] = {
             name: deliveries.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in columns
+            for name in self._order
         }
 
     def prepare(self, row: Mapping[str, Any]) -> Prepared:

@@ -81,22 +81,26 @@ class Store(Budgets, Records):
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
-        # On a SQLite file the outbox INSERT runs on the driver's connection (sqlite_outbox.py).
-        self._sqlite_outbox = (
-            SqliteOutbox(engine, self._writer, ENQUEUED_COLUMNS) if self._writer else None
-        )
-        self._enqueues: GroupCommit[Any, tuple[int, bool]] = GroupCommit(
-            self._sqlite_outbox.write if self._sqlite_outbox else self._enqueue_batch
-        )
         # Built once: SQLAlchemy caches its compiled form, and a statement built anew per
         # event costs more than the INSERT itself.
         self._insert_delivery = (
             self._insert(deliveries)
+            .values({name: sa.bindparam(name) for name in ENQUEUED_COLUMNS})
             .on_conflict_do_nothing(index_elements=[deliveries.c.dedupe_key])
             .returning(deliveries.c.id)
         )
         self._first_delivery = sa.select(deliveries.c.id).where(
             deliveries.c.dedupe_key == sa.bindparam("dedupe_key")
+        )
+        # On a SQLite file the same statements run on the driver's connection
+        # (sqlite_outbox.py).
+        self._sqlite_outbox = (
+            SqliteOutbox(engine, self._writer, self._insert_delivery, self._first_delivery)
+            if self._writer
+            else None
+        )
+        self._enqueues: GroupCommit[Any, tuple[int, bool]] = GroupCommit(
+            self._sqlite_outbox.write if self._sqlite_outbox else self._enqueue_batch
         )
 
     @classmethod
