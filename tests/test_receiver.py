@@ -168,6 +168,8 @@ def _raw(client, body: bytes, **headers: str):
         pytest.param(b"{}", {"X_Hub_Signature_256": ""}, 401, "missing", id="no-sig"),
         pytest.param(b"{}", {"X_GitHub_Event": ""}, 400, "X-GitHub-Event", id="no-event"),
         pytest.param(b'["' + b"[" * 100000 + b'"]', {}, 400, "", id="deep-json"),
+        pytest.param(b'{"action": NaN}', {}, 400, "not valid JSON", id="nan"),
+        pytest.param(b'{"action": "\\ud800"}', {}, 400, "not valid JSON", id="lone-surrogate"),
         pytest.param(
             b"other=1",
             {"Content_Type": "application/x-www-form-urlencoded"},
@@ -190,6 +192,37 @@ def test_bad_input_is_a_precise_4xx_and_stores_nothing(
     answer = _raw(client_for(runtime), body, **headers)
     assert answer.status_code == status, answer.json
     assert reason in answer.json["reason"]
+    assert stored(runtime) == 0
+
+
+def test_an_id_past_64_bits_is_malformed_and_stores_nothing(runtime) -> None:
+    doc = load_sample("github/deployment_status.success.json")
+    body = (
+        json.dumps(doc)
+        .encode()
+        .replace(
+            f'"id": {doc["deployment"]["id"]}'.encode(), b'"id": 123456789012345678901234567890', 1
+        )
+    )
+    answer = _raw(client_for(runtime), body)
+    assert answer.status_code == 400, answer.json
+    assert "deployment.id" in answer.json["reason"]
+    assert stored(runtime) == 0
+
+
+def test_a_state_that_records_nothing_is_ignored_before_the_rest_is_checked(runtime) -> None:
+    # Only the state is read: an in_progress status missing its repository is ignored (and
+    # stored nowhere), while the same status as success is refused for the missing field.
+    doc = load_sample("github/deployment_status.success.json")
+    del doc["repository"]
+    doc["deployment_status"]["state"] = "in_progress"
+    answer = _raw(client_for(runtime), json.dumps(doc).encode())
+    assert (answer.status_code, answer.json["status"]) == (200, "ignored")
+    assert "not final" in answer.json["reason"]
+    doc["deployment_status"]["state"] = "success"
+    answer = _raw(client_for(runtime), json.dumps(doc).encode())
+    assert answer.status_code == 400
+    assert "repository.full_name" in answer.json["reason"]
     assert stored(runtime) == 0
 
 
