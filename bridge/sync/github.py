@@ -1,0 +1,284 @@
+"""GitHub as a sync source: deployments (GraphQL) and workflow runs (REST) of one repository.
+
+Each item is rebuilt into the webhook payload GitHub would have sent for it and handed to the
+webhook parser itself (:mod:`bridge.sources.github`), so a deploy read here is the very
+DeployEvent its webhook makes: same ref, same idempotency key, one mapping.
+
+- Deployments: GraphQL ``repository.deployments`` newest first, 100 a page with each one's
+  ``latestStatus`` (docs.github.com/en/graphql/reference/objects#deployment): one request per
+  100 deploys, where REST needs a statuses call per deployment. Paging stops once a page
+  reaches deployments created before the window.
+- Workflow runs: REST ``GET /repos/{owner}/{repo}/actions/runs?created=A..B`` (they carry their
+  conclusion). They are deploys only where the config's ``workflows`` rules say so, and they
+  name the run a deployment made by an Actions job belongs to: its webhook carries that
+  ``workflow_run`` and is keyed by it (run id and attempt), and so is the event here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from bridge.errors import BridgeError
+from bridge.sources import github as hooks
+from bridge.sync.api import GITHUB_LIMITS, ApiClient, ScmError, rate_limit_wait
+from bridge.sync.found import json_list, parsed
+from bridge.sync.reader import Found, Window
+from bridge.times import format_timestamp, parse_timestamp
+
+DEFAULT_API_URL = "https://api.github.com"
+PAGE = 100  # the most GraphQL connections and REST lists give at once
+
+DEPLOYMENTS_QUERY = """
+query($owner: String!, $name: String!, $after: String) {
+  repository(owner: $owner, name: $name) {
+    url
+    deployments(first: 100, after: $after, orderBy: {field: CREATED_AT, direction: DESC}) {
+      pageInfo { hasNextPage endCursor }
+      nodes {
+        databaseId commitOid environment createdAt description payload
+        ref { name }
+        creator { login }
+        latestStatus { state createdAt logUrl environmentUrl creator { login } }
+        statuses(first: 10) { nodes { state createdAt logUrl environmentUrl creator { login } } }
+      }
+    }
+  }
+}
+"""
+
+# A deployment made by an Actions job logs to the job's page (".../actions/runs/<run>/job/<job>").
+_RUN_PAGE = re.compile(r"/actions/runs/(?P<run>\d+)(?:/job/(?P<job>\d+))?")
+
+
+def graphql_url(api_url: str) -> str:
+    """GraphQL's endpoint: ``<api>/graphql``; GitHub Enterprise Server's ``<host>/api/graphql``."""
+    api = api_url.rstrip("/")
+    # GHES serves REST at <host>/api/v3 and GraphQL at <host>/api/graphql
+    # (docs.github.com/en/enterprise-server@latest/graphql/guides/forming-calls-with-graphql).
+    if api.endswith("/api/v3"):
+        return api[: -len("/v3")] + "/graphql"
+    return f"{api}/graphql"
+
+
+def github_client(api_url: str, token: str, **options: Any) -> ApiClient:
+    """A client for GitHub's REST and GraphQL APIs with ``token`` (GITHUB_TOKEN)."""
+    headers = {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+        "Authorization": f"Bearer {token}",
+    }
+    return ApiClient(api_url, headers, limits=GITHUB_LIMITS, **options)
+
+
+def org_repositories(api: ApiClient, owner: str) -> Iterator[str]:
+    """Every repository of an organisation (``/orgs/{org}/repos``), as ``owner/name``."""
+    for page, _ in api.pages(f"/orgs/{owner}/repos", {"per_page": PAGE, "type": "all"}):
+        for repo in json_list(page.json(), f"/orgs/{owner}/repos"):
+            name = repo.get("full_name") if isinstance(repo, Mapping) else None
+            if isinstance(name, str):
+                yield name
+
+
+class GitHubReader:
+    """The deploys of one GitHub repository (see the module's docstring)."""
+
+    def __init__(self, api: ApiClient, repository: str, *, runs_are_deploys: bool) -> None:
+        owner, _, name = repository.partition("/")
+        if not owner or not name or "/" in name:
+            raise BridgeError(f"--github: expected OWNER/REPO, got {repository!r}")
+        self.api = api
+        self.repository = repository
+        self.runs_are_deploys = runs_are_deploys
+        self._runs: dict[int, Mapping[str, Any]] = {}
+        self._html_url = f"https://github.com/{repository}"
+
+    @property
+    def name(self) -> str:
+        """``github:owner/repo``."""
+        return f"github:{self.repository}"
+
+    def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
+        """Workflow runs first (they name the runs deployments belong to), then deployments."""
+        point = json.loads(resume) if resume else {"phase": "runs"}
+        runs_from = point.get("url") if point.get("phase") == "runs" else None
+        for found in self._runs_in(window, runs_from):
+            if point.get("phase") == "runs":
+                yield found
+        after = point.get("after") if point.get("phase") == "deployments" else None
+        yield from self._deployments(window, after)
+
+    # -- workflow runs ----------------------------------------------------------------------
+
+    def _runs_in(self, window: Window, start: str | None) -> Iterator[Found]:
+        path = f"/repos/{self.repository}/actions/runs"
+        created = f"{format_timestamp(window.since)}..{format_timestamp(window.until)}"
+        params = None if start else {"created": created, "per_page": PAGE}
+        for page, next_url in self.api.pages(start or path, params):
+            runs = page.json().get("workflow_runs") if isinstance(page.json(), dict) else None
+            for run in json_list(runs, path):
+                if isinstance(run, Mapping) and isinstance(run.get("id"), int):
+                    self._runs[run["id"]] = run
+                    if self.runs_are_deploys:
+                        yield self._run_found(run, window)
+            yield Found(
+                None,
+                "",
+                json.dumps({"phase": "runs", "url": next_url})
+                if next_url
+                else json.dumps({"phase": "deployments", "after": None}),
+            )
+
+    def _run_found(self, run: Mapping[str, Any], window: Window) -> Found:
+        payload = {"action": "completed", "workflow_run": run, "repository": self._repo()}
+        return parsed(hooks.parse_workflow_run, payload, window)
+
+    def _run_for(self, log_url: str | None) -> Mapping[str, Any] | None:
+        """The workflow run (and attempt) whose job made a deployment, from its log page."""
+        found = _RUN_PAGE.search(urlsplit(log_url or "").path)
+        if found is None:
+            return None
+        run_id = int(found["run"])
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self.api.get(f"/repos/{self.repository}/actions/runs/{run_id}").json()
+            self._runs[run_id] = run
+        attempt = run.get("run_attempt") if isinstance(run, Mapping) else None
+        if found["job"] and isinstance(attempt, int) and attempt > 1:
+            # A re-run: the job names its own attempt (REST "Get a job for a workflow run").
+            job = self.api.get(f"/repos/{self.repository}/actions/jobs/{found['job']}").json()
+            if job.get("run_attempt") not in (None, attempt):
+                path = f"/repos/{self.repository}/actions/runs/{run_id}/attempts"
+                run = self.api.get(f"{path}/{job['run_attempt']}").json()
+        return run if isinstance(run, Mapping) else None
+
+    # -- deployments ------------------------------------------------------------------------
+
+    def _deployments(self, window: Window, after: str | None) -> Iterator[Found]:
+        owner, _, name = self.repository.partition("/")
+        while True:
+            data = self._graphql({"owner": owner, "name": name, "after": after})
+            repository = data.get("repository")
+            if not isinstance(repository, Mapping):
+                raise ScmError(f"github: repository {self.repository!r} not found", status=404)
+            if isinstance(repository.get("url"), str):
+                self._html_url = repository["url"]
+            deployments = repository.get("deployments") or {}
+            info = deployments.get("pageInfo") or {}
+            older = False
+            for node in deployments.get("nodes") or ():
+                if not isinstance(node, Mapping):
+                    continue
+                created = _moment(node.get("createdAt"))
+                if created is not None and created < window.since:
+                    older = True  # newest first: the rest are older still
+                    break
+                yield self._deployment_found(node, window)
+            after = info.get("endCursor")
+            if older or not info.get("hasNextPage") or not after:
+                return
+            yield Found(None, "", json.dumps({"phase": "deployments", "after": after}))
+
+    def _deployment_found(self, node: Mapping[str, Any], window: Window) -> Found:
+        status = _recorded_status(node)
+        if status is None:
+            return Found(None, f"deployment {node.get('databaseId')} has no status yet")
+        payload: dict[str, Any] = {
+            "action": "created",
+            "deployment": _deployment(node),
+            "deployment_status": _status(status),
+            "repository": self._repo(),
+        }
+        try:
+            run = self._run_for(status.get("logUrl"))
+        except ScmError as exc:
+            if exc.status != 404:
+                raise
+            run = None  # the run was deleted: keyed by the deployment, as its webhook would be
+        if run is not None:
+            payload["workflow_run"] = run
+        return parsed(hooks.parse_deployment_status, payload, window)
+
+    def _graphql(self, variables: Mapping[str, Any]) -> Mapping[str, Any]:
+        url = graphql_url(self.api.base_url)
+        while True:
+            response = self.api.post_json(url, {"query": DEPLOYMENTS_QUERY, "variables": variables})
+            body = response.json()
+            errors = body.get("errors") if isinstance(body, dict) else None
+            if not errors:
+                data = body.get("data") if isinstance(body, dict) else None
+                return data if isinstance(data, Mapping) else {}
+            first = errors[0] if isinstance(errors, list) and errors else {}
+            if isinstance(first, Mapping) and first.get("type") == "RATE_LIMITED":
+                # GraphQL answers its primary limit with 200, this error and the REST headers
+                # (GitHub docs, "Rate limits and query limits for the GraphQL API").
+                wait = rate_limit_wait(429, response.headers, self.api.now(), GITHUB_LIMITS)
+                self.api.wait(wait if wait is not None else 60.0)
+                continue
+            message = first.get("message") if isinstance(first, Mapping) else None
+            status = 404 if isinstance(first, Mapping) and first.get("type") == "NOT_FOUND" else 0
+            raise ScmError(f"github graphql: {str(message or errors)[:200]}", status=status)
+
+    def _repo(self) -> dict[str, Any]:
+        return {"full_name": self.repository, "html_url": self._html_url}
+
+
+def _recorded_status(node: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The status that says how the deploy went: the latest, unless it went inactive.
+
+    GitHub marks a successful deployment ``inactive`` once a newer one succeeds in the same
+    environment (REST "Create a deployment status", ``auto_inactive``): the deploy happened,
+    so its last status before that is the one recorded.
+    """
+    latest = node.get("latestStatus")
+    if not isinstance(latest, Mapping):
+        return None
+    if str(latest.get("state", "")).lower() != "inactive":
+        return latest
+    nodes = (node.get("statuses") or {}).get("nodes") or ()
+    earlier = [
+        s
+        for s in nodes
+        if isinstance(s, Mapping) and str(s.get("state", "")).lower() not in ("inactive", "")
+    ]
+    return max(earlier, key=lambda s: str(s.get("createdAt", "")), default=latest)
+
+
+def _deployment(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The webhook's ``deployment`` object, from the GraphQL node."""
+    ref = node.get("ref")
+    return {
+        "id": node.get("databaseId"),
+        "sha": node.get("commitOid"),
+        "environment": node.get("environment"),
+        "created_at": node.get("createdAt"),
+        "description": node.get("description"),
+        "ref": ref.get("name") if isinstance(ref, Mapping) else None,
+        "creator": node.get("creator"),
+        "payload": node.get("payload"),
+    }
+
+
+def _status(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The webhook's ``deployment_status`` object, from a GraphQL DeploymentStatus."""
+    return {
+        "state": str(status.get("state", "")).lower(),
+        "created_at": status.get("createdAt"),
+        "updated_at": status.get("createdAt"),
+        "log_url": status.get("logUrl"),
+        "environment_url": status.get("environmentUrl"),
+        "creator": status.get("creator"),
+    }
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        return None
