@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "validate a config file and print what each route resolves to",
         "check_config",
     ),
+    "sync": (
+        "read deploys from GitHub, GitLab or an http source; record what Cortex lacks",
+        "sync",
+    ),
     "demo": ("a self-contained tour: stand-in Cortex, the bridge, signed sample webhooks", "demo"),
 }
 

@@ -433,6 +433,8 @@ def make_version_1(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE bridge_rate_budgets"))
+        for table in ("bridge_sync_progress", "bridge_sync_recorded", "bridge_sync_leases"):
+            conn.execute(sa.text(f"DROP TABLE {table}"))  # version 3
         conn.execute(sa.text("DROP INDEX ix_bridge_deliveries_next_attempt_at_id"))
         conn.execute(
             sa.text(
@@ -462,7 +464,8 @@ def test_version_1_is_upgraded_by_many_replicas_at_once_keeping_every_row(
         assert [replicas[0].get(i) for i in ids] == before  # ids[3] is still leased to "w"
         assert replicas[1].get_record("k") is not None
         [[version]] = _query(url, sa.select(store_schema.schema_version.c.version))
-        assert version == SCHEMA_VERSION == 2
+        assert version == SCHEMA_VERSION == 3
+        assert replicas[0].sync_progress("github:acme/api") is None  # version 3's table
         indexes = _index_names(url, "bridge_deliveries")
         assert "ix_bridge_deliveries_next_attempt_at_id" in indexes
         assert "ix_bridge_deliveries_status_next_attempt_at" not in indexes

@@ -188,6 +188,40 @@ rate_budgets = sa.Table(
     sa.Column("paused_until", sa.Double, nullable=False),
 )
 
+# Where each sync reader stands (bridge/store/sync_state.py): its window, the point to resume
+# from, and whether it finished; so an interrupted `sync` continues instead of starting over.
+sync_progress = sa.Table(
+    "bridge_sync_progress",
+    metadata,
+    sa.Column("reader", sa.Text, primary_key=True),  # "github:acme/api"
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Column("until", UTCDateTime(), nullable=False),
+    sa.Column("resume", sa.Text),  # the reader's own opaque point; None: from the start
+    sa.Column("state", sa.Text, nullable=False),  # running | done
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Every deploy a sync recorded, by idempotency key: the report of what it did, and a second
+# check beside Cortex's own listing before recording.
+sync_recorded = sa.Table(
+    "bridge_sync_recorded",
+    metadata,
+    sa.Column("idempotency_key", sa.Text, primary_key=True),
+    sa.Column("reader", sa.Text, nullable=False),
+    sa.Column("cortex_uuid", sa.Text, nullable=False),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+)
+
+# The relay's periodic reconcile runs on one replica at a time: whoever holds the row's
+# unexpired lease.
+sync_leases = sa.Table(
+    "bridge_sync_leases",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("lease_until", UTCDateTime(), nullable=False),
+)
+
 schema_version = sa.Table(
     "bridge_schema",
     metadata,
@@ -195,7 +229,7 @@ schema_version = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _upgrade_to_2(conn: Connection) -> None:
@@ -223,11 +257,41 @@ def _upgrade_to_2(conn: Connection) -> None:
     conn.execute(sa.text("DROP INDEX ix_bridge_deliveries_status_next_attempt_at"))
 
 
+def _upgrade_to_3(conn: Connection) -> None:
+    """Version 3: the sync's progress, what it recorded, and the reconcile's lease."""
+    frozen = sa.MetaData(naming_convention=metadata.naming_convention)
+    sa.Table(
+        "bridge_sync_progress",
+        frozen,
+        sa.Column("reader", sa.Text, primary_key=True),
+        sa.Column("since", UTCDateTime(), nullable=False),
+        sa.Column("until", UTCDateTime(), nullable=False),
+        sa.Column("resume", sa.Text),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+    ).create(conn)
+    sa.Table(
+        "bridge_sync_recorded",
+        frozen,
+        sa.Column("idempotency_key", sa.Text, primary_key=True),
+        sa.Column("reader", sa.Text, nullable=False),
+        sa.Column("cortex_uuid", sa.Text, nullable=False),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    ).create(conn)
+    sa.Table(
+        "bridge_sync_leases",
+        frozen,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("owner", sa.Text, nullable=False),
+        sa.Column("lease_until", UTCDateTime(), nullable=False),
+    ).create(conn)
+
+
 # UPGRADES[n] takes a database at version n - 1 to version n, inside the same transaction
 # that records n, so queued rows survive an upgrade and a failed one changes nothing. The
 # tables above always describe SCHEMA_VERSION: a fresh database is created from them
 # directly, an older one is walked up through these steps.
-UPGRADES: dict[int, Callable[[Connection], None]] = {2: _upgrade_to_2}
+UPGRADES: dict[int, Callable[[Connection], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3}
 
 # Any fixed 64-bit number: PostgreSQL's advisory lock that serializes replicas starting at
 # once, since CREATE TABLE IF NOT EXISTS still races on the catalog.

@@ -49,6 +49,7 @@ from bridge.store.schema import (
     ensure_schema,
 )
 from bridge.store.sqlite_outbox import SqliteOutbox
+from bridge.store.sync_state import SyncState
 
 # Claimable once next_attempt_at has passed (for DELIVERING that is the lease's end).
 _CLAIMABLE = (QUEUED, RETRYING, DELIVERING)
@@ -76,7 +77,7 @@ MAX_ERROR_LENGTH = 2000
 WAKE_CHANNEL = "bridge_deliveries"
 
 
-class Store(Budgets, Records):
+class Store(Budgets, Records, SyncState):
     """The bridge's durable state on one database; safe to share between threads."""
 
     def __init__(self, engine: Engine) -> None:

@@ -1,0 +1,392 @@
+"""`sync`: read deploys from GitHub, GitLab or an http source; record what Cortex lacks."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, TextIO
+
+from bridge.commands.common import EXIT_FAILED, EXIT_USAGE, add_config_flag, fail, load
+from bridge.errors import BridgeError, UsageError
+
+if TYPE_CHECKING:
+    from bridge.config import Config
+    from bridge.cortex import CortexClient
+    from bridge.store import Store
+    from bridge.sync.api import ApiClient
+    from bridge.sync.engine import Reconciler, Row
+    from bridge.sync.reader import Reader, Window
+
+EXIT_MISSING = 3  # --dry-run found deploys Cortex lacks
+DEFAULT_SINCE = "30d"
+_DURATION = re.compile(r"(\d+)([dhm])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+EPILOG = """\
+environment:
+  CORTEX_API_TOKEN      Cortex API token (required; CORTEX_API_TOKEN_FILE also works)
+  CORTEX_API_URL        Cortex API (default https://api.getcortexapp.com)
+  GITHUB_TOKEN          GitHub token: fine-grained Deployments, Actions and Metadata read,
+                        or classic `repo` (for --github / --github-org)
+  GITHUB_API_URL        GitHub API (default https://api.github.com; GitHub Enterprise Server:
+                        https://HOST/api/v3)
+  GITLAB_API_TOKEN      GitLab token with the read_api scope (for --gitlab / --gitlab-group)
+  GITLAB_URL            GitLab (default https://gitlab.com; self-managed: its URL)
+  BRIDGE_CONFIG         config file: routes, environments, workflows (as for webhooks)
+  BRIDGE_DATABASE_URL   where progress is kept (default sqlite:///bridge.db), so an
+                        interrupted sync continues; the Cortex budget is shared through it
+
+examples:
+  cortex-deploy-bridge sync --github acme/payments-api --since 90d
+  cortex-deploy-bridge sync --github-org acme --dry-run          # the audit
+  cortex-deploy-bridge sync --gitlab-group acme --since 2026-11-01 --until 2026-12-01
+  cortex-deploy-bridge sync --github acme/api --dry-run --output json | jq .summary
+
+exit codes:
+  0  nothing missing, or all that was missing is now recorded
+  1  failure (an API refused, Cortex failed a record)
+  2  bad usage
+  3  --dry-run found deploys missing from Cortex
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``sync``."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    add_config_flag(parser)
+    sources = parser.add_argument_group("sources (one or more, each may repeat)")
+    sources.add_argument("--github", action="append", default=[], metavar="OWNER/REPO")
+    sources.add_argument("--github-org", action="append", default=[], metavar="OWNER")
+    sources.add_argument("--gitlab", action="append", default=[], metavar="GROUP/PROJECT")
+    sources.add_argument("--gitlab-group", action="append", default=[], metavar="GROUP")
+    sources.add_argument(
+        "--source", action="append", default=[], metavar="NAME", help="a configured http source"
+    )
+    parser.add_argument(
+        "--since",
+        default=DEFAULT_SINCE,
+        metavar="WHEN",
+        help="a date (2026-11-01) or a duration back from now (30d, 12h); default 30d",
+    )
+    parser.add_argument("--until", default=None, metavar="WHEN", help="same forms; default now")
+    parser.add_argument("--environment", default=None, help="only deploys to this environment")
+    parser.add_argument("--limit", type=int, default=None, help="stop after N deploys found")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="compare only: record nothing (the audit)"
+    )
+    parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--restart", action="store_true", help="ignore the progress of an interrupted sync"
+    )
+
+
+def parse_when(value: str, flag: str, now: datetime) -> datetime:
+    """A date, an RFC 3339 time, or a duration back from ``now`` (30d, 12h, 90m)."""
+    from bridge.times import parse_timestamp
+
+    text = value.strip()
+    duration = _DURATION.fullmatch(text)
+    if duration:
+        return now - timedelta(**{_UNITS[duration[2]]: int(duration[1])})
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    else:
+        try:
+            return parse_timestamp(text)
+        except ValueError:
+            pass
+    raise UsageError(f"{flag}: {value!r} is neither a date (2026-11-01) nor a duration (30d, 12h)")
+
+
+def window_of(args: argparse.Namespace, now: datetime) -> Window:
+    """The window from ``--since``/``--until``."""
+    from bridge.sync.reader import Window
+
+    since = parse_when(args.since, "--since", now)
+    until = parse_when(args.until, "--until", now) if args.until else now
+    if since >= until:
+        raise UsageError(f"--since {args.since!r} is not before --until {args.until or 'now'!r}")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit: must be at least 1, got {args.limit}")
+    return Window(since, until)
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run the sync; 0 all present or recorded, 1 failure, 2 usage, 3 dry run found missing."""
+    try:
+        named = [args.github, args.github_org, args.gitlab, args.gitlab_group, args.source]
+        if not any(named):
+            raise UsageError(
+                "name a source: --github, --github-org, --gitlab, --gitlab-group or --source"
+            )
+        now = datetime.now(timezone.utc)
+        window = window_of(args, now)
+        config = load(args, environ)
+        readers = _readers(args, config, environ)
+        client = _cortex(config, environ)
+    except BridgeError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    try:
+        store = _store(config)
+    except BridgeError as exc:
+        return fail(str(exc), EXIT_FAILED)
+    try:
+        return _run(args, config, client=client, store=store, readers=readers, window=window)
+    finally:
+        client.close()
+        store.close()
+
+
+def _run(
+    args: argparse.Namespace,
+    config: Config,
+    *,
+    client: CortexClient,
+    store: Store,
+    readers: Callable[[], Iterator[Reader]],
+    window: Window,
+) -> int:
+    from bridge.sync.engine import Options, Reconciler, Verdict
+
+    _share_budget(client, store, config)
+    options = Options(
+        dry_run=args.dry_run, environment=args.environment, limit=args.limit, restart=args.restart
+    )
+    reconciler = Reconciler(
+        config, client, store=store, clock=lambda: datetime.now(timezone.utc), options=options
+    )
+    report = Report(sys.stdout, args.output)
+    progress = ProgressLine(sys.stderr, reconciler)
+    error: str | None = None
+    try:
+        for reader in readers():
+            progress.reader(reader.name)
+            for row in reconciler.sync(reader, window):
+                report.row(row)
+                progress.tick()
+    except BridgeError as exc:
+        error = str(exc)
+    finally:
+        progress.done()
+        report.close(reconciler, error)
+    verdicts = reconciler.tally.verdicts
+    if error is not None:
+        return fail(error, EXIT_FAILED)
+    if verdicts[Verdict.FAILED]:
+        return EXIT_FAILED
+    if args.dry_run and verdicts[Verdict.MISSING]:
+        return EXIT_MISSING
+    return 0
+
+
+def _readers(
+    args: argparse.Namespace, config: Config, environ: Mapping[str, str]
+) -> Callable[[], Iterator[Reader]]:
+    """The readers the flags name; an organisation's repositories are listed as they are read."""
+    from bridge.step import secret_from
+
+    runs = bool(config.workflows)
+    github: ApiClient | None = None
+    gitlab: ApiClient | None = None
+    if args.github or args.github_org:
+        from bridge.sync.github import DEFAULT_API_URL, github_client
+
+        token = secret_from(environ, "GITHUB_TOKEN")
+        if not token:
+            raise UsageError("GITHUB_TOKEN is not set: --github and --github-org read GitHub")
+        github = github_client(environ.get("GITHUB_API_URL") or DEFAULT_API_URL, token)
+    if args.gitlab or args.gitlab_group:
+        from bridge.sync.gitlab import DEFAULT_URL, gitlab_client
+
+        token = secret_from(environ, "GITLAB_API_TOKEN")
+        if not token:
+            raise UsageError("GITLAB_API_TOKEN is not set: --gitlab and --gitlab-group read GitLab")
+        gitlab = gitlab_client(environ.get("GITLAB_URL") or DEFAULT_URL, token)
+    made = [_http_reader(name, config, environ) for name in args.source]
+    for repo in args.github:
+        _check_path(repo, "--github", "OWNER/REPO", exact=True)
+    for project in args.gitlab:
+        _check_path(project, "--gitlab", "GROUP/PROJECT", exact=False)
+
+    def every() -> Iterator[Reader]:
+        from bridge.sync.github import GitHubReader, org_repositories
+        from bridge.sync.gitlab import GitLabReader, group_projects
+
+        if github is not None:
+            for repo in args.github:
+                yield GitHubReader(github, repo, runs_are_deploys=runs)
+            for org in args.github_org:
+                for repo in org_repositories(github, org):
+                    yield GitHubReader(github, repo, runs_are_deploys=runs)
+        if gitlab is not None:
+            for project in args.gitlab:
+                yield GitLabReader(gitlab, project, runs_are_deploys=runs)
+            for group in args.gitlab_group:
+                for project in group_projects(gitlab, group):
+                    yield GitLabReader(gitlab, project, runs_are_deploys=runs)
+        yield from made
+
+    return every
+
+
+def _check_path(value: str, flag: str, shape: str, *, exact: bool) -> None:
+    parts = value.strip("/").split("/")
+    if len(parts) < 2 or (exact and len(parts) != 2) or not all(parts):
+        raise UsageError(f"{flag}: expected {shape}, got {value!r}")
+
+
+def _http_reader(name: str, config: Config, environ: Mapping[str, str]) -> Reader:
+    """A configured http source (bridge.sync.http_source), imported only when asked for."""
+    try:
+        from bridge.sync import http_source  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        raise UsageError(
+            f"--source {name!r}: http sources are not available in this version"
+        ) from None
+    reader: Reader = http_source.make_http_reader(name, config, environ)
+    return reader
+
+
+def _cortex(config: Config, environ: Mapping[str, str]) -> CortexClient:
+    """A Cortex client that retries (there is no outbox here to retry for it)."""
+    from bridge.cortex import CortexClient
+    from bridge.cortex.transport import proxy_for
+    from bridge.step import secret_from
+
+    token = secret_from(environ, "CORTEX_API_TOKEN")
+    if not token:
+        raise UsageError("CORTEX_API_TOKEN is not set: sync reads and records deploys in Cortex")
+    return CortexClient(
+        config.cortex.url,
+        token,
+        timeout=config.cortex.timeout_seconds,
+        proxy=proxy_for(config.cortex.url, environ),
+    )
+
+
+def _store(config: Config) -> Store:
+    from bridge.store import Store
+
+    return Store.from_url(config.database)
+
+
+def _share_budget(client: CortexClient, store: Store, config: Config) -> None:
+    """Draw each Cortex request from the budget the relay's workers share (same database)."""
+    if not config.cortex.requests_per_minute:
+        return
+    from bridge.worker import SharedBudget
+
+    budget = SharedBudget(
+        store,
+        config.cortex.requests_per_minute,
+        clock=lambda: datetime.now(timezone.utc),
+        # No lease to lose here: wait for a turn however far off, within reason.
+        max_wait_seconds=config.delivery.backoff_max_seconds,
+        max_pause_seconds=config.delivery.backoff_max_seconds,
+    )
+    client.before_request = budget.before_request
+    client.on_rate_limited = budget.on_rate_limited
+
+
+class Report:
+    """The rows on stdout as they come: an aligned table, or one JSON document."""
+
+    COLUMNS = ("verdict", "repository", "deploy", "environment", "entity", "finished", "detail")
+
+    def __init__(self, stream: TextIO, output: str) -> None:
+        self.stream = stream
+        self.json = output == "json"
+        self._first = True
+        if self.json:
+            stream.write('{"deploys": [')
+        else:
+            stream.write(
+                _line(("VERDICT", "REPOSITORY", "DEPLOY", "ENV", "ENTITY", "FINISHED", ""))
+            )
+
+    def row(self, row: Row) -> None:
+        """One row."""
+        if self.json:
+            import json
+
+            self.stream.write(("\n  " if self._first else ",\n  ") + json.dumps(row.to_dict()))
+        else:
+            data = row.to_dict()
+            self.stream.write(_line(tuple(str(data[c] or "-") for c in self.COLUMNS)))
+        self._first = False
+        self.stream.flush()
+
+    def close(self, reconciler: Reconciler, error: str | None) -> None:
+        """The summary."""
+        summary: dict[str, Any] = {v.value: n for v, n in reconciler.tally.verdicts.items()}
+        summary["dry_run"] = reconciler.options.dry_run
+        summary["error"] = error
+        if self.json:
+            import json
+
+            self.stream.write(f'\n], "summary": {json.dumps(summary)}}}\n')
+        else:
+            counts = ", ".join(f"{n} {v.value}" for v, n in reconciler.tally.verdicts.items())
+            self.stream.write(f"summary: {counts}\n")
+        self.stream.flush()
+
+
+def _line(cells: tuple[str, ...]) -> str:
+    widths = (9, 28, 22, 12, 20, 21, 0)
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n"
+
+
+class ProgressLine:
+    """Progress on stderr: a redrawn bar on a terminal, a plain line per source otherwise."""
+
+    def __init__(self, stream: TextIO, reconciler: Reconciler, *, interval: float = 0.2) -> None:
+        self.stream = stream
+        self.reconciler = reconciler
+        self.tty = stream.isatty()
+        self.interval = interval
+        self.started = time.monotonic()
+        self._drawn = 0.0
+        self._readers = 0
+        self._name = ""
+
+    def reader(self, name: str) -> None:
+        """A new source begins."""
+        if self._name and not self.tty:
+            self.stream.write(self._text() + "\n")
+        self._readers += 1
+        self._name = name
+        self.tick()
+
+    def tick(self) -> None:
+        """Redraw the bar (terminal), at most every ``interval`` seconds."""
+        now = time.monotonic()
+        if self.tty and now - self._drawn >= self.interval:
+            self._drawn = now
+            self.stream.write("\r\x1b[2K" + self._text())
+            self.stream.flush()
+
+    def done(self) -> None:
+        """The last line."""
+        self.stream.write(("\r\x1b[2K" if self.tty else "") + self._text() + "\n")
+        self.stream.flush()
+
+    def _text(self) -> str:
+        from bridge.sync.engine import Verdict
+
+        tally = self.reconciler.tally
+        elapsed = time.monotonic() - self.started
+        rate = tally.deploys / elapsed if elapsed > 0 else 0.0
+        recorded = tally.verdicts[Verdict.RECORDED]
+        return (
+            f"sync: {self._name} (source {self._readers}) · {tally.deploys} compared · "
+            f"{recorded} recorded · {tally.verdicts[Verdict.MISSING]} missing · "
+            f"{rate:.0f}/s · {elapsed:.0f}s"
+        )

@@ -1,0 +1,326 @@
+"""The reconcile: each deploy a reader finds, routed as its webhook would be, compared with Cortex.
+
+For every deploy and entity the verdict is one of :class:`Verdict`. Cortex's deploys of an
+entity are read once per sync (the client's listing), not searched per deploy. What is missing
+is recorded through :func:`bridge.recorder.record`, the path the Action and ``send`` take, so
+the request, the key and rollback detection are theirs. Recording goes oldest first, segment
+by segment between a reader's resume points, so that a redeploy of an older sha meets its
+earlier deploy in the history; after each segment the resume point is saved.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from bridge import recorder
+from bridge.config import Config, RecordMode, route
+from bridge.cortex import CortexClient
+from bridge.delivery import LOOKUP_WINDOW, Action, decide, routed
+from bridge.errors import CortexError, UnsupportedEvent
+from bridge.mapping import idempotency_key, key_of
+from bridge.model import DeployEvent, DeployType
+from bridge.rollback import same_sha
+from bridge.sync.reader import Found, Reader, Window
+from bridge.times import format_timestamp, parse_timestamp
+
+if TYPE_CHECKING:
+    from bridge.store import Store
+
+
+class Verdict(str, enum.Enum):
+    """What the comparison found for one deploy and entity."""
+
+    PRESENT = "present"  # Cortex holds it under its idempotency key
+    MATCHED = "matched"  # a record without key, same sha, environment and time: another tool's
+    DOUBLED = "doubled"  # Cortex holds its key more than once
+    MISSING = "missing"  # not in Cortex: would be recorded (dry run)
+    RECORDED = "recorded"
+    SKIPPED = "skipped"  # not a deploy to record, and why
+    FAILED = "failed"  # Cortex refused or failed the record
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the report."""
+
+    reader: str
+    verdict: Verdict
+    detail: str = ""
+    repository: str = ""
+    deploy: str = ""  # the source's ref: "deployment/123", "run/55/1", "job/9"
+    environment: str | None = None
+    entity: str | None = None
+    sha: str | None = None
+    finished: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "verdict": self.verdict.value,
+            "reader": self.reader,
+            "repository": self.repository,
+            "deploy": self.deploy,
+            "environment": self.environment,
+            "entity": self.entity,
+            "sha": self.sha,
+            "finished": format_timestamp(self.finished) if self.finished else None,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class Tally:
+    """Counts of a whole sync, for the summary, the exit code and the progress line."""
+
+    verdicts: dict[Verdict, int] = field(default_factory=lambda: dict.fromkeys(Verdict, 0))
+    deploys: int = 0  # deploys found (before entities)
+
+    def add(self, row: Row) -> None:
+        """Count one row."""
+        self.verdicts[row.verdict] += 1
+
+
+class EntityDeploys:
+    """One entity's deploys in Cortex, read once, kept current as the sync records more.
+
+    It answers what :func:`bridge.recorder.record` asks a Cortex client (the listing, the
+    create), so the recorder sees this sync's own records without reading the listing again.
+    """
+
+    def __init__(self, client: CortexClient) -> None:
+        self.client = client
+        self._deploys: dict[str, list[dict[str, Any]]] = {}
+        self._matched: set[str] = set()  # uuids of keyless records already matched
+
+    def deploys(self, entity: str) -> list[dict[str, Any]]:
+        """Cortex's deploys of ``entity`` (read on first use)."""
+        if entity not in self._deploys:
+            self._deploys[entity] = list(self.client.iter_deploys(entity))
+        return self._deploys[entity]
+
+    def iter_deploys(self, entity: str, **_: Any) -> Iterator[dict[str, Any]]:
+        """The recorder's read of the history: the kept listing."""
+        return iter(self.deploys(entity))
+
+    def create_deploy(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Record through the real client, and keep the new record in the listing."""
+        made = self.client.create_deploy(entity, body)
+        self.deploys(entity).append({**body, "uuid": made.get("uuid")})
+        return made
+
+    def keyless_match(
+        self, entity: str, event: DeployEvent, window: timedelta
+    ) -> dict[str, Any] | None:
+        """A record without a key of the same sha and environment, near in time, not yet taken."""
+        if not event.sha:
+            return None
+        for deploy in self.deploys(entity):
+            uuid = str(deploy.get("uuid"))
+            if key_of(deploy) is not None or uuid in self._matched:
+                continue
+            if deploy.get("environment") != event.environment:
+                continue
+            sha = deploy.get("sha")
+            if not isinstance(sha, str) or not same_sha(sha, event.sha):
+                continue
+            when = _moment(deploy.get("timestamp"))
+            if when is not None and abs(when - event.timestamp) <= window:
+                self._matched.add(uuid)
+                return deploy
+        return None
+
+    def forget(self) -> None:
+        """Drop what was read (between readers: memory stays flat over an organisation)."""
+        self._deploys.clear()
+        self._matched.clear()
+
+
+def _moment(value: object) -> datetime | None:
+    try:
+        return parse_timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a sync does beyond reading: the user's filters and whether it writes."""
+
+    dry_run: bool = False
+    environment: str | None = None  # only deploys routed to this environment
+    limit: int | None = None  # stop after this many deploys found
+    restart: bool = False  # ignore saved progress
+    match_window: timedelta = LOOKUP_WINDOW
+
+
+class Reconciler:
+    """Compare readers' deploys with Cortex and record what is missing."""
+
+    def __init__(
+        self,
+        config: Config,
+        client: CortexClient,
+        *,
+        store: Store | None,
+        clock: Callable[[], datetime],
+        options: Options = Options(),
+    ) -> None:
+        self.config = config
+        self.cortex = EntityDeploys(client)
+        self.store = store
+        self.clock = clock
+        self.options = options
+        self.tally = Tally()
+
+    def sync(self, reader: Reader, window: Window) -> Iterator[Row]:
+        """Every row of one reader's window, recording as it goes (unless a dry run)."""
+        window, resume = self._begin(reader, window)
+        pending: list[tuple[DeployEvent, str]] = []
+        try:
+            for found in reader.read(window, resume=resume):
+                if found.event is not None or found.skipped:
+                    if self._over_limit():
+                        break
+                    yield from self._compare(reader.name, found, pending)
+                if found.resume is not None:
+                    yield from self._flush(reader.name, pending)
+                    self._save(reader.name, found.resume)
+            else:
+                yield from self._flush(reader.name, pending)
+                self._finish(reader.name)
+                return
+            yield from self._flush(reader.name, pending)
+        finally:
+            self.cortex.forget()
+
+    def _over_limit(self) -> bool:
+        return self.options.limit is not None and self.tally.deploys >= self.options.limit
+
+    # -- comparing --------------------------------------------------------------------------
+
+    def _compare(
+        self, name: str, found: Found, pending: list[tuple[DeployEvent, str]]
+    ) -> Iterator[Row]:
+        self.tally.deploys += 1
+        event = found.event
+        if event is None:
+            yield self._row(Row(name, Verdict.SKIPPED, found.skipped))
+            return
+        # The history is of finished deploys: recorded the way record.mode final records them.
+        decision = decide(event, None, mode=RecordMode.FINAL, failures=self.config.record.failures)
+        try:
+            if decision.action is Action.SKIP:
+                raise UnsupportedEvent(decision.reason)
+            where = route(self.config, event)
+        except UnsupportedEvent as exc:
+            yield self._row(_row(name, event, Verdict.SKIPPED, exc.reason))
+            return
+        event = routed(event, where)
+        if self.options.environment is not None and event.environment != self.options.environment:
+            reason = f"environment {event.environment!r} is not --environment"
+            yield self._row(_row(name, event, Verdict.SKIPPED, reason))
+            return
+        for entity in where.entities:
+            try:
+                verdict, detail = self._verdict(event, entity)
+            except CortexError as exc:
+                yield self._row(_row(name, event, Verdict.FAILED, str(exc), entity))
+                continue
+            if verdict is Verdict.MISSING and not self.options.dry_run:
+                pending.append((event, entity))
+                continue
+            yield self._row(_row(name, event, verdict, detail, entity))
+
+    def _verdict(self, event: DeployEvent, entity: str) -> tuple[Verdict, str]:
+        key = idempotency_key(event, entity)
+        deploys = self.cortex.deploys(entity)
+        uuids = [str(d.get("uuid")) for d in deploys if key_of(d) == key]
+        if len(uuids) > 1:
+            return Verdict.DOUBLED, f"{len(uuids)} records with its key: {', '.join(uuids)}"
+        if uuids:
+            return Verdict.PRESENT, uuids[0]
+        recorded = self.store.recorded_uuid(key) if self.store is not None else None
+        if recorded is not None:
+            return Verdict.PRESENT, f"{recorded} (recorded by an earlier sync)"
+        match = self.cortex.keyless_match(entity, event, self.options.match_window)
+        if match is not None:
+            return Verdict.MATCHED, f"{match.get('uuid')}: same sha, no key (made by another tool)"
+        return Verdict.MISSING, "not in cortex"
+
+    # -- recording --------------------------------------------------------------------------
+
+    def _flush(self, name: str, pending: list[tuple[DeployEvent, str]]) -> Iterator[Row]:
+        """Record the segment's missing deploys, oldest first."""
+        pending.sort(key=lambda item: item[0].timestamp)
+        for event, entity in pending:
+            yield self._row(self._record(name, event, entity))
+        pending.clear()
+
+    def _record(self, name: str, event: DeployEvent, entity: str) -> Row:
+        if not self.config.rollback.detect and event.type is None:
+            event = replace(event, type=DeployType.DEPLOY)
+        # The recorder asks a Cortex client for the entity's history and to create; the
+        # listing already read answers the first (see EntityDeploys).
+        outcome = recorder.record(cast(CortexClient, self.cortex), event, entity)
+        if outcome.error is not None:
+            return _row(name, event, Verdict.FAILED, str(outcome.error), entity)
+        uuid = outcome.uuid or ""
+        if outcome.existing:
+            return _row(name, event, Verdict.PRESENT, uuid, entity)
+        if self.store is not None:
+            key = idempotency_key(event, entity)
+            self.store.mark_recorded(key, reader=name, uuid=uuid, now=self.clock())
+        return _row(name, event, Verdict.RECORDED, f"{uuid} ({outcome.type.value})", entity)
+
+    def _row(self, row: Row) -> Row:
+        self.tally.add(row)
+        return row
+
+    # -- progress ---------------------------------------------------------------------------
+
+    def _begin(self, reader: Reader, window: Window) -> tuple[Window, str | None]:
+        """The window and resume point: an interrupted run of this reader is continued."""
+        if self.store is None or self.options.dry_run:
+            return window, None
+        saved = self.store.sync_progress(reader.name)
+        if saved is not None and saved.state == "running" and not self.options.restart:
+            return Window(saved.since, saved.until), saved.resume
+        self.store.start_sync(reader.name, since=window.since, until=window.until, now=self.clock())
+        return window, None
+
+    def _save(self, name: str, resume: str) -> None:
+        if self.store is not None and not self.options.dry_run:
+            self.store.save_resume(name, resume, now=self.clock())
+
+    def _finish(self, name: str) -> None:
+        if self.store is not None and not self.options.dry_run:
+            self.store.finish_sync(name, now=self.clock())
+
+
+def _row(
+    name: str, event: DeployEvent, verdict: Verdict, detail: str, entity: str | None = None
+) -> Row:
+    return Row(
+        reader=name,
+        verdict=verdict,
+        detail=detail,
+        repository=event.repository,
+        deploy=f"{event.ref.kind}/{event.ref.id}",
+        environment=event.environment,
+        entity=entity,
+        sha=event.sha,
+        finished=event.timestamp,
+    )
+
+
+def grouped(rows: list[Row]) -> dict[Verdict, list[Row]]:
+    """Rows by verdict (for tests and small reports)."""
+    out: dict[Verdict, list[Row]] = defaultdict(list)
+    for row in rows:
+        out[row.verdict].append(row)
+    return out
