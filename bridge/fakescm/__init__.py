@@ -1,0 +1,13 @@
+"""Local stand-ins for the GitHub (REST and GraphQL) and GitLab APIs that ``sync`` reads.
+
+Real HTTP servers on loopback, like the stand-in Cortex (:mod:`bridge.fakecortex`): strict
+about paths, query parameters, page sizes and tokens (a request they do not expect is
+answered 4xx and noted in ``violations``), paging by ``Link`` headers and GraphQL cursors, and
+answering rate limits on demand (:meth:`~bridge.fakescm.base.FakeApi.inject`).
+"""
+
+from bridge.fakescm.base import Fault, Request
+from bridge.fakescm.github import FakeGitHub
+from bridge.fakescm.gitlab import FakeGitLab
+
+__all__ = ["FakeGitHub", "FakeGitLab", "Fault", "Request"]
