@@ -41,6 +41,7 @@ class Fault:
     status: int
     headers: Mapping[str, str]
     body: Any
+    path: str = ""  # only requests whose path ends so ("/graphql"); "" any request
 
 
 Route = Callable[[Request, "re.Match[str]"], Answer]
@@ -109,7 +110,9 @@ class FakeApi:
         """The answer to one request."""
         with self._lock:
             self.requests.append(request)
-            fault = self._faults.popleft() if self._faults else None
+            fault = next((f for f in self._faults if request.path.endswith(f.path)), None)
+            if fault is not None:
+                self._faults.remove(fault)
         if not self.authorized(request):
             return Answer(401, {"message": "Bad credentials"})
         if fault is not None:

@@ -1,0 +1,482 @@
+"""`sync` end to end: the stand-in GitHub and GitLab, the stand-in Cortex, the real command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.cli import main
+from bridge.cortex import CortexClient
+from bridge.fakecortex import FakeCortex
+from bridge.fakescm import FakeGitHub, FakeGitLab, Fault
+from bridge.mapping import build_deploy_request, idempotency_key, key_of
+from bridge.model import DeployType
+from bridge.sources import parse_event
+from bridge.store import Store
+from tests.conftest import TOKEN
+
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+SHA_C = "c" * 40
+GH_TOKEN = "ghs-sync-test-7f3a"
+GL_TOKEN = "glpat-sync-test-91c2"
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    """A stand-in GitHub; fails the test if it saw a request it does not expect."""
+    with FakeGitHub(token=GH_TOKEN) as fake:
+        yield fake
+        assert fake.violations == []
+
+
+@pytest.fixture
+def gitlab() -> Iterator[FakeGitLab]:
+    """A stand-in GitLab; fails the test if it saw a request it does not expect."""
+    with FakeGitLab(token=GL_TOKEN) as fake:
+        yield fake
+        assert fake.violations == []
+
+
+def environ_for(tmp_path: Path, cortex: FakeCortex, **extra: str) -> dict[str, str]:
+    """The environment of one sync: tokens, the stand-ins' URLs, a fresh database."""
+    return {
+        "CORTEX_API_TOKEN": TOKEN,
+        "CORTEX_API_URL": cortex.url,
+        "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}",
+        "GITHUB_TOKEN": GH_TOKEN,
+        "GITLAB_API_TOKEN": GL_TOKEN,
+        **extra,
+    }
+
+
+def sync(
+    environ: dict[str, str], capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, dict[str, Any]]:
+    """Run ``sync ... --output json``; the exit code and the JSON report."""
+    code = main(["sync", *args, "--output", "json"], environ)
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(verdict, deploy, entity) of each row that names a deploy."""
+    return [(r["verdict"], r["deploy"], r["entity"]) for r in report["deploys"] if r["deploy"]]
+
+
+def add_success(github: FakeGitHub, repo: str, id: int, sha: str, day: int, **kw: Any) -> None:
+    """A deployment to production that succeeded on 2026-11-<day>."""
+    github.add_deployment(
+        repo,
+        id,
+        sha=sha,
+        environment="production",
+        created_at=f"2026-11-{day:02d}T10:00:00Z",
+        states=[
+            ("IN_PROGRESS", f"2026-11-{day:02d}T10:01:00Z"),
+            ("SUCCESS", f"2026-11-{day:02d}T10:05:00Z"),
+        ],
+        **kw,
+    )
+
+
+WINDOW = ("--since", "2026-11-01", "--until", "2026-12-01")
+
+
+def test_github_deploys_are_recorded_once_and_a_second_sync_writes_nothing(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_success(github, "acme/api", 101, SHA_A, 3)
+    add_success(github, "acme/api", 102, SHA_B, 5)
+    github.add_deployment(
+        "acme/api",
+        103,
+        sha=SHA_C,
+        environment="production",
+        created_at="2026-11-06T10:00:00Z",
+        states=[("FAILURE", "2026-11-06T10:02:00Z")],
+    )
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0
+    assert sorted(verdicts(report)) == [
+        ("recorded", "deployment/101", "api"),
+        ("recorded", "deployment/102", "api"),
+        ("skipped", "deployment/103", None),
+    ]
+    stored = cortex.all_deploys()
+    assert sorted(d["sha"] for d in stored) == [SHA_A, SHA_B]
+    assert {d["timestamp"] for d in stored} == {"2026-11-03T10:05:00Z", "2026-11-05T10:05:00Z"}
+
+    posts = len(cortex.requests_to("POST"))
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+    assert code == 0
+    assert len(cortex.requests_to("POST")) == posts  # 0 writes the second time
+    assert sorted(v for v, _, _ in verdicts(report)) == ["present", "present", "skipped"]
+
+
+def webhook_deployment_status(deployment_id: int, sha: str, *, run: dict[str, Any] | None = None):
+    """The deployment_status webhook GitHub sends for a successful deploy (hand-written)."""
+    payload: dict[str, Any] = {
+        "action": "created",
+        "deployment_status": {
+            "id": 9001,
+            "state": "success",
+            "created_at": "2026-11-03T10:05:00Z",
+            "updated_at": "2026-11-03T10:05:00Z",
+            "log_url": "https://github.com/acme/api/actions/runs/555/job/777" if run else None,
+            "creator": {"login": "octocat"},
+        },
+        "deployment": {
+            "id": deployment_id,
+            "sha": sha,
+            "ref": "main",
+            "environment": "production",
+            "created_at": "2026-11-03T10:00:00Z",
+            "creator": {"login": "octocat"},
+            "payload": {},
+        },
+        "repository": {"full_name": "acme/api", "html_url": "https://github.com/acme/api"},
+        "sender": {"login": "octocat"},
+    }
+    if run is not None:
+        payload["workflow_run"] = run
+    return parse_event("github", "deployment_status", payload, delivery_id="d-1")
+
+
+def seed(cortex: FakeCortex, entity: str, body: dict[str, Any]) -> str:
+    """Record ``body`` in the stand-in Cortex as another path (webhook, Action, curl) did."""
+    with CortexClient(cortex.url, TOKEN) as client:
+        return str(client.create_deploy(entity, body)["uuid"])
+
+
+def test_a_deploy_the_webhook_recorded_is_present_and_not_recorded_again(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_success(github, "acme/api", 101, SHA_A, 3)
+    hooked = webhook_deployment_status(101, SHA_A)
+    uuid = seed(cortex, "api", build_deploy_request(hooked, "api", DeployType.DEPLOY))
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+    posts = len(cortex.requests_to("POST"))
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0
+    [row] = report["deploys"]
+    assert (row["verdict"], row["detail"]) == ("present", uuid)
+    assert len(cortex.requests_to("POST")) == posts
+
+
+def test_an_actions_deployment_is_keyed_by_its_run_like_its_webhook(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = github.add_run(
+        "acme/api",
+        555,
+        sha=SHA_A,
+        name="Deploy",
+        path=".github/workflows/deploy.yml",
+        created_at="2026-11-03T09:59:00Z",
+        updated_at="2026-11-03T10:06:00Z",
+        attempt=2,
+        jobs=(777,),
+    )
+    add_success(
+        github,
+        "acme/api",
+        101,
+        SHA_A,
+        3,
+        log_url="https://github.com/acme/api/actions/runs/555/job/777",
+    )
+    hooked = webhook_deployment_status(101, SHA_A, run=run)
+    assert hooked.ref.id == "555/2"
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0
+    assert verdicts(report) == [("recorded", "run/555/2", "api")]
+    [stored] = cortex.all_deploys()
+    assert key_of(stored) == idempotency_key(hooked, "api")
+
+
+def test_a_record_without_key_by_another_tool_is_matched_and_reported_not_doubled(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_success(github, "acme/api", 101, SHA_A, 3)
+    curl = {
+        "title": "deployed by hand",
+        "timestamp": "2026-11-03T10:20:00Z",
+        "type": "DEPLOY",
+        "sha": SHA_A,
+        "environment": "production",
+    }
+    uuid = seed(cortex, "api", curl)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0
+    [row] = report["deploys"]
+    assert row["verdict"] == "matched"
+    assert uuid in row["detail"]
+    assert len(cortex.all_deploys()) == 1
+
+
+def test_a_key_recorded_twice_in_cortex_is_reported_doubled(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_success(github, "acme/api", 101, SHA_A, 3)
+    body = build_deploy_request(webhook_deployment_status(101, SHA_A), "api", DeployType.DEPLOY)
+    seed(cortex, "api", body)
+    seed(cortex, "api", {**body, "title": "a second copy"})
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0
+    assert [r["verdict"] for r in report["deploys"]] == ["doubled"]
+
+
+def test_dry_run_finds_missing_exits_3_and_writes_nothing(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    github.add_repo("acme/api", org="acme")
+    github.add_repo("acme/web", org="acme")
+    add_success(github, "acme/api", 101, SHA_A, 3)
+    add_success(github, "acme/web", 201, SHA_B, 4)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github-org", "acme", "--dry-run", *WINDOW)
+
+    assert code == 3
+    assert sorted(verdicts(report)) == [
+        ("missing", "deployment/101", "api"),
+        ("missing", "deployment/201", "web"),
+    ]
+    assert report["summary"]["missing"] == 2
+    assert cortex.requests_to("POST") == []
+    # Recorded now, the same audit finds nothing missing: exit 0.
+    assert sync(environ, capsys, "--github-org", "acme", *WINDOW)[0] == 0
+    code, report = sync(environ, capsys, "--github-org", "acme", "--dry-run", *WINDOW)
+    assert (code, report["summary"]["missing"], report["summary"]["present"]) == (0, 0, 2)
+
+
+def test_routes_renames_and_environment_filters_apply_as_for_webhooks(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        "routes:\n"
+        "  - match: {repository: 'acme/*'}\n"
+        "    entities: ['svc-{repo}']\n"
+        "environments:\n"
+        "  exclude: ['review/*']\n"
+        "  rename: {production: prod}\n"
+    )
+    add_success(github, "acme/api", 101, SHA_A, 3)
+    github.add_deployment(
+        "acme/api",
+        102,
+        sha=SHA_B,
+        environment="review/feature-x",
+        created_at="2026-11-04T10:00:00Z",
+        states=[("SUCCESS", "2026-11-04T10:01:00Z")],
+    )
+    environ = environ_for(
+        tmp_path, cortex, GITHUB_API_URL=github.api_url, BRIDGE_CONFIG=str(config)
+    )
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0
+    rows = {r["deploy"]: r for r in report["deploys"]}
+    assert rows["deployment/101"]["verdict"] == "recorded"
+    assert (rows["deployment/101"]["entity"], rows["deployment/101"]["environment"]) == (
+        "svc-api",
+        "prod",
+    )
+    assert rows["deployment/102"]["verdict"] == "skipped"
+    assert "environments.exclude" in rows["deployment/102"]["detail"]
+    [stored] = cortex.all_deploys()
+    assert (stored["entity"], stored["environment"]) == ("svc-api", "prod")
+
+
+def test_github_rate_limits_are_waited_out(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_success(github, "acme/api", 101, SHA_A, 3)
+    # A secondary limit on the first request, GraphQL's primary limit on its first query.
+    github.inject(Fault(403, {"Retry-After": "0"}, {"message": "secondary rate limit"}))
+    github.inject(
+        Fault(
+            200,
+            {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0"},
+            {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]},
+            path="/graphql",
+        )
+    )
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0
+    assert [r["verdict"] for r in report["deploys"]] == ["recorded"]
+
+
+def test_a_wrong_github_token_fails_in_one_line_without_the_token(
+    tmp_path: Path, cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeGitHub(token="the-right-one") as github:
+        github.add_repo("acme/api")
+        environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+        code = main(["sync", "--github", "acme/api", *WINDOW], environ)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "answered 401" in err
+    assert GH_TOKEN not in err and "Traceback" not in err
+    assert cortex.requests_to("POST") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        pytest.param(["--since", "yesterday"], "--since", id="since"),
+        pytest.param(["--until", "2026-13-01"], "--until", id="until"),
+        pytest.param(["--since", "2026-12-02"], "--since", id="since-after-until"),
+        pytest.param(["--limit", "0"], "--limit", id="limit"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(
+    tmp_path: Path,
+    cortex: FakeCortex,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    named: str,
+) -> None:
+    environ = environ_for(tmp_path, cortex)
+    argv = ["sync", "--github", "acme/api", "--until", "2026-12-01", *args]
+    assert main(argv, environ) == 2
+    err = capsys.readouterr().err.strip()
+    assert named in err and len(err.splitlines()) == 1
+    assert cortex.received == []
+
+
+def test_missing_tokens_exit_2_naming_the_variable(
+    tmp_path: Path, cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environ = environ_for(tmp_path, cortex)
+    del environ["GITLAB_API_TOKEN"]
+    assert main(["sync", "--gitlab", "acme/api"], environ) == 2
+    assert "GITLAB_API_TOKEN" in capsys.readouterr().err
+
+
+def test_gitlab_deploys_are_keyed_by_their_job_like_the_deployment_hook(
+    tmp_path: Path, cortex: FakeCortex, gitlab: FakeGitLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gitlab.add_project("acme/backend/api", group="acme")
+    gitlab.add_deployment(
+        "acme/backend/api",
+        31,
+        job=4401,
+        sha=SHA_A,
+        environment="production",
+        status="success",
+        updated_at="2026-11-03T10:05:00Z",
+    )
+    gitlab.add_deployment(
+        "acme/backend/api",
+        32,
+        job=4402,
+        sha=SHA_B,
+        environment="production",
+        status="failed",
+        updated_at="2026-11-04T10:05:00Z",
+    )
+    hook = parse_event(
+        "gitlab",
+        "Deployment Hook",
+        {
+            "object_kind": "deployment",
+            "status": "success",
+            "status_changed_at": "2026-11-03 10:05:00 UTC",
+            "deployment_id": 31,
+            "deployable_id": 4401,
+            "environment": "production",
+            "project": {
+                "path_with_namespace": "acme/backend/api",
+                "web_url": "https://gitlab.example.com/acme/backend/api",
+            },
+            "short_sha": SHA_A[:8],
+            "commit_url": f"https://gitlab.example.com/acme/backend/api/-/commit/{SHA_A}",
+        },
+    )
+    environ = environ_for(tmp_path, cortex, GITLAB_URL=gitlab.url)
+
+    code, report = sync(environ, capsys, "--gitlab-group", "acme", *WINDOW)
+
+    assert code == 0
+    assert sorted(verdicts(report)) == [
+        ("recorded", "job/4401", "api"),
+        ("skipped", "job/4402", None),
+    ]
+    [stored] = cortex.all_deploys()
+    assert key_of(stored) == idempotency_key(hook, "api")
+    assert stored["sha"] == SHA_A
+    # Again: present, nothing written.
+    posts = len(cortex.requests_to("POST"))
+    assert sync(environ, capsys, "--gitlab", "acme/backend/api", *WINDOW)[0] == 0
+    assert len(cortex.requests_to("POST")) == posts
+
+
+def test_gitlab_pipelines_count_where_workflows_say_and_rate_limits_are_waited(
+    tmp_path: Path, cortex: FakeCortex, gitlab: FakeGitLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        "workflows:\n"
+        "  - match: {repository: 'acme/*', workflow: 'deploy'}\n"
+        "    environment: production\n"
+    )
+    gitlab.add_project("acme/web")
+    gitlab.add_pipeline(
+        "acme/web", 900, sha=SHA_C, status="success", updated_at="2026-11-07T08:00:00Z"
+    )
+    gitlab.add_pipeline(
+        "acme/web", 901, sha=SHA_B, status="success", updated_at="2026-11-07T09:00:00Z", name="test"
+    )
+    gitlab.inject(
+        Fault(429, {"Retry-After": "0", "RateLimit-Reset": "0"}, {"message": "Retry later"})
+    )
+    environ = environ_for(tmp_path, cortex, GITLAB_URL=gitlab.url, BRIDGE_CONFIG=str(config))
+
+    code, report = sync(environ, capsys, "--gitlab", "acme/web", *WINDOW)
+
+    assert code == 0
+    rows = {r["deploy"]: r["verdict"] for r in report["deploys"] if r["deploy"]}
+    assert rows == {"pipeline/900": "recorded", "pipeline/901": "skipped"}
+    [stored] = cortex.all_deploys()
+    assert (stored["environment"], stored["sha"]) == ("production", SHA_C)
+
+
+def test_progress_is_kept_and_a_finished_reader_is_marked_done(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_success(github, "acme/api", 101, SHA_A, 3)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+    assert sync(environ, capsys, "--github", "acme/api", *WINDOW)[0] == 0
+    store = Store.from_url(environ["BRIDGE_DATABASE_URL"])
+    try:
+        progress = store.sync_progress("github:acme/api")
+        assert progress is not None and progress.state == "done"
+        [stored] = cortex.all_deploys()
+        assert store.recorded_uuid(key_of(stored) or "") == stored["uuid"]
+    finally:
+        store.close()
