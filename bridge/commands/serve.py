@@ -100,6 +100,7 @@ def _build_app(args: argparse.Namespace, config: Any, environ: Mapping[str, str]
     """In a gunicorn worker process: the app, and the delivery thread beside it."""
     from bridge.app import create_app
     from bridge.relay import make_runtime, make_worker, wake_on_notify
+    from bridge.sync.periodic import start_reconcile
     from bridge.worker import start_in_thread
 
     secrets = secrets_of(environ)
@@ -109,6 +110,15 @@ def _build_app(args: argparse.Namespace, config: Any, environ: Mapping[str, str]
         start_in_thread(worker, threading.Event())
         # Lives as long as the process (a daemon thread), like the delivery thread.
         wake_on_notify(runtime.store, [worker.wake])
+        start_reconcile(
+            config,
+            runtime.store,
+            cortex_client(config, environ),
+            environ,
+            owner=worker_owner(),
+            clock=runtime.clock,
+            stop=threading.Event(),
+        )
     return create_app(runtime)
 
 

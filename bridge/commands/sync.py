@@ -130,7 +130,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         now = datetime.now(timezone.utc)
         window = window_of(args, now)
         config = load(args, environ)
-        readers = _readers(args, config, environ)
+        readers, apis = _readers(args, config, environ)
         client = _cortex(config, environ)
     except BridgeError as exc:
         return fail(str(exc), EXIT_USAGE)
@@ -143,6 +143,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     finally:
         client.close()
         store.close()
+        for api in apis:
+            api.close()
 
 
 def _run(
@@ -189,58 +191,24 @@ def _run(
 
 def _readers(
     args: argparse.Namespace, config: Config, environ: Mapping[str, str]
-) -> Callable[[], Iterator[Reader]]:
-    """The readers the flags name; an organisation's repositories are listed as they are read."""
-    from bridge.step import secret_from
+) -> tuple[Callable[[], Iterator[Reader]], list[ApiClient]]:
+    """The readers the flags name (an organisation's repositories listed as they are read)."""
+    from bridge.sync.targets import Targets, make_readers
 
-    runs = bool(config.workflows)
-    github: ApiClient | None = None
-    gitlab: ApiClient | None = None
-    if args.github or args.github_org:
-        from bridge.sync.github import DEFAULT_API_URL, github_client
-
-        token = secret_from(environ, "GITHUB_TOKEN")
-        if not token:
-            raise UsageError("GITHUB_TOKEN is not set: --github and --github-org read GitHub")
-        github = github_client(environ.get("GITHUB_API_URL") or DEFAULT_API_URL, token)
-    if args.gitlab or args.gitlab_group:
-        from bridge.sync.gitlab import DEFAULT_URL, gitlab_client
-
-        token = secret_from(environ, "GITLAB_API_TOKEN")
-        if not token:
-            raise UsageError("GITLAB_API_TOKEN is not set: --gitlab and --gitlab-group read GitLab")
-        gitlab = gitlab_client(environ.get("GITLAB_URL") or DEFAULT_URL, token)
+    targets = Targets(
+        github=tuple(args.github),
+        github_orgs=tuple(args.github_org),
+        gitlab=tuple(args.gitlab),
+        gitlab_groups=tuple(args.gitlab_group),
+    )
+    scm, clients = make_readers(targets, config, environ)
     made = [_http_reader(name, config, environ) for name in args.source]
-    for repo in args.github:
-        _check_path(repo, "--github", "OWNER/REPO", exact=True)
-    for project in args.gitlab:
-        _check_path(project, "--gitlab", "GROUP/PROJECT", exact=False)
 
     def every() -> Iterator[Reader]:
-        from bridge.sync.github import GitHubReader, org_repositories
-        from bridge.sync.gitlab import GitLabReader, group_projects
-
-        if github is not None:
-            for repo in args.github:
-                yield GitHubReader(github, repo, runs_are_deploys=runs)
-            for org in args.github_org:
-                for repo in org_repositories(github, org):
-                    yield GitHubReader(github, repo, runs_are_deploys=runs)
-        if gitlab is not None:
-            for project in args.gitlab:
-                yield GitLabReader(gitlab, project, runs_are_deploys=runs)
-            for group in args.gitlab_group:
-                for project in group_projects(gitlab, group):
-                    yield GitLabReader(gitlab, project, runs_are_deploys=runs)
+        yield from scm()
         yield from made
 
-    return every
-
-
-def _check_path(value: str, flag: str, shape: str, *, exact: bool) -> None:
-    parts = value.strip("/").split("/")
-    if len(parts) < 2 or (exact and len(parts) != 2) or not all(parts):
-        raise UsageError(f"{flag}: expected {shape}, got {value!r}")
+    return every, clients
 
 
 def _http_reader(name: str, config: Config, environ: Mapping[str, str]) -> Reader:

@@ -136,6 +136,18 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         ]
         listener = wake_on_notify(runtime.store, [worker.wake for worker in workers])
         threads = [start_in_thread(worker, stop) for worker in workers]
+        from bridge.sync.periodic import start_reconcile
+
+        start_reconcile(
+            config,
+            runtime.store,
+            cortex_client(config, environ),
+            environ,
+            owner=worker_owner(),
+            clock=runtime.clock,
+            stop=stop,
+            budget=budget,
+        )
     except BridgeError as exc:
         if server is not None:
             server.server_close()

@@ -67,6 +67,7 @@ from bridge.config.settings import (
     ServerSettings,
     Sources,
     SourceSettings,
+    SyncSettings,
     WorkflowRule,
 )
 from bridge.config.values import redact_url
@@ -99,6 +100,7 @@ __all__ = [
     "ServerSettings",
     "SourceSettings",
     "Sources",
+    "SyncSettings",
     "WorkflowRule",
     "database_url_from",
     "describe",

@@ -31,6 +31,7 @@ from bridge.config.settings import (
     ServerSettings,
     Sources,
     SourceSettings,
+    SyncSettings,
     WorkflowRule,
 )
 from bridge.config.values import (
@@ -123,6 +124,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] = _NO_ENV) -> Config:
         rollback=RollbackSettings(detect=_bool(rollback.get("detect", True), "rollback.detect")),
         server=_parse_server(top.get("server")),
         delivery=_parse_delivery(top.get("delivery")),
+        sync=_parse_sync(top.get("sync")),
     )
     _check_lease(config)
     return _apply_environ(config, environ)
@@ -241,6 +243,33 @@ def _parse_delivery(value: Any) -> DeliverySettings:
             f"must be at least backoff_base_seconds, got {settings.backoff_max_seconds:g}",
         )
     return settings
+
+
+def _parse_sync(value: Any) -> SyncSettings:
+    """``sync:``: what the relay reconciles, how often, and how far back."""
+    data = _mapping(value, "sync", tuple(SyncSettings.__dataclass_fields__))
+    defaults = SyncSettings()
+    github = _strings(data.get("github", []), "sync.github")
+    for i, repository in enumerate(github):
+        owner, _, name = repository.partition("/")
+        if not owner or not name or "/" in name:
+            raise ConfigError(
+                f"sync.github[{i}]", f"expected OWNER/REPO or OWNER/*, got {repository!r}"
+            )
+    gitlab = _strings(data.get("gitlab", []), "sync.gitlab")
+    for i, path in enumerate(gitlab):
+        if not path.strip("/") or "//" in path:
+            raise ConfigError(f"sync.gitlab[{i}]", f"expected GROUP or GROUP/PROJECT, got {path!r}")
+    return SyncSettings(
+        interval_minutes=_positive(
+            data.get("interval_minutes", defaults.interval_minutes), "sync.interval_minutes"
+        ),
+        look_back_hours=_positive(
+            data.get("look_back_hours", defaults.look_back_hours), "sync.look_back_hours"
+        ),
+        github=github,
+        gitlab=gitlab,
+    )
 
 
 def _check_lease(config: Config) -> None:

@@ -138,6 +138,21 @@ class DeliverySettings:
     backoff_max_seconds: float = 300.0
 
 
+@dataclass(frozen=True)
+class SyncSettings:
+    """The relay's periodic reconcile (``sync:``); with no repositories or groups it is off."""
+
+    interval_minutes: float = 15.0
+    look_back_hours: float = 48.0
+    github: tuple[str, ...] = ()  # OWNER/REPO, or OWNER/* (GITHUB_TOKEN's org listing)
+    gitlab: tuple[str, ...] = ()  # GROUP/PROJECT, or GROUP (every project, subgroups too)
+
+    @property
+    def enabled(self) -> bool:
+        """True when there is something to reconcile."""
+        return bool(self.github or self.gitlab)
+
+
 DEFAULT_ROUTE = RouteRule("default", Match(), ("{repo}",))
 
 
@@ -155,6 +170,7 @@ class Config:
     rollback: RollbackSettings = field(default_factory=RollbackSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    sync: SyncSettings = field(default_factory=SyncSettings)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,148 @@
+"""The relay's reconcile: the ``sync`` engine every ``sync.interval_minutes``, one replica at once.
+
+A webhook that never arrived (the relay was down, GitHub gave up after its 10 s timeout) is
+recorded within one interval. Each run takes the ``reconcile`` lease in the database for one
+interval; replicas that find it held skip their turn, and if the holder dies the lease lapses
+and another takes over at its next turn. Runs look back ``sync.look_back_hours``, so a relay
+that was down less than that catches up by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter, Gauge
+
+from bridge.config import Config
+from bridge.cortex import CortexClient
+from bridge.errors import BridgeError
+from bridge.store import Store
+from bridge.sync.engine import Options, Reconciler, Verdict
+from bridge.sync.reader import Reader, Window
+from bridge.sync.targets import Targets, make_readers
+from bridge.worker import SharedBudget
+
+log = logging.getLogger("bridge.reconcile")
+
+LEASE = "reconcile"
+
+MISSING = Counter(
+    "bridge_reconcile_missing_total",
+    "Deploys the periodic reconcile found missing from Cortex, by source.",
+    ["source"],
+)
+RECORDED = Counter(
+    "bridge_reconcile_recorded_total",
+    "Deploys the periodic reconcile recorded in Cortex, by source.",
+    ["source"],
+)
+LAST_SUCCESS = Gauge(
+    "bridge_reconcile_last_success_timestamp_seconds",
+    "When the periodic reconcile last went through a source without error (Unix time).",
+    ["source"],
+    multiprocess_mode="max",
+)
+
+
+class Reconcile:
+    """One process's share of the periodic reconcile."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        client: CortexClient,
+        environ: Mapping[str, str],
+        *,
+        owner: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.client = client
+        self.environ = environ
+        self.owner = owner
+        self.clock = clock
+
+    def run_once(self) -> bool:
+        """Reconcile every configured source, if this replica holds the lease; False if not."""
+        settings = self.config.sync
+        now = self.clock()
+        seconds = settings.interval_minutes * 60
+        if not self.store.take_lease(LEASE, owner=self.owner, now=now, seconds=seconds):
+            return False
+        window = Window(now - timedelta(hours=settings.look_back_hours), now)
+        readers, apis = make_readers(Targets.from_settings(settings), self.config, self.environ)
+        reconciler = Reconciler(
+            self.config,
+            self.client,
+            store=self.store,
+            clock=self.clock,
+            options=Options(restart=True),
+        )
+        try:
+            for reader in readers():
+                self._one(reconciler, reader, window)
+        finally:
+            for api in apis:
+                api.close()
+        return True
+
+    def _one(self, reconciler: Reconciler, reader: Reader, window: Window) -> None:
+        name = reader.name
+        try:
+            for row in reconciler.sync(reader, window):
+                if row.verdict in (Verdict.RECORDED, Verdict.FAILED):
+                    MISSING.labels(name).inc()
+                if row.verdict is Verdict.RECORDED:
+                    RECORDED.labels(name).inc()
+                    log.info("reconcile recorded a missing deploy", extra=row.to_dict())
+                elif row.verdict is Verdict.FAILED:
+                    log.warning("reconcile could not record a deploy", extra=row.to_dict())
+        except BridgeError as exc:
+            log.warning("reconcile of a source failed", extra={"source": name, "error": str(exc)})
+            return
+        LAST_SUCCESS.labels(name).set(self.clock().timestamp())
+
+    def loop(self, stop: threading.Event) -> None:
+        """Run at once, then every interval, until ``stop`` is set; never raises."""
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except BridgeError as exc:
+                log.warning("reconcile failed", extra={"error": str(exc)})
+            except Exception:  # a bug must not take the relay down with it
+                log.exception("reconcile crashed")
+            stop.wait(self.config.sync.interval_minutes * 60)
+
+
+def start_reconcile(
+    config: Config,
+    store: Store,
+    client: CortexClient,
+    environ: Mapping[str, str],
+    *,
+    owner: str,
+    clock: Callable[[], datetime],
+    stop: threading.Event,
+    budget: SharedBudget | None = None,
+) -> threading.Thread | None:
+    """Start the reconcile loop in a daemon thread when ``sync:`` names sources; else None.
+
+    Give it the process's shared Cortex ``budget`` (the one its delivery workers draw from)
+    and a ``client`` of its own.
+    """
+    if not config.sync.enabled:
+        return None
+    if budget is not None:
+        client.before_request = budget.before_request
+        client.on_rate_limited = budget.on_rate_limited
+    reconcile = Reconcile(config, store, client, environ, owner=owner, clock=clock)
+    thread = threading.Thread(
+        target=reconcile.loop, args=(stop,), name="bridge-reconcile", daemon=True
+    )
+    thread.start()
+    return thread

@@ -1,0 +1,99 @@
+"""What to sync, named by flags (``sync``) or by the ``sync:`` config (the relay), as readers.
+
+One place turns names into readers for both faces: repositories, organisations (all their
+repositories, or those matching a glob), projects and groups, and the API clients with the
+tokens from the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from bridge.config import Config, SyncSettings
+from bridge.errors import UsageError
+from bridge.step import secret_from
+from bridge.sync.api import ApiClient
+from bridge.sync.github import DEFAULT_API_URL, GitHubReader, github_client, org_repositories
+from bridge.sync.gitlab import DEFAULT_URL, GitLabReader, gitlab_client, group_projects
+from bridge.sync.reader import Reader
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The sources of one sync."""
+
+    github: tuple[str, ...] = ()  # OWNER/REPO; a glob (OWNER/*) lists the owner's repos
+    github_orgs: tuple[str, ...] = ()
+    gitlab: tuple[str, ...] = ()  # GROUP/PROJECT
+    gitlab_groups: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: SyncSettings) -> Targets:
+        """The ``sync:`` section: ``GROUP`` or ``GROUP/*`` on GitLab is a group."""
+        projects = tuple(p for p in settings.gitlab if "/" in p and not p.endswith("/*"))
+        groups = tuple(p.removesuffix("/*") for p in settings.gitlab if p not in projects)
+        return cls(github=settings.github, gitlab=projects, gitlab_groups=groups)
+
+
+def check(targets: Targets) -> None:
+    """UsageError naming the flag of a malformed name."""
+    for repo in targets.github:
+        parts = repo.split("/")
+        if len(parts) != 2 or not all(parts):
+            raise UsageError(f"--github: expected OWNER/REPO, got {repo!r}")
+    for project in targets.gitlab:
+        parts = project.strip("/").split("/")
+        if len(parts) < 2 or not all(parts):
+            raise UsageError(f"--gitlab: expected GROUP/PROJECT, got {project!r}")
+
+
+def make_readers(
+    targets: Targets, config: Config, environ: Mapping[str, str]
+) -> tuple[Callable[[], Iterator[Reader]], list[ApiClient]]:
+    """The readers (listed as they are read) and the API clients they use (to close)."""
+    check(targets)
+    runs = bool(config.workflows)
+    clients: list[ApiClient] = []
+    github = gitlab = None
+    if targets.github or targets.github_orgs:
+        token = secret_from(environ, "GITHUB_TOKEN")
+        if not token:
+            raise UsageError("GITHUB_TOKEN is not set: reading GitHub's deploys needs it")
+        github = github_client(environ.get("GITHUB_API_URL") or DEFAULT_API_URL, token)
+        clients.append(github)
+    if targets.gitlab or targets.gitlab_groups:
+        token = secret_from(environ, "GITLAB_API_TOKEN")
+        if not token:
+            raise UsageError("GITLAB_API_TOKEN is not set: reading GitLab's deploys needs it")
+        gitlab = gitlab_client(environ.get("GITLAB_URL") or DEFAULT_URL, token)
+        clients.append(gitlab)
+
+    def every() -> Iterator[Reader]:
+        if github is not None:
+            for repo in targets.github:
+                for name in _expand(github, repo):
+                    yield GitHubReader(github, name, runs_are_deploys=runs)
+            for org in targets.github_orgs:
+                for name in org_repositories(github, org):
+                    yield GitHubReader(github, name, runs_are_deploys=runs)
+        if gitlab is not None:
+            for project in targets.gitlab:
+                yield GitLabReader(gitlab, project, runs_are_deploys=runs)
+            for group in targets.gitlab_groups:
+                for project in group_projects(gitlab, group):
+                    yield GitLabReader(gitlab, project, runs_are_deploys=runs)
+
+    return every, clients
+
+
+def _expand(api: ApiClient, repo: str) -> Iterator[str]:
+    """A repository, or those of its owner a glob matches (case-insensitive, as GitHub)."""
+    if not any(c in repo for c in "*?["):
+        yield repo
+        return
+    owner = repo.partition("/")[0]
+    for name in org_repositories(api, owner):
+        if fnmatchcase(name.casefold(), repo.casefold()):
+            yield name
