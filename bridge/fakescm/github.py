@@ -8,6 +8,7 @@ GitHub Enterprise Server layout: REST under ``/api/v3``, GraphQL at ``/api/graph
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,11 @@ class FakeGitHub(FakeApi):
         self.attempts: dict[tuple[int, int], dict[str, Any]] = {}
         self.jobs: dict[int, dict[str, Any]] = {}
         self.orgs: dict[str, list[str]] = {}
+        # A GraphQL page to hold back (its cursor): the query waits until ``release`` is set,
+        # and ``holding`` tells the test it got there (a process stuck mid-sync, to kill).
+        self.hold_after: str | None = None
+        self.holding = threading.Event()
+        self.release = threading.Event()
         repo = r"/repos/(?P<repo>[^/]+/[^/]+)"
         self.route("POST", re.escape(self.graphql), self._graphql)
         self.route("GET", f"{self.rest}{repo}/actions/runs", self._runs)
@@ -159,6 +165,9 @@ class FakeGitHub(FakeApi):
             return Answer(200, {"data": {"repository": None}, "errors": [error]})
         nodes = self.deployments[repository]
         after = variables.get("after")
+        if after is not None and after == self.hold_after:
+            self.holding.set()
+            self.release.wait(30)
         start = int(after) if after is not None else 0
         page = nodes[start : start + 100]
         end = start + len(page)

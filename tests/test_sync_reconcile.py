@@ -1,0 +1,204 @@
+"""The relay's periodic reconcile, and a sync SIGKILLed and run again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from bridge.config import parse_config
+from bridge.cortex import CortexClient
+from bridge.errors import ConfigError
+from bridge.fakecortex import FakeCortex
+from bridge.fakescm import FakeGitHub
+from bridge.mapping import key_of
+from bridge.store import Store
+from bridge.sync import periodic
+from tests.conftest import TOKEN, wait_until
+from tests.test_sync import GH_TOKEN, SHA_A
+
+NOW = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHub]:
+    """A stand-in GitHub with the org ``acme``: api (one deploy, no webhook ever sent), web."""
+    with FakeGitHub(token=GH_TOKEN) as fake:
+        fake.add_repo("acme/api", org="acme")
+        fake.add_repo("acme/web", org="acme")
+        fake.add_repo("other/thing", org="acme-other")
+        fake.add_deployment(
+            "acme/api",
+            301,
+            sha=SHA_A,
+            environment="production",
+            created_at="2026-11-10T09:00:00Z",
+            states=[("SUCCESS", "2026-11-10T09:04:00Z")],
+        )
+        yield fake
+        assert fake.violations == []
+
+
+def reconcile_for(db_url: str, github: FakeGitHub, cortex: FakeCortex, owner: str):
+    """A Reconcile of ``acme/*`` over the last 48 hours, as serve/worker make it."""
+    config = parse_config(
+        {"database": db_url, "sync": {"github": ["acme/*"], "look_back_hours": 48}},
+        environ={"CORTEX_API_URL": cortex.url},
+    )
+    store = Store.from_url(db_url)
+    client = CortexClient(cortex.url, TOKEN)
+    environ = {"GITHUB_TOKEN": GH_TOKEN, "GITHUB_API_URL": github.api_url}
+    return periodic.Reconcile(config, store, client, environ, owner=owner, clock=lambda: NOW)
+
+
+def test_the_reconcile_records_a_deploy_whose_webhook_never_came_one_replica_at_a_time(
+    db_url: str, github: FakeGitHub, cortex: FakeCortex
+) -> None:
+    first = reconcile_for(db_url, github, cortex, "replica-1")
+    second = reconcile_for(db_url, github, cortex, "replica-2")
+    recorded = periodic.RECORDED.labels("github:acme/api")
+    before = recorded._value.get()
+    try:
+        assert first.run_once() is True
+        assert second.run_once() is False  # the lease is held for the interval
+        [stored] = cortex.all_deploys()
+        assert (stored["entity"], stored["sha"]) == ("api", SHA_A)
+        assert key_of(stored) == "github:acme/api:deployment:301:production:api"
+        assert recorded._value.get() == before + 1
+        assert periodic.LAST_SUCCESS.labels("github:acme/api")._value.get() == NOW.timestamp()
+        # The next turn of the holder finds it present: nothing written again.
+        posts = len(cortex.requests_to("POST"))
+        assert first.run_once() is True
+        assert len(cortex.requests_to("POST")) == posts
+        # Once the lease lapses (the holder died), another replica takes over.
+        second.clock = lambda: NOW + timedelta(minutes=16)
+        assert second.run_once() is True
+    finally:
+        for one in (first, second):
+            one.store.close()
+            one.client.close()
+
+
+def test_the_reconcile_loop_runs_in_its_thread_until_stopped(
+    tmp_path: Path, github: FakeGitHub, cortex: FakeCortex
+) -> None:
+    one = reconcile_for(f"sqlite:///{tmp_path / 'bridge.db'}", github, cortex, "replica-1")
+    stop = threading.Event()
+    thread = periodic.start_reconcile(
+        one.config, one.store, one.client, one.environ, owner="r", clock=lambda: NOW, stop=stop
+    )
+    try:
+        assert thread is not None
+        wait_until(lambda: len(cortex.all_deploys()) == 1)
+    finally:
+        stop.set()
+        assert thread is not None
+        thread.join(timeout=5)
+        one.store.close()
+        one.client.close()
+    assert not thread.is_alive()
+
+
+def test_no_sync_section_starts_nothing(tmp_path: Path, cortex: FakeCortex) -> None:
+    config = parse_config(None)
+    store = Store.from_url(f"sqlite:///{tmp_path / 'b.db'}")
+    try:
+        started = periodic.start_reconcile(
+            config,
+            store,
+            CortexClient(cortex.url, TOKEN),
+            {},
+            owner="r",
+            clock=lambda: NOW,
+            stop=threading.Event(),
+        )
+        assert started is None
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        pytest.param({"interval_minutes": 0}, "sync.interval_minutes", id="interval"),
+        pytest.param({"look_back_hours": "soon"}, "sync.look_back_hours", id="look-back"),
+        pytest.param({"github": ["acme"]}, "sync.github[0]", id="github-no-repo"),
+        pytest.param({"github": "acme/api"}, "sync.github", id="github-not-a-list"),
+        pytest.param({"gitlab": [""]}, "sync.gitlab[0]", id="gitlab-empty"),
+        pytest.param({"repos": []}, "sync.repos", id="unknown-key"),
+    ],
+)
+def test_a_bad_sync_section_names_the_key(section: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"sync": section})
+    assert caught.value.key == key
+
+
+def test_sync_section_defaults() -> None:
+    settings = parse_config({"sync": {"gitlab": ["acme-group", "acme/web"]}}).sync
+    assert (settings.interval_minutes, settings.look_back_hours) == (15.0, 48.0)
+    assert settings.enabled and settings.gitlab == ("acme-group", "acme/web")
+    assert not parse_config(None).sync.enabled
+
+
+@pytest.mark.slow
+def test_a_sync_killed_mid_run_continues_where_it_stopped_and_records_nothing_twice(
+    tmp_path: Path, cortex: FakeCortex
+) -> None:
+    with FakeGitHub(token=GH_TOKEN) as github:
+        for n in range(250):  # three GraphQL pages: 100, 100, 50
+            day, hour = 1 + n // 24, n % 24
+            github.add_deployment(
+                "acme/api",
+                1000 + n,
+                sha=f"{n:040x}",
+                environment="production",
+                created_at=f"2026-11-{day:02d}T{hour:02d}:00:00Z",
+                states=[("SUCCESS", f"2026-11-{day:02d}T{hour:02d}:05:00Z")],
+            )
+        github.hold_after = "200"  # the third page's query hangs: kill the process there
+        config = tmp_path / "bridge.yaml"
+        config.write_text("cortex: {requests_per_minute: 0}\n")  # no budget waits here
+        environ = {
+            **os.environ,
+            "CORTEX_API_TOKEN": TOKEN,
+            "CORTEX_API_URL": cortex.url,
+            "GITHUB_TOKEN": GH_TOKEN,
+            "GITHUB_API_URL": github.api_url,
+            "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}",
+            "BRIDGE_CONFIG": str(config),
+        }
+        argv = [sys.executable, "-c", "from bridge.cli import run; run()", "sync"]
+        argv += ["--github", "acme/api", "--since", "2026-11-01", "--until", "2026-12-01"]
+        first = subprocess.Popen(
+            argv, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            assert github.holding.wait(60), "the sync never reached the third page"
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            github.release.set()
+        assert len(cortex.all_deploys()) == 200
+        github.hold_after = None
+        before = len(github.requests)
+        second = subprocess.run(
+            argv, env=environ, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert second.returncode == 0, second.stderr
+        # The rerun asked only for the page after the saved cursor.
+        resumed = [
+            r.body["variables"]["after"] for r in github.requests[before:] if r.path == "/graphql"
+        ]
+        assert resumed == ["200"]
+    keys = Counter(key_of(d) for d in cortex.all_deploys())
+    assert len(keys) == 250  # nothing lost
+    assert max(keys.values()) == 1  # nothing doubled
