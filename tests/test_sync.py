@@ -480,3 +480,13 @@ def test_progress_is_kept_and_a_finished_reader_is_marked_done(
         assert store.recorded_uuid(key_of(stored) or "") == stored["uuid"]
     finally:
         store.close()
+
+
+def test_an_unknown_http_source_fails_in_one_line_naming_it(
+    tmp_path: Path, cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environ = environ_for(tmp_path, cortex)
+    assert main(["sync", "--source", "spice"], environ) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--source 'spice'" in err and len(err.splitlines()) == 1
+    assert cortex.received == []

@@ -219,7 +219,9 @@ def _http_reader(name: str, config: Config, environ: Mapping[str, str]) -> Reade
         raise UsageError(
             f"--source {name!r}: http sources are not available in this version"
         ) from None
-    reader: Reader = http_source.make_http_reader(name, config, environ)
+    # The config's http_sources section, where this version has one.
+    sources = getattr(config, "http_sources", {})
+    reader: Reader = http_source.make_http_reader(name, sources, environ)
     return reader
 
 

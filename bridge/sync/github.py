@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +32,9 @@ from bridge.times import format_timestamp, parse_timestamp
 
 DEFAULT_API_URL = "https://api.github.com"
 PAGE = 100  # the most GraphQL connections and REST lists give at once
+# Both lists go by creation, the window by the finish: a deploy begun up to this long before
+# the window that finished inside it is still read.
+OVERLAP = timedelta(days=1)
 
 DEPLOYMENTS_QUERY = """
 query($owner: String!, $name: String!, $after: String) {
@@ -116,7 +119,7 @@ class GitHubReader:
 
     def _runs_in(self, window: Window, start: str | None) -> Iterator[Found]:
         path = f"/repos/{self.repository}/actions/runs"
-        created = f"{format_timestamp(window.since)}..{format_timestamp(window.until)}"
+        created = f"{format_timestamp(window.since - OVERLAP)}..{format_timestamp(window.until)}"
         params = None if start else {"created": created, "per_page": PAGE}
         for page, next_url in self.api.pages(start or path, params):
             runs = page.json().get("workflow_runs") if isinstance(page.json(), dict) else None
@@ -174,7 +177,7 @@ class GitHubReader:
                 if not isinstance(node, Mapping):
                     continue
                 created = _moment(node.get("createdAt"))
-                if created is not None and created < window.since:
+                if created is not None and created < window.since - OVERLAP:
                     older = True  # newest first: the rest are older still
                     break
                 yield self._deployment_found(node, window)
