@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.cli import main
 from bridge.config import parse_config
 from bridge.cortex import CortexClient
 from bridge.errors import ConfigError
@@ -202,3 +203,26 @@ def test_a_sync_killed_mid_run_continues_where_it_stopped_and_records_nothing_tw
     keys = Counter(key_of(d) for d in cortex.all_deploys())
     assert len(keys) == 250  # nothing lost
     assert max(keys.values()) == 1  # nothing doubled
+
+
+@pytest.mark.parametrize("command", ["worker", "serve"])
+def test_the_relay_refuses_to_start_when_the_sync_section_lacks_its_token(
+    tmp_path: Path,
+    cortex: FakeCortex,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    # serve sets this in the process's own environment when unset: keep it to this test.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    config = tmp_path / "bridge.yaml"
+    config.write_text(f"database: sqlite:///{tmp_path / 'b.db'}\nsync: {{gitlab: [acme]}}\n")
+    environ = {
+        "CORTEX_API_TOKEN": TOKEN,
+        "CORTEX_API_URL": cortex.url,
+        "GITHUB_WEBHOOK_SECRET": "s",
+        "GITLAB_WEBHOOK_TOKEN": "t",
+    }
+    assert main([command, "--config", str(config)], environ) == 2
+    err = capsys.readouterr().err.strip()
+    assert "GITLAB_API_TOKEN is not set" in err and len(err.splitlines()) == 1

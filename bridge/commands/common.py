@@ -77,6 +77,8 @@ def secrets_of(environ: Mapping[str, str]) -> dict[str, str]:
         "GITHUB_WEBHOOK_SECRET",
         "GITLAB_WEBHOOK_TOKEN",
         "BRIDGE_ADMIN_TOKEN",
+        "GITHUB_TOKEN",  # the reconcile's (sync: section)
+        "GITLAB_API_TOKEN",
     )
     return {name: secret_from(environ, name) for name in names}
 

@@ -86,6 +86,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         if not args.no_worker:
             cortex_client(config, environ).close()
+            from bridge.sync.periodic import check_reconcile
+
+            check_reconcile(config, environ)  # the sync: section's tokens
         open_store(config).close()  # create or upgrade the schema once, before forking
     except BridgeError as exc:
         return fail(str(exc), EXIT_USAGE)

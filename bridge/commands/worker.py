@@ -115,8 +115,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         from bridge import logs
         from bridge.relay import make_budget, make_runtime, make_worker, wake_on_notify
+        from bridge.sync.periodic import check_reconcile, start_reconcile
         from bridge.worker import start_in_thread
 
+        check_reconcile(config, environ)  # the sync: section's tokens, before any thread starts
         logs.configure(
             secrets=log_secrets(secrets_of(environ), config.database), level=args.log_level
         )
@@ -136,8 +138,6 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         ]
         listener = wake_on_notify(runtime.store, [worker.wake for worker in workers])
         threads = [start_in_thread(worker, stop) for worker in workers]
-        from bridge.sync.periodic import start_reconcile
-
         start_reconcile(
             config,
             runtime.store,

@@ -119,6 +119,14 @@ class Reconcile:
             stop.wait(self.config.sync.interval_minutes * 60)
 
 
+def check_reconcile(config: Config, environ: Mapping[str, str]) -> None:
+    """UsageError naming the variable when ``sync:`` needs a token the environment lacks."""
+    if config.sync.enabled:
+        _, apis = make_readers(Targets.from_settings(config.sync), config, environ)
+        for api in apis:
+            api.close()
+
+
 def start_reconcile(
     config: Config,
     store: Store,
@@ -137,6 +145,7 @@ def start_reconcile(
     """
     if not config.sync.enabled:
         return None
+    check_reconcile(config, environ)
     if budget is not None:
         client.before_request = budget.before_request
         client.on_rate_limited = budget.on_rate_limited
