@@ -62,7 +62,7 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
             "routse: []",
             "routse",
             "unknown key (expected one of: cortex, database, sources, routes, environments, "
-            "workflows, record, rollback, server, delivery)",
+            "workflows, record, rollback, server, delivery, sync)",
             id="top-typo",
         ),
         pytest.param(
