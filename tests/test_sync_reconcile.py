@@ -226,3 +226,13 @@ def test_the_relay_refuses_to_start_when_the_sync_section_lacks_its_token(
     assert main([command, "--config", str(config)], environ) == 2
     err = capsys.readouterr().err.strip()
     assert "GITLAB_API_TOKEN is not set" in err and len(err.splitlines()) == 1
+
+
+def test_check_config_describes_the_reconcile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_text("sync: {interval_minutes: 10, github: ['acme/*'], gitlab: [acme-group]}\n")
+    assert main(["check-config", "--config", str(config)], {}) == 0
+    out = capsys.readouterr().out
+    assert "sync: every 10 min, the last 48 h of github acme/*, gitlab acme-group" in out

@@ -40,6 +40,19 @@ def describe(config: Config) -> list[str]:
         f"delivery: dead letter after {delivery.dead_letter_after_seconds:g}s, max attempts "
         f"{delivery.max_attempts or 'unlimited'}, lease {delivery.lease_seconds:g}s, backoff "
         f"{delivery.backoff_base_seconds:g}s to {delivery.backoff_max_seconds:g}s",
+        *_describe_sync(config),
+    ]
+
+
+def _describe_sync(config: Config) -> list[str]:
+    """The reconcile's line, when the ``sync:`` section names sources."""
+    sync = config.sync
+    if not sync.enabled:
+        return []
+    names = [*(f"github {n}" for n in sync.github), *(f"gitlab {n}" for n in sync.gitlab)]
+    return [
+        f"sync: every {sync.interval_minutes:g} min, the last {sync.look_back_hours:g} h of "
+        + ", ".join(names)
     ]
 
 
