@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ from bridge.mapping import build_deploy_request, idempotency_key, key_of
 from bridge.model import DeployType
 from bridge.sources import parse_event
 from bridge.store import Store
+from bridge.sync.engine import Tally
+from bridge.sync.report import ProgressLine
 from tests.conftest import TOKEN
 
 SHA_A = "a" * 40
@@ -490,3 +493,57 @@ def test_an_unknown_http_source_fails_in_one_line_naming_it(
     err = capsys.readouterr().err.strip()
     assert "--source 'spice'" in err and len(err.splitlines()) == 1
     assert cortex.received == []
+
+
+def test_the_table_lists_each_deploy_and_a_summary(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_success(github, "acme/api", 101, SHA_A, 3)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+    code = main(["sync", "--github", "acme/api", "--dry-run", *WINDOW], environ)
+    out, err = capsys.readouterr()
+    assert code == 3
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "VERDICT",
+        "REPOSITORY",
+        "DEPLOY",
+        "ENV",
+        "ENTITY",
+        "FINISHED",
+        "DETAIL",
+    ]
+    assert lines[1].split()[:6] == [
+        "missing",
+        "acme/api",
+        "deployment/101",
+        "production",
+        "api",
+        "2026-11-03T10:05:00Z",
+    ]
+    assert lines[-1].startswith("summary: 0 present, 0 matched, 0 doubled, 1 missing")
+    # Not a terminal: one plain progress line per source, no redraws.
+    assert "\r" not in err
+    assert "sync 1/1 github:acme/api · 2 pages read · 1 compared · 0 recorded · 1 missing" in err
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_redraws_on_a_terminal_with_an_eta() -> None:
+    tally = Tally()
+    now = [0.0]
+    terminal = Terminal()
+    line = ProgressLine(terminal, tally, requests=lambda: 7, clock=lambda: now[0])
+    line.source("github:acme/a", 1, 3)
+    tally.deploys = 50
+    now[0] = 10.0
+    line.source("github:acme/b", 2, 3)  # one of three done in 10 s: 20 s to go
+    assert terminal.getvalue().endswith(
+        "\r\x1b[2Ksync 2/3 github:acme/b · 7 pages read · 50 compared · 0 recorded · 0 missing"
+        " · 10s · ETA 20s"
+    )

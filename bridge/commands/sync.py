@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING
 
 from bridge.commands.common import EXIT_FAILED, EXIT_USAGE, add_config_flag, fail, load
 from bridge.errors import BridgeError, UsageError
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
     from bridge.cortex import CortexClient
     from bridge.store import Store
     from bridge.sync.api import ApiClient
-    from bridge.sync.engine import Reconciler, Row
     from bridge.sync.reader import Reader, Window
 
 EXIT_MISSING = 3  # --dry-run found deploys Cortex lacks
@@ -139,7 +137,15 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except BridgeError as exc:
         return fail(str(exc), EXIT_FAILED)
     try:
-        return _run(args, config, client=client, store=store, readers=readers, window=window)
+        return _run(
+            args,
+            config,
+            client=client,
+            store=store,
+            readers=readers,
+            window=window,
+            requests=lambda: sum(api.requests for api in apis),
+        )
     finally:
         client.close()
         store.close()
@@ -155,8 +161,10 @@ def _run(
     store: Store,
     readers: Callable[[], Iterator[Reader]],
     window: Window,
+    requests: Callable[[], int],
 ) -> int:
     from bridge.sync.engine import Options, Reconciler, Verdict
+    from bridge.sync.report import ProgressLine, Report
 
     _share_budget(client, store, config)
     options = Options(
@@ -165,12 +173,14 @@ def _run(
     reconciler = Reconciler(
         config, client, store=store, clock=lambda: datetime.now(timezone.utc), options=options
     )
-    report = Report(sys.stdout, args.output)
-    progress = ProgressLine(sys.stderr, reconciler)
+    report = Report(sys.stdout, json=args.output == "json")
+    progress = ProgressLine(sys.stderr, reconciler.tally, requests=requests)
     error: str | None = None
     try:
-        for reader in readers():
-            progress.reader(reader.name)
+        # Listed first (an organisation's repositories: a request per 100) to know the total.
+        every = list(readers())
+        for number, reader in enumerate(every, start=1):
+            progress.source(reader.name, number, len(every))
             for row in reconciler.sync(reader, window):
                 report.row(row)
                 progress.tick()
@@ -178,7 +188,7 @@ def _run(
         error = str(exc)
     finally:
         progress.done()
-        report.close(reconciler, error)
+        report.close(reconciler.tally, dry_run=args.dry_run, error=error)
     verdicts = reconciler.tally.verdicts
     if error is not None:
         return fail(error, EXIT_FAILED)
@@ -264,99 +274,3 @@ def _share_budget(client: CortexClient, store: Store, config: Config) -> None:
     )
     client.before_request = budget.before_request
     client.on_rate_limited = budget.on_rate_limited
-
-
-class Report:
-    """The rows on stdout as they come: an aligned table, or one JSON document."""
-
-    COLUMNS = ("verdict", "repository", "deploy", "environment", "entity", "finished", "detail")
-
-    def __init__(self, stream: TextIO, output: str) -> None:
-        self.stream = stream
-        self.json = output == "json"
-        self._first = True
-        if self.json:
-            stream.write('{"deploys": [')
-        else:
-            stream.write(
-                _line(("VERDICT", "REPOSITORY", "DEPLOY", "ENV", "ENTITY", "FINISHED", ""))
-            )
-
-    def row(self, row: Row) -> None:
-        """One row."""
-        if self.json:
-            import json
-
-            self.stream.write(("\n  " if self._first else ",\n  ") + json.dumps(row.to_dict()))
-        else:
-            data = row.to_dict()
-            self.stream.write(_line(tuple(str(data[c] or "-") for c in self.COLUMNS)))
-        self._first = False
-        self.stream.flush()
-
-    def close(self, reconciler: Reconciler, error: str | None) -> None:
-        """The summary."""
-        summary: dict[str, Any] = {v.value: n for v, n in reconciler.tally.verdicts.items()}
-        summary["dry_run"] = reconciler.options.dry_run
-        summary["error"] = error
-        if self.json:
-            import json
-
-            self.stream.write(f'\n], "summary": {json.dumps(summary)}}}\n')
-        else:
-            counts = ", ".join(f"{n} {v.value}" for v, n in reconciler.tally.verdicts.items())
-            self.stream.write(f"summary: {counts}\n")
-        self.stream.flush()
-
-
-def _line(cells: tuple[str, ...]) -> str:
-    widths = (9, 28, 22, 12, 20, 21, 0)
-    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n"
-
-
-class ProgressLine:
-    """Progress on stderr: a redrawn bar on a terminal, a plain line per source otherwise."""
-
-    def __init__(self, stream: TextIO, reconciler: Reconciler, *, interval: float = 0.2) -> None:
-        self.stream = stream
-        self.reconciler = reconciler
-        self.tty = stream.isatty()
-        self.interval = interval
-        self.started = time.monotonic()
-        self._drawn = 0.0
-        self._readers = 0
-        self._name = ""
-
-    def reader(self, name: str) -> None:
-        """A new source begins."""
-        if self._name and not self.tty:
-            self.stream.write(self._text() + "\n")
-        self._readers += 1
-        self._name = name
-        self.tick()
-
-    def tick(self) -> None:
-        """Redraw the bar (terminal), at most every ``interval`` seconds."""
-        now = time.monotonic()
-        if self.tty and now - self._drawn >= self.interval:
-            self._drawn = now
-            self.stream.write("\r\x1b[2K" + self._text())
-            self.stream.flush()
-
-    def done(self) -> None:
-        """The last line."""
-        self.stream.write(("\r\x1b[2K" if self.tty else "") + self._text() + "\n")
-        self.stream.flush()
-
-    def _text(self) -> str:
-        from bridge.sync.engine import Verdict
-
-        tally = self.reconciler.tally
-        elapsed = time.monotonic() - self.started
-        rate = tally.deploys / elapsed if elapsed > 0 else 0.0
-        recorded = tally.verdicts[Verdict.RECORDED]
-        return (
-            f"sync: {self._name} (source {self._readers}) · {tally.deploys} compared · "
-            f"{recorded} recorded · {tally.verdicts[Verdict.MISSING]} missing · "
-            f"{rate:.0f}/s · {elapsed:.0f}s"
-        )

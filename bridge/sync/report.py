@@ -1,0 +1,108 @@
+"""What ``sync`` shows: the rows on stdout as they come, progress on stderr. No decisions here."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from bridge.sync.engine import Row, Tally, Verdict
+
+COLUMNS = ("verdict", "repository", "deploy", "environment", "entity", "finished", "detail")
+HEADINGS = ("VERDICT", "REPOSITORY", "DEPLOY", "ENV", "ENTITY", "FINISHED", "DETAIL")
+WIDTHS = (9, 28, 22, 12, 20, 21, 0)
+
+
+class Report:
+    """An aligned table, or one JSON document (``deploys``, then ``summary``), streamed."""
+
+    def __init__(self, stream: TextIO, *, json: bool) -> None:
+        self.stream = stream
+        self.json = json
+        self._first = True
+        stream.write('{"deploys": [' if json else _line(HEADINGS))
+
+    def row(self, row: Row) -> None:
+        """One row, written at once (a long sync shows its findings as it goes)."""
+        data = row.to_dict()
+        if self.json:
+            self.stream.write(("\n  " if self._first else ",\n  ") + jsonlib.dumps(data))
+        else:
+            self.stream.write(_line(tuple(str(data[c] or "-") for c in COLUMNS)))
+        self._first = False
+        self.stream.flush()
+
+    def close(self, tally: Tally, *, dry_run: bool, error: str | None) -> None:
+        """The summary: a count per verdict."""
+        counts: dict[str, Any] = {v.value: n for v, n in tally.verdicts.items()}
+        if self.json:
+            summary = {**counts, "dry_run": dry_run, "error": error}
+            self.stream.write(f'\n], "summary": {jsonlib.dumps(summary)}}}\n')
+        else:
+            self.stream.write("summary: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + "\n")
+        self.stream.flush()
+
+
+def _line(cells: tuple[str, ...]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, WIDTHS, strict=True)).rstrip() + "\n"
+
+
+class ProgressLine:
+    """A redrawn line on a terminal; on anything else (CI logs) one plain line per source."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        tally: Tally,
+        *,
+        requests: Callable[[], int],
+        interval: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.tally = tally
+        self.requests = requests
+        self.tty = stream.isatty()
+        self.interval = interval
+        self.clock = clock
+        self.started = clock()
+        self._drawn = -interval
+        self._name, self._number, self._total = "", 0, 0
+
+    def source(self, name: str, number: int, total: int) -> None:
+        """Source ``number`` of ``total`` begins."""
+        if self._name and not self.tty:
+            self._write(self.text() + "\n")
+        self._name, self._number, self._total = name, number, total
+        self.tick()
+
+    def tick(self) -> None:
+        """Redraw (terminal only), at most every ``interval`` seconds."""
+        now = self.clock()
+        if self.tty and now - self._drawn >= self.interval:
+            self._drawn = now
+            self._write("\r\x1b[2K" + self.text())
+
+    def done(self) -> None:
+        """The last line."""
+        if self._name:
+            self._write(("\r\x1b[2K" if self.tty else "") + self.text() + "\n")
+
+    def text(self) -> str:
+        """Source n/N, API requests (pages) read, compared, recorded, missing, time, ETA."""
+        elapsed = self.clock() - self.started
+        finished = self._number - 1
+        eta = ""
+        if finished > 0 and self._total > finished:
+            eta = f" · ETA {elapsed / finished * (self._total - finished):.0f}s"
+        verdicts = self.tally.verdicts
+        return (
+            f"sync {self._number}/{self._total} {self._name} · {self.requests()} pages read · "
+            f"{self.tally.deploys} compared · {verdicts[Verdict.RECORDED]} recorded · "
+            f"{verdicts[Verdict.MISSING]} missing · {elapsed:.0f}s{eta}"
+        )
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
