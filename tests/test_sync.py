@@ -19,7 +19,10 @@ from bridge.model import DeployType
 from bridge.sources import parse_event
 from bridge.store import Store
 from bridge.sync.engine import Tally
+from bridge.sync.github import GitHubReader, github_client
+from bridge.sync.reader import Window
 from bridge.sync.report import ProgressLine
+from bridge.times import parse_timestamp
 from tests.conftest import TOKEN
 
 SHA_A = "a" * 40
@@ -524,7 +527,7 @@ def test_the_table_lists_each_deploy_and_a_summary(
     assert lines[-1].startswith("summary: 0 present, 0 matched, 0 doubled, 1 missing")
     # Not a terminal: one plain progress line per source, no redraws.
     assert "\r" not in err
-    assert "sync 1/1 github:acme/api · 2 pages read · 1 compared · 0 recorded · 1 missing" in err
+    assert "sync 1/1 github:acme/api · 3 pages read · 1 compared · 0 recorded · 1 missing" in err
 
 
 class Terminal(io.StringIO):
@@ -547,3 +550,67 @@ def test_the_progress_line_redraws_on_a_terminal_with_an_eta() -> None:
         "\r\x1b[2Ksync 2/3 github:acme/b · 7 pages read · 50 compared · 0 recorded · 0 missing"
         " · 10s · ETA 20s"
     )
+
+
+def test_pages_are_recorded_oldest_first_so_a_rollback_across_pages_is_detected(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 150 deployments: two GraphQL pages. The newest redeploys the oldest's sha after others
+    # (a rollback), and the two are on different pages.
+    for n in range(150):
+        day, hour = 2 + n // 24, n % 24
+        github.add_deployment(
+            "acme/api",
+            5000 + n,
+            sha=SHA_A if n in (0, 149) else f"{n:040x}",
+            environment="production",
+            created_at=f"2026-11-{day:02d}T{hour:02d}:00:00Z",
+            states=[("SUCCESS", f"2026-11-{day:02d}T{hour:02d}:05:00Z")],
+        )
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0
+    assert report["summary"]["recorded"] == 150
+    types = {d["customData"]["deploymentId"]: d["type"] for d in cortex.all_deploys()}
+    assert types[5149] == "ROLLBACK"
+    assert types[5000] == "DEPLOY"
+    assert list(types.values()).count("ROLLBACK") == 1
+    stamps = [d["timestamp"] for d in cortex.all_deploys()]
+    assert stamps == sorted(stamps)  # recorded oldest first
+
+
+def test_deployments_made_while_a_repository_is_read_push_no_older_one_out(
+    github: FakeGitHub,
+) -> None:
+    def deploy(n: int) -> None:
+        day, hour = 2 + n // 24, n % 24
+        github.add_deployment(
+            "acme/api",
+            5000 + n,
+            sha=f"{n:040x}",
+            environment="production",
+            created_at=f"2026-11-{day:02d}T{hour:02d}:00:00Z",
+            states=[("SUCCESS", f"2026-11-{day:02d}T{hour:02d}:05:00Z")],
+        )
+
+    for n in range(150):
+        deploy(n)
+    api = github_client(github.api_url, GH_TOKEN)
+    reader = GitHubReader(api, "acme/api", runs_are_deploys=False)
+    window = Window(
+        parse_timestamp("2026-11-01T00:00:00Z"), parse_timestamp("2026-12-01T00:00:00Z")
+    )
+    seen: list[int] = []
+    markers = 0
+    for found in reader.read(window):
+        if found.event is not None:
+            seen.append(found.event.details["deploymentId"])
+        elif found.resume is not None:
+            markers += 1
+            if markers == 2:  # the oldest page is done; three new deploys come in now
+                for n in range(150, 153):
+                    deploy(n)
+    api.close()
+    assert sorted(seen) == list(range(5000, 5153))

@@ -165,7 +165,9 @@ def test_a_sync_killed_mid_run_continues_where_it_stopped_and_records_nothing_tw
                 created_at=f"2026-11-{day:02d}T{hour:02d}:00:00Z",
                 states=[("SUCCESS", f"2026-11-{day:02d}T{hour:02d}:05:00Z")],
             )
-        github.hold_after = "200"  # the third page's query hangs: kill the process there
+        # Read oldest page first: 50 (after "200"), then 100 (after "100"), then the newest
+        # 100. The second page's query hangs: the process is killed there.
+        github.hold_after = "100"
         config = tmp_path / "bridge.yaml"
         config.write_text("cortex: {requests_per_minute: 0}\n")  # no budget waits here
         environ = {
@@ -183,23 +185,25 @@ def test_a_sync_killed_mid_run_continues_where_it_stopped_and_records_nothing_tw
             argv, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            assert github.holding.wait(60), "the sync never reached the third page"
+            assert github.holding.wait(60), "the sync never reached the second page"
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait()
             github.release.set()
-        assert len(cortex.all_deploys()) == 200
+        assert len(cortex.all_deploys()) == 50
         github.hold_after = None
         before = len(github.requests)
         second = subprocess.run(
             argv, env=environ, capture_output=True, text=True, timeout=120, check=False
         )
         assert second.returncode == 0, second.stderr
-        # The rerun asked only for the page after the saved cursor.
+        # The rerun read only the pages not done yet, from the saved point.
         resumed = [
-            r.body["variables"]["after"] for r in github.requests[before:] if r.path == "/graphql"
+            r.body["variables"]["after"]
+            for r in github.requests[before:]
+            if r.path == "/graphql" and "latestStatus" in r.body["query"]
         ]
-        assert resumed == ["200"]
+        assert resumed == ["100", None]
     keys = Counter(key_of(d) for d in cortex.all_deploys())
     assert len(keys) == 250  # nothing lost
     assert max(keys.values()) == 1  # nothing doubled

@@ -54,6 +54,19 @@ query($owner: String!, $name: String!, $after: String) {
 }
 """
 
+# The first pass: where each page starts and ends, and how old it reaches (one point a page).
+CURSORS_QUERY = """
+query($owner: String!, $name: String!, $after: String) {
+  repository(owner: $owner, name: $name) {
+    url
+    deployments(first: 100, after: $after, orderBy: {field: CREATED_AT, direction: DESC}) {
+      pageInfo { hasNextPage endCursor }
+      nodes { databaseId createdAt }
+    }
+  }
+}
+"""
+
 # A deployment made by an Actions job logs to the job's page (".../actions/runs/<run>/job/<job>").
 _RUN_PAGE = re.compile(r"/actions/runs/(?P<run>\d+)(?:/job/(?P<job>\d+))?")
 
@@ -112,8 +125,7 @@ class GitHubReader:
         for found in self._runs_in(window, runs_from):
             if point.get("phase") == "runs":
                 yield found
-        after = point.get("after") if point.get("phase") == "deployments" else None
-        yield from self._deployments(window, after)
+        yield from self._deployments(window, point if point.get("phase") == "deployments" else {})
 
     # -- workflow runs ----------------------------------------------------------------------
 
@@ -133,7 +145,7 @@ class GitHubReader:
                 "",
                 json.dumps({"phase": "runs", "url": next_url})
                 if next_url
-                else json.dumps({"phase": "deployments", "after": None}),
+                else json.dumps({"phase": "deployments"}),
             )
 
     def _run_found(self, run: Mapping[str, Any], window: Window) -> Found:
@@ -161,30 +173,70 @@ class GitHubReader:
 
     # -- deployments ------------------------------------------------------------------------
 
-    def _deployments(self, window: Window, after: str | None) -> Iterator[Found]:
-        owner, _, name = self.repository.partition("/")
+    def _deployments(self, window: Window, point: Mapping[str, Any]) -> Iterator[Found]:
+        """The window's deployments, oldest page first.
+
+        GraphQL lists deployments newest first; recording goes oldest first, so that a
+        redeploy of an older sha finds its earlier deploy already in Cortex (rollback
+        detection). So a slim first pass pages through creation times only, noting where
+        each page starts (its cursor) and ends (its last deployment), and the full pages are
+        then read from the oldest back. The pages are part of each resume point.
+        """
+        pages = point.get("pages") or self._pages(window)
+        for index in range(point.get("index", len(pages) - 1), -1, -1):
+            after, last = pages[index]
+            yield from self._page(window, after, last)
+            if index > 0:
+                resume = {"phase": "deployments", "pages": pages, "index": index - 1}
+                yield Found(None, "", json.dumps(resume))
+
+    def _page(self, window: Window, after: str | None, last: int | None) -> Iterator[Found]:
+        """One page of the first pass, in full: from ``after`` down to deployment ``last``.
+
+        Deployments created since the first pass push the newest page's end further down:
+        it is read on until its last deployment shows up (None: the oldest page, one read).
+        """
         while True:
-            data = self._graphql({"owner": owner, "name": name, "after": after})
-            repository = data.get("repository")
-            if not isinstance(repository, Mapping):
-                raise ScmError(f"github: repository {self.repository!r} not found", status=404)
-            if isinstance(repository.get("url"), str):
-                self._html_url = repository["url"]
+            repository = self._repository(DEPLOYMENTS_QUERY, after)
             deployments = repository.get("deployments") or {}
-            info = deployments.get("pageInfo") or {}
-            older = False
             for node in deployments.get("nodes") or ():
                 if not isinstance(node, Mapping):
                     continue
-                created = _moment(node.get("createdAt"))
-                if created is not None and created < window.since - OVERLAP:
-                    older = True  # newest first: the rest are older still
-                    break
-                yield self._deployment_found(node, window)
+                if not _before(node, window):
+                    yield self._deployment_found(node, window)
+                if last is not None and node.get("databaseId") == last:
+                    return
+            info = deployments.get("pageInfo") or {}
             after = info.get("endCursor")
-            if older or not info.get("hasNextPage") or not after:
+            if last is None or not info.get("hasNextPage") or not after:
                 return
-            yield Found(None, "", json.dumps({"phase": "deployments", "after": after}))
+
+    def _pages(self, window: Window) -> list[tuple[str | None, int | None]]:
+        """Each page reaching into the window, newest first: its cursor and last deployment."""
+        pages: list[tuple[str | None, int | None]] = []
+        after: str | None = None
+        while True:
+            repository = self._repository(CURSORS_QUERY, after)
+            deployments = repository.get("deployments") or {}
+            info = deployments.get("pageInfo") or {}
+            nodes = [n for n in deployments.get("nodes") or () if isinstance(n, Mapping)]
+            last = nodes[-1].get("databaseId") if nodes else None
+            if any(_before(n, window) for n in nodes) or not info.get("hasNextPage"):
+                return [*pages, (after, None)]
+            pages.append((after, last))
+            after = info.get("endCursor")
+            if not after:
+                return [*pages, (after, None)]
+
+    def _repository(self, query: str, after: str | None) -> Mapping[str, Any]:
+        owner, _, name = self.repository.partition("/")
+        data = self._graphql(query, {"owner": owner, "name": name, "after": after})
+        repository = data.get("repository")
+        if not isinstance(repository, Mapping):
+            raise ScmError(f"github: repository {self.repository!r} not found", status=404)
+        if isinstance(repository.get("url"), str):
+            self._html_url = repository["url"]
+        return repository
 
     def _deployment_found(self, node: Mapping[str, Any], window: Window) -> Found:
         status = _recorded_status(node)
@@ -206,10 +258,10 @@ class GitHubReader:
             payload["workflow_run"] = run
         return parsed(hooks.parse_deployment_status, payload, window)
 
-    def _graphql(self, variables: Mapping[str, Any]) -> Mapping[str, Any]:
+    def _graphql(self, query: str, variables: Mapping[str, Any]) -> Mapping[str, Any]:
         url = graphql_url(self.api.base_url)
         while True:
-            response = self.api.post_json(url, {"query": DEPLOYMENTS_QUERY, "variables": variables})
+            response = self.api.post_json(url, {"query": query, "variables": variables})
             body = response.json()
             errors = body.get("errors") if isinstance(body, dict) else None
             if not errors:
@@ -276,6 +328,12 @@ def _status(status: Mapping[str, Any]) -> dict[str, Any]:
         "environment_url": status.get("environmentUrl"),
         "creator": status.get("creator"),
     }
+
+
+def _before(node: Mapping[str, Any], window: Window) -> bool:
+    """True for a deployment created before the window (and its overlap)."""
+    created = _moment(node.get("createdAt"))
+    return created is not None and created < window.since - OVERLAP
 
 
 def _moment(value: object) -> datetime | None:
