@@ -614,3 +614,30 @@ def test_deployments_made_while_a_repository_is_read_push_no_older_one_out(
                     deploy(n)
     api.close()
     assert sorted(seen) == list(range(5000, 5153))
+
+
+def test_a_source_failing_mid_page_still_records_what_was_found_missing_before(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_success(github, "acme/api", 101, SHA_A, 5)
+    # Older, so read after 101 in the page; made by a run the token may not read.
+    add_success(
+        github, "acme/api", 102, SHA_B, 3, log_url="https://github.com/acme/api/actions/runs/777"
+    )
+    github.inject(
+        Fault(403, {}, {"message": "Resource not accessible by integration"}, path="/runs/777")
+    )
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code = main(["sync", "--github", "acme/api", *WINDOW], environ)
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        "cortex-deploy-bridge: error: 127.0.0.1:"
+        f"{github.url.rsplit(':', 1)[1]} answered 403 for /repos/acme/api/actions/runs/777: "
+        "the token lacks a scope or access to this repository; "
+        "Resource not accessible by integration"
+    )
+    assert [d["sha"] for d in cortex.all_deploys()] == [SHA_A]
+    assert "recorded" in out

@@ -21,7 +21,7 @@ from bridge import recorder
 from bridge.config import Config, RecordMode, route
 from bridge.cortex import CortexClient
 from bridge.delivery import LOOKUP_WINDOW, Action, decide, routed
-from bridge.errors import CortexError, UnsupportedEvent
+from bridge.errors import BridgeError, CortexError, UnsupportedEvent
 from bridge.mapping import idempotency_key, key_of
 from bridge.model import DeployEvent, DeployType
 from bridge.rollback import same_sha
@@ -195,6 +195,10 @@ class Reconciler:
                 self._finish(reader.name)
                 return
             yield from self._flush(reader.name, pending)
+        except BridgeError:
+            # The source failed mid-page: what was found missing before is still missing.
+            yield from self._flush(reader.name, pending)
+            raise
         finally:
             self.cortex.forget()
 

@@ -12,7 +12,10 @@ from bridge.sync.reader import Found, Window
 
 
 def parsed(parser: Parser, payload: Mapping[str, Any], window: Window) -> Found:
-    """The webhook parser's event for a rebuilt payload, if it finished inside the window."""
+    """The webhook parser's event for a rebuilt payload; why not, if it is not a deploy.
+
+    A deploy that finished outside the window is an empty Found, which reports nothing.
+    """
     try:
         event = parser(payload, keep_all)
     except UnsupportedEvent as exc:
@@ -20,7 +23,9 @@ def parsed(parser: Parser, payload: Mapping[str, Any], window: Window) -> Found:
     except MalformedEvent as exc:
         return Found(None, str(exc))
     if not window.since <= event.timestamp < window.until:
-        return Found(None, "finished outside the window")
+        # Read because the lists go by creation (or update) time; not the window's: left
+        # out quietly, as a deploy the API did not list would be (an empty Found).
+        return Found(None)
     return Found(event)
 
 

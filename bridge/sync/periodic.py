@@ -85,6 +85,13 @@ class Reconcile:
         )
         try:
             for reader in readers():
+                # Renewed before each source: a run longer than the interval keeps the lease,
+                # so no second replica starts the same work beside it.
+                if not self.store.take_lease(
+                    LEASE, owner=self.owner, now=self.clock(), seconds=seconds
+                ):
+                    log.warning("reconcile lease lost to another replica; stopping this run")
+                    break
                 self._one(reconciler, reader, window)
         finally:
             for api in apis:
