@@ -10,12 +10,15 @@ from typing import Any
 
 import pytest
 
+from bridge import recorder
+from bridge.ci import github as github_ci
 from bridge.cli import main
 from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex
 from bridge.fakescm import FakeGitHub, FakeGitLab, Fault
 from bridge.mapping import build_deploy_request, idempotency_key, key_of
 from bridge.model import DeployType
+from bridge.send import Inputs, build_event
 from bridge.sources import parse_event
 from bridge.store import Store
 from bridge.sync.engine import Tally
@@ -641,3 +644,48 @@ def test_a_source_failing_mid_page_still_records_what_was_found_missing_before(
     )
     assert [d["sha"] for d in cortex.all_deploys()] == [SHA_A]
     assert "recorded" in out
+
+
+def test_a_deploy_the_action_step_recorded_in_its_job_is_present_not_doubled(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The job (environment: production) made deployment 101 and ran the Action step.
+    github.add_run(
+        "acme/api",
+        555,
+        sha=SHA_A,
+        name="Deploy",
+        path=".github/workflows/deploy.yml",
+        created_at="2026-11-03T09:59:00Z",
+        updated_at="2026-11-03T10:06:00Z",
+        jobs=(777,),
+    )
+    log = "https://github.com/acme/api/actions/runs/555/job/777"
+    add_success(github, "acme/api", 101, SHA_A, 3, log_url=log)
+    actions = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": "acme/api",
+        "GITHUB_RUN_ID": "555",
+        "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_SHA": SHA_A,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_ACTOR": "octocat",
+    }
+    step = build_event(
+        Inputs(environment="production"),
+        github_ci.context(actions, {}),
+        now=parse_timestamp("2026-11-03T10:05:30Z"),
+        sha=SHA_A,
+        title="Deploy",
+    )
+    with CortexClient(cortex.url, TOKEN) as client:
+        assert recorder.record(client, step, "api").uuid is not None
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+    posts = len(cortex.requests_to("POST"))
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0
+    assert verdicts(report) == [("present", "run/555/1", "api")]
+    assert len(cortex.requests_to("POST")) == posts
