@@ -689,3 +689,33 @@ def test_a_deploy_the_action_step_recorded_in_its_job_is_present_not_doubled(
     assert code == 0
     assert verdicts(report) == [("present", "run/555/1", "api")]
     assert len(cortex.requests_to("POST")) == posts
+
+
+def test_more_runs_than_github_returns_for_one_range_are_read_in_halves(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        "workflows:\n  - match: {workflow: Deploy}\n    environment: production\n"
+        "cortex: {requests_per_minute: 0}\n"
+    )
+    for n in range(1200):  # GitHub answers at most 1,000 runs for one created range
+        at = f"2026-11-{1 + n // 60:02d}T{(n % 60) // 6:02d}:{n % 60:02d}:00Z"
+        github.add_run(
+            "acme/api",
+            9000 + n,
+            sha=f"{n:040x}",
+            name="Deploy",
+            path="d.yml",
+            created_at=at,
+            updated_at=at,
+        )
+    environ = environ_for(
+        tmp_path, cortex, GITHUB_API_URL=github.api_url, BRIDGE_CONFIG=str(config)
+    )
+
+    code, report = sync(environ, capsys, "--github", "acme/api", "--dry-run", *WINDOW)
+
+    assert code == 3
+    deploys = [r["deploy"] for r in report["deploys"] if r["verdict"] == "missing"]
+    assert len(deploys) == len(set(deploys)) == 1200

@@ -179,16 +179,19 @@ class FakeGitHub(FakeApi):
     def _runs(self, request: Request, found: re.Match[str]) -> Answer:
         self.need(request, per_page="100")
         window = _CREATED.fullmatch(request.query.get("created", ""))
-        if "page" not in request.query and window is None:
+        if window is None:
             raise ApiError(422, "created must be a range A..B")
         runs = sorted(
             self.runs.get(found["repo"], {}).values(), key=lambda r: r["created_at"], reverse=True
         )
+        total = len(runs)
         if window is not None:
             since, until = (parse_timestamp(t) for t in window.groups())
             runs = [r for r in runs if since <= _at(r["created_at"]) <= until]
+            total = len(runs)
+            runs = runs[:1000]  # GitHub returns at most 1,000 runs of a filtered search
         items, number, last = page_of(runs, request)
-        body = {"total_count": len(runs), "workflow_runs": items}
+        body = {"total_count": total, "workflow_runs": items}
         return Answer(200, body, self.link(request, number + 1, last))
 
     def _run(self, request: Request, found: re.Match[str]) -> Answer:

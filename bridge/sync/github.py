@@ -32,6 +32,8 @@ from bridge.times import format_timestamp, parse_timestamp
 
 DEFAULT_API_URL = "https://api.github.com"
 PAGE = 100  # the most GraphQL connections and REST lists give at once
+# GitHub's cap on the runs one ``created`` search returns.
+MAX_RUNS = 1000
 # Both lists go by creation, the window by the finish: a deploy begun up to this long before
 # the window that finished inside it is still read.
 OVERLAP = timedelta(days=1)
@@ -119,34 +121,51 @@ class GitHubReader:
         return f"github:{self.repository}"
 
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
-        """Workflow runs first (they name the runs deployments belong to), then deployments."""
-        point = json.loads(resume) if resume else {"phase": "runs"}
-        runs_from = point.get("url") if point.get("phase") == "runs" else None
-        for found in self._runs_in(window, runs_from):
-            if point.get("phase") == "runs":
+        """Workflow runs first (they name the runs deployments belong to), then deployments.
+
+        The runs are read again on a resume (they are few pages, and their deploys are then
+        found present), so only the deployments' progress is a resume point.
+        """
+        point = json.loads(resume) if resume else {}
+        for found in self._runs_in(window):
+            if not point:
                 yield found
-        yield from self._deployments(window, point if point.get("phase") == "deployments" else {})
+        if not point:
+            yield Found(None, "", json.dumps({"phase": "deployments"}))
+        yield from self._deployments(window, point)
 
     # -- workflow runs ----------------------------------------------------------------------
 
-    def _runs_in(self, window: Window, start: str | None) -> Iterator[Found]:
+    def _runs_in(self, window: Window) -> Iterator[Found]:
+        seen: set[int] = set()
+        for run in self._runs_created(window.since - OVERLAP, window.until):
+            if isinstance(run, Mapping) and isinstance(run.get("id"), int):
+                if run["id"] in seen:
+                    continue  # on the boundary of two split ranges
+                seen.add(run["id"])
+                self._runs[run["id"]] = run
+                if self.runs_are_deploys:
+                    yield self._run_found(run, window)
+
+    def _runs_created(self, since: datetime, until: datetime) -> Iterator[Any]:
+        """The runs created in [since, until], the range split while GitHub would cut it.
+
+        With ``created``, GitHub returns at most 1,000 runs of a search ("List workflow runs
+        for a repository"): a range holding more is halved, each half read on its own.
+        """
         path = f"/repos/{self.repository}/actions/runs"
-        created = f"{format_timestamp(window.since - OVERLAP)}..{format_timestamp(window.until)}"
-        params = None if start else {"created": created, "per_page": PAGE}
-        for page, next_url in self.api.pages(start or path, params):
-            runs = page.json().get("workflow_runs") if isinstance(page.json(), dict) else None
-            for run in json_list(runs, path):
-                if isinstance(run, Mapping) and isinstance(run.get("id"), int):
-                    self._runs[run["id"]] = run
-                    if self.runs_are_deploys:
-                        yield self._run_found(run, window)
-            yield Found(
-                None,
-                "",
-                json.dumps({"phase": "runs", "url": next_url})
-                if next_url
-                else json.dumps({"phase": "deployments"}),
-            )
+        created = f"{format_timestamp(since)}..{format_timestamp(until)}"
+        pages = self.api.pages(path, {"created": created, "per_page": PAGE})
+        for number, (page, _) in enumerate(pages):
+            body = page.json() if isinstance(page.json(), dict) else {}
+            total = body.get("total_count")
+            cut = number == 0 and isinstance(total, int) and total > MAX_RUNS
+            if cut and until - since > timedelta(seconds=2):
+                middle = since + (until - since) / 2
+                yield from self._runs_created(middle, until)
+                yield from self._runs_created(since, middle)
+                return
+            yield from json_list(body.get("workflow_runs"), path)
 
     def _run_found(self, run: Mapping[str, Any], window: Window) -> Found:
         payload = {"action": "completed", "workflow_run": run, "repository": self._repo()}
