@@ -719,3 +719,18 @@ def test_more_runs_than_github_returns_for_one_range_are_read_in_halves(
     assert code == 3
     deploys = [r["deploy"] for r in report["deploys"] if r["verdict"] == "missing"]
     assert len(deploys) == len(set(deploys)) == 1200
+
+
+def test_github_org_also_takes_a_user_account(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    github.add_repo("octocat/site", user="octocat")
+    add_success(github, "octocat/site", 101, SHA_A, 3)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github-org", "octocat", "--dry-run", *WINDOW)
+
+    assert code == 3
+    assert verdicts(report) == [("missing", "deployment/101", "site")]
+    paths = [r.path for r in github.requests]
+    assert paths[:2] == ["/orgs/octocat/repos", "/users/octocat/repos"]

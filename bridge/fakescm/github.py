@@ -31,6 +31,7 @@ class FakeGitHub(FakeApi):
         self.attempts: dict[tuple[int, int], dict[str, Any]] = {}
         self.jobs: dict[int, dict[str, Any]] = {}
         self.orgs: dict[str, list[str]] = {}
+        self.users: dict[str, list[str]] = {}
         # A full GraphQL page to hold back (its cursor): it waits until ``release`` is set,
         # and ``holding`` tells the test it got there (a process stuck mid-sync, to kill).
         self.hold_after: str | None = None
@@ -45,6 +46,7 @@ class FakeGitHub(FakeApi):
         )
         self.route("GET", rf"{self.rest}{repo}/actions/jobs/(?P<id>\d+)", self._job)
         self.route("GET", rf"{self.rest}/orgs/(?P<org>[^/]+)/repos", self._org_repos)
+        self.route("GET", rf"{self.rest}/users/(?P<user>[^/]+)/repos", self._user_repos)
 
     @property
     def api_url(self) -> str:
@@ -58,12 +60,14 @@ class FakeGitHub(FakeApi):
 
     # -- filling ----------------------------------------------------------------------------
 
-    def add_repo(self, repository: str, *, org: str | None = None) -> None:
-        """A repository (with no deploys yet), listed under ``org`` when given."""
+    def add_repo(self, repository: str, *, org: str | None = None, user: str | None = None) -> None:
+        """A repository (with no deploys yet), listed under ``org`` or ``user`` when given."""
         self.deployments.setdefault(repository, [])
         self.runs.setdefault(repository, {})
         if org is not None:
             self.orgs.setdefault(org, []).append(repository)
+        if user is not None:
+            self.users.setdefault(user, []).append(repository)
 
     def add_deployment(
         self,
@@ -207,12 +211,22 @@ class FakeGitHub(FakeApi):
         return Answer(200, job) if job else Answer(404, {"message": "Not Found"})
 
     def _org_repos(self, request: Request, found: re.Match[str]) -> Answer:
-        self.need(request, per_page="100")
+        self.need(request, per_page="100", type="all")
         if found["org"] not in self.orgs:
             return Answer(404, {"message": "Not Found"})
-        repos = [{"full_name": name} for name in self.orgs[found["org"]]]
-        items, number, last = page_of(repos, request)
-        return Answer(200, items, self.link(request, number + 1, last))
+        return _listed(self, request, self.orgs[found["org"]])
+
+    def _user_repos(self, request: Request, found: re.Match[str]) -> Answer:
+        self.need(request, per_page="100", type="owner")
+        if found["user"] not in self.users:
+            return Answer(404, {"message": "Not Found"})
+        return _listed(self, request, self.users[found["user"]])
+
+
+def _listed(api: FakeGitHub, request: Request, names: list[str]) -> Answer:
+    repos = [{"full_name": name} for name in names]
+    items, number, last = page_of(repos, request)
+    return Answer(200, items, api.link(request, number + 1, last))
 
 
 def _at(text: str) -> datetime:

@@ -94,9 +94,19 @@ def github_client(api_url: str, token: str, **options: Any) -> ApiClient:
 
 
 def org_repositories(api: ApiClient, owner: str) -> Iterator[str]:
-    """Every repository of an organisation (``/orgs/{org}/repos``), as ``owner/name``."""
-    for page, _ in api.pages(f"/orgs/{owner}/repos", {"per_page": PAGE, "type": "all"}):
-        for repo in json_list(page.json(), f"/orgs/{owner}/repos"):
+    """Every repository of an organisation, or of a user account, as ``owner/name``."""
+    try:
+        yield from _repositories(api, f"/orgs/{owner}/repos", {"type": "all"})
+    except ScmError as exc:
+        if exc.status != 404:
+            raise
+        # Not an organisation: a user's own repositories ("List repositories for a user").
+        yield from _repositories(api, f"/users/{owner}/repos", {"type": "owner"})
+
+
+def _repositories(api: ApiClient, path: str, params: Mapping[str, str]) -> Iterator[str]:
+    for page, _ in api.pages(path, {"per_page": PAGE, **params}):
+        for repo in json_list(page.json(), path):
             name = repo.get("full_name") if isinstance(repo, Mapping) else None
             if isinstance(name, str):
                 yield name
