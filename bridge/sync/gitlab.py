@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bridge.errors import BridgeError
+from bridge.model import Status
 from bridge.sources import gitlab as hooks
 from bridge.sync.api import GITLAB_LIMITS, ApiClient
 from bridge.sync.found import json_list, parsed
@@ -114,7 +115,7 @@ class GitLabReader:
         sha = item.get("sha") if isinstance(item.get("sha"), str) else None
         project = self._hook_project()
         status = str(item.get("status") or "")
-        final = status in ("success", "failed", "canceled")
+        final = _is_final(hooks.DEPLOYMENT_STATUSES, status)
         payload = {
             "object_kind": "deployment",
             "status": status,
@@ -139,7 +140,7 @@ class GitLabReader:
 
     def _pipeline(self, item: Mapping[str, Any], window: Window) -> Found:
         status = str(item.get("status") or "")
-        final = status in ("success", "failed", "canceled")
+        final = _is_final(hooks.PIPELINE_STATUSES, status)
         payload = {
             "object_kind": "pipeline",
             "object_attributes": {
@@ -162,3 +163,9 @@ class GitLabReader:
 def _object(item: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = item.get(key)
     return value if isinstance(value, Mapping) else {}
+
+
+def _is_final(table: Mapping[str, Status], word: str) -> bool:
+    """Whether the hook's parser reads ``word`` as a finished state."""
+    status = table.get(word.lower())
+    return status is not None and status.is_final
