@@ -734,3 +734,31 @@ def test_github_org_also_takes_a_user_account(
     assert verdicts(report) == [("missing", "deployment/101", "site")]
     paths = [r.path for r in github.requests]
     assert paths[:2] == ["/orgs/octocat/repos", "/users/octocat/repos"]
+
+
+def test_one_keyless_record_matches_one_deploy_by_short_sha_within_the_hour(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same sha deployed twice an hour and a half apart; another tool recorded it once,
+    # with a short sha, near the second deploy; a record of another environment is no match.
+    for id, minute in ((101, "09:00"), (102, "10:30")):
+        github.add_deployment(
+            "acme/api",
+            id,
+            sha=SHA_A,
+            environment="production",
+            created_at=f"2026-11-03T{minute}:00Z",
+            states=[("SUCCESS", f"2026-11-03T{minute}:30Z")],
+        )
+    by_hand = {"title": "deployed", "type": "DEPLOY", "sha": SHA_A[:7], "environment": "production"}
+    uuid = seed(cortex, "api", {**by_hand, "timestamp": "2026-11-03T10:40:00Z"})
+    seed(cortex, "api", {**by_hand, "timestamp": "2026-11-03T09:00:40Z", "environment": "staging"})
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github", "acme/api", "--dry-run", *WINDOW)
+
+    assert code == 3
+    rows = {r["deploy"]: r for r in report["deploys"]}
+    assert rows["deployment/102"]["verdict"] == "matched"
+    assert uuid in rows["deployment/102"]["detail"]
+    assert rows["deployment/101"]["verdict"] == "missing"

@@ -95,13 +95,26 @@ class EntityDeploys:
     def __init__(self, client: CortexClient) -> None:
         self.client = client
         self._deploys: dict[str, list[dict[str, Any]]] = {}
+        # Indexes of the same records, so that comparing stays linear in an entity's deploys:
+        # uuids by idempotency key, and records without a key by environment and short sha.
+        self._keys: dict[str, dict[str, list[str]]] = {}
+        self._keyless: dict[str, dict[tuple[str | None, str], list[dict[str, Any]]]] = {}
         self._matched: set[str] = set()  # uuids of keyless records already matched
 
     def deploys(self, entity: str) -> list[dict[str, Any]]:
         """Cortex's deploys of ``entity`` (read on first use)."""
         if entity not in self._deploys:
-            self._deploys[entity] = list(self.client.iter_deploys(entity))
+            self._deploys[entity] = []
+            self._keys[entity] = defaultdict(list)
+            self._keyless[entity] = defaultdict(list)
+            for deploy in self.client.iter_deploys(entity):
+                self._keep(entity, deploy)
         return self._deploys[entity]
+
+    def uuids(self, entity: str, key: str) -> list[str]:
+        """The uuids of ``entity``'s records that carry idempotency ``key``."""
+        self.deploys(entity)
+        return self._keys[entity].get(key, [])
 
     def iter_deploys(self, entity: str, **_: Any) -> Iterator[dict[str, Any]]:
         """The recorder's read of the history: the kept listing."""
@@ -110,7 +123,8 @@ class EntityDeploys:
     def create_deploy(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
         """Record through the real client, and keep the new record in the listing."""
         made = self.client.create_deploy(entity, body)
-        self.deploys(entity).append({**body, "uuid": made.get("uuid")})
+        self.deploys(entity)
+        self._keep(entity, {**body, "uuid": made.get("uuid")})
         return made
 
     def keyless_match(
@@ -119,14 +133,10 @@ class EntityDeploys:
         """A record without a key of the same sha and environment, near in time, not yet taken."""
         if not event.sha:
             return None
-        for deploy in self.deploys(entity):
+        self.deploys(entity)
+        for deploy in self._keyless[entity].get((event.environment, _short(event.sha)), []):
             uuid = str(deploy.get("uuid"))
-            if key_of(deploy) is not None or uuid in self._matched:
-                continue
-            if deploy.get("environment") != event.environment:
-                continue
-            sha = deploy.get("sha")
-            if not isinstance(sha, str) or not same_sha(sha, event.sha):
+            if uuid in self._matched or not same_sha(str(deploy.get("sha")), event.sha):
                 continue
             when = _moment(deploy.get("timestamp"))
             if when is not None and abs(when - event.timestamp) <= window:
@@ -137,7 +147,22 @@ class EntityDeploys:
     def forget(self) -> None:
         """Drop what was read (between readers: memory stays flat over an organisation)."""
         self._deploys.clear()
+        self._keys.clear()
+        self._keyless.clear()
         self._matched.clear()
+
+    def _keep(self, entity: str, deploy: dict[str, Any]) -> None:
+        self._deploys[entity].append(deploy)
+        key, sha = key_of(deploy), deploy.get("sha")
+        if key is not None:
+            self._keys[entity][key].append(str(deploy.get("uuid")))
+        elif isinstance(sha, str) and len(sha.strip()) >= 7:
+            self._keyless[entity][(deploy.get("environment"), _short(sha))].append(deploy)
+
+
+def _short(sha: str) -> str:
+    """The part of a sha that an abbreviated one shares (git abbreviates to 7 at least)."""
+    return sha.strip().lower()[:7]
 
 
 def _moment(value: object) -> datetime | None:
@@ -242,8 +267,7 @@ class Reconciler:
 
     def _verdict(self, event: DeployEvent, entity: str) -> tuple[Verdict, str]:
         key = idempotency_key(event, entity)
-        deploys = self.cortex.deploys(entity)
-        uuids = [str(d.get("uuid")) for d in deploys if key_of(d) == key]
+        uuids = self.cortex.uuids(entity, key)
         if len(uuids) > 1:
             return Verdict.DOUBLED, f"{len(uuids)} records with its key: {', '.join(uuids)}"
         if uuids:
