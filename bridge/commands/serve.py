@@ -102,7 +102,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _build_app(args: argparse.Namespace, config: Any, environ: Mapping[str, str]) -> Any:
     """In a gunicorn worker process: the app, and the delivery thread beside it."""
     from bridge.app import create_app
-    from bridge.relay import make_runtime, make_worker, wake_on_notify
+    from bridge.relay import make_budget, make_runtime, make_worker, wake_on_notify
     from bridge.sync.periodic import start_reconcile
     from bridge.worker import start_in_thread
 
@@ -121,6 +121,7 @@ def _build_app(args: argparse.Namespace, config: Any, environ: Mapping[str, str]
             owner=worker_owner(),
             clock=runtime.clock,
             stop=threading.Event(),
+            budget=make_budget(runtime),
         )
     return create_app(runtime)
 
