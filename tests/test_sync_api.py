@@ -158,3 +158,14 @@ def test_gitlab_sends_its_private_token_header_under_api_v4() -> None:
     api = gitlab_client("https://gitlab.acme.io/", "glpat-x", sleep=Sleeps(), clock=lambda: NOW)
     assert api.get("/projects/acme%2Fweb").json() == {"id": 1}
     assert responses.calls[0].request.headers["PRIVATE-TOKEN"] == "glpat-x"
+
+
+def test_the_runs_search_range_is_in_whole_seconds() -> None:
+    from datetime import datetime, timezone
+
+    from bridge.sync.github import _search_time
+
+    moment = datetime(2026, 11, 3, 10, 5, 7, 250_000, tzinfo=timezone.utc)
+    assert _search_time(moment) == "2026-11-03T10:05:07Z"
+    assert _search_time(moment, up=True) == "2026-11-03T10:05:08Z"
+    assert _search_time(moment.replace(microsecond=0), up=True) == "2026-11-03T10:05:07Z"

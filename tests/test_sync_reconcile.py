@@ -23,6 +23,7 @@ from bridge.fakescm import FakeGitHub
 from bridge.mapping import key_of
 from bridge.store import Store
 from bridge.sync import periodic
+from bridge.times import format_timestamp
 from tests.conftest import TOKEN, wait_until
 from tests.test_sync import GH_TOKEN, SHA_A
 
@@ -240,3 +241,51 @@ def test_check_config_describes_the_reconcile(
     assert main(["check-config", "--config", str(config)], {}) == 0
     out = capsys.readouterr().out
     assert "sync: every 10 min, the last 48 h of github acme/*, gitlab acme-group" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["worker", "serve"])
+def test_a_running_relay_reconciles_a_deploy_whose_webhook_never_came(
+    tmp_path: Path, cortex: FakeCortex, command: str
+) -> None:
+    finished = datetime.now(timezone.utc) - timedelta(hours=1)
+    with FakeGitHub(token=GH_TOKEN) as github:
+        github.add_deployment(
+            "acme/api",
+            401,
+            sha=SHA_A,
+            environment="production",
+            created_at=format_timestamp(finished - timedelta(minutes=5)),
+            states=[("SUCCESS", format_timestamp(finished))],
+        )
+        config = tmp_path / "bridge.yaml"
+        config.write_text("sync: {github: [acme/api], interval_minutes: 60, look_back_hours: 2}\n")
+        environ = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "CORTEX_API_TOKEN": TOKEN,
+            "CORTEX_API_URL": cortex.url,
+            "GITHUB_TOKEN": GH_TOKEN,
+            "GITHUB_API_URL": github.api_url,
+            "GITHUB_WEBHOOK_SECRET": "s",
+            "GITLAB_WEBHOOK_TOKEN": "t",
+            "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'relay.db'}",
+        }
+        script = str(Path(sys.executable).with_name("cortex-deploy-bridge"))
+        argv = [script, command, "--config", str(config)]
+        if command == "serve":
+            argv += ["--bind", "127.0.0.1:0", "--workers", "1"]
+        relay = subprocess.Popen(
+            argv,
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_until(lambda: len(cortex.all_deploys()) == 1, timeout=60)
+        finally:
+            os.killpg(relay.pid, signal.SIGTERM)
+            relay.wait(timeout=30)
+    [stored] = cortex.all_deploys()
+    assert key_of(stored) == "github:acme/api:deployment:401:production:api"

@@ -164,7 +164,7 @@ class GitHubReader:
         for a repository"): a range holding more is halved, each half read on its own.
         """
         path = f"/repos/{self.repository}/actions/runs"
-        created = f"{format_timestamp(since)}..{format_timestamp(until)}"
+        created = f"{_search_time(since)}..{_search_time(until, up=True)}"
         pages = self.api.pages(path, {"created": created, "per_page": PAGE})
         for number, (page, _) in enumerate(pages):
             body = page.json() if isinstance(page.json(), dict) else {}
@@ -357,6 +357,12 @@ def _status(status: Mapping[str, Any]) -> dict[str, Any]:
         "environment_url": status.get("environmentUrl"),
         "creator": status.get("creator"),
     }
+
+
+def _search_time(moment: datetime, *, up: bool = False) -> str:
+    """A time in whole seconds, as GitHub's search syntax takes it; rounded up when ``up``."""
+    whole = moment.replace(microsecond=0)
+    return format_timestamp(whole + timedelta(seconds=1) if up and whole != moment else whole)
 
 
 def _before(node: Mapping[str, Any], window: Window) -> bool:
