@@ -160,12 +160,12 @@ def test_gitlab_sends_its_private_token_header_under_api_v4() -> None:
     assert responses.calls[0].request.headers["PRIVATE-TOKEN"] == "glpat-x"
 
 
-def test_the_runs_search_range_is_in_whole_seconds() -> None:
+def test_api_filters_take_whole_seconds() -> None:
     from datetime import datetime, timezone
 
-    from bridge.sync.github import _search_time
+    from bridge.sync.found import whole_seconds
 
     moment = datetime(2026, 11, 3, 10, 5, 7, 250_000, tzinfo=timezone.utc)
-    assert _search_time(moment) == "2026-11-03T10:05:07Z"
-    assert _search_time(moment, up=True) == "2026-11-03T10:05:08Z"
-    assert _search_time(moment.replace(microsecond=0), up=True) == "2026-11-03T10:05:07Z"
+    assert whole_seconds(moment) == "2026-11-03T10:05:07Z"
+    assert whole_seconds(moment, up=True) == "2026-11-03T10:05:08Z"
+    assert whole_seconds(moment.replace(microsecond=0), up=True) == "2026-11-03T10:05:07Z"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.sources.fields import Parser, keep_all
 from bridge.sync.api import ScmError
 from bridge.sync.reader import Found, Window
+from bridge.times import format_timestamp
 
 
 def parsed(parser: Parser, payload: Mapping[str, Any], window: Window) -> Found:
@@ -34,3 +36,10 @@ def json_list(value: object, where: str) -> list[Any]:
     if not isinstance(value, list):
         raise ScmError(f"{where} did not answer a list")
     return value
+
+
+def whole_seconds(moment: datetime, *, up: bool = False) -> str:
+    """A time for an API's filter, in whole seconds (rounded up when ``up``): GitHub's search
+    syntax takes no fraction, and a window's end rounded up loses nothing."""
+    whole = moment.replace(microsecond=0)
+    return format_timestamp(whole + timedelta(seconds=1) if up and whole != moment else whole)

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 from bridge.errors import BridgeError
 from bridge.sources import github as hooks
 from bridge.sync.api import GITHUB_LIMITS, ApiClient, ScmError, rate_limit_wait
-from bridge.sync.found import json_list, parsed
+from bridge.sync.found import json_list, parsed, whole_seconds
 from bridge.sync.reader import Found, Window
-from bridge.times import format_timestamp, parse_timestamp
+from bridge.times import parse_timestamp
 
 DEFAULT_API_URL = "https://api.github.com"
 PAGE = 100  # the most GraphQL connections and REST lists give at once
@@ -164,7 +164,7 @@ class GitHubReader:
         for a repository"): a range holding more is halved, each half read on its own.
         """
         path = f"/repos/{self.repository}/actions/runs"
-        created = f"{_search_time(since)}..{_search_time(until, up=True)}"
+        created = f"{whole_seconds(since)}..{whole_seconds(until, up=True)}"
         pages = self.api.pages(path, {"created": created, "per_page": PAGE})
         for number, (page, _) in enumerate(pages):
             body = page.json() if isinstance(page.json(), dict) else {}
@@ -357,12 +357,6 @@ def _status(status: Mapping[str, Any]) -> dict[str, Any]:
         "environment_url": status.get("environmentUrl"),
         "creator": status.get("creator"),
     }
-
-
-def _search_time(moment: datetime, *, up: bool = False) -> str:
-    """A time in whole seconds, as GitHub's search syntax takes it; rounded up when ``up``."""
-    whole = moment.replace(microsecond=0)
-    return format_timestamp(whole + timedelta(seconds=1) if up and whole != moment else whole)
 
 
 def _before(node: Mapping[str, Any], window: Window) -> bool:

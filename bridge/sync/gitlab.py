@@ -25,9 +25,8 @@ from bridge.errors import BridgeError
 from bridge.model import Status
 from bridge.sources import gitlab as hooks
 from bridge.sync.api import GITLAB_LIMITS, ApiClient
-from bridge.sync.found import json_list, parsed
+from bridge.sync.found import json_list, parsed, whole_seconds
 from bridge.sync.reader import Found, Window
-from bridge.times import format_timestamp
 
 DEFAULT_URL = "https://gitlab.com"
 PAGE = 100  # GitLab's largest per_page
@@ -80,8 +79,8 @@ class GitLabReader:
     def _list(self, window: Window, kind: str, start: str | None, found: Any) -> Iterator[Found]:
         path = f"/projects/{quote(self.project, safe='')}/{kind}"
         params = {
-            "updated_after": format_timestamp(window.since),
-            "updated_before": format_timestamp(window.until),
+            "updated_after": whole_seconds(window.since),
+            "updated_before": whole_seconds(window.until, up=True),
             "order_by": "updated_at",
             "sort": "asc",
             "per_page": PAGE,
