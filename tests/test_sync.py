@@ -530,7 +530,7 @@ def test_the_table_lists_each_deploy_and_a_summary(
     assert lines[-1].startswith("summary: 0 present, 0 matched, 0 doubled, 1 missing")
     # Not a terminal: one plain progress line per source, no redraws.
     assert "\r" not in err
-    assert "sync 1/1 github:acme/api · 3 pages read · 1 compared · 0 recorded · 1 missing" in err
+    assert "sync 1/1 github:acme/api · 2 pages read · 1 compared · 0 recorded · 1 missing" in err
 
 
 class Terminal(io.StringIO):
@@ -612,7 +612,7 @@ def test_deployments_made_while_a_repository_is_read_push_no_older_one_out(
             seen.append(found.event.details["deploymentId"])
         elif found.resume is not None:
             markers += 1
-            if markers == 2:  # the oldest page is done; three new deploys come in now
+            if markers == 1:  # the oldest page is done; three new deploys come in now
                 for n in range(150, 153):
                     deploy(n)
     api.close()
@@ -762,3 +762,28 @@ def test_one_keyless_record_matches_one_deploy_by_short_sha_within_the_hour(
     assert rows["deployment/102"]["verdict"] == "matched"
     assert uuid in rows["deployment/102"]["detail"]
     assert rows["deployment/101"]["verdict"] == "missing"
+
+
+def test_a_deployment_of_an_earlier_attempt_is_keyed_by_that_attempt(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for attempt, job in ((1, 776), (2, 777)):  # the run was re-run; the listing has attempt 2
+        github.add_run(
+            "acme/api",
+            555,
+            sha=SHA_A,
+            name="Deploy",
+            path=".github/workflows/deploy.yml",
+            created_at="2026-11-03T09:59:00Z",
+            updated_at="2026-11-03T10:06:00Z",
+            attempt=attempt,
+            jobs=(job,),
+        )
+    log = "https://github.com/acme/api/actions/runs/555/job/776"
+    add_success(github, "acme/api", 101, SHA_A, 3, log_url=log)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github", "acme/api", "--dry-run", *WINDOW)
+
+    assert code == 3
+    assert verdicts(report) == [("missing", "run/555/1", "api")]

@@ -123,6 +123,7 @@ class GitHubReader:
         self.repository = repository
         self.runs_are_deploys = runs_are_deploys
         self._runs: dict[int, Mapping[str, Any]] = {}
+        self._runs_listed: Window | None = None  # the window the runs were listed for
         self._html_url = f"https://github.com/{repository}"
 
     @property
@@ -131,31 +132,31 @@ class GitHubReader:
         return f"github:{self.repository}"
 
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
-        """Workflow runs first (they name the runs deployments belong to), then deployments.
+        """Workflow runs first, where they count as deploys; then deployments.
 
-        The runs are read again on a resume (they are few pages, and their deploys are then
-        found present), so only the deployments' progress is a resume point.
+        The runs are also listed (once) when a deployment made by an Actions job needs its
+        run. Only the deployments' progress is a resume point: runs are few pages, read again
+        on a resume, and their deploys then found present.
         """
         point = json.loads(resume) if resume else {}
-        for found in self._runs_in(window):
-            if not point:
-                yield found
-        if not point:
+        if self.runs_are_deploys and not point:
+            yield from self._runs_in(window)
             yield Found(None, "", json.dumps({"phase": "deployments"}))
         yield from self._deployments(window, point)
 
     # -- workflow runs ----------------------------------------------------------------------
 
     def _runs_in(self, window: Window) -> Iterator[Found]:
-        seen: set[int] = set()
+        """The window's runs as deploys (or not), each kept (slim) for the deployments."""
+        self._runs_listed = window
         for run in self._runs_created(window.since - OVERLAP, window.until):
-            if isinstance(run, Mapping) and isinstance(run.get("id"), int):
-                if run["id"] in seen:
-                    continue  # on the boundary of two split ranges
-                seen.add(run["id"])
-                self._runs[run["id"]] = run
-                if self.runs_are_deploys:
-                    yield self._run_found(run, window)
+            if not isinstance(run, Mapping) or not isinstance(run.get("id"), int):
+                continue
+            if run["id"] in self._runs:
+                continue  # on the boundary of two split ranges
+            self._runs[run["id"]] = _slim_run(run)
+            if self.runs_are_deploys:
+                yield self._run_found(run, window)
 
     def _runs_created(self, since: datetime, until: datetime) -> Iterator[Any]:
         """The runs created in [since, until], the range split while GitHub would cut it.
@@ -181,23 +182,30 @@ class GitHubReader:
         payload = {"action": "completed", "workflow_run": run, "repository": self._repo()}
         return parsed(hooks.parse_workflow_run, payload, window)
 
-    def _run_for(self, log_url: str | None) -> Mapping[str, Any] | None:
-        """The workflow run (and attempt) whose job made a deployment, from its log page."""
+    def _run_for(self, log_url: str | None, window: Window) -> Mapping[str, Any] | None:
+        """The workflow run (and attempt) whose job made a deployment, from its log page.
+
+        The window's runs are listed on the first need (a page per 100 runs); a run not in
+        that list (created long before) is read alone.
+        """
         found = _RUN_PAGE.search(urlsplit(log_url or "").path)
         if found is None:
             return None
+        if self._runs_listed != window:
+            for _ in self._runs_in(window):
+                pass
         run_id = int(found["run"])
         run = self._runs.get(run_id)
         if run is None:
-            run = self.api.get(f"/repos/{self.repository}/actions/runs/{run_id}").json()
-            self._runs[run_id] = run
-        attempt = run.get("run_attempt") if isinstance(run, Mapping) else None
+            run = _object(self.api.get(f"/repos/{self.repository}/actions/runs/{run_id}"))
+            self._runs[run_id] = _slim_run(run)
+        attempt = run.get("run_attempt")
         if found["job"] and isinstance(attempt, int) and attempt > 1:
             # A re-run: the job names its own attempt (REST "Get a job for a workflow run").
-            job = self.api.get(f"/repos/{self.repository}/actions/jobs/{found['job']}").json()
-            if job.get("run_attempt") not in (None, attempt):
+            job = _object(self.api.get(f"/repos/{self.repository}/actions/jobs/{found['job']}"))
+            if isinstance(job.get("run_attempt"), int) and job["run_attempt"] != attempt:
                 path = f"/repos/{self.repository}/actions/runs/{run_id}/attempts"
-                run = self.api.get(f"{path}/{job['run_attempt']}").json()
+                run = _object(self.api.get(f"{path}/{job['run_attempt']}"))
         return run if isinstance(run, Mapping) else None
 
     # -- deployments ------------------------------------------------------------------------
@@ -278,7 +286,7 @@ class GitHubReader:
             "repository": self._repo(),
         }
         try:
-            run = self._run_for(status.get("logUrl"))
+            run = self._run_for(status.get("logUrl"), window)
         except ScmError as exc:
             if exc.status != 404:
                 raise
@@ -357,6 +365,46 @@ def _status(status: Mapping[str, Any]) -> dict[str, Any]:
         "environment_url": status.get("environmentUrl"),
         "creator": status.get("creator"),
     }
+
+
+# What the webhook parser reads of a run (bridge/sources/github.py): kept per run instead of
+# the whole object (its repository, head_repository, ... come to some 6 kB a run).
+_RUN_FIELDS = (
+    "id",
+    "run_attempt",
+    "name",
+    "path",
+    "display_title",
+    "head_branch",
+    "head_sha",
+    "status",
+    "conclusion",
+    "created_at",
+    "run_started_at",
+    "updated_at",
+    "html_url",
+)
+
+
+def _slim_run(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The run as the parser needs it."""
+    slim = {key: run.get(key) for key in _RUN_FIELDS}
+    commit, actor = run.get("head_commit"), run.get("triggering_actor")
+    if isinstance(commit, Mapping):
+        slim["head_commit"] = {"message": commit.get("message")}
+    if isinstance(actor, Mapping):
+        slim["triggering_actor"] = {"login": actor.get("login")}
+    if isinstance(run.get("actor"), Mapping):
+        slim["actor"] = {"login": run["actor"].get("login")}
+    return slim
+
+
+def _object(response: Any) -> Mapping[str, Any]:
+    """A JSON object answer; ScmError when it is something else."""
+    body = response.json()
+    if not isinstance(body, Mapping):
+        raise ScmError(f"github: {response.url} did not answer an object")
+    return body
 
 
 def _before(node: Mapping[str, Any], window: Window) -> bool:
