@@ -23,6 +23,7 @@ from bridge.sources import parse_event
 from bridge.store import Store
 from bridge.sync.engine import Tally
 from bridge.sync.github import GitHubReader, github_client
+from bridge.sync.gitlab import GitLabReader, gitlab_client
 from bridge.sync.reader import Window
 from bridge.sync.report import ProgressLine
 from bridge.times import parse_timestamp
@@ -787,3 +788,51 @@ def test_a_deployment_of_an_earlier_attempt_is_keyed_by_that_attempt(
 
     assert code == 3
     assert verdicts(report) == [("missing", "run/555/1", "api")]
+
+
+def test_limit_stops_early_and_the_next_run_continues_the_same_window(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for id, day in ((101, 3), (102, 4), (103, 5)):
+        add_success(github, "acme/api", id, f"{id:040x}", day)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github", "acme/api", "--limit", "2", *WINDOW)
+
+    assert code == 0
+    assert report["summary"]["recorded"] == 2
+    # No --since/--until: the interrupted window is continued, not today's default one.
+    code = main(["sync", "--github", "acme/api", "--output", "json"], environ)
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert code == 0
+    assert (
+        "github:acme/api: continuing the interrupted sync of 2026-11-01T00:00:00Z to "
+        "2026-12-01T00:00:00Z (--restart starts over)"
+    ) in err
+    assert sorted(v for v, _, _ in verdicts(report)) == ["present", "present", "recorded"]
+    assert len(cortex.all_deploys()) == 3
+
+
+def test_a_gitlab_read_resumes_at_the_next_page_link(gitlab: FakeGitLab) -> None:
+    for n in range(150):
+        gitlab.add_deployment(
+            "acme/web",
+            n + 1,
+            job=7000 + n,
+            sha=f"{n:040x}",
+            environment="production",
+            status="success",
+            updated_at=f"2026-11-{2 + n // 24:02d}T{n % 24:02d}:00:00Z",
+        )
+    api = gitlab_client(gitlab.url, GL_TOKEN)
+    window = Window(
+        parse_timestamp("2026-11-01T00:00:00Z"), parse_timestamp("2026-12-01T00:00:00Z")
+    )
+    reader = GitLabReader(api, "acme/web", runs_are_deploys=False)
+    first = list(reader.read(window))
+    resume = next(f.resume for f in first if f.resume)
+    again = [f.event.ref.id for f in reader.read(window, resume=resume) if f.event is not None]
+    api.close()
+    assert [f.event.ref.id for f in first if f.event is not None][:100][-1] == "7099"
+    assert again == [str(7000 + n) for n in range(100, 150)]

@@ -165,6 +165,7 @@ def _run(
 ) -> int:
     from bridge.sync.engine import Options, Reconciler, Verdict
     from bridge.sync.report import ProgressLine, Report
+    from bridge.times import format_timestamp
 
     _share_budget(client, store, config)
     options = Options(
@@ -180,6 +181,13 @@ def _run(
         # Listed first (an organisation's repositories: a request per 100) to know the total.
         every = list(readers())
         for number, reader in enumerate(every, start=1):
+            saved = reconciler.interrupted(reader.name)
+            if saved is not None:
+                since, until = format_timestamp(saved.since), format_timestamp(saved.until)
+                progress.note(
+                    f"{reader.name}: continuing the interrupted sync of {since} to {until}"
+                    " (--restart starts over)"
+                )
             progress.source(reader.name, number, len(every))
             for row in reconciler.sync(reader, window):
                 report.row(row)

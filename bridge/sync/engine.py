@@ -25,11 +25,13 @@ from bridge.errors import BridgeError, CortexError, UnsupportedEvent
 from bridge.mapping import idempotency_key, key_of
 from bridge.model import DeployEvent, DeployType
 from bridge.rollback import same_sha
+from bridge.store.sync_state import RUNNING
 from bridge.sync.reader import Found, Reader, Window
 from bridge.times import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
     from bridge.store import Store
+    from bridge.store.sync_state import Progress
 
 
 class Verdict(str, enum.Enum):
@@ -311,14 +313,21 @@ class Reconciler:
 
     # -- progress ---------------------------------------------------------------------------
 
+    def interrupted(self, name: str) -> Progress | None:
+        """The saved progress a sync of reader ``name`` continues, if any (not a dry run)."""
+        if self.store is None or self.options.dry_run or self.options.restart:
+            return None
+        saved = self.store.sync_progress(name)
+        return saved if saved is not None and saved.state == RUNNING else None
+
     def _begin(self, reader: Reader, window: Window) -> tuple[Window, str | None]:
         """The window and resume point: an interrupted run of this reader is continued."""
-        if self.store is None or self.options.dry_run:
-            return window, None
-        saved = self.store.sync_progress(reader.name)
-        if saved is not None and saved.state == "running" and not self.options.restart:
+        saved = self.interrupted(reader.name)
+        if saved is not None:
             return Window(saved.since, saved.until), saved.resume
-        self.store.start_sync(reader.name, since=window.since, until=window.until, now=self.clock())
+        if self.store is not None and not self.options.dry_run:
+            now = self.clock()
+            self.store.start_sync(reader.name, since=window.since, until=window.until, now=now)
         return window, None
 
     def _save(self, name: str, resume: str) -> None:

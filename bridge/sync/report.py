@@ -77,6 +77,10 @@ class ProgressLine:
         self._name, self._number, self._total = name, number, total
         self.tick()
 
+    def note(self, text: str) -> None:
+        """A line of its own (on a terminal, above the redrawn one)."""
+        self._write(("\r\x1b[2K" if self.tty else "") + text + "\n")
+
     def tick(self) -> None:
         """Redraw (terminal only), at most every ``interval`` seconds."""
         now = self.clock()
