@@ -181,6 +181,8 @@ def _run(
         # Listed first (an organisation's repositories: a request per 100) to know the total.
         every = list(readers())
         for number, reader in enumerate(every, start=1):
+            if reconciler.limit_reached():
+                break
             saved = reconciler.interrupted(reader.name)
             if saved is not None:
                 since, until = format_timestamp(saved.since), format_timestamp(saved.until)

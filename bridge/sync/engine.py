@@ -211,7 +211,7 @@ class Reconciler:
         try:
             for found in reader.read(window, resume=resume):
                 if found.event is not None or found.skipped:
-                    if self._over_limit():
+                    if self.limit_reached():
                         break
                     yield from self._compare(reader.name, found, pending)
                 if found.resume is not None:
@@ -229,7 +229,8 @@ class Reconciler:
         finally:
             self.cortex.forget()
 
-    def _over_limit(self) -> bool:
+    def limit_reached(self) -> bool:
+        """True once ``--limit`` deploys were found."""
         return self.options.limit is not None and self.tally.deploys >= self.options.limit
 
     # -- comparing --------------------------------------------------------------------------
