@@ -313,12 +313,14 @@ class HttpReader:
 
     def _answered(self, status: int, body: bytes, retry_after: float | None) -> HttpSourceError:
         """The error for a non-200 answer; the token is named by its variable, never shown."""
-        text = body.decode("utf-8", "replace").strip()
+        # The body as one line, cut: an error page must not flood the log.
+        text = " ".join(body.decode("utf-8", "replace").split())
+        text = text if len(text) <= 200 else text[:197] + "..."
         why = {
             401: f"the token in {self.spec.token_env} was refused",
             403: f"the token in {self.spec.token_env} may not read this list",
             404: f"no such list: check http_sources.{self.spec.name}.url",
-        }.get(status, shorten(text, 200) if text else "")
+        }.get(status, text)
         return self._error(
             f"answered {status}" + (f": {why}" if why else ""),
             status=status,
