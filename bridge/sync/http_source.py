@@ -114,6 +114,7 @@ class HttpReader:
     ) -> None:
         self.spec = spec
         self._token = token
+        self._owns_session = session is None
         self._session = session or requests.Session()
         self._sleep = sleep
         self._now = now
@@ -128,6 +129,13 @@ class HttpReader:
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
         """Every deploy in ``window``, from ``resume`` on when given; raises BridgeError."""
         position = self._position(resume)
+        try:
+            yield from self._read(window, position)
+        finally:
+            if self._owns_session:
+                self._session.close()  # its pool is made again on the next read
+
+    def _read(self, window: Window, position: Position) -> Iterator[Found]:
         if position.get("done"):
             return
         style = self.spec.pagination.style
