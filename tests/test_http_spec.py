@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bridge.errors import ConfigError
 from bridge.model import Status
@@ -341,3 +344,15 @@ def test_bad_entries_name_the_key(raw: Any, key: str, words: str) -> None:
 )
 def test_paths_read_json_and_never_raise(text: str, data: Any, expected: Any) -> None:
     assert parse_path(text, "k").get(data) == expected
+
+
+def test_every_example_in_the_docs_page_is_a_valid_entry() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "http-sources.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", page, flags=re.DOTALL)
+    assert len(blocks) == 5
+    names = set()
+    for block in blocks:
+        text = block if block.startswith("http_sources:") else "http_sources:\n" + block
+        specs = parse_http_sources(yaml.safe_load(text)["http_sources"])
+        names.update(specs)
+    assert names == {"spice", "checkout", "agents", "releases"}
