@@ -432,3 +432,12 @@ def test_make_http_reader_names_what_is_missing() -> None:
     assert caught.value.key == "API_TOKEN"
     with pytest.raises(UsageError, match=r"--source 'nope': .*\(configured: api\)"):
         make_http_reader("nope", specs, {"API_TOKEN": TOKEN})
+
+
+def test_items_outside_the_window_are_not_reported_even_when_unusable(
+    api: responses.RequestsMock,
+) -> None:
+    rows = [item(1, state="rolled", days=40), item(2, state="rolled"), item(3, days=45)]
+    serve_pages(api, [rows[:2], rows[2:]])
+    founds = list(reader_of(spec_of()).read(WINDOW))
+    assert [f.skipped.split(":")[0] for f in founds] == ["deployment 2"]

@@ -54,6 +54,15 @@ def moment(paths: tuple[FieldPath, ...], item: Any) -> datetime | str | None:
     return f"not a timestamp: {shorten(value)}"
 
 
+def item_time(spec: HttpSourceSpec, item: Any) -> datetime | None:
+    """When the item's deploy ended, else began (its event time); None when not readable."""
+    for paths in (spec.fields.finished_at, spec.fields.started_at):
+        when = moment(paths, item)
+        if isinstance(when, datetime):
+            return when
+    return None
+
+
 def to_event(spec: HttpSourceSpec, item: Any) -> DeployEvent | str:
     """The deploy an item describes, or the reason it is not one."""
     if not isinstance(item, Mapping):

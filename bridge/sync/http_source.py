@@ -43,7 +43,7 @@ from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.redact import redact
 from bridge.sources.fields import shorten
 from bridge.step import secret_from
-from bridge.sync.http_items import item_id, moment, to_event
+from bridge.sync.http_items import item_id, item_time, moment, to_event
 from bridge.sync.http_spec import NEWEST_FIRST, PAGE, HttpSourceSpec
 from bridge.sync.reader import Found, Window
 
@@ -239,11 +239,11 @@ class HttpReader:
             if sorted_by is not None:
                 listed = moment((sorted_by,), item)
                 stop = stop or (isinstance(listed, datetime) and listed < window.since - OVERLAP)
+            when = item_time(self.spec, item)
+            if when is not None and not window.since <= when < window.until:
+                continue  # outside the window, even if it could not be recorded
             event = to_event(self.spec, item)
-            if isinstance(event, str):
-                founds.append(Found(None, skipped=event))
-            elif window.since <= event.timestamp < window.until:
-                founds.append(Found(event))
+            founds.append(Found(None, skipped=event) if isinstance(event, str) else Found(event))
         return founds, stop
 
     def _position(self, resume: str | None) -> Position:
