@@ -159,6 +159,18 @@ def test_qoder_preset_asks_for_archived_deployments_too() -> None:
         pytest.param({"s": entry(url=None)}, "http_sources.s.url", "required", id="no-url"),
         pytest.param({"s": entry(url="ftp://x/y")}, "http_sources.s.url", "http(s)", id="bad-url"),
         pytest.param(
+            {"s": entry(url=URL + "?app=1&api_key=abc")},
+            "http_sources.s.url",
+            "only from the environment",
+            id="key-in-url",
+        ),
+        pytest.param(
+            {"s": entry(url="https://me:abc@deploys.example.com/x")},
+            "http_sources.s.url",
+            "only from the environment",
+            id="password-in-url",
+        ),
+        pytest.param(
             {"s": entry(token_env=None)}, "http_sources.s.token_env", "required", id="no-token-env"
         ),
         pytest.param(

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from bridge.config.settings import SECRET_KEY, SOURCES
 from bridge.config.values import _choice, _http_url, _integer, _mapping, _positive, _string
@@ -156,6 +157,9 @@ def parse_http_sources(raw: Any) -> dict[str, HttpSourceSpec]:
 def _parse_entry(name: str, entry: Any, path: str) -> HttpSourceSpec:
     data = _with_preset(_raw_mapping(entry, path, KEYS), path)
     url = _http_url(_need(data, "url", path), f"{path}.url")
+    parts = urlsplit(url)
+    if parts.password or any(SECRET_KEY.search(key) for key, _ in parse_qsl(parts.query)):
+        raise ConfigError(f"{path}.url", "secrets come only from the environment: use token_env")
     token_env = _string(_need(data, "token_env", path), f"{path}.token_env").strip()
     if not _VARIABLE.fullmatch(token_env):
         raise ConfigError(
