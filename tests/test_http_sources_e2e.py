@@ -276,3 +276,70 @@ def test_spice_refusals_are_the_documented_ones(
     with pytest.raises(HttpSourceError, match=words):
         list(source.read(WINDOW))
     assert spice.violations == []
+
+
+# -- all three -----------------------------------------------------------------------------
+
+
+def filled(platform: str) -> StandIn:
+    """A stand-in of ``platform`` holding 12 finished deploys, one a day before T0."""
+    if platform == "phased":
+        phased = PhasedApi(token=TOKEN)
+        for i in range(12):
+            phased.add(f"dpl_{i}", "completed", T0 - timedelta(days=i + 1))
+        return phased
+    if platform == "qoder":
+        qoder = QoderApi(token=TOKEN)
+        for i in range(12):
+            qoder.add(f"dep_{i}", T0 - timedelta(days=i + 1))
+        return qoder
+    spice = SpiceApi(token=TOKEN)
+    for i in range(12):
+        spice.add(i, "succeeded", T0 - timedelta(days=i + 1))
+    return spice
+
+
+SMALL_PAGES = {
+    "phased": {"size": 5},
+    "qoder": {"limit": 5},
+    "spice": {"limit": 20},
+}
+PLATFORMS = pytest.mark.parametrize("platform", ["phased", "qoder", "spice"])
+
+
+@PLATFORMS
+def test_each_platform_honours_429_retry_after(platform: str) -> None:
+    sleeps = Sleeps()
+    with filled(platform) as api:
+        api.fail_next(429, retry_after="9")
+        source = reader(api, platform, sleeps, pagination=SMALL_PAGES[platform])
+        assert len(ids(list(source.read(WINDOW)))) == 12
+        assert sleeps == [9.0]
+        assert api.violations == []
+
+
+@PLATFORMS
+def test_each_platform_refuses_a_wrong_token_with_401(platform: str) -> None:
+    with filled(platform) as api:
+        url = api.url  # type: ignore[attr-defined]
+        entry = {"preset": platform, "url": url, "token_env": "T", "repository": "a/b"}
+        specs = parse_http_sources({platform: entry})
+        source = make_http_reader(platform, specs, {"T": "wrong-token-77"})
+        with pytest.raises(HttpSourceError, match="answered 401: the token in T was refused"):
+            list(source.read(WINDOW))
+        assert len(api.received) == 1  # a refusal is not retried
+
+
+@PLATFORMS
+def test_each_platform_answers_404_off_its_path(platform: str) -> None:
+    with filled(platform) as api:
+        entry = {
+            "preset": platform,
+            "url": api.base + "/v2/deploymentz",
+            "token_env": "T",
+            "repository": "a/b",
+        }
+        source = make_http_reader(platform, parse_http_sources({platform: entry}), {"T": TOKEN})
+        with pytest.raises(HttpSourceError, match="answered 404: no such list"):
+            list(source.read(WINDOW))
+        assert api.violations == ["no route GET /v2/deploymentz"]
