@@ -119,7 +119,6 @@ class HttpReader:
         self._sleep = sleep
         self._now = now
         self._policy = policy or RetryPolicy()
-        self.requests_made = 0
 
     @property
     def name(self) -> str:
@@ -285,7 +284,6 @@ class HttpReader:
                 self._sleep(self._policy.delay(attempt, exc.retry_after))
 
     def _get_once(self, params: Mapping[str, str]) -> Any:
-        self.requests_made += 1
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         try:
             with self._session.get(
