@@ -111,7 +111,7 @@ def test_outside_ci_needs_an_entity(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["send", "--dry-run"], {})
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: entity-tag:")
+    assert err.startswith("error: --entity-tag: none given")
 
 
 def test_dry_run_prints_payload_without_token(capsys: pytest.CaptureFixture[str]) -> None:

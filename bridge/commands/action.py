@@ -12,14 +12,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``action``: the GitHub Action entrypoint; inputs come from INPUT_* variables."""
-    from bridge import workflow_commands as wc
     from bridge.errors import UsageError
     from bridge.send import inputs_from_action
-    from bridge.step import ActionReporter, run_step
+    from bridge.step import EXIT_USAGE, ActionReporter, run_step
 
     try:
         inputs = inputs_from_action(environ)
     except UsageError as exc:
-        print(wc.annotation("error", str(exc), title="Cortex deploy"))
-        return 2
+        reporter = ActionReporter((), environ)
+        reporter.error(reporter.describe(exc))
+        return EXIT_USAGE
     return run_step(inputs, environ, ActionReporter((inputs.token,), environ))

@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a mapping merged into the deploy's customData",
     )
     add(
+        "--deploy-id",
+        default="",
+        metavar="ID",
+        help="name this deploy where the CI has no build id (or to override it), so that "
+        "running the same command again finds the record instead of making a second one",
+    )
+    add(
         "--cortex-api-url",
         default="",
         help="Cortex API base URL (default: $CORTEX_API_URL or https://api.getcortexapp.com)",
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         deployer_email=args.deployer_email,
         timestamp=args.timestamp,
         custom_data=args.custom_data,
+        deploy_id=args.deploy_id,
         fail_on_error=args.fail_on_error,
         dry_run=args.dry_run,
     )
