@@ -258,17 +258,33 @@ def test_token_never_printed_even_when_cortex_echoes_it(
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
-        pytest.param({"INPUT_TYPE": "REDEPLOY"}, "the type input: 'REDEPLOY' is not one of", id="type"),
+        pytest.param(
+            {"INPUT_TYPE": "REDEPLOY"}, "the type input: 'REDEPLOY' is not one of", id="type"
+        ),
         pytest.param({"INPUT_TIMESTAMP": "last tuesday"}, "the timestamp input:", id="timestamp"),
         pytest.param({"INPUT_TIMESTAMP": "2026-11-20T10:00:00"}, "no UTC offset", id="naive-time"),
-        pytest.param({"INPUT_CUSTOM-DATA": "[1, 2]"}, "the custom-data input: expected a mapping", id="list"),
         pytest.param(
-            {"INPUT_CUSTOM-DATA": "a: [b"}, "the custom-data input: neither JSON nor YAML", id="bad-yaml"
+            {"INPUT_CUSTOM-DATA": "[1, 2]"}, "the custom-data input: expected a mapping", id="list"
         ),
-        pytest.param({"INPUT_CORTEX-API-TOKEN": ""}, "the cortex-api-token input: no Cortex API token", id="no-token"),
-        pytest.param({"INPUT_SHA": "main"}, "the sha input: 'main' is not a hex commit sha", id="sha"),
-        pytest.param({"INPUT_URL": "ftp://x"}, "the url input: 'ftp://x' is not an http(s) URL", id="url"),
-        pytest.param({"INPUT_DRY-RUN": "maybe"}, "the dry-run input: expected true or false", id="bool"),
+        pytest.param(
+            {"INPUT_CUSTOM-DATA": "a: [b"},
+            "the custom-data input: neither JSON nor YAML",
+            id="bad-yaml",
+        ),
+        pytest.param(
+            {"INPUT_CORTEX-API-TOKEN": ""},
+            "the cortex-api-token input: no Cortex API token",
+            id="no-token",
+        ),
+        pytest.param(
+            {"INPUT_SHA": "main"}, "the sha input: 'main' is not a hex commit sha", id="sha"
+        ),
+        pytest.param(
+            {"INPUT_URL": "ftp://x"}, "the url input: 'ftp://x' is not an http(s) URL", id="url"
+        ),
+        pytest.param(
+            {"INPUT_DRY-RUN": "maybe"}, "the dry-run input: expected true or false", id="bool"
+        ),
     ],
 )
 def test_bad_input_one_line_nothing_sent(
