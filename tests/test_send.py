@@ -401,3 +401,31 @@ def test_a_context_sha_that_is_not_hex_never_reaches_git(
     assert f"warning: the CI's commit '--output={target}' is not a hex sha; not used" in err
     (deploy,) = cortex.all_deploys()
     assert "sha" not in deploy
+
+
+@pytest.mark.parametrize(
+    ("command", "names"),
+    [
+        ("send", ["CORTEX_API_TOKEN", "CORTEX_API_URL", "CORTEX_DEPLOY_JOB_ID", "--deploy-id"]),
+        ("action", ["INPUT_*", "GITHUB_OUTPUT", "CORTEX_API_TOKEN"]),
+        ("check-config", ["BRIDGE_CONFIG", "BRIDGE_DATABASE_URL", "GITHUB_WEBHOOK_SECRET"]),
+        ("deliveries", ["BRIDGE_DATABASE_URL", "deliveries retry --all-dead"]),
+        ("demo", ["demo --json"]),
+    ],
+)
+def test_help_has_description_environment_examples_and_exit_codes(
+    command: str, names: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--help"], {})
+    out = capsys.readouterr().out
+    assert stopped.value.code == 0
+    _usage, description = out.split("\n\n", 2)[:2]
+    assert len(description.split()) > 20, description
+    environment = out.split("\nenvironment:\n")[1].split("\n\n")[0]
+    examples = out.split("\nexamples:\n")[1].split("\nexit codes:\n")[0]
+    exit_codes = out.split("\nexit codes:\n")[1].split("\n\n")[0].splitlines()
+    assert environment.strip() and "cortex-deploy-bridge" in examples
+    assert exit_codes[0].startswith("  0  ") and len(exit_codes) >= 2
+    for name in names:
+        assert name in out

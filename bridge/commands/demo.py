@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands.common import EXIT_FAILED, fail
+from bridge.commands.helptext import describe
 
 if TYPE_CHECKING:
     from bridge.app import Runtime
@@ -46,8 +47,33 @@ class Stage:
     workdir: str
 
 
+ABOUT = """\
+A self-contained tour with no Cortex account, in a few seconds: it starts a stand-in Cortex
+and the real receiver and worker on loopback (a temporary SQLite database), sends signed
+sample GitHub and GitLab webhooks, records one deploy the way `send` does in a CI job, and
+shows what Cortex received. Every answer is checked, so it doubles as a smoke test of an
+installation."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``demo``."""
+    describe(
+        parser,
+        ABOUT,
+        environment=[
+            ("(none)", "CORTEX_API_URL, BRIDGE_DATABASE_URL and the secrets are ignored on"),
+            ("", "purpose: the demo's deploys never leave this machine"),
+        ],
+        examples=[
+            "cortex-deploy-bridge demo",
+            "cortex-deploy-bridge demo --json > cortex-received.json",
+            "cortex-deploy-bridge demo --keep-running   # then point curl at it",
+        ],
+        exit_codes=[
+            (0, "every step did what the story says"),
+            (1, "something did not: the line names it"),
+        ],
+    )
     parser.add_argument(
         "--keep-running",
         action="store_true",
