@@ -10,6 +10,7 @@ url, times and environment, so it is keyed as the Deployment Hook for that job k
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from bridge.ci.context import CiContext, Env, compact
@@ -45,13 +46,10 @@ def _moment(env: Env, name: str) -> datetime | None:
 def context(environ: Mapping[str, str]) -> CiContext:
     """Deploy defaults for a job running in GitLab CI."""
     env = Env(environ)
-    deploy_job = _job_id(env, "CORTEX_DEPLOY_JOB_ID")
-    if deploy_job is not None:
-        return _recorded_job(env, deploy_job)
     job_id = _job_id(env, "CI_JOB_ID")
     # The job id is what GitLab's Deployment Hook calls deployable_id: the webhook receiver
     # names the same deploy the same way.
-    return CiContext(
+    own = CiContext(
         source=NAME,
         repository=env("CI_PROJECT_PATH") or "",
         event="job",
@@ -76,33 +74,28 @@ def context(environ: Mapping[str, str]) -> CiContext:
             }
         ),
     )
+    deploy_job = _job_id(env, "CORTEX_DEPLOY_JOB_ID")
+    return own if deploy_job is None else _deploy_job(env, own, deploy_job)
 
 
-def _recorded_job(env: Env, job_id: str) -> CiContext:
-    """The deploy job named by CORTEX_DEPLOY_JOB_ID, recorded from a later job."""
+def _deploy_job(env: Env, own: CiContext, job_id: str) -> CiContext:
+    """The deploy job named by CORTEX_DEPLOY_JOB_ID, recorded from this later job: the
+    pipeline's facts stay, the job's own (id, page, times, environment) are the deploy job's."""
     project = env("CI_PROJECT_URL")
     page = f"{project.rstrip('/')}/-/jobs/{job_id}" if project else None
-    return CiContext(
-        source=NAME,
-        repository=env("CI_PROJECT_PATH") or "",
-        event="job",
+    return replace(
+        own,
         ref=DeployRef("job", job_id),
-        sha=env("CI_COMMIT_SHA"),
-        branch=env("CI_COMMIT_REF_NAME"),
-        environment=env("CORTEX_DEPLOY_ENVIRONMENT"),
-        title=env("CI_COMMIT_TITLE"),
+        environment=env("CORTEX_DEPLOY_ENVIRONMENT") or own.environment,
         url=env("CORTEX_DEPLOY_JOB_URL") or page,
-        deployer_name=env("GITLAB_USER_NAME"),
-        deployer_email=env("GITLAB_USER_EMAIL"),
         started_at=_moment(env, "CORTEX_DEPLOY_JOB_STARTED_AT"),
         finished_at=_moment(env, "CORTEX_DEPLOY_JOB_FINISHED_AT"),
-        workspace=env("CI_PROJECT_DIR"),
         details=compact(
             {
                 "jobId": job_id,
-                "recordedByJobId": env("CI_JOB_ID"),
-                "pipelineId": env("CI_PIPELINE_ID"),
-                "pipelineUrl": env("CI_PIPELINE_URL"),
+                "recordedByJobId": own.details.get("jobId"),
+                "pipelineId": own.details.get("pipelineId"),
+                "pipelineUrl": own.details.get("pipelineUrl"),
                 "environmentUrl": env("CORTEX_DEPLOY_ENVIRONMENT_URL"),
             }
         ),
