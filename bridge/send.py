@@ -329,7 +329,6 @@ def inputs_from_action(environ: Mapping[str, str]) -> Inputs:
         deployer_email=get("deployer-email"),
         timestamp=get("timestamp"),
         custom_data=get("custom-data"),
-        deploy_id=get("deploy-id"),
         fail_on_error=parse_bool("fail-on-error", get("fail-on-error"), default=True),
         dry_run=parse_bool("dry-run", get("dry-run"), default=False),
     )

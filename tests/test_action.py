@@ -421,3 +421,16 @@ def test_a_context_sha_like_an_option_never_reaches_git(
     assert not target.exists()
     assert_no_injected_command(out)
     assert "is not a hex sha; not used" in out
+
+
+def test_warnings_name_the_input_to_set(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner["INPUT_ENVIRONMENT"] = ""
+    code, out, _ = run(runner, capsys)
+    assert code == 0
+    assert (
+        "::warning title=Cortex deploy::no environment recorded: set the environment input"
+        in out.splitlines()
+    )
+    assert "--environment" not in out
