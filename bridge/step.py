@@ -114,8 +114,13 @@ class Reporter:
         return str(exc)
 
     def notice(self, notice: Notice) -> None:
-        """A warning that says which input would fix it."""
-        self.warning(f"{notice.text}: set {self.spell(notice.name)}")
+        """A warning that says which input would fix it (where this face has that input)."""
+        fix = f": set {self.spell(notice.name)}" if self.takes(notice.name) else ""
+        self.warning(f"{notice.text}{fix}")
+
+    def takes(self, name: str) -> bool:
+        """Whether this face has the input ``name`` (``send`` has them all)."""
+        return True
 
     def error(self, message: str) -> None:
         """A failure that decides the exit code."""
@@ -153,6 +158,10 @@ class ActionReporter(Reporter):
     def spell(self, name: str) -> str:
         """How the Action names an input."""
         return f"the {name} input"
+
+    def takes(self, name: str) -> bool:
+        """The Action has no deploy-id input: its run (or deployment) names the deploy."""
+        return name != "deploy-id"
 
     def info(self, message: str) -> None:
         """A plain log line, kept on one line so no value can start a workflow command."""

@@ -434,3 +434,16 @@ def test_warnings_name_the_input_to_set(
         in out.splitlines()
     )
     assert "--environment" not in out
+
+
+def test_without_a_run_id_nothing_is_keyed_by_a_made_up_run(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two try-outs with no GITHUB_RUN_ID are two deploys, never one "run 0" found twice."""
+    del runner["GITHUB_RUN_ID"]
+    for _ in range(2):
+        code, out, _ = run(runner, capsys)
+        assert code == 0
+        assert "no build id here" in out and "set the deploy-id input" not in out
+    keys = {d["customData"]["bridge"]["idempotencyKey"] for d in cortex.all_deploys()}
+    assert len(keys) == 2

@@ -82,7 +82,9 @@ def run_url(environ: Mapping[str, str]) -> str | None:
     return f"{url}/attempts/{attempt}" if attempt not in ("", "1") else url
 
 
-def ref_of(event_name: str, payload: Mapping[str, Any], environ: Mapping[str, str]) -> DeployRef:
+def ref_of(
+    event_name: str, payload: Mapping[str, Any], environ: Mapping[str, str]
+) -> DeployRef | None:
     """What names this deploy; matches what the webhook receiver derives for it.
 
     A run's attempt is part of its name: a re-run (a new attempt) deploys again and is
@@ -91,7 +93,9 @@ def ref_of(event_name: str, payload: Mapping[str, Any], environ: Mapping[str, st
     deployment_id = _get(payload, "deployment", "id")
     if event_name in ("deployment", "deployment_status") and deployment_id is not None:
         return DeployRef("deployment", str(deployment_id))
-    run_id = environ.get("GITHUB_RUN_ID", "0")
+    run_id = environ.get("GITHUB_RUN_ID", "").strip()
+    if not run_id:
+        return None  # not a real run (a local try-out): no id to find a record by
     return DeployRef("run", f"{run_id}/{environ.get('GITHUB_RUN_ATTEMPT') or '1'}")
 
 
