@@ -124,15 +124,21 @@ class Reporter:
 
     def error(self, message: str) -> None:
         """A failure that decides the exit code."""
-        print(self.redact(f"error: {message}"), file=self.err)
+        self.line(f"error: {message}")
 
     def warning(self, message: str) -> None:
         """Something the user should fix, or a failure that was told not to fail the step."""
-        print(self.redact(f"warning: {message}"), file=self.err)
+        self.line(f"warning: {message}")
 
     def info(self, message: str) -> None:
         """Progress."""
-        print(self.redact(message), file=self.err)
+        self.line(message)
+
+    def line(self, text: str) -> None:
+        """One log line on stderr, secrets redacted, kept on one line: a CI that reads
+        commands from the log (GitHub's runner does, for `send` in a run step too) sees no
+        command start inside a value (Cortex's error text included)."""
+        print(wc.plain_line(self.redact(text)), file=self.err)
 
     def finish(self, outcomes: list[Outcome], *, dry_run: bool) -> None:
         """The result: uuids (or, in a dry run, the payloads) on stdout."""
@@ -162,10 +168,6 @@ class ActionReporter(Reporter):
     def takes(self, name: str) -> bool:
         """The Action has no deploy-id input: its run (or deployment) names the deploy."""
         return name != "deploy-id"
-
-    def info(self, message: str) -> None:
-        """A plain log line, kept on one line so no value can start a workflow command."""
-        print(wc.plain_line(self.redact(message)), file=self.out)
 
     def add_secret(self, secret: str) -> None:
         """Mask ``secret`` in the runner's log too (``::add-mask::``)."""

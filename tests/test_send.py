@@ -429,3 +429,18 @@ def test_help_has_description_environment_examples_and_exit_codes(
     assert exit_codes[0].startswith("  0  ") and len(exit_codes) >= 2
     for name in names:
         assert name in out
+
+
+def test_cortex_error_text_stays_on_one_line(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`send` in a GitHub run step: the runner reads commands from the log, so no value may
+    start a line of its own."""
+    from bridge.fakecortex import Fault
+
+    echo = {"type": "BAD_REQUEST", "message": "bad\n::error::injected\r\n::add-mask::x"}
+    cortex.inject(Fault("status", status=400, body=echo))
+    assert main(["send", "--entity-tag", "payments-api", "--type", "DEPLOY"], gitlab) == 1
+    err = capsys.readouterr().err
+    (line,) = err.splitlines()
+    assert line.startswith("error: payments-api: ") and "bad%0A::error::injected%0D%0A" in line
