@@ -7,6 +7,7 @@ a user's pipeline. External linters (hadolint, check-jsonschema) are run when in
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -844,8 +845,8 @@ IMAGE = f"ghcr.io/{REPOSITORY}"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
-@pytest.fixture(scope="module")
-def release() -> Any:
+@functools.cache
+def load_release_script() -> Any:
     """.github/scripts/release.py, imported from its path (it is not part of the package)."""
     import importlib.util
 
@@ -855,6 +856,12 @@ def release() -> Any:
     sys.modules[spec.name] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def release() -> Any:
+    """The release script, as a module."""
+    return load_release_script()
 
 
 def test_homepage_is_the_repository_the_docs_name() -> None:
