@@ -1058,3 +1058,71 @@ def test_every_version_reference_is_one_the_release_publishes(release: Any) -> N
                     wrong.append(f"{where} (no such file)")
     assert wrong == [], f"not published by the release of {names.tag}: {wrong}"
     assert all(found.values()), f"no reference of some kind found: {found}"
+
+
+# --- README: a user's page --------------------------------------------------------------
+
+README = ROOT / "README.md"
+# Pages other changes write; linked from the README already. Empty this once they exist.
+PAGES_WRITTEN_ELSEWHERE = {"docs/send.md", "docs/limits.md", "docs/sync.md"}
+
+
+def code_blocks(text: str) -> list[tuple[int, str, str]]:
+    """(line index, language, body) of each fenced code block of a Markdown text."""
+    blocks, lines, index = [], text.splitlines(), 0
+    while index < len(lines):
+        if lines[index].startswith("```"):
+            end = lines.index("```", index + 1)
+            blocks.append((index, lines[index][3:], "\n".join(lines[index + 1 : end])))
+            index = end
+        index += 1
+    return blocks
+
+
+def test_readme_says_what_it_is_then_gives_the_two_fresh_machine_commands() -> None:
+    text = README.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    (first, setup), (second, check) = [(i, body) for i, _, body in code_blocks(text)[:2]]
+    # A title, then one paragraph of what it is, before any command.
+    assert lines[0] == "# cortex-deploy-bridge" and lines[1] == ""
+    paragraphs = [p for p in "\n".join(lines[2:first]).split("\n\n") if p.strip()]
+    assert len(paragraphs) == 2, "what it is, then the line introducing the first command"
+    assert "Cortex" in paragraphs[0] and "real" in paragraphs[1]
+    assert first < 20 and second < first + 8
+    # One line each, to paste on a fresh machine.
+    assert "\n" not in setup and check == "bash .ci/run"
+    assert setup.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install")
+    assert "CORTEX_API_TOKEN='<your real Cortex API token>'" in setup
+    assert setup.endswith("cortex-deploy-bridge serve --bind 0.0.0.0:8080")
+
+
+def test_readme_is_a_short_page_whose_links_resolve() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250
+    targets = {t.split("#")[0] for t in re.findall(r"\]\(([^)#][^)]*)\)", text)}
+    local = {t for t in targets if not t.startswith("https://")}
+    missing = {t for t in local if not (ROOT / t).exists()} - PAGES_WRITTEN_ELSEWHERE
+    assert missing == set()
+    assert {"docs/action.md", "docs/gitlab.md", "docs/operations.md"} <= local
+    for page in (ROOT / "docs").glob("*.md"):
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            path = (page.parent / target).resolve()
+            assert path.exists() or path.relative_to(ROOT).as_posix() in PAGES_WRITTEN_ELSEWHERE, (
+                f"{page.name}: {target}"
+            )
+
+
+def test_readme_states_the_python_versions_ci_tests() -> None:
+    versions = workflow_jobs(CI_WORKFLOW)["check"]["strategy"]["matrix"]["python-version"]
+    assert load_pyproject()["project"]["requires-python"] == f">={versions[0]}"
+    assert f"Python {versions[0]} to {versions[-1]}" in README.read_text(encoding="utf-8")
+
+
+def test_docs_show_the_action_versions_ci_uses() -> None:
+    # One place to bump: the examples users copy use what this repository's CI runs.
+    used = dict(
+        re.findall(r"uses: (actions/[\w-]+)@(v\d+)", CI_WORKFLOW.read_text(encoding="utf-8"))
+    )
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for action, ref in re.findall(r"uses: (actions/[\w-]+)@(\S+)", page.read_text("utf-8")):
+            assert used.get(action) == ref, f"{page.name}: {action}@{ref}, CI uses {used}"
