@@ -1126,3 +1126,10 @@ def test_docs_show_the_action_versions_ci_uses() -> None:
     for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
         for action, ref in re.findall(r"uses: (actions/[\w-]+)@(\S+)", page.read_text("utf-8")):
             assert used.get(action) == ref, f"{page.name}: {action}@{ref}, CI uses {used}"
+
+
+def test_classifiers_name_the_python_versions_ci_tests() -> None:
+    versions = workflow_jobs(CI_WORKFLOW)["check"]["strategy"]["matrix"]["python-version"]
+    classifiers = load_pyproject()["project"]["classifiers"]
+    named = [c.rsplit(" :: ", 1)[1] for c in classifiers if re.fullmatch(r".*:: 3\.\d+", c)]
+    assert named == versions
