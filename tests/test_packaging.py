@@ -889,26 +889,33 @@ def test_release_names(release: Any, version: str, tag: str, major: str, tags: l
     assert names.image_tags(names.image) == [f"{IMAGE}:{t}" for t in tags]
 
 
+def release_checkout(tmp_path: Path) -> Path:
+    """The files the release script reads and writes, copied under ``tmp_path``."""
+    for name in ("action.yml", "bridge/__init__.py", "templates/cortex-deploy.yml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
 @pytest.mark.parametrize(
     ("argv", "named"),
     [
         pytest.param(["names", "--repository", "acme"], "--repository", id="no-owner"),
-        pytest.param(["pin-action", "--image", IMAGE, "--digest", "sha256:abc"], "--digest"),
-        pytest.param(["pin-action", "--image", IMAGE, "--digest", "latest"], "--digest"),
-        pytest.param(["pin-action", "--image", "ghcr.io/Acme/x", "--digest", DIGEST], "--image"),
-        pytest.param(["pin-action", "--image", "docker.io/a/b", "--digest", DIGEST], "--image"),
+        pytest.param(["pin", "--image", IMAGE, "--digest", "sha256:abc"], "--digest"),
+        pytest.param(["pin", "--image", IMAGE, "--digest", "latest"], "--digest"),
+        pytest.param(["pin", "--image", "ghcr.io/Acme/x", "--digest", DIGEST], "--image"),
+        pytest.param(["pin", "--image", "docker.io/a/b", "--digest", DIGEST], "--image"),
     ],
 )
 def test_release_script_refuses_a_bad_value_in_one_line(
     release: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], named: str
 ) -> None:
-    shutil.copy(ACTION, tmp_path / "action.yml")
-    (tmp_path / "bridge").mkdir()
-    shutil.copy(ROOT / "bridge" / "__init__.py", tmp_path / "bridge")
-    assert release.main(["--root", str(tmp_path), *argv], {}) == 2
+    root = release_checkout(tmp_path)
+    assert release.main(["--root", str(root), *argv], {}) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and named in err, err
-    assert (tmp_path / "action.yml").read_text() == ACTION.read_text()
+    assert (root / "action.yml").read_text() == ACTION.read_text()
+    assert (root / "templates/cortex-deploy.yml").read_text() == GITLAB_TEMPLATE.read_text()
 
 
 def test_release_script_refuses_an_unknown_version(release: Any) -> None:
@@ -917,19 +924,39 @@ def test_release_script_refuses_an_unknown_version(release: Any) -> None:
             release.release_names(version, REPOSITORY)
 
 
-def test_released_action_yml_runs_the_pushed_image(
+def test_released_action_and_component_run_the_pushed_image(
     release: Any, action: dict[str, Any], tmp_path: Path
 ) -> None:
-    shutil.copy(ACTION, tmp_path / "action.yml")
-    argv = ["--root", str(tmp_path), "pin-action", "--image", IMAGE, "--digest", DIGEST]
+    root = release_checkout(tmp_path)
+    argv = ["--root", str(root), "pin", "--image", IMAGE, "--digest", DIGEST]
     assert release.main(argv, {}) == 0
-    pinned = yaml.safe_load((tmp_path / "action.yml").read_text(encoding="utf-8"))
+    pinned = yaml.safe_load((root / "action.yml").read_text(encoding="utf-8"))
     assert pinned["runs"]["image"] == f"docker://{IMAGE}@{DIGEST}"
     # Nothing else changes: the same inputs, outputs and entrypoint behaviour.
     assert {**pinned, "runs": {**pinned["runs"], "image": "Dockerfile"}} == action
-    check_schema("vendor.github-actions", tmp_path / "action.yml")
+    check_schema("vendor.github-actions", root / "action.yml")
+    # The component runs the same image, by the same digest; the rest of it is unchanged.
+    header, config = load_documents(root / "templates/cortex-deploy.yml")
+    original_header, original_config = load_documents(GITLAB_TEMPLATE)
+    assert header["spec"]["inputs"].pop("image")["default"] == f"{IMAGE}@{DIGEST}"
+    original_header["spec"]["inputs"].pop("image")
+    assert (header, config) == (original_header, original_config)
     # A second pin finds no `image: Dockerfile` left and says so rather than pin twice.
     assert release.main(argv, {}) == 2
+
+
+def test_release_pins_nothing_when_one_file_cannot_be_pinned(
+    release: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = release_checkout(tmp_path)
+    template = root / "templates/cortex-deploy.yml"
+    template.write_text(GITLAB_TEMPLATE.read_text().replace(f"{IMAGE}:", "example.com/x:"))
+    before = template.read_text()
+    argv = ["--root", str(root), "pin", "--image", IMAGE, "--digest", DIGEST]
+    assert release.main(argv, {}) == 2
+    assert "templates/cortex-deploy.yml" in capsys.readouterr().err
+    assert (root / "action.yml").read_text() == ACTION.read_text()
+    assert template.read_text() == before
 
 
 def test_names_command_writes_the_step_outputs(release: Any, tmp_path: Path) -> None:
@@ -966,7 +993,7 @@ def test_release_pins_action_yml_to_the_digest_of_the_image_it_pushed() -> None:
     assert push["with"]["tags"] == "${{ needs.names.outputs.image-tags }}"
     assert jobs["images"]["outputs"]["digest"] == "${{ steps.action-image.outputs.digest }}"
     # ... and action.yml is pinned to that same image, at that push's digest.
-    pin = next(s for s in jobs["tag"]["steps"] if "pin-action" in s.get("run", ""))
+    pin = next(s for s in jobs["tag"]["steps"] if " pin " in s.get("run", ""))
     assert pin["env"] == {
         "IMAGE": "${{ needs.names.outputs.image }}",
         "DIGEST": "${{ needs.images.outputs.digest }}",

@@ -6,8 +6,10 @@ own Python before anything is installed, and it never imports the bridge.
     python .github/scripts/release.py names --repository OWNER/REPO
         version=0.1.0, tag=v0.1.0, major=v0, prerelease=false, image=ghcr.io/owner/repo,
         image-tags and relay-image-tags (one reference a line) to $GITHUB_OUTPUT, or stdout.
-    python .github/scripts/release.py pin-action --image ghcr.io/owner/repo --digest sha256:...
-        rewrites action.yml's `image: Dockerfile` to `image: docker://IMAGE@DIGEST`.
+    python .github/scripts/release.py pin --image ghcr.io/owner/repo --digest sha256:...
+        rewrites action.yml's `image: Dockerfile` to `image: docker://IMAGE@DIGEST`, and the
+        GitLab component's image default (`ghcr.io/...:v0`) to `IMAGE@DIGEST`: the release
+        commit's Action and component run the very image the release pushed.
 
 Exit 0 on success, 2 with one line naming the bad value otherwise.
 """
@@ -32,6 +34,9 @@ DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # ghcr.io takes lower-case repository names only (OCI distribution spec, name grammar).
 IMAGE = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)+")
 DEVELOPMENT_IMAGE = re.compile(r"^(?P<indent>\s+)image:\s*['\"]?Dockerfile['\"]?\s*$", re.M)
+# The component's `image` input default: a ghcr.io reference by tag.
+TEMPLATE_IMAGE = re.compile(r"^(?P<indent>\s+)default:\s*ghcr\.io/[\w./-]+:[\w.-]+\s*$", re.M)
+TEMPLATE = Path("templates") / "cortex-deploy.yml"
 
 
 class ReleaseError(Exception):
@@ -84,21 +89,37 @@ def release_names(version: str, repository: str) -> Names:
     )
 
 
-def pin_action(text: str, image: str, digest: str) -> str:
-    """action.yml's text with the development ``image: Dockerfile`` replaced by the pushed image."""
+def check_reference(image: str, digest: str) -> None:
+    """Raise unless ``image`` is a lower-case ghcr.io name and ``digest`` a sha256 digest."""
     if not DIGEST.fullmatch(digest):
         raise ReleaseError(f"--digest {digest!r} is not sha256:<64 hex>")
     registry, _, name = image.partition("/")
     if registry != REGISTRY or not IMAGE.fullmatch(name):
         raise ReleaseError(f"--image {image!r} is not {REGISTRY}/<lower-case owner/name>")
-    found = DEVELOPMENT_IMAGE.findall(text)
+
+
+def replace_once(pattern: re.Pattern[str], text: str, new: str, *, where: str) -> str:
+    """``text`` with the one line ``pattern`` matches replaced (its indent kept)."""
+    found = pattern.findall(text)
     if len(found) != 1:
-        raise ReleaseError(f"action.yml: expected one `image: Dockerfile` line, found {len(found)}")
+        raise ReleaseError(f"{where}: expected one line to pin, found {len(found)}")
+    return pattern.sub(lambda m: f"{m['indent']}{new}", text, count=1)
+
+
+def pin_action(text: str, image: str, digest: str) -> str:
+    """action.yml's text with the development ``image: Dockerfile`` replaced by the pushed image."""
+    check_reference(image, digest)
     # docker://IMAGE@DIGEST: GitHub pulls exactly what was pushed ("metadata syntax",
     # runs.image for Docker container actions); a tag could be moved under a release.
-    return DEVELOPMENT_IMAGE.sub(
-        lambda m: f"{m['indent']}image: docker://{image}@{digest}", text, count=1
+    return replace_once(
+        DEVELOPMENT_IMAGE, text, f"image: docker://{image}@{digest}", where="action.yml"
     )
+
+
+def pin_template(text: str, image: str, digest: str) -> str:
+    """The GitLab component's text with its image default pinned to the pushed image."""
+    check_reference(image, digest)
+    return replace_once(TEMPLATE_IMAGE, text, f"default: {image}@{digest}", where=str(TEMPLATE))
 
 
 def write_outputs(pairs: dict[str, str], environ: dict[str, str]) -> None:
@@ -134,11 +155,16 @@ def run_names(args: argparse.Namespace, environ: dict[str, str]) -> None:
     )
 
 
-def run_pin_action(args: argparse.Namespace) -> None:
-    """The ``pin-action`` command."""
-    path = args.root / "action.yml"
-    path.write_text(pin_action(path.read_text(encoding="utf-8"), args.image, args.digest))
-    print(f"action.yml: image: docker://{args.image}@{args.digest}")
+def run_pin(args: argparse.Namespace) -> None:
+    """The ``pin`` command: both files are checked before either is written."""
+    action, template = args.root / "action.yml", args.root / TEMPLATE
+    pinned = {
+        action: pin_action(action.read_text(encoding="utf-8"), args.image, args.digest),
+        template: pin_template(template.read_text(encoding="utf-8"), args.image, args.digest),
+    }
+    for path, text in pinned.items():
+        path.write_text(text, encoding="utf-8")
+        print(f"{path.relative_to(args.root)}: {args.image}@{args.digest}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     names = commands.add_parser("names", help="version, tags and image references")
     names.add_argument("--repository", required=True, help="OWNER/REPO ($GITHUB_REPOSITORY)")
-    pin = commands.add_parser("pin-action", help="point action.yml at the pushed image")
+    pin = commands.add_parser("pin", help="point action.yml and the component at the image")
     pin.add_argument("--image", required=True, help="ghcr.io/owner/repo, as pushed")
     pin.add_argument("--digest", required=True, help="sha256:..., as the push reported")
     return parser
@@ -161,7 +187,7 @@ def main(argv: list[str] | None = None, environ: dict[str, str] | None = None) -
         if args.command == "names":
             run_names(args, dict(os.environ) if environ is None else environ)
         else:
-            run_pin_action(args)
+            run_pin(args)
     except (ReleaseError, OSError) as exc:
         print(f"release.py: {exc}", file=sys.stderr)
         return 2
