@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from bridge import recorder
-from bridge.ci import github as github_ci
 from bridge.cli import main
 from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex
 from bridge.fakescm import FakeGitHub, FakeGitLab, Fault
 from bridge.mapping import build_deploy_request, idempotency_key, key_of
 from bridge.model import DeployType
-from bridge.send import Inputs, build_event
+from bridge.send import Inputs
 from bridge.sources import parse_event
+from bridge.step import prepare
 from bridge.store import Store
 from bridge.sync.engine import Tally
 from bridge.sync.github import GitHubReader, github_client
@@ -673,12 +673,11 @@ def test_a_deploy_the_action_step_recorded_in_its_job_is_present_not_doubled(
         "GITHUB_SERVER_URL": "https://github.com",
         "GITHUB_ACTOR": "octocat",
     }
-    step = build_event(
-        Inputs(environment="production"),
-        github_ci.context(actions, {}),
+    # The Action's own preparation of the deploy, from its inputs and the job's environment.
+    step, _, _ = prepare(
+        Inputs(environment="production", entity_tag="api"),
+        actions,
         now=parse_timestamp("2026-11-03T10:05:30Z"),
-        sha=SHA_A,
-        title="Deploy",
     )
     with CortexClient(cortex.url, TOKEN) as client:
         assert recorder.record(client, step, "api").uuid is not None
