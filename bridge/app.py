@@ -26,7 +26,8 @@ from bridge.config import Config
 from bridge.errors import MalformedEvent, SignatureError
 from bridge.ingest import Answer, dedupe_key, ingest
 from bridge.signatures import verify_github, verify_gitlab
-from bridge.store import STATUSES, Store, StoreError
+from bridge.sources.fields import shorten
+from bridge.store import STATUSES, Delivery, Store, StoreError
 
 log = logging.getLogger("bridge.receiver")
 
@@ -213,26 +214,30 @@ def _add_admin(app: Flask, rt: Runtime) -> None:
         if status is not None and status not in STATUSES:
             raise BadRequest(400, f"status must be one of {', '.join(STATUSES)}")
         limit = _int_arg("limit", 50, low=1, high=views.MAX_PAGE) or 50
-        after = _int_arg("after", None, low=1, high=2**63 - 1)
+        after = _int_arg("after", None, low=1, high=views.MAX_ID)
         rows, cursor = rt.store.list_deliveries(status=status, limit=limit, after=after)
         return jsonify(views.delivery_page(rows, cursor)), 200
 
-    @admin.get("/deliveries/<int:delivery_id>")
-    def show_delivery(delivery_id: int) -> tuple[Response, int]:
-        found = rt.store.get(delivery_id)
+    def find(raw: str) -> Delivery:
+        # Any path segment: "<int:...>" would hand an id past 64 bits to the driver (a 500)
+        # and send "-1" to Flask's HTML 404.
+        number = views.delivery_id(raw)
+        found = rt.store.get(number) if number is not None else None
         if found is None:
-            raise BadRequest(404, f"no delivery {delivery_id}")
-        return jsonify(views.show_delivery(found, full=True)), 200
+            raise BadRequest(404, f"no delivery {shorten(raw)}")
+        return found
 
-    @admin.post("/deliveries/<int:delivery_id>/retry")
-    def retry_delivery(delivery_id: int) -> tuple[Response, int]:
-        found = rt.store.get(delivery_id)
-        if found is None:
-            raise BadRequest(404, f"no delivery {delivery_id}")
-        if not rt.store.retry(delivery_id, now=rt.clock()):
-            raise BadRequest(409, f"delivery {delivery_id} is {found.status}: nothing to retry")
+    @admin.get("/deliveries/<path:raw_id>")
+    def show_delivery(raw_id: str) -> tuple[Response, int]:
+        return jsonify(views.show_delivery(find(raw_id), full=True)), 200
+
+    @admin.post("/deliveries/<path:raw_id>/retry")
+    def retry_delivery(raw_id: str) -> tuple[Response, int]:
+        found = find(raw_id)
+        if not rt.store.retry(found.id, now=rt.clock()):
+            raise BadRequest(409, f"delivery {found.id} is {found.status}: nothing to retry")
         rt.wake.set()
-        return jsonify(id=delivery_id, status="queued"), 200
+        return jsonify(id=found.id, status="queued"), 200
 
     app.register_blueprint(admin)
 

@@ -309,6 +309,40 @@ def test_admin_api_pages_and_retry(runtime) -> None:
     assert client.post(f"/api/deliveries/{ids[0]}/retry", headers=auth).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "9223372036854775808",  # 2**63: one past BIGINT
+        "9223372036854775807",  # the largest id there can be, which nothing has
+        "-1",
+        "-9223372036854775809",
+        "0",
+        "9" * 5000,
+        "1e3",
+        "%201",
+        "+1",
+        "\u0661",  # ARABIC-INDIC DIGIT ONE: str.isdigit() is True, int() would take it
+        "1/2",
+    ],
+)
+def test_admin_api_ids_out_of_range_are_404_json(runtime, raw: str) -> None:
+    client = client_for(runtime)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    queued = github_post(client, "deployment_status", "deployment_status.success").json["id"]
+    assert queued == 1
+    before = runtime.store.get(1)
+    for answer in (
+        client.get(f"/api/deliveries/{raw}", headers=auth),
+        client.post(f"/api/deliveries/{raw}/retry", headers=auth),
+    ):
+        assert answer.status_code == 404, answer.get_data(as_text=True)[:200]
+        assert answer.json["status"] == "rejected"
+        assert answer.json["reason"].startswith("no delivery")
+        assert len(answer.json["reason"]) < 100
+    assert runtime.store.get(1) == before
+    assert stored(runtime) == 1
+
+
 def test_events_of_one_deploy_share_a_group(runtime) -> None:
     client = client_for(runtime)
     a = github_post(client, "deployment_status", "deployment_status.success", delivery="a")
