@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 import orjson
 from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from bridge import metrics, views
 from bridge.config import Config
@@ -87,9 +87,11 @@ def _answer(answer: Answer, source: str, event: str) -> tuple[Response, int]:
 
 
 def _add_webhooks(app: Flask, rt: Runtime) -> None:
+    limit = rt.config.server.max_body_bytes
+
     @app.post("/webhooks/github")
     def github() -> tuple[Response, int]:
-        body = request.get_data(cache=False)
+        body = read_body(request.environ, limit)
         # Headers straight from the WSGI environ (X-Foo is HTTP_X_FOO): cheaper than
         # request.headers, and this runs for every delivery of a busy hook.
         header = request.environ.get
@@ -108,7 +110,7 @@ def _add_webhooks(app: Flask, rt: Runtime) -> None:
         header = request.environ.get
         if not (rt.allow_unsigned and not rt.gitlab_token):
             verify_gitlab(rt.gitlab_token, header("HTTP_X_GITLAB_TOKEN"))
-        body = request.get_data(cache=False)
+        body = read_body(request.environ, limit)
         payload = _decode(body, form_field=None)
         event = header("HTTP_X_GITLAB_EVENT") or ""
         if not event:
@@ -117,6 +119,36 @@ def _add_webhooks(app: Flask, rt: Runtime) -> None:
         delivery = header("HTTP_IDEMPOTENCY_KEY") or header("HTTP_X_GITLAB_EVENT_UUID")
         key = dedupe_key("gitlab", delivery, body=body)
         return _ingest("gitlab", event, payload, key=key, delivery=delivery, rt=rt)
+
+
+# Reads of a body with no Content-Length (chunked): small enough to stop soon past the limit.
+_READ_SIZE = 64 * 1024
+
+
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The request's whole body; RequestEntityTooLarge (413) once it passes ``limit`` bytes.
+
+    However it is framed: a Content-Length over the limit is refused before anything is read
+    (Werkzeug), and a chunked body (no Content-Length; the server ends the stream, which
+    gunicorn and Werkzeug say with ``wsgi.input_terminated``) is read to at most one byte past
+    the limit and refused there. Werkzeug's own reading of such a stream stops *at* the limit
+    and hands back the cut body as if it were whole.
+    """
+    if request.content_length is not None:
+        return request.get_data(cache=False)
+    if not environ.get("wsgi.input_terminated"):
+        return b""  # no length and no end the server vouches for: nothing can be read safely
+    stream = environ["wsgi.input"]
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = stream.read(min(_READ_SIZE, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge()
+        chunks.append(chunk)
 
 
 def _ingest(
