@@ -65,6 +65,16 @@ def test_github_deploy_is_queued(runtime, event: str, sample: str) -> None:
     assert runtime.wake.is_set()
 
 
+def test_an_older_run_without_actors_takes_its_deployer_from_sender(runtime) -> None:
+    answer = github_post(
+        client_for(runtime), "workflow_run", "workflow_run.completed.ghes-no-actor"
+    )
+    assert answer.status_code == 202, answer.json
+    event = runtime.store.get(answer.json["id"]).payload["event"]
+    assert event["deployer_name"] == "ines-moreau"
+    assert event["ref"] == {"kind": "run", "id": "4411/1"}
+
+
 def test_gitlab_deployment_is_queued(runtime) -> None:
     answer = gitlab_post(client_for(runtime), "Deployment Hook", "deployment.success")
     assert answer.status_code == 202

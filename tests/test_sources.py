@@ -898,12 +898,39 @@ def test_gitlab_deployer_email(email: str | None, expected: str | None) -> None:
             "mara-okafor",
             id="run-actor",
         ),
+        pytest.param(
+            "workflow_run",
+            "workflow_run.completed.success",
+            {"workflow_run.triggering_actor": DROP, "workflow_run.actor": DROP},
+            "teo-lindqvist",
+            id="run-sender",
+        ),
+        pytest.param(
+            "workflow_run",
+            "workflow_run.completed.ghes-no-actor",
+            {},
+            "ines-moreau",
+            id="ghes-run-sender",
+        ),
     ],
 )
 def test_github_deployer_fallbacks(
     event: str, name: str, changes: dict[str, Any], deployer: str
 ) -> None:
     assert parse("github", event, name, changes).deployer_name == deployer
+
+
+def test_a_run_without_actors_or_attempt_is_read_whole() -> None:
+    # The shape of older GitHub Enterprise Server payloads: no actor, triggering_actor,
+    # run_attempt, run_started_at or display_title.
+    event = parse("github", "workflow_run", "workflow_run.completed.ghes-no-actor", {})
+    assert event.deployer_name == "ines-moreau"
+    assert event.ref == DeployRef("run", "4411/1")
+    assert event.title == "Retry settlement batches on 503"
+    assert event.url == "https://ghes.acme.internal/acme/payments-api/actions/runs/4411"
+    assert event.sha == "9d41c0e7b2f35a8a6c1e0f4b7d2a93e5c8f10b64"
+    assert event.started_at is None
+    assert event.timestamp == datetime(2026, 10, 2, 8, 19, 41, tzinfo=timezone.utc)
 
 
 # Fuzzing: whatever the body holds, only the two errors the receiver answers may escape.
