@@ -196,6 +196,31 @@ SAMPLE_CASES = [
     pytest.param(
         "github",
         "workflow_run",
+        "workflow_run.completed.ghes-no-actor",
+        {
+            # Older GitHub Enterprise Server payloads: no actor, triggering_actor,
+            # run_attempt, run_started_at or display_title.
+            "ref": DeployRef("run", "4411/1"),
+            "status": Status.SUCCEEDED,
+            "timestamp": utc("2026-10-02T08:19:41"),
+            "title": "Retry settlement batches on 503",
+            "sha": "9d41c0e7b2f35a8a6c1e0f4b7d2a93e5c8f10b64",
+            "url": "https://ghes.acme.internal/acme/payments-api/actions/runs/4411",
+            "deployer_name": "ines-moreau",
+            "started_at": None,
+            "details": {
+                "runId": 4411,
+                "runAttempt": 1,
+                "workflow": "Deploy production",
+                "workflowPath": ".github/workflows/deploy.yml",
+                "ref": "main",
+            },
+        },
+        id="github-run-ghes-without-actors",
+    ),
+    pytest.param(
+        "github",
+        "workflow_run",
         "workflow_run.in_progress",
         {
             "ref": RUN,
@@ -918,19 +943,6 @@ def test_github_deployer_fallbacks(
     event: str, name: str, changes: dict[str, Any], deployer: str
 ) -> None:
     assert parse("github", event, name, changes).deployer_name == deployer
-
-
-def test_a_run_without_actors_or_attempt_is_read_whole() -> None:
-    # The shape of older GitHub Enterprise Server payloads: no actor, triggering_actor,
-    # run_attempt, run_started_at or display_title.
-    event = parse("github", "workflow_run", "workflow_run.completed.ghes-no-actor", {})
-    assert event.deployer_name == "ines-moreau"
-    assert event.ref == DeployRef("run", "4411/1")
-    assert event.title == "Retry settlement batches on 503"
-    assert event.url == "https://ghes.acme.internal/acme/payments-api/actions/runs/4411"
-    assert event.sha == "9d41c0e7b2f35a8a6c1e0f4b7d2a93e5c8f10b64"
-    assert event.started_at is None
-    assert event.timestamp == datetime(2026, 10, 2, 8, 19, 41, tzinfo=timezone.utc)
 
 
 # Fuzzing: whatever the body holds, only the two errors the receiver answers may escape.
