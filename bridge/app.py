@@ -102,7 +102,12 @@ def _add_webhooks(app: Flask, rt: Runtime) -> None:
         if not event:
             raise BadRequest(400, "missing X-GitHub-Event header")
         delivery = header("HTTP_X_GITHUB_DELIVERY")
-        key = dedupe_key("github", header("HTTP_X_GITHUB_HOOK_ID"), delivery, body=body)
+        key = dedupe_key(
+            "github",
+            ("X-GitHub-Delivery", delivery),
+            scope=("X-GitHub-Hook-ID", header("HTTP_X_GITHUB_HOOK_ID")),
+            body=body,
+        )
         return _ingest("github", event, payload, key=key, delivery=delivery, rt=rt)
 
     @app.post("/webhooks/gitlab")
@@ -116,8 +121,9 @@ def _add_webhooks(app: Flask, rt: Runtime) -> None:
         if not event:
             raise BadRequest(400, "missing X-Gitlab-Event header")
         # GitLab keeps Idempotency-Key across its retries of one event (webhooks docs).
+        named = "Idempotency-Key" if header("HTTP_IDEMPOTENCY_KEY") else "X-Gitlab-Event-UUID"
         delivery = header("HTTP_IDEMPOTENCY_KEY") or header("HTTP_X_GITLAB_EVENT_UUID")
-        key = dedupe_key("gitlab", delivery, body=body)
+        key = dedupe_key("gitlab", (named, delivery), body=body)
         return _ingest("gitlab", event, payload, key=key, delivery=delivery, rt=rt)
 
 

@@ -37,16 +37,38 @@ def ignored(reason: str) -> Answer:
     return Answer(200, {"status": "ignored", "reason": reason})
 
 
-def dedupe_key(source: str, *parts: str | None, body: bytes) -> str:
-    """The outbox's de-duplication key: the SCM's delivery id, else the body's digest."""
-    named = [p.strip() for p in parts if p and p.strip()]
-    if any(len(p) > MAX_ID_LENGTH or not p.isprintable() for p in named):
+# A header and its value (None when absent), for the de-duplication key.
+Header = tuple[str, str | None]
+
+
+def dedupe_key(source: str, delivery: Header, *, scope: Header | None = None, body: bytes) -> str:
+    """The outbox's de-duplication key: the SCM's delivery id (in its hook), else a digest.
+
+    No two different header sets give one key. An id is stripped and percent-escaped (``%`` and
+    ``:``), so a ``:`` in a key only ever separates; GitHub's key always has both places, the
+    hook's empty when its header is absent (``github::D`` is not ``github:1:D`` with no hook);
+    and a key made from the body's digest, when there is no delivery id, is marked by ``#``,
+    which no escaped id holds in that place. Ids free of ``%`` and ``:`` with both GitHub
+    headers present (every real delivery) give the keys earlier versions stored, so a
+    redelivery of an event received before an upgrade is still a duplicate.
+    """
+    values = [_delivery_id(*header) for header in (scope, delivery) if header is not None]
+    if not values[-1]:
+        return f"{source}#sha256:{hashlib.sha256(body).hexdigest()}"
+    return ":".join([source, *(_escape(value) for value in values)])
+
+
+def _delivery_id(name: str, value: str | None) -> str:
+    value = (value or "").strip()
+    if len(value) > MAX_ID_LENGTH or not value.isprintable():
         # GitHub's and GitLab's ids are short printable GUIDs or numbers; anything else is
         # not one of theirs, and a NUL could not even be stored (PostgreSQL text).
-        raise MalformedEvent("a delivery id header is not a printable id of at most 200 chars")
-    if named:
-        return ":".join([source, *named])
-    return f"{source}:sha256:{hashlib.sha256(body).hexdigest()}"
+        raise MalformedEvent(f"{name} is not a printable id of at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _escape(value: str) -> str:
+    return value.replace("%", "%25").replace(":", "%3A")
 
 
 def unstorable(event: DeployEvent) -> str | None:
