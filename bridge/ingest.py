@@ -16,8 +16,9 @@ from bridge.config import Config, route
 from bridge.delivery import ignore_reason, routed, to_payload
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
-from bridge.model import DeployEvent, Status
+from bridge.model import Status, bounded, entity_problem
 from bridge.sources import parse_event
+from bridge.sources.fields import shorten
 from bridge.store import Store
 
 MAX_ID_LENGTH = 200
@@ -71,14 +72,18 @@ def _escape(value: str) -> str:
     return value.replace("%", "%25").replace(":", "%3A")
 
 
-def unstorable(event: DeployEvent) -> str | None:
-    """The field of ``event`` that names its deploy but cannot be stored (a NUL), if any."""
-    fields = {
-        "repository": event.repository,
-        "environment": event.environment or "",
-        "deploy id": event.ref.id,
-    }
-    return next((name for name, value in fields.items() if "\x00" in value), None)
+def _check_entities(entities: tuple[str, ...], config: Config) -> None:
+    """At most ``server.max_entities_per_event`` entities, each a usable tag; else malformed."""
+    limit = config.server.max_entities_per_event
+    if len(entities) > limit:
+        raise MalformedEvent(
+            f"the event names {len(entities)} entities, more than "
+            f"server.max_entities_per_event ({limit})"
+        )
+    for tag in entities:
+        problem = entity_problem(tag)
+        if problem is not None:
+            raise MalformedEvent(f"entity {shorten(tag)} {problem}")
 
 
 def ingest(
@@ -103,10 +108,10 @@ def ingest(
 
     try:
         event = parse_event(source, event_name, payload, delivery_id=delivery_id, screen=screen)
-        bad = unstorable(event)
-        if bad is not None:
-            raise MalformedEvent(f"the event's {bad} contains a NUL character")
+        _check_entities(event.entities, config)
+        event = bounded(event)
         where = route(config, event)
+        _check_entities(where.entities, config)
     except UnsupportedEvent as exc:
         return ignored(exc.reason)
     except MalformedEvent as exc:

@@ -15,6 +15,7 @@ from bridge.config.settings import (
     DEFAULT_CORTEX_URL,
     DEFAULT_DATABASE,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_ENTITIES,
     DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_ROUTE,
     SOURCES,
@@ -125,6 +126,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] = _NO_ENV) -> Config:
         delivery=_parse_delivery(top.get("delivery")),
     )
     _check_lease(config)
+    _check_route_sizes(config)
     return _apply_environ(config, environ)
 
 
@@ -164,14 +166,15 @@ def _parse_routes(value: Any) -> tuple[RouteRule, ...]:
 
 
 def _parse_route(value: Any, path: str) -> RouteRule:
-    data = _mapping(value, path, ("match", "entities"))
+    data = _mapping(value, path, ("match", "entities", "payload_entities"))
     match = _parse_match(_required(data, "match", path), f"{path}.match", route=True)
     entities = _strings(_required(data, "entities", path), f"{path}.entities")
     if not entities:
         raise ConfigError(f"{path}.entities", "must list at least one entity")
     for j, template in enumerate(entities):
         _check_template(template, f"{path}.entities[{j}]")
-    return RouteRule(path, match, entities)
+    globs = _strings(data.get("payload_entities", []), f"{path}.payload_entities")
+    return RouteRule(path, match, entities, payload_entities=globs)
 
 
 def _parse_workflows(value: Any) -> tuple[WorkflowRule, ...]:
@@ -215,11 +218,16 @@ def _parse_environments(value: Any) -> Environments:
 
 
 def _parse_server(value: Any) -> ServerSettings:
-    data = _mapping(value, "server", ("max_body_bytes",))
+    data = _mapping(value, "server", tuple(ServerSettings.__dataclass_fields__))
     limit = _integer(data.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "server.max_body_bytes")
     if limit < 1:
         raise ConfigError("server.max_body_bytes", f"must be at least 1, got {limit!r}")
-    return ServerSettings(max_body_bytes=limit)
+    entities = _integer(
+        data.get("max_entities_per_event", DEFAULT_MAX_ENTITIES), "server.max_entities_per_event"
+    )
+    if entities < 1:
+        raise ConfigError("server.max_entities_per_event", f"must be at least 1, got {entities!r}")
+    return ServerSettings(max_body_bytes=limit, max_entities_per_event=entities)
 
 
 def _parse_delivery(value: Any) -> DeliverySettings:
@@ -250,6 +258,18 @@ def _check_lease(config: Config) -> None:
             "delivery.lease_seconds",
             f"must be longer than cortex.timeout_seconds ({config.cortex.timeout_seconds:g})",
         )
+
+
+def _check_route_sizes(config: Config) -> None:
+    """A route may not give more entities than one event may be recorded on."""
+    limit = config.server.max_entities_per_event
+    for rule in config.routes:
+        if len(rule.entities) > limit:
+            raise ConfigError(
+                f"{rule.name}.entities",
+                f"lists {len(rule.entities)} entities, more than "
+                f"server.max_entities_per_event ({limit})",
+            )
 
 
 def _check_template(template: str, path: str) -> None:
