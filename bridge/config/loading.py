@@ -38,7 +38,6 @@ from bridge.config.values import (
     _bool,
     _choice,
     _database_url,
-    _http_url,
     _integer,
     _list,
     _mapping,
@@ -46,6 +45,7 @@ from bridge.config.values import (
     _required,
     _string,
     _strings,
+    http_url,
 )
 from bridge.errors import ConfigError
 
@@ -83,23 +83,31 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str])
         raise ConfigError(name, f"cannot read the config file: {reason}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(name, "cannot read the config file: not utf-8 text") from exc
-    loader = _StrictLoader(text)
     try:
-        data = loader.get_single_data()
+        # The loader's constructor already reads, and refuses NUL and other control bytes.
+        loader = _StrictLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        raise _yaml_error(name, exc) from exc
-    finally:
-        loader.dispose()
+        raise _yaml_error(name, exc, text) from None
     return parse_config(data, environ=environ)
 
 
-def _yaml_error(name: str, exc: yaml.YAMLError) -> ConfigError:
-    """A ConfigError naming the file and line of a YAML syntax error."""
+def _yaml_error(name: str, exc: yaml.YAMLError, text: str) -> ConfigError:
+    """A one-line ConfigError naming the file and line of a YAML error."""
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}" if mark else name
         return ConfigError(where, f"invalid yaml: {exc.problem or exc.context}")
-    return ConfigError(name, f"invalid yaml: {exc}")
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        return ConfigError(
+            f"{name}:{line}",
+            f"invalid yaml: character #x{exc.character:04x} is not allowed in a config file",
+        )
+    return ConfigError(name, "invalid yaml: " + " ".join(str(exc).split()))
 
 
 TOP_KEYS = tuple(Config.__dataclass_fields__)
@@ -140,7 +148,7 @@ def _parse_cortex(value: Any) -> CortexSettings:
             "cortex.requests_per_minute", f"must be 0 (no limit) or more, got {per_minute}"
         )
     return CortexSettings(
-        url=_http_url(data.get("url", DEFAULT_CORTEX_URL), "cortex.url"),
+        url=http_url(data.get("url", DEFAULT_CORTEX_URL), "cortex.url"),
         timeout_seconds=_positive(data.get("timeout_seconds", 10), "cortex.timeout_seconds"),
         requests_per_minute=per_minute,
     )

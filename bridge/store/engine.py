@@ -26,7 +26,7 @@ def create_engine(url: str) -> Engine:
     """An engine for a ``sqlite:///...`` or ``postgresql[+psycopg]://...`` URL."""
     try:
         parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         # from None: the parse error may quote the URL, and with it a password.
         raise ConfigError(
             "database", "not a database URL (sqlite:///... or postgresql://...)"
