@@ -64,6 +64,9 @@ def create_app(runtime: Runtime) -> Flask:
     """A receiver bound to ``runtime``; nothing is read from the environment here."""
     app = Flask("bridge.app")
     app.config["MAX_CONTENT_LENGTH"] = runtime.config.server.max_body_bytes
+    # "/api/deliveries//retry" is a delivery with an empty id (a JSON 404), not an HTML
+    # redirect to a path with the slashes merged.
+    app.url_map.merge_slashes = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["bridge"] = runtime
     _add_webhooks(app, runtime)
