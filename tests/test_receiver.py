@@ -315,6 +315,8 @@ def test_admin_api_pages_and_retry(runtime) -> None:
     assert one["status"] == "queued" and "payments-api" in one["payload"]["entities"]
     assert client.get("/api/deliveries?status=bogus", headers=auth).status_code == 400
     assert client.get("/api/deliveries?limit=0", headers=auth).status_code == 400
+    assert client.get("/api/deliveries?limit=201", headers=auth).status_code == 400
+    assert client.get("/api/deliveries?limit=200", headers=auth).status_code == 200
     assert client.get("/api/deliveries/999", headers=auth).status_code == 404
     assert client.post(f"/api/deliveries/{ids[0]}/retry", headers=auth).status_code == 200
 
