@@ -8,7 +8,7 @@ Runs on SQLite and PostgreSQL (conftest's ``db_url``).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,20 +18,7 @@ from bridge.config import parse_config
 from bridge.model import MAX_EVENT_BYTES, MAX_NAME, MAX_TITLE, MAX_URL
 from bridge.store import Store
 from tests.conftest import load_sample
-from tests.receiver_kit import GITHUB_SECRET, client_for, github_post, gitlab_post, runtime_on
-
-
-@pytest.fixture
-def new_runtime(db_url: str) -> Iterator[Callable[..., Runtime]]:
-    made: list[Runtime] = []
-
-    def new(config: dict[str, Any] | None = None) -> Runtime:
-        made.append(runtime_on(db_url, config))
-        return made[-1]
-
-    yield new
-    for rt in made:
-        rt.store.close()
+from tests.receiver_kit import GITHUB_SECRET, client_for, github_post, gitlab_post
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ Every test runs on SQLite and on PostgreSQL (``[sqlite]``, ``[postgresql]``: con
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import pytest
@@ -19,23 +18,8 @@ from tests.receiver_kit import (
     client_for,
     github_post,
     gitlab_post,
-    runtime_on,
     sign,
 )
-
-
-@pytest.fixture
-def new_runtime(db_url: str) -> Iterator[Callable[..., Runtime]]:
-    """Makes runtimes on this test's database (``runtime_on``'s arguments); closes them after."""
-    made: list[Runtime] = []
-
-    def new(config: dict[str, Any] | None = None, **kw: Any) -> Runtime:
-        made.append(runtime_on(db_url, config, **kw))
-        return made[-1]
-
-    yield new
-    for rt in made:
-        rt.store.close()
 
 
 @pytest.fixture
