@@ -49,6 +49,7 @@ class Tally:
     no_reason: list[tuple[int, str]] = field(default_factory=list)
     queued: int = 0
     sent: int = 0
+    stalled: list[str] = field(default_factory=list)  # requests the server never answered
 
 
 def free_port() -> int:
@@ -146,7 +147,7 @@ def send(port: int, request: Any) -> tuple[int, bytes, str]:
             for name, value in headers.items():
                 conn.putheader(name, value)
             length = request.content_length
-            if length is None or (length.isdigit() and int(length) > len(request.body)):
+            if length is None or _number(length) > len(request.body):
                 length = str(len(request.body))
             conn.putheader("Content-Length", length)
             conn.endheaders(request.body)
@@ -154,6 +155,14 @@ def send(port: int, request: Any) -> tuple[int, bytes, str]:
         return answer.status, answer.read(), answer.getheader("Content-Type") or ""
     finally:
         conn.close()
+
+
+def _number(text: str) -> int:
+    """What a lenient server reads in a Content-Length (" 5", "+5", "5_0"), else -1."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        return -1
 
 
 def record(tally: Tally, status: int, data: bytes, kind: str, *, admin: bool = False) -> None:
@@ -204,6 +213,11 @@ def fuzz(port: int, tally: Tally, *, requests: int, seed: int, deadline: float) 
         except OSError as exc:  # e.g. reset while sending a body the server had refused
             tally.sent += 1
             tally.codes[f"no answer ({type(exc).__name__})"] += 1
+            if isinstance(exc, TimeoutError):
+                framing = "chunked" if request.chunked else f"length {request.content_length!r}"
+                tally.stalled.append(
+                    f"{request.method} {request.path[:60]} {framing}, {len(request.body)} bytes"
+                )
             return
         record(tally, *answer, admin=request.admin)
 
@@ -282,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("- answers: " + ", ".join(f"{code}: {n}" for code, n in sorted(tally.codes.items())))
     print(f"- 5xx: {len(tally.server_errors)}; stored {in_outbox}, answered 202 {tally.queued}")
+    for stalled in tally.stalled:
+        print(f"- no answer in 30 s: {stalled}")
     print(
         f"- result: **{'PASS' if not problems else 'FAIL'}**"
         + "".join(f"\n  - {p}" for p in problems)
