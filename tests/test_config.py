@@ -1039,7 +1039,10 @@ def test_describe_the_example() -> None:
     ) in lines
     assert "database: postgresql+psycopg://b:***@db/b" in lines
     assert "sources: github enabled, gitlab enabled" in lines
-    assert "routes[0]: repository 'acme/payments-api' -> payments-api, payments-db" in lines
+    assert (
+        "routes[0]: repository 'acme/payments-api' -> payments-api, payments-db "
+        "(a deployment's payload may name payments-*)"
+    ) in lines
     assert "routes[1]: repository 'acme/backend/*' source 'gitlab' -> backend-{repo}" in lines
     assert (
         "workflows[0]: repository 'acme/*' workflow 'Deploy*' -> environment 'production'" in lines
@@ -1050,6 +1053,7 @@ def test_describe_the_example() -> None:
     ) in lines
     assert "record: mode final, failures not recorded" in lines
     assert "rollback: detect on" in lines
+    assert "server: max_body_bytes 26214400, max_entities_per_event 20" in lines
     assert not any("s3cret" in line for line in lines)
 
 
