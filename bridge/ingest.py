@@ -48,10 +48,12 @@ def dedupe_key(source: str, delivery: Header, *, scope: Header | None = None, bo
     No two different header sets give one key. An id is stripped and percent-escaped (``%`` and
     ``:``), so a ``:`` in a key only ever separates; GitHub's key always has both places, the
     hook's empty when its header is absent (``github::D`` is not ``github:1:D`` with no hook);
-    and a key made from the body's digest, when there is no delivery id, is marked by ``#``,
-    which no escaped id holds in that place. Ids free of ``%`` and ``:`` with both GitHub
+    and a key made from the body's digest, when there is no delivery id, has ``#`` after the
+    source where every id's key has ``:``. Ids free of ``%`` and ``:`` with both GitHub
     headers present (every real delivery) give the keys earlier versions stored, so a
-    redelivery of an event received before an upgrade is still a duplicate.
+    redelivery of an event received before an upgrade is still a duplicate; stored rows need
+    no rewriting (only keys of deliveries without the hook id header, or digest keys, which no
+    real GitHub or GitLab delivery has, would read differently now).
     """
     values = [_delivery_id(*header) for header in (scope, delivery) if header is not None]
     if not values[-1]:
