@@ -166,7 +166,9 @@ def test_chunked_over_the_limit_is_413_under_serve(tmp_path: Path, cortex: FakeC
 
     served = Served(tmp_path, cortex.url)
     (tmp_path / "bridge.yaml").write_text(
-        (tmp_path / "bridge.yaml").read_text() + f"server:\n  max_body_bytes: {LIMIT}\n"
+        (tmp_path / "bridge.yaml").read_text()
+        + f"server:\n  max_body_bytes: {LIMIT}\n"
+        + "routes: [{match: {}, entities: ['{repo}'], payload_entities: ['payments-*']}]\n"
     )
     served.start()
     try:
