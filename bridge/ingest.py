@@ -15,11 +15,12 @@ from typing import Any
 from bridge.config import Config, route
 from bridge.delivery import ignore_reason, routed, to_payload
 from bridge.errors import MalformedEvent, UnsupportedEvent
-from bridge.mapping import deploy_key
-from bridge.model import Status, bounded, entity_problem
+from bridge.mapping import deploy_key, idempotency_key
+from bridge.model import MAX_KEY_BYTES, DeployEvent, Status, bounded, entity_problem
 from bridge.sources import parse_event
 from bridge.sources.fields import shorten
 from bridge.store import Store
+from bridge.store.store import MAX_KEY_LENGTH
 
 MAX_ID_LENGTH = 200
 
@@ -55,10 +56,16 @@ def dedupe_key(source: str, delivery: Header, *, scope: Header | None = None, bo
     no rewriting (only keys of deliveries without the hook id header, or digest keys, which no
     real GitHub or GitLab delivery has, would read differently now).
     """
-    values = [_delivery_id(*header) for header in (scope, delivery) if header is not None]
+    headers = [header for header in (scope, delivery) if header is not None]
+    values = [_delivery_id(*header) for header in headers]
     if not values[-1]:
         return f"{source}#sha256:{hashlib.sha256(body).hexdigest()}"
-    return ":".join([source, *(_escape(value) for value in values)])
+    key = ":".join([source, *(_escape(value) for value in values)])
+    if len(key) > MAX_KEY_LENGTH:
+        # Escaping triples a ":" or "%": two ids of 200 of those would not fit the outbox.
+        names = " and ".join(name for name, value in headers if value and value.strip())
+        raise MalformedEvent(f"{names} are too long for a de-duplication key, once escaped")
+    return key
 
 
 def _delivery_id(name: str, value: str | None) -> str:
@@ -72,6 +79,17 @@ def _delivery_id(name: str, value: str | None) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("%", "%25").replace(":", "%3A")
+
+
+def _check_keys(event: DeployEvent, entities: tuple[str, ...]) -> None:
+    """Each entity's idempotency key fits a database index (PostgreSQL: ~2,700 bytes)."""
+    for entity in entities:
+        size = len(idempotency_key(event, entity).encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            raise MalformedEvent(
+                f"the deploy's key (repository, environment, deploy id and entity "
+                f"{shorten(entity)}) is {size} bytes in UTF-8; at most {MAX_KEY_BYTES}"
+            )
 
 
 def _check_entities(entities: tuple[str, ...], config: Config) -> None:
@@ -114,6 +132,7 @@ def ingest(
         event = bounded(event)
         where = route(config, event)
         _check_entities(where.entities, config)
+        _check_keys(routed(event, where), where.entities)
     except UnsupportedEvent as exc:
         return ignored(exc.reason)
     except MalformedEvent as exc:

@@ -28,6 +28,10 @@ MAX_TITLE = 255
 MAX_URL = 2048
 # The event as stored (JSON, the entities aside): ~1-2 KiB for a real deploy.
 MAX_EVENT_BYTES = 16 * 1024
+# A deploy's idempotency key (source, repository, deploy id, environment, entity) in UTF-8:
+# it is a primary key, and PostgreSQL's btree entries stop at 2,704 bytes. Names of 255
+# characters stay far below it in ASCII, but not in four-byte characters.
+MAX_KEY_BYTES = 2048
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none of them belongs
 # in a name, a key or a URL, and each can split a line of a log or a workflow command.

@@ -84,6 +84,9 @@ def test_two_different_header_sets_never_share_a_key(
         pytest.param("1\x1b", "d", "X-GitHub-Hook-ID", id="escape-hook"),
         pytest.param("1", "d" * 201, "X-GitHub-Delivery", id="long-delivery"),
         pytest.param("1" * 201, None, "X-GitHub-Hook-ID", id="long-hook-no-delivery"),
+        pytest.param(
+            "%" * 200, ":" * 200, "X-GitHub-Hook-ID and X-GitHub-Delivery", id="long-escaped"
+        ),
     ],
 )
 def test_an_id_that_is_not_printable_or_too_long_is_named(hook, delivery, named) -> None:
@@ -129,3 +132,12 @@ def test_a_bad_delivery_header_is_a_400_naming_it(runtime: Runtime) -> None:
     assert status == 400
     assert "X-GitHub-Hook-ID" in str(body["reason"])
     assert sum(runtime.store.counts().values()) == 0
+
+
+def test_ids_too_long_once_escaped_are_a_400(runtime: Runtime) -> None:
+    status, body = post(runtime, {"X-GitHub-Hook-ID": "%" * 200, "X-GitHub-Delivery": ":" * 200})
+    assert status == 400
+    assert "too long for a de-duplication key" in str(body["reason"])
+    assert sum(runtime.store.counts().values()) == 0
+    status, _ = post(runtime, {"X-GitHub-Hook-ID": "%" * 100, "X-GitHub-Delivery": ":" * 60})
+    assert status == 202  # 7 + 300 + 1 + 180 characters: fits

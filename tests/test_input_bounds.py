@@ -15,7 +15,7 @@ import pytest
 
 from bridge.app import Runtime
 from bridge.config import parse_config
-from bridge.model import MAX_EVENT_BYTES, MAX_NAME, MAX_TITLE, MAX_URL
+from bridge.model import MAX_EVENT_BYTES, MAX_KEY_BYTES, MAX_NAME, MAX_TITLE, MAX_URL
 from bridge.store import Store
 from tests.conftest import load_sample
 from tests.receiver_kit import GITHUB_SECRET, client_for, github_post, gitlab_post
@@ -121,6 +121,23 @@ def test_names_at_their_bound_are_stored(runtime) -> None:
     event = stored_event(runtime, github_post(client_for(runtime), "deployment_status", doc))
     assert len(event["repository"]) == len(event["environment"]) == MAX_NAME
     assert event["deployer_name"] == name and len(event["url"]) == MAX_URL
+
+
+def test_a_key_too_long_in_utf8_for_an_index_is_a_400(runtime) -> None:
+    # 255 characters each, but four bytes apiece: the idempotency key would not fit
+    # PostgreSQL's btree (2,704 bytes), and the worker could never save its record.
+    wide = "".join(chr(0x1F600 + n % 64) for n in range(MAX_NAME))
+    doc = status_doc(
+        repository__full_name="acme/" + wide[5:],
+        deployment__environment=wide,
+        deployment__payload={},
+    )
+    answer = github_post(client_for(runtime), "deployment_status", doc)
+    assert answer.status_code == 400, answer.json
+    assert f"bytes in UTF-8; at most {MAX_KEY_BYTES}" in answer.json["reason"]
+    assert stored(runtime) == 0
+    narrow = status_doc(deployment__environment=wide[:100], deployment__payload={})
+    assert github_post(client_for(runtime), "deployment_status", narrow).status_code == 202
 
 
 def test_a_long_title_is_cut_to_cortexs_limit(runtime) -> None:
