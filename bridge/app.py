@@ -124,8 +124,11 @@ def _add_webhooks(app: Flask, rt: Runtime) -> None:
         if not event:
             raise BadRequest(400, "missing X-Gitlab-Event header")
         # GitLab keeps Idempotency-Key across its retries of one event (webhooks docs).
-        named = "Idempotency-Key" if header("HTTP_IDEMPOTENCY_KEY") else "X-Gitlab-Event-UUID"
-        delivery = header("HTTP_IDEMPOTENCY_KEY") or header("HTTP_X_GITLAB_EVENT_UUID")
+        idempotency = header("HTTP_IDEMPOTENCY_KEY") or ""
+        if idempotency.strip():
+            named, delivery = "Idempotency-Key", idempotency
+        else:
+            named, delivery = "X-Gitlab-Event-UUID", header("HTTP_X_GITLAB_EVENT_UUID")
         key = dedupe_key("gitlab", (named, delivery), body=body)
         return _ingest("gitlab", event, payload, key=key, delivery=delivery, rt=rt)
 

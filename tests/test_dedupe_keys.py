@@ -141,3 +141,22 @@ def test_ids_too_long_once_escaped_are_a_400(runtime: Runtime) -> None:
     assert sum(runtime.store.counts().values()) == 0
     status, _ = post(runtime, {"X-GitHub-Hook-ID": "%" * 100, "X-GitHub-Delivery": ":" * 60})
     assert status == 202  # 7 + 300 + 1 + 180 characters: fits
+
+
+def test_a_blank_idempotency_key_leaves_the_event_uuid_in_charge(runtime: Runtime) -> None:
+    body = json.dumps(load_sample("gitlab/deployment.success.json")).encode()
+
+    def post_gitlab(headers: dict[str, str]) -> dict[str, object]:
+        sent = {
+            "X-Gitlab-Event": "Deployment Hook",
+            "X-Gitlab-Token": runtime.gitlab_token,
+            "Content-Type": "application/json",
+            **headers,
+        }
+        answer = client_for(runtime).post("/webhooks/gitlab", data=body, headers=sent)
+        return dict(answer.json)
+
+    first = post_gitlab({"Idempotency-Key": " ", "X-Gitlab-Event-UUID": "u-1"})
+    again = post_gitlab({"X-Gitlab-Event-UUID": "u-1"})
+    other = post_gitlab({"Idempotency-Key": " ", "X-Gitlab-Event-UUID": "u-2"})
+    assert (first["status"], again["status"], other["status"]) == ("queued", "duplicate", "queued")
