@@ -2,11 +2,14 @@
 
 The requests come from the Hypothesis strategies of tests/test_fuzz.py (malformed and
 mutated bodies, odd encodings, deep nesting, bodies around the size limit, wrong or missing
-content types, events, ids, tokens and signatures, valid signatures over garbage), sent one
-after another over loopback to ``serve --no-worker`` (gunicorn, as shipped) on a fresh SQLite
-file or PostgreSQL schema. Checked: no 5xx; every answer but 202 and "duplicate" carries a
-JSON ``reason``; the outbox holds exactly as many events as were answered 202. Answers that
-gunicorn gives itself, before the app sees the request, are counted apart. Usage:
+content types, events, ids, tokens and signatures, valid signatures over garbage; bodies sent
+chunked or under a Content-Length that lies; and calls of the admin API with any id, query
+and Authorization), sent one after another over loopback to ``serve --no-worker`` (gunicorn,
+as shipped) on a fresh SQLite file or PostgreSQL schema. Checked: no 5xx; every webhook answer
+but 202 and "duplicate", and every admin API error, carries a JSON ``reason``; the outbox holds
+exactly as many events as were answered 202. Answers that gunicorn gives itself, before the
+app sees the request, are counted apart. A Content-Length longer than the body is not sent
+(gunicorn would wait for the rest: a slow client, not bad input). Usage:
 
     python benchmarks/fuzz.py [--requests 10000] [--seed 1] [--backend sqlite|postgres]
 
@@ -46,6 +49,7 @@ class Tally:
     no_reason: list[tuple[int, str]] = field(default_factory=list)
     queued: int = 0
     sent: int = 0
+    stalled: list[str] = field(default_factory=list)  # requests the server never answered
 
 
 def free_port() -> int:
@@ -56,7 +60,13 @@ def free_port() -> int:
 
 
 def start_serve(
-    workdir: Path, database: str, *, github_secret: str, gitlab_token: str, max_body: int
+    workdir: Path,
+    database: str,
+    *,
+    github_secret: str,
+    gitlab_token: str,
+    admin_token: str,
+    max_body: int,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """``serve --no-worker`` on ``database``; (process, port) once it answers."""
     config = workdir / "bridge.yaml"
@@ -71,6 +81,7 @@ def start_serve(
         "GITHUB_WEBHOOK_SECRET": github_secret,
         "GITLAB_WEBHOOK_TOKEN": gitlab_token,
         "BRIDGE_DATABASE_URL": database,
+        "BRIDGE_ADMIN_TOKEN": admin_token,
         "PROMETHEUS_MULTIPROC_DIR": str(workdir),
     }
     argv = [SCRIPT, "serve", "--no-worker", "--bind", f"127.0.0.1:{port}", "--config", str(config)]
@@ -117,7 +128,44 @@ def post(
         conn.close()
 
 
-def record(tally: Tally, status: int, data: bytes, kind: str) -> None:
+def send(port: int, request: Any) -> tuple[int, bytes, str]:
+    """One fuzzed request (tests/test_fuzz.py's Request), its body framed as it says."""
+    headers = {"Connection": "close", **request.headers}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        if request.chunked:
+            chunks = [request.body[i : i + 8192] for i in range(0, len(request.body), 8192)]
+            conn.request(
+                request.method,
+                request.path,
+                body=iter(chunks),
+                headers=headers,
+                encode_chunked=True,
+            )
+        else:
+            conn.putrequest(request.method, request.path, skip_accept_encoding=True)
+            for name, value in headers.items():
+                conn.putheader(name, value)
+            length = request.content_length
+            if length is None or _number(length) > len(request.body):
+                length = str(len(request.body))
+            conn.putheader("Content-Length", length)
+            conn.endheaders(request.body)
+        answer = conn.getresponse()
+        return answer.status, answer.read(), answer.getheader("Content-Type") or ""
+    finally:
+        conn.close()
+
+
+def _number(text: str) -> int:
+    """What a lenient server reads in a Content-Length (" 5", "+5", "5_0"), else -1."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        return -1
+
+
+def record(tally: Tally, status: int, data: bytes, kind: str, *, admin: bool = False) -> None:
     """Count one answer and check it against the contract."""
     tally.sent += 1
     if not kind.startswith("application/json"):
@@ -128,9 +176,13 @@ def record(tally: Tally, status: int, data: bytes, kind: str) -> None:
         return
     answer: Any = json.loads(data)
     said = answer.get("status", "?") if isinstance(answer, dict) else "?"
-    tally.codes[f"{status} {said}"] += 1
+    tally.codes[f"{'admin ' if admin else ''}{status} {said}"] += 1
     if status >= 500:
         tally.server_errors.append((status, data[:200].decode("utf-8", "replace")))
+    if admin:
+        if status != 200 and not (isinstance(answer, dict) and answer.get("reason")):
+            tally.no_reason.append((status, data[:200].decode("utf-8", "replace")))
+        return
     if status == 202:
         tally.queued += 1
     elif said != "duplicate" and not (isinstance(answer, dict) and answer.get("reason")):
@@ -142,7 +194,7 @@ def fuzz(port: int, tally: Tally, *, requests: int, seed: int, deadline: float) 
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as seeded
 
-    from tests.test_fuzz import webhook_requests
+    from tests.test_fuzz import admin_requests, webhook_requests
 
     @seeded(seed)
     @settings(
@@ -152,18 +204,22 @@ def fuzz(port: int, tally: Tally, *, requests: int, seed: int, deadline: float) 
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(request=webhook_requests())
+    @given(request=webhook_requests() | webhook_requests() | admin_requests())
     def send_one(request: Any) -> None:
         if time.monotonic() > deadline:
             return
-        headers = {"Connection": "close", **request.headers}
         try:
-            answer = post(port, "POST", request.path, request.body, headers)
+            answer = send(port, request)
         except OSError as exc:  # e.g. reset while sending a body the server had refused
             tally.sent += 1
             tally.codes[f"no answer ({type(exc).__name__})"] += 1
+            if isinstance(exc, TimeoutError):
+                framing = "chunked" if request.chunked else f"length {request.content_length!r}"
+                tally.stalled.append(
+                    f"{request.method} {request.path[:60]} {framing}, {len(request.body)} bytes"
+                )
             return
-        record(tally, *answer)
+        record(tally, *answer, admin=request.admin)
 
     send_one()
 
@@ -202,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))  # tests/ and benchmarks/ as packages
-    from tests.receiver_kit import GITHUB_SECRET, GITLAB_TOKEN
+    from tests.receiver_kit import ADMIN_TOKEN, GITHUB_SECRET, GITLAB_TOKEN
     from tests.test_fuzz import MAX_BODY
 
     tally = Tally()
@@ -211,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="bridge-fuzz-") as tmp,
         fresh_database(args.backend, Path(tmp), args.postgres_url) as database,
     ):
-        secrets = {"github_secret": GITHUB_SECRET, "gitlab_token": GITLAB_TOKEN}
+        secrets = {
+            "github_secret": GITHUB_SECRET,
+            "gitlab_token": GITLAB_TOKEN,
+            "admin_token": ADMIN_TOKEN,
+        }
         proc, port = start_serve(Path(tmp), database, max_body=MAX_BODY, **secrets)
         try:
             deadline = began + args.deadline
@@ -236,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("- answers: " + ", ".join(f"{code}: {n}" for code, n in sorted(tally.codes.items())))
     print(f"- 5xx: {len(tally.server_errors)}; stored {in_outbox}, answered 202 {tally.queued}")
+    for stalled in tally.stalled:
+        print(f"- no answer in 30 s: {stalled}")
     print(
         f"- result: **{'PASS' if not problems else 'FAIL'}**"
         + "".join(f"\n  - {p}" for p in problems)

@@ -19,14 +19,15 @@ from urllib.parse import parse_qs
 import orjson
 from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from bridge import metrics, views
 from bridge.config import Config
 from bridge.errors import MalformedEvent, SignatureError
 from bridge.ingest import Answer, dedupe_key, ingest
 from bridge.signatures import verify_github, verify_gitlab
-from bridge.store import STATUSES, Store, StoreError
+from bridge.sources.fields import shorten
+from bridge.store import STATUSES, Delivery, Store, StoreError
 
 log = logging.getLogger("bridge.receiver")
 
@@ -63,6 +64,9 @@ def create_app(runtime: Runtime) -> Flask:
     """A receiver bound to ``runtime``; nothing is read from the environment here."""
     app = Flask("bridge.app")
     app.config["MAX_CONTENT_LENGTH"] = runtime.config.server.max_body_bytes
+    # "/api/deliveries//retry" is a delivery with an empty id (a JSON 404), not an HTML
+    # redirect to a path with the slashes merged.
+    app.url_map.merge_slashes = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["bridge"] = runtime
     _add_webhooks(app, runtime)
@@ -86,9 +90,11 @@ def _answer(answer: Answer, source: str, event: str) -> tuple[Response, int]:
 
 
 def _add_webhooks(app: Flask, rt: Runtime) -> None:
+    limit = rt.config.server.max_body_bytes
+
     @app.post("/webhooks/github")
     def github() -> tuple[Response, int]:
-        body = request.get_data(cache=False)
+        body = read_body(request.environ, limit)
         # Headers straight from the WSGI environ (X-Foo is HTTP_X_FOO): cheaper than
         # request.headers, and this runs for every delivery of a busy hook.
         header = request.environ.get
@@ -99,7 +105,12 @@ def _add_webhooks(app: Flask, rt: Runtime) -> None:
         if not event:
             raise BadRequest(400, "missing X-GitHub-Event header")
         delivery = header("HTTP_X_GITHUB_DELIVERY")
-        key = dedupe_key("github", header("HTTP_X_GITHUB_HOOK_ID"), delivery, body=body)
+        key = dedupe_key(
+            "github",
+            ("X-GitHub-Delivery", delivery),
+            scope=("X-GitHub-Hook-ID", header("HTTP_X_GITHUB_HOOK_ID")),
+            body=body,
+        )
         return _ingest("github", event, payload, key=key, delivery=delivery, rt=rt)
 
     @app.post("/webhooks/gitlab")
@@ -107,15 +118,49 @@ def _add_webhooks(app: Flask, rt: Runtime) -> None:
         header = request.environ.get
         if not (rt.allow_unsigned and not rt.gitlab_token):
             verify_gitlab(rt.gitlab_token, header("HTTP_X_GITLAB_TOKEN"))
-        body = request.get_data(cache=False)
+        body = read_body(request.environ, limit)
         payload = _decode(body, form_field=None)
         event = header("HTTP_X_GITLAB_EVENT") or ""
         if not event:
             raise BadRequest(400, "missing X-Gitlab-Event header")
         # GitLab keeps Idempotency-Key across its retries of one event (webhooks docs).
-        delivery = header("HTTP_IDEMPOTENCY_KEY") or header("HTTP_X_GITLAB_EVENT_UUID")
-        key = dedupe_key("gitlab", delivery, body=body)
+        idempotency = header("HTTP_IDEMPOTENCY_KEY") or ""
+        if idempotency.strip():
+            named, delivery = "Idempotency-Key", idempotency
+        else:
+            named, delivery = "X-Gitlab-Event-UUID", header("HTTP_X_GITLAB_EVENT_UUID")
+        key = dedupe_key("gitlab", (named, delivery), body=body)
         return _ingest("gitlab", event, payload, key=key, delivery=delivery, rt=rt)
+
+
+# Reads of a body with no Content-Length (chunked): small enough to stop soon past the limit.
+_READ_SIZE = 64 * 1024
+
+
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The request's whole body; RequestEntityTooLarge (413) once it passes ``limit`` bytes.
+
+    However it is framed: a Content-Length over the limit is refused before anything is read
+    (Werkzeug), and a chunked body (no Content-Length; the server ends the stream, which
+    gunicorn and Werkzeug say with ``wsgi.input_terminated``) is read to at most one byte past
+    the limit and refused there. Werkzeug's own reading of such a stream stops *at* the limit
+    and hands back the cut body as if it were whole.
+    """
+    if request.content_length is not None:
+        return request.get_data(cache=False)
+    if not environ.get("wsgi.input_terminated"):
+        return b""  # no length and no end the server vouches for: nothing can be read safely
+    stream = environ["wsgi.input"]
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = stream.read(min(_READ_SIZE, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge()
+        chunks.append(chunk)
 
 
 def _ingest(
@@ -213,26 +258,30 @@ def _add_admin(app: Flask, rt: Runtime) -> None:
         if status is not None and status not in STATUSES:
             raise BadRequest(400, f"status must be one of {', '.join(STATUSES)}")
         limit = _int_arg("limit", 50, low=1, high=views.MAX_PAGE) or 50
-        after = _int_arg("after", None, low=1, high=2**63 - 1)
+        after = _int_arg("after", None, low=1, high=views.MAX_ID)
         rows, cursor = rt.store.list_deliveries(status=status, limit=limit, after=after)
         return jsonify(views.delivery_page(rows, cursor)), 200
 
-    @admin.get("/deliveries/<int:delivery_id>")
-    def show_delivery(delivery_id: int) -> tuple[Response, int]:
-        found = rt.store.get(delivery_id)
+    def find(raw: str) -> Delivery:
+        # Any path segment: "<int:...>" would hand an id past 64 bits to the driver (a 500)
+        # and send "-1" to Flask's HTML 404.
+        number = views.delivery_id(raw)
+        found = rt.store.get(number) if number is not None else None
         if found is None:
-            raise BadRequest(404, f"no delivery {delivery_id}")
-        return jsonify(views.show_delivery(found, full=True)), 200
+            raise BadRequest(404, f"no delivery {shorten(raw)}")
+        return found
 
-    @admin.post("/deliveries/<int:delivery_id>/retry")
-    def retry_delivery(delivery_id: int) -> tuple[Response, int]:
-        found = rt.store.get(delivery_id)
-        if found is None:
-            raise BadRequest(404, f"no delivery {delivery_id}")
-        if not rt.store.retry(delivery_id, now=rt.clock()):
-            raise BadRequest(409, f"delivery {delivery_id} is {found.status}: nothing to retry")
+    @admin.get("/deliveries/<path:raw_id>")
+    def show_delivery(raw_id: str) -> tuple[Response, int]:
+        return jsonify(views.show_delivery(find(raw_id), full=True)), 200
+
+    @admin.post("/deliveries/<path:raw_id>/retry")
+    def retry_delivery(raw_id: str) -> tuple[Response, int]:
+        found = find(raw_id)
+        if not rt.store.retry(found.id, now=rt.clock()):
+            raise BadRequest(409, f"delivery {found.id} is {found.status}: nothing to retry")
         rt.wake.set()
-        return jsonify(id=delivery_id, status="queued"), 200
+        return jsonify(id=found.id, status="queued"), 200
 
     app.register_blueprint(admin)
 

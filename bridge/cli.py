@@ -78,8 +78,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    from bridge.errors import UsageError
+
     try:
         return int(_module(args.command).run(args, os.environ if environ is None else environ))
+    except UsageError as exc:
+        # Bad usage found past a command's own checks (a *_FILE that cannot be read where a
+        # server reads its secrets): still one line, never a traceback.
+        print(f"cortex-deploy-bridge: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

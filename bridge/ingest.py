@@ -15,10 +15,12 @@ from typing import Any
 from bridge.config import Config, route
 from bridge.delivery import ignore_reason, routed, to_payload
 from bridge.errors import MalformedEvent, UnsupportedEvent
-from bridge.mapping import deploy_key
-from bridge.model import DeployEvent, Status
+from bridge.mapping import deploy_key, idempotency_key
+from bridge.model import MAX_KEY_BYTES, DeployEvent, Status, bounded, entity_problem
 from bridge.sources import parse_event
+from bridge.sources.fields import shorten
 from bridge.store import Store
+from bridge.store.store import MAX_KEY_LENGTH
 
 MAX_ID_LENGTH = 200
 
@@ -37,26 +39,71 @@ def ignored(reason: str) -> Answer:
     return Answer(200, {"status": "ignored", "reason": reason})
 
 
-def dedupe_key(source: str, *parts: str | None, body: bytes) -> str:
-    """The outbox's de-duplication key: the SCM's delivery id, else the body's digest."""
-    named = [p.strip() for p in parts if p and p.strip()]
-    if any(len(p) > MAX_ID_LENGTH or not p.isprintable() for p in named):
+# A header and its value (None when absent), for the de-duplication key.
+Header = tuple[str, str | None]
+
+
+def dedupe_key(source: str, delivery: Header, *, scope: Header | None = None, body: bytes) -> str:
+    """The outbox's de-duplication key: the SCM's delivery id (in its hook), else a digest.
+
+    No two different header sets give one key. An id is stripped and percent-escaped (``%`` and
+    ``:``), so a ``:`` in a key only ever separates; GitHub's key always has both places, the
+    hook's empty when its header is absent (``github::D`` is not ``github:1:D`` with no hook);
+    and a key made from the body's digest, when there is no delivery id, has ``#`` after the
+    source where every id's key has ``:``. Ids free of ``%`` and ``:`` with both GitHub
+    headers present (every real delivery) give the keys earlier versions stored, so a
+    redelivery of an event received before an upgrade is still a duplicate; stored rows need
+    no rewriting (only keys of deliveries without the hook id header, or digest keys, which no
+    real GitHub or GitLab delivery has, would read differently now).
+    """
+    headers = [header for header in (scope, delivery) if header is not None]
+    values = [_delivery_id(*header) for header in headers]
+    if not values[-1]:
+        return f"{source}#sha256:{hashlib.sha256(body).hexdigest()}"
+    key = ":".join([source, *(_escape(value) for value in values)])
+    if len(key) > MAX_KEY_LENGTH:
+        # Escaping triples a ":" or "%": two ids of 200 of those would not fit the outbox.
+        names = " and ".join(name for name, value in headers if value and value.strip())
+        raise MalformedEvent(f"{names} are too long for a de-duplication key, once escaped")
+    return key
+
+
+def _delivery_id(name: str, value: str | None) -> str:
+    value = (value or "").strip()
+    if len(value) > MAX_ID_LENGTH or not value.isprintable():
         # GitHub's and GitLab's ids are short printable GUIDs or numbers; anything else is
         # not one of theirs, and a NUL could not even be stored (PostgreSQL text).
-        raise MalformedEvent("a delivery id header is not a printable id of at most 200 chars")
-    if named:
-        return ":".join([source, *named])
-    return f"{source}:sha256:{hashlib.sha256(body).hexdigest()}"
+        raise MalformedEvent(f"{name} is not a printable id of at most {MAX_ID_LENGTH} characters")
+    return value
 
 
-def unstorable(event: DeployEvent) -> str | None:
-    """The field of ``event`` that names its deploy but cannot be stored (a NUL), if any."""
-    fields = {
-        "repository": event.repository,
-        "environment": event.environment or "",
-        "deploy id": event.ref.id,
-    }
-    return next((name for name, value in fields.items() if "\x00" in value), None)
+def _escape(value: str) -> str:
+    return value.replace("%", "%25").replace(":", "%3A")
+
+
+def _check_keys(event: DeployEvent, entities: tuple[str, ...]) -> None:
+    """Each entity's idempotency key fits a database index (PostgreSQL: ~2,700 bytes)."""
+    for entity in entities:
+        size = len(idempotency_key(event, entity).encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            raise MalformedEvent(
+                f"the deploy's key (repository, environment, deploy id and entity "
+                f"{shorten(entity)}) is {size} bytes in UTF-8; at most {MAX_KEY_BYTES}"
+            )
+
+
+def _check_entities(entities: tuple[str, ...], config: Config) -> None:
+    """At most ``server.max_entities_per_event`` entities, each a usable tag; else malformed."""
+    limit = config.server.max_entities_per_event
+    if len(entities) > limit:
+        raise MalformedEvent(
+            f"the event names {len(entities)} entities, more than "
+            f"server.max_entities_per_event ({limit})"
+        )
+    for tag in entities:
+        problem = entity_problem(tag)
+        if problem is not None:
+            raise MalformedEvent(f"entity {shorten(tag)} {problem}")
 
 
 def ingest(
@@ -81,10 +128,11 @@ def ingest(
 
     try:
         event = parse_event(source, event_name, payload, delivery_id=delivery_id, screen=screen)
-        bad = unstorable(event)
-        if bad is not None:
-            raise MalformedEvent(f"the event's {bad} contains a NUL character")
+        _check_entities(event.entities, config)
+        event = bounded(event)
         where = route(config, event)
+        _check_entities(where.entities, config)
+        _check_keys(routed(event, where), where.entities)
     except UnsupportedEvent as exc:
         return ignored(exc.reason)
     except MalformedEvent as exc:

@@ -1,12 +1,42 @@
-"""The one normalized deploy event that every source produces and the mapper consumes."""
+"""The one normalized deploy event that every source produces and the mapper consumes.
+
+Also the bounds of what the bridge stores and sends (docs/limits.md lists them): the limits
+themselves, :func:`bounded` for an event and :func:`entity_problem` for an entity tag.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import orjson
+
+from bridge.errors import MalformedEvent
+
+# Names: repository, environment, deployer name and email, entity tag, the source's deploy id.
+MAX_NAME = 255
+# A deploy's title. Cortex's API description states no maxLength for SaveDeployRequest.title;
+# the bridge has always cut titles here (a commit's first line rarely comes close).
+MAX_TITLE = 255
+# A page's URL: what browsers and proxies handle everywhere (RFC 9110 says at least 8000 octets
+# should be supported; a deploy's run or job page is a hundred or so).
+MAX_URL = 2048
+# The event as stored (JSON, the entities aside): ~1-2 KiB for a real deploy.
+MAX_EVENT_BYTES = 16 * 1024
+# A deploy's idempotency key (source, repository, deploy id, environment, entity) in UTF-8:
+# it is a primary key, and PostgreSQL's btree entries stop at 2,704 bytes. Names of 255
+# characters stay far below it in ASCII, but not in four-byte characters.
+MAX_KEY_BYTES = 2048
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none of them belongs
+# in a name, a key or a URL, and each can split a line of a log or a workflow command.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_RUN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class DeployType(str, enum.Enum):
@@ -129,4 +159,81 @@ def event_from_dict(data: Mapping[str, Any]) -> DeployEvent:
         entities=tuple(data.get("entities") or ()),
         type=DeployType(data["type"]) if data.get("type") else None,
         custom=dict(data.get("custom") or {}),
+    )
+
+
+def has_control(text: str) -> bool:
+    """True when ``text`` holds a control character (NUL, CR, LF, ESC, DEL, C1, U+2028/9)."""
+    return _CONTROL.search(text) is not None
+
+
+def entity_problem(tag: str) -> str | None:
+    """What is wrong with ``tag`` as a Cortex entity tag, or None when it is usable.
+
+    It becomes a path segment of Cortex's URL (``/catalog/{tag}/deploys``) and part of the
+    idempotency key: no control characters, not ``.`` or ``..``, at most MAX_NAME characters.
+    """
+    if not tag.strip():
+        return "is empty"
+    if tag in (".", ".."):
+        return f"is {tag!r}, which names no entity"
+    if len(tag) > MAX_NAME:
+        return f"is {len(tag)} characters long; at most {MAX_NAME}"
+    if has_control(tag):
+        return "holds a control character"
+    return None
+
+
+def _plain(text: str) -> str:
+    """``text`` with each run of control characters replaced by one space, stripped."""
+    return _CONTROL_RUN.sub(" ", text).strip()
+
+
+def bounded(event: DeployEvent) -> DeployEvent:
+    """The event as the bridge stores it, or a MalformedEvent naming the field that cannot be.
+
+    Fields that reach a key or a URL (repository, environment, deploy id, sha, url, delivery
+    id) are refused when they hold a control character; names are refused past MAX_NAME
+    characters and a URL past MAX_URL. Free text is mended instead: control characters in the
+    title and the deployer become spaces and the title is cut to MAX_TITLE. Last, the whole
+    event must fit in MAX_EVENT_BYTES of JSON; the error names its largest field.
+    """
+    title = _plain(event.title)[:MAX_TITLE]
+    name = _plain(event.deployer_name) if event.deployer_name else None
+    email = _plain(event.deployer_email) if event.deployer_email else None
+    checked = (
+        ("repository", event.repository, MAX_NAME),
+        ("environment", event.environment, MAX_NAME),
+        ("deploy id", event.ref.id, MAX_NAME),
+        ("sha", event.sha, MAX_NAME),
+        ("url", event.url, MAX_URL),
+        ("delivery id", event.delivery_id, MAX_NAME),
+        ("deployer name", name, MAX_NAME),
+        ("deployer email", email, MAX_NAME),
+    )
+    for label, value, limit in checked:
+        if value is None:
+            continue
+        if has_control(value):
+            raise MalformedEvent(f"the event's {label} holds a control character")
+        if len(value) > limit:
+            raise MalformedEvent(
+                f"the event's {label} is {len(value)} characters long; at most {limit}"
+            )
+    fixed = dataclasses.replace(
+        event, title=title, deployer_name=name or None, deployer_email=email or None
+    )
+    _check_size(event_to_dict(fixed))
+    return fixed
+
+
+def _check_size(data: Mapping[str, Any]) -> None:
+    size = len(orjson.dumps(data))
+    if size <= MAX_EVENT_BYTES:
+        return
+    parts = {key: value for key, value in data.items() if key != "details"}
+    parts.update({f"details.{key}": value for key, value in data["details"].items()})
+    largest = max(parts, key=lambda key: len(orjson.dumps(parts[key])))
+    raise MalformedEvent(
+        f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: its {largest} is too long"
     )

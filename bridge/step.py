@@ -7,7 +7,6 @@ import sys
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import ClassVar, TextIO
 
 from bridge import workflow_commands as wc
@@ -43,10 +42,10 @@ def secret_from(environ: Mapping[str, str], name: str) -> str:
     path = environ.get(f"{name}_FILE", "").strip()
     if not path:
         return ""
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise UsageError(f"{name}_FILE: cannot read {path!r} ({exc.strerror})") from None
+    # Imported here: the config package loads PyYAML, which the Action's start need not pay.
+    from bridge.config.environ import read_file_variable
+
+    return read_file_variable(f"{name}_FILE", path)
 
 
 def prepare(

@@ -14,6 +14,20 @@ if TYPE_CHECKING:
 
 # The largest page the admin API and ``deliveries list`` hand out at once.
 MAX_PAGE = 200
+# Delivery ids are BIGINT on PostgreSQL (and SQLite's INTEGER): 1 to 2**63 - 1.
+MAX_ID = 2**63 - 1
+
+
+def delivery_id(raw: str) -> int | None:
+    """The delivery id ``raw`` names, or None when no delivery can have it.
+
+    Plain ASCII digits only (no sign, no spaces, no ``_``), in the range a database holds: an
+    id past it would overflow the driver's 64-bit parameter instead of finding nothing.
+    """
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_ID)):
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_ID else None
 
 
 def stamp(moment: datetime | None) -> str | None:

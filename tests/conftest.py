@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from bridge.fakecortex import FakeCortex
 from tests.databases import BACKENDS, database_url
+
+if TYPE_CHECKING:
+    from bridge.app import Runtime
 
 SAMPLES = Path(__file__).parent / "samples"
 TOKEN = "ctx-test-token-5f1e9a"
@@ -35,6 +38,25 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database URL no other test sees, once per backend: ``[sqlite]``, ``[postgresql]``."""
     with database_url(request.param, tmp_path) as made:
         yield made
+
+
+@pytest.fixture
+def new_runtime(db_url: str) -> Iterator[Callable[..., Runtime]]:
+    """Makes receiver runtimes on this test's database (``runtime_on``'s arguments).
+
+    They are closed after the test.
+    """
+    from tests.receiver_kit import runtime_on  # it imports this module
+
+    made: list[Runtime] = []
+
+    def new(config: dict[str, Any] | None = None, **kw: Any) -> Runtime:
+        made.append(runtime_on(db_url, config, **kw))
+        return made[-1]
+
+    yield new
+    for rt in made:
+        rt.store.close()
 
 
 def wait_until(condition: Any, *, timeout: float = 5.0) -> None:

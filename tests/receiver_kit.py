@@ -27,9 +27,18 @@ def make_runtime(tmp_path: Path, config: dict[str, Any] | None = None, **kw: Any
     return runtime_on(f"sqlite:///{tmp_path / 'bridge.db'}", config, **kw)
 
 
+# The samples' GitHub deployments name payments-api and payments-worker in their payload
+# (payload.cortex.entities), which routes allow only by their payload_entities globs.
+SAMPLE_ROUTES = [{"match": {}, "entities": ["{repo}"], "payload_entities": ["payments-*"]}]
+
+
 def runtime_on(database: str, config: dict[str, Any] | None = None, **kw: Any) -> Runtime:
-    """A runtime on the database at ``database`` (conftest's ``db_url``: either backend)."""
-    parsed: Config = parse_config(config or {})
+    """A runtime on the database at ``database`` (conftest's ``db_url``: either backend).
+
+    With no ``routes`` in ``config``, SAMPLE_ROUTES: every repository to ``{repo}``, and the
+    entities the samples' deployment payloads name allowed.
+    """
+    parsed: Config = parse_config({"routes": SAMPLE_ROUTES, **(config or {})})
     store = Store.from_url(database)
     kw.setdefault("github_secret", GITHUB_SECRET)
     kw.setdefault("gitlab_token", GITLAB_TOKEN)

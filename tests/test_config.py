@@ -416,9 +416,39 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
             id="body-zero",
         ),
         pytest.param(
+            "server: {max_entities_per_event: 0}",
+            "server.max_entities_per_event",
+            "must be at least 1, got 0",
+            id="entities-zero",
+        ),
+        pytest.param(
+            "server: {max_entities_per_event: many}",
+            "server.max_entities_per_event",
+            "must be an integer, got 'many'",
+            id="entities-text",
+        ),
+        pytest.param(
+            "routes: [{match: {}, entities: [a], payload_entities: acme-*}]",
+            "routes[0].payload_entities",
+            "must be a list of strings",
+            id="payload-entities-not-a-list",
+        ),
+        pytest.param(
+            "routes: [{match: {}, entities: [a], payload_entities: ['']}]",
+            "routes[0].payload_entities[0]",
+            "must not be empty",
+            id="payload-entities-empty-glob",
+        ),
+        pytest.param(
+            "server: {max_entities_per_event: 2}\nroutes: [{match: {}, entities: [a, b, c]}]",
+            "routes[0].entities",
+            "lists 3 entities, more than server.max_entities_per_event (2)",
+            id="route-over-entity-limit",
+        ),
+        pytest.param(
             "server: {port: 80}",
             "server.port",
-            "unknown key (expected one of: max_body_bytes)",
+            "unknown key (expected one of: max_body_bytes, max_entities_per_event)",
             id="server-typo",
         ),
         pytest.param(
@@ -524,6 +554,7 @@ def test_no_file_means_the_documented_defaults() -> None:
     assert config.record.mode is RecordMode.FINAL and config.record.failures is False
     assert config.rollback.detect is True
     assert config.server.max_body_bytes == 26214400
+    assert config.server.max_entities_per_event == 20
     assert config.delivery == DeliverySettings(
         dead_letter_after_seconds=86400,
         max_attempts=0,
@@ -560,12 +591,12 @@ def test_requests_per_minute(text: str, expected: int) -> None:
     assert parse(text).cortex.requests_per_minute == expected
 
 
-def test_explicit_empty_routes_record_only_named_entities() -> None:
+def test_explicit_empty_routes_record_nothing() -> None:
     config = parse("routes: []")
     assert config.routes == ()
-    assert route(config, make(entities=("x",))).entities == ("x",)
-    with pytest.raises(UnsupportedEvent, match="no route matches"):
-        route(config, make())
+    for event in (make(), make(entities=("x",))):
+        with pytest.raises(UnsupportedEvent, match="no route matches"):
+            route(config, event)
 
 
 @pytest.mark.parametrize(
@@ -722,12 +753,16 @@ ROUTING = """\
 routes:
   - match: {repository: "acme/payments-api"}
     entities: [payments-api]
+    payload_entities: [mine, "payments-*"]
   - match: {repository: "acme/backend/*", source: gitlab}
     entities: ["{owner}--{repo}", "{repository}", "{owner}--{repo}"]
   - match: {repository: "acme/*", environment: "prod*"}
     entities: ["{repo}"]
   - match: {repository: "ACME/tools"}
     entities: [tools]
+  - match: {repository: "other/*"}
+    entities: [other]
+    payload_entities: [a, "b*"]
 environments:
   exclude: ["review/*"]
   rename: {prod: production, review-app: review/app}
@@ -779,14 +814,14 @@ workflows:
             id="repository-ignores-case",
         ),
         pytest.param(
-            make(repository="other/x", environment="staging", entities=("a", "b")),
-            Route(("a", "b"), "staging", "event"),
-            id="explicit-entities",
+            make(repository="other/x", environment="staging", entities=("a", "b-2")),
+            Route(("a", "b-2"), "staging", "routes[4].payload_entities"),
+            id="payload-entities-allowed",
         ),
         pytest.param(
             make(entities=("mine",)),
-            Route(("mine",), "production", "event"),
-            id="explicit-entities-win",
+            Route(("mine",), "production", "routes[0].payload_entities"),
+            id="payload-entities-win-where-allowed",
         ),
         pytest.param(
             make(
@@ -887,9 +922,36 @@ def test_routing(event: DeployEvent, expected: Route) -> None:
         ),
         pytest.param(
             ROUTING,
-            make(repository="other/thing"),
-            "no route matches repository 'other/thing' environment 'production'",
+            make(repository="else/thing"),
+            "no route matches repository 'else/thing' environment 'production'",
             id="no-route",
+        ),
+        pytest.param(
+            ROUTING,
+            make(entities=("mine", "theirs")),
+            "entity 'theirs' named by the deployment's payload is not allowed by "
+            "routes[0].payload_entities",
+            id="payload-entity-not-allowed",
+        ),
+        pytest.param(
+            ROUTING,
+            make(repository="acme/billing", entities=("billing",)),
+            "the deployment's payload names entities (payload.cortex.entities) and routes[2] "
+            "allows none (its payload_entities)",
+            id="payload-entities-where-none-allowed",
+        ),
+        pytest.param(
+            "",
+            make(entities=("payments-api",)),
+            "the deployment's payload names entities (payload.cortex.entities) and the default "
+            "route allows none (its payload_entities)",
+            id="payload-entities-by-default",
+        ),
+        pytest.param(
+            "routes: []",
+            make(entities=("x",)),
+            "no route matches repository 'acme/payments-api' environment 'production'",
+            id="payload-entities-without-routes",
         ),
         pytest.param(
             ROUTING,
@@ -977,7 +1039,10 @@ def test_describe_the_example() -> None:
     ) in lines
     assert "database: postgresql+psycopg://b:***@db/b" in lines
     assert "sources: github enabled, gitlab enabled" in lines
-    assert "routes[0]: repository 'acme/payments-api' -> payments-api, payments-db" in lines
+    assert (
+        "routes[0]: repository 'acme/payments-api' -> payments-api, payments-db "
+        "(a deployment's payload may name payments-*)"
+    ) in lines
     assert "routes[1]: repository 'acme/backend/*' source 'gitlab' -> backend-{repo}" in lines
     assert (
         "workflows[0]: repository 'acme/*' workflow 'Deploy*' -> environment 'production'" in lines
@@ -988,6 +1053,7 @@ def test_describe_the_example() -> None:
     ) in lines
     assert "record: mode final, failures not recorded" in lines
     assert "rollback: detect on" in lines
+    assert "server: max_body_bytes 26214400, max_entities_per_event 20" in lines
     assert not any("s3cret" in line for line in lines)
 
 

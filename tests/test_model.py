@@ -6,9 +6,19 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from bridge.errors import MalformedEvent
 from bridge.fakecortex import validate_save_deploy_request
 from bridge.mapping import build_deploy_request, idempotency_key, key_of
-from bridge.model import DeployEvent, DeployRef, DeployType, Status, event_from_dict, event_to_dict
+from bridge.model import (
+    DeployEvent,
+    DeployRef,
+    DeployType,
+    Status,
+    bounded,
+    entity_problem,
+    event_from_dict,
+    event_to_dict,
+)
 from bridge.rollback import PastDeploy, detect_type, same_sha
 from bridge.times import format_timestamp, parse_timestamp
 
@@ -117,3 +127,47 @@ def test_rollback_judged_by_event_time_not_arrival() -> None:
 def test_same_sha_needs_seven_hex() -> None:
     assert not same_sha("aaaaaa", SHA_A)
     assert same_sha("AAAAAAA", SHA_A)
+
+
+# --- bounds: what the bridge stores (docs/limits.md) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        pytest.param({"ref": DeployRef("job", "7\x00")}, "deploy id", id="nul-deploy-id"),
+        pytest.param({"ref": DeployRef("job", "7" * 256)}, "deploy id", id="long-deploy-id"),
+        pytest.param({"sha": "a" * 39 + "\n"}, "sha", id="lf-sha"),
+        pytest.param({"delivery_id": "d\x7f"}, "delivery id", id="del-delivery-id"),
+        pytest.param({"deployer_email": "e" * 256}, "deployer email", id="long-email"),
+        pytest.param({"details": {"workflow": "w" * 20000}}, "details.workflow", id="whole-event"),
+    ],
+)
+def test_bounded_names_the_field(overrides: dict[str, object], named: str) -> None:
+    with pytest.raises(MalformedEvent, match=named):
+        bounded(make(**overrides))
+
+
+def test_bounded_mends_free_text() -> None:
+    event = bounded(make(title="a\x00b" + "c" * 300, deployer_name="\x1b", deployer_email=" "))
+    assert event.title == "a b" + "c" * 252
+    assert (event.deployer_name, event.deployer_email) == (None, None)
+    assert bounded(make(title="Add retries")) == make(title="Add retries")
+
+
+@pytest.mark.parametrize(
+    ("tag", "problem"),
+    [
+        ("payments-api", None),
+        ("e" * 255, None),
+        ("e" * 256, "256 characters long"),
+        (".", "names no entity"),
+        ("..", "names no entity"),
+        ("...", None),
+        ("a\u2029b", "control character"),
+        (" ", "is empty"),
+    ],
+)
+def test_entity_problem(tag: str, problem: str | None) -> None:
+    found = entity_problem(tag)
+    assert found is None if problem is None else problem in (found or "")

@@ -6,8 +6,7 @@ Every test runs on SQLite and on PostgreSQL (``[sqlite]``, ``[postgresql]``: con
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import pytest
@@ -19,23 +18,8 @@ from tests.receiver_kit import (
     client_for,
     github_post,
     gitlab_post,
-    runtime_on,
     sign,
 )
-
-
-@pytest.fixture
-def new_runtime(db_url: str) -> Iterator[Callable[..., Runtime]]:
-    """Makes runtimes on this test's database (``runtime_on``'s arguments); closes them after."""
-    made: list[Runtime] = []
-
-    def new(config: dict[str, Any] | None = None, **kw: Any) -> Runtime:
-        made.append(runtime_on(db_url, config, **kw))
-        return made[-1]
-
-    yield new
-    for rt in made:
-        rt.store.close()
 
 
 @pytest.fixture
@@ -63,6 +47,16 @@ def test_github_deploy_is_queued(runtime, event: str, sample: str) -> None:
     assert answer.json["status"] == "queued"
     assert runtime.store.get(answer.json["id"]) is not None
     assert runtime.wake.is_set()
+
+
+def test_an_older_run_without_actors_takes_its_deployer_from_sender(runtime) -> None:
+    answer = github_post(
+        client_for(runtime), "workflow_run", "workflow_run.completed.ghes-no-actor"
+    )
+    assert answer.status_code == 202, answer.json
+    event = runtime.store.get(answer.json["id"]).payload["event"]
+    assert event["deployer_name"] == "ines-moreau"
+    assert event["ref"] == {"kind": "run", "id": "4411/1"}
 
 
 def test_gitlab_deployment_is_queued(runtime) -> None:
@@ -305,8 +299,44 @@ def test_admin_api_pages_and_retry(runtime) -> None:
     assert one["status"] == "queued" and "payments-api" in one["payload"]["entities"]
     assert client.get("/api/deliveries?status=bogus", headers=auth).status_code == 400
     assert client.get("/api/deliveries?limit=0", headers=auth).status_code == 400
+    assert client.get("/api/deliveries?limit=201", headers=auth).status_code == 400
+    assert client.get("/api/deliveries?limit=200", headers=auth).status_code == 200
     assert client.get("/api/deliveries/999", headers=auth).status_code == 404
     assert client.post(f"/api/deliveries/{ids[0]}/retry", headers=auth).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "9223372036854775808",  # 2**63: one past BIGINT
+        "9223372036854775807",  # the largest id there can be, which nothing has
+        "-1",
+        "-9223372036854775809",
+        "0",
+        "9" * 5000,
+        "1e3",
+        "%201",
+        "+1",
+        "\u0661",  # ARABIC-INDIC DIGIT ONE: str.isdigit() is True, int() would take it
+        "1/2",
+    ],
+)
+def test_admin_api_ids_out_of_range_are_404_json(runtime, raw: str) -> None:
+    client = client_for(runtime)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    queued = github_post(client, "deployment_status", "deployment_status.success").json["id"]
+    assert queued == 1
+    before = runtime.store.get(1)
+    for answer in (
+        client.get(f"/api/deliveries/{raw}", headers=auth),
+        client.post(f"/api/deliveries/{raw}/retry", headers=auth),
+    ):
+        assert answer.status_code == 404, answer.get_data(as_text=True)[:200]
+        assert answer.json["status"] == "rejected"
+        assert answer.json["reason"].startswith("no delivery")
+        assert len(answer.json["reason"]) < 100
+    assert runtime.store.get(1) == before
+    assert stored(runtime) == 1
 
 
 def test_events_of_one_deploy_share_a_group(runtime) -> None:

@@ -196,6 +196,31 @@ SAMPLE_CASES = [
     pytest.param(
         "github",
         "workflow_run",
+        "workflow_run.completed.ghes-no-actor",
+        {
+            # Older GitHub Enterprise Server payloads: no actor, triggering_actor,
+            # run_attempt, run_started_at or display_title.
+            "ref": DeployRef("run", "4411/1"),
+            "status": Status.SUCCEEDED,
+            "timestamp": utc("2026-10-02T08:19:41"),
+            "title": "Retry settlement batches on 503",
+            "sha": "9d41c0e7b2f35a8a6c1e0f4b7d2a93e5c8f10b64",
+            "url": "https://ghes.acme.internal/acme/payments-api/actions/runs/4411",
+            "deployer_name": "ines-moreau",
+            "started_at": None,
+            "details": {
+                "runId": 4411,
+                "runAttempt": 1,
+                "workflow": "Deploy production",
+                "workflowPath": ".github/workflows/deploy.yml",
+                "ref": "main",
+            },
+        },
+        id="github-run-ghes-without-actors",
+    ),
+    pytest.param(
+        "github",
+        "workflow_run",
         "workflow_run.in_progress",
         {
             "ref": RUN,
@@ -603,6 +628,30 @@ MALFORMED_CASES = [
     ),
     pytest.param(
         "github",
+        "deployment",
+        "deployment.created",
+        {"deployment.sha": "a" * 65},
+        "deployment payload has a bad 'deployment.sha': '" + "a" * 56 + "...",
+        id="github-deployment-sha-past-64",
+    ),
+    pytest.param(
+        "github",
+        "deployment",
+        "deployment.created",
+        {"deployment.sha": "abcdef"},
+        "deployment payload has a bad 'deployment.sha': 'abcdef'",
+        id="github-deployment-sha-under-7",
+    ),
+    pytest.param(
+        "github",
+        "deployment",
+        "deployment.created",
+        {"deployment.sha": "a" * 40 + "\n"},
+        "deployment payload has a bad 'deployment.sha': '" + "a" * 40 + "\\n'",
+        id="github-deployment-sha-newline",
+    ),
+    pytest.param(
+        "github",
         "workflow_run",
         "workflow_run.completed.success",
         {"repository": DROP},
@@ -897,6 +946,20 @@ def test_gitlab_deployer_email(email: str | None, expected: str | None) -> None:
             {"workflow_run.triggering_actor": DROP},
             "mara-okafor",
             id="run-actor",
+        ),
+        pytest.param(
+            "workflow_run",
+            "workflow_run.completed.success",
+            {"workflow_run.triggering_actor": DROP, "workflow_run.actor": DROP},
+            "teo-lindqvist",
+            id="run-sender",
+        ),
+        pytest.param(
+            "workflow_run",
+            "workflow_run.completed.ghes-no-actor",
+            {},
+            "ines-moreau",
+            id="ghes-run-sender",
         ),
     ],
 )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.commands.common import EXIT_FAILED, add_config_flag, fail, load
 from bridge.commands.helptext import describe
 from bridge.errors import UsageError
-from bridge.views import MAX_PAGE
+from bridge.views import MAX_ID, MAX_PAGE
 
 if TYPE_CHECKING:
     from bridge.config import Config
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = MAX_PAGE
-MAX_ID = 2**63 - 1  # ids are BIGINT on PostgreSQL
 ERROR_WIDTH = 48  # the last-error column of `list`; `show` prints it whole
 NO_TABLES = "database has no bridge tables"
 
@@ -44,13 +43,14 @@ def _positive(high: int) -> Callable[[str], int]:
     """An argparse type: an integer from 1 to ``high`` (argparse names the argument)."""
 
     def parse(raw: str) -> int:
+        shown = raw if len(raw) <= 40 else raw[:37] + "..."
         try:
             value = int(raw)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {raw!r}") from None
+            raise argparse.ArgumentTypeError(f"must be an integer, got {shown!r}") from None
         if not 1 <= value <= high:
             wanted = "a positive integer" if high == MAX_ID else f"between 1 and {high}"
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {shown}")
         return value
 
     return parse

@@ -15,9 +15,11 @@ Routing (:func:`route`) goes in this order, and the first step that fails says w
 3. ``environments.rename`` maps the name (exact, applied once), then ``environments.exclude``
    and ``environments.include`` judge the renamed name, exclude winning. A deploy with no
    environment is judged as the empty name: only ``*`` includes it or excludes it;
-4. entities: the ones the event names itself (a GitHub deployment's payload) are used as they
-   are and the routes are not consulted, since the sender said exactly what it deployed; the
-   steps above still apply. Otherwise the first matching route gives them.
+4. entities: the first matching route gives them. When the event names its own (a GitHub
+   deployment's ``payload.cortex.entities``), that route must allow each of them by a glob of
+   its ``payload_entities`` (default: none), and they are used instead of its ``entities``;
+   otherwise the event is ignored, with the reason. Anyone who may create a deployment could
+   otherwise record deploys on any entity of the catalog.
 
 Globs have :func:`fnmatch.fnmatchcase` semantics: ``*`` matches any run of characters,
 ``/`` included, so ``acme/*`` matches ``acme/payments-api`` and also the GitLab subgroup
@@ -47,6 +49,7 @@ from bridge.config.settings import (
     DEFAULT_CORTEX_URL,
     DEFAULT_DATABASE,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_ENTITIES,
     DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_ROUTE,
     SECRET_HOMES,
@@ -79,6 +82,7 @@ __all__ = [
     "DEFAULT_CORTEX_URL",
     "DEFAULT_DATABASE",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_ENTITIES",
     "DEFAULT_REQUESTS_PER_MINUTE",
     "DEFAULT_ROUTE",
     "SECRET_HOMES",

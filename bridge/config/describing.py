@@ -14,8 +14,13 @@ def describe(config: Config) -> list[str]:
     )
     routes = [
         f"{rule.name}: {_describe_match(rule.match)} -> {', '.join(rule.entities)}"
+        + (
+            f" (a deployment's payload may name {', '.join(rule.payload_entities)})"
+            if rule.payload_entities
+            else ""
+        )
         for rule in config.routes
-    ] or ["routes: none (only events that name their own entities are recorded)"]
+    ] or ["routes: none (nothing is recorded)"]
     workflows = [
         f"{rule.name}: {_describe_match(rule.match)} -> "
         + (f"environment {rule.environment!r}" if rule.environment else "no environment")
@@ -36,7 +41,8 @@ def describe(config: Config) -> list[str]:
         f"record: mode {record.mode.value}, failures "
         + ("recorded" if record.failures else "not recorded"),
         f"rollback: detect {'on' if config.rollback.detect else 'off'}",
-        f"server: max_body_bytes {config.server.max_body_bytes}",
+        f"server: max_body_bytes {config.server.max_body_bytes}, max_entities_per_event "
+        f"{config.server.max_entities_per_event}",
         f"delivery: dead letter after {delivery.dead_letter_after_seconds:g}s, max attempts "
         f"{delivery.max_attempts or 'unlimited'}, lease {delivery.lease_seconds:g}s, backoff "
         f"{delivery.backoff_base_seconds:g}s to {delivery.backoff_max_seconds:g}s",

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from bridge.config.settings import DATABASE_FILE_VARIABLE, DATABASE_VARIABLE, Config
-from bridge.config.values import _database_url, _http_url
+from bridge.config.values import _database_url, http_url
 from bridge.errors import ConfigError
 
 
@@ -14,9 +14,7 @@ def _apply_environ(config: Config, environ: Mapping[str, str]) -> Config:
     """CORTEX_API_URL and BRIDGE_DATABASE_URL (or BRIDGE_DATABASE_URL_FILE) win over the file."""
     url = environ.get("CORTEX_API_URL", "").strip()
     if url:
-        config = replace(
-            config, cortex=replace(config.cortex, url=_http_url(url, "CORTEX_API_URL"))
-        )
+        config = replace(config, cortex=replace(config.cortex, url=http_url(url, "CORTEX_API_URL")))
     name, database = database_url_from(environ)
     if database:
         config = replace(config, database=_database_url(database, name))
@@ -41,15 +39,32 @@ def database_url_from(environ: Mapping[str, str]) -> tuple[str, str]:
             DATABASE_FILE_VARIABLE,
             f"{DATABASE_VARIABLE} is set too: set only one (an empty one counts as unset)",
         )
-    try:
-        with open(path, encoding="utf-8") as file:
-            value = file.read().strip()
-    except OSError as exc:
-        reason = (exc.strerror or type(exc).__name__).lower()
-        raise ConfigError(DATABASE_FILE_VARIABLE, f"cannot read {path!r} ({reason})") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(DATABASE_FILE_VARIABLE, f"{path!r} is not utf-8 text") from exc
+    value = read_file_variable(DATABASE_FILE_VARIABLE, path)
     if not value:
         # Falling back to the default SQLite file would split the fleet across two databases.
         raise ConfigError(DATABASE_FILE_VARIABLE, f"{path!r} is empty")
     return DATABASE_FILE_VARIABLE, value
+
+
+# A secret or a URL is a line; a file named by mistake (a log, /dev/zero) is not read whole.
+MAX_FILE_VARIABLE_BYTES = 64 * 1024
+
+
+def read_file_variable(variable: str, path: str) -> str:
+    """The text of the file ``variable`` (a ``*_FILE``) names, stripped.
+
+    Every failure is one ConfigError naming the variable and the path, never the content: the
+    file cannot be opened or read, is not UTF-8 text, or is longer than any secret.
+    """
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_VARIABLE_BYTES + 1)
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise ConfigError(variable, f"cannot read {path!r} ({reason})") from None
+    if len(data) > MAX_FILE_VARIABLE_BYTES:
+        raise ConfigError(variable, f"{path!r} is longer than {MAX_FILE_VARIABLE_BYTES} bytes")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(variable, f"{path!r} is not utf-8 text") from None

@@ -15,6 +15,7 @@ from bridge.config.settings import (
     DEFAULT_CORTEX_URL,
     DEFAULT_DATABASE,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_ENTITIES,
     DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_ROUTE,
     SOURCES,
@@ -38,7 +39,6 @@ from bridge.config.values import (
     _bool,
     _choice,
     _database_url,
-    _http_url,
     _integer,
     _list,
     _mapping,
@@ -46,6 +46,7 @@ from bridge.config.values import (
     _required,
     _string,
     _strings,
+    http_url,
 )
 from bridge.errors import ConfigError
 
@@ -83,23 +84,31 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str])
         raise ConfigError(name, f"cannot read the config file: {reason}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(name, "cannot read the config file: not utf-8 text") from exc
-    loader = _StrictLoader(text)
     try:
-        data = loader.get_single_data()
+        # The loader's constructor already reads, and refuses NUL and other control bytes.
+        loader = _StrictLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        raise _yaml_error(name, exc) from exc
-    finally:
-        loader.dispose()
+        raise _yaml_error(name, exc, text) from None
     return parse_config(data, environ=environ)
 
 
-def _yaml_error(name: str, exc: yaml.YAMLError) -> ConfigError:
-    """A ConfigError naming the file and line of a YAML syntax error."""
+def _yaml_error(name: str, exc: yaml.YAMLError, text: str) -> ConfigError:
+    """A one-line ConfigError naming the file and line of a YAML error."""
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         where = f"{name}:{mark.line + 1}" if mark else name
         return ConfigError(where, f"invalid yaml: {exc.problem or exc.context}")
-    return ConfigError(name, f"invalid yaml: {exc}")
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        return ConfigError(
+            f"{name}:{line}",
+            f"invalid yaml: character #x{exc.character:04x} is not allowed in a config file",
+        )
+    return ConfigError(name, "invalid yaml: " + " ".join(str(exc).split()))
 
 
 TOP_KEYS = tuple(Config.__dataclass_fields__)
@@ -127,6 +136,7 @@ def parse_config(data: Any, *, environ: Mapping[str, str] = _NO_ENV) -> Config:
         sync=_parse_sync(top.get("sync")),
     )
     _check_lease(config)
+    _check_route_sizes(config)
     return _apply_environ(config, environ)
 
 
@@ -140,7 +150,7 @@ def _parse_cortex(value: Any) -> CortexSettings:
             "cortex.requests_per_minute", f"must be 0 (no limit) or more, got {per_minute}"
         )
     return CortexSettings(
-        url=_http_url(data.get("url", DEFAULT_CORTEX_URL), "cortex.url"),
+        url=http_url(data.get("url", DEFAULT_CORTEX_URL), "cortex.url"),
         timeout_seconds=_positive(data.get("timeout_seconds", 10), "cortex.timeout_seconds"),
         requests_per_minute=per_minute,
     )
@@ -166,14 +176,15 @@ def _parse_routes(value: Any) -> tuple[RouteRule, ...]:
 
 
 def _parse_route(value: Any, path: str) -> RouteRule:
-    data = _mapping(value, path, ("match", "entities"))
+    data = _mapping(value, path, ("match", "entities", "payload_entities"))
     match = _parse_match(_required(data, "match", path), f"{path}.match", route=True)
     entities = _strings(_required(data, "entities", path), f"{path}.entities")
     if not entities:
         raise ConfigError(f"{path}.entities", "must list at least one entity")
     for j, template in enumerate(entities):
         _check_template(template, f"{path}.entities[{j}]")
-    return RouteRule(path, match, entities)
+    globs = _strings(data.get("payload_entities", []), f"{path}.payload_entities")
+    return RouteRule(path, match, entities, payload_entities=globs)
 
 
 def _parse_workflows(value: Any) -> tuple[WorkflowRule, ...]:
@@ -217,11 +228,16 @@ def _parse_environments(value: Any) -> Environments:
 
 
 def _parse_server(value: Any) -> ServerSettings:
-    data = _mapping(value, "server", ("max_body_bytes",))
+    data = _mapping(value, "server", tuple(ServerSettings.__dataclass_fields__))
     limit = _integer(data.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "server.max_body_bytes")
     if limit < 1:
         raise ConfigError("server.max_body_bytes", f"must be at least 1, got {limit!r}")
-    return ServerSettings(max_body_bytes=limit)
+    entities = _integer(
+        data.get("max_entities_per_event", DEFAULT_MAX_ENTITIES), "server.max_entities_per_event"
+    )
+    if entities < 1:
+        raise ConfigError("server.max_entities_per_event", f"must be at least 1, got {entities!r}")
+    return ServerSettings(max_body_bytes=limit, max_entities_per_event=entities)
 
 
 def _parse_delivery(value: Any) -> DeliverySettings:
@@ -279,6 +295,18 @@ def _check_lease(config: Config) -> None:
             "delivery.lease_seconds",
             f"must be longer than cortex.timeout_seconds ({config.cortex.timeout_seconds:g})",
         )
+
+
+def _check_route_sizes(config: Config) -> None:
+    """A route may not give more entities than one event may be recorded on."""
+    limit = config.server.max_entities_per_event
+    for rule in config.routes:
+        if len(rule.entities) > limit:
+            raise ConfigError(
+                f"{rule.name}.entities",
+                f"lists {len(rule.entities)} entities, more than "
+                f"server.max_entities_per_event ({limit})",
+            )
 
 
 def _check_template(template: str, path: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from bridge.config.settings import (
+    DEFAULT_ROUTE,
     SOURCES,
     WORKFLOW_EVENTS,
     Config,
@@ -28,11 +29,13 @@ def route(config: Config, event: DeployEvent) -> Route:
     if environment is not None:
         environment = config.environments.rename.get(environment, environment)
     _check_environment(config.environments, environment)
-    if event.entities:
-        return Route(tuple(event.entities), environment, "event")
     for rule in config.routes:
-        if _matches(rule.match, event, environment):
-            return Route(_render(rule, event.repository), environment, rule.name)
+        if not _matches(rule.match, event, environment):
+            continue
+        if event.entities:
+            allowed = _allowed(rule, event.entities)
+            return Route(allowed, environment, f"{rule.name}.payload_entities")
+        return Route(_render(rule, event.repository), environment, rule.name)
     where = f"environment {environment!r}" if environment is not None else "with no environment"
     raise UnsupportedEvent(f"no route matches repository {event.repository!r} {where}")
 
@@ -91,6 +94,24 @@ def _workflow_matches(event: DeployEvent, pattern: str) -> bool:
     path = event.details.get("workflowPath")
     candidates = [name, path, path.rsplit("/", 1)[-1] if isinstance(path, str) else None]
     return any(isinstance(c, str) and fnmatchcase(c, pattern) for c in candidates)
+
+
+def _allowed(rule: RouteRule, entities: tuple[str, ...]) -> tuple[str, ...]:
+    """The entities a deployment's payload names, when every one is allowed by the route."""
+    where = "the default route" if rule is DEFAULT_ROUTE else rule.name
+    if not rule.payload_entities:
+        raise UnsupportedEvent(
+            f"the deployment's payload names entities (payload.cortex.entities) and {where} "
+            "allows none (its payload_entities)"
+        )
+    for tag in entities:
+        if not any(fnmatchcase(tag, glob) for glob in rule.payload_entities):
+            shown = tag if len(tag) <= 60 else tag[:57] + "..."
+            raise UnsupportedEvent(
+                f"entity {shown!r} named by the deployment's payload is not allowed by "
+                f"{rule.name}.payload_entities"
+            )
+    return entities
 
 
 def _render(rule: RouteRule, repository: str) -> tuple[str, ...]:

@@ -16,6 +16,9 @@ DATABASE_VARIABLE, DATABASE_FILE_VARIABLE = "BRIDGE_DATABASE_URL", "BRIDGE_DATAB
 # GitHub caps webhook payloads at 25 MB and drops bigger ones (docs.github.com, "Webhook
 # events and payloads"); nothing larger is a genuine delivery.
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+# Entities one event is recorded on: each is a Cortex request and a record, so one event's
+# work stays bounded (issue 8: thousands named in a payload outlived the delivery's lease).
+DEFAULT_MAX_ENTITIES = 20
 SOURCES = ("github", "gitlab")
 # Runs of a CI workflow: deploys only when a `workflows` rule says so.
 WORKFLOW_EVENTS = frozenset({"workflow_run", "pipeline"})
@@ -85,6 +88,9 @@ class RouteRule:
     name: str  # "routes[0]", or "default" for the built-in catch-all
     match: Match
     entities: tuple[str, ...]
+    # Globs of the entities a deployment's own payload (payload.cortex.entities) may name
+    # instead; empty: a payload that names entities is not recorded by this route.
+    payload_entities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,7 @@ class ServerSettings:
     """Limits of the webhook receiver."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_entities_per_event: int = DEFAULT_MAX_ENTITIES
 
 
 @dataclass(frozen=True)
@@ -179,4 +186,4 @@ class Route:
 
     entities: tuple[str, ...]
     environment: str | None
-    rule: str  # "routes[0]", "default", or "event" when the event named its entities
+    rule: str  # "routes[0]", "default"; "routes[0].payload_entities" for a payload's own

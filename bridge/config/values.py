@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from bridge.config.settings import ALL_SECRETS, SECRET_HOMES, SECRET_KEY
 from bridge.errors import ConfigError
@@ -110,11 +111,36 @@ def _choice(value: Any, path: str, choices: Any) -> str:
     return value
 
 
-def _http_url(value: Any, path: str) -> str:
+def http_url(value: Any, path: str) -> str:
+    """An http(s) base URL with a host and no user info, without its trailing ``/``.
+
+    User info is refused, not ignored: in ``https://api.getcortexapp.com@evil.example`` the
+    host is ``evil.example``, and the Cortex token would be sent there.
+    """
     url = _string(value, path).strip()
     if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url):
-        raise ConfigError(path, f"must be an http(s) url, got {url!r}")
+        raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}")
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        host = parts.netloc.rpartition("@")[2]
+        raise ConfigError(
+            path,
+            f"must not hold a user or password ('...@'): its host would be {host!r} "
+            "(credentials come only from the environment, e.g. CORTEX_API_TOKEN)",
+        )
+    _check_port(parts.netloc, path)
     return url.rstrip("/")
+
+
+def _check_port(netloc: str, path: str) -> None:
+    """A port, when the URL has one, from 1 to 65535."""
+    try:
+        port = urlsplit(f"//{netloc}").port
+    except ValueError:
+        port = 0
+    if port == 0:
+        given = netloc.rpartition("@")[2].rpartition(":")[2]
+        raise ConfigError(path, f"port must be a number from 1 to 65535, got {given[:20]!r}")
 
 
 def _database_url(value: Any, path: str) -> str:
@@ -122,6 +148,9 @@ def _database_url(value: Any, path: str) -> str:
     url = _string(value, path).strip()
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("postgresql+psycopg://"):
+        rest = url.removeprefix("postgresql+psycopg://")
+        _check_port(re.split(r"[/?#]", rest, maxsplit=1)[0], path)
     for prefix in ("sqlite:///", "postgresql+psycopg://"):
         if url.startswith(prefix) and len(url) > len(prefix):
             return url

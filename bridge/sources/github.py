@@ -106,8 +106,10 @@ def parse_workflow_run(payload: Mapping[str, Any], screen: Screen = keep_all) ->
         title=_commit_title(fields) or fields.text("workflow_run.display_title") or "",
         sha=fields.sha("workflow_run.head_sha"),
         url=fields.url("workflow_run.html_url"),
+        # Older payloads (GitHub Enterprise Server before 3.2, github.com before 2021) carry
+        # neither actor: there the person is the event's sender, as for deployments.
         deployer_name=fields.text(
-            "workflow_run.triggering_actor.login", "workflow_run.actor.login"
+            "workflow_run.triggering_actor.login", "workflow_run.actor.login", "sender.login"
         ),
         started_at=fields.moment("workflow_run.run_started_at"),
         finished_at=timestamp if status.is_final else None,

@@ -15,6 +15,7 @@ the kernel hands the lock over as soon as it is released, and drops it when its 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from bridge.store.engine import create_private
 from bridge.store.schema import StoreError
 
 Item = TypeVar("Item")
@@ -160,11 +162,29 @@ class WriterLock:
         # A flock belongs to the open file, which a forked child shares with its parent
         # (gunicorn loads the app before forking when asked to): each process opens its own.
         if self._fd is None or self._opened_by != os.getpid():
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except PermissionError:
-                # Made by another user (an admin's CLI beside the service): a flock needs
-                # no write access to the file, only an open one.
-                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-            self._fd, self._opened_by = fd, os.getpid()
+            self._fd, self._opened_by = open_private(self.path), os.getpid()
         return self._fd
+
+
+def open_private(path: str) -> int:
+    """A descriptor on ``path``, made 0600 (whatever the umask) when this call creates it.
+
+    Never through a symbolic link: one planted there could point the writes of the bridge at
+    any file its user may write. A file another user made (an admin's CLI beside the
+    service) is opened read-only: a flock needs no write access, only an open file.
+    """
+    created = create_private(path)
+    if created is not None:
+        return created
+    base = os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        try:
+            return os.open(path, base | os.O_RDWR)
+        except PermissionError:
+            return os.open(path, base | os.O_RDONLY)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(
+                errno.ELOOP, "it is a symbolic link, which the bridge does not follow"
+            ) from None
+        raise

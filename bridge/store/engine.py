@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ def create_engine(url: str) -> Engine:
     """An engine for a ``sqlite:///...`` or ``postgresql[+psycopg]://...`` URL."""
     try:
         parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         # from None: the parse error may quote the URL, and with it a password.
         raise ConfigError(
             "database", "not a database URL (sqlite:///... or postgresql://...)"
@@ -60,9 +61,38 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         )
     else:
         engine = sa.create_engine(url)
+        path = url.database
+
+        def before_connect(*_args: Any) -> None:
+            # SQLite makes a new database 0644 (less the umask), and its -wal and -shm files
+            # with the database's mode: made here first, all three are the owner's alone. An
+            # existing database keeps its mode (group-readable may be meant, for an admin's
+            # `deliveries` beside the service); other failures are SQLite's to report.
+            if path and not url.query.get("uri"):
+                try:
+                    fd = create_private(path)
+                except OSError:
+                    return
+                if fd is not None:
+                    os.close(fd)
+
+        sa.event.listen(engine, "do_connect", before_connect)
     sa.event.listen(engine, "connect", _on_sqlite_connect)
     sa.event.listen(engine, "begin", _on_sqlite_begin)
     return engine
+
+
+def create_private(path: str) -> int | None:
+    """A read-write descriptor on ``path`` made now, empty and 0600 whatever the umask.
+
+    None when something (a file, a symbolic link) is there already: it is not touched here.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return None
+    os.fchmod(fd, 0o600)  # the umask may have taken the owner's own bits away
+    return fd
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bridge.config.settings import SECRET_KEY, SOURCES
-from bridge.config.values import _choice, _http_url, _integer, _mapping, _positive, _string
+from bridge.config.values import _choice, _integer, _mapping, _positive, _string, http_url
 from bridge.errors import ConfigError
 from bridge.model import Status
 from bridge.sync.http_paths import ROOT, FieldPath, parse_path
@@ -156,7 +156,7 @@ def parse_http_sources(raw: Any) -> dict[str, HttpSourceSpec]:
 
 def _parse_entry(name: str, entry: Any, path: str) -> HttpSourceSpec:
     data = _with_preset(_raw_mapping(entry, path, KEYS), path)
-    url = _http_url(_need(data, "url", path), f"{path}.url")
+    url = http_url(_need(data, "url", path), f"{path}.url")
     parts = urlsplit(url)
     if parts.password or any(SECRET_KEY.search(key) for key, _ in parse_qsl(parts.query)):
         raise ConfigError(f"{path}.url", "secrets come only from the environment: use token_env")
