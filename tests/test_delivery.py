@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from bridge.app import Runtime
-from bridge.cortex import CortexClient, RetryPolicy
-from bridge.delivery import Deliverer
+from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex, Fault
-from bridge.worker import Worker
+from bridge.worker import Deliverer, Worker
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import ADMIN_TOKEN, client_for, github_post, gitlab_post, runtime_on
 
@@ -48,7 +47,7 @@ class Bridge:
         config = {"cortex": {"url": cortex.url, "timeout_seconds": 2}, **(config or {})}
         self.runtime: Runtime = runtime_on(db_url, config, clock=self.clock)
         self.http = client_for(self.runtime)
-        self.client = CortexClient(cortex.url, TOKEN, timeout=2, retry=RetryPolicy(max_attempts=1))
+        self.client = CortexClient(cortex.url, TOKEN, timeout=2)
         deliverer = Deliverer(
             self.runtime.store, self.client, self.runtime.config, clock=self.clock
         )

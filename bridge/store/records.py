@@ -94,9 +94,19 @@ class Records(StoreBase):
             return conn.execute(add).first() is not None
 
     def seed_history(
-        self, *, entity: str, environment: str | None, deploys: Iterable[tuple[str, PastDeploy]]
+        self,
+        *,
+        entity: str,
+        environment: str | None,
+        deploys: Iterable[tuple[str, PastDeploy]],
+        made: Iterable[tuple[str, str, str]] = (),
+        now: datetime | None = None,
     ) -> None:
-        """Add ``(key, deploy)`` pairs to the history in one transaction; known keys are kept."""
+        """Add ``(key, deploy)`` pairs to the history in one transaction; known keys are kept.
+
+        ``made``: ``(key, uuid, state)`` of records another path (the Action, ``send``) made
+        that the listing showed; kept as records unless the relay has its own.
+        """
         rows = [
             {
                 "idempotency_key": key,
@@ -107,10 +117,26 @@ class Records(StoreBase):
             }
             for key, past in deploys
         ]
-        if not rows:
+        found = [
+            {
+                "idempotency_key": key,
+                "entity": entity,
+                "cortex_uuid": uuid,
+                "state": state,
+                "updated_at": aware(now) if now else None,
+            }
+            for key, uuid, state in made
+        ]
+        if not rows and not found:
             return
-        add = self._insert(history).on_conflict_do_nothing(
-            index_elements=[history.c.idempotency_key]
-        )
         with self._transaction(write=True) as conn:
-            conn.execute(add, rows)
+            if rows:
+                add = self._insert(history).on_conflict_do_nothing(
+                    index_elements=[history.c.idempotency_key]
+                )
+                conn.execute(add, rows)
+            if found:
+                adopt = self._insert(records).on_conflict_do_nothing(
+                    index_elements=[records.c.idempotency_key]
+                )
+                conn.execute(adopt, found)

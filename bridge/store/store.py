@@ -244,6 +244,37 @@ class Store(Budgets, Records):
         turn = {id: n for n, id in enumerate(ids)}  # RETURNING keeps no order: the claim's
         return sorted((_delivery(row) for row in rows), key=lambda d: turn[d.id])
 
+    def hold(
+        self,
+        id: int,
+        *,
+        owner: str,
+        attempt: int,
+        results: Mapping[str, Any],
+        now: datetime,
+        lease_seconds: float,
+    ) -> bool:
+        """Renew ``owner``'s lease and keep the progress made; False when the lease is lost.
+
+        One UPDATE by primary key: the worker's fence before each Cortex write, and its
+        heartbeat after each entity. ``attempt`` (the attempt count its claim returned) is the
+        fencing token: a worker whose lease another attempt took can never renew it again.
+        """
+        now = aware(now)
+        until = now + timedelta(seconds=lease_seconds)
+        renew = (
+            deliveries.update()
+            .where(
+                deliveries.c.id == id,
+                deliveries.c.status == DELIVERING,
+                deliveries.c.lease_owner == owner,
+                deliveries.c.attempts == attempt,
+            )
+            .values(lease_until=until, next_attempt_at=until, results=_encode(results))
+        )
+        with self._transaction(write=True) as conn:
+            return conn.execute(renew).rowcount == 1
+
     def complete(self, id: int, *, owner: str, results: Mapping[str, Any], now: datetime) -> bool:
         """Mark a leased delivery delivered; False when ``owner`` no longer holds it."""
         now = aware(now)
