@@ -205,7 +205,7 @@ def run_step(
             api_url,
             token,
             timeout=timeout,
-            proxy=proxy_for(api_url, environ),
+            proxy=proxy_for(api_url),
         )
 
     def retrying(exc: CortexError, delay: float) -> None:

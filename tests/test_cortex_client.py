@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -297,8 +298,14 @@ def test_repr_hides_token(cortex: FakeCortex) -> None:
         ),
     ],
 )
-def test_proxy_from_environment(url: str, environ: dict[str, str], expected: str | None) -> None:
-    assert proxy_for(url, environ) == expected
+def test_proxy_from_environment(
+    url: str, environ: dict[str, str], expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert proxy_for(url) == expected
 
 
 def test_requests_tunnel_through_a_proxy(cortex: FakeCortex) -> None:

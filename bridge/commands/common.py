@@ -65,7 +65,7 @@ def cortex_client(config: Config, environ: Mapping[str, str]) -> CortexClient:
         config.cortex.url,
         token,
         timeout=config.cortex.timeout_seconds,
-        proxy=proxy_for(config.cortex.url, environ),
+        proxy=proxy_for(config.cortex.url),
     )
 
 
