@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 
 from bridge.app import Runtime
+from bridge.config import parse_config
 from bridge.cortex import CortexClient
+from bridge.delivery import Action, Known, Policy, decide, ignore_reason
 from bridge.fakecortex import FakeCortex, Fault
+from bridge.model import Status
 from bridge.worker import Deliverer, Worker
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import ADMIN_TOKEN, client_for, github_post, gitlab_post, runtime_on
@@ -378,3 +381,48 @@ def test_gives_up_after_dead_letter_time(db_url: str, cortex: FakeCortex) -> Non
     assert delivery is not None and delivery.status == "dead"
     assert "503" in (delivery.last_error or "")
     bridge.close()
+
+
+# -- the recording policy, stated once (pure) ------------------------------------------------
+
+FINAL, LIFECYCLE = Policy(), Policy(lifecycle=True)
+STARTED = Known("u-1", "in_progress")
+
+
+@pytest.mark.parametrize(
+    ("status", "known", "policy", "expected"),
+    [
+        pytest.param(Status.SUCCEEDED, None, FINAL, Action.CREATE, id="final-success"),
+        pytest.param(Status.FAILED, None, FINAL, Action.SKIP, id="final-failure"),
+        pytest.param(Status.FAILED, None, Policy(failures=True), Action.CREATE, id="failures"),
+        pytest.param(Status.IN_PROGRESS, None, FINAL, Action.SKIP, id="final-start"),
+        pytest.param(Status.IN_PROGRESS, None, LIFECYCLE, Action.CREATE, id="lifecycle-start"),
+        pytest.param(Status.SUCCEEDED, STARTED, LIFECYCLE, Action.UPDATE, id="lifecycle-end"),
+        pytest.param(Status.CANCELLED, STARTED, LIFECYCLE, Action.DELETE, id="lifecycle-fail"),
+        pytest.param(
+            Status.PENDING, Known("u-1", "succeeded"), LIFECYCLE, Action.SKIP, id="late-start"
+        ),
+        pytest.param(
+            Status.SUCCEEDED, Known("u-1", "succeeded"), FINAL, Action.SKIP, id="already-there"
+        ),
+    ],
+)
+def test_decide(status: Status, known: Known | None, policy: Policy, expected: Action) -> None:
+    assert decide(status, known, policy).action is expected
+
+
+@pytest.mark.parametrize(
+    ("status", "record", "stored"),
+    [
+        pytest.param(Status.FAILED, {}, False, id="final-failure"),
+        pytest.param(Status.FAILED, {"mode": "lifecycle"}, True, id="lifecycle-may-delete"),
+        pytest.param(Status.PENDING, {}, False, id="final-start"),
+        pytest.param(Status.PENDING, {"mode": "lifecycle"}, True, id="lifecycle-start"),
+        pytest.param(Status.SUCCEEDED, {}, True, id="success"),
+    ],
+)
+def test_the_receiver_asks_the_same_policy(
+    status: Status, record: dict[str, Any], stored: bool
+) -> None:
+    reason = ignore_reason(status, parse_config({"record": record}))
+    assert (reason is None) is stored
