@@ -94,7 +94,7 @@ class SharedBudget:
         before its lease runs out, so another worker never takes it over while this one waits.
         """
         while True:
-            draw = self.store.draw(now=self.clock(), per_minute=self.per_minute)
+            draw = self.store.budget.draw(now=self.clock(), per_minute=self.per_minute)
             self._heard(draw.paused_until)
             if draw.wait_seconds <= 0:
                 return
@@ -107,7 +107,7 @@ class SharedBudget:
             self._sleep(draw.wait_seconds)
             # A 429 elsewhere may have paused the fleet while this one waited its turn: then
             # queue again behind the pause instead of sending into it.
-            paused_until = self.store.budget_paused_until()
+            paused_until = self.store.budget.paused_until()
             self._heard(paused_until)
             if paused_until is None or paused_until <= self.clock():
                 return
@@ -118,7 +118,7 @@ class SharedBudget:
         until = self.clock() + timedelta(seconds=min(max(seconds, 0.0), self.max_pause))
         self._heard(until)
         try:
-            self.store.pause_budget(until=until)
+            self.store.budget.pause(until=until)
         except StoreError as exc:
             # This process still pauses, and the 429 is still handled as a retry; only the
             # other replicas go on until Cortex tells them too.
@@ -214,12 +214,12 @@ class StoreHistory:
 
     def known(self, entity: str, key: str) -> Known | None:
         """The record the relay made for this deploy."""
-        record = self.store.get_record(key)
+        record = self.store.records.get(key)
         return None if record is None else Known(record.cortex_uuid, record.state)
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The store's history, seeded from Cortex's newest 1,000 deploys the first time."""
-        found = self.store.history(entity, environment)
+        found = self.store.records.history(entity, environment)
         if found:
             return found
         try:
@@ -230,7 +230,7 @@ class StoreHistory:
             return []  # the create that follows says what is wrong with the entity
         found = past_deploys(deploys, environment, skip_key=key)
         keyed = [(f"cortex:{past.sha}:{past.timestamp.isoformat()}", past) for past in found]
-        self.store.seed_history(
+        self.store.records.seed_history(
             entity=entity,
             environment=environment,
             deploys=keyed,
@@ -241,11 +241,11 @@ class StoreHistory:
 
     def remember(self, event: DeployEvent, entity: str, key: str, uuid: str) -> None:
         """Keep the record; a deploy Cortex accepted as succeeded enters the history."""
-        self.store.save_record(
+        self.store.records.save(
             key, entity=entity, cortex_uuid=uuid, state=event.status.value, now=self.clock()
         )
         if event.status is Status.SUCCEEDED and event.sha:
-            self.store.add_history(
+            self.store.records.add_history(
                 entity=entity,
                 environment=event.environment,
                 sha=event.sha,
@@ -255,7 +255,7 @@ class StoreHistory:
 
     def forget(self, key: str) -> None:
         """The record was deleted in Cortex."""
-        self.store.delete_record(key)
+        self.store.records.delete(key)
 
 
 @dataclass

@@ -4,7 +4,7 @@ Each deploy's record in Cortex is kept under its idempotency key, so a later eve
 same deploy (a lifecycle's end, a redelivery) updates or skips that record rather than making
 another. Each deploy Cortex accepted as succeeded is added to its entity's history per
 environment, which rollback detection (bridge/rollback.py) reads. :class:`Records` is the part
-of the Store that keeps both.
+of the Store that keeps both (``store.records``).
 """
 
 from __future__ import annotations
@@ -16,16 +16,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from bridge.rollback import PastDeploy
-from bridge.store.base import StoreBase, aware
+from bridge.store.base import Database, aware
 from bridge.store.schema import Record, history, records
 
 
-class Records(StoreBase):
+class Records:
     """The Store's Cortex records (by idempotency key) and deploy history (rollback detection)."""
 
-    def get_record(self, key: str) -> Record | None:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, key: str) -> Record | None:
         """The Cortex record made for an idempotency key."""
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             row = conn.execute(records.select().where(records.c.idempotency_key == key))
             found = row.mappings().first()
         if found is None:
@@ -38,9 +41,7 @@ class Records(StoreBase):
             updated_at=found["updated_at"],
         )
 
-    def save_record(
-        self, key: str, *, entity: str, cortex_uuid: str, state: str, now: datetime
-    ) -> None:
+    def save(self, key: str, *, entity: str, cortex_uuid: str, state: str, now: datetime) -> None:
         """Create or replace the Cortex record for an idempotency key."""
         values: dict[str, Any] = {
             "entity": entity,
@@ -49,16 +50,16 @@ class Records(StoreBase):
             "updated_at": aware(now),
         }
         upsert = (
-            self._insert(records)
+            self.db.insert(records)
             .values(idempotency_key=key, **values)
             .on_conflict_do_update(index_elements=[records.c.idempotency_key], set_=values)
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             conn.execute(upsert)
 
-    def delete_record(self, key: str) -> bool:
+    def delete(self, key: str) -> bool:
         """Forget the Cortex record for an idempotency key; False if there was none."""
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             gone = conn.execute(records.delete().where(records.c.idempotency_key == key))
             return gone.rowcount == 1
 
@@ -71,7 +72,7 @@ class Records(StoreBase):
             .where(history.c.entity == entity, history.c.environment == (environment or ""))
             .order_by(history.c.deployed_at, history.c.idempotency_key)
         )
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             return [PastDeploy(sha=sha, timestamp=at) for sha, at in conn.execute(past)]
 
     def add_history(
@@ -79,7 +80,7 @@ class Records(StoreBase):
     ) -> bool:
         """Add a deploy Cortex accepted to the history; False if ``key`` was already there."""
         add = (
-            self._insert(history)
+            self.db.insert(history)
             .values(
                 idempotency_key=key,
                 entity=entity,
@@ -90,7 +91,7 @@ class Records(StoreBase):
             .on_conflict_do_nothing(index_elements=[history.c.idempotency_key])
             .returning(history.c.idempotency_key)
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             return conn.execute(add).first() is not None
 
     def seed_history(
@@ -129,14 +130,14 @@ class Records(StoreBase):
         ]
         if not rows and not found:
             return
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             if rows:
-                add = self._insert(history).on_conflict_do_nothing(
+                add = self.db.insert(history).on_conflict_do_nothing(
                     index_elements=[history.c.idempotency_key]
                 )
                 conn.execute(add, rows)
             if found:
-                adopt = self._insert(records).on_conflict_do_nothing(
+                adopt = self.db.insert(records).on_conflict_do_nothing(
                     index_elements=[records.c.idempotency_key]
                 )
                 conn.execute(adopt, found)

@@ -1,8 +1,9 @@
 """The Store: the delivery outbox, and the Store put together from its parts.
 
-:class:`Store` is the outbox (below) plus the parts it inherits: the shared rate budget
-(budget.py), Cortex records and deploy history (records.py), and the engine and transactions
-they all run on (base.py).
+:class:`Store` is the outbox (below), with its parts beside it on the same database object
+(base.py's :class:`Database`: the engine and the transactions they all run in):
+``store.records``, Cortex records and deploy history (records.py), and ``store.budget``, the
+shared rate budget (budget.py).
 
 Every write is one short transaction committed before the method returns, so a receiver
 that answers 202 after :meth:`Store.enqueue` has the event on disk (see engine.py for the
@@ -29,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from bridge.store.base import aware
+from bridge.store.base import Database, aware
 from bridge.store.batching import GroupCommit
 from bridge.store.budget import Budgets
 from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, create_engine, is_memory
@@ -76,15 +77,17 @@ MAX_ERROR_LENGTH = 2000
 WAKE_CHANNEL = "bridge_deliveries"
 
 
-class Store(Budgets, Records):
+class Store:
     """The bridge's durable state on one database; safe to share between threads."""
 
     def __init__(self, engine: Engine) -> None:
-        super().__init__(engine)
+        self.db = Database(engine)
+        self.records = Records(self.db)
+        self.budget = Budgets(self.db)
         # Built once: SQLAlchemy caches its compiled form, and a statement built anew per
         # event costs more than the INSERT itself.
         self._insert_delivery = (
-            self._insert(deliveries)
+            self.db.insert(deliveries)
             .values({name: sa.bindparam(name) for name in ENQUEUED_COLUMNS})
             .on_conflict_do_nothing(index_elements=[deliveries.c.dedupe_key])
             .returning(deliveries.c.id)
@@ -95,8 +98,8 @@ class Store(Budgets, Records):
         # On a SQLite file the same statements run on the driver's connection
         # (sqlite_outbox.py).
         self._sqlite_outbox = (
-            SqliteOutbox(engine, self._writer, self._insert_delivery, self._first_delivery)
-            if self._writer
+            SqliteOutbox(engine, self.db.writer, self._insert_delivery, self._first_delivery)
+            if self.db.writer
             else None
         )
         self._enqueues: GroupCommit[Any, tuple[int, bool]] = GroupCommit(
@@ -120,12 +123,20 @@ class Store(Budgets, Records):
             raise StoreError("database has no bridge schema: start the bridge once to create it")
         store = cls(engine)
         try:
-            with store._transaction(write=create) as conn:
+            with store.db.transaction(write=create) as conn:
                 (ensure_schema if create else check_schema)(conn)
         except BaseException:
             store.close()
             raise
         return store
+
+    def close(self) -> None:
+        """Close every pooled connection (and, on SQLite, the writers' lock file)."""
+        self.db.close()
+
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+        self.db.ping()
 
     def __enter__(self) -> Store:
         """Use the store in a ``with`` block that closes it."""
@@ -177,7 +188,7 @@ class Store(Budgets, Records):
         # CONFLICT rather than catching IntegrityError keeps every GitHub redelivery from
         # writing an ERROR into PostgreSQL's log and aborting the transaction.
         stored: list[tuple[int, bool]] = []
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             for row in rows:
                 new_id = conn.execute(self._insert_delivery, row).scalar_one_or_none()
                 if new_id is not None:
@@ -221,7 +232,7 @@ class Store(Budgets, Records):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             ids = list(conn.execute(due).scalars())
             if not ids:
                 return []
@@ -272,7 +283,7 @@ class Store(Budgets, Records):
             )
             .values(lease_until=until, next_attempt_at=until, results=_encode(results))
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             return conn.execute(renew).rowcount == 1
 
     def complete(self, id: int, *, owner: str, results: Mapping[str, Any], now: datetime) -> bool:
@@ -337,7 +348,7 @@ class Store(Budgets, Records):
             .values(lease_owner=None, lease_until=None)
             .values(values)
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             return conn.execute(finish).rowcount == 1
 
     def retry(self, id: int, *, now: datetime) -> bool:
@@ -348,7 +359,7 @@ class Store(Budgets, Records):
             .where(deliveries.c.id == id, deliveries.c.status.in_((DEAD, *_WAITING)))
             .values(status=QUEUED, next_attempt_at=now, updated_at=now)
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             requeued = conn.execute(requeue).rowcount == 1
             if requeued:
                 self._notify(conn)
@@ -356,7 +367,7 @@ class Store(Budgets, Records):
 
     def get(self, id: int) -> Delivery | None:
         """One delivery by id."""
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             row = conn.execute(deliveries.select().where(deliveries.c.id == id)).mappings().first()
         return _delivery(row) if row is not None else None
 
@@ -374,7 +385,7 @@ class Store(Budgets, Records):
             page = page.where(deliveries.c.status == status)
         if after is not None:
             page = page.where(deliveries.c.id < after)
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             rows = conn.execute(page).mappings().all()
         found = [_delivery(row) for row in rows[:limit]]
         return found, (found[-1].id if len(rows) > limit else None)
@@ -383,7 +394,7 @@ class Store(Budgets, Records):
         """How many deliveries are in each status (every status present, zeros included)."""
         per_status = sa.select(deliveries.c.status, sa.func.count()).group_by(deliveries.c.status)
         counted = dict.fromkeys(STATUSES, 0)
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             counted.update({status: int(n) for status, n in conn.execute(per_status)})
         return counted
 
@@ -392,15 +403,16 @@ class Store(Budgets, Records):
         oldest = sa.select(sa.func.min(deliveries.c.received_at)).where(
             deliveries.c.status.in_(_WAITING)
         )
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             received: datetime | None = conn.execute(oldest).scalar_one()
         return None if received is None else (aware(now) - received).total_seconds()
 
     def listen(self, wake: Callable[[], None]) -> Listener | None:
         """Call ``wake`` whenever any process queues an event (PostgreSQL); None on SQLite."""
-        if self._engine.dialect.name != "postgresql":
+        if not self.db.is_postgresql:
             return None
-        args, params = self._engine.dialect.create_connect_args(self._engine.url)
+        engine = self.db.engine
+        args, params = engine.dialect.create_connect_args(engine.url)
         params = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **params}
         return Listener(args, params, channel=WAKE_CHANNEL, wake=wake).start()
 
