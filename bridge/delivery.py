@@ -114,8 +114,8 @@ class History(Protocol):
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The entity's earlier deploys to ``environment``, leaving out this deploy's own."""
 
-    def remember(self, event: DeployEvent, entity: str, key: str, uuid: str) -> None:
-        """Cortex now holds ``uuid`` for this deploy."""
+    def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
+        """Cortex now holds ``uuid`` for this deploy, with ``customData.status`` ``state``."""
 
     def forget(self, key: str) -> None:
         """Cortex no longer holds a record for this deploy."""
@@ -180,40 +180,41 @@ def record_one(
     # record of this deploy that another path made.
     deploy_type = type_of(event, entity, key, history, rollback=rollback)
     known = history.known(entity, key)
-    decision = decide(event.status, known, policy)
-    if decision.action is Action.SKIP:
-        if known is not None and known.state == event.status.value:
-            body = build_deploy_request(event, entity, deploy_type)
-            return Done("found", uuid=known.uuid, type=deploy_type, payload=body)
-        return Done("skipped", reason=decision.reason)
-    if decision.action is Action.DELETE:
-        assert known is not None
-        if not dry_run:
-            cortex.delete_deploy(entity, known.uuid, guard=fence)
-            history.forget(key)
-        return Done("deleted", uuid=known.uuid)
-    body = build_deploy_request(event, entity, deploy_type)
-    if dry_run:
-        return Done("planned", uuid=known.uuid if known else None, type=deploy_type, payload=body)
-    lifecycle_end = event.status.is_final and policy.lifecycle
-    if known is None and (unclear or lifecycle_end):
+    if known is None and (unclear or (policy.lifecycle and event.status.is_final)):
         # The one case for a search: a record may exist that this path has no trace of (an
         # earlier attempt's answer was lost; a lifecycle start recorded by another path).
-        looked_up = cortex.find_deploy(entity, key, near=event.timestamp, window=LOOKUP_WINDOW)
-        if looked_up is not None:
-            known = Known(str(looked_up["uuid"]), _status_of(looked_up))
-            if known.state == event.status.value:
-                history.remember(event, entity, key, known.uuid)
-                return Done("found", uuid=known.uuid, type=deploy_type, payload=body)
-    if known is not None:
+        known = _look_up(cortex, event, entity, key)
+        if known is not None:
+            history.remember(event, entity, key, known.uuid, state=known.state)
+    decision = decide(event.status, known, policy)
+    body = build_deploy_request(event, entity, deploy_type)
+    if decision.action is Action.SKIP:
+        if known is not None and known.state == event.status.value:
+            return Done("found", uuid=known.uuid, type=deploy_type, payload=body)
+        return Done("skipped", reason=decision.reason)
+    if dry_run:
+        return Done("planned", uuid=known.uuid if known else None, type=deploy_type, payload=body)
+    if decision.action is Action.DELETE:
+        assert known is not None
+        cortex.delete_deploy(entity, known.uuid, guard=fence)
+        history.forget(key)
+        return Done("deleted", uuid=known.uuid)
+    if decision.action is Action.UPDATE:
+        assert known is not None
         made = cortex.update_deploy(entity, known.uuid, body, guard=fence)
         verb = "updated"
     else:
         made = cortex.create_deploy(entity, body, guard=fence)
         verb = "created"
     uuid = str(made["uuid"])
-    history.remember(event, entity, key, uuid)
+    history.remember(event, entity, key, uuid, state=event.status.value)
     return Done(verb, uuid=uuid, type=deploy_type, payload=body)
+
+
+def _look_up(cortex: CortexClient, event: DeployEvent, entity: str, key: str) -> Known | None:
+    """The record Cortex holds for this deploy, found by its idempotency key."""
+    found = cortex.find_deploy(entity, key, near=event.timestamp, window=LOOKUP_WINDOW)
+    return None if found is None else Known(str(found["uuid"]), _status_of(found))
 
 
 def made_by_bridge(deploys: Iterable[Mapping[str, Any]]) -> dict[str, Known]:

@@ -64,7 +64,7 @@ class CortexHistory:
         """The environment's earlier deploys from the listing."""
         return past_deploys(self._listed(entity), environment, skip_key=key)
 
-    def remember(self, event: DeployEvent, entity: str, key: str, uuid: str) -> None:
+    def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
         """Nothing to keep: Cortex is the history."""
 
     def forget(self, key: str) -> None:

@@ -218,9 +218,10 @@ class StoreHistory:
         return None if record is None else Known(record.cortex_uuid, record.state)
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
-        """The store's history, seeded from Cortex's newest 1,000 deploys the first time."""
+        """The store's history, seeded from Cortex's newest 1,000 deploys once (per entity and
+        environment, whatever they showed)."""
         found = self.store.records.history(entity, environment)
-        if found:
+        if found or self.store.records.history_seeded(entity, environment):
             return found
         try:
             deploys = list(self.cortex.iter_deploys(entity, max_pages=1))
@@ -239,12 +240,10 @@ class StoreHistory:
         )
         return found
 
-    def remember(self, event: DeployEvent, entity: str, key: str, uuid: str) -> None:
-        """Keep the record; a deploy Cortex accepted as succeeded enters the history."""
-        self.store.records.save(
-            key, entity=entity, cortex_uuid=uuid, state=event.status.value, now=self.clock()
-        )
-        if event.status is Status.SUCCEEDED and event.sha:
+    def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
+        """Keep the record; a deploy Cortex holds as succeeded enters the history."""
+        self.store.records.save(key, entity=entity, cortex_uuid=uuid, state=state, now=self.clock())
+        if state == Status.SUCCEEDED.value and event.sha:
             self.store.records.add_history(
                 entity=entity,
                 environment=event.environment,

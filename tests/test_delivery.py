@@ -18,6 +18,7 @@ from bridge.config import parse_config
 from bridge.cortex import CortexClient
 from bridge.delivery import Action, Known, Policy, decide, ignore_reason
 from bridge.fakecortex import FakeCortex, Fault
+from bridge.mapping import key_of
 from bridge.model import Status
 from bridge.worker import Deliverer, Worker
 from tests.conftest import TOKEN, load_sample
@@ -231,6 +232,32 @@ def test_lifecycle_failure_deletes_the_start_record(db_url: str, cortex: FakeCor
     bridge.drain()
     assert cortex.all_deploys() == []
     assert len(cortex.requests_to("DELETE")) >= 1
+    bridge.close()
+
+
+@pytest.mark.parametrize(
+    ("state", "left"),
+    [pytest.param("failure", set(), id="failed"), pytest.param("success", {"succeeded"}, id="ok")],
+)
+def test_lifecycle_end_finds_a_start_it_has_no_trace_of(
+    db_url: str, cortex: FakeCortex, state: str, left: set[str]
+) -> None:
+    bridge = Bridge(db_url, cortex, {"record": {"mode": "lifecycle"}})
+    started = load_sample("github/deployment_status.in_progress.json")
+    ended = copy.deepcopy(started)
+    ended["deployment_status"].update(state=state, updated_at="2026-11-23T10:09:00Z")
+    github_post(bridge.http, "deployment_status", started)
+    bridge.drain()
+    starts = cortex.all_deploys()
+    for deploy in starts:  # another path made the start: this relay has no trace of it
+        assert bridge.runtime.store.records.delete(str(key_of(deploy)))
+    cortex.received.clear()
+    assert github_post(bridge.http, "deployment_status", ended).status_code == 202
+    bridge.drain()
+    assert {d["customData"]["status"] for d in cortex.all_deploys()} == left
+    searches = [r for r in cortex.requests_to("GET") if r.path == "/api/v1/deploys/search"]
+    assert len(searches) == len(starts)  # one lookup per entity, then the PUT or DELETE
+    assert cortex.requests_to("POST") == []
     bridge.close()
 
 

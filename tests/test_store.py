@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import signal
 import subprocess
@@ -435,6 +436,7 @@ def make_version_1(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE bridge_rate_budgets"))
+        conn.execute(sa.text("DROP TABLE bridge_history_seeded"))  # version 3's
         conn.execute(sa.text("DROP INDEX ix_bridge_deliveries_next_attempt_at_id"))
         conn.execute(
             sa.text(
@@ -464,7 +466,8 @@ def test_version_1_is_upgraded_by_many_replicas_at_once_keeping_every_row(
         assert [replicas[0].get(i) for i in ids] == before  # ids[3] is still leased to "w"
         assert replicas[1].records.get("k") is not None
         [[version]] = _query(url, sa.select(store_schema.schema_version.c.version))
-        assert version == SCHEMA_VERSION == 2
+        assert version == SCHEMA_VERSION == 3
+        assert replicas[2].records.history_seeded("svc", None) is False  # version 3's table
         indexes = _index_names(url, "bridge_deliveries")
         assert "ix_bridge_deliveries_next_attempt_at_id" in indexes
         assert "ix_bridge_deliveries_status_next_attempt_at" not in indexes
@@ -742,8 +745,26 @@ def test_seeded_history_is_kept_once_and_read_in_deploy_order(url: str) -> None:
     newer = PastDeploy("b" * 40, T0 - timedelta(days=1))
     with Store.from_url(url) as store:
         pairs = [("cortex:b", newer), ("cortex:a", older)]
-        store.records.seed_history(entity="svc", environment="production", deploys=pairs)
-        store.records.seed_history(entity="svc", environment="production", deploys=pairs)  # again
-        store.records.seed_history(entity="svc", environment="production", deploys=[])
+        seed = functools.partial(store.records.seed_history, entity="svc", now=T0)
+        seed(environment="production", deploys=pairs)
+        seed(environment="production", deploys=pairs)  # again
+        seed(environment="production", deploys=[])
         assert store.records.history("svc", "production") == [older, newer]
         assert store.records.history("svc", "staging") == []
+        # An environment whose listing showed nothing counts as read: it is not read again.
+        assert not store.records.history_seeded("svc", "staging")
+        seed(environment="staging", deploys=[])
+        assert store.records.history_seeded("svc", "staging")
+
+
+def test_records_another_path_made_are_adopted_unless_the_relay_has_its_own(url: str) -> None:
+    with Store.from_url(url) as store:
+        store.records.save("k1", entity="svc", cortex_uuid="mine", state="succeeded", now=T0)
+        made = [("k1", "theirs-1", "succeeded"), ("k2", "theirs-2", "in_progress")]
+        store.records.seed_history(entity="svc", environment=None, deploys=[], made=made, now=T0)
+        mine, theirs = store.records.get("k1"), store.records.get("k2")
+        assert mine is not None and mine.cortex_uuid == "mine"
+        assert theirs is not None and (theirs.cortex_uuid, theirs.state) == (
+            "theirs-2",
+            "in_progress",
+        )

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from bridge.rollback import PastDeploy
 from bridge.store.base import Database, aware
-from bridge.store.schema import Record, history, records
+from bridge.store.schema import Record, history, history_seeded, records
 
 
 class Records:
@@ -75,6 +75,15 @@ class Records:
         with self.db.transaction(write=False) as conn:
             return [PastDeploy(sha=sha, timestamp=at) for sha, at in conn.execute(past)]
 
+    def history_seeded(self, entity: str, environment: str | None) -> bool:
+        """True once :meth:`seed_history` ran for the entity and environment."""
+        seeded = sa.select(history_seeded.c.entity).where(
+            history_seeded.c.entity == entity,
+            history_seeded.c.environment == (environment or ""),
+        )
+        with self.db.transaction(write=False) as conn:
+            return conn.execute(seeded).first() is not None
+
     def add_history(
         self, *, entity: str, environment: str | None, sha: str, deployed_at: datetime, key: str
     ) -> bool:
@@ -101,13 +110,16 @@ class Records:
         environment: str | None,
         deploys: Iterable[tuple[str, PastDeploy]],
         made: Iterable[tuple[str, str, str]] = (),
-        now: datetime | None = None,
+        now: datetime,
     ) -> None:
-        """Add ``(key, deploy)`` pairs to the history in one transaction; known keys are kept.
+        """Keep what Cortex's listing showed of an environment, in one transaction.
 
-        ``made``: ``(key, uuid, state)`` of records another path (the Action, ``send``) made
-        that the listing showed; kept as records unless the relay has its own.
+        ``deploys``: ``(key, deploy)`` pairs for the history (known keys are kept); ``made``:
+        ``(key, uuid, state)`` of records another path (the Action, ``send``) made, kept as
+        records unless the relay has its own. The environment counts as seeded even when the
+        listing showed nothing.
         """
+        now = aware(now)
         rows = [
             {
                 "idempotency_key": key,
@@ -124,12 +136,17 @@ class Records:
                 "entity": entity,
                 "cortex_uuid": uuid,
                 "state": state,
-                "updated_at": aware(now) if now else None,
+                "updated_at": now,
             }
             for key, uuid, state in made
         ]
-        if not rows and not found:
-            return
+        seeded = (
+            self.db.insert(history_seeded)
+            .values(entity=entity, environment=environment or "", seeded_at=now)
+            .on_conflict_do_nothing(
+                index_elements=[history_seeded.c.entity, history_seeded.c.environment]
+            )
+        )
         with self.db.transaction(write=True) as conn:
             if rows:
                 add = self.db.insert(history).on_conflict_do_nothing(
@@ -141,3 +158,4 @@ class Records:
                     index_elements=[records.c.idempotency_key]
                 )
                 conn.execute(adopt, found)
+            conn.execute(seeded)

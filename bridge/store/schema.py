@@ -175,6 +175,17 @@ history = sa.Table(
 )
 sa.Index(None, history.c.entity, history.c.environment, history.c.deployed_at)
 
+# The entity+environment pairs whose history was read from Cortex once (records.py), found
+# empty or not: without it an environment with no succeeded deploy yet (lifecycle starts,
+# failures) would have Cortex's listing read again for every event.
+history_seeded = sa.Table(
+    "bridge_history_seeded",
+    metadata,
+    sa.Column("entity", sa.Text, primary_key=True),
+    sa.Column("environment", sa.Text, primary_key=True),  # "" for none, as in bridge_history
+    sa.Column("seeded_at", UTCDateTime(), nullable=False),
+)
+
 # The token bucket every replica's workers draw from before each Cortex request (see
 # bucket.py), one row per budget. Times are epoch seconds, so that the refill arithmetic is
 # the same plain SQL on both backends.
@@ -195,7 +206,7 @@ schema_version = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _upgrade_to_2(conn: Connection) -> None:
@@ -223,11 +234,23 @@ def _upgrade_to_2(conn: Connection) -> None:
     conn.execute(sa.text("DROP INDEX ix_bridge_deliveries_status_next_attempt_at"))
 
 
+def _upgrade_to_3(conn: Connection) -> None:
+    """Version 3 (issue 8): which entity+environment histories were read from Cortex."""
+    frozen = sa.MetaData(naming_convention=metadata.naming_convention)
+    sa.Table(
+        "bridge_history_seeded",
+        frozen,
+        sa.Column("entity", sa.Text, primary_key=True),
+        sa.Column("environment", sa.Text, primary_key=True),
+        sa.Column("seeded_at", UTCDateTime(), nullable=False),
+    ).create(conn)
+
+
 # UPGRADES[n] takes a database at version n - 1 to version n, inside the same transaction
 # that records n, so queued rows survive an upgrade and a failed one changes nothing. The
 # tables above always describe SCHEMA_VERSION: a fresh database is created from them
 # directly, an older one is walked up through these steps.
-UPGRADES: dict[int, Callable[[Connection], None]] = {2: _upgrade_to_2}
+UPGRADES: dict[int, Callable[[Connection], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3}
 
 # Any fixed 64-bit number: PostgreSQL's advisory lock that serializes replicas starting at
 # once, since CREATE TABLE IF NOT EXISTS still races on the catalog.
