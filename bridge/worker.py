@@ -241,16 +241,13 @@ class StoreHistory:
         return found
 
     def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
-        """Keep the record; a deploy Cortex holds as succeeded enters the history."""
-        self.store.records.save(key, entity=entity, cortex_uuid=uuid, state=state, now=self.clock())
+        """Keep the record; a deploy Cortex holds as succeeded enters the history with it."""
+        deployed = None
         if state == Status.SUCCEEDED.value and event.sha:
-            self.store.records.add_history(
-                entity=entity,
-                environment=event.environment,
-                sha=event.sha,
-                deployed_at=event.timestamp,
-                key=key,
-            )
+            deployed = (event.environment, PastDeploy(event.sha, event.timestamp))
+        self.store.records.save(
+            key, entity=entity, cortex_uuid=uuid, state=state, now=self.clock(), deployed=deployed
+        )
 
     def forget(self, key: str) -> None:
         """The record was deleted in Cortex."""
@@ -288,7 +285,7 @@ class Deliverer:
         """
         event, entities = from_payload(payload)
         attempt = Attempt(results=dict(results))
-        for entity in entities:
+        for n, entity in enumerate(entities, start=1):
             before = attempt.results.get(entity)
             if finished(before):
                 continue
@@ -304,7 +301,8 @@ class Deliverer:
                     break
                 continue
             attempt.results[entity] = done.as_result()
-            if lease is not None:
+            if lease is not None and n < len(entities):
+                # The last entity's result is stored by the settle that follows at once.
                 lease.hold(attempt.results)
         return attempt
 

@@ -41,8 +41,21 @@ class Records:
             updated_at=found["updated_at"],
         )
 
-    def save(self, key: str, *, entity: str, cortex_uuid: str, state: str, now: datetime) -> None:
-        """Create or replace the Cortex record for an idempotency key."""
+    def save(
+        self,
+        key: str,
+        *,
+        entity: str,
+        cortex_uuid: str,
+        state: str,
+        now: datetime,
+        deployed: tuple[str | None, PastDeploy] | None = None,
+    ) -> None:
+        """Create or replace the Cortex record for an idempotency key.
+
+        ``deployed``: ``(environment, deploy)`` to add to the history in the same transaction,
+        for a deploy Cortex now holds as succeeded.
+        """
         values: dict[str, Any] = {
             "entity": entity,
             "cortex_uuid": cortex_uuid,
@@ -56,6 +69,9 @@ class Records:
         )
         with self.db.transaction(write=True) as conn:
             conn.execute(upsert)
+            if deployed is not None:
+                environment, past = deployed
+                conn.execute(self._add_history(key, entity, environment, past))
 
     def delete(self, key: str) -> bool:
         """Forget the Cortex record for an idempotency key; False if there was none."""
@@ -88,20 +104,24 @@ class Records:
         self, *, entity: str, environment: str | None, sha: str, deployed_at: datetime, key: str
     ) -> bool:
         """Add a deploy Cortex accepted to the history; False if ``key`` was already there."""
-        add = (
+        add = self._add_history(key, entity, environment, PastDeploy(sha, deployed_at))
+        with self.db.transaction(write=True) as conn:
+            return conn.execute(add.returning(history.c.idempotency_key)).first() is not None
+
+    def _add_history(
+        self, key: str, entity: str, environment: str | None, past: PastDeploy
+    ) -> sa.Insert:
+        return (
             self.db.insert(history)
             .values(
                 idempotency_key=key,
                 entity=entity,
                 environment=environment or "",
-                sha=sha,
-                deployed_at=aware(deployed_at),
+                sha=past.sha,
+                deployed_at=aware(past.timestamp),
             )
             .on_conflict_do_nothing(index_elements=[history.c.idempotency_key])
-            .returning(history.c.idempotency_key)
         )
-        with self.db.transaction(write=True) as conn:
-            return conn.execute(add).first() is not None
 
     def seed_history(
         self,
