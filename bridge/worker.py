@@ -146,6 +146,9 @@ class LeaseLost(BridgeError):
 # worker stopped (SIGSTOP, a long GC, a VM pause) inside the fence may have woken after its
 # lease ran out and another worker took the delivery over.
 TRUSTED_SHARE_OF_LEASE = 0.5
+# Renewals tried in a row before a worker whose database answers that slowly gives up the
+# delivery (it is taken up again once the lease has run out).
+RENEWALS = 3
 
 
 class Lease:
@@ -170,7 +173,7 @@ class Lease:
 
     def hold(self, results: Mapping[str, Any]) -> None:
         """Renew the lease and store ``results``; raise LeaseLost when it is no longer held."""
-        while True:
+        for _ in range(RENEWALS):
             started = self.monotonic()
             held = self.store.hold(
                 self.delivery.id,
@@ -185,6 +188,7 @@ class Lease:
             if self.monotonic() - started < self.lease_seconds * TRUSTED_SHARE_OF_LEASE:
                 return
             # Renewed, but so long ago that the renewal may have expired already: again.
+        raise LeaseLost(f"delivery {self.delivery.id}: the lease cannot be renewed in time")
 
 
 # What the outbox keeps for an entity whose write was sent but not answered yet: the next

@@ -5,6 +5,7 @@ Every test runs on SQLite and on PostgreSQL (``[sqlite]``, ``[postgresql]``: con
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from bridge.mapping import build_deploy_request, deploy_key, idempotency_key, ke
 from bridge.model import DeployEvent, DeployRef, DeployType, Status
 from bridge.relay import make_worker
 from bridge.store import DELIVERED, Store
-from bridge.worker import SENDING, Deliverer, Worker, start_in_thread
+from bridge.worker import SENDING, Deliverer, Lease, LeaseLost, Worker, start_in_thread
 from tests.conftest import TOKEN, wait_until
 from tests.receiver_kit import ADMIN_TOKEN, client_for
 
@@ -191,6 +192,34 @@ def test_the_next_owner_resumes_and_looks_for_a_write_left_unanswered(
     assert not store.hold(
         id, owner="worker-a", attempt=stalled.attempts, results={}, now=clock(), lease_seconds=5
     )
+
+
+def test_a_renewal_that_took_too_long_is_not_trusted(store: Store) -> None:
+    """A worker stopped inside its renewal may wake after the lease it renewed ran out."""
+    clock = Clock()
+    enqueue(store, 1, now=clock())
+    (claimed,) = store.claim(owner="worker-a", now=clock(), lease_seconds=LEASE)
+    readings = iter([0.0, LEASE, LEASE, LEASE + 0.01])  # the first renewal took a whole lease
+    lease = Lease(
+        store,
+        claimed,
+        owner="worker-a",
+        lease_seconds=LEASE,
+        clock=clock,
+        monotonic=lambda: next(readings),
+    )
+    lease.hold({"svc-000": SENDING})  # renewed twice: the second one in time
+    assert next(readings, None) is None
+    stalled = Lease(
+        store,
+        claimed,
+        owner="worker-a",
+        lease_seconds=LEASE,
+        clock=clock,
+        monotonic=itertools.count(0.0, LEASE).__next__,  # every renewal takes a lease
+    )
+    with pytest.raises(LeaseLost, match="cannot be renewed in time"):
+        stalled.hold({})
 
 
 def test_a_write_refused_before_it_left_is_not_looked_for_again(

@@ -294,8 +294,8 @@ def deploy_key_of(n: int) -> str:
 
 @pytest.mark.slow
 def test_a_burst_drains_once_within_the_budget(url: str, cortex: FakeCortex) -> None:
-    # 5,000 deploys queued during an outage, scaled down: 300 deploys make 600 requests
-    # (a search for an earlier record, then the create); at 3,000/min they take ~12s.
+    # 5,000 deploys queued during an outage, scaled down: 300 deploys make 325 requests (the
+    # creates, and one history read per entity); at 3,000/min they take ~7s.
     count, per_minute = 300, 3000
     with Store.from_url(url) as store:
         enqueue_burst(store, count)
