@@ -14,8 +14,9 @@ from bridge import metrics
 from bridge.app import Runtime, utcnow
 from bridge.config import Config
 from bridge.cortex import CortexClient
+from bridge.deliverer import Deliverer
 from bridge.store import Delivery, Listener, Store
-from bridge.worker import Deliverer, SharedBudget, Worker
+from bridge.worker import SharedBudget, Worker
 
 # What a worker claims at once. With a shared budget it claims one: the events of a batch
 # would wait their turns for the budget one after another while their leases ran out.

@@ -22,13 +22,14 @@ import pytest
 from bridge.app import Runtime
 from bridge.config import Route, parse_config
 from bridge.cortex import CortexClient
+from bridge.deliverer import SENDING, Deliverer, Lease, LeaseLost
 from bridge.delivery import to_payload
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import build_deploy_request, deploy_key, idempotency_key, key_of
 from bridge.model import DeployEvent, DeployRef, DeployType, Status
 from bridge.relay import make_worker
 from bridge.store import DELIVERED, Store
-from bridge.worker import SENDING, Deliverer, Lease, LeaseLost, Worker, start_in_thread
+from bridge.worker import Worker, start_in_thread
 from tests.conftest import TOKEN, wait_until
 from tests.receiver_kit import ADMIN_TOKEN, client_for
 
