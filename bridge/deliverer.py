@@ -13,7 +13,7 @@ before it makes another. What to do for each entity is the core's decision
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,7 +24,7 @@ from bridge.delivery import Done, Known, Policy, from_payload, made_by_bridge, r
 from bridge.errors import BridgeError, CortexError, CortexRejected
 from bridge.model import DeployEvent, Status
 from bridge.rollback import PastDeploy, past_deploys
-from bridge.store import Delivery, Store
+from bridge.store import Delivery, Lookup, RecordWrite, Store
 
 
 class LeaseLost(BridgeError):
@@ -60,8 +60,9 @@ class Lease:
         self.clock = clock
         self.monotonic = monotonic
 
-    def hold(self, results: Mapping[str, Any]) -> None:
-        """Renew the lease and store ``results``; raise LeaseLost when it is no longer held."""
+    def hold(self, results: Mapping[str, Any], writes: Sequence[RecordWrite] = ()) -> None:
+        """Renew the lease and store ``results`` (and the records ``writes`` made with them);
+        raise LeaseLost when the lease is no longer held."""
         for _ in range(RENEWALS):
             started = self.monotonic()
             held = self.store.hold(
@@ -71,7 +72,9 @@ class Lease:
                 results=results,
                 now=self.clock(),
                 lease_seconds=self.lease_seconds,
+                writes=writes,
             )
+            writes = ()  # kept by the first renewal
             if not held:
                 raise LeaseLost(f"delivery {self.delivery.id}: lease lost to another worker")
             if self.monotonic() - started < self.lease_seconds * TRUSTED_SHARE_OF_LEASE:
@@ -93,29 +96,47 @@ def finished(result: Any) -> bool:
 class StoreHistory:
     """The relay's history for the core: records and deploy history in the store.
 
-    The first time the relay meets an entity+environment with no history, Cortex's own
-    record of it is read once and kept (a new relay, a lost database, deploys made by other
-    tools before it): without this, redeploying an older sha there would be a DEPLOY. The
-    records another path (the Action, ``send``) made are kept then too, so that the relay
-    updates or skips them rather than making a second.
+    What the core learns (a record made, updated, deleted) is not written at once but kept
+    in ``pending`` and stored with the delivery's progress, in the same transaction (see
+    :class:`Deliverer`): an entity's result and its record are kept together or not at all.
+    What it reads for one entity (the record, the history) is read in one transaction.
+
+    The first time the relay meets an entity+environment, Cortex's own record of it is read
+    once and kept (a new relay, a lost database, deploys made by other tools before it):
+    without this, redeploying an older sha there would be a DEPLOY. The records another path
+    (the Action, ``send``) made are kept then too, so that the relay updates or skips them
+    rather than making a second.
     """
 
     def __init__(self, store: Store, cortex: CortexClient, *, clock: Callable[[], datetime]):
         self.store = store
         self.cortex = cortex
         self.clock = clock
+        self.pending: list[RecordWrite] = []
+        self._looked: dict[str, Lookup] = {}  # by key: what was read for the entity in hand
+
+    def start(self) -> None:
+        """A new entity: forget what was read for the last one."""
+        self._looked.clear()
+
+    def take(self) -> list[RecordWrite]:
+        """The writes not yet stored, handed over to be stored with the progress."""
+        taken, self.pending = self.pending, []
+        return taken
 
     def known(self, entity: str, key: str) -> Known | None:
         """The record the relay made for this deploy."""
-        record = self.store.records.get(key)
+        looked = self._looked.get(key)
+        record = looked.record if looked is not None else self.store.records.get(key)
         return None if record is None else Known(record.cortex_uuid, record.state)
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The store's history, seeded from Cortex's newest 1,000 deploys once (per entity and
         environment, whatever they showed)."""
-        found = self.store.records.history(entity, environment)
-        if found or self.store.records.history_seeded(entity, environment):
-            return found
+        looked = self.store.records.lookup(key, entity=entity, environment=environment)
+        if looked.seeded:
+            self._looked[key] = looked
+            return looked.history
         try:
             deploys = list(self.cortex.iter_deploys(entity, max_pages=1))
         except CortexRejected as exc:
@@ -138,13 +159,11 @@ class StoreHistory:
         deployed = None
         if state == Status.SUCCEEDED.value and event.sha:
             deployed = (event.environment, PastDeploy(event.sha, event.timestamp))
-        self.store.records.save(
-            key, entity=entity, cortex_uuid=uuid, state=state, now=self.clock(), deployed=deployed
-        )
+        self.pending.append(RecordWrite(key, entity, uuid, state, deployed))
 
     def forget(self, key: str) -> None:
         """The record was deleted in Cortex."""
-        self.store.records.delete(key)
+        self.pending.append(RecordWrite(key, entity="", uuid=None))
 
 
 @dataclass
@@ -153,6 +172,7 @@ class Attempt:
 
     results: dict[str, Any] = field(default_factory=dict)
     error: CortexError | None = None
+    writes: list[RecordWrite] = field(default_factory=list)  # to store with the outcome
 
 
 class Deliverer:
@@ -168,20 +188,23 @@ class Deliverer:
         self.policy = Policy.of(config.record)
 
     def deliver(
-        self, payload: Mapping[str, Any], results: Mapping[str, Any], *, lease: Lease | None = None
+        self, payload: Mapping[str, Any], results: Mapping[str, Any], *, lease: Lease
     ) -> Attempt:
         """Deliver to every entity not yet done; stop at the first retryable Cortex error.
 
-        With a ``lease``, each write is fenced by it and each entity's result is stored as soon
-        as it is known, so a worker that lost the delivery stops (LeaseLost) and the next one
-        carries on from there.
+        Each write is fenced by the ``lease`` and each entity's result is stored (with the
+        records it made) as soon as it is known, so a worker that lost the delivery stops
+        (LeaseLost) and the next one carries on from there. The caller settles the attempt,
+        storing its ``writes`` with the outcome.
         """
         event, entities = from_payload(payload)
         attempt = Attempt(results=dict(results))
+        self.history.take()  # nothing is carried over from another delivery
         for n, entity in enumerate(entities, start=1):
             before = attempt.results.get(entity)
             if finished(before):
                 continue
+            self.history.start()
             try:
                 done = self._one(event, entity, attempt.results, lease, unclear=before is not None)
             except CortexError as exc:
@@ -194,9 +217,10 @@ class Deliverer:
                     break
                 continue
             attempt.results[entity] = done.as_result()
-            if lease is not None and n < len(entities):
+            if n < len(entities):
                 # The last entity's result is stored by the settle that follows at once.
-                lease.hold(attempt.results)
+                lease.hold(attempt.results, self.history.take())
+        attempt.writes = self.history.take()
         return attempt
 
     def _one(
@@ -204,14 +228,13 @@ class Deliverer:
         event: DeployEvent,
         entity: str,
         results: dict[str, Any],
-        lease: Lease | None,
+        lease: Lease,
         *,
         unclear: bool,
     ) -> Done:
         def fence() -> None:
             results[entity] = SENDING
-            if lease is not None:
-                lease.hold(results)
+            lease.hold(results, self.history.take())
 
         return record_one(
             event,

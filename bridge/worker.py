@@ -30,6 +30,7 @@ from bridge.errors import CortexError, CortexRejected, CortexRetryable
 from bridge.redact import redact
 from bridge.store import Delivery, Store, StoreError
 from bridge.store.bucket import DEFAULT_PAUSE_SECONDS
+from bridge.store.records import RecordWrite
 
 log = logging.getLogger("bridge.worker")
 
@@ -204,7 +205,11 @@ class Worker:
         error = attempt.error
         if error is None:
             if not self.store.complete(
-                delivery.id, owner=self.owner, results=attempt.results, now=now
+                delivery.id,
+                owner=self.owner,
+                results=attempt.results,
+                now=now,
+                writes=attempt.writes,
             ):
                 return self._lost(context)
             log.info("delivered", extra={**context, "results": attempt.results})
@@ -214,7 +219,7 @@ class Worker:
         out_of_time = age >= self.settings.dead_letter_after_seconds
         out_of_tries = 0 < self.settings.max_attempts <= delivery.attempts
         if is_permanent(error) or out_of_time or out_of_tries:
-            return self._dead(delivery, shown, attempt.results, context)
+            return self._dead(delivery, shown, attempt.results, context, writes=attempt.writes)
         delay = next_delay(self.settings, delivery.attempts - 1, error.retry_after)
         if not self.store.reschedule(
             delivery.id,
@@ -223,6 +228,7 @@ class Worker:
             next_attempt_at=now + timedelta(seconds=delay),
             results=attempt.results,
             now=now,
+            writes=attempt.writes,
         ):
             return self._lost(context)
         log.warning("will retry", extra={**context, "error": shown, "delay": delay})
@@ -243,12 +249,18 @@ class Worker:
         return None
 
     def _dead(
-        self, delivery: Delivery, error: str, results: dict[str, Any], context: dict[str, Any]
+        self,
+        delivery: Delivery,
+        error: str,
+        results: dict[str, Any],
+        context: dict[str, Any],
+        *,
+        writes: Sequence[RecordWrite] = (),
     ) -> str:
         now = self.clock()
         error = redact(error, self.secrets)
         if not self.store.dead_letter(
-            delivery.id, owner=self.owner, error=error, results=results, now=now
+            delivery.id, owner=self.owner, error=error, results=results, now=now, writes=writes
         ):
             return self._lost(context)
         log.error("dead-lettered", extra={**context, "error": error})

@@ -5,6 +5,7 @@ Every test runs on SQLite and on PostgreSQL (``[sqlite]``, ``[postgresql]``: con
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import signal
@@ -28,7 +29,7 @@ from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import build_deploy_request, deploy_key, idempotency_key, key_of
 from bridge.model import DeployEvent, DeployRef, DeployType, Status
 from bridge.relay import make_worker
-from bridge.store import DELIVERED, Store
+from bridge.store import DELIVERED, RecordWrite, Store
 from bridge.worker import Worker, start_in_thread
 from tests.conftest import TOKEN, wait_until
 from tests.receiver_kit import ADMIN_TOKEN, client_for
@@ -193,6 +194,24 @@ def test_the_next_owner_resumes_and_looks_for_a_write_left_unanswered(
     assert not store.hold(
         id, owner="worker-a", attempt=stalled.attempts, results={}, now=clock(), lease_seconds=5
     )
+
+
+def test_records_are_kept_with_the_progress_only_while_the_lease_is_held(store: Store) -> None:
+    clock = Clock()
+    id = enqueue(store, 2, now=clock())
+    (claimed,) = store.claim(owner="worker-a", now=clock(), lease_seconds=LEASE)
+    made = RecordWrite("k-1", "svc-000", "u-1", "succeeded")
+    hold = functools.partial(
+        store.hold, id, attempt=claimed.attempts, now=clock(), lease_seconds=LEASE
+    )
+    assert hold(owner="worker-a", results={"svc-000": {"action": "created"}}, writes=[made])
+    assert store.records.get("k-1") is not None
+    late = RecordWrite("k-2", "svc-001", "u-2", "succeeded")
+    assert not hold(owner="worker-b", results={}, writes=[late])  # not the lease's owner
+    assert store.records.get("k-2") is None
+    gone = RecordWrite("k-1", "", None)
+    assert store.complete(id, owner="worker-a", results={}, now=clock(), writes=[gone])
+    assert store.records.get("k-1") is None
 
 
 def test_a_renewal_that_took_too_long_is_not_trusted(store: Store) -> None:

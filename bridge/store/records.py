@@ -9,15 +9,42 @@ of the Store that keeps both (``store.records``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from bridge.rollback import PastDeploy
 from bridge.store.base import Database, aware
 from bridge.store.schema import Record, history, history_seeded, records
+
+
+@dataclass(frozen=True)
+class RecordWrite:
+    """A change to the records, stored with the delivery progress it belongs to.
+
+    ``uuid``: the record Cortex now holds for ``key``, with ``customData.status`` ``state``;
+    None: Cortex's record was deleted. ``deployed``: ``(environment, deploy)`` to add to the
+    history with it, for a deploy Cortex holds as succeeded.
+    """
+
+    key: str
+    entity: str
+    uuid: str | None
+    state: str = ""
+    deployed: tuple[str | None, PastDeploy] | None = None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the store knows for one deploy on one entity, read in one transaction."""
+
+    record: Record | None
+    history: list[PastDeploy] = field(default_factory=list)
+    seeded: bool = False  # the environment's history was read from Cortex once
 
 
 class Records:
@@ -29,17 +56,15 @@ class Records:
     def get(self, key: str) -> Record | None:
         """The Cortex record made for an idempotency key."""
         with self.db.transaction(write=False) as conn:
-            row = conn.execute(records.select().where(records.c.idempotency_key == key))
-            found = row.mappings().first()
-        if found is None:
-            return None
-        return Record(
-            key=found["idempotency_key"],
-            entity=found["entity"],
-            cortex_uuid=found["cortex_uuid"],
-            state=found["state"],
-            updated_at=found["updated_at"],
-        )
+            return _record(conn, key)
+
+    def lookup(self, key: str, *, entity: str, environment: str | None) -> Lookup:
+        """The record for ``key`` and the entity's history in ``environment``, at once."""
+        with self.db.transaction(write=False) as conn:
+            found = _record(conn, key)
+            past = _history(conn, entity, environment)
+            seeded = bool(past) or _seeded(conn, entity, environment)
+        return Lookup(found, past, seeded)
 
     def save(
         self,
@@ -51,27 +76,32 @@ class Records:
         now: datetime,
         deployed: tuple[str | None, PastDeploy] | None = None,
     ) -> None:
-        """Create or replace the Cortex record for an idempotency key.
-
-        ``deployed``: ``(environment, deploy)`` to add to the history in the same transaction,
-        for a deploy Cortex now holds as succeeded.
-        """
-        values: dict[str, Any] = {
-            "entity": entity,
-            "cortex_uuid": cortex_uuid,
-            "state": state,
-            "updated_at": aware(now),
-        }
-        upsert = (
-            self.db.insert(records)
-            .values(idempotency_key=key, **values)
-            .on_conflict_do_update(index_elements=[records.c.idempotency_key], set_=values)
-        )
+        """Create or replace the Cortex record for an idempotency key (and its history)."""
+        made = RecordWrite(key, entity, cortex_uuid, state, deployed)
         with self.db.transaction(write=True) as conn:
+            self.apply(conn, [made], now=now)
+
+    def apply(self, conn: Connection, writes: Sequence[RecordWrite], *, now: datetime) -> None:
+        """Make ``writes`` in the caller's transaction, in order."""
+        for write in writes:
+            if write.uuid is None:
+                conn.execute(records.delete().where(records.c.idempotency_key == write.key))
+                continue
+            values: dict[str, Any] = {
+                "entity": write.entity,
+                "cortex_uuid": write.uuid,
+                "state": write.state,
+                "updated_at": aware(now),
+            }
+            upsert = (
+                self.db.insert(records)
+                .values(idempotency_key=write.key, **values)
+                .on_conflict_do_update(index_elements=[records.c.idempotency_key], set_=values)
+            )
             conn.execute(upsert)
-            if deployed is not None:
-                environment, past = deployed
-                conn.execute(self._add_history(key, entity, environment, past))
+            if write.deployed is not None:
+                environment, past = write.deployed
+                conn.execute(self._add_history(write.key, write.entity, environment, past))
 
     def delete(self, key: str) -> bool:
         """Forget the Cortex record for an idempotency key; False if there was none."""
@@ -83,22 +113,13 @@ class Records:
 
     def history(self, entity: str, environment: str | None) -> list[PastDeploy]:
         """An entity's deploys to an environment, oldest first by the deploys' own times."""
-        past = (
-            sa.select(history.c.sha, history.c.deployed_at)
-            .where(history.c.entity == entity, history.c.environment == (environment or ""))
-            .order_by(history.c.deployed_at, history.c.idempotency_key)
-        )
         with self.db.transaction(write=False) as conn:
-            return [PastDeploy(sha=sha, timestamp=at) for sha, at in conn.execute(past)]
+            return _history(conn, entity, environment)
 
     def history_seeded(self, entity: str, environment: str | None) -> bool:
         """True once :meth:`seed_history` ran for the entity and environment."""
-        seeded = sa.select(history_seeded.c.entity).where(
-            history_seeded.c.entity == entity,
-            history_seeded.c.environment == (environment or ""),
-        )
         with self.db.transaction(write=False) as conn:
-            return conn.execute(seeded).first() is not None
+            return _seeded(conn, entity, environment)
 
     def add_history(
         self, *, entity: str, environment: str | None, sha: str, deployed_at: datetime, key: str
@@ -179,3 +200,34 @@ class Records:
                 )
                 conn.execute(adopt, found)
             conn.execute(seeded)
+
+
+def _record(conn: Connection, key: str) -> Record | None:
+    row = conn.execute(records.select().where(records.c.idempotency_key == key))
+    found = row.mappings().first()
+    if found is None:
+        return None
+    return Record(
+        key=found["idempotency_key"],
+        entity=found["entity"],
+        cortex_uuid=found["cortex_uuid"],
+        state=found["state"],
+        updated_at=found["updated_at"],
+    )
+
+
+def _history(conn: Connection, entity: str, environment: str | None) -> list[PastDeploy]:
+    past = (
+        sa.select(history.c.sha, history.c.deployed_at)
+        .where(history.c.entity == entity, history.c.environment == (environment or ""))
+        .order_by(history.c.deployed_at, history.c.idempotency_key)
+    )
+    return [PastDeploy(sha=sha, timestamp=at) for sha, at in conn.execute(past)]
+
+
+def _seeded(conn: Connection, entity: str, environment: str | None) -> bool:
+    seeded = sa.select(history_seeded.c.entity).where(
+        history_seeded.c.entity == entity,
+        history_seeded.c.environment == (environment or ""),
+    )
+    return conn.execute(seeded).first() is not None

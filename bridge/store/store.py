@@ -35,7 +35,7 @@ from bridge.store.batching import GroupCommit
 from bridge.store.budget import Budgets
 from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, create_engine, is_memory
 from bridge.store.listener import Listener
-from bridge.store.records import Records
+from bridge.store.records import Records, RecordWrite
 from bridge.store.schema import (
     DEAD,
     DELIVERED,
@@ -264,12 +264,14 @@ class Store:
         results: Mapping[str, Any],
         now: datetime,
         lease_seconds: float,
+        writes: Sequence[RecordWrite] = (),
     ) -> bool:
         """Renew ``owner``'s lease and keep the progress made; False when the lease is lost.
 
         One UPDATE by primary key: the worker's fence before each Cortex write, and its
         heartbeat after each entity. ``attempt`` (the attempt count its claim returned) is the
         fencing token: a worker whose lease another attempt took can never renew it again.
+        ``writes``: the records the progress made, kept with it, only while the lease is held.
         """
         now = aware(now)
         until = now + timedelta(seconds=lease_seconds)
@@ -284,14 +286,27 @@ class Store:
             .values(lease_until=until, next_attempt_at=until, results=_encode(results))
         )
         with self.db.transaction(write=True) as conn:
-            return conn.execute(renew).rowcount == 1
+            return self._with_writes(conn, conn.execute(renew).rowcount == 1, writes, now)
 
-    def complete(self, id: int, *, owner: str, results: Mapping[str, Any], now: datetime) -> bool:
-        """Mark a leased delivery delivered; False when ``owner`` no longer holds it."""
+    def complete(
+        self,
+        id: int,
+        *,
+        owner: str,
+        results: Mapping[str, Any],
+        now: datetime,
+        writes: Sequence[RecordWrite] = (),
+    ) -> bool:
+        """Mark a leased delivery delivered; False when ``owner`` no longer holds it.
+
+        ``writes`` (here and in :meth:`reschedule`, :meth:`dead_letter`): the records the
+        attempt made, kept in the same transaction as its outcome.
+        """
         now = aware(now)
         return self._finish(
             id,
             owner,
+            writes,
             status=DELIVERED,
             next_attempt_at=None,
             delivered_at=now,
@@ -308,11 +323,13 @@ class Store:
         next_attempt_at: datetime,
         results: Mapping[str, Any],
         now: datetime,
+        writes: Sequence[RecordWrite] = (),
     ) -> bool:
         """Put a leased delivery back for another try; False when ``owner`` no longer holds it."""
         return self._finish(
             id,
             owner,
+            writes,
             status=RETRYING,
             next_attempt_at=aware(next_attempt_at),
             last_error=_clip(error),
@@ -321,12 +338,20 @@ class Store:
         )
 
     def dead_letter(
-        self, id: int, *, owner: str, error: str, results: Mapping[str, Any], now: datetime
+        self,
+        id: int,
+        *,
+        owner: str,
+        error: str,
+        results: Mapping[str, Any],
+        now: datetime,
+        writes: Sequence[RecordWrite] = (),
     ) -> bool:
         """Give up on a leased delivery; False when ``owner`` no longer holds it."""
         return self._finish(
             id,
             owner,
+            writes,
             status=DEAD,
             next_attempt_at=None,
             last_error=_clip(error),
@@ -334,7 +359,7 @@ class Store:
             updated_at=aware(now),
         )
 
-    def _finish(self, id: int, owner: str, **values: Any) -> bool:
+    def _finish(self, id: int, owner: str, writes: Sequence[RecordWrite], **values: Any) -> bool:
         # The owner check makes a worker whose lease was taken over (it stalled, another
         # worker claimed the row) unable to overwrite the newer attempt's outcome. An expired
         # lease nobody took yet still counts: the work was done, recording it saves a resend.
@@ -349,7 +374,17 @@ class Store:
             .values(values)
         )
         with self.db.transaction(write=True) as conn:
-            return conn.execute(finish).rowcount == 1
+            held = conn.execute(finish).rowcount == 1
+            return self._with_writes(conn, held, writes, values["updated_at"])
+
+    def _with_writes(
+        self, conn: Connection, held: bool, writes: Sequence[RecordWrite], now: datetime
+    ) -> bool:
+        # Only while the lease is held: a worker that lost it leaves its writes to the next
+        # owner, who finds the entity marked as sending and looks its record up in Cortex.
+        if held and writes:
+            self.records.apply(conn, writes, now=now)
+        return held
 
     def retry(self, id: int, *, now: datetime) -> bool:
         """Queue a dead or retrying delivery to be tried now; False if delivered, leased, absent."""
