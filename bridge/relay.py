@@ -14,7 +14,7 @@ from bridge import metrics
 from bridge.app import Runtime, utcnow
 from bridge.config import Config
 from bridge.cortex import CortexClient
-from bridge.delivery import Deliverer
+from bridge.deliverer import Deliverer
 from bridge.store import Delivery, Listener, Store
 from bridge.worker import SharedBudget, Worker
 
@@ -75,12 +75,12 @@ def make_worker(
     """A delivery worker counting its outcomes in the metrics, drawing on the shared budget.
 
     Pass one ``budget`` to all of a process's workers; without one, the worker makes its own
-    from the config. ``client`` is hooked to the budget: give each worker its own client.
+    from the config. The worker's client draws on it (a client made from ``client``, sharing
+    its connection): give each worker its own client.
     """
     budget = budget or make_budget(runtime)
     if budget is not None:
-        client.before_request = budget.before_request
-        client.on_rate_limited = budget.on_rate_limited
+        client = client.with_budget(budget)
     deliverer = Deliverer(runtime.store, client, runtime.config, clock=utcnow)
     return Worker(
         runtime.store,
@@ -93,6 +93,7 @@ def make_worker(
         idle_poll=idle_poll,
         on_settled=_observe,
         budget=budget,
+        secrets=(runtime.github_secret, runtime.gitlab_token, runtime.admin_token),
     )
 
 

@@ -251,11 +251,17 @@ def run_step(
             api_url,
             token,
             timeout=timeout,
-            proxy=proxy_for(api_url, environ),
-            on_retry=lambda exc, delay: reporter.info(f"retrying in {delay:.1f}s: {exc}"),
+            proxy=proxy_for(api_url),
         )
+
+    def retrying(exc: CortexError, delay: float) -> None:
+        reporter.info(f"{exc}; retrying in {delay:.1f}s")
+
     try:
-        outcomes = [record(client, event, entity, dry_run=inputs.dry_run) for entity in entities]
+        outcomes = [
+            record(client, event, entity, dry_run=inputs.dry_run, on_retry=retrying)
+            for entity in entities
+        ]
     finally:
         if client is not None:
             client.close()

@@ -4,6 +4,10 @@ Retries belong here, not in the HTTP client: a failed attempt is rescheduled wit
 (Cortex's Retry-After wins), so a worker is never stuck sleeping on one event, and a killed
 worker's events are taken up by another once their lease expires.
 
+A delivery takes effect once, however long it runs: each attempt runs under a lease that is
+renewed and checked before each write to Cortex (bridge/deliverer.py); a worker that lost it
+settles nothing, and the next owner resumes from the progress stored.
+
 Every replica's workers also share one request budget (:class:`SharedBudget`, kept in the
 database), drawn from before each request to Cortex, so that the fleet as a whole stays under
 Cortex's limit however many replicas run, and a 429 seen by one pauses them all.
@@ -15,16 +19,18 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.config import DeliverySettings
 from bridge.cortex.retry import RetryPolicy
-from bridge.delivery import Deliverer
+from bridge.deliverer import Deliverer, Lease, LeaseLost
 from bridge.errors import CortexError, CortexRejected, CortexRetryable
+from bridge.redact import redact
 from bridge.store import Delivery, Store, StoreError
 from bridge.store.bucket import DEFAULT_PAUSE_SECONDS
+from bridge.store.records import RecordWrite
 
 log = logging.getLogger("bridge.worker")
 
@@ -83,7 +89,7 @@ class SharedBudget:
         before its lease runs out, so another worker never takes it over while this one waits.
         """
         while True:
-            draw = self.store.draw(now=self.clock(), per_minute=self.per_minute)
+            draw = self.store.budget.draw(now=self.clock(), per_minute=self.per_minute)
             self._heard(draw.paused_until)
             if draw.wait_seconds <= 0:
                 return
@@ -96,18 +102,18 @@ class SharedBudget:
             self._sleep(draw.wait_seconds)
             # A 429 elsewhere may have paused the fleet while this one waited its turn: then
             # queue again behind the pause instead of sending into it.
-            paused_until = self.store.budget_paused_until()
+            paused_until = self.store.budget.paused_until()
             self._heard(paused_until)
             if paused_until is None or paused_until <= self.clock():
                 return
 
-    def on_rate_limited(self, retry_after: float | None) -> None:
+    def rate_limited(self, retry_after: float | None) -> None:
         """Cortex answered 429: pause every replica until its Retry-After has passed."""
         seconds = DEFAULT_PAUSE_SECONDS if retry_after is None else retry_after
         until = self.clock() + timedelta(seconds=min(max(seconds, 0.0), self.max_pause))
         self._heard(until)
         try:
-            self.store.pause_budget(until=until)
+            self.store.budget.pause(until=until)
         except StoreError as exc:
             # This process still pauses, and the 429 is still handled as a retry; only the
             # other replicas go on until Cortex tells them too.
@@ -143,9 +149,11 @@ class Worker:
         idle_poll: float = 1.0,
         on_settled: Callable[[Delivery, str, float], None] | None = None,
         budget: SharedBudget | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.deliverer = deliverer
+        self.secrets = tuple(secrets)  # never in a stored error or a log line
         self.settings = settings
         self.owner = owner
         self.clock = clock
@@ -168,38 +176,67 @@ class Worker:
         return len(claimed)
 
     def handle(self, delivery: Delivery) -> str:
-        """Deliver one claimed event and settle it: delivered, retrying or dead.
+        """Deliver one claimed event and settle it: delivered, retrying, dead; or lost.
 
         ``delivery.attempts`` already counts this attempt (the store counts at claim), so an
-        event whose attempts keep dying with their worker still runs out of attempts.
+        event whose attempts keep dying with their worker still runs out of attempts. "lost":
+        another worker took the delivery over (this one stalled past its lease); it carries
+        on from the progress stored, and this one settles nothing.
         """
         context = {"delivery": delivery.id, "source": delivery.source, "event": delivery.event_name}
         given_up = self._give_up_before(delivery, self.clock())
         if given_up:
             return self._dead(delivery, given_up, delivery.results, context)
-        attempt = self.deliverer.deliver(delivery.payload, delivery.results)
+        lease = Lease(
+            self.store,
+            delivery,
+            owner=self.owner,
+            lease_seconds=self.settings.lease_seconds,
+            clock=self.clock,
+        )
+        try:
+            attempt = self.deliverer.deliver(delivery.payload, delivery.results, lease=lease)
+        except LeaseLost as exc:
+            log.warning(
+                "lease lost: another worker carries on", extra={**context, "error": str(exc)}
+            )
+            return "lost"
         now = self.clock()
         error = attempt.error
         if error is None:
-            self.store.complete(delivery.id, owner=self.owner, results=attempt.results, now=now)
+            if not self.store.complete(
+                delivery.id,
+                owner=self.owner,
+                results=attempt.results,
+                now=now,
+                writes=attempt.writes,
+            ):
+                return self._lost(context)
             log.info("delivered", extra={**context, "results": attempt.results})
             return self._settled(delivery, "delivered", now)
+        shown = redact(str(error), self.secrets)
         age = (now - delivery.received_at).total_seconds()
         out_of_time = age >= self.settings.dead_letter_after_seconds
         out_of_tries = 0 < self.settings.max_attempts <= delivery.attempts
         if is_permanent(error) or out_of_time or out_of_tries:
-            return self._dead(delivery, str(error), attempt.results, context)
+            return self._dead(delivery, shown, attempt.results, context, writes=attempt.writes)
         delay = next_delay(self.settings, delivery.attempts - 1, error.retry_after)
-        self.store.reschedule(
+        if not self.store.reschedule(
             delivery.id,
             owner=self.owner,
-            error=str(error),
+            error=shown,
             next_attempt_at=now + timedelta(seconds=delay),
             results=attempt.results,
             now=now,
-        )
-        log.warning("will retry", extra={**context, "error": str(error), "delay": delay})
+            writes=attempt.writes,
+        ):
+            return self._lost(context)
+        log.warning("will retry", extra={**context, "error": shown, "delay": delay})
         return self._settled(delivery, "retrying", now)
+
+    def _lost(self, context: dict[str, Any]) -> str:
+        log.warning("lease lost before settling: another worker carries on", extra=context)
+        return "lost"
 
     def _give_up_before(self, delivery: Delivery, now: datetime) -> str | None:
         """Why not to attempt at all: out of attempts (earlier ones died), or of time."""
@@ -212,10 +249,20 @@ class Worker:
         return None
 
     def _dead(
-        self, delivery: Delivery, error: str, results: dict[str, Any], context: dict[str, Any]
+        self,
+        delivery: Delivery,
+        error: str,
+        results: dict[str, Any],
+        context: dict[str, Any],
+        *,
+        writes: Sequence[RecordWrite] = (),
     ) -> str:
         now = self.clock()
-        self.store.dead_letter(delivery.id, owner=self.owner, error=error, results=results, now=now)
+        error = redact(error, self.secrets)
+        if not self.store.dead_letter(
+            delivery.id, owner=self.owner, error=error, results=results, now=now, writes=writes
+        ):
+            return self._lost(context)
         log.error("dead-lettered", extra={**context, "error": error})
         return self._settled(delivery, "dead", now)
 

@@ -136,7 +136,7 @@ def test_enqueue_from_many_threads_stores_each_event_once(tmp_path: Path) -> Non
 def test_enqueue_on_a_broken_database_raises_store_error(tmp_path: Path) -> None:
     path = tmp_path / "bridge.db"
     with Store.from_url(f"sqlite:///{path}") as store:
-        with store._engine.begin() as conn:
+        with store.db.engine.begin() as conn:
             deliveries.drop(conn)
         with pytest.raises(StoreError):
             store.enqueue(

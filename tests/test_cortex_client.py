@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -10,10 +10,11 @@ import pytest
 
 from bridge.cortex import CortexClient, RetryPolicy
 from bridge.cortex.transport import proxy_for
-from bridge.errors import CortexRejected, CortexRetryable
+from bridge.errors import CortexError, CortexRejected, CortexRetryable
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import build_deploy_request, key_of
 from bridge.model import DeployEvent, DeployRef, DeployType, Status
+from bridge.recorder import Outcome, record
 from tests.conftest import TOKEN
 
 FAST = RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.05)
@@ -49,11 +50,39 @@ def _close_clients() -> Iterator[None]:
         _open.pop().close()
 
 
-def client(cortex: FakeCortex, **kw: object) -> CortexClient:
-    kw.setdefault("retry", FAST)
-    made = CortexClient(cortex.url, TOKEN, **kw)  # type: ignore[arg-type]
+def client(cortex: FakeCortex, *, token: str = TOKEN, **kw: object) -> CortexClient:
+    made = CortexClient(cortex.url, token, **kw)  # type: ignore[arg-type]
     _open.append(made)
     return made
+
+
+class Waits:
+    """The sleep and the clock the retry loop takes: sleeping moves the clock, at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def record_with_retries(
+    cortex: FakeCortex, waits: Waits, *, retry: RetryPolicy = FAST, **kw: object
+) -> Outcome:
+    """The Action's and `send`'s loop around the core, with the test's clock and sleep."""
+    return record(
+        client(cortex, **kw),
+        event(type=DeployType.DEPLOY),
+        "payments-api",
+        retry=retry,
+        sleep=waits.sleep,
+        clock=waits.clock,
+    )
 
 
 def test_create_records_one_deploy_with_bearer_and_user_agent(cortex: FakeCortex) -> None:
@@ -65,31 +94,53 @@ def test_create_records_one_deploy_with_bearer_and_user_agent(cortex: FakeCortex
     assert post.path == "/api/v1/catalog/payments-api/deploys"
 
 
+@pytest.mark.parametrize(
+    ("fault", "unclear"),
+    [
+        pytest.param(Fault.rate_limited(1), False, id="429"),
+        pytest.param(Fault("status", status=503), True, id="503-may-have-stored"),
+        pytest.param(Fault("drop_before", method="POST"), True, id="dropped"),
+    ],
+)
+def test_the_client_makes_one_attempt(cortex: FakeCortex, fault: Fault, unclear: bool) -> None:
+    cortex.inject(fault)
+    with pytest.raises(CortexRetryable) as caught:
+        client(cortex).create_deploy("payments-api", body())
+    assert caught.value.unclear is unclear
+    assert len(cortex.received) == 1 and cortex.all_deploys() == []
+
+
 def test_429_retry_after_is_honoured(cortex: FakeCortex) -> None:
-    cortex.inject(Fault.rate_limited(1), Fault("status", status=503))
-    started = time.monotonic()
-    client(cortex).create_deploy("payments-api", body())
-    posts = cortex.requests_to("POST")
-    assert len(posts) == 3
-    assert posts[1].at - posts[0].at >= 0.95  # the 1 s Cortex asked for, not our 10 ms
-    assert time.monotonic() - started < 5
-    assert len(cortex.all_deploys()) == 1
+    waits = Waits()
+    cortex.inject(Fault.rate_limited(7), Fault("status", status=503))
+    outcome = record_with_retries(cortex, waits)
+    assert outcome.ok and len(cortex.all_deploys()) == 1
+    assert waits.slept[0] == 7  # what Cortex asked for, not the policy's 10 ms
+    assert len(waits.slept) == 2 and waits.slept[1] <= FAST.max_delay
+    assert len(cortex.requests_to("POST")) == 3
 
 
 def test_retry_after_from_problem_body_when_no_header(cortex: FakeCortex) -> None:
-    problem = {"type": "about:blank", "title": "Too Many Requests", "status": 429, "retryAfter": 1}
+    waits = Waits()
+    problem = {"type": "about:blank", "title": "Too Many Requests", "status": 429, "retryAfter": 4}
     cortex.inject(Fault("status", status=429, body=problem))
-    client(cortex).create_deploy("payments-api", body())
-    posts = cortex.requests_to("POST")
-    assert posts[1].at - posts[0].at >= 0.95
+    assert record_with_retries(cortex, waits).ok
+    assert waits.slept == [4]
 
 
 def test_retry_after_is_capped(cortex: FakeCortex) -> None:
-    waits: list[float] = []
+    waits = Waits()
     cortex.inject(Fault.rate_limited(3600))
-    c = client(cortex, retry=RetryPolicy(max_retry_after=0.2), sleep=waits.append)
-    c.create_deploy("payments-api", body())
-    assert waits == [0.2]
+    assert record_with_retries(cortex, waits, retry=RetryPolicy(max_retry_after=0.2)).ok
+    assert waits.slept == [0.2]
+
+
+def test_a_retry_after_past_the_time_limit_gives_up(cortex: FakeCortex) -> None:
+    waits = Waits()
+    cortex.inject(Fault.rate_limited(100))
+    outcome = record_with_retries(cortex, waits, retry=RetryPolicy(max_elapsed=60))
+    assert isinstance(outcome.error, CortexRetryable) and "429" in str(outcome.error)
+    assert waits.slept == [] and cortex.all_deploys() == []
 
 
 @pytest.mark.parametrize(
@@ -97,19 +148,31 @@ def test_retry_after_is_capped(cortex: FakeCortex) -> None:
     [
         pytest.param(Fault("drop_after", method="POST"), id="dropped-after-store"),
         pytest.param(Fault("delay_after", seconds=0.6, method="POST"), id="timeout-after-store"),
+        pytest.param(Fault("status", status=502, method="POST"), id="5xx"),
     ],
 )
 def test_unclear_failure_after_store_never_records_twice(cortex: FakeCortex, fault: Fault) -> None:
     cortex.inject(fault)
-    made = client(cortex, timeout=0.3).create_deploy("payments-api", body())
+    outcome = record_with_retries(cortex, Waits(), timeout=0.3)
     stored = cortex.all_deploys()
-    assert [d["uuid"] for d in stored] == [made["uuid"]]
-    assert len(cortex.requests_to("POST")) == 1
+    assert outcome.ok
+    if fault.kind == "status":  # the stand-in's 502 stored nothing: posted again
+        assert [d["uuid"] for d in stored] == [outcome.uuid]
+        assert len(cortex.requests_to("POST")) == 2
+    else:
+        assert [d["uuid"] for d in stored] == [outcome.uuid]
+        assert len(cortex.requests_to("POST")) == 1
+    assert len(cortex.requests_to("GET")) == 1  # looked once, after the unclear failure
+
+
+def test_one_request_per_deploy_when_nothing_goes_wrong(cortex: FakeCortex) -> None:
+    assert record_with_retries(cortex, Waits()).ok
+    assert [r.method for r in cortex.received] == ["POST"]
 
 
 def test_dropped_before_store_is_posted_again(cortex: FakeCortex) -> None:
     cortex.inject(Fault("drop_before", method="POST"))
-    client(cortex).create_deploy("payments-api", body())
+    assert record_with_retries(cortex, Waits()).ok
     assert len(cortex.requests_to("POST")) == 2
     assert len(cortex.all_deploys()) == 1
 
@@ -124,16 +187,16 @@ def test_search_unavailable_falls_back_to_listing(cortex: FakeCortex) -> None:
             body={"type": "NOT_FOUND", "message": "no such route"},
         ),
     )
-    made = client(cortex).create_deploy("payments-api", body())
+    outcome = record_with_retries(cortex, Waits())
     assert len(cortex.all_deploys()) == 1
-    assert cortex.all_deploys()[0]["uuid"] == made["uuid"]
+    assert cortex.all_deploys()[0]["uuid"] == outcome.uuid
     assert len(cortex.requests_to("POST")) == 1
 
 
 def test_connection_refused_is_retryable_and_clear() -> None:
     with FakeCortex() as gone:
         url = gone.url
-    c = CortexClient(url, TOKEN, retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+    c = CortexClient(url, TOKEN)
     _open.append(c)
     with pytest.raises(CortexRetryable) as caught:
         c.create_deploy("payments-api", body())
@@ -152,20 +215,37 @@ def test_rejections_are_not_retried_and_say_why(
     token: str, entities: set[str] | None, expected: str
 ) -> None:
     with FakeCortex(token=TOKEN, entities=entities) as fake:
-        c = CortexClient(fake.url, token, retry=FAST)
-        _open.append(c)
-        with pytest.raises(CortexRejected) as caught:
-            c.create_deploy("payments-api", body())
-        assert expected in str(caught.value)
-        assert len(fake.received) == 1
-        assert token not in str(caught.value)
+        waits = Waits()
+        outcome = record(
+            client(fake, token=token),
+            event(type=DeployType.DEPLOY),
+            "payments-api",
+            retry=FAST,
+            sleep=waits.sleep,
+            clock=waits.clock,
+        )
+        assert isinstance(outcome.error, CortexRejected)
+        assert expected in str(outcome.error)
+        assert len(fake.received) == 1 and waits.slept == []
+        assert token not in str(outcome.error)
+
+
+def test_a_token_echoed_by_cortex_is_never_in_the_error(cortex: FakeCortex) -> None:
+    said = {"type": "BAD_REQUEST", "message": f"bad header 'Authorization: Bearer {TOKEN}'"}
+    cortex.inject(Fault("status", status=400, body=said), Fault("status", status=500, body=said))
+    for _ in range(2):
+        with pytest.raises(CortexError) as caught:
+            client(cortex).create_deploy("payments-api", body())
+        assert TOKEN not in str(caught.value) and TOKEN not in caught.value.body
+        assert "Bearer ***" in str(caught.value)
 
 
 def test_gives_up_after_max_attempts(cortex: FakeCortex) -> None:
+    waits = Waits()
     cortex.inject(*[Fault("status", status=502) for _ in range(3)])
-    c = client(cortex, retry=RetryPolicy(max_attempts=3, base_delay=0.01))
-    with pytest.raises(CortexRetryable, match="502"):
-        c.create_deploy("payments-api", body())
+    outcome = record_with_retries(cortex, waits, retry=RetryPolicy(max_attempts=3))
+    assert isinstance(outcome.error, CortexRetryable) and "502" in str(outcome.error)
+    assert len(waits.slept) == 2
     assert cortex.all_deploys() == []
 
 
@@ -218,8 +298,14 @@ def test_repr_hides_token(cortex: FakeCortex) -> None:
         ),
     ],
 )
-def test_proxy_from_environment(url: str, environ: dict[str, str], expected: str | None) -> None:
-    assert proxy_for(url, environ) == expected
+def test_proxy_from_environment(
+    url: str, environ: dict[str, str], expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert proxy_for(url) == expected
 
 
 def test_requests_tunnel_through_a_proxy(cortex: FakeCortex) -> None:
@@ -259,7 +345,7 @@ def test_requests_tunnel_through_a_proxy(cortex: FakeCortex) -> None:
     with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Tunnel) as proxy:
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
         port = proxy.server_address[1]
-        c = client(cortex, proxy=f"http://127.0.0.1:{port}", retry=RetryPolicy(max_attempts=1))
+        c = client(cortex, proxy=f"http://127.0.0.1:{port}")
         c.create_deploy("payments-api", body())
         c.close()  # ends the tunnel before the proxy stops
         proxy.shutdown()

@@ -14,9 +14,13 @@ from typing import Any
 import pytest
 
 from bridge.app import Runtime
-from bridge.cortex import CortexClient, RetryPolicy
-from bridge.delivery import Deliverer
+from bridge.config import parse_config
+from bridge.cortex import CortexClient
+from bridge.deliverer import Deliverer
+from bridge.delivery import Action, Known, Policy, decide, ignore_reason
 from bridge.fakecortex import FakeCortex, Fault
+from bridge.mapping import key_of
+from bridge.model import Status
 from bridge.worker import Worker
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import ADMIN_TOKEN, client_for, github_post, gitlab_post, runtime_on
@@ -48,7 +52,7 @@ class Bridge:
         config = {"cortex": {"url": cortex.url, "timeout_seconds": 2}, **(config or {})}
         self.runtime: Runtime = runtime_on(db_url, config, clock=self.clock)
         self.http = client_for(self.runtime)
-        self.client = CortexClient(cortex.url, TOKEN, timeout=2, retry=RetryPolicy(max_attempts=1))
+        self.client = CortexClient(cortex.url, TOKEN, timeout=2)
         deliverer = Deliverer(
             self.runtime.store, self.client, self.runtime.config, clock=self.clock
         )
@@ -232,6 +236,32 @@ def test_lifecycle_failure_deletes_the_start_record(db_url: str, cortex: FakeCor
     bridge.close()
 
 
+@pytest.mark.parametrize(
+    ("state", "left"),
+    [pytest.param("failure", set(), id="failed"), pytest.param("success", {"succeeded"}, id="ok")],
+)
+def test_lifecycle_end_finds_a_start_it_has_no_trace_of(
+    db_url: str, cortex: FakeCortex, state: str, left: set[str]
+) -> None:
+    bridge = Bridge(db_url, cortex, {"record": {"mode": "lifecycle"}})
+    started = load_sample("github/deployment_status.in_progress.json")
+    ended = copy.deepcopy(started)
+    ended["deployment_status"].update(state=state, updated_at="2026-11-23T10:09:00Z")
+    github_post(bridge.http, "deployment_status", started)
+    bridge.drain()
+    starts = cortex.all_deploys()
+    for deploy in starts:  # another path made the start: this relay has no trace of it
+        assert bridge.runtime.store.records.delete(str(key_of(deploy)))
+    cortex.received.clear()
+    assert github_post(bridge.http, "deployment_status", ended).status_code == 202
+    bridge.drain()
+    assert {d["customData"]["status"] for d in cortex.all_deploys()} == left
+    searches = [r for r in cortex.requests_to("GET") if r.path == "/api/v1/deploys/search"]
+    assert len(searches) == len(starts)  # one lookup per entity, then the PUT or DELETE
+    assert cortex.requests_to("POST") == []
+    bridge.close()
+
+
 def test_failures_ignored_in_final_mode(bridge: Bridge, cortex: FakeCortex) -> None:
     answer = github_post(bridge.http, "deployment_status", "deployment_status.failure")
     assert answer.status_code == 200 and answer.json["status"] == "ignored"
@@ -379,3 +409,48 @@ def test_gives_up_after_dead_letter_time(db_url: str, cortex: FakeCortex) -> Non
     assert delivery is not None and delivery.status == "dead"
     assert "503" in (delivery.last_error or "")
     bridge.close()
+
+
+# -- the recording policy, stated once (pure) ------------------------------------------------
+
+FINAL, LIFECYCLE = Policy(), Policy(lifecycle=True)
+STARTED = Known("u-1", "in_progress")
+
+
+@pytest.mark.parametrize(
+    ("status", "known", "policy", "expected"),
+    [
+        pytest.param(Status.SUCCEEDED, None, FINAL, Action.CREATE, id="final-success"),
+        pytest.param(Status.FAILED, None, FINAL, Action.SKIP, id="final-failure"),
+        pytest.param(Status.FAILED, None, Policy(failures=True), Action.CREATE, id="failures"),
+        pytest.param(Status.IN_PROGRESS, None, FINAL, Action.SKIP, id="final-start"),
+        pytest.param(Status.IN_PROGRESS, None, LIFECYCLE, Action.CREATE, id="lifecycle-start"),
+        pytest.param(Status.SUCCEEDED, STARTED, LIFECYCLE, Action.UPDATE, id="lifecycle-end"),
+        pytest.param(Status.CANCELLED, STARTED, LIFECYCLE, Action.DELETE, id="lifecycle-fail"),
+        pytest.param(
+            Status.PENDING, Known("u-1", "succeeded"), LIFECYCLE, Action.SKIP, id="late-start"
+        ),
+        pytest.param(
+            Status.SUCCEEDED, Known("u-1", "succeeded"), FINAL, Action.SKIP, id="already-there"
+        ),
+    ],
+)
+def test_decide(status: Status, known: Known | None, policy: Policy, expected: Action) -> None:
+    assert decide(status, known, policy).action is expected
+
+
+@pytest.mark.parametrize(
+    ("status", "record", "stored"),
+    [
+        pytest.param(Status.FAILED, {}, False, id="final-failure"),
+        pytest.param(Status.FAILED, {"mode": "lifecycle"}, True, id="lifecycle-may-delete"),
+        pytest.param(Status.PENDING, {}, False, id="final-start"),
+        pytest.param(Status.PENDING, {"mode": "lifecycle"}, True, id="lifecycle-start"),
+        pytest.param(Status.SUCCEEDED, {}, True, id="success"),
+    ],
+)
+def test_the_receiver_asks_the_same_policy(
+    status: Status, record: dict[str, Any], stored: bool
+) -> None:
+    reason = ignore_reason(status, parse_config({"record": record}))
+    assert (reason is None) is stored

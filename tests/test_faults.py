@@ -23,8 +23,8 @@ import pytest
 
 from benchmarks.chaos import Report, Spec, run, summary
 from bridge.app import utcnow
-from bridge.cortex import CortexClient, RetryPolicy
-from bridge.delivery import Deliverer
+from bridge.cortex import CortexClient
+from bridge.deliverer import Deliverer
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.worker import Worker
 from tests.conftest import TOKEN, load_sample
@@ -108,7 +108,7 @@ def test_one_deploy_through_two_hooks_at_once_is_one_record(
         assert answer.status_code == 202
     # A loaded Cortex answers searches slowly: both workers look before either one creates.
     cortex.inject(*[Fault("delay_after", seconds=0.5, method="GET") for _ in range(2)])
-    clients = [CortexClient(cortex.url, TOKEN, retry=RetryPolicy(max_attempts=1)) for _ in range(2)]
+    clients = [CortexClient(cortex.url, TOKEN) for _ in range(2)]
     workers = [
         Worker(
             runtime.store,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import signal
 import subprocess
@@ -334,11 +335,11 @@ def test_counts_and_the_age_of_the_oldest_waiting_event(store: Store) -> None:
 
 
 def test_records_are_upserted_and_deleted(store: Store) -> None:
-    assert store.get_record("k") is None
-    store.save_record("k", entity="payments-api", cortex_uuid="u1", state="in_progress", now=T0)
+    assert store.records.get("k") is None
+    store.records.save("k", entity="payments-api", cortex_uuid="u1", state="in_progress", now=T0)
     later = T0 + timedelta(minutes=3)
-    store.save_record("k", entity="payments-api", cortex_uuid="u1", state="succeeded", now=later)
-    record = store.get_record("k")
+    store.records.save("k", entity="payments-api", cortex_uuid="u1", state="succeeded", now=later)
+    record = store.records.get("k")
     assert record is not None
     assert (record.key, record.entity, record.cortex_uuid, record.state, record.updated_at) == (
         "k",
@@ -347,14 +348,14 @@ def test_records_are_upserted_and_deleted(store: Store) -> None:
         "succeeded",
         later,
     )
-    assert store.delete_record("k")
-    assert not store.delete_record("k")
-    assert store.get_record("k") is None
+    assert store.records.delete("k")
+    assert not store.records.delete("k")
+    assert store.records.get("k") is None
 
 
 def test_history_is_ordered_by_the_deploys_own_times(store: Store) -> None:
     def add(sha: str, minutes: int, key: str, environment: str | None = "production") -> bool:
-        return store.add_history(
+        return store.records.add_history(
             entity="payments-api",
             environment=environment,
             sha=sha,
@@ -368,13 +369,15 @@ def test_history_is_ordered_by_the_deploys_own_times(store: Store) -> None:
     assert not add("d" * 40, 30, "k3")  # the same deploy again: unchanged
     assert add("e" * 40, 5, "k4", environment="staging")
     assert add("f" * 40, 5, "k5", environment=None)
-    assert store.history("payments-api", "production") == [
+    assert store.records.history("payments-api", "production") == [
         PastDeploy("a" * 40, T0),
         PastDeploy("b" * 40, T0 + timedelta(minutes=10)),
         PastDeploy("c" * 40, T0 + timedelta(minutes=20)),
     ]
-    assert store.history("payments-api", None) == [PastDeploy("f" * 40, T0 + timedelta(minutes=5))]
-    assert store.history("other", "production") == []
+    assert store.records.history("payments-api", None) == [
+        PastDeploy("f" * 40, T0 + timedelta(minutes=5))
+    ]
+    assert store.records.history("other", "production") == []
 
 
 # -- schema and durability -----------------------------------------------------------------
@@ -433,6 +436,7 @@ def make_version_1(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE bridge_rate_budgets"))
+        conn.execute(sa.text("DROP TABLE bridge_history_seeded"))  # version 3's
         for table in ("bridge_sync_progress", "bridge_sync_recorded", "bridge_sync_leases"):
             conn.execute(sa.text(f"DROP TABLE {table}"))  # version 3
         conn.execute(sa.text("DROP INDEX ix_bridge_deliveries_next_attempt_at_id"))
@@ -455,24 +459,25 @@ def test_version_1_is_upgraded_by_many_replicas_at_once_keeping_every_row(
     retry_at = T0 + timedelta(minutes=1)
     store.reschedule(ids[1], owner="w", error="503", next_attempt_at=retry_at, results={}, now=T0)
     store.dead_letter(ids[2], owner="w", error="400", results={}, now=T0)
-    store.save_record("k", entity="payments-api", cortex_uuid="u0", state="succeeded", now=T0)
+    store.records.save("k", entity="payments-api", cortex_uuid="u0", state="succeeded", now=T0)
     before = [store.get(i) for i in ids]
     make_version_1(url)
     replicas: list[Store] = []
     run_threads(4, lambda i: replicas.append(Store.from_url(url)))  # replicas start together
     try:
         assert [replicas[0].get(i) for i in ids] == before  # ids[3] is still leased to "w"
-        assert replicas[1].get_record("k") is not None
+        assert replicas[1].records.get("k") is not None
         [[version]] = _query(url, sa.select(store_schema.schema_version.c.version))
         assert version == SCHEMA_VERSION == 3
-        assert replicas[0].sync_progress("github:acme/api") is None  # version 3's table
+        assert replicas[2].records.history_seeded("svc", None) is False  # version 3's table
+        assert replicas[0].sync.sync_progress("github:acme/api") is None  # version 3's table
         indexes = _index_names(url, "bridge_deliveries")
         assert "ix_bridge_deliveries_next_attempt_at_id" in indexes
         assert "ix_bridge_deliveries_status_next_attempt_at" not in indexes
         later = T0 + timedelta(minutes=2)
         claimed = replicas[2].claim(owner="w2", now=later, lease_seconds=30, limit=10)
         assert [d.id for d in claimed] == [ids[4], ids[5], ids[1]]  # longest due first
-        assert replicas[3].draw(now=later, per_minute=60).wait_seconds == 0
+        assert replicas[3].budget.draw(now=later, per_minute=60).wait_seconds == 0
     finally:
         for replica in replicas:
             replica.close()
@@ -541,7 +546,7 @@ def test_replicas_drawing_at_once_share_one_budget(url: str) -> None:
     def draw(index: int) -> None:
         for _ in range(draws):
             now = datetime.now(timezone.utc)
-            drawn = replicas[index].draw(now=now, per_minute=per_minute)
+            drawn = replicas[index].budget.draw(now=now, per_minute=per_minute)
             sends.append(now.timestamp() + drawn.wait_seconds)
 
     try:
@@ -563,26 +568,26 @@ def test_replicas_drawing_at_once_share_one_budget(url: str) -> None:
 def test_a_pause_holds_every_replica_until_it_ends(url: str, store: Store) -> None:
     now = datetime.now(timezone.utc)
     until = now + timedelta(seconds=30)
-    assert store.budget_paused_until() is None
-    assert store.draw(now=now, per_minute=600).wait_seconds == 0
+    assert store.budget.paused_until() is None
+    assert store.budget.draw(now=now, per_minute=600).wait_seconds == 0
     with Store.from_url(url) as other:
-        other.pause_budget(until=until)
-        other.pause_budget(until=now + timedelta(seconds=10))  # never shortens a pause
-        drawn = store.draw(now=now, per_minute=600)
+        other.budget.pause(until=until)
+        other.budget.pause(until=now + timedelta(seconds=10))  # never shortens a pause
+        drawn = store.budget.draw(now=now, per_minute=600)
         assert drawn.paused_until is not None
         assert abs((drawn.paused_until - until).total_seconds()) < 1e-3
         # The pause, then a turn behind the bucket emptied by the 429 (0.1s at 10/s).
         assert drawn.wait_seconds == pytest.approx(30.1, abs=1e-3)
-        paused_until = other.budget_paused_until()
+        paused_until = other.budget.paused_until()
         assert paused_until is not None and abs((paused_until - until).total_seconds()) < 1e-3
         # Refilled from the pause's end only: a second after it, the debt is paid, 9 left.
         after = until + timedelta(seconds=1)
-        assert other.draw(now=after, per_minute=600) == Draw(0.0, None)
+        assert other.budget.draw(now=after, per_minute=600) == Draw(0.0, None)
 
 
 def test_per_minute_must_be_positive(store: Store) -> None:
     with pytest.raises(ValueError, match="per_minute"):
-        store.draw(now=T0, per_minute=0)
+        store.budget.draw(now=T0, per_minute=0)
 
 
 # -- wake-ups across processes (PostgreSQL) ------------------------------------------------
@@ -743,8 +748,26 @@ def test_seeded_history_is_kept_once_and_read_in_deploy_order(url: str) -> None:
     newer = PastDeploy("b" * 40, T0 - timedelta(days=1))
     with Store.from_url(url) as store:
         pairs = [("cortex:b", newer), ("cortex:a", older)]
-        store.seed_history(entity="svc", environment="production", deploys=pairs)
-        store.seed_history(entity="svc", environment="production", deploys=pairs)  # again
-        store.seed_history(entity="svc", environment="production", deploys=[])
-        assert store.history("svc", "production") == [older, newer]
-        assert store.history("svc", "staging") == []
+        seed = functools.partial(store.records.seed_history, entity="svc", now=T0)
+        seed(environment="production", deploys=pairs)
+        seed(environment="production", deploys=pairs)  # again
+        seed(environment="production", deploys=[])
+        assert store.records.history("svc", "production") == [older, newer]
+        assert store.records.history("svc", "staging") == []
+        # An environment whose listing showed nothing counts as read: it is not read again.
+        assert not store.records.history_seeded("svc", "staging")
+        seed(environment="staging", deploys=[])
+        assert store.records.history_seeded("svc", "staging")
+
+
+def test_records_another_path_made_are_adopted_unless_the_relay_has_its_own(url: str) -> None:
+    with Store.from_url(url) as store:
+        store.records.save("k1", entity="svc", cortex_uuid="mine", state="succeeded", now=T0)
+        made = [("k1", "theirs-1", "succeeded"), ("k2", "theirs-2", "in_progress")]
+        store.records.seed_history(entity="svc", environment=None, deploys=[], made=made, now=T0)
+        mine, theirs = store.records.get("k1"), store.records.get("k2")
+        assert mine is not None and mine.cortex_uuid == "mine"
+        assert theirs is not None and (theirs.cortex_uuid, theirs.state) == (
+            "theirs-2",
+            "in_progress",
+        )

@@ -484,10 +484,10 @@ def test_progress_is_kept_and_a_finished_reader_is_marked_done(
     assert sync(environ, capsys, "--github", "acme/api", *WINDOW)[0] == 0
     store = Store.from_url(environ["BRIDGE_DATABASE_URL"])
     try:
-        progress = store.sync_progress("github:acme/api")
+        progress = store.sync.sync_progress("github:acme/api")
         assert progress is not None and progress.state == "done"
         [stored] = cortex.all_deploys()
-        assert store.recorded_uuid(key_of(stored) or "") == stored["uuid"]
+        assert store.sync.recorded_uuid(key_of(stored) or "") == stored["uuid"]
     finally:
         store.close()
 

@@ -19,7 +19,7 @@ import pytest
 
 from bridge.app import Runtime
 from bridge.config import Route, parse_config
-from bridge.cortex import CortexClient, RetryPolicy
+from bridge.cortex import CortexClient
 from bridge.delivery import to_payload
 from bridge.errors import CortexRetryable
 from bridge.fakecortex import FakeCortex, Fault
@@ -59,10 +59,7 @@ class Replica:
         self.store = Store.from_url(url)
         config = parse_config({"cortex": {"url": cortex.url, "timeout_seconds": 5, **cortex_keys}})
         self.runtime = Runtime(config=config, store=self.store)
-        self.clients = [
-            CortexClient(cortex.url, TOKEN, timeout=5, retry=RetryPolicy(max_attempts=1))
-            for _ in range(workers)
-        ]
+        self.clients = [CortexClient(cortex.url, TOKEN, timeout=5) for _ in range(workers)]
         self.budget = make_budget(self.runtime)
         self.workers = [
             make_worker(
@@ -196,21 +193,24 @@ def test_workers_draw_on_one_budget_and_send_does_not(tmp_path: Path, cortex: Fa
         assert isinstance(budget, SharedBudget) and budget.per_minute == 900
         assert [w.budget for w in replica.workers] == [budget, budget]
         assert [w.batch for w in replica.workers] == [1, 1]  # see relay.BATCH
-        for client in replica.clients:
-            assert client.before_request == budget.before_request
-            assert client.on_rate_limited == budget.on_rate_limited
+        # The workers' clients draw on it: with the fleet paused, a request never leaves.
+        budget.rate_limited(30.0)
+        for worker in replica.workers:
+            with pytest.raises(CortexRetryable, match="shared budget"):
+                list(worker.deliverer.client.iter_deploys("payments-api", max_pages=1))
+        assert cortex.received == []
     finally:
         replica.close()
-    off = Replica(f"sqlite:///{tmp_path / 'b.db'}", cortex, requests_per_minute=0)
+    off = Replica(f"sqlite:///{tmp_path / 'c.db'}", cortex, requests_per_minute=0)
     try:
         assert off.budget is None and off.workers[0].batch == BATCH
-        assert off.clients[0].before_request is None
+        list(off.workers[0].deliverer.client.iter_deploys("payments-api", max_pages=1))
     finally:
         off.close()
-    # `send` and the Action build their client plainly: no hook, so no database.
-    plain = CortexClient(cortex.url, TOKEN)
-    assert plain.before_request is None and plain.on_rate_limited is None
-    plain.close()
+    # `send` and the Action build their client plainly: no budget, so no database.
+    with CortexClient(cortex.url, TOKEN) as plain:
+        list(plain.iter_deploys("payments-api", max_pages=1))
+    assert len(cortex.received) == 2
 
 
 def test_a_long_wait_hands_the_event_back_instead_of_outliving_its_lease(url: str) -> None:
@@ -218,12 +218,12 @@ def test_a_long_wait_hands_the_event_back_instead_of_outliving_its_lease(url: st
         budget = SharedBudget(
             store, 600, clock=utcnow, max_wait_seconds=1.0, max_pause_seconds=300.0
         )
-        budget.on_rate_limited(30.0)
+        budget.rate_limited(30.0)
         assert budget.pause_left() == pytest.approx(30.0, abs=0.5)
         with pytest.raises(CortexRetryable, match="next turn in 30") as caught:
             budget.before_request()
         assert caught.value.retry_after == pytest.approx(30.1, abs=0.5)
-        budget.on_rate_limited(3600.0)  # capped, as the worker caps Retry-After
+        budget.rate_limited(3600.0)  # capped, as the worker caps Retry-After
         assert budget.pause_left() == pytest.approx(300.0, abs=0.5)
 
 
@@ -294,8 +294,8 @@ def deploy_key_of(n: int) -> str:
 
 @pytest.mark.slow
 def test_a_burst_drains_once_within_the_budget(url: str, cortex: FakeCortex) -> None:
-    # 5,000 deploys queued during an outage, scaled down: 300 deploys make 600 requests
-    # (a search for an earlier record, then the create); at 3,000/min they take ~12s.
+    # 5,000 deploys queued during an outage, scaled down: 300 deploys make 325 requests (the
+    # creates, and one history read per entity); at 3,000/min they take ~7s.
     count, per_minute = 300, 3000
     with Store.from_url(url) as store:
         enqueue_burst(store, count)

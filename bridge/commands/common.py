@@ -55,7 +55,7 @@ def open_store(config: Config, *, create: bool = True) -> Store:
 
 def cortex_client(config: Config, environ: Mapping[str, str]) -> CortexClient:
     """A Cortex client for the worker: one attempt per call (the outbox retries)."""
-    from bridge.cortex import CortexClient, RetryPolicy
+    from bridge.cortex import CortexClient
     from bridge.cortex.transport import proxy_for
 
     token = secret_from(environ, "CORTEX_API_TOKEN")
@@ -65,8 +65,7 @@ def cortex_client(config: Config, environ: Mapping[str, str]) -> CortexClient:
         config.cortex.url,
         token,
         timeout=config.cortex.timeout_seconds,
-        retry=RetryPolicy(max_attempts=1),
-        proxy=proxy_for(config.cortex.url, environ),
+        proxy=proxy_for(config.cortex.url),
     )
 
 

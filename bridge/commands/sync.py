@@ -167,7 +167,7 @@ def _run(
     from bridge.sync.report import ProgressLine, Report
     from bridge.times import format_timestamp
 
-    _share_budget(client, store, config)
+    client = _share_budget(client, store, config)
     options = Options(
         dry_run=args.dry_run, environment=args.environment, limit=args.limit, restart=args.restart
     )
@@ -258,7 +258,7 @@ def _cortex(config: Config, environ: Mapping[str, str]) -> CortexClient:
         config.cortex.url,
         token,
         timeout=config.cortex.timeout_seconds,
-        proxy=proxy_for(config.cortex.url, environ),
+        proxy=proxy_for(config.cortex.url),
     )
 
 
@@ -268,10 +268,10 @@ def _store(config: Config) -> Store:
     return Store.from_url(config.database)
 
 
-def _share_budget(client: CortexClient, store: Store, config: Config) -> None:
-    """Draw each Cortex request from the budget the relay's workers share (same database)."""
+def _share_budget(client: CortexClient, store: Store, config: Config) -> CortexClient:
+    """``client`` drawing each request from the budget the relay's workers share."""
     if not config.cortex.requests_per_minute:
-        return
+        return client
     from bridge.worker import SharedBudget
 
     budget = SharedBudget(
@@ -282,5 +282,4 @@ def _share_budget(client: CortexClient, store: Store, config: Config) -> None:
         max_wait_seconds=config.delivery.backoff_max_seconds,
         max_pause_seconds=config.delivery.backoff_max_seconds,
     )
-    client.before_request = budget.before_request
-    client.on_rate_limited = budget.on_rate_limited
+    return client.with_budget(budget)

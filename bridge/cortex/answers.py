@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from bridge.cortex.retry import parse_retry_after
 from bridge.cortex.transport import Response
 from bridge.errors import CortexError, CortexRejected, CortexRetryable
+from bridge.redact import redact
 
 MAX_MESSAGE = 300
 
@@ -49,12 +51,19 @@ def retry_after_of(response: Response) -> float | None:
     return None
 
 
-def error_for(response: Response, *, entity: str | None = None) -> CortexError:
-    """The error an unsuccessful answer means, with a message a user can act on."""
+def error_for(
+    response: Response, *, entity: str | None = None, secrets: Iterable[str] = ()
+) -> CortexError:
+    """The error an unsuccessful answer means, with a message a user can act on.
+
+    Cortex's own words are redacted of ``secrets`` (an error body may echo the token), so the
+    error is safe to log, store and show wherever it goes.
+    """
+    secrets = tuple(secrets)
     status = response.status
-    said = cortex_message(response)
+    said = redact(cortex_message(response), secrets)
     suffix = f": {said}" if said else ""
-    body = response.body.decode("utf-8", "replace")[:2000]
+    body = redact(response.body.decode("utf-8", "replace")[:2000], secrets)
     if status == 429:
         wait = retry_after_of(response)
         hint = f", asked to retry after {wait:g}s" if wait is not None else ""
@@ -67,6 +76,9 @@ def error_for(response: Response, *, entity: str | None = None) -> CortexError:
             status=status,
             body=body,
             retry_after=retry_after_of(response),
+            # A server error may come after the write was done (a gateway timing out on a
+            # slow backend): the deploy may exist. 408/425 mean it was never taken up.
+            unclear=status >= 500,
         )
     if status == 401:
         message = f"cortex refused the API token (401){suffix}"

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from bridge import __version__
 from bridge.cortex import answers
-from bridge.cortex.retry import RetryPolicy
 from bridge.cortex.transport import HttpTransport, Response, TransportError
-from bridge.errors import CortexError, CortexRejected, CortexRetryable
+from bridge.errors import CortexRejected, CortexRetryable
 from bridge.mapping import key_of
-from bridge.times import format_timestamp, parse_timestamp
+from bridge.times import format_timestamp
 
 DEFAULT_URL = "https://api.getcortexapp.com"
 USER_AGENT = (
@@ -28,11 +26,42 @@ USER_AGENT = (
 )
 PAGE_SIZE = 1000  # the API's maximum; fewer requests against the ~1000/min budget
 
-T = TypeVar("T")
+
+class Budget(Protocol):
+    """A share of Cortex's request limit that the client draws on (the relay's fleet budget)."""
+
+    def before_request(self) -> None:
+        """Wait for this request's turn; raise CortexRetryable to give the attempt up."""
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """Cortex answered 429: hold back, for ``retry_after`` seconds when it said."""
+
+
+class Transport(Protocol):
+    """What the client sends requests over (bridge.cortex.transport.HttpTransport)."""
+
+    def request(
+        self, method: str, path: str, *, headers: dict[str, str], body: bytes | None = None
+    ) -> Response:
+        """Send one request; raise TransportError when no answer came."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+# The guard a write runs right before its request leaves (the relay's lease check): it
+# raises to stop the write. Called after any wait for the budget, so no wait sits between
+# the check and the request.
+Guard = Callable[[], None]
 
 
 class CortexClient:
-    """Talk to Cortex with bearer auth, timeouts and retries; never make a deploy twice."""
+    """Talk to Cortex with bearer auth and timeouts: one attempt per call, never a retry.
+
+    Retrying is its callers' business (the relay's outbox; the Action's and ``send``'s loop in
+    bridge.retrying), and so is deciding whether a deploy must be looked for first. A
+    ``budget``, when given, is drawn on before every request and told of every 429.
+    """
 
     def __init__(
         self,
@@ -41,29 +70,20 @@ class CortexClient:
         *,
         timeout: float = 10.0,
         connect_timeout: float = 5.0,
-        retry: RetryPolicy | None = None,
         proxy: str | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        on_retry: Callable[[CortexError, float], None] | None = None,
-        before_request: Callable[[], None] | None = None,
-        on_rate_limited: Callable[[float | None], None] | None = None,
+        transport: Transport | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
-        self.retry = retry or RetryPolicy()
-        self._sleep = sleep
-        self._clock = clock
-        self._on_retry = on_retry
-        # Hooks of the relay's shared rate budget (bridge.worker.SharedBudget), so every
-        # replica together stays under Cortex's limit: called before each HTTP request (it
-        # may wait, or raise CortexRetryable to give the attempt up), and with Retry-After's
-        # seconds (None: not given) on each 429. `send` and the Action set neither.
-        self.before_request = before_request
-        self.on_rate_limited = on_rate_limited
-        self._transport = HttpTransport(
+        self._budget = budget
+        self._transport: Transport = transport or HttpTransport(
             self.base_url, connect_timeout=connect_timeout, read_timeout=timeout, proxy=proxy
         )
+
+    def with_budget(self, budget: Budget) -> CortexClient:
+        """A client like this one (same connection) that draws on ``budget``."""
+        return CortexClient(self.base_url, self._token, transport=self._transport, budget=budget)
 
     def __repr__(self) -> str:  # never show the token
         return f"CortexClient({self.base_url!r})"
@@ -80,46 +100,28 @@ class CortexClient:
 
     # -- operations -------------------------------------------------------------------------
 
-    def create_deploy(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST a deploy; after an unclear failure, find the record it made before retrying."""
-        key = key_of(body)
-        near = parse_timestamp(body["timestamp"])
-        unclear = False
+    def create_deploy(
+        self, entity: str, body: dict[str, Any], *, guard: Guard | None = None
+    ) -> dict[str, Any]:
+        """POST a deploy (not idempotent: after an unclear failure, look before repeating)."""
+        response = self._send("POST", _deploys_path(entity), entity=entity, body=body, guard=guard)
+        return answers.deploy_of(response)
 
-        def attempt() -> dict[str, Any]:
-            nonlocal unclear
-            if unclear and key:
-                found = self.find_deploy(entity, key, near=near)
-                if found is not None:
-                    return found
-            try:
-                response = self._send("POST", _deploys_path(entity), entity=entity, body=body)
-            except CortexRetryable as exc:
-                unclear = unclear or exc.unclear
-                raise
-            return answers.deploy_of(response)
-
-        return self._retrying(attempt)
-
-    def update_deploy(self, entity: str, uuid: str, body: dict[str, Any]) -> dict[str, Any]:
+    def update_deploy(
+        self, entity: str, uuid: str, body: dict[str, Any], *, guard: Guard | None = None
+    ) -> dict[str, Any]:
         """PUT the deploy ``uuid`` (idempotent: safe to repeat)."""
         path = f"{_deploys_path(entity)}/{quote(uuid, safe='')}"
-        return self._retrying(
-            lambda: answers.deploy_of(self._send("PUT", path, entity=entity, body=body))
-        )
+        return answers.deploy_of(self._send("PUT", path, entity=entity, body=body, guard=guard))
 
-    def delete_deploy(self, entity: str, uuid: str) -> None:
+    def delete_deploy(self, entity: str, uuid: str, *, guard: Guard | None = None) -> None:
         """DELETE the deploy ``uuid``; one already gone counts as deleted."""
         path = f"{_deploys_path(entity)}/{quote(uuid, safe='')}"
-
-        def attempt() -> None:
-            try:
-                self._send("DELETE", path, entity=None)
-            except CortexRejected as exc:
-                if exc.status != 404:
-                    raise
-
-        self._retrying(attempt)
+        try:
+            self._send("DELETE", path, entity=None, guard=guard)
+        except CortexRejected as exc:
+            if exc.status != 404:
+                raise
 
     def iter_deploys(self, entity: str, *, max_pages: int = 10) -> Iterator[dict[str, Any]]:
         """Every deploy Cortex holds for ``entity``, page by page (at most ``max_pages``)."""
@@ -169,12 +171,10 @@ class CortexClient:
         entity: str | None = None,
         max_pages: int = 10,
     ) -> Iterator[dict[str, Any]]:
-        """The deploys of a listing or a search, a page at a time, each page retried alone."""
+        """The deploys of a listing or a search, a page at a time."""
         for page in range(max_pages):
             query = urlencode({**params, "page": page, "pageSize": PAGE_SIZE})
-            deploys, pages = self._retrying(
-                lambda q=query: answers.page_of(self._send("GET", f"{path}?{q}", entity=entity))  # type: ignore[misc]
-            )
+            deploys, pages = answers.page_of(self._send("GET", f"{path}?{query}", entity=entity))
             yield from deploys
             if page + 1 >= pages or not deploys:
                 return
@@ -182,7 +182,13 @@ class CortexClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _send(
-        self, method: str, path: str, *, entity: str | None = None, body: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        entity: str | None = None,
+        body: Any = None,
+        guard: Guard | None = None,
     ) -> Response:
         headers = {
             "Authorization": f"Bearer {self._token}",
@@ -193,8 +199,10 @@ class CortexClient:
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
-        if self.before_request is not None:
-            self.before_request()
+        if self._budget is not None:
+            self._budget.before_request()
+        if guard is not None:
+            guard()
         try:
             response = self._transport.request(method, path, headers=headers, body=data)
         except TransportError as exc:
@@ -203,26 +211,11 @@ class CortexClient:
             ) from exc
         if 200 <= response.status < 300:
             return response
-        error = answers.error_for(response, entity=entity)
-        if response.status == 429 and self.on_rate_limited is not None:
-            self.on_rate_limited(error.retry_after)
+        # Cortex's error text may echo what it was sent, the token included.
+        error = answers.error_for(response, entity=entity, secrets=(self._token,))
+        if response.status == 429 and self._budget is not None:
+            self._budget.rate_limited(error.retry_after)
         raise error
-
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        started = self._clock()
-        number = 1
-        while True:
-            try:
-                return attempt()
-            except CortexRetryable as exc:
-                delay = self.retry.delay(number, exc.retry_after)
-                elapsed = self._clock() - started
-                if number >= self.retry.max_attempts or elapsed + delay > self.retry.max_elapsed:
-                    raise
-                if self._on_retry is not None:
-                    self._on_retry(exc, delay)
-                self._sleep(delay)
-                number += 1
 
 
 def _deploys_path(entity: str) -> str:

@@ -10,7 +10,7 @@ import base64
 import http.client
 import socket
 import ssl
-from collections.abc import Mapping
+import urllib.request
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -131,18 +131,15 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) < 200 else text[:200] + "..."
 
 
-def proxy_for(url: str, environ: Mapping[str, str]) -> str | None:
-    """The proxy the environment names for ``url`` (HTTPS_PROXY / HTTP_PROXY, NO_PROXY)."""
+def proxy_for(url: str) -> str | None:
+    """The proxy this process's environment names for ``url``, None for a direct connection.
+
+    Read as the standard library reads it (``urllib.request.getproxies`` and
+    ``proxy_bypass``): ``https_proxy``/``http_proxy`` in either case, ``no_proxy`` with its
+    suffixes, ports and ``*``, and on macOS and Windows the system's own settings.
+    """
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    names = (
-        ("HTTPS_PROXY", "https_proxy") if parts.scheme == "https" else ("HTTP_PROXY", "http_proxy")
-    )
-    proxy = next((environ[n] for n in names if environ.get(n, "").strip()), None)
-    if not proxy:
+    proxy = urllib.request.getproxies().get(parts.scheme, "").strip()
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
         return None
-    bypass = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
-    for entry in (e.strip().lower().lstrip(".") for e in bypass.split(",")):
-        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
-            return None
-    return proxy.strip() if "://" in proxy else f"http://{proxy.strip()}"
+    return proxy if "://" in proxy else f"http://{proxy}"

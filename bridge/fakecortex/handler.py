@@ -72,6 +72,8 @@ def handler_for(fake: FakeCortex) -> type[BaseHTTPRequestHandler]:
             ):
                 self._answer(*fake._bad("Content-Type must be application/json"))
                 return
+            if fake.latency:
+                time.sleep(fake.latency)  # a real Cortex's time per request, before acting
             fault = fake._next_fault(self.command)
             if fault is not None and fault.kind == "delay":
                 time.sleep(fault.seconds)

@@ -42,6 +42,7 @@ class FakeCortex:
         slow_seconds: float = 0.5,
         retry_after: float = 1.0,
         rate_limit_per_minute: int = 0,
+        latency: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0.0 <= chaos <= 1.0:
@@ -49,6 +50,8 @@ class FakeCortex:
         unknown = sorted(set(chaos_kinds) - set(CHAOS_KINDS))
         if unknown or not chaos_kinds:
             raise ValueError(f"chaos kinds must be some of {', '.join(CHAOS_KINDS)}: {unknown!r}")
+        if latency < 0:
+            raise ValueError(f"latency must be >= 0, got {latency!r}")
         if rate_limit_per_minute < 0:
             raise ValueError(f"rate limit must be >= 0, got {rate_limit_per_minute!r}")
         self.token = token
@@ -61,6 +64,7 @@ class FakeCortex:
         self.slow_seconds = slow_seconds
         self.retry_after = retry_after
         self.rate_limit_per_minute = rate_limit_per_minute  # 0: no limit
+        self.latency = latency  # seconds every API request takes before it is answered
         self.faults_applied: Counter[str] = Counter()  # "queued:503", "chaos:delay", "rate_limit"
         self._rng = random.Random(seed)  # noqa: S311 (fault injection, not cryptography)
         self._clock = clock

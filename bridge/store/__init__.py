@@ -2,6 +2,7 @@
 
 from bridge.store.budget import CORTEX_BUDGET, Draw
 from bridge.store.listener import Listener
+from bridge.store.records import Lookup, RecordWrite
 from bridge.store.schema import (
     DEAD,
     DELIVERED,
@@ -29,7 +30,9 @@ __all__ = [
     "Delivery",
     "Draw",
     "Listener",
+    "Lookup",
     "Record",
+    "RecordWrite",
     "Store",
     "StoreError",
 ]

@@ -3,7 +3,7 @@
 Every replica's workers draw their requests to Cortex from one token bucket kept in the
 ``rate_budgets`` table; bucket.py holds its arithmetic, which each statement here runs inside
 the database, so the row lock PostgreSQL takes for the UPDATE orders the draws of the whole
-fleet. :class:`Budgets` is the part of the Store that keeps it.
+fleet. :class:`Budgets` is the part of the Store that keeps it (``store.budget``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bridge.store import bucket
-from bridge.store.base import StoreBase, aware
+from bridge.store.base import Database, aware
 from bridge.store.schema import rate_budgets
 
 # The one budget there is today: requests to Cortex, which limits each client.
@@ -31,8 +31,11 @@ class Draw:
     paused_until: datetime | None  # set while Cortex has asked every client to wait
 
 
-class Budgets(StoreBase):
+class Budgets:
     """The Store's shared rate budgets, which every replica draws from."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def draw(self, *, now: datetime, per_minute: int, name: str = CORTEX_BUDGET) -> Draw:
         """Take one request from the budget every replica shares; when it may be sent."""
@@ -60,7 +63,7 @@ class Budgets(StoreBase):
             .values(tokens=left, counted_at=counted_at)
             .returning(row.tokens, row.paused_until)
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             found = self._on_budget(conn, drawn, name=name, tokens=most, at=at)
         tokens, paused_until = float(found.tokens), float(found.paused_until)
         return Draw(
@@ -68,7 +71,7 @@ class Budgets(StoreBase):
             paused_until=_from_epoch(paused_until) if paused_until > at else None,
         )
 
-    def pause_budget(self, *, until: datetime, name: str = CORTEX_BUDGET) -> None:
+    def pause(self, *, until: datetime, name: str = CORTEX_BUDGET) -> None:
         """Stop every replica's requests until ``until`` (Cortex answered 429)."""
         at = aware(until).timestamp()
         least, greatest = self._least_greatest()
@@ -82,13 +85,13 @@ class Budgets(StoreBase):
             .values(tokens=tokens, paused_until=paused_until)
             .returning(row.name)
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             self._on_budget(conn, paused, name=name, tokens=0.0, at=at)
 
-    def budget_paused_until(self, *, name: str = CORTEX_BUDGET) -> datetime | None:
+    def paused_until(self, *, name: str = CORTEX_BUDGET) -> datetime | None:
         """Until when Cortex asked every replica to wait; None if it never did."""
         paused = sa.select(rate_budgets.c.paused_until).where(rate_budgets.c.name == name)
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             found = conn.execute(paused).scalar_one_or_none()
         return _from_epoch(found) if found else None
 
@@ -100,7 +103,7 @@ class Budgets(StoreBase):
         if found is not None:
             return found
         seed = (
-            self._insert(rate_budgets)
+            self.db.insert(rate_budgets)
             .values(name=name, tokens=tokens, counted_at=at, paused_until=0.0)
             .on_conflict_do_nothing(index_elements=[rate_budgets.c.name])
         )
@@ -109,7 +112,7 @@ class Budgets(StoreBase):
 
     def _least_greatest(self) -> tuple[bucket.Pick, bucket.Pick]:
         """The two-argument min and max of SQL: LEAST/GREATEST, or SQLite's scalar min/max."""
-        if self._engine.dialect.name == "postgresql":
+        if self.db.is_postgresql:
             return sa.func.least, sa.func.greatest
         return sa.func.min, sa.func.max
 

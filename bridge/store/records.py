@@ -4,61 +4,108 @@ Each deploy's record in Cortex is kept under its idempotency key, so a later eve
 same deploy (a lifecycle's end, a redelivery) updates or skips that record rather than making
 another. Each deploy Cortex accepted as succeeded is added to its entity's history per
 environment, which rollback detection (bridge/rollback.py) reads. :class:`Records` is the part
-of the Store that keeps both.
+of the Store that keeps both (``store.records``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from bridge.rollback import PastDeploy
-from bridge.store.base import StoreBase, aware
-from bridge.store.schema import Record, history, records
+from bridge.store.base import Database, aware
+from bridge.store.schema import Record, history, history_seeded, records
 
 
-class Records(StoreBase):
+@dataclass(frozen=True)
+class RecordWrite:
+    """A change to the records, stored with the delivery progress it belongs to.
+
+    ``uuid``: the record Cortex now holds for ``key``, with ``customData.status`` ``state``;
+    None: Cortex's record was deleted. ``deployed``: ``(environment, deploy)`` to add to the
+    history with it, for a deploy Cortex holds as succeeded.
+    """
+
+    key: str
+    entity: str
+    uuid: str | None
+    state: str = ""
+    deployed: tuple[str | None, PastDeploy] | None = None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the store knows for one deploy on one entity, read in one transaction."""
+
+    record: Record | None
+    history: list[PastDeploy] = field(default_factory=list)
+    seeded: bool = False  # the environment's history was read from Cortex once
+
+
+class Records:
     """The Store's Cortex records (by idempotency key) and deploy history (rollback detection)."""
 
-    def get_record(self, key: str) -> Record | None:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, key: str) -> Record | None:
         """The Cortex record made for an idempotency key."""
-        with self._transaction(write=False) as conn:
-            row = conn.execute(records.select().where(records.c.idempotency_key == key))
-            found = row.mappings().first()
-        if found is None:
-            return None
-        return Record(
-            key=found["idempotency_key"],
-            entity=found["entity"],
-            cortex_uuid=found["cortex_uuid"],
-            state=found["state"],
-            updated_at=found["updated_at"],
-        )
+        with self.db.transaction(write=False) as conn:
+            return _record(conn, key)
 
-    def save_record(
-        self, key: str, *, entity: str, cortex_uuid: str, state: str, now: datetime
+    def lookup(self, key: str, *, entity: str, environment: str | None) -> Lookup:
+        """The record for ``key`` and the entity's history in ``environment``, at once."""
+        with self.db.transaction(write=False) as conn:
+            found = _record(conn, key)
+            past = _history(conn, entity, environment)
+            seeded = bool(past) or _seeded(conn, entity, environment)
+        return Lookup(found, past, seeded)
+
+    def save(
+        self,
+        key: str,
+        *,
+        entity: str,
+        cortex_uuid: str,
+        state: str,
+        now: datetime,
+        deployed: tuple[str | None, PastDeploy] | None = None,
     ) -> None:
-        """Create or replace the Cortex record for an idempotency key."""
-        values: dict[str, Any] = {
-            "entity": entity,
-            "cortex_uuid": cortex_uuid,
-            "state": state,
-            "updated_at": aware(now),
-        }
-        upsert = (
-            self._insert(records)
-            .values(idempotency_key=key, **values)
-            .on_conflict_do_update(index_elements=[records.c.idempotency_key], set_=values)
-        )
-        with self._transaction(write=True) as conn:
-            conn.execute(upsert)
+        """Create or replace the Cortex record for an idempotency key (and its history)."""
+        made = RecordWrite(key, entity, cortex_uuid, state, deployed)
+        with self.db.transaction(write=True) as conn:
+            self.apply(conn, [made], now=now)
 
-    def delete_record(self, key: str) -> bool:
+    def apply(self, conn: Connection, writes: Sequence[RecordWrite], *, now: datetime) -> None:
+        """Make ``writes`` in the caller's transaction, in order."""
+        for write in writes:
+            if write.uuid is None:
+                conn.execute(records.delete().where(records.c.idempotency_key == write.key))
+                continue
+            values: dict[str, Any] = {
+                "entity": write.entity,
+                "cortex_uuid": write.uuid,
+                "state": write.state,
+                "updated_at": aware(now),
+            }
+            upsert = (
+                self.db.insert(records)
+                .values(idempotency_key=write.key, **values)
+                .on_conflict_do_update(index_elements=[records.c.idempotency_key], set_=values)
+            )
+            conn.execute(upsert)
+            if write.deployed is not None:
+                environment, past = write.deployed
+                conn.execute(self._add_history(write.key, write.entity, environment, past))
+
+    def delete(self, key: str) -> bool:
         """Forget the Cortex record for an idempotency key; False if there was none."""
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             gone = conn.execute(records.delete().where(records.c.idempotency_key == key))
             return gone.rowcount == 1
 
@@ -66,37 +113,54 @@ class Records(StoreBase):
 
     def history(self, entity: str, environment: str | None) -> list[PastDeploy]:
         """An entity's deploys to an environment, oldest first by the deploys' own times."""
-        past = (
-            sa.select(history.c.sha, history.c.deployed_at)
-            .where(history.c.entity == entity, history.c.environment == (environment or ""))
-            .order_by(history.c.deployed_at, history.c.idempotency_key)
-        )
-        with self._transaction(write=False) as conn:
-            return [PastDeploy(sha=sha, timestamp=at) for sha, at in conn.execute(past)]
+        with self.db.transaction(write=False) as conn:
+            return _history(conn, entity, environment)
+
+    def history_seeded(self, entity: str, environment: str | None) -> bool:
+        """True once :meth:`seed_history` ran for the entity and environment."""
+        with self.db.transaction(write=False) as conn:
+            return _seeded(conn, entity, environment)
 
     def add_history(
         self, *, entity: str, environment: str | None, sha: str, deployed_at: datetime, key: str
     ) -> bool:
         """Add a deploy Cortex accepted to the history; False if ``key`` was already there."""
-        add = (
-            self._insert(history)
+        add = self._add_history(key, entity, environment, PastDeploy(sha, deployed_at))
+        with self.db.transaction(write=True) as conn:
+            return conn.execute(add.returning(history.c.idempotency_key)).first() is not None
+
+    def _add_history(
+        self, key: str, entity: str, environment: str | None, past: PastDeploy
+    ) -> sa.Insert:
+        return (
+            self.db.insert(history)
             .values(
                 idempotency_key=key,
                 entity=entity,
                 environment=environment or "",
-                sha=sha,
-                deployed_at=aware(deployed_at),
+                sha=past.sha,
+                deployed_at=aware(past.timestamp),
             )
             .on_conflict_do_nothing(index_elements=[history.c.idempotency_key])
-            .returning(history.c.idempotency_key)
         )
-        with self._transaction(write=True) as conn:
-            return conn.execute(add).first() is not None
 
     def seed_history(
-        self, *, entity: str, environment: str | None, deploys: Iterable[tuple[str, PastDeploy]]
+        self,
+        *,
+        entity: str,
+        environment: str | None,
+        deploys: Iterable[tuple[str, PastDeploy]],
+        made: Iterable[tuple[str, str, str]] = (),
+        now: datetime,
     ) -> None:
-        """Add ``(key, deploy)`` pairs to the history in one transaction; known keys are kept."""
+        """Keep what Cortex's listing showed of an environment, in one transaction.
+
+        ``deploys``: ``(key, deploy)`` pairs for the history (known keys are kept); ``made``:
+        ``(key, uuid, state)`` of records another path (the Action, ``send``) made, kept as
+        records unless the relay has its own. The environment counts as seeded even when the
+        listing showed nothing.
+        """
+        now = aware(now)
         rows = [
             {
                 "idempotency_key": key,
@@ -107,10 +171,63 @@ class Records(StoreBase):
             }
             for key, past in deploys
         ]
-        if not rows:
-            return
-        add = self._insert(history).on_conflict_do_nothing(
-            index_elements=[history.c.idempotency_key]
+        found = [
+            {
+                "idempotency_key": key,
+                "entity": entity,
+                "cortex_uuid": uuid,
+                "state": state,
+                "updated_at": now,
+            }
+            for key, uuid, state in made
+        ]
+        seeded = (
+            self.db.insert(history_seeded)
+            .values(entity=entity, environment=environment or "", seeded_at=now)
+            .on_conflict_do_nothing(
+                index_elements=[history_seeded.c.entity, history_seeded.c.environment]
+            )
         )
-        with self._transaction(write=True) as conn:
-            conn.execute(add, rows)
+        with self.db.transaction(write=True) as conn:
+            if rows:
+                add = self.db.insert(history).on_conflict_do_nothing(
+                    index_elements=[history.c.idempotency_key]
+                )
+                conn.execute(add, rows)
+            if found:
+                adopt = self.db.insert(records).on_conflict_do_nothing(
+                    index_elements=[records.c.idempotency_key]
+                )
+                conn.execute(adopt, found)
+            conn.execute(seeded)
+
+
+def _record(conn: Connection, key: str) -> Record | None:
+    row = conn.execute(records.select().where(records.c.idempotency_key == key))
+    found = row.mappings().first()
+    if found is None:
+        return None
+    return Record(
+        key=found["idempotency_key"],
+        entity=found["entity"],
+        cortex_uuid=found["cortex_uuid"],
+        state=found["state"],
+        updated_at=found["updated_at"],
+    )
+
+
+def _history(conn: Connection, entity: str, environment: str | None) -> list[PastDeploy]:
+    past = (
+        sa.select(history.c.sha, history.c.deployed_at)
+        .where(history.c.entity == entity, history.c.environment == (environment or ""))
+        .order_by(history.c.deployed_at, history.c.idempotency_key)
+    )
+    return [PastDeploy(sha=sha, timestamp=at) for sha, at in conn.execute(past)]
+
+
+def _seeded(conn: Connection, entity: str, environment: str | None) -> bool:
+    seeded = sa.select(history_seeded.c.entity).where(
+        history_seeded.c.entity == entity,
+        history_seeded.c.environment == (environment or ""),
+    )
+    return conn.execute(seeded).first() is not None

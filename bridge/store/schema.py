@@ -175,6 +175,17 @@ history = sa.Table(
 )
 sa.Index(None, history.c.entity, history.c.environment, history.c.deployed_at)
 
+# The entity+environment pairs whose history was read from Cortex once (records.py), found
+# empty or not: without it an environment with no succeeded deploy yet (lifecycle starts,
+# failures) would have Cortex's listing read again for every event.
+history_seeded = sa.Table(
+    "bridge_history_seeded",
+    metadata,
+    sa.Column("entity", sa.Text, primary_key=True),
+    sa.Column("environment", sa.Text, primary_key=True),  # "" for none, as in bridge_history
+    sa.Column("seeded_at", UTCDateTime(), nullable=False),
+)
+
 # The token bucket every replica's workers draw from before each Cortex request (see
 # bucket.py), one row per budget. Times are epoch seconds, so that the refill arithmetic is
 # the same plain SQL on both backends.
@@ -258,8 +269,16 @@ def _upgrade_to_2(conn: Connection) -> None:
 
 
 def _upgrade_to_3(conn: Connection) -> None:
-    """Version 3: the sync's progress, what it recorded, and the reconcile's lease."""
+    """Version 3: which entity+environment histories were read from Cortex (issue 8); the
+    sync's progress, what it recorded, and the reconcile's lease (issue 11)."""
     frozen = sa.MetaData(naming_convention=metadata.naming_convention)
+    sa.Table(
+        "bridge_history_seeded",
+        frozen,
+        sa.Column("entity", sa.Text, primary_key=True),
+        sa.Column("environment", sa.Text, primary_key=True),
+        sa.Column("seeded_at", UTCDateTime(), nullable=False),
+    ).create(conn)
     sa.Table(
         "bridge_sync_progress",
         frozen,

@@ -1,8 +1,9 @@
 """The Store: the delivery outbox, and the Store put together from its parts.
 
-:class:`Store` is the outbox (below) plus the parts it inherits: the shared rate budget
-(budget.py), Cortex records and deploy history (records.py), and the engine and transactions
-they all run on (base.py).
+:class:`Store` is the outbox (below), with its parts beside it on the same database object
+(base.py's :class:`Database`: the engine and the transactions they all run in):
+``store.records``, Cortex records and deploy history (records.py), and ``store.budget``, the
+shared rate budget (budget.py).
 
 Every write is one short transaction committed before the method returns, so a receiver
 that answers 202 after :meth:`Store.enqueue` has the event on disk (see engine.py for the
@@ -29,12 +30,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from bridge.store.base import aware
+from bridge.store.base import Database, aware
 from bridge.store.batching import GroupCommit
 from bridge.store.budget import Budgets
 from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, create_engine, is_memory
 from bridge.store.listener import Listener
-from bridge.store.records import Records
+from bridge.store.records import Records, RecordWrite
 from bridge.store.schema import (
     DEAD,
     DELIVERED,
@@ -77,15 +78,18 @@ MAX_ERROR_LENGTH = 2000
 WAKE_CHANNEL = "bridge_deliveries"
 
 
-class Store(Budgets, Records, SyncState):
+class Store:
     """The bridge's durable state on one database; safe to share between threads."""
 
     def __init__(self, engine: Engine) -> None:
-        super().__init__(engine)
+        self.db = Database(engine)
+        self.records = Records(self.db)
+        self.budget = Budgets(self.db)
+        self.sync = SyncState(self.db)
         # Built once: SQLAlchemy caches its compiled form, and a statement built anew per
         # event costs more than the INSERT itself.
         self._insert_delivery = (
-            self._insert(deliveries)
+            self.db.insert(deliveries)
             .values({name: sa.bindparam(name) for name in ENQUEUED_COLUMNS})
             .on_conflict_do_nothing(index_elements=[deliveries.c.dedupe_key])
             .returning(deliveries.c.id)
@@ -96,8 +100,8 @@ class Store(Budgets, Records, SyncState):
         # On a SQLite file the same statements run on the driver's connection
         # (sqlite_outbox.py).
         self._sqlite_outbox = (
-            SqliteOutbox(engine, self._writer, self._insert_delivery, self._first_delivery)
-            if self._writer
+            SqliteOutbox(engine, self.db.writer, self._insert_delivery, self._first_delivery)
+            if self.db.writer
             else None
         )
         self._enqueues: GroupCommit[Any, tuple[int, bool]] = GroupCommit(
@@ -121,12 +125,20 @@ class Store(Budgets, Records, SyncState):
             raise StoreError("database has no bridge schema: start the bridge once to create it")
         store = cls(engine)
         try:
-            with store._transaction(write=create) as conn:
+            with store.db.transaction(write=create) as conn:
                 (ensure_schema if create else check_schema)(conn)
         except BaseException:
             store.close()
             raise
         return store
+
+    def close(self) -> None:
+        """Close every pooled connection (and, on SQLite, the writers' lock file)."""
+        self.db.close()
+
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+        self.db.ping()
 
     def __enter__(self) -> Store:
         """Use the store in a ``with`` block that closes it."""
@@ -178,7 +190,7 @@ class Store(Budgets, Records, SyncState):
         # CONFLICT rather than catching IntegrityError keeps every GitHub redelivery from
         # writing an ERROR into PostgreSQL's log and aborting the transaction.
         stored: list[tuple[int, bool]] = []
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             for row in rows:
                 new_id = conn.execute(self._insert_delivery, row).scalar_one_or_none()
                 if new_id is not None:
@@ -222,7 +234,7 @@ class Store(Budgets, Records, SyncState):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             ids = list(conn.execute(due).scalars())
             if not ids:
                 return []
@@ -245,12 +257,58 @@ class Store(Budgets, Records, SyncState):
         turn = {id: n for n, id in enumerate(ids)}  # RETURNING keeps no order: the claim's
         return sorted((_delivery(row) for row in rows), key=lambda d: turn[d.id])
 
-    def complete(self, id: int, *, owner: str, results: Mapping[str, Any], now: datetime) -> bool:
-        """Mark a leased delivery delivered; False when ``owner`` no longer holds it."""
+    def hold(
+        self,
+        id: int,
+        *,
+        owner: str,
+        attempt: int,
+        results: Mapping[str, Any],
+        now: datetime,
+        lease_seconds: float,
+        writes: Sequence[RecordWrite] = (),
+    ) -> bool:
+        """Renew ``owner``'s lease and keep the progress made; False when the lease is lost.
+
+        One UPDATE by primary key: the worker's fence before each Cortex write, and its
+        heartbeat after each entity. ``attempt`` (the attempt count its claim returned) is the
+        fencing token: a worker whose lease another attempt took can never renew it again.
+        ``writes``: the records the progress made, kept with it, only while the lease is held.
+        """
+        now = aware(now)
+        until = now + timedelta(seconds=lease_seconds)
+        renew = (
+            deliveries.update()
+            .where(
+                deliveries.c.id == id,
+                deliveries.c.status == DELIVERING,
+                deliveries.c.lease_owner == owner,
+                deliveries.c.attempts == attempt,
+            )
+            .values(lease_until=until, next_attempt_at=until, results=_encode(results))
+        )
+        with self.db.transaction(write=True) as conn:
+            return self._with_writes(conn, conn.execute(renew).rowcount == 1, writes, now)
+
+    def complete(
+        self,
+        id: int,
+        *,
+        owner: str,
+        results: Mapping[str, Any],
+        now: datetime,
+        writes: Sequence[RecordWrite] = (),
+    ) -> bool:
+        """Mark a leased delivery delivered; False when ``owner`` no longer holds it.
+
+        ``writes`` (here and in :meth:`reschedule`, :meth:`dead_letter`): the records the
+        attempt made, kept in the same transaction as its outcome.
+        """
         now = aware(now)
         return self._finish(
             id,
             owner,
+            writes,
             status=DELIVERED,
             next_attempt_at=None,
             delivered_at=now,
@@ -267,11 +325,13 @@ class Store(Budgets, Records, SyncState):
         next_attempt_at: datetime,
         results: Mapping[str, Any],
         now: datetime,
+        writes: Sequence[RecordWrite] = (),
     ) -> bool:
         """Put a leased delivery back for another try; False when ``owner`` no longer holds it."""
         return self._finish(
             id,
             owner,
+            writes,
             status=RETRYING,
             next_attempt_at=aware(next_attempt_at),
             last_error=_clip(error),
@@ -280,12 +340,20 @@ class Store(Budgets, Records, SyncState):
         )
 
     def dead_letter(
-        self, id: int, *, owner: str, error: str, results: Mapping[str, Any], now: datetime
+        self,
+        id: int,
+        *,
+        owner: str,
+        error: str,
+        results: Mapping[str, Any],
+        now: datetime,
+        writes: Sequence[RecordWrite] = (),
     ) -> bool:
         """Give up on a leased delivery; False when ``owner`` no longer holds it."""
         return self._finish(
             id,
             owner,
+            writes,
             status=DEAD,
             next_attempt_at=None,
             last_error=_clip(error),
@@ -293,7 +361,7 @@ class Store(Budgets, Records, SyncState):
             updated_at=aware(now),
         )
 
-    def _finish(self, id: int, owner: str, **values: Any) -> bool:
+    def _finish(self, id: int, owner: str, writes: Sequence[RecordWrite], **values: Any) -> bool:
         # The owner check makes a worker whose lease was taken over (it stalled, another
         # worker claimed the row) unable to overwrite the newer attempt's outcome. An expired
         # lease nobody took yet still counts: the work was done, recording it saves a resend.
@@ -307,8 +375,18 @@ class Store(Budgets, Records, SyncState):
             .values(lease_owner=None, lease_until=None)
             .values(values)
         )
-        with self._transaction(write=True) as conn:
-            return conn.execute(finish).rowcount == 1
+        with self.db.transaction(write=True) as conn:
+            held = conn.execute(finish).rowcount == 1
+            return self._with_writes(conn, held, writes, values["updated_at"])
+
+    def _with_writes(
+        self, conn: Connection, held: bool, writes: Sequence[RecordWrite], now: datetime
+    ) -> bool:
+        # Only while the lease is held: a worker that lost it leaves its writes to the next
+        # owner, who finds the entity marked as sending and looks its record up in Cortex.
+        if held and writes:
+            self.records.apply(conn, writes, now=now)
+        return held
 
     def retry(self, id: int, *, now: datetime) -> bool:
         """Queue a dead or retrying delivery to be tried now; False if delivered, leased, absent."""
@@ -318,7 +396,7 @@ class Store(Budgets, Records, SyncState):
             .where(deliveries.c.id == id, deliveries.c.status.in_((DEAD, *_WAITING)))
             .values(status=QUEUED, next_attempt_at=now, updated_at=now)
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             requeued = conn.execute(requeue).rowcount == 1
             if requeued:
                 self._notify(conn)
@@ -326,7 +404,7 @@ class Store(Budgets, Records, SyncState):
 
     def get(self, id: int) -> Delivery | None:
         """One delivery by id."""
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             row = conn.execute(deliveries.select().where(deliveries.c.id == id)).mappings().first()
         return _delivery(row) if row is not None else None
 
@@ -344,7 +422,7 @@ class Store(Budgets, Records, SyncState):
             page = page.where(deliveries.c.status == status)
         if after is not None:
             page = page.where(deliveries.c.id < after)
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             rows = conn.execute(page).mappings().all()
         found = [_delivery(row) for row in rows[:limit]]
         return found, (found[-1].id if len(rows) > limit else None)
@@ -353,7 +431,7 @@ class Store(Budgets, Records, SyncState):
         """How many deliveries are in each status (every status present, zeros included)."""
         per_status = sa.select(deliveries.c.status, sa.func.count()).group_by(deliveries.c.status)
         counted = dict.fromkeys(STATUSES, 0)
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             counted.update({status: int(n) for status, n in conn.execute(per_status)})
         return counted
 
@@ -362,15 +440,16 @@ class Store(Budgets, Records, SyncState):
         oldest = sa.select(sa.func.min(deliveries.c.received_at)).where(
             deliveries.c.status.in_(_WAITING)
         )
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             received: datetime | None = conn.execute(oldest).scalar_one()
         return None if received is None else (aware(now) - received).total_seconds()
 
     def listen(self, wake: Callable[[], None]) -> Listener | None:
         """Call ``wake`` whenever any process queues an event (PostgreSQL); None on SQLite."""
-        if self._engine.dialect.name != "postgresql":
+        if not self.db.is_postgresql:
             return None
-        args, params = self._engine.dialect.create_connect_args(self._engine.url)
+        engine = self.db.engine
+        args, params = engine.dialect.create_connect_args(engine.url)
         params = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **params}
         return Listener(args, params, channel=WAKE_CHANNEL, wake=wake).start()
 

@@ -1,9 +1,10 @@
 """The sync's state in the database: each reader's progress, what it recorded, the lease.
 
-A part of the Store (see store.py). Progress is saved at each resume point a reader gives, so
-an interrupted sync (Ctrl-C, SIGKILL) continues there; what was recorded is kept by
-idempotency key, so a rerun that meets a deploy again knows it was recorded even before
-Cortex's listing shows it. The lease lets one replica at a time run the relay's reconcile.
+A part of the Store (``store.sync``), sharing its Database. Progress is saved at each resume
+point a reader gives, so an interrupted sync (Ctrl-C, SIGKILL) continues there; what was
+recorded is kept by idempotency key, so a rerun that meets a deploy again knows it was
+recorded even before Cortex's listing shows it. The lease lets one replica at a time run the
+relay's reconcile.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from bridge.store.base import StoreBase, aware
+from bridge.store.base import Database, aware
 from bridge.store.schema import sync_leases, sync_progress, sync_recorded
 
 RUNNING, DONE = "running", "done"
@@ -31,13 +32,16 @@ class Progress:
     updated_at: datetime
 
 
-class SyncState(StoreBase):
-    """The Store's sync progress, recorded keys and reconcile lease."""
+class SyncState:
+    """The Store's sync progress, recorded keys and reconcile lease (``store.sync``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def sync_progress(self, reader: str) -> Progress | None:
         """The saved progress of ``reader``, if it ever ran."""
         found = sync_progress.select().where(sync_progress.c.reader == reader)
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             row = conn.execute(found).mappings().first()
         return Progress(**row) if row is not None else None
 
@@ -51,11 +55,11 @@ class SyncState(StoreBase):
             "updated_at": aware(now),
         }
         upsert = (
-            self._insert(sync_progress)
+            self.db.insert(sync_progress)
             .values(reader=reader, **values)
             .on_conflict_do_update(index_elements=[sync_progress.c.reader], set_=values)
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             conn.execute(upsert)
 
     def save_resume(self, reader: str, resume: str, *, now: datetime) -> None:
@@ -71,23 +75,23 @@ class SyncState(StoreBase):
         done = sa.select(sync_progress.c.reader, sync_progress.c.updated_at).where(
             sync_progress.c.state == DONE
         )
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             return {reader: aware(at) for reader, at in conn.execute(done)}
 
     def mark_recorded(self, key: str, *, reader: str, uuid: str, now: datetime) -> None:
         """The sync recorded the deploy ``key`` as Cortex's ``uuid``."""
         insert = (
-            self._insert(sync_recorded)
+            self.db.insert(sync_recorded)
             .values(idempotency_key=key, reader=reader, cortex_uuid=uuid, recorded_at=aware(now))
             .on_conflict_do_nothing(index_elements=[sync_recorded.c.idempotency_key])
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             conn.execute(insert)
 
     def recorded_uuid(self, key: str) -> str | None:
         """The uuid a sync recorded for ``key``, if one did."""
         found = sa.select(sync_recorded.c.cortex_uuid).where(sync_recorded.c.idempotency_key == key)
-        with self._transaction(write=False) as conn:
+        with self.db.transaction(write=False) as conn:
             uuid: str | None = conn.execute(found).scalar_one_or_none()
         return uuid
 
@@ -99,7 +103,7 @@ class SyncState(StoreBase):
         # One statement: the conflict's UPDATE only happens where the lease is ours or lapsed,
         # and PostgreSQL's row lock orders two replicas trying at once.
         take = (
-            self._insert(sync_leases)
+            self.db.insert(sync_leases)
             .values(name=name, owner=owner, lease_until=until)
             .on_conflict_do_update(
                 index_elements=[row.name],
@@ -108,7 +112,7 @@ class SyncState(StoreBase):
             )
             .returning(row.owner)
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             holder = conn.execute(take).scalar_one_or_none()
         return holder == owner
 
@@ -117,10 +121,10 @@ class SyncState(StoreBase):
         release = sync_leases.delete().where(
             sync_leases.c.name == name, sync_leases.c.owner == owner
         )
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             conn.execute(release)
 
     def _update(self, reader: str, **values: object) -> None:
         update = sync_progress.update().where(sync_progress.c.reader == reader).values(values)
-        with self._transaction(write=True) as conn:
+        with self.db.transaction(write=True) as conn:
             conn.execute(update)

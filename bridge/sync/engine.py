@@ -15,16 +15,16 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from bridge import recorder
-from bridge.config import Config, RecordMode, route
+from bridge.config import Config, route
 from bridge.cortex import CortexClient
-from bridge.delivery import LOOKUP_WINDOW, Action, decide, routed
+from bridge.delivery import LOOKUP_WINDOW, Action, Known, Policy, decide, made_by_bridge, routed
 from bridge.errors import BridgeError, CortexError, UnsupportedEvent
 from bridge.mapping import idempotency_key, key_of
 from bridge.model import DeployEvent, DeployType
-from bridge.rollback import same_sha
+from bridge.rollback import PastDeploy, past_deploys, same_sha
 from bridge.store.sync_state import RUNNING
 from bridge.sync.reader import Found, Reader, Window
 from bridge.times import format_timestamp, parse_timestamp
@@ -90,8 +90,8 @@ class Tally:
 class EntityDeploys:
     """One entity's deploys in Cortex, read once, kept current as the sync records more.
 
-    It answers what :func:`bridge.recorder.record` asks a Cortex client (the listing, the
-    create), so the recorder sees this sync's own records without reading the listing again.
+    It is the history :func:`bridge.recorder.record` reads (through :class:`SyncHistory`), so
+    the recorder sees this sync's own records without reading the listing again.
     """
 
     def __init__(self, client: CortexClient) -> None:
@@ -99,7 +99,7 @@ class EntityDeploys:
         self._deploys: dict[str, list[dict[str, Any]]] = {}
         # Indexes of the same records, so that comparing stays linear in an entity's deploys:
         # uuids by idempotency key, and records without a key by environment and short sha.
-        self._keys: dict[str, dict[str, list[str]]] = {}
+        self._records: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self._keyless: dict[str, dict[tuple[str | None, str], list[dict[str, Any]]]] = {}
         self._matched: set[str] = set()  # uuids of keyless records already matched
 
@@ -107,7 +107,7 @@ class EntityDeploys:
         """Cortex's deploys of ``entity`` (read on first use)."""
         if entity not in self._deploys:
             self._deploys[entity] = []
-            self._keys[entity] = defaultdict(list)
+            self._records[entity] = defaultdict(list)
             self._keyless[entity] = defaultdict(list)
             for deploy in self.client.iter_deploys(entity):
                 self._keep(entity, deploy)
@@ -116,18 +116,27 @@ class EntityDeploys:
     def uuids(self, entity: str, key: str) -> list[str]:
         """The uuids of ``entity``'s records that carry idempotency ``key``."""
         self.deploys(entity)
-        return self._keys[entity].get(key, [])
+        return [str(deploy.get("uuid")) for deploy in self._records[entity].get(key, [])]
 
-    def iter_deploys(self, entity: str, **_: Any) -> Iterator[dict[str, Any]]:
-        """The recorder's read of the history: the kept listing."""
-        return iter(self.deploys(entity))
-
-    def create_deploy(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Record through the real client, and keep the new record in the listing."""
-        made = self.client.create_deploy(entity, body)
+    def known(self, entity: str, key: str) -> Known | None:
+        """The record of ``entity`` that carries idempotency ``key`` (the first, if doubled)."""
         self.deploys(entity)
-        self._keep(entity, {**body, "uuid": made.get("uuid")})
-        return made
+        found = self._records[entity].get(key)
+        return made_by_bridge(found[:1]).get(key) if found else None
+
+    def add(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
+        """Keep a record this sync made, as Cortex's listing will show it."""
+        self.deploys(entity)
+        self._keep(
+            entity,
+            {
+                "uuid": uuid,
+                "sha": event.sha,
+                "environment": event.environment,
+                "timestamp": format_timestamp(event.timestamp),
+                "customData": {"status": state, "bridge": {"idempotencyKey": key}},
+            },
+        )
 
     def keyless_match(
         self, entity: str, event: DeployEvent, window: timedelta
@@ -149,7 +158,7 @@ class EntityDeploys:
     def forget(self) -> None:
         """Drop what was read (between readers: memory stays flat over an organisation)."""
         self._deploys.clear()
-        self._keys.clear()
+        self._records.clear()
         self._keyless.clear()
         self._matched.clear()
 
@@ -157,9 +166,31 @@ class EntityDeploys:
         self._deploys[entity].append(deploy)
         key, sha = key_of(deploy), deploy.get("sha")
         if key is not None:
-            self._keys[entity][key].append(str(deploy.get("uuid")))
+            self._records[entity][key].append(deploy)
         elif isinstance(sha, str) and len(sha.strip()) >= 7:
             self._keyless[entity][(deploy.get("environment"), _short(sha))].append(deploy)
+
+
+class SyncHistory:
+    """The core's history (bridge.delivery.History) over the listing a sync already read."""
+
+    def __init__(self, deploys: EntityDeploys) -> None:
+        self.deploys = deploys
+
+    def known(self, entity: str, key: str) -> Known | None:
+        """This deploy's record in the listing."""
+        return self.deploys.known(entity, key)
+
+    def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
+        """The environment's earlier deploys from the listing."""
+        return past_deploys(self.deploys.deploys(entity), environment, skip_key=key)
+
+    def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
+        """Keep what was recorded in the listing, for the deploys compared after it."""
+        self.deploys.add(event, entity, key, uuid, state=state)
+
+    def forget(self, key: str) -> None:
+        """Nothing to forget: a sync only creates."""
 
 
 def _short(sha: str) -> str:
@@ -198,6 +229,7 @@ class Reconciler:
         options: Options = Options(),
     ) -> None:
         self.config = config
+        self.client = client
         self.cortex = EntityDeploys(client)
         self.store = store
         self.clock = clock
@@ -244,7 +276,8 @@ class Reconciler:
             yield self._row(Row(name, Verdict.SKIPPED, found.skipped))
             return
         # The history is of finished deploys: recorded the way record.mode final records them.
-        decision = decide(event, None, mode=RecordMode.FINAL, failures=self.config.record.failures)
+        final = Policy(lifecycle=False, failures=self.config.record.failures)
+        decision = decide(event.status, None, final)
         try:
             if decision.action is Action.SKIP:
                 raise UnsupportedEvent(decision.reason)
@@ -275,7 +308,7 @@ class Reconciler:
             return Verdict.DOUBLED, f"{len(uuids)} records with its key: {', '.join(uuids)}"
         if uuids:
             return Verdict.PRESENT, uuids[0]
-        recorded = self.store.recorded_uuid(key) if self.store is not None else None
+        recorded = self.store.sync.recorded_uuid(key) if self.store is not None else None
         if recorded is not None:
             return Verdict.PRESENT, f"{recorded} (recorded by an earlier sync)"
         match = self.cortex.keyless_match(entity, event, self.options.match_window)
@@ -295,9 +328,9 @@ class Reconciler:
     def _record(self, name: str, event: DeployEvent, entity: str) -> Row:
         if not self.config.rollback.detect and event.type is None:
             event = replace(event, type=DeployType.DEPLOY)
-        # The recorder asks a Cortex client for the entity's history and to create; the
-        # listing already read answers the first (see EntityDeploys).
-        outcome = recorder.record(cast(CortexClient, self.cortex), event, entity)
+        # Recorded as the Action records (its retry loop), with the listing already read as
+        # the history.
+        outcome = recorder.record(self.client, event, entity, history=SyncHistory(self.cortex))
         if outcome.error is not None:
             return _row(name, event, Verdict.FAILED, str(outcome.error), entity)
         uuid = outcome.uuid or ""
@@ -305,7 +338,7 @@ class Reconciler:
             return _row(name, event, Verdict.PRESENT, uuid, entity)
         if self.store is not None:
             key = idempotency_key(event, entity)
-            self.store.mark_recorded(key, reader=name, uuid=uuid, now=self.clock())
+            self.store.sync.mark_recorded(key, reader=name, uuid=uuid, now=self.clock())
         return _row(name, event, Verdict.RECORDED, f"{uuid} ({outcome.type.value})", entity)
 
     def _row(self, row: Row) -> Row:
@@ -318,7 +351,7 @@ class Reconciler:
         """The saved progress a sync of reader ``name`` continues, if any (not a dry run)."""
         if self.store is None or self.options.dry_run or self.options.restart:
             return None
-        saved = self.store.sync_progress(name)
+        saved = self.store.sync.sync_progress(name)
         return saved if saved is not None and saved.state == RUNNING else None
 
     def _begin(self, reader: Reader, window: Window) -> tuple[Window, str | None]:
@@ -328,16 +361,16 @@ class Reconciler:
             return Window(saved.since, saved.until), saved.resume
         if self.store is not None and not self.options.dry_run:
             now = self.clock()
-            self.store.start_sync(reader.name, since=window.since, until=window.until, now=now)
+            self.store.sync.start_sync(reader.name, since=window.since, until=window.until, now=now)
         return window, None
 
     def _save(self, name: str, resume: str) -> None:
         if self.store is not None and not self.options.dry_run:
-            self.store.save_resume(name, resume, now=self.clock())
+            self.store.sync.save_resume(name, resume, now=self.clock())
 
     def _finish(self, name: str) -> None:
         if self.store is not None and not self.options.dry_run:
-            self.store.finish_sync(name, now=self.clock())
+            self.store.sync.finish_sync(name, now=self.clock())
 
 
 def _row(

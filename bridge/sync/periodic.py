@@ -72,7 +72,7 @@ class Reconcile:
         settings = self.config.sync
         now = self.clock()
         seconds = settings.interval_minutes * 60
-        if not self.store.take_lease(LEASE, owner=self.owner, now=now, seconds=seconds):
+        if not self.store.sync.take_lease(LEASE, owner=self.owner, now=now, seconds=seconds):
             return False
         window = Window(now - timedelta(hours=settings.look_back_hours), now)
         readers, apis = make_readers(Targets.from_settings(settings), self.config, self.environ)
@@ -87,7 +87,7 @@ class Reconcile:
             for reader in readers():
                 # Renewed before each source: a run longer than the interval keeps the lease,
                 # so no second replica starts the same work beside it.
-                if not self.store.take_lease(
+                if not self.store.sync.take_lease(
                     LEASE, owner=self.owner, now=self.clock(), seconds=seconds
                 ):
                     log.warning("reconcile lease lost to another replica; stopping this run")
@@ -154,8 +154,7 @@ def start_reconcile(
         return None
     check_reconcile(config, environ)
     if budget is not None:
-        client.before_request = budget.before_request
-        client.on_rate_limited = budget.on_rate_limited
+        client = client.with_budget(budget)
     reconcile = Reconcile(config, store, client, environ, owner=owner, clock=clock)
     thread = threading.Thread(
         target=reconcile.loop, args=(stop,), name="bridge-reconcile", daemon=True
