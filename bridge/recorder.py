@@ -94,9 +94,13 @@ def record(
         deploy_type = event.type or DeployType.DEPLOY
         return Outcome(entity, deploy_type, build_deploy_request(event, entity, deploy_type))
     policy = retry or RetryPolicy()
-    history = history or CortexHistory(client, listing=event.type is None)
     key = idempotency_key(event, entity)
-    started, number, unclear = clock(), 1, False
+    # A step's only trace of an earlier run of itself (a re-run of the same build) is in
+    # Cortex. With type auto the listing read for the history shows it; with the type given
+    # no listing is read, so the key is looked up before creating, as after an unclear try.
+    unclear = history is None and event.type is not None
+    started, number = clock(), 1
+    history = history or CortexHistory(client, listing=event.type is None)
     while True:
         try:
             done = record_one(

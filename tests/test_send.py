@@ -306,6 +306,18 @@ def test_deploy_id_makes_a_rerun_find_the_record(
     assert deploy["customData"]["bridge"]["idempotencyKey"] == "cli::id:rel-2026.11.3:prod:svc"
 
 
+@pytest.mark.parametrize("deploy_type", ["DEPLOY", "ROLLBACK", "auto"])
+def test_a_rerun_with_any_type_finds_the_record(
+    cortex: FakeCortex, capsys: pytest.CaptureFixture[str], deploy_type: str
+) -> None:
+    argv = ["send", "--entity-tag", "svc", "--environment", "prod", "--deploy-id", "rel-7"]
+    argv += ["--sha", "c" * 40, "--type", deploy_type]
+    assert main(argv, _outside_ci(cortex)) == 0
+    assert main(argv, _outside_ci(cortex)) == 0
+    (deploy,) = cortex.all_deploys()
+    assert capsys.readouterr().out.split() == [deploy["uuid"], deploy["uuid"]]
+
+
 def test_without_any_id_send_warns_once_and_does_not_key_by_time(
     cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -439,7 +451,7 @@ def test_cortex_error_text_stays_on_one_line(
     from bridge.fakecortex import Fault
 
     echo = {"type": "BAD_REQUEST", "message": "bad\n::error::injected\r\n::add-mask::x"}
-    cortex.inject(Fault("status", status=400, body=echo))
+    cortex.inject(Fault("status", status=400, body=echo, method="POST"))
     assert main(["send", "--entity-tag", "payments-api", "--type", "DEPLOY"], gitlab) == 1
     err = capsys.readouterr().err
     (line,) = err.splitlines()
