@@ -62,7 +62,7 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
             "routse: []",
             "routse",
             "unknown key (expected one of: cortex, database, sources, routes, environments, "
-            "workflows, record, rollback, server, delivery, sync)",
+            "workflows, record, rollback, server, delivery, sync, http_sources)",
             id="top-typo",
         ),
         pytest.param(

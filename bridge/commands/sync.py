@@ -220,29 +220,9 @@ def _readers(
         github_orgs=tuple(args.github_org),
         gitlab=tuple(args.gitlab),
         gitlab_groups=tuple(args.gitlab_group),
+        http=tuple(args.source),
     )
-    scm, clients = make_readers(targets, config, environ)
-    made = [_http_reader(name, config, environ) for name in args.source]
-
-    def every() -> Iterator[Reader]:
-        yield from scm()
-        yield from made
-
-    return every, clients
-
-
-def _http_reader(name: str, config: Config, environ: Mapping[str, str]) -> Reader:
-    """A configured http source (bridge.sync.http_source), imported only when asked for."""
-    try:
-        from bridge.sync import http_source  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise UsageError(
-            f"--source {name!r}: http sources are not available in this version"
-        ) from None
-    # The config's http_sources section, where this version has one.
-    sources = getattr(config, "http_sources", {})
-    reader: Reader = http_source.make_http_reader(name, sources, environ)
-    return reader
+    return make_readers(targets, config, environ)
 
 
 def _cortex(config: Config, environ: Mapping[str, str]) -> CortexClient:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from bridge.config.environ import _apply_environ
+from bridge.config.http_sources import parse_http_sources
 from bridge.config.settings import (
     DEFAULT_CORTEX_URL,
     DEFAULT_DATABASE,
@@ -125,8 +126,10 @@ def parse_config(data: Any, *, environ: Mapping[str, str] = _NO_ENV) -> Config:
         server=_parse_server(top.get("server")),
         delivery=_parse_delivery(top.get("delivery")),
         sync=_parse_sync(top.get("sync")),
+        http_sources=parse_http_sources(top.get("http_sources")),
     )
     _check_lease(config)
+    _check_source_names(config)
     return _apply_environ(config, environ)
 
 
@@ -196,9 +199,7 @@ def _parse_match(value: Any, path: str, *, route: bool) -> Match:
     )
     data = _mapping(value, path, keys)
     globs = {key: _string(item, f"{path}.{key}") for key, item in data.items()}
-    if "source" in globs:
-        _choice(globs["source"], f"{path}.source", SOURCES)
-    return Match(**globs)
+    return Match(**globs)  # a source's name is checked by _check_source_names
 
 
 def _parse_environments(value: Any) -> Environments:
@@ -269,6 +270,7 @@ def _parse_sync(value: Any) -> SyncSettings:
         ),
         github=github,
         gitlab=gitlab,
+        http=_strings(data.get("http", []), "sync.http"),
     )
 
 
@@ -279,6 +281,21 @@ def _check_lease(config: Config) -> None:
             "delivery.lease_seconds",
             f"must be longer than cortex.timeout_seconds ({config.cortex.timeout_seconds:g})",
         )
+
+
+def _check_source_names(config: Config) -> None:
+    """Rules and ``sync.http`` name only sources that exist: webhook ones or http_sources."""
+    matches = [(rule.name, rule.match) for rule in config.routes]
+    matches += [(rule.name, rule.match) for rule in config.workflows]
+    for name, match in matches:
+        if match.source is not None:
+            _choice(match.source, f"{name}.match.source", config.source_names)
+    for i, name in enumerate(config.sync.http):
+        if name not in config.http_sources:
+            known = ", ".join(config.http_sources) or "none"
+            raise ConfigError(
+                f"sync.http[{i}]", f"no http_sources entry named {name!r} (configured: {known})"
+            )
 
 
 def _check_template(template: str, path: str) -> None:

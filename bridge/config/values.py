@@ -141,3 +141,14 @@ def redact_url(url: str) -> str:
         netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
     tail = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", tail)
     return f"{scheme}{sep}{netloc}{tail}"
+
+
+# The checks other modules of the package build on (bridge.config.http_sources), under public
+# names: a module does not import another's private ones (STYLE 13). One function each, so the
+# rule for a value stays in one place.
+as_mapping = _mapping
+as_string = _string
+as_integer = _integer
+as_positive = _positive
+as_choice = _choice
+as_http_url = _http_url
