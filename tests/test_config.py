@@ -49,6 +49,75 @@ def make(**overrides: Any) -> DeployEvent:
     return DeployEvent(**fields)
 
 
+HTTP_SOURCES = """\
+http_sources:
+  shipyard:
+    preset: spice
+    url: https://deploys.example.test/v1/apps/7/deployments
+    token_env: SHIPYARD_TOKEN
+    repository: acme/shipyard-web
+"""
+
+
+# http_sources, sync.http and match.source name what is configured (see the section below).
+HTTP_KEY_ERRORS = [
+    pytest.param(
+        HTTP_SOURCES.replace("    token_env: SHIPYARD_TOKEN\n", ""),
+        "http_sources.shipyard.token_env",
+        "is required",
+        id="no-token-env",
+    ),
+    pytest.param(
+        HTTP_SOURCES.replace("https://deploys", "ftp://deploys"),
+        "http_sources.shipyard.url",
+        "must be an http(s) url",
+        id="bad-url",
+    ),
+    pytest.param(
+        HTTP_SOURCES + "    api_token: abc\n",
+        "http_sources.shipyard.api_token",
+        "secrets come only from the environment",
+        id="token-in-file",
+    ),
+    pytest.param(
+        HTTP_SOURCES + "    pagination: {style: sideways}\n",
+        "http_sources.shipyard.pagination.style",
+        "must be 'page' or 'cursor' or 'newest-first'",
+        id="bad-style",
+    ),
+    pytest.param(
+        HTTP_SOURCES + "sync: {http: [shipyrad]}",
+        "sync.http[0]",
+        "no http_sources entry named 'shipyrad' (configured: shipyard)",
+        id="sync-unknown-name",
+    ),
+    pytest.param(
+        "sync: {http: [shipyard]}",
+        "sync.http[0]",
+        "no http_sources entry named 'shipyard' (configured: none)",
+        id="sync-no-entries",
+    ),
+    pytest.param(
+        "sync: {http: shipyard}",
+        "sync.http",
+        "must be a list of strings",
+        id="sync-not-a-list",
+    ),
+    pytest.param(
+        HTTP_SOURCES + "routes: [{match: {source: shipyrad}, entities: [x]}]",
+        "routes[0].match.source",
+        "must be 'github' or 'gitlab' or 'shipyard', got 'shipyrad'",
+        id="route-unknown-source",
+    ),
+    pytest.param(
+        "workflows: [{match: {source: bitbucket}}]",
+        "workflows[0].match.source",
+        "must be 'github' or 'gitlab', got 'bitbucket'",
+        id="workflow-unknown-source",
+    ),
+]
+
+
 # --- Validation: every error names its key -----------------------------------------------
 
 SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRIDGE_ADMIN_TOKEN"
@@ -463,6 +532,7 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
             "unknown key (expected one of: dead_letter_after_seconds, max_attempts",
             id="delivery-typo",
         ),
+        *HTTP_KEY_ERRORS,
     ],
 )
 def test_errors_name_the_key(text: str, key: str, message: str) -> None:
@@ -1036,15 +1106,6 @@ def test_redact_url(url: str, expected: str) -> None:
 
 # --- http sources: parsed with the config, routed, described ------------------------------
 
-HTTP_SOURCES = """\
-http_sources:
-  shipyard:
-    preset: spice
-    url: https://deploys.example.test/v1/apps/7/deployments
-    token_env: SHIPYARD_TOKEN
-    repository: acme/shipyard-web
-"""
-
 
 def test_http_sources_are_part_of_the_config() -> None:
     config = parse(HTTP_SOURCES + "sync: {http: [shipyard]}")
@@ -1057,72 +1118,6 @@ def test_http_sources_are_part_of_the_config() -> None:
     assert config.source_names == ("github", "gitlab", "shipyard")
     assert config.sync.http == ("shipyard",) and config.sync.enabled
     assert Config().http_sources == {} and Config().source_names == ("github", "gitlab")
-
-
-@pytest.mark.parametrize(
-    ("text", "key", "message"),
-    [
-        pytest.param(
-            HTTP_SOURCES.replace("    token_env: SHIPYARD_TOKEN\n", ""),
-            "http_sources.shipyard.token_env",
-            "is required",
-            id="no-token-env",
-        ),
-        pytest.param(
-            HTTP_SOURCES.replace("https://deploys", "ftp://deploys"),
-            "http_sources.shipyard.url",
-            "must be an http(s) url",
-            id="bad-url",
-        ),
-        pytest.param(
-            HTTP_SOURCES + "    api_token: abc\n",
-            "http_sources.shipyard.api_token",
-            "secrets come only from the environment",
-            id="token-in-file",
-        ),
-        pytest.param(
-            HTTP_SOURCES + "    pagination: {style: sideways}\n",
-            "http_sources.shipyard.pagination.style",
-            "must be 'page' or 'cursor' or 'newest-first'",
-            id="bad-style",
-        ),
-        pytest.param(
-            HTTP_SOURCES + "sync: {http: [shipyrad]}",
-            "sync.http[0]",
-            "no http_sources entry named 'shipyrad' (configured: shipyard)",
-            id="sync-unknown-name",
-        ),
-        pytest.param(
-            "sync: {http: [shipyard]}",
-            "sync.http[0]",
-            "no http_sources entry named 'shipyard' (configured: none)",
-            id="sync-no-entries",
-        ),
-        pytest.param(
-            "sync: {http: shipyard}",
-            "sync.http",
-            "must be a list of strings",
-            id="sync-not-a-list",
-        ),
-        pytest.param(
-            HTTP_SOURCES + "routes: [{match: {source: shipyrad}, entities: [x]}]",
-            "routes[0].match.source",
-            "must be 'github' or 'gitlab' or 'shipyard', got 'shipyrad'",
-            id="route-unknown-source",
-        ),
-        pytest.param(
-            "workflows: [{match: {source: bitbucket}}]",
-            "workflows[0].match.source",
-            "must be 'github' or 'gitlab', got 'bitbucket'",
-            id="workflow-unknown-source",
-        ),
-    ],
-)
-def test_bad_http_sources_name_the_key(text: str, key: str, message: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        parse(text)
-    assert caught.value.key == key
-    assert message in caught.value.reason
 
 
 def shipyard_deploy(**overrides: Any) -> DeployEvent:

@@ -129,16 +129,33 @@ def sync(
     return code, json.loads(capsys.readouterr().out)
 
 
-def test_missing_deploys_are_recorded_once_and_a_second_sync_writes_nothing(
-    tmp_path: Path,
-    cortex: FakeCortex,
-    platform: tuple[Platform, Any],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+@dataclass(frozen=True)
+class Filled:
+    """A platform's stand-in, filled, and the environment of a sync of it."""
+
+    platform: Platform
+    stand_in: Any
+    succeeded: list[str]
+    environ: dict[str, str]
+
+
+@pytest.fixture
+def filled(tmp_path: Path, cortex: FakeCortex, platform: tuple[Platform, Any]) -> Filled:
     chosen, stand_in = platform
     succeeded = chosen.fill(stand_in)
     environ = environ_for(tmp_path, cortex, write_config(tmp_path, stand_in, chosen.preset))
+    return Filled(chosen, stand_in, succeeded, environ)
 
+
+def test_missing_deploys_are_recorded_once_and_a_second_sync_writes_nothing(
+    cortex: FakeCortex, filled: Filled, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chosen, stand_in, succeeded, environ = (
+        filled.platform,
+        filled.stand_in,
+        filled.succeeded,
+        filled.environ,
+    )
     code, report = sync(environ, capsys)
 
     assert code == 0, report
@@ -165,19 +182,12 @@ def test_missing_deploys_are_recorded_once_and_a_second_sync_writes_nothing(
 
 
 def test_dry_run_exits_3_and_writes_nothing(
-    tmp_path: Path,
-    cortex: FakeCortex,
-    platform: tuple[Platform, Any],
-    capsys: pytest.CaptureFixture[str],
+    cortex: FakeCortex, filled: Filled, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    chosen, stand_in = platform
-    succeeded = chosen.fill(stand_in)
-    environ = environ_for(tmp_path, cortex, write_config(tmp_path, stand_in, chosen.preset))
-
-    code, report = sync(environ, capsys, "--dry-run")
+    code, report = sync(filled.environ, capsys, "--dry-run")
 
     assert code == 3
-    assert report["summary"]["missing"] == len(succeeded)
+    assert report["summary"]["missing"] == len(filled.succeeded)
     assert cortex.requests_to("POST") == [] and cortex.all_deploys() == []
 
 
