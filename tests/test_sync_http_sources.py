@@ -238,3 +238,19 @@ def test_an_unset_token_variable_is_one_line_naming_it(
     assert len(err.splitlines()) == 1 and "SHIPS_TOKEN" in err
     assert "is not set" in err and PLATFORM_TOKEN not in err
     assert cortex.received == []
+
+
+def test_a_refused_token_fails_the_run_in_one_line_exit_1(
+    tmp_path: Path, cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with SpiceApi(token=PLATFORM_TOKEN) as api:
+        fill_spice(api)
+        environ = environ_for(tmp_path, cortex, write_config(tmp_path, api, "spice"))
+        environ["SHIPS_TOKEN"] = "pat-wrong-77aa"
+        code = main(["sync", "--source", "ships", *WINDOW], environ)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 1
+    assert len(errors) == 1 and "SHIPS_TOKEN" in errors[0]
+    assert "pat-wrong-77aa" not in err and PLATFORM_TOKEN not in err
+    assert cortex.requests_to("POST") == []
