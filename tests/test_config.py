@@ -684,6 +684,9 @@ def test_the_product_example_and_ours_are_valid(tmp_path: Path) -> None:
     assert [rule.entities for rule in config.routes] == [("payments-api",), ("{repo}",)]
     assert config.environments.rename == {"prod": "production"}
     assert config.workflows[0].environment == "production"
+    assert config.sync.github == ("acme/*",) and config.sync.gitlab == ("acme-group",)
+    assert config.http_sources["spice"].repository == "acme/spice-app"
+    assert config.http_sources["spice"].pagination.style == "newest-first"
     example = load_config(str(EXAMPLE), {})
     assert example.record.mode is RecordMode.FINAL
     assert len(example.routes) == 4 and len(example.workflows) == 2
@@ -715,6 +718,22 @@ record:
   failures: false
 rollback:
   detect: true
+sync:
+  interval_minutes: 15
+  look_back_hours: 48
+  github: ["acme/*"]
+  gitlab: ["acme-group"]
+http_sources:
+  spice:
+    url: https://api.spice.ai/v1/apps/42/deployments
+    token_env: SPICE_API_TOKEN
+    pagination: {style: newest-first, limit: 100}
+    items: deployments
+    fields: {id: id, status: status, sha: commit_sha, finished_at: updated_at,
+             started_at: started_at, deployer: created_by, environment: null}
+    status: {succeeded: succeeded, failed: failed, queued: pending, created: pending,
+             in_progress: in_progress}
+    repository: acme/spice-app
 """
 
 
