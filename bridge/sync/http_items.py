@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from bridge.config.http_paths import FieldPath
+from bridge.config.http_sources import HttpSourceSpec
 from bridge.model import DeployEvent, DeployRef
 from bridge.sources.fields import first_line, is_human_url, shorten
-from bridge.sync.http_paths import FieldPath
-from bridge.sync.http_spec import HttpSourceSpec
 from bridge.times import parse_timestamp
 
 # The event name http deploys carry (customData.event), and the kind of their DeployRef.
