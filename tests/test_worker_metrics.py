@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.commands.worker import Address, ProbeServer, metrics_address
 from bridge.fakecortex import FakeCortex
+from bridge.health import CortexWatch, Probes
 from bridge.store import StoreError
 from tests.conftest import TOKEN
 from tests.receiver_kit import client_for, github_post, make_runtime
@@ -214,10 +215,14 @@ def test_probes_answer_and_sigterm_stops_the_server_too(
 ) -> None:
     worker_process.start()
     assert get(worker_process.port, "/healthz") == (200, '{"status": "ok"}\n')
-    assert get(worker_process.port, "/readyz") == (200, '{"status": "ok"}\n')
+    status, body = get(worker_process.port, "/readyz")
+    # Cortex's word on the token: none yet, or the worker has delivered already.
+    assert (status, json.loads(body)["status"]) == (200, "ok")
+    assert json.loads(body)["cortex"] in ("unknown", "ok")
     assert get(worker_process.port, "/metrics?name[]=x")[0] == 200  # a query is ignored
     assert get(worker_process.port, "/nope")[0] == 404
     wait_for(lambda: len(cortex.all_deploys()) == 2)
+    wait_for(lambda: json.loads(get(worker_process.port, "/readyz")[1]).get("cortex") == "ok")
     assert worker_process.stop() == 0
     with pytest.raises(OSError):
         get(worker_process.port, "/healthz")
@@ -323,7 +328,8 @@ def test_without_the_database_readyz_and_metrics_are_503_healthz_200() -> None:
     thread = threading.Thread(target=running.wait, daemon=True)
     thread.start()
     server = ProbeServer(Address("127.0.0.1", free_port()))
-    server.start(UnreachableStore(), lambda: datetime.now(timezone.utc), [thread])  # type: ignore[arg-type]
+    probes = Probes(UnreachableStore(), lambda: datetime.now(timezone.utc), role="worker")  # type: ignore[arg-type]
+    server.start(probes.delivering([thread], CortexWatch()))
     try:
         port = server.address.port
         assert get(port, "/healthz") == (200, '{"status": "ok"}\n')

@@ -48,6 +48,7 @@ class CortexClient:
         on_retry: Callable[[CortexError, float], None] | None = None,
         before_request: Callable[[], None] | None = None,
         on_rate_limited: Callable[[float | None], None] | None = None,
+        transport: HttpTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
@@ -61,7 +62,8 @@ class CortexClient:
         # seconds (None: not given) on each 429. `send` and the Action set neither.
         self.before_request = before_request
         self.on_rate_limited = on_rate_limited
-        self._transport = HttpTransport(
+        # ``transport``: one made by the caller (the relay's notes every answer's status).
+        self._transport = transport or HttpTransport(
             self.base_url, connect_timeout=connect_timeout, read_timeout=timeout, proxy=proxy
         )
 
@@ -120,6 +122,14 @@ class CortexClient:
                     raise
 
         self._retrying(attempt)
+
+    def check_access(self) -> None:
+        """One cheap authenticated read (a search page of one deploy), one attempt.
+
+        Raises CortexRejected when Cortex refuses it (401/403: the token), CortexRetryable
+        when Cortex could not be asked (unreachable, a timeout, a 5xx).
+        """
+        self._send("GET", "/api/v1/deploys/search?" + urlencode({"page": 0, "pageSize": 1}))
 
     def iter_deploys(self, entity: str, *, max_pages: int = 10) -> Iterator[dict[str, Any]]:
         """Every deploy Cortex holds for ``entity``, page by page (at most ``max_pages``)."""
