@@ -345,3 +345,42 @@ def test_without_the_database_readyz_and_metrics_are_503_healthz_200() -> None:
         assert json.loads(body)["reason"] == "1 of 1 delivery threads stopped"
     finally:
         server.stop()
+
+
+# --- the Cortex token ---------------------------------------------------------------------------
+
+
+def test_a_token_cortex_refuses_stops_the_worker_in_one_line(
+    tmp_path: Path, database: str, cortex: FakeCortex
+) -> None:
+    made = WorkerProcess(tmp_path, database, cortex.url, CORTEX_API_TOKEN="your-cortex-api-token")
+    done = subprocess.run(
+        made.argv, env=made.env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("cortex-deploy-bridge: error: CORTEX_API_TOKEN is refused by Cortex")
+    assert "(401)" in line
+    assert "your-cortex-api-token" not in done.stderr + done.stdout
+    assert [r.method for r in cortex.received] == ["GET"]  # the check, and no delivery
+
+
+def test_skipping_the_check_then_readyz_and_metrics_report_the_refusal(
+    tmp_path: Path, database: str, cortex: FakeCortex
+) -> None:
+    made = WorkerProcess(tmp_path, database, cortex.url, CORTEX_API_TOKEN="wrong-token")
+    made.argv.append("--skip-token-check")
+    made.start()
+    try:
+        wait_for(lambda: get(made.port, "/readyz")[0] == 503)
+        body = json.loads(get(made.port, "/readyz")[1])
+        assert body["cortex"] == "unauthorized"
+        assert "CORTEX_API_TOKEN" in body["reason"]
+        page = get(made.port, "/metrics")[1]
+        assert value(page, "bridge_cortex_unauthorized") == 1.0
+        assert value(page, "bridge_cortex_last_status") == 401.0
+        assert get(made.port, "/healthz")[0] == 200  # alive: fixing the token drains the queue
+    finally:
+        assert made.stop() == 0
+    assert cortex.all_deploys() == []
+    assert "wrong-token" not in made.log.read_text()
