@@ -411,3 +411,27 @@ def test_cortex_unreachable_at_start_is_only_a_warning(tmp_path: Path) -> None:
         r["level"] == "warning" and r["message"].startswith("could not check CORTEX_API_TOKEN")
         for r in records
     )
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408_and_stores_nothing(
+    tmp_path: Path, cortex: FakeCortex
+) -> None:
+    served = Served(tmp_path, cortex.url, "--body-timeout", "1").start()
+    try:
+        body = json.dumps(deployment(7)).encode()
+        sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        head = (
+            "POST /webhooks/github HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/json\r\n"
+            f"X-GitHub-Event: deployment_status\r\nX-GitHub-Delivery: late-7\r\n"
+            f"X-Hub-Signature-256: {sig}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", served.port), timeout=20) as sock:
+            sock.sendall(head + body[:10])  # the rest never comes
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"did not arrive within 1s" in answer
+        assert served.get("/api/deliveries")[1]["data"] == []
+    finally:
+        served.stop()

@@ -93,6 +93,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="most connections one process holds at once (default: 1000)",
     )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a request body must arrive within this long, else 408 (default: 30)",
+    )
     # gthread's thread count, before the gevent worker: accepted so that existing command
     # lines keep working, and said to have no effect.
     parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
@@ -120,6 +127,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Check everything that can be checked up front, then hand over to gunicorn."""
     if args.workers < 1 or args.connections < 1:
         return fail("--workers and --connections must be at least 1")
+    if not args.body_timeout > 0:
+        return fail("--body-timeout must be above 0")
     # Before anything that blocks is imported: the database drivers pick how they wait,
     # and the delivery worker's default sleep is bound, when they are loaded.
     cooperative()
@@ -230,6 +239,7 @@ def cooperative() -> None:
 def _build_app(args: argparse.Namespace, config: Any, environ: Mapping[str, str]) -> Any:
     """In a gunicorn worker process: the app, and the delivery thread beside it."""
     from bridge.app import create_app
+    from bridge.gevent_worker import BodyDeadline
     from bridge.health import CortexWatch
     from bridge.relay import make_runtime, make_worker, wake_on_notify
     from bridge.worker import start_in_thread
@@ -244,7 +254,7 @@ def _build_app(args: argparse.Namespace, config: Any, environ: Mapping[str, str]
         runtime.probes = runtime.probes.delivering([thread], watch)
         # Lives as long as the process (a daemon thread), like the delivery thread.
         wake_on_notify(runtime.store, [worker.wake])
-    return create_app(runtime)
+    return BodyDeadline(create_app(runtime), args.body_timeout)
 
 
 def _child_exit(server: Any, worker: Any) -> None:
