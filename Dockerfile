@@ -1,7 +1,10 @@
-# The image behind the GitHub Action (action.yml: `runs.image: Dockerfile`) and the one the
-# GitLab CI templates run (ghcr.io/cortex-deploy-bridge/cortex-deploy-bridge, see
-# .github/workflows/release.yml). It carries only the runtime `dependencies` of pyproject.toml
-# (PyYAML); the server extras (Flask, SQLAlchemy, gunicorn, ...) are not installed.
+# The image behind the GitHub Action and the one the GitLab CI templates run. On main,
+# action.yml says `image: Dockerfile` (GitHub builds this file: for development); a release
+# (.github/workflows/release.yml) pushes it to ghcr.io/cortex-deploy-bridge/cortex-deploy-bridge
+# and pins the released action.yml to it by digest, so users' steps pull it prebuilt.
+# It carries git (the title and short-sha fallbacks read the checkout) and only the runtime
+# `dependencies` of pyproject.toml (PyYAML); the server extras (Flask, SQLAlchemy, gunicorn,
+# ...) are not installed.
 FROM python:3.12-slim-bookworm
 
 LABEL org.opencontainers.image.title="cortex-deploy-bridge" \
@@ -16,17 +19,31 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
+# git, without its recommended extras (perl, less, ssh client...): the bridge only reads the
+# local checkout (`git log`, `git rev-parse`). The checkout belongs to the runner's user, not
+# to the container's root, so git's safe.directory check would refuse it: this image exists to
+# read the mounted workspace (/github/workspace, or GitLab's $CI_PROJECT_DIR), so trust any.
+# Debian's security updates replace git's exact version, so it is not pinned.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/* \
+    && git config --system --add safe.directory '*'
+
 # Dependencies first, in their own layer, so a code change does not reinstall them.
 COPY requirements/action.txt /tmp/requirements-action.txt
 RUN pip install --no-cache-dir --requirement /tmp/requirements-action.txt \
     && rm /tmp/requirements-action.txt
 
-# The project itself, without resolving anything: its dependencies are pinned above.
-# .dockerignore lets in only what the build needs (pyproject.toml, README.md, bridge/).
+# The project itself, without resolving anything: its dependencies are pinned above. The
+# source is bind-mounted for this one step instead of copied, so no copy of it stays in a
+# layer; .dockerignore lets in only what the build needs (pyproject.toml, README.md, bridge/).
+# pip goes last: nothing runs it in the container, and it is the largest package left.
 WORKDIR /usr/src/cortex-deploy-bridge
-COPY . .
-RUN pip install --no-deps --no-cache-dir . \
-    && cortex-deploy-bridge --help >/dev/null
+RUN --mount=type=bind,target=/usr/src/cortex-deploy-bridge,rw \
+    pip install --no-deps --no-cache-dir . \
+    && cortex-deploy-bridge --help >/dev/null \
+    && python -m pip uninstall --yes --quiet pip
 
 # The build above needs a directory; at run time GitHub mounts the workspace at
 # /github/workspace and makes it the working directory, so point there too (GitHub's

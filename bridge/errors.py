@@ -20,6 +20,19 @@ class ConfigError(UsageError):
         self.reason = message
 
 
+class InputError(UsageError):
+    """A bad value for one input of ``send`` / the Action; ``name`` is the input's name.
+
+    Each face spells the name its own way (``--timestamp`` for ``send``, the ``timestamp``
+    input for the Action), so the message is built where it is shown.
+    """
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
 class SignatureError(BridgeError):
     """A webhook's signature or token is missing or wrong."""
 

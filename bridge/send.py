@@ -1,7 +1,8 @@
 """``send`` and ``action``: turn flags or action inputs plus the CI context into deploys.
 
-The parsing here is pure and raises UsageError naming the bad input; the few edges (the
-event file, cortex.yaml, ``git``) are small functions of their own.
+The parsing here is pure and raises InputError naming the bad input (each face spells the
+name its own way); the few edges (the event file, cortex.yaml, ``git``) are small functions
+of their own.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bridge.ci import CiContext
-from bridge.errors import UsageError
+from bridge.ci.context import CiContext
+from bridge.errors import InputError, UsageError
 from bridge.mapping import first_line
 from bridge.model import DeployEvent, DeployRef, DeployType, Status
-from bridge.times import format_timestamp, parse_timestamp
+from bridge.times import parse_timestamp
 
 TYPES = ("auto", *(t.value for t in DeployType))
 _HEX_SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
@@ -41,12 +42,32 @@ class Inputs:
     deployer_email: str = ""
     timestamp: str = ""
     custom_data: str = ""
+    deploy_id: str = ""
     fail_on_error: bool = True
     dry_run: bool = False
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be printed."""
         return (self.token,) if self.token else ()
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should fix, about one input (each face spells ``name`` its way)."""
+
+    name: str
+    text: str
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_ID = 255
+
+
+def plain(name: str, value: str) -> str:
+    """``value`` when it has no control character (it becomes part of a key or a URL)."""
+    if _CONTROL.search(value):
+        raise InputError(name, f"{value!r} contains a control character")
+    return value
 
 
 def parse_bool(name: str, value: str, *, default: bool) -> bool:
@@ -58,7 +79,7 @@ def parse_bool(name: str, value: str, *, default: bool) -> bool:
         return True
     if text in ("false", "no", "0", "off"):
         return False
-    raise UsageError(f"{name}: expected true or false, got {value!r}")
+    raise InputError(name, f"expected true or false, got {value!r}")
 
 
 def parse_type(value: str) -> DeployType | None:
@@ -69,13 +90,13 @@ def parse_type(value: str) -> DeployType | None:
     try:
         return DeployType(text.upper())
     except ValueError:
-        raise UsageError(f"type: {value!r} is not one of {', '.join(TYPES)}") from None
+        raise InputError("type", f"{value!r} is not one of {', '.join(TYPES)}") from None
 
 
 def parse_entities(value: str) -> tuple[str, ...]:
     """One or more entity tags, comma- or newline-separated, in order, without repeats."""
     tags = (part.strip() for part in re.split(r"[,\n]", value))
-    return tuple(dict.fromkeys(tag for tag in tags if tag))
+    return tuple(dict.fromkeys(plain("entity-tag", tag) for tag in tags if tag))
 
 
 def parse_custom_data(value: str) -> dict[str, Any]:
@@ -93,9 +114,9 @@ def parse_custom_data(value: str) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""
-            raise UsageError(f"custom-data: neither JSON nor YAML{where}") from None
+            raise InputError("custom-data", f"neither JSON nor YAML{where}") from None
     if not isinstance(data, dict):
-        raise UsageError(f"custom-data: expected a mapping, got {type(data).__name__}")
+        raise InputError("custom-data", f"expected a mapping, got {type(data).__name__}")
     return {str(key): _jsonable(val) for key, val in data.items()}
 
 
@@ -108,38 +129,67 @@ def parse_sha(value: str) -> str:
     """A hex commit sha (7 to 64 digits), lower-cased."""
     text = value.strip()
     if not _HEX_SHA.match(text):
-        raise UsageError(f"sha: {value!r} is not a hex commit sha")
+        raise InputError("sha", f"{value!r} is not a hex commit sha")
     return text.lower()
+
+
+def context_sha(ctx: CiContext) -> str | None:
+    """The CI's commit sha when it is one (7 to 64 hex digits), lower-cased; else None.
+
+    Anything else (a ref name, an option-like ``--output=FILE``) is never used, nor passed
+    to git.
+    """
+    return ctx.sha.lower() if ctx.sha and _HEX_SHA.match(ctx.sha) else None
+
+
+def parse_deploy_id(value: str) -> DeployRef | None:
+    """``--deploy-id``: the user's own name for this deploy, or None when not given."""
+    text = value.strip()
+    if not text:
+        return None
+    if len(text) > MAX_ID:
+        raise InputError("deploy-id", f"longer than {MAX_ID} characters")
+    return DeployRef("id", plain("deploy-id", text))
+
+
+def resolve_ref(inputs: Inputs, ctx: CiContext) -> DeployRef | None:
+    """What names the deploy: the deploy id given, else the CI build's own id, else None."""
+    return parse_deploy_id(inputs.deploy_id) or ctx.ref
 
 
 def parse_url(name: str, value: str) -> str:
     """An absolute http(s) URL."""
     text = value.strip()
     if not re.match(r"^https?://[^\s/]+", text):
-        raise UsageError(f"{name}: {value!r} is not an http(s) URL")
+        raise InputError(name, f"{value!r} is not an http(s) URL")
     return text
 
 
-def parse_when(value: str, now: datetime) -> datetime:
-    """The deploy's time: the given RFC 3339 timestamp, or now."""
+def parse_when(value: str, default: datetime) -> datetime:
+    """The deploy's time: the given RFC 3339 timestamp, or the default (the CI's, or now)."""
     if not value.strip():
-        return now
+        return default
     try:
         return parse_timestamp(value)
     except ValueError as exc:
-        raise UsageError(f"timestamp: {exc}") from None
+        raise InputError("timestamp", str(exc)) from None
 
 
 def build_event(
-    inputs: Inputs, ctx: CiContext, *, now: datetime, sha: str | None, title: str | None
+    inputs: Inputs,
+    ctx: CiContext,
+    *,
+    now: datetime,
+    ref: DeployRef,
+    sha: str | None,
+    title: str | None,
 ) -> DeployEvent:
     """The deploy event the inputs describe, context filling every empty input."""
     deploy_type = parse_type(inputs.type)
     custom = parse_custom_data(inputs.custom_data)
-    timestamp = parse_when(inputs.timestamp, now)
+    timestamp = parse_when(inputs.timestamp, ctx.finished_at or now)
     url = parse_url("url", inputs.url) if inputs.url.strip() else ctx.url
-    environment = inputs.environment.strip() or ctx.environment
-    ref = ctx.ref or DeployRef("send", format_timestamp(timestamp))
+    environment = plain("environment", inputs.environment.strip() or ctx.environment or "")
     finished = timestamp
     started = ctx.started_at if ctx.started_at and ctx.started_at <= finished else None
     return DeployEvent(
@@ -151,13 +201,13 @@ def build_event(
         timestamp=timestamp,
         title=first_line(inputs.title) or title or "",
         sha=sha,
-        environment=environment,
+        environment=environment or None,
         url=url,
         deployer_name=inputs.deployer_name.strip() or ctx.deployer_name,
         deployer_email=inputs.deployer_email.strip() or ctx.deployer_email,
         started_at=started,
         finished_at=finished,
-        details=ctx.details,
+        details={**({"ref": ctx.branch} if ctx.branch else {}), **ctx.details},
         type=deploy_type,
         custom=custom,
     )
@@ -190,8 +240,11 @@ def descriptor_tag(workspace: str | None) -> str | None:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise UsageError(f"{name}: cannot read it ({type(exc).__name__})") from None
-        tag = data.get("info", {}).get("x-cortex-tag") if isinstance(data, dict) else None
+        info = data.get("info") if isinstance(data, dict) else None
+        tag = info.get("x-cortex-tag") if isinstance(info, dict) else None
         if isinstance(tag, str) and tag.strip():
+            if _CONTROL.search(tag.strip()):
+                raise UsageError(f"{name}: info.x-cortex-tag contains a control character")
             return tag.strip()
     return None
 
@@ -206,18 +259,21 @@ def resolve_entities(inputs: Inputs, ctx: CiContext) -> tuple[str, ...]:
         return (tag,)
     if ctx.repository:
         return (ctx.repository.rsplit("/", 1)[-1],)
-    raise UsageError(
-        "entity-tag: none given, no cortex.yaml with info.x-cortex-tag, and no repository"
+    raise InputError(
+        "entity-tag", "none given, no cortex.yaml with info.x-cortex-tag, and no repository"
     )
 
 
-def git(workspace: str | None, *args: str) -> str | None:
-    """One line of ``git`` output in the workspace, or None where git cannot tell."""
+def git(workspace: str | None, *args: str, revision: str) -> str | None:
+    """One line of ``git <args> --end-of-options <revision>`` in the workspace, or None.
+
+    ``--end-of-options`` makes git read ``revision`` as a revision whatever it looks like.
+    """
     if not workspace or not (Path(workspace) / ".git").exists():
         return None
     try:
         done = subprocess.run(
-            ["git", "-C", workspace, *args],
+            ["git", "-C", workspace, *args, "--end-of-options", revision],
             capture_output=True,
             text=True,
             timeout=5,
@@ -232,10 +288,10 @@ def git(workspace: str | None, *args: str) -> str | None:
 def resolve_sha(inputs: Inputs, ctx: CiContext) -> str | None:
     """The full commit sha: the input (expanded with git when short), else the context's."""
     if not inputs.sha.strip():
-        return ctx.sha.lower() if ctx.sha and _HEX_SHA.match(ctx.sha) else ctx.sha
+        return context_sha(ctx)
     sha = parse_sha(inputs.sha)
     if len(sha) < 40:
-        full = git(ctx.workspace, "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}")
+        full = git(ctx.workspace, "rev-parse", "--verify", "--quiet", revision=f"{sha}^{{commit}}")
         if full and full.startswith(sha):
             return full
     return sha
@@ -245,7 +301,9 @@ def resolve_title(inputs: Inputs, ctx: CiContext, sha: str | None) -> str | None
     """The title from context; where the event has none, the commit's subject from git."""
     if inputs.title.strip() or ctx.title:
         return ctx.title
-    return git(ctx.workspace, "log", "-1", "--format=%s", sha) if sha else None
+    if not sha or not _HEX_SHA.match(sha):
+        return None
+    return git(ctx.workspace, "log", "-1", "--format=%s", revision=sha)
 
 
 def inputs_from_action(environ: Mapping[str, str]) -> Inputs:

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
+from typing import ClassVar, TextIO
 
 from bridge import workflow_commands as wc
 from bridge.ci import detect
 from bridge.cortex import CortexClient
 from bridge.cortex.client import DEFAULT_URL
 from bridge.cortex.transport import proxy_for
-from bridge.errors import CortexError, UsageError
-from bridge.model import DeployEvent
+from bridge.errors import CortexError, InputError, UsageError
+from bridge.model import DeployEvent, DeployRef
 from bridge.recorder import Outcome, record
 from bridge.redact import redact
 from bridge.send import (
     Inputs,
+    Notice,
     build_event,
+    context_sha,
     parse_url,
     read_event_file,
     resolve_entities,
+    resolve_ref,
     resolve_sha,
     resolve_title,
 )
@@ -47,27 +51,41 @@ def secret_from(environ: Mapping[str, str], name: str) -> str:
 
 def prepare(
     inputs: Inputs, environ: Mapping[str, str], *, now: datetime
-) -> tuple[DeployEvent, tuple[str, ...], list[str]]:
-    """The deploy event, its entities, and warnings about what could not be known."""
+) -> tuple[DeployEvent, tuple[str, ...], list[Notice]]:
+    """The deploy event, its entities, and notices about what could not be known."""
     payload = {}
     if environ.get("GITHUB_ACTIONS") == "true":
         payload = read_event_file(environ.get("GITHUB_EVENT_PATH"))
     ctx = detect(environ, payload)
     entities = resolve_entities(inputs, ctx)
     sha = resolve_sha(inputs, ctx)
-    event = build_event(inputs, ctx, now=now, sha=sha, title=resolve_title(inputs, ctx, sha))
-    warnings = []
+    notices = []
+    ref = resolve_ref(inputs, ctx)
+    if ref is None:
+        # Not the time: a key that changes on every run would find nothing either.
+        notices.append(
+            Notice("deploy-id", "no build id here, so running this again records the deploy again")
+        )
+        ref = DeployRef("once", uuid.uuid4().hex)
+    event = build_event(
+        inputs, ctx, now=now, ref=ref, sha=sha, title=resolve_title(inputs, ctx, sha)
+    )
+    if ctx.sha and not inputs.sha.strip() and context_sha(ctx) is None:
+        notices.append(Notice("sha", f"the CI's commit {ctx.sha!r} is not a hex sha; not used"))
     if not event.environment:
-        warnings.append("no environment: set the environment input (or --environment)")
+        notices.append(Notice("environment", "no environment recorded"))
     if not sha:
-        warnings.append("no commit sha: set the sha input (or --sha)")
+        notices.append(Notice("sha", "no commit sha recorded"))
     elif len(sha) < 40:
-        warnings.append(f"sha {sha!r} is abbreviated and git could not expand it")
-    return event, entities, warnings
+        notices.append(Notice("sha", f"{sha!r} is abbreviated and git could not expand it"))
+    return event, entities, notices
 
 
 class Reporter:
     """Plain output for ``send``: uuids on stdout, one-line messages on stderr."""
+
+    # Inputs that ``send`` takes from the environment only, never from a flag.
+    ENVIRONMENT_ONLY: ClassVar[Mapping[str, str]] = {"cortex-api-token": "CORTEX_API_TOKEN"}
 
     def __init__(
         self, secrets: tuple[str, ...], *, out: TextIO | None = None, err: TextIO | None = None
@@ -85,17 +103,42 @@ class Reporter:
         """The text with every secret replaced by ***."""
         return redact(text, self.secrets)
 
+    def spell(self, name: str) -> str:
+        """How this face names an input: ``send``'s flag (or environment variable)."""
+        return self.ENVIRONMENT_ONLY.get(name, f"--{name}")
+
+    def describe(self, exc: UsageError) -> str:
+        """The error's message, naming the input as this face does."""
+        if isinstance(exc, InputError):
+            return f"{self.spell(exc.name)}: {exc.problem}"
+        return str(exc)
+
+    def notice(self, notice: Notice) -> None:
+        """A warning that says which input would fix it (where this face has that input)."""
+        fix = f": set {self.spell(notice.name)}" if self.takes(notice.name) else ""
+        self.warning(f"{notice.text}{fix}")
+
+    def takes(self, name: str) -> bool:
+        """Whether this face has the input ``name`` (``send`` has them all)."""
+        return True
+
     def error(self, message: str) -> None:
         """A failure that decides the exit code."""
-        print(self.redact(f"error: {message}"), file=self.err)
+        self.line(f"error: {message}")
 
     def warning(self, message: str) -> None:
         """Something the user should fix, or a failure that was told not to fail the step."""
-        print(self.redact(f"warning: {message}"), file=self.err)
+        self.line(f"warning: {message}")
 
     def info(self, message: str) -> None:
         """Progress."""
-        print(self.redact(message), file=self.err)
+        self.line(message)
+
+    def line(self, text: str) -> None:
+        """One log line on stderr, secrets redacted, kept on one line: a CI that reads
+        commands from the log (GitHub's runner does, for `send` in a run step too) sees no
+        command start inside a value (Cortex's error text included)."""
+        print(wc.plain_line(self.redact(text)), file=self.err)
 
     def finish(self, outcomes: list[Outcome], *, dry_run: bool) -> None:
         """The result: uuids (or, in a dry run, the payloads) on stdout."""
@@ -117,6 +160,14 @@ class ActionReporter(Reporter):
         self.environ = environ
         for secret in secrets:
             self.add_secret(secret)
+
+    def spell(self, name: str) -> str:
+        """How the Action names an input."""
+        return f"the {name} input"
+
+    def takes(self, name: str) -> bool:
+        """The Action has no deploy-id input: its run (or deployment) names the deploy."""
+        return name != "deploy-id"
 
     def add_secret(self, secret: str) -> None:
         """Mask ``secret`` in the runner's log too (``::add-mask::``)."""
@@ -185,20 +236,16 @@ def run_step(
 ) -> int:
     """Record the deploy for every entity; the exit code says how it went."""
     try:
-        event, entities, warnings = prepare(inputs, environ, now=now or datetime.now(timezone.utc))
+        event, entities, notices = prepare(inputs, environ, now=now or datetime.now(timezone.utc))
         token = inputs.token or secret_from(environ, "CORTEX_API_TOKEN")
         reporter.add_secret(token)
         if not token and not inputs.dry_run:
-            raise UsageError(
-                "no Cortex API token: set the cortex-api-token input or CORTEX_API_TOKEN"
-            )
-        api_url = parse_url(
-            "cortex-api-url", inputs.api_url or environ.get("CORTEX_API_URL", "") or DEFAULT_URL
-        )
+            raise InputError("cortex-api-token", "no Cortex API token given")
+        api_url = cortex_url(inputs, environ)
     except UsageError as exc:
-        return _fail(reporter, str(exc), EXIT_USAGE, fail=inputs.fail_on_error)
-    for warning in warnings:
-        reporter.warning(warning)
+        return _fail(reporter, reporter.describe(exc), EXIT_USAGE, fail=inputs.fail_on_error)
+    for notice in notices:
+        reporter.notice(notice)
     client = None
     if token:
         client = CortexClient(
@@ -206,7 +253,7 @@ def run_step(
             token,
             timeout=timeout,
             proxy=proxy_for(api_url, environ),
-            on_retry=lambda exc, delay: reporter.info(f"{exc}; retrying in {delay:.1f}s"),
+            on_retry=lambda exc, delay: reporter.info(f"retrying in {delay:.1f}s: {exc}"),
         )
     try:
         outcomes = [record(client, event, entity, dry_run=inputs.dry_run) for entity in entities]
@@ -214,6 +261,16 @@ def run_step(
         if client is not None:
             client.close()
     return _report(reporter, outcomes, inputs)
+
+
+def cortex_url(inputs: Inputs, environ: Mapping[str, str]) -> str:
+    """Cortex's base URL: the cortex-api-url input, else CORTEX_API_URL, else the default."""
+    if inputs.api_url.strip():
+        return parse_url("cortex-api-url", inputs.api_url)
+    try:
+        return parse_url("CORTEX_API_URL", environ.get("CORTEX_API_URL", "") or DEFAULT_URL)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _report(reporter: Reporter, outcomes: list[Outcome], inputs: Inputs) -> int:
@@ -239,7 +296,7 @@ def _fail(reporter: Reporter, message: str, code: int, *, fail: bool) -> int:
     if fail:
         reporter.error(message)
         return code
-    reporter.warning(f"{message} (not failing the step: fail-on-error is false)")
+    reporter.warning(f"{message} (not failing: fail-on-error is off)")
     return EXIT_OK
 
 

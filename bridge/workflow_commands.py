@@ -21,6 +21,15 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def plain_line(text: str) -> str:
+    """A log line that stays one line: CR and LF escaped as in command data.
+
+    The runner reads a workflow command only at the start of a line, so a value inside a
+    line that cannot break cannot start one.
+    """
+    return text.replace("\r", "%0D").replace("\n", "%0A")
+
+
 def annotation(level: str, message: str, *, title: str | None = None) -> str:
     """An ``::error::``/``::warning::``/``::notice::`` line."""
     props = f" title={escape_property(title)}" if title else ""

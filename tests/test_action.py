@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -258,17 +259,33 @@ def test_token_never_printed_even_when_cortex_echoes_it(
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
-        pytest.param({"INPUT_TYPE": "REDEPLOY"}, "type: 'REDEPLOY' is not one of", id="type"),
-        pytest.param({"INPUT_TIMESTAMP": "last tuesday"}, "timestamp:", id="timestamp"),
-        pytest.param({"INPUT_TIMESTAMP": "2026-11-20T10:00:00"}, "no UTC offset", id="naive-time"),
-        pytest.param({"INPUT_CUSTOM-DATA": "[1, 2]"}, "custom-data: expected a mapping", id="list"),
         pytest.param(
-            {"INPUT_CUSTOM-DATA": "a: [b"}, "custom-data: neither JSON nor YAML", id="bad-yaml"
+            {"INPUT_TYPE": "REDEPLOY"}, "the type input: 'REDEPLOY' is not one of", id="type"
         ),
-        pytest.param({"INPUT_CORTEX-API-TOKEN": ""}, "no Cortex API token", id="no-token"),
-        pytest.param({"INPUT_SHA": "main"}, "sha: 'main' is not a hex commit sha", id="sha"),
-        pytest.param({"INPUT_URL": "ftp://x"}, "url: 'ftp://x' is not an http(s) URL", id="url"),
-        pytest.param({"INPUT_DRY-RUN": "maybe"}, "dry-run: expected true or false", id="bool"),
+        pytest.param({"INPUT_TIMESTAMP": "last tuesday"}, "the timestamp input:", id="timestamp"),
+        pytest.param({"INPUT_TIMESTAMP": "2026-11-20T10:00:00"}, "no UTC offset", id="naive-time"),
+        pytest.param(
+            {"INPUT_CUSTOM-DATA": "[1, 2]"}, "the custom-data input: expected a mapping", id="list"
+        ),
+        pytest.param(
+            {"INPUT_CUSTOM-DATA": "a: [b"},
+            "the custom-data input: neither JSON nor YAML",
+            id="bad-yaml",
+        ),
+        pytest.param(
+            {"INPUT_CORTEX-API-TOKEN": ""},
+            "the cortex-api-token input: no Cortex API token",
+            id="no-token",
+        ),
+        pytest.param(
+            {"INPUT_SHA": "main"}, "the sha input: 'main' is not a hex commit sha", id="sha"
+        ),
+        pytest.param(
+            {"INPUT_URL": "ftp://x"}, "the url input: 'ftp://x' is not an http(s) URL", id="url"
+        ),
+        pytest.param(
+            {"INPUT_DRY-RUN": "maybe"}, "the dry-run input: expected true or false", id="bool"
+        ),
     ],
 )
 def test_bad_input_one_line_nothing_sent(
@@ -299,3 +316,134 @@ def test_dry_run_sends_nothing_and_shows_payload(
     assert payload["customData"]["team"] == "payments"
     assert outputs(runner)["deploy-uuid"] == ""
     assert "dry run" in Path(runner["GITHUB_STEP_SUMMARY"]).read_text()
+
+
+# Workflow commands the Action itself writes; any other line starting with "::" was injected.
+OWN_COMMANDS = re.compile(r"^::(add-mask|error title=Cortex deploy|warning title=Cortex deploy)::")
+
+
+def assert_no_injected_command(out: str) -> None:
+    for line in out.splitlines():
+        if line.lstrip().startswith("::"):
+            assert OWN_COMMANDS.match(line), f"injected workflow command: {line!r}"
+        assert "\r" not in line
+
+
+def test_hostile_environment_input_is_refused_and_injects_nothing(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner["INPUT_ENVIRONMENT"] = "prod\n::error::injected\r\n::set-output name=x::y"
+    code, out, err = run(runner, capsys)
+    assert code == 2
+    assert_no_injected_command(out + err)
+    (error,) = [line for line in out.splitlines() if line.startswith("::error")]
+    assert "the environment input: " in error and "contains a control character" in error
+    assert cortex.received == []
+
+
+def test_hostile_environment_from_the_event_file_is_refused(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use_event(runner, "deployment_status", "deployment_status")
+    event = json.loads(Path(runner["GITHUB_EVENT_PATH"]).read_text())
+    event["deployment"]["environment"] = "staging\n::error::injected"
+    Path(runner["GITHUB_EVENT_PATH"]).write_text(json.dumps(event))
+    runner["INPUT_ENVIRONMENT"] = ""
+    code, out, err = run(runner, capsys)
+    assert code == 2
+    assert_no_injected_command(out + err)
+    assert cortex.received == []
+
+
+def test_hostile_tag_in_cortex_yaml_is_refused(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path(runner["GITHUB_WORKSPACE"], "cortex.yaml").write_text(
+        'info:\n  x-cortex-tag: "svc\\n::error::injected"\n'
+    )
+    code, out, err = run(runner, capsys)
+    assert code == 2
+    assert_no_injected_command(out + err)
+    assert "cortex.yaml: info.x-cortex-tag contains a control character" in out
+    assert cortex.received == []
+
+
+def test_values_that_pass_are_printed_escaped(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Percent, colon and comma survive as text; Cortex's own text cannot break a line."""
+    runner["INPUT_ENVIRONMENT"] = "prod%0A::error::x,eu:1"
+    echo = {"type": "BAD_REQUEST", "message": "no\n::error::from-cortex%0D::warning::y"}
+    cortex.inject(Fault("status", status=400, body=echo))
+    code, out, err = run(runner, capsys)
+    assert code == 1
+    assert_no_injected_command(out + err)
+    (error,) = [line for line in out.splitlines() if line.startswith("::error")]
+    assert "no%0A::error::from-cortex%250D::warning::y" in error
+    runner["INPUT_FAIL-ON-ERROR"] = "false"
+    code, out, err = run(runner, capsys)
+    assert code == 0
+    assert_no_injected_command(out + err)
+    (deploy,) = cortex.all_deploys()
+    assert deploy["environment"] == "prod%0A::error::x,eu:1"
+
+
+def test_output_heredoc_delimiter_never_occurs_in_the_value() -> None:
+    from bridge.workflow_commands import output_block
+
+    value = "line one\nghadelimiter_\nEOF\n::error::x"
+    block = output_block("payload", value)
+    name, rest = block.split("<<", 1)
+    delimiter, body = rest.split("\n", 1)
+    assert name == "payload" and delimiter not in value
+    assert body == f"{value}\n{delimiter}\n"
+
+
+def test_annotation_properties_escape_colon_and_comma() -> None:
+    from bridge.workflow_commands import annotation
+
+    line = annotation("error", "50%\r\ndone", title="a:b,c%")
+    assert line == "::error title=a%3Ab%2Cc%25::50%25%0D%0Adone"
+
+
+def test_a_context_sha_like_an_option_never_reaches_git(
+    runner: dict[str, str], cortex: FakeCortex, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workspace = Path(runner["GITHUB_WORKSPACE"])
+    git = ["git", "-C", str(workspace), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True, timeout=30)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True, timeout=30)
+    target = tmp_path / "written-by-git"
+    runner["GITHUB_SHA"] = f"--output={target}"
+    Path(runner["GITHUB_EVENT_PATH"]).write_text("{}")
+    code, out, _ = run(runner, capsys)
+    assert code == 0, out
+    assert not target.exists()
+    assert_no_injected_command(out)
+    assert "is not a hex sha; not used" in out
+
+
+def test_warnings_name_the_input_to_set(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner["INPUT_ENVIRONMENT"] = ""
+    code, out, _ = run(runner, capsys)
+    assert code == 0
+    assert (
+        "::warning title=Cortex deploy::no environment recorded: set the environment input"
+        in out.splitlines()
+    )
+    assert "--environment" not in out
+
+
+def test_without_a_run_id_nothing_is_keyed_by_a_made_up_run(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two try-outs with no GITHUB_RUN_ID are two deploys, never one "run 0" found twice."""
+    del runner["GITHUB_RUN_ID"]
+    for _ in range(2):
+        code, out, _ = run(runner, capsys)
+        assert code == 0
+        assert "no build id here" in out and "set the deploy-id input" not in out
+    keys = {d["customData"]["bridge"]["idempotencyKey"] for d in cortex.all_deploys()}
+    assert len(keys) == 2

@@ -209,6 +209,35 @@ def test_show_prints_fields_results_and_last_error(capsys, env) -> None:
     assert f"last error: {CORTEX_ERROR}" in out.splitlines()
 
 
+def test_a_delivered_row_shows_no_stale_error(capsys, tmp_path: Path) -> None:
+    """An attempt failed, the next one delivered: the failure is history, not the state."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    later = T0 + timedelta(hours=1)
+    with Store.from_url(url) as log:
+        log.enqueue(
+            dedupe_key="github:hook:retried",
+            source="github",
+            event_name="deployment_status",
+            payload=payload("acme/service-6", "production", "service-6"),
+            now=T0,
+        )
+        (row,) = log.claim(owner="w", now=T0, lease_seconds=60)
+        log.reschedule(
+            row.id, owner="w", error="cortex: 503", next_attempt_at=later, results={}, now=T0
+        )
+        (again,) = log.claim(owner="w", now=later, lease_seconds=60)
+        log.complete(again.id, owner="w", results={}, now=later)
+    env = {"BRIDGE_DATABASE_URL": url}
+    code, out, _ = cli(capsys, env, "deliveries", "list")
+    (listed,) = out.splitlines()[1:]
+    assert code == 0 and DELIVERED in listed and listed.endswith("  -"), listed
+    assert "503" not in listed
+    code, out, _ = cli(capsys, env, "deliveries", "show", str(row.id))
+    lines = out.splitlines()
+    assert "last error: -" in lines
+    assert "error before delivery: cortex: 503" in lines
+
+
 def test_show_json_is_the_admin_api_delivery(capsys, env, db_url: str) -> None:
     code, out, _ = cli(capsys, env, "deliveries", "show", "1", "--json")
     assert code == 0

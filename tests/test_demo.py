@@ -36,7 +36,10 @@ def test_demo_tells_the_story_and_exits_0(capsys: pytest.CaptureFixture[str]) ->
         '<- 200 {"status": "duplicate", "id": ',
         '<- 401 {"status": "unauthorized"',
         "worker -> Cortex: payments-api: created ROLLBACK",
-        "What Cortex received (4 deploys):",
+        "What Cortex received (5 deploys):",
+        "   $ cortex-deploy-bridge send --timestamp 2026-03-10T11:20:00Z",
+        "   already recorded DEPLOY of ledger-api in production as ",
+        "one deploy recorded by send, exactly 5 deploys in Cortex.",
         "Every expectation held",
         "export GITHUB_WEBHOOK_SECRET=",
         "/webhooks/gitlab",
@@ -57,13 +60,18 @@ def test_json_lists_what_cortex_stored(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["demo", "--json"], real) == 0
     out, err = capsys.readouterr()
     deploys = json.loads(out)
-    assert len(deploys) == 4
+    assert len(deploys) == 5
     assert [d["type"] for d in deploys].count("ROLLBACK") == 1
     assert all(FULL_SHA.match(d["sha"]) for d in deploys)
     assert all(UTC_Z.match(d["timestamp"]) for d in deploys)
     assert {(d["entity"], d["sha"][:8], d["timestamp"]) for d in deploys} == {
         (e.entity, e.sha[:8], e.timestamp) for e in demo_events.EXPECTED_DEPLOYS
-    }
+    } | {("ledger-api", "5d0c2f3a", "2026-03-10T11:20:00Z")}
+    (sent,) = [d for d in deploys if d["entity"] == "ledger-api"]
+    assert sent["url"] == "https://gitlab.acme.example/acme/backend/ledger-api/-/jobs/48220011"
+    assert sent["customData"]["bridge"]["idempotencyKey"] == (
+        "gitlab:acme/backend/ledger-api:job:48220011:production:ledger-api"
+    )
     assert "Every expectation held" in err  # the narration went to stderr
 
 

@@ -21,7 +21,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.test_packaging import RELAY_UID, check_schema, dockerfile_instructions
+from tests.test_packaging import (
+    RELAY_UID,
+    REPOSITORY,
+    check_schema,
+    dockerfile_instructions,
+    load_release_script,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -343,7 +349,11 @@ def test_config_map_file_is_a_valid_bridge_config(kustomization: dict[str, Any])
 def test_deployments_run_the_relay_image_released(
     kustomization: dict[str, Any], resources: list[dict[str, Any]]
 ) -> None:
-    assert "ghcr.io/${{ github.repository }}-relay" in RELEASE.read_text(encoding="utf-8")
+    # The release pushes the relay as <image>-relay, under relay-image-tags.
+    release = load_release_script()
+    names = release.release_names("1.0.0", REPOSITORY)
+    assert names.image + release.RELAY_SUFFIX == RELAY_IMAGE
+    assert "${{ needs.names.outputs.relay-image-tags }}" in RELEASE.read_text(encoding="utf-8")
     assert [i["name"] for i in kustomization["images"]] == [RELAY_IMAGE]
     for name, container in containers(resources):
         assert container["image"].partition(":")[0] == RELAY_IMAGE, name

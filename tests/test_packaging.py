@@ -7,6 +7,7 @@ a user's pipeline. External linters (hadolint, check-jsonschema) are run when in
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -28,8 +29,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 REQUIREMENTS = ROOT / "requirements" / "action.txt"
 SERVER_REQUIREMENTS = ROOT / "requirements" / "server.txt"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-GITLAB_TEMPLATE = ROOT / "templates" / "cortex-deploy.gitlab-ci.yml"
-GITLAB_LEGACY = ROOT / "templates" / "cortex-deploy.legacy.gitlab-ci.yml"
+GITLAB_TEMPLATE = ROOT / "templates" / "cortex-deploy.yml"
 COMMAND = "cortex-deploy-bridge"
 
 # The action's inputs and their defaults, as PRODUCT.md ("Action (action.yml, Docker)")
@@ -562,7 +562,7 @@ def test_workflow_matches_github_schema(workflow: Path) -> None:
     check_schema("vendor.github-workflows", workflow)
 
 
-# --- GitLab templates -------------------------------------------------------------------
+# --- GitLab template (a CI/CD component) ------------------------------------------------
 
 
 def load_documents(path: Path) -> list[Any]:
@@ -570,49 +570,65 @@ def load_documents(path: Path) -> list[Any]:
     return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
 
 
-def template_job(path: Path) -> tuple[str, dict[str, Any]]:
-    """The one job of a template, by name."""
-    jobs = {
-        name: body
-        for name, body in load_documents(path)[-1].items()
-        if isinstance(body, dict) and "script" in body
-    }
-    assert len(jobs) == 1, f"{path.name}: expected one job, found {sorted(jobs)}"
-    return next(iter(jobs.items()))
+def test_gitlab_template_has_the_catalog_component_layout() -> None:
+    # The CI/CD Catalog finds components as templates/<name>.yml or templates/<name>/template.yml.
+    components = sorted((ROOT / "templates").glob("*.yml")) + sorted(
+        (ROOT / "templates").glob("*/template.yml")
+    )
+    assert components == [GITLAB_TEMPLATE]
+    header, config = load_documents(GITLAB_TEMPLATE)
+    assert set(header) == {"spec"} and set(header["spec"]) == {"inputs"}
+    assert {".cortex-deploy-report", "record-deploy-to-cortex"} == set(config)
 
 
-@pytest.mark.parametrize("path", [GITLAB_TEMPLATE, GITLAB_LEGACY], ids=["spec", "legacy"])
-def test_gitlab_template_job_sends_with_the_image_entrypoint_cleared(path: Path) -> None:
-    _, job = template_job(path)
-    assert any(f"{COMMAND} send" in line for line in job["script"])
-    # The image's entrypoint is the GitHub Action; GitLab must get a shell instead.
-    assert job["image"]["entrypoint"] == [""]
-    assert "needs" not in job, "needs: is the user's to set"
-
-
-def test_gitlab_templates_match_gitlab_schema(tmp_path: Path) -> None:
+def test_gitlab_template_matches_gitlab_schema(tmp_path: Path) -> None:
     # check-jsonschema reads one document per file: split the spec header from the jobs.
     files = []
-    for path in (GITLAB_TEMPLATE, GITLAB_LEGACY):
-        for index, document in enumerate(load_documents(path)):
-            file = tmp_path / f"{path.stem}.{index}.json"
-            file.write_text(json.dumps(document))
-            files.append(file)
+    for index, document in enumerate(load_documents(GITLAB_TEMPLATE)):
+        file = tmp_path / f"{GITLAB_TEMPLATE.stem}.{index}.json"
+        file.write_text(json.dumps(document))
+        files.append(file)
     check_schema("vendor.gitlab-ci", *files)
 
 
 def test_gitlab_template_declares_and_uses_its_inputs() -> None:
     header, config = load_documents(GITLAB_TEMPLATE)
     inputs = header["spec"]["inputs"]
-    assert {"stage", "entity-tag", "environment", "image"} <= set(inputs)
-    assert inputs["stage"]["default"] == "deploy"
-    assert inputs["image"]["default"] == "ghcr.io/cortex-deploy-bridge/cortex-deploy-bridge:v1"
-    assert all("description" in spec and "default" in spec for spec in inputs.values())
-    used = set(INPUT_REF.findall(json.dumps(config)))
-    assert used == set(inputs)
-    name, job = template_job(GITLAB_TEMPLATE)
-    assert name == "record-deploy-to-cortex"
+    assert set(inputs) == {
+        "deploy-job",
+        "stage",
+        "entity-tag",
+        "environment",
+        "type",
+        "title",
+        "custom-data",
+        "fail-on-error",
+        "dry-run",
+        "image",
+    }
+    # The deploy job has no sensible default: GitLab refuses the include without it.
+    assert "default" not in inputs["deploy-job"]
+    assert all("default" in spec for name, spec in inputs.items() if name != "deploy-job")
+    assert all(spec.get("description") for spec in inputs.values())
+    assert inputs["fail-on-error"] == {
+        **inputs["fail-on-error"],
+        "type": "boolean",
+        "default": True,
+    }
+    assert inputs["image"]["default"].startswith(f"{IMAGE}:")
+    assert set(INPUT_REF.findall(json.dumps(config))) == set(inputs)
+
+
+def test_gitlab_recording_job_follows_the_deploy_job() -> None:
+    _, config = load_documents(GITLAB_TEMPLATE)
+    job = config["record-deploy-to-cortex"]
+    # needs: with artifacts, so the deploy job's dotenv report reaches this job's variables.
+    assert job["needs"] == [{"job": "$[[ inputs.deploy-job ]]", "artifacts": True}]
     assert job["stage"] == "$[[ inputs.stage ]]"
+    # The image's entrypoint is the GitHub Action; GitLab must get a shell instead.
+    assert job["image"] == {"name": "$[[ inputs.image ]]", "entrypoint": [""]}
+    report = config[".cortex-deploy-report"]
+    assert report["artifacts"] == {"reports": {"dotenv": "cortex-deploy.env"}}
 
 
 def as_text(value: Any) -> str:
@@ -631,85 +647,516 @@ def render(value: Any, inputs: dict[str, Any]) -> Any:
     return value
 
 
-def run_template_job(
-    path: Path, tmp_path: Path, *, inputs: dict[str, Any], variables: dict[str, str]
-) -> list[str]:
-    """Run a template's script under sh with a stand-in command; the argv it got."""
+def rendered_template(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The template's configuration as GitLab includes it with ``inputs``."""
+    header, config = load_documents(GITLAB_TEMPLATE)
+    defaults = {
+        n: spec["default"] for n, spec in header["spec"]["inputs"].items() if "default" in spec
+    }
+    rendered = render(config, {**defaults, **inputs})
+    assert isinstance(rendered, dict)
+    return rendered
+
+
+def run_lines(lines: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A job's script lines under sh, as a GitLab shell runner runs them; stops at a failure."""
     shell = shutil.which("sh")
     if shell is None:
         pytest.skip("no POSIX sh to run the job script")
-    documents = load_documents(path)
-    if len(documents) == 2:
-        defaults = {name: spec["default"] for name, spec in documents[0]["spec"]["inputs"].items()}
-        documents[-1] = render(documents[-1], {**defaults, **inputs})
-    _, job = next((n, j) for n, j in documents[-1].items() if isinstance(j, dict))
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    argv_file = tmp_path / "argv"
-    stub = bindir / COMMAND
-    stub.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" > '{argv_file}'\n")
-    stub.chmod(0o755)
-    env = {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env |= {key: str(value) for key, value in job.get("variables", {}).items()}
-    env |= variables
-    for line in job["script"]:
+    done = subprocess.CompletedProcess[str]([], 0, "", "")
+    for line in lines:
         done = subprocess.run(
-            [shell, "-c", line], env=env, capture_output=True, text=True, timeout=30, check=False
+            [shell, "-c", line],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
-        assert done.returncode == 0, done.stderr
-    return argv_file.read_text().split("\0")[:-1]
+        if done.returncode != 0:
+            break
+    return done
 
 
-SCRIPT_CASES = [
-    pytest.param(
-        {},
-        {"CI_ENVIRONMENT_NAME": "production"},
-        ["send", "--type", "auto", "--environment", "production"],
-        id="defaults-from-the-job",
-    ),
-    pytest.param(
-        {"entity-tag": "payments-api,ledger", "environment": "staging", "type": "ROLLBACK"},
-        {"CI_ENVIRONMENT_NAME": "production"},
-        [
-            "send",
-            "--type",
-            "ROLLBACK",
-            "--entity-tag",
-            "payments-api,ledger",
-            "--environment",
-            "staging",
-        ],
-        id="inputs-win",
-    ),
-    pytest.param({}, {}, ["send", "--type", "auto"], id="nothing-known"),
-    pytest.param(
-        {"entity-tag": "a\nb", "dry-run": True},
-        {},
-        ["send", "--type", "auto", "--entity-tag", "a\nb", "--dry-run"],
-        id="newlines-and-dry-run",
-    ),
-]
-LEGACY_VARIABLES = {
-    "entity-tag": "CORTEX_DEPLOY_ENTITY_TAG",
-    "environment": "CORTEX_DEPLOY_ENVIRONMENT",
-    "type": "CORTEX_DEPLOY_TYPE",
-    "dry-run": "CORTEX_DEPLOY_DRY_RUN",
+GITLAB_JOB = {
+    "CI_JOB_ID": "4211",
+    "CI_JOB_URL": "https://gitlab.example.com/acme/payments-api/-/jobs/4211",
+    "CI_JOB_STARTED_AT": "2026-11-23T10:00:00Z",
 }
 
 
-@pytest.mark.parametrize(("inputs", "variables", "argv"), SCRIPT_CASES)
-def test_gitlab_template_script_builds_the_send_flags(
-    tmp_path: Path, inputs: dict[str, Any], variables: dict[str, str], argv: list[str]
-) -> None:
-    got = run_template_job(GITLAB_TEMPLATE, tmp_path, inputs=inputs, variables=variables)
-    assert got == argv
+def read_dotenv(path: Path) -> dict[str, str]:
+    """A dotenv report as GitLab accepts it: KEY=value lines and nothing else."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert all(re.fullmatch(r"[A-Z_][A-Z0-9_]*=.+", line) for line in lines), lines
+    return dict(line.split("=", 1) for line in lines)
 
 
-@pytest.mark.parametrize(("inputs", "variables", "argv"), SCRIPT_CASES)
-def test_gitlab_legacy_template_script_builds_the_same_flags(
-    tmp_path: Path, inputs: dict[str, Any], variables: dict[str, str], argv: list[str]
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        pytest.param(
+            {"CI_ENVIRONMENT_NAME": "production", "CI_ENVIRONMENT_URL": "https://pay.example.com"},
+            {
+                "CORTEX_DEPLOY_ENVIRONMENT": "production",
+                "CORTEX_DEPLOY_ENVIRONMENT_URL": "https://pay.example.com",
+            },
+            id="with-environment",
+        ),
+        pytest.param({"CI_ENVIRONMENT_NAME": "staging"}, {"CORTEX_DEPLOY_ENVIRONMENT": "staging"}),
+        pytest.param({}, {}, id="no-environment"),
+    ],
+)
+def test_gitlab_deploy_report_writes_the_deploy_jobs_variables(
+    tmp_path: Path, environment: dict[str, str], expected: dict[str, str]
 ) -> None:
-    # The legacy job is configured by variables where the spec template takes inputs.
-    overrides = {LEGACY_VARIABLES[name]: as_text(value) for name, value in inputs.items()}
-    got = run_template_job(GITLAB_LEGACY, tmp_path, inputs={}, variables=variables | overrides)
+    report = rendered_template({"deploy-job": "deploy"})[".cortex-deploy-report"]
+    env = {"PATH": os.environ.get("PATH", ""), **GITLAB_JOB, **environment}
+    done = run_lines(report["after_script"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = read_dotenv(tmp_path / report["artifacts"]["reports"]["dotenv"])
+    finished = written.pop("CORTEX_DEPLOY_JOB_FINISHED_AT")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", finished)
+    assert written == {
+        "CORTEX_DEPLOY_JOB_ID": "4211",
+        "CORTEX_DEPLOY_JOB_URL": GITLAB_JOB["CI_JOB_URL"],
+        "CORTEX_DEPLOY_JOB_STARTED_AT": GITLAB_JOB["CI_JOB_STARTED_AT"],
+        **expected,
+    }
+
+
+def run_recording_job(
+    tmp_path: Path, inputs: dict[str, Any], report: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], list[str] | None, dict[str, str]]:
+    """The recording job with ``report`` inherited, a stand-in command: (run, argv, its env)."""
+    job = rendered_template({"deploy-job": "deploy-production", **inputs})[
+        "record-deploy-to-cortex"
+    ]
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    argv_file, env_file = tmp_path / "argv", tmp_path / "env"
+    stub = bindir / COMMAND
+    stub.write_text(
+        f"#!/bin/sh\nprintf '%s\\0' \"$@\" > '{argv_file}'\n"
+        f"env | grep ^CORTEX_DEPLOY_ > '{env_file}'\n"
+    )
+    stub.chmod(0o755)
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env |= {key: str(value) for key, value in job["variables"].items()} | report
+    done = run_lines(job["script"], env, tmp_path)
+    if not argv_file.exists():
+        return done, None, {}
+    seen = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    return done, argv_file.read_text().split("\0")[:-1], seen
+
+
+REPORT = {
+    "CORTEX_DEPLOY_JOB_ID": "4211",
+    "CORTEX_DEPLOY_JOB_URL": GITLAB_JOB["CI_JOB_URL"],
+    "CORTEX_DEPLOY_JOB_STARTED_AT": "2026-11-23T10:00:00Z",
+    "CORTEX_DEPLOY_JOB_FINISHED_AT": "2026-11-23T10:03:10Z",
+    "CORTEX_DEPLOY_ENVIRONMENT": "production",
+}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "report", "argv"),
+    [
+        pytest.param(
+            {}, REPORT, ["send", "--type", "auto", "--environment", "production"], id="defaults"
+        ),
+        pytest.param(
+            {
+                "entity-tag": "payments-api,ledger",
+                "environment": "staging",
+                "type": "ROLLBACK",
+                "title": "Release 1.4.2",
+                "custom-data": '{"version": "1.4.2"}',
+                "fail-on-error": False,
+                "dry-run": True,
+            },
+            REPORT,
+            [
+                "send",
+                "--type",
+                "ROLLBACK",
+                "--environment",
+                "staging",
+                "--entity-tag",
+                "payments-api,ledger",
+                "--title",
+                "Release 1.4.2",
+                "--custom-data",
+                '{"version": "1.4.2"}',
+                "--no-fail-on-error",
+                "--dry-run",
+            ],
+            id="inputs-win",
+        ),
+        pytest.param(
+            {"environment": "review/x", "entity-tag": "a\nb"},
+            {k: v for k, v in REPORT.items() if k != "CORTEX_DEPLOY_ENVIRONMENT"},
+            ["send", "--type", "auto", "--environment", "review/x", "--entity-tag", "a\nb"],
+            id="environment-from-the-input",
+        ),
+    ],
+)
+def test_gitlab_recording_job_sends_the_deploy_jobs_deploy(
+    tmp_path: Path, inputs: dict[str, Any], report: dict[str, str], argv: list[str]
+) -> None:
+    done, got, seen = run_recording_job(tmp_path, inputs, report)
+    assert done.returncode == 0, done.stderr
     assert got == argv
+    # send reads the deploy job's id, page and times from the report, as inherited.
+    assert seen == report
+
+
+@pytest.mark.parametrize(
+    ("report", "named"),
+    [
+        pytest.param({}, "extends: .cortex-deploy-report", id="no-report"),
+        pytest.param(
+            {k: v for k, v in REPORT.items() if k != "CORTEX_DEPLOY_ENVIRONMENT"},
+            "'environment'",
+            id="no-environment",
+        ),
+    ],
+)
+def test_gitlab_recording_job_refuses_in_one_line_and_sends_nothing(
+    tmp_path: Path, report: dict[str, str], named: str
+) -> None:
+    done, got, _ = run_recording_job(tmp_path, {}, report)
+    assert done.returncode == 2
+    assert got is None, "send ran"
+    assert done.stderr.count("\n") == 1 and named in done.stderr, done.stderr
+    assert "'deploy-production'" in done.stderr
+
+
+# --- the release: one version story -----------------------------------------------------
+
+RELEASE_SCRIPT = ROOT / ".github" / "scripts" / "release.py"
+RELEASE_WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
+CI_WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+# The GitHub repository the docs name (pyproject's Homepage): where the Action, the images
+# and the templates are published.
+REPOSITORY = "cortex-deploy-bridge/cortex-deploy-bridge"
+IMAGE = f"ghcr.io/{REPOSITORY}"
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@functools.cache
+def load_release_script() -> Any:
+    """.github/scripts/release.py, imported from its path (it is not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("release_script", RELEASE_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def release() -> Any:
+    """The release script, as a module."""
+    return load_release_script()
+
+
+def test_homepage_is_the_repository_the_docs_name() -> None:
+    assert load_pyproject()["project"]["urls"]["Homepage"] == f"https://github.com/{REPOSITORY}"
+
+
+def test_release_reads_the_package_version(release: Any) -> None:
+    import bridge
+
+    assert release.read_version() == bridge.__version__
+
+
+@pytest.mark.parametrize(
+    ("version", "tag", "major", "tags"),
+    [
+        pytest.param("0.1.0", "v0.1.0", "v0", ["v0.1.0", "v0", "latest"], id="0.x"),
+        pytest.param("1.2.3", "v1.2.3", "v1", ["v1.2.3", "v1", "latest"], id="final"),
+        pytest.param("1.3.0rc1", "v1.3.0rc1", "v1", ["v1.3.0rc1"], id="pre-release"),
+    ],
+)
+def test_release_names(release: Any, version: str, tag: str, major: str, tags: list[str]) -> None:
+    names = release.release_names(version, "Cortex-Deploy-Bridge/cortex-deploy-bridge")
+    assert (names.tag, names.major, names.prerelease) == (tag, major, tags == [tag])
+    assert names.image == IMAGE  # ghcr.io takes lower case only
+    assert names.image_tags(names.image) == [f"{IMAGE}:{t}" for t in tags]
+
+
+def release_checkout(tmp_path: Path) -> Path:
+    """The files the release script reads and writes, copied under ``tmp_path``."""
+    for name in ("action.yml", "bridge/__init__.py", "templates/cortex-deploy.yml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        pytest.param(["names", "--repository", "acme"], "--repository", id="no-owner"),
+        pytest.param(["pin", "--image", IMAGE, "--digest", "sha256:abc"], "--digest"),
+        pytest.param(["pin", "--image", IMAGE, "--digest", "latest"], "--digest"),
+        pytest.param(["pin", "--image", "ghcr.io/Acme/x", "--digest", DIGEST], "--image"),
+        pytest.param(["pin", "--image", "docker.io/a/b", "--digest", DIGEST], "--image"),
+    ],
+)
+def test_release_script_refuses_a_bad_value_in_one_line(
+    release: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], named: str
+) -> None:
+    root = release_checkout(tmp_path)
+    assert release.main(["--root", str(root), *argv], {}) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err, err
+    assert (root / "action.yml").read_text() == ACTION.read_text()
+    assert (root / "templates/cortex-deploy.yml").read_text() == GITLAB_TEMPLATE.read_text()
+
+
+def test_release_script_refuses_an_unknown_version(release: Any) -> None:
+    for version in ("1.2", "v1.2.3", "1.2.3-rc.1", "01.2.3"):
+        with pytest.raises(release.ReleaseError, match="version"):
+            release.release_names(version, REPOSITORY)
+
+
+def test_released_action_and_component_run_the_pushed_image(
+    release: Any, action: dict[str, Any], tmp_path: Path
+) -> None:
+    root = release_checkout(tmp_path)
+    argv = ["--root", str(root), "pin", "--image", IMAGE, "--digest", DIGEST]
+    assert release.main(argv, {}) == 0
+    pinned = yaml.safe_load((root / "action.yml").read_text(encoding="utf-8"))
+    assert pinned["runs"]["image"] == f"docker://{IMAGE}@{DIGEST}"
+    # Nothing else changes: the same inputs, outputs and entrypoint behaviour.
+    assert {**pinned, "runs": {**pinned["runs"], "image": "Dockerfile"}} == action
+    check_schema("vendor.github-actions", root / "action.yml")
+    # The component runs the same image, by the same digest; the rest of it is unchanged.
+    header, config = load_documents(root / "templates/cortex-deploy.yml")
+    original_header, original_config = load_documents(GITLAB_TEMPLATE)
+    assert header["spec"]["inputs"].pop("image")["default"] == f"{IMAGE}@{DIGEST}"
+    original_header["spec"]["inputs"].pop("image")
+    assert (header, config) == (original_header, original_config)
+    # A second pin finds no `image: Dockerfile` left and says so rather than pin twice.
+    assert release.main(argv, {}) == 2
+
+
+def test_release_pins_nothing_when_one_file_cannot_be_pinned(
+    release: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = release_checkout(tmp_path)
+    template = root / "templates/cortex-deploy.yml"
+    template.write_text(GITLAB_TEMPLATE.read_text().replace(f"{IMAGE}:", "example.com/x:"))
+    before = template.read_text()
+    argv = ["--root", str(root), "pin", "--image", IMAGE, "--digest", DIGEST]
+    assert release.main(argv, {}) == 2
+    assert "templates/cortex-deploy.yml" in capsys.readouterr().err
+    assert (root / "action.yml").read_text() == ACTION.read_text()
+    assert template.read_text() == before
+
+
+def test_names_command_writes_the_step_outputs(release: Any, tmp_path: Path) -> None:
+    import bridge
+
+    output = tmp_path / "output"
+    assert release.main(["names", "--repository", REPOSITORY], {"GITHUB_OUTPUT": str(output)}) == 0
+    outputs = read_outputs(output)
+    names = release.release_names(bridge.__version__, REPOSITORY)
+    assert outputs["tag"] == names.tag and outputs["image"] == IMAGE
+    assert outputs["image-tags"].splitlines() == names.image_tags(IMAGE)
+    assert outputs["relay-image-tags"].splitlines() == names.image_tags(f"{IMAGE}-relay")
+
+
+def workflow_jobs(path: Path) -> dict[str, Any]:
+    """The jobs of a workflow file."""
+    jobs = yaml.safe_load(path.read_text(encoding="utf-8"))["jobs"]
+    assert isinstance(jobs, dict)
+    return jobs
+
+
+def step(job: dict[str, Any], **match: str) -> dict[str, Any]:
+    """The one step of ``job`` whose keys have the given values."""
+    (found,) = [s for s in job["steps"] if all(s.get(k) == v for k, v in match.items())]
+    return dict(found)
+
+
+def test_release_pins_action_yml_to_the_digest_of_the_image_it_pushed() -> None:
+    jobs = workflow_jobs(RELEASE_WORKFLOW)
+    push = step(jobs["images"], id="action-image")
+    assert push["uses"].startswith("docker/build-push-action@")
+    assert push["with"]["push"] is True and "file" not in push["with"]  # the Dockerfile
+    # Pushed under the names' image-tags, which are all IMAGE:<tag> (test above)...
+    assert push["with"]["tags"] == "${{ needs.names.outputs.image-tags }}"
+    assert jobs["images"]["outputs"]["digest"] == "${{ steps.action-image.outputs.digest }}"
+    # ... and action.yml is pinned to that same image, at that push's digest.
+    pin = next(s for s in jobs["tag"]["steps"] if " pin " in s.get("run", ""))
+    assert pin["env"] == {
+        "IMAGE": "${{ needs.names.outputs.image }}",
+        "DIGEST": "${{ needs.images.outputs.digest }}",
+    }
+    assert '--image "$IMAGE" --digest "$DIGEST"' in pin["run"]
+    assert set(jobs["tag"]["needs"]) == {"names", "images"}
+
+
+def test_release_runs_the_ci_checks_before_publishing_anything() -> None:
+    jobs = workflow_jobs(RELEASE_WORKFLOW)
+    assert jobs["checks"]["uses"] == "./.github/workflows/ci.yml"
+    ci = yaml.safe_load(CI_WORKFLOW.read_text(encoding="utf-8"))
+    assert "workflow_call" in ci[True]  # YAML 1.1 reads the key `on` as True
+    assert "checks" in jobs["images"]["needs"]
+    # Everything published comes after the images, which come after the checks.
+    assert jobs["distribution"]["needs"] == ["names", "tag"] and jobs["pypi"]["needs"] == (
+        "distribution"
+    )
+
+
+def test_ci_runs_the_same_check_as_a_laptop() -> None:
+    check = workflow_jobs(CI_WORKFLOW)["check"]
+    assert [s["run"] for s in check["steps"] if "run" in s] == ["bash .ci/run"]
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    for command in (
+        "hadolint Dockerfile\n",
+        "hadolint Dockerfile.relay\n",
+        "--builtin-schema vendor.github-actions action.yml",
+        "--builtin-schema vendor.github-workflows .github/workflows/*.yml",
+        "--builtin-schema vendor.compose-spec docker-compose.yml",
+        "mypy\n",
+        'python -m pytest "$@"',
+    ):
+        assert command in script, f".ci/run does not run {command.strip()!r}"
+
+
+def test_pypi_is_published_by_trusted_publishing() -> None:
+    job = workflow_jobs(RELEASE_WORKFLOW)["pypi"]
+    assert job["environment"]["name"] == "pypi"
+    assert job["permissions"] == {"id-token": "write"}
+    publish = next(s for s in job["steps"] if s.get("uses", "").startswith("pypa/"))
+    assert publish["uses"].startswith("pypa/gh-action-pypi-publish@")
+    # No token: PyPI trusts the workflow's OIDC identity.
+    assert "password" not in publish.get("with", {})
+    assert "secrets." not in RELEASE_WORKFLOW.read_text(encoding="utf-8").replace(
+        "secrets.GITHUB_TOKEN", ""
+    )
+
+
+# Every place a user copies a version from: the Action ref, the image tags, the template URLs.
+VERSION_REFERENCES = {
+    "action": re.compile(rf"\b{re.escape(REPOSITORY)}@(?P<ref>[^\s'\"`)]+)"),
+    "image": re.compile(rf"\b{re.escape(IMAGE)}(?:-relay)?:(?P<ref>[\w.-]+)"),
+    "kustomize": re.compile(r"^\s+newTag:\s*(?P<ref>\S+)", re.M),
+    "template": re.compile(
+        rf"raw\.githubusercontent\.com/{re.escape(REPOSITORY)}/(?P<ref>[^/]+)/(?P<path>[\w./-]+)"
+    ),
+}
+DOCUMENTS = [
+    ROOT / "README.md",
+    ROOT / "action.yml",
+    ROOT / "docker-compose.yml",
+    ROOT / ".env.example",
+    *sorted((ROOT / "docs").glob("**/*.md")),
+    *sorted((ROOT / "templates").glob("**/*.yml")),
+    *sorted((ROOT / "deploy").glob("**/*.yaml")),
+    *sorted((ROOT / "examples").glob("**/*")),
+]
+
+
+def test_every_version_reference_is_one_the_release_publishes(release: Any) -> None:
+    import bridge
+
+    names = release.release_names(bridge.__version__, REPOSITORY)
+    published = {names.tag, names.major}
+    found: dict[str, int] = dict.fromkeys(VERSION_REFERENCES, 0)
+    wrong = []
+    for path in DOCUMENTS:
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        for kind, pattern in VERSION_REFERENCES.items():
+            for match in pattern.finditer(text):
+                found[kind] += 1
+                where = f"{path.relative_to(ROOT)}: {match[0]}"
+                if match["ref"] not in published:
+                    wrong.append(where)
+                if kind == "template" and not (ROOT / match["path"]).is_file():
+                    wrong.append(f"{where} (no such file)")
+    assert wrong == [], f"not published by the release of {names.tag}: {wrong}"
+    assert all(found.values()), f"no reference of some kind found: {found}"
+
+
+# --- README: a user's page --------------------------------------------------------------
+
+README = ROOT / "README.md"
+# Pages other changes write; linked from the README already. Empty this once they exist.
+PAGES_WRITTEN_ELSEWHERE = {"docs/send.md", "docs/limits.md", "docs/sync.md", "docs/http-sources.md"}
+
+
+def code_blocks(text: str) -> list[tuple[int, str, str]]:
+    """(line index, language, body) of each fenced code block of a Markdown text."""
+    blocks, lines, index = [], text.splitlines(), 0
+    while index < len(lines):
+        if lines[index].startswith("```"):
+            end = lines.index("```", index + 1)
+            blocks.append((index, lines[index][3:], "\n".join(lines[index + 1 : end])))
+            index = end
+        index += 1
+    return blocks
+
+
+def test_readme_says_what_it_is_then_gives_the_two_fresh_machine_commands() -> None:
+    text = README.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    (first, setup), (second, check) = [(i, body) for i, _, body in code_blocks(text)[:2]]
+    # A title, then one paragraph of what it is, before any command.
+    assert lines[0] == "# cortex-deploy-bridge" and lines[1] == ""
+    paragraphs = [p for p in "\n".join(lines[2:first]).split("\n\n") if p.strip()]
+    assert len(paragraphs) == 2, "what it is, then the line introducing the first command"
+    assert "Cortex" in paragraphs[0] and "real" in paragraphs[1]
+    assert first < 20 and second < first + 8
+    # One line each, to paste on a fresh machine.
+    assert "\n" not in setup and check == "bash .ci/run"
+    assert setup.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install")
+    assert "CORTEX_API_TOKEN='<your real Cortex API token>'" in setup
+    assert setup.endswith("cortex-deploy-bridge serve --bind 0.0.0.0:8080")
+
+
+def test_readme_is_a_short_page_whose_links_resolve() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250
+    targets = {t.split("#")[0] for t in re.findall(r"\]\(([^)#][^)]*)\)", text)}
+    local = {t for t in targets if not t.startswith("https://")}
+    missing = {t for t in local if not (ROOT / t).exists()} - PAGES_WRITTEN_ELSEWHERE
+    assert missing == set()
+    assert {"docs/action.md", "docs/gitlab.md", "docs/operations.md"} <= local
+    for page in (ROOT / "docs").glob("*.md"):
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            path = (page.parent / target).resolve()
+            assert path.exists() or path.relative_to(ROOT).as_posix() in PAGES_WRITTEN_ELSEWHERE, (
+                f"{page.name}: {target}"
+            )
+
+
+def test_readme_states_the_python_versions_ci_tests() -> None:
+    versions = workflow_jobs(CI_WORKFLOW)["check"]["strategy"]["matrix"]["python-version"]
+    assert load_pyproject()["project"]["requires-python"] == f">={versions[0]}"
+    assert f"Python {versions[0]} to {versions[-1]}" in README.read_text(encoding="utf-8")
+
+
+def test_docs_show_the_action_versions_ci_uses() -> None:
+    # One place to bump: the examples users copy use what this repository's CI runs.
+    used = dict(
+        re.findall(r"uses: (actions/[\w-]+)@(v\d+)", CI_WORKFLOW.read_text(encoding="utf-8"))
+    )
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for action, ref in re.findall(r"uses: (actions/[\w-]+)@(\S+)", page.read_text("utf-8")):
+            assert used.get(action) == ref, f"{page.name}: {action}@{ref}, CI uses {used}"
+
+
+def test_classifiers_name_the_python_versions_ci_tests() -> None:
+    versions = workflow_jobs(CI_WORKFLOW)["check"]["strategy"]["matrix"]["python-version"]
+    classifiers = load_pyproject()["project"]["classifiers"]
+    named = [c.rsplit(" :: ", 1)[1] for c in classifiers if re.fullmatch(r".*:: 3\.\d+", c)]
+    assert named == versions

@@ -111,7 +111,7 @@ def test_outside_ci_needs_an_entity(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["send", "--dry-run"], {})
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: entity-tag:")
+    assert err.startswith("error: --entity-tag: none given")
 
 
 def test_dry_run_prints_payload_without_token(capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,3 +227,220 @@ def test_help_explains_every_flag() -> None:
         "--fail-on-error",
     ):
         assert flag in done.stdout
+
+
+def _deploy_job_variables(gitlab: dict[str, str]) -> dict[str, str]:
+    """A recording job that `needs:` the deploy job and got its CORTEX_DEPLOY_* dotenv."""
+    return {
+        **gitlab,
+        "CI_PROJECT_URL": "https://gitlab.acme.example/acme/backend/payments-api",
+        "CI_PROJECT_PATH": "acme/backend/payments-api",
+        "CI_COMMIT_SHA": "ac3022a71d605aefb55d6726fb45d30663ed789c",
+        "CI_JOB_ID": "48213390",  # the recording job itself
+        "CI_JOB_URL": "https://gitlab.acme.example/acme/backend/payments-api/-/jobs/48213390",
+        "CI_JOB_STARTED_AT": "2026-06-18T12:06:00Z",
+        "CI_ENVIRONMENT_NAME": "",
+        "CORTEX_DEPLOY_JOB_ID": "48213377",
+        "CORTEX_DEPLOY_JOB_STARTED_AT": "2026-06-18T12:03:01Z",
+        "CORTEX_DEPLOY_JOB_FINISHED_AT": "2026-06-18T12:05:31Z",
+        "CORTEX_DEPLOY_ENVIRONMENT": "production",
+        "CORTEX_DEPLOY_ENVIRONMENT_URL": "https://payments.acme.example",
+    }
+
+
+def test_recording_job_records_the_deploy_job_as_its_deployment_hook_does(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.mapping import idempotency_key
+    from bridge.sources.gitlab import parse_deployment
+    from tests.conftest import load_sample
+
+    env = _deploy_job_variables(gitlab)
+    assert main(["send", "--entity-tag", "payments-api"], env) == 0
+    capsys.readouterr()
+    (deploy,) = cortex.all_deploys()
+    assert deploy["url"] == "https://gitlab.acme.example/acme/backend/payments-api/-/jobs/48213377"
+    assert deploy["environment"] == "production"
+    assert deploy["timestamp"] == "2026-06-18T12:05:31Z"
+    custom = deploy["customData"]
+    assert custom["startedAt"] == "2026-06-18T12:03:01Z"
+    assert custom["durationSeconds"] == 150
+    assert custom["jobId"] == "48213377"
+    assert custom["environmentUrl"] == "https://payments.acme.example"
+    hook = parse_deployment(load_sample("gitlab/deployment.success.json"))
+    assert custom["bridge"]["idempotencyKey"] == idempotency_key(hook, "payments-api")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("CORTEX_DEPLOY_JOB_ID", "48213377; rm -rf"), ("CORTEX_DEPLOY_JOB_FINISHED_AT", "later")],
+)
+def test_bad_deploy_job_variable_is_one_line_naming_it(
+    gitlab: dict[str, str],
+    cortex: FakeCortex,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+) -> None:
+    env = {**_deploy_job_variables(gitlab), variable: value}
+    assert main(["send", "--entity-tag", "payments-api"], env) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"error: {variable}: "), err
+    assert cortex.received == []
+
+
+def _outside_ci(cortex: FakeCortex) -> dict[str, str]:
+    return {"CORTEX_API_TOKEN": TOKEN, "CORTEX_API_URL": cortex.url}
+
+
+def test_deploy_id_makes_a_rerun_find_the_record(
+    cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["send", "--entity-tag", "svc", "--environment", "prod", "--deploy-id", "rel-2026.11.3"]
+    assert main([*argv, "--sha", "a" * 40], _outside_ci(cortex)) == 0
+    first = capsys.readouterr()
+    assert "warning" not in first.err
+    assert main([*argv, "--sha", "a" * 40], _outside_ci(cortex)) == 0
+    (deploy,) = cortex.all_deploys()
+    assert capsys.readouterr().out.split() == [deploy["uuid"]]
+    assert deploy["customData"]["bridge"]["idempotencyKey"] == "cli::id:rel-2026.11.3:prod:svc"
+
+
+def test_without_any_id_send_warns_once_and_does_not_key_by_time(
+    cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["send", "--entity-tag", "svc", "--environment", "prod", "--sha", "b" * 40]
+    argv += ["--timestamp", "2026-11-20T10:00:00Z"]
+    assert main(argv, _outside_ci(cortex)) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        "warning: no build id here, so running this again records the deploy again: set --deploy-id"
+    ]
+    assert main(argv, _outside_ci(cortex)) == 0
+    keys = [d["customData"]["bridge"]["idempotencyKey"] for d in cortex.all_deploys()]
+    assert len(keys) == 2 and keys[0] != keys[1]  # what the warning said
+    assert not any("2026" in key for key in keys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--deploy-id", "a\nb"], "error: --deploy-id: 'a\\nb' contains a control character"),
+        (["--deploy-id", "x" * 256], "error: --deploy-id: longer than 255 characters"),
+        (["--environment", "prod\r\n::error::x"], "error: --environment: 'prod\\r\\n::error::x'"),
+        (["--timestamp", "2026-11-20T10:00:00"], "error: --timestamp: "),
+        (["--custom-data", "[1]"], "error: --custom-data: expected a mapping"),
+        (["--type", "redeploy"], "error: --type: 'redeploy' is not one of"),
+        (["--sha=--output=/tmp/x"], "error: --sha: '--output=/tmp/x' is not a hex"),
+        (["--url", "ftp://x"], "error: --url: 'ftp://x' is not an http(s) URL"),
+        (["--cortex-api-url", "x"], "error: --cortex-api-url: 'x' is not an http(s) URL"),
+    ],
+)
+def test_send_errors_name_the_flag_never_an_input(
+    argv: list[str], message: str, cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["send", "--entity-tag", "svc", *argv], _outside_ci(cortex))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith(message), err
+    assert "input" not in err
+    assert cortex.received == []
+
+
+def test_missing_token_names_the_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["send", "--entity-tag", "svc"], {}) == 2
+    err = capsys.readouterr().err
+    assert err == "error: CORTEX_API_TOKEN: no Cortex API token given\n"
+
+
+def test_bad_cortex_api_url_variable_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"CORTEX_API_TOKEN": TOKEN, "CORTEX_API_URL": "api.example"}
+    assert main(["send", "--entity-tag", "svc"], env) == 2
+    assert capsys.readouterr().err.startswith("error: CORTEX_API_URL: 'api.example' is not")
+
+
+def _git_repo(path: Path) -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        return done.stdout.strip()
+
+    git("init", "-q")
+    (path / "app.txt").write_text("v1\n")
+    git("add", "app.txt")
+    git("commit", "-q", "-m", "Ship the ledger v2\n\nbody")
+    return git("rev-parse", "HEAD")
+
+
+def test_git_expands_a_short_sha_and_reads_the_title(
+    gitlab: dict[str, str], cortex: FakeCortex, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = _git_repo(tmp_path)
+    del gitlab["CI_COMMIT_TITLE"]
+    assert main(["send", "--entity-tag", "svc", "--sha", head[:8]], gitlab) == 0
+    (deploy,) = cortex.all_deploys()
+    assert deploy["sha"] == head
+    assert deploy["title"] == "Ship the ledger v2"
+
+
+def test_a_context_sha_that_is_not_hex_never_reaches_git(
+    gitlab: dict[str, str], cortex: FakeCortex, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _git_repo(tmp_path)
+    target = tmp_path / "written-by-git"
+    gitlab["CI_COMMIT_SHA"] = f"--output={target}"
+    del gitlab["CI_COMMIT_TITLE"]
+    assert main(["send", "--entity-tag", "svc"], gitlab) == 0
+    err = capsys.readouterr().err
+    assert not target.exists()
+    assert f"warning: the CI's commit '--output={target}' is not a hex sha; not used" in err
+    (deploy,) = cortex.all_deploys()
+    assert "sha" not in deploy
+
+
+@pytest.mark.parametrize(
+    ("command", "names"),
+    [
+        ("send", ["CORTEX_API_TOKEN", "CORTEX_API_URL", "CORTEX_DEPLOY_JOB_ID", "--deploy-id"]),
+        ("action", ["INPUT_*", "GITHUB_OUTPUT", "CORTEX_API_TOKEN"]),
+        ("check-config", ["BRIDGE_CONFIG", "BRIDGE_DATABASE_URL", "GITHUB_WEBHOOK_SECRET"]),
+        ("deliveries", ["BRIDGE_DATABASE_URL", "deliveries retry --all-dead"]),
+        ("demo", ["demo --json"]),
+    ],
+)
+def test_help_has_description_environment_examples_and_exit_codes(
+    command: str, names: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--help"], {})
+    out = capsys.readouterr().out
+    assert stopped.value.code == 0
+    _usage, description = out.split("\n\n", 2)[:2]
+    assert len(description.split()) > 20, description
+    environment = out.split("\nenvironment:\n")[1].split("\n\n")[0]
+    examples = out.split("\nexamples:\n")[1].split("\nexit codes:\n")[0]
+    exit_codes = out.split("\nexit codes:\n")[1].split("\n\n")[0].splitlines()
+    assert environment.strip() and "cortex-deploy-bridge" in examples
+    assert exit_codes[0].startswith("  0  ") and len(exit_codes) >= 2
+    for name in names:
+        assert name in out
+
+
+def test_cortex_error_text_stays_on_one_line(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`send` in a GitHub run step: the runner reads commands from the log, so no value may
+    start a line of its own."""
+    from bridge.fakecortex import Fault
+
+    echo = {"type": "BAD_REQUEST", "message": "bad\n::error::injected\r\n::add-mask::x"}
+    cortex.inject(Fault("status", status=400, body=echo))
+    assert main(["send", "--entity-tag", "payments-api", "--type", "DEPLOY"], gitlab) == 1
+    err = capsys.readouterr().err
+    (line,) = err.splitlines()
+    assert line.startswith("error: payments-api: ") and "bad%0A::error::injected%0D%0A" in line

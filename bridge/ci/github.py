@@ -1,7 +1,8 @@
 """Deploy defaults from a GitHub Actions job: GITHUB_* variables and the event file.
 
-Variables: docs.github.com "Store information in variables" (default environment variables);
-event payloads: docs.github.com "Events that trigger workflows" / "Webhook events and payloads".
+Variables: https://docs.github.com/en/actions/reference/workflows-and-actions/variables
+(default environment variables); event payloads: docs.github.com "Events that trigger
+workflows" / "Webhook events and payloads".
 """
 
 from __future__ import annotations
@@ -9,9 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bridge.ci import CiContext
+from bridge.ci.context import CiContext
 from bridge.mapping import first_line
 from bridge.model import DeployRef
+
+NAME = "github"
+
+
+def detect(environ: Mapping[str, str]) -> bool:
+    """GITHUB_ACTIONS is "true" in every step of a workflow run."""
+    return environ.get("GITHUB_ACTIONS") == "true"
 
 
 def _get(data: Any, *path: str) -> Any:
@@ -74,12 +82,20 @@ def run_url(environ: Mapping[str, str]) -> str | None:
     return f"{url}/attempts/{attempt}" if attempt not in ("", "1") else url
 
 
-def ref_of(event_name: str, payload: Mapping[str, Any], environ: Mapping[str, str]) -> DeployRef:
-    """What names this deploy; matches what the webhook receiver derives for it."""
+def ref_of(
+    event_name: str, payload: Mapping[str, Any], environ: Mapping[str, str]
+) -> DeployRef | None:
+    """What names this deploy; matches what the webhook receiver derives for it.
+
+    A run's attempt is part of its name: a re-run (a new attempt) deploys again and is
+    recorded again, as the workflow_run webhook of that attempt is (docs/send.md).
+    """
     deployment_id = _get(payload, "deployment", "id")
     if event_name in ("deployment", "deployment_status") and deployment_id is not None:
         return DeployRef("deployment", str(deployment_id))
-    run_id = environ.get("GITHUB_RUN_ID", "0")
+    run_id = environ.get("GITHUB_RUN_ID", "").strip()
+    if not run_id:
+        return None  # not a real run (a local try-out): no id to find a record by
     return DeployRef("run", f"{run_id}/{environ.get('GITHUB_RUN_ATTEMPT') or '1'}")
 
 
@@ -93,15 +109,15 @@ def context(environ: Mapping[str, str], payload: Mapping[str, Any]) -> CiContext
         "runNumber": environ.get("GITHUB_RUN_NUMBER"),
         "workflow": environ.get("GITHUB_WORKFLOW"),
         "job": environ.get("GITHUB_JOB"),
-        "ref": environ.get("GITHUB_REF_NAME"),
         "deploymentId": _get(payload, "deployment", "id"),
     }
     return CiContext(
-        source="github",
+        source=NAME,
         repository=environ.get("GITHUB_REPOSITORY", ""),
         event=event_name or "workflow",
         ref=ref_of(event_name, payload, environ),
         sha=sha_of(event_name, payload, environ),
+        branch=environ.get("GITHUB_REF_NAME") or None,
         environment=_text(payload, "deployment", "environment"),
         title=title_of(event_name, payload),
         url=run_url(environ),

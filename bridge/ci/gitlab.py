@@ -1,49 +1,102 @@
-"""Deploy defaults from a GitLab CI job (docs.gitlab.com "Predefined CI/CD variables")."""
+"""Deploy defaults from a GitLab CI job.
+
+Docs: https://docs.gitlab.com/ci/variables/predefined_variables/ (predefined CI/CD variables).
+
+A job that records the deploy of another job (the deploy job writes ``CORTEX_DEPLOY_*`` to a
+dotenv report, the recording job receives them through ``needs:``) records that job: its id,
+url, times and environment, so it is keyed as the Deployment Hook for that job keys it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
 
-from bridge.ci import CiContext
+from bridge.ci.context import CiContext, Env, compact
+from bridge.errors import UsageError
 from bridge.model import DeployRef
 from bridge.times import parse_timestamp
+
+NAME = "gitlab"
+
+
+def detect(environ: Mapping[str, str]) -> bool:
+    """GITLAB_CI is "true" in every GitLab CI job."""
+    return Env(environ)("GITLAB_CI") == "true"
+
+
+def _job_id(env: Env, name: str) -> str | None:
+    value = env(name)
+    if value is not None and not (value.isascii() and value.isdigit()):
+        raise UsageError(f"{name}: {value!r} is not a GitLab job id")
+    return value
+
+
+def _moment(env: Env, name: str) -> datetime | None:
+    value = env(name)
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise UsageError(f"{name}: {exc}") from None
 
 
 def context(environ: Mapping[str, str]) -> CiContext:
     """Deploy defaults for a job running in GitLab CI."""
-
-    def var(name: str) -> str | None:
-        return environ.get(name) or None
-
-    started = var("CI_JOB_STARTED_AT")
-    try:
-        started_at = parse_timestamp(started) if started else None
-    except ValueError:
-        started_at = None
-    details = {
-        "jobId": var("CI_JOB_ID"),
-        "jobName": var("CI_JOB_NAME"),
-        "pipelineId": var("CI_PIPELINE_ID"),
-        "pipelineUrl": var("CI_PIPELINE_URL"),
-        "ref": var("CI_COMMIT_REF_NAME"),
-        "environmentUrl": var("CI_ENVIRONMENT_URL"),
-        "tier": var("CI_ENVIRONMENT_TIER"),
-    }
+    env = Env(environ)
+    job_id = _job_id(env, "CI_JOB_ID")
     # The job id is what GitLab's Deployment Hook calls deployable_id: the webhook receiver
     # names the same deploy the same way.
-    job_id = var("CI_JOB_ID")
-    return CiContext(
-        source="gitlab",
-        repository=environ.get("CI_PROJECT_PATH", ""),
+    own = CiContext(
+        source=NAME,
+        repository=env("CI_PROJECT_PATH") or "",
         event="job",
         ref=DeployRef("job", job_id) if job_id else None,
-        sha=var("CI_COMMIT_SHA"),
-        environment=var("CI_ENVIRONMENT_NAME"),
-        title=var("CI_COMMIT_TITLE"),
-        url=var("CI_JOB_URL"),
-        deployer_name=var("GITLAB_USER_NAME"),
-        deployer_email=var("GITLAB_USER_EMAIL"),
-        started_at=started_at,
-        workspace=var("CI_PROJECT_DIR"),
-        details={k: v for k, v in details.items() if v},
+        sha=env("CI_COMMIT_SHA"),
+        branch=env("CI_COMMIT_REF_NAME"),
+        environment=env("CI_ENVIRONMENT_NAME"),
+        title=env("CI_COMMIT_TITLE"),
+        url=env("CI_JOB_URL"),
+        deployer_name=env("GITLAB_USER_NAME"),
+        deployer_email=env("GITLAB_USER_EMAIL"),
+        started_at=env.moment("CI_JOB_STARTED_AT"),
+        workspace=env("CI_PROJECT_DIR"),
+        details=compact(
+            {
+                "jobId": job_id,
+                "jobName": env("CI_JOB_NAME"),
+                "pipelineId": env("CI_PIPELINE_ID"),
+                "pipelineUrl": env("CI_PIPELINE_URL"),
+                "environmentUrl": env("CI_ENVIRONMENT_URL"),
+                "tier": env("CI_ENVIRONMENT_TIER"),
+            }
+        ),
+    )
+    deploy_job = _job_id(env, "CORTEX_DEPLOY_JOB_ID")
+    return own if deploy_job is None else _deploy_job(env, own, deploy_job)
+
+
+def _deploy_job(env: Env, own: CiContext, job_id: str) -> CiContext:
+    """The deploy job named by CORTEX_DEPLOY_JOB_ID, recorded from this later job: the
+    pipeline's facts stay, the job's own (id, page, times, environment) are the deploy job's."""
+    project = env("CI_PROJECT_URL")
+    page = f"{project.rstrip('/')}/-/jobs/{job_id}" if project else None
+    return replace(
+        own,
+        ref=DeployRef("job", job_id),
+        environment=env("CORTEX_DEPLOY_ENVIRONMENT") or own.environment,
+        url=env("CORTEX_DEPLOY_JOB_URL") or page,
+        started_at=_moment(env, "CORTEX_DEPLOY_JOB_STARTED_AT"),
+        finished_at=_moment(env, "CORTEX_DEPLOY_JOB_FINISHED_AT"),
+        details=compact(
+            {
+                "jobId": job_id,
+                "recordedByJobId": own.details.get("jobId"),
+                "pipelineId": own.details.get("pipelineId"),
+                "pipelineUrl": own.details.get("pipelineUrl"),
+                "environmentUrl": env("CORTEX_DEPLOY_ENVIRONMENT_URL"),
+            }
+        ),
     )

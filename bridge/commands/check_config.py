@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from bridge.commands.common import add_config_flag, fail
+from bridge.commands.helptext import describe as describe_command
 from bridge.errors import UsageError
 from bridge.step import secret_from
 
@@ -38,8 +39,36 @@ def _target(raw: str) -> tuple[str, str | None]:
     return repository, environment.strip() or None
 
 
+ABOUT = """\
+Validate a config file and print what it does: the Cortex URL and database it resolves to,
+the sources, routes, environment and workflow rules, which secrets are set (by name, never
+their values), and, with --try, where a deployment of a repository would be recorded. A bad
+key is named in one line."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """An optional PATH, ``--config``, and ``--try`` routing probes."""
+    describe_command(
+        parser,
+        ABOUT,
+        environment=[
+            ("BRIDGE_CONFIG", "the config file when neither PATH nor --config is given"),
+            ("CORTEX_API_URL", "overrides cortex.url"),
+            ("BRIDGE_DATABASE_URL", "overrides database (or BRIDGE_DATABASE_URL_FILE)"),
+            ("GITHUB_WEBHOOK_SECRET", "these four (or their *_FILE forms) are reported as set"),
+            ("GITLAB_WEBHOOK_TOKEN", "or missing, never shown; a source enabled without its"),
+            ("CORTEX_API_TOKEN", "secret is a warning, since serve refuses to start on it"),
+            ("BRIDGE_ADMIN_TOKEN", ""),
+        ],
+        examples=[
+            "cortex-deploy-bridge check-config bridge.yaml",
+            "cortex-deploy-bridge check-config bridge.yaml --try acme/payments-api:production",
+        ],
+        exit_codes=[
+            (0, "the config is valid (warnings may be printed on stderr)"),
+            (2, "the config is invalid: the line names the key"),
+        ],
+    )
     parser.add_argument(
         "path",
         nargs="?",

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands.common import EXIT_FAILED, add_config_flag, fail, load
+from bridge.commands.helptext import describe
 from bridge.errors import UsageError
 from bridge.views import MAX_PAGE
 
@@ -27,6 +28,11 @@ MAX_LIMIT = MAX_PAGE
 MAX_ID = 2**63 - 1  # ids are BIGINT on PostgreSQL
 ERROR_WIDTH = 48  # the last-error column of `list`; `show` prints it whole
 NO_TABLES = "database has no bridge tables"
+
+ABOUT = """\
+Inspect and replay the delivery log: every webhook the receiver stored, its attempts at Cortex
+and its status (queued, delivering, delivered, retrying, dead). `retry` queues dead or
+retrying deliveries to be tried again now by a running worker."""
 
 WHERE = """\
 These commands read and write the delivery log in the database itself (the config's
@@ -52,8 +58,26 @@ def _positive(high: int) -> Callable[[str], int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``list``, ``show`` and ``retry``, each with ``--config``."""
-    parser.epilog = WHERE
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    describe(
+        parser,
+        ABOUT,
+        environment=[
+            ("BRIDGE_DATABASE_URL", "the delivery log's database (or BRIDGE_DATABASE_URL_FILE;"),
+            ("", "else the config's database, else sqlite:///bridge.db)"),
+            ("BRIDGE_CONFIG", "the config file when --config is not given"),
+        ],
+        examples=[
+            "cortex-deploy-bridge deliveries list --status dead",
+            "cortex-deploy-bridge deliveries show 42",
+            "cortex-deploy-bridge deliveries retry --all-dead",
+        ],
+        exit_codes=[
+            (0, "done"),
+            (1, "no such delivery, one that cannot be retried, or an unreachable database"),
+            (2, "bad usage, a bad config, or a database with no bridge tables"),
+        ],
+        notes=WHERE,
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     an_id = _positive(MAX_ID)
 
@@ -197,8 +221,15 @@ def _row(d: Delivery) -> tuple[str, ...]:
         ",".join(d.payload.get("entities", [])) or "-",
         str(d.attempts),
         d.received_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ"),
-        shorten(d.last_error, ERROR_WIDTH),
+        shorten(current_error(d.status, d.last_error), ERROR_WIDTH),
     )
+
+
+def current_error(status: str, last_error: str | None) -> str | None:
+    """The error that still holds: none once delivered (an earlier attempt's is history)."""
+    from bridge.store import DELIVERED
+
+    return None if status == DELIVERED else last_error
 
 
 def table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -260,10 +291,17 @@ def _show(store: Store, args: argparse.Namespace) -> int:
     print("results:" + ("" if results else " none"))
     for entity, result in results.items():
         print(f"  {entity}: {_result(result)}")
-    error = _text(shown["last_error"])
-    # A multi-line error (a Cortex answer) goes below its label, indented like the results.
-    print("last error:" + ("\n  " + error.replace("\n", "\n  ") if "\n" in error else f" {error}"))
+    error = current_error(found.status, shown["last_error"])
+    _print_error("last error", error)
+    if error is None and shown["last_error"]:
+        _print_error("error before delivery", shown["last_error"])
     return 0
+
+
+def _print_error(label: str, error: str | None) -> None:
+    # A multi-line error (a Cortex answer) goes below its label, indented like the results.
+    text = _text(error)
+    print(f"{label}:" + ("\n  " + text.replace("\n", "\n  ") if "\n" in text else f" {text}"))
 
 
 def _result(result: Any) -> str:

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands.common import EXIT_FAILED, fail
+from bridge.commands.helptext import describe
 
 if TYPE_CHECKING:
     from bridge.app import Runtime
-    from bridge.demo_events import Step
+    from bridge.demo_events import Expected, Step
     from bridge.fakecortex import FakeCortex
 
 Say = Callable[[str], None]
@@ -46,8 +47,33 @@ class Stage:
     workdir: str
 
 
+ABOUT = """\
+A self-contained tour with no Cortex account, in a few seconds: it starts a stand-in Cortex
+and the real receiver and worker on loopback (a temporary SQLite database), sends signed
+sample GitHub and GitLab webhooks, records one deploy the way `send` does in a CI job, and
+shows what Cortex received. Every answer is checked, so it doubles as a smoke test of an
+installation."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``demo``."""
+    describe(
+        parser,
+        ABOUT,
+        environment=[
+            ("(none)", "CORTEX_API_URL, BRIDGE_DATABASE_URL and the secrets are ignored on"),
+            ("", "purpose: the demo's deploys never leave this machine"),
+        ],
+        examples=[
+            "cortex-deploy-bridge demo",
+            "cortex-deploy-bridge demo --json > cortex-received.json",
+            "cortex-deploy-bridge demo --keep-running   # then point curl at it",
+        ],
+        exit_codes=[
+            (0, "every step did what the story says"),
+            (1, "something did not: the line names it"),
+        ],
+    )
     parser.add_argument(
         "--keep-running",
         action="store_true",
@@ -232,6 +258,7 @@ def _tell(stage: Stage, say: Say) -> list[str]:
     for number, step in enumerate(STORY, 1):
         failures += _play(stage, number, step, say)
     failures += _drain(stage, say)
+    failures += _send(stage, len(STORY) + 1, say)
     failures += _show_cortex(stage.cortex, say)
     _conclude(failures, say)
     return failures
@@ -372,6 +399,66 @@ def _drain(stage: Stage, say: Say) -> list[str]:
     return [f"{counts['dead']} deliveries were dead-lettered"] if counts["dead"] else []
 
 
+# --- `send` in a CI job ----------------------------------------------------------------
+
+# A GitLab CI deploy job of acme/backend/ledger-api (its predefined variables, invented values):
+# `send` runs in it after the deploy, with no receiver involved.
+LEDGER = "5d0c2f3a9be14e67a8d1c03f6e2b9a47d15c8e90"
+SEND_JOB = {
+    "GITLAB_CI": "true",
+    "CI_PROJECT_PATH": "acme/backend/ledger-api",
+    "CI_PROJECT_URL": "https://gitlab.acme.example/acme/backend/ledger-api",
+    "CI_COMMIT_SHA": LEDGER,
+    "CI_COMMIT_TITLE": "Settle ledger entries in batches of 500",
+    "CI_COMMIT_REF_NAME": "main",
+    "CI_JOB_ID": "48220011",
+    "CI_JOB_URL": "https://gitlab.acme.example/acme/backend/ledger-api/-/jobs/48220011",
+    "CI_JOB_STARTED_AT": "2026-03-10T11:18:02Z",
+    "CI_ENVIRONMENT_NAME": "production",
+    "GITLAB_USER_NAME": "Mara Okafor",
+}
+SEND_TIMESTAMP = "2026-03-10T11:20:00Z"  # in a real job: now
+SEND_COMMAND = f"cortex-deploy-bridge send --timestamp {SEND_TIMESTAMP}"
+
+
+def _sent_deploy() -> Expected:
+    from bridge.demo_events import Expected
+
+    return Expected("ledger-api", "production", "DEPLOY", LEDGER, SEND_TIMESTAMP)
+
+
+def _send(stage: Stage, number: int, say: Say) -> list[str]:
+    """Record one deploy the way `send` does in a CI job; run it twice, as a retried job would."""
+    import io
+
+    from bridge.send import Inputs
+    from bridge.step import Reporter, run_step
+
+    environ = {
+        **SEND_JOB,
+        "CORTEX_API_TOKEN": stage.cortex.token,
+        "CORTEX_API_URL": stage.cortex.url,
+    }
+    say("")
+    say(f"{number}. No receiver: a GitLab CI deploy job of acme/backend/ledger-api runs")
+    say(f"   $ {SEND_COMMAND}")
+    say("   (entity, commit, environment, job page and deployer come from the job's variables)")
+    printed = []
+    for attempt in ("first run", "the job retried"):
+        out, err = io.StringIO(), io.StringIO()
+        code = run_step(Inputs(timestamp=SEND_TIMESTAMP), environ, Reporter((), out=out, err=err))
+        for line in err.getvalue().splitlines():
+            say(f"   {line}")
+        say(f"   -> exit {code}, printed {out.getvalue().strip() or 'nothing'}  ({attempt})")
+        printed.append((code, out.getvalue().split()))
+    first, second = printed
+    if first[0] != 0 or len(first[1]) != 1:
+        return [f"step {number}: send exited {first[0]}, printed {first[1]}"]
+    if second != first:
+        return [f"step {number}: the retried send printed {second}, not {first}"]
+    return []
+
+
 # --- What Cortex received --------------------------------------------------------------
 
 
@@ -431,7 +518,8 @@ def _compare(stored: list[dict[str, Any]]) -> list[str]:
 
     fields = ("entity", "environment", "type", "sha", "timestamp")
     held = Counter(tuple(str(d.get(f)) for f in fields) for d in stored)
-    wanted = Counter(tuple(getattr(e, f) for f in fields) for e in EXPECTED_DEPLOYS)
+    expected = (*EXPECTED_DEPLOYS, _sent_deploy())
+    wanted = Counter(tuple(getattr(e, f) for f in fields) for e in expected)
     return [f"Cortex lacks the deploy {' '.join(t)}" for t in wanted - held] + [
         f"Cortex holds an unexpected deploy {' '.join(t)}" for t in held - wanted
     ]
@@ -448,8 +536,8 @@ def _conclude(failures: list[str], say: Say) -> None:
         say(f"demo: {len(failures)} expectation(s) failed.")
         return
     say(
-        f"Every expectation held: {len(STORY)} answers as expected, "
-        f"exactly {len(EXPECTED_DEPLOYS)} deploys in Cortex."
+        f"Every expectation held: {len(STORY)} answers as expected, one deploy recorded by "
+        f"send, exactly {len(EXPECTED_DEPLOYS) + 1} deploys in Cortex."
     )
     say("")
     for line in NEXT_STEPS:

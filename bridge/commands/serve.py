@@ -38,9 +38,10 @@ from bridge.commands.common import (
     secrets_of,
     worker_owner,
 )
+from bridge.commands.helptext import describe
 from bridge.errors import BridgeError
 
-DESCRIPTION = """\
+ABOUT = """\
 Run the webhook receiver for GitHub and GitLab (gunicorn, gevent worker class), with the
 delivery worker inside each process unless --no-worker.
 
@@ -49,33 +50,32 @@ token is accepted (one cheap read; --skip-token-check skips it), the database (c
 upgrading its tables), and that --bind is free; any failure is one line and exit 2.
 Logs are JSON lines on stderr, gunicorn's own included."""
 
-EPILOG = """\
-environment:
-  CORTEX_API_TOKEN       Cortex API token (needed unless --no-worker; *_FILE variant too)
-  CORTEX_API_URL         Cortex API (default https://api.getcortexapp.com)
-  GITHUB_WEBHOOK_SECRET  secret of the GitHub webhook (X-Hub-Signature-256)
-  GITLAB_WEBHOOK_TOKEN   secret token of the GitLab webhook (X-Gitlab-Token)
-  BRIDGE_ADMIN_TOKEN     enables the admin API (/api/deliveries) for this bearer token
-  BRIDGE_DATABASE_URL    sqlite:///bridge.db (default) or postgresql+psycopg://...
-  BRIDGE_CONFIG          config file, when --config is not given
-
-examples:
-  cortex-deploy-bridge serve --bind 0.0.0.0:8080
-  cortex-deploy-bridge serve --config bridge.yaml --workers 4 --no-worker
-
-exit codes:
-  0  stopped by SIGTERM or SIGINT
-  2  refused to start: a bad flag or config, a missing secret, a token Cortex refused,
-     the database, or --bind in use
-
-Probes: GET /healthz, /readyz (the database, and Cortex not refusing the token), /metrics."""
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``serve``."""
-    parser.description = DESCRIPTION
-    parser.epilog = EPILOG
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    describe(
+        parser,
+        ABOUT,
+        environment=[
+            ("CORTEX_API_TOKEN", "Cortex API token (needed unless --no-worker; or *_FILE)"),
+            ("CORTEX_API_URL", "Cortex API (default https://api.getcortexapp.com)"),
+            ("GITHUB_WEBHOOK_SECRET", "secret of the GitHub webhook (X-Hub-Signature-256)"),
+            ("GITLAB_WEBHOOK_TOKEN", "secret token of the GitLab webhook (X-Gitlab-Token)"),
+            ("BRIDGE_ADMIN_TOKEN", "turns on the admin API (/api/deliveries) for this token"),
+            ("BRIDGE_DATABASE_URL", "sqlite:///bridge.db (default) or postgresql+psycopg://..."),
+            ("BRIDGE_CONFIG", "the config file when --config is not given"),
+        ],
+        examples=[
+            "cortex-deploy-bridge serve --bind 0.0.0.0:8080",
+            "cortex-deploy-bridge serve --config bridge.yaml --workers 4 --no-worker",
+        ],
+        exit_codes=[
+            (0, "stopped by SIGTERM or SIGINT"),
+            (2, "refused to start (see above): one line on stderr names the flag or variable"),
+        ],
+        notes="Probes: GET /healthz, /readyz (the database, and Cortex not refusing the "
+        "token), /metrics.",
+    )
     add_config_flag(parser)
     parser.add_argument(
         "--bind",

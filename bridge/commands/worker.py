@@ -35,6 +35,7 @@ from bridge.commands.common import (
     secrets_of,
     worker_owner,
 )
+from bridge.commands.helptext import describe
 from bridge.errors import BridgeError, UsageError
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def metrics_address(raw: str) -> Address | None:
     return Address(host, int(port))
 
 
-DESCRIPTION = """\
+ABOUT = """\
 Run delivery workers alone: claim the events the receivers (`serve --no-worker`) stored,
 record each in Cortex, retry with backoff, dead-letter what Cortex rejects for good.
 Several workers, on any number of machines, share one PostgreSQL database safely.
@@ -81,28 +82,27 @@ At start it checks the config, that Cortex accepts CORTEX_API_TOKEN (one cheap r
 --skip-token-check skips it) and --metrics-bind; any failure is one line and exit 2.
 Logs are JSON lines on stderr."""
 
-EPILOG = f"""\
-environment:
-  CORTEX_API_TOKEN     Cortex API token (required; CORTEX_API_TOKEN_FILE names a file)
-  CORTEX_API_URL       Cortex API (default https://api.getcortexapp.com)
-  BRIDGE_DATABASE_URL  sqlite:///bridge.db (default) or postgresql+psycopg://...
-  BRIDGE_CONFIG        config file, when --config is not given
-
-examples:
-  cortex-deploy-bridge worker --threads 4
-  cortex-deploy-bridge worker --config bridge.yaml --metrics-bind 0.0.0.0:{METRICS_PORT}
-
-exit codes:
-  0  stopped by SIGTERM or SIGINT (the events in hand finished first)
-  2  refused to start: a bad flag or config, no token or one Cortex refused, the
-     database, or --metrics-bind in use"""
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``worker``."""
-    parser.description = DESCRIPTION
-    parser.epilog = EPILOG
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    describe(
+        parser,
+        ABOUT,
+        environment=[
+            ("CORTEX_API_TOKEN", "Cortex API token (required; or CORTEX_API_TOKEN_FILE)"),
+            ("CORTEX_API_URL", "Cortex API (default https://api.getcortexapp.com)"),
+            ("BRIDGE_DATABASE_URL", "sqlite:///bridge.db (default) or postgresql+psycopg://..."),
+            ("BRIDGE_CONFIG", "the config file when --config is not given"),
+        ],
+        examples=[
+            "cortex-deploy-bridge worker --threads 4",
+            f"cortex-deploy-bridge worker --config bridge.yaml --metrics-bind :{METRICS_PORT}",
+        ],
+        exit_codes=[
+            (0, "stopped by SIGTERM or SIGINT (the events in hand finished first)"),
+            (2, "refused to start (see above): one line on stderr names the flag or variable"),
+        ],
+    )
     add_config_flag(parser)
     parser.add_argument(
         "--threads",
