@@ -435,3 +435,48 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_stores_nothing(
         assert served.get("/api/deliveries")[1]["data"] == []
     finally:
         served.stop()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        pytest.param("8080", "must be HOST:PORT or unix:PATH", id="no-host-part"),
+        pytest.param("127.0.0.1:http", "must be HOST:PORT or unix:PATH", id="named-port"),
+        pytest.param("127.0.0.1:70000", "must be HOST:PORT or unix:PATH", id="port-out-of-range"),
+    ],
+)
+def test_a_bad_bind_is_one_line_and_exit_2(
+    tmp_path: Path, cortex: FakeCortex, value: str, reason: str
+) -> None:
+    served = Served(tmp_path, cortex.url, "--bind", value)
+    done = served.run()
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"cortex-deploy-bridge: error: --bind {value}: {reason}"
+    ]
+    assert not (tmp_path / "relay.db").exists()
+
+
+def test_serve_listens_on_a_unix_socket(tmp_path: Path, cortex: FakeCortex) -> None:
+    path = tmp_path / "bridge.sock"
+    served = Served(tmp_path, cortex.url, "--bind", f"unix:{path}")
+    assert served.proc is None
+    with served.log.open("ab") as log:
+        served.proc = subprocess.Popen(
+            [SCRIPT, *served.args], env=served.env, stdout=log, stderr=log, start_new_session=True
+        )
+    try:
+        wait_for(path.exists)
+
+        def healthy() -> bool:
+            with socket.socket(socket.AF_UNIX) as sock:
+                try:
+                    sock.connect(str(path))
+                except OSError:
+                    return False
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n")
+                return sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+        wait_for(healthy)
+    finally:
+        served.stop()

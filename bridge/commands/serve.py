@@ -205,21 +205,20 @@ class MetricsDir:
 
 
 def bind(address: str) -> socket.socket:
-    """A listening socket at ``HOST:PORT`` (handed to gunicorn), or one line why not."""
+    """A listening socket at ``HOST:PORT`` or ``unix:PATH`` (handed to gunicorn), or one line
+    saying why not."""
     from bridge.errors import UsageError
 
-    host, sep, port = address.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--bind must be HOST:PORT; got {address!r}")
     try:
-        infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM)
-        family, kind, proto, _, where = infos[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
+        family, where = _address(address)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except ValueError as exc:
+        raise UsageError(f"--bind {address}: {exc}") from None
+    except OSError as exc:  # a host name that does not resolve, ...
         raise UsageError(f"--bind {address}: {(exc.strerror or str(exc)).lower()}") from None
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(where)
         sock.listen(2048)
     except OSError as exc:
@@ -227,6 +226,21 @@ def bind(address: str) -> socket.socket:
         reason = (exc.strerror or str(exc)).lower()
         raise UsageError(f"--bind {address}: cannot listen there ({reason})") from None
     return sock
+
+
+def _address(address: str) -> tuple[int, Any]:
+    """(family, address to bind) of ``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT`` or ``unix:PATH``."""
+    if address.startswith("unix:"):
+        return socket.AF_UNIX, address[len("unix:") :]
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT or unix:PATH")
+    # No host: every interface (AI_PASSIVE), as gunicorn binds it.
+    found = socket.getaddrinfo(
+        host or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    return found[0][0], found[0][4]
 
 
 def cooperative() -> None:
