@@ -165,8 +165,35 @@ def test_commands_refuse_both_variables_in_one_line(
 
 def test_the_database_password_is_among_what_logs_redact() -> None:
     from bridge.commands.common import log_secrets, secrets_of
+    from bridge.config import parse_config
 
-    secrets = secrets_of({"CORTEX_API_TOKEN": "ctx-token"})
-    redacted = log_secrets(secrets, "postgresql+psycopg://bridge:p%40ss-w0rd@db:5432/bridge")
-    assert "p@ss-w0rd" in redacted and "ctx-token" in redacted
-    assert log_secrets(secrets, "sqlite:///bridge.db") == log_secrets(secrets, "")
+    environ = {"CORTEX_API_TOKEN": "ctx-token"}
+    secrets = secrets_of(environ)
+
+    def redacted(database: str) -> list[str]:
+        return log_secrets(secrets, parse_config({"database": database}), environ)
+
+    assert {"p@ss-w0rd", "ctx-token"} <= set(
+        redacted("postgresql+psycopg://bridge:p%40ss-w0rd@db:5432/bridge")
+    )
+    assert redacted("sqlite:///bridge.db") == list(secrets.values())  # no password there
+
+
+def test_http_source_tokens_are_among_what_logs_redact() -> None:
+    from bridge.commands.common import log_secrets, secrets_of
+    from bridge.config import parse_config
+
+    environ = {"CORTEX_API_TOKEN": "ctx-token", "SHIPS_TOKEN": "pat-ships-77"}
+    config = parse_config(
+        {
+            "http_sources": {
+                "ships": {
+                    "preset": "spice",
+                    "url": "https://api.example.com/v1/apps/4/deployments",
+                    "token_env": "SHIPS_TOKEN",
+                    "repository": "acme/ships",
+                },
+            }
+        }
+    )
+    assert "pat-ships-77" in log_secrets(secrets_of(environ), config, environ)

@@ -131,10 +131,19 @@ def secrets_of(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: secret_from(environ, name) for name in names}
 
 
-def log_secrets(secrets: Mapping[str, str], database: str) -> list[str]:
-    """What logs must never show: the secrets (:func:`secrets_of`), the database password."""
+def log_secrets(
+    secrets: Mapping[str, str], config: Config, environ: Mapping[str, str]
+) -> list[str]:
+    """What logs must never show: the secrets (:func:`secrets_of`), the database password,
+    and the tokens of the configured http sources (their ``token_env``)."""
+    database = config.database
     password = urlsplit(database).password if "://" in database else None
-    return [*secrets.values(), *([unquote(password)] if password else [])]
+    tokens = [secret_from(environ, spec.token_env) for spec in config.http_sources.values()]
+    return [
+        *secrets.values(),
+        *([unquote(password)] if password else []),
+        *(token for token in tokens if token),
+    ]
 
 
 def worker_owner() -> str:

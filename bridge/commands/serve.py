@@ -167,7 +167,7 @@ def _checked_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return fail(str(exc))
     from bridge import logs
 
-    logs.configure(secrets=log_secrets(secrets, config.database), level=args.log_level)
+    logs.configure(secrets=log_secrets(secrets, config, environ), level=args.log_level)
     log = logging.getLogger("bridge.serve")
     for name in missing:
         log.warning(
@@ -309,7 +309,7 @@ def _serve(
 
     from bridge import logs
 
-    json_logger = logs.gunicorn_logger(log_secrets(secrets, config.database))
+    json_logger = logs.gunicorn_logger(log_secrets(secrets, config, environ))
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

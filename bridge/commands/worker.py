@@ -155,7 +155,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
         check_reconcile(config, environ)  # the sync: section's tokens, before any thread starts
         logs.configure(
-            secrets=log_secrets(secrets_of(environ), config.database), level=args.log_level
+            secrets=log_secrets(secrets_of(environ), config, environ), level=args.log_level
         )
         refused = check_cortex_token(config, environ, skip=args.skip_token_check)
         if refused:
