@@ -47,9 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``action``: the GitHub Action entrypoint; inputs come from INPUT_* variables."""
+    from bridge.action.inputs import inputs_from_action
+    from bridge.action.output import ActionReporter
+    from bridge.action.run import EXIT_USAGE, run_step
     from bridge.errors import UsageError
-    from bridge.send import inputs_from_action
-    from bridge.step import EXIT_USAGE, ActionReporter, run_step
 
     try:
         inputs = inputs_from_action(environ)

@@ -108,8 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``send``: record one deploy from flags and the CI context."""
-    from bridge.send import Inputs
-    from bridge.step import Reporter, run_step
+    from bridge.action.inputs import Inputs
+    from bridge.action.output import Reporter
+    from bridge.action.run import run_step
 
     inputs = Inputs(
         api_url=args.cortex_api_url,
