@@ -5,6 +5,7 @@ Parsing raises InputError naming the bad input; each face spells the name its ow
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from typing import Any
 from bridge.errors import InputError
 from bridge.model import HEX_SHA, DeployRef, DeployType
 from bridge.times import parse_timestamp
+from bridge.urls import CORTEX_URL
 
 TYPES = ("auto", *(t.value for t in DeployType))
 
@@ -23,8 +25,8 @@ TYPES = ("auto", *(t.value for t in DeployType))
 class Inputs:
     """The user's inputs as given (flags or INPUT_*); empty strings mean "from context"."""
 
-    token: str = ""
-    api_url: str = ""
+    cortex_api_token: str = ""
+    cortex_api_url: str = ""
     entity_tag: str = ""
     environment: str = ""
     type: str = "auto"
@@ -41,7 +43,7 @@ class Inputs:
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be printed."""
-        return (self.token,) if self.token else ()
+        return (self.cortex_api_token,) if self.cortex_api_token else ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,93 @@ class Notice:
     name: str
     text: str
 
+
+@dataclass(frozen=True)
+class Input:
+    """One input: the Action's ``name`` (``INPUT_<NAME>``) and ``send``'s ``--name`` flag.
+
+    ``default`` is what action.yml states (a test holds the two together); an empty value
+    takes it, except where ``fallback`` names a variable read first (by the step).
+    """
+
+    name: str
+    help: str
+    default: str = ""
+    required: bool = False
+    boolean: bool = False
+    many: bool = False  # send: a repeatable flag, its values joined as one per line
+    action: bool = True  # the Action has this input
+    flag: bool = True  # send has this flag
+    fallback: str | None = None  # the environment variable that fills it when empty
+    metavar: str | None = None
+
+    @property
+    def field(self) -> str:
+        """The attribute of Inputs (and of send's parsed flags)."""
+        return self.name.replace("-", "_")
+
+
+INPUTS: tuple[Input, ...] = (
+    Input(
+        "cortex-api-token",
+        "Cortex API token",
+        required=True,
+        flag=False,  # a flag would show the token in the process list and the shell's history
+        fallback="CORTEX_API_TOKEN",
+    ),
+    Input(
+        "cortex-api-url",
+        f"Cortex API base URL (default: $CORTEX_API_URL or {CORTEX_URL})",
+        default=CORTEX_URL,
+        fallback="CORTEX_API_URL",
+    ),
+    Input(
+        "entity-tag",
+        "Cortex entity tag; repeat or comma-separate for several "
+        "(default: info.x-cortex-tag of cortex.yaml, else the repository's name)",
+        many=True,
+        metavar="TAG",
+    ),
+    Input("environment", "deploy environment (default: from the CI job)"),
+    Input(
+        "type",
+        "DEPLOY, SCALE, ROLLBACK, RESTART, or auto: ROLLBACK when the sha was "
+        "deployed to this environment before and is not the latest (default: auto)",
+        default="auto",
+        metavar="TYPE",
+    ),
+    Input("title", "title (default: the commit's first line)"),
+    Input("sha", "commit sha (default: from the CI job)"),
+    Input("url", "link to the deploy (default: the CI job or run page)"),
+    Input("deployer-name", "who deployed (default: from the CI job)"),
+    Input("deployer-email", "deployer's email (default: from the CI job)"),
+    Input("timestamp", "when it finished, RFC 3339 (default: now, UTC)"),
+    Input(
+        "custom-data",
+        "a mapping merged into the deploy's customData",
+        metavar="JSON_OR_YAML",
+    ),
+    Input(
+        "deploy-id",
+        "name this deploy where the CI has no build id (or to override it), so that "
+        "running the same command again finds the record instead of making a second one",
+        action=False,  # the Action's run (or deployment) names the deploy
+        metavar="ID",
+    ),
+    Input(
+        "fail-on-error",
+        "exit 1 when the deploy cannot be recorded (default: on)",
+        default="true",
+        boolean=True,
+    ),
+    Input(
+        "dry-run",
+        "print what would be sent; send nothing (reads history when a token is set)",
+        default="false",
+        boolean=True,
+    ),
+)
+INPUT_BY_NAME = {spec.name: spec for spec in INPUTS}
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_ID = 255
@@ -157,26 +246,73 @@ def parse_when(value: str, default: datetime) -> datetime:
 def inputs_from_action(environ: Mapping[str, str]) -> Inputs:
     """Inputs of the Docker action: INPUT_<NAME>, hyphens kept (runner) or underscored."""
 
-    def get(name: str, default: str = "") -> str:
+    def given(name: str) -> str:
         upper = name.upper()
         for key in (f"INPUT_{upper}", f"INPUT_{upper.replace('-', '_')}"):
             if environ.get(key, "").strip():
-                return environ[key].strip()
-        return default
+                return environ[key]
+        return ""
 
-    return Inputs(
-        token=get("cortex-api-token"),
-        api_url=get("cortex-api-url"),
-        entity_tag=get("entity-tag"),
-        environment=get("environment"),
-        type=get("type", "auto"),
-        title=get("title"),
-        sha=get("sha"),
-        url=get("url"),
-        deployer_name=get("deployer-name"),
-        deployer_email=get("deployer-email"),
-        timestamp=get("timestamp"),
-        custom_data=get("custom-data"),
-        fail_on_error=parse_bool("fail-on-error", get("fail-on-error"), default=True),
-        dry_run=parse_bool("dry-run", get("dry-run"), default=False),
-    )
+    return make_inputs({spec.name: given(spec.name) for spec in INPUTS if spec.action})
+
+
+def inputs_from_flags(args: argparse.Namespace) -> Inputs:
+    """Inputs of ``send``: its flags, as :func:`add_flags` declared them."""
+    values: dict[str, str | bool] = {}
+    for spec in INPUTS:
+        if spec.flag:
+            value = getattr(args, spec.field)
+            values[spec.name] = "\n".join(value) if spec.many else value
+    return make_inputs(values)
+
+
+def make_inputs(given: Mapping[str, str | bool]) -> Inputs:
+    """Inputs from the values given by name; an empty one takes the table's default."""
+    values: dict[str, Any] = {}
+    for spec in INPUTS:
+        value = given.get(spec.name, "")
+        if spec.boolean:
+            default = spec.default == "true"
+            values[spec.field] = (
+                value if isinstance(value, bool) else parse_bool(spec.name, value, default=default)
+            )
+        else:
+            text = str(value).strip()
+            # An input with a fallback variable stays empty: the variable comes before the
+            # default, and the step reads it (secrets only where it reads secrets).
+            values[spec.field] = text or ("" if spec.fallback else spec.default)
+    return Inputs(**values)
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """``send``'s flags: one per input of the table that has a flag."""
+    for spec in INPUTS:
+        if not spec.flag:
+            continue
+        flag = f"--{spec.name}"
+        if spec.boolean and spec.default == "true":
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=True, help=spec.help
+            )
+        elif spec.boolean:
+            parser.add_argument(flag, action="store_true", help=spec.help)
+        elif spec.many:
+            parser.add_argument(
+                flag, action="append", default=[], metavar=spec.metavar, help=spec.help
+            )
+        else:
+            parser.add_argument(flag, default="", metavar=spec.metavar, help=spec.help)
+
+
+def spell_flag(name: str) -> str:
+    """How ``send`` names an input: its flag, or the variable it reads instead of one."""
+    spec = INPUT_BY_NAME.get(name)
+    if spec is not None and not spec.flag and spec.fallback:
+        return spec.fallback
+    return f"--{name}"
+
+
+def action_takes(name: str) -> bool:
+    """Whether the Action has the input ``name``."""
+    spec = INPUT_BY_NAME.get(name)
+    return spec is not None and spec.action

@@ -13,9 +13,9 @@ import sys
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import ClassVar, TextIO
+from typing import TextIO
 
-from bridge.action.inputs import Notice
+from bridge.action.inputs import INPUT_BY_NAME, Notice, action_takes, spell_flag
 from bridge.action.recorder import Outcome
 from bridge.errors import InputError, UsageError
 from bridge.redact import redact
@@ -87,9 +87,6 @@ def markdown_table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
 class Reporter:
     """Plain output for ``send``: uuids on stdout, one-line messages on stderr."""
 
-    # Inputs that ``send`` takes from the environment only, never from a flag.
-    ENVIRONMENT_ONLY: ClassVar[Mapping[str, str]] = {"cortex-api-token": "CORTEX_API_TOKEN"}
-
     def __init__(
         self, secrets: tuple[str, ...], *, out: TextIO | None = None, err: TextIO | None = None
     ) -> None:
@@ -108,7 +105,7 @@ class Reporter:
 
     def spell(self, name: str) -> str:
         """How this face names an input: ``send``'s flag (or environment variable)."""
-        return self.ENVIRONMENT_ONLY.get(name, f"--{name}")
+        return spell_flag(name)
 
     def describe(self, exc: UsageError) -> str:
         """The error's message, naming the input as this face does."""
@@ -123,7 +120,7 @@ class Reporter:
 
     def takes(self, name: str) -> bool:
         """Whether this face has the input ``name`` (``send`` has them all)."""
-        return True
+        return name in INPUT_BY_NAME
 
     def error(self, message: str) -> None:
         """A failure that decides the exit code."""
@@ -169,8 +166,8 @@ class ActionReporter(Reporter):
         return f"the {name} input"
 
     def takes(self, name: str) -> bool:
-        """The Action has no deploy-id input: its run (or deployment) names the deploy."""
-        return name != "deploy-id"
+        """Whether the Action has the input (deploy-id is ``send``'s only)."""
+        return action_takes(name)
 
     def add_secret(self, secret: str) -> None:
         """Mask ``secret`` in the runner's log too (``::add-mask::``)."""

@@ -20,11 +20,11 @@ from bridge.action.resolve import (
 )
 from bridge.ci import detect
 from bridge.cortex import CortexClient
-from bridge.cortex.client import DEFAULT_URL
 from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexError, InputError, UsageError
 from bridge.model import DeployEvent, DeployRef
 from bridge.secrets import secret_from
+from bridge.urls import CORTEX_URL
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -72,7 +72,7 @@ def run_step(
     """Record the deploy for every entity; the exit code says how it went."""
     try:
         event, entities, notices = prepare(inputs, environ, now=now or datetime.now(timezone.utc))
-        token = inputs.token or secret_from(environ, "CORTEX_API_TOKEN")
+        token = inputs.cortex_api_token or secret_from(environ, "CORTEX_API_TOKEN")
         reporter.add_secret(token)
         if not token and not inputs.dry_run:
             raise InputError("cortex-api-token", "no Cortex API token given")
@@ -106,10 +106,10 @@ def run_step(
 
 def cortex_url(inputs: Inputs, environ: Mapping[str, str]) -> str:
     """Cortex's base URL: the cortex-api-url input, else CORTEX_API_URL, else the default."""
-    if inputs.api_url.strip():
-        return parse_url("cortex-api-url", inputs.api_url)
+    if inputs.cortex_api_url.strip():
+        return parse_url("cortex-api-url", inputs.cortex_api_url)
     try:
-        return parse_url("CORTEX_API_URL", environ.get("CORTEX_API_URL", "") or DEFAULT_URL)
+        return parse_url("CORTEX_API_URL", environ.get("CORTEX_API_URL", "") or CORTEX_URL)
     except InputError as exc:
         raise UsageError(str(exc)) from None
 

@@ -58,4 +58,4 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         reporter = ActionReporter((), environ)
         reporter.error(reporter.describe(exc))
         return EXIT_USAGE
-    return run_step(inputs, environ, ActionReporter((inputs.token,), environ))
+    return run_step(inputs, environ, ActionReporter(inputs.secrets(), environ))
