@@ -43,6 +43,14 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_RUN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
+def first_line(text: str | None) -> str:
+    """The first non-empty line of a commit message, stripped."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
 class DeployType(str, enum.Enum):
     """Cortex's deploy types (SaveDeployRequest.type)."""
 

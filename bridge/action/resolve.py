@@ -26,8 +26,7 @@ from bridge.action.inputs import (
 )
 from bridge.ci.context import CiContext
 from bridge.errors import InputError, UsageError
-from bridge.mapping import first_line
-from bridge.model import HEX_SHA, DeployEvent, DeployRef, Status
+from bridge.model import HEX_SHA, DeployEvent, DeployRef, Status, first_line
 
 
 def context_sha(ctx: CiContext) -> str | None:
