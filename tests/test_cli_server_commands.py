@@ -514,6 +514,32 @@ def test_check_config_try_shows_the_route(
     assert out.splitlines()[-1] == expected
 
 
+def test_check_config_describes_and_tries_an_http_source(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(
+        "http_sources:\n"
+        "  shipyard: {preset: phased, url: 'https://ship.example.test/api/deploys',\n"
+        "             token_env: SHIPYARD_TOKEN, repository: acme/shipyard-web}\n"
+    )
+    argv = ("check-config", str(path), "--source", "shipyard", "--try", "acme/shipyard-web:prod")
+    code, out, _ = cli(capsys, {}, *argv)
+    assert code == 0
+    lines = out.splitlines()
+    assert (
+        "http_sources.shipyard: https://ship.example.test/api/deploys (page, size 100, preset "
+        "phased), repository 'acme/shipyard-web', token from SHIPYARD_TOKEN"
+    ) in lines
+    assert lines[-1] == (
+        "try shipyard acme/shipyard-web, environment 'prod': -> shipyard-web (default)"
+    )
+    code, out, err = cli(capsys, {}, "check-config", str(path), "--source", "shipyrad")
+    assert (code, out) == (2, "")
+    assert err == (
+        "cortex-deploy-bridge: error: --source: 'shipyrad' is not a source (expected one of: "
+        "github, gitlab, shipyard)\n"
+    )
+
+
 def test_check_config_try_needs_a_repository(capsys) -> None:
     code, _, err = cli(capsys, {}, "check-config", "--try", ":prod")
     assert code == 2

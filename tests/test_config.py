@@ -49,6 +49,75 @@ def make(**overrides: Any) -> DeployEvent:
     return DeployEvent(**fields)
 
 
+HTTP_SOURCES = """\
+http_sources:
+  shipyard:
+    preset: spice
+    url: https://deploys.example.test/v1/apps/7/deployments
+    token_env: SHIPYARD_TOKEN
+    repository: acme/shipyard-web
+"""
+
+
+# http_sources, sync.http and match.source name what is configured (see the section below).
+HTTP_KEY_ERRORS = [
+    pytest.param(
+        HTTP_SOURCES.replace("    token_env: SHIPYARD_TOKEN\n", ""),
+        "http_sources.shipyard.token_env",
+        "is required",
+        id="no-token-env",
+    ),
+    pytest.param(
+        HTTP_SOURCES.replace("https://deploys", "ftp://deploys"),
+        "http_sources.shipyard.url",
+        "must be an http(s) url",
+        id="bad-url",
+    ),
+    pytest.param(
+        HTTP_SOURCES + "    api_token: abc\n",
+        "http_sources.shipyard.api_token",
+        "secrets come only from the environment",
+        id="token-in-file",
+    ),
+    pytest.param(
+        HTTP_SOURCES + "    pagination: {style: sideways}\n",
+        "http_sources.shipyard.pagination.style",
+        "must be 'page' or 'cursor' or 'newest-first'",
+        id="bad-style",
+    ),
+    pytest.param(
+        HTTP_SOURCES + "sync: {http: [shipyrad]}",
+        "sync.http[0]",
+        "no http_sources entry named 'shipyrad' (configured: shipyard)",
+        id="sync-unknown-name",
+    ),
+    pytest.param(
+        "sync: {http: [shipyard]}",
+        "sync.http[0]",
+        "no http_sources entry named 'shipyard' (configured: none)",
+        id="sync-no-entries",
+    ),
+    pytest.param(
+        "sync: {http: shipyard}",
+        "sync.http",
+        "must be a list of strings",
+        id="sync-not-a-list",
+    ),
+    pytest.param(
+        HTTP_SOURCES + "routes: [{match: {source: shipyrad}, entities: [x]}]",
+        "routes[0].match.source",
+        "must be 'github' or 'gitlab' or 'shipyard', got 'shipyrad'",
+        id="route-unknown-source",
+    ),
+    pytest.param(
+        "workflows: [{match: {source: bitbucket}}]",
+        "workflows[0].match.source",
+        "must be 'github' or 'gitlab', got 'bitbucket'",
+        id="workflow-unknown-source",
+    ),
+]
+
+
 # --- Validation: every error names its key -----------------------------------------------
 
 SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRIDGE_ADMIN_TOKEN"
@@ -62,7 +131,7 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
             "routse: []",
             "routse",
             "unknown key (expected one of: cortex, database, sources, routes, environments, "
-            "workflows, record, rollback, server, delivery, sync)",
+            "workflows, record, rollback, server, delivery, sync, http_sources)",
             id="top-typo",
         ),
         pytest.param(
@@ -493,6 +562,7 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
             "unknown key (expected one of: dead_letter_after_seconds, max_attempts",
             id="delivery-typo",
         ),
+        *HTTP_KEY_ERRORS,
     ],
 )
 def test_errors_name_the_key(text: str, key: str, message: str) -> None:
@@ -645,6 +715,9 @@ def test_the_product_example_and_ours_are_valid(tmp_path: Path) -> None:
     assert [rule.entities for rule in config.routes] == [("payments-api",), ("{repo}",)]
     assert config.environments.rename == {"prod": "production"}
     assert config.workflows[0].environment == "production"
+    assert config.sync.github == ("acme/*",) and config.sync.gitlab == ("acme-group",)
+    assert config.http_sources["spice"].repository == "acme/spice-app"
+    assert config.http_sources["spice"].pagination.style == "newest-first"
     example = load_config(str(EXAMPLE), {})
     assert example.record.mode is RecordMode.FINAL
     assert len(example.routes) == 4 and len(example.workflows) == 2
@@ -676,6 +749,22 @@ record:
   failures: false
 rollback:
   detect: true
+sync:
+  interval_minutes: 15
+  look_back_hours: 48
+  github: ["acme/*"]
+  gitlab: ["acme-group"]
+http_sources:
+  spice:
+    url: https://api.spice.ai/v1/apps/42/deployments
+    token_env: SPICE_API_TOKEN
+    pagination: {style: newest-first, limit: 100}
+    items: deployments
+    fields: {id: id, status: status, sha: commit_sha, finished_at: updated_at,
+             started_at: started_at, deployer: created_by, environment: null}
+    status: {succeeded: succeeded, failed: failed, queued: pending, created: pending,
+             in_progress: in_progress}
+    repository: acme/spice-app
 """
 
 
@@ -1098,3 +1187,75 @@ def test_describe_the_defaults() -> None:
 )
 def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+# --- http sources: parsed with the config, routed, described ------------------------------
+
+
+def test_http_sources_are_part_of_the_config() -> None:
+    config = parse(HTTP_SOURCES + "sync: {http: [shipyard]}")
+    spec = config.http_sources["shipyard"]
+    assert (spec.url, spec.token_env, spec.repository) == (
+        "https://deploys.example.test/v1/apps/7/deployments",
+        "SHIPYARD_TOKEN",
+        "acme/shipyard-web",
+    )
+    assert config.source_names == ("github", "gitlab", "shipyard")
+    assert config.sync.http == ("shipyard",) and config.sync.enabled
+    assert Config().http_sources == {} and Config().source_names == ("github", "gitlab")
+
+
+def shipyard_deploy(**overrides: Any) -> DeployEvent:
+    """A deploy as the http reader makes it: source = the entry, its configured repository."""
+    return make(source="shipyard", repository="acme/shipyard-web", event="deployment", **overrides)
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        pytest.param("", Route(("shipyard-web",), "production", "default"), id="default-route"),
+        pytest.param(
+            "routes: [{match: {source: shipyard}, entities: [ships]}]",
+            Route(("ships",), "production", "routes[0]"),
+            id="by-source",
+        ),
+        pytest.param(
+            "routes: [{match: {source: github}, entities: [gh]},"
+            " {match: {repository: 'acme/ship*'}, entities: ['{owner}-{repo}']}]",
+            Route(("acme-shipyard-web",), "production", "routes[1]"),
+            id="by-repository",
+        ),
+    ],
+)
+def test_http_source_deploys_are_routed(routes: str, expected: Route) -> None:
+    assert route(parse(HTTP_SOURCES + routes), shipyard_deploy()) == expected
+
+
+def test_http_source_deploys_follow_environment_rules() -> None:
+    config = parse(HTTP_SOURCES + "environments: {rename: {prod: production}, exclude: [dev]}")
+    assert route(config, shipyard_deploy(environment="prod")).environment == "production"
+    with pytest.raises(UnsupportedEvent, match=r"excluded by environments\.exclude 'dev'"):
+        route(config, shipyard_deploy(environment="dev"))
+
+
+def test_an_unconfigured_source_is_not_routed() -> None:
+    with pytest.raises(UnsupportedEvent, match="source 'shipyard' is not supported"):
+        route(Config(), shipyard_deploy())
+
+
+def test_webhook_sources_stay_switchable_beside_http_ones() -> None:
+    config = parse(HTTP_SOURCES + "sources: {github: {enabled: false}}")
+    assert route(config, shipyard_deploy()).entities == ("shipyard-web",)
+    with pytest.raises(UnsupportedEvent, match=r"disabled by sources\.github\.enabled"):
+        route(config, make())
+
+
+def test_describe_http_sources_and_their_reconcile() -> None:
+    lines = describe(parse(HTTP_SOURCES + "sync: {http: [shipyard], github: [acme/api]}"))
+    assert (
+        "http_sources.shipyard: https://deploys.example.test/v1/apps/7/deployments "
+        "(newest-first, limit 100, preset spice), repository 'acme/shipyard-web', "
+        "token from SHIPYARD_TOKEN"
+    ) in lines
+    assert "sync: every 15 min, the last 48 h of github acme/api, http shipyard" in lines
+    assert not any(line.startswith("http_sources") for line in describe(Config()))

@@ -13,6 +13,7 @@ import requests
 import responses
 from responses import matchers
 
+from bridge.config.http_sources import HttpSourceSpec, parse_http_sources
 from bridge.errors import ConfigError, UsageError
 from bridge.model import DeployRef, Status
 from bridge.sync.http_source import (
@@ -21,7 +22,6 @@ from bridge.sync.http_source import (
     HttpSourceError,
     make_http_reader,
 )
-from bridge.sync.http_spec import HttpSourceSpec, parse_http_sources
 from bridge.sync.reader import Found, Window
 
 URL = "https://deploys.example.com/v1/deployments"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from bridge.config.http_sources import parse_http_sources
 from bridge.model import Status
 from bridge.sync.http_source import HttpReader, HttpSourceError, make_http_reader
-from bridge.sync.http_spec import parse_http_sources
 from bridge.sync.reader import Found, Window
 from tests.http_standins import PhasedApi, QoderApi, SpiceApi, StandIn
 

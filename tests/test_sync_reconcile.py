@@ -25,6 +25,7 @@ from bridge.store import Store
 from bridge.sync import periodic
 from bridge.times import format_timestamp
 from tests.conftest import TOKEN, wait_until
+from tests.http_standins import SpiceApi
 from tests.test_sync import GH_TOKEN, SHA_A
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
@@ -136,6 +137,8 @@ def test_no_sync_section_starts_nothing(tmp_path: Path, cortex: FakeCortex) -> N
         pytest.param({"github": "acme/api"}, "sync.github", id="github-not-a-list"),
         pytest.param({"gitlab": [""]}, "sync.gitlab[0]", id="gitlab-empty"),
         pytest.param({"repos": []}, "sync.repos", id="unknown-key"),
+        pytest.param({"http": ["ships"]}, "sync.http[0]", id="http-not-configured"),
+        pytest.param({"http": [""]}, "sync.http[0]", id="http-empty"),
     ],
 )
 def test_a_bad_sync_section_names_the_key(section: dict[str, object], key: str) -> None:
@@ -289,3 +292,72 @@ def test_a_running_relay_reconciles_a_deploy_whose_webhook_never_came(
             relay.wait(timeout=30)
     [stored] = cortex.all_deploys()
     assert key_of(stored) == "github:acme/api:deployment:401:production:api"
+
+
+SHIPS_TOKEN = "pat-reconcile-3e8a1c"
+
+
+def http_reconcile_for(db_url: str, api: SpiceApi, cortex: FakeCortex, environ: dict[str, str]):
+    """A Reconcile of the http source ``ships`` (the spice preset) over the last 48 hours."""
+    config = parse_config(
+        {
+            "database": db_url,
+            "sync": {"http": ["ships"], "look_back_hours": 48},
+            "http_sources": {
+                "ships": {
+                    "preset": "spice",
+                    "url": api.url,
+                    "token_env": "SHIPS_TOKEN",
+                    "repository": "acme/ships-web",
+                    "environment": "production",
+                }
+            },
+        },
+        environ={"CORTEX_API_URL": cortex.url},
+    )
+    store = Store.from_url(db_url)
+    client = CortexClient(cortex.url, TOKEN)
+    return periodic.Reconcile(config, store, client, environ, owner="r1", clock=lambda: NOW)
+
+
+def test_the_reconcile_records_a_missing_deploy_of_an_http_source(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    with SpiceApi(token=SHIPS_TOKEN) as api:
+        api.add(7, "succeeded", NOW - timedelta(hours=3), sha=SHA_A)
+        api.add(6, "succeeded", NOW - timedelta(days=5), sha=SHA_A)  # before the look-back
+        one = http_reconcile_for(db_url, api, cortex, {"SHIPS_TOKEN": SHIPS_TOKEN})
+        recorded = periodic.RECORDED.labels("http:ships")
+        before = recorded._value.get()
+        try:
+            assert one.run_once() is True
+            [stored] = cortex.all_deploys()
+            assert (stored["entity"], stored["sha"]) == ("ships-web", SHA_A)
+            assert key_of(stored) == "ships:acme/ships-web:deployment:7:production:ships-web"
+            assert recorded._value.get() == before + 1
+            assert periodic.LAST_SUCCESS.labels("http:ships")._value.get() == NOW.timestamp()
+            posts = len(cortex.requests_to("POST"))
+            one.clock = lambda: NOW + timedelta(minutes=16)  # the next turn
+            assert one.run_once() is True
+            assert len(cortex.requests_to("POST")) == posts
+        finally:
+            one.store.close()
+            one.client.close()
+        assert api.violations == []
+
+
+def test_the_relay_refuses_to_start_when_an_http_source_lacks_its_token(
+    tmp_path: Path, cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        f"database: sqlite:///{tmp_path / 'b.db'}\n"
+        "sync: {http: [ships]}\n"
+        "http_sources:\n"
+        "  ships: {preset: spice, url: 'http://127.0.0.1:9/v1/apps/1/deployments',\n"
+        "          token_env: SHIPS_TOKEN, repository: acme/ships-web}\n"
+    )
+    environ = {"CORTEX_API_TOKEN": TOKEN, "CORTEX_API_URL": cortex.url}
+    assert main(["worker", "--config", str(config)], environ) == 2
+    err = capsys.readouterr().err.strip()
+    assert "SHIPS_TOKEN: is not set" in err and len(err.splitlines()) == 1

@@ -97,8 +97,9 @@ def record(
     key = idempotency_key(event, entity)
     # A step's only trace of an earlier run of itself (a re-run of the same build) is in
     # Cortex. With type auto the listing read for the history shows it; with the type given
-    # no listing is read, so the key is looked up before creating, as after an unclear try.
-    unclear = history is None and event.type is not None
+    # no listing is read, so the key is looked up before creating, as after an unclear try
+    # (a dry run with the type given reads nothing: it needs no Cortex at all).
+    unclear = history is None and event.type is not None and not dry_run
     started, number = clock(), 1
     history = history or CortexHistory(client, listing=event.type is None)
     while True:

@@ -89,9 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--source",
-        choices=("github", "gitlab"),
         default="github",
-        help="the source of the --try events (default: github)",
+        help="the source of the --try events: github, gitlab or an http_sources name "
+        "(default: github)",
     )
 
 
@@ -107,6 +107,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         config = load_config(path, environ)
     except ConfigError as exc:
         return fail(str(exc))
+    if args.source not in config.source_names:
+        known = ", ".join(config.source_names)
+        return fail(f"--source: {args.source!r} is not a source (expected one of: {known})")
     print(f"config OK: {path or DEFAULTS}")
     for line in describe(config):
         print(line)

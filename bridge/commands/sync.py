@@ -34,7 +34,9 @@ environment:
                         https://HOST/api/v3)
   GITLAB_API_TOKEN      GitLab token with the read_api scope (for --gitlab / --gitlab-group)
   GITLAB_URL            GitLab (default https://gitlab.com; self-managed: its URL)
-  BRIDGE_CONFIG         config file: routes, environments, workflows (as for webhooks)
+  (token_env)           for --source NAME: the variable its http_sources entry names
+  BRIDGE_CONFIG         config file: routes, environments, workflows (as for webhooks),
+                        http_sources (for --source)
   BRIDGE_DATABASE_URL   where progress is kept (default sqlite:///bridge.db), so an
                         interrupted sync continues; the Cortex budget is shared through it
 
@@ -43,6 +45,7 @@ examples:
   cortex-deploy-bridge sync --github-org acme --dry-run          # the audit
   cortex-deploy-bridge sync --gitlab-group acme --since 2026-11-01 --until 2026-12-01
   cortex-deploy-bridge sync --github acme/api --dry-run --output json | jq .summary
+  cortex-deploy-bridge sync --config bridge.yaml --source spice --since 90d
 
 exit codes:
   0  nothing missing, or all that was missing is now recorded
@@ -220,29 +223,9 @@ def _readers(
         github_orgs=tuple(args.github_org),
         gitlab=tuple(args.gitlab),
         gitlab_groups=tuple(args.gitlab_group),
+        http=tuple(args.source),
     )
-    scm, clients = make_readers(targets, config, environ)
-    made = [_http_reader(name, config, environ) for name in args.source]
-
-    def every() -> Iterator[Reader]:
-        yield from scm()
-        yield from made
-
-    return every, clients
-
-
-def _http_reader(name: str, config: Config, environ: Mapping[str, str]) -> Reader:
-    """A configured http source (bridge.sync.http_source), imported only when asked for."""
-    try:
-        from bridge.sync import http_source  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise UsageError(
-            f"--source {name!r}: http sources are not available in this version"
-        ) from None
-    # The config's http_sources section, where this version has one.
-    sources = getattr(config, "http_sources", {})
-    reader: Reader = http_source.make_http_reader(name, sources, environ)
-    return reader
+    return make_readers(targets, config, environ)
 
 
 def _cortex(config: Config, environ: Mapping[str, str]) -> CortexClient:

@@ -8,7 +8,10 @@ value (``cortex:`` with nothing under it) means the default.
 
 Routing (:func:`route`) goes in this order, and the first step that fails says why:
 
-1. the event's source must be enabled (``sources.<source>.enabled``);
+1. the event's source must be enabled (``sources.<source>.enabled``), or be an
+   ``http_sources`` entry (read by ``sync``; its deploys carry the entry's ``repository``, so
+   routes match them by repository or by ``source: <name>``, and the default route names the
+   entity after the repository's last segment, as for webhooks);
 2. a ``workflow_run`` (GitHub) or ``pipeline`` (GitLab) is a deploy only when a ``workflows``
    rule matches it; the rule's ``environment`` supplies the environment (else the event's own,
    which these events do not have);
@@ -32,8 +35,10 @@ their name and path in the same ``details`` keys (``workflow``, ``workflowPath``
 The modules: :mod:`~bridge.config.settings` (the dataclasses and defaults),
 :mod:`~bridge.config.loading` (the file and its validation), :mod:`~bridge.config.values`
 (typed values, :func:`redact_url`), :mod:`~bridge.config.environ` (environment overrides),
-:mod:`~bridge.config.routing` (:func:`route`) and :mod:`~bridge.config.describing`
-(:func:`describe`, for ``check-config``). Import from ``bridge.config`` itself.
+:mod:`~bridge.config.routing` (:func:`route`), :mod:`~bridge.config.describing`
+(:func:`describe`, for ``check-config``) and :mod:`~bridge.config.http_sources` (the
+``http_sources`` section, with :mod:`~bridge.config.http_paths` and
+:mod:`~bridge.config.http_presets`). Import from ``bridge.config`` itself.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bridge.config.http_sources import PAGE
 from bridge.config.settings import SOURCES, Config, Environments, Match
 from bridge.config.values import redact_url
 
@@ -47,6 +48,7 @@ def describe(config: Config) -> list[str]:
         f"{delivery.max_attempts or 'unlimited'}, lease {delivery.lease_seconds:g}s, backoff "
         f"{delivery.backoff_base_seconds:g}s to {delivery.backoff_max_seconds:g}s",
         *_describe_sync(config),
+        *_describe_http_sources(config),
     ]
 
 
@@ -55,11 +57,30 @@ def _describe_sync(config: Config) -> list[str]:
     sync = config.sync
     if not sync.enabled:
         return []
-    names = [*(f"github {n}" for n in sync.github), *(f"gitlab {n}" for n in sync.gitlab)]
+    names = [
+        *(f"github {n}" for n in sync.github),
+        *(f"gitlab {n}" for n in sync.gitlab),
+        *(f"http {n}" for n in sync.http),
+    ]
     return [
         f"sync: every {sync.interval_minutes:g} min, the last {sync.look_back_hours:g} h of "
         + ", ".join(names)
     ]
+
+
+def _describe_http_sources(config: Config) -> list[str]:
+    """One line per ``http_sources`` entry: where it reads, how it pages, how it is routed."""
+    lines = []
+    for name, spec in config.http_sources.items():
+        paging = spec.pagination
+        size = "size" if paging.style == PAGE else "limit"
+        preset = f", preset {spec.preset}" if spec.preset else ""
+        lines.append(
+            f"http_sources.{name}: {redact_url(spec.url)} ({paging.style}, {size} "
+            f"{paging.size}{preset}), repository {spec.repository!r}, token from "
+            f"{spec.token_env}"
+        )
+    return lines
 
 
 def _describe_match(match: Match) -> str:

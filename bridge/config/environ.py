@@ -6,18 +6,18 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from bridge.config.settings import DATABASE_FILE_VARIABLE, DATABASE_VARIABLE, Config
-from bridge.config.values import _database_url, http_url
+from bridge.config.values import as_database_url, http_url
 from bridge.errors import ConfigError
 
 
-def _apply_environ(config: Config, environ: Mapping[str, str]) -> Config:
+def apply_environ(config: Config, environ: Mapping[str, str]) -> Config:
     """CORTEX_API_URL and BRIDGE_DATABASE_URL (or BRIDGE_DATABASE_URL_FILE) win over the file."""
     url = environ.get("CORTEX_API_URL", "").strip()
     if url:
         config = replace(config, cortex=replace(config.cortex, url=http_url(url, "CORTEX_API_URL")))
     name, database = database_url_from(environ)
     if database:
-        config = replace(config, database=_database_url(database, name))
+        config = replace(config, database=as_database_url(database, name))
     return config
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from bridge.config.environ import _apply_environ
+from bridge.config.environ import apply_environ
+from bridge.config.http_sources import parse_http_sources
 from bridge.config.settings import (
     DEFAULT_CORTEX_URL,
     DEFAULT_DATABASE,
@@ -36,16 +37,16 @@ from bridge.config.settings import (
     WorkflowRule,
 )
 from bridge.config.values import (
-    _bool,
-    _choice,
-    _database_url,
-    _integer,
-    _list,
-    _mapping,
-    _positive,
-    _required,
-    _string,
-    _strings,
+    as_bool,
+    as_choice,
+    as_database_url,
+    as_integer,
+    as_list,
+    as_mapping,
+    as_positive,
+    as_required,
+    as_string,
+    as_strings,
     http_url,
 )
 from bridge.errors import ConfigError
@@ -116,33 +117,35 @@ TOP_KEYS = tuple(Config.__dataclass_fields__)
 
 def parse_config(data: Any, *, environ: Mapping[str, str] = _NO_ENV) -> Config:
     """Validate a loaded YAML document (None: empty) and apply the environment overrides."""
-    top = _mapping(data, "", TOP_KEYS)
-    record = _mapping(top.get("record"), "record", ("mode", "failures"))
-    rollback = _mapping(top.get("rollback"), "rollback", ("detect",))
+    top = as_mapping(data, "", TOP_KEYS)
+    record = as_mapping(top.get("record"), "record", ("mode", "failures"))
+    rollback = as_mapping(top.get("rollback"), "rollback", ("detect",))
     config = Config(
         cortex=_parse_cortex(top.get("cortex")),
-        database=_database_url(top.get("database", DEFAULT_DATABASE), "database"),
+        database=as_database_url(top.get("database", DEFAULT_DATABASE), "database"),
         sources=_parse_sources(top.get("sources")),
         routes=_parse_routes(top.get("routes")),
         environments=_parse_environments(top.get("environments")),
         workflows=_parse_workflows(top.get("workflows")),
         record=RecordSettings(
-            mode=RecordMode(_choice(record.get("mode", "final"), "record.mode", RecordMode)),
-            failures=_bool(record.get("failures", False), "record.failures"),
+            mode=RecordMode(as_choice(record.get("mode", "final"), "record.mode", RecordMode)),
+            failures=as_bool(record.get("failures", False), "record.failures"),
         ),
-        rollback=RollbackSettings(detect=_bool(rollback.get("detect", True), "rollback.detect")),
+        rollback=RollbackSettings(detect=as_bool(rollback.get("detect", True), "rollback.detect")),
         server=_parse_server(top.get("server")),
         delivery=_parse_delivery(top.get("delivery")),
         sync=_parse_sync(top.get("sync")),
+        http_sources=parse_http_sources(top.get("http_sources")),
     )
     _check_lease(config)
     _check_route_sizes(config)
-    return _apply_environ(config, environ)
+    _check_source_names(config)
+    return apply_environ(config, environ)
 
 
 def _parse_cortex(value: Any) -> CortexSettings:
-    data = _mapping(value, "cortex", tuple(CortexSettings.__dataclass_fields__))
-    per_minute = _integer(
+    data = as_mapping(value, "cortex", tuple(CortexSettings.__dataclass_fields__))
+    per_minute = as_integer(
         data.get("requests_per_minute", DEFAULT_REQUESTS_PER_MINUTE), "cortex.requests_per_minute"
     )
     if per_minute < 0:
@@ -151,17 +154,17 @@ def _parse_cortex(value: Any) -> CortexSettings:
         )
     return CortexSettings(
         url=http_url(data.get("url", DEFAULT_CORTEX_URL), "cortex.url"),
-        timeout_seconds=_positive(data.get("timeout_seconds", 10), "cortex.timeout_seconds"),
+        timeout_seconds=as_positive(data.get("timeout_seconds", 10), "cortex.timeout_seconds"),
         requests_per_minute=per_minute,
     )
 
 
 def _parse_sources(value: Any) -> Sources:
-    data = _mapping(value, "sources", SOURCES)
+    data = as_mapping(value, "sources", SOURCES)
     settings = {}
     for name in SOURCES:
-        source = _mapping(data.get(name), f"sources.{name}", ("enabled",))
-        enabled = _bool(source.get("enabled", True), f"sources.{name}.enabled")
+        source = as_mapping(data.get(name), f"sources.{name}", ("enabled",))
+        enabled = as_bool(source.get("enabled", True), f"sources.{name}.enabled")
         settings[name] = SourceSettings(enabled=enabled)
     return Sources(**settings)
 
@@ -171,31 +174,31 @@ def _parse_routes(value: Any) -> tuple[RouteRule, ...]:
     if value is None:
         return (DEFAULT_ROUTE,)
     return tuple(
-        _parse_route(item, f"routes[{i}]") for i, item in enumerate(_list(value, "routes"))
+        _parse_route(item, f"routes[{i}]") for i, item in enumerate(as_list(value, "routes"))
     )
 
 
 def _parse_route(value: Any, path: str) -> RouteRule:
-    data = _mapping(value, path, ("match", "entities", "payload_entities"))
-    match = _parse_match(_required(data, "match", path), f"{path}.match", route=True)
-    entities = _strings(_required(data, "entities", path), f"{path}.entities")
+    data = as_mapping(value, path, ("match", "entities", "payload_entities"))
+    match = _parse_match(as_required(data, "match", path), f"{path}.match", route=True)
+    entities = as_strings(as_required(data, "entities", path), f"{path}.entities")
     if not entities:
         raise ConfigError(f"{path}.entities", "must list at least one entity")
     for j, template in enumerate(entities):
         _check_template(template, f"{path}.entities[{j}]")
-    globs = _strings(data.get("payload_entities", []), f"{path}.payload_entities")
+    globs = as_strings(data.get("payload_entities", []), f"{path}.payload_entities")
     return RouteRule(path, match, entities, payload_entities=globs)
 
 
 def _parse_workflows(value: Any) -> tuple[WorkflowRule, ...]:
     rules = []
-    for i, item in enumerate(_list(value, "workflows")):
+    for i, item in enumerate(as_list(value, "workflows")):
         path = f"workflows[{i}]"
-        data = _mapping(item, path, ("match", "environment"))
-        match = _parse_match(_required(data, "match", path), f"{path}.match", route=False)
+        data = as_mapping(item, path, ("match", "environment"))
+        match = _parse_match(as_required(data, "match", path), f"{path}.match", route=False)
         environment = data.get("environment")
         if "environment" in data:
-            environment = _string(environment, f"{path}.environment")
+            environment = as_string(environment, f"{path}.environment")
         rules.append(WorkflowRule(path, match, environment))
     return tuple(rules)
 
@@ -205,34 +208,32 @@ def _parse_match(value: Any, path: str, *, route: bool) -> Match:
     keys = (
         ("repository", "environment", "source") if route else ("repository", "workflow", "source")
     )
-    data = _mapping(value, path, keys)
-    globs = {key: _string(item, f"{path}.{key}") for key, item in data.items()}
-    if "source" in globs:
-        _choice(globs["source"], f"{path}.source", SOURCES)
-    return Match(**globs)
+    data = as_mapping(value, path, keys)
+    globs = {key: as_string(item, f"{path}.{key}") for key, item in data.items()}
+    return Match(**globs)  # a source's name is checked by _check_source_names
 
 
 def _parse_environments(value: Any) -> Environments:
-    data = _mapping(value, "environments", ("include", "exclude", "rename"))
-    include = _strings(data.get("include", ["*"]), "environments.include")
+    data = as_mapping(value, "environments", ("include", "exclude", "rename"))
+    include = as_strings(data.get("include", ["*"]), "environments.include")
     if not include:
         raise ConfigError("environments.include", "must list at least one glob ('*': all)")
     rename = {}
-    for key, target in _mapping(data.get("rename"), "environments.rename", None).items():
-        rename[key] = _string(target, f"environments.rename.{key}")
+    for key, target in as_mapping(data.get("rename"), "environments.rename", None).items():
+        rename[key] = as_string(target, f"environments.rename.{key}")
     return Environments(
         include=include,
-        exclude=_strings(data.get("exclude", []), "environments.exclude"),
+        exclude=as_strings(data.get("exclude", []), "environments.exclude"),
         rename=rename,
     )
 
 
 def _parse_server(value: Any) -> ServerSettings:
-    data = _mapping(value, "server", tuple(ServerSettings.__dataclass_fields__))
-    limit = _integer(data.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "server.max_body_bytes")
+    data = as_mapping(value, "server", tuple(ServerSettings.__dataclass_fields__))
+    limit = as_integer(data.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "server.max_body_bytes")
     if limit < 1:
         raise ConfigError("server.max_body_bytes", f"must be at least 1, got {limit!r}")
-    entities = _integer(
+    entities = as_integer(
         data.get("max_entities_per_event", DEFAULT_MAX_ENTITIES), "server.max_entities_per_event"
     )
     if entities < 1:
@@ -242,13 +243,13 @@ def _parse_server(value: Any) -> ServerSettings:
 
 def _parse_delivery(value: Any) -> DeliverySettings:
     keys = tuple(DeliverySettings.__dataclass_fields__)
-    data = _mapping(value, "delivery", keys)
+    data = as_mapping(value, "delivery", keys)
     defaults = DeliverySettings()
-    attempts = _integer(data.get("max_attempts", 0), "delivery.max_attempts")
+    attempts = as_integer(data.get("max_attempts", 0), "delivery.max_attempts")
     if attempts < 0:
         raise ConfigError("delivery.max_attempts", f"must be 0 (unlimited) or more, got {attempts}")
     seconds = {
-        key: _positive(data.get(key, getattr(defaults, key)), f"delivery.{key}")
+        key: as_positive(data.get(key, getattr(defaults, key)), f"delivery.{key}")
         for key in keys
         if key != "max_attempts"
     }
@@ -263,28 +264,29 @@ def _parse_delivery(value: Any) -> DeliverySettings:
 
 def _parse_sync(value: Any) -> SyncSettings:
     """``sync:``: what the relay reconciles, how often, and how far back."""
-    data = _mapping(value, "sync", tuple(SyncSettings.__dataclass_fields__))
+    data = as_mapping(value, "sync", tuple(SyncSettings.__dataclass_fields__))
     defaults = SyncSettings()
-    github = _strings(data.get("github", []), "sync.github")
+    github = as_strings(data.get("github", []), "sync.github")
     for i, repository in enumerate(github):
         owner, _, name = repository.partition("/")
         if not owner or not name or "/" in name:
             raise ConfigError(
                 f"sync.github[{i}]", f"expected OWNER/REPO or OWNER/*, got {repository!r}"
             )
-    gitlab = _strings(data.get("gitlab", []), "sync.gitlab")
+    gitlab = as_strings(data.get("gitlab", []), "sync.gitlab")
     for i, path in enumerate(gitlab):
         if not path.strip("/") or "//" in path:
             raise ConfigError(f"sync.gitlab[{i}]", f"expected GROUP or GROUP/PROJECT, got {path!r}")
     return SyncSettings(
-        interval_minutes=_positive(
+        interval_minutes=as_positive(
             data.get("interval_minutes", defaults.interval_minutes), "sync.interval_minutes"
         ),
-        look_back_hours=_positive(
+        look_back_hours=as_positive(
             data.get("look_back_hours", defaults.look_back_hours), "sync.look_back_hours"
         ),
         github=github,
         gitlab=gitlab,
+        http=as_strings(data.get("http", []), "sync.http"),
     )
 
 
@@ -306,6 +308,21 @@ def _check_route_sizes(config: Config) -> None:
                 f"{rule.name}.entities",
                 f"lists {len(rule.entities)} entities, more than "
                 f"server.max_entities_per_event ({limit})",
+            )
+
+
+def _check_source_names(config: Config) -> None:
+    """Rules and ``sync.http`` name only sources that exist: webhook ones or http_sources."""
+    matches = [(rule.name, rule.match) for rule in config.routes]
+    matches += [(rule.name, rule.match) for rule in config.workflows]
+    for name, match in matches:
+        if match.source is not None:
+            as_choice(match.source, f"{name}.match.source", config.source_names)
+    for i, name in enumerate(config.sync.http):
+        if name not in config.http_sources:
+            known = ", ".join(config.http_sources) or "none"
+            raise ConfigError(
+                f"sync.http[{i}]", f"no http_sources entry named {name!r} (configured: {known})"
             )
 
 

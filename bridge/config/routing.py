@@ -13,7 +13,6 @@ from bridge.config.settings import (
     Match,
     Route,
     RouteRule,
-    Sources,
     WorkflowRule,
 )
 from bridge.errors import UnsupportedEvent
@@ -22,7 +21,7 @@ from bridge.model import DeployEvent
 
 def route(config: Config, event: DeployEvent) -> Route:
     """The entities and environment an event is recorded under, or UnsupportedEvent why not."""
-    _check_source(config.sources, event.source)
+    _check_source(config, event.source)
     environment = event.environment
     if event.event in WORKFLOW_EVENTS:
         environment = _workflow_rule(config.workflows, event).environment or environment
@@ -40,10 +39,11 @@ def route(config: Config, event: DeployEvent) -> Route:
     raise UnsupportedEvent(f"no route matches repository {event.repository!r} {where}")
 
 
-def _check_source(sources: Sources, source: str) -> None:
-    if source not in SOURCES:
+def _check_source(config: Config, source: str) -> None:
+    """A webhook source that is enabled, or a configured http source (read only by sync)."""
+    if source not in config.source_names:
         raise UnsupportedEvent(f"source {source!r} is not supported")
-    if not sources.enabled(source):
+    if source in SOURCES and not config.sources.enabled(source):
         raise UnsupportedEvent(f"source {source!r} is disabled by sources.{source}.enabled")
 
 

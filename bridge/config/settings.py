@@ -6,6 +6,10 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.config.http_sources import HttpSourceSpec
 
 from bridge.urls import CORTEX_URL
 
@@ -79,7 +83,7 @@ class Match:
 
     repository: str | None = None  # glob, case-insensitive
     environment: str | None = None  # glob on the renamed environment
-    source: str | None = None  # "github" or "gitlab", exact
+    source: str | None = None  # "github", "gitlab" or an http_sources name, exact
     workflow: str | None = None  # glob on the workflow's name, path or file name
 
 
@@ -155,11 +159,12 @@ class SyncSettings:
     look_back_hours: float = 48.0
     github: tuple[str, ...] = ()  # OWNER/REPO, or OWNER/* (GITHUB_TOKEN's org listing)
     gitlab: tuple[str, ...] = ()  # GROUP/PROJECT, or GROUP (every project, subgroups too)
+    http: tuple[str, ...] = ()  # names of http_sources entries
 
     @property
     def enabled(self) -> bool:
         """True when there is something to reconcile."""
-        return bool(self.github or self.gitlab)
+        return bool(self.github or self.gitlab or self.http)
 
 
 DEFAULT_ROUTE = RouteRule("default", Match(), ("{repo}",))
@@ -180,6 +185,13 @@ class Config:
     server: ServerSettings = field(default_factory=ServerSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
+    # Deployment-list APIs read by `sync --source NAME` and `sync.http`, by name.
+    http_sources: Mapping[str, HttpSourceSpec] = field(default_factory=dict, hash=False)
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """Every source a deploy may come from: the webhook ones, then the http ones."""
+        return (*SOURCES, *self.http_sources)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-def _mapping(value: Any, path: str, allowed: tuple[str, ...] | None) -> dict[str, Any]:
+def as_mapping(value: Any, path: str, allowed: tuple[str, ...] | None) -> dict[str, Any]:
     """A mapping with string keys, all in ``allowed`` (None: any); None is empty.
 
     In a config section (``allowed`` given), a key with an empty value means its default.
@@ -54,13 +54,13 @@ def _unknown_key(key: str, path: str, allowed: tuple[str, ...]) -> str:
     return f"unknown key (expected one of: {', '.join(allowed)})"
 
 
-def _required(data: Mapping[str, Any], key: str, path: str) -> Any:
+def as_required(data: Mapping[str, Any], key: str, path: str) -> Any:
     if key not in data:
         raise ConfigError(f"{path}.{key}", "is required")
     return data[key]
 
 
-def _list(value: Any, path: str) -> list[Any]:
+def as_list(value: Any, path: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -68,7 +68,7 @@ def _list(value: Any, path: str) -> list[Any]:
     return value
 
 
-def _string(value: Any, path: str) -> str:
+def as_string(value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(path, f"must be a string, got {_shown(value)}")
     if not value.strip():
@@ -76,25 +76,25 @@ def _string(value: Any, path: str) -> str:
     return value
 
 
-def _strings(value: Any, path: str) -> tuple[str, ...]:
+def as_strings(value: Any, path: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ConfigError(path, f"must be a list of strings, got {_shown(value)}")
-    return tuple(_string(item, f"{path}[{i}]") for i, item in enumerate(value))
+    return tuple(as_string(item, f"{path}[{i}]") for i, item in enumerate(value))
 
 
-def _bool(value: Any, path: str) -> bool:
+def as_bool(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(path, f"must be true or false, got {_shown(value)}")
     return value
 
 
-def _integer(value: Any, path: str) -> int:
+def as_integer(value: Any, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(path, f"must be an integer, got {_shown(value)}")
     return value
 
 
-def _positive(value: Any, path: str) -> float:
+def as_positive(value: Any, path: str) -> float:
     """A number of seconds, greater than zero."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(path, f"must be a number, got {_shown(value)}")
@@ -103,7 +103,7 @@ def _positive(value: Any, path: str) -> float:
     return float(value)
 
 
-def _choice(value: Any, path: str, choices: Any) -> str:
+def as_choice(value: Any, path: str, choices: Any) -> str:
     """One of ``choices`` (strings, or a str enum)."""
     names = [getattr(choice, "value", choice) for choice in choices]
     if value not in names or not isinstance(value, str):
@@ -118,7 +118,7 @@ def http_url(value: Any, path: str) -> str:
     User info is refused, not ignored: in ``https://api.getcortexapp.com@evil.example`` the
     host is ``evil.example``, and the Cortex token would be sent there.
     """
-    url = _string(value, path).strip()
+    url = as_string(value, path).strip()
     if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url):
         raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}")
     parts = urlsplit(url)
@@ -144,9 +144,9 @@ def _check_port(netloc: str, path: str) -> None:
         raise ConfigError(path, f"port must be a number from 1 to 65535, got {given[:20]!r}")
 
 
-def _database_url(value: Any, path: str) -> str:
+def as_database_url(value: Any, path: str) -> str:
     """A SQLAlchemy URL the bridge can use; ``postgresql://`` means psycopg 3."""
-    url = psycopg_url(_string(value, path).strip())
+    url = psycopg_url(as_string(value, path).strip())
     if url.startswith(PSYCOPG_SCHEME):
         rest = url.removeprefix(PSYCOPG_SCHEME)
         _check_port(re.split(r"[/?#]", rest, maxsplit=1)[0], path)

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from bridge.config.http_paths import FieldPath
+from bridge.config.http_sources import HttpSourceSpec
 from bridge.model import FULL_SHA, DeployEvent, DeployRef, first_line
 from bridge.sources.fields import is_human_url, shorten
-from bridge.sync.http_paths import FieldPath
-from bridge.sync.http_spec import HttpSourceSpec
 from bridge.times import parse_timestamp
 
 # The event name http deploys carry (customData.event), and the kind of their DeployRef.

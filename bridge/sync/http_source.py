@@ -1,7 +1,7 @@
 """The ``http`` sync source: a configured deployment-list API, read page by page.
 
 ``make_http_reader(name, config, environ)`` builds the :class:`~bridge.sync.reader.Reader`
-for ``http_sources.<name>`` (see :mod:`bridge.sync.http_spec` for the keys and
+for ``http_sources.<name>`` (see :mod:`bridge.config.http_sources` for the keys and
 docs/http-sources.md for the user's page). It yields every deploy of the window as the one
 ``DeployEvent`` that webhooks produce (source = the entry's name, event and DeployRef kind
 ``deployment``), and every item that is not one as skipped with the reason.
@@ -38,13 +38,13 @@ from typing import Any, Protocol
 
 import requests
 
+from bridge.config.http_sources import NEWEST_FIRST, PAGE, HttpSourceSpec
 from bridge.cortex.retry import RetryPolicy, parse_retry_after
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.redact import redact
 from bridge.secrets import secret_from
 from bridge.sources.fields import shorten
 from bridge.sync.http_items import item_id, item_time, moment, to_event
-from bridge.sync.http_spec import NEWEST_FIRST, PAGE, HttpSourceSpec
 from bridge.sync.reader import Found, Window
 
 MAX_BODY_BYTES = 16 * 1024 * 1024

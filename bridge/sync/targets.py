@@ -1,8 +1,8 @@
 """What to sync, named by flags (``sync``) or by the ``sync:`` config (the relay), as readers.
 
 One place turns names into readers for both faces: repositories, organisations (all their
-repositories, or those matching a glob), projects and groups, and the API clients with the
-tokens from the environment.
+repositories, or those matching a glob), projects and groups, configured http sources
+(``http_sources``), and the API clients with the tokens from the environment.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from bridge.secrets import secret_from
 from bridge.sync.api import ApiClient
 from bridge.sync.github import DEFAULT_API_URL, GitHubReader, github_client, org_repositories
 from bridge.sync.gitlab import DEFAULT_URL, GitLabReader, gitlab_client, group_projects
+from bridge.sync.http_source import make_http_reader
 from bridge.sync.reader import Reader
 
 
@@ -28,13 +29,16 @@ class Targets:
     github_orgs: tuple[str, ...] = ()
     gitlab: tuple[str, ...] = ()  # GROUP/PROJECT
     gitlab_groups: tuple[str, ...] = ()
+    http: tuple[str, ...] = ()  # http_sources names
 
     @classmethod
     def from_settings(cls, settings: SyncSettings) -> Targets:
         """The ``sync:`` section: ``GROUP`` or ``GROUP/*`` on GitLab is a group."""
         projects = tuple(p for p in settings.gitlab if "/" in p and not p.endswith("/*"))
         groups = tuple(p.removesuffix("/*") for p in settings.gitlab if p not in projects)
-        return cls(github=settings.github, gitlab=projects, gitlab_groups=groups)
+        return cls(
+            github=settings.github, gitlab=projects, gitlab_groups=groups, http=settings.http
+        )
 
 
 def check(targets: Targets) -> None:
@@ -69,6 +73,8 @@ def make_readers(
             raise UsageError("GITLAB_API_TOKEN is not set: reading GitLab's deploys needs it")
         gitlab = gitlab_client(environ.get("GITLAB_URL") or DEFAULT_URL, token)
         clients.append(gitlab)
+    # Made now, so that an unknown name or an unset token variable stops the run before it starts.
+    http = [make_http_reader(name, config, environ) for name in dict.fromkeys(targets.http)]
 
     def every() -> Iterator[Reader]:
         if github is not None:
@@ -84,6 +90,7 @@ def make_readers(
             for group in targets.gitlab_groups:
                 for project in group_projects(gitlab, group):
                     yield GitLabReader(gitlab, project, runs_are_deploys=runs)
+        yield from http
 
     return every, clients
 

@@ -5,7 +5,7 @@ Each entry names where the list is (``url``), the bearer token's environment var
 (``pagination``), where the items are in an answer (``items``), which field holds what
 (``fields``), how the API's status words map onto the bridge's lifecycle (``status``) and the
 repository its deploys are routed as (``repository``). ``preset: <name>`` starts from one of
-:data:`~bridge.sync.http_presets.PRESETS` and the entry's own keys override it. Every problem
+:data:`~bridge.config.http_presets.PRESETS` and the entry's own keys override it. Every problem
 is a ConfigError naming the dotted key (``http_sources.spice.pagination.limit``).
 """
 
@@ -18,12 +18,19 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bridge.config.http_paths import ROOT, FieldPath, parse_path
+from bridge.config.http_presets import PRESETS
 from bridge.config.settings import SECRET_KEY, SOURCES
-from bridge.config.values import _choice, _integer, _mapping, _positive, _string, http_url
+from bridge.config.values import (
+    as_choice,
+    as_integer,
+    as_mapping,
+    as_positive,
+    as_string,
+    http_url,
+)
 from bridge.errors import ConfigError
 from bridge.model import Status
-from bridge.sync.http_paths import ROOT, FieldPath, parse_path
-from bridge.sync.http_presets import PRESETS
 
 PAGE, CURSOR, NEWEST_FIRST = "page", "cursor", "newest-first"
 STYLES = (PAGE, CURSOR, NEWEST_FIRST)
@@ -140,7 +147,7 @@ class HttpSourceSpec:
 
 def parse_http_sources(raw: Any) -> dict[str, HttpSourceSpec]:
     """The ``http_sources`` section (None: empty), each entry validated with its preset."""
-    section = _mapping(raw, "http_sources", None)
+    section = as_mapping(raw, "http_sources", None)
     specs = {}
     for name, entry in section.items():
         path = f"http_sources.{name}"
@@ -160,7 +167,7 @@ def _parse_entry(name: str, entry: Any, path: str) -> HttpSourceSpec:
     parts = urlsplit(url)
     if parts.password or any(SECRET_KEY.search(key) for key, _ in parse_qsl(parts.query)):
         raise ConfigError(f"{path}.url", "secrets come only from the environment: use token_env")
-    token_env = _string(_need(data, "token_env", path), f"{path}.token_env").strip()
+    token_env = as_string(_need(data, "token_env", path), f"{path}.token_env").strip()
     if not _VARIABLE.fullmatch(token_env):
         raise ConfigError(
             f"{path}.token_env", f"must name an environment variable, got {token_env!r}"
@@ -176,10 +183,10 @@ def _parse_entry(name: str, entry: Any, path: str) -> HttpSourceSpec:
         items=_items_path(data.get("items"), f"{path}.items"),
         fields=_parse_fields(_need(data, "fields", path), f"{path}.fields"),
         status=_parse_status(_need(data, "status", path), f"{path}.status"),
-        repository=_string(_need(data, "repository", path), f"{path}.repository").strip(),
-        environment=None if environment is None else _string(environment, f"{path}.environment"),
+        repository=as_string(_need(data, "repository", path), f"{path}.repository").strip(),
+        environment=None if environment is None else as_string(environment, f"{path}.environment"),
         params=params,
-        timeout_seconds=_positive(
+        timeout_seconds=as_positive(
             data.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS), f"{path}.timeout_seconds"
         ),
         preset=data.get("preset"),
@@ -195,7 +202,7 @@ def _raw_mapping(value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, A
                     f"{path}.{key}",
                     "secrets come only from the environment: name the variable in token_env",
                 )
-    _mapping(value, path, allowed)
+    as_mapping(value, path, allowed)
     return dict(value or {})
 
 
@@ -214,7 +221,7 @@ def _with_preset(data: dict[str, Any], path: str) -> dict[str, Any]:
     """
     if data.get("preset") is None:
         return data
-    preset = _choice(data["preset"], f"{path}.preset", tuple(PRESETS))
+    preset = as_choice(data["preset"], f"{path}.preset", tuple(PRESETS))
     merged: dict[str, Any] = dict(PRESETS[preset])
     for key, value in data.items():
         base = merged.get(key)
@@ -229,18 +236,18 @@ def _with_preset(data: dict[str, Any], path: str) -> dict[str, Any]:
 def _parse_pagination(value: Any, path: str) -> Pagination:
     if not isinstance(value, Mapping):
         raise ConfigError(path, f"must be a mapping with a style ({' or '.join(STYLES)})")
-    style = _choice(value.get("style"), f"{path}.style", STYLES)
+    style = as_choice(value.get("style"), f"{path}.style", STYLES)
     defaults = PAGINATION_DEFAULTS[style]
-    data = {**defaults, **_mapping(value, path, ("style", *defaults))}
+    data = {**defaults, **as_mapping(value, path, ("style", *defaults))}
     size_key = "size" if style == PAGE else "limit"
-    size = _integer(data[size_key], f"{path}.{size_key}")
+    size = as_integer(data[size_key], f"{path}.{size_key}")
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise ConfigError(f"{path}.{size_key}", f"must be 1 to {MAX_PAGE_SIZE}, got {size}")
-    max_pages = _integer(data.get("max_pages", 1), f"{path}.max_pages")
+    max_pages = as_integer(data.get("max_pages", 1), f"{path}.max_pages")
     if not 1 <= max_pages <= MAX_MAX_PAGES:
         raise ConfigError(f"{path}.max_pages", f"must be 1 to {MAX_MAX_PAGES}, got {max_pages}")
     names = {
-        key: _string(data[key], f"{path}.{key}").strip()
+        key: as_string(data[key], f"{path}.{key}").strip()
         for key in ("page_param", "size_param", "cursor_param", "limit_param")
         if key in data
     }
@@ -268,7 +275,7 @@ def _parse_pagination(value: Any, path: str) -> Pagination:
 
 
 def _first_page(value: Any, path: str) -> int:
-    number = _integer(value, path)
+    number = as_integer(value, path)
     if number not in (0, 1):
         raise ConfigError(path, f"must be 0 or 1, got {number}")
     return number
@@ -302,7 +309,7 @@ def _paths(value: Any, path: str) -> tuple[FieldPath, ...]:
 
 
 def _parse_status(value: Any, path: str) -> Mapping[str, Status | None]:
-    data = _mapping(value, path, None)
+    data = as_mapping(value, path, None)
     choices = (*(status.value for status in Status), SKIP)
     table: dict[str, Status | None] = {}
     for word, target in data.items():
@@ -310,7 +317,7 @@ def _parse_status(value: Any, path: str) -> Mapping[str, Status | None]:
             raise ConfigError(f"{path}.{word}", "a status word must be a non-empty string")
         if target is None:
             continue  # removed from a preset's table: the word is unmapped again
-        chosen = _choice(target, f"{path}.{word}", choices)
+        chosen = as_choice(target, f"{path}.{word}", choices)
         table[word.strip().lower()] = None if chosen == SKIP else Status(chosen)
     if not any(status is not None for status in table.values()):
         raise ConfigError(path, "must map at least one status word onto " + ", ".join(choices[:-1]))
@@ -319,7 +326,7 @@ def _parse_status(value: Any, path: str) -> Mapping[str, Status | None]:
 
 def _parse_params(value: Any, path: str, pagination: Pagination) -> Mapping[str, str]:
     """Fixed query parameters (filters such as an app id); never a paging one or a secret."""
-    data = _mapping(value, path, None)
+    data = as_mapping(value, path, None)
     taken = {pagination.size_param, pagination.page_param, pagination.cursor_param}
     params = {}
     for key, item in data.items():

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
+from bridge.config.http_paths import parse_path
+from bridge.config.http_presets import PRESETS
+from bridge.config.http_sources import MAX_PAGE_SIZE, parse_http_sources
 from bridge.errors import ConfigError
 from bridge.model import Status
-from bridge.sync.http_paths import parse_path
-from bridge.sync.http_presets import PRESETS
-from bridge.sync.http_spec import MAX_PAGE_SIZE, parse_http_sources
 
 URL = "https://deploys.example.com/v1/apps/42/deployments"
 
