@@ -2,7 +2,7 @@
 
 Run under the same gunicorn settings as `serve`:
 
-    gunicorn -w 2 --threads 4 -k bridge.gthread_balanced.BalancedThreadWorker --keep-alive 5 \
+    gunicorn -w 2 -k bridge.gevent_worker.GeventWorker --keep-alive 5 \
         --chdir benchmarks bare_flask:app
 """
 

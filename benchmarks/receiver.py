@@ -1,7 +1,7 @@
 """The webhook receiver under load: acks/s and latency, ignored events vs bare Flask, end to end.
 
 Everything runs on this machine over loopback, in one run, on SQLite (a fresh temp database
-per server): ``cortex-deploy-bridge serve --workers 2`` (gthread, 4 threads, as shipped),
+per server): ``cortex-deploy-bridge serve --workers 2`` (gevent, as shipped),
 a bare Flask app under the same gunicorn settings (benchmarks/bare_flask.py), a stand-in
 Cortex (bridge.fakecortex) in this process, and the load generator (benchmarks/loadgen.py)
 as a separate process; benchmarks/procs.py starts the servers and reads /proc. Run by hand:
@@ -61,18 +61,18 @@ LOADS = (
 )
 SECRET = "bench-webhook-secret"
 TOKEN = "bench-cortex-token"
-WORKERS, THREADS = 2, 4
+WORKERS = 2
+WORKER_CLASS = "bridge.gevent_worker.GeventWorker"  # serve's
 # Other processes using more than this many cores during a load make it run again, once.
 DISTURBED_CORES = 0.25
 QUIET_WAIT = [10.0]  # seconds to wait, at most, for quiet before each load (--quiet-wait)
 
 
 def serve_command(*, no_worker: bool) -> list[str]:
-    """`cortex-deploy-bridge serve` as shipped: 2 workers, 4 threads, log level info."""
+    """`cortex-deploy-bridge serve` as shipped: 2 workers (gevent), log level info."""
     script = str(Path(sys.executable).with_name("cortex-deploy-bridge"))
     script = script if Path(script).exists() else shutil.which("cortex-deploy-bridge") or script
     command = [script, "serve", "--bind", "127.0.0.1:{port}", "--workers", str(WORKERS)]
-    command += ["--threads", str(THREADS)]
     return command + (["--no-worker"] if no_worker else [])
 
 
@@ -84,10 +84,8 @@ def bare_command() -> list[str]:
         gunicorn,
         "-w",
         str(WORKERS),
-        "--threads",
-        str(THREADS),
         "-k",
-        "bridge.gthread_balanced.BalancedThreadWorker",  # serve's worker class
+        WORKER_CLASS,  # serve's
         "--keep-alive",
         "5",
         "--timeout",
@@ -575,11 +573,11 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], seconds: float)
         "",
         f"Machine: {machine()}. Code: {code_measured(args.label)}.",
         "",
-        f"Settings: `cortex-deploy-bridge serve --workers {WORKERS} --threads {THREADS}` "
-        f"(gthread with serve's balanced accept, keep-alive 5 s, log level info to a file), "
+        f"Settings: `cortex-deploy-bridge serve --workers {WORKERS}` "
+        f"(gunicorn's gevent worker, keep-alive 5 s, log level info to a file), "
         f"with and without `--no-worker`; "
-        f"bare Flask (`benchmarks/bare_flask.py`) under `gunicorn -w {WORKERS} --threads "
-        f"{THREADS} -k bridge.gthread_balanced.BalancedThreadWorker --keep-alive 5` (the same "
+        f"bare Flask (`benchmarks/bare_flask.py`) under `gunicorn -w {WORKERS} "
+        f"-k {WORKER_CLASS} --keep-alive 5` (the same "
         "worker class). SQLite, a fresh temp database per server "
         "(WAL, synchronous=FULL, as shipped). Signed GitHub `deployment_status` webhooks "
         "(success = stored, in_progress = ignored), distinct delivery and deployment ids, "

@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from bridge import metrics, views
 from bridge.config import Config
 from bridge.errors import MalformedEvent, SignatureError
+from bridge.health import Probes
 from bridge.ingest import Answer, dedupe_key, ingest
 from bridge.signatures import verify_github, verify_gitlab
 from bridge.sources.fields import shorten
@@ -49,6 +50,11 @@ class Runtime:
     allow_unsigned: bool = False
     wake: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], datetime] = utcnow
+    # /healthz, /readyz and /metrics; `serve` adds its delivery thread and Cortex's word.
+    probes: Probes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.probes = Probes(self.store, self.clock, role="serve")
 
 
 class BadRequest(Exception):
@@ -217,24 +223,16 @@ def _decode(body: bytes, *, form_field: str | None) -> Any:
 
 
 def _add_probes(app: Flask, rt: Runtime) -> None:
-    @app.get("/healthz")
-    def healthz() -> tuple[Response, int]:
-        return jsonify(status="ok"), 200
+    # One page for the receiver and a worker's --metrics-bind server (bridge.health).
+    def probe(path: str) -> Response:
+        page = rt.probes.page(path)
+        assert page is not None
+        status, kind, body = page
+        return Response(body, status=status, content_type=kind)
 
-    @app.get("/readyz")
-    def readyz() -> tuple[Response, int]:
-        try:
-            rt.store.ping()
-        except Exception as exc:  # any failure to reach the database means not ready
-            log.warning("database unreachable", extra={"error": type(exc).__name__})
-            return jsonify(status="unavailable", reason="database unreachable"), 503
-        return jsonify(status="ok"), 200
-
-    @app.get("/metrics")
-    def prometheus() -> Response:
-        return Response(
-            metrics.exposition(rt.store, rt.clock), mimetype="text/plain; version=0.0.4"
-        )
+    app.add_url_rule("/healthz", "healthz", lambda: probe("/healthz"), methods=["GET"])
+    app.add_url_rule("/readyz", "readyz", lambda: probe("/readyz"), methods=["GET"])
+    app.add_url_rule("/metrics", "metrics", lambda: probe("/metrics"), methods=["GET"])
 
 
 def _add_admin(app: Flask, rt: Runtime) -> None:

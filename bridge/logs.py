@@ -50,3 +50,23 @@ def configure(*, secrets: Iterable[str] = (), level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+def gunicorn_logger(secrets: Iterable[str] = ()) -> type:
+    """gunicorn's logger class, with its own lines (start, stop, errors) in our JSON.
+
+    gunicorn formats ``gunicorn.error`` with a text format of its own; this subclass puts
+    :class:`JsonFormatter` on whatever handlers gunicorn set up, each time it sets them up.
+    """
+    from gunicorn.glogging import Logger
+
+    formatter = JsonFormatter(secrets)
+
+    class JsonLogger(Logger):  # type: ignore[misc]
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for log in (self.error_log, self.access_log):
+                for handler in log.handlers:
+                    handler.setFormatter(formatter)
+
+    return JsonLogger

@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -40,6 +41,19 @@ DELIVERY_AGE = Histogram(
     "Seconds from webhook receipt to a delivery being settled.",
     ["outcome"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+
+# Set by bridge.health.CortexWatch on every answer from Cortex to a delivering process. Under
+# serve's processes, the most recent value of a live process, and 1 if any is refused.
+CORTEX_LAST_STATUS = Gauge(
+    "bridge_cortex_last_status",
+    "HTTP status of Cortex's last answer to this process (0: no answer came).",
+    multiprocess_mode="livemostrecent",
+)
+CORTEX_UNAUTHORIZED = Gauge(
+    "bridge_cortex_unauthorized",
+    "1 while Cortex's last answer refused the API token (401/403), else 0.",
+    multiprocess_mode="livemax",
 )
 
 

@@ -581,6 +581,7 @@ def test_alert_label_matchers_name_series_the_receiver_produces(
         pytest.param("bridge_queue_oldest_due_seconds", "delivery age", id="age"),
         pytest.param("bridge_dead_letters", "dead letters", id="dead"),
         pytest.param("bridge_webhooks_total", "unauthorized webhooks", id="unauthorized"),
+        pytest.param("bridge_cortex_unauthorized", "a refused Cortex token", id="token"),
     ],
 )
 def test_alert_rules_cover(rules: list[dict[str, Any]], metric: str, why: str) -> None:

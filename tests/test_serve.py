@@ -1,7 +1,10 @@
-"""`cortex-deploy-bridge serve` as a real process: refuses unsigned, survives kill -9."""
+"""`cortex-deploy-bridge serve` as a real process: refuses unsigned, survives kill -9, keeps
+answering while slow clients hold connections, checks the Cortex token, starts and stops
+cleanly."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -11,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,18 +38,24 @@ def free_port() -> int:
 class Served:
     """One `serve` process group on loopback."""
 
-    def __init__(self, tmp_path: Path, cortex_url: str, *extra: str) -> None:
+    def __init__(
+        self, tmp_path: Path, cortex_url: str, *extra: str, database: str = "", **env: str
+    ) -> None:
         self.port = free_port()
+        self.tmp = tmp_path / "tmp"  # serve's temp directories go here, and must not stay
+        self.tmp.mkdir(exist_ok=True)
         self.env = {
             "PATH": os.environ["PATH"],
             "HOME": str(tmp_path),
+            "TMPDIR": str(self.tmp),
             "GITHUB_WEBHOOK_SECRET": SECRET,
-            "GITLAB_WEBHOOK_TOKEN": "gl",
+            "GITLAB_WEBHOOK_TOKEN": "gl-serve-token",
             "CORTEX_API_TOKEN": TOKEN,
             "CORTEX_API_URL": cortex_url,
-            "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'relay.db'}",
+            "BRIDGE_DATABASE_URL": database or f"sqlite:///{tmp_path / 'relay.db'}",
             "BRIDGE_ADMIN_TOKEN": "admin",
         }
+        self.env.update(env)
         config = tmp_path / "bridge.yaml"
         # Short leases and backoff keep the test quick; the defaults are a minute and more.
         config.write_text(
@@ -79,6 +89,23 @@ class Served:
             except OSError:
                 time.sleep(0.1)
         raise AssertionError(f"serve did not start: {self.log.read_text()[-2000:]}")
+
+    def run(self, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run to its end (a refused start): exit code and output."""
+        return subprocess.run(
+            [SCRIPT, *self.args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def stop_with(self, signum: int) -> int:
+        """Send ``signum`` to the master alone, as a supervisor does; its exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+        return self.proc.wait(timeout=40)
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -200,75 +227,256 @@ def test_kill_9_loses_nothing_and_doubles_nothing(served: Served, cortex: FakeCo
     assert shas == sorted(f"{n:040x}" for n in acknowledged)
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
+# --- slow clients ------------------------------------------------------------------------------
 
 
-def _sockets(pid: int) -> int:
-    count = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
-        except OSError:
-            continue
-    return count
+class SlowClients:
+    """Connections that hold a server's attention: headers or a body trickled, or idle."""
+
+    def __init__(self, port: int, each: int) -> None:
+        self.port = port
+        self.socks: dict[str, list[socket.socket]] = {"headers": [], "body": [], "idle": []}
+        for _ in range(each):
+            headers = socket.create_connection(("127.0.0.1", port), timeout=10)
+            headers.sendall(b"POST /webhooks/github HTTP/1.1\r\nHost: bridge\r\nX-Slow: ")
+            body = socket.create_connection(("127.0.0.1", port), timeout=10)
+            body.sendall(
+                b"POST /webhooks/github HTTP/1.1\r\nHost: bridge\r\nX-GitHub-Event: ping\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"
+            )
+            idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: bridge\r\n\r\n")
+            assert idle.recv(65536).startswith(b"HTTP/1.1 200")  # then kept open, idle
+            self.socks["headers"].append(headers)
+            self.socks["body"].append(body)
+            self.socks["idle"].append(idle)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self) -> None:
+        while not self.stop.wait(0.5):
+            for kind in ("headers", "body"):
+                for sock in self.socks[kind]:
+                    # Closed by the server (a deadline): fine, nothing more to send there.
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"a" if kind == "headers" else b" ")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        for socks in self.socks.values():
+            for sock in socks:
+                sock.close()
 
 
-def _read_answer(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head
+@pytest.mark.slow
+def test_slow_clients_do_not_keep_signed_webhooks_waiting(
+    tmp_path: Path, cortex: FakeCortex, db_url: str
+) -> None:
+    # 30 slow connections against 2 processes: gthread's 2 x 4 threads stalled on 8. Every
+    # webhook sent meanwhile is answered (within GitHub's 10 s) and delivered, on SQLite and
+    # on PostgreSQL, by the delivery thread inside serve.
+    served = Served(tmp_path, cortex.url, database=db_url).start()
+    slow = SlowClients(served.port, each=10)
+    try:
+        answers = [served.post_github(deployment(n), f"slow-{n}") for n in range(10)]
+    finally:
+        slow.close()
+    try:
+        assert [status for status, _ in answers] == [202] * 10, answers
+        wait_for(lambda: len(cortex.all_deploys()) == 10, timeout=60)
+        assert sorted(d["sha"] for d in cortex.all_deploys()) == [f"{n:040x}" for n in range(10)]
+    finally:
+        served.stop()
 
 
-def test_keep_alive_connections_are_shared_by_the_processes(
+# --- start and stop ----------------------------------------------------------------------------
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, cortex: FakeCortex) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        served = Served(tmp_path, cortex.url, "--bind", f"127.0.0.1:{port}")
+        done = served.run()
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"cortex-deploy-bridge: error: --bind 127.0.0.1:{port}: cannot listen there "
+        "(address already in use)"
+    ]
+    assert not list(served.tmp.iterdir())  # no metrics directory left behind
+
+
+def test_logs_are_json_gunicorns_too_and_the_temp_directory_goes(
     tmp_path: Path, cortex: FakeCortex
 ) -> None:
-    # gunicorn's gthread lets whichever process is awake take every new connection; serve's
-    # worker class leaves them to the others while it has no thread free. Each request here
-    # holds its thread until its body comes, so both processes' threads are all busy.
-    served = Served(tmp_path, cortex.url, "--threads", "2", "--no-worker").start()
-    body = b'{"zen": "Keep it logically awesome."}'
-    head = (
-        "POST /webhooks/github HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/json\r\n"
-        f"X-GitHub-Event: ping\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    socks: list[socket.socket] = []
+    served = Served(tmp_path, cortex.url).start()
+    assert [p.name[:15] for p in served.tmp.iterdir()] == ["bridge-metrics-"]
+    assert served.stop_with(signal.SIGTERM) == 0
+    lines = served.log.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line, or this fails
+    said = {(r["logger"], r["message"]) for r in records}
+    assert ("gunicorn.error", "Shutting down: Master") in said
+    assert ("bridge.startup", "CORTEX_API_TOKEN accepted by Cortex") in said
+    assert not list(served.tmp.iterdir())
+
+
+def test_ctrl_c_stops_without_a_traceback(tmp_path: Path, cortex: FakeCortex) -> None:
+    served = Served(tmp_path, cortex.url).start()
+    assert served.proc is not None
+    os.killpg(served.proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches every process
+    assert served.proc.wait(timeout=40) == 0
+    log = served.log.read_text()
+    assert "Traceback" not in log
+    assert all(json.loads(line) for line in log.splitlines())
+    assert not list(served.tmp.iterdir())
+
+
+def test_allow_unsigned_warns_naming_each_unsigned_source(
+    tmp_path: Path, cortex: FakeCortex
+) -> None:
+    served = Served(tmp_path, cortex.url, "--allow-unsigned", GITHUB_WEBHOOK_SECRET="")
+    served.env.pop("GITLAB_WEBHOOK_TOKEN")
+    served.start()
+    served.stop()
+    warned = [
+        r
+        for r in map(json.loads, served.log.read_text().splitlines())
+        if r["level"] == "warning" and "unsigned" in r["message"]
+    ]
+    assert sorted(r["variable"] for r in warned) == [
+        "GITHUB_WEBHOOK_SECRET",
+        "GITLAB_WEBHOOK_TOKEN",
+    ]
+    assert sorted(r["source"] for r in warned) == ["github", "gitlab"]
+
+
+def test_help_names_the_environment_examples_and_exit_codes() -> None:
+    for command in ("serve", "worker"):
+        done = subprocess.run(
+            [SCRIPT, command, "--help"], capture_output=True, text=True, timeout=60, check=True
+        )
+        for part in ("environment:", "CORTEX_API_TOKEN", "examples:", "exit codes:"):
+            assert part in done.stdout, (command, part)
+        assert "--skip-token-check" in done.stdout
+
+
+# --- the Cortex token --------------------------------------------------------------------------
+
+
+def test_a_token_cortex_refuses_stops_the_start_in_one_line(
+    tmp_path: Path, cortex: FakeCortex
+) -> None:
+    served = Served(tmp_path, cortex.url, CORTEX_API_TOKEN="your-cortex-api-token")
+    done = served.run()
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("cortex-deploy-bridge: error: CORTEX_API_TOKEN is refused by Cortex")
+    assert "(401)" in line and "--skip-token-check" in line
+    assert "your-cortex-api-token" not in done.stderr + done.stdout
+    assert [r.method for r in cortex.received] == ["GET"]  # the one cheap read, nothing else
+    assert not (tmp_path / "relay.db").exists()  # nothing stored
+    assert not list(served.tmp.iterdir())
+
+
+def test_skipping_the_check_starts_and_readyz_reports_the_refusal(
+    tmp_path: Path, cortex: FakeCortex
+) -> None:
+    served = Served(
+        tmp_path, cortex.url, "--skip-token-check", "--workers", "1", CORTEX_API_TOKEN="wrong"
+    ).start()
     try:
-        master = served.proc.pid if served.proc is not None else 0
-        wait_for(lambda: len(_children(master)) == 2, timeout=20)
-        workers = _children(master)
-        time.sleep(1)  # both booted, the readiness probe's connection closed
-        idle = {pid: _sockets(pid) for pid in workers}  # the listener, and nothing else
-        for _ in range(8):
-            socks.append(socket.create_connection(("127.0.0.1", served.port), timeout=10))
-            socks[-1].sendall(head)
-        time.sleep(0.5)
-        for sock in socks:
-            sock.sendall(body)
-        for sock in socks:
-            assert _read_answer(sock).startswith(b"HTTP/1.1 401")  # unsigned: refused
-        held = {pid: _sockets(pid) - idle[pid] for pid in workers}
-        assert sum(held.values()) == 8, held  # every connection kept alive by someone
-        assert min(held.values()) >= 2, held  # ...and not all by one process
+        assert served.get("/readyz") == (200, {"status": "ok", "cortex": "unknown"})
+        assert served.post_github(deployment(1), "bad-token-1")[0] == 202
+        wait_for(lambda: served.get("/readyz")[0] == 503)
+        body = served.get("/readyz")[1]
+        assert body["cortex"] == "unauthorized"
+        assert "CORTEX_API_TOKEN" in body["reason"]
+        metrics = served.request("GET", "/metrics")[1]
+        assert "bridge_cortex_unauthorized 1.0" in metrics
+        assert "bridge_cortex_last_status 401.0" in metrics
+        assert cortex.all_deploys() == []
     finally:
-        for sock in socks:
-            sock.close()
+        served.stop()
+    assert "wrong" not in served.log.read_text()
+
+
+def test_cortex_unreachable_at_start_is_only_a_warning(tmp_path: Path) -> None:
+    served = Served(tmp_path, f"http://127.0.0.1:{free_port()}").start()
+    served.stop()
+    records = [json.loads(line) for line in served.log.read_text().splitlines()]
+    assert any(
+        r["level"] == "warning" and r["message"].startswith("could not check CORTEX_API_TOKEN")
+        for r in records
+    )
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408_and_stores_nothing(
+    tmp_path: Path, cortex: FakeCortex
+) -> None:
+    served = Served(tmp_path, cortex.url, "--body-timeout", "1").start()
+    try:
+        body = json.dumps(deployment(7)).encode()
+        sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        head = (
+            "POST /webhooks/github HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/json\r\n"
+            f"X-GitHub-Event: deployment_status\r\nX-GitHub-Delivery: late-7\r\n"
+            f"X-Hub-Signature-256: {sig}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", served.port), timeout=20) as sock:
+            sock.sendall(head + body[:10])  # the rest never comes
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"did not arrive within 1s" in answer
+        assert served.get("/api/deliveries")[1]["data"] == []
+    finally:
+        served.stop()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        pytest.param("8080", "must be HOST:PORT or unix:PATH", id="no-host-part"),
+        pytest.param("127.0.0.1:http", "must be HOST:PORT or unix:PATH", id="named-port"),
+        pytest.param("127.0.0.1:70000", "must be HOST:PORT or unix:PATH", id="port-out-of-range"),
+    ],
+)
+def test_a_bad_bind_is_one_line_and_exit_2(
+    tmp_path: Path, cortex: FakeCortex, value: str, reason: str
+) -> None:
+    served = Served(tmp_path, cortex.url, "--bind", value)
+    done = served.run()
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"cortex-deploy-bridge: error: --bind {value}: {reason}"
+    ]
+    assert not (tmp_path / "relay.db").exists()
+
+
+def test_serve_listens_on_a_unix_socket(tmp_path: Path, cortex: FakeCortex) -> None:
+    path = tmp_path / "bridge.sock"
+    served = Served(tmp_path, cortex.url, "--bind", f"unix:{path}")
+    assert served.proc is None
+    with served.log.open("ab") as log:
+        served.proc = subprocess.Popen(
+            [SCRIPT, *served.args], env=served.env, stdout=log, stderr=log, start_new_session=True
+        )
+    try:
+        wait_for(path.exists)
+
+        def healthy() -> bool:
+            with socket.socket(socket.AF_UNIX) as sock:
+                try:
+                    sock.connect(str(path))
+                except OSError:
+                    return False
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n")
+                return sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+        wait_for(healthy)
+    finally:
         served.stop()

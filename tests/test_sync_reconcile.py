@@ -215,14 +215,8 @@ def test_a_sync_killed_mid_run_continues_where_it_stopped_and_records_nothing_tw
 
 @pytest.mark.parametrize("command", ["worker", "serve"])
 def test_the_relay_refuses_to_start_when_the_sync_section_lacks_its_token(
-    tmp_path: Path,
-    cortex: FakeCortex,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    command: str,
+    tmp_path: Path, cortex: FakeCortex, command: str
 ) -> None:
-    # serve sets this in the process's own environment when unset: keep it to this test.
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     config = tmp_path / "bridge.yaml"
     config.write_text(f"database: sqlite:///{tmp_path / 'b.db'}\nsync: {{gitlab: [acme]}}\n")
     environ = {
@@ -231,8 +225,18 @@ def test_the_relay_refuses_to_start_when_the_sync_section_lacks_its_token(
         "GITHUB_WEBHOOK_SECRET": "s",
         "GITLAB_WEBHOOK_TOKEN": "t",
     }
-    assert main([command, "--config", str(config)], environ) == 2
-    err = capsys.readouterr().err.strip()
+    # A process of its own: serve makes its process cooperative (gevent) before it starts.
+    script = str(Path(sys.executable).with_name("cortex-deploy-bridge"))
+    done = subprocess.run(
+        [script, command, "--config", str(config)],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.strip()
     assert "GITLAB_API_TOKEN is not set" in err and len(err.splitlines()) == 1
 
 

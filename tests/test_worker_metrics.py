@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.commands.worker import Address, ProbeServer, metrics_address
 from bridge.fakecortex import FakeCortex
+from bridge.health import CortexWatch, Probes
 from bridge.store import StoreError
 from tests.conftest import TOKEN
 from tests.receiver_kit import client_for, github_post, make_runtime
@@ -214,10 +215,14 @@ def test_probes_answer_and_sigterm_stops_the_server_too(
 ) -> None:
     worker_process.start()
     assert get(worker_process.port, "/healthz") == (200, '{"status": "ok"}\n')
-    assert get(worker_process.port, "/readyz") == (200, '{"status": "ok"}\n')
+    status, body = get(worker_process.port, "/readyz")
+    # Cortex's word on the token: none yet, or the worker has delivered already.
+    assert (status, json.loads(body)["status"]) == (200, "ok")
+    assert json.loads(body)["cortex"] in ("unknown", "ok")
     assert get(worker_process.port, "/metrics?name[]=x")[0] == 200  # a query is ignored
     assert get(worker_process.port, "/nope")[0] == 404
     wait_for(lambda: len(cortex.all_deploys()) == 2)
+    wait_for(lambda: json.loads(get(worker_process.port, "/readyz")[1]).get("cortex") == "ok")
     assert worker_process.stop() == 0
     with pytest.raises(OSError):
         get(worker_process.port, "/healthz")
@@ -323,7 +328,8 @@ def test_without_the_database_readyz_and_metrics_are_503_healthz_200() -> None:
     thread = threading.Thread(target=running.wait, daemon=True)
     thread.start()
     server = ProbeServer(Address("127.0.0.1", free_port()))
-    server.start(UnreachableStore(), lambda: datetime.now(timezone.utc), [thread])  # type: ignore[arg-type]
+    probes = Probes(UnreachableStore(), lambda: datetime.now(timezone.utc), role="worker")  # type: ignore[arg-type]
+    server.start(probes.delivering([thread], CortexWatch()))
     try:
         port = server.address.port
         assert get(port, "/healthz") == (200, '{"status": "ok"}\n')
@@ -339,3 +345,42 @@ def test_without_the_database_readyz_and_metrics_are_503_healthz_200() -> None:
         assert json.loads(body)["reason"] == "1 of 1 delivery threads stopped"
     finally:
         server.stop()
+
+
+# --- the Cortex token ---------------------------------------------------------------------------
+
+
+def test_a_token_cortex_refuses_stops_the_worker_in_one_line(
+    tmp_path: Path, database: str, cortex: FakeCortex
+) -> None:
+    made = WorkerProcess(tmp_path, database, cortex.url, CORTEX_API_TOKEN="your-cortex-api-token")
+    done = subprocess.run(
+        made.argv, env=made.env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("cortex-deploy-bridge: error: CORTEX_API_TOKEN is refused by Cortex")
+    assert "(401)" in line
+    assert "your-cortex-api-token" not in done.stderr + done.stdout
+    assert [r.method for r in cortex.received] == ["GET"]  # the check, and no delivery
+
+
+def test_skipping_the_check_then_readyz_and_metrics_report_the_refusal(
+    tmp_path: Path, database: str, cortex: FakeCortex
+) -> None:
+    made = WorkerProcess(tmp_path, database, cortex.url, CORTEX_API_TOKEN="wrong-token")
+    made.argv.append("--skip-token-check")
+    made.start()
+    try:
+        wait_for(lambda: get(made.port, "/readyz")[0] == 503)
+        body = json.loads(get(made.port, "/readyz")[1])
+        assert body["cortex"] == "unauthorized"
+        assert "CORTEX_API_TOKEN" in body["reason"]
+        page = get(made.port, "/metrics")[1]
+        assert value(page, "bridge_cortex_unauthorized") == 1.0
+        assert value(page, "bridge_cortex_last_status") == 401.0
+        assert get(made.port, "/healthz")[0] == 200  # alive: fixing the token drains the queue
+    finally:
+        assert made.stop() == 0
+    assert cortex.all_deploys() == []
+    assert "wrong-token" not in made.log.read_text()

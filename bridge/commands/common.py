@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -17,6 +18,7 @@ from bridge.secrets import secret_from
 if TYPE_CHECKING:
     from bridge.config import Config
     from bridge.cortex import CortexClient
+    from bridge.health import CortexWatch
     from bridge.store import Store
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -53,20 +55,67 @@ def open_store(config: Config, *, create: bool = True) -> Store:
     return Store.from_url(config.database, create=create)
 
 
-def cortex_client(config: Config, environ: Mapping[str, str]) -> CortexClient:
-    """A Cortex client for the worker: one attempt per call (the outbox retries)."""
+def cortex_client(
+    config: Config, environ: Mapping[str, str], *, watch: CortexWatch | None = None
+) -> CortexClient:
+    """A Cortex client for the worker: one attempt per call (the outbox retries).
+
+    With ``watch``, every answer's status is noted there (for /readyz and the metrics).
+    """
     from bridge.cortex import CortexClient
     from bridge.cortex.transport import proxy_for
 
     token = secret_from(environ, "CORTEX_API_TOKEN")
     if not token:
         raise UsageError("CORTEX_API_TOKEN is not set: the worker cannot reach Cortex")
+    proxy = proxy_for(config.cortex.url)
+    transport = None
+    if watch is not None:
+        from bridge.health import WatchedTransport
+
+        url, timeout = config.cortex.url.rstrip("/"), config.cortex.timeout_seconds
+        transport = WatchedTransport(url, watch, read_timeout=timeout, proxy=proxy)
     return CortexClient(
         config.cortex.url,
         token,
         timeout=config.cortex.timeout_seconds,
-        proxy=proxy_for(config.cortex.url),
+        proxy=proxy,
+        transport=transport,
     )
+
+
+def check_cortex_token(config: Config, environ: Mapping[str, str], *, skip: bool) -> str | None:
+    """Why a delivering process must not start: Cortex refused CORTEX_API_TOKEN; else None.
+
+    One cheap authenticated read. Only a refusal (401/403) stops the start: a Cortex that
+    cannot be reached, or answers anything else, is logged as a warning, since deliveries
+    wait in the outbox until it is back. ``skip`` (``--skip-token-check``) asks nothing.
+    """
+    from bridge.errors import CortexError, CortexRejected
+    from bridge.redact import redact
+
+    log = logging.getLogger("bridge.startup")
+    if skip:
+        log.info("CORTEX_API_TOKEN not checked with Cortex (--skip-token-check)")
+        return None
+    secrets = [secret_from(environ, "CORTEX_API_TOKEN")]
+    with cortex_client(config, environ) as client:
+        try:
+            client.check_access()
+        except CortexError as exc:
+            said = " ".join(redact(str(exc), secrets).split())
+            if isinstance(exc, CortexRejected) and exc.status in (401, 403):
+                return (
+                    f"CORTEX_API_TOKEN is refused by Cortex at {client.base_url}: {said} "
+                    "(set a valid token, or pass --skip-token-check to start anyway)"
+                )
+            log.warning(
+                "could not check CORTEX_API_TOKEN with Cortex; starting anyway",
+                extra={"error": said, "cortex_url": client.base_url},
+            )
+            return None
+    log.info("CORTEX_API_TOKEN accepted by Cortex", extra={"cortex_url": client.base_url})
+    return None
 
 
 def secrets_of(environ: Mapping[str, str]) -> dict[str, str]:

@@ -5,9 +5,9 @@ On PostgreSQL the process's workers are woken at once when any replica queues an
 
 With ``--metrics-bind HOST:PORT`` the process also answers ``GET /metrics`` (the delivery
 counters it keeps, the queue gauges from the database), ``/healthz`` and ``/readyz``, from a
-stdlib HTTP server in a daemon thread: a worker needs no web framework for three pages. It is
-off by default, so several workers on one machine never fight over a port; the deployment
-files turn it on.
+stdlib HTTP server in a daemon thread: a worker needs no web framework for three pages, and
+they are the receiver's own pages (bridge.health). It is off by default, so several workers
+on one machine never fight over a port; the deployment files turn it on.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import TYPE_CHECKING, NamedTuple
 
 from bridge.commands.common import (
     add_config_flag,
+    check_cortex_token,
     cortex_client,
     fail,
     load,
@@ -35,10 +35,11 @@ from bridge.commands.common import (
     secrets_of,
     worker_owner,
 )
+from bridge.commands.helptext import describe
 from bridge.errors import BridgeError, UsageError
 
 if TYPE_CHECKING:
-    from bridge.store import Store
+    from bridge.health import Probes
 
 log = logging.getLogger("bridge.worker")
 
@@ -72,8 +73,36 @@ def metrics_address(raw: str) -> Address | None:
     return Address(host, int(port))
 
 
+ABOUT = """\
+Run delivery workers alone: claim the events the receivers (`serve --no-worker`) stored,
+record each in Cortex, retry with backoff, dead-letter what Cortex rejects for good.
+Several workers, on any number of machines, share one PostgreSQL database safely.
+
+At start it checks the config, that Cortex accepts CORTEX_API_TOKEN (one cheap read;
+--skip-token-check skips it) and --metrics-bind; any failure is one line and exit 2.
+Logs are JSON lines on stderr."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``worker``."""
+    describe(
+        parser,
+        ABOUT,
+        environment=[
+            ("CORTEX_API_TOKEN", "Cortex API token (required; or CORTEX_API_TOKEN_FILE)"),
+            ("CORTEX_API_URL", "Cortex API (default https://api.getcortexapp.com)"),
+            ("BRIDGE_DATABASE_URL", "sqlite:///bridge.db (default) or postgresql+psycopg://..."),
+            ("BRIDGE_CONFIG", "the config file when --config is not given"),
+        ],
+        examples=[
+            "cortex-deploy-bridge worker --threads 4",
+            f"cortex-deploy-bridge worker --config bridge.yaml --metrics-bind :{METRICS_PORT}",
+        ],
+        exit_codes=[
+            (0, "stopped by SIGTERM or SIGINT (the events in hand finished first)"),
+            (2, "refused to start (see above): one line on stderr names the flag or variable"),
+        ],
+    )
     add_config_flag(parser)
     parser.add_argument(
         "--threads",
@@ -98,6 +127,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"0.0.0.0:{METRICS_PORT} in a container)",
     )
     parser.add_argument(
+        "--skip-token-check",
+        action="store_true",
+        help="do not ask Cortex whether CORTEX_API_TOKEN is accepted at start (air-gapped)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
 
@@ -114,6 +148,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return fail(str(exc))
     try:
         from bridge import logs
+        from bridge.health import CortexWatch, Probes
         from bridge.relay import make_budget, make_runtime, make_worker, wake_on_notify
         from bridge.sync.periodic import check_reconcile, start_reconcile
         from bridge.worker import start_in_thread
@@ -122,13 +157,17 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         logs.configure(
             secrets=log_secrets(secrets_of(environ), config.database), level=args.log_level
         )
+        refused = check_cortex_token(config, environ, skip=args.skip_token_check)
+        if refused:
+            raise UsageError(refused)
         runtime = make_runtime(config, {})
         stop = threading.Event()
         budget = make_budget(runtime)
+        watch = CortexWatch()
         workers = [
             make_worker(
                 runtime,
-                cortex_client(config, environ),
+                cortex_client(config, environ, watch=watch),
                 owner=worker_owner(),
                 wake=threading.Event(),
                 idle_poll=args.poll,
@@ -153,7 +192,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             server.server_close()
         return fail(str(exc))
     if server is not None:
-        server.start(runtime.store, runtime.clock, threads)
+        probes = Probes(runtime.store, runtime.clock, role="worker")
+        server.start(probes.delivering(threads, watch))
         log.info("serving /metrics, /healthz and /readyz", extra={"address": str(server.address)})
 
     def stop_now(signum: int, frame: FrameType | None) -> None:
@@ -203,7 +243,7 @@ class ProbeServer(ThreadingHTTPServer):
     """``/metrics``, ``/healthz`` and ``/readyz`` of a worker process, on a daemon thread.
 
     Bound when made, so a taken port fails start-up before the database is touched; it
-    answers once :meth:`start` has given it the store and the delivery threads.
+    answers once :meth:`start` has given it the probes (bridge.health) to answer with.
     """
 
     daemon_threads = True
@@ -213,16 +253,12 @@ class ProbeServer(ThreadingHTTPServer):
         if ":" in address.host:
             self.address_family = socket.AF_INET6
         super().__init__((address.host, address.port), ProbeHandler)
-        self.store: Store | None = None
-        self.clock: Callable[[], datetime] | None = None
-        self.threads: Sequence[threading.Thread] = ()
+        self.probes: Probes | None = None
         self._thread: threading.Thread | None = None
 
-    def start(
-        self, store: Store, clock: Callable[[], datetime], threads: Sequence[threading.Thread]
-    ) -> None:
+    def start(self, probes: Probes) -> None:
         """Answer requests from now on, in a daemon thread."""
-        self.store, self.clock, self.threads = store, clock, threads
+        self.probes = probes
         self._thread = threading.Thread(
             target=self.serve_forever, name="bridge-metrics", daemon=True
         )
@@ -237,31 +273,11 @@ class ProbeServer(ThreadingHTTPServer):
 
     def page(self, path: str) -> tuple[int, str, bytes]:
         """(status, content type, body) for a GET of ``path``."""
-        from bridge import metrics
-
-        assert self.store is not None and self.clock is not None
-        if path == "/healthz":
-            stopped = sum(not thread.is_alive() for thread in self.threads)
-            if stopped:
-                why = f"{stopped} of {len(self.threads)} delivery threads stopped"
-                return _json(503, status="unavailable", reason=why)
-            return _json(200, status="ok")
-        if path not in ("/readyz", "/metrics"):
-            return _json(404, status="not found")
-        try:
-            if path == "/readyz":
-                self.store.ping()
-                return _json(200, status="ok")
-            body = metrics.worker_exposition(self.store, self.clock)
-        except Exception as exc:  # any failure to reach the database: not ready, no gauges
-            log.warning("database unreachable", extra={"error": type(exc).__name__})
-            return _json(503, status="unavailable", reason="database unreachable")
-        return 200, "text/plain; version=0.0.4; charset=utf-8", body
-
-
-def _json(code: int, /, **fields: str) -> tuple[int, str, bytes]:
-    """A JSON answer like the receiver's probes give."""
-    return code, "application/json", json.dumps(fields).encode() + b"\n"
+        assert self.probes is not None
+        page = self.probes.page(path)
+        if page is None:
+            return 404, "application/json", json.dumps({"status": "not found"}).encode() + b"\n"
+        return page
 
 
 class ProbeHandler(BaseHTTPRequestHandler):

@@ -122,6 +122,14 @@ class CortexClient:
             if exc.status != 404:
                 raise
 
+    def check_access(self) -> None:
+        """One cheap authenticated read (a search page of one deploy), one attempt.
+
+        Raises CortexRejected when Cortex refuses it (401/403: the token), CortexRetryable
+        when Cortex could not be asked (unreachable, a timeout, a 5xx).
+        """
+        self._send("GET", "/api/v1/deploys/search?" + urlencode({"page": 0, "pageSize": 1}))
+
     def iter_deploys(self, entity: str, *, max_pages: int = 10) -> Iterator[dict[str, Any]]:
         """Every deploy Cortex holds for ``entity``, page by page (at most ``max_pages``)."""
         yield from self._paged(_deploys_path(entity), {}, entity=entity, max_pages=max_pages)

@@ -13,6 +13,7 @@ SQLAlchemy Core; PostgreSQL, with its own row locks, needs none of this.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -62,7 +63,17 @@ class SqliteOutbox:
         return tuple(params), row["dedupe_key"]
 
     def write(self, batch: Sequence[Prepared]) -> list[tuple[int, bool]]:
-        """Insert each row unless its key is there: (id, True), else (first id, False)."""
+        """Insert each row unless its key is there: (id, True), else (first id, False).
+
+        Under gevent (``serve``), on one of gevent's native threads: the commit's fsync
+        would otherwise stop every other connection of the process while it lasts.
+        """
+        offload = _native_thread()
+        if offload is not None:
+            return offload(self._write, (batch,))  # type: ignore[no-any-return]
+        return self._write(batch)
+
+    def _write(self, batch: Sequence[Prepared]) -> list[tuple[int, bool]]:
         stored: list[tuple[int, bool]] = []
         try:
             connection = self._engine.raw_connection()
@@ -89,3 +100,13 @@ class SqliteOutbox:
         finally:
             connection.close()  # back to the pool
         return stored
+
+
+def _native_thread() -> Callable[..., Any] | None:
+    """gevent's way to run a call on a native thread, when gevent has patched threading."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("threading"):
+        return None
+    import gevent
+
+    return gevent.get_hub().threadpool.apply  # type: ignore[no-any-return]

@@ -1,0 +1,112 @@
+"""The SQLite fast INSERT path writes, byte for byte, what the Store's own path writes.
+
+``store/sqlite_outbox.py`` runs the Store's outbox INSERT on the driver's connection (for
+speed: benchmarks/RESULTS.md, "SQLite fast path"). The Store's own path
+(``Store._enqueue_batch``, SQLAlchemy Core) is what PostgreSQL uses. Both are fed the same
+events here, one by one through ``Store.enqueue`` and as one batch with a repeat inside it;
+the answers and every column of every row must be the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.store import Store
+from bridge.store.batching import GroupCommit
+from bridge.store.engine import create_engine
+from bridge.store.schema import deliveries
+
+T0 = datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=timezone.utc)
+
+EVENTS: list[dict[str, Any]] = [
+    {"dedupe_key": "github:1:a", "source": "github", "event_name": "deployment_status",
+     "payload": {"event": {"repository": "acme/api", "sha": "a" * 40}}, "group_key": "acme/api"},
+    {"dedupe_key": "gitlab:\u00e9\u65e5", "source": "gitlab", "event_name": "Deployment Hook",
+     "payload": {"title": "caf\u00e9 \u2014 \U0001f680", "n": [1, 2.5, None, True]},
+     "group_key": None},
+    {"dedupe_key": "github:1:a", "source": "github", "event_name": "deployment_status",
+     "payload": {"a repeat": "stores nothing"}, "group_key": "acme/api"},
+    {"dedupe_key": "x" * 200, "source": "github", "event_name": "workflow_run",
+     "payload": {}, "group_key": "g" * 300},
+]  # fmt: skip
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    """The two database files: the fast path's, the Store's own path's."""
+    return tmp_path / "fast.db", tmp_path / "plain.db"
+
+
+@pytest.fixture
+def stores(files: tuple[Path, Path]) -> Iterator[tuple[Store, Store]]:
+    """(the fast path, the Store's own path), each on its own SQLite file."""
+    fast = Store.from_url(f"sqlite:///{files[0]}")
+    plain = Store.from_url(f"sqlite:///{files[1]}")
+    assert fast._sqlite_outbox is not None  # a SQLite file takes the fast path
+    plain._sqlite_outbox = None  # ...and this one the path PostgreSQL takes
+    plain._enqueues = GroupCommit(plain._enqueue_batch)
+    try:
+        yield fast, plain
+    finally:
+        fast.close()
+        plain.close()
+
+
+def rows(path: Path) -> list[dict[str, Any]]:
+    """Every outbox row as the database file holds it (raw values, no type processing)."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            names = ", ".join(column.name for column in deliveries.columns)
+            found = conn.execute(sa.text(f"SELECT {names} FROM {deliveries.name} ORDER BY id"))  # noqa: S608
+            return [dict(row._mapping) for row in found]
+    finally:
+        engine.dispose()
+
+
+def test_enqueue_one_by_one_writes_the_same_rows(
+    stores: tuple[Store, Store], files: tuple[Path, Path]
+) -> None:
+    fast, plain = stores
+    answers = {}
+    for name, store in (("fast", fast), ("plain", plain)):
+        answers[name] = [
+            store.enqueue(**event, now=T0 + timedelta(microseconds=n))
+            for n, event in enumerate(EVENTS)
+        ]
+    assert answers["fast"] == answers["plain"]
+    assert [created for _, created in answers["fast"]] == [True, True, False, True]
+    assert rows(files[0]) == rows(files[1])
+    assert len(rows(files[0])) == 3
+
+
+def test_one_batch_with_a_repeat_inside_writes_the_same_rows(
+    stores: tuple[Store, Store], files: tuple[Path, Path]
+) -> None:
+    fast, plain = stores
+    assert fast._sqlite_outbox is not None
+    made = [_row(event, T0) for event in EVENTS]
+    by_fast = fast._sqlite_outbox.write([fast._sqlite_outbox.prepare(row) for row in made])
+    by_plain = plain._enqueue_batch(made)
+    assert by_fast == by_plain
+    assert [created for _, created in by_fast] == [True, True, False, True]
+    assert rows(files[0]) == rows(files[1])
+
+
+def _row(event: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The row ``Store.enqueue`` builds, through its own code: enqueue into a scratch store."""
+    captured: list[dict[str, Any]] = []
+    scratch = Store.from_url("sqlite://")
+    try:
+        scratch._sqlite_outbox = None
+        scratch._enqueues = GroupCommit(lambda batch: [captured.extend(batch) or (0, True)])  # type: ignore[func-returns-value]
+        scratch.enqueue(**event, now=now)
+    finally:
+        scratch.close()
+    return captured[0]
