@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from bridge.action.inputs import Inputs, Notice, parse_url
-from bridge.action.output import Reporter
+from bridge.action.inputs import Inputs, Notice, inputs_from_action, parse_url
+from bridge.action.output import ActionReporter, Reporter
 from bridge.action.recorder import Outcome, record
 from bridge.action.resolve import (
     build_event,
@@ -104,6 +104,17 @@ def run_step(
     return _report(reporter, outcomes, inputs)
 
 
+def run_action(environ: Mapping[str, str]) -> int:
+    """The Action: its inputs from ``INPUT_*``, then the step, reported as workflow commands."""
+    try:
+        inputs = inputs_from_action(environ)
+    except UsageError as exc:
+        reporter = ActionReporter((), environ)
+        reporter.error(reporter.describe(exc))
+        return EXIT_USAGE
+    return run_step(inputs, environ, ActionReporter(inputs.secrets(), environ))
+
+
 def cortex_url(inputs: Inputs, environ: Mapping[str, str]) -> str:
     """Cortex's base URL: the cortex-api-url input, else CORTEX_API_URL, else the default."""
     if inputs.cortex_api_url.strip():
@@ -141,4 +152,4 @@ def _fail(reporter: Reporter, message: str, code: int, *, fail: bool) -> int:
     return EXIT_OK
 
 
-__all__ = ["EXIT_USAGE", "prepare", "run_step"]
+__all__ = ["prepare", "run_action", "run_step"]

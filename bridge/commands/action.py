@@ -47,15 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``action``: the GitHub Action entrypoint; inputs come from INPUT_* variables."""
-    from bridge.action.inputs import inputs_from_action
-    from bridge.action.output import ActionReporter
-    from bridge.action.run import EXIT_USAGE, run_step
-    from bridge.errors import UsageError
+    from bridge.action.run import run_action
 
-    try:
-        inputs = inputs_from_action(environ)
-    except UsageError as exc:
-        reporter = ActionReporter((), environ)
-        reporter.error(reporter.describe(exc))
-        return EXIT_USAGE
-    return run_step(inputs, environ, ActionReporter(inputs.secrets(), environ))
+    return run_action(environ)
