@@ -137,3 +137,12 @@ def test_each_face_names_each_input_its_own_way(spec: Any) -> None:
     assert action.describe(error) == f"the {spec.name} input: bad"
     assert send.takes(spec.name)
     assert action.takes(spec.name) is spec.action
+
+
+def test_send_docs_name_what_only_send_has() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "send.md").read_text("utf-8")
+    for spec in INPUTS:
+        if not spec.action:
+            assert f"`--{spec.name}` is `send`'s only" in text
+        if not spec.flag:
+            assert f"reads `{spec.fallback}`" in text
