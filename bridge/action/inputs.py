@@ -79,19 +79,22 @@ class Input:
         return self.name.replace("-", "_")
 
 
+# PRODUCT.md's variables for the two Cortex inputs, read when the input is empty.
+TOKEN_VARIABLE, URL_VARIABLE = "CORTEX_API_TOKEN", "CORTEX_API_URL"
+
 INPUTS: tuple[Input, ...] = (
     Input(
         "cortex-api-token",
         "Cortex API token",
         required=True,
         flag=False,  # a flag would show the token in the process list and the shell's history
-        fallback="CORTEX_API_TOKEN",
+        fallback=TOKEN_VARIABLE,
     ),
     Input(
         "cortex-api-url",
-        f"Cortex API base URL (default: $CORTEX_API_URL or {CORTEX_URL})",
+        f"Cortex API base URL (default: ${URL_VARIABLE} or {CORTEX_URL})",
         default=CORTEX_URL,
-        fallback="CORTEX_API_URL",
+        fallback=URL_VARIABLE,
     ),
     Input(
         "entity-tag",

@@ -6,7 +6,14 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from bridge.action.inputs import Inputs, Notice, inputs_from_action, parse_url
+from bridge.action.inputs import (
+    TOKEN_VARIABLE,
+    URL_VARIABLE,
+    Inputs,
+    Notice,
+    inputs_from_action,
+    parse_url,
+)
 from bridge.action.output import ActionReporter, Reporter
 from bridge.action.recorder import Outcome, record
 from bridge.action.resolve import (
@@ -72,7 +79,7 @@ def run_step(
     """Record the deploy for every entity; the exit code says how it went."""
     try:
         event, entities, notices = prepare(inputs, environ, now=now or datetime.now(timezone.utc))
-        token = inputs.cortex_api_token or secret_from(environ, "CORTEX_API_TOKEN")
+        token = inputs.cortex_api_token or secret_from(environ, TOKEN_VARIABLE)
         reporter.add_secret(token)
         if not token and not inputs.dry_run:
             raise InputError("cortex-api-token", "no Cortex API token given")
@@ -120,7 +127,7 @@ def cortex_url(inputs: Inputs, environ: Mapping[str, str]) -> str:
     if inputs.cortex_api_url.strip():
         return parse_url("cortex-api-url", inputs.cortex_api_url)
     try:
-        return parse_url("CORTEX_API_URL", environ.get("CORTEX_API_URL", "") or CORTEX_URL)
+        return parse_url(URL_VARIABLE, environ.get(URL_VARIABLE, "") or CORTEX_URL)
     except InputError as exc:
         raise UsageError(str(exc)) from None
 
