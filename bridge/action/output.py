@@ -1,7 +1,7 @@
 """What the step says: ``send``'s plain lines, or the Action's workflow commands and files.
 
-GitHub Actions workflow commands and files: outputs, step summary, annotations, masks.
-
+The Action speaks in annotations and masks, ``$GITHUB_OUTPUT`` heredocs and the step
+summary (Reporter for ``send``, ActionReporter for the Action, both secrets-redacted).
 Docs: docs.github.com "Workflow commands for GitHub Actions" (escaping as in
 @actions/core's command.ts: '%', CR and LF in data; also ':' and ',' in properties).
 """
