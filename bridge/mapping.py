@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bridge import __version__
-from bridge.model import DeployEvent, DeployType
+from bridge.model import MAX_TITLE, DeployEvent, DeployType
 from bridge.times import format_timestamp, seconds_between
-
-# Cortex caps a title; very long commit messages are cut to keep the request valid.
-MAX_TITLE = 255
 
 
 def deploy_key(event: DeployEvent) -> str:
@@ -21,14 +18,6 @@ def deploy_key(event: DeployEvent) -> str:
 def idempotency_key(event: DeployEvent, entity: str) -> str:
     """Name the deploy, not the HTTP delivery: one key however often its events arrive."""
     return f"{deploy_key(event)}:{entity}"
-
-
-def first_line(text: str | None) -> str:
-    """The first non-empty line of a commit message, stripped."""
-    for line in (text or "").splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
 
 
 def build_custom_data(event: DeployEvent, entity: str) -> dict[str, Any]:

@@ -28,6 +28,10 @@ MAX_TITLE = 255
 MAX_URL = 2048
 # The event as stored (JSON, the entities aside): ~1-2 KiB for a real deploy.
 MAX_EVENT_BYTES = 16 * 1024
+# A git commit id in hex: abbreviated (git's shortest is 7 digits) up to a full SHA-256 id.
+HEX_SHA = re.compile(r"[0-9a-fA-F]{7,64}")
+# A full commit id: 40 digits (SHA-1) or 64 (SHA-256 repositories). Use with fullmatch.
+FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 # A deploy's idempotency key (source, repository, deploy id, environment, entity) in UTF-8:
 # it is a primary key, and PostgreSQL's btree entries stop at 2,704 bytes. Names of 255
 # characters stay far below it in ASCII, but not in four-byte characters.
@@ -37,6 +41,14 @@ MAX_KEY_BYTES = 2048
 # in a name, a key or a URL, and each can split a line of a log or a workflow command.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTROL_RUN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def first_line(text: str | None) -> str:
+    """The first non-empty line of a commit message, stripped."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
 
 
 class DeployType(str, enum.Enum):

@@ -394,7 +394,7 @@ def test_values_that_pass_are_printed_escaped(
 
 
 def test_output_heredoc_delimiter_never_occurs_in_the_value() -> None:
-    from bridge.workflow_commands import output_block
+    from bridge.action.output import output_block
 
     value = "line one\nghadelimiter_\nEOF\n::error::x"
     block = output_block("payload", value)
@@ -405,7 +405,7 @@ def test_output_heredoc_delimiter_never_occurs_in_the_value() -> None:
 
 
 def test_annotation_properties_escape_colon_and_comma() -> None:
-    from bridge.workflow_commands import annotation
+    from bridge.action.output import annotation
 
     line = annotation("error", "50%\r\ndone", title="a:b,c%")
     assert line == "::error title=a%3Ab%2Cc%25::50%25%0D%0Adone"

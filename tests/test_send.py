@@ -198,7 +198,7 @@ def test_console_script_runs_the_image_entrypoint(cortex: FakeCortex, tmp_path: 
 
 def test_send_path_loads_no_server_dependencies() -> None:
     code = (
-        "import sys; from bridge.cli import main; import bridge.step, bridge.send, "
+        "import sys; from bridge.cli import main; import bridge.action.run, bridge.action.inputs, "
         "bridge.ci.github, bridge.ci.gitlab; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('flask', 'sqlalchemy', 'gunicorn', 'psycopg', 'prometheus_client', 'yaml')))"

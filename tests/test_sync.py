@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from bridge import recorder
+from bridge.action import recorder
+from bridge.action.inputs import Inputs
+from bridge.action.run import prepare
 from bridge.cli import main
 from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex
 from bridge.fakescm import FakeGitHub, FakeGitLab, Fault
 from bridge.mapping import build_deploy_request, idempotency_key, key_of
 from bridge.model import DeployType
-from bridge.send import Inputs
 from bridge.sources import parse_event
-from bridge.step import prepare
 from bridge.store import Store
 from bridge.sync.engine import Tally
 from bridge.sync.github import GitHubReader, github_client

@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 from bridge.ci.context import CiContext, Env, branch_name, compact
-from bridge.mapping import first_line
-from bridge.model import DeployRef
+from bridge.model import DeployRef, first_line
 
 NAME = "azure-pipelines"
 

@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.ci.context import CiContext
-from bridge.mapping import first_line
-from bridge.model import DeployRef
+from bridge.model import DeployRef, first_line
 
 NAME = "github"
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bridge.ci.context import CiContext, Env, compact
-from bridge.mapping import first_line
-from bridge.model import DeployRef
+from bridge.model import DeployRef, first_line
 
 NAME = "woodpecker"
 

@@ -47,14 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``action``: the GitHub Action entrypoint; inputs come from INPUT_* variables."""
-    from bridge.errors import UsageError
-    from bridge.send import inputs_from_action
-    from bridge.step import EXIT_USAGE, ActionReporter, run_step
+    from bridge.action.run import run_action
 
-    try:
-        inputs = inputs_from_action(environ)
-    except UsageError as exc:
-        reporter = ActionReporter((), environ)
-        reporter.error(reporter.describe(exc))
-        return EXIT_USAGE
-    return run_step(inputs, environ, ActionReporter((inputs.token,), environ))
+    return run_action(environ)

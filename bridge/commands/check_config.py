@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from bridge.commands.common import add_config_flag, fail
 from bridge.commands.helptext import describe as describe_command
 from bridge.errors import UsageError
-from bridge.step import secret_from
+from bridge.secrets import secret_from
 
 if TYPE_CHECKING:
     from bridge.config import Config

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from bridge.errors import UsageError
-from bridge.step import secret_from
+from bridge.secrets import secret_from
 
 if TYPE_CHECKING:
     from bridge.config import Config

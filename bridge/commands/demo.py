@@ -431,8 +431,9 @@ def _send(stage: Stage, number: int, say: Say) -> list[str]:
     """Record one deploy the way `send` does in a CI job; run it twice, as a retried job would."""
     import io
 
-    from bridge.send import Inputs
-    from bridge.step import Reporter, run_step
+    from bridge.action.inputs import Inputs
+    from bridge.action.output import Reporter
+    from bridge.action.run import run_step
 
     environ = {
         **SEND_JOB,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
+from bridge.action.inputs import add_flags
 from bridge.commands.helptext import describe
+from bridge.urls import CORTEX_URL
 
 ABOUT = """\
 Record one deploy in Cortex from a CI job. Every flag is optional where the CI says it:
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ABOUT,
         environment=[
             ("CORTEX_API_TOKEN", "Cortex API token (required; or CORTEX_API_TOKEN_FILE)"),
-            ("CORTEX_API_URL", "Cortex API base URL (default: https://api.getcortexapp.com)"),
+            ("CORTEX_API_URL", f"Cortex API base URL (default: {CORTEX_URL})"),
             ("HTTPS_PROXY, NO_PROXY", "proxy for Cortex, and hosts that bypass it"),
             ("CORTEX_DEPLOY_JOB_ID", "GitLab: record this deploy job (from its dotenv report),"),
             ("", "with CORTEX_DEPLOY_JOB_URL, _JOB_STARTED_AT, _JOB_FINISHED_AT,"),
@@ -45,86 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             (2, "bad usage: a flag, an environment variable or cortex.yaml"),
         ],
     )
-    add = parser.add_argument
-    add(
-        "--entity-tag",
-        action="append",
-        default=[],
-        metavar="TAG",
-        help="Cortex entity tag; repeat or comma-separate for several "
-        "(default: info.x-cortex-tag of cortex.yaml, else the repository's name)",
-    )
-    add("--environment", default="", help="deploy environment (default: from the CI job)")
-    add(
-        "--type",
-        default="auto",
-        metavar="TYPE",
-        help="DEPLOY, SCALE, ROLLBACK, RESTART, or auto: ROLLBACK when the sha was "
-        "deployed to this environment before and is not the latest (default: auto)",
-    )
-    add("--title", default="", help="title (default: the commit's first line)")
-    add("--sha", default="", help="commit sha (default: from the CI job)")
-    add("--url", default="", help="link to the deploy (default: the CI job or run page)")
-    add("--deployer-name", default="", help="who deployed (default: from the CI job)")
-    add("--deployer-email", default="", help="deployer's email (default: from the CI job)")
-    add("--timestamp", default="", help="when it finished, RFC 3339 (default: now, UTC)")
-    add(
-        "--custom-data",
-        default="",
-        metavar="JSON_OR_YAML",
-        help="a mapping merged into the deploy's customData",
-    )
-    add(
-        "--deploy-id",
-        default="",
-        metavar="ID",
-        help="name this deploy where the CI has no build id (or to override it), so that "
-        "running the same command again finds the record instead of making a second one",
-    )
-    add(
-        "--cortex-api-url",
-        default="",
-        help="Cortex API base URL (default: $CORTEX_API_URL or https://api.getcortexapp.com)",
-    )
-    add(
+    add_flags(parser)
+    parser.add_argument(
         "--timeout",
         type=float,
         default=10.0,
         metavar="SECONDS",
         help="per-request timeout (default: 10)",
     )
-    add(
-        "--fail-on-error",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="exit 1 when the deploy cannot be recorded (default: on)",
-    )
-    add(
-        "--dry-run",
-        action="store_true",
-        help="print what would be sent; send nothing (reads history when a token is set)",
-    )
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``send``: record one deploy from flags and the CI context."""
-    from bridge.send import Inputs
-    from bridge.step import Reporter, run_step
+    from bridge.action.inputs import inputs_from_flags
+    from bridge.action.output import Reporter
+    from bridge.action.run import run_step
 
-    inputs = Inputs(
-        api_url=args.cortex_api_url,
-        entity_tag="\n".join(args.entity_tag),
-        environment=args.environment,
-        type=args.type,
-        title=args.title,
-        sha=args.sha,
-        url=args.url,
-        deployer_name=args.deployer_name,
-        deployer_email=args.deployer_email,
-        timestamp=args.timestamp,
-        custom_data=args.custom_data,
-        deploy_id=args.deploy_id,
-        fail_on_error=args.fail_on_error,
-        dry_run=args.dry_run,
-    )
-    return run_step(inputs, environ, Reporter(()), timeout=args.timeout)
+    return run_step(inputs_from_flags(args), environ, Reporter(()), timeout=args.timeout)

@@ -232,7 +232,7 @@ def _cortex(config: Config, environ: Mapping[str, str]) -> CortexClient:
     """A Cortex client that retries (there is no outbox here to retry for it)."""
     from bridge.cortex import CortexClient
     from bridge.cortex.transport import proxy_for
-    from bridge.step import secret_from
+    from bridge.secrets import secret_from
 
     token = secret_from(environ, "CORTEX_API_TOKEN")
     if not token:

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bridge.config.http_sources import HttpSourceSpec
 
-DEFAULT_CORTEX_URL = "https://api.getcortexapp.com"
+from bridge.urls import CORTEX_URL
+
+DEFAULT_CORTEX_URL = CORTEX_URL
 # Cortex allows a client about 1000 requests/min (PRODUCT.md); the fleet keeps a tenth of it
 # spare for the Action steps and people sharing the same account.
 DEFAULT_REQUESTS_PER_MINUTE = 900

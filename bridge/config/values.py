@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from bridge.config.settings import ALL_SECRETS, SECRET_HOMES, SECRET_KEY
 from bridge.errors import ConfigError
+from bridge.urls import PSYCOPG_SCHEME, psycopg_url
 
 
 def _join(path: str, key: object) -> str:
@@ -145,13 +146,11 @@ def _check_port(netloc: str, path: str) -> None:
 
 def as_database_url(value: Any, path: str) -> str:
     """A SQLAlchemy URL the bridge can use; ``postgresql://`` means psycopg 3."""
-    url = as_string(value, path).strip()
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if url.startswith("postgresql+psycopg://"):
-        rest = url.removeprefix("postgresql+psycopg://")
+    url = psycopg_url(as_string(value, path).strip())
+    if url.startswith(PSYCOPG_SCHEME):
+        rest = url.removeprefix(PSYCOPG_SCHEME)
         _check_port(re.split(r"[/?#]", rest, maxsplit=1)[0], path)
-    for prefix in ("sqlite:///", "postgresql+psycopg://"):
+    for prefix in ("sqlite:///", PSYCOPG_SCHEME):
         if url.startswith(prefix) and len(url) > len(prefix):
             return url
     shown = redact_url(url)

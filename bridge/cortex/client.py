@@ -20,7 +20,6 @@ from bridge.errors import CortexRejected, CortexRetryable
 from bridge.mapping import key_of
 from bridge.times import format_timestamp
 
-DEFAULT_URL = "https://api.getcortexapp.com"
 USER_AGENT = (
     f"cortex-deploy-bridge/{__version__} python/{sys.version_info.major}.{sys.version_info.minor}"
 )

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
-from bridge.model import DeployEvent, Status
+from bridge.model import HEX_SHA, DeployEvent, Status
 from bridge.times import parse_timestamp
 
 # Told an event's status as soon as a parser knows it, before the rest is read: raises
@@ -28,7 +28,6 @@ def keep_all(status: Status) -> None:
     """The screen that stops nothing: read every event in full."""
 
 
-_HEX_SHA = re.compile(r"[0-9a-fA-F]{7,64}")
 # REST API URLs, not pages: api.github.com (api.<name>.ghe.com on GHE.com), GHES "/api/v3/"
 # and GitLab "/api/v4/" (docs.github.com/en/rest, docs.gitlab.com/ee/api/rest/).
 _API_PATH = re.compile(r"/api/v\d+(/|$)")
@@ -38,14 +37,6 @@ def shorten(value: object, limit: int = 60) -> str:
     """The repr of ``value``, cut so that a garbage payload cannot bloat an error message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def first_line(text: str | None) -> str:
-    """The first non-empty line of a commit message, stripped."""
-    for line in (text or "").splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
 
 
 def is_human_url(url: str) -> bool:
@@ -174,7 +165,7 @@ class Fields:
         value = self.get(path)
         if value is None or value == "":
             return None
-        if not isinstance(value, str) or not _HEX_SHA.fullmatch(value):
+        if not isinstance(value, str) or not HEX_SHA.fullmatch(value):
             raise self.bad(path, value)
         return value.lower()
 

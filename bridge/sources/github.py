@@ -11,13 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from bridge.errors import UnsupportedEvent
-from bridge.model import DeployEvent, DeployRef, Status
+from bridge.model import DeployEvent, DeployRef, Status, first_line
 from bridge.sources.fields import (
     Fields,
     Parser,
     Screen,
     compact,
-    first_line,
     keep_all,
     pick,
     shorten,

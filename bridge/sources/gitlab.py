@@ -7,18 +7,16 @@ Payload shapes: https://docs.gitlab.com/ee/user/project/integrations/webhook_eve
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
-from bridge.model import DeployEvent, DeployRef, Status
+from bridge.model import FULL_SHA, DeployEvent, DeployRef, Status, first_line
 from bridge.sources.fields import (
     Fields,
     Parser,
     Screen,
     compact,
-    first_line,
     keep_all,
     pick,
     shorten,
@@ -49,7 +47,6 @@ PIPELINE_STATUSES: Mapping[str, Status] = {
     "canceled": Status.CANCELLED,
 }
 
-_FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # Webhook payloads carry a user's public email only, else "[REDACTED]" (gitlab-org/gitlab
 # issue 344230; older versions and push hooks sent "" or null).
 _HIDDEN_EMAILS = ("[REDACTED]",)
@@ -166,7 +163,7 @@ def _full_sha(fields: Fields) -> str | None:
     short = fields.sha("short_sha")
     commit_url = fields.text("commit_url") or ""
     tail = commit_url.rstrip("/").rsplit("/", 1)[-1].lower()
-    if _FULL_SHA.fullmatch(tail) and (short is None or tail.startswith(short)):
+    if FULL_SHA.fullmatch(tail) and (short is None or tail.startswith(short)):
         return tail
     return short
 

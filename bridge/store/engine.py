@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from bridge.errors import ConfigError
+from bridge.urls import psycopg_url
 
 # How long a SQLite writer waits for another one before "database is locked". Writes here
 # are one short transaction each, so a wait this long only happens when something is stuck.
@@ -19,22 +20,17 @@ CONNECT_TIMEOUT_SECONDS = 10
 WRITE_OPTION = "bridge_write"
 
 _SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
-_POSTGRES_ALIASES = ("postgresql", "postgres")
 
 
 def create_engine(url: str) -> Engine:
     """An engine for a ``sqlite:///...`` or ``postgresql[+psycopg]://...`` URL."""
     try:
-        parsed = sa.make_url(url)
+        parsed = sa.make_url(psycopg_url(url))
     except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         # from None: the parse error may quote the URL, and with it a password.
         raise ConfigError(
             "database", "not a database URL (sqlite:///... or postgresql://...)"
         ) from None
-    if parsed.drivername in _POSTGRES_ALIASES:
-        # PRODUCT.md: postgresql:// means psycopg 3, which is what the image ships, while
-        # SQLAlchemy's own default for it is psycopg2.
-        parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "postgresql":
         return sa.create_engine(
             parsed,

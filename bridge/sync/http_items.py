@@ -7,20 +7,18 @@ skipped, and the rest of the list is read on.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from bridge.config.http_paths import FieldPath
 from bridge.config.http_sources import HttpSourceSpec
-from bridge.model import DeployEvent, DeployRef
-from bridge.sources.fields import first_line, is_human_url, shorten
+from bridge.model import FULL_SHA, DeployEvent, DeployRef, first_line
+from bridge.sources.fields import is_human_url, shorten
 from bridge.times import parse_timestamp
 
 # The event name http deploys carry (customData.event), and the kind of their DeployRef.
 EVENT = "deployment"
-_FULL_SHA = re.compile(r"[0-9a-fA-F]{40}")
 
 
 def first(paths: tuple[FieldPath, ...], item: Any) -> Any:
@@ -120,8 +118,8 @@ def _text(paths: tuple[FieldPath, ...], item: Any) -> str | None:
 
 
 def _sha(value: Any) -> str | None:
-    """Only a full 40-hex sha is a commit Cortex can link; anything else is not known."""
-    if isinstance(value, str) and _FULL_SHA.fullmatch(value.strip()):
+    """Only a full sha (40 or 64 hex) is a commit Cortex can link; anything else is not known."""
+    if isinstance(value, str) and FULL_SHA.fullmatch(value.strip()):
         return value.strip().lower()
     return None
 

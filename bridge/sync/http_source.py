@@ -42,8 +42,8 @@ from bridge.config.http_sources import NEWEST_FIRST, PAGE, HttpSourceSpec
 from bridge.cortex.retry import RetryPolicy, parse_retry_after
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.redact import redact
+from bridge.secrets import secret_from
 from bridge.sources.fields import shorten
-from bridge.step import secret_from
 from bridge.sync.http_items import item_id, item_time, moment, to_event
 from bridge.sync.reader import Found, Window
 

@@ -13,7 +13,7 @@ from fnmatch import fnmatchcase
 
 from bridge.config import Config, SyncSettings
 from bridge.errors import UsageError
-from bridge.step import secret_from
+from bridge.secrets import secret_from
 from bridge.sync.api import ApiClient
 from bridge.sync.github import DEFAULT_API_URL, GitHubReader, github_client, org_repositories
 from bridge.sync.gitlab import DEFAULT_URL, GitLabReader, gitlab_client, group_projects

@@ -1,0 +1,174 @@
+"""Fill the inputs left empty from the CI context, and build the deploy event.
+
+The CI context itself comes from :mod:`bridge.ci` (pure); the few edges here (the event
+file, cortex.yaml, ``git``) are small functions of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bridge.action.inputs import (
+    CONTROL,
+    Inputs,
+    parse_custom_data,
+    parse_deploy_id,
+    parse_entities,
+    parse_sha,
+    parse_type,
+    parse_url,
+    parse_when,
+    plain,
+)
+from bridge.ci.context import CiContext
+from bridge.errors import InputError, UsageError
+from bridge.model import HEX_SHA, DeployEvent, DeployRef, Status, first_line
+
+
+def context_sha(ctx: CiContext) -> str | None:
+    """The CI's commit sha when it is one (7 to 64 hex digits), lower-cased; else None.
+
+    Anything else (a ref name, an option-like ``--output=FILE``) is never used, nor passed
+    to git.
+    """
+    return ctx.sha.lower() if ctx.sha and HEX_SHA.fullmatch(ctx.sha) else None
+
+
+def resolve_ref(inputs: Inputs, ctx: CiContext) -> DeployRef | None:
+    """What names the deploy: the deploy id given, else the CI build's own id, else None."""
+    return parse_deploy_id(inputs.deploy_id) or ctx.ref
+
+
+def build_event(
+    inputs: Inputs,
+    ctx: CiContext,
+    *,
+    now: datetime,
+    ref: DeployRef,
+    sha: str | None,
+    title: str | None,
+) -> DeployEvent:
+    """The deploy event the inputs describe, context filling every empty input."""
+    deploy_type = parse_type(inputs.type)
+    custom = parse_custom_data(inputs.custom_data)
+    timestamp = parse_when(inputs.timestamp, ctx.finished_at or now)
+    url = parse_url("url", inputs.url) if inputs.url.strip() else ctx.url
+    environment = plain("environment", inputs.environment.strip() or ctx.environment or "")
+    finished = timestamp
+    started = ctx.started_at if ctx.started_at and ctx.started_at <= finished else None
+    return DeployEvent(
+        source=ctx.source,
+        repository=ctx.repository,
+        event=ctx.event,
+        ref=ref,
+        status=Status.SUCCEEDED,
+        timestamp=timestamp,
+        title=first_line(inputs.title) or title or "",
+        sha=sha,
+        environment=environment or None,
+        url=url,
+        deployer_name=inputs.deployer_name.strip() or ctx.deployer_name,
+        deployer_email=inputs.deployer_email.strip() or ctx.deployer_email,
+        started_at=started,
+        finished_at=finished,
+        details={**({"ref": ctx.branch} if ctx.branch else {}), **ctx.details},
+        type=deploy_type,
+        custom=custom,
+    )
+
+
+# -- edges: files and git ------------------------------------------------------------------
+
+
+def read_event_file(path: str | None) -> dict[str, Any]:
+    """GitHub's event payload (GITHUB_EVENT_PATH); an unreadable one counts as empty."""
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def descriptor_tag(workspace: str | None) -> str | None:
+    """``info.x-cortex-tag`` from cortex.yaml / cortex.yml at the workspace root, if any."""
+    root = Path(workspace or ".")
+    for name in ("cortex.yaml", "cortex.yml"):
+        path = root / name
+        if not path.is_file():
+            continue
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise UsageError(f"{name}: cannot read it ({type(exc).__name__})") from None
+        info = data.get("info") if isinstance(data, dict) else None
+        tag = info.get("x-cortex-tag") if isinstance(info, dict) else None
+        if isinstance(tag, str) and tag.strip():
+            if CONTROL.search(tag.strip()):
+                raise UsageError(f"{name}: info.x-cortex-tag contains a control character")
+            return tag.strip()
+    return None
+
+
+def resolve_entities(inputs: Inputs, ctx: CiContext) -> tuple[str, ...]:
+    """The entity tags: the input, else cortex.yaml, else the repository's name."""
+    tags = parse_entities(inputs.entity_tag)
+    if tags:
+        return tags
+    tag = descriptor_tag(ctx.workspace)
+    if tag:
+        return (tag,)
+    if ctx.repository:
+        return (ctx.repository.rsplit("/", 1)[-1],)
+    raise InputError(
+        "entity-tag", "none given, no cortex.yaml with info.x-cortex-tag, and no repository"
+    )
+
+
+def git(workspace: str | None, *args: str, revision: str) -> str | None:
+    """One line of ``git <args> --end-of-options <revision>`` in the workspace, or None.
+
+    ``--end-of-options`` makes git read ``revision`` as a revision whatever it looks like.
+    """
+    if not workspace or not (Path(workspace) / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "-C", workspace, *args, "--end-of-options", revision],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    out = done.stdout.strip()
+    return out if done.returncode == 0 and out else None
+
+
+def resolve_sha(inputs: Inputs, ctx: CiContext) -> str | None:
+    """The full commit sha: the input (expanded with git when short), else the context's."""
+    if not inputs.sha.strip():
+        return context_sha(ctx)
+    sha = parse_sha(inputs.sha)
+    if len(sha) < 40:
+        full = git(ctx.workspace, "rev-parse", "--verify", "--quiet", revision=f"{sha}^{{commit}}")
+        if full and full.startswith(sha):
+            return full
+    return sha
+
+
+def resolve_title(inputs: Inputs, ctx: CiContext, sha: str | None) -> str | None:
+    """The title from context; where the event has none, the commit's subject from git."""
+    if inputs.title.strip() or ctx.title:
+        return ctx.title
+    if not sha or not HEX_SHA.fullmatch(sha):
+        return None
+    return git(ctx.workspace, "log", "-1", "--format=%s", revision=sha)

@@ -1,0 +1,162 @@
+"""Run ``send`` or ``action``: gather the deploy, record it per entity, report the outcome."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+from bridge.action.inputs import (
+    TOKEN_VARIABLE,
+    URL_VARIABLE,
+    Inputs,
+    Notice,
+    inputs_from_action,
+    parse_url,
+)
+from bridge.action.output import ActionReporter, Reporter
+from bridge.action.recorder import Outcome, record
+from bridge.action.resolve import (
+    build_event,
+    context_sha,
+    read_event_file,
+    resolve_entities,
+    resolve_ref,
+    resolve_sha,
+    resolve_title,
+)
+from bridge.ci import detect
+from bridge.cortex import CortexClient
+from bridge.cortex.transport import proxy_for
+from bridge.errors import CortexError, InputError, UsageError
+from bridge.model import DeployEvent, DeployRef
+from bridge.secrets import secret_from
+from bridge.urls import CORTEX_URL
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def prepare(
+    inputs: Inputs, environ: Mapping[str, str], *, now: datetime
+) -> tuple[DeployEvent, tuple[str, ...], list[Notice]]:
+    """The deploy event, its entities, and notices about what could not be known."""
+    payload = {}
+    if environ.get("GITHUB_ACTIONS") == "true":
+        payload = read_event_file(environ.get("GITHUB_EVENT_PATH"))
+    ctx = detect(environ, payload)
+    entities = resolve_entities(inputs, ctx)
+    sha = resolve_sha(inputs, ctx)
+    notices = []
+    ref = resolve_ref(inputs, ctx)
+    if ref is None:
+        # Not the time: a key that changes on every run would find nothing either.
+        notices.append(
+            Notice("deploy-id", "no build id here, so running this again records the deploy again")
+        )
+        ref = DeployRef("once", uuid.uuid4().hex)
+    event = build_event(
+        inputs, ctx, now=now, ref=ref, sha=sha, title=resolve_title(inputs, ctx, sha)
+    )
+    if ctx.sha and not inputs.sha.strip() and context_sha(ctx) is None:
+        notices.append(Notice("sha", f"the CI's commit {ctx.sha!r} is not a hex sha; not used"))
+    if not event.environment:
+        notices.append(Notice("environment", "no environment recorded"))
+    if not sha:
+        notices.append(Notice("sha", "no commit sha recorded"))
+    elif len(sha) < 40:
+        notices.append(Notice("sha", f"{sha!r} is abbreviated and git could not expand it"))
+    return event, entities, notices
+
+
+def run_step(
+    inputs: Inputs,
+    environ: Mapping[str, str],
+    reporter: Reporter,
+    *,
+    now: datetime | None = None,
+    timeout: float = 10.0,
+) -> int:
+    """Record the deploy for every entity; the exit code says how it went."""
+    try:
+        event, entities, notices = prepare(inputs, environ, now=now or datetime.now(timezone.utc))
+        token = inputs.cortex_api_token or secret_from(environ, TOKEN_VARIABLE)
+        reporter.add_secret(token)
+        if not token and not inputs.dry_run:
+            raise InputError("cortex-api-token", "no Cortex API token given")
+        api_url = cortex_url(inputs, environ)
+    except UsageError as exc:
+        return _fail(reporter, reporter.describe(exc), EXIT_USAGE, fail=inputs.fail_on_error)
+    for notice in notices:
+        reporter.notice(notice)
+    client = None
+    if token:
+        client = CortexClient(
+            api_url,
+            token,
+            timeout=timeout,
+            proxy=proxy_for(api_url),
+        )
+
+    def retrying(exc: CortexError, delay: float) -> None:
+        reporter.info(f"{exc}; retrying in {delay:.1f}s")
+
+    try:
+        outcomes = [
+            record(client, event, entity, dry_run=inputs.dry_run, on_retry=retrying)
+            for entity in entities
+        ]
+    finally:
+        if client is not None:
+            client.close()
+    return _report(reporter, outcomes, inputs)
+
+
+def run_action(environ: Mapping[str, str]) -> int:
+    """The Action: its inputs from ``INPUT_*``, then the step, reported as workflow commands."""
+    try:
+        inputs = inputs_from_action(environ)
+    except UsageError as exc:
+        reporter = ActionReporter((), environ)
+        reporter.error(reporter.describe(exc))
+        return EXIT_USAGE
+    return run_step(inputs, environ, ActionReporter(inputs.secrets(), environ))
+
+
+def cortex_url(inputs: Inputs, environ: Mapping[str, str]) -> str:
+    """Cortex's base URL: the cortex-api-url input, else CORTEX_API_URL, else the default."""
+    if inputs.cortex_api_url.strip():
+        return parse_url("cortex-api-url", inputs.cortex_api_url)
+    try:
+        return parse_url(URL_VARIABLE, environ.get(URL_VARIABLE, "") or CORTEX_URL)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _report(reporter: Reporter, outcomes: list[Outcome], inputs: Inputs) -> int:
+    for o in outcomes:
+        if o.ok:
+            verb = (
+                "would record"
+                if inputs.dry_run
+                else ("already recorded" if o.existing else "recorded")
+            )
+            where = f" in {o.payload['environment']}" if o.payload.get("environment") else ""
+            done = f" as {o.uuid}" if o.uuid else ""
+            reporter.info(f"{verb} {o.type.value} of {o.entity}{where}{done}")
+    reporter.finish(outcomes, dry_run=inputs.dry_run)
+    failed = [o for o in outcomes if o.error is not None]
+    code = EXIT_OK
+    for o in failed:
+        code = _fail(reporter, f"{o.entity}: {o.error}", EXIT_FAILED, fail=inputs.fail_on_error)
+    return code
+
+
+def _fail(reporter: Reporter, message: str, code: int, *, fail: bool) -> int:
+    if fail:
+        reporter.error(message)
+        return code
+    reporter.warning(f"{message} (not failing: fail-on-error is off)")
+    return EXIT_OK
+
+
+__all__ = ["prepare", "run_action", "run_step"]
