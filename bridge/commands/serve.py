@@ -40,6 +40,7 @@ from bridge.commands.common import (
 )
 from bridge.commands.helptext import describe
 from bridge.errors import BridgeError
+from bridge.urls import CORTEX_URL
 
 ABOUT = """\
 Run the webhook receiver for GitHub and GitLab (gunicorn, gevent worker class), with the
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ABOUT,
         environment=[
             ("CORTEX_API_TOKEN", "Cortex API token (needed unless --no-worker; or *_FILE)"),
-            ("CORTEX_API_URL", "Cortex API (default https://api.getcortexapp.com)"),
+            ("CORTEX_API_URL", f"Cortex API (default {CORTEX_URL})"),
             ("GITHUB_WEBHOOK_SECRET", "secret of the GitHub webhook (X-Hub-Signature-256)"),
             ("GITLAB_WEBHOOK_TOKEN", "secret token of the GitLab webhook (X-Gitlab-Token)"),
             ("BRIDGE_ADMIN_TOKEN", "turns on the admin API (/api/deliveries) for this token"),

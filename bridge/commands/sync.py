@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from bridge.commands.common import EXIT_FAILED, EXIT_USAGE, add_config_flag, fail, load
 from bridge.errors import BridgeError, UsageError
+from bridge.urls import CORTEX_URL
 
 if TYPE_CHECKING:
     from bridge.config import Config
@@ -24,10 +25,10 @@ DEFAULT_SINCE = "30d"
 _DURATION = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
-EPILOG = """\
+EPILOG = f"""\
 environment:
   CORTEX_API_TOKEN      Cortex API token (required; CORTEX_API_TOKEN_FILE also works)
-  CORTEX_API_URL        Cortex API (default https://api.getcortexapp.com)
+  CORTEX_API_URL        Cortex API (default {CORTEX_URL})
   GITHUB_TOKEN          GitHub token: fine-grained Deployments, Actions and Metadata read,
                         or classic `repo` (for --github / --github-org)
   GITHUB_API_URL        GitHub API (default https://api.github.com; GitHub Enterprise Server:

@@ -37,6 +37,7 @@ from bridge.commands.common import (
 )
 from bridge.commands.helptext import describe
 from bridge.errors import BridgeError, UsageError
+from bridge.urls import CORTEX_URL
 
 if TYPE_CHECKING:
     from bridge.health import Probes
@@ -90,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ABOUT,
         environment=[
             ("CORTEX_API_TOKEN", "Cortex API token (required; or CORTEX_API_TOKEN_FILE)"),
-            ("CORTEX_API_URL", "Cortex API (default https://api.getcortexapp.com)"),
+            ("CORTEX_API_URL", f"Cortex API (default {CORTEX_URL})"),
             ("BRIDGE_DATABASE_URL", "sqlite:///bridge.db (default) or postgresql+psycopg://..."),
             ("BRIDGE_CONFIG", "the config file when --config is not given"),
         ],
