@@ -19,7 +19,8 @@ from urllib.parse import parse_qs
 import orjson
 from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.wsgi import get_content_length
 
 from bridge import metrics, views
 from bridge.config import Config
@@ -146,17 +147,29 @@ _READ_SIZE = 64 * 1024
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
     """The request's whole body; RequestEntityTooLarge (413) once it passes ``limit`` bytes.
 
-    However it is framed: a Content-Length over the limit is refused before anything is read
-    (Werkzeug), and a chunked body (no Content-Length; the server ends the stream, which
-    gunicorn and Werkzeug say with ``wsgi.input_terminated``) is read to at most one byte past
-    the limit and refused there. Werkzeug's own reading of such a stream stops *at* the limit
-    and hands back the cut body as if it were whole.
+    However it is framed: a Content-Length over the limit is refused before anything is read,
+    and a chunked body (no Content-Length; the server ends the stream, which gunicorn and
+    Werkzeug say with ``wsgi.input_terminated``) is read to at most one byte past the limit and
+    refused there. Werkzeug's own reading of such a stream stops *at* the limit and hands back
+    the cut body as if it were whole. A body with a Content-Length is read straight from the
+    server's stream, as many bytes as it says (Werkzeug's wrapping of it cost a tenth of
+    answering an ignored event); one that ends early is a 400 (``ClientDisconnected``).
     """
-    if request.content_length is not None:
-        return request.get_data(cache=False)
+    stream = environ["wsgi.input"]
+    # Werkzeug's reading of the header: None when chunked or absent, 0 when not a number.
+    length = get_content_length(environ)
+    if length is not None:
+        if length > limit:
+            raise RequestEntityTooLarge()
+        body = stream.read(length) if length else b""
+        while len(body) < length:  # a WSGI stream may hand over less than asked
+            more = stream.read(length - len(body))
+            if not more:
+                raise ClientDisconnected()
+            body += more
+        return body
     if not environ.get("wsgi.input_terminated"):
         return b""  # no length and no end the server vouches for: nothing can be read safely
-    stream = environ["wsgi.input"]
     chunks: list[bytes] = []
     size = 0
     while True:
