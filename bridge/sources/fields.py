@@ -62,10 +62,14 @@ def is_human_url(url: str) -> bool:
 
 
 def pick(table: Mapping[str, Status], key: str, reason: str) -> Status:
-    """The status a source's state word maps to; a word not in the table records nothing."""
+    """The status a source's state word maps to; a word not in the table records nothing.
+
+    ``reason`` is the "ignored" reason with ``{}`` where the word goes (shortened): built only
+    for a word that is not in the table, not for every event.
+    """
     status = table.get(key)
     if status is None:
-        raise UnsupportedEvent(reason)
+        raise UnsupportedEvent(reason.format(shorten(key)))
     return status
 
 
