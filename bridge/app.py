@@ -112,13 +112,17 @@ def _add_webhooks(app: Flask, rt: Runtime) -> None:
     for path, handler in handlers.items():
         # Flask keeps the routes (what url_map lists, 405 for another method); a POST to one
         # is answered by WebhookDispatch below, before Flask, with this same handler.
-        app.add_url_rule(
-            path,
-            path.rsplit("/", 1)[-1],
-            functools.partial(lambda h: h(request.environ), handler),
-            methods=["POST"],
-        )
+        app.add_url_rule(path, path.rsplit("/", 1)[-1], _in_flask(handler), methods=["POST"])
     app.wsgi_app = WebhookDispatch(app.wsgi_app, handlers)  # type: ignore[method-assign]
+
+
+def _in_flask(handler: Callable[[Environ], Response]) -> Callable[[], Response]:
+    """A Flask view answering with ``handler``."""
+
+    def view() -> Response:
+        return handler(request.environ)
+
+    return view
 
 
 class WebhookDispatch:
