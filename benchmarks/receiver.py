@@ -11,7 +11,7 @@ as a separate process; benchmarks/procs.py starts the servers and reads /proc. R
     PYTHONPATH=/tmp/copy python benchmarks/receiver.py --label "commit abc1234"  # another tree
 
 It prints a Markdown section and writes it into benchmarks/RESULTS.md under
-"## Receiver (issue 3)" (that section only; other sections are kept).
+"## Receiver (issue 9, final)" (that section only; other sections are kept).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SAMPLE = ROOT / "tests" / "samples" / "github" / "deployment_status.success.json"
 RESULTS = HERE / "RESULTS.md"
-HEADING = "## Receiver (issue 3)"
+HEADING = "## Receiver (issue 9, final)"
 LOADS = (
     "recv_closed",
     "recv_open",

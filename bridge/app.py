@@ -1,7 +1,10 @@
 """The webhook receiver and admin API, as a Flask app factory.
 
 Views stay thin: check the signature, decode, hand over to ``ingest``, answer. Cortex is
-never called inside a request; the worker delivers what the outbox holds.
+never called inside a request; the worker delivers what the outbox holds. The two webhook
+views read only the WSGI environ, so that ``WebhookDispatch`` can answer a POST to them
+without Flask's per-request work; Flask serves the probes and the admin API, and answers
+errors with the same ``error_response``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from urllib.parse import parse_qs
 import orjson
 from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.wsgi import get_content_length
 
 from bridge import metrics, views
 from bridge.config import Config
@@ -89,25 +94,76 @@ def _counter(source: str, event: str, status: str) -> Any:
     return metrics.WEBHOOKS.labels(source, event, status)
 
 
-def _answer(answer: Answer, source: str, event: str) -> tuple[Response, int]:
+def _answer(answer: Answer, source: str, event: str) -> Response:
     _counter(source, event[:40] or "-", answer.body["status"]).inc()
-    # What jsonify answers, for half its cost: every delivery gets one of these.
-    return Response(orjson.dumps(answer.body), mimetype="application/json"), answer.status
+    # What jsonify answers, for half its cost: every delivery gets one of these. The status
+    # and the whole Content-Type given here, nothing is left for Werkzeug to work out.
+    return Response(
+        orjson.dumps(answer.body), status=answer.status, content_type="application/json"
+    )
+
+
+# The WSGI environ of one request.
+Environ = dict[str, Any]
 
 
 def _add_webhooks(app: Flask, rt: Runtime) -> None:
+    handlers = _webhook_handlers(rt)
+    for path, handler in handlers.items():
+        # Flask keeps the routes (what url_map lists, 405 for another method); a POST to one
+        # is answered by WebhookDispatch below, before Flask, with this same handler.
+        app.add_url_rule(path, path.rsplit("/", 1)[-1], _in_flask(handler), methods=["POST"])
+    app.wsgi_app = WebhookDispatch(app.wsgi_app, handlers)  # type: ignore[method-assign]
+
+
+def _in_flask(handler: Callable[[Environ], Response]) -> Callable[[], Response]:
+    """A Flask view answering with ``handler``."""
+
+    def view() -> Response:
+        return handler(request.environ)
+
+    return view
+
+
+class WebhookDispatch:
+    """WSGI: a POST to a webhook path goes straight to its handler; all else to Flask.
+
+    Answering an ignored event is most of a busy hook's traffic, and Flask's own work per
+    request (contexts, sessions, signals, URL matching twice) was more than half of its
+    cost: here a webhook costs its handler and one Response. The handlers read only the
+    environ, and every error they raise is answered by ``error_response``, which Flask's
+    error handlers answer with too, so a webhook's answer is the same whichever way it came.
+    """
+
+    def __init__(
+        self, flask_app: Callable[..., Any], handlers: dict[str, Callable[[Environ], Response]]
+    ) -> None:
+        self.flask_app = flask_app
+        self.handlers = handlers
+
+    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Any:
+        """Answer a webhook, or hand the request to Flask."""
+        handler = self.handlers.get(environ.get("PATH_INFO", ""))
+        if handler is None or environ.get("REQUEST_METHOD") != "POST":
+            return self.flask_app(environ, start_response)
+        try:
+            response = handler(environ)
+        except Exception as exc:  # every error gets its answer, as in Flask
+            response = error_response(exc, environ)
+        return response(environ, start_response)
+
+
+def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
     limit = rt.config.server.max_body_bytes
 
-    @app.post("/webhooks/github")
-    def github() -> tuple[Response, int]:
-        body = read_body(request.environ, limit)
-        # Headers straight from the WSGI environ (X-Foo is HTTP_X_FOO): cheaper than
-        # request.headers, and this runs for every delivery of a busy hook.
-        header = request.environ.get
+    def github(environ: Environ) -> Response:
+        body = read_body(environ, limit)
+        # Headers straight from the WSGI environ (X-Foo is HTTP_X_FOO).
+        header = environ.get
         event = header("HTTP_X_GITHUB_EVENT") or ""
         if not (rt.allow_unsigned and not rt.github_secret):
             verify_github(rt.github_secret, body, header("HTTP_X_HUB_SIGNATURE_256"))
-        payload = _decode(body, form_field="payload")
+        payload = _decode(environ, body, form_field="payload")
         if not event:
             raise BadRequest(400, "missing X-GitHub-Event header")
         delivery = header("HTTP_X_GITHUB_DELIVERY")
@@ -119,13 +175,12 @@ def _add_webhooks(app: Flask, rt: Runtime) -> None:
         )
         return _ingest("github", event, payload, key=key, delivery=delivery, rt=rt)
 
-    @app.post("/webhooks/gitlab")
-    def gitlab() -> tuple[Response, int]:
-        header = request.environ.get
+    def gitlab(environ: Environ) -> Response:
+        header = environ.get
         if not (rt.allow_unsigned and not rt.gitlab_token):
             verify_gitlab(rt.gitlab_token, header("HTTP_X_GITLAB_TOKEN"))
-        body = read_body(request.environ, limit)
-        payload = _decode(body, form_field=None)
+        body = read_body(environ, limit)
+        payload = _decode(environ, body, form_field=None)
         event = header("HTTP_X_GITLAB_EVENT") or ""
         if not event:
             raise BadRequest(400, "missing X-Gitlab-Event header")
@@ -138,6 +193,8 @@ def _add_webhooks(app: Flask, rt: Runtime) -> None:
         key = dedupe_key("gitlab", (named, delivery), body=body)
         return _ingest("gitlab", event, payload, key=key, delivery=delivery, rt=rt)
 
+    return {"/webhooks/github": github, "/webhooks/gitlab": gitlab}
+
 
 # Reads of a body with no Content-Length (chunked): small enough to stop soon past the limit.
 _READ_SIZE = 64 * 1024
@@ -146,17 +203,29 @@ _READ_SIZE = 64 * 1024
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
     """The request's whole body; RequestEntityTooLarge (413) once it passes ``limit`` bytes.
 
-    However it is framed: a Content-Length over the limit is refused before anything is read
-    (Werkzeug), and a chunked body (no Content-Length; the server ends the stream, which
-    gunicorn and Werkzeug say with ``wsgi.input_terminated``) is read to at most one byte past
-    the limit and refused there. Werkzeug's own reading of such a stream stops *at* the limit
-    and hands back the cut body as if it were whole.
+    However it is framed: a Content-Length over the limit is refused before anything is read,
+    and a chunked body (no Content-Length; the server ends the stream, which gunicorn and
+    Werkzeug say with ``wsgi.input_terminated``) is read to at most one byte past the limit and
+    refused there. Werkzeug's own reading of such a stream stops *at* the limit and hands back
+    the cut body as if it were whole. A body with a Content-Length is read straight from the
+    server's stream, as many bytes as it says (Werkzeug's wrapping of it cost a tenth of
+    answering an ignored event); one that ends early is a 400 (``ClientDisconnected``).
     """
-    if request.content_length is not None:
-        return request.get_data(cache=False)
+    stream = environ["wsgi.input"]
+    # Werkzeug's reading of the header: None when chunked or absent, 0 when not a number.
+    length = get_content_length(environ)
+    if length is not None:
+        if length > limit:
+            raise RequestEntityTooLarge()
+        body = stream.read(length) if length else b""
+        while len(body) < length:  # a WSGI stream may hand over less than asked
+            more = stream.read(length - len(body))
+            if not more:
+                raise ClientDisconnected()
+            body += more
+        return body
     if not environ.get("wsgi.input_terminated"):
         return b""  # no length and no end the server vouches for: nothing can be read safely
-    stream = environ["wsgi.input"]
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -171,7 +240,7 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
 
 def _ingest(
     source: str, event: str, payload: Any, *, key: str, delivery: str | None, rt: Runtime
-) -> tuple[Response, int]:
+) -> Response:
     answer = ingest(
         source,
         event,
@@ -196,9 +265,13 @@ def _ingest(
     return _answer(answer, source, event)
 
 
-def _decode(body: bytes, *, form_field: str | None) -> Any:
+def _decode(environ: Environ, body: bytes, *, form_field: str | None) -> Any:
     """The JSON document of a body: plain JSON, or GitHub's form encoding (``payload=``)."""
-    kind = (request.mimetype or "").lower()
+    # GitHub's and GitLab's own header exactly: nothing to parse (Werkzeug's parse of it was
+    # a twentieth of answering an ignored event). Else its media type, as Werkzeug reads it.
+    kind = environ.get("CONTENT_TYPE", "")
+    if kind != "application/json":
+        kind = parse_options_header(kind)[0].lower()
     if kind == "application/x-www-form-urlencoded" and form_field:
         try:
             fields = parse_qs(body.decode("utf-8"), strict_parsing=True)
@@ -298,32 +371,34 @@ def _int_arg(name: str, default: int | None, *, low: int, high: int) -> int | No
 
 
 def _add_error_handlers(app: Flask) -> None:
-    @app.errorhandler(BadRequest)
-    def bad_request(exc: BadRequest) -> tuple[Response, int]:
-        return jsonify(status="rejected", reason=exc.reason), exc.status
+    def answer(exc: Exception) -> Response:
+        return error_response(exc, request.environ)
 
-    @app.errorhandler(MalformedEvent)
-    def malformed(exc: MalformedEvent) -> tuple[Response, int]:
-        return jsonify(status="rejected", reason=str(exc)), 400
+    for kind in (BadRequest, MalformedEvent, SignatureError, HTTPException, Exception):
+        app.register_error_handler(kind, answer)
 
-    @app.errorhandler(SignatureError)
-    def bad_signature(exc: SignatureError) -> tuple[Response, int]:
-        metrics.WEBHOOKS.labels(request.path.rsplit("/", 1)[-1], "-", "unauthorized").inc()
-        return jsonify(status="unauthorized", reason=str(exc)), 401
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
+def error_response(exc: Exception, environ: Environ) -> Response:
+    """The JSON answer to an error raised while answering a request; nothing was stored."""
+    if isinstance(exc, BadRequest):
+        return _json(exc.status, status="rejected", reason=exc.reason)
+    if isinstance(exc, MalformedEvent):
+        return _json(400, status="rejected", reason=str(exc))
+    if isinstance(exc, SignatureError):
+        source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
+        metrics.WEBHOOKS.labels(source, "-", "unauthorized").inc()
+        return _json(401, status="unauthorized", reason=str(exc))
+    if isinstance(exc, HTTPException):
         status = exc.code or 500
         reason = "body too large" if status == 413 else (exc.description or exc.name)
-        return jsonify(status="rejected", reason=reason), status
-
-    @app.errorhandler(StoreError)
-    @app.errorhandler(SQLAlchemyError)
-    def database_down(exc: Exception) -> tuple[Response, int]:
+        return _json(status, status="rejected", reason=reason)
+    if isinstance(exc, (StoreError, SQLAlchemyError)):
         log.error("database unavailable", extra={"error": type(exc).__name__})
-        return jsonify(status="error", reason="storage unavailable; the event was not stored"), 503
+        return _json(503, status="error", reason="storage unavailable; the event was not stored")
+    log.exception("unexpected error", exc_info=exc)
+    return _json(500, status="error", reason="internal error; the event was not stored")
 
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> tuple[Response, int]:
-        log.exception("unexpected error")
-        return jsonify(status="error", reason="internal error; the event was not stored"), 500
+
+def _json(code: int, *, status: str, reason: str) -> Response:
+    body = orjson.dumps({"status": status, "reason": reason})
+    return Response(body, status=code, content_type="application/json")

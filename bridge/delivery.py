@@ -13,6 +13,7 @@ the core looks for the deploy before creating.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -96,7 +97,13 @@ def ignore_reason(status: Status, config: Config) -> str | None:
     The policy asked for every record the deploy may already have (in lifecycle mode, a start
     record): an event skipped whatever is recorded records nothing, now or later.
     """
-    policy = Policy.of(config.record)
+    return _ignore_reason(status, config.record)
+
+
+# Asked for every delivery the receiver gets; a few (status, record section) pairs ever occur.
+@functools.lru_cache(maxsize=64)
+def _ignore_reason(status: Status, record: RecordSettings) -> str | None:
+    policy = Policy.of(record)
     earlier: list[Known | None] = [None]
     if policy.lifecycle:
         earlier.append(Known("", Status.IN_PROGRESS.value))

@@ -96,6 +96,41 @@ def test_content_length_over_the_limit_is_413(runtime: Runtime) -> None:
     assert stored(runtime) == 0
 
 
+class Dribble(io.BytesIO):
+    """A WSGI input that hands over at most ``step`` bytes a read, as a socket may."""
+
+    def __init__(self, body: bytes, step: int) -> None:
+        super().__init__(body)
+        self.step = step
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(self.step if size is None or size < 0 else min(size, self.step))
+
+
+def test_content_length_body_handed_over_in_pieces_is_read_whole(runtime: Runtime) -> None:
+    body = padded(LIMIT)
+    answer = client_for(runtime).post(
+        "/webhooks/github",
+        input_stream=Dribble(body, 700),
+        headers=headers_for(body, "pieces"),
+    )
+    assert answer.status_code == 202, answer.json
+    assert stored(runtime) == 1
+
+
+def test_body_shorter_than_its_content_length_is_400_and_stores_nothing(runtime: Runtime) -> None:
+    body = padded(LIMIT - 100)
+    answer = client_for(runtime).post(
+        "/webhooks/github",
+        input_stream=Dribble(body, 700),
+        headers=headers_for(body, "short"),
+        environ_overrides={"CONTENT_LENGTH": str(len(body) + 50)},
+    )
+    assert answer.status_code == 400
+    assert answer.json["status"] == "rejected"
+    assert stored(runtime) == 0
+
+
 def test_gitlab_unframed_body_over_the_limit_is_413(runtime: Runtime) -> None:
     body = json.dumps(load_sample("gitlab/deployment.success.json")).encode() + b" " * LIMIT
     answer = client_for(runtime).post(

@@ -6,6 +6,7 @@ A webhook body is whatever reached the receiver, so no read here may raise anyth
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -53,10 +54,14 @@ def is_human_url(url: str) -> bool:
 
 
 def pick(table: Mapping[str, Status], key: str, reason: str) -> Status:
-    """The status a source's state word maps to; a word not in the table records nothing."""
+    """The status a source's state word maps to; a word not in the table records nothing.
+
+    ``reason`` is the "ignored" reason with ``{}`` where the word goes (shortened): built only
+    for a word that is not in the table, not for every event.
+    """
     status = table.get(key)
     if status is None:
-        raise UnsupportedEvent(reason)
+        raise UnsupportedEvent(reason.format(shorten(key)))
     return status
 
 
@@ -70,6 +75,12 @@ def word(fields: Fields, path: str) -> str:
     return fields.need_text(path).lower()
 
 
+@functools.lru_cache(maxsize=512)
+def _steps(path: str) -> tuple[str, ...]:
+    # The parsers read a few dozen fixed paths, each on every event.
+    return tuple(path.split("."))
+
+
 class Fields:
     """Typed, dotted-path reads of one event's payload; errors name the event and the path."""
 
@@ -80,8 +91,9 @@ class Fields:
     def get(self, path: str) -> Any:
         """The value at a dotted path, or None when any step is missing or not an object."""
         value: Any = self.payload
-        for key in path.split("."):
-            if not isinstance(value, Mapping):
+        for key in _steps(path):
+            # A decoded JSON object is a dict: checked first, before the ABC's slower check.
+            if type(value) is not dict and not isinstance(value, Mapping):
                 return None
             value = value.get(key)
         return value

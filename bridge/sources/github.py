@@ -78,7 +78,7 @@ def parse_deployment_status(payload: Mapping[str, Any], screen: Screen = keep_al
     state = word(fields, "deployment_status.state")
     if state == "inactive":
         raise UnsupportedEvent("deployment_status 'inactive' records nothing")
-    status = pick(DEPLOYMENT_STATES, state, f"deployment_status {shorten(state)} is not recorded")
+    status = pick(DEPLOYMENT_STATES, state, "deployment_status {} is not recorded")
     screen(status)
     timestamp = fields.need_moment("deployment_status.updated_at", "deployment_status.created_at")
     return _deployment_event(fields, status, timestamp)
@@ -211,10 +211,9 @@ def _run_attempt(fields: Fields) -> int:
 def _run_status(fields: Fields) -> Status:
     state = word(fields, "workflow_run.status")
     if state != "completed":
-        return pick(RUN_STATUSES, state, f"workflow_run status {shorten(state)} is not recorded")
+        return pick(RUN_STATUSES, state, "workflow_run status {} is not recorded")
     conclusion = word(fields, "workflow_run.conclusion")
-    reason = f"workflow_run concluded {shorten(conclusion)}, which records nothing"
-    return pick(RUN_CONCLUSIONS, conclusion, reason)
+    return pick(RUN_CONCLUSIONS, conclusion, "workflow_run concluded {}, which records nothing")
 
 
 def _commit_title(fields: Fields) -> str:

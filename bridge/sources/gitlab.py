@@ -57,7 +57,7 @@ def parse_deployment(payload: Mapping[str, Any], screen: Screen = keep_all) -> D
     fields = Fields(payload, "Deployment Hook")
     _require_kind(fields, "deployment")
     state = word(fields, "status")
-    status = pick(DEPLOYMENT_STATUSES, state, f"deployment status {shorten(state)} is not recorded")
+    status = pick(DEPLOYMENT_STATUSES, state, "deployment status {} is not recorded")
     screen(status)
     timestamp = fields.need_moment("status_changed_at")
     return DeployEvent(
@@ -85,7 +85,7 @@ def parse_pipeline(payload: Mapping[str, Any], screen: Screen = keep_all) -> Dep
     _require_kind(fields, "pipeline")
     fields.need_mapping("object_attributes")
     state = word(fields, "object_attributes.status")
-    status = pick(PIPELINE_STATUSES, state, f"pipeline status {shorten(state)} is not recorded")
+    status = pick(PIPELINE_STATUSES, state, "pipeline status {} is not recorded")
     screen(status)
     when = "object_attributes.finished_at" if status.is_final else "object_attributes.created_at"
     timestamp = fields.need_moment(when)
