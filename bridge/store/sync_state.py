@@ -70,14 +70,6 @@ class SyncState:
         """``reader`` went through its whole window."""
         self._update(reader, resume=None, state=DONE, updated_at=aware(now))
 
-    def last_finished(self) -> dict[str, datetime]:
-        """When each reader last finished a whole window."""
-        done = sa.select(sync_progress.c.reader, sync_progress.c.updated_at).where(
-            sync_progress.c.state == DONE
-        )
-        with self.db.transaction(write=False) as conn:
-            return {reader: aware(at) for reader, at in conn.execute(done)}
-
     def mark_recorded(self, key: str, *, reader: str, uuid: str, now: datetime) -> None:
         """The sync recorded the deploy ``key`` as Cortex's ``uuid``."""
         insert = (
@@ -115,14 +107,6 @@ class SyncState:
         with self.db.transaction(write=True) as conn:
             holder = conn.execute(take).scalar_one_or_none()
         return holder == owner
-
-    def release_lease(self, name: str, *, owner: str) -> None:
-        """Give lease ``name`` up, if ``owner`` holds it."""
-        release = sync_leases.delete().where(
-            sync_leases.c.name == name, sync_leases.c.owner == owner
-        )
-        with self.db.transaction(write=True) as conn:
-            conn.execute(release)
 
     def _update(self, reader: str, **values: object) -> None:
         update = sync_progress.update().where(sync_progress.c.reader == reader).values(values)
