@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.errors import InputError
-from bridge.model import HEX_SHA, DeployRef, DeployType
+from bridge.model import HEX_SHA, MAX_NAME, DeployRef, DeployType
 from bridge.times import parse_timestamp
 from bridge.urls import CORTEX_URL
 
@@ -145,7 +145,6 @@ INPUTS: tuple[Input, ...] = (
 INPUT_BY_NAME = {spec.name: spec for spec in INPUTS}
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-MAX_ID = 255
 
 
 def plain(name: str, value: str) -> str:
@@ -223,8 +222,8 @@ def parse_deploy_id(value: str) -> DeployRef | None:
     text = value.strip()
     if not text:
         return None
-    if len(text) > MAX_ID:
-        raise InputError("deploy-id", f"longer than {MAX_ID} characters")
+    if len(text) > MAX_NAME:
+        raise InputError("deploy-id", f"longer than {MAX_NAME} characters")
     return DeployRef("id", plain("deploy-id", text))
 
 
