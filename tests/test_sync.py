@@ -585,6 +585,24 @@ def test_pages_are_recorded_oldest_first_so_a_rollback_across_pages_is_detected(
     assert stamps == sorted(stamps)  # recorded oldest first
 
 
+def test_with_rollback_detection_off_a_redeployed_sha_is_recorded_as_a_deploy(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A, then B, then A again: a rollback when detection is on (the test above), a DEPLOY
+    # when the config turns it off.
+    for n, sha in enumerate((SHA_A, SHA_B, SHA_A)):
+        add_success(github, "acme/api", 7000 + n, sha, 2 + n)
+    config = tmp_path / "bridge.yaml"
+    config.write_text("rollback: {detect: false}\n")
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--config", str(config), "--github", "acme/api", *WINDOW)
+
+    assert code == 0
+    assert report["summary"]["recorded"] == 3
+    assert [d["type"] for d in cortex.all_deploys()] == ["DEPLOY"] * 3
+
+
 def test_deployments_made_while_a_repository_is_read_push_no_older_one_out(
     github: FakeGitHub,
 ) -> None:

@@ -82,13 +82,15 @@ def record(
     clock: Callable[[], float] = time.monotonic,
     on_retry: Callable[[CortexError, float], None] | None = None,
     history: History | None = None,
+    rollback: bool = True,
 ) -> Outcome:
     """Record ``event`` for ``entity``, retrying what may pass; with ``dry_run`` only read.
 
     With type auto the entity's history is read first: it settles DEPLOY or ROLLBACK and
     shows whether this very deploy is already recorded (a repeated step), which is then
     answered with the existing uuid instead of a second record. ``history``: where that
-    history is read instead of the entity's listing (a sync's listing, already read).
+    history is read instead of the entity's listing (a sync's listing, already read);
+    ``rollback``: False records type auto as DEPLOY (the config's ``rollback.detect``).
     """
     if client is None:  # a dry run with no token: nothing to read
         deploy_type = event.type or DeployType.DEPLOY
@@ -110,10 +112,11 @@ def record(
                 history=history,
                 cortex=client,
                 policy=STEP_POLICY,
+                rollback=rollback,
                 unclear=unclear,
                 dry_run=dry_run,
             )
-            deploy_type = done.type or type_of(event, entity, key, history, rollback=True)
+            deploy_type = done.type or type_of(event, entity, key, history, rollback=rollback)
             payload = done.payload or build_deploy_request(event, entity, deploy_type)
             existing = done.action == "found"
             uuid = done.uuid if (existing or not dry_run) else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from bridge.cortex import CortexClient
 from bridge.delivery import LOOKUP_WINDOW, Action, Known, Policy, decide, made_by_bridge, routed
 from bridge.errors import BridgeError, CortexError, UnsupportedEvent
 from bridge.mapping import idempotency_key, key_of
-from bridge.model import DeployEvent, DeployType
+from bridge.model import DeployEvent
 from bridge.rollback import PastDeploy, past_deploys, same_sha
 from bridge.store.sync_state import RUNNING
 from bridge.sync.reader import Found, Reader, Window
@@ -326,11 +326,15 @@ class Reconciler:
         pending.clear()
 
     def _record(self, name: str, event: DeployEvent, entity: str) -> Row:
-        if not self.config.rollback.detect and event.type is None:
-            event = replace(event, type=DeployType.DEPLOY)
         # Recorded as the Action records (its retry loop), with the listing already read as
         # the history.
-        outcome = recorder.record(self.client, event, entity, history=SyncHistory(self.cortex))
+        outcome = recorder.record(
+            self.client,
+            event,
+            entity,
+            history=SyncHistory(self.cortex),
+            rollback=self.config.rollback.detect,
+        )
         if outcome.error is not None:
             return _row(name, event, Verdict.FAILED, str(outcome.error), entity)
         uuid = outcome.uuid or ""
