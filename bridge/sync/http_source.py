@@ -94,9 +94,7 @@ def make_http_reader(
         raise ConfigError(
             spec.token_env, f"is not set: it holds the bearer token of http_sources.{name}"
         )
-    return HttpReader(
-        spec, token, session=session, sleep=sleep, now=now, policy=policy or RetryPolicy()
-    )
+    return HttpReader(spec, token, session=session, sleep=sleep, now=now, policy=policy)
 
 
 class HttpReader:
