@@ -346,6 +346,17 @@ def test_without_any_id_send_warns_once_and_does_not_key_by_time(
         (["--sha=--output=/tmp/x"], "error: --sha: '--output=/tmp/x' is not a hex"),
         (["--url", "ftp://x"], "error: --url: 'ftp://x' is not an http(s) URL"),
         (["--cortex-api-url", "x"], "error: --cortex-api-url: 'x' is not an http(s) URL"),
+        pytest.param(
+            ["--cortex-api-url", "https://api.getcortexapp.com:hunter2@evil.example"],
+            "error: --cortex-api-url: must not hold a user or password ('...@'): its host "
+            "would be 'evil.example'",
+            id="user-info-would-send-the-token-elsewhere",
+        ),
+        pytest.param(
+            ["--cortex-api-url", "https://api.getcortexapp.com:99999"],
+            "error: --cortex-api-url: port must be a number from 1 to 65535, got '99999'",
+            id="port-out-of-range",
+        ),
     ],
 )
 def test_send_errors_name_the_flag_never_an_input(
@@ -356,6 +367,7 @@ def test_send_errors_name_the_flag_never_an_input(
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith(message), err
     assert "input" not in err
+    assert "hunter2" not in err
     assert cortex.received == []
 
 

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from bridge.errors import InputError
 from bridge.model import HEX_SHA, MAX_NAME, DeployRef, DeployType
 from bridge.times import parse_timestamp
-from bridge.urls import CORTEX_URL
+from bridge.urls import CORTEX_URL, api_authority_problem
 
 TYPES = ("auto", *(t.value for t in DeployType))
 
@@ -232,6 +233,15 @@ def parse_url(name: str, value: str) -> str:
     text = value.strip()
     if not re.match(r"^https?://[^\s/]+", text):
         raise InputError(name, f"{value!r} is not an http(s) URL")
+    return text
+
+
+def parse_api_url(name: str, value: str) -> str:
+    """An http(s) URL the Cortex token is sent to: no user info, a port from 1 to 65535."""
+    text = parse_url(name, value)
+    problem = api_authority_problem(urlsplit(text).netloc)
+    if problem:
+        raise InputError(name, problem)
     return text
 
 

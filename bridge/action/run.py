@@ -12,7 +12,7 @@ from bridge.action.inputs import (
     Inputs,
     Notice,
     inputs_from_action,
-    parse_url,
+    parse_api_url,
 )
 from bridge.action.output import ActionReporter, Reporter
 from bridge.action.recorder import Outcome, record
@@ -125,9 +125,9 @@ def run_action(environ: Mapping[str, str]) -> int:
 def cortex_url(inputs: Inputs, environ: Mapping[str, str]) -> str:
     """Cortex's base URL: the cortex-api-url input, else CORTEX_API_URL, else the default."""
     if inputs.cortex_api_url.strip():
-        return parse_url("cortex-api-url", inputs.cortex_api_url)
+        return parse_api_url("cortex-api-url", inputs.cortex_api_url)
     try:
-        return parse_url(URL_VARIABLE, environ.get(URL_VARIABLE, "") or CORTEX_URL)
+        return parse_api_url(URL_VARIABLE, environ.get(URL_VARIABLE, "") or CORTEX_URL)
     except InputError as exc:
         raise UsageError(str(exc)) from None
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from bridge.config.settings import ALL_SECRETS, SECRET_HOMES, SECRET_KEY
 from bridge.errors import ConfigError
-from bridge.urls import PSYCOPG_SCHEME, psycopg_url
+from bridge.urls import PSYCOPG_SCHEME, api_authority_problem, port_problem, psycopg_url
 
 
 def _join(path: str, key: object) -> str:
@@ -121,27 +121,10 @@ def http_url(value: Any, path: str) -> str:
     url = as_string(value, path).strip()
     if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url):
         raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}")
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        host = parts.netloc.rpartition("@")[2]
-        raise ConfigError(
-            path,
-            f"must not hold a user or password ('...@'): its host would be {host!r} "
-            "(credentials come only from the environment, e.g. CORTEX_API_TOKEN)",
-        )
-    _check_port(parts.netloc, path)
+    problem = api_authority_problem(urlsplit(url).netloc)
+    if problem:
+        raise ConfigError(path, problem)
     return url.rstrip("/")
-
-
-def _check_port(netloc: str, path: str) -> None:
-    """A port, when the URL has one, from 1 to 65535."""
-    try:
-        port = urlsplit(f"//{netloc}").port
-    except ValueError:
-        port = 0
-    if port == 0:
-        given = netloc.rpartition("@")[2].rpartition(":")[2]
-        raise ConfigError(path, f"port must be a number from 1 to 65535, got {given[:20]!r}")
 
 
 def as_database_url(value: Any, path: str) -> str:
@@ -149,7 +132,9 @@ def as_database_url(value: Any, path: str) -> str:
     url = psycopg_url(as_string(value, path).strip())
     if url.startswith(PSYCOPG_SCHEME):
         rest = url.removeprefix(PSYCOPG_SCHEME)
-        _check_port(re.split(r"[/?#]", rest, maxsplit=1)[0], path)
+        problem = port_problem(re.split(r"[/?#]", rest, maxsplit=1)[0])
+        if problem:
+            raise ConfigError(path, problem)
     for prefix in ("sqlite:///", PSYCOPG_SCHEME):
         if url.startswith(prefix) and len(url) > len(prefix):
             return url
