@@ -289,6 +289,16 @@ def test_token_never_printed_even_when_cortex_echoes_it(
             {"INPUT_URL": "ftp://x"}, "the url input: 'ftp://x' is not an http(s) URL", id="url"
         ),
         pytest.param(
+            {"INPUT_CORTEX-API-URL": "https://api.getcortexapp.com@evil.example"},
+            "the cortex-api-url input: must not hold a user or password",
+            id="api-url-user-info",
+        ),
+        pytest.param(
+            {"INPUT_CORTEX-API-URL": "https://api.getcortexapp.com:0"},
+            "the cortex-api-url input: port must be a number from 1 to 65535, got '0'",
+            id="api-url-port",
+        ),
+        pytest.param(
             {"INPUT_DRY-RUN": "maybe"}, "the dry-run input: expected true or false", id="bool"
         ),
     ],
