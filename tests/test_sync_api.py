@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email.utils import formatdate
+
 import pytest
 import requests
 import responses
@@ -42,6 +44,13 @@ def client(sleeps: Sleeps) -> ApiClient:
         pytest.param(200, {}, GITHUB_LIMITS, None, id="ok"),
         pytest.param(403, {}, GITHUB_LIMITS, None, id="forbidden-not-a-limit"),
         pytest.param(403, {"Retry-After": "7"}, GITHUB_LIMITS, 7.0, id="github-secondary"),
+        pytest.param(
+            429,
+            {"Retry-After": formatdate(NOW + 30, usegmt=True)},
+            GITHUB_LIMITS,
+            30.0,
+            id="retry-after-as-a-date",
+        ),
         pytest.param(
             403,
             {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(NOW) + 30)},

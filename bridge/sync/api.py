@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from bridge import __version__
+from bridge.cortex.retry import RetryPolicy, parse_retry_after
 from bridge.errors import BridgeError
 
 # GitHub: a secondary rate limit without Retry-After means "wait at least one minute"
@@ -27,8 +29,9 @@ DEFAULT_WAIT_SECONDS = 60.0
 # Longer waits than this (a primary limit reset an hour away) fail the sync instead: better a
 # clear error in CI than a job hanging until its own timeout.
 MAX_WAIT_SECONDS = 3700.0
-# Transient failures (5xx, a dropped connection) are tried this many times in all.
-ATTEMPTS = 4
+# Transient failures (5xx, a dropped connection) are tried this many times in all, waiting
+# the project's one backoff (bridge.cortex.retry.RetryPolicy) between tries.
+RETRY = RetryPolicy(max_attempts=4, base_delay=2.0)
 TIMEOUT = (5.0, 30.0)  # connect, read
 
 
@@ -65,9 +68,10 @@ def rate_limit_wait(
     limited = status == 429 or (status == 403 and (exhausted or "Retry-After" in headers))
     if not limited and not (exhausted and 200 <= status < 300):
         return None
-    retry_after = _number(headers.get("Retry-After"))
+    moment = datetime.fromtimestamp(now, timezone.utc)
+    retry_after = parse_retry_after(headers.get("Retry-After"), now=moment)
     if retry_after is not None and limited:
-        return max(retry_after, 0.0)
+        return retry_after
     reset = _number(headers.get(limits.reset))
     if reset is not None and exhausted:
         return max(reset - now, 0.0) + 1.0  # the reset second itself may still be spent
@@ -149,9 +153,9 @@ class ApiClient:
                 response = self._session.request(method, url, timeout=TIMEOUT, **kwargs)
             except requests.RequestException as exc:
                 failures += 1
-                if failures >= ATTEMPTS:
+                if failures >= RETRY.max_attempts:
                     raise ScmError(f"{self._host()} unreachable: {type(exc).__name__}") from exc
-                self._sleep(2.0**failures)
+                self._sleep(RETRY.delay(failures))
                 continue
             wait = rate_limit_wait(
                 response.status_code, response.headers, self._clock(), self.limits
@@ -159,9 +163,9 @@ class ApiClient:
             if wait is not None and not response.ok:
                 self.wait(wait)
                 continue
-            if response.status_code >= 500 and failures + 1 < ATTEMPTS:
+            if response.status_code >= 500 and failures + 1 < RETRY.max_attempts:
                 failures += 1
-                self._sleep(2.0**failures)
+                self._sleep(RETRY.delay(failures))
                 continue
             if not response.ok:
                 raise ScmError(self._refusal(response), status=response.status_code)
