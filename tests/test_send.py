@@ -338,6 +338,11 @@ def test_without_any_id_send_warns_once_and_does_not_key_by_time(
     ("argv", "message"),
     [
         (["--deploy-id", "a\nb"], "error: --deploy-id: 'a\\nb' contains a control character"),
+        (
+            ["--environment", "prod\u2028x"],
+            "error: --environment: 'prod\\u2028x' contains a control",
+        ),
+        (["--deploy-id", "a\x85b"], "error: --deploy-id: 'a\\x85b' contains a control character"),
         (["--deploy-id", "x" * 256], "error: --deploy-id: longer than 255 characters"),
         (["--environment", "prod\r\n::error::x"], "error: --environment: 'prod\\r\\n::error::x'"),
         (["--timestamp", "2026-11-20T10:00:00"], "error: --timestamp: "),

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bridge.errors import InputError
-from bridge.model import HEX_SHA, MAX_NAME, DeployRef, DeployType
+from bridge.model import HEX_SHA, MAX_NAME, DeployRef, DeployType, has_control
 from bridge.times import parse_timestamp
 from bridge.urls import CORTEX_URL, api_authority_problem
 
@@ -145,12 +145,11 @@ INPUTS: tuple[Input, ...] = (
 )
 INPUT_BY_NAME = {spec.name: spec for spec in INPUTS}
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
 
 def plain(name: str, value: str) -> str:
-    """``value`` when it has no control character (it becomes part of a key or a URL)."""
-    if CONTROL.search(value):
+    """``value`` when it has no control character (it becomes part of a key or a URL): the
+    model's one test of what a control character is, as every face applies it."""
+    if has_control(value):
         raise InputError(name, f"{value!r} contains a control character")
     return value
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from bridge.action.inputs import (
-    CONTROL,
     Inputs,
     parse_custom_data,
     parse_deploy_id,
@@ -26,7 +25,7 @@ from bridge.action.inputs import (
 )
 from bridge.ci.context import CiContext
 from bridge.errors import InputError, UsageError
-from bridge.model import HEX_SHA, DeployEvent, DeployRef, Status, first_line
+from bridge.model import HEX_SHA, DeployEvent, DeployRef, Status, first_line, has_control
 
 
 def context_sha(ctx: CiContext) -> str | None:
@@ -111,7 +110,7 @@ def descriptor_tag(workspace: str | None) -> str | None:
         info = data.get("info") if isinstance(data, dict) else None
         tag = info.get("x-cortex-tag") if isinstance(info, dict) else None
         if isinstance(tag, str) and tag.strip():
-            if CONTROL.search(tag.strip()):
+            if has_control(tag.strip()):
                 raise UsageError(f"{name}: info.x-cortex-tag contains a control character")
             return tag.strip()
     return None
