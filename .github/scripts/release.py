@@ -28,8 +28,8 @@ import re
 import shutil
 import subprocess
 import sys
-from importlib import metadata
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,7 +169,16 @@ def checkout_files(root: Path) -> list[str]:
     """The checkout's files, as git sees them: tracked, and untracked but not ignored."""
     try:
         listed = subprocess.run(
-            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            [
+                "git",
+                "-C",
+                str(root),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
             capture_output=True,
             check=True,
         ).stdout
