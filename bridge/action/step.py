@@ -15,28 +15,31 @@ runner (Windows' console code page would otherwise garble a title in the log).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from pathlib import Path, PurePath
 
 VENDOR = "_vendor"
 
 
-def import_path(step_file: str) -> list[str]:
-    """The directories to put first on ``sys.path``: the tree's root, then its ``_vendor``.
+def tree_paths(step_file: PurePath) -> tuple[PurePath, PurePath]:
+    """The tree's root and its ``_vendor`` directory, from this file's path.
 
-    ``step_file`` is this file's path as the runner spelled it (backslashes and spaces on
-    Windows, ``/__w/_actions/...`` in a ``container:`` job): only ``pathlib`` reads it.
+    ``step_file`` is the path as the runner spelled it (``C:\\actions runner\\_work\\...`` on
+    Windows, ``/__w/_actions/...`` in a ``container:`` job): only ``pathlib`` takes it apart,
+    never a string split on ``/``.
     """
-    root = Path(step_file).resolve().parents[2]
-    paths = [str(root)]
-    vendor = root / VENDOR
-    if vendor.is_dir():
-        paths.append(str(vendor))
-    return paths
+    root = step_file.parents[2]
+    return root, root / VENDOR
+
+
+def import_path(step_file: Path) -> list[str]:
+    """The directories to put first on ``sys.path``: the root, then ``_vendor`` if there."""
+    root, vendor = tree_paths(step_file.resolve())
+    return [str(root), *([str(vendor)] if Path(vendor).is_dir() else [])]
 
 
 def main() -> int:
     """Run the ``action`` command from the tree this file is in; its exit code."""
-    sys.path[:0] = import_path(__file__)
+    sys.path[:0] = import_path(Path(__file__))
     from bridge.cli import main as cli_main
 
     return cli_main(["action"])
