@@ -125,6 +125,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run one subcommand; the exit code is 0 on success, 1 on failure, 2 on bad usage."""
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    asks_help = any(arg in ("-h", "--help") for arg in argv)
+    # Before the flags are read: a missing extra is the problem to name, whatever the flags.
+    problem = missing_extra(chosen) if chosen in COMMANDS and not asks_help else None
+    if problem is not None:
+        print(f"cortex-deploy-bridge: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
@@ -132,10 +138,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_USAGE
     from bridge.errors import UsageError
 
-    problem = missing_extra(args.command)
-    if problem is not None:
-        print(f"cortex-deploy-bridge: error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
     try:
         return int(_module(args.command).run(args, os.environ if environ is None else environ))
     except UsageError as exc:
