@@ -104,7 +104,8 @@ def workspace(tmp_path: Path) -> Path:
     (repo / ".github" / "workflows" / "deploy.yml").write_text(WORKFLOW, encoding="utf-8")
     git = ["git", "-C", str(repo), "-c", "user.name=Mona", "-c", "user.email=mona@example.com"]
     subprocess.run([*git, "init", "--quiet"], check=True)
-    subprocess.run([*git, "remote", "add", "origin", f"https://github.com/{REPOSITORY}.git"])
+    origin = f"https://github.com/{REPOSITORY}.git"  # act names the repository from it
+    subprocess.run([*git, "remote", "add", "origin", origin], check=True)
     subprocess.run([*git, "add", "--all"], check=True)
     subprocess.run([*git, "commit", "--quiet", "--message", "Ship the payments API"], check=True)
     head = subprocess.run(
