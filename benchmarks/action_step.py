@@ -80,9 +80,7 @@ def main() -> int:
     return report(rows, args.runs)
 
 
-def measure(
-    runs: int, work: Path, tree: Path, bare: Path, script: Path
-) -> dict[str, list[float]]:
+def measure(runs: int, work: Path, tree: Path, bare: Path, script: Path) -> dict[str, list[float]]:
     """The three commands' times, alternating, one warm-up round first."""
     times: dict[str, list[float]] = {"baseline": [], "step, cold": [], "step, warm": []}
     path = os.pathsep.join([str(bare), "/usr/bin", "/bin"])

@@ -330,3 +330,42 @@ def test_action_tree_step_runs_on_a_bare_python(
     assert deploy["entity"] == "payments-api"
     assert deploy["customData"]["release"] == {"train": 7}
     assert f"::add-mask::{TOKEN}" in done.stdout.splitlines()
+
+
+@pytest.mark.parametrize("where", ["custom-data", "cortex.yaml"])
+def test_checkout_without_pyyaml_names_the_fix_in_one_line(
+    bare_python: Path, tmp_path: Path, where: str
+) -> None:
+    """`uses: ./` (or @main) runs the checkout, which has no _vendor/: YAML needs PyYAML."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    env = {
+        "PATH": f"{bare_python}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "GITHUB_ACTION_PATH": str(ROOT),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": "acme/payments-api",
+        "GITHUB_SHA": FULL_SHA,
+        "GITHUB_WORKSPACE": str(workspace),
+        "INPUT_CORTEX_API_TOKEN": TOKEN,
+        "INPUT_TYPE": "DEPLOY",
+        "INPUT_DRY_RUN": "true",
+    }
+    if where == "custom-data":
+        env["INPUT_CUSTOM_DATA"] = "team: payments"
+    else:
+        (workspace / "cortex.yaml").write_text("info:\n  x-cortex-tag: a\n")
+    script = tmp_path / "step.sh"
+    script.write_text(action_steps()["posix"]["run"], encoding="utf-8")
+    done = subprocess.run(
+        [SH, "-e", str(script)],
+        env=env,
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    (error,) = [line for line in done.stdout.splitlines() if line.startswith("::error")]
+    assert where in error and "pip install PyYAML" in error
