@@ -135,7 +135,7 @@ def test_windows_step_follows_the_posix_steps_rules() -> None:
     assert "& $found.Source @launcher -I -X utf8 $step\n  exit $LASTEXITCODE" in (
         script.replace("          ", "  ")
     )
-    assert "[Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false" in script
+    assert "[Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false }" in script
     # A native command's stderr must not stop the script (Windows PowerShell 5.1 turns it
     # into an error record, and the runner prepends $ErrorActionPreference = 'stop').
     assert script.startswith("$ErrorActionPreference = 'Continue'\n")

@@ -140,8 +140,8 @@ def test_dockerfile_entrypoint_is_the_action_command() -> None:
 
 
 def test_dockerfile_keeps_the_default_root_user() -> None:
-    # GitHub: a Docker action must run as the default (root) user to write the workspace
-    # and the GITHUB_OUTPUT / GITHUB_STEP_SUMMARY files ("Dockerfile support", USER).
+    # A job's mounted checkout and output files belong to the host's user: root writes them
+    # whatever the uid (GitHub's "Dockerfile support", USER, for `uses: docker://` steps).
     users = [args for keyword, args in dockerfile_instructions() if keyword == "USER"]
     assert users == []
 
