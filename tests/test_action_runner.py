@@ -369,3 +369,69 @@ def test_checkout_without_pyyaml_names_the_fix_in_one_line(
     assert "Traceback" not in done.stdout + done.stderr
     (error,) = [line for line in done.stdout.splitlines() if line.startswith("::error")]
     assert where in error and "pip install PyYAML" in error
+
+
+def interpreters_here() -> dict[tuple[int, int], str]:
+    """The real CPython interpreters this machine has, by version (pyenv's, or on PATH)."""
+    found: dict[tuple[int, int], str] = {}
+    candidates = [shutil.which(f"python3.{minor}") for minor in range(6, 16)]
+    candidates += [str(p) for p in Path.home().glob(".pyenv/versions/*/bin/python[23].*[0-9]")]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [
+                candidate,
+                "-c",
+                "import sys; print('%d %d %s' % (sys.version_info[:2] + (sys.executable,)))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip():
+            # The interpreter itself (a pyenv shim needs pyenv on PATH, and the step's has not).
+            major, minor, executable = probe.stdout.strip().split(" ", 2)
+            found.setdefault((int(major), int(minor)), executable)
+    return found
+
+
+def test_tree_runs_on_each_python_310_plus_here_after_an_older_python3(
+    action_tree: Path, tmp_path: Path
+) -> None:
+    """Real interpreters: an old `python3` (3.9, 2.7...) is passed over for `python`, and the
+    tree's code (with its vendored PyYAML) runs on every 3.10+ this machine has."""
+    found = interpreters_here()
+    old = [path for version, path in found.items() if version < (3, 10)]
+    new = {version: path for version, path in found.items() if version >= (3, 10)}
+    if not old or not new:
+        pytest.skip(f"needs a Python older than 3.10 and one 3.10+ here; found {sorted(found)}")
+    script = tmp_path / "step.sh"
+    script.write_text(action_steps()["posix"]["run"], encoding="utf-8")
+    for version, path in sorted(new.items()):
+        bin_dir = tmp_path / f"bin-{version[0]}.{version[1]}"
+        bin_dir.mkdir()
+        (bin_dir / "python3").symlink_to(old[0])
+        (bin_dir / "python").symlink_to(path)
+        done = subprocess.run(
+            [SH, "-e", str(script)],
+            env={
+                "PATH": str(bin_dir),
+                "GITHUB_ACTION_PATH": str(action_tree),
+                "GITHUB_ACTIONS": "true",
+                "GITHUB_REPOSITORY": "acme/payments-api",
+                "GITHUB_SHA": FULL_SHA,
+                "GITHUB_WORKSPACE": str(tmp_path),
+                "INPUT_CORTEX_API_TOKEN": TOKEN,
+                "INPUT_ENTITY_TAG": "payments-api",
+                "INPUT_TYPE": "DEPLOY",
+                "INPUT_DRY_RUN": "true",
+                "INPUT_CUSTOM_DATA": f"python: {{minor: {version[1]}}}",
+            },
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (version, done.stdout + done.stderr)
+        assert f'"minor": {version[1]}' in done.stdout, (version, done.stdout)
