@@ -273,7 +273,8 @@ def parse_when(value: str, default: datetime) -> datetime:
 
 
 def inputs_from_action(environ: Mapping[str, str]) -> Inputs:
-    """Inputs of the Docker action: INPUT_<NAME>, hyphens kept (runner) or underscored."""
+    """The Action's inputs: INPUT_<NAME> underscored (action.yml's composite step sets them so)
+    or with hyphens kept (as GitHub passes them to a Docker step, `uses: docker://...`)."""
 
     def given(name: str) -> str:
         upper = name.upper()
