@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-import orjson
 
 from bridge.errors import MalformedEvent
 
@@ -239,13 +238,19 @@ def bounded(event: DeployEvent) -> DeployEvent:
     return fixed
 
 
+def _stored_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON (the standard library: ``send`` and the
+    Action run on the base install, which has no orjson)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
 def _check_size(data: Mapping[str, Any]) -> None:
-    size = len(orjson.dumps(data))
+    size = _stored_size(data)
     if size <= MAX_EVENT_BYTES:
         return
     parts = {key: value for key, value in data.items() if key != "details"}
     parts.update({f"details.{key}": value for key, value in data["details"].items()})
-    largest = max(parts, key=lambda key: len(orjson.dumps(parts[key])))
+    largest = max(parts, key=lambda key: _stored_size(parts[key]))
     raise MalformedEvent(
         f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: its {largest} is too long"
     )

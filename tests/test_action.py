@@ -1,4 +1,9 @@
-"""`cortex-deploy-bridge action` under the environment GitHub's runner gives a Docker action."""
+"""`cortex-deploy-bridge action` under the environment GitHub's runner gives an Action's step.
+
+The variables here are spelled as a Docker step gets them (INPUT_ with hyphens kept), which
+`action` still reads; the composite step's underscored spelling is used by
+tests/test_action_runner.py and tests/test_action_act.py.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ UUID = re.compile(r"^[0-9a-f-]{36}$")
 
 @pytest.fixture
 def runner(tmp_path: Path, cortex: FakeCortex) -> dict[str, str]:
-    """The variables a Docker action sees for a push to main (see actions-env docs)."""
+    """The variables an Action's step sees for a push to main (see actions-env docs)."""
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     event = tmp_path / "event.json"

@@ -32,7 +32,7 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 GITLAB_TEMPLATE = ROOT / "templates" / "cortex-deploy.yml"
 COMMAND = "cortex-deploy-bridge"
 
-# The action's inputs and their defaults, as PRODUCT.md ("Action (action.yml, Docker)")
+# The action's inputs and their defaults, as PRODUCT.md ("Action (action.yml, composite)")
 # fixes them. None: no default, an empty input falls back to the workflow's context.
 INPUT_DEFAULTS: dict[str, str | None] = {
     "cortex-api-token": None,
@@ -140,8 +140,8 @@ def test_dockerfile_entrypoint_is_the_action_command() -> None:
 
 
 def test_dockerfile_keeps_the_default_root_user() -> None:
-    # GitHub: a Docker action must run as the default (root) user to write the workspace
-    # and the GITHUB_OUTPUT / GITHUB_STEP_SUMMARY files ("Dockerfile support", USER).
+    # A job's mounted checkout and output files belong to the host's user: root writes them
+    # whatever the uid (GitHub's "Dockerfile support", USER, for `uses: docker://` steps).
     users = [args for keyword, args in dockerfile_instructions() if keyword == "USER"]
     assert users == []
 
@@ -390,14 +390,33 @@ def test_action_metadata_matches_github_schema() -> None:
     check_schema("vendor.github-actions", ACTION)
 
 
-def test_action_runs_the_dockerfile(action: dict[str, Any]) -> None:
+def test_action_is_composite_with_one_step_per_shell(action: dict[str, Any]) -> None:
     runs = action["runs"]
-    assert runs["using"] == "docker"
-    assert runs["image"] == "Dockerfile"
-    # The entrypoint reads INPUT_*; args would only duplicate them on the command line.
-    assert runs.get("args", []) == []
+    # Composite: no image to build or pull, so macOS, Windows and runners without Docker run it.
+    assert runs["using"] == "composite"
+    steps = {step["id"]: step for step in runs["steps"]}
+    assert set(steps) == {"posix", "windows"}
+    assert steps["posix"]["shell"] == "sh"
+    assert steps["posix"]["if"] == "runner.os != 'Windows'"
+    assert steps["windows"]["shell"] == "powershell"
+    assert steps["windows"]["if"] == "runner.os == 'Windows'"
+    for step in steps.values():
+        # The tree's own code, found through the variable a container: job translates.
+        assert "GITHUB_ACTION_PATH" in step["run"]
+        assert "github.action_path" not in step["run"]
+        assert "pip" not in step["run"] and "docker" not in step["run"].lower()
+        assert "${{" not in step["run"], "inputs reach the script through env, never inline"
     assert {"name", "description", "branding"} <= set(action)
     assert {"icon", "color"} <= set(action["branding"])
+
+
+def test_action_steps_pass_every_input_as_input_underscored(action: dict[str, Any]) -> None:
+    wanted = {
+        f"INPUT_{name.upper().replace('-', '_')}": f"${{{{ inputs.{name} }}}}"
+        for name in action["inputs"]
+    }
+    for step in action["runs"]["steps"]:
+        assert step["env"] == wanted, step["id"]
 
 
 def test_action_inputs_are_exactly_the_contract(action: dict[str, Any]) -> None:
@@ -433,7 +452,10 @@ def test_action_outputs(action: dict[str, Any]) -> None:
     assert set(outputs) == OUTPUTS
     for name, spec in outputs.items():
         assert spec.get("description"), f"output {name!r} is not described"
-        assert "value" not in spec, "a Docker action's outputs come from GITHUB_OUTPUT"
+        # A composite action's output is one of its steps' (whichever ran on this OS).
+        assert spec["value"] == (
+            f"${{{{ steps.posix.outputs.{name} || steps.windows.outputs.{name} }}}}"
+        )
 
 
 def cli_available() -> bool:
@@ -924,28 +946,23 @@ def test_release_script_refuses_an_unknown_version(release: Any) -> None:
             release.release_names(version, REPOSITORY)
 
 
-def test_released_action_and_component_run_the_pushed_image(
-    release: Any, action: dict[str, Any], tmp_path: Path
-) -> None:
+def test_released_component_runs_the_pushed_image(release: Any, tmp_path: Path) -> None:
     root = release_checkout(tmp_path)
     argv = ["--root", str(root), "pin", "--image", IMAGE, "--digest", DIGEST]
     assert release.main(argv, {}) == 0
-    pinned = yaml.safe_load((root / "action.yml").read_text(encoding="utf-8"))
-    assert pinned["runs"]["image"] == f"docker://{IMAGE}@{DIGEST}"
-    # Nothing else changes: the same inputs, outputs and entrypoint behaviour.
-    assert {**pinned, "runs": {**pinned["runs"], "image": "Dockerfile"}} == action
-    check_schema("vendor.github-actions", root / "action.yml")
-    # The component runs the same image, by the same digest; the rest of it is unchanged.
+    # The component runs the image, by the digest; the rest of it is unchanged.
     header, config = load_documents(root / "templates/cortex-deploy.yml")
     original_header, original_config = load_documents(GITLAB_TEMPLATE)
     assert header["spec"]["inputs"].pop("image")["default"] == f"{IMAGE}@{DIGEST}"
     original_header["spec"]["inputs"].pop("image")
     assert (header, config) == (original_header, original_config)
-    # A second pin finds no `image: Dockerfile` left and says so rather than pin twice.
+    # The composite Action has no image to pin: action.yml is the checkout's.
+    assert (root / "action.yml").read_text() == ACTION.read_text()
+    # A second pin finds no `ghcr.io/...:tag` default left and says so rather than pin twice.
     assert release.main(argv, {}) == 2
 
 
-def test_release_pins_nothing_when_one_file_cannot_be_pinned(
+def test_release_pins_nothing_when_the_component_cannot_be_pinned(
     release: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = release_checkout(tmp_path)
@@ -955,7 +972,6 @@ def test_release_pins_nothing_when_one_file_cannot_be_pinned(
     argv = ["--root", str(root), "pin", "--image", IMAGE, "--digest", DIGEST]
     assert release.main(argv, {}) == 2
     assert "templates/cortex-deploy.yml" in capsys.readouterr().err
-    assert (root / "action.yml").read_text() == ACTION.read_text()
     assert template.read_text() == before
 
 
@@ -984,7 +1000,7 @@ def step(job: dict[str, Any], **match: str) -> dict[str, Any]:
     return dict(found)
 
 
-def test_release_pins_action_yml_to_the_digest_of_the_image_it_pushed() -> None:
+def test_release_tags_the_action_tree_with_the_component_pinned_to_its_image() -> None:
     jobs = workflow_jobs(RELEASE_WORKFLOW)
     push = step(jobs["images"], id="action-image")
     assert push["uses"].startswith("docker/build-push-action@")
@@ -992,13 +1008,24 @@ def test_release_pins_action_yml_to_the_digest_of_the_image_it_pushed() -> None:
     # Pushed under the names' image-tags, which are all IMAGE:<tag> (test above)...
     assert push["with"]["tags"] == "${{ needs.names.outputs.image-tags }}"
     assert jobs["images"]["outputs"]["digest"] == "${{ steps.action-image.outputs.digest }}"
-    # ... and action.yml is pinned to that same image, at that push's digest.
-    pin = next(s for s in jobs["tag"]["steps"] if " pin " in s.get("run", ""))
-    assert pin["env"] == {
+    # ... the tag's tree is the one `action-tree` writes, from the pinned PyYAML ...
+    steps = jobs["tag"]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    install = runs.index("python -m pip install --requirement requirements/action.txt")
+    write = next(i for i, run in enumerate(runs) if " action-tree " in run)
+    commit = next(i for i, run in enumerate(runs) if "git tag --annotate" in run)
+    assert install < write < commit
+    tree = '"$RUNNER_TEMP/release-tree"'
+    assert f"release.py action-tree {tree}" in runs[write]
+    assert 'git --work-tree="$tree" add --all' in runs[commit]
+    assert f"tree={tree}" in runs[commit]
+    # ... and its GitLab component is pinned to that same image, at that push's digest.
+    assert steps[write]["env"] == {
         "IMAGE": "${{ needs.names.outputs.image }}",
         "DIGEST": "${{ needs.images.outputs.digest }}",
     }
-    assert '--image "$IMAGE" --digest "$DIGEST"' in pin["run"]
+    assert f"--root {tree}" in runs[write]
+    assert 'pin --image "$IMAGE" --digest "$DIGEST"' in runs[write]
     assert set(jobs["tag"]["needs"]) == {"names", "images"}
 
 

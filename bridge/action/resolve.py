@@ -14,6 +14,7 @@ from typing import Any
 
 from bridge.action.inputs import (
     Inputs,
+    import_yaml,
     parse_custom_data,
     parse_deploy_id,
     parse_entities,
@@ -101,8 +102,7 @@ def descriptor_tag(workspace: str | None) -> str | None:
         path = root / name
         if not path.is_file():
             continue
-        import yaml
-
+        yaml = import_yaml(name)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
