@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import datetime, timezone
 
 from bridge import logs
 from bridge.redact import redact
@@ -45,3 +46,15 @@ def test_log_lines_never_carry_a_secret() -> None:
     line = stream.getvalue()
     assert "***" in line and "wörd" not in line and "\\u00f6rd" not in line
     assert json.loads(line)["url"] == "***"
+
+
+def test_the_time_of_a_line_is_rfc3339_utc_with_milliseconds() -> None:
+    formatter = logs.JsonFormatter()
+    for created in (0.0, 1.9995, 1764979062.123456, 1764979062.999, 1764979063.0005):
+        record = logging.makeLogRecord({"msg": "x", "created": created})
+        want = (
+            datetime.fromtimestamp(created, timezone.utc)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+        assert json.loads(formatter.format(record))["time"] == want, created
