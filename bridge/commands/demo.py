@@ -107,6 +107,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except KeyboardInterrupt:
         say("demo: interrupted; everything stopped")
         return 130
+    except BrokenPipeError:
+        raise  # `demo | head`: the command line ends it quietly
     except Exception as exc:  # one line, never a traceback: the demo is a first impression
         return fail(f"demo failed: {_one_line(exc)}", EXIT_FAILED)
     return EXIT_FAILED if failures else 0
