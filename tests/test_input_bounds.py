@@ -216,14 +216,18 @@ def test_payload_entities_not_allowed_by_the_route_are_ignored(
     config = parse_config({"routes": routes} if routes is not None else {})
     with Store.from_url(db_url) as store:
         rt = Runtime(config=config, store=store, github_secret=GITHUB_SECRET)
-        answer = github_post(client_for(rt), "deployment_status", "deployment_status.success.payload-entities")
+        answer = github_post(
+            client_for(rt), "deployment_status", "deployment_status.success.payload-entities"
+        )
         assert (answer.status_code, answer.json["status"]) == (200, "ignored")
         assert reason in answer.json["reason"]
         assert stored(rt) == 0
 
 
 def test_payload_entities_allowed_by_the_route_replace_its_entities(runtime) -> None:
-    answer = github_post(client_for(runtime), "deployment_status", "deployment_status.success.payload-entities")
+    answer = github_post(
+        client_for(runtime), "deployment_status", "deployment_status.success.payload-entities"
+    )
     assert answer.status_code == 202
     found = runtime.store.get(answer.json["id"])
     assert found is not None

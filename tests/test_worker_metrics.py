@@ -79,7 +79,9 @@ def database(tmp_path: Path) -> str:
     """A SQLite database holding one successful deployment, stored by the real receiver."""
     runtime = make_runtime(tmp_path)
     try:
-        answer = github_post(client_for(runtime), "deployment_status", "deployment_status.success.payload-entities")
+        answer = github_post(
+            client_for(runtime), "deployment_status", "deployment_status.success.payload-entities"
+        )
         assert answer.status_code == 202, answer.get_json()
     finally:
         runtime.store.close()
