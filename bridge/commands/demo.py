@@ -559,6 +559,8 @@ NEXT_STEPS = (
     "                  events: Deployment statuses, Workflow runs)",
     "  GitLab webhook: https://<your-host>/webhooks/gitlab  (trigger: Deployment events)",
     "  Or skip the receiver: `cortex-deploy-bridge send` in any CI job (see --help).",
+    "  Or try each part first, still with no account: docs/try-it.md (stand-ins for Cortex,",
+    "  GitHub and GitLab: python -m bridge.fakecortex, python -m bridge.fakescm).",
 )
 
 
