@@ -11,6 +11,11 @@ from typing import Any
 
 from bridge.redact import mask, spellings
 
+try:  # the server's dependency: a fifth of the stdlib's time for a line (issue 18)
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover (the base install logs nothing of this kind)
+    _orjson_dumps = None  # type: ignore[assignment]
+
 # Attributes every LogRecord has; anything else was passed in ``extra`` and is logged.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -37,7 +42,7 @@ class JsonFormatter(logging.Formatter):
         data.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return self.redact(json.dumps(data, default=str))
+        return self.redact(_dumps(data))
 
     def redact(self, text: str) -> str:
         """The text with every secret replaced by ***."""
@@ -50,6 +55,16 @@ class JsonFormatter(logging.Formatter):
             moment = datetime.fromtimestamp(second, timezone.utc)
             self._second, self._stamp = second, moment.strftime("%Y-%m-%dT%H:%M:%S")
         return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    """``data`` as one line of JSON; anything JSON has no type for, as its ``str``."""
+    if _orjson_dumps is not None:
+        try:
+            return _orjson_dumps(data, default=str).decode()
+        except TypeError:  # what orjson does not encode (an int past 64 bits, a non-str key)
+            pass
+    return json.dumps(data, default=str)
 
 
 def configure(*, secrets: Iterable[str] = (), level: str = "INFO") -> None:

@@ -12,8 +12,8 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret replaced by ``***``.
 
     A secret is also looked for as JSON spells it inside a string (a quote or a backslash
-    escaped, anything non-ASCII as ``\\uXXXX``), since log lines are JSON. Longer secrets go
-    first, so one that contains another is masked whole.
+    escaped, anything non-ASCII as ``\\uXXXX`` or as it is), since log lines are JSON.
+    Longer secrets go first, so one that contains another is masked whole.
     """
     return mask(text, spellings(secrets))
 
@@ -26,6 +26,8 @@ def spellings(secrets: Iterable[str]) -> tuple[str, ...]:
         if secret:
             found.add(secret)
             found.add(json.dumps(secret)[1:-1])
+            # As a JSON writer that keeps non-ASCII as it is spells it (orjson, the logs').
+            found.add(json.dumps(secret, ensure_ascii=False)[1:-1])
     return tuple(sorted(found, key=len, reverse=True))
 
 
