@@ -253,16 +253,66 @@ def _ingest(
     )
     if answer.queued:
         rt.wake.set()
-    # Ignored deliveries are the bulk of a busy hook's traffic and are counted in
-    # bridge_webhooks_total{answer="ignored"}; a log line each cost a third of their time.
-    level = logging.DEBUG if answer.body["status"] == "ignored" else logging.INFO
-    if log.isEnabledFor(level):
-        log.log(
-            level,
+    if answer.body["status"] == "ignored" or answer.status >= 400:
+        log_unrecorded(source, event, delivery, answer.status, answer.body)
+    elif log.isEnabledFor(logging.INFO):
+        log.info(
             answer.body["status"],
             extra={"source": source, "event": event, "delivery_id": delivery, **answer.body},
         )
     return _answer(answer, source, event)
+
+
+# Each source's headers, as WSGI names them: the event's name, and the delivery id (the
+# first that is not blank). Read only to say which webhook an error answer refused; the
+# handlers read their own. A source added to the receiver adds its row.
+WEBHOOK_HEADERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "github": ("HTTP_X_GITHUB_EVENT", ("HTTP_X_GITHUB_DELIVERY",)),
+    # GitLab keeps Idempotency-Key across its retries; X-Gitlab-Event-UUID is per attempt.
+    "gitlab": ("HTTP_X_GITLAB_EVENT", ("HTTP_IDEMPOTENCY_KEY", "HTTP_X_GITLAB_EVENT_UUID")),
+}
+# The longest event name or delivery id a log line carries: both are the sender's to choose.
+_LOGGED_ID = 200
+
+
+def log_unrecorded(
+    source: str, event: str, delivery: str | None, code: int, body: dict[str, Any]
+) -> None:
+    """The one log line of a webhook that records nothing: rejected (4xx) or ignored (200).
+
+    "Why didn't my deploy show up?" is answered here: the reason, the source, the event and
+    the delivery id (what GitHub's and GitLab's delivery logs show), the status answered.
+    Never the body nor a header's secret: the reason names a field, never a signature.
+    Ignored events are most of a busy hook's traffic, so this stays one cheap call.
+    """
+    level = logging.INFO if code < 400 else logging.WARNING
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            "webhook ignored" if code < 400 else "webhook rejected",
+            extra={
+                "source": source,
+                "event": event[:_LOGGED_ID] or None,
+                "delivery_id": delivery[:_LOGGED_ID] if delivery else None,
+                "status_code": code,
+                "answer": body.get("status"),
+                "reason": body.get("reason"),
+            },
+        )
+
+
+def _log_refused(environ: Environ, code: int, body: dict[str, Any]) -> None:
+    """:func:`log_unrecorded` for an error answer, when it answered a POST to a webhook."""
+    path = environ.get("PATH_INFO", "")
+    source = path[len("/webhooks/") :] if path.startswith("/webhooks/") else ""
+    headers = WEBHOOK_HEADERS.get(source)
+    if headers is None or environ.get("REQUEST_METHOD") != "POST" or code >= 500:
+        return
+    event_header, delivery_headers = headers
+    delivery = next(
+        (value for name in delivery_headers if (value := environ.get(name, "")).strip()), None
+    )
+    log_unrecorded(source, environ.get(event_header) or "", delivery, code, body)
 
 
 def _decode(environ: Environ, body: bytes, *, form_field: str | None) -> Any:
@@ -379,24 +429,37 @@ def _add_error_handlers(app: Flask) -> None:
 
 
 def error_response(exc: Exception, environ: Environ) -> Response:
-    """The JSON answer to an error raised while answering a request; nothing was stored."""
-    if isinstance(exc, BadRequest):
-        return _json(exc.status, status="rejected", reason=exc.reason)
-    if isinstance(exc, MalformedEvent):
-        return _json(400, status="rejected", reason=str(exc))
-    if isinstance(exc, SignatureError):
-        source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
-        metrics.WEBHOOKS.labels(source, "-", "unauthorized").inc()
-        return _json(401, status="unauthorized", reason=str(exc))
-    if isinstance(exc, HTTPException):
-        status = exc.code or 500
-        reason = "body too large" if status == 413 else (exc.description or exc.name)
-        return _json(status, status="rejected", reason=reason)
+    """The JSON answer to an error raised while answering a request; nothing was stored.
+
+    A 4xx to a webhook is logged (:func:`log_unrecorded`), whichever way the request came.
+    """
+    refused = _refusal(exc, environ)
+    if refused is not None:
+        code, body = refused
+        _log_refused(environ, code, body)
+        return Response(orjson.dumps(body), status=code, content_type="application/json")
     if isinstance(exc, (StoreError, SQLAlchemyError)):
         log.error("database unavailable", extra={"error": type(exc).__name__})
         return _json(503, status="error", reason="storage unavailable; the event was not stored")
     log.exception("unexpected error", exc_info=exc)
     return _json(500, status="error", reason="internal error; the event was not stored")
+
+
+def _refusal(exc: Exception, environ: Environ) -> tuple[int, dict[str, Any]] | None:
+    """The 4xx status and JSON body answering ``exc``; None when it is not the input's fault."""
+    if isinstance(exc, BadRequest):
+        return exc.status, {"status": "rejected", "reason": exc.reason}
+    if isinstance(exc, MalformedEvent):
+        return 400, {"status": "rejected", "reason": str(exc)}
+    if isinstance(exc, SignatureError):
+        source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
+        metrics.WEBHOOKS.labels(source, "-", "unauthorized").inc()
+        return 401, {"status": "unauthorized", "reason": str(exc)}
+    if isinstance(exc, HTTPException):
+        status = exc.code or 500
+        reason = "body too large" if status == 413 else (exc.description or exc.name)
+        return status, {"status": "rejected", "reason": reason}
+    return None
 
 
 def _json(code: int, *, status: str, reason: str) -> Response:

@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 from bridge import __version__
 
 EXIT_USAGE = 2
+# What a shell reports for a command ended by SIGPIPE (128 + 13): `... | head` closed its end.
+EXIT_PIPE_CLOSED = 141
 
 DESCRIPTION = """\
 Record every deploy in Cortex exactly once: from a GitHub Action step, any CI job
@@ -123,6 +125,16 @@ def build_parser(command: str | None = None) -> Parser:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run one subcommand; the exit code is 0 on success, 1 on failure, 2 on bad usage."""
+    try:
+        try:
+            return _main(argv, environ)
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
+    except BrokenPipeError:
+        return _pipe_closed()
+
+
+def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     asks_help = any(arg in ("-h", "--help") for arg in argv)
@@ -147,6 +159,23 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _pipe_closed() -> int:
+    """The reader went away (``sync ... | head``): stop quietly, as a killed-by-SIGPIPE tool.
+
+    Python would otherwise print a traceback, and a second error when it flushes stdout at
+    exit; stdout is pointed at /dev/null so that flush has nowhere to fail (docs.python.org,
+    "Note on SIGPIPE").
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # not a real file (a test's capture): nothing to mend
+            pass
+    return EXIT_PIPE_CLOSED
 
 
 def run() -> NoReturn:
