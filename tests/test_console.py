@@ -12,7 +12,6 @@ import pytest
 from bridge.app import Runtime, create_app
 from bridge.console.access import SESSION_COOKIE, Keys, foreign_origin
 from bridge.received import MAX_RECEIVED_BYTES, received_copy
-from bridge.rollback import PastDeploy
 from bridge.store.journal import ReconcileRun, TurnedAway
 from tests.console_kit import ORIGIN, csrf_of, page_csrf, sign_in
 from tests.receiver_kit import (
@@ -121,9 +120,7 @@ def test_a_wrong_token_signs_nobody_in(runtime: Runtime) -> None:
     answer = sign_in(client, token=ADMIN_TOKEN + "x")
     assert answer.status_code == 401
     assert b"not the admin token" in answer.data
-    assert not any(
-        v.startswith(SESSION_COOKIE + "=") for v in answer.headers.getlist("Set-Cookie")
-    )
+    assert not any(v.startswith(SESSION_COOKIE + "=") for v in answer.headers.getlist("Set-Cookie"))
     assert client.get("/console/deliveries").status_code == 303
 
 
@@ -148,7 +145,9 @@ def test_sign_in_needs_its_csrf_token_and_our_origin(
 
 
 def queued(runtime: Runtime, client: Any, delivery: str = "d1") -> int:
-    answer = github_post(client, "deployment_status", "deployment_status.success", delivery=delivery)
+    answer = github_post(
+        client, "deployment_status", "deployment_status.success", delivery=delivery
+    )
     assert answer.status_code == 202, answer.json
     return int(answer.json["id"])
 
@@ -253,9 +252,7 @@ def test_deliveries_filter_search_and_page(runtime: Runtime) -> None:
         assert page.status_code == 200
         return [
             d.id
-            for d in runtime.store.browse.deliveries(
-                _filters(query), limit=50, after=None
-            )[0]
+            for d in runtime.store.browse.deliveries(_filters(query), limit=50, after=None)[0]
             if f'href="/console/deliveries/{d.id}"'.encode() in page.data
         ]
 
@@ -303,7 +300,7 @@ def test_one_delivery_shows_received_sent_attempts_and_uuid(runtime: Runtime) ->
     found = runtime.store.get(id)
     assert found is not None
     entity = found.payload["entities"][0]
-    (claimed,) = runtime.store.claim(owner="w", now=T0, lease_seconds=30)
+    runtime.store.claim(owner="w", now=T0, lease_seconds=30)
     runtime.store.reschedule(
         id, owner="w", error="cortex answered 503", next_attempt_at=T0, results={}, now=T0
     )
@@ -385,7 +382,9 @@ def test_the_turned_away_buffer_is_bounded(runtime: Runtime) -> None:
 
     log = runtime.turned_away
     for n in range(MAX_TURNED_AWAY + 5):
-        log.note(source="github", event="push", delivery=f"d{n}", code=200, answer="ignored", reason="")
+        log.note(
+            source="github", event="push", delivery=f"d{n}", code=200, answer="ignored", reason=""
+        )
     log.flush()
     kept = runtime.store.journal.turned_away(limit=MAX_TURNED_AWAY + 10)
     assert len(kept) == MAX_TURNED_AWAY
