@@ -77,7 +77,8 @@ def console_blueprint(rt: Runtime) -> Blueprint:
         headers["Content-Security-Policy"] = CSP
         headers["X-Content-Type-Options"] = "nosniff"
         headers["X-Frame-Options"] = "DENY"
-        headers["Referrer-Policy"] = "no-referrer"
+        # "no-referrer" would make Chrome send "Origin: null" with the console's own forms.
+        headers["Referrer-Policy"] = "same-origin"
         headers.setdefault("Cache-Control", "no-store")
         return response
 

@@ -7,7 +7,7 @@ Each view reads its query string, asks the store, and renders a template; the tw
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -30,8 +30,18 @@ ANSWERS = ("ignored", "rejected", "unauthorized")
 FILTERS = ("status", "source", "repository", "entity", "environment", "q")
 
 
+def when(moment: datetime | str | None) -> str:
+    """A time as the console shows it: UTC, to the second (a dash for none)."""
+    if not moment:
+        return "\u2013"  # an en dash, as the pages show for none
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def add_pages(console: Blueprint, rt: Runtime) -> None:
     """Add every page of the console to ``console``."""
+    console.add_app_template_filter(when, "when")
 
     @console.get("/")
     def home() -> Response:
@@ -133,7 +143,6 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
             answers=ANSWERS,
             chosen={"answer": answer, "source": source},
             sources=_sources(rt),
-            stamp=views.stamp,
         )
 
     @console.get("/entities")
@@ -145,7 +154,6 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
             "console/entities.html",
             page="entities",
             groups=groups,
-            stamp=views.stamp,
             link=_deliveries_link,
         )
 
@@ -170,7 +178,6 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
             "console/reconcile.html",
             page="reconcile",
             runs=rt.store.journal.reconcile_runs(limit=50),
-            stamp=views.stamp,
             enabled=rt.config.sync.enabled,
         )
 
