@@ -237,6 +237,22 @@ def shoot(driver: Any, name: str) -> None:
     driver.save_screenshot(str(SHOTS / f"{name}.png"))
 
 
+def see_every_turned_away(driver: Any) -> None:
+    """Reload until both processes' notes are written (each writes its own once a second)."""
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + 15
+    while True:
+        text = driver.find_element(By.TAG_NAME, "main").text
+        if all(s in text for s in ("401 unauthorized", "200 ignored", "ping", "in_progress")):
+            return
+        assert time.monotonic() < deadline, text
+        time.sleep(0.3)
+        driver.refresh()
+
+
 def click(driver: Any, element: Any) -> None:
     """Click, and wait for the page it leads to (the old page's document goes stale)."""
     from selenium.webdriver.common.by import By
@@ -284,6 +300,8 @@ def test_the_console_in_chromium(browser: Any, served: Served, tmp_path: Path) -
         click(driver, driver.find_element(By.CSS_SELECTOR, f'nav a[href="{path}"]'))
         assert driver.current_url == base + path
         assert driver.find_element(By.TAG_NAME, "h1").text
+        if name == "turned-away":
+            see_every_turned_away(driver)
         audit(driver, name)
         shoot(driver, name)
 
