@@ -170,6 +170,12 @@ def kill(runtime: Runtime, id: int) -> None:
         pytest.param("page", {"Sec-Fetch-Site": "cross-site"}, 403, id="cross-site-fetch"),
         pytest.param("page", {"Origin": ORIGIN}, 303, id="good"),
         pytest.param("page", {}, 303, id="no-origin-not-a-browser"),
+        pytest.param(
+            "page",
+            {"Origin": "https://bridge.example", "X-Forwarded-Host": "bridge.example"},
+            303,
+            id="behind-a-proxy",
+        ),
     ],
 )
 def test_a_retry_needs_the_csrf_token_and_our_origin(
@@ -200,6 +206,9 @@ def test_another_sessions_csrf_token_is_refused(runtime: Runtime) -> None:
 
 def test_sign_out_ends_the_session(runtime: Runtime) -> None:
     client = signed_in(runtime)
+    forged = client.post("/console/sign-out", headers={"Origin": ORIGIN})
+    assert forged.status_code == 403  # without its CSRF token
+    assert client.get("/console/deliveries").status_code == 200
     answer = client.post(
         "/console/sign-out", data={"csrf": page_csrf(client)}, headers={"Origin": ORIGIN}
     )
@@ -232,7 +241,12 @@ def test_sessions_expire_and_a_new_token_ends_them() -> None:
     ],
 )
 def test_foreign_origin(origin: str | None, site: str | None, foreign: bool) -> None:
-    assert foreign_origin(origin, site, "relay:8080") is foreign
+    assert foreign_origin(origin, site, ("relay:8080",)) is foreign
+
+
+def test_behind_a_proxy_that_rewrites_host_the_forwarded_host_is_ours() -> None:
+    assert not foreign_origin("https://bridge.example", None, ("upstream:8080", "bridge.example"))
+    assert foreign_origin("https://evil.example", None, ("upstream:8080", "bridge.example"))
 
 
 # -- pages -----------------------------------------------------------------------------------

@@ -101,10 +101,10 @@ return problems;
 
 # The elements that reach past the phone's width, to name in a failure.
 WIDE = """
-return [document.documentElement.scrollWidth, document.documentElement.clientWidth,
-  window.visualViewport.scale, ...[...document.querySelectorAll('body *')]
-  .filter(e => e.getBoundingClientRect().right > 376 && !(e.parentElement && e.parentElement.closest('.scroll')))
-  .slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right)];
+const wide = [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > 376)
+  .map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right);
+return [document.documentElement.scrollWidth, ...wide.slice(0, 8)];
 """
 
 

@@ -53,8 +53,9 @@ def console_blueprint(rt: Runtime) -> Blueprint:
         g.csrf = ""
         session = keys.session(request.cookies.get(SESSION_COOKIE), time.time())
         if request.method == "POST":
+            hosts = (request.host, *request.headers.get("X-Forwarded-Host", "").split(","))
             if foreign_origin(
-                request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"), request.host
+                request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"), hosts
             ):
                 return _refuse(403, "This form was sent from another site.")
             if request.endpoint != "console.sign_in":

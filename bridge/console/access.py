@@ -80,16 +80,20 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(18)
 
 
-def foreign_origin(origin: str | None, fetch_site: str | None, host: str) -> bool:
+def foreign_origin(origin: str | None, fetch_site: str | None, hosts: tuple[str, ...]) -> bool:
     """True when a POST came from a page of another site (its ``Origin``, or Fetch Metadata).
 
-    A browser sends ``Origin`` with every POST (Fetch standard); ``null`` (a sandboxed frame,
-    a redirect across sites) is foreign too. Without it, ``Sec-Fetch-Site`` decides; a client
-    that sends neither is no browser, and still needs the CSRF token.
+    ``hosts``: the host (and port) the request was sent to: its ``Host``, and the
+    ``X-Forwarded-Host`` a proxy that rewrites ``Host`` adds (a page of another site cannot
+    set that header on a form's POST). A browser sends ``Origin`` with every POST (Fetch
+    standard); ``null`` (a sandboxed frame, a redirect across sites) is foreign too. Without
+    it, ``Sec-Fetch-Site`` decides; a client that sends neither is no browser, and still
+    needs the CSRF token.
     """
     if origin is not None:
         if origin == "null":
             return True
         parts = urlsplit(origin)
-        return parts.scheme not in ("http", "https") or parts.netloc.lower() != host.lower()
+        ours = {host.strip().lower() for host in hosts if host.strip()}
+        return parts.scheme not in ("http", "https") or parts.netloc.lower() not in ours
     return fetch_site not in (None, "same-origin", "none")
