@@ -476,3 +476,19 @@ def test_the_admin_api_still_answers_beside_the_console(runtime: Runtime) -> Non
     client = app.test_client()
     answer = client.get("/api/deliveries", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert answer.status_code == 200
+
+
+def test_the_wheel_ships_every_template_and_style_sheet() -> None:
+    import fnmatch
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parent.parent
+    data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = data["tool"]["setuptools"]["package-data"]["bridge"]
+    console = root / "bridge" / "console"
+    shipped = [p for p in console.rglob("*") if p.is_file() and p.suffix in (".html", ".css")]
+    assert len(shipped) >= 10
+    for path in shipped:
+        name = path.relative_to(root / "bridge").as_posix()
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
