@@ -28,7 +28,10 @@ class TurnedAwayLog:
     def __init__(self, journal: Journal, clock: Callable[[], datetime]) -> None:
         self.journal = journal
         self.clock = clock
-        self._notes: collections.deque[TurnedAway] = collections.deque(maxlen=MAX_TURNED_AWAY)
+        # Plain tuples: a frozen dataclass per note cost more than the rest of noting it.
+        self._notes: collections.deque[tuple[datetime, str, str, str, int, str, str]] = (
+            collections.deque(maxlen=MAX_TURNED_AWAY)
+        )
         self._flushing = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -37,7 +40,7 @@ class TurnedAwayLog:
     ) -> None:
         """Remember one webhook answered without storing an event (cheap: no I/O)."""
         self._notes.append(
-            TurnedAway(self.clock(), source, event or "-", delivery or "-", code, answer, reason)
+            (self.clock(), source, event or "-", delivery or "-", code, answer, reason)
         )
 
     def flush(self) -> None:
@@ -45,7 +48,7 @@ class TurnedAwayLog:
         with self._flushing:
             taken = []
             while self._notes:
-                taken.append(self._notes.popleft())
+                taken.append(TurnedAway(*self._notes.popleft()))
             try:
                 self.journal.add_turned_away(taken)
             except BridgeError as exc:
