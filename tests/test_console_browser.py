@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
+from bridge.fakecortex import FakeCortex
 from bridge.store import Store
 from bridge.store.journal import ReconcileRun
-from tests.conftest import load_sample
+from tests.conftest import TOKEN, load_sample
 from tests.test_serve import SECRET, Served
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -37,6 +38,12 @@ SHOTS = Path(
     )
 )
 CONFIG = """\
+cortex:
+  timeout_seconds: 2
+delivery:
+  lease_seconds: 3
+  backoff_base_seconds: 0.2
+  backoff_max_seconds: 1
 routes:
   - match: {}
     entities: ["{repo}"]
@@ -137,12 +144,17 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
+def cortex_without_worker_entity() -> Iterator[FakeCortex]:
+    """A stand-in Cortex that knows payments-api but not (yet) payments-worker."""
+    with FakeCortex(token=TOKEN, entities={"payments-api"}) as fake:
+        yield fake
+        assert fake.violations == [], fake.violations
+
+
+@pytest.fixture
+def served(tmp_path: Path, cortex_without_worker_entity: FakeCortex) -> Iterator[Served]:
     relay = Served(
-        tmp_path,
-        "http://127.0.0.1:9",  # never asked: --no-worker
-        "--no-worker",
-        BRIDGE_ADMIN_TOKEN=ADMIN,
+        tmp_path, cortex_without_worker_entity.url, "--skip-token-check", BRIDGE_ADMIN_TOKEN=ADMIN
     )
     (tmp_path / "bridge.yaml").write_text(CONFIG)
     relay.start()
@@ -166,33 +178,24 @@ def post_github(relay: Served, sample: str, *, event: str = "deployment_status")
     return relay.request("POST", "/webhooks/github", body, headers)
 
 
-def settle(store: Store, ids: list[int], now: datetime) -> None:
-    """Deliver the first two and dead-letter the rest, as a worker would (the events of one
-    deploy are handed out one at a time: claim until none is left)."""
-    while claimed := store.claim(owner="test", now=now, lease_seconds=60, limit=len(ids)):
-        for delivery in claimed:
-            entity = delivery.payload["entities"][0]
-            n = ids.index(delivery.id)
-            if n < 2:
-                result = {"action": "created", "uuid": f"uuid-{delivery.id}", "type": "DEPLOY"}
-                store.complete(
-                    delivery.id,
-                    owner="test",
-                    results={entity: result},
-                    now=now + timedelta(seconds=1 + n),
-                )
-            else:
-                store.dead_letter(
-                    delivery.id,
-                    owner="test",
-                    error=f"cortex answered 404 for {entity}: entity not found",
-                    results={},
-                    now=now,
-                )
+def statuses(tmp_path: Path, ids: list[int]) -> list[str]:
+    with Store.from_url(f"sqlite:///{tmp_path / 'relay.db'}", create=False) as store:
+        return [store.get(i).status for i in ids]  # type: ignore[union-attr]
+
+
+def wait_for(tmp_path: Path, ids: list[int], wanted: list[str]) -> None:
+    """Wait until the relay's worker has settled the deliveries as ``wanted``."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while (found := statuses(tmp_path, ids)) != wanted:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
 
 
 def fill(relay: Served, tmp_path: Path) -> list[int]:
-    """Deliveries (two delivered, two dead), turned-away webhooks, history, a reconcile run."""
+    """Deliveries (two delivered; two dead: Cortex does not know payments-worker),
+    turned-away webhooks, history, a reconcile run."""
     ids = []
     for sample in ["deployment_status.success", "deployment_status.success.actions"] * 2:
         status, answer = post_github(relay, sample)
@@ -207,16 +210,10 @@ def fill(relay: Served, tmp_path: Path) -> list[int]:
         {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=00", "X-GitHub-Delivery": "x"},
     )
     assert bad[0] == 401
+    # The success sample names payments-api and payments-worker; the other, payments-api.
+    wait_for(tmp_path, ids, ["dead", "delivered", "dead", "delivered"])
     now = datetime.now(timezone.utc)
     with Store.from_url(f"sqlite:///{tmp_path / 'relay.db'}") as store:
-        settle(store, ids, now)
-        store.records.add_history(
-            entity="payments-api",
-            environment="production",
-            sha="4f1c2d3e" + "0" * 32,
-            deployed_at=now - timedelta(hours=2),
-            key="history-1",
-        )
         store.journal.add_reconcile_run(
             ReconcileRun(
                 started_at=now - timedelta(minutes=5),
@@ -269,7 +266,9 @@ def audit(driver: Any, where: str) -> None:
     assert problems == [], f"{where}: {problems}"
 
 
-def test_the_console_in_chromium(browser: Any, served: Served, tmp_path: Path) -> None:
+def test_the_console_in_chromium(
+    browser: Any, served: Served, tmp_path: Path, cortex_without_worker_entity: FakeCortex
+) -> None:
     from selenium.webdriver.common.by import By
 
     ids = fill(served, tmp_path)
@@ -314,15 +313,16 @@ def test_the_console_in_chromium(browser: Any, served: Served, tmp_path: Path) -
     assert "status=dead" in driver.current_url
     rows = driver.find_elements(By.CSS_SELECTOR, "main table tbody tr")
     assert sorted(r.find_element(By.TAG_NAME, "a").text for r in rows) == sorted(
-        str(i) for i in ids[2:]
+        str(i) for i in (ids[0], ids[2])
     )
     shoot(driver, "deliveries-filtered")
 
     # One delivery: what came in, what went to Cortex, each attempt.
-    driver.get(f"{base}/console/deliveries/{ids[0]}")
+    driver.get(f"{base}/console/deliveries/{ids[1]}")
     text = driver.find_element(By.TAG_NAME, "main").text
-    assert f"uuid-{ids[0]}" in text
-    assert "POST /api/v1/catalog/" in text
+    made = [d["uuid"] for d in cortex_without_worker_entity.all_deploys()]
+    assert sum(uuid in text for uuid in made) == 1  # the record's uuid
+    assert "POST /api/v1/catalog/payments-api/deploys" in text
     assert "X-GitHub-Delivery" in text
     audit(driver, "delivery")
     shoot(driver, "delivery")
@@ -333,17 +333,23 @@ def test_the_console_in_chromium(browser: Any, served: Served, tmp_path: Path) -
     click(driver, driver.find_element(By.CSS_SELECTOR, f'button[name="only"][value="{ids[2]}"]'))
     assert "Refused (403)" in driver.find_element(By.TAG_NAME, "h1").text
     shoot(driver, "csrf-refused")
-    with Store.from_url(f"sqlite:///{tmp_path / 'relay.db'}") as store:
-        assert store.get(ids[2]).status == "dead"  # type: ignore[union-attr]
+    assert statuses(tmp_path, ids)[2] == "dead"
 
-    # Retrying a dead letter, with the token: one by its own button.
+    # Retrying a dead letter once Cortex knows the entity: the worker delivers it.
+    cortex_without_worker_entity.entities = {"payments-api", "payments-worker"}
     driver.get(base + "/console/dead")
-    click(driver, driver.find_element(By.CSS_SELECTOR, f'button[name="only"][value="{ids[2]}"]'))
+    click(driver, driver.find_element(By.CSS_SELECTOR, f'button[name="only"][value="{ids[0]}"]'))
     assert "1 queued again" in driver.page_source
     shoot(driver, "dead-letters-retried")
-    with Store.from_url(f"sqlite:///{tmp_path / 'relay.db'}") as store:
-        assert store.get(ids[2]).status == "queued"  # type: ignore[union-attr]
-        assert store.get(ids[3]).status == "dead"  # type: ignore[union-attr]
+    wait_for(tmp_path, ids, ["delivered", "delivered", "dead", "delivered"])
+    driver.get(f"{base}/console/deliveries/{ids[0]}")
+    attempts = driver.find_elements(By.CSS_SELECTOR, "main table tbody tr")
+    assert [row.find_elements(By.TAG_NAME, "td")[2].text for row in attempts] == [
+        "dead",
+        "delivered",
+    ]
+    assert "404" in attempts[0].text  # Cortex's answer to the first attempt
+    shoot(driver, "delivery-retried")
 
     # At a phone's width: nothing wider than the screen, still readable.
     driver.execute_cdp_cmd(
@@ -353,7 +359,7 @@ def test_the_console_in_chromium(browser: Any, served: Served, tmp_path: Path) -
     try:
         for name, path in {
             **PAGES,
-            "delivery": f"/console/deliveries/{ids[0]}",
+            "delivery": f"/console/deliveries/{ids[1]}",
         }.items():
             driver.get(base + path)
             wide = driver.execute_script(WIDE)
