@@ -331,7 +331,9 @@ def test_one_delivery_shows_received_sent_attempts_and_uuid(runtime: Runtime) ->
     assert "X-Hub-Signature-256" not in text
     assert GITHUB_SECRET not in text
     assert [a.outcome for a in runtime.store.browse.attempts(id)] == ["retrying", "delivered"]
-    assert client.get("/console/deliveries/999999").status_code == 404
+    missing = client.get("/console/deliveries/999999")
+    assert missing.status_code == 404
+    assert b"Not found (404)" in missing.data
     assert client.get("/console/deliveries/abc").status_code == 404
 
 
@@ -371,6 +373,11 @@ def test_turned_away_webhooks_are_listed_with_their_reasons(runtime: Runtime) ->
     assert "200 ignored" in text
     assert "401 unauthorized" in text
     assert GITLAB_TOKEN not in text
+    found = client.get("/console/turned-away?delivery=ign-1").data.decode()
+    assert "ign-1" in found
+    assert "401 unauthorized" not in found
+    missing = client.get("/console/deliveries?q=ign-1").data.decode()
+    assert "/console/turned-away?delivery=ign-1" in missing  # "not stored? look there"
     only = client.get("/console/turned-away?answer=unauthorized&source=gitlab").data.decode()
     assert "ign-1" not in only
     assert "401 unauthorized" in only

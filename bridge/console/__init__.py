@@ -112,6 +112,10 @@ def console_blueprint(rt: Runtime) -> Blueprint:
         _set_cookie(response, SESSION_COOKIE, "", 0)  # gone
         return response  # type: ignore[return-value]
 
+    @console.errorhandler(404)
+    def not_found(exc: Exception) -> Response:
+        return _refuse(404, "There is no such page or delivery.")
+
     from bridge.console.pages import add_pages
 
     add_pages(console, rt)

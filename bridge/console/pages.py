@@ -135,13 +135,16 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
         answer = request.args.get("answer", "")
         answer = answer if answer in ANSWERS else ""
         source = request.args.get("source", "").strip()[:200]
-        rows = rt.store.journal.turned_away(limit=200, answer=answer or None, source=source or None)
+        delivery = request.args.get("delivery", "").strip()[:200]
+        rows = rt.store.journal.turned_away(
+            limit=200, answer=answer or None, source=source or None, delivery=delivery or None
+        )
         return render_template(
             "console/turned_away.html",
             page="turned_away",
             rows=rows,
             answers=ANSWERS,
-            chosen={"answer": answer, "source": source},
+            chosen={"answer": answer, "source": source, "delivery": delivery},
             sources=_sources(rt),
         )
 

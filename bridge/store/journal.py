@@ -80,10 +80,17 @@ class Journal:
             _prune(conn, turned_away, keep)
 
     def turned_away(
-        self, *, limit: int = 100, answer: str | None = None, source: str | None = None
+        self,
+        *,
+        limit: int = 100,
+        answer: str | None = None,
+        source: str | None = None,
+        delivery: str | None = None,
     ) -> list[TurnedAway]:
-        """The newest turned-away webhooks first, optionally of one answer or source."""
+        """The newest turned-away webhooks first, optionally of one answer, source, delivery."""
         query = turned_away.select().order_by(turned_away.c.id.desc()).limit(limit)
+        if delivery:
+            query = query.where(turned_away.c.delivery == delivery)
         if answer:
             query = query.where(turned_away.c.answer == answer)
         if source:
