@@ -161,3 +161,24 @@ def test_dispatch_and_flask_answer_alike(runtimes: tuple[Runtime, Runtime], said
     assert {200, 202, 400, 401, 405, 415} <= seen
     assert runtimes[0].store.counts() == runtimes[1].store.counts()
     assert sum(runtimes[0].store.counts().values()) >= 3  # d1, g1, the other bodies of d1
+
+
+def test_dispatch_and_flask_note_the_same_turned_away(runtimes: tuple[Runtime, Runtime]) -> None:
+    dispatched = create_app(runtimes[0]).test_client()
+    routed = flask_only(runtimes[1])
+    for _, step in STEPS:
+        step(dispatched)
+        step(routed)
+    noted = []
+    for runtime in runtimes:
+        runtime.turned_away.flush()
+        rows = runtime.store.journal.turned_away()
+        # The samples' delivery ids are random: each side has its own.
+        noted.append([(r.source, r.event, r.code, r.answer, r.reason) for r in rows])
+    assert noted[0] == noted[1]
+    # Every 4xx and ignored answer of the steps, none of the queued or duplicate ones.
+    answers = {(code, answer) for _, _, code, answer, _ in noted[0]}
+    assert {(200, "ignored"), (401, "unauthorized"), (400, "rejected"), (415, "rejected")} <= (
+        answers
+    )
+    assert all(answer != "queued" for *_, answer, _ in noted[0])

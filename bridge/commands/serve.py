@@ -64,7 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             ("CORTEX_API_URL", f"Cortex API (default {CORTEX_URL})"),
             ("GITHUB_WEBHOOK_SECRET", "secret of the GitHub webhook (X-Hub-Signature-256)"),
             ("GITLAB_WEBHOOK_TOKEN", "secret token of the GitLab webhook (X-Gitlab-Token)"),
-            ("BRIDGE_ADMIN_TOKEN", "turns on the admin API (/api/deliveries) for this token"),
+            (
+                "BRIDGE_ADMIN_TOKEN",
+                "turns on the admin API (/api/deliveries) and the web console (/console)",
+            ),
             ("BRIDGE_DATABASE_URL", "sqlite:///bridge.db (default) or postgresql+psycopg://..."),
             ("BRIDGE_CONFIG", "the config file when --config is not given"),
         ],
@@ -282,6 +285,8 @@ def _build_app(
 
     secrets = secrets_of(environ)
     runtime = make_runtime(config, secrets, allow_unsigned=args.allow_unsigned)
+    # The webhooks turned away or ignored, written to the console's journal once a second.
+    runtime.turned_away.start(threading.Event())
     if not args.no_worker:
         watch = CortexWatch()
         if answered is not None:
