@@ -31,7 +31,8 @@ from bridge.config import Config
 from bridge.errors import MalformedEvent, SignatureError
 from bridge.health import Probes
 from bridge.ingest import Answer, dedupe_key, ingest
-from bridge.signatures import verify_github, verify_gitlab
+from bridge.signatures import verify_bearer, verify_flux, verify_github, verify_gitlab
+from bridge.sources import argocd, flux
 from bridge.sources.fields import shorten
 from bridge.store import STATUSES, Delivery, Store, StoreError
 
@@ -51,6 +52,8 @@ class Runtime:
     store: Store
     github_secret: str = ""
     gitlab_token: str = ""
+    flux_secret: str = ""
+    argocd_token: str = ""
     admin_token: str = ""
     allow_unsigned: bool = False
     wake: threading.Event = field(default_factory=threading.Event)
@@ -193,7 +196,31 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
         key = dedupe_key("gitlab", (named, delivery), body=body)
         return _ingest("gitlab", event, payload, key=key, delivery=delivery, rt=rt)
 
-    return {"/webhooks/github": github, "/webhooks/gitlab": gitlab}
+    # Flux and Argo CD send no delivery id: a repeat is known by the deploy it reports and
+    # its status (ingest's key=None), so that a reconcile's new message is still a repeat.
+    def flux_(environ: Environ) -> Response:
+        body = read_body(environ, limit)
+        if not (rt.allow_unsigned and not rt.flux_secret):
+            verify_flux(rt.flux_secret, body, environ.get("HTTP_X_SIGNATURE"))
+        payload = _decode(environ, body, form_field=None)
+        event = flux.event_name(payload)
+        if not event:
+            raise BadRequest(400, "Flux event payload has no 'involvedObject.kind'")
+        return _ingest("flux", event, payload, key=None, delivery=None, rt=rt)
+
+    def argocd_(environ: Environ) -> Response:
+        if not (rt.allow_unsigned and not rt.argocd_token):
+            verify_bearer(rt.argocd_token, environ.get("HTTP_AUTHORIZATION"))
+        body = read_body(environ, limit)
+        payload = _decode(environ, body, form_field=None)
+        return _ingest("argocd", argocd.EVENT, payload, key=None, delivery=None, rt=rt)
+
+    return {
+        "/webhooks/github": github,
+        "/webhooks/gitlab": gitlab,
+        "/webhooks/flux": flux_,
+        "/webhooks/argocd": argocd_,
+    }
 
 
 # Reads of a body with no Content-Length (chunked): small enough to stop soon past the limit.
@@ -239,7 +266,7 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
 
 
 def _ingest(
-    source: str, event: str, payload: Any, *, key: str, delivery: str | None, rt: Runtime
+    source: str, event: str, payload: Any, *, key: str | None, delivery: str | None, rt: Runtime
 ) -> Response:
     answer = ingest(
         source,

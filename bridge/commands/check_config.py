@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 SECRETS = (
     "GITHUB_WEBHOOK_SECRET",
     "GITLAB_WEBHOOK_TOKEN",
+    "FLUX_WEBHOOK_SECRET",
+    "ARGOCD_WEBHOOK_TOKEN",
     "CORTEX_API_TOKEN",
     "BRIDGE_ADMIN_TOKEN",
 )
@@ -55,9 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             ("BRIDGE_CONFIG", "the config file when neither PATH nor --config is given"),
             ("CORTEX_API_URL", "overrides cortex.url"),
             ("BRIDGE_DATABASE_URL", "overrides database (or BRIDGE_DATABASE_URL_FILE)"),
-            ("GITHUB_WEBHOOK_SECRET", "these four (or their *_FILE forms) are reported as set"),
+            ("GITHUB_WEBHOOK_SECRET", "these (or their *_FILE forms) are reported as set"),
             ("GITLAB_WEBHOOK_TOKEN", "or missing, never shown; a source enabled without its"),
-            ("CORTEX_API_TOKEN", "secret is a warning, since serve refuses to start on it"),
+            ("FLUX_WEBHOOK_SECRET", "secret is a warning, since serve refuses to start on it"),
+            ("ARGOCD_WEBHOOK_TOKEN", ""),
+            ("CORTEX_API_TOKEN", ""),
             ("BRIDGE_ADMIN_TOKEN", ""),
         ],
         examples=[
