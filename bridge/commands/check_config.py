@@ -67,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         examples=[
             "cortex-deploy-bridge check-config bridge.yaml",
             "cortex-deploy-bridge check-config bridge.yaml --try acme/payments-api:production",
+            "cortex-deploy-bridge check-config bridge.yaml --source argocd --project payments "
+            "--try argocd/payments-api",
         ],
         exit_codes=[
             (0, "the config is valid (warnings may be printed on stderr)"),
@@ -94,8 +96,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         default="github",
-        help="the source of the --try events: github, gitlab or an http_sources name "
-        "(default: github)",
+        help="the source of the --try events: github, gitlab, flux, argocd or an http_sources "
+        "name (default: github); for flux and argocd, --try names the object: NAMESPACE/NAME",
+    )
+    parser.add_argument(
+        "--project",
+        default=None,
+        help="with --source argocd: the Application's project, for routes' project globs",
+    )
+    parser.add_argument(
+        "--tag",
+        default=None,
+        metavar="ENTITY",
+        help="with --source flux or argocd: the object's cortex.io/tag annotation",
     )
 
 
@@ -118,8 +131,16 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     for line in describe(config):
         print(line)
     _report_secrets(config, environ)
+    from bridge.config import GITOPS_SOURCES
+
+    if (args.project or args.tag) and args.source not in GITOPS_SOURCES:
+        return fail("--project and --tag are for --source flux or argocd")
     for repository, environment in args.tries:
-        print(try_route(config, args.source, repository, environment))
+        print(
+            try_route(
+                config, args.source, repository, environment, project=args.project, tag=args.tag
+            )
+        )
     return 0
 
 
@@ -167,26 +188,48 @@ def _database_state(environ: Mapping[str, str]) -> str:
     return "set" if name == DATABASE_VARIABLE else f"set (from {name})"
 
 
-def try_route(config: Config, source: str, repository: str, environment: str | None) -> str:
-    """One line: where a successful deployment of ``repository`` goes, or why it is ignored."""
+def try_route(
+    config: Config,
+    source: str,
+    repository: str,
+    environment: str | None,
+    *,
+    project: str | None = None,
+    tag: str | None = None,
+) -> str:
+    """One line: where a successful deploy of ``repository`` goes, or why it is ignored.
+
+    For Flux and Argo CD ``repository`` is the object (``namespace/name``), ``project`` the
+    Application's project and ``tag`` its cortex.io/tag annotation, as their events carry them.
+    """
     from datetime import datetime, timezone
 
-    from bridge.config import route
+    from bridge.config import GITOPS_SOURCES, route
     from bridge.errors import UnsupportedEvent
     from bridge.model import DeployEvent, DeployRef, Status
 
+    gitops = source in GITOPS_SOURCES
+    details = {"project": project} if project else {}
+    if tag:
+        details["entitiesFrom"] = "annotation cortex.io/tag"
     event = DeployEvent(
         source=source,
         repository=repository,
-        event="deployment_status",
+        event={"flux": "kustomization", "argocd": "sync"}.get(source, "deployment_status"),
         ref=DeployRef("deployment", "check-config"),
         status=Status.SUCCEEDED,
         timestamp=datetime.now(timezone.utc),
         title="check-config",
         environment=environment,
+        details=details,
+        entities=(tag,) if tag else (),
     )
     where = f"environment {environment!r}" if environment is not None else "no environment"
-    head = f"try {source} {repository}, {where}"
+    what = f"{source} {'object ' if gitops else ''}{repository}"
+    extra = "".join(
+        f", {label} {value!r}" for label, value in (("project", project), ("tag", tag)) if value
+    )
+    head = f"try {what}, {where}{extra}"
     try:
         found = route(config, event)
     except UnsupportedEvent as exc:

@@ -22,7 +22,7 @@ from bridge.errors import BridgeError
 from bridge.store import Store
 from bridge.sync.engine import Options, Reconciler, Verdict
 from bridge.sync.reader import Reader, Window
-from bridge.sync.targets import Targets, make_readers
+from bridge.sync.targets import Targets, make_readers, reading
 from bridge.worker import SharedBudget
 
 log = logging.getLogger("bridge.reconcile")
@@ -75,9 +75,10 @@ class Reconcile:
         if not self.store.sync.take_lease(LEASE, owner=self.owner, now=now, seconds=seconds):
             return False
         window = Window(now - timedelta(hours=settings.look_back_hours), now)
-        readers, apis = make_readers(Targets.from_settings(settings), self.config, self.environ)
+        targets = Targets.from_settings(settings)
+        readers, apis = make_readers(targets, self.config, self.environ)
         reconciler = Reconciler(
-            self.config,
+            reading(self.config, targets),
             self.client,
             store=self.store,
             clock=self.clock,
