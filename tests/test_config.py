@@ -1207,7 +1207,8 @@ def test_http_sources_are_part_of_the_config() -> None:
     )
     assert config.source_names == ("github", "gitlab", "flux", "argocd", "shipyard")
     assert config.sync.http == ("shipyard",) and config.sync.enabled
-    assert Config().http_sources == {} and Config().source_names == ("github", "gitlab", "flux", "argocd")
+    assert Config().http_sources == {}
+    assert Config().source_names == ("github", "gitlab", "flux", "argocd")
 
 
 def shipyard_deploy(**overrides: Any) -> DeployEvent:
