@@ -8,6 +8,9 @@ docs/gitops.md renders).
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -399,12 +402,29 @@ def test_serve_needs_the_secret_of_an_enabled_gitops_source() -> None:
     assert missing_secrets(parse_config({}), secrets) == []
 
 
-def test_serve_refuses_to_start_naming_the_variable(tmp_path: Path, capsys: Any) -> None:
+def test_serve_refuses_to_start_naming_the_variable(tmp_path: Path) -> None:
+    # A process of its own: serve makes its process cooperative (gevent) before it checks.
     path = tmp_path / "bridge.yaml"
     path.write_text("sources: {flux: {enabled: true}}\n")
-    env = {"GITHUB_WEBHOOK_SECRET": "a", "GITLAB_WEBHOOK_TOKEN": "b", "CORTEX_API_TOKEN": "c"}
-    assert main(["serve", "--config", str(path)], env) == 2
-    assert capsys.readouterr().err == (
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "GITHUB_WEBHOOK_SECRET": "a",
+        "GITLAB_WEBHOOK_TOKEN": "b",
+        "CORTEX_API_TOKEN": "c",
+        "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+    }
+    script = str(Path(sys.executable).with_name("cortex-deploy-bridge"))
+    done = subprocess.run(
+        [script, "serve", "--config", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
         "cortex-deploy-bridge: error: FLUX_WEBHOOK_SECRET is not set: webhooks could not be "
         "verified (set it, disable the source in the config, or pass --allow-unsigned)\n"
     )
