@@ -125,6 +125,27 @@ def test_helmrelease_upgrade_has_no_sha_and_is_named_by_chart_and_values() -> No
     assert other.ref != event.ref
 
 
+@pytest.mark.parametrize(
+    ("reason", "severity", "status"),
+    [
+        ("InstallFailed", "error", Status.FAILED),
+        ("UpgradeFailed", "error", Status.FAILED),
+        ("InstallSucceeded", "info", Status.SUCCEEDED),
+        ("TestFailed", "error", None),
+        ("UninstallSucceeded", "info", None),
+        ("ArtifactFailed", "error", None),
+    ],
+)
+def test_helmrelease_reasons(reason: str, severity: str, status: Status | None) -> None:
+    payload = load_sample("flux/helmrelease.upgraded.json")
+    payload.update(reason=reason, severity=severity)
+    if status is None:
+        with pytest.raises(UnsupportedEvent, match="is not a deploy"):
+            parse_event("flux", "HelmRelease", payload)
+    else:
+        assert parse_event("flux", "HelmRelease", payload).status is status
+
+
 def test_helm_rollback_is_a_rollback() -> None:
     payload = load_sample("flux/helmrelease.upgraded.json")
     payload["reason"] = "RollbackSucceeded"

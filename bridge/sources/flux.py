@@ -67,7 +67,8 @@ SEVERITIES = frozenset({"info", "error", "trace"})
 def parse_kustomization(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
     """A Kustomization's event: a revision applied, being applied, or failed."""
     fields = Fields(payload, "Flux Kustomization event")
-    status = _status(fields, KUSTOMIZE_REASONS)
+    # Any error of a reconcile that names a revision is that revision failing to apply.
+    status = _status(fields, KUSTOMIZE_REASONS, errors_fail=True)
     screen(status)
     revision = _revision(fields, "Kustomization")
     return _event(fields, "Kustomization", status, revision, ref_id=revision)
@@ -76,7 +77,9 @@ def parse_kustomization(payload: Mapping[str, Any], screen: Screen = keep_all) -
 def parse_helmrelease(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
     """A HelmRelease's event: a release installed, upgraded or rolled back, or failing to."""
     fields = Fields(payload, "Flux HelmRelease event")
-    status = _status(fields, HELM_REASONS)
+    # Only a failed install or upgrade is a failed deploy: a test, an uninstall or a fetch
+    # that fails is not (a test failing after an upgrade leaves that upgrade succeeded).
+    status = _status(fields, HELM_REASONS, errors_fail=False)
     screen(status)
     revision = _revision(fields, "HelmRelease")
     token = _meta(fields, "HelmRelease", "token")
@@ -106,12 +109,12 @@ def event_name(payload: Any) -> str:
     return kind.strip() if isinstance(kind, str) else ""
 
 
-def _status(fields: Fields, reasons: Mapping[str, Status]) -> Status:
+def _status(fields: Fields, reasons: Mapping[str, Status], *, errors_fail: bool) -> Status:
     severity = fields.need_text("severity").lower()
     if severity not in SEVERITIES:
         raise fields.bad("severity", severity)
     reason = fields.text("reason") or ""
-    if severity == "error" and reason.lower() not in reasons:
+    if errors_fail and severity == "error" and reason.lower() not in reasons:
         return Status.FAILED  # a failed reconcile: its reason is the Ready condition's
     status = reasons.get(reason.lower())
     if status is None or severity == "trace":
