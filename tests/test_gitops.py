@@ -485,6 +485,14 @@ def test_check_config_explains_a_gitops_decision(tmp_path: Path, capsys: Any) ->
         "try argocd object argocd/other, environment 'staging', project 'payments': -> other "
         "(routes[0])"
     ) in out
+    capsys.readouterr()
+    assert main(["check-config", str(path), "--project", "x", "--try", "a/b"], {}) == 2
+    refused = capsys.readouterr()
+    assert (refused.out, refused.err) == (
+        "",
+        "cortex-deploy-bridge: error: --project is for --source argocd (an Application's "
+        "project)\n",
+    )
     code = main(["check-config", str(path), "--source", "flux", "--try", "apps/web"], {})
     assert code == 0
     assert capsys.readouterr().out.splitlines()[-1] == (

@@ -114,7 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``check-config``: exit 0 when the config is valid (warnings included), 2 when not."""
-    from bridge.config import describe, load_config
+    from bridge.config import GITOPS_SOURCES, describe, load_config
     from bridge.errors import ConfigError
 
     if args.path and args.config and args.path != args.config:
@@ -127,14 +127,14 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.source not in config.source_names:
         known = ", ".join(config.source_names)
         return fail(f"--source: {args.source!r} is not a source (expected one of: {known})")
+    if args.project and args.source != "argocd":
+        return fail("--project is for --source argocd (an Application's project)")
+    if args.tag and args.source not in GITOPS_SOURCES:
+        return fail("--tag is for --source flux or argocd (the object's cortex.io/tag)")
     print(f"config OK: {path or DEFAULTS}")
     for line in describe(config):
         print(line)
     _report_secrets(config, environ)
-    from bridge.config import GITOPS_SOURCES
-
-    if (args.project or args.tag) and args.source not in GITOPS_SOURCES:
-        return fail("--project and --tag are for --source flux or argocd")
     for repository, environment in args.tries:
         print(
             try_route(

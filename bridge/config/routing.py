@@ -104,8 +104,8 @@ def _matches(match: Match, event: DeployEvent, environment: str | None) -> bool:
     if match.object is not None and (not gitops or not fnmatchcase(event.repository, match.object)):
         return False
     if match.project is not None:
-        project = event.details.get("project")
-        if not isinstance(project, str) or not fnmatchcase(project, match.project):
+        project = _project(event)
+        if project is None or not fnmatchcase(project, match.project):
             return False
     if match.environment is not None and (
         environment is None or not fnmatchcase(environment, match.environment)
@@ -147,11 +147,17 @@ def _allowed(rule: RouteRule, event: DeployEvent) -> tuple[str, ...]:
     return event.entities
 
 
+def _project(event: DeployEvent) -> str | None:
+    """An Argo CD Application's project (None for every other source)."""
+    project = event.details.get("project") if event.source == "argocd" else None
+    return project if isinstance(project, str) else None
+
+
 def _render(rule: RouteRule, event: DeployEvent) -> tuple[str, ...]:
     """The rule's entity templates for one event; empty results dropped, order kept."""
     repository = event.repository
     owner, _, repo = repository.rpartition("/")
-    project = event.details.get("project")
+    project = _project(event) or ""
     names = (
         t.format(
             repo=repo,
@@ -159,7 +165,7 @@ def _render(rule: RouteRule, event: DeployEvent) -> tuple[str, ...]:
             repository=repository,
             name=repo,
             namespace=owner,
-            project=project if isinstance(project, str) else "",
+            project=project,
         )
         for t in rule.entities
     )
