@@ -32,7 +32,8 @@ from bridge.errors import MalformedEvent, SignatureError
 from bridge.health import Probes
 from bridge.ingest import Answer, dedupe_key, ingest
 from bridge.received import received_copy
-from bridge.signatures import verify_github, verify_gitlab
+from bridge.signatures import verify_bearer, verify_flux, verify_github, verify_gitlab
+from bridge.sources import argocd, flux
 from bridge.sources.fields import shorten
 from bridge.store import STATUSES, Delivery, Store, StoreError
 from bridge.turned_away import TurnedAwayLog
@@ -53,6 +54,8 @@ class Runtime:
     store: Store
     github_secret: str = ""
     gitlab_token: str = ""
+    flux_secret: str = ""
+    argocd_token: str = ""
     admin_token: str = ""
     allow_unsigned: bool = False
     wake: threading.Event = field(default_factory=threading.Event)
@@ -70,7 +73,17 @@ class Runtime:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret the receiver knows: masked in whatever it keeps or shows."""
-        return tuple(s for s in (self.github_secret, self.gitlab_token, self.admin_token) if s)
+        return tuple(
+            s
+            for s in (
+                self.github_secret,
+                self.gitlab_token,
+                self.flux_secret,
+                self.argocd_token,
+                self.admin_token,
+            )
+            if s
+        )
 
 
 class BadRequest(Exception):
@@ -278,7 +291,47 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
             received=lambda: received_copy(environ, body, rt.secrets),
         )
 
-    return {"/webhooks/github": github, "/webhooks/gitlab": gitlab}
+    # Flux and Argo CD send no delivery id: a repeat is known by the deploy it reports and
+    # its status (ingest's key=None), so that a reconcile's new message is still a repeat.
+    def flux_(environ: Environ) -> Response:
+        body = read_body(environ, limit)
+        if not (rt.allow_unsigned and not rt.flux_secret):
+            verify_flux(rt.flux_secret, body, environ.get("HTTP_X_SIGNATURE"))
+        payload = _decode(environ, body, form_field=None)
+        event = flux.event_name(payload)
+        if not event:
+            raise BadRequest(400, "Flux event payload has no 'involvedObject.kind'")
+        return _ingest(
+            "flux",
+            event,
+            payload,
+            key=None,
+            delivery=None,
+            rt=rt,
+            received=lambda: received_copy(environ, body, rt.secrets),
+        )
+
+    def argocd_(environ: Environ) -> Response:
+        if not (rt.allow_unsigned and not rt.argocd_token):
+            verify_bearer(rt.argocd_token, environ.get("HTTP_AUTHORIZATION"))
+        body = read_body(environ, limit)
+        payload = _decode(environ, body, form_field=None)
+        return _ingest(
+            "argocd",
+            argocd.EVENT,
+            payload,
+            key=None,
+            delivery=None,
+            rt=rt,
+            received=lambda: received_copy(environ, body, rt.secrets),
+        )
+
+    return {
+        "/webhooks/github": github,
+        "/webhooks/gitlab": gitlab,
+        "/webhooks/flux": flux_,
+        "/webhooks/argocd": argocd_,
+    }
 
 
 # Reads of a body with no Content-Length (chunked): small enough to stop soon past the limit.
@@ -328,7 +381,7 @@ def _ingest(
     event: str,
     payload: Any,
     *,
-    key: str,
+    key: str | None,
     delivery: str | None,
     rt: Runtime,
     received: Callable[[], str] | None = None,
@@ -371,6 +424,9 @@ WEBHOOK_HEADERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "github": ("HTTP_X_GITHUB_EVENT", ("HTTP_X_GITHUB_DELIVERY",)),
     # GitLab keeps Idempotency-Key across its retries; X-Gitlab-Event-UUID is per attempt.
     "gitlab": ("HTTP_X_GITLAB_EVENT", ("HTTP_IDEMPOTENCY_KEY", "HTTP_X_GITLAB_EVENT_UUID")),
+    # Flux and Argo CD name neither the event nor the delivery in a header.
+    "flux": ("", ()),
+    "argocd": ("", ()),
 }
 # The longest event name or delivery id a log line carries: both are the sender's to choose.
 _LOGGED_ID = 200

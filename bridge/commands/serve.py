@@ -43,8 +43,8 @@ from bridge.errors import BridgeError
 from bridge.urls import CORTEX_URL
 
 ABOUT = """\
-Run the webhook receiver for GitHub and GitLab (gunicorn, gevent worker class), with the
-delivery worker inside each process unless --no-worker.
+Run the webhook receiver for GitHub, GitLab, Flux and Argo CD (gunicorn, gevent worker
+class), with the delivery worker inside each process unless --no-worker.
 
 At start it checks the config, that every enabled source has its secret, that Cortex does
 not refuse the token (one cheap read; --skip-token-check skips it), the database (creating
@@ -64,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             ("CORTEX_API_URL", f"Cortex API (default {CORTEX_URL})"),
             ("GITHUB_WEBHOOK_SECRET", "secret of the GitHub webhook (X-Hub-Signature-256)"),
             ("GITLAB_WEBHOOK_TOKEN", "secret token of the GitLab webhook (X-Gitlab-Token)"),
+            ("FLUX_WEBHOOK_SECRET", "Flux generic-hmac Provider's token (X-Signature)"),
+            ("ARGOCD_WEBHOOK_TOKEN", "Argo CD webhook service's Authorization: Bearer token"),
             (
                 "BRIDGE_ADMIN_TOKEN",
                 "turns on the admin API (/api/deliveries) and the web console (/console)",

@@ -25,7 +25,7 @@ from bridge.store import Store
 from bridge.store.journal import ReconcileRun
 from bridge.sync.engine import Options, Reconciler, Verdict
 from bridge.sync.reader import Reader, Window
-from bridge.sync.targets import Targets, make_readers
+from bridge.sync.targets import Targets, make_readers, reading
 from bridge.worker import SharedBudget
 
 log = logging.getLogger("bridge.reconcile")
@@ -78,10 +78,11 @@ class Reconcile:
         if not self.store.sync.take_lease(LEASE, owner=self.owner, now=now, seconds=seconds):
             return False
         window = Window(now - timedelta(hours=settings.look_back_hours), now)
-        readers, apis = make_readers(Targets.from_settings(settings), self.config, self.environ)
+        targets = Targets.from_settings(settings)
+        readers, apis = make_readers(targets, self.config, self.environ)
         found: list[dict[str, Any]] = []
         reconciler = Reconciler(
-            self.config,
+            reading(self.config, targets),
             self.client,
             store=self.store,
             clock=self.clock,
