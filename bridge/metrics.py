@@ -41,7 +41,7 @@ WEBHOOK_SOURCES = frozenset(source for source, _ in PARSERS)
 # The events the sources' table knows: the ones the bridge records, and so the ones a
 # dashboard asks about. An event the bridge does not know (push, issues, ...) is OTHER.
 WEBHOOK_EVENTS = frozenset(PARSERS) | {(source, NO_EVENT) for source in WEBHOOK_SOURCES}
-WEBHOOK_ANSWERS = frozenset({"queued", "ignored", "duplicate", "rejected", "unauthorized"})
+WEBHOOK_ANSWERS = frozenset({"queued", "ignored", "duplicate", "rejected", "unauthorized", "busy"})
 OUTCOMES = frozenset({"delivered", "retrying", "dead"})
 
 

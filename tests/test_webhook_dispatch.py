@@ -111,3 +111,21 @@ def test_dispatch_and_flask_answer_alike(runtimes: tuple[Runtime, Runtime]) -> N
     assert {200, 202, 400, 401, 405, 415} <= seen
     assert runtimes[0].store.counts() == runtimes[1].store.counts()
     assert sum(runtimes[0].store.counts().values()) >= 3  # d1, g1, the other bodies of d1
+
+
+def test_dispatch_and_flask_answer_busy_alike(runtimes: tuple[Runtime, Runtime]) -> None:
+    # Each process's room for unverified bodies is taken (bridge/inflight.py): both ways
+    # answer 503 with the same Retry-After and JSON, and a GitLab delivery, whose token is
+    # checked before its body is read, is not held up.
+    for runtime in runtimes:
+        runtime.unverified.hold().grow_to(runtime.unverified.limit)
+    dispatched = create_app(runtimes[0]).test_client()
+    routed = flask_only(runtimes[1])
+    steps = [STEPS[0][1], STEPS[5][1], raw_github(FORM, "application/x-www-form-urlencoded")]
+    for step in steps:
+        one, other = step(dispatched), step(routed)
+        assert one.status_code == other.status_code == 503
+        assert one.get_json() == other.get_json()
+        assert one.headers["Retry-After"] == other.headers["Retry-After"] == "5"
+    gitlab = STEPS[-3][1]
+    assert gitlab(dispatched).status_code == gitlab(routed).status_code == 202
