@@ -254,14 +254,16 @@ def _read_held(stream: Any, most: int, hold: Hold, *, exact: bool) -> bytes:
     """Up to ``most`` bytes, a chunk at a time, room for each taken in ``hold`` first.
 
     ``exact``: ``most`` is the Content-Length, and a stream that ends before it is a 400.
-    Otherwise ``most`` is one past the limit, and a body that reaches it is a 413. BytesIO
-    hands its buffer over without a copy, so a body costs its size once, not twice.
+    Otherwise ``most`` is one past the limit, and a body that reaches it is a 413 (that one
+    byte, read only to tell, is not held: a body at the limit fits a process whose room is
+    the limit). BytesIO hands its buffer over without a copy, so a body costs its size once.
     """
     buffer = io.BytesIO()
     size = 0
+    held_at_most = most if exact else most - 1
     while size < most:
         want = min(_READ_SIZE, most - size)
-        hold.grow_to(size + want)
+        hold.grow_to(min(size + want, held_at_most))
         chunk = stream.read(want)
         if not chunk:
             if exact:

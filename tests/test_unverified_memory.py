@@ -168,6 +168,27 @@ def test_a_gitlab_body_is_read_only_after_its_token_and_holds_nothing(runtime: R
     assert wrong.status_code == 401
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_lone_body_at_the_limit_fits_a_room_of_the_limit(tmp_path: Path, chunked: bool) -> None:
+    # GitHub's own cap by config, with the default room below it: the room is the limit.
+    rt = make_runtime(
+        tmp_path, {"server": {"max_body_bytes": LIMIT, "max_unverified_bytes": LIMIT // 2}}
+    )
+    try:
+        assert rt.unverified.limit == LIMIT
+        app = create_app(rt)
+        at_limit = Gate(1)
+        status, _, _ = call(app, unsigned_environ(1, b" " * LIMIT, at_limit, chunked=chunked))
+        assert status == 401  # read whole, then refused for its signature
+        over = Gate(1)
+        over.open.set()
+        status, _, doc = call(app, unsigned_environ(2, b" " * (LIMIT + 1), over, chunked=chunked))
+        assert (status, doc["reason"]) == (413, "body too large")
+        assert rt.unverified.held == 0 and rt.unverified.peak == LIMIT
+    finally:
+        rt.store.close()
+
+
 def test_a_hold_is_refused_past_the_limit_and_given_back_whole() -> None:
     pool = InFlight(100)
     with pool.hold() as first:
