@@ -132,6 +132,24 @@ def test_the_check_tells_pinned_from_movable(line: str, pinned: bool) -> None:
     assert (uses_problem(match["ref"], match["comment"]) is None) is pinned
 
 
+def workflow_images(document: Any) -> list[str]:
+    """The images of every job's ``container`` and ``services`` in a parsed workflow."""
+    found = []
+    for job in (document.get("jobs") or {}).values():
+        container = job.get("container")
+        if container is not None:
+            found.append(container if isinstance(container, str) else container.get("image"))
+        found += [service.get("image") for service in (job.get("services") or {}).values()]
+    return found
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def test_every_workflow_image_is_pinned_by_digest(path: Path) -> None:
+    images = workflow_images(yaml.safe_load(path.read_text(encoding="utf-8")))
+    unpinned = [i for i in images if not re.fullmatch(r"\S+@sha256:[0-9a-f]{64}", str(i))]
+    assert not unpinned, f"{path.name}: not pinned by digest: {unpinned}"
+
+
 @pytest.mark.parametrize("path", DOCKERFILES, ids=[p.name for p in DOCKERFILES])
 def test_every_from_is_pinned_by_digest(path: Path) -> None:
     stages: set[str] = set()
