@@ -47,8 +47,7 @@ def make_runtime(
 
 
 def _observe(delivery: Delivery, outcome: str, age: float) -> None:
-    metrics.DELIVERIES.labels(outcome).inc()
-    metrics.DELIVERY_AGE.labels(outcome).observe(age)
+    metrics.count_settled(outcome, age)
 
 
 def make_budget(runtime: Runtime) -> SharedBudget | None:

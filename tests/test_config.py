@@ -489,6 +489,12 @@ SECRETS = (
             id="body-zero",
         ),
         pytest.param(
+            "server: {max_unverified_bytes: 0}",
+            "server.max_unverified_bytes",
+            "must be at least 1, got 0",
+            id="unverified-zero",
+        ),
+        pytest.param(
             "server: {max_entities_per_event: 0}",
             "server.max_entities_per_event",
             "must be at least 1, got 0",
@@ -521,7 +527,8 @@ SECRETS = (
         pytest.param(
             "server: {port: 80}",
             "server.port",
-            "unknown key (expected one of: max_body_bytes, max_entities_per_event)",
+            "unknown key (expected one of: max_body_bytes, max_entities_per_event, "
+            "max_unverified_bytes)",
             id="server-typo",
         ),
         pytest.param(
@@ -628,7 +635,8 @@ def test_no_file_means_the_documented_defaults() -> None:
     assert config.workflows == ()
     assert config.record.mode is RecordMode.FINAL and config.record.failures is False
     assert config.rollback.detect is True
-    assert config.server.max_body_bytes == 26214400
+    assert config.server.max_body_bytes == 1048576
+    assert config.server.unverified_limit == 16 * 1048576
     assert config.server.max_entities_per_event == 20
     assert config.delivery == DeliverySettings(
         dead_letter_after_seconds=86400,
@@ -1147,7 +1155,10 @@ def test_describe_the_example() -> None:
     ) in lines
     assert "record: mode final, failures not recorded" in lines
     assert "rollback: detect on" in lines
-    assert "server: max_body_bytes 26214400, max_entities_per_event 20" in lines
+    assert (
+        "server: max_body_bytes 1048576, max_entities_per_event 20, max_unverified_bytes 16777216"
+        in lines
+    )
     assert not any("s3cret" in line for line in lines)
 
 

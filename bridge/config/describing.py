@@ -44,7 +44,8 @@ def describe(config: Config) -> list[str]:
         + ("recorded" if record.failures else "not recorded"),
         f"rollback: detect {'on' if config.rollback.detect else 'off'}",
         f"server: max_body_bytes {config.server.max_body_bytes}, max_entities_per_event "
-        f"{config.server.max_entities_per_event}",
+        f"{config.server.max_entities_per_event}, max_unverified_bytes "
+        f"{config.server.unverified_limit}",
         f"delivery: dead letter after {delivery.dead_letter_after_seconds:g}s, max attempts "
         f"{delivery.max_attempts or 'unlimited'}, lease {delivery.lease_seconds:g}s, backoff "
         f"{delivery.backoff_base_seconds:g}s to {delivery.backoff_max_seconds:g}s",

@@ -17,6 +17,7 @@ from bridge.config.settings import (
     DEFAULT_DATABASE,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_ENTITIES,
+    DEFAULT_MAX_UNVERIFIED_BYTES,
     DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_ROUTE,
     SOURCES,
@@ -245,7 +246,15 @@ def _parse_server(value: Any) -> ServerSettings:
     )
     if entities < 1:
         raise ConfigError("server.max_entities_per_event", f"must be at least 1, got {entities!r}")
-    return ServerSettings(max_body_bytes=limit, max_entities_per_event=entities)
+    unverified = as_integer(
+        data.get("max_unverified_bytes", DEFAULT_MAX_UNVERIFIED_BYTES),
+        "server.max_unverified_bytes",
+    )
+    if unverified < 1:
+        raise ConfigError("server.max_unverified_bytes", f"must be at least 1, got {unverified!r}")
+    return ServerSettings(
+        max_body_bytes=limit, max_entities_per_event=entities, max_unverified_bytes=unverified
+    )
 
 
 def _parse_delivery(value: Any) -> DeliverySettings:

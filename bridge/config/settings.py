@@ -21,7 +21,11 @@ DEFAULT_DATABASE = "sqlite:///bridge.db"
 DATABASE_VARIABLE, DATABASE_FILE_VARIABLE = "BRIDGE_DATABASE_URL", "BRIDGE_DATABASE_URL_FILE"
 # GitHub caps webhook payloads at 25 MB and drops bigger ones (docs.github.com, "Webhook
 # events and payloads"); nothing larger is a genuine delivery.
-DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+# 1 MiB: the largest real deployment events are 10-30 KB (a GitHub workflow_run, a GitLab
+# pipeline of a few dozen jobs at ~1 KB a job). GitHub's own cap, 25 MiB, is there by config.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Bodies read before their signature is checked, per process (bridge/inflight.py).
+DEFAULT_MAX_UNVERIFIED_BYTES = 16 * 1024 * 1024
 # Entities one event is recorded on: each is a Cortex request and a record, so one event's
 # work stays bounded (issue 8: thousands named in a payload outlived the delivery's lease).
 DEFAULT_MAX_ENTITIES = 20
@@ -154,6 +158,12 @@ class ServerSettings:
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_entities_per_event: int = DEFAULT_MAX_ENTITIES
+    max_unverified_bytes: int = DEFAULT_MAX_UNVERIFIED_BYTES
+
+    @property
+    def unverified_limit(self) -> int:
+        """Bytes of unverified bodies one process holds at most: room for one body at least."""
+        return max(self.max_unverified_bytes, self.max_body_bytes)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,15 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from bridge.config import Config
+from bridge.config import Config, SyncSettings
 from bridge.cortex import CortexClient
 from bridge.errors import BridgeError
+from bridge.metrics import OTHER
 from bridge.store import Store
 from bridge.store.journal import ReconcileRun
 from bridge.sync.engine import Options, Reconciler, Verdict
@@ -69,6 +71,9 @@ class Reconcile:
         self.environ = environ
         self.owner = owner
         self.clock = clock
+        # Per run: the labels of sources that went through, and of those that failed.
+        self._passed: set[str] = set()
+        self._failed: set[str] = set()
 
     def run_once(self) -> bool:
         """Reconcile every configured source, if this replica holds the lease; False if not."""
@@ -88,6 +93,8 @@ class Reconcile:
             clock=self.clock,
             options=Options(restart=True),
         )
+        self._passed.clear()
+        self._failed.clear()
         try:
             for reader in readers():
                 # Renewed before each source: a run longer than the interval keeps the lease,
@@ -101,7 +108,10 @@ class Reconcile:
         finally:
             for api in apis:
                 api.close()
-            self._keep_run(now, window, found)
+        # A glob's or group's entry went through when each of its sources did.
+        for label in self._passed - self._failed:
+            LAST_SUCCESS.labels(label).set(self.clock().timestamp())
+        self._keep_run(now, window, found)
         return True
 
     def _keep_run(self, started: datetime, window: Window, found: list[dict[str, Any]]) -> None:
@@ -121,23 +131,25 @@ class Reconcile:
 
     def _one(self, reconciler: Reconciler, reader: Reader, window: Window) -> dict[str, Any]:
         name = reader.name
+        label = source_label(name, self.config.sync)
         counts: collections.Counter[str] = collections.Counter()
         found: dict[str, Any] = {"source": name, "counts": counts, "error": None}
         try:
             for row in reconciler.sync(reader, window):
                 counts[row.verdict.value] += 1
                 if row.verdict in (Verdict.RECORDED, Verdict.FAILED):
-                    MISSING.labels(name).inc()
+                    MISSING.labels(label).inc()
                 if row.verdict is Verdict.RECORDED:
-                    RECORDED.labels(name).inc()
+                    RECORDED.labels(label).inc()
                     log.info("reconcile recorded a missing deploy", extra=row.to_dict())
                 elif row.verdict is Verdict.FAILED:
                     log.warning("reconcile could not record a deploy", extra=row.to_dict())
         except BridgeError as exc:
             log.warning("reconcile of a source failed", extra={"source": name, "error": str(exc)})
             found["error"] = str(exc)
+            self._failed.add(label)
             return found
-        LAST_SUCCESS.labels(name).set(self.clock().timestamp())
+        self._passed.add(label)
         return found
 
     def loop(self, stop: threading.Event) -> None:
@@ -150,6 +162,28 @@ class Reconcile:
             except Exception:  # a bug must not take the relay down with it
                 log.exception("reconcile crashed")
             stop.wait(self.config.sync.interval_minutes * 60)
+
+
+def source_label(name: str, settings: SyncSettings) -> str:
+    """The metric label of a reader: the ``sync:`` entry that named it, else ``other``.
+
+    A glob (``acme/*``) or a group lists what the SCM answers, however many that is; labelled
+    by the entry, a source makes at most one series per entry it is configured with
+    (``github:acme/*``, ``gitlab:acme-group``, ``github:acme/api``, ``http:spice``).
+    """
+    targets = Targets.from_settings(settings)
+    kind, _, path = name.partition(":")
+    entries: tuple[str, ...] = ()
+    if kind == "github":
+        # A name without a glob matches only itself (case-insensitive, as GitHub's names).
+        entries = tuple(e for e in targets.github if fnmatchcase(path.casefold(), e.casefold()))
+    elif kind == "gitlab":
+        entries = tuple(p for p in targets.gitlab if p == path) + tuple(
+            g for g in targets.gitlab_groups if path.startswith(g + "/")
+        )
+    elif kind == "http":
+        entries = tuple(h for h in targets.http if h == path)
+    return f"{kind}:{entries[0]}" if entries else OTHER
 
 
 def check_reconcile(config: Config, environ: Mapping[str, str]) -> None:
