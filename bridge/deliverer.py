@@ -7,7 +7,7 @@ known, and marks a write as sending before it leaves. A worker that lost its lea
 past it, and another worker took the event over) stops before its next write; the next owner
 resumes where it stopped, and looks for the record of a write whose answer was never stored
 before it makes another. What to do for each entity is the core's decision
-(bridge.delivery.record_one), with the store as its history.
+(bridge.record.core.record_one), with the store as its history.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 
 from bridge.config import Config
 from bridge.cortex import CortexClient
-from bridge.delivery import Done, Known, Policy, from_payload, made_by_bridge, record_one
 from bridge.errors import BridgeError, CortexError, CortexRejected
 from bridge.model import DeployEvent, Status
+from bridge.record.core import Done, Known, Policy, from_payload, made_by_bridge, record_one
 from bridge.rollback import PastDeploy, past_deploys
 from bridge.store import Delivery, Lookup, RecordWrite, Store
 

@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from bridge.config import Config, route
-from bridge.delivery import ignore_reason, routed, to_payload
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key, idempotency_key
 from bridge.model import MAX_KEY_BYTES, DeployEvent, Status, bounded, entity_problem
+from bridge.record.core import ignore_reason, routed, to_payload
 from bridge.sources import parse_event
 from bridge.sources.fields import shorten
 from bridge.store import Store

@@ -24,10 +24,10 @@ from bridge.app import Runtime
 from bridge.config import Route, parse_config
 from bridge.cortex import CortexClient
 from bridge.deliverer import SENDING, Deliverer, Lease, LeaseLost
-from bridge.delivery import to_payload
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import build_deploy_request, deploy_key, idempotency_key, key_of
 from bridge.model import DeployEvent, DeployRef, DeployType, Status
+from bridge.record.core import to_payload
 from bridge.relay import make_worker
 from bridge.store import DELIVERED, RecordWrite, Store
 from bridge.worker import Worker, start_in_thread

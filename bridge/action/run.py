@@ -15,7 +15,6 @@ from bridge.action.inputs import (
     parse_api_url,
 )
 from bridge.action.output import ActionReporter, Reporter
-from bridge.action.recorder import Outcome, record
 from bridge.action.resolve import (
     build_event,
     context_sha,
@@ -30,6 +29,7 @@ from bridge.cortex import CortexClient
 from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexError, InputError, UsageError
 from bridge.model import DeployEvent, DeployRef
+from bridge.record.retrying import Outcome, record
 from bridge.secrets import secret_from
 from bridge.urls import CORTEX_URL
 

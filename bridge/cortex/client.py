@@ -58,7 +58,7 @@ class CortexClient:
     """Talk to Cortex with bearer auth and timeouts: one attempt per call, never a retry.
 
     Retrying is its callers' business (the relay's outbox; the Action's and ``send``'s loop in
-    bridge.action.recorder), and so is deciding whether a deploy must be looked for first. A
+    bridge.record.retrying), and so is deciding whether a deploy must be looked for first. A
     ``budget``, when given, is drawn on before every request and told of every 429.
     """
 

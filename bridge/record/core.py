@@ -2,7 +2,7 @@
 
 Every face calls :func:`record_one`: the relay's worker (bridge/worker.py, with the store as
 the history and its lease as the fence) and the Action and ``send``
-(bridge/action/recorder.py, with Cortex's own listing as the history). ``decide`` is the
+(bridge/record/retrying.py, with Cortex's own listing as the history). ``decide`` is the
 recording policy (final or lifecycle mode, failures or not), stated once; the receiver asks
 it too (``ignore_reason``) before it stores an event. Nothing here retries: each face
 retries in its own way, telling the core when an earlier attempt may have reached Cortex

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.cortex import CortexClient, RetryPolicy
-from bridge.delivery import History, Known, Policy, made_by_bridge, record_one, type_of
 from bridge.errors import CortexError, CortexRetryable
 from bridge.mapping import build_deploy_request, idempotency_key
 from bridge.model import DeployEvent, DeployType
+from bridge.record.core import History, Known, Policy, made_by_bridge, record_one, type_of
 from bridge.rollback import PastDeploy, past_deploys
 
 # A step records the deploy it is told of, whatever its status says: it is the final word.

@@ -2,7 +2,7 @@
 
 For every deploy and entity the verdict is one of :class:`Verdict`. Cortex's deploys of an
 entity are read once per sync (the client's listing), not searched per deploy. What is missing
-is recorded through :func:`bridge.action.recorder.record`, the path the Action and ``send`` take, so
+is recorded through :func:`bridge.record.retrying.record`, the path the Action and ``send`` take, so
 the request, the key and rollback detection are theirs. Recording goes oldest first, segment
 by segment between a reader's resume points, so that a redeploy of an older sha meets its
 earlier deploy in the history; after each segment the resume point is saved.
@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bridge.action import recorder
 from bridge.config import Config, route
 from bridge.cortex import CortexClient
-from bridge.delivery import LOOKUP_WINDOW, Action, Known, Policy, decide, made_by_bridge, routed
 from bridge.errors import BridgeError, CortexError, UnsupportedEvent
 from bridge.mapping import idempotency_key, key_of
 from bridge.model import DeployEvent
+from bridge.record import retrying as recorder
+from bridge.record.core import LOOKUP_WINDOW, Action, Known, Policy, decide, made_by_bridge, routed
 from bridge.rollback import PastDeploy, past_deploys, same_sha
 from bridge.store.sync_state import RUNNING
 from bridge.sync.reader import Found, Reader, Window
@@ -90,7 +90,7 @@ class Tally:
 class EntityDeploys:
     """One entity's deploys in Cortex, read once, kept current as the sync records more.
 
-    It is the history :func:`bridge.action.recorder.record` reads (through :class:`SyncHistory`), so
+    It is the history :func:`bridge.record.retrying.record` reads (through :class:`SyncHistory`), so
     the recorder sees this sync's own records without reading the listing again.
     """
 
@@ -172,7 +172,7 @@ class EntityDeploys:
 
 
 class SyncHistory:
-    """The core's history (bridge.delivery.History) over the listing a sync already read."""
+    """The core's history (bridge.record.core.History) over the listing a sync already read."""
 
     def __init__(self, deploys: EntityDeploys) -> None:
         self.deploys = deploys
