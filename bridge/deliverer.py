@@ -22,7 +22,8 @@ from bridge.config import Config
 from bridge.cortex import CortexClient
 from bridge.errors import BridgeError, CortexError, CortexRejected
 from bridge.model import DeployEvent, Status
-from bridge.record.core import Done, Known, Policy, from_payload, made_by_bridge, record_one
+from bridge.record.core import LOOKUP_WINDOW, Done, Policy, from_payload, record_one
+from bridge.record.listing import Known, Listing
 from bridge.rollback import PastDeploy, past_deploys
 from bridge.store import Delivery, Lookup, RecordWrite, Store
 
@@ -83,6 +84,11 @@ class Lease:
         raise LeaseLost(f"delivery {self.delivery.id}: the lease cannot be renewed in time")
 
 
+# How long a search of Cortex for an entity and environment serves the deploys that follow it
+# (a backlog's): a record another face makes meanwhile is found by the check after a create
+# where faces are known to share the entity, else by the next search's removal of doubles.
+LISTING_SECONDS = 2.0
+
 # What the outbox keeps for an entity whose write was sent but not answered yet: the next
 # attempt (this worker's, or another's after a takeover) looks for the record first.
 SENDING = {"action": "sending"}
@@ -94,26 +100,41 @@ def finished(result: Any) -> bool:
 
 
 class StoreHistory:
-    """The relay's history for the core: records and deploy history in the store.
+    """The relay's history for the core: records and deploy history in the store, and what
+    Cortex showed of each entity and environment lately.
 
     What the core learns (a record made, updated, deleted) is not written at once but kept
     in ``pending`` and stored with the delivery's progress, in the same transaction (see
     :class:`Deliverer`): an entity's result and its record are kept together or not at all.
-    What it reads for one entity (the record, the history) is read in one transaction.
+
+    A deploy whose record the relay did not make itself is looked for in Cortex before one is
+    created (``seen``): one search per entity and environment, kept for LISTING_SECONDS and
+    for deploys within LOOKUP_WINDOW of the first, serves a backlog's many deploys. An entity
+    and environment where that search showed records another face made (the Action, ``send``,
+    ``sync``) is ``shared``: there, the core checks after each create.
 
     The first time the relay meets an entity+environment, Cortex's own record of it is read
-    once and kept (a new relay, a lost database, deploys made by other tools before it):
-    without this, redeploying an older sha there would be a DEPLOY. The records another path
-    (the Action, ``send``) made are kept then too, so that the relay updates or skips them
-    rather than making a second.
+    once for the rollback history (a new relay, a lost database, deploys made by other tools
+    before it): without this, redeploying an older sha there would be a DEPLOY.
     """
 
-    def __init__(self, store: Store, cortex: CortexClient, *, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        store: Store,
+        cortex: CortexClient,
+        *,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self.store = store
         self.cortex = cortex
         self.clock = clock
+        self.monotonic = monotonic
         self.pending: list[RecordWrite] = []
         self._looked: dict[str, Lookup] = {}  # by key: what was read for the entity in hand
+        # By (entity, environment): the last search, the event time it was centred on, when.
+        self._seen: dict[tuple[str, str | None], tuple[Listing, datetime, float]] = {}
+        self._shared: set[tuple[str, str | None]] = set()
 
     def start(self) -> None:
         """A new entity: forget what was read for the last one."""
@@ -130,6 +151,35 @@ class StoreHistory:
         record = looked.record if looked is not None else self.store.records.get(key)
         return None if record is None else Known(record.cortex_uuid, record.state)
 
+    def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
+        """Cortex's records of the entity and environment around the event: the last search
+        when it is recent and centred near enough, else a new one."""
+        pair = (entity, event.environment)
+        kept = self._seen.get(pair)
+        if kept is not None and not fresh:
+            listing, centre, at = kept
+            near = abs(event.timestamp - centre) <= LOOKUP_WINDOW
+            if near and self.monotonic() - at <= LISTING_SECONDS:
+                return listing
+        centre, at = event.timestamp, self.monotonic()
+        listing = Listing(
+            self.cortex.search_deploys(
+                entity,
+                environment=event.environment,
+                after=centre - 2 * LOOKUP_WINDOW,
+                before=centre + 2 * LOOKUP_WINDOW,
+            )
+        )
+        self._seen[pair] = (listing, centre, at)
+        carried = listing.carried_keys()
+        if carried and carried - self.store.records.made(carried):
+            self._shared.add(pair)
+        return listing
+
+    def shared(self, entity: str, environment: str | None) -> bool:
+        """True once Cortex showed records another face made for this entity+environment."""
+        return (entity, environment) in self._shared
+
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The store's history, seeded from Cortex's newest 1,000 deploys once (per entity and
         environment, whatever they showed)."""
@@ -145,11 +195,15 @@ class StoreHistory:
             return []  # the create that follows says what is wrong with the entity
         found = past_deploys(deploys, environment, skip_key=key)
         keyed = [(f"cortex:{past.sha}:{past.timestamp.isoformat()}", past) for past in found]
+        listing = Listing(deploys)
+        made = [(k, listing.known(k)) for k in sorted(listing.carried_keys())]
+        if made:
+            self._shared.add((entity, environment))
         self.store.records.seed_history(
             entity=entity,
             environment=environment,
             deploys=keyed,
-            made=[(k, made.uuid, made.state) for k, made in made_by_bridge(deploys).items()],
+            made=[(k, m.uuid, m.state) for k, m in made if m is not None],
             now=self.clock(),
         )
         return found
@@ -160,6 +214,11 @@ class StoreHistory:
         if state == Status.SUCCEEDED.value and event.sha:
             deployed = (event.environment, PastDeploy(event.sha, event.timestamp))
         self.pending.append(RecordWrite(key, entity, uuid, state, deployed))
+        kept = self._seen.get((entity, event.environment))
+        if kept is not None and key not in kept[0].carried_keys():
+            kept[0].add(
+                {"uuid": uuid, "customData": {"status": state, "bridge": {"idempotencyKey": key}}}
+            )
 
     def forget(self, key: str) -> None:
         """The record was deleted in Cortex."""

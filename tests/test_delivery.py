@@ -257,7 +257,9 @@ def test_lifecycle_end_finds_a_start_it_has_no_trace_of(
     bridge.drain()
     assert {d["customData"]["status"] for d in cortex.all_deploys()} == left
     searches = [r for r in cortex.requests_to("GET") if r.path == "/api/v1/deploys/search"]
-    assert len(searches) == len(starts)  # one lookup per entity, then the PUT or DELETE
+    # At most one search per entity (the start's, a moment ago, may still serve), then the
+    # PUT or DELETE, never a second record.
+    assert len(searches) <= len(starts)
     assert cortex.requests_to("POST") == []
     bridge.close()
 

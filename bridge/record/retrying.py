@@ -1,9 +1,9 @@
 """The Action's and ``send``'s face of the core: one deploy, one entity, its retry loop.
 
-History comes from Cortex itself (the entity's listing, read once when the type is auto),
-and the retry lives here, in one loop: 429 (Retry-After wins), 5xx, timeouts and dropped
-connections are tried again with backoff; after an attempt that may have reached Cortex the
-next one looks for the record it made instead of posting a second.
+History comes from Cortex itself (the entity's listing, read once when the type is auto, or
+a search around the deploy's time), and the retry lives here, in one loop: 429 (Retry-After
+wins), 5xx, timeouts and dropped connections are tried again with backoff; after an attempt
+that may have reached Cortex the next one reads Cortex afresh instead of posting a second.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from bridge.cortex import CortexClient, RetryPolicy
 from bridge.errors import CortexError, CortexRetryable
 from bridge.mapping import build_deploy_request, idempotency_key
 from bridge.model import DeployEvent, DeployType
-from bridge.record.core import History, Known, Policy, made_by_bridge, record_one, type_of
+from bridge.record.core import LOOKUP_WINDOW, History, Policy, record_one, type_of
+from bridge.record.listing import Known, Listing
 from bridge.rollback import PastDeploy, past_deploys
 
 # A step records the deploy it is told of, whatever its status says: it is the final word.
@@ -42,12 +43,21 @@ class Outcome:
 
 
 class CortexHistory:
-    """The core's history read from Cortex: the entity's deploys, listed once if at all."""
+    """The core's history read from Cortex itself, for a face that keeps no store.
+
+    With type auto the entity's listing is read once (it settles DEPLOY or ROLLBACK and shows
+    this deploy's record, if any); with the type given, a search of the entity's deploys to
+    the event's environment around its time shows it in one request. Any other face may be
+    recording the same deploy (the relay, from its webhook), so the core checks after it
+    creates (``shared``).
+    """
 
     def __init__(self, cortex: CortexClient, *, listing: bool) -> None:
         self.cortex = cortex
         self.listing = listing  # False: the type is given, no history is needed
         self._deploys: list[dict[str, Any]] | None = None
+        self._seen: Listing | None = None
+        self._made: dict[str, Known] = {}  # by key: what this run made (a retry finds it)
 
     def _listed(self, entity: str) -> list[dict[str, Any]]:
         if self._deploys is None:
@@ -55,20 +65,41 @@ class CortexHistory:
         return self._deploys
 
     def known(self, entity: str, key: str) -> Known | None:
-        """This deploy's record in the listing (a repeated step), when the listing is read."""
-        if not self.listing:
-            return None
-        return made_by_bridge(self._listed(entity)).get(key)
+        """The record this run made, if an earlier try of it did."""
+        return self._made.get(key)
+
+    def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
+        """The listing when it was read for the type, else a search around the event."""
+        if self._seen is not None and not fresh:
+            return self._seen
+        if self.listing and not fresh:
+            self._seen = Listing(self._listed(entity))
+        else:
+            self._seen = Listing(
+                self.cortex.search_deploys(
+                    entity,
+                    environment=event.environment,
+                    after=event.timestamp - LOOKUP_WINDOW,
+                    before=event.timestamp + LOOKUP_WINDOW,
+                )
+            )
+        return self._seen
+
+    def shared(self, entity: str, environment: str | None) -> bool:
+        """Always: a step cannot know whether a relay records the same deploys."""
+        return True
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The environment's earlier deploys from the listing."""
         return past_deploys(self._listed(entity), environment, skip_key=key)
 
     def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
-        """Nothing to keep: Cortex is the history."""
+        """Kept for this run's retries: Cortex is the history."""
+        self._made[key] = Known(uuid, state)
 
     def forget(self, key: str) -> None:
-        """Nothing to forget: Cortex is the history."""
+        """Nothing kept to forget beyond this run."""
+        self._made.pop(key, None)
 
 
 def record(
@@ -97,13 +128,9 @@ def record(
         return Outcome(entity, deploy_type, build_deploy_request(event, entity, deploy_type))
     policy = retry or RetryPolicy()
     key = idempotency_key(event, entity)
-    # A step's only trace of an earlier run of itself (a re-run of the same build) is in
-    # Cortex. With type auto the listing read for the history shows it; with the type given
-    # no listing is read, so the key is looked up before creating, as after an unclear try
-    # (a dry run with the type given reads nothing: it needs no Cortex at all).
-    unclear = history is None and event.type is not None and not dry_run
+    unclear = False
     started, number = clock(), 1
-    history = history or CortexHistory(client, listing=event.type is None)
+    history = history or CortexHistory(client, listing=event.type is None and rollback)
     while True:
         try:
             done = record_one(
@@ -118,7 +145,7 @@ def record(
             )
             deploy_type = done.type or type_of(event, entity, key, history, rollback=rollback)
             payload = done.payload or build_deploy_request(event, entity, deploy_type)
-            existing = done.action == "found"
+            existing = done.action in ("found", "matched")
             uuid = done.uuid if (existing or not dry_run) else None
             return Outcome(entity, deploy_type, payload, uuid=uuid, existing=existing)
         except CortexRetryable as exc:

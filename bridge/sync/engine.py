@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 from bridge.config import Config, route
 from bridge.cortex import CortexClient
 from bridge.errors import BridgeError, CortexError, UnsupportedEvent
-from bridge.mapping import idempotency_key, key_of
+from bridge.mapping import idempotency_key
 from bridge.model import DeployEvent
 from bridge.record import retrying as recorder
-from bridge.record.core import LOOKUP_WINDOW, Action, Known, Policy, decide, made_by_bridge, routed
-from bridge.rollback import PastDeploy, past_deploys, same_sha
+from bridge.record.core import LOOKUP_WINDOW, Action, Policy, decide, routed
+from bridge.record.listing import Known, Listing
+from bridge.rollback import PastDeploy, past_deploys
 from bridge.store.sync_state import RUNNING
 from bridge.sync.reader import Found, Reader, Window
-from bridge.times import format_timestamp, parse_timestamp
+from bridge.times import format_timestamp
 
 if TYPE_CHECKING:
     from bridge.store import Store
@@ -88,87 +89,54 @@ class Tally:
 
 
 class EntityDeploys:
-    """One entity's deploys in Cortex, read once, kept current as the sync records more.
+    """Each entity's deploys in Cortex, read once per sync, kept current as the sync records.
 
-    It is the history :func:`bridge.record.retrying.record` reads (through :class:`SyncHistory`), so
-    the recorder sees this sync's own records without reading the listing again.
+    It is the history the core reads (through :class:`SyncHistory`), so the core sees this
+    sync's own records without reading the listing again; the match of a record without a
+    key is the core's (bridge.record.listing).
     """
 
     def __init__(self, client: CortexClient) -> None:
         self.client = client
-        self._deploys: dict[str, list[dict[str, Any]]] = {}
-        # Indexes of the same records, so that comparing stays linear in an entity's deploys:
-        # uuids by idempotency key, and records without a key by environment and short sha.
-        self._records: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        self._keyless: dict[str, dict[tuple[str | None, str], list[dict[str, Any]]]] = {}
-        self._matched: set[str] = set()  # uuids of keyless records already matched
+        self._listings: dict[str, Listing] = {}
+
+    def listing(self, entity: str, *, fresh: bool = False) -> Listing:
+        """Cortex's records of ``entity`` (read on first use, or again when ``fresh``)."""
+        if fresh or entity not in self._listings:
+            self._listings[entity] = Listing(self.client.iter_deploys(entity))
+        return self._listings[entity]
 
     def deploys(self, entity: str) -> list[dict[str, Any]]:
-        """Cortex's deploys of ``entity`` (read on first use)."""
-        if entity not in self._deploys:
-            self._deploys[entity] = []
-            self._records[entity] = defaultdict(list)
-            self._keyless[entity] = defaultdict(list)
-            for deploy in self.client.iter_deploys(entity):
-                self._keep(entity, deploy)
-        return self._deploys[entity]
+        """Cortex's deploys of ``entity``."""
+        return [dict(d) for d in self.listing(entity).deploys]
 
     def uuids(self, entity: str, key: str) -> list[str]:
         """The uuids of ``entity``'s records that carry idempotency ``key``."""
-        self.deploys(entity)
-        return [str(deploy.get("uuid")) for deploy in self._records[entity].get(key, [])]
-
-    def known(self, entity: str, key: str) -> Known | None:
-        """The record of ``entity`` that carries idempotency ``key`` (the first, if doubled)."""
-        self.deploys(entity)
-        found = self._records[entity].get(key)
-        return made_by_bridge(found[:1]).get(key) if found else None
+        return self.listing(entity).uuids(key)
 
     def add(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
         """Keep a record this sync made, as Cortex's listing will show it."""
-        self.deploys(entity)
-        self._keep(
-            entity,
+        if key in self.listing(entity).carried_keys():
+            return
+        self.listing(entity).add(
             {
                 "uuid": uuid,
                 "sha": event.sha,
                 "environment": event.environment,
                 "timestamp": format_timestamp(event.timestamp),
                 "customData": {"status": state, "bridge": {"idempotencyKey": key}},
-            },
+            }
         )
 
     def keyless_match(
         self, entity: str, event: DeployEvent, window: timedelta
-    ) -> dict[str, Any] | None:
-        """A record without a key of the same sha and environment, near in time, not yet taken."""
-        if not event.sha:
-            return None
-        self.deploys(entity)
-        for deploy in self._keyless[entity].get((event.environment, _short(event.sha)), []):
-            uuid = str(deploy.get("uuid"))
-            if uuid in self._matched or not same_sha(str(deploy.get("sha")), event.sha):
-                continue
-            when = _moment(deploy.get("timestamp"))
-            if when is not None and abs(when - event.timestamp) <= window:
-                self._matched.add(uuid)
-                return deploy
-        return None
+    ) -> Mapping[str, Any] | None:
+        """The core's keyless match in the entity's listing."""
+        return self.listing(entity).keyless_match(event, window)
 
     def forget(self) -> None:
         """Drop what was read (between readers: memory stays flat over an organisation)."""
-        self._deploys.clear()
-        self._records.clear()
-        self._keyless.clear()
-        self._matched.clear()
-
-    def _keep(self, entity: str, deploy: dict[str, Any]) -> None:
-        self._deploys[entity].append(deploy)
-        key, sha = key_of(deploy), deploy.get("sha")
-        if key is not None:
-            self._records[entity][key].append(deploy)
-        elif isinstance(sha, str) and len(sha.strip()) >= 7:
-            self._keyless[entity][(deploy.get("environment"), _short(sha))].append(deploy)
+        self._listings.clear()
 
 
 class SyncHistory:
@@ -178,8 +146,16 @@ class SyncHistory:
         self.deploys = deploys
 
     def known(self, entity: str, key: str) -> Known | None:
-        """This deploy's record in the listing."""
-        return self.deploys.known(entity, key)
+        """Nothing of its own: the listing shows what any face made."""
+        return None
+
+    def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
+        """The entity's listing, read once per sync (again after an unclear try)."""
+        return self.deploys.listing(entity, fresh=fresh)
+
+    def shared(self, entity: str, environment: str | None) -> bool:
+        """No check per create: the sync checks each segment's records at once after it."""
+        return False
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The environment's earlier deploys from the listing."""
@@ -191,18 +167,6 @@ class SyncHistory:
 
     def forget(self, key: str) -> None:
         """Nothing to forget: a sync only creates."""
-
-
-def _short(sha: str) -> str:
-    """The part of a sha that an abbreviated one shares (git abbreviates to 7 at least)."""
-    return sha.strip().lower()[:7]
-
-
-def _moment(value: object) -> datetime | None:
-    try:
-        return parse_timestamp(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
