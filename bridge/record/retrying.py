@@ -17,7 +17,7 @@ from bridge.cortex import CortexClient, RetryPolicy
 from bridge.errors import CortexError, CortexRetryable
 from bridge.mapping import build_deploy_request, idempotency_key
 from bridge.model import DeployEvent, DeployType
-from bridge.record.core import LOOKUP_WINDOW, History, Policy, record_one, type_of
+from bridge.record.core import LOOKUP_WINDOW, Fence, History, Policy, record_one, type_of
 from bridge.record.listing import Known, Listing
 from bridge.rollback import PastDeploy, past_deploys
 
@@ -114,6 +114,7 @@ def record(
     on_retry: Callable[[CortexError, float], None] | None = None,
     history: History | None = None,
     rollback: bool = True,
+    fence: Fence | None = None,
 ) -> Outcome:
     """Record ``event`` for ``entity``, retrying what may pass; with ``dry_run`` only read.
 
@@ -142,6 +143,7 @@ def record(
                 rollback=rollback,
                 unclear=unclear,
                 dry_run=dry_run,
+                fence=fence,
             )
             deploy_type = done.type or type_of(event, entity, key, history, rollback=rollback)
             payload = done.payload or build_deploy_request(event, entity, deploy_type)

@@ -11,11 +11,12 @@ earlier deploy in the history; after each segment the resume point is saved.
 from __future__ import annotations
 
 import enum
+import uuid as uuidlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.config import Config, route
 from bridge.cortex import CortexClient
@@ -23,7 +24,7 @@ from bridge.errors import BridgeError, CortexError, UnsupportedEvent
 from bridge.mapping import idempotency_key
 from bridge.model import DeployEvent
 from bridge.record import retrying as recorder
-from bridge.record.core import LOOKUP_WINDOW, Action, Policy, decide, routed
+from bridge.record.core import LOOKUP_WINDOW, Action, Policy, decide, remove_doubles, routed
 from bridge.record.listing import Known, Listing
 from bridge.rollback import PastDeploy, past_deploys
 from bridge.store.sync_state import RUNNING
@@ -41,6 +42,7 @@ class Verdict(str, enum.Enum):
     PRESENT = "present"  # Cortex holds it under its idempotency key
     MATCHED = "matched"  # a record without key, same sha, environment and time: another tool's
     DOUBLED = "doubled"  # Cortex holds its key more than once
+    REPAIRED = "repaired"  # it did, and --repair deleted the newer records
     MISSING = "missing"  # not in Cortex: would be recorded (dry run)
     RECORDED = "recorded"
     SKIPPED = "skipped"  # not a deploy to record, and why
@@ -134,6 +136,10 @@ class EntityDeploys:
         """The core's keyless match in the entity's listing."""
         return self.listing(entity).keyless_match(event, window)
 
+    def entities(self) -> list[str]:
+        """The entities whose listing was read."""
+        return sorted(self._listings)
+
     def forget(self) -> None:
         """Drop what was read (between readers: memory stays flat over an organisation)."""
         self._listings.clear()
@@ -169,6 +175,16 @@ class SyncHistory:
         """Nothing to forget: a sync only creates."""
 
 
+class Lease(Protocol):
+    """The periodic reconcile's hold on its turn (bridge/sync/periodic.py)."""
+
+    def renew(self) -> None:
+        """Hold the turn on; raise BridgeError when another replica has it now."""
+
+    def check(self) -> None:
+        """Raise BridgeError unless the turn is still held (right before each Cortex write)."""
+
+
 @dataclass(frozen=True)
 class Options:
     """What a sync does beyond reading: the user's filters and whether it writes."""
@@ -178,6 +194,7 @@ class Options:
     limit: int | None = None  # stop after this many deploys found
     restart: bool = False  # ignore saved progress
     match_window: timedelta = LOOKUP_WINDOW
+    repair: bool = False  # delete the newer of records carrying one key (dry run: report)
 
 
 class Reconciler:
@@ -191,6 +208,8 @@ class Reconciler:
         store: Store | None,
         clock: Callable[[], datetime],
         options: Options = Options(),
+        lease: Lease | None = None,
+        owner: str | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -198,6 +217,9 @@ class Reconciler:
         self.store = store
         self.clock = clock
         self.options = options
+        self.lease = lease
+        # Who reserves each missing deploy in the store before recording it.
+        self.owner = owner or f"sync-{uuidlib.uuid4()}"
         self.tally = Tally()
 
     def sync(self, reader: Reader, window: Window) -> Iterator[Row]:
@@ -215,6 +237,7 @@ class Reconciler:
                     self._save(reader.name, found.resume)
             else:
                 yield from self._flush(reader.name, pending)
+                yield from self._repair_rest(reader.name)
                 self._finish(reader.name)
                 return
             yield from self._flush(reader.name, pending)
@@ -269,6 +292,8 @@ class Reconciler:
         key = idempotency_key(event, entity)
         uuids = self.cortex.uuids(entity, key)
         if len(uuids) > 1:
+            if self.options.repair:
+                return self._repair(entity, [key])[0]
             return Verdict.DOUBLED, f"{len(uuids)} records with its key: {', '.join(uuids)}"
         if uuids:
             return Verdict.PRESENT, uuids[0]
@@ -280,34 +305,94 @@ class Reconciler:
             return Verdict.MATCHED, f"{match.get('uuid')}: same sha, no key (made by another tool)"
         return Verdict.MISSING, "not in cortex"
 
+    # -- repairing --------------------------------------------------------------------------
+
+    def _repair(self, entity: str, keys: list[str] | None) -> list[tuple[Verdict, str]]:
+        """Delete the newer records of each doubled key (of ``keys``, or all the listing shows);
+        a dry run only says what it would delete. Only records with the bridge's key go."""
+        listing = self.cortex.listing(entity)
+        if self.options.dry_run:
+            return [
+                (Verdict.DOUBLED, f"would delete {', '.join(d.delete)}; {d.keep} stays")
+                for d in listing.doubles(keys)
+            ]
+        done = remove_doubles(listing, entity, self.client, keys=keys)
+        return [(Verdict.REPAIRED, f"deleted {', '.join(d.delete)}; {d.keep} stays") for d in done]
+
+    def _repair_rest(self, name: str) -> Iterator[Row]:
+        """With --repair, the doubles of every entity this reader listed, over its history."""
+        if not self.options.repair:
+            return
+        for entity in self.cortex.entities():
+            try:
+                found = self._repair(entity, None)
+            except CortexError as exc:
+                yield self._row(Row(name, Verdict.FAILED, str(exc), entity=entity))
+                continue
+            for verdict, detail in found:
+                yield self._row(Row(name, verdict, detail, entity=entity))
+
     # -- recording --------------------------------------------------------------------------
 
     def _flush(self, name: str, pending: list[tuple[DeployEvent, str]]) -> Iterator[Row]:
         """Record the segment's missing deploys, oldest first."""
         pending.sort(key=lambda item: item[0].timestamp)
+        made: dict[str, list[str]] = defaultdict(list)
         for event, entity in pending:
-            yield self._row(self._record(name, event, entity))
+            row = self._record(name, event, entity)
+            if row.verdict is Verdict.RECORDED:
+                made[entity].append(idempotency_key(event, entity))
+            yield self._row(row)
         pending.clear()
+        # Another face (the relay, from a webhook late by as long as this segment took) may
+        # have recorded one of these meanwhile: each entity read again once, the newer goes.
+        for entity, keys in made.items():
+            try:
+                remove_doubles(
+                    self.cortex.listing(entity, fresh=True), entity, self.client, keys=keys
+                )
+            except CortexError as exc:
+                yield self._row(
+                    Row(name, Verdict.FAILED, f"checking for doubles: {exc}", entity=entity)
+                )
 
     def _record(self, name: str, event: DeployEvent, entity: str) -> Row:
-        # Recorded as the Action records (its retry loop), with the listing already read as
-        # the history.
-        outcome = recorder.record(
-            self.client,
-            event,
-            entity,
-            history=SyncHistory(self.cortex),
-            rollback=self.config.rollback.detect,
-        )
+        # Recorded through the core's retry loop, with the listing already read as the
+        # history; the key reserved in the store first, so that two replicas' reconciles never
+        # both record it; each write fenced by the reconcile's lease, when there is one.
+        key = idempotency_key(event, entity)
+        if self.store is not None:
+            seconds = self.config.sync.interval_minutes * 60
+            if not self.store.sync.reserve(
+                key, owner=self.owner, now=self.clock(), seconds=seconds
+            ):
+                return _row(name, event, Verdict.PRESENT, "recorded by another sync", entity)
+        try:
+            outcome = recorder.record(
+                self.client,
+                event,
+                entity,
+                history=SyncHistory(self.cortex),
+                rollback=self.config.rollback.detect,
+                fence=self.lease.check if self.lease is not None else None,
+            )
+        except BridgeError:  # the lease lost: nothing written
+            self._release(key)
+            raise
+        if outcome.error is not None or outcome.existing:
+            self._release(key)
         if outcome.error is not None:
             return _row(name, event, Verdict.FAILED, str(outcome.error), entity)
         uuid = outcome.uuid or ""
         if outcome.existing:
             return _row(name, event, Verdict.PRESENT, uuid, entity)
         if self.store is not None:
-            key = idempotency_key(event, entity)
             self.store.sync.mark_recorded(key, reader=name, uuid=uuid, now=self.clock())
         return _row(name, event, Verdict.RECORDED, f"{uuid} ({outcome.type.value})", entity)
+
+    def _release(self, key: str) -> None:
+        if self.store is not None:
+            self.store.sync.release(key, owner=self.owner)
 
     def _row(self, row: Row) -> Row:
         self.tally.add(row)
@@ -333,6 +418,8 @@ class Reconciler:
         return window, None
 
     def _save(self, name: str, resume: str) -> None:
+        if self.lease is not None:
+            self.lease.renew()  # a page read: the lease runs on from here
         if self.store is not None and not self.options.dry_run:
             self.store.sync.save_resume(name, resume, now=self.clock())
 
