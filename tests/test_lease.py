@@ -278,7 +278,7 @@ def test_a_token_cortex_echoes_is_never_stored_or_shown(
     id = enqueue(store, 1, now=clock())
     worker, client = hand_worker(store, cortex, "worker-a", clock)
     echoed = {"type": "BAD_REQUEST", "message": f"upstream said: Authorization: Bearer {TOKEN}"}
-    cortex.inject(Fault("status", status=400, body=echoed))
+    cortex.inject(Fault("status", status=400, body=echoed, method="POST"))
     try:
         (claimed,) = store.claim(owner="worker-a", now=clock(), lease_seconds=LEASE)
         assert worker.handle(claimed) == "dead"
