@@ -84,8 +84,8 @@ class Lease:
         raise LeaseLost(f"delivery {self.delivery.id}: the lease cannot be renewed in time")
 
 
-# How long a search of Cortex for an entity and environment serves the deploys that follow it
-# (a backlog's): a record another face makes meanwhile is found by the check after a create
+# How long a search of Cortex for an entity and environment serves the deploys of a backlog
+# that follow it: a record another face makes meanwhile is found by the check after a create
 # where faces are known to share the entity, else by the next search's removal of doubles.
 LISTING_SECONDS = 2.0
 
@@ -108,8 +108,9 @@ class StoreHistory:
     :class:`Deliverer`): an entity's result and its record are kept together or not at all.
 
     A deploy whose record the relay did not make itself is looked for in Cortex before one is
-    created (``seen``): one search per entity and environment, kept for LISTING_SECONDS and
-    for deploys within LOOKUP_WINDOW of the first, serves a backlog's many deploys. An entity
+    created (``seen``): one search per entity and environment serves the batch of deliveries
+    claimed together, and through a backlog (full batches, one after the other) the batches
+    that follow within LISTING_SECONDS, for deploys within LOOKUP_WINDOW of the first. An entity
     and environment where that search showed records another face made (the Action, ``send``,
     ``sync``) is ``shared``: there, the core checks after each create.
 
@@ -139,6 +140,12 @@ class StoreHistory:
     def start(self) -> None:
         """A new entity: forget what was read for the last one."""
         self._looked.clear()
+
+    def new_batch(self, *, backlog: bool) -> None:
+        """A new batch of claimed deliveries: Cortex's answers serve on only through a backlog
+        (the last batch was full), never from one deploy to the next one alone."""
+        if not backlog:
+            self._seen.clear()
 
     def take(self) -> list[RecordWrite]:
         """The writes not yet stored, handed over to be stored with the progress."""
@@ -245,6 +252,10 @@ class Deliverer:
         self.config = config
         self.history = StoreHistory(store, client, clock=clock)
         self.policy = Policy.of(config.record)
+
+    def new_batch(self, *, backlog: bool) -> None:
+        """Deliveries claimed together follow (``backlog``: after a full batch)."""
+        self.history.new_batch(backlog=backlog)
 
     def deliver(
         self, payload: Mapping[str, Any], results: Mapping[str, Any], *, lease: Lease

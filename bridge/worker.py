@@ -162,6 +162,7 @@ class Worker:
         self.idle_poll = idle_poll
         self.on_settled = on_settled
         self.budget = budget
+        self._full = False  # the last claim took a whole batch: a backlog is being worked
 
     def run_once(self) -> int:
         """Claim what is due and deliver it; the number of events handled."""
@@ -171,6 +172,8 @@ class Worker:
             lease_seconds=self.settings.lease_seconds,
             limit=self.batch,
         )
+        self.deliverer.new_batch(backlog=self._full)
+        self._full = len(claimed) >= self.batch
         for delivery in claimed:
             self.handle(delivery)
         return len(claimed)
