@@ -41,6 +41,15 @@ class MalformedEvent(BridgeError):
     """A webhook body that names an event but lacks what that event must carry."""
 
 
+class InvalidDeploy(MalformedEvent):
+    """A deploy the bridge cannot record as it is: ``field`` names the value at fault
+    (``environment``, ``title``, ``entity``, ...), each face spelling it its own way."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class UnsupportedEvent(BridgeError):
     """An event the bridge does not record; ``reason`` says why (it is answered "ignored")."""
 

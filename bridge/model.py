@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from bridge.errors import MalformedEvent
+from bridge.errors import InvalidDeploy
 
 # Names: repository, environment, deployer name and email, entity tag, the source's deploy id.
 MAX_NAME = 255
@@ -201,14 +201,72 @@ def _plain(text: str) -> str:
     return _CONTROL_RUN.sub(" ", text).strip()
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A deploy as the bridge records it, and what was shortened or mended on the way
+    (``(field, what was done)`` pairs, for the face to tell its user)."""
+
+    event: DeployEvent
+    notes: tuple[tuple[str, str], ...] = ()
+
+
+def check_deploy(
+    event: DeployEvent, entities: Sequence[str] = (), *, max_entities: int | None = None
+) -> Checked:
+    """THE validation of a deploy, called by every face before it records or stores one.
+
+    The bounds and character rules of docs/limits.md: the event's fields (:func:`bounded`),
+    each entity tag (:func:`entity_problem`), at most ``max_entities`` of them, and each
+    entity's idempotency key within MAX_KEY_BYTES. Raises InvalidDeploy naming the field.
+    """
+    if max_entities is not None and len(entities) > max_entities:
+        raise InvalidDeploy(
+            "entity",
+            f"the event names {len(entities)} entities, more than "
+            f"server.max_entities_per_event ({max_entities})",
+        )
+    for tag in entities:
+        problem = entity_problem(tag)
+        if problem is not None:
+            raise InvalidDeploy("entity", f"entity {_shown(tag)} {problem}")
+    fixed = bounded(event)
+    from bridge.mapping import idempotency_key  # it imports this module
+
+    for tag in entities:
+        size = len(idempotency_key(fixed, tag).encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            raise InvalidDeploy(
+                "entity",
+                f"the deploy's key (repository, environment, deploy id and entity "
+                f"{_shown(tag)}) is {size} bytes in UTF-8; at most {MAX_KEY_BYTES}",
+            )
+    notes = []
+    title = _plain(event.title)
+    if len(title) > MAX_TITLE:
+        notes.append(
+            (
+                "title",
+                f"the title is {len(title)} characters long; recorded as its first {MAX_TITLE}",
+            )
+        )
+    return Checked(fixed, tuple(notes))
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    """``value`` for a message: repr'd, cut so that garbage cannot bloat the message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def bounded(event: DeployEvent) -> DeployEvent:
-    """The event as the bridge stores it, or a MalformedEvent naming the field that cannot be.
+    """The event as the bridge stores it, or an InvalidDeploy naming the field that cannot be.
 
     Fields that reach a key or a URL (repository, environment, deploy id, sha, url, delivery
     id) are refused when they hold a control character; names are refused past MAX_NAME
     characters and a URL past MAX_URL. Free text is mended instead: control characters in the
-    title and the deployer become spaces and the title is cut to MAX_TITLE. Last, the whole
-    event must fit in MAX_EVENT_BYTES of JSON; the error names its largest field.
+    title and the deployer become spaces and the title is cut to MAX_TITLE (check_deploy
+    says so). Last, the whole event must fit in MAX_EVENT_BYTES of JSON; the error names its
+    largest field.
     """
     title = _plain(event.title)[:MAX_TITLE]
     name = _plain(event.deployer_name) if event.deployer_name else None
@@ -227,10 +285,10 @@ def bounded(event: DeployEvent) -> DeployEvent:
         if value is None:
             continue
         if has_control(value):
-            raise MalformedEvent(f"the event's {label} holds a control character")
+            raise InvalidDeploy(label, f"the event's {label} holds a control character")
         if len(value) > limit:
-            raise MalformedEvent(
-                f"the event's {label} is {len(value)} characters long; at most {limit}"
+            raise InvalidDeploy(
+                label, f"the event's {label} is {len(value)} characters long; at most {limit}"
             )
     fixed = dataclasses.replace(
         event, title=title, deployer_name=name or None, deployer_email=email or None
@@ -246,6 +304,7 @@ def _check_size(data: Mapping[str, Any]) -> None:
     parts = {key: value for key, value in data.items() if key != "details"}
     parts.update({f"details.{key}": value for key, value in data["details"].items()})
     largest = max(parts, key=lambda key: len(orjson.dumps(parts[key])))
-    raise MalformedEvent(
-        f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: its {largest} is too long"
+    raise InvalidDeploy(
+        largest,
+        f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: its {largest} is too long",
     )

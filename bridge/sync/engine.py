@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.config import Config, route
 from bridge.cortex import CortexClient
-from bridge.errors import BridgeError, CortexError, UnsupportedEvent
+from bridge.errors import BridgeError, CortexError, InvalidDeploy, UnsupportedEvent
 from bridge.mapping import idempotency_key
-from bridge.model import DeployEvent
+from bridge.model import DeployEvent, check_deploy
 from bridge.record import retrying as recorder
 from bridge.record.core import LOOKUP_WINDOW, Action, Policy, decide, remove_doubles, routed
 from bridge.record.listing import Known, Listing
@@ -221,6 +221,7 @@ class Reconciler:
         # Who reserves each missing deploy in the store before recording it.
         self.owner = owner or f"sync-{uuidlib.uuid4()}"
         self.tally = Tally()
+        self._notes: dict[str, str] = {}  # by key: what the validation shortened
 
     def sync(self, reader: Reader, window: Window) -> Iterator[Row]:
         """Every row of one reader's window, recording as it goes (unless a dry run)."""
@@ -268,11 +269,20 @@ class Reconciler:
         try:
             if decision.action is Action.SKIP:
                 raise UnsupportedEvent(decision.reason)
+            # The model's one validation, as a webhook gets it: what an SCM or an http
+            # source answered is checked like any payload, and skipped with its reason.
+            limit = self.config.server.max_entities_per_event
+            event = check_deploy(event, event.entities, max_entities=limit).event
             where = route(self.config, event)
+            checked = check_deploy(routed(event, where), where.entities, max_entities=limit)
         except UnsupportedEvent as exc:
             yield self._row(_row(name, event, Verdict.SKIPPED, exc.reason))
             return
-        event = routed(event, where)
+        except InvalidDeploy as exc:
+            yield self._row(_row(name, event, Verdict.SKIPPED, str(exc)))
+            return
+        event = checked.event
+        shortened = "; ".join(f"{field}: {text}" for field, text in checked.notes)
         if self.options.environment is not None and event.environment != self.options.environment:
             reason = f"environment {event.environment!r} is not --environment"
             yield self._row(_row(name, event, Verdict.SKIPPED, reason))
@@ -285,6 +295,8 @@ class Reconciler:
                 continue
             if verdict is Verdict.MISSING and not self.options.dry_run:
                 pending.append((event, entity))
+                if shortened:  # told in the row that records it
+                    self._notes[idempotency_key(event, entity)] = shortened
                 continue
             yield self._row(_row(name, event, verdict, detail, entity))
 
@@ -388,7 +400,10 @@ class Reconciler:
             return _row(name, event, Verdict.PRESENT, uuid, entity)
         if self.store is not None:
             self.store.sync.mark_recorded(key, reader=name, uuid=uuid, now=self.clock())
-        return _row(name, event, Verdict.RECORDED, f"{uuid} ({outcome.type.value})", entity)
+        detail = f"{uuid} ({outcome.type.value})"
+        if key in self._notes:
+            detail += f"; {self._notes.pop(key)}"
+        return _row(name, event, Verdict.RECORDED, detail, entity)
 
     def _release(self, key: str) -> None:
         if self.store is not None:
