@@ -12,20 +12,24 @@ before it makes another. What to do for each entity is the core's decision
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bridge.config import Config
 from bridge.cortex import CortexClient
+from bridge.cortex.client import PAGE_SIZE
 from bridge.errors import BridgeError, CortexError, CortexRejected
 from bridge.model import DeployEvent, Status
-from bridge.record.core import LOOKUP_WINDOW, Done, Policy, from_payload, record_one
+from bridge.record.core import LOOKUP_WINDOW, Done, Policy, from_payload, record_one, remove_doubles
 from bridge.record.listing import Known, Listing
 from bridge.rollback import PastDeploy, past_deploys
 from bridge.store import Delivery, Lookup, RecordWrite, Store
+
+log = logging.getLogger("bridge.worker")
 
 
 class LeaseLost(BridgeError):
@@ -86,8 +90,11 @@ class Lease:
 
 # How long a search of Cortex for an entity and environment serves the deploys of a backlog
 # that follow it: a record another face makes meanwhile is found by the check after a create
-# where faces are known to share the entity, else by the next search's removal of doubles.
-LISTING_SECONDS = 2.0
+# where faces are known to share the entity, else by the next search's removal of doubles or
+# the sweep when the backlog ends.
+LISTING_SECONDS = 30.0
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+DAY = timedelta(days=1)
 
 # What the outbox keeps for an entity whose write was sent but not answered yet: the next
 # attempt (this worker's, or another's after a takeover) looks for the record first.
@@ -133,19 +140,43 @@ class StoreHistory:
         self.monotonic = monotonic
         self.pending: list[RecordWrite] = []
         self._looked: dict[str, Lookup] = {}  # by key: what was read for the entity in hand
-        # By (entity, environment): the last search, the event time it was centred on, when.
-        self._seen: dict[tuple[str, str | None], tuple[Listing, datetime, float]] = {}
+        # By (entity, environment): the last search, the earliest event time it serves, when.
+        self._seen: dict[tuple[str, str | None], tuple[Listing, datetime, float, int]] = {}
+        self._delivery = 0  # counts deliveries: a search kept from an earlier one is reused
         self._shared: set[tuple[str, str | None]] = set()
+        self._reused: set[tuple[str, str | None]] = set()  # a search served later deploys
+        self._dirty: set[tuple[str, str | None]] = set()  # ... and records were made on it
 
     def start(self) -> None:
         """A new entity: forget what was read for the last one."""
         self._looked.clear()
 
-    def new_batch(self, *, backlog: bool) -> None:
-        """A new batch of claimed deliveries: Cortex's answers serve on only through a backlog
-        (the last batch was full), never from one deploy to the next one alone."""
-        if not backlog:
-            self._seen.clear()
+    def batch_done(self, *, backlog: bool) -> None:
+        """A batch of claimed deliveries is done: Cortex's answers serve the next batch only
+        through a backlog (this batch was full), never one deploy alone the next one. When
+        they stop serving, each entity+environment where a search served later deploys and
+        records were made on it is read once more, and a double another face made meanwhile
+        is removed (the sweep)."""
+        if backlog:
+            return
+        dirty, self._dirty = self._dirty, set()
+        kept, self._seen = self._seen, {}
+        self._reused.clear()
+        for pair in sorted(dirty, key=str):
+            entity, environment = pair
+            if pair not in kept:
+                continue
+            since = kept[pair][1]
+            try:
+                listing = self._search(entity, environment, max(since, self.clock() - DAY))
+                remove_doubles(listing, entity, self.cortex)
+            except CortexError as exc:  # the next search of the pair removes them instead
+                log.warning("sweep for doubles failed", extra={"entity": entity, "error": str(exc)})
+
+    def begin(self) -> None:
+        """A new delivery."""
+        self._delivery += 1
+        self.pending.clear()
 
     def take(self) -> list[RecordWrite]:
         """The writes not yet stored, handed over to be stored with the progress."""
@@ -160,28 +191,35 @@ class StoreHistory:
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
         """Cortex's records of the entity and environment around the event: the last search
-        when it is recent and centred near enough, else a new one."""
+        when it is recent and covers the event, else a new one."""
         pair = (entity, event.environment)
         kept = self._seen.get(pair)
         if kept is not None and not fresh:
-            listing, centre, at = kept
-            near = abs(event.timestamp - centre) <= LOOKUP_WINDOW
-            if near and self.monotonic() - at <= LISTING_SECONDS:
+            listing, since, at, read_for = kept
+            covered = since <= event.timestamp <= self.clock() + LOOKUP_WINDOW
+            if covered and self.monotonic() - at <= LISTING_SECONDS:
+                if read_for != self._delivery:
+                    self._reused.add(pair)
                 return listing
-        centre, at = event.timestamp, self.monotonic()
-        listing = Listing(
-            self.cortex.search_deploys(
-                entity,
-                environment=event.environment,
-                after=centre - 2 * LOOKUP_WINDOW,
-                before=centre + 2 * LOOKUP_WINDOW,
-            )
-        )
-        self._seen[pair] = (listing, centre, at)
+        listing = self._search(entity, event.environment, event.timestamp)
+        since = event.timestamp - LOOKUP_WINDOW
+        self._seen[pair] = (listing, since, self.monotonic(), self._delivery)
         carried = listing.carried_keys()
         if carried and carried - self.store.records.made(carried):
             self._shared.add(pair)
         return listing
+
+    def _search(self, entity: str, environment: str | None, since: datetime) -> Listing:
+        """One search: the pair's records from LOOKUP_WINDOW before ``since`` to just after
+        now, so that it covers the later deploys of a backlog too."""
+        return Listing(
+            self.cortex.search_deploys(
+                entity,
+                environment=environment,
+                after=since - 2 * LOOKUP_WINDOW,
+                before=max(since, self.clock()) + 2 * LOOKUP_WINDOW,
+            )
+        )
 
     def shared(self, entity: str, environment: str | None) -> bool:
         """True once Cortex showed records another face made for this entity+environment."""
@@ -206,6 +244,10 @@ class StoreHistory:
         made = [(k, listing.known(k)) for k in sorted(listing.carried_keys())]
         if made:
             self._shared.add((entity, environment))
+        if len(deploys) < PAGE_SIZE:
+            # All the entity's deploys: they serve as the first look in Cortex too.
+            here = Listing(d for d in deploys if d.get("environment") == environment)
+            self._seen[(entity, environment)] = (here, EPOCH, self.monotonic(), self._delivery)
         self.store.records.seed_history(
             entity=entity,
             environment=environment,
@@ -221,11 +263,14 @@ class StoreHistory:
         if state == Status.SUCCEEDED.value and event.sha:
             deployed = (event.environment, PastDeploy(event.sha, event.timestamp))
         self.pending.append(RecordWrite(key, entity, uuid, state, deployed))
-        kept = self._seen.get((entity, event.environment))
+        pair = (entity, event.environment)
+        kept = self._seen.get(pair)
         if kept is not None and key not in kept[0].carried_keys():
             kept[0].add(
                 {"uuid": uuid, "customData": {"status": state, "bridge": {"idempotencyKey": key}}}
             )
+            if pair in self._reused:  # made on a search read for earlier deploys: sweep it
+                self._dirty.add(pair)
 
     def forget(self, key: str) -> None:
         """The record was deleted in Cortex."""
@@ -253,9 +298,9 @@ class Deliverer:
         self.history = StoreHistory(store, client, clock=clock)
         self.policy = Policy.of(config.record)
 
-    def new_batch(self, *, backlog: bool) -> None:
-        """Deliveries claimed together follow (``backlog``: after a full batch)."""
-        self.history.new_batch(backlog=backlog)
+    def batch_done(self, *, backlog: bool) -> None:
+        """The deliveries claimed together are done (``backlog``: the batch was full)."""
+        self.history.batch_done(backlog=backlog)
 
     def deliver(
         self, payload: Mapping[str, Any], results: Mapping[str, Any], *, lease: Lease
@@ -269,7 +314,7 @@ class Deliverer:
         """
         event, entities = from_payload(payload)
         attempt = Attempt(results=dict(results))
-        self.history.take()  # nothing is carried over from another delivery
+        self.history.begin()  # nothing is carried over from another delivery
         for n, entity in enumerate(entities, start=1):
             before = attempt.results.get(entity)
             if finished(before):

@@ -162,7 +162,6 @@ class Worker:
         self.idle_poll = idle_poll
         self.on_settled = on_settled
         self.budget = budget
-        self._full = False  # the last claim took a whole batch: a backlog is being worked
 
     def run_once(self) -> int:
         """Claim what is due and deliver it; the number of events handled."""
@@ -172,10 +171,9 @@ class Worker:
             lease_seconds=self.settings.lease_seconds,
             limit=self.batch,
         )
-        self.deliverer.new_batch(backlog=self._full)
-        self._full = len(claimed) >= self.batch
         for delivery in claimed:
             self.handle(delivery)
+        self.deliverer.batch_done(backlog=len(claimed) >= self.batch)
         return len(claimed)
 
     def handle(self, delivery: Delivery) -> str:

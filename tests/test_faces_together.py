@@ -77,7 +77,7 @@ def deploy(n: int, *, attempt: int = 1) -> dict[str, Any]:
     doc["workflow_run"]["id"] += n
     doc["workflow_run"]["run_attempt"] = attempt
     doc["deployment_status"]["id"] += 10 * n + attempt
-    stamp = NOW - timedelta(hours=1) + timedelta(minutes=10 * n + attempt)
+    stamp = NOW - timedelta(hours=3) + timedelta(minutes=10 * n + attempt)
     doc["deployment_status"]["updated_at"] = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
     return doc
 
@@ -248,3 +248,24 @@ def test_two_faces_at_once_against_a_slow_cortex(db_url: str) -> None:
         assert len(slow.requests_to("POST")) == 2
         assert len(slow.requests_to("DELETE")) == 1
         assert slow.violations == []
+
+
+def test_a_backlog_sweeps_the_doubles_its_shared_search_let_through(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # A backlog shares one search among its batches: a record the Action makes meanwhile is
+    # not in it, so the relay records that deploy too; the sweep when the backlog ends reads
+    # Cortex again and deletes the newer of the two.
+    relay = Relay(db_url, cortex, {})
+    try:
+        docs = [deploy(n) for n in range(1, 13)]
+        for doc in docs:
+            assert github_post(relay.http, "deployment_status", doc).status_code == 202
+        assert relay.worker.run_once() == 10  # a full batch: a backlog
+        action(docs[11], cortex)
+        assert relay.worker.run_once() == 2  # the search of the first batch served these
+        relay.drain()
+    finally:
+        relay.close()
+    assert len(cortex.requests_to("DELETE")) == 1
+    one_each(cortex, 12)
