@@ -45,7 +45,7 @@ from bridge.record.core import to_payload  # noqa: E402
 from bridge.store import Store  # noqa: E402
 from bridge.worker import Worker  # noqa: E402
 
-TOKEN = "bench-token"  # noqa: S105 (the stand-in's)
+TOKEN = "bench-token"  # the stand-in's
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 SECTION = "## Faces converge: Cortex requests per deploy (issue 15)"
 
