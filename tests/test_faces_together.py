@@ -269,3 +269,41 @@ def test_a_backlog_sweeps_the_doubles_its_shared_search_let_through(
         relay.close()
     assert len(cortex.requests_to("DELETE")) == 1
     one_each(cortex, 12)
+
+
+def test_sync_repair_deletes_the_newer_and_never_a_record_without_the_key(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    relay = Relay(db_url, cortex, {})
+    docs = [deploy(1), deploy(2)]
+    try:
+        for doc in docs:
+            webhook(relay, doc)
+    finally:
+        relay.close()
+    kept = {d["uuid"] for d in cortex.all_deploys()}
+    with CortexClient(cortex.url, TOKEN) as client:
+        first = cortex.all_deploys()[0]
+        body = {k: v for k, v in first.items() if k not in ("uuid", "entity")}
+        custom = dict(body["customData"])
+        custom["bridge"] = {**custom["bridge"], "recordedAt": "2099-01-01T00:00:00Z"}
+        newer = client.create_deploy(first["entity"], {**body, "customData": custom})["uuid"]
+        other = {**body, "customData": {"status": "succeeded"}}  # another tool's: no key
+        client.create_deploy(first["entity"], other)
+        client.create_deploy(first["entity"], other)
+        config = parse_config({"cortex": {"url": cortex.url}})
+
+        def repair(*, dry_run: bool) -> list[Any]:
+            options = Options(repair=True, dry_run=dry_run)
+            engine = Reconciler(config, client, store=None, clock=lambda: NOW, options=options)
+            return list(engine.sync(Hooks(docs), Window(NOW - timedelta(days=1), NOW)))
+
+        looked = repair(dry_run=True)
+        assert [r.verdict for r in looked if r.verdict is Verdict.DOUBLED] == [Verdict.DOUBLED]
+        assert len(cortex.all_deploys()) == 5  # a dry run deletes nothing
+        done = repair(dry_run=False)
+    repaired = [r for r in done if r.verdict is Verdict.REPAIRED]
+    assert len(repaired) == 1 and newer in repaired[0].detail
+    left = cortex.all_deploys()
+    assert {d["uuid"] for d in left if key_of(d)} == kept  # the oldest of each key stays
+    assert len([d for d in left if key_of(d) is None]) == 2  # another tool's, both untouched

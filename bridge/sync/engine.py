@@ -222,6 +222,7 @@ class Reconciler:
         self.owner = owner or f"sync-{uuidlib.uuid4()}"
         self.tally = Tally()
         self._notes: dict[str, str] = {}  # by key: what the validation shortened
+        self._reported: set[tuple[str, str]] = set()  # (entity, key) doubles already shown
 
     def sync(self, reader: Reader, window: Window) -> Iterator[Row]:
         """Every row of one reader's window, recording as it goes (unless a dry run)."""
@@ -323,12 +324,14 @@ class Reconciler:
         """Delete the newer records of each doubled key (of ``keys``, or all the listing shows);
         a dry run only says what it would delete. Only records with the bridge's key go."""
         listing = self.cortex.listing(entity)
+        doubles = [d for d in listing.doubles(keys) if (entity, d.key) not in self._reported]
+        self._reported.update((entity, d.key) for d in doubles)
         if self.options.dry_run:
             return [
                 (Verdict.DOUBLED, f"would delete {', '.join(d.delete)}; {d.keep} stays")
-                for d in listing.doubles(keys)
+                for d in doubles
             ]
-        done = remove_doubles(listing, entity, self.client, keys=keys)
+        done = remove_doubles(listing, entity, self.client, keys=[d.key for d in doubles])
         return [(Verdict.REPAIRED, f"deleted {', '.join(d.delete)}; {d.keep} stays") for d in done]
 
     def _repair_rest(self, name: str) -> Iterator[Row]:
