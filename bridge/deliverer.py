@@ -22,7 +22,7 @@ from typing import Any
 from bridge.config import Config
 from bridge.cortex import CortexClient
 from bridge.cortex.client import PAGE_SIZE
-from bridge.errors import BridgeError, CortexError, CortexRejected
+from bridge.errors import BridgeError, CortexError, CortexRejected, CortexUnauthorized
 from bridge.model import DeployEvent, Status
 from bridge.record.core import LOOKUP_WINDOW, Done, Policy, from_payload, record_one, remove_doubles
 from bridge.record.listing import Known, Listing
@@ -234,9 +234,9 @@ class StoreHistory:
             return looked.history
         try:
             deploys = list(self.cortex.iter_deploys(entity, max_pages=1))
-        except CortexRejected as exc:
-            if exc.status in (401, 403):
-                raise  # the token: kept for later, like any request it refuses
+        except CortexUnauthorized:
+            raise  # the token: kept for later, like any request it refuses
+        except CortexRejected:
             return []  # the create that follows says what is wrong with the entity
         found = past_deploys(deploys, environment, skip_key=key)
         keyed = [(f"cortex:{past.sha}:{past.timestamp.isoformat()}", past) for past in found]

@@ -103,3 +103,8 @@ class CortexRetryable(CortexError):
 
 class CortexRejected(CortexError):
     """Cortex refused the request (4xx other than 429): retrying would not help."""
+
+
+class CortexUnauthorized(CortexRejected):
+    """Cortex refused the API token (401, 403): the operator must fix it; what was refused
+    is kept and tried again then (bridge.cortex.answers decides this, once)."""

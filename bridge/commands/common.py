@@ -91,7 +91,7 @@ def check_cortex_token(config: Config, environ: Mapping[str, str], *, skip: bool
     cannot be reached, or answers anything else, is logged as a warning, since deliveries
     wait in the outbox until it is back. ``skip`` (``--skip-token-check``) asks nothing.
     """
-    from bridge.errors import CortexError, CortexRejected
+    from bridge.errors import CortexError, CortexUnauthorized
     from bridge.redact import redact
 
     log = logging.getLogger("bridge.startup")
@@ -104,7 +104,7 @@ def check_cortex_token(config: Config, environ: Mapping[str, str], *, skip: bool
             client.check_access()
         except CortexError as exc:
             said = " ".join(redact(str(exc), secrets).split())
-            if isinstance(exc, CortexRejected) and exc.status in (401, 403):
+            if isinstance(exc, CortexUnauthorized):
                 return (
                     f"CORTEX_API_TOKEN is refused by Cortex at {client.base_url}: {said} "
                     "(set a valid token, or pass --skip-token-check to start anyway)"

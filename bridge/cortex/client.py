@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 from bridge import __version__
 from bridge.cortex import answers
 from bridge.cortex.transport import HttpTransport, Response, TransportError
-from bridge.errors import CortexRejected, CortexRetryable
+from bridge.errors import CortexRejected, CortexRetryable, CortexUnauthorized
 from bridge.mapping import key_of
 from bridge.times import format_timestamp, parse_timestamp
 
@@ -153,9 +153,9 @@ class CortexClient:
             params["environments"] = environment
         try:
             found = list(self._paged("/api/v1/deploys/search", params, entity=entity))
-        except CortexRejected as exc:
-            if exc.status in (401, 403):
-                raise
+        except CortexUnauthorized:
+            raise
+        except CortexRejected:
             # The search unavailable (an older Cortex): the entity's own listing instead.
             found = [d for d in self.iter_deploys(entity) if _within(d, after, before)]
         for deploy in found:
@@ -178,9 +178,10 @@ class CortexClient:
         if near is not None:
             try:
                 return self._search_near(entity, key, near, window)
-            except CortexRejected as exc:
-                if exc.status in (401, 403):
-                    raise
+            except CortexUnauthorized:
+                raise
+            except CortexRejected:
+                pass
         for deploy in self.iter_deploys(entity):
             if key_of(deploy) == key:
                 return deploy
