@@ -8,6 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# The one registry of the secrets' names: every face, check, log filter and message takes
+# them from here.
+VARIABLE = {
+    "cortex": "CORTEX_API_TOKEN",
+    "github-webhook": "GITHUB_WEBHOOK_SECRET",
+    "gitlab-webhook": "GITLAB_WEBHOOK_TOKEN",
+    "admin": "BRIDGE_ADMIN_TOKEN",
+    "github-api": "GITHUB_TOKEN",  # sync's and the reconcile's SCM readers
+    "gitlab-api": "GITLAB_API_TOKEN",
+}
+# The webhook secret each source's receiver checks.
+WEBHOOK_SECRETS = {"github": VARIABLE["github-webhook"], "gitlab": VARIABLE["gitlab-webhook"]}
+# What the server reads, in the order check-config reports them (the webhooks' first).
+SERVER_SECRETS = tuple(VARIABLE[k] for k in ("github-webhook", "gitlab-webhook", "cortex", "admin"))
+# Every secret a server process may hold (kept out of logs and errors).
+ALL_SECRETS = (*SERVER_SECRETS, VARIABLE["github-api"], VARIABLE["gitlab-api"])
+
 
 def secret_from(environ: Mapping[str, str], name: str) -> str:
     """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""

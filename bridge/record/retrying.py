@@ -124,7 +124,8 @@ def record(
     history is read instead of the entity's listing (a sync's listing, already read);
     ``rollback``: False records type auto as DEPLOY (the config's ``rollback.detect``).
     """
-    if client is None:  # a dry run with no token: nothing to read
+    if client is None or (dry_run and event.type is not None):
+        # A dry run with no token, or with the type given: nothing to read.
         deploy_type = event.type or DeployType.DEPLOY
         return Outcome(entity, deploy_type, build_deploy_request(event, entity, deploy_type))
     policy = retry or RetryPolicy()
