@@ -6,8 +6,8 @@ the outbox (SQLite), claimed by the relay's worker and recorded in the stand-in 
 loopback. Every Python function whose code lives under ``bridge/`` (the stand-in's own
 ``bridge/fakecortex`` left out) that runs in this thread is counted once, by
 ``sys.setprofile`` (a comprehension counts as part of its function). A first event warms
-what is built once (the config, caches, the entity's history); the second is counted. Goal (issue 15): at most 60 functions in
-at most 15 modules. Run:
+what is built once (the config, caches, the entity's history); the second is counted. Goal
+(issue 15): at most 60 functions in at most 15 modules. Run:
 
     python benchmarks/call_path.py            # prints Markdown, writes it into RESULTS.md
     python benchmarks/call_path.py --list     # every function, by module
