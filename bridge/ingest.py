@@ -104,9 +104,11 @@ def ingest(
         event = parse_event(source, event_name, payload, delivery_id=delivery_id, screen=screen)
         limit = config.server.max_entities_per_event
         # The model's one validation: of what the payload named, then of what it is routed to.
-        event = check_deploy(event, event.entities, max_entities=limit).event
+        named = check_deploy(event, event.entities, max_entities=limit)
+        event = named.event
         where = route(config, event)
         checked = check_deploy(routed(event, where), where.entities, max_entities=limit)
+        notes = named.notes + checked.notes
     except UnsupportedEvent as exc:
         return ignored(exc.reason)
     except MalformedEvent as exc:
@@ -125,6 +127,6 @@ def ingest(
     if not created:
         return Answer(200, {"status": "duplicate", "id": delivery_id_})
     answer: dict[str, Any] = {"id": delivery_id_, "status": "queued"}
-    if checked.notes:  # nothing shortened without a word
-        answer["notes"] = [f"{field}: {text}" for field, text in checked.notes]
+    if notes:  # nothing shortened without a word
+        answer["notes"] = [f"{field}: {text}" for field, text in notes]
     return Answer(202, answer, queued=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,8 @@ from bridge.model import (
 from bridge.store import Store
 from bridge.sync.engine import Options, Reconciler, Verdict
 from bridge.sync.reader import Found, Window
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, load_sample
+from tests.receiver_kit import client_for, github_post, make_runtime
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 
@@ -152,3 +154,17 @@ def test_sync_skips_what_the_model_refuses_and_records_the_rest_of_the_page(
         Verdict.RECORDED
     ] * 2
     assert len(cortex.all_deploys()) == 2
+
+
+def test_the_webhook_says_when_it_shortens_a_title(tmp_path: Path) -> None:
+    runtime = make_runtime(tmp_path)
+    try:
+        doc = load_sample("github/deployment_status.success.json")
+        doc.pop("workflow_run", None)
+        doc["deployment"]["description"] = "d" * 400
+        answer = github_post(client_for(runtime), "deployment_status", doc)
+    finally:
+        runtime.store.close()
+    assert answer.status_code == 202
+    notes = answer.json.get("notes", [])
+    assert notes == [f"title: the title is 400 characters long; recorded as its first {MAX_TITLE}"]

@@ -273,7 +273,8 @@ class Reconciler:
             # The model's one validation, as a webhook gets it: what an SCM or an http
             # source answered is checked like any payload, and skipped with its reason.
             limit = self.config.server.max_entities_per_event
-            event = check_deploy(event, event.entities, max_entities=limit).event
+            named = check_deploy(event, event.entities, max_entities=limit)
+            event = named.event
             where = route(self.config, event)
             checked = check_deploy(routed(event, where), where.entities, max_entities=limit)
         except UnsupportedEvent as exc:
@@ -283,7 +284,7 @@ class Reconciler:
             yield self._row(_row(name, event, Verdict.SKIPPED, str(exc)))
             return
         event = checked.event
-        shortened = "; ".join(f"{field}: {text}" for field, text in checked.notes)
+        shortened = "; ".join(f"{field}: {text}" for field, text in named.notes + checked.notes)
         if self.options.environment is not None and event.environment != self.options.environment:
             reason = f"environment {event.environment!r} is not --environment"
             yield self._row(_row(name, event, Verdict.SKIPPED, reason))
