@@ -235,12 +235,15 @@ def record_one(
         made = cortex.update_deploy(entity, known.uuid, stamped(body, stamp), guard=fence)
         verb = "updated"
     else:
-        made = cortex.create_deploy(entity, stamped(body, stamp_of(clock())), guard=fence)
+        stamp = stamp_of(clock())
+        made = cortex.create_deploy(entity, stamped(body, stamp), guard=fence)
         verb = "created"
     uuid = str(made["uuid"])
     history.remember(event, entity, key, uuid, state=event.status.value)
     if verb == "created" and history.shared(entity, event.environment):
-        kept = _converge(event, entity, key, uuid, history=history, cortex=cortex, fence=fence)
+        kept = _converge(
+            event, entity, key, uuid, stamp, history=history, cortex=cortex, fence=fence
+        )
         if kept != uuid:
             history.remember(event, entity, key, kept, state=event.status.value)
             return Done("found", uuid=kept, type=deploy_type, payload=body)
@@ -280,6 +283,7 @@ def _converge(
     entity: str,
     key: str,
     uuid: str,
+    stamp: str,
     *,
     history: History,
     cortex: CortexClient,
@@ -289,7 +293,8 @@ def _converge(
     record of the key. The uuid that stays."""
     after = history.seen(entity, event, fresh=True)
     if uuid not in after.uuids(key):  # the listing may not show a record this new yet
-        after.add({"uuid": uuid, "customData": {"bridge": {"idempotencyKey": key}}})
+        mine = {"idempotencyKey": key, "recordedAt": stamp}
+        after.add({"uuid": uuid, "customData": {"bridge": mine}})
     remove_doubles(after, entity, cortex, fence=fence, keys=[key])
     known = after.known(key)
     return known.uuid if known is not None else uuid
