@@ -18,12 +18,12 @@ from prometheus_client import Counter, Gauge
 
 from bridge.config import Config
 from bridge.cortex import CortexClient
+from bridge.cortex.client import Budget
 from bridge.errors import BridgeError
 from bridge.store import Store
 from bridge.sync.engine import Options, Reconciler, Verdict
 from bridge.sync.reader import Reader, Window
 from bridge.sync.targets import Targets, make_readers
-from bridge.worker import SharedBudget
 
 log = logging.getLogger("bridge.reconcile")
 
@@ -185,7 +185,7 @@ def start_reconcile(
     owner: str,
     clock: Callable[[], datetime],
     stop: threading.Event,
-    budget: SharedBudget | None = None,
+    budget: Budget | None = None,
 ) -> threading.Thread | None:
     """Start the reconcile loop in a daemon thread when ``sync:`` names sources; else None.
 
