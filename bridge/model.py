@@ -118,60 +118,53 @@ class DeployEvent:
     custom: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
+def _encode(value: Any) -> Any:
+    """One field's JSON-ready form: times as ISO 8601, enums by value, a ref as a mapping."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, DeployRef):
+        return {"kind": value.kind, "id": value.id}
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def _decoder(kind: str) -> Any:
+    """The inverse of :func:`_encode` for a field annotated ``kind``."""
+    if "datetime" in kind:
+        return lambda v: datetime.fromisoformat(v) if v else None
+    if "DeployRef" in kind:
+        return lambda v: DeployRef(v["kind"], v["id"])
+    for named in (Status, DeployType):
+        if named.__name__ in kind:
+            return lambda v, named=named: named(v) if v else None
+    if "tuple" in kind:
+        return lambda v: tuple(v or ())
+    if "Mapping" in kind:
+        return lambda v: dict(v or {})
+    return lambda v: v
+
+
 def event_to_dict(event: DeployEvent) -> dict[str, Any]:
-    """A JSON-ready form of the event, for the outbox."""
-    return {
-        "source": event.source,
-        "repository": event.repository,
-        "event": event.event,
-        "ref": {"kind": event.ref.kind, "id": event.ref.id},
-        "status": event.status.value,
-        "timestamp": event.timestamp.isoformat(),
-        "title": event.title,
-        "sha": event.sha,
-        "environment": event.environment,
-        "url": event.url,
-        "deployer_name": event.deployer_name,
-        "deployer_email": event.deployer_email,
-        "started_at": event.started_at.isoformat() if event.started_at else None,
-        "finished_at": event.finished_at.isoformat() if event.finished_at else None,
-        "delivery_id": event.delivery_id,
-        "details": dict(event.details),
-        "entities": list(event.entities),
-        "type": event.type.value if event.type else None,
-        "custom": dict(event.custom),
-    }
+    """A JSON-ready form of the event, for the outbox: every field, by its name."""
+    return {name: _encode(getattr(event, name)) for name in _FIELDS}
 
 
 def event_from_dict(data: Mapping[str, Any]) -> DeployEvent:
-    """The inverse of :func:`event_to_dict`."""
+    """The inverse of :func:`event_to_dict` (a field missing from older rows: its default)."""
+    given = {name: decode(data[name]) for name, decode in _FIELDS.items() if name in data}
+    return DeployEvent(**given)
 
-    def when(value: str | None) -> datetime | None:
-        return datetime.fromisoformat(value) if value else None
 
-    timestamp = when(data["timestamp"])
-    assert timestamp is not None
-    return DeployEvent(
-        source=data["source"],
-        repository=data["repository"],
-        event=data["event"],
-        ref=DeployRef(data["ref"]["kind"], data["ref"]["id"]),
-        status=Status(data["status"]),
-        timestamp=timestamp,
-        title=data["title"],
-        sha=data.get("sha"),
-        environment=data.get("environment"),
-        url=data.get("url"),
-        deployer_name=data.get("deployer_name"),
-        deployer_email=data.get("deployer_email"),
-        started_at=when(data.get("started_at")),
-        finished_at=when(data.get("finished_at")),
-        delivery_id=data.get("delivery_id"),
-        details=dict(data.get("details") or {}),
-        entities=tuple(data.get("entities") or ()),
-        type=DeployType(data["type"]) if data.get("type") else None,
-        custom=dict(data.get("custom") or {}),
-    )
+# Each field of DeployEvent and how its stored form is read back: a field added to the event
+# reaches the outbox and comes back without a hand-written pair to keep in step.
+_FIELDS = {f.name: _decoder(str(f.type)) for f in dataclasses.fields(DeployEvent)}
 
 
 def has_control(text: str) -> bool:
