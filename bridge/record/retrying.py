@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.cortex import CortexClient, RetryPolicy
+from bridge.cortex.retry import Again, drive
 from bridge.errors import CortexError, CortexRetryable
 from bridge.mapping import build_deploy_request, idempotency_key
 from bridge.model import DeployEvent, DeployType
@@ -128,12 +129,12 @@ def record(
         # A dry run with no token, or with the type given: nothing to read.
         deploy_type = event.type or DeployType.DEPLOY
         return Outcome(entity, deploy_type, build_deploy_request(event, entity, deploy_type))
-    policy = retry or RetryPolicy()
     key = idempotency_key(event, entity)
-    unclear = False
-    started, number = clock(), 1
     history = history or CortexHistory(client, listing=event.type is None and rollback)
-    while True:
+    unclear = False  # an earlier attempt may have reached Cortex: read afresh
+
+    def attempt(number: int) -> Outcome:
+        nonlocal unclear
         try:
             done = record_one(
                 event,
@@ -146,22 +147,31 @@ def record(
                 dry_run=dry_run,
                 fence=fence,
             )
-            deploy_type = done.type or type_of(event, entity, key, history, rollback=rollback)
-            payload = done.payload or build_deploy_request(event, entity, deploy_type)
-            existing = done.action in ("found", "matched")
-            uuid = done.uuid if (existing or not dry_run) else None
-            return Outcome(entity, deploy_type, payload, uuid=uuid, existing=existing)
         except CortexRetryable as exc:
             unclear = unclear or exc.unclear
-            delay = policy.delay(number, exc.retry_after)
-            if number >= policy.max_attempts or clock() - started + delay > policy.max_elapsed:
-                return _failed(event, entity, exc)
-            if on_retry is not None:
-                on_retry(exc, delay)
-            sleep(delay)
-            number += 1
-        except CortexError as exc:
-            return _failed(event, entity, exc)
+            raise
+        deploy_type = done.type or type_of(event, entity, key, history, rollback=rollback)
+        payload = done.payload or build_deploy_request(event, entity, deploy_type)
+        existing = done.action in ("found", "matched")
+        uuid = done.uuid if (existing or not dry_run) else None
+        return Outcome(entity, deploy_type, payload, uuid=uuid, existing=existing)
+
+    try:
+        return drive(
+            attempt,
+            policy=retry or RetryPolicy(),
+            classify=_again,
+            sleep=sleep,
+            clock=clock,
+            on_retry=on_retry,  # type: ignore[arg-type]
+        )
+    except CortexError as exc:
+        return _failed(event, entity, exc)
+
+
+def _again(exc: Exception) -> Again | None:
+    """429, 5xx, timeouts and dropped connections may pass on another attempt."""
+    return Again(exc.retry_after) if isinstance(exc, CortexRetryable) else None
 
 
 def _failed(event: DeployEvent, entity: str, error: CortexError) -> Outcome:
