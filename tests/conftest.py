@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 SAMPLES = Path(__file__).parent / "samples"
 
 # The system tests: processes (serve, worker, the demo, the wheel, the image's entrypoint),
-# real HTTP servers standing in for a deploy, fuzzing, and waits measured in seconds. Marked
-# `system` here, in one place; the default `pytest` leaves them out (pyproject's addopts) and
-# `bash .ci/run` runs everything. The default run is the core and each face against the
-# stand-ins, in well under a minute.
+# real HTTP servers standing in for a deploy, fuzzing, waits measured in seconds, and the
+# PostgreSQL variants (a real server). Marked `system` here, in one place; the default
+# `pytest` leaves them out (pyproject's addopts) and `bash .ci/run` runs everything, both
+# databases. The default run is the core and each face against the stand-ins on SQLite, in
+# under a minute.
 SYSTEM_MODULES = {
     "test_batching.py",
     "test_cli_server_commands.py",
@@ -54,10 +55,11 @@ SYSTEM_TESTS = {
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the system tests (SYSTEM_MODULES, SYSTEM_TESTS) ``system``."""
+    """Mark the system tests (SYSTEM_MODULES, SYSTEM_TESTS, PostgreSQL's) ``system``."""
     for item in items:
         name = getattr(item, "originalname", item.name)
-        if item.path.name in SYSTEM_MODULES or name in SYSTEM_TESTS:
+        on_postgres = item.get_closest_marker("postgres") is not None
+        if item.path.name in SYSTEM_MODULES or name in SYSTEM_TESTS or on_postgres:
             item.add_marker(pytest.mark.system)
 
 
