@@ -40,6 +40,8 @@ def make_runtime(
         store=store or Store.from_url(config.database),
         github_secret=secrets.get(WEBHOOK_SECRETS["github"], ""),
         gitlab_token=secrets.get(WEBHOOK_SECRETS["gitlab"], ""),
+        flux_secret=secrets.get(WEBHOOK_SECRETS["flux"], ""),
+        argocd_token=secrets.get(WEBHOOK_SECRETS["argocd"], ""),
         admin_token=secrets.get(VARIABLE["admin"], ""),
         allow_unsigned=allow_unsigned,
     )
@@ -94,7 +96,13 @@ def make_worker(
         idle_poll=idle_poll,
         on_settled=_observe,
         budget=budget,
-        secrets=(runtime.github_secret, runtime.gitlab_token, runtime.admin_token),
+        secrets=(
+            runtime.github_secret,
+            runtime.gitlab_token,
+            runtime.flux_secret,
+            runtime.argocd_token,
+            runtime.admin_token,
+        ),
     )
 
 

@@ -14,16 +14,26 @@ VARIABLE = {
     "cortex": "CORTEX_API_TOKEN",
     "github-webhook": "GITHUB_WEBHOOK_SECRET",
     "gitlab-webhook": "GITLAB_WEBHOOK_TOKEN",
+    "flux-webhook": "FLUX_WEBHOOK_SECRET",
+    "argocd-webhook": "ARGOCD_WEBHOOK_TOKEN",
     "admin": "BRIDGE_ADMIN_TOKEN",
     "github-api": "GITHUB_TOKEN",  # sync's and the reconcile's SCM readers
     "gitlab-api": "GITLAB_API_TOKEN",
+    "argocd-api": "ARGOCD_AUTH_TOKEN",
 }
 # The webhook secret each source's receiver checks.
-WEBHOOK_SECRETS = {"github": VARIABLE["github-webhook"], "gitlab": VARIABLE["gitlab-webhook"]}
+WEBHOOK_SECRETS = {
+    source: VARIABLE[f"{source}-webhook"] for source in ("github", "gitlab", "flux", "argocd")
+}
 # What the server reads, in the order check-config reports them (the webhooks' first).
-SERVER_SECRETS = tuple(VARIABLE[k] for k in ("github-webhook", "gitlab-webhook", "cortex", "admin"))
+SERVER_SECRETS = (*WEBHOOK_SECRETS.values(), VARIABLE["cortex"], VARIABLE["admin"])
 # Every secret a server process may hold (kept out of logs and errors).
-ALL_SECRETS = (*SERVER_SECRETS, VARIABLE["github-api"], VARIABLE["gitlab-api"])
+ALL_SECRETS = (
+    *SERVER_SECRETS,
+    VARIABLE["github-api"],
+    VARIABLE["gitlab-api"],
+    VARIABLE["argocd-api"],
+)
 
 
 def secret_from(environ: Mapping[str, str], name: str) -> str:

@@ -55,11 +55,11 @@ SYSTEM_TESTS = {
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the system tests (SYSTEM_MODULES, SYSTEM_TESTS, PostgreSQL's) ``system``."""
+    """Mark the system tests (SYSTEM_MODULES, SYSTEM_TESTS, PostgreSQL's, the browser's)."""
     for item in items:
         name = getattr(item, "originalname", item.name)
-        on_postgres = item.get_closest_marker("postgres") is not None
-        if item.path.name in SYSTEM_MODULES or name in SYSTEM_TESTS or on_postgres:
+        on_server = any(item.get_closest_marker(m) for m in ("postgres", "browser"))
+        if item.path.name in SYSTEM_MODULES or name in SYSTEM_TESTS or on_server:
             item.add_marker(pytest.mark.system)
 
 

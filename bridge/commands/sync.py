@@ -1,4 +1,5 @@
-"""`sync`: read deploys from GitHub, GitLab or an http source; record what Cortex lacks."""
+"""`sync`: read deploys from GitHub, GitLab, Argo CD or an http source; record what Cortex
+lacks."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from bridge.store import Store
     from bridge.sync.api import ApiClient
     from bridge.sync.reader import Reader, Window
+    from bridge.sync.targets import Targets
 
 EXIT_MISSING = 3  # --dry-run found deploys Cortex lacks
 DEFAULT_SINCE = "30d"
@@ -35,6 +37,8 @@ environment:
                         https://HOST/api/v3)
   GITLAB_API_TOKEN      GitLab token with the read_api scope (for --gitlab / --gitlab-group)
   GITLAB_URL            GitLab (default https://gitlab.com; self-managed: its URL)
+  ARGOCD_AUTH_TOKEN     Argo CD API token (an account's token with applications, get), for
+                        --argocd; sent only to that URL's origin
   (token_env)           for --source NAME: the variable its http_sources entry names
   BRIDGE_CONFIG         config file: routes, environments, workflows (as for webhooks),
                         http_sources (for --source)
@@ -47,6 +51,7 @@ examples:
   cortex-deploy-bridge sync --gitlab-group acme --since 2026-11-01 --until 2026-12-01
   cortex-deploy-bridge sync --github acme/api --dry-run --output json | jq .summary
   cortex-deploy-bridge sync --config bridge.yaml --source spice --since 90d
+  cortex-deploy-bridge sync --config bridge.yaml --argocd https://argocd.example.com
 
 exit codes:
   0  nothing missing, or all that was missing is now recorded
@@ -62,12 +67,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     add_config_flag(parser)
     sources = parser.add_argument_group("sources (one or more, each may repeat)")
-    sources.add_argument("--github", action="append", default=[], metavar="OWNER/REPO")
-    sources.add_argument("--github-org", action="append", default=[], metavar="OWNER")
-    sources.add_argument("--gitlab", action="append", default=[], metavar="GROUP/PROJECT")
-    sources.add_argument("--gitlab-group", action="append", default=[], metavar="GROUP")
     sources.add_argument(
-        "--source", action="append", default=[], metavar="NAME", help="a configured http source"
+        "--github",
+        action="append",
+        default=[],
+        metavar="OWNER/REPO",
+        help="a GitHub repository: its deployments, and the runs of workflows the config's "
+        "`workflows` counts (GITHUB_TOKEN)",
+    )
+    sources.add_argument(
+        "--github-org",
+        action="append",
+        default=[],
+        metavar="OWNER",
+        help="every repository of a GitHub organization or user (GITHUB_TOKEN)",
+    )
+    sources.add_argument(
+        "--gitlab",
+        action="append",
+        default=[],
+        metavar="GROUP/PROJECT",
+        help="a GitLab project (its full path): its deployments, and the pipelines the config's "
+        "`workflows` counts (GITLAB_API_TOKEN)",
+    )
+    sources.add_argument(
+        "--gitlab-group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="every project of a GitLab group, subgroups included (GITLAB_API_TOKEN)",
+    )
+    sources.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a configured http source (http_sources.NAME in --config)",
+    )
+    sources.add_argument(
+        "--argocd",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an Argo CD API server: its Applications' sync history",
     )
     parser.add_argument(
         "--since",
@@ -77,7 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--until", default=None, metavar="WHEN", help="same forms; default now")
     parser.add_argument("--environment", default=None, help="only deploys to this environment")
-    parser.add_argument("--limit", type=int, default=None, help="stop after N deploys found")
+    parser.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="stop after N deploys found"
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="compare only: record nothing (the audit)"
     )
@@ -87,7 +131,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also delete duplicate records carrying one bridge key (the oldest stays; "
         "records without the key are never touched); with --dry-run only report them",
     )
-    parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="table for people, json for scripts (default: table)",
+    )
     parser.add_argument(
         "--restart", action="store_true", help="ignore the progress of an interrupted sync"
     )
@@ -130,15 +179,24 @@ def window_of(args: argparse.Namespace, now: datetime) -> Window:
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run the sync; 0 all present or recorded, 1 failure, 2 usage, 3 dry run found missing."""
     try:
-        named = [args.github, args.github_org, args.gitlab, args.gitlab_group, args.source]
+        named = [
+            args.github,
+            args.github_org,
+            args.gitlab,
+            args.gitlab_group,
+            args.source,
+            args.argocd,
+        ]
         if not any(named):
             raise UsageError(
-                "name a source: --github, --github-org, --gitlab, --gitlab-group or --source"
+                "name a source: --github, --github-org, --gitlab, --gitlab-group, --source "
+                "or --argocd"
             )
         now = datetime.now(timezone.utc)
         window = window_of(args, now)
         config = load(args, environ)
         readers, apis = _readers(args, config, environ)
+        config = _reading(args, config)
         client = _cortex(config, environ)
     except BridgeError as exc:
         return fail(str(exc), EXIT_USAGE)
@@ -223,20 +281,33 @@ def _run(
     return 0
 
 
-def _readers(
-    args: argparse.Namespace, config: Config, environ: Mapping[str, str]
-) -> tuple[Callable[[], Iterator[Reader]], list[ApiClient]]:
-    """The readers the flags name (an organisation's repositories listed as they are read)."""
-    from bridge.sync.targets import Targets, make_readers
+def _targets(args: argparse.Namespace) -> Targets:
+    from bridge.sync.targets import Targets
 
-    targets = Targets(
+    return Targets(
         github=tuple(args.github),
         github_orgs=tuple(args.github_org),
         gitlab=tuple(args.gitlab),
         gitlab_groups=tuple(args.gitlab_group),
         http=tuple(args.source),
+        argocd=tuple(args.argocd),
     )
-    return make_readers(targets, config, environ)
+
+
+def _reading(args: argparse.Namespace, config: Config) -> Config:
+    """The config this sync routes with (a source named by a flag is read, enabled or not)."""
+    from bridge.sync.targets import reading
+
+    return reading(config, _targets(args))
+
+
+def _readers(
+    args: argparse.Namespace, config: Config, environ: Mapping[str, str]
+) -> tuple[Callable[[], Iterator[Reader]], list[ApiClient]]:
+    """The readers the flags name (an organisation's repositories listed as they are read)."""
+    from bridge.sync.targets import make_readers
+
+    return make_readers(_targets(args), config, environ)
 
 
 def _cortex(config: Config, environ: Mapping[str, str]) -> CortexClient:

@@ -15,6 +15,7 @@ def describe(config: Config) -> list[str]:
     )
     routes = [
         f"{rule.name}: {_describe_match(rule.match)} -> {', '.join(rule.entities)}"
+        + (f", environment {rule.environment!r}" if rule.environment else "")
         + (
             f" (a deployment's payload may name {', '.join(rule.payload_entities)})"
             if rule.payload_entities
@@ -61,6 +62,7 @@ def _describe_sync(config: Config) -> list[str]:
         *(f"github {n}" for n in sync.github),
         *(f"gitlab {n}" for n in sync.gitlab),
         *(f"http {n}" for n in sync.http),
+        *(f"argocd {redact_url(n)}" for n in sync.argocd),
     ]
     return [
         f"sync: every {sync.interval_minutes:g} min, the last {sync.look_back_hours:g} h of "
@@ -84,7 +86,7 @@ def _describe_http_sources(config: Config) -> list[str]:
 
 
 def _describe_match(match: Match) -> str:
-    fields = ("repository", "environment", "workflow", "source")
+    fields = ("repository", "object", "project", "environment", "workflow", "source")
     parts = [f"{key} {getattr(match, key)!r}" for key in fields if getattr(match, key)]
     return " ".join(parts) or "every repository"
 

@@ -21,8 +21,15 @@ _CREATED = re.compile(r"([^.]+)\.\.([^.]+)")
 class FakeGitHub(FakeApi):
     """The stand-in; fill it with :meth:`add_deployment`, :meth:`add_run`, :meth:`add_repo`."""
 
-    def __init__(self, *, token: str = "ghs-test-token", enterprise: bool = False) -> None:  # noqa: S107
-        super().__init__()
+    def __init__(
+        self,
+        *,
+        token: str = "ghs-test-token",  # noqa: S107 (a stand-in, never a real secret)
+        enterprise: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__(host=host, port=port)
         self.token = token
         self.rest = "/api/v3" if enterprise else ""
         self.graphql = "/api/graphql" if enterprise else "/graphql"

@@ -9,10 +9,12 @@ that was down less than that catches up by itself.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
@@ -21,9 +23,10 @@ from bridge.cortex import CortexClient
 from bridge.cortex.client import Budget
 from bridge.errors import BridgeError
 from bridge.store import Store
+from bridge.store.journal import ReconcileRun
 from bridge.sync.engine import Options, Reconciler, Verdict
 from bridge.sync.reader import Reader, Window
-from bridge.sync.targets import Targets, make_readers
+from bridge.sync.targets import Targets, make_readers, reading
 
 log = logging.getLogger("bridge.reconcile")
 
@@ -114,9 +117,11 @@ class Reconcile:
         if not lease.take():
             return False
         window = Window(now - timedelta(hours=settings.look_back_hours), now)
-        readers, apis = make_readers(Targets.from_settings(settings), self.config, self.environ)
+        targets = Targets.from_settings(settings)
+        readers, apis = make_readers(targets, self.config, self.environ)
+        found: list[dict[str, Any]] = []
         reconciler = Reconciler(
-            self.config,
+            reading(self.config, targets),
             self.client,
             store=self.store,
             clock=self.clock,
@@ -130,18 +135,37 @@ class Reconcile:
                 # before each write: a run longer than the interval keeps the lease, and a
                 # replica that lost it stops before its next write.
                 lease.renew()
-                self._one(reconciler, reader, window)
+                found.append(self._one(reconciler, reader, window))
         except LeaseLost:
             log.warning("reconcile lease lost to another replica; stopping this run")
         finally:
             for api in apis:
                 api.close()
+            self._keep_run(now, window, found)
         return True
 
-    def _one(self, reconciler: Reconciler, reader: Reader, window: Window) -> None:
+    def _keep_run(self, started: datetime, window: Window, found: list[dict[str, Any]]) -> None:
+        """Keep what this run found in the store's journal (the console's reconcile runs)."""
+        run = ReconcileRun(
+            started_at=started,
+            finished_at=self.clock(),
+            owner=self.owner,
+            since=window.since,
+            until=window.until,
+            sources=found,
+        )
+        try:
+            self.store.journal.add_reconcile_run(run)
+        except BridgeError as exc:
+            log.warning("could not keep the reconcile run", extra={"error": str(exc)})
+
+    def _one(self, reconciler: Reconciler, reader: Reader, window: Window) -> dict[str, Any]:
         name = reader.name
+        counts: collections.Counter[str] = collections.Counter()
+        found: dict[str, Any] = {"source": name, "counts": counts, "error": None}
         try:
             for row in reconciler.sync(reader, window):
+                counts[row.verdict.value] += 1
                 if row.verdict in (Verdict.RECORDED, Verdict.FAILED):
                     MISSING.labels(name).inc()
                 if row.verdict is Verdict.RECORDED:
@@ -153,8 +177,10 @@ class Reconcile:
             raise
         except BridgeError as exc:
             log.warning("reconcile of a source failed", extra={"source": name, "error": str(exc)})
-            return
+            found["error"] = str(exc)
+            return found
         LAST_SUCCESS.labels(name).set(self.clock().timestamp())
+        return found
 
     def loop(self, stop: threading.Event) -> None:
         """Run at once, then every interval, until ``stop`` is set; never raises."""
