@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import requests
 
 from bridge.config.http_sources import NEWEST_FIRST, PAGE, HttpSourceSpec
-from bridge.cortex.retry import RetryPolicy, parse_retry_after
+from bridge.cortex.retry import Again, RetryPolicy, drive, parse_retry_after
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.redact import redact
 from bridge.secrets import secret_from
@@ -271,15 +271,13 @@ class HttpReader:
 
     def _get(self, params: Mapping[str, str]) -> Any:
         """One page's JSON, retried on 429/5xx and lost connections as the policy allows."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._get_once({**self.spec.params, **params})
-            except HttpSourceError as exc:
-                if not exc.retryable or attempt >= self._policy.max_attempts:
-                    raise
-                self._sleep(self._policy.delay(attempt, exc.retry_after))
+        query = {**self.spec.params, **params}
+        return drive(
+            lambda _: self._get_once(query),
+            policy=self._policy,
+            classify=_again,
+            sleep=self._sleep,
+        )
 
     def _get_once(self, params: Mapping[str, str]) -> Any:
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
@@ -339,3 +337,10 @@ class HttpReader:
         return HttpSourceError(
             text, status=-1 if status is None else status, retry_after=retry_after
         )
+
+
+def _again(exc: Exception) -> Again | None:
+    """A 429, a 5xx or a lost connection may pass on another attempt."""
+    if isinstance(exc, HttpSourceError) and exc.retryable:
+        return Again(exc.retry_after)
+    return None
