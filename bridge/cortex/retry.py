@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,9 +40,11 @@ def parse_retry_after(header: str | None, *, now: datetime | None = None) -> flo
         return None
     value = header.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan" and "inf" parse as floats, but say nothing of when to come back
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     from email.utils import parsedate_to_datetime  # rare: keep it off the start-up path
 
     try:
