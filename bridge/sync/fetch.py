@@ -146,7 +146,7 @@ class Answer:
         try:
             return json.loads(self.body)
         except (ValueError, RecursionError):
-            raise FetchError(f"{_where(self.url)} did not answer JSON") from None
+            raise FetchError(f"the answer is not JSON ({_where(self.url)})") from None
 
 
 @dataclass
@@ -279,7 +279,7 @@ class Fetcher:
             body += chunk
             if len(body) > self.bounds.max_bytes:
                 raise FetchError(
-                    f"{_where(response.url)} answered more than {self.bounds.max_bytes} bytes"
+                    f"an answer larger than {self.bounds.max_bytes} bytes ({_where(response.url)})"
                 )
             if self._clock() > deadline:
                 raise FetchError(

@@ -23,8 +23,12 @@ Resume points (``Found.resume``) are JSON: ``{"page": n}`` or ``{"cursor": c}`` 
 item of each page, ``{"after": id}`` at each item of a newest-first list, ``{"done": true}``
 after the last page. A read from a resume point asks only for what comes after it.
 
-Bounds: at most ``max_pages`` requests a read (the read fails past it, naming the key, rather
-than silently stop), pages of at most 1000 items, answers of at most MAX_BODY_BYTES.
+Every request goes through a :class:`~bridge.sync.fetch.Fetcher` for the entry's ``url``: the
+token goes to that origin only (a redirect elsewhere is refused, nothing sent), answers are
+streamed and refused past MAX_BODY_BYTES. Bounds: at most ``max_pages`` requests a read (the
+read fails past it, naming the key, rather than silently stop), pages of at most
+MAX_PAGE_SIZE items (a longer page is refused), and per request the policy's attempts and
+total wait (``max_elapsed``) for retries.
 """
 
 from __future__ import annotations
@@ -38,16 +42,17 @@ from typing import Any, Protocol
 
 import requests
 
-from bridge.config.http_sources import NEWEST_FIRST, PAGE, HttpSourceSpec
+from bridge.config.http_sources import MAX_PAGE_SIZE, NEWEST_FIRST, PAGE, HttpSourceSpec
 from bridge.cortex.retry import RetryPolicy, parse_retry_after
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.redact import redact
 from bridge.secrets import secret_from
 from bridge.sources.fields import shorten
+from bridge.sync.fetch import ANSWER_SECONDS, Attempts, Bounds, Fetcher, FetchError
 from bridge.sync.http_items import item_id, item_time, moment, to_event
 from bridge.sync.reader import Found, Window
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BODY_BYTES = Bounds().max_bytes
 OVERLAP = timedelta(days=1)
 CONNECT_TIMEOUT = 5.0
 # 429 and 503 say "later" (with Retry-After, RFC 9110 10.2.3, honoured up to the policy's
@@ -117,6 +122,15 @@ class HttpReader:
         self._sleep = sleep
         self._now = now
         self._policy = policy or RetryPolicy()
+        # A slow answer may take its read timeout several times over, not forever.
+        seconds = max(ANSWER_SECONDS, 4 * spec.timeout_seconds)
+        self._fetcher = Fetcher(
+            spec.url,
+            {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            session=self._session,
+            timeout=(CONNECT_TIMEOUT, spec.timeout_seconds),
+            bounds=Bounds(answer_seconds=seconds),
+        )
 
     @property
     def name(self) -> str:
@@ -267,53 +281,43 @@ class HttpReader:
         if not isinstance(items, list):
             where = repr(self.spec.items.text) if self.spec.items.text else "its top level"
             raise self._error(f"the answer has no list at {where}: {shorten(answer)}")
+        if len(items) > MAX_PAGE_SIZE:
+            raise self._error(
+                f"a page of {len(items)} items: at most {MAX_PAGE_SIZE} a page are read"
+            )
         return items
 
     def _get(self, params: Mapping[str, str]) -> Any:
-        """One page's JSON, retried on 429/5xx and lost connections as the policy allows."""
-        attempt = 0
+        """One page's JSON, retried on 429/5xx and lost connections as the policy allows:
+        at most ``max_attempts`` tries, ``max_elapsed`` seconds of waiting in all."""
+        policy = self._policy
+        attempts = Attempts(max_tries=policy.max_attempts, max_wait=policy.max_elapsed)
         while True:
-            attempt += 1
             try:
                 return self._get_once({**self.spec.params, **params})
             except HttpSourceError as exc:
-                if not exc.retryable or attempt >= self._policy.max_attempts:
+                if not exc.retryable:
                     raise
-                self._sleep(self._policy.delay(attempt, exc.retry_after))
+                try:
+                    wait = attempts.wait(policy.delay(attempts.tries, exc.retry_after), "retries")
+                except FetchError as stop:
+                    raise HttpSourceError(
+                        f"{exc}; {stop}", status=exc.status, retry_after=exc.retry_after
+                    ) from None
+                self._sleep(wait)
 
     def _get_once(self, params: Mapping[str, str]) -> Any:
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         try:
-            with self._session.get(
-                self.spec.url,
-                params=params,
-                headers=headers,
-                timeout=(CONNECT_TIMEOUT, self.spec.timeout_seconds),
-                stream=True,
-            ) as response:
-                body = self._body(response)
-                status = response.status_code
-                retry_after = parse_retry_after(
-                    response.headers.get("Retry-After"), now=self._now()
-                )
-        except requests.RequestException as exc:
-            raise self._error(f"no answer: {type(exc).__name__}", status=0) from None
-        if status != 200:
-            raise self._answered(status, body, retry_after)
+            answer = self._fetcher.send("GET", self.spec.url, params=params)
+        except FetchError as exc:
+            raise self._error(str(exc), status=0 if exc.retryable else None) from None
+        if answer.status != 200:
+            retry_after = parse_retry_after(answer.headers.get("Retry-After"), now=self._now())
+            raise self._answered(answer.status, answer.body, retry_after)
         try:
-            return json.loads(body)
-        except ValueError:
-            raise self._error(f"the answer is not JSON: {shorten(body[:200])}") from None
-
-    def _body(self, response: requests.Response) -> bytes:
-        """The answer's body, refused past MAX_BODY_BYTES."""
-        chunks, size = [], 0
-        for chunk in response.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise self._error(f"an answer larger than {MAX_BODY_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            return answer.json()
+        except FetchError as exc:
+            raise self._error(f"{exc}: {shorten(answer.body[:200])}") from None
 
     def _answered(self, status: int, body: bytes, retry_after: float | None) -> HttpSourceError:
         """The error for a non-200 answer; the token is named by its variable, never shown."""

@@ -5,6 +5,10 @@ recorded within one interval. Each run takes the ``reconcile`` lease in the data
 interval; replicas that find it held skip their turn, and if the holder dies the lease lapses
 and another takes over at its next turn. Runs look back ``sync.look_back_hours``, so a relay
 that was down less than that catches up by itself.
+
+A source is read within the bounds of :mod:`bridge.sync.fetch` (its origin only, answers
+capped, tries and waits per request, pages per read; rate limits waited out only up to one
+interval), and a source that fails or misbehaves is logged and skipped: the others are read.
 """
 
 from __future__ import annotations
@@ -75,7 +79,10 @@ class Reconcile:
         if not self.store.sync.take_lease(LEASE, owner=self.owner, now=now, seconds=seconds):
             return False
         window = Window(now - timedelta(hours=settings.look_back_hours), now)
-        readers, apis = make_readers(Targets.from_settings(settings), self.config, self.environ)
+        # A rate limit longer than the interval is not waited out here: the next turn comes.
+        readers, apis = make_readers(
+            Targets.from_settings(settings), self.config, self.environ, max_wait=seconds
+        )
         reconciler = Reconciler(
             self.config,
             self.client,
@@ -111,6 +118,9 @@ class Reconcile:
                     log.warning("reconcile could not record a deploy", extra=row.to_dict())
         except BridgeError as exc:
             log.warning("reconcile of a source failed", extra={"source": name, "error": str(exc)})
+            return
+        except Exception:  # a source's bug, or its hostile answer, must not stop the others
+            log.exception("reconcile of a source crashed", extra={"source": name})
             return
         LAST_SUCCESS.labels(name).set(self.clock().timestamp())
 

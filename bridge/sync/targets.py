@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from functools import partial
 
 from bridge.config import Config, SyncSettings
-from bridge.errors import UsageError
+from bridge.config.values import http_url
+from bridge.errors import BridgeError, UsageError
 from bridge.secrets import secret_from
-from bridge.sync.api import ApiClient
+from bridge.sync.api import MAX_WAIT_SECONDS, ApiClient
 from bridge.sync.github import DEFAULT_API_URL, GitHubReader, github_client, org_repositories
 from bridge.sync.gitlab import DEFAULT_URL, GitLabReader, gitlab_client, group_projects
 from bridge.sync.http_source import make_http_reader
-from bridge.sync.reader import Reader
+from bridge.sync.reader import Found, Reader, Window
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,18 @@ def check(targets: Targets) -> None:
 
 
 def make_readers(
-    targets: Targets, config: Config, environ: Mapping[str, str]
+    targets: Targets,
+    config: Config,
+    environ: Mapping[str, str],
+    *,
+    max_wait: float = MAX_WAIT_SECONDS,
 ) -> tuple[Callable[[], Iterator[Reader]], list[ApiClient]]:
-    """The readers (listed as they are read) and the API clients they use (to close)."""
+    """The readers (listed as they are read) and the API clients they use (to close).
+
+    ``max_wait``: the most one SCM request may wait for rate limits in all. A listing that
+    fails (an organisation's repositories) comes as a reader that raises its error when
+    read, so the sources after it are still read.
+    """
     check(targets)
     runs = bool(config.workflows)
     clients: list[ApiClient] = []
@@ -65,34 +76,70 @@ def make_readers(
         token = secret_from(environ, "GITHUB_TOKEN")
         if not token:
             raise UsageError("GITHUB_TOKEN is not set: reading GitHub's deploys needs it")
-        github = github_client(environ.get("GITHUB_API_URL") or DEFAULT_API_URL, token)
+        url = _api_url(environ, "GITHUB_API_URL", DEFAULT_API_URL)
+        github = github_client(url, token, max_wait=max_wait)
         clients.append(github)
     if targets.gitlab or targets.gitlab_groups:
         token = secret_from(environ, "GITLAB_API_TOKEN")
         if not token:
             raise UsageError("GITLAB_API_TOKEN is not set: reading GitLab's deploys needs it")
-        gitlab = gitlab_client(environ.get("GITLAB_URL") or DEFAULT_URL, token)
+        gitlab = gitlab_client(
+            _api_url(environ, "GITLAB_URL", DEFAULT_URL), token, max_wait=max_wait
+        )
         clients.append(gitlab)
     # Made now, so that an unknown name or an unset token variable stops the run before it starts.
     http = [make_http_reader(name, config, environ) for name in dict.fromkeys(targets.http)]
 
     def every() -> Iterator[Reader]:
         if github is not None:
+            on_github = partial(GitHubReader, github, runs_are_deploys=runs)
             for repo in targets.github:
-                for name in _expand(github, repo):
-                    yield GitHubReader(github, name, runs_are_deploys=runs)
+                yield from _listed(f"github:{repo}", _expand(github, repo), on_github)
             for org in targets.github_orgs:
-                for name in org_repositories(github, org):
-                    yield GitHubReader(github, name, runs_are_deploys=runs)
+                yield from _listed(f"github:{org}", org_repositories(github, org), on_github)
         if gitlab is not None:
+            on_gitlab = partial(GitLabReader, gitlab, runs_are_deploys=runs)
             for project in targets.gitlab:
-                yield GitLabReader(gitlab, project, runs_are_deploys=runs)
+                yield on_gitlab(project)
             for group in targets.gitlab_groups:
-                for project in group_projects(gitlab, group):
-                    yield GitLabReader(gitlab, project, runs_are_deploys=runs)
+                yield from _listed(f"gitlab:{group}", group_projects(gitlab, group), on_gitlab)
         yield from http
 
     return every, clients
+
+
+def _api_url(environ: Mapping[str, str], variable: str, default: str) -> str:
+    """An SCM's API URL from ``variable``: an http(s) URL with no user info (the check the
+    Cortex URL gets: in ``https://gitlab.com@evil.example`` the token would go to the
+    host after the ``@``); ConfigError naming the variable otherwise."""
+    given = environ.get(variable, "").strip()
+    return http_url(given, variable) if given else default
+
+
+class Unlisted:
+    """A listing (an organisation's repositories) that failed: its error, as a reader."""
+
+    def __init__(self, name: str, error: BridgeError) -> None:
+        self._name = name
+        self.error = error
+
+    @property
+    def name(self) -> str:
+        """What was being listed: ``github:acme``."""
+        return self._name
+
+    def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
+        """Raise the listing's error."""
+        raise self.error
+
+
+def _listed(name: str, names: Iterator[str], reader: Callable[[str], Reader]) -> Iterator[Reader]:
+    """A reader per listed name; the listing's error (if any) as a last, failing reader."""
+    try:
+        for each in names:
+            yield reader(each)
+    except BridgeError as exc:
+        yield Unlisted(name, exc)
 
 
 def _expand(api: ApiClient, repo: str) -> Iterator[str]:
