@@ -251,12 +251,12 @@ class ReadApi:
 
     A list page is a REST page or a GraphQL query; objects read one by one (a run, a job)
     are not, since a read asks for at most a few per item it found. Past the bound the read
-    fails naming the source, rather than loop on an endless next link or ``hasNextPage``.
+    fails (the caller names the source), rather than loop on an endless next link or
+    ``hasNextPage``.
     """
 
-    def __init__(self, api: ApiClient, source: str, *, pages: int = MAX_PAGES) -> None:
+    def __init__(self, api: ApiClient, *, pages: int = MAX_PAGES) -> None:
         self.api = api
-        self.source = source
         self.limit = pages
         self.spent = 0
 
@@ -269,7 +269,7 @@ class ReadApi:
         """Count one list page; ScmError once the read has asked for ``pages`` of them."""
         if self.spent >= self.limit:
             raise ScmError(
-                f"{self.source}: more than {self.limit} pages in one read; "
+                f"more than {self.limit} pages in one read; "
                 "narrow the window (--since, sync.look_back_hours) or the source"
             )
         self.spent += 1

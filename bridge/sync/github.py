@@ -104,7 +104,7 @@ def github_client(api_url: str, token: str, **options: Any) -> ApiClient:
 
 def org_repositories(api: ApiClient, owner: str) -> Iterator[str]:
     """Every repository of an organisation, or of a user account, as ``owner/name``."""
-    read = ReadApi(api, f"github:{owner} (its repositories)")
+    read = ReadApi(api)
     try:
         yield from _repositories(read, f"/orgs/{owner}/repos", {"type": "all"})
     except ScmError as exc:
@@ -130,7 +130,7 @@ class GitHubReader:
         if not owner or not name or "/" in name:
             raise BridgeError(f"--github: expected OWNER/REPO, got {repository!r}")
         self.api = api
-        self._api = ReadApi(api, self.name_of(repository))
+        self._api = ReadApi(api)
         self.repository = repository
         self.runs_are_deploys = runs_are_deploys
         self._runs: dict[int, Mapping[str, Any]] = {}
@@ -140,12 +140,7 @@ class GitHubReader:
     @property
     def name(self) -> str:
         """``github:owner/repo``."""
-        return self.name_of(self.repository)
-
-    @staticmethod
-    def name_of(repository: str) -> str:
-        """The reader name of ``repository``."""
-        return f"github:{repository}"
+        return f"github:{self.repository}"
 
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
         """Workflow runs first, where they count as deploys; then deployments.
@@ -155,7 +150,7 @@ class GitHubReader:
         on a resume, and their deploys then found present.
         """
         point = _resume_point(resume)
-        self._api = ReadApi(self.api, self.name)  # each read has its own page bound
+        self._api = ReadApi(self.api)  # each read has its own page bound
         if self.runs_are_deploys and not point:
             yield from self._runs_in(window)
             yield Found(None, "", json.dumps({"phase": "deployments"}))
@@ -362,7 +357,7 @@ def _resume_point(resume: str | None) -> Mapping[str, Any]:
             and all(_page_mark(page) for page in pages)
         )
     if not well_formed:
-        raise ScmError(f"github: not a resume point of this reader: {resume[:80]!r}")
+        raise ScmError(f"not a resume point of this reader: {resume[:80]!r}")
     return dict(point)
 
 

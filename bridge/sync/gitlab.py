@@ -46,7 +46,7 @@ def group_projects(api: ApiClient, group: str) -> Iterator[str]:
     """Every project of a group and its subgroups, as its full path."""
     path = f"/groups/{quote(group, safe='')}/projects"
     params = {"include_subgroups": "true", "per_page": PAGE, "order_by": "id", "sort": "asc"}
-    read = ReadApi(api, f"gitlab:{group} (its projects)")
+    read = ReadApi(api)
     for page, _ in read.pages(path, params):
         for project in json_list(page.json(), path, most=PAGE):
             name = project.get("path_with_namespace") if isinstance(project, Mapping) else None
@@ -62,7 +62,7 @@ class GitLabReader:
             raise BridgeError(f"--gitlab: expected GROUP/PROJECT, got {project!r}")
         self.api = api
         self.project = project.strip("/")
-        self._api = ReadApi(api, self.name)
+        self._api = ReadApi(api)
         self.runs_are_deploys = runs_are_deploys
         self._about: Mapping[str, Any] | None = None
 
@@ -74,7 +74,7 @@ class GitLabReader:
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
         """Deployments, then (when runs count as deploys) pipelines, oldest update first."""
         point = self._resume_point(resume)
-        self._api = ReadApi(self.api, self.name)  # each read has its own page bound
+        self._api = ReadApi(self.api)  # each read has its own page bound
         if point["phase"] == "deployments":
             yield from self._list(window, "deployments", point.get("url"), self._deployment)
             point = {"phase": "pipelines", "url": None}
@@ -110,12 +110,12 @@ class GitLabReader:
         phase = point.get("phase") if isinstance(point, dict) else None
         url = point.get("url") if isinstance(point, dict) else None
         if phase not in ("deployments", "pipelines") or not isinstance(url, (str, type(None))):
-            raise ScmError(f"{self.name}: not a resume point of this reader: {resume[:80]!r}")
+            raise ScmError(f"not a resume point of this reader: {resume[:80]!r}")
         if url is not None:
             try:
                 self.api.check(url, "the saved resume point")
             except ForeignUrl as exc:
-                raise ScmError(f"{self.name}: {exc} (--restart starts over)") from None
+                raise ScmError(f"{exc} (--restart starts over)") from None
         return {"phase": phase, "url": url}
 
     def _project(self) -> Mapping[str, Any]:
