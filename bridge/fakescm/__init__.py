@@ -6,8 +6,8 @@ answered 4xx and noted in ``violations``), paging by ``Link`` headers and GraphQ
 answering rate limits on demand (:meth:`~bridge.fakescm.base.FakeApi.inject`).
 """
 
-from bridge.fakescm.base import Fault, Request
+from bridge.fakescm.base import Fault, Filler, Request
 from bridge.fakescm.github import FakeGitHub
 from bridge.fakescm.gitlab import FakeGitLab
 
-__all__ = ["FakeGitHub", "FakeGitLab", "Fault", "Request"]
+__all__ = ["FakeGitHub", "FakeGitLab", "Fault", "Filler", "Request"]

@@ -21,8 +21,14 @@ _CREATED = re.compile(r"([^.]+)\.\.([^.]+)")
 class FakeGitHub(FakeApi):
     """The stand-in; fill it with :meth:`add_deployment`, :meth:`add_run`, :meth:`add_repo`."""
 
-    def __init__(self, *, token: str = "ghs-test-token", enterprise: bool = False) -> None:  # noqa: S107
-        super().__init__()
+    def __init__(
+        self,
+        *,
+        token: str = "ghs-test-token",  # noqa: S107
+        enterprise: bool = False,
+        host: str = "127.0.0.1",
+    ) -> None:
+        super().__init__(host=host)
         self.token = token
         self.rest = "/api/v3" if enterprise else ""
         self.graphql = "/api/graphql" if enterprise else "/graphql"
@@ -57,6 +63,10 @@ class FakeGitHub(FakeApi):
         """``Authorization: Bearer <token>`` (REST accepts ``token <token>`` too)."""
         given = request.headers.get("authorization", "")
         return given in (f"Bearer {self.token}", f"token {self.token}")
+
+    def credential(self, request: Request) -> str:
+        """The ``Authorization`` header's token."""
+        return request.headers.get("authorization", "").rpartition(" ")[2]
 
     # -- filling ----------------------------------------------------------------------------
 
@@ -171,7 +181,12 @@ class FakeGitHub(FakeApi):
         start = int(after) if after is not None else 0
         page = nodes[start : start + 100]
         end = start + len(page)
-        info = {"hasNextPage": end < len(nodes), "endCursor": str(end) if page else None}
+        if self.endless:  # hostile: always one more page, the cursor moving on
+            end = start + 100
+        info = {
+            "hasNextPage": end < len(nodes) or self.endless,
+            "endCursor": str(end) if page or self.endless else None,
+        }
         data = {
             "url": f"https://github.com/{repository}",
             "deployments": {"pageInfo": info, "nodes": page},

@@ -19,8 +19,8 @@ _PROJECT = r"/api/v4/projects/(?P<project>[^/]+)"
 class FakeGitLab(FakeApi):
     """The stand-in; fill it with :meth:`add_project`, :meth:`add_deployment`, ...."""
 
-    def __init__(self, *, token: str = "glpat-test-token") -> None:  # noqa: S107
-        super().__init__()
+    def __init__(self, *, token: str = "glpat-test-token", host: str = "127.0.0.1") -> None:  # noqa: S107
+        super().__init__(host=host)
         self.token = token
         self.projects: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, list[str]] = {}
@@ -32,6 +32,10 @@ class FakeGitLab(FakeApi):
     def authorized(self, request: Request) -> bool:
         """The ``PRIVATE-TOKEN`` header."""
         return request.headers.get("private-token") == self.token
+
+    def credential(self, request: Request) -> str:
+        """The ``PRIVATE-TOKEN`` header."""
+        return request.headers.get("private-token", "")
 
     def add_project(self, path: str, *, group: str | None = None) -> dict[str, Any]:
         """A project (with no deploys yet), in ``group`` when given."""
