@@ -510,3 +510,20 @@ def test_a_hostile_source_does_not_stop_the_reconcile_of_the_others(
     [stored] = cortex.all_deploys()
     assert stored["sha"] == SHA
     assert foreign.requests == []
+
+
+def test_the_relay_refuses_to_start_with_user_info_in_gitlab_url(
+    tmp_path: Path, cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_text(f"database: sqlite:///{tmp_path / 'b.db'}\nsync: {{gitlab: [acme/web]}}\n")
+    environ = {
+        "CORTEX_API_TOKEN": TOKEN,
+        "CORTEX_API_URL": cortex.url,
+        "GITLAB_API_TOKEN": GL_TOKEN,
+        "GITLAB_URL": "https://gitlab.com@127.0.0.2",
+    }
+    assert main(["worker", "--config", str(config)], environ) == 2
+    err = capsys.readouterr().err.strip()
+    assert "GITLAB_URL: must not hold a user or password" in err
+    assert len(err.splitlines()) == 1
