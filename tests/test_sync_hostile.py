@@ -28,7 +28,8 @@ from bridge.store import Store
 from bridge.sync import periodic
 from bridge.sync.api import MAX_PAGES, ScmError
 from bridge.sync.fetch import Bounds, Fetcher, ForeignUrl, origin_of
-from bridge.sync.github import github_client
+from bridge.sync.github import GitHubReader, github_client
+from bridge.sync.reader import Window
 from tests.conftest import TOKEN
 from tests.http_standins import SpiceApi
 
@@ -527,3 +528,52 @@ def test_the_relay_refuses_to_start_with_user_info_in_gitlab_url(
     err = capsys.readouterr().err.strip()
     assert "GITLAB_URL: must not hold a user or password" in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_read_that_goes_on_past_its_time_bound_stops(github: FakeGitHub) -> None:
+    """The reconcile bounds each source's read to half its interval (inside its lease)."""
+    add_github_deploy(github)
+    github.endless = True
+    ticks = iter(range(10**6))
+    api = github_client(github.api_url, GH_TOKEN, read_seconds=30, clock=lambda: float(next(ticks)))
+    reader = GitHubReader(api, "acme/api", runs_are_deploys=False)
+    window = Window(
+        datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc)
+    )
+    with pytest.raises(ScmError, match="still reading after 30s"):
+        list(reader.read(window))
+    api.close()
+    assert len(github.requests) < 40
+
+
+def test_the_reconcile_bounds_each_read_to_half_its_interval(
+    db_url: str, cortex: FakeCortex, github: FakeGitHub
+) -> None:
+    config = parse_config(
+        {"database": db_url, "sync": {"github": ["acme/api"], "interval_minutes": 10}},
+        environ={"CORTEX_API_URL": cortex.url},
+    )
+    seen: list[tuple[float, float | None]] = []
+
+    def readers(targets: Any, config: Any, environ: Any, **bounds: Any) -> Any:
+        seen.append((bounds["max_wait"], bounds["read_seconds"]))
+        return (lambda: iter(())), []
+
+    store = Store.from_url(db_url)
+    client = CortexClient(cortex.url, TOKEN)
+    try:
+        one = periodic.Reconcile(
+            config,
+            store,
+            client,
+            {"GITHUB_TOKEN": GH_TOKEN},
+            owner="r1",
+            clock=lambda: datetime(2026, 11, 20, tzinfo=timezone.utc),
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(periodic, "make_readers", readers)
+            assert one.run_once() is True
+    finally:
+        store.close()
+        client.close()
+    assert seen == [(300.0, 300.0)]

@@ -117,12 +117,14 @@ class ApiClient:
         on_wait: Callable[[float, str], None] | None = None,
         session: requests.Session | None = None,
         max_wait: float = MAX_WAIT_SECONDS,
+        read_seconds: float | None = None,
         bounds: Bounds = DEFAULT_BOUNDS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.limits = limits
         self.secrets = secrets
         self.max_wait = max_wait
+        self.read_seconds = read_seconds  # how long one read may go on (None: no bound)
         self.requests = 0  # made so far (for the progress line and the benchmark)
         self._sleep = sleep
         self._clock = clock
@@ -259,6 +261,7 @@ class ReadApi:
         self.api = api
         self.limit = pages
         self.spent = 0
+        self.started = api.now()
 
     @property
     def base_url(self) -> str:
@@ -266,12 +269,16 @@ class ReadApi:
         return self.api.base_url
 
     def spend(self) -> None:
-        """Count one list page; ScmError once the read has asked for ``pages`` of them."""
+        """Count one list page; ScmError once the read has asked for ``pages`` of them, or has
+        gone on longer than the client's ``read_seconds``."""
         if self.spent >= self.limit:
             raise ScmError(
                 f"more than {self.limit} pages in one read; "
                 "narrow the window (--since, sync.look_back_hours) or the source"
             )
+        limit = self.api.read_seconds
+        if limit is not None and self.api.now() - self.started > limit:
+            raise ScmError(f"still reading after {limit:.0f}s (the bound of one read); stopped")
         self.spent += 1
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Answer:

@@ -87,6 +87,7 @@ def make_http_reader(
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     policy: RetryPolicy | None = None,
+    read_seconds: float | None = None,
 ) -> HttpReader:
     """The reader of ``http_sources.<name>``; its token from ``token_env`` (or ``*_FILE``)."""
     specs = config if isinstance(config, Mapping) else config.http_sources
@@ -99,7 +100,15 @@ def make_http_reader(
         raise ConfigError(
             spec.token_env, f"is not set: it holds the bearer token of http_sources.{name}"
         )
-    return HttpReader(spec, token, session=session, sleep=sleep, now=now, policy=policy)
+    return HttpReader(
+        spec,
+        token,
+        session=session,
+        sleep=sleep,
+        now=now,
+        policy=policy,
+        read_seconds=read_seconds,
+    )
 
 
 class HttpReader:
@@ -114,8 +123,11 @@ class HttpReader:
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         policy: RetryPolicy | None = None,
+        read_seconds: float | None = None,
     ) -> None:
         self.spec = spec
+        self.read_seconds = read_seconds  # how long one read may go on (None: no bound)
+        self._started = now()
         self._token = token
         self._owns_session = session is None
         self._session = session or requests.Session()
@@ -140,6 +152,7 @@ class HttpReader:
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
         """Every deploy in ``window``, from ``resume`` on when given; raises BridgeError."""
         position = self._position(resume)
+        self._started = self._now()
         try:
             yield from self._read(window, position)
         finally:
@@ -290,6 +303,12 @@ class HttpReader:
     def _get(self, params: Mapping[str, str]) -> Any:
         """One page's JSON, retried on 429/5xx and lost connections as the policy allows:
         at most ``max_attempts`` tries, ``max_elapsed`` seconds of waiting in all."""
+        if self.read_seconds is not None:
+            elapsed = (self._now() - self._started).total_seconds()
+            if elapsed > self.read_seconds:
+                raise self._error(
+                    f"still reading after {self.read_seconds:.0f}s (the bound of one read); stopped"
+                )
         policy = self._policy
         attempts = Attempts(max_tries=policy.max_attempts, max_wait=policy.max_elapsed)
         while True:

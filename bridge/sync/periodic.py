@@ -79,9 +79,15 @@ class Reconcile:
         if not self.store.sync.take_lease(LEASE, owner=self.owner, now=now, seconds=seconds):
             return False
         window = Window(now - timedelta(hours=settings.look_back_hours), now)
-        # A rate limit longer than the interval is not waited out here: the next turn comes.
+        # One source's read, and any wait in it, ends within half the interval: well inside
+        # the lease (renewed before each source), so no second replica starts the same work
+        # beside a read that a slow or endless source drags on. The next turn comes.
         readers, apis = make_readers(
-            Targets.from_settings(settings), self.config, self.environ, max_wait=seconds
+            Targets.from_settings(settings),
+            self.config,
+            self.environ,
+            max_wait=seconds / 2,
+            read_seconds=seconds / 2,
         )
         reconciler = Reconciler(
             self.config,

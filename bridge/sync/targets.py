@@ -61,10 +61,12 @@ def make_readers(
     environ: Mapping[str, str],
     *,
     max_wait: float = MAX_WAIT_SECONDS,
+    read_seconds: float | None = None,
 ) -> tuple[Callable[[], Iterator[Reader]], list[ApiClient]]:
     """The readers (listed as they are read) and the API clients they use (to close).
 
-    ``max_wait``: the most one SCM request may wait for rate limits in all. A listing that
+    ``max_wait``: the most one SCM request may wait for rate limits in all; ``read_seconds``:
+    how long one source's read may go on (checked before each page). A listing that
     fails (an organisation's repositories) comes as a reader that raises its error when
     read, so the sources after it are still read.
     """
@@ -77,18 +79,24 @@ def make_readers(
         if not token:
             raise UsageError("GITHUB_TOKEN is not set: reading GitHub's deploys needs it")
         url = _api_url(environ, "GITHUB_API_URL", DEFAULT_API_URL)
-        github = github_client(url, token, max_wait=max_wait)
+        github = github_client(url, token, max_wait=max_wait, read_seconds=read_seconds)
         clients.append(github)
     if targets.gitlab or targets.gitlab_groups:
         token = secret_from(environ, "GITLAB_API_TOKEN")
         if not token:
             raise UsageError("GITLAB_API_TOKEN is not set: reading GitLab's deploys needs it")
         gitlab = gitlab_client(
-            _api_url(environ, "GITLAB_URL", DEFAULT_URL), token, max_wait=max_wait
+            _api_url(environ, "GITLAB_URL", DEFAULT_URL),
+            token,
+            max_wait=max_wait,
+            read_seconds=read_seconds,
         )
         clients.append(gitlab)
     # Made now, so that an unknown name or an unset token variable stops the run before it starts.
-    http = [make_http_reader(name, config, environ) for name in dict.fromkeys(targets.http)]
+    http = [
+        make_http_reader(name, config, environ, read_seconds=read_seconds)
+        for name in dict.fromkeys(targets.http)
+    ]
 
     def every() -> Iterator[Reader]:
         if github is not None:
