@@ -577,3 +577,25 @@ def test_the_reconcile_bounds_each_read_to_half_its_interval(
         store.close()
         client.close()
     assert seen == [(300.0, 300.0)]
+
+
+@pytest.mark.parametrize(
+    ("text", "table"),
+    [
+        pytest.param("::error::x", ":\\:error:\\:x", id="command"),
+        pytest.param(":::", ":\\:\\:", id="three-colons"),
+        pytest.param("##[add-mask]x ##vso[task]", "#\\#[add-mask]x #\\#vso[task]", id="v1"),
+        pytest.param(
+            "a\nb\rc\x1b[2Kd\x85e\u2028", "a\\nb\\rc\\x1b[2Kd\\x85e\\u2028", id="controls"
+        ),
+        pytest.param(f"token {GH_TOKEN}!", "token ***!", id="token"),
+        pytest.param("std: :x # 1", "std: :x # 1", id="single-markers-kept"),
+    ],
+)
+def test_what_sync_shows_is_masked_and_escaped(text: str, table: str) -> None:
+    from bridge.sync.report import json_line, shown
+
+    assert shown(text, [GH_TOKEN]) == table
+    line = json_line({"detail": text}, [GH_TOKEN])
+    assert "::" not in line and "##" not in line and "\n" not in line and GH_TOKEN not in line
+    assert json.loads(line)["detail"] == text.replace(GH_TOKEN, "***")

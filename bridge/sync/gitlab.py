@@ -99,8 +99,9 @@ class GitLabReader:
                 yield Found(None, "", json.dumps({"phase": kind, "url": next_url}))
 
     def _resume_point(self, resume: str | None) -> Mapping[str, Any]:
-        """A saved resume point read back: a phase and a next-page link of this project's
-        list on the configured origin; anything else is an error, and nothing is sent."""
+        """A saved resume point read back: a phase and a next-page link on the configured
+        origin; anything else is an error, and nothing is sent (a database written by an
+        earlier version, or by hand, may hold a link to anywhere)."""
         if resume is None:
             return {"phase": "deployments", "url": None}
         try:
