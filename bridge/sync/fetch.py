@@ -39,10 +39,11 @@ from bridge.errors import BridgeError
 MAX_BYTES = 16 * 1024 * 1024
 # A JSON answer holds at most this many ``{``/``[`` and ``,`` bytes (counted in the raw body,
 # so those inside strings count too: an over-count, never an under-count). A real page (100
-# workflow runs, 1000 http-source items) holds a few tens of thousands; a hostile 16 MiB of
-# ``[{},{},...]`` would otherwise parse into some 400 MiB of objects.
-MAX_CONTAINERS = 200_000
-MAX_VALUES = 2_000_000
+# workflow runs, 1000 http-source items) holds a few thousand containers and a few tens of
+# thousands of values; a hostile 16 MiB of ``[{},{},...]`` would otherwise parse into some
+# 400 MiB of objects. At these bounds what a body parses into stays under 50 MiB.
+MAX_CONTAINERS = 50_000
+MAX_VALUES = 500_000
 MAX_REDIRECTS = 5
 ANSWER_SECONDS = 120.0  # headers and body of one answer, after the connection is made
 CHUNK = 65536
