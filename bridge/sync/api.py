@@ -1,9 +1,12 @@
-"""The one HTTP edge of the SCM readers: a ``requests`` Session with auth, timeouts, rate limits.
+"""The SCM readers' client: GitHub's and GitLab's APIs with auth, rate limits and bounds.
 
-GitHub and GitLab both say when to slow down, in headers: :func:`rate_limit_wait` reads them
-(the one rule), :class:`ApiClient` waits and tries again. The clock and the sleep are passed in,
-so tests wait no real time. The token is only ever in the Session's headers: no error, log or
-``repr`` shows it.
+Every request goes through :class:`bridge.sync.fetch.Fetcher` (the token to its configured
+origin only, answers bounded). GitHub and GitLab both say when to slow down, in headers:
+:func:`rate_limit_wait` reads them (the one rule), :class:`ApiClient` waits and tries again,
+within MAX_TRIES tries and ``max_wait`` seconds a request; :class:`ReadApi` bounds the pages
+of one read. The clock and the sleep are passed in, so tests wait no real time. The token is
+only ever in the fetcher's headers: no error, log or ``repr`` shows it, and an API's message
+that echoes it is masked.
 """
 
 from __future__ import annotations
