@@ -599,3 +599,19 @@ def test_what_sync_shows_is_masked_and_escaped(text: str, table: str) -> None:
     line = json_line({"detail": text}, [GH_TOKEN])
     assert "::" not in line and "##" not in line and "\n" not in line and GH_TOKEN not in line
     assert json.loads(line)["detail"] == text.replace(GH_TOKEN, "***")
+
+
+def test_a_failed_listing_is_one_failing_source_and_leaves_no_run_to_continue(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_github_deploy(github)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+    code, _, err = run(environ, capsys, "--github", "acme/api", "--github-org", "nobody", *WINDOW)
+    assert code == 1
+    assert "github:nobody: 127.0.0.1:" in one_error_line(err)
+    assert len(cortex.all_deploys()) == 1  # the source before it was read and recorded
+    store = Store.from_url(environ["BRIDGE_DATABASE_URL"])
+    try:
+        assert store.sync.sync_progress("github:nobody") is None
+    finally:
+        store.close()
