@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import tracemalloc
 from collections.abc import Iterator
@@ -512,3 +513,11 @@ def test_429_forever_ends_within_the_policys_attempts_and_total_wait(
     with pytest.raises(HttpSourceError, match=r"would pass 180s .* too long to wait"):
         list(reader_of(spec_of(), sleeps).read(WINDOW))
     assert sleeps == [100.0]
+
+
+def test_a_compressed_answer_is_bounded_after_decompression(api: responses.RequestsMock) -> None:
+    bomb = gzip.compress(b'{"items": [' + b"1," * (MAX_BODY_BYTES // 2) + b"1]}", 9)
+    assert len(bomb) < 100_000
+    api.get(URL, body=bomb, headers={"Content-Encoding": "gzip"})
+    with pytest.raises(HttpSourceError, match=f"an answer larger than {MAX_BODY_BYTES} bytes"):
+        list(reader_of(spec_of()).read(WINDOW))
