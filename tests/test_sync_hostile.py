@@ -615,3 +615,14 @@ def test_a_failed_listing_is_one_failing_source_and_leaves_no_run_to_continue(
         assert store.sync.sync_progress("github:nobody") is None
     finally:
         store.close()
+
+
+def test_an_answer_cut_short_is_a_lost_connection_tried_again(github: FakeGitHub) -> None:
+    # The stand-in says 10 MB and sends a few bytes: the body ends early, as a cut connection.
+    github.inject(Fault(200, {"Content-Length": "10000000"}, {"id": 5}), times=None)
+    sleeps: list[float] = []
+    api = github_client(github.api_url, GH_TOKEN, sleep=sleeps.append)
+    with pytest.raises(ScmError, match="unreachable: ProtocolError"):
+        api.get("/repos/acme/api/actions/runs/5")
+    api.close()
+    assert len(github.requests) == 4 and len(sleeps) == 3

@@ -228,7 +228,8 @@ def _handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                 size, chunks = len(data), iter([data])
             self.send_response(answer.status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(size))
+            if not any(name.lower() == "content-length" for name in answer.headers):
+                self.send_header("Content-Length", str(size))  # else a hostile one, given
             for name, value in answer.headers.items():
                 self.send_header(name, value)
             self.end_headers()

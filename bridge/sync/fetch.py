@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import parse_header_links
 
@@ -259,7 +260,9 @@ class Fetcher:
                     response.url or url,
                     self.bounds,
                 )
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            # The body is read from urllib3 itself: a connection cut mid-body, a read timeout
+            # or a bad gzip stream come as urllib3's errors, not requests'.
             raise FetchError(
                 f"{_where(url)} unreachable: {type(exc).__name__}", retryable=True
             ) from None
