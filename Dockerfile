@@ -1,10 +1,12 @@
-# The image behind the GitHub Action and the one the GitLab CI templates run. On main,
-# action.yml says `image: Dockerfile` (GitHub builds this file: for development); a release
+# The image the GitLab CI component runs, and `docker run` users: `send` and `action`. (The
+# GitHub Action is a composite action and needs no image: action.yml.) A release
 # (.github/workflows/release.yml) pushes it to ghcr.io/cortex-deploy-bridge/cortex-deploy-bridge
-# and pins the released action.yml to it by digest, so users' steps pull it prebuilt.
-# It carries git (the title and short-sha fallbacks read the checkout) and only the runtime
-# `dependencies` of pyproject.toml (PyYAML); the server extras (Flask, SQLAlchemy, gunicorn,
-# ...) are not installed.
+# and pins the released component to it by digest.
+# It carries git (the title and short-sha fallbacks read the checkout) and exactly the base
+# install, as `pip install cortex-deploy-bridge` makes it: the runtime `dependencies` of
+# pyproject.toml (PyYAML, pinned in requirements/action.txt) and the project; the server
+# extras (Flask, SQLAlchemy, gunicorn, ...) are not installed (.github/workflows/ci.yml checks
+# the built image for them).
 FROM python:3.12-slim-bookworm
 
 LABEL org.opencontainers.image.title="cortex-deploy-bridge" \
@@ -45,13 +47,12 @@ RUN --mount=type=bind,target=/usr/src/cortex-deploy-bridge,rw \
     && cortex-deploy-bridge --help >/dev/null \
     && python -m pip uninstall --yes --quiet pip
 
-# The build above needs a directory; at run time GitHub mounts the workspace at
-# /github/workspace and makes it the working directory, so point there too (GitHub's
-# "Dockerfile support for GitHub Actions", WORKDIR) and `docker run` behaves the same.
+# The build above needs a directory; /github/workspace is where a Docker action's workspace is
+# mounted, kept as the working directory for `docker run` users who mount theirs there.
 WORKDIR /github/workspace
 
-# No USER line, on purpose: GitHub's "Dockerfile support for GitHub Actions" (USER) says a
-# Docker action must run as the image's default user (root); the workspace and the files
-# behind GITHUB_OUTPUT and GITHUB_STEP_SUMMARY are owned by the runner's user on the host,
-# and a non-root user in the container could not write them.
+# No USER line, on purpose: a job's mounted checkout and the files it hands back (GitLab's
+# dotenv report; GITHUB_OUTPUT when a workflow runs the image as `uses: docker://...`) belong
+# to the host's user, which only root can write as any uid (GitHub's "Dockerfile support for
+# GitHub Actions", USER, says the same of images run as steps).
 ENTRYPOINT ["cortex-deploy-bridge", "action"]

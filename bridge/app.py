@@ -31,9 +31,11 @@ from bridge.config import Config
 from bridge.errors import MalformedEvent, SignatureError
 from bridge.health import Probes
 from bridge.ingest import Answer, dedupe_key, ingest
+from bridge.received import received_copy
 from bridge.signatures import verify_github, verify_gitlab
 from bridge.sources.fields import shorten
 from bridge.store import STATUSES, Delivery, Store, StoreError
+from bridge.turned_away import TurnedAwayLog
 
 log = logging.getLogger("bridge.receiver")
 
@@ -57,9 +59,18 @@ class Runtime:
     clock: Callable[[], datetime] = utcnow
     # /healthz, /readyz and /metrics; `serve` adds its delivery thread and Cortex's word.
     probes: Probes = field(init=False)
+    # The webhooks answered without storing an event, for the console; `serve` starts its
+    # flushing thread (tests flush it by hand).
+    turned_away: TurnedAwayLog = field(init=False)
 
     def __post_init__(self) -> None:
         self.probes = Probes(self.store, self.clock, role="serve")
+        self.turned_away = TurnedAwayLog(self.store.journal, self.clock)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret the receiver knows: masked in whatever it keeps or shows."""
+        return tuple(s for s in (self.github_secret, self.gitlab_token, self.admin_token) if s)
 
 
 class BadRequest(Exception):
@@ -84,6 +95,10 @@ def create_app(runtime: Runtime) -> Flask:
     _add_probes(app, runtime)
     _add_admin(app, runtime)
     _add_error_handlers(app)
+    if runtime.admin_token:  # else no console route exists: every /console path is a 404
+        from bridge.console import console_blueprint
+
+        app.register_blueprint(console_blueprint(runtime))
     return app
 
 
@@ -108,7 +123,7 @@ Environ = dict[str, Any]
 
 
 def _add_webhooks(app: Flask, rt: Runtime) -> None:
-    handlers = _webhook_handlers(rt)
+    handlers = {path: _answering(h, rt) for path, h in _webhook_handlers(rt).items()}
     for path, handler in handlers.items():
         # Flask keeps the routes (what url_map lists, 405 for another method); a POST to one
         # is answered by WebhookDispatch below, before Flask, with this same handler.
@@ -123,6 +138,60 @@ def _in_flask(handler: Callable[[Environ], Response]) -> Callable[[], Response]:
         return handler(request.environ)
 
     return view
+
+
+def _answering(handler: Callable[[Environ], Response], rt: Runtime) -> Callable[..., Response]:
+    """``handler``, answering its errors itself (``error_response``), and noting the 4xx."""
+
+    def answer(environ: Environ) -> Response:
+        try:
+            return handler(environ)
+        except Exception as exc:  # every error gets its answer, whichever way it came
+            code, status, reason = error_answer(exc, environ)
+            if code < 500:
+                source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
+                event_header, delivery_headers = WEBHOOK_HEADERS.get(source, ("", ()))
+                delivery = next(
+                    (v for h in delivery_headers if (v := environ.get(h, "")).strip()), ""
+                )
+                event = environ.get(event_header, "")
+                _turned_away(
+                    rt,
+                    source=source,
+                    event=event,
+                    delivery=delivery,
+                    code=code,
+                    status=status,
+                    reason=reason,
+                )
+            return _json(code, status=status, reason=reason)
+
+    return answer
+
+
+def _turned_away(
+    rt: Runtime,
+    *,
+    source: str,
+    event: str,
+    delivery: str | None,
+    code: int,
+    status: str,
+    reason: str,
+) -> None:
+    """The one place a webhook answered without storing an event (4xx, ignored) is noted.
+
+    One log line (:func:`log_unrecorded`) and one row for the console's bounded journal.
+    """
+    log_unrecorded(source, event, delivery, code, {"status": status, "reason": reason})
+    rt.turned_away.note(
+        source=source,
+        event=event,
+        delivery=delivery or "",
+        code=code,
+        answer=status,
+        reason=reason,
+    )
 
 
 class WebhookDispatch:
@@ -173,7 +242,15 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
             scope=("X-GitHub-Hook-ID", header("HTTP_X_GITHUB_HOOK_ID")),
             body=body,
         )
-        return _ingest("github", event, payload, key=key, delivery=delivery, rt=rt)
+        return _ingest(
+            "github",
+            event,
+            payload,
+            key=key,
+            delivery=delivery,
+            rt=rt,
+            received=lambda: received_copy(environ, body, rt.secrets),
+        )
 
     def gitlab(environ: Environ) -> Response:
         header = environ.get
@@ -191,7 +268,15 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
         else:
             named, delivery = "X-Gitlab-Event-UUID", header("HTTP_X_GITLAB_EVENT_UUID")
         key = dedupe_key("gitlab", (named, delivery), body=body)
-        return _ingest("gitlab", event, payload, key=key, delivery=delivery, rt=rt)
+        return _ingest(
+            "gitlab",
+            event,
+            payload,
+            key=key,
+            delivery=delivery,
+            rt=rt,
+            received=lambda: received_copy(environ, body, rt.secrets),
+        )
 
     return {"/webhooks/github": github, "/webhooks/gitlab": gitlab}
 
@@ -239,7 +324,14 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
 
 
 def _ingest(
-    source: str, event: str, payload: Any, *, key: str, delivery: str | None, rt: Runtime
+    source: str,
+    event: str,
+    payload: Any,
+    *,
+    key: str,
+    delivery: str | None,
+    rt: Runtime,
+    received: Callable[[], str] | None = None,
 ) -> Response:
     answer = ingest(
         source,
@@ -250,19 +342,64 @@ def _ingest(
         config=rt.config,
         store=rt.store,
         clock=rt.clock,
+        received=received,
     )
     if answer.queued:
         rt.wake.set()
-    # Ignored deliveries are the bulk of a busy hook's traffic and are counted in
-    # bridge_webhooks_total{answer="ignored"}; a log line each cost a third of their time.
-    level = logging.DEBUG if answer.body["status"] == "ignored" else logging.INFO
-    if log.isEnabledFor(level):
-        log.log(
-            level,
+    if answer.body["status"] == "ignored" or answer.status >= 400:
+        _turned_away(
+            rt,
+            source=source,
+            event=event,
+            delivery=delivery,
+            code=answer.status,
+            status=answer.body["status"],
+            reason=answer.body["reason"],
+        )
+    elif log.isEnabledFor(logging.INFO):
+        log.info(
             answer.body["status"],
             extra={"source": source, "event": event, "delivery_id": delivery, **answer.body},
         )
     return _answer(answer, source, event)
+
+
+# Each source's headers, as WSGI names them: the event's name, and the delivery id (the
+# first that is not blank). Read only to say which webhook an error answer refused; the
+# handlers read their own. A source added to the receiver adds its row.
+WEBHOOK_HEADERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "github": ("HTTP_X_GITHUB_EVENT", ("HTTP_X_GITHUB_DELIVERY",)),
+    # GitLab keeps Idempotency-Key across its retries; X-Gitlab-Event-UUID is per attempt.
+    "gitlab": ("HTTP_X_GITLAB_EVENT", ("HTTP_IDEMPOTENCY_KEY", "HTTP_X_GITLAB_EVENT_UUID")),
+}
+# The longest event name or delivery id a log line carries: both are the sender's to choose.
+_LOGGED_ID = 200
+
+
+def log_unrecorded(
+    source: str, event: str, delivery: str | None, code: int, body: dict[str, Any]
+) -> None:
+    """The one log line of a webhook that records nothing: rejected (4xx) or ignored (200).
+
+    "Why didn't my deploy show up?" is answered here: the reason, the source, the event and
+    the delivery id (what GitHub's and GitLab's delivery logs show), the status answered.
+    Never the body nor a header's secret: the reason names a field, never a signature.
+    Ignored events are most of a busy hook's traffic, so this stays one cheap call.
+    """
+    level = logging.INFO if code < 400 else logging.WARNING
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            "webhook ignored" if code < 400 else "webhook rejected",
+            extra={
+                "source": source,
+                "event": event[:_LOGGED_ID] or None,
+                "delivery_id": delivery[:_LOGGED_ID] if delivery else None,
+                "status_code": code,
+                "answer": body.get("status"),
+                "reason": body.get("reason"),
+            },
+        )
 
 
 def _decode(environ: Environ, body: bytes, *, form_field: str | None) -> Any:
@@ -380,23 +517,29 @@ def _add_error_handlers(app: Flask) -> None:
 
 def error_response(exc: Exception, environ: Environ) -> Response:
     """The JSON answer to an error raised while answering a request; nothing was stored."""
+    code, status, reason = error_answer(exc, environ)
+    return _json(code, status=status, reason=reason)
+
+
+def error_answer(exc: Exception, environ: Environ) -> tuple[int, str, str]:
+    """The HTTP status, ``status`` and ``reason`` answering an error; nothing was stored."""
     if isinstance(exc, BadRequest):
-        return _json(exc.status, status="rejected", reason=exc.reason)
+        return exc.status, "rejected", exc.reason
     if isinstance(exc, MalformedEvent):
-        return _json(400, status="rejected", reason=str(exc))
+        return 400, "rejected", str(exc)
     if isinstance(exc, SignatureError):
         source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
         metrics.WEBHOOKS.labels(source, "-", "unauthorized").inc()
-        return _json(401, status="unauthorized", reason=str(exc))
+        return 401, "unauthorized", str(exc)
     if isinstance(exc, HTTPException):
         status = exc.code or 500
         reason = "body too large" if status == 413 else (exc.description or exc.name)
-        return _json(status, status="rejected", reason=reason)
+        return status, "rejected", reason
     if isinstance(exc, (StoreError, SQLAlchemyError)):
         log.error("database unavailable", extra={"error": type(exc).__name__})
-        return _json(503, status="error", reason="storage unavailable; the event was not stored")
+        return 503, "error", "storage unavailable; the event was not stored"
     log.exception("unexpected error", exc_info=exc)
-    return _json(500, status="error", reason="internal error; the event was not stored")
+    return 500, "error", "internal error; the event was not stored"
 
 
 def _json(code: int, *, status: str, reason: str) -> Response:

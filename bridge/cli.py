@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 from bridge import __version__
 
 EXIT_USAGE = 2
+# What a shell reports for a command ended by SIGPIPE (128 + 13): `... | head` closed its end.
+EXIT_PIPE_CLOSED = 141
 
 DESCRIPTION = """\
 Record every deploy in Cortex exactly once: from a GitHub Action step, any CI job
@@ -30,23 +32,75 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-# name -> (one-line summary, module under bridge.commands)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "send": ("record one deploy from flags and the CI context (GitLab CI, any CI)", "send"),
-    "action": ("the GitHub Action entrypoint: reads INPUT_* and the workflow context", "action"),
-    "serve": ("run the webhook receiver (gunicorn) with the delivery worker inside", "serve"),
-    "worker": ("run delivery workers alone (for scale-out beside `serve --no-worker`)", "worker"),
-    "deliveries": ("inspect and replay the delivery log: list, show, retry", "deliveries"),
+# The import names of what pyproject.toml's `server` extra installs (tests/test_packaging.py
+# checks the two agree). `send` and `action` import none of them: they run on the base install.
+SERVER_MODULES = (
+    "flask",
+    "gunicorn",
+    "gevent",
+    "packaging",
+    "sqlalchemy",
+    "orjson",
+    "psycopg",
+    "prometheus_client",
+    "requests",
+)
+SERVER_EXTRA = "cortex-deploy-bridge[server]"
+
+# name -> (one-line summary, module under bridge.commands, whether it needs the server extra)
+COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "send": (
+        "record one deploy from flags and the CI context (GitLab CI, any CI)",
+        "send",
+        False,
+    ),
+    "action": (
+        "the GitHub Action entrypoint: reads INPUT_* and the workflow context",
+        "action",
+        False,
+    ),
+    "serve": ("run the webhook receiver (gunicorn) with the delivery worker inside", "serve", True),
+    "worker": (
+        "run delivery workers alone (for scale-out beside `serve --no-worker`)",
+        "worker",
+        True,
+    ),
+    "deliveries": ("inspect and replay the delivery log: list, show, retry", "deliveries", True),
     "check-config": (
         "validate a config file and print what each route resolves to",
         "check_config",
+        False,
     ),
     "sync": (
         "read deploys from GitHub, GitLab or an http source; record what Cortex lacks",
         "sync",
+        True,
     ),
-    "demo": ("a self-contained tour: stand-in Cortex, the bridge, signed sample webhooks", "demo"),
+    "demo": (
+        "a self-contained tour: stand-in Cortex, the bridge, signed sample webhooks",
+        "demo",
+        True,
+    ),
 }
+
+
+def missing_extra(command: str) -> str | None:
+    """Why ``command`` cannot run on this install (the server extra is missing), else None.
+
+    Looked up, not imported: finding a module costs a directory listing, and the command
+    imports what it needs itself.
+    """
+    if not COMMANDS[command][2]:
+        return None
+    from importlib.util import find_spec
+
+    missing = [name for name in SERVER_MODULES if find_spec(name) is None]
+    if not missing:
+        return None
+    return (
+        f"`{command}` needs the server extra, which is not installed (no module "
+        f"{missing[0]!r}): pip install '{SERVER_EXTRA}'"
+    )
 
 
 def _module(name: str) -> Any:
@@ -62,7 +116,7 @@ def build_parser(command: str | None = None) -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name, (summary, _) in COMMANDS.items():
+    for name, (summary, _, _) in COMMANDS.items():
         child = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:])
         if name == command:
             _module(name).add_arguments(child)
@@ -71,8 +125,24 @@ def build_parser(command: str | None = None) -> Parser:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run one subcommand; the exit code is 0 on success, 1 on failure, 2 on bad usage."""
+    try:
+        try:
+            return _main(argv, environ)
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
+    except BrokenPipeError:
+        return _pipe_closed()
+
+
+def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    asks_help = any(arg in ("-h", "--help") for arg in argv)
+    # Before the flags are read: a missing extra is the problem to name, whatever the flags.
+    problem = missing_extra(chosen) if chosen in COMMANDS and not asks_help else None
+    if problem is not None:
+        print(f"cortex-deploy-bridge: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
@@ -89,6 +159,23 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _pipe_closed() -> int:
+    """The reader went away (``sync ... | head``): stop quietly, as a killed-by-SIGPIPE tool.
+
+    Python would otherwise print a traceback, and a second error when it flushes stdout at
+    exit; stdout is pointed at /dev/null so that flush has nowhere to fail (docs.python.org,
+    "Note on SIGPIPE").
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # not a real file (a test's capture): nothing to mend
+            pass
+    return EXIT_PIPE_CLOSED
 
 
 def run() -> NoReturn:

@@ -324,3 +324,53 @@ STORY = (
         forged=True,
     ),
 )
+
+
+# --- One more deploy, for `python -m bridge.fakescm post` --------------------------------
+
+
+def sample_webhook(
+    source: str, number: int, *, at: str, repository: str, environment: str
+) -> tuple[str, dict[str, Any]]:
+    """A finished deploy's webhook as ``source`` sends it: (event name, payload).
+
+    GitHub: a ``deployment_status`` "success"; GitLab: a Deployment Hook "success". ``number``
+    makes its ids (deployment, status, job) its own, so that each is a new deploy; ``at`` is
+    when it finished (GitHub's form, ``2026-03-10T10:01:44Z``).
+    """
+    owner, _, name = repository.rpartition("/")
+    if source == "github":
+        doc = _payments_status("success", at, status_id=70_000_000 + number)
+        deployment = _payments_deployment(60_000_000 + number, RELEASE, at)
+        deployment["environment"] = doc["deployment_status"]["environment"] = environment
+        doc["deployment"] = deployment
+        doc["repository"] = {**doc["repository"], "name": name, "full_name": repository}
+        doc["repository"]["owner"] = {**doc["repository"]["owner"], "login": owner}
+        return "deployment_status", doc
+    if source == "gitlab":
+        user = {
+            "id": 87,
+            "name": "Priya Raman",
+            "username": "praman",
+            "email": "priya@acme.example",
+        }
+        doc = _gitlab_deployment(
+            deployment_id=50_000_000 + number,
+            job_id=80_000_000 + number,
+            sha=REFUNDS,
+            at=at.replace("T", " ").replace("Z", " +0000"),  # GitLab's own form
+            title="Fix rounding of refunds in EUR",
+            user=user,
+        )
+        doc["environment"] = doc["environment_slug"] = environment
+        project = f"{GITLAB}/{repository}"
+        doc["project"] = {
+            **doc["project"],
+            "name": name,
+            "path_with_namespace": repository,
+            "web_url": project,
+        }
+        doc["deployable_url"] = f"{project}/-/jobs/{doc['deployable_id']}"
+        doc["commit_url"] = f"{project}/-/commit/{REFUNDS}"
+        return "Deployment Hook", doc
+    raise ValueError(f"no sample webhook for source {source!r}")

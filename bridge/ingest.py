@@ -116,8 +116,12 @@ def ingest(
     config: Config,
     store: Store,
     clock: Callable[[], datetime],
+    received: Callable[[], str] | None = None,
 ) -> Answer:
-    """Parse, filter and route one delivery; store it when it records a deploy."""
+    """Parse, filter and route one delivery; store it when it records a deploy.
+
+    ``received``: makes the copy of the webhook kept with it (only for an event stored).
+    """
     if not config.sources.enabled(source):
         return ignored(f"source {source} is disabled (sources.{source}.enabled)")
 
@@ -147,6 +151,7 @@ def ingest(
         payload=payload,
         now=clock(),
         group_key=deploy_key(routed(event, where)),
+        received=received() if received is not None else None,
     )
     if not created:
         return Answer(200, {"status": "duplicate", "id": delivery_id_})

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-import orjson
 
 from bridge.errors import MalformedEvent
 
@@ -207,16 +206,30 @@ def _plain(text: str) -> str:
     return _CONTROL_RUN.sub(" ", text).strip()
 
 
+def _one_line(text: str) -> str:
+    """A title: its first line with text in it (a commit's subject), mended by :func:`_plain`.
+
+    Lines end where ``str.splitlines`` ends them (LF, CR, VT, FF, FS, GS, RS, NEL, U+2028,
+    U+2029), whichever face the title came from.
+    """
+    for line in text.splitlines():
+        mended = _plain(line)
+        if mended:
+            return mended
+    return ""
+
+
 def bounded(event: DeployEvent) -> DeployEvent:
     """The event as the bridge stores it, or a MalformedEvent naming the field that cannot be.
 
     Fields that reach a key or a URL (repository, environment, deploy id, sha, url, delivery
     id) are refused when they hold a control character; names are refused past MAX_NAME
-    characters and a URL past MAX_URL. Free text is mended instead: control characters in the
-    title and the deployer become spaces and the title is cut to MAX_TITLE. Last, the whole
-    event must fit in MAX_EVENT_BYTES of JSON; the error names its largest field.
+    characters and a URL past MAX_URL. Free text is mended instead: the title is its first
+    line with text, and in it and the deployer each run of control characters becomes one
+    space; the title is cut to MAX_TITLE. Last, the whole event must fit in MAX_EVENT_BYTES
+    of JSON; the error names its largest field.
     """
-    title = _plain(event.title)[:MAX_TITLE]
+    title = _one_line(event.title)[:MAX_TITLE]
     name = _plain(event.deployer_name) if event.deployer_name else None
     email = _plain(event.deployer_email) if event.deployer_email else None
     checked = (
@@ -245,13 +258,19 @@ def bounded(event: DeployEvent) -> DeployEvent:
     return fixed
 
 
+def _stored_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON (the standard library: ``send`` and the
+    Action run on the base install, which has no orjson)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
 def _check_size(data: Mapping[str, Any]) -> None:
-    size = len(orjson.dumps(data))
+    size = _stored_size(data)
     if size <= MAX_EVENT_BYTES:
         return
     parts = {key: value for key, value in data.items() if key != "details"}
     parts.update({f"details.{key}": value for key, value in data["details"].items()})
-    largest = max(parts, key=lambda key: len(orjson.dumps(parts[key])))
+    largest = max(parts, key=lambda key: _stored_size(parts[key]))
     raise MalformedEvent(
         f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: its {largest} is too long"
     )

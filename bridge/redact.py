@@ -12,14 +12,28 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret replaced by ``***``.
 
     A secret is also looked for as JSON spells it inside a string (a quote or a backslash
-    escaped, anything non-ASCII as ``\\uXXXX``), since log lines are JSON. Longer secrets go
-    first, so one that contains another is masked whole.
+    escaped, anything non-ASCII as ``\\uXXXX`` or as it is), since log lines are JSON.
+    Longer secrets go first, so one that contains another is masked whole.
     """
-    spellings = set()
+    return mask(text, spellings(secrets))
+
+
+def spellings(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Every way the secrets can appear in text (as given, and inside a JSON string), longest
+    first: what :func:`mask` looks for. Work it out once where many texts are redacted."""
+    found = set()
     for secret in secrets:
         if secret:
-            spellings.add(secret)
-            spellings.add(json.dumps(secret)[1:-1])
-    for spelling in sorted(spellings, key=len, reverse=True):
-        text = text.replace(spelling, MASK)
+            found.add(secret)
+            found.add(json.dumps(secret)[1:-1])
+            # As a JSON writer that keeps non-ASCII as it is spells it (orjson, the logs').
+            found.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def mask(text: str, spelled: tuple[str, ...]) -> str:
+    """``text`` with each of ``spelled`` (from :func:`spellings`) replaced by ``***``."""
+    for spelling in spelled:
+        if spelling in text:
+            text = text.replace(spelling, MASK)
     return text

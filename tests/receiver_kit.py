@@ -27,8 +27,10 @@ def make_runtime(tmp_path: Path, config: dict[str, Any] | None = None, **kw: Any
     return runtime_on(f"sqlite:///{tmp_path / 'bridge.db'}", config, **kw)
 
 
-# The samples' GitHub deployments name payments-api and payments-worker in their payload
-# (payload.cortex.entities), which routes allow only by their payload_entities globs.
+# Most samples' GitHub deployments name payments-api and payments-worker in their payload
+# (payload.cortex.entities), which routes allow only by their payload_entities globs;
+# deployment_status.success does not (it is recorded under the default config, as a user
+# trying the bridge with it expects), deployment_status.success.payload-entities does.
 SAMPLE_ROUTES = [{"match": {}, "entities": ["{repo}"], "payload_entities": ["payments-*"]}]
 
 

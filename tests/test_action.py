@@ -1,4 +1,9 @@
-"""`cortex-deploy-bridge action` under the environment GitHub's runner gives a Docker action."""
+"""`cortex-deploy-bridge action` under the environment GitHub's runner gives an Action's step.
+
+The variables here are spelled as a Docker step gets them (INPUT_ with hyphens kept), which
+`action` still reads; the composite step's underscored spelling is used by
+tests/test_action_runner.py and tests/test_action_act.py.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ UUID = re.compile(r"^[0-9a-f-]{36}$")
 
 @pytest.fixture
 def runner(tmp_path: Path, cortex: FakeCortex) -> dict[str, str]:
-    """The variables a Docker action sees for a push to main (see actions-env docs)."""
+    """The variables an Action's step sees for a push to main (see actions-env docs)."""
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     event = tmp_path / "event.json"
@@ -286,6 +291,11 @@ def test_token_never_printed_even_when_cortex_echoes_it(
             {"INPUT_SHA": "main"}, "the sha input: 'main' is not a hex commit sha", id="sha"
         ),
         pytest.param(
+            {"INPUT_SHA": "c0ffee1"},
+            "the sha input: 'c0ffee1' is abbreviated, and no git repository at",
+            id="short-sha-without-checkout",
+        ),
+        pytest.param(
             {"INPUT_URL": "ftp://x"}, "the url input: 'ftp://x' is not an http(s) URL", id="url"
         ),
         pytest.param(
@@ -331,6 +341,19 @@ def test_dry_run_sends_nothing_and_shows_payload(
     assert payload["customData"]["team"] == "payments"
     assert outputs(runner)["deploy-uuid"] == ""
     assert "dry run" in Path(runner["GITHUB_STEP_SUMMARY"]).read_text()
+
+
+def test_a_dry_run_with_type_auto_needs_no_token(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What action.yml's dry-run input says: no real token needed; auto is shown as DEPLOY.
+    runner.update({"INPUT_DRY-RUN": "true", "INPUT_TYPE": "auto", "INPUT_CORTEX-API-TOKEN": ""})
+    code, out, _ = run(runner, capsys)
+    assert code == 0, out
+    assert cortex.received == []
+    assert json.loads(outputs(runner)["payload"])["type"] == "DEPLOY"
+    described = " ".join((SAMPLES.parents[1] / "action.yml").read_text().split())
+    assert "records nothing, and needs no real token" in described
 
 
 # Workflow commands the Action itself writes; any other line starting with "::" was injected.

@@ -92,7 +92,7 @@ def only(cortex: FakeCortex) -> dict[str, Any]:
 
 
 def test_github_deployment_status_becomes_one_deploy(bridge: Bridge, cortex: FakeCortex) -> None:
-    sample = load_sample("github/deployment_status.success.json")
+    sample = load_sample("github/deployment_status.success.payload-entities.json")
     sample["deployment"]["payload"] = {}
     answer = github_post(bridge.http, "deployment_status", sample)
     assert answer.status_code == 202
@@ -112,7 +112,7 @@ def test_github_deployment_status_becomes_one_deploy(bridge: Bridge, cortex: Fak
 
 
 def test_entities_named_by_the_deployment_payload(bridge: Bridge, cortex: FakeCortex) -> None:
-    github_post(bridge.http, "deployment_status", "deployment_status.success")
+    github_post(bridge.http, "deployment_status", "deployment_status.success.payload-entities")
     bridge.drain()
     assert sorted(d["entity"] for d in cortex.all_deploys()) == ["payments-api", "payments-worker"]
 
@@ -141,7 +141,12 @@ def test_gitlab_deployment_hook(bridge: Bridge, cortex: FakeCortex) -> None:
 
 def test_redelivery_records_nothing_more(bridge: Bridge, cortex: FakeCortex) -> None:
     for _ in range(3):
-        github_post(bridge.http, "deployment_status", "deployment_status.success", delivery="same")
+        github_post(
+            bridge.http,
+            "deployment_status",
+            "deployment_status.success.payload-entities",
+            delivery="same",
+        )
         bridge.drain()
     assert len(cortex.requests_to("POST")) == 2  # two entities, once each
 
@@ -153,7 +158,10 @@ def test_same_deploy_through_two_deliveries_is_one_record(
     # de-duplication window, or an org hook beside a repo hook): still one record.
     for delivery in ("first", "second"):
         github_post(
-            bridge.http, "deployment_status", "deployment_status.success", delivery=delivery
+            bridge.http,
+            "deployment_status",
+            "deployment_status.success.payload-entities",
+            delivery=delivery,
         )
         bridge.drain()
     assert len(cortex.all_deploys()) == 2  # payments-api and payments-worker, once each
@@ -211,7 +219,7 @@ def test_lifecycle_updates_the_start_record_in_place(db_url: str, cortex: FakeCo
     assert start.status_code == 202
     bridge.drain()
     assert {d["customData"]["status"] for d in cortex.all_deploys()} == {"in_progress"}
-    github_post(bridge.http, "deployment_status", "deployment_status.success")
+    github_post(bridge.http, "deployment_status", "deployment_status.success.payload-entities")
     bridge.drain()
     stored = cortex.all_deploys()
     assert len(stored) == 2  # the two entities, each one record
@@ -269,7 +277,7 @@ def test_failures_ignored_in_final_mode(bridge: Bridge, cortex: FakeCortex) -> N
 
 def test_cortex_down_then_back_delivers_exactly_once(bridge: Bridge, cortex: FakeCortex) -> None:
     cortex.inject(*[Fault("status", status=503) for _ in range(3)])
-    sample = load_sample("github/deployment_status.success.json")
+    sample = load_sample("github/deployment_status.success.payload-entities.json")
     sample["deployment"]["payload"] = {}
     answer = github_post(bridge.http, "deployment_status", sample)
     assert answer.status_code == 202
@@ -284,7 +292,9 @@ def test_cortex_down_then_back_delivers_exactly_once(bridge: Bridge, cortex: Fak
 
 def test_retry_after_sets_the_next_attempt(bridge: Bridge, cortex: FakeCortex) -> None:
     cortex.inject(Fault.rate_limited(42))
-    answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
+    answer = github_post(
+        bridge.http, "deployment_status", "deployment_status.success.payload-entities"
+    )
     bridge.drain()
     delivery = bridge.runtime.store.get(answer.json["id"])
     assert delivery is not None and delivery.status == "retrying"
@@ -299,7 +309,7 @@ def test_retry_after_sets_the_next_attempt(bridge: Bridge, cortex: FakeCortex) -
 
 def test_dropped_after_store_is_not_doubled(bridge: Bridge, cortex: FakeCortex) -> None:
     cortex.inject(Fault("drop_after", method="POST"))
-    sample = load_sample("github/deployment_status.success.json")
+    sample = load_sample("github/deployment_status.success.payload-entities.json")
     sample["deployment"]["payload"] = {}
     github_post(bridge.http, "deployment_status", sample)
     bridge.drain()
@@ -311,7 +321,9 @@ def test_dropped_after_store_is_not_doubled(bridge: Bridge, cortex: FakeCortex) 
 def test_permanent_rejection_is_dead_lettered_and_replayable(db_url: str) -> None:
     with FakeCortex(token=TOKEN, entities={"payments-worker"}) as cortex:
         bridge = Bridge(db_url, cortex)
-        answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
+        answer = github_post(
+            bridge.http, "deployment_status", "deployment_status.success.payload-entities"
+        )
         bridge.drain()
         delivery = bridge.runtime.store.get(answer.json["id"])
         assert delivery is not None and delivery.status == "dead"
@@ -339,14 +351,16 @@ def test_permanent_rejection_is_dead_lettered_and_replayable(db_url: str) -> Non
 
 def test_refused_token_keeps_the_event_for_later(bridge: Bridge, cortex: FakeCortex) -> None:
     cortex.inject(Fault("status", status=401, body={"type": "FORBIDDEN", "message": "no"}))
-    answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
+    answer = github_post(
+        bridge.http, "deployment_status", "deployment_status.success.payload-entities"
+    )
     bridge.drain()
     delivery = bridge.runtime.store.get(answer.json["id"])
     assert delivery is not None and delivery.status == "retrying"
 
 
 def test_killed_worker_lease_is_taken_over(bridge: Bridge, cortex: FakeCortex) -> None:
-    github_post(bridge.http, "deployment_status", "deployment_status.success")
+    github_post(bridge.http, "deployment_status", "deployment_status.success.payload-entities")
     store = bridge.runtime.store
     (claimed,) = store.claim(owner="killed", now=bridge.clock(), lease_seconds=60)
     bridge.drain()
@@ -385,7 +399,9 @@ def test_an_event_that_keeps_killing_its_worker_is_dead_lettered(
     db_url: str, cortex: FakeCortex
 ) -> None:
     bridge = Bridge(db_url, cortex, {"delivery": {"max_attempts": 2, "lease_seconds": 30}})
-    answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
+    answer = github_post(
+        bridge.http, "deployment_status", "deployment_status.success.payload-entities"
+    )
     store = bridge.runtime.store
     for owner in ("crashed-1", "crashed-2"):  # each claimed, then its process died
         assert store.claim(owner=owner, now=bridge.clock(), lease_seconds=30)
@@ -401,7 +417,9 @@ def test_an_event_that_keeps_killing_its_worker_is_dead_lettered(
 def test_gives_up_after_dead_letter_time(db_url: str, cortex: FakeCortex) -> None:
     bridge = Bridge(db_url, cortex, {"delivery": {"dead_letter_after_seconds": 3600}})
     cortex.inject(*[Fault("status", status=503) for _ in range(100)])
-    answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
+    answer = github_post(
+        bridge.http, "deployment_status", "deployment_status.success.payload-entities"
+    )
     for _ in range(12):
         bridge.drain()
         bridge.clock.advance(400)

@@ -32,7 +32,7 @@ def stored(runtime: Runtime) -> int:
 
 def status_doc(**changes: Any) -> dict[str, Any]:
     """deployment_status.success with dotted-path fields replaced."""
-    doc = copy.deepcopy(load_sample("github/deployment_status.success.json"))
+    doc = copy.deepcopy(load_sample("github/deployment_status.success.payload-entities.json"))
     for path, value in changes.items():
         *parents, last = path.split("__")
         target = doc
@@ -216,14 +216,18 @@ def test_payload_entities_not_allowed_by_the_route_are_ignored(
     config = parse_config({"routes": routes} if routes is not None else {})
     with Store.from_url(db_url) as store:
         rt = Runtime(config=config, store=store, github_secret=GITHUB_SECRET)
-        answer = github_post(client_for(rt), "deployment_status", "deployment_status.success")
+        answer = github_post(
+            client_for(rt), "deployment_status", "deployment_status.success.payload-entities"
+        )
         assert (answer.status_code, answer.json["status"]) == (200, "ignored")
         assert reason in answer.json["reason"]
         assert stored(rt) == 0
 
 
 def test_payload_entities_allowed_by_the_route_replace_its_entities(runtime) -> None:
-    answer = github_post(client_for(runtime), "deployment_status", "deployment_status.success")
+    answer = github_post(
+        client_for(runtime), "deployment_status", "deployment_status.success.payload-entities"
+    )
     assert answer.status_code == 202
     found = runtime.store.get(answer.json["id"])
     assert found is not None

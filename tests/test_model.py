@@ -156,6 +156,21 @@ def test_bounded_mends_free_text() -> None:
 
 
 @pytest.mark.parametrize(
+    ("title", "kept"),
+    [
+        pytest.param("Add retries\n\nlong body", "Add retries", id="commit-message"),
+        pytest.param("\x00\n  Ship\x07\x07it \r\nbody", "Ship it", id="first-line-with-text"),
+        pytest.param("One\u2028Two", "One", id="line-separator"),
+        pytest.param("One\x85Two", "One", id="nel"),
+        pytest.param("One\tTwo\x1b[0m", "One Two [0m", id="controls-in-the-line"),
+        pytest.param("\n\x00\n", "", id="nothing"),
+    ],
+)
+def test_a_title_is_its_first_line_with_text_mended(title: str, kept: str) -> None:
+    assert bounded(make(title=title)).title == kept
+
+
+@pytest.mark.parametrize(
     ("tag", "problem"),
     [
         ("payments-api", None),

@@ -32,7 +32,7 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 GITLAB_TEMPLATE = ROOT / "templates" / "cortex-deploy.yml"
 COMMAND = "cortex-deploy-bridge"
 
-# The action's inputs and their defaults, as PRODUCT.md ("Action (action.yml, Docker)")
+# The action's inputs and their defaults, as PRODUCT.md ("Action (action.yml, composite)")
 # fixes them. None: no default, an empty input falls back to the workflow's context.
 INPUT_DEFAULTS: dict[str, str | None] = {
     "cortex-api-token": None,
@@ -140,8 +140,8 @@ def test_dockerfile_entrypoint_is_the_action_command() -> None:
 
 
 def test_dockerfile_keeps_the_default_root_user() -> None:
-    # GitHub: a Docker action must run as the default (root) user to write the workspace
-    # and the GITHUB_OUTPUT / GITHUB_STEP_SUMMARY files ("Dockerfile support", USER).
+    # A job's mounted checkout and output files belong to the host's user: root writes them
+    # whatever the uid (GitHub's "Dockerfile support", USER, for `uses: docker://` steps).
     users = [args for keyword, args in dockerfile_instructions() if keyword == "USER"]
     assert users == []
 
@@ -377,9 +377,19 @@ def test_server_requirements_are_closed_under_dependencies() -> None:
     if closure is None:
         pytest.skip("the server extra is not installed here (pip install -e '.[server]')")
     pins = read_pins(SERVER_REQUIREMENTS)
-    differ = {name for name, version in closure.items() if pins.get(name, version) != version}
-    if differ:
-        pytest.skip(f"installed versions differ from server.txt for {sorted(differ)}: refresh it")
+    # A difference fails: `.ci/run` installs with `-c requirements/server.txt`, so a version
+    # here that is not the pin means the pin no longer installs (yanked, or out of the
+    # extra's range) or this environment was made another way; skipping hid a stale pin.
+    differ = {
+        name: (pins[name], version)
+        for name, version in closure.items()
+        if name in pins and pins[name] != version
+    }
+    assert not differ, (
+        f"installed versions differ from requirements/server.txt (pin, installed): {differ}; "
+        "install with `pip install -e '.[dev]' -c requirements/server.txt` (as .ci/run does), "
+        "or refresh the pins as that file says"
+    )
     assert set(pins) == set(closure), "server.txt pins more or less than the extra needs"
 
 
@@ -390,14 +400,33 @@ def test_action_metadata_matches_github_schema() -> None:
     check_schema("vendor.github-actions", ACTION)
 
 
-def test_action_runs_the_dockerfile(action: dict[str, Any]) -> None:
+def test_action_is_composite_with_one_step_per_shell(action: dict[str, Any]) -> None:
     runs = action["runs"]
-    assert runs["using"] == "docker"
-    assert runs["image"] == "Dockerfile"
-    # The entrypoint reads INPUT_*; args would only duplicate them on the command line.
-    assert runs.get("args", []) == []
+    # Composite: no image to build or pull, so macOS, Windows and runners without Docker run it.
+    assert runs["using"] == "composite"
+    steps = {step["id"]: step for step in runs["steps"]}
+    assert set(steps) == {"posix", "windows"}
+    assert steps["posix"]["shell"] == "sh"
+    assert steps["posix"]["if"] == "runner.os != 'Windows'"
+    assert steps["windows"]["shell"] == "powershell"
+    assert steps["windows"]["if"] == "runner.os == 'Windows'"
+    for step in steps.values():
+        # The tree's own code, found through the variable a container: job translates.
+        assert "GITHUB_ACTION_PATH" in step["run"]
+        assert "github.action_path" not in step["run"]
+        assert "pip" not in step["run"] and "docker" not in step["run"].lower()
+        assert "${{" not in step["run"], "inputs reach the script through env, never inline"
     assert {"name", "description", "branding"} <= set(action)
     assert {"icon", "color"} <= set(action["branding"])
+
+
+def test_action_steps_pass_every_input_as_input_underscored(action: dict[str, Any]) -> None:
+    wanted = {
+        f"INPUT_{name.upper().replace('-', '_')}": f"${{{{ inputs.{name} }}}}"
+        for name in action["inputs"]
+    }
+    for step in action["runs"]["steps"]:
+        assert step["env"] == wanted, step["id"]
 
 
 def test_action_inputs_are_exactly_the_contract(action: dict[str, Any]) -> None:
@@ -433,7 +462,10 @@ def test_action_outputs(action: dict[str, Any]) -> None:
     assert set(outputs) == OUTPUTS
     for name, spec in outputs.items():
         assert spec.get("description"), f"output {name!r} is not described"
-        assert "value" not in spec, "a Docker action's outputs come from GITHUB_OUTPUT"
+        # A composite action's output is one of its steps' (whichever ran on this OS).
+        assert spec["value"] == (
+            f"${{{{ steps.posix.outputs.{name} || steps.windows.outputs.{name} }}}}"
+        )
 
 
 def cli_available() -> bool:
@@ -924,28 +956,23 @@ def test_release_script_refuses_an_unknown_version(release: Any) -> None:
             release.release_names(version, REPOSITORY)
 
 
-def test_released_action_and_component_run_the_pushed_image(
-    release: Any, action: dict[str, Any], tmp_path: Path
-) -> None:
+def test_released_component_runs_the_pushed_image(release: Any, tmp_path: Path) -> None:
     root = release_checkout(tmp_path)
     argv = ["--root", str(root), "pin", "--image", IMAGE, "--digest", DIGEST]
     assert release.main(argv, {}) == 0
-    pinned = yaml.safe_load((root / "action.yml").read_text(encoding="utf-8"))
-    assert pinned["runs"]["image"] == f"docker://{IMAGE}@{DIGEST}"
-    # Nothing else changes: the same inputs, outputs and entrypoint behaviour.
-    assert {**pinned, "runs": {**pinned["runs"], "image": "Dockerfile"}} == action
-    check_schema("vendor.github-actions", root / "action.yml")
-    # The component runs the same image, by the same digest; the rest of it is unchanged.
+    # The component runs the image, by the digest; the rest of it is unchanged.
     header, config = load_documents(root / "templates/cortex-deploy.yml")
     original_header, original_config = load_documents(GITLAB_TEMPLATE)
     assert header["spec"]["inputs"].pop("image")["default"] == f"{IMAGE}@{DIGEST}"
     original_header["spec"]["inputs"].pop("image")
     assert (header, config) == (original_header, original_config)
-    # A second pin finds no `image: Dockerfile` left and says so rather than pin twice.
+    # The composite Action has no image to pin: action.yml is the checkout's.
+    assert (root / "action.yml").read_text() == ACTION.read_text()
+    # A second pin finds no `ghcr.io/...:tag` default left and says so rather than pin twice.
     assert release.main(argv, {}) == 2
 
 
-def test_release_pins_nothing_when_one_file_cannot_be_pinned(
+def test_release_pins_nothing_when_the_component_cannot_be_pinned(
     release: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = release_checkout(tmp_path)
@@ -955,7 +982,6 @@ def test_release_pins_nothing_when_one_file_cannot_be_pinned(
     argv = ["--root", str(root), "pin", "--image", IMAGE, "--digest", DIGEST]
     assert release.main(argv, {}) == 2
     assert "templates/cortex-deploy.yml" in capsys.readouterr().err
-    assert (root / "action.yml").read_text() == ACTION.read_text()
     assert template.read_text() == before
 
 
@@ -984,7 +1010,7 @@ def step(job: dict[str, Any], **match: str) -> dict[str, Any]:
     return dict(found)
 
 
-def test_release_pins_action_yml_to_the_digest_of_the_image_it_pushed() -> None:
+def test_release_tags_the_action_tree_with_the_component_pinned_to_its_image() -> None:
     jobs = workflow_jobs(RELEASE_WORKFLOW)
     push = step(jobs["images"], id="action-image")
     assert push["uses"].startswith("docker/build-push-action@")
@@ -992,13 +1018,24 @@ def test_release_pins_action_yml_to_the_digest_of_the_image_it_pushed() -> None:
     # Pushed under the names' image-tags, which are all IMAGE:<tag> (test above)...
     assert push["with"]["tags"] == "${{ needs.names.outputs.image-tags }}"
     assert jobs["images"]["outputs"]["digest"] == "${{ steps.action-image.outputs.digest }}"
-    # ... and action.yml is pinned to that same image, at that push's digest.
-    pin = next(s for s in jobs["tag"]["steps"] if " pin " in s.get("run", ""))
-    assert pin["env"] == {
+    # ... the tag's tree is the one `action-tree` writes, from the pinned PyYAML ...
+    steps = jobs["tag"]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    install = runs.index("python -m pip install --requirement requirements/action.txt")
+    write = next(i for i, run in enumerate(runs) if " action-tree " in run)
+    commit = next(i for i, run in enumerate(runs) if "git tag --annotate" in run)
+    assert install < write < commit
+    tree = '"$RUNNER_TEMP/release-tree"'
+    assert f"release.py action-tree {tree}" in runs[write]
+    assert 'git --work-tree="$tree" add --all' in runs[commit]
+    assert f"tree={tree}" in runs[commit]
+    # ... and its GitLab component is pinned to that same image, at that push's digest.
+    assert steps[write]["env"] == {
         "IMAGE": "${{ needs.names.outputs.image }}",
         "DIGEST": "${{ needs.images.outputs.digest }}",
     }
-    assert '--image "$IMAGE" --digest "$DIGEST"' in pin["run"]
+    assert f"--root {tree}" in runs[write]
+    assert 'pin --image "$IMAGE" --digest "$DIGEST"' in runs[write]
     assert set(jobs["tag"]["needs"]) == {"names", "images"}
 
 
@@ -1114,13 +1151,20 @@ def test_readme_says_what_it_is_then_gives_the_two_fresh_machine_commands() -> N
     assert lines[0] == "# cortex-deploy-bridge" and lines[1] == ""
     paragraphs = [p for p in "\n".join(lines[2:first]).split("\n\n") if p.strip()]
     assert len(paragraphs) == 2, "what it is, then the line introducing the first command"
-    assert "Cortex" in paragraphs[0] and "real" in paragraphs[1]
-    assert first < 20 and second < first + 8
-    # One line each, to paste on a fresh machine.
-    assert "\n" not in setup and check == "bash .ci/run"
-    assert setup.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install")
-    assert "CORTEX_API_TOKEN='<your real Cortex API token>'" in setup
-    assert setup.endswith("cortex-deploy-bridge serve --bind 0.0.0.0:8080")
+    assert "Cortex" in paragraphs[0] and "no Cortex account" in paragraphs[1]
+    assert first < 20 and second < first + 9
+    # The path that needs no account first: a clone line, then one line that sets up and
+    # runs the bridge (on SQLite, against a stand-in Cortex); then the whole check.
+    clone, run = setup.split("\n")
+    assert clone == (
+        f"git clone https://github.com/{REPOSITORY}.git && cd {REPOSITORY.split('/')[1]}"
+    )
+    assert run.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install")
+    assert run.endswith("&& cortex-deploy-bridge demo")
+    assert check == "bash .ci/run"
+    # No command in the page binds every interface with a made-up secret.
+    assert "change-me" not in text
+    assert "docs/try-it.md" in "\n".join(lines[second : second + 8])
 
 
 def test_readme_is_a_short_page_whose_links_resolve() -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import datetime, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge import logs
 from bridge.redact import redact
@@ -45,3 +49,31 @@ def test_log_lines_never_carry_a_secret() -> None:
     line = stream.getvalue()
     assert "***" in line and "wörd" not in line and "\\u00f6rd" not in line
     assert json.loads(line)["url"] == "***"
+
+
+def test_the_time_of_a_line_is_rfc3339_utc_with_milliseconds() -> None:
+    formatter = logs.JsonFormatter()
+    for created in (0.0, 1.9995, 1764979062.123456, 1764979062.999, 1764979063.0005):
+        record = logging.makeLogRecord({"msg": "x", "created": created})
+        want = (
+            datetime.fromtimestamp(created, timezone.utc)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+        assert json.loads(formatter.format(record))["time"] == want, created
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=8, max_size=40).filter(lambda s: s.strip() == s and "***" not in s))
+def test_no_spelling_of_any_secret_survives_a_log_line(secret: str) -> None:
+    formatter = logs.JsonFormatter([secret])
+    record = logging.makeLogRecord(
+        {"msg": "token %s", "args": (secret,), "url": f"https://x.example/?t={secret}"}
+    )
+    line = formatter.format(record)
+    for spelling in (
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    ):
+        assert spelling not in line

@@ -417,6 +417,37 @@ def test_git_expands_a_short_sha_and_reads_the_title(
     assert deploy["title"] == "Ship the ledger v2"
 
 
+def test_a_short_sha_git_cannot_expand_is_refused_naming_the_flag(
+    gitlab: dict[str, str], cortex: FakeCortex, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _git_repo(tmp_path)  # the job's checkout, without that commit
+    assert main(["send", "--entity-tag", "svc", "--sha", "c0ffee1"], gitlab) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: --sha: 'c0ffee1' is abbreviated, and no git repository at ")
+    assert "git rev-parse c0ffee1" in line
+    assert cortex.received == []  # nothing recorded short
+
+
+def test_outside_a_ci_a_short_sha_is_expanded_in_the_current_directory(
+    cortex: FakeCortex,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    head = _git_repo(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    env = {"CORTEX_API_TOKEN": TOKEN, "CORTEX_API_URL": cortex.url}
+    argv = ["send", "--entity-tag", "svc", "--sha", head[:7], "--deploy-id", "r-1"]
+    assert main(argv, env) == 0
+    (deploy,) = cortex.all_deploys()
+    assert deploy["sha"] == head
+    assert deploy["title"] == "Ship the ledger v2"
+    monkeypatch.chdir(tmp_path.parent)  # no repository here: refused, not recorded short
+    assert main(argv, env) == 2
+    assert "'" + head[:7] + "' is abbreviated" in capsys.readouterr().err
+    assert len(cortex.all_deploys()) == 1
+
+
 def test_a_context_sha_that_is_not_hex_never_reaches_git(
     gitlab: dict[str, str], cortex: FakeCortex, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

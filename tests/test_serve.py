@@ -403,14 +403,61 @@ def test_skipping_the_check_starts_and_readyz_reports_the_refusal(
     assert "wrong" not in served.log.read_text()
 
 
-def test_cortex_unreachable_at_start_is_only_a_warning(tmp_path: Path) -> None:
-    served = Served(tmp_path, f"http://127.0.0.1:{free_port()}").start()
-    served.stop()
+def test_cortex_unreachable_at_start_is_a_warning_and_readyz_says_so(tmp_path: Path) -> None:
+    # What `serve --help` says: only a refused token stops the start; an unreachable Cortex
+    # is a warning, webhooks are stored, and delivered once Cortex answers.
+    port = free_port()
+    served = Served(tmp_path, f"http://127.0.0.1:{port}", "--workers", "1").start()
+    try:
+        assert served.get("/readyz") == (200, {"status": "ok", "cortex": "unreachable"})
+        assert served.post_github(deployment(3), "while-down-3")[0] == 202
+        with FakeCortex(token=TOKEN, port=port) as cortex:
+            wait_for(lambda: len(cortex.all_deploys()) == 1)
+            wait_for(lambda: served.get("/readyz")[1].get("cortex") == "ok")
+    finally:
+        served.stop()
     records = [json.loads(line) for line in served.log.read_text().splitlines()]
     assert any(
         r["level"] == "warning" and r["message"].startswith("could not check CORTEX_API_TOKEN")
         for r in records
     )
+
+
+def test_help_says_what_an_unreachable_cortex_does() -> None:
+    for command in ("serve", "worker"):
+        done = subprocess.run(
+            [SCRIPT, command, "--help"], capture_output=True, text=True, timeout=60, check=True
+        )
+        text = " ".join(done.stdout.split())
+        assert "A Cortex that cannot be reached is not a failure" in text, command
+        assert '"cortex": "unreachable"' in text, command
+
+
+def test_a_refused_webhook_is_one_json_log_line_of_serve(served: Served) -> None:
+    served.start()
+    body = json.dumps(deployment(4)).encode()
+    status, _ = served.request(
+        "POST",
+        "/webhooks/github",
+        body,
+        {
+            "X-GitHub-Event": "deployment_status",
+            "X-GitHub-Delivery": "forged-4",
+            "X-Hub-Signature-256": "sha256=" + "0" * 64,
+            "Content-Type": "application/json",
+        },
+    )
+    assert status == 401
+    served.stop()
+    records = [json.loads(line) for line in served.log.read_text().splitlines()]
+    [line] = [r for r in records if r["message"] == "webhook rejected"]
+    assert line["delivery_id"] == "forged-4"
+    assert (line["source"], line["event"], line["status_code"]) == (
+        "github",
+        "deployment_status",
+        401,
+    )
+    assert SECRET not in served.log.read_text()
 
 
 def test_a_body_that_does_not_arrive_in_time_is_408_and_stores_nothing(

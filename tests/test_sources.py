@@ -118,8 +118,18 @@ SAMPLE_CASES = [
                 "ref": "main",
                 "environmentUrl": "https://payments.acme.example",
             },
+            "entities": (),
         },
         id="github-status-success",
+    ),
+    pytest.param(
+        "github",
+        "deployment_status",
+        "deployment_status.success.payload-entities",
+        # A deployment made with payload {"cortex": {"entities": [...]}}: the entities it
+        # names, which a route must allow (payload_entities) for them to be used.
+        {"status": Status.SUCCEEDED, "entities": ("payments-api", "payments-worker")},
+        id="github-status-success-naming-entities",
     ),
     pytest.param(
         "github",

@@ -439,6 +439,9 @@ def make_version_1(url: str) -> None:
         conn.execute(sa.text("DROP TABLE bridge_history_seeded"))  # version 3's
         for table in ("bridge_sync_progress", "bridge_sync_recorded", "bridge_sync_leases"):
             conn.execute(sa.text(f"DROP TABLE {table}"))  # version 3
+        for table in ("bridge_attempts", "bridge_turned_away", "bridge_reconcile_runs"):
+            conn.execute(sa.text(f"DROP TABLE {table}"))  # version 4
+        conn.execute(sa.text("ALTER TABLE bridge_deliveries DROP COLUMN received"))  # version 4
         conn.execute(sa.text("DROP INDEX ix_bridge_deliveries_next_attempt_at_id"))
         conn.execute(
             sa.text(
@@ -468,9 +471,12 @@ def test_version_1_is_upgraded_by_many_replicas_at_once_keeping_every_row(
         assert [replicas[0].get(i) for i in ids] == before  # ids[3] is still leased to "w"
         assert replicas[1].records.get("k") is not None
         [[version]] = _query(url, sa.select(store_schema.schema_version.c.version))
-        assert version == SCHEMA_VERSION == 3
+        assert version == SCHEMA_VERSION == 4
         assert replicas[2].records.history_seeded("svc", None) is False  # version 3's table
         assert replicas[0].sync.sync_progress("github:acme/api") is None  # version 3's table
+        assert replicas[0].journal.turned_away() == []  # version 4's tables
+        assert replicas[0].journal.reconcile_runs() == []
+        assert replicas[0].browse.attempts(ids[0]) == []
         indexes = _index_names(url, "bridge_deliveries")
         assert "ix_bridge_deliveries_next_attempt_at_id" in indexes
         assert "ix_bridge_deliveries_status_next_attempt_at" not in indexes

@@ -556,6 +556,13 @@ def test_the_progress_line_redraws_on_a_terminal_with_an_eta() -> None:
     )
 
 
+@pytest.mark.parametrize(("pages", "said"), [(0, "0 pages"), (1, "1 page"), (2, "2 pages")])
+def test_the_progress_line_counts_pages_in_good_english(pages: int, said: str) -> None:
+    line = ProgressLine(io.StringIO(), Tally(), requests=lambda: pages, clock=lambda: 0.0)
+    line.source("github:acme/a", 1, 1)
+    assert f"· {said} read ·" in line.text()
+
+
 def test_pages_are_recorded_oldest_first_so_a_rollback_across_pages_is_detected(
     tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -84,6 +84,16 @@ def test_the_reconcile_records_a_deploy_whose_webhook_never_came_one_replica_at_
         # Once the lease lapses (the holder died), another replica takes over.
         second.clock = lambda: NOW + timedelta(minutes=16)
         assert second.run_once() is True
+        # Each run that held the lease is kept, with what it found (the console's page).
+        runs = first.store.journal.reconcile_runs()
+        assert [run.owner for run in runs] == ["replica-2", "replica-1", "replica-1"]
+        oldest = runs[-1]
+        assert (oldest.since, oldest.until) == (NOW - timedelta(hours=48), NOW)
+        assert oldest.sources == [
+            {"source": "github:acme/api", "counts": {"recorded": 1}, "error": None},
+            {"source": "github:acme/web", "counts": {}, "error": None},
+        ]
+        assert runs[1].sources[0]["counts"] == {"present": 1}
     finally:
         for one in (first, second):
             one.store.close()

@@ -10,6 +10,7 @@ alone: every answer (status and JSON) and what each stored must be the same.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,19 +96,89 @@ def flask_only(runtime: Runtime) -> FlaskClient:
     return app.test_client()
 
 
-def test_dispatch_and_flask_answer_alike(runtimes: tuple[Runtime, Runtime]) -> None:
+class Said(logging.Handler):
+    """The receiver's log records of one step, as (level, message, fields)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def take(self) -> list[tuple[str, str, dict[str, Any]]]:
+        ignore = {"delivery_id", "id"}  # a random delivery id per request; each store's row id
+        taken = [
+            (r.levelname, r.getMessage(), {k: v for k, v in vars(r).items() if k in FIELDS})
+            for r in self.records
+        ]
+        self.records = []
+        return [
+            (level, said, {k: v for k, v in f.items() if k not in ignore})
+            for level, said, f in taken
+        ]
+
+
+FIELDS = {"source", "event", "delivery_id", "status_code", "answer", "reason", "status", "id"}
+
+
+@pytest.fixture
+def said() -> Iterator[Said]:
+    handler = Said()
+    logger = logging.getLogger("bridge.receiver")
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(before)
+
+
+def test_dispatch_and_flask_answer_alike(runtimes: tuple[Runtime, Runtime], said: Said) -> None:
     dispatched = create_app(runtimes[0]).test_client()
     routed = flask_only(runtimes[1])
     seen = set()
     for name, step in STEPS:
-        one, other = step(dispatched), step(routed)
+        one = step(dispatched)
+        one_said = said.take()
+        other = step(routed)
         assert (one.status_code, one.get_json(silent=True)) == (
             other.status_code,
             other.get_json(silent=True),
         ), name
         assert one.mimetype == other.mimetype == "application/json", name
+        # The same log lines too: a refused or ignored webhook is one line either way.
+        assert one_said == said.take(), name
+        refusals = [s for s in one_said if s[1].startswith("webhook ")]
+        if (one.status_code == 200 and one.get_json()["status"] == "ignored") or (
+            400 <= one.status_code < 500 and one.status_code != 405
+        ):
+            assert len(refusals) == 1, name
+        else:
+            assert refusals == [], name
         seen.add(one.status_code)
     # The cases cover every kind of answer a webhook can get.
     assert {200, 202, 400, 401, 405, 415} <= seen
     assert runtimes[0].store.counts() == runtimes[1].store.counts()
     assert sum(runtimes[0].store.counts().values()) >= 3  # d1, g1, the other bodies of d1
+
+
+def test_dispatch_and_flask_note_the_same_turned_away(runtimes: tuple[Runtime, Runtime]) -> None:
+    dispatched = create_app(runtimes[0]).test_client()
+    routed = flask_only(runtimes[1])
+    for _, step in STEPS:
+        step(dispatched)
+        step(routed)
+    noted = []
+    for runtime in runtimes:
+        runtime.turned_away.flush()
+        rows = runtime.store.journal.turned_away()
+        # The samples' delivery ids are random: each side has its own.
+        noted.append([(r.source, r.event, r.code, r.answer, r.reason) for r in rows])
+    assert noted[0] == noted[1]
+    # Every 4xx and ignored answer of the steps, none of the queued or duplicate ones.
+    answers = {(code, answer) for _, _, code, answer, _ in noted[0]}
+    assert {(200, "ignored"), (401, "unauthorized"), (400, "rejected"), (415, "rejected")} <= (
+        answers
+    )
+    assert all(answer != "queued" for *_, answer, _ in noted[0])

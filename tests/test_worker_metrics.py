@@ -79,7 +79,9 @@ def database(tmp_path: Path) -> str:
     """A SQLite database holding one successful deployment, stored by the real receiver."""
     runtime = make_runtime(tmp_path)
     try:
-        answer = github_post(client_for(runtime), "deployment_status", "deployment_status.success")
+        answer = github_post(
+            client_for(runtime), "deployment_status", "deployment_status.success.payload-entities"
+        )
         assert answer.status_code == 202, answer.get_json()
     finally:
         runtime.store.close()
@@ -216,9 +218,9 @@ def test_probes_answer_and_sigterm_stops_the_server_too(
     worker_process.start()
     assert get(worker_process.port, "/healthz") == (200, '{"status": "ok"}\n')
     status, body = get(worker_process.port, "/readyz")
-    # Cortex's word on the token: none yet, or the worker has delivered already.
-    assert (status, json.loads(body)["status"]) == (200, "ok")
-    assert json.loads(body)["cortex"] in ("unknown", "ok")
+    # Cortex's word on the token: the start-up check's (accepted), or a delivery's since.
+    assert json.loads(body) == {"status": "ok", "cortex": "ok"}
+    assert status == 200
     assert get(worker_process.port, "/metrics?name[]=x")[0] == 200  # a query is ignored
     assert get(worker_process.port, "/nope")[0] == 404
     wait_for(lambda: len(cortex.all_deploys()) == 2)
@@ -384,3 +386,15 @@ def test_skipping_the_check_then_readyz_and_metrics_report_the_refusal(
         assert made.stop() == 0
     assert cortex.all_deploys() == []
     assert "wrong-token" not in made.log.read_text()
+
+
+def test_an_unreachable_cortex_at_start_is_a_warning_and_readyz_says_so(
+    tmp_path: Path, database: str
+) -> None:
+    made = WorkerProcess(tmp_path, database, f"http://127.0.0.1:{free_port()}")
+    made.start()
+    try:
+        assert json.loads(get(made.port, "/readyz")[1]) == {"status": "ok", "cortex": "unreachable"}
+    finally:
+        assert made.stop() == 0
+    assert "could not check CORTEX_API_TOKEN" in made.log.read_text()

@@ -11,10 +11,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.errors import InputError
+from bridge.errors import InputError, UsageError
 from bridge.model import HEX_SHA, MAX_NAME, DeployRef, DeployType, has_control
 from bridge.times import parse_timestamp
 from bridge.urls import CORTEX_URL, api_authority_problem
@@ -183,6 +184,23 @@ def parse_entities(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(plain("entity-tag", tag) for tag in tags if tag))
 
 
+def import_yaml(what: str) -> ModuleType:
+    """PyYAML, imported on first need; one line naming the fix where it is missing.
+
+    It is the base install's one dependency, and a release's Action tree carries it
+    (``_vendor/``); an Action run from a checkout (``@main``, ``uses: ./``) on a runner whose
+    Python lacks it reads JSON only.
+    """
+    try:
+        import yaml
+    except ImportError:
+        raise UsageError(
+            f"{what} is YAML, and PyYAML is not installed here: pip install PyYAML (the "
+            "Action's release tags carry it), or give JSON"
+        ) from None
+    return yaml
+
+
 def parse_custom_data(value: str) -> dict[str, Any]:
     """A JSON or YAML mapping (YAML only loaded when the text is not JSON)."""
     text = value.strip()
@@ -191,7 +209,7 @@ def parse_custom_data(value: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except ValueError:
-        import yaml
+        yaml = import_yaml("custom-data")
 
         try:
             data = yaml.safe_load(text)
@@ -255,7 +273,8 @@ def parse_when(value: str, default: datetime) -> datetime:
 
 
 def inputs_from_action(environ: Mapping[str, str]) -> Inputs:
-    """Inputs of the Docker action: INPUT_<NAME>, hyphens kept (runner) or underscored."""
+    """The Action's inputs: INPUT_<NAME> underscored (action.yml's composite step sets them so)
+    or with hyphens kept (as GitHub passes them to a Docker step, `uses: docker://...`)."""
 
     def given(name: str) -> str:
         upper = name.upper()

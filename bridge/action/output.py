@@ -60,15 +60,22 @@ def output_block(name: str, value: str) -> str:
 
 
 def write_outputs(path: str, outputs: Mapping[str, str]) -> None:
-    """Append step outputs to the file named by ``GITHUB_OUTPUT``."""
-    with Path(path).open("a", encoding="utf-8") as handle:
+    """Append step outputs to the file named by ``GITHUB_OUTPUT``.
+
+    Written with ``\n`` on every OS (``newline="\n"``): the runner reads ``\n`` everywhere,
+    but on Windows it would keep a text-mode ``\r\n`` inside a multi-line value (its
+    FileCommandManager cuts the value out of the file as is), so the ``payload`` output would
+    differ from Linux's by a ``\r`` on each line.
+    """
+    with Path(path).open("a", encoding="utf-8", newline="\n") as handle:
         for name, value in outputs.items():
             handle.write(output_block(name, value))
 
 
 def append_summary(path: str, markdown: str) -> None:
-    """Append Markdown to the job summary file named by ``GITHUB_STEP_SUMMARY``."""
-    with Path(path).open("a", encoding="utf-8") as handle:
+    """Append Markdown to the job summary file named by ``GITHUB_STEP_SUMMARY`` (``\n`` only,
+    as :func:`write_outputs`)."""
+    with Path(path).open("a", encoding="utf-8", newline="\n") as handle:
         handle.write(markdown if markdown.endswith("\n") else markdown + "\n")
 
 

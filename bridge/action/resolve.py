@@ -14,6 +14,7 @@ from typing import Any
 
 from bridge.action.inputs import (
     Inputs,
+    import_yaml,
     parse_custom_data,
     parse_deploy_id,
     parse_entities,
@@ -25,7 +26,7 @@ from bridge.action.inputs import (
 )
 from bridge.ci.context import CiContext
 from bridge.errors import InputError, UsageError
-from bridge.model import HEX_SHA, DeployEvent, DeployRef, Status, first_line, has_control
+from bridge.model import FULL_SHA, HEX_SHA, DeployEvent, DeployRef, Status, first_line, has_control
 
 
 def context_sha(ctx: CiContext) -> str | None:
@@ -101,8 +102,7 @@ def descriptor_tag(workspace: str | None) -> str | None:
         path = root / name
         if not path.is_file():
             continue
-        import yaml
-
+        yaml = import_yaml(name)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -152,16 +152,42 @@ def git(workspace: str | None, *args: str, revision: str) -> str | None:
     return out if done.returncode == 0 and out else None
 
 
+def workspace(ctx: CiContext) -> str:
+    """Where git is asked: the CI's checkout, else (``send`` run by hand) the current directory."""
+    return ctx.workspace or str(Path.cwd())
+
+
 def resolve_sha(inputs: Inputs, ctx: CiContext) -> str | None:
-    """The full commit sha: the input (expanded with git when short), else the context's."""
+    """The full commit sha: the input (expanded with git when short), else the context's.
+
+    Cortex is given the full sha (what its links and the rollback check compare), so an
+    abbreviated one is expanded by ``git rev-parse`` in the CI's workspace, or, outside a
+    CI, in the current directory; one that git cannot expand there is refused, naming the
+    flag, rather than recorded short.
+    """
     if not inputs.sha.strip():
-        return context_sha(ctx)
+        # The CI's own value: expanded where git can, else kept (with a notice), since
+        # refusing it would fail a pipeline over what its CI chose to say.
+        given = context_sha(ctx)
+        return given and (_expand(given, workspace(ctx)) or given)
     sha = parse_sha(inputs.sha)
-    if len(sha) < 40:
-        full = git(ctx.workspace, "rev-parse", "--verify", "--quiet", revision=f"{sha}^{{commit}}")
-        if full and full.startswith(sha):
-            return full
-    return sha
+    where = workspace(ctx)
+    full = _expand(sha, where)
+    if full:
+        return full
+    raise InputError(
+        "sha",
+        f"{sha!r} is abbreviated, and no git repository at {where} has that commit to "
+        f"expand it: give the full 40-hex sha (`git rev-parse {sha}` prints it)",
+    )
+
+
+def _expand(sha: str, where: str) -> str | None:
+    """``sha`` itself when full; else the full sha git has for it at ``where``, or None."""
+    if FULL_SHA.fullmatch(sha):
+        return sha
+    full = git(where, "rev-parse", "--verify", "--quiet", revision=f"{sha}^{{commit}}")
+    return full if full and FULL_SHA.fullmatch(full) and full.startswith(sha) else None
 
 
 def resolve_title(inputs: Inputs, ctx: CiContext, sha: str | None) -> str | None:
@@ -170,4 +196,4 @@ def resolve_title(inputs: Inputs, ctx: CiContext, sha: str | None) -> str | None
         return ctx.title
     if not sha or not HEX_SHA.fullmatch(sha):
         return None
-    return git(ctx.workspace, "log", "-1", "--format=%s", revision=sha)
+    return git(workspace(ctx), "log", "-1", "--format=%s", revision=sha)

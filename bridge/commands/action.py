@@ -1,4 +1,4 @@
-"""`action`: the GitHub Action entrypoint (what the container runs); reads INPUT_*."""
+"""`action`: the GitHub Action entrypoint (what the Action's step runs); reads INPUT_*."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from bridge.commands.helptext import describe
 
 ABOUT = """\
-The GitHub Action's entrypoint: what the Action's container runs. It takes no flags: the
-runner passes the Action's inputs as INPUT_<NAME> variables (INPUT_CORTEX-API-TOKEN, also read
-as INPUT_CORTEX_API_TOKEN) and the workflow's context as GITHUB_* variables and the event file.
+The GitHub Action's entrypoint: what the Action's step runs. It takes no flags: the Action's
+inputs come as INPUT_<NAME> variables (INPUT_CORTEX_API_TOKEN, as the composite step sets
+them, or INPUT_CORTEX-API-TOKEN, as a Docker step would) and the workflow's context as
+GITHUB_* variables and the event file.
 Writes the deploy-uuid and payload outputs, a step summary, and errors as annotations."""
 
 

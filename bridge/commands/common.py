@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
@@ -84,12 +84,20 @@ def cortex_client(
     )
 
 
-def check_cortex_token(config: Config, environ: Mapping[str, str], *, skip: bool) -> str | None:
+def check_cortex_token(
+    config: Config,
+    environ: Mapping[str, str],
+    *,
+    skip: bool,
+    noted: Callable[[int], object] | None = None,
+) -> str | None:
     """Why a delivering process must not start: Cortex refused CORTEX_API_TOKEN; else None.
 
     One cheap authenticated read. Only a refusal (401/403) stops the start: a Cortex that
     cannot be reached, or answers anything else, is logged as a warning, since deliveries
-    wait in the outbox until it is back. ``skip`` (``--skip-token-check``) asks nothing.
+    wait in the outbox until it is back (and /readyz says ``"cortex": "unreachable"``).
+    ``noted`` is told the status of Cortex's answer (0: none came), for /readyz.
+    ``skip`` (``--skip-token-check``) asks nothing.
     """
     from bridge.errors import CortexError, CortexRejected
     from bridge.redact import redact
@@ -103,6 +111,8 @@ def check_cortex_token(config: Config, environ: Mapping[str, str], *, skip: bool
         try:
             client.check_access()
         except CortexError as exc:
+            if noted is not None:
+                noted(exc.status)
             said = " ".join(redact(str(exc), secrets).split())
             if isinstance(exc, CortexRejected) and exc.status in (401, 403):
                 return (
@@ -110,10 +120,13 @@ def check_cortex_token(config: Config, environ: Mapping[str, str], *, skip: bool
                     "(set a valid token, or pass --skip-token-check to start anyway)"
                 )
             log.warning(
-                "could not check CORTEX_API_TOKEN with Cortex; starting anyway",
+                "could not check CORTEX_API_TOKEN with Cortex; starting anyway: deliveries "
+                "wait in the outbox until Cortex answers",
                 extra={"error": said, "cortex_url": client.base_url},
             )
             return None
+    if noted is not None:
+        noted(200)
     log.info("CORTEX_API_TOKEN accepted by Cortex", extra={"cortex_url": client.base_url})
     return None
 

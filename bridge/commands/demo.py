@@ -107,6 +107,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except KeyboardInterrupt:
         say("demo: interrupted; everything stopped")
         return 130
+    except BrokenPipeError:
+        raise  # `demo | head`: the command line ends it quietly
     except Exception as exc:  # one line, never a traceback: the demo is a first impression
         return fail(f"demo failed: {_one_line(exc)}", EXIT_FAILED)
     return EXIT_FAILED if failures else 0
@@ -557,6 +559,8 @@ NEXT_STEPS = (
     "                  events: Deployment statuses, Workflow runs)",
     "  GitLab webhook: https://<your-host>/webhooks/gitlab  (trigger: Deployment events)",
     "  Or skip the receiver: `cortex-deploy-bridge send` in any CI job (see --help).",
+    "  Or try each part first, still with no account: docs/try-it.md (stand-ins for Cortex,",
+    "  GitHub and GitLab: python -m bridge.fakecortex, python -m bridge.fakescm).",
 )
 
 

@@ -46,10 +46,12 @@ ABOUT = """\
 Run the webhook receiver for GitHub and GitLab (gunicorn, gevent worker class), with the
 delivery worker inside each process unless --no-worker.
 
-At start it checks the config, that every enabled source has its secret, that the Cortex
-token is accepted (one cheap read; --skip-token-check skips it), the database (creating or
-upgrading its tables), and that --bind is free; any failure is one line and exit 2.
-Logs are JSON lines on stderr, gunicorn's own included."""
+At start it checks the config, that every enabled source has its secret, that Cortex does
+not refuse the token (one cheap read; --skip-token-check skips it), the database (creating
+or upgrading its tables), and that --bind is free; any failure is one line and exit 2.
+A Cortex that cannot be reached is not a failure: webhooks are still received and stored,
+a warning is logged, /readyz says "cortex": "unreachable", and the events are delivered
+once Cortex answers. Logs are JSON lines on stderr, gunicorn's own included."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             ("CORTEX_API_URL", f"Cortex API (default {CORTEX_URL})"),
             ("GITHUB_WEBHOOK_SECRET", "secret of the GitHub webhook (X-Hub-Signature-256)"),
             ("GITLAB_WEBHOOK_TOKEN", "secret token of the GitLab webhook (X-Gitlab-Token)"),
-            ("BRIDGE_ADMIN_TOKEN", "turns on the admin API (/api/deliveries) for this token"),
+            (
+                "BRIDGE_ADMIN_TOKEN",
+                "turns on the admin API (/api/deliveries) and the web console (/console)",
+            ),
             ("BRIDGE_DATABASE_URL", "sqlite:///bridge.db (default) or postgresql+psycopg://..."),
             ("BRIDGE_CONFIG", "the config file when --config is not given"),
         ],
@@ -170,6 +175,7 @@ def _checked_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     logs.configure(secrets=log_secrets(secrets, config, environ), level=args.log_level)
     log = logging.getLogger("bridge.serve")
+    answered: list[int] = []  # the start-up check's answer from Cortex, for /readyz
     for name in missing:
         log.warning(
             "webhooks are accepted unsigned: --allow-unsigned and %s is not set", name,
@@ -179,13 +185,15 @@ def _checked_run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         log.warning("--threads has no effect: serve's processes take --connections instead")
     try:
         if not args.no_worker:
-            refused = check_cortex_token(config, environ, skip=args.skip_token_check)
+            refused = check_cortex_token(
+                config, environ, skip=args.skip_token_check, noted=answered.append
+            )
             if refused:
                 return fail(refused)
         open_store(config).close()  # create or upgrade the schema once, before forking
     except BridgeError as exc:
         return fail(str(exc), EXIT_USAGE)
-    _serve(args, config, environ, listener, secrets)
+    _serve(args, config, environ, listener, secrets, answered=answered[-1] if answered else None)
     return 0
 
 
@@ -260,8 +268,14 @@ def cooperative() -> None:
     monkey.patch_all()
 
 
-def _build_app(args: argparse.Namespace, config: Any, environ: Mapping[str, str]) -> Any:
-    """In a gunicorn worker process: the app, and the delivery thread beside it."""
+def _build_app(
+    args: argparse.Namespace, config: Any, environ: Mapping[str, str], *, answered: int | None
+) -> Any:
+    """In a gunicorn worker process: the app, and the delivery thread beside it.
+
+    ``answered``: the status of Cortex's answer to the start-up check (0: none came), so that
+    /readyz reports it before this process has asked Cortex anything itself.
+    """
     from bridge.app import create_app
     from bridge.gevent_worker import BodyDeadline
     from bridge.health import CortexWatch
@@ -271,8 +285,12 @@ def _build_app(args: argparse.Namespace, config: Any, environ: Mapping[str, str]
 
     secrets = secrets_of(environ)
     runtime = make_runtime(config, secrets, allow_unsigned=args.allow_unsigned)
+    # The webhooks turned away or ignored, written to the console's journal once a second.
+    runtime.turned_away.start(threading.Event())
     if not args.no_worker:
         watch = CortexWatch()
+        if answered is not None:
+            watch.saw(answered)
         client = cortex_client(config, environ, watch=watch)
         worker = make_worker(runtime, client, owner=worker_owner())
         thread = start_in_thread(worker, threading.Event())
@@ -304,6 +322,8 @@ def _serve(
     environ: Mapping[str, str],
     listener: socket.socket,
     secrets: Mapping[str, str],
+    *,
+    answered: int | None,
 ) -> None:
     """Run gunicorn on ``listener``, configured from our flags rather than its own CLI."""
     from gunicorn.app.base import BaseApplication
@@ -336,6 +356,6 @@ def _serve(
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return _build_app(args, config, environ)
+            return _build_app(args, config, environ, answered=answered)
 
     Application().run()

@@ -62,12 +62,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     add_config_flag(parser)
     sources = parser.add_argument_group("sources (one or more, each may repeat)")
-    sources.add_argument("--github", action="append", default=[], metavar="OWNER/REPO")
-    sources.add_argument("--github-org", action="append", default=[], metavar="OWNER")
-    sources.add_argument("--gitlab", action="append", default=[], metavar="GROUP/PROJECT")
-    sources.add_argument("--gitlab-group", action="append", default=[], metavar="GROUP")
     sources.add_argument(
-        "--source", action="append", default=[], metavar="NAME", help="a configured http source"
+        "--github",
+        action="append",
+        default=[],
+        metavar="OWNER/REPO",
+        help="a GitHub repository: its deployments, and the runs of workflows the config's "
+        "`workflows` counts (GITHUB_TOKEN)",
+    )
+    sources.add_argument(
+        "--github-org",
+        action="append",
+        default=[],
+        metavar="OWNER",
+        help="every repository of a GitHub organization or user (GITHUB_TOKEN)",
+    )
+    sources.add_argument(
+        "--gitlab",
+        action="append",
+        default=[],
+        metavar="GROUP/PROJECT",
+        help="a GitLab project (its full path): its deployments, and the pipelines the config's "
+        "`workflows` counts (GITLAB_API_TOKEN)",
+    )
+    sources.add_argument(
+        "--gitlab-group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="every project of a GitLab group, subgroups included (GITLAB_API_TOKEN)",
+    )
+    sources.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a configured http source (http_sources.NAME in --config)",
     )
     parser.add_argument(
         "--since",
@@ -77,11 +107,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--until", default=None, metavar="WHEN", help="same forms; default now")
     parser.add_argument("--environment", default=None, help="only deploys to this environment")
-    parser.add_argument("--limit", type=int, default=None, help="stop after N deploys found")
+    parser.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="stop after N deploys found"
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="compare only: record nothing (the audit)"
     )
-    parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="table for people, json for scripts (default: table)",
+    )
     parser.add_argument(
         "--restart", action="store_true", help="ignore the progress of an interrupted sync"
     )

@@ -79,8 +79,10 @@ Run delivery workers alone: claim the events the receivers (`serve --no-worker`)
 record each in Cortex, retry with backoff, dead-letter what Cortex rejects for good.
 Several workers, on any number of machines, share one PostgreSQL database safely.
 
-At start it checks the config, that Cortex accepts CORTEX_API_TOKEN (one cheap read;
---skip-token-check skips it) and --metrics-bind; any failure is one line and exit 2.
+At start it checks the config, that Cortex does not refuse CORTEX_API_TOKEN (one cheap
+read; --skip-token-check skips it) and --metrics-bind; any failure is one line and exit 2.
+A Cortex that cannot be reached is not a failure: the worker starts, warns, and delivers
+once Cortex answers (/readyz says "cortex": "unreachable" meanwhile).
 Logs are JSON lines on stderr."""
 
 
@@ -158,13 +160,13 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         logs.configure(
             secrets=log_secrets(secrets_of(environ), config, environ), level=args.log_level
         )
-        refused = check_cortex_token(config, environ, skip=args.skip_token_check)
+        watch = CortexWatch()  # told the start-up check's answer: /readyz reports it at once
+        refused = check_cortex_token(config, environ, skip=args.skip_token_check, noted=watch.saw)
         if refused:
             raise UsageError(refused)
         runtime = make_runtime(config, {})
         stop = threading.Event()
         budget = make_budget(runtime)
-        watch = CortexWatch()
         workers = [
             make_worker(
                 runtime,

@@ -6,15 +6,44 @@ import argparse
 
 from bridge.fakecortex.server import FakeCortex
 
+DESCRIPTION = """\
+A local stand-in for Cortex's Deploys API (create, update, list, search and delete deploys
+of any entity), to try the bridge without a Cortex account (docs/try-it.md). It checks the
+bearer token and every request body against Cortex's API description, and keeps what it
+was sent in memory until it stops."""
+
+EPILOG = """\
+what it holds, outside the Cortex API (same token; chaos and the rate limit never touch it):
+  GET /_stand-in/deploys   every deploy stored, by entity
+  GET /_stand-in/stats     requests per method, faults applied, refused requests, deploys
+
+examples:
+  python -m bridge.fakecortex
+  export CORTEX_API_URL=http://127.0.0.1:8787 CORTEX_API_TOKEN=test-token
+  curl -s -H "Authorization: Bearer test-token" http://127.0.0.1:8787/_stand-in/deploys
+  python -m bridge.fakecortex --chaos 0.3 --seed 7 --rate-limit 1000
+"""
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the stand-in until interrupted."""
     parser = argparse.ArgumentParser(
-        prog="python -m bridge.fakecortex", description="A local stand-in Cortex Deploys API."
+        prog="python -m bridge.fakecortex",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8787)
-    parser.add_argument("--token", default="test-token")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8787, help="port: CORTEX_API_URL's (default: 8787)"
+    )
+    parser.add_argument(
+        "--token",
+        default="test-token",
+        help="the bearer token it accepts: CORTEX_API_TOKEN (default: test-token)",
+    )
     parser.add_argument(
         "--entities",
         default=None,
@@ -65,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    print(f"stand-in cortex listening on {fake.url}", flush=True)
+    print(f"stand-in cortex listening on {fake.url}  (token {args.token})", flush=True)
+    print(f"  export CORTEX_API_URL={fake.url} CORTEX_API_TOKEN={args.token}", flush=True)
+    print(f"  what it holds: {fake.url}/_stand-in/deploys", flush=True)
     try:
         fake._server.serve_forever()
     except KeyboardInterrupt:

@@ -24,11 +24,12 @@ class FakeGitHub(FakeApi):
     def __init__(
         self,
         *,
-        token: str = "ghs-test-token",  # noqa: S107
+        token: str = "ghs-test-token",  # noqa: S107 (a stand-in, never a real secret)
         enterprise: bool = False,
         host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
-        super().__init__(host=host)
+        super().__init__(host=host, port=port)
         self.token = token
         self.rest = "/api/v3" if enterprise else ""
         self.graphql = "/api/graphql" if enterprise else "/graphql"

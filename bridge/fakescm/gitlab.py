@@ -19,8 +19,14 @@ _PROJECT = r"/api/v4/projects/(?P<project>[^/]+)"
 class FakeGitLab(FakeApi):
     """The stand-in; fill it with :meth:`add_project`, :meth:`add_deployment`, ...."""
 
-    def __init__(self, *, token: str = "glpat-test-token", host: str = "127.0.0.1") -> None:  # noqa: S107
-        super().__init__(host=host)
+    def __init__(
+        self,
+        *,
+        token: str = "glpat-test-token",  # noqa: S107 (a stand-in, never a real secret)
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__(host=host, port=port)
         self.token = token
         self.projects: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, list[str]] = {}

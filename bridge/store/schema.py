@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, RowMapping
 
 from bridge.errors import BridgeError
 
@@ -58,6 +59,15 @@ class Delivery:
     updated_at: datetime
     delivered_at: datetime | None
     group_key: str | None = None
+    received: str | None = field(default=None, hash=False, repr=False)
+
+
+def delivery_of(row: RowMapping) -> Delivery:
+    """The Delivery a row of bridge_deliveries holds (payload and results decoded)."""
+    values = dict(row)
+    values["payload"] = json.loads(values["payload"])
+    values["results"] = json.loads(values["results"])
+    return Delivery(**values)
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,9 @@ deliveries = sa.Table(
     sa.Column("results", sa.Text, nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("delivered_at", UTCDateTime()),
+    # The webhook as received, redacted and cut to MAX_RECEIVED_BYTES (console.py shows it):
+    # {"headers": {...}, "body": "..."}. None for rows stored before schema 4.
+    sa.Column("received", sa.Text),
     sa.CheckConstraint(
         "status IN (" + ", ".join(f"'{status}'" for status in STATUSES) + ")", name="status"
     ),
@@ -233,6 +246,50 @@ sync_leases = sa.Table(
     sa.Column("lease_until", UTCDateTime(), nullable=False),
 )
 
+# One row per finished delivery attempt (store.py's _finish writes it in the same transaction
+# as the outcome): its number, when it ended, how, Cortex's answer (the error, or the results).
+attempts = sa.Table(
+    "bridge_attempts",
+    metadata,
+    sa.Column("delivery_id", _ID, primary_key=True, autoincrement=False),
+    sa.Column("attempt", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("outcome", sa.Text, nullable=False),  # delivered | retrying | dead
+    sa.Column("finished_at", UTCDateTime(), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("results", sa.Text, nullable=False),
+)
+
+# The last webhooks the receiver turned away (4xx) or ignored, with why (journal.py): a
+# bounded table, pruned as it is written, so "why didn't my deploy show up?" has an answer.
+turned_away = sa.Table(
+    "bridge_turned_away",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("delivery", sa.Text, nullable=False),
+    sa.Column("code", sa.Integer, nullable=False),  # the HTTP status answered
+    sa.Column("answer", sa.Text, nullable=False),  # ignored | rejected | unauthorized
+    sa.Column("reason", sa.Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# The relay's periodic reconcile runs, newest kept (journal.py): when, and per source what
+# it compared, found missing and recorded, or why it failed.
+reconcile_runs = sa.Table(
+    "bridge_reconcile_runs",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=False),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Column("until", UTCDateTime(), nullable=False),
+    sa.Column("sources", sa.Text, nullable=False),  # JSON: [{source, counts, error}]
+    sqlite_autoincrement=True,
+)
+
 schema_version = sa.Table(
     "bridge_schema",
     metadata,
@@ -240,7 +297,7 @@ schema_version = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _upgrade_to_2(conn: Connection) -> None:
@@ -306,11 +363,57 @@ def _upgrade_to_3(conn: Connection) -> None:
     ).create(conn)
 
 
+def _upgrade_to_4(conn: Connection) -> None:
+    """Version 4 (issue 18, the console): each delivery's webhook as received, its attempts,
+    the webhooks turned away or ignored, and the reconcile runs."""
+    conn.execute(sa.text("ALTER TABLE bridge_deliveries ADD COLUMN received TEXT"))
+    frozen = sa.MetaData(naming_convention=metadata.naming_convention)
+    sa.Table(
+        "bridge_attempts",
+        frozen,
+        sa.Column("delivery_id", _ID, primary_key=True, autoincrement=False),
+        sa.Column("attempt", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("outcome", sa.Text, nullable=False),
+        sa.Column("finished_at", UTCDateTime(), nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("results", sa.Text, nullable=False),
+    ).create(conn)
+    sa.Table(
+        "bridge_turned_away",
+        frozen,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("received_at", UTCDateTime(), nullable=False),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("event", sa.Text, nullable=False),
+        sa.Column("delivery", sa.Text, nullable=False),
+        sa.Column("code", sa.Integer, nullable=False),
+        sa.Column("answer", sa.Text, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sqlite_autoincrement=True,
+    ).create(conn)
+    sa.Table(
+        "bridge_reconcile_runs",
+        frozen,
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("started_at", UTCDateTime(), nullable=False),
+        sa.Column("finished_at", UTCDateTime(), nullable=False),
+        sa.Column("owner", sa.Text, nullable=False),
+        sa.Column("since", UTCDateTime(), nullable=False),
+        sa.Column("until", UTCDateTime(), nullable=False),
+        sa.Column("sources", sa.Text, nullable=False),
+        sqlite_autoincrement=True,
+    ).create(conn)
+
+
 # UPGRADES[n] takes a database at version n - 1 to version n, inside the same transaction
 # that records n, so queued rows survive an upgrade and a failed one changes nothing. The
 # tables above always describe SCHEMA_VERSION: a fresh database is created from them
 # directly, an older one is walked up through these steps.
-UPGRADES: dict[int, Callable[[Connection], None]] = {2: _upgrade_to_2, 3: _upgrade_to_3}
+UPGRADES: dict[int, Callable[[Connection], None]] = {
+    2: _upgrade_to_2,
+    3: _upgrade_to_3,
+    4: _upgrade_to_4,
+}
 
 # Any fixed 64-bit number: PostgreSQL's advisory lock that serializes replicas starting at
 # once, since CREATE TABLE IF NOT EXISTS still races on the catalog.

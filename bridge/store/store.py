@@ -32,8 +32,10 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from bridge.store.base import Database, aware
 from bridge.store.batching import GroupCommit
+from bridge.store.browse import Browse
 from bridge.store.budget import Budgets
 from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, create_engine, is_memory
+from bridge.store.journal import Journal
 from bridge.store.listener import Listener
 from bridge.store.records import Records, RecordWrite
 from bridge.store.schema import (
@@ -45,8 +47,10 @@ from bridge.store.schema import (
     STATUSES,
     Delivery,
     StoreError,
+    attempts,
     check_schema,
     deliveries,
+    delivery_of,
     ensure_schema,
 )
 from bridge.store.sqlite_outbox import SqliteOutbox
@@ -68,6 +72,7 @@ ENQUEUED_COLUMNS = (
     "payload",
     "results",
     "updated_at",
+    "received",
 )
 # Same limit on both backends: PostgreSQL refuses index entries over ~2.7 kB.
 MAX_KEY_LENGTH = 512
@@ -86,6 +91,8 @@ class Store:
         self.records = Records(self.db)
         self.budget = Budgets(self.db)
         self.sync = SyncState(self.db)
+        self.journal = Journal(self.db)
+        self.browse = Browse(self.db)
         # Built once: SQLAlchemy caches its compiled form, and a statement built anew per
         # event costs more than the INSERT itself.
         self._insert_delivery = (
@@ -161,8 +168,12 @@ class Store:
         payload: Mapping[str, Any],
         now: datetime,
         group_key: str | None = None,
+        received: str | None = None,
     ) -> tuple[int, bool]:
-        """Store an accepted event durably: (id, True), or (first id, False) for a repeat."""
+        """Store an accepted event durably: (id, True), or (first id, False) for a repeat.
+
+        ``received``: the webhook as received, redacted (the console shows it).
+        """
         # PostgreSQL text cannot hold NUL while SQLite's can: refuse it on both.
         if not dedupe_key or len(dedupe_key) > MAX_KEY_LENGTH or "\x00" in dedupe_key:
             raise ValueError(f"dedupe key must be 1-{MAX_KEY_LENGTH} characters: {dedupe_key!r}")
@@ -179,6 +190,7 @@ class Store:
             "payload": _encode(payload),
             "results": "{}",
             "updated_at": now,
+            "received": received,
         }
         # Threads storing events at the same moment share one transaction (batching.py).
         if self._sqlite_outbox is not None:
@@ -374,10 +386,27 @@ class Store:
             )
             .values(lease_owner=None, lease_until=None)
             .values(values)
+            .returning(deliveries.c.attempts)
         )
         with self.db.transaction(write=True) as conn:
-            held = conn.execute(finish).rowcount == 1
-            return self._with_writes(conn, held, writes, values["updated_at"])
+            attempt = conn.execute(finish).scalar_one_or_none()
+            if attempt is not None:
+                # The attempt's line in the delivery's history (the console's "attempts").
+                conn.execute(
+                    self.db.insert(attempts)
+                    .values(
+                        delivery_id=id,
+                        attempt=attempt,
+                        outcome=values["status"],
+                        finished_at=values["updated_at"],
+                        error=values.get("last_error"),
+                        results=values["results"],
+                    )
+                    .on_conflict_do_nothing(
+                        index_elements=[attempts.c.delivery_id, attempts.c.attempt]
+                    )
+                )
+            return self._with_writes(conn, attempt is not None, writes, values["updated_at"])
 
     def _with_writes(
         self, conn: Connection, held: bool, writes: Sequence[RecordWrite], now: datetime
@@ -474,7 +503,4 @@ def _encode(value: Mapping[str, Any]) -> str:
 
 
 def _delivery(row: RowMapping) -> Delivery:
-    values = dict(row)
-    values["payload"] = json.loads(values["payload"])
-    values["results"] = json.loads(values["results"])
-    return Delivery(**values)
+    return delivery_of(row)

@@ -13,10 +13,12 @@ interval), and a source that fails or misbehaves is logged and skipped: the othe
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
@@ -24,6 +26,7 @@ from bridge.config import Config
 from bridge.cortex import CortexClient
 from bridge.errors import BridgeError
 from bridge.store import Store
+from bridge.store.journal import ReconcileRun
 from bridge.sync.engine import Options, Reconciler, Verdict
 from bridge.sync.reader import Reader, Window
 from bridge.sync.targets import Targets, make_readers
@@ -89,6 +92,7 @@ class Reconcile:
             max_wait=seconds / 2,
             read_seconds=seconds / 2,
         )
+        found: list[dict[str, Any]] = []
         reconciler = Reconciler(
             self.config,
             self.client,
@@ -105,16 +109,35 @@ class Reconcile:
                 ):
                     log.warning("reconcile lease lost to another replica; stopping this run")
                     break
-                self._one(reconciler, reader, window)
+                found.append(self._one(reconciler, reader, window))
         finally:
             for api in apis:
                 api.close()
+            self._keep_run(now, window, found)
         return True
 
-    def _one(self, reconciler: Reconciler, reader: Reader, window: Window) -> None:
+    def _keep_run(self, started: datetime, window: Window, found: list[dict[str, Any]]) -> None:
+        """Keep what this run found in the store's journal (the console's reconcile runs)."""
+        run = ReconcileRun(
+            started_at=started,
+            finished_at=self.clock(),
+            owner=self.owner,
+            since=window.since,
+            until=window.until,
+            sources=found,
+        )
+        try:
+            self.store.journal.add_reconcile_run(run)
+        except BridgeError as exc:
+            log.warning("could not keep the reconcile run", extra={"error": str(exc)})
+
+    def _one(self, reconciler: Reconciler, reader: Reader, window: Window) -> dict[str, Any]:
         name = reader.name
+        counts: collections.Counter[str] = collections.Counter()
+        found: dict[str, Any] = {"source": name, "counts": counts, "error": None}
         try:
             for row in reconciler.sync(reader, window):
+                counts[row.verdict.value] += 1
                 if row.verdict in (Verdict.RECORDED, Verdict.FAILED):
                     MISSING.labels(name).inc()
                 if row.verdict is Verdict.RECORDED:
@@ -124,11 +147,14 @@ class Reconcile:
                     log.warning("reconcile could not record a deploy", extra=row.to_dict())
         except BridgeError as exc:
             log.warning("reconcile of a source failed", extra={"source": name, "error": str(exc)})
-            return
-        except Exception:  # a source's bug, or its hostile answer, must not stop the others
+            found["error"] = str(exc)
+            return found
+        except Exception as exc:  # a source's bug, or its hostile answer, must not stop the others
             log.exception("reconcile of a source crashed", extra={"source": name})
-            return
+            found["error"] = f"crashed: {type(exc).__name__}"
+            return found
         LAST_SUCCESS.labels(name).set(self.clock().timestamp())
+        return found
 
     def loop(self, stop: threading.Event) -> None:
         """Run at once, then every interval, until ``stop`` is set; never raises."""

@@ -134,8 +134,9 @@ class ProgressLine:
         if finished > 0 and self._total > finished:
             eta = f" · ETA {elapsed / finished * (self._total - finished):.0f}s"
         verdicts = self.tally.verdicts
+        pages = _count(self.requests(), "page")
         return (
-            f"sync {self._number}/{self._total} {self._name} · {self.requests()} pages read · "
+            f"sync {self._number}/{self._total} {self._name} · {pages} read · "
             f"{self.tally.deploys} compared · {verdicts[Verdict.RECORDED]} recorded · "
             f"{verdicts[Verdict.MISSING]} missing · {elapsed:.0f}s{eta}"
         )
@@ -143,3 +144,8 @@ class ProgressLine:
     def _write(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 page``, ``2 pages``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

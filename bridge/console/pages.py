@@ -1,0 +1,249 @@
+"""The console's pages: thin views over the store's reads (bridge/store/browse.py, journal.py).
+
+Each view reads its query string, asks the store, and renders a template; the two that write
+(retry one, retry several) call the same ``store.retry`` as the admin API and wake the worker.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+
+from bridge import views
+from bridge.console import charts
+from bridge.mapping import build_deploy_request
+from bridge.model import DeployType, event_from_dict
+from bridge.store import DEAD, STATUSES
+from bridge.store.browse import Filters
+
+if TYPE_CHECKING:
+    from bridge.app import Runtime
+    from bridge.store import Delivery
+
+PAGE = 50
+# Answers the turned-away page can be narrowed to.
+ANSWERS = ("ignored", "rejected", "unauthorized")
+FILTERS = ("status", "source", "repository", "entity", "environment", "q")
+
+
+def when(moment: datetime | str | None) -> str:
+    """A time as the console shows it: UTC, to the second (a dash for none)."""
+    if not moment:
+        return "\u2013"  # an en dash, as the pages show for none
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def add_pages(console: Blueprint, rt: Runtime) -> None:
+    """Add every page of the console to ``console``."""
+    console.add_app_template_filter(when, "when")
+
+    @console.get("/")
+    def home() -> Response:
+        return redirect(url_for("console.deliveries"), 303)  # type: ignore[return-value]
+
+    @console.get("/deliveries")
+    def deliveries() -> str:
+        chosen = {name: request.args.get(name, "").strip()[:200] for name in FILTERS}
+        if chosen["status"] and chosen["status"] not in STATUSES:
+            chosen["status"] = ""
+        filters = Filters(
+            status=chosen["status"],
+            source=chosen["source"],
+            repository=chosen["repository"],
+            entity=chosen["entity"],
+            environment=chosen["environment"],
+            search=chosen["q"],
+        )
+        after = views.delivery_id(request.args.get("after", ""))
+        rows, cursor = rt.store.browse.deliveries(filters, limit=PAGE, after=after)
+        kept = {k: v for k, v in chosen.items() if v}
+        return render_template(
+            "console/deliveries.html",
+            page="deliveries",
+            rows=[_row(d) for d in rows],
+            chosen=chosen,
+            statuses=STATUSES,
+            sources=_sources(rt),
+            next_url=(
+                url_for("console.deliveries") + "?" + urlencode({**kept, "after": cursor})
+                if cursor is not None
+                else None
+            ),
+            first_url=(
+                url_for("console.deliveries") + "?" + urlencode(kept) if after is not None else None
+            ),
+        )
+
+    @console.get("/deliveries/<raw_id>")
+    def delivery(raw_id: str) -> str:
+        found = _find(rt, raw_id)
+        return render_template(
+            "console/delivery.html",
+            page="deliveries",
+            d=_row(found),
+            received=_received(found),
+            event_json=json.dumps(found.payload.get("event", {}), indent=2, sort_keys=True),
+            sent=_sent(found),
+            attempts=rt.store.browse.attempts(found.id),
+            retryable=found.status in (DEAD, "queued", "retrying"),
+            retried=request.args.get("retried") == "1",
+            not_retried=request.args.get("retried") == "0",
+        )
+
+    @console.post("/deliveries/<raw_id>/retry")
+    def retry(raw_id: str) -> Response:
+        found = _find(rt, raw_id)
+        done = rt.store.retry(found.id, now=rt.clock())
+        if done:
+            rt.wake.set()
+        target = url_for("console.delivery", raw_id=found.id) + f"?retried={int(done)}"
+        return redirect(target, 303)  # type: ignore[return-value]
+
+    @console.get("/dead")
+    def dead() -> str:
+        after = views.delivery_id(request.args.get("after", ""))
+        rows, cursor = rt.store.browse.deliveries(Filters(status=DEAD), limit=PAGE, after=after)
+        return render_template(
+            "console/dead.html",
+            page="dead",
+            rows=[_row(d) for d in rows],
+            retried=request.args.get("retried"),
+            skipped=request.args.get("skipped"),
+            next_url=url_for("console.dead", after=cursor) if cursor is not None else None,
+        )
+
+    @console.post("/dead/retry")
+    def retry_dead() -> Response:
+        only = request.form.get("only")
+        raw = [only] if only else request.form.getlist("id")
+        ids = {n for n in (views.delivery_id(r) for r in raw[: views.MAX_PAGE]) if n is not None}
+        retried = sum(1 for n in sorted(ids) if rt.store.retry(n, now=rt.clock()))
+        if retried:
+            rt.wake.set()
+        query = urlencode({"retried": retried, "skipped": len(ids) - retried})
+        return redirect(url_for("console.dead") + "?" + query, 303)  # type: ignore[return-value]
+
+    @console.get("/turned-away")
+    def turned_away() -> str:
+        rt.turned_away.flush()  # this process's newest notes, before reading
+        answer = request.args.get("answer", "")
+        answer = answer if answer in ANSWERS else ""
+        source = request.args.get("source", "").strip()[:200]
+        delivery = request.args.get("delivery", "").strip()[:200]
+        rows = rt.store.journal.turned_away(
+            limit=200, answer=answer or None, source=source or None, delivery=delivery or None
+        )
+        return render_template(
+            "console/turned_away.html",
+            page="turned_away",
+            rows=rows,
+            answers=ANSWERS,
+            chosen={"answer": answer, "source": source, "delivery": delivery},
+            sources=_sources(rt),
+        )
+
+    @console.get("/entities")
+    def entities() -> str:
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for deploy in rt.store.browse.last_deploys():
+            groups.setdefault((deploy.entity, deploy.environment), []).append(deploy)
+        return render_template(
+            "console/entities.html",
+            page="entities",
+            groups=groups,
+            link=_deliveries_link,
+        )
+
+    @console.get("/charts")
+    def chart_page() -> str:
+        now = rt.clock()
+        start = now - timedelta(hours=charts.HOURS)
+        data = charts.hours(rt.store.browse.received_since(start), now, STATUSES)
+        return render_template(
+            "console/charts.html",
+            page="charts",
+            hours=data,
+            outcomes=STATUSES,
+            colours=charts.COLOURS,
+            deliveries_svg=charts.deliveries_chart(data, STATUSES),
+            latency_svg=charts.latency_chart(data),
+        )
+
+    @console.get("/reconcile")
+    def reconcile() -> str:
+        return render_template(
+            "console/reconcile.html",
+            page="reconcile",
+            runs=rt.store.journal.reconcile_runs(limit=50),
+            enabled=rt.config.sync.enabled,
+        )
+
+
+def _find(rt: Runtime, raw: str) -> Delivery:
+    number = views.delivery_id(raw)
+    found = rt.store.get(number) if number is not None else None
+    if found is None:
+        abort(404)
+    return found
+
+
+def _sources(rt: Runtime) -> list[str]:
+    from bridge.sources import SOURCES
+
+    return sorted(SOURCES)
+
+
+def _deliveries_link(**filters: str) -> str:
+    return url_for("console.deliveries") + "?" + urlencode(filters)
+
+
+def _row(d: Delivery) -> dict[str, Any]:
+    shown = views.show_delivery(d, full=True)
+    shown["sha_short"] = (shown["sha"] or "")[:12]
+    return shown
+
+
+def _received(d: Delivery) -> dict[str, Any] | None:
+    """The webhook as received (kept redacted since schema 4), its body pretty when JSON."""
+    if not d.received:
+        return None
+    kept: dict[str, Any] = json.loads(d.received)
+    try:
+        kept["pretty"] = json.dumps(json.loads(kept["body"]), indent=2, sort_keys=True)
+    except ValueError:
+        kept["pretty"] = kept["body"]
+    return kept
+
+
+def _sent(d: Delivery) -> list[dict[str, Any]]:
+    """Per entity: what the bridge did in Cortex, and the request body it sent.
+
+    The body is built again from the stored event by the same mapping the worker used
+    (bridge/mapping.py), with the deploy type the result kept.
+    """
+    event = event_from_dict(d.payload["event"])
+    sent = []
+    for entity in d.payload.get("entities", []):
+        result = d.results.get(entity, {}) if isinstance(d.results, dict) else {}
+        line: dict[str, Any] = {"entity": entity, "result": result, "request": None}
+        kind = result.get("type") if isinstance(result, dict) else None
+        action = result.get("action") if isinstance(result, dict) else None
+        if kind in DeployType._value2member_map_ and action in ("created", "updated"):
+            path = f"/api/v1/catalog/{quote(entity, safe='')}/deploys"
+            method = "POST" if action == "created" else "PUT"
+            if method == "PUT":
+                path += f"/{quote(str(result.get('uuid', '')), safe='')}"
+            body = build_deploy_request(event, entity, DeployType(kind))
+            line["request"] = {
+                "method": method,
+                "path": path,
+                "body": json.dumps(body, indent=2, sort_keys=True),
+            }
+        sent.append(line)
+    return sent

@@ -1,0 +1,501 @@
+"""The console at /console: who gets in, CSRF and Origin, its pages, on both databases."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from bridge.app import Runtime, create_app
+from bridge.console.access import SESSION_COOKIE, Keys, foreign_origin
+from bridge.received import MAX_RECEIVED_BYTES, received_copy
+from bridge.store.journal import ReconcileRun, TurnedAway
+from tests.console_kit import ORIGIN, csrf_of, page_csrf, sign_in
+from tests.receiver_kit import (
+    ADMIN_TOKEN,
+    GITHUB_SECRET,
+    GITLAB_TOKEN,
+    client_for,
+    github_post,
+    gitlab_post,
+)
+
+PAGES = [
+    "/console/deliveries",
+    "/console/dead",
+    "/console/turned-away",
+    "/console/entities",
+    "/console/charts",
+    "/console/reconcile",
+]
+T0 = datetime(2026, 5, 4, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def runtime(new_runtime: Callable[..., Runtime]) -> Runtime:
+    return new_runtime(clock=lambda: T0)
+
+
+def signed_in(runtime: Runtime) -> Any:
+    client = client_for(runtime)
+    assert sign_in(client).status_code == 303
+    return client
+
+
+# -- access ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", [*PAGES, "/console", "/console/", "/console/sign-in", "/console/static/console.css"]
+)
+def test_without_an_admin_token_every_console_path_is_404(
+    new_runtime: Callable[..., Runtime], path: str
+) -> None:
+    client = client_for(new_runtime(admin_token=""))
+    assert client.get(path).status_code == 404
+    assert client.post(path, data={"token": ""}).status_code in (404, 405)
+
+
+def test_pages_redirect_to_sign_in_and_posts_are_refused(runtime: Runtime) -> None:
+    client = client_for(runtime)
+    for path in PAGES:
+        answer = client.get(path)
+        assert answer.status_code == 303
+        assert answer.headers["Location"].endswith("/console/sign-in")
+    assert client.post("/console/dead/retry", headers={"Origin": ORIGIN}).status_code == 401
+    with client.get("/console/static/console.css") as css:
+        assert css.status_code == 200
+        assert css.mimetype == "text/css"
+
+
+def test_sign_in_gives_a_strict_http_only_cookie_without_the_token(runtime: Runtime) -> None:
+    client = client_for(runtime)
+    answer = sign_in(client)
+    assert answer.status_code == 303
+    assert answer.headers["Location"].endswith("/console/deliveries")
+    cookie = next(
+        v for v in answer.headers.getlist("Set-Cookie") if v.startswith(SESSION_COOKIE + "=")
+    )
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    assert "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain http, no proxy said otherwise
+    assert ADMIN_TOKEN not in cookie
+    for path in PAGES:
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+        assert page.headers["X-Frame-Options"] == "DENY"
+        # Every page is linked from the navigation.
+        for other in PAGES:
+            assert f'href="{other}"'.encode() in page.data, (path, other)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param({"base_url": "https://localhost"}, id="https"),
+        pytest.param({"headers": {"X-Forwarded-Proto": "https"}}, id="behind-a-proxy"),
+    ],
+)
+def test_the_cookie_is_secure_over_https(runtime: Runtime, how: dict[str, Any]) -> None:
+    client = client_for(runtime)
+    headers = {"Origin": how.get("base_url", ORIGIN), **how.get("headers", {})}
+    form = client.get("/console/sign-in", **{k: v for k, v in how.items() if k == "base_url"})
+    answer = client.post(
+        "/console/sign-in",
+        data={"token": ADMIN_TOKEN, "csrf": csrf_of(form.data)},
+        headers=headers,
+        base_url=how.get("base_url", "http://localhost"),
+    )
+    assert answer.status_code == 303
+    assert all("Secure" in v for v in answer.headers.getlist("Set-Cookie"))
+
+
+def test_a_wrong_token_signs_nobody_in(runtime: Runtime) -> None:
+    client = client_for(runtime)
+    answer = sign_in(client, token=ADMIN_TOKEN + "x")
+    assert answer.status_code == 401
+    assert b"not the admin token" in answer.data
+    assert not any(v.startswith(SESSION_COOKIE + "=") for v in answer.headers.getlist("Set-Cookie"))
+    assert client.get("/console/deliveries").status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("form", "origin", "status"),
+    [
+        pytest.param({}, ORIGIN, 403, id="no-csrf"),
+        pytest.param({"csrf": "0" * 64}, ORIGIN, 403, id="wrong-csrf"),
+        pytest.param(None, "https://evil.example", 403, id="foreign-origin"),
+        pytest.param(None, "null", 403, id="null-origin"),
+    ],
+)
+def test_sign_in_needs_its_csrf_token_and_our_origin(
+    runtime: Runtime, form: dict[str, str] | None, origin: str, status: int
+) -> None:
+    client = client_for(runtime)
+    token = csrf_of(client.get("/console/sign-in").data)
+    data = {"token": ADMIN_TOKEN, **(form if form is not None else {"csrf": token})}
+    answer = client.post("/console/sign-in", data=data, headers={"Origin": origin})
+    assert answer.status_code == status
+    assert client.get("/console/deliveries").status_code == 303
+
+
+def queued(runtime: Runtime, client: Any, delivery: str = "d1") -> int:
+    answer = github_post(
+        client, "deployment_status", "deployment_status.success", delivery=delivery
+    )
+    assert answer.status_code == 202, answer.json
+    return int(answer.json["id"])
+
+
+def kill(runtime: Runtime, id: int) -> None:
+    """Claim the delivery and dead-letter it, as the worker would."""
+    (claimed,) = runtime.store.claim(owner="w", now=T0, lease_seconds=30)
+    assert claimed.id == id
+    runtime.store.dead_letter(
+        id, owner="w", error="cortex answered 400: entity not found", results={}, now=T0
+    )
+
+
+@pytest.mark.parametrize(
+    ("csrf", "headers", "status"),
+    [
+        pytest.param(None, {"Origin": ORIGIN}, 403, id="no-csrf"),
+        pytest.param("f" * 64, {"Origin": ORIGIN}, 403, id="wrong-csrf"),
+        pytest.param("page", {"Origin": "http://localhost.evil.example"}, 403, id="foreign"),
+        pytest.param("page", {"Sec-Fetch-Site": "cross-site"}, 403, id="cross-site-fetch"),
+        pytest.param("page", {"Origin": ORIGIN}, 303, id="good"),
+        pytest.param("page", {}, 303, id="no-origin-not-a-browser"),
+        pytest.param(
+            "page",
+            {"Origin": "https://bridge.example", "X-Forwarded-Host": "bridge.example"},
+            303,
+            id="behind-a-proxy",
+        ),
+    ],
+)
+def test_a_retry_needs_the_csrf_token_and_our_origin(
+    runtime: Runtime, csrf: str | None, headers: dict[str, str], status: int
+) -> None:
+    client = signed_in(runtime)
+    id = queued(runtime, client)
+    kill(runtime, id)
+    form = {"csrf": page_csrf(client) if csrf == "page" else csrf} if csrf else {}
+    answer = client.post(f"/console/deliveries/{id}/retry", data=form, headers=headers)
+    assert answer.status_code == status
+    found = runtime.store.get(id)
+    assert found is not None
+    assert found.status == ("queued" if status == 303 else "dead")
+
+
+def test_another_sessions_csrf_token_is_refused(runtime: Runtime) -> None:
+    one, other = signed_in(runtime), signed_in(runtime)
+    id = queued(runtime, one)
+    kill(runtime, id)
+    answer = one.post(
+        f"/console/deliveries/{id}/retry",
+        data={"csrf": page_csrf(other)},
+        headers={"Origin": ORIGIN},
+    )
+    assert answer.status_code == 403
+
+
+def test_sign_out_ends_the_session(runtime: Runtime) -> None:
+    client = signed_in(runtime)
+    forged = client.post("/console/sign-out", headers={"Origin": ORIGIN})
+    assert forged.status_code == 403  # without its CSRF token
+    assert client.get("/console/deliveries").status_code == 200
+    answer = client.post(
+        "/console/sign-out", data={"csrf": page_csrf(client)}, headers={"Origin": ORIGIN}
+    )
+    assert answer.status_code == 303
+    assert client.get("/console/deliveries").status_code == 303
+
+
+def test_sessions_expire_and_a_new_token_ends_them() -> None:
+    keys = Keys("one")
+    _, cookie = keys.new_session(1000.0)
+    assert keys.session(cookie, 1001.0) is not None
+    assert keys.session(cookie, 1000.0 + 8 * 3600) is None
+    assert Keys("two").session(cookie, 1001.0) is None
+    assert keys.session(cookie.replace(".", "x", 1), 1001.0) is None
+    assert "one" not in cookie
+
+
+@pytest.mark.parametrize(
+    ("origin", "site", "foreign"),
+    [
+        ("http://relay:8080", None, False),
+        ("https://relay:8080", None, False),
+        ("http://relay:8081", None, True),
+        ("http://relay:8080.evil", None, True),
+        ("null", None, True),
+        ("file://", None, True),
+        (None, "same-origin", False),
+        (None, "same-site", True),
+        (None, None, False),
+    ],
+)
+def test_foreign_origin(origin: str | None, site: str | None, foreign: bool) -> None:
+    assert foreign_origin(origin, site, ("relay:8080",)) is foreign
+
+
+def test_behind_a_proxy_that_rewrites_host_the_forwarded_host_is_ours() -> None:
+    assert not foreign_origin("https://bridge.example", None, ("upstream:8080", "bridge.example"))
+    assert foreign_origin("https://evil.example", None, ("upstream:8080", "bridge.example"))
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+
+def test_deliveries_filter_search_and_page(runtime: Runtime) -> None:
+    client = signed_in(runtime)
+    github = [queued(runtime, client, f"d{n}") for n in range(3)]
+    gitlab = gitlab_post(client, "Deployment Hook", "deployment.success")
+    assert gitlab.status_code == 202
+    one = runtime.store.get(github[0])
+    assert one is not None
+    event = one.payload["event"]
+
+    def ids(query: str) -> list[int]:
+        page = client.get("/console/deliveries?" + query)
+        assert page.status_code == 200
+        return [
+            d.id
+            for d in runtime.store.browse.deliveries(_filters(query), limit=50, after=None)[0]
+            if f'href="/console/deliveries/{d.id}"'.encode() in page.data
+        ]
+
+    everything = [gitlab.json["id"], *reversed(github)]
+    assert ids("") == everything
+    assert ids("source=github") == list(reversed(github))
+    assert ids("source=gitlab") == [gitlab.json["id"]]
+    assert ids(f"repository={event['repository']}") == list(reversed(github))
+    assert ids(f"environment={event['environment']}&source=github") == list(reversed(github))
+    entity = one.payload["entities"][0]
+    assert ids(f"entity={entity}&source=github") == list(reversed(github))
+    assert set(github) <= set(ids(f"entity={entity}"))
+    assert ids("entity=nobody") == []
+    assert ids(f"q={event['sha'][:10]}") == list(reversed(github))
+    assert ids(f"q={github[1]}") == [github[1]]
+    assert ids("q=d2") == [github[2]]  # the GitHub delivery id, in the dedupe key
+    assert ids("status=dead") == []
+    rows, cursor = runtime.store.browse.deliveries(_filters(""), limit=2)
+    assert [d.id for d in rows] == everything[:2]
+    assert cursor is not None
+    older = client.get(f"/console/deliveries?after={cursor}")
+    assert f'href="/console/deliveries/{everything[2]}"'.encode() in older.data
+    assert f'href="/console/deliveries/{everything[0]}"'.encode() not in older.data
+
+
+def _filters(query: str) -> Any:
+    from urllib.parse import parse_qs
+
+    from bridge.store.browse import Filters
+
+    args = {k: v[0] for k, v in parse_qs(query).items()}
+    return Filters(
+        status=args.get("status", ""),
+        source=args.get("source", ""),
+        repository=args.get("repository", ""),
+        entity=args.get("entity", ""),
+        environment=args.get("environment", ""),
+        search=args.get("q", ""),
+    )
+
+
+def test_one_delivery_shows_received_sent_attempts_and_uuid(runtime: Runtime) -> None:
+    client = signed_in(runtime)
+    id = queued(runtime, client)
+    found = runtime.store.get(id)
+    assert found is not None
+    entity = found.payload["entities"][0]
+    runtime.store.claim(owner="w", now=T0, lease_seconds=30)
+    runtime.store.reschedule(
+        id, owner="w", error="cortex answered 503", next_attempt_at=T0, results={}, now=T0
+    )
+    runtime.store.claim(owner="w", now=T0, lease_seconds=30)
+    result = {"action": "created", "uuid": "rec-uuid-1234", "type": "DEPLOY"}
+    runtime.store.complete(id, owner="w", results={entity: result}, now=T0 + timedelta(seconds=2))
+    page = client.get(f"/console/deliveries/{id}")
+    assert page.status_code == 200
+    text = page.data.decode()
+    assert "rec-uuid-1234" in text
+    assert "cortex answered 503" in text  # attempt 1's answer
+    assert f"POST /api/v1/catalog/{entity}/deploys" in text
+    assert "X-GitHub-Delivery" in text
+    assert "X-Hub-Signature-256" not in text
+    assert GITHUB_SECRET not in text
+    assert [a.outcome for a in runtime.store.browse.attempts(id)] == ["retrying", "delivered"]
+    missing = client.get("/console/deliveries/999999")
+    assert missing.status_code == 404
+    assert b"Not found (404)" in missing.data
+    assert client.get("/console/deliveries/abc").status_code == 404
+
+
+def test_dead_letters_retry_one_or_several(runtime: Runtime) -> None:
+    client = signed_in(runtime)
+    ids = [queued(runtime, client, f"d{n}") for n in range(3)]
+    for id in ids:
+        kill(runtime, id)
+    page = client.get("/console/dead")
+    assert all(f'value="{id}"'.encode() in page.data for id in ids)
+    csrf = csrf_of(page.data)
+    several = client.post(
+        "/console/dead/retry",
+        data={"csrf": csrf, "id": [str(ids[0]), str(ids[1])], "selected": "1"},
+        headers={"Origin": ORIGIN},
+    )
+    assert several.status_code == 303
+    assert "retried=2" in several.headers["Location"]
+    one = client.post(
+        "/console/dead/retry",
+        data={"csrf": csrf, "only": str(ids[2]), "id": [str(ids[0])]},
+        headers={"Origin": ORIGIN},
+    )
+    assert "retried=1" in one.headers["Location"]
+    assert {runtime.store.get(id).status for id in ids} == {"queued"}  # type: ignore[union-attr]
+    assert runtime.wake.is_set()
+
+
+def test_turned_away_webhooks_are_listed_with_their_reasons(runtime: Runtime) -> None:
+    client = signed_in(runtime)
+    github_post(client, "deployment_status", "deployment_status.in_progress", delivery="ign-1")
+    github_post(client, "deployment_status", "deployment_status.success", secret="wrong")
+    gitlab_post(client, "Deployment Hook", "deployment.success", token="no")
+    page = client.get("/console/turned-away")
+    text = page.data.decode()
+    assert "ign-1" in text
+    assert "200 ignored" in text
+    assert "401 unauthorized" in text
+    assert GITLAB_TOKEN not in text
+    found = client.get("/console/turned-away?delivery=ign-1").data.decode()
+    assert "ign-1" in found
+    assert "401 unauthorized" not in found
+    missing = client.get("/console/deliveries?q=ign-1").data.decode()
+    assert "/console/turned-away?delivery=ign-1" in missing  # "not stored? look there"
+    only = client.get("/console/turned-away?answer=unauthorized&source=gitlab").data.decode()
+    assert "ign-1" not in only
+    assert "401 unauthorized" in only
+
+
+def test_the_turned_away_journal_keeps_only_the_newest(runtime: Runtime) -> None:
+    journal = runtime.store.journal
+    rows = [TurnedAway(T0, "github", "push", f"d{n}", 200, "ignored", "why") for n in range(12)]
+    journal.add_turned_away(rows[:7], keep=5)
+    journal.add_turned_away(rows[7:], keep=5)
+    assert [r.delivery for r in journal.turned_away(limit=100)] == [
+        f"d{n}" for n in range(11, 6, -1)
+    ]
+    long = TurnedAway(T0, "github", "x" * 900, "d\x00", 400, "rejected", "r" * 900)
+    journal.add_turned_away([long], keep=5)
+    newest = journal.turned_away(limit=1)[0]
+    assert len(newest.event) == len(newest.reason) == 500
+    assert "\x00" not in newest.delivery
+
+
+def test_the_turned_away_buffer_is_bounded(runtime: Runtime) -> None:
+    from bridge.store.journal import MAX_TURNED_AWAY
+
+    log = runtime.turned_away
+    for n in range(MAX_TURNED_AWAY + 5):
+        log.note(
+            source="github", event="push", delivery=f"d{n}", code=200, answer="ignored", reason=""
+        )
+    log.flush()
+    kept = runtime.store.journal.turned_away(limit=MAX_TURNED_AWAY + 10)
+    assert len(kept) == MAX_TURNED_AWAY
+    assert kept[0].delivery == f"d{MAX_TURNED_AWAY + 4}"
+
+
+def test_reconcile_runs_are_shown_and_bounded(runtime: Runtime) -> None:
+    journal = runtime.store.journal
+    for n in range(4):
+        journal.add_reconcile_run(
+            ReconcileRun(
+                started_at=T0 + timedelta(minutes=n),
+                finished_at=T0 + timedelta(minutes=n, seconds=5),
+                owner="host:1",
+                since=T0 - timedelta(hours=24),
+                until=T0,
+                sources=[
+                    {"source": f"github:acme/api{n}", "counts": {"present": 3, "recorded": 1}},
+                    {"source": "gitlab:acme/web", "counts": {}, "error": "gitlab answered 503"},
+                ],
+            ),
+            keep=3,
+        )
+    runs = journal.reconcile_runs()
+    assert [r.started_at for r in runs] == [T0 + timedelta(minutes=n) for n in (3, 2, 1)]
+    text = signed_in(runtime).get("/console/reconcile").data.decode()
+    assert "github:acme/api3" in text
+    assert "gitlab answered 503" in text
+    assert "github:acme/api0" not in text
+
+
+def test_entities_and_charts(runtime: Runtime) -> None:
+    client = signed_in(runtime)
+    runtime.store.records.add_history(
+        entity="payments-api",
+        environment="production",
+        sha="a" * 40,
+        deployed_at=T0 - timedelta(hours=1),
+        key="k1",
+    )
+    text = client.get("/console/entities").data.decode()
+    assert "payments-api" in text
+    assert "production" in text
+    assert "aaaaaaaaaaaa" in text
+    id = queued(runtime, client)
+    runtime.store.claim(owner="w", now=T0, lease_seconds=30)
+    runtime.store.complete(id, owner="w", results={}, now=T0 + timedelta(seconds=3))
+    charts = client.get("/console/charts").data.decode()
+    assert charts.count("<svg") == 2
+    assert "3.00" in charts  # the hour's p50 and p99 latency, in the table of numbers
+
+
+def test_received_copy_is_redacted_and_bounded() -> None:
+    environ = {
+        "CONTENT_TYPE": "application/json",
+        "HTTP_X_GITHUB_DELIVERY": "d1",
+        "HTTP_X_HUB_SIGNATURE_256": "sha256=abc",
+        "HTTP_X_GITLAB_TOKEN": "tok",
+        "HTTP_AUTHORIZATION": "Bearer x",
+    }
+    body = json.dumps({"url": "https://bot:p4ss@git.example/x", "note": "s3cret here"}).encode()
+    kept = json.loads(received_copy(environ, body, ["s3cret"]))
+    assert kept["headers"] == {"Content-Type": "application/json", "X-GitHub-Delivery": "d1"}
+    assert "p4ss" not in kept["body"]
+    assert "s3cret" not in kept["body"]
+    assert "https://***@git.example/x" in kept["body"]
+    big = json.loads(received_copy({}, b"x" * (MAX_RECEIVED_BYTES + 10), []))
+    assert big["truncated"] is True
+    assert big["bytes"] == MAX_RECEIVED_BYTES + 10
+    assert len(big["body"]) == MAX_RECEIVED_BYTES
+
+
+def test_the_admin_api_still_answers_beside_the_console(runtime: Runtime) -> None:
+    app = create_app(runtime)
+    client = app.test_client()
+    answer = client.get("/api/deliveries", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert answer.status_code == 200
+
+
+def test_the_wheel_ships_every_template_and_style_sheet() -> None:
+    import fnmatch
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parent.parent
+    data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = data["tool"]["setuptools"]["package-data"]["bridge"]
+    console = root / "bridge" / "console"
+    shipped = [p for p in console.rglob("*") if p.is_file() and p.suffix in (".html", ".css")]
+    assert len(shipped) >= 10
+    for path in shipped:
+        name = path.relative_to(root / "bridge").as_posix()
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
