@@ -7,7 +7,9 @@
 # pyproject.toml (PyYAML, pinned in requirements/action.txt) and the project; the server
 # extras (Flask, SQLAlchemy, gunicorn, ...) are not installed (.github/workflows/ci.yml checks
 # the built image for them).
-FROM python:3.12-slim-bookworm
+# The base image by digest (a multi-arch index: linux/amd64 and linux/arm64), so a build
+# gets exactly the image reviewed; Dependabot proposes the next one.
+FROM python:3.12-slim-bookworm@sha256:782412e85d0f0984994c290652577d4018aff08145c85b262bb63dc0c7522254
 
 LABEL org.opencontainers.image.title="cortex-deploy-bridge" \
       org.opencontainers.image.description="Record a deploy in Cortex from GitHub Actions, GitLab CI or any CI." \

@@ -9,8 +9,8 @@ errors with the same ``error_response``.
 
 from __future__ import annotations
 
-import functools
 import hmac
+import io
 import logging
 import threading
 from collections.abc import Callable
@@ -30,9 +30,11 @@ from bridge import metrics, views
 from bridge.config import Config
 from bridge.errors import MalformedEvent, SignatureError
 from bridge.health import Probes
+from bridge.inflight import Busy, Hold, InFlight
 from bridge.ingest import Answer, dedupe_key, ingest
 from bridge.received import received_copy
-from bridge.signatures import verify_github, verify_gitlab
+from bridge.signatures import verify_bearer, verify_flux, verify_github, verify_gitlab
+from bridge.sources import argocd, flux
 from bridge.sources.fields import shorten
 from bridge.store import STATUSES, Delivery, Store, StoreError
 from bridge.turned_away import TurnedAwayLog
@@ -53,12 +55,16 @@ class Runtime:
     store: Store
     github_secret: str = ""
     gitlab_token: str = ""
+    flux_secret: str = ""
+    argocd_token: str = ""
     admin_token: str = ""
     allow_unsigned: bool = False
     wake: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], datetime] = utcnow
     # /healthz, /readyz and /metrics; `serve` adds its delivery thread and Cortex's word.
     probes: Probes = field(init=False)
+    # Bytes of bodies read before their signature is checked, in this process (bounded).
+    unverified: InFlight = field(init=False)
     # The webhooks answered without storing an event, for the console; `serve` starts its
     # flushing thread (tests flush it by hand).
     turned_away: TurnedAwayLog = field(init=False)
@@ -66,11 +72,22 @@ class Runtime:
     def __post_init__(self) -> None:
         self.probes = Probes(self.store, self.clock, role="serve")
         self.turned_away = TurnedAwayLog(self.store.journal, self.clock)
+        self.unverified = InFlight(self.config.server.unverified_limit)
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret the receiver knows: masked in whatever it keeps or shows."""
-        return tuple(s for s in (self.github_secret, self.gitlab_token, self.admin_token) if s)
+        return tuple(
+            s
+            for s in (
+                self.github_secret,
+                self.gitlab_token,
+                self.flux_secret,
+                self.argocd_token,
+                self.admin_token,
+            )
+            if s
+        )
 
 
 class BadRequest(Exception):
@@ -102,15 +119,8 @@ def create_app(runtime: Runtime) -> Flask:
     return app
 
 
-@functools.lru_cache(maxsize=256)
-def _counter(source: str, event: str, status: str) -> Any:
-    # Looking up a labelled child costs a lock and a tuple each time: a third of what
-    # answering an ignored event costs on top of Flask's own work.
-    return metrics.WEBHOOKS.labels(source, event, status)
-
-
 def _answer(answer: Answer, source: str, event: str) -> Response:
-    _counter(source, event[:40] or "-", answer.body["status"]).inc()
+    metrics.count_webhook(source, event or metrics.NO_EVENT, answer.body["status"])
     # What jsonify answers, for half its cost: every delivery gets one of these. The status
     # and the whole Content-Type given here, nothing is left for Werkzeug to work out.
     return Response(
@@ -164,7 +174,7 @@ def _answering(handler: Callable[[Environ], Response], rt: Runtime) -> Callable[
                     status=status,
                     reason=reason,
                 )
-            return _json(code, status=status, reason=reason)
+            return _error_json(exc, code, status=status, reason=reason)
 
     return answer
 
@@ -226,12 +236,15 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
     limit = rt.config.server.max_body_bytes
 
     def github(environ: Environ) -> Response:
-        body = read_body(environ, limit)
         # Headers straight from the WSGI environ (X-Foo is HTTP_X_FOO).
         header = environ.get
+        # GitHub signs the whole body: it is read (within the process's unverified bytes)
+        # before anyone knows who sent it, and those bytes count until the check is done.
+        with rt.unverified.hold() as hold:
+            body = read_body(environ, limit, hold=hold)
+            if not (rt.allow_unsigned and not rt.github_secret):
+                verify_github(rt.github_secret, body, header("HTTP_X_HUB_SIGNATURE_256"))
         event = header("HTTP_X_GITHUB_EVENT") or ""
-        if not (rt.allow_unsigned and not rt.github_secret):
-            verify_github(rt.github_secret, body, header("HTTP_X_HUB_SIGNATURE_256"))
         payload = _decode(environ, body, form_field="payload")
         if not event:
             raise BadRequest(400, "missing X-GitHub-Event header")
@@ -254,9 +267,12 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
 
     def gitlab(environ: Environ) -> Response:
         header = environ.get
-        if not (rt.allow_unsigned and not rt.gitlab_token):
+        unsigned = rt.allow_unsigned and not rt.gitlab_token
+        if not unsigned:
+            # GitLab's token is a header: checked before a byte of the body is read.
             verify_gitlab(rt.gitlab_token, header("HTTP_X_GITLAB_TOKEN"))
-        body = read_body(environ, limit)
+        with rt.unverified.hold() as hold:
+            body = read_body(environ, limit, hold=hold if unsigned else None)
         payload = _decode(environ, body, form_field=None)
         event = header("HTTP_X_GITLAB_EVENT") or ""
         if not event:
@@ -278,15 +294,58 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
             received=lambda: received_copy(environ, body, rt.secrets),
         )
 
-    return {"/webhooks/github": github, "/webhooks/gitlab": gitlab}
+    # Flux and Argo CD send no delivery id: a repeat is known by the deploy it reports and
+    # its status (ingest's key=None), so that a reconcile's new message is still a repeat.
+    def flux_(environ: Environ) -> Response:
+        body = read_body(environ, limit)
+        if not (rt.allow_unsigned and not rt.flux_secret):
+            verify_flux(rt.flux_secret, body, environ.get("HTTP_X_SIGNATURE"))
+        payload = _decode(environ, body, form_field=None)
+        event = flux.event_name(payload)
+        if not event:
+            raise BadRequest(400, "Flux event payload has no 'involvedObject.kind'")
+        return _ingest(
+            "flux",
+            event,
+            payload,
+            key=None,
+            delivery=None,
+            rt=rt,
+            received=lambda: received_copy(environ, body, rt.secrets),
+        )
+
+    def argocd_(environ: Environ) -> Response:
+        if not (rt.allow_unsigned and not rt.argocd_token):
+            verify_bearer(rt.argocd_token, environ.get("HTTP_AUTHORIZATION"))
+        body = read_body(environ, limit)
+        payload = _decode(environ, body, form_field=None)
+        return _ingest(
+            "argocd",
+            argocd.EVENT,
+            payload,
+            key=None,
+            delivery=None,
+            rt=rt,
+            received=lambda: received_copy(environ, body, rt.secrets),
+        )
+
+    return {
+        "/webhooks/github": github,
+        "/webhooks/gitlab": gitlab,
+        "/webhooks/flux": flux_,
+        "/webhooks/argocd": argocd_,
+    }
 
 
 # Reads of a body with no Content-Length (chunked): small enough to stop soon past the limit.
 _READ_SIZE = 64 * 1024
 
 
-def read_body(environ: dict[str, Any], limit: int) -> bytes:
+def read_body(environ: dict[str, Any], limit: int, *, hold: Hold | None = None) -> bytes:
     """The request's whole body; RequestEntityTooLarge (413) once it passes ``limit`` bytes.
+
+    With a ``hold``, room is taken in it before each read, and Busy (503) raised where the
+    process has none left (bridge/inflight.py): a body over one read is read a chunk at a time.
 
     However it is framed: a Content-Length over the limit is refused before anything is read,
     and a chunked body (no Content-Length; the server ends the stream, which gunicorn and
@@ -302,6 +361,10 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     if length is not None:
         if length > limit:
             raise RequestEntityTooLarge()
+        if length > _READ_SIZE and hold is not None:
+            return _read_held(stream, length, hold, exact=True)
+        if hold is not None:
+            hold.grow_to(length)
         body = stream.read(length) if length else b""
         while len(body) < length:  # a WSGI stream may hand over less than asked
             more = stream.read(length - len(body))
@@ -311,6 +374,8 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
         return body
     if not environ.get("wsgi.input_terminated"):
         return b""  # no length and no end the server vouches for: nothing can be read safely
+    if hold is not None:
+        return _read_held(stream, limit + 1, hold, exact=False)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -323,12 +388,37 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
         chunks.append(chunk)
 
 
+def _read_held(stream: Any, most: int, hold: Hold, *, exact: bool) -> bytes:
+    """Up to ``most`` bytes, a chunk at a time, room for each taken in ``hold`` first.
+
+    ``exact``: ``most`` is the Content-Length, and a stream that ends before it is a 400.
+    Otherwise ``most`` is one past the limit, and a body that reaches it is a 413 (that one
+    byte, read only to tell, is not held: a body at the limit fits a process whose room is
+    the limit). BytesIO hands its buffer over without a copy, so a body costs its size once.
+    """
+    buffer = io.BytesIO()
+    size = 0
+    held_at_most = most if exact else most - 1
+    while size < most:
+        want = min(_READ_SIZE, most - size)
+        hold.grow_to(min(size + want, held_at_most))
+        chunk = stream.read(want)
+        if not chunk:
+            if exact:
+                raise ClientDisconnected()
+            return buffer.getvalue()
+        size += buffer.write(chunk)
+    if not exact:
+        raise RequestEntityTooLarge()
+    return buffer.getvalue()
+
+
 def _ingest(
     source: str,
     event: str,
     payload: Any,
     *,
-    key: str,
+    key: str | None,
     delivery: str | None,
     rt: Runtime,
     received: Callable[[], str] | None = None,
@@ -371,6 +461,9 @@ WEBHOOK_HEADERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "github": ("HTTP_X_GITHUB_EVENT", ("HTTP_X_GITHUB_DELIVERY",)),
     # GitLab keeps Idempotency-Key across its retries; X-Gitlab-Event-UUID is per attempt.
     "gitlab": ("HTTP_X_GITLAB_EVENT", ("HTTP_IDEMPOTENCY_KEY", "HTTP_X_GITLAB_EVENT_UUID")),
+    # Flux and Argo CD name neither the event nor the delivery in a header.
+    "flux": ("", ()),
+    "argocd": ("", ()),
 }
 # The longest event name or delivery id a log line carries: both are the sender's to choose.
 _LOGGED_ID = 200
@@ -518,18 +611,30 @@ def _add_error_handlers(app: Flask) -> None:
 def error_response(exc: Exception, environ: Environ) -> Response:
     """The JSON answer to an error raised while answering a request; nothing was stored."""
     code, status, reason = error_answer(exc, environ)
-    return _json(code, status=status, reason=reason)
+    return _error_json(exc, code, status=status, reason=reason)
+
+
+def _error_json(exc: Exception, code: int, *, status: str, reason: str) -> Response:
+    """The JSON answer to ``exc``; a busy answer says when to come back (``Retry-After``)."""
+    response = _json(code, status=status, reason=reason)
+    if isinstance(exc, Busy):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def error_answer(exc: Exception, environ: Environ) -> tuple[int, str, str]:
     """The HTTP status, ``status`` and ``reason`` answering an error; nothing was stored."""
     if isinstance(exc, BadRequest):
         return exc.status, "rejected", exc.reason
+    if isinstance(exc, Busy):
+        source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
+        metrics.count_webhook(source, metrics.NO_EVENT, "busy")
+        return 503, "busy", exc.reason
     if isinstance(exc, MalformedEvent):
         return 400, "rejected", str(exc)
     if isinstance(exc, SignatureError):
         source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
-        metrics.WEBHOOKS.labels(source, "-", "unauthorized").inc()
+        metrics.count_webhook(source, metrics.NO_EVENT, "unauthorized")
         return 401, "unauthorized", str(exc)
     if isinstance(exc, HTTPException):
         status = exc.code or 500

@@ -2,7 +2,8 @@
 
 Every payload is the project's own invention, cut down to the fields a real delivery carries
 and the bridge reads (GitHub: docs.github.com/en/webhooks/webhook-events-and-payloads;
-GitLab: docs.gitlab.com/ee/user/project/integrations/webhook_events.html). Each step says what
+GitLab: docs.gitlab.com/ee/user/project/integrations/webhook_events.html; Flux:
+notification-controller's Event, docs/spec/v1beta3/events.md). Each step says what
 the receiver must answer, and the story ends with exactly the deploys Cortex must hold, so the
 demo doubles as a smoke test.
 """
@@ -18,13 +19,22 @@ RELEASE = "e6b75d517738f0e810ae2ee7cdc8fd62d012a016"
 REFUNDS = "73b61b7c6a7e4aeaefce665aa64804d992d0e687"
 CHECKOUT = "bf3451f053bde3dcd8549f54e44ce522fe1909b9"
 FORGED = "2499214608ef1e4fafd047e5b23d48899d3b2902"
+INVENTORY = "4c2e9a7b1d3f5e6a8b0c2d4e6f8a1b3c5d7e9f0a"
 
 GITHUB = "https://github.com"
 GITLAB = "https://gitlab.acme.example"
 
 # The config the demo runs with (cortex.url and database are added at start-up).
 STORY_CONFIG: Mapping[str, Any] = {
-    "routes": [{"match": {"repository": "acme/*"}, "entities": ["{repo}"]}],
+    "sources": {"flux": {"enabled": True}},
+    "routes": [
+        {"match": {"repository": "acme/*"}, "entities": ["{repo}"]},
+        {
+            "match": {"source": "flux", "object": "apps/*"},
+            "entities": ["{name}"],
+            "environment": "production",
+        },
+    ],
     "workflows": [
         {"match": {"repository": "acme/*", "workflow": "Deploy*"}, "environment": "production"}
     ],
@@ -37,9 +47,9 @@ class Step:
     """One webhook delivery of the story, and the answer the receiver must give."""
 
     says: str  # what is sent, in one short line
-    source: str  # "github" or "gitlab"
-    event: str  # X-GitHub-Event or X-Gitlab-Event
-    delivery: str  # X-GitHub-Delivery or X-Gitlab-Event-UUID
+    source: str  # "github", "gitlab" or "flux"
+    event: str  # X-GitHub-Event or X-Gitlab-Event (Flux: the object's kind)
+    delivery: str  # X-GitHub-Delivery or X-Gitlab-Event-UUID ("" for Flux: it sends none)
     payload: Mapping[str, Any] = field(hash=False)
     status: int  # the expected HTTP status
     answer: str  # the expected "status" word of the JSON answer
@@ -63,6 +73,7 @@ EXPECTED_DEPLOYS = (
     Expected("checkout-web", "production", "DEPLOY", CHECKOUT, "2026-03-10T10:16:30Z"),
     Expected("payments-api", "production", "DEPLOY", REFUNDS, "2026-03-10T10:40:05Z"),
     Expected("payments-api", "production", "ROLLBACK", RELEASE, "2026-03-10T11:05:51Z"),
+    Expected("inventory-api", "production", "DEPLOY", INVENTORY, "2026-03-10T11:30:12Z"),
 )
 
 
@@ -248,6 +259,29 @@ def _rollback() -> dict[str, Any]:
     )
 
 
+# --- Flux --------------------------------------------------------------------------------
+
+
+def _flux_applied(at: str, message: str) -> dict[str, Any]:
+    """kustomize-controller's report that a Kustomization applied a revision (again)."""
+    return {
+        "involvedObject": {
+            "kind": "Kustomization",
+            "namespace": "apps",
+            "name": "inventory-api",
+            "uid": "3b9d2f61-7c4e-4a18-9e05-d2c8a1f4b7e3",
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        },
+        "severity": "info",
+        "timestamp": at,
+        "message": message,
+        "reason": "ReconciliationSucceeded",
+        "metadata": {"commit_status": "update", "revision": f"main@sha1:{INVENTORY}"},
+        "reportingController": "kustomize-controller",
+        "reportingInstance": "kustomize-controller-6f9c8d7b5-x2lqp",
+    }
+
+
 # --- The story ---------------------------------------------------------------------------
 
 _STARTED = _payments_status("in_progress", "2026-03-10T09:58:12Z", status_id=51001)
@@ -322,6 +356,26 @@ STORY = (
         answer="unauthorized",
         note="refused: nothing stored",
         forged=True,
+    ),
+    Step(
+        says="Flux Kustomization apps/inventory-api applied main@sha1:4c2e9a7b (X-Signature)",
+        source="flux",
+        event="Kustomization",
+        delivery="",
+        payload=_flux_applied("2026-03-10T11:30:12Z", "Reconciliation finished in 2.1s"),
+        status=202,
+        answer="queued",
+        note="a GitOps deploy: the object apps/inventory-api routed to its entity",
+    ),
+    Step(
+        says="Flux reports the same revision again at its next reconcile (a new message)",
+        source="flux",
+        event="Kustomization",
+        delivery="",
+        payload=_flux_applied("2026-03-10T11:40:13Z", "Reconciliation finished in 0.9s"),
+        status=200,
+        answer="duplicate",
+        note="one record per object and revision, at the time of the first report",
     ),
 )
 

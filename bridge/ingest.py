@@ -68,6 +68,17 @@ def dedupe_key(source: str, delivery: Header, *, scope: Header | None = None, bo
     return key
 
 
+def event_key(event: DeployEvent) -> str:
+    """The de-duplication key of a sender without delivery ids: the deploy and its status.
+
+    Flux reports an applied revision again on every reconcile, each time with a new message,
+    and retries identical bodies; Argo CD may notify twice of one operation. Any report of the
+    same deploy in the same state is a repeat, whatever else its body says.
+    """
+    named = f"{deploy_key(event)}\n{event.status.value}".encode()
+    return f"{event.source}#deploy:{hashlib.sha256(named).hexdigest()}"
+
+
 def _delivery_id(name: str, value: str | None) -> str:
     value = (value or "").strip()
     if len(value) > MAX_ID_LENGTH or not value.isprintable():
@@ -111,7 +122,7 @@ def ingest(
     event_name: str,
     payload: Any,
     *,
-    key: str,
+    key: str | None,
     delivery_id: str | None,
     config: Config,
     store: Store,
@@ -121,6 +132,8 @@ def ingest(
     """Parse, filter and route one delivery; store it when it records a deploy.
 
     ``received``: makes the copy of the webhook kept with it (only for an event stored).
+    ``key`` is the delivery's de-duplication key; None for a sender that gives no delivery id
+    (Flux, Argo CD): the key is then the deploy's own and its status (:func:`event_key`).
     """
     if not config.sources.enabled(source):
         return ignored(f"source {source} is disabled (sources.{source}.enabled)")
@@ -142,6 +155,8 @@ def ingest(
     except MalformedEvent as exc:
         return Answer(400, {"status": "rejected", "reason": str(exc)})
     payload = to_payload(event, where)
+    if key is None:
+        key = event_key(routed(event, where))
     # Events of one deploy share a group: the outbox hands them out one at a time, in order,
     # so two workers never race to create one record (two hooks, a lifecycle's start and end).
     delivery_id_, created = store.enqueue(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from bridge import metrics
 from bridge.app import Runtime, utcnow
-from bridge.config import Config
+from bridge.config import SECRET_HOMES, SOURCES, Config
 from bridge.cortex import CortexClient
 from bridge.deliverer import Deliverer
 from bridge.store import Delivery, Listener, Store
@@ -39,14 +39,15 @@ def make_runtime(
         store=store or Store.from_url(config.database),
         github_secret=secrets.get("GITHUB_WEBHOOK_SECRET", ""),
         gitlab_token=secrets.get("GITLAB_WEBHOOK_TOKEN", ""),
+        flux_secret=secrets.get("FLUX_WEBHOOK_SECRET", ""),
+        argocd_token=secrets.get("ARGOCD_WEBHOOK_TOKEN", ""),
         admin_token=secrets.get("BRIDGE_ADMIN_TOKEN", ""),
         allow_unsigned=allow_unsigned,
     )
 
 
 def _observe(delivery: Delivery, outcome: str, age: float) -> None:
-    metrics.DELIVERIES.labels(outcome).inc()
-    metrics.DELIVERY_AGE.labels(outcome).observe(age)
+    metrics.count_settled(outcome, age)
 
 
 def make_budget(runtime: Runtime) -> SharedBudget | None:
@@ -93,7 +94,13 @@ def make_worker(
         idle_poll=idle_poll,
         on_settled=_observe,
         budget=budget,
-        secrets=(runtime.github_secret, runtime.gitlab_token, runtime.admin_token),
+        secrets=(
+            runtime.github_secret,
+            runtime.gitlab_token,
+            runtime.flux_secret,
+            runtime.argocd_token,
+            runtime.admin_token,
+        ),
     )
 
 
@@ -110,7 +117,7 @@ def wake_on_notify(store: Store, wakes: Iterable[threading.Event]) -> Listener |
 
 def missing_secrets(config: Config, secrets: Mapping[str, str]) -> list[str]:
     """The secret variables an enabled source needs but the environment does not set."""
-    needed = {"github": "GITHUB_WEBHOOK_SECRET", "gitlab": "GITLAB_WEBHOOK_TOKEN"}
+    needed = {source: SECRET_HOMES[f"sources.{source}"] for source in SOURCES}
     return [
         name
         for source, name in needed.items()

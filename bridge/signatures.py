@@ -1,4 +1,5 @@
-"""Check that a webhook came from the SCM: GitHub's HMAC signature, GitLab's secret token.
+"""Check that a webhook came from its sender: GitHub's and Flux's HMAC signatures, GitLab's secret
+token, Argo CD's bearer token.
 
 Pure: both checks take the secret and the header values and raise
 :class:`~bridge.errors.SignatureError`, whose message never holds the secret.
@@ -45,3 +46,43 @@ def verify_gitlab(token: str, header: str | None) -> None:
     given = header.encode("utf-8", "backslashreplace")
     if not hmac.compare_digest(expected, given):
         raise SignatureError("X-Gitlab-Token does not match")
+
+
+# Flux's generic-hmac Provider: "X-Signature: <hash-function>=<hex HMAC of the body>", keyed
+# with the Provider secret's `token`; sha256 today, "which may change in the future", and the
+# verification example in its docs takes these four (fluxcd notification-controller,
+# docs/spec/v1beta3/providers.md, "Generic webhook with HMAC").
+_FLUX_HASHES = ("sha224", "sha256", "sha384", "sha512")
+
+
+def verify_flux(secret: str, body: bytes, header: str | None) -> None:
+    """Check Flux's X-Signature against the raw body; raise SignatureError when it fails."""
+    if not secret:
+        raise SignatureError("no webhook secret to verify against")
+    if not header or not header.strip():
+        raise SignatureError("missing X-Signature")
+    name, sep, given = header.strip().partition("=")
+    name = name.strip().lower()
+    if not sep or name not in _FLUX_HASHES:
+        raise SignatureError("X-Signature is not a sha256= (or sha224/384/512=) signature")
+    digest = hmac.digest(secret.encode("utf-8"), body, name).hex().encode("ascii")
+    if not hmac.compare_digest(digest, given.strip().lower().encode("utf-8", "backslashreplace")):
+        raise SignatureError("signature does not match")
+
+
+_BEARER = "bearer "
+
+
+def verify_bearer(token: str, header: str | None) -> None:
+    """Check ``Authorization: Bearer <token>`` (Argo CD's webhook service sends the header the
+    ConfigMap sets); raise SignatureError when it fails."""
+    if not token:
+        raise SignatureError("no webhook token to verify against")
+    if not header or not header.strip():
+        raise SignatureError("missing Authorization")
+    value = header.strip()
+    if value[: len(_BEARER)].lower() != _BEARER:
+        raise SignatureError("Authorization is not a Bearer token")
+    given = value[len(_BEARER) :].strip().encode("utf-8", "backslashreplace")
+    if not hmac.compare_digest(token.encode("utf-8", "backslashreplace"), given):
+        raise SignatureError("Authorization does not match")

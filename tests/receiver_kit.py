@@ -19,6 +19,8 @@ from tests.conftest import load_sample
 
 GITHUB_SECRET = "gh-hook-secret-7a1f"
 GITLAB_TOKEN = "gl-hook-token-93cd"
+FLUX_SECRET = "flux-hmac-token-2b8e"
+ARGOCD_TOKEN = "argocd-notify-token-6d1c"
 ADMIN_TOKEN = "admin-token-5e2b"
 
 
@@ -44,6 +46,8 @@ def runtime_on(database: str, config: dict[str, Any] | None = None, **kw: Any) -
     store = Store.from_url(database)
     kw.setdefault("github_secret", GITHUB_SECRET)
     kw.setdefault("gitlab_token", GITLAB_TOKEN)
+    kw.setdefault("flux_secret", FLUX_SECRET)
+    kw.setdefault("argocd_token", ARGOCD_TOKEN)
     kw.setdefault("admin_token", ADMIN_TOKEN)
     return Runtime(config=parsed, store=store, **kw)
 
@@ -99,6 +103,44 @@ def gitlab_post(
         "Content-Type": "application/json",
     }
     return client.post("/webhooks/gitlab", data=json.dumps(doc).encode(), headers=headers)
+
+
+def flux_post(
+    client: FlaskClient,
+    payload: Any,
+    *,
+    secret: str = FLUX_SECRET,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """POST a Flux event as notification-controller's generic-hmac Provider does."""
+    doc = load_sample(f"flux/{payload}.json") if isinstance(payload, str) else payload
+    body = json.dumps(doc).encode()
+    sent = {
+        "Content-Type": "application/json",
+        "Gotk-Component": str(doc.get("reportingController", "")),
+        "User-Agent": "Go-http-client/1.1",
+        "X-Signature": sign(body, secret),
+    }
+    sent.update(headers or {})
+    return client.post("/webhooks/flux", data=body, headers=sent)
+
+
+def argocd_post(
+    client: FlaskClient,
+    payload: Any,
+    *,
+    token: str = ARGOCD_TOKEN,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """POST an Argo CD notification as its webhook service does with the published config."""
+    doc = load_sample(f"argocd/{payload}.json") if isinstance(payload, str) else payload
+    sent = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {token}",
+        "User-Agent": "Go-http-client/1.1",
+    }
+    sent.update(headers or {})
+    return client.post("/webhooks/argocd", data=json.dumps(doc).encode(), headers=sent)
 
 
 def fixed_clock(moment: datetime | None = None) -> Any:

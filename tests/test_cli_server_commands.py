@@ -422,7 +422,7 @@ def test_check_config_ok_describes_the_config(capsys, config_file: Path) -> None
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == f"config OK: {config_file}"
-    assert "sources: github enabled, gitlab disabled" in lines
+    assert "sources: github enabled, gitlab disabled, flux disabled, argocd disabled" in lines
     assert "routes[0]: repository 'acme/payments-api' -> payments-api" in lines
     assert any(
         line.startswith("environments: ") and "'prod' -> 'production'" in line for line in lines
@@ -536,7 +536,7 @@ def test_check_config_describes_and_tries_an_http_source(capsys, tmp_path: Path)
     assert (code, out) == (2, "")
     assert err == (
         "cortex-deploy-bridge: error: --source: 'shipyrad' is not a source (expected one of: "
-        "github, gitlab, shipyard)\n"
+        "github, gitlab, flux, argocd, shipyard)\n"
     )
 
 

@@ -106,13 +106,13 @@ HTTP_KEY_ERRORS = [
     pytest.param(
         HTTP_SOURCES + "routes: [{match: {source: shipyrad}, entities: [x]}]",
         "routes[0].match.source",
-        "must be 'github' or 'gitlab' or 'shipyard', got 'shipyrad'",
+        "must be 'github' or 'gitlab' or 'flux' or 'argocd' or 'shipyard', got 'shipyrad'",
         id="route-unknown-source",
     ),
     pytest.param(
         "workflows: [{match: {source: bitbucket}}]",
         "workflows[0].match.source",
-        "must be 'github' or 'gitlab', got 'bitbucket'",
+        "must be 'github' or 'gitlab' or 'flux' or 'argocd', got 'bitbucket'",
         id="workflow-unknown-source",
     ),
 ]
@@ -120,7 +120,10 @@ HTTP_KEY_ERRORS = [
 
 # --- Validation: every error names its key -----------------------------------------------
 
-SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRIDGE_ADMIN_TOKEN"
+SECRETS = (
+    "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, FLUX_WEBHOOK_SECRET, ARGOCD_WEBHOOK_TOKEN, "
+    "CORTEX_API_TOKEN or BRIDGE_ADMIN_TOKEN"
+)
 
 
 @pytest.mark.parametrize(
@@ -237,7 +240,7 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
         pytest.param(
             "sources: {bitbucket: {enabled: true}}",
             "sources.bitbucket",
-            "unknown key (expected one of: github, gitlab)",
+            "unknown key (expected one of: github, gitlab, flux, argocd)",
             id="source-unknown",
         ),
         pytest.param(
@@ -295,9 +298,10 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
             id="entity-blank",
         ),
         pytest.param(
-            "routes: [{match: {}, entities: [x]}, {match: {}, entities: ['{name}']}]",
+            "routes: [{match: {}, entities: [x]}, {match: {}, entities: ['{nme}']}]",
             "routes[1].entities[0]",
-            "unknown placeholder in '{name}' (expected one of: {repo}, {owner}, {repository})",
+            "unknown placeholder in '{nme}' (expected one of: {repo}, {owner}, {repository}, "
+            "{name}, {namespace}, {project})",
             id="template-unknown",
         ),
         pytest.param(
@@ -327,7 +331,7 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
         pytest.param(
             "routes: [{match: {}, entities: [x]}, {match: {repostory: a}, entities: [x]}]",
             "routes[1].match.repostory",
-            "unknown key (expected one of: repository, environment, source)",
+            "unknown key (expected one of: repository, environment, source, object, project)",
             id="match-typo",
         ),
         pytest.param(
@@ -339,7 +343,7 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
         pytest.param(
             "routes: [{match: {source: bitbucket}, entities: [x]}]",
             "routes[0].match.source",
-            "must be 'github' or 'gitlab', got 'bitbucket'",
+            "must be 'github' or 'gitlab' or 'flux' or 'argocd', got 'bitbucket'",
             id="match-source",
         ),
         pytest.param(
@@ -485,6 +489,12 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
             id="body-zero",
         ),
         pytest.param(
+            "server: {max_unverified_bytes: 0}",
+            "server.max_unverified_bytes",
+            "must be at least 1, got 0",
+            id="unverified-zero",
+        ),
+        pytest.param(
             "server: {max_entities_per_event: 0}",
             "server.max_entities_per_event",
             "must be at least 1, got 0",
@@ -517,7 +527,8 @@ SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRID
         pytest.param(
             "server: {port: 80}",
             "server.port",
-            "unknown key (expected one of: max_body_bytes, max_entities_per_event)",
+            "unknown key (expected one of: max_body_bytes, max_entities_per_event, "
+            "max_unverified_bytes)",
             id="server-typo",
         ),
         pytest.param(
@@ -577,7 +588,8 @@ def test_unknown_key_message_in_full() -> None:
     with pytest.raises(ConfigError) as caught:
         parse("routes: [{match: {}, entities: [x]}, {match: {repostory: a}, entities: [x]}]")
     assert str(caught.value) == (
-        "routes[1].match.repostory: unknown key (expected one of: repository, environment, source)"
+        "routes[1].match.repostory: unknown key (expected one of: repository, environment, source, "
+        "object, project)"
     )
 
 
@@ -623,7 +635,8 @@ def test_no_file_means_the_documented_defaults() -> None:
     assert config.workflows == ()
     assert config.record.mode is RecordMode.FINAL and config.record.failures is False
     assert config.rollback.detect is True
-    assert config.server.max_body_bytes == 26214400
+    assert config.server.max_body_bytes == 1048576
+    assert config.server.unverified_limit == 16 * 1048576
     assert config.server.max_entities_per_event == 20
     assert config.delivery == DeliverySettings(
         dead_letter_after_seconds=86400,
@@ -1127,7 +1140,7 @@ def test_describe_the_example() -> None:
         "workers)"
     ) in lines
     assert "database: postgresql+psycopg://b:***@db/b" in lines
-    assert "sources: github enabled, gitlab enabled" in lines
+    assert "sources: github enabled, gitlab enabled, flux disabled, argocd disabled" in lines
     assert (
         "routes[0]: repository 'acme/payments-api' -> payments-api, payments-db "
         "(a deployment's payload may name payments-*)"
@@ -1142,7 +1155,10 @@ def test_describe_the_example() -> None:
     ) in lines
     assert "record: mode final, failures not recorded" in lines
     assert "rollback: detect on" in lines
-    assert "server: max_body_bytes 26214400, max_entities_per_event 20" in lines
+    assert (
+        "server: max_body_bytes 1048576, max_entities_per_event 20, max_unverified_bytes 16777216"
+        in lines
+    )
     assert not any("s3cret" in line for line in lines)
 
 
@@ -1200,9 +1216,10 @@ def test_http_sources_are_part_of_the_config() -> None:
         "SHIPYARD_TOKEN",
         "acme/shipyard-web",
     )
-    assert config.source_names == ("github", "gitlab", "shipyard")
+    assert config.source_names == ("github", "gitlab", "flux", "argocd", "shipyard")
     assert config.sync.http == ("shipyard",) and config.sync.enabled
-    assert Config().http_sources == {} and Config().source_names == ("github", "gitlab")
+    assert Config().http_sources == {}
+    assert Config().source_names == ("github", "gitlab", "flux", "argocd")
 
 
 def shipyard_deploy(**overrides: Any) -> DeployEvent:

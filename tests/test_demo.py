@@ -36,16 +36,17 @@ def test_demo_tells_the_story_and_exits_0(capsys: pytest.CaptureFixture[str]) ->
         '<- 200 {"status": "duplicate", "id": ',
         '<- 401 {"status": "unauthorized"',
         "worker -> Cortex: payments-api: created ROLLBACK",
-        "What Cortex received (5 deploys):",
+        "What Cortex received (6 deploys):",
         "   $ cortex-deploy-bridge send --timestamp 2026-03-10T11:20:00Z",
         "   already recorded DEPLOY of ledger-api in production as ",
-        "one deploy recorded by send, exactly 5 deploys in Cortex.",
+        "one deploy recorded by send, exactly 6 deploys in Cortex.",
         "Every expectation held",
         "export GITHUB_WEBHOOK_SECRET=",
         "/webhooks/gitlab",
     ):
         assert line in out
-    assert out.count("<- 202 ") == 4
+    assert out.count("<- 202 ") == 5
+    assert "worker -> Cortex: inventory-api: created DEPLOY" in out  # the Flux deploy
     # The table: the GitLab deploy's short sha expanded, its "+0200" time shown in UTC.
     assert re.search(r"payments-api +production +DEPLOY +73b61b7c +2026-03-10T10:40:05Z", out)
     assert '"type": "ROLLBACK"' in out  # the full body shown as an example
@@ -60,7 +61,7 @@ def test_json_lists_what_cortex_stored(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["demo", "--json"], real) == 0
     out, err = capsys.readouterr()
     deploys = json.loads(out)
-    assert len(deploys) == 5
+    assert len(deploys) == 6
     assert [d["type"] for d in deploys].count("ROLLBACK") == 1
     assert all(FULL_SHA.match(d["sha"]) for d in deploys)
     assert all(UTC_Z.match(d["timestamp"]) for d in deploys)
@@ -89,7 +90,8 @@ def test_a_broken_expectation_exits_1_naming_it(
 
 
 def test_story_payloads_are_our_own_and_consistent() -> None:
-    assert len({s.delivery for s in demo_events.STORY}) == len(demo_events.STORY) - 1
+    webhooks = [s for s in demo_events.STORY if s.source != "flux"]  # Flux sends no id
+    assert len({s.delivery for s in webhooks}) == len(webhooks) - 1
     for expected in demo_events.EXPECTED_DEPLOYS:
         assert FULL_SHA.match(expected.sha) and UTC_Z.match(expected.timestamp)
 
@@ -161,7 +163,7 @@ def test_keep_running_serves_until_ctrl_c(kept_running: subprocess.Popen[str]) -
     assert cortex and admin and workdir, shown
     listed = _get(f"{cortex[1]}/api/v1/catalog/payments-api/deploys?page=0&pageSize=50", cortex[2])
     assert listed["total"] == 3
-    assert len(_get(admin[1], admin[2])["data"]) == 4
+    assert len(_get(admin[1], admin[2])["data"]) == 5  # the Flux deploy too
     kept_running.send_signal(signal.SIGINT)
     assert kept_running.wait(15) == 0
     assert "Traceback" not in kept_running.stdout.read() + kept_running.stderr.read()

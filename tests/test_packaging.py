@@ -206,10 +206,14 @@ def test_dockerignore_lets_in_only_the_build_inputs(path: str, ignored: bool) ->
 
 
 def read_pins(path: Path) -> dict[str, str]:
-    """``{normalized name: version}`` of a requirements file; every line must be ``==``."""
+    """``{normalized name: version}`` of a requirements file; every line must be ``==``.
+
+    A requirement's ``--hash`` options (on continuation lines) are not part of the pin.
+    """
     pins = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
+    text = path.read_text(encoding="utf-8").replace("\\\n", " ")
+    for raw in text.splitlines():
+        line = re.sub(r"\s--hash=\S+", "", raw.split("#", 1)[0]).strip()
         if not line:
             continue
         match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
@@ -253,7 +257,8 @@ def test_relay_dockerfile_uses_the_action_image_base() -> None:
     # One pinned slim base for both images: Python patch releases reach them together.
     (base,) = relay_instruction("FROM")
     assert [args for kw, args in dockerfile_instructions() if kw == "FROM"] == [base]
-    assert re.fullmatch(r"python:3\.\d+(\.\d+)?-slim(-\w+)?", base), base
+    # By digest too (tests/test_supply_chain.py): python:3.12-slim-bookworm@sha256:...
+    assert re.fullmatch(r"python:3\.\d+(\.\d+)?-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base), base
 
 
 def test_relay_dockerfile_runs_serve_on_8080_as_non_root() -> None:
@@ -1191,8 +1196,12 @@ def test_readme_states_the_python_versions_ci_tests() -> None:
 
 def test_docs_show_the_action_versions_ci_uses() -> None:
     # One place to bump: the examples users copy use what this repository's CI runs.
+    # CI pins each action by commit with its version in a comment: "@<sha> # v6.0.2" is v6.
     used = dict(
-        re.findall(r"uses: (actions/[\w-]+)@(v\d+)", CI_WORKFLOW.read_text(encoding="utf-8"))
+        re.findall(
+            r"uses: (actions/[\w-]+)@[0-9a-f]{40} # (v\d+)",
+            CI_WORKFLOW.read_text(encoding="utf-8"),
+        )
     )
     for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
         for action, ref in re.findall(r"uses: (actions/[\w-]+)@(\S+)", page.read_text("utf-8")):

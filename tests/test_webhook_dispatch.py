@@ -182,3 +182,21 @@ def test_dispatch_and_flask_note_the_same_turned_away(runtimes: tuple[Runtime, R
         answers
     )
     assert all(answer != "queued" for *_, answer, _ in noted[0])
+
+
+def test_dispatch_and_flask_answer_busy_alike(runtimes: tuple[Runtime, Runtime]) -> None:
+    # Each process's room for unverified bodies is taken (bridge/inflight.py): both ways
+    # answer 503 with the same Retry-After and JSON, and a GitLab delivery, whose token is
+    # checked before its body is read, is not held up.
+    for runtime in runtimes:
+        runtime.unverified.hold().grow_to(runtime.unverified.limit)
+    dispatched = create_app(runtimes[0]).test_client()
+    routed = flask_only(runtimes[1])
+    steps = [STEPS[0][1], STEPS[5][1], raw_github(FORM, "application/x-www-form-urlencoded")]
+    for step in steps:
+        one, other = step(dispatched), step(routed)
+        assert one.status_code == other.status_code == 503
+        assert one.get_json() == other.get_json()
+        assert one.headers["Retry-After"] == other.headers["Retry-After"] == "5"
+    gitlab = STEPS[-3][1]
+    assert gitlab(dispatched).status_code == gitlab(routed).status_code == 202

@@ -194,7 +194,9 @@ def checkout_files(root: Path) -> list[str]:
 def pinned_version(path: Path, name: str) -> str:
     """The ``==`` version ``path`` (a requirements file) pins ``name`` to."""
     for line in path.read_text(encoding="utf-8").splitlines():
-        package, sep, version = line.split("#", 1)[0].strip().partition("==")
+        # A pin may go on with its --hash lines (`PyYAML==6.0.4 \`): the version ends there.
+        requirement = line.split("#", 1)[0].split(";", 1)[0].rstrip("\\ \t").strip()
+        package, sep, version = requirement.partition("==")
         if sep and package.strip().lower() == name.lower():
             return version.strip()
     raise ReleaseError(f"{path}: no {name}==VERSION line")

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 SECRETS = (
     "GITHUB_WEBHOOK_SECRET",
     "GITLAB_WEBHOOK_TOKEN",
+    "FLUX_WEBHOOK_SECRET",
+    "ARGOCD_WEBHOOK_TOKEN",
     "CORTEX_API_TOKEN",
     "BRIDGE_ADMIN_TOKEN",
 )
@@ -55,14 +57,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             ("BRIDGE_CONFIG", "the config file when neither PATH nor --config is given"),
             ("CORTEX_API_URL", "overrides cortex.url"),
             ("BRIDGE_DATABASE_URL", "overrides database (or BRIDGE_DATABASE_URL_FILE)"),
-            ("GITHUB_WEBHOOK_SECRET", "these four (or their *_FILE forms) are reported as set"),
+            ("GITHUB_WEBHOOK_SECRET", "these (or their *_FILE forms) are reported as set"),
             ("GITLAB_WEBHOOK_TOKEN", "or missing, never shown; a source enabled without its"),
-            ("CORTEX_API_TOKEN", "secret is a warning, since serve refuses to start on it"),
+            ("FLUX_WEBHOOK_SECRET", "secret is a warning, since serve refuses to start on it"),
+            ("ARGOCD_WEBHOOK_TOKEN", ""),
+            ("CORTEX_API_TOKEN", ""),
             ("BRIDGE_ADMIN_TOKEN", ""),
         ],
         examples=[
             "cortex-deploy-bridge check-config bridge.yaml",
             "cortex-deploy-bridge check-config bridge.yaml --try acme/payments-api:production",
+            "cortex-deploy-bridge check-config bridge.yaml --source argocd --project payments "
+            "--try argocd/payments-api",
         ],
         exit_codes=[
             (0, "the config is valid (warnings may be printed on stderr)"),
@@ -90,14 +96,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         default="github",
-        help="the source of the --try events: github, gitlab or an http_sources name "
-        "(default: github)",
+        help="the source of the --try events: github, gitlab, flux, argocd or an http_sources "
+        "name (default: github); for flux and argocd, --try names the object: NAMESPACE/NAME",
+    )
+    parser.add_argument(
+        "--project",
+        default=None,
+        help="with --source argocd: the Application's project, for routes' project globs",
+    )
+    parser.add_argument(
+        "--tag",
+        default=None,
+        metavar="ENTITY",
+        help="with --source flux or argocd: the object's cortex.io/tag annotation",
     )
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``check-config``: exit 0 when the config is valid (warnings included), 2 when not."""
-    from bridge.config import describe, load_config
+    from bridge.config import GITOPS_SOURCES, describe, load_config
     from bridge.errors import ConfigError
 
     if args.path and args.config and args.path != args.config:
@@ -110,12 +127,20 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.source not in config.source_names:
         known = ", ".join(config.source_names)
         return fail(f"--source: {args.source!r} is not a source (expected one of: {known})")
+    if args.project and args.source != "argocd":
+        return fail("--project is for --source argocd (an Application's project)")
+    if args.tag and args.source not in GITOPS_SOURCES:
+        return fail("--tag is for --source flux or argocd (the object's cortex.io/tag)")
     print(f"config OK: {path or DEFAULTS}")
     for line in describe(config):
         print(line)
     _report_secrets(config, environ)
     for repository, environment in args.tries:
-        print(try_route(config, args.source, repository, environment))
+        print(
+            try_route(
+                config, args.source, repository, environment, project=args.project, tag=args.tag
+            )
+        )
     return 0
 
 
@@ -163,26 +188,48 @@ def _database_state(environ: Mapping[str, str]) -> str:
     return "set" if name == DATABASE_VARIABLE else f"set (from {name})"
 
 
-def try_route(config: Config, source: str, repository: str, environment: str | None) -> str:
-    """One line: where a successful deployment of ``repository`` goes, or why it is ignored."""
+def try_route(
+    config: Config,
+    source: str,
+    repository: str,
+    environment: str | None,
+    *,
+    project: str | None = None,
+    tag: str | None = None,
+) -> str:
+    """One line: where a successful deploy of ``repository`` goes, or why it is ignored.
+
+    For Flux and Argo CD ``repository`` is the object (``namespace/name``), ``project`` the
+    Application's project and ``tag`` its cortex.io/tag annotation, as their events carry them.
+    """
     from datetime import datetime, timezone
 
-    from bridge.config import route
+    from bridge.config import GITOPS_SOURCES, route
     from bridge.errors import UnsupportedEvent
     from bridge.model import DeployEvent, DeployRef, Status
 
+    gitops = source in GITOPS_SOURCES
+    details = {"project": project} if project else {}
+    if tag:
+        details["entitiesFrom"] = "annotation cortex.io/tag"
     event = DeployEvent(
         source=source,
         repository=repository,
-        event="deployment_status",
+        event={"flux": "kustomization", "argocd": "sync"}.get(source, "deployment_status"),
         ref=DeployRef("deployment", "check-config"),
         status=Status.SUCCEEDED,
         timestamp=datetime.now(timezone.utc),
         title="check-config",
         environment=environment,
+        details=details,
+        entities=(tag,) if tag else (),
     )
     where = f"environment {environment!r}" if environment is not None else "no environment"
-    head = f"try {source} {repository}, {where}"
+    what = f"{source} {'object ' if gitops else ''}{repository}"
+    extra = "".join(
+        f", {label} {value!r}" for label, value in (("project", project), ("tag", tag)) if value
+    )
+    head = f"try {what}, {where}{extra}"
     try:
         found = route(config, event)
     except UnsupportedEvent as exc:

@@ -137,9 +137,12 @@ def secrets_of(environ: Mapping[str, str]) -> dict[str, str]:
         "CORTEX_API_TOKEN",
         "GITHUB_WEBHOOK_SECRET",
         "GITLAB_WEBHOOK_TOKEN",
+        "FLUX_WEBHOOK_SECRET",
+        "ARGOCD_WEBHOOK_TOKEN",
         "BRIDGE_ADMIN_TOKEN",
         "GITHUB_TOKEN",  # the reconcile's (sync: section)
         "GITLAB_API_TOKEN",
+        "ARGOCD_AUTH_TOKEN",
     )
     return {name: secret_from(environ, name) for name in names}
 

@@ -162,6 +162,7 @@ def _runtime(cortex_url: str, workdir: str) -> Runtime:
     chosen = {
         "GITHUB_WEBHOOK_SECRET": secrets.token_hex(20),
         "GITLAB_WEBHOOK_TOKEN": secrets.token_urlsafe(24),
+        "FLUX_WEBHOOK_SECRET": secrets.token_hex(20),
         "BRIDGE_ADMIN_TOKEN": secrets.token_urlsafe(24),
     }
     return make_runtime(config, chosen)
@@ -309,6 +310,8 @@ def _post(stage: Stage, step: Step) -> tuple[int, dict[str, Any]]:
     body = json.dumps(step.payload).encode()
     if step.source == "github":
         headers = _github_headers(stage, step, body)
+    elif step.source == "flux":
+        headers = _flux_headers(stage, step, body)
     else:
         headers = _gitlab_headers(stage, step)
     where = urlsplit(stage.receiver_url)
@@ -357,6 +360,20 @@ def _gitlab_headers(stage: Stage, step: Step) -> dict[str, str]:
         "X-Gitlab-Event": step.event,
         "X-Gitlab-Event-UUID": step.delivery,
         "X-Gitlab-Token": token,
+    }
+
+
+def _flux_headers(stage: Stage, step: Step, body: bytes) -> dict[str, str]:
+    """notification-controller's generic-hmac Provider: X-Signature = HMAC-SHA256 of the body."""
+    import hashlib
+    import hmac
+
+    digest = hmac.new(stage.runtime.flux_secret.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": "application/json",
+        "Gotk-Component": "kustomize-controller",
+        "User-Agent": "Go-http-client/1.1",
+        "X-Signature": f"sha256={digest}",
     }
 
 
@@ -558,6 +575,7 @@ NEXT_STEPS = (
     "  GitHub webhook: https://<your-host>/webhooks/github  (content type application/json;",
     "                  events: Deployment statuses, Workflow runs)",
     "  GitLab webhook: https://<your-host>/webhooks/gitlab  (trigger: Deployment events)",
+    "  Flux, Argo CD:  https://<your-host>/webhooks/flux, /webhooks/argocd (docs/gitops.md)",
     "  Or skip the receiver: `cortex-deploy-bridge send` in any CI job (see --help).",
     "  Or try each part first, still with no account: docs/try-it.md (stand-ins for Cortex,",
     "  GitHub and GitLab: python -m bridge.fakecortex, python -m bridge.fakescm).",

@@ -1,4 +1,5 @@
-"""`sync`: read deploys from GitHub, GitLab or an http source; record what Cortex lacks."""
+"""`sync`: read deploys from GitHub, GitLab, Argo CD or an http source; record what Cortex
+lacks."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from bridge.store import Store
     from bridge.sync.api import ApiClient
     from bridge.sync.reader import Reader, Window
+    from bridge.sync.targets import Targets
 
 EXIT_MISSING = 3  # --dry-run found deploys Cortex lacks
 DEFAULT_SINCE = "30d"
@@ -35,6 +37,8 @@ environment:
                         https://HOST/api/v3)
   GITLAB_API_TOKEN      GitLab token with the read_api scope (for --gitlab / --gitlab-group)
   GITLAB_URL            GitLab (default https://gitlab.com; self-managed: its URL)
+  ARGOCD_AUTH_TOKEN     Argo CD API token (an account's token with applications, get), for
+                        --argocd; sent only to that URL's origin
   (token_env)           for --source NAME: the variable its http_sources entry names
   BRIDGE_CONFIG         config file: routes, environments, workflows (as for webhooks),
                         http_sources (for --source)
@@ -47,6 +51,7 @@ examples:
   cortex-deploy-bridge sync --gitlab-group acme --since 2026-11-01 --until 2026-12-01
   cortex-deploy-bridge sync --github acme/api --dry-run --output json | jq .summary
   cortex-deploy-bridge sync --config bridge.yaml --source spice --since 90d
+  cortex-deploy-bridge sync --config bridge.yaml --argocd https://argocd.example.com
 
 exit codes:
   0  nothing missing, or all that was missing is now recorded
@@ -98,6 +103,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME",
         help="a configured http source (http_sources.NAME in --config)",
+    )
+    sources.add_argument(
+        "--argocd",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an Argo CD API server: its Applications' sync history",
     )
     parser.add_argument(
         "--since",
@@ -161,15 +173,24 @@ def window_of(args: argparse.Namespace, now: datetime) -> Window:
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run the sync; 0 all present or recorded, 1 failure, 2 usage, 3 dry run found missing."""
     try:
-        named = [args.github, args.github_org, args.gitlab, args.gitlab_group, args.source]
+        named = [
+            args.github,
+            args.github_org,
+            args.gitlab,
+            args.gitlab_group,
+            args.source,
+            args.argocd,
+        ]
         if not any(named):
             raise UsageError(
-                "name a source: --github, --github-org, --gitlab, --gitlab-group or --source"
+                "name a source: --github, --github-org, --gitlab, --gitlab-group, --source "
+                "or --argocd"
             )
         now = datetime.now(timezone.utc)
         window = window_of(args, now)
         config = load(args, environ)
         readers, apis = _readers(args, config, environ)
+        config = _reading(args, config)
         client = _cortex(config, environ)
     except BridgeError as exc:
         return fail(str(exc), EXIT_USAGE)
@@ -261,20 +282,33 @@ def _secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
     return log_secrets(secrets_of(environ), config, environ)
 
 
-def _readers(
-    args: argparse.Namespace, config: Config, environ: Mapping[str, str]
-) -> tuple[Callable[[], Iterator[Reader]], list[ApiClient]]:
-    """The readers the flags name (an organisation's repositories listed as they are read)."""
-    from bridge.sync.targets import Targets, make_readers
+def _targets(args: argparse.Namespace) -> Targets:
+    from bridge.sync.targets import Targets
 
-    targets = Targets(
+    return Targets(
         github=tuple(args.github),
         github_orgs=tuple(args.github_org),
         gitlab=tuple(args.gitlab),
         gitlab_groups=tuple(args.gitlab_group),
         http=tuple(args.source),
+        argocd=tuple(args.argocd),
     )
-    return make_readers(targets, config, environ)
+
+
+def _reading(args: argparse.Namespace, config: Config) -> Config:
+    """The config this sync routes with (a source named by a flag is read, enabled or not)."""
+    from bridge.sync.targets import reading
+
+    return reading(config, _targets(args))
+
+
+def _readers(
+    args: argparse.Namespace, config: Config, environ: Mapping[str, str]
+) -> tuple[Callable[[], Iterator[Reader]], list[ApiClient]]:
+    """The readers the flags name (an organisation's repositories listed as they are read)."""
+    from bridge.sync.targets import make_readers
+
+    return make_readers(_targets(args), config, environ)
 
 
 def _cortex(config: Config, environ: Mapping[str, str]) -> CortexClient:

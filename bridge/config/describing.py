@@ -15,6 +15,7 @@ def describe(config: Config) -> list[str]:
     )
     routes = [
         f"{rule.name}: {_describe_match(rule.match)} -> {', '.join(rule.entities)}"
+        + (f", environment {rule.environment!r}" if rule.environment else "")
         + (
             f" (a deployment's payload may name {', '.join(rule.payload_entities)})"
             if rule.payload_entities
@@ -43,7 +44,8 @@ def describe(config: Config) -> list[str]:
         + ("recorded" if record.failures else "not recorded"),
         f"rollback: detect {'on' if config.rollback.detect else 'off'}",
         f"server: max_body_bytes {config.server.max_body_bytes}, max_entities_per_event "
-        f"{config.server.max_entities_per_event}",
+        f"{config.server.max_entities_per_event}, max_unverified_bytes "
+        f"{config.server.unverified_limit}",
         f"delivery: dead letter after {delivery.dead_letter_after_seconds:g}s, max attempts "
         f"{delivery.max_attempts or 'unlimited'}, lease {delivery.lease_seconds:g}s, backoff "
         f"{delivery.backoff_base_seconds:g}s to {delivery.backoff_max_seconds:g}s",
@@ -61,6 +63,7 @@ def _describe_sync(config: Config) -> list[str]:
         *(f"github {n}" for n in sync.github),
         *(f"gitlab {n}" for n in sync.gitlab),
         *(f"http {n}" for n in sync.http),
+        *(f"argocd {redact_url(n)}" for n in sync.argocd),
     ]
     return [
         f"sync: every {sync.interval_minutes:g} min, the last {sync.look_back_hours:g} h of "
@@ -84,7 +87,7 @@ def _describe_http_sources(config: Config) -> list[str]:
 
 
 def _describe_match(match: Match) -> str:
-    fields = ("repository", "environment", "workflow", "source")
+    fields = ("repository", "object", "project", "environment", "workflow", "source")
     parts = [f"{key} {getattr(match, key)!r}" for key in fields if getattr(match, key)]
     return " ".join(parts) or "every repository"
 

@@ -17,6 +17,7 @@ from bridge.config.settings import (
     DEFAULT_DATABASE,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_ENTITIES,
+    DEFAULT_MAX_UNVERIFIED_BYTES,
     DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_ROUTE,
     SOURCES,
@@ -161,10 +162,12 @@ def _parse_cortex(value: Any) -> CortexSettings:
 
 def _parse_sources(value: Any) -> Sources:
     data = as_mapping(value, "sources", SOURCES)
+    defaults = Sources()
     settings = {}
     for name in SOURCES:
         source = as_mapping(data.get(name), f"sources.{name}", ("enabled",))
-        enabled = as_bool(source.get("enabled", True), f"sources.{name}.enabled")
+        default = defaults.enabled(name)  # the SCMs on, the GitOps controllers off
+        enabled = as_bool(source.get("enabled", default), f"sources.{name}.enabled")
         settings[name] = SourceSettings(enabled=enabled)
     return Sources(**settings)
 
@@ -179,7 +182,7 @@ def _parse_routes(value: Any) -> tuple[RouteRule, ...]:
 
 
 def _parse_route(value: Any, path: str) -> RouteRule:
-    data = as_mapping(value, path, ("match", "entities", "payload_entities"))
+    data = as_mapping(value, path, ("match", "entities", "payload_entities", "environment"))
     match = _parse_match(as_required(data, "match", path), f"{path}.match", route=True)
     entities = as_strings(as_required(data, "entities", path), f"{path}.entities")
     if not entities:
@@ -187,7 +190,10 @@ def _parse_route(value: Any, path: str) -> RouteRule:
     for j, template in enumerate(entities):
         _check_template(template, f"{path}.entities[{j}]")
     globs = as_strings(data.get("payload_entities", []), f"{path}.payload_entities")
-    return RouteRule(path, match, entities, payload_entities=globs)
+    environment = data.get("environment")
+    if environment is not None:
+        environment = as_string(environment, f"{path}.environment")
+    return RouteRule(path, match, entities, payload_entities=globs, environment=environment)
 
 
 def _parse_workflows(value: Any) -> tuple[WorkflowRule, ...]:
@@ -206,7 +212,9 @@ def _parse_workflows(value: Any) -> tuple[WorkflowRule, ...]:
 def _parse_match(value: Any, path: str, *, route: bool) -> Match:
     """A ``match`` mapping: routes match on environment, workflow rules on workflow."""
     keys = (
-        ("repository", "environment", "source") if route else ("repository", "workflow", "source")
+        ("repository", "environment", "source", "object", "project")
+        if route
+        else ("repository", "workflow", "source")
     )
     data = as_mapping(value, path, keys)
     globs = {key: as_string(item, f"{path}.{key}") for key, item in data.items()}
@@ -238,7 +246,15 @@ def _parse_server(value: Any) -> ServerSettings:
     )
     if entities < 1:
         raise ConfigError("server.max_entities_per_event", f"must be at least 1, got {entities!r}")
-    return ServerSettings(max_body_bytes=limit, max_entities_per_event=entities)
+    unverified = as_integer(
+        data.get("max_unverified_bytes", DEFAULT_MAX_UNVERIFIED_BYTES),
+        "server.max_unverified_bytes",
+    )
+    if unverified < 1:
+        raise ConfigError("server.max_unverified_bytes", f"must be at least 1, got {unverified!r}")
+    return ServerSettings(
+        max_body_bytes=limit, max_entities_per_event=entities, max_unverified_bytes=unverified
+    )
 
 
 def _parse_delivery(value: Any) -> DeliverySettings:
@@ -287,6 +303,10 @@ def _parse_sync(value: Any) -> SyncSettings:
         github=github,
         gitlab=gitlab,
         http=as_strings(data.get("http", []), "sync.http"),
+        argocd=tuple(
+            http_url(url, f"sync.argocd[{i}]")
+            for i, url in enumerate(as_strings(data.get("argocd", []), "sync.argocd"))
+        ),
     )
 
 
@@ -327,7 +347,7 @@ def _check_source_names(config: Config) -> None:
 
 
 def _check_template(template: str, path: str) -> None:
-    """Entity templates may use only {repo}, {owner} and {repository}."""
+    """Entity templates may use only the TEMPLATE_FIELDS ({repo}, {owner}, {name}, ...)."""
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -336,8 +356,7 @@ def _check_template(template: str, path: str) -> None:
         if name is None:
             continue
         if name not in TEMPLATE_FIELDS or spec or conversion:
+            known = ", ".join(f"{{{field}}}" for field in TEMPLATE_FIELDS)
             raise ConfigError(
-                path,
-                f"unknown placeholder in {template!r} (expected one of: {{repo}}, {{owner}}, "
-                "{repository})",
+                path, f"unknown placeholder in {template!r} (expected one of: {known})"
             )

@@ -6,6 +6,7 @@ from fnmatch import fnmatchcase
 
 from bridge.config.settings import (
     DEFAULT_ROUTE,
+    GITOPS_SOURCES,
     SOURCES,
     WORKFLOW_EVENTS,
     Config,
@@ -26,17 +27,31 @@ def route(config: Config, event: DeployEvent) -> Route:
     if event.event in WORKFLOW_EVENTS:
         environment = _workflow_rule(config.workflows, event).environment or environment
     if environment is not None:
-        environment = config.environments.rename.get(environment, environment)
-    _check_environment(config.environments, environment)
+        environment = _renamed(config.environments, environment)
+        _check_environment(config.environments, environment)
     for rule in config.routes:
         if not _matches(rule.match, event, environment):
             continue
+        # An event with no environment of its own (a GitOps object without the label) takes
+        # the route's, renamed and judged as an event's own would be.
+        where = environment
+        if where is None and rule.environment is not None:
+            where = _renamed(config.environments, rule.environment)
+        _check_environment(config.environments, where)
         if event.entities:
-            allowed = _allowed(rule, event.entities)
-            return Route(allowed, environment, f"{rule.name}.payload_entities")
-        return Route(_render(rule, event.repository), environment, rule.name)
+            allowed = _allowed(rule, event)
+            return Route(allowed, where, f"{rule.name}.payload_entities")
+        return Route(_render(rule, event), where, rule.name)
+    if environment is None:
+        _check_environment(config.environments, None)
     where = f"environment {environment!r}" if environment is not None else "with no environment"
-    raise UnsupportedEvent(f"no route matches repository {event.repository!r} {where}")
+    what = "object" if event.source in GITOPS_SOURCES else "repository"
+    raise UnsupportedEvent(f"no route matches {what} {event.repository!r} {where}")
+
+
+def _renamed(environments: Environments, environment: str) -> str:
+    """``environments.rename`` applied once, exactly."""
+    return environments.rename.get(environment, environment)
 
 
 def _check_source(config: Config, source: str) -> None:
@@ -74,13 +89,24 @@ def _check_environment(environments: Environments, environment: str | None) -> N
 
 
 def _matches(match: Match, event: DeployEvent, environment: str | None) -> bool:
-    """Every field the rule sets matches the event."""
+    """Every field the rule sets matches the event.
+
+    A GitOps event (Flux, Argo CD) names a cluster object, not a repository: ``repository``
+    globs never match it, and ``object`` and ``project`` globs match nothing else.
+    """
     if match.source is not None and match.source != event.source:
         return False
-    if match.repository is not None and not fnmatchcase(
-        event.repository.casefold(), match.repository.casefold()
+    gitops = event.source in GITOPS_SOURCES
+    if match.repository is not None and (
+        gitops or not fnmatchcase(event.repository.casefold(), match.repository.casefold())
     ):
         return False
+    if match.object is not None and (not gitops or not fnmatchcase(event.repository, match.object)):
+        return False
+    if match.project is not None:
+        project = _project(event)
+        if project is None or not fnmatchcase(project, match.project):
+            return False
     if match.environment is not None and (
         environment is None or not fnmatchcase(environment, match.environment)
     ):
@@ -96,28 +122,53 @@ def _workflow_matches(event: DeployEvent, pattern: str) -> bool:
     return any(isinstance(c, str) and fnmatchcase(c, pattern) for c in candidates)
 
 
-def _allowed(rule: RouteRule, entities: tuple[str, ...]) -> tuple[str, ...]:
-    """The entities a deployment's payload names, when every one is allowed by the route."""
+def _allowed(rule: RouteRule, event: DeployEvent) -> tuple[str, ...]:
+    """The entities the event itself names, when every one is allowed by the route.
+
+    A GitHub deployment names them in its payload (payload.cortex.entities); a GitOps object
+    in an annotation or label, which ``details["entitiesFrom"]`` names.
+    """
     where = "the default route" if rule is DEFAULT_ROUTE else rule.name
+    named_in = event.details.get("entitiesFrom")
+    if isinstance(named_in, str):
+        names, named_by = f"the {named_in} names entities", f"the {named_in}"
+    else:
+        names = "the deployment's payload names entities (payload.cortex.entities)"
+        named_by = "the deployment's payload"
     if not rule.payload_entities:
-        raise UnsupportedEvent(
-            f"the deployment's payload names entities (payload.cortex.entities) and {where} "
-            "allows none (its payload_entities)"
-        )
-    for tag in entities:
+        raise UnsupportedEvent(f"{names} and {where} allows none (its payload_entities)")
+    for tag in event.entities:
         if not any(fnmatchcase(tag, glob) for glob in rule.payload_entities):
             shown = tag if len(tag) <= 60 else tag[:57] + "..."
             raise UnsupportedEvent(
-                f"entity {shown!r} named by the deployment's payload is not allowed by "
+                f"entity {shown!r} named by {named_by} is not allowed by "
                 f"{rule.name}.payload_entities"
             )
-    return entities
+    return event.entities
 
 
-def _render(rule: RouteRule, repository: str) -> tuple[str, ...]:
-    """The rule's entity templates for one repository; empty results dropped, order kept."""
+def _project(event: DeployEvent) -> str | None:
+    """An Argo CD Application's project (None for every other source)."""
+    project = event.details.get("project") if event.source == "argocd" else None
+    return project if isinstance(project, str) else None
+
+
+def _render(rule: RouteRule, event: DeployEvent) -> tuple[str, ...]:
+    """The rule's entity templates for one event; empty results dropped, order kept."""
+    repository = event.repository
     owner, _, repo = repository.rpartition("/")
-    names = (t.format(repo=repo, owner=owner, repository=repository) for t in rule.entities)
+    project = _project(event) or ""
+    names = (
+        t.format(
+            repo=repo,
+            owner=owner,
+            repository=repository,
+            name=repo,
+            namespace=owner,
+            project=project,
+        )
+        for t in rule.entities
+    )
     entities = tuple(dict.fromkeys(name for name in names if name))
     if not entities:
         raise UnsupportedEvent(f"{rule.name} gives no entity for {repository!r}")

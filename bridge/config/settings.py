@@ -21,21 +21,35 @@ DEFAULT_DATABASE = "sqlite:///bridge.db"
 DATABASE_VARIABLE, DATABASE_FILE_VARIABLE = "BRIDGE_DATABASE_URL", "BRIDGE_DATABASE_URL_FILE"
 # GitHub caps webhook payloads at 25 MB and drops bigger ones (docs.github.com, "Webhook
 # events and payloads"); nothing larger is a genuine delivery.
-DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+# 1 MiB: the largest real deployment events are 10-30 KB (a GitHub workflow_run, a GitLab
+# pipeline of a few dozen jobs at ~1 KB a job). GitHub's own cap, 25 MiB, is there by config.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Bodies read before their signature is checked, per process (bridge/inflight.py).
+DEFAULT_MAX_UNVERIFIED_BYTES = 16 * 1024 * 1024
 # Entities one event is recorded on: each is a Cortex request and a record, so one event's
 # work stays bounded (issue 8: thousands named in a payload outlived the delivery's lease).
 DEFAULT_MAX_ENTITIES = 20
-SOURCES = ("github", "gitlab")
+SOURCES = ("github", "gitlab", "flux", "argocd")
+# GitOps controllers: their deploys are of cluster objects (namespace/name), not repositories;
+# they are off unless the config enables them (docs/gitops.md).
+GITOPS_SOURCES = frozenset({"flux", "argocd"})
 # Runs of a CI workflow: deploys only when a `workflows` rule says so.
 WORKFLOW_EVENTS = frozenset({"workflow_run", "pipeline"})
-TEMPLATE_FIELDS = ("repo", "owner", "repository")
+# {name} and {namespace}: a GitOps object's (for a repository: {repo} and {owner});
+# {project}: an Argo CD application's project (empty elsewhere).
+TEMPLATE_FIELDS = ("repo", "owner", "repository", "name", "namespace", "project")
 # Where each secret lives instead, by the config section it was misplaced in.
 SECRET_HOMES = {
     "sources.github": "GITHUB_WEBHOOK_SECRET",
     "sources.gitlab": "GITLAB_WEBHOOK_TOKEN",
+    "sources.flux": "FLUX_WEBHOOK_SECRET",
+    "sources.argocd": "ARGOCD_WEBHOOK_TOKEN",
     "cortex": "CORTEX_API_TOKEN",
 }
-ALL_SECRETS = "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, CORTEX_API_TOKEN or BRIDGE_ADMIN_TOKEN"
+ALL_SECRETS = (
+    "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, FLUX_WEBHOOK_SECRET, ARGOCD_WEBHOOK_TOKEN, "
+    "CORTEX_API_TOKEN or BRIDGE_ADMIN_TOKEN"
+)
 # A key named like a secret: token, api_token, webhook_secret, password, api_key, ...
 SECRET_KEY = re.compile(r"(^|[_-])(token|secret|password|passwd|api[_-]?key)$", re.IGNORECASE)
 
@@ -70,6 +84,8 @@ class Sources:
 
     github: SourceSettings = field(default_factory=SourceSettings)
     gitlab: SourceSettings = field(default_factory=SourceSettings)
+    flux: SourceSettings = field(default_factory=lambda: SourceSettings(enabled=False))
+    argocd: SourceSettings = field(default_factory=lambda: SourceSettings(enabled=False))
 
     def enabled(self, name: str) -> bool:
         """True when ``name`` is a known source and it is enabled."""
@@ -85,6 +101,8 @@ class Match:
     environment: str | None = None  # glob on the renamed environment
     source: str | None = None  # "github", "gitlab" or an http_sources name, exact
     workflow: str | None = None  # glob on the workflow's name, path or file name
+    object: str | None = None  # GitOps: glob on the object's namespace/name
+    project: str | None = None  # Argo CD: glob on the application's project
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,8 @@ class RouteRule:
     # Globs of the entities a deployment's own payload (payload.cortex.entities) may name
     # instead; empty: a payload that names entities is not recorded by this route.
     payload_entities: tuple[str, ...] = ()
+    # The environment of the events it routes that carry none of their own (GitOps objects).
+    environment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,12 @@ class ServerSettings:
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_entities_per_event: int = DEFAULT_MAX_ENTITIES
+    max_unverified_bytes: int = DEFAULT_MAX_UNVERIFIED_BYTES
+
+    @property
+    def unverified_limit(self) -> int:
+        """Bytes of unverified bodies one process holds at most: room for one body at least."""
+        return max(self.max_unverified_bytes, self.max_body_bytes)
 
 
 @dataclass(frozen=True)
@@ -160,11 +186,12 @@ class SyncSettings:
     github: tuple[str, ...] = ()  # OWNER/REPO, or OWNER/* (GITHUB_TOKEN's org listing)
     gitlab: tuple[str, ...] = ()  # GROUP/PROJECT, or GROUP (every project, subgroups too)
     http: tuple[str, ...] = ()  # names of http_sources entries
+    argocd: tuple[str, ...] = ()  # Argo CD URLs (ARGOCD_AUTH_TOKEN)
 
     @property
     def enabled(self) -> bool:
         """True when there is something to reconcile."""
-        return bool(self.github or self.gitlab or self.http)
+        return bool(self.github or self.gitlab or self.http or self.argocd)
 
 
 DEFAULT_ROUTE = RouteRule("default", Match(), ("{repo}",))

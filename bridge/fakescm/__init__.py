@@ -1,4 +1,4 @@
-"""Local stand-ins for the GitHub (REST and GraphQL) and GitLab APIs that ``sync`` reads.
+"""Local stand-ins for the GitHub (REST and GraphQL), GitLab and Argo CD APIs ``sync`` reads.
 
 Real HTTP servers on loopback, like the stand-in Cortex (:mod:`bridge.fakecortex`): strict
 about paths, query parameters, page sizes and tokens (a request they do not expect is
@@ -10,8 +10,9 @@ and ``python -m bridge.fakescm post github|gitlab [FILE]`` sends a receiver one 
 signed as GitHub or GitLab signs it (:mod:`bridge.fakescm.hooks`); docs/try-it.md.
 """
 
+from bridge.fakescm.argocd import FakeArgoCD
 from bridge.fakescm.base import Fault, Filler, Request
 from bridge.fakescm.github import FakeGitHub
 from bridge.fakescm.gitlab import FakeGitLab
 
-__all__ = ["FakeGitHub", "FakeGitLab", "Fault", "Filler", "Request"]
+__all__ = ["FakeArgoCD", "FakeGitHub", "FakeGitLab", "Fault", "Filler", "Request"]

@@ -14,14 +14,17 @@ from typing import Any
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.model import DeployEvent
-from bridge.sources import github, gitlab
+from bridge.sources import argocd, flux, github, gitlab
 from bridge.sources.fields import Parser, Screen, keep_all, shorten
 
-# The event name is GitHub's X-GitHub-Event header, GitLab's X-Gitlab-Event header.
+# The event name is GitHub's X-GitHub-Event header, GitLab's X-Gitlab-Event header, the kind
+# of the object a Flux event is about, and "sync" for Argo CD's notifications.
 PARSERS: Mapping[tuple[str, str], Parser] = MappingProxyType(
     {
         **{("github", name): parser for name, parser in github.PARSERS.items()},
         **{("gitlab", name): parser for name, parser in gitlab.PARSERS.items()},
+        **{("flux", name): parser for name, parser in flux.PARSERS.items()},
+        **{("argocd", name): parser for name, parser in argocd.PARSERS.items()},
     }
 )
 

@@ -18,18 +18,20 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from bridge.config import Config
+from bridge.config import Config, SyncSettings
 from bridge.cortex import CortexClient
 from bridge.errors import BridgeError
+from bridge.metrics import OTHER
 from bridge.store import Store
 from bridge.store.journal import ReconcileRun
 from bridge.sync.engine import Options, Reconciler, Verdict
 from bridge.sync.reader import Reader, Window
-from bridge.sync.targets import Targets, make_readers
+from bridge.sync.targets import Targets, make_readers, reading
 from bridge.worker import SharedBudget
 
 log = logging.getLogger("bridge.reconcile")
@@ -73,6 +75,9 @@ class Reconcile:
         self.environ = environ
         self.owner = owner
         self.clock = clock
+        # Per run: the labels of sources that went through, and of those that failed.
+        self._passed: set[str] = set()
+        self._failed: set[str] = set()
 
     def run_once(self) -> bool:
         """Reconcile every configured source, if this replica holds the lease; False if not."""
@@ -82,24 +87,23 @@ class Reconcile:
         if not self.store.sync.take_lease(LEASE, owner=self.owner, now=now, seconds=seconds):
             return False
         window = Window(now - timedelta(hours=settings.look_back_hours), now)
+        targets = Targets.from_settings(settings)
         # One source's read, and any wait in it, ends within half the interval: well inside
         # the lease (renewed before each source), so no second replica starts the same work
         # beside a read that a slow or endless source drags on. The next turn comes.
         readers, apis = make_readers(
-            Targets.from_settings(settings),
-            self.config,
-            self.environ,
-            max_wait=seconds / 2,
-            read_seconds=seconds / 2,
+            targets, self.config, self.environ, max_wait=seconds / 2, read_seconds=seconds / 2
         )
         found: list[dict[str, Any]] = []
         reconciler = Reconciler(
-            self.config,
+            reading(self.config, targets),
             self.client,
             store=self.store,
             clock=self.clock,
             options=Options(restart=True),
         )
+        self._passed.clear()
+        self._failed.clear()
         try:
             for reader in readers():
                 # Renewed before each source: a run longer than the interval keeps the lease,
@@ -113,7 +117,10 @@ class Reconcile:
         finally:
             for api in apis:
                 api.close()
-            self._keep_run(now, window, found)
+        # A glob's or group's entry went through when each of its sources did.
+        for label in self._passed - self._failed:
+            LAST_SUCCESS.labels(label).set(self.clock().timestamp())
+        self._keep_run(now, window, found)
         return True
 
     def _keep_run(self, started: datetime, window: Window, found: list[dict[str, Any]]) -> None:
@@ -133,27 +140,30 @@ class Reconcile:
 
     def _one(self, reconciler: Reconciler, reader: Reader, window: Window) -> dict[str, Any]:
         name = reader.name
+        label = source_label(name, self.config.sync)
         counts: collections.Counter[str] = collections.Counter()
         found: dict[str, Any] = {"source": name, "counts": counts, "error": None}
         try:
             for row in reconciler.sync(reader, window):
                 counts[row.verdict.value] += 1
                 if row.verdict in (Verdict.RECORDED, Verdict.FAILED):
-                    MISSING.labels(name).inc()
+                    MISSING.labels(label).inc()
                 if row.verdict is Verdict.RECORDED:
-                    RECORDED.labels(name).inc()
+                    RECORDED.labels(label).inc()
                     log.info("reconcile recorded a missing deploy", extra=row.to_dict())
                 elif row.verdict is Verdict.FAILED:
                     log.warning("reconcile could not record a deploy", extra=row.to_dict())
         except BridgeError as exc:
             log.warning("reconcile of a source failed", extra={"source": name, "error": str(exc)})
             found["error"] = str(exc)
+            self._failed.add(label)
             return found
         except Exception as exc:  # a source's bug, or its hostile answer, must not stop the others
             log.exception("reconcile of a source crashed", extra={"source": name})
             found["error"] = f"crashed: {type(exc).__name__}"
+            self._failed.add(label)
             return found
-        LAST_SUCCESS.labels(name).set(self.clock().timestamp())
+        self._passed.add(label)
         return found
 
     def loop(self, stop: threading.Event) -> None:
@@ -166,6 +176,28 @@ class Reconcile:
             except Exception:  # a bug must not take the relay down with it
                 log.exception("reconcile crashed")
             stop.wait(self.config.sync.interval_minutes * 60)
+
+
+def source_label(name: str, settings: SyncSettings) -> str:
+    """The metric label of a reader: the ``sync:`` entry that named it, else ``other``.
+
+    A glob (``acme/*``) or a group lists what the SCM answers, however many that is; labelled
+    by the entry, a source makes at most one series per entry it is configured with
+    (``github:acme/*``, ``gitlab:acme-group``, ``github:acme/api``, ``http:spice``).
+    """
+    targets = Targets.from_settings(settings)
+    kind, _, path = name.partition(":")
+    entries: tuple[str, ...] = ()
+    if kind == "github":
+        # A name without a glob matches only itself (case-insensitive, as GitHub's names).
+        entries = tuple(e for e in targets.github if fnmatchcase(path.casefold(), e.casefold()))
+    elif kind == "gitlab":
+        entries = tuple(p for p in targets.gitlab if p == path) + tuple(
+            g for g in targets.gitlab_groups if path.startswith(g + "/")
+        )
+    elif kind == "http":
+        entries = tuple(h for h in targets.http if h == path)
+    return f"{kind}:{entries[0]}" if entries else OTHER
 
 
 def check_reconcile(config: Config, environ: Mapping[str, str]) -> None:

@@ -8,15 +8,16 @@ repositories, or those matching a glob), projects and groups, configured http so
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from functools import partial
 
-from bridge.config import Config, SyncSettings
+from bridge.config import Config, SourceSettings, SyncSettings
 from bridge.config.values import http_url
-from bridge.errors import BridgeError, UsageError
+from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.secrets import secret_from
 from bridge.sync.api import MAX_WAIT_SECONDS, ApiClient
+from bridge.sync.argocd import ArgoCDReader, argocd_client
 from bridge.sync.github import DEFAULT_API_URL, GitHubReader, github_client, org_repositories
 from bridge.sync.gitlab import DEFAULT_URL, GitLabReader, gitlab_client, group_projects
 from bridge.sync.http_source import make_http_reader
@@ -32,6 +33,7 @@ class Targets:
     gitlab: tuple[str, ...] = ()  # GROUP/PROJECT
     gitlab_groups: tuple[str, ...] = ()
     http: tuple[str, ...] = ()  # http_sources names
+    argocd: tuple[str, ...] = ()  # Argo CD API servers' URLs
 
     @classmethod
     def from_settings(cls, settings: SyncSettings) -> Targets:
@@ -39,8 +41,24 @@ class Targets:
         projects = tuple(p for p in settings.gitlab if "/" in p and not p.endswith("/*"))
         groups = tuple(p.removesuffix("/*") for p in settings.gitlab if p not in projects)
         return cls(
-            github=settings.github, gitlab=projects, gitlab_groups=groups, http=settings.http
+            github=settings.github,
+            gitlab=projects,
+            gitlab_groups=groups,
+            http=settings.http,
+            argocd=settings.argocd,
         )
+
+
+def reading(config: Config, targets: Targets) -> Config:
+    """The config a sync of ``targets`` routes with: a source read by name is enabled.
+
+    ``sources.argocd.enabled`` turns the webhook endpoint on or off; naming Argo CD in
+    ``--argocd`` or ``sync.argocd`` asks for its history whatever the endpoint does.
+    """
+    if not targets.argocd or config.sources.enabled("argocd"):
+        return config
+    sources = replace(config.sources, argocd=SourceSettings(enabled=True))
+    return replace(config, sources=sources)
 
 
 def check(targets: Targets) -> None:
@@ -97,6 +115,8 @@ def make_readers(
         make_http_reader(name, config, environ, read_seconds=read_seconds)
         for name in dict.fromkeys(targets.http)
     ]
+    argocd = _argocd_readers(targets.argocd, environ, max_wait=max_wait, read_seconds=read_seconds)
+    clients.extend(reader.api for reader in argocd)
 
     def every() -> Iterator[Reader]:
         if github is not None:
@@ -112,6 +132,7 @@ def make_readers(
             for group in targets.gitlab_groups:
                 yield from _listed(f"gitlab:{group}", group_projects(gitlab, group), on_gitlab)
         yield from http
+        yield from argocd
 
     return every, clients
 
@@ -148,6 +169,30 @@ def _listed(name: str, names: Iterator[str], reader: Callable[[str], Reader]) ->
             yield reader(each)
     except BridgeError as exc:
         yield Unlisted(name, exc)
+
+
+def _argocd_readers(
+    urls: tuple[str, ...],
+    environ: Mapping[str, str],
+    *,
+    max_wait: float = MAX_WAIT_SECONDS,
+    read_seconds: float | None = None,
+) -> list[ArgoCDReader]:
+    """A reader per Argo CD URL, each with ARGOCD_AUTH_TOKEN for that URL's origin only."""
+    if not urls:
+        return []
+    token = secret_from(environ, "ARGOCD_AUTH_TOKEN")
+    if not token:
+        raise UsageError("ARGOCD_AUTH_TOKEN is not set: reading Argo CD's history needs it")
+    readers = []
+    for url in dict.fromkeys(urls):
+        try:
+            checked = http_url(url, "--argocd")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        api = argocd_client(checked, token, max_wait=max_wait, read_seconds=read_seconds)
+        readers.append(ArgoCDReader(api))
+    return readers
 
 
 def _expand(api: ApiClient, repo: str) -> Iterator[str]:

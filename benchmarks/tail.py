@@ -1,0 +1,230 @@
+"""The receiver's tail at saturation, under wrk: ignored and stored events, beside bare Flask.
+
+wrk (Debian's `wrk`) keeps every connection busy: it sends the next request the moment it
+reads an answer, as a load balancer's pooled connections and GitHub's bursts do, and so
+finds what a closed-loop client that waits its turn does not: a connection served back to
+back while the others wait (issue 16: ignored p50 0.4 ms, p99 443 ms).
+
+In each run, on a fresh SQLite database per server: `serve --no-worker --workers 2` of this
+tree, the same of a baseline tree when ``--baseline`` names one (a copy of another commit's
+``bridge``, run with PYTHONPATH), and bare Flask (benchmarks/bare_flask.py) under the same
+gunicorn settings; then, each after a wait for quiet, ignored events to each server and
+stored events to each `serve`. Run by hand:
+
+    git worktree add /tmp/base <commit> && python benchmarks/tail.py --baseline /tmp/base
+    python benchmarks/tail.py --runs 1 --no-write      # a quick look
+
+It prints a Markdown section and writes it into benchmarks/RESULTS.md under
+"## Receiver tail (issue 16)".
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import loadgen  # benchmarks/loadgen.py
+from procs import Server, busy_seconds, machine, wait_for_quiet, write_section
+from receiver import SAMPLE, SECRET, WORKERS, bare_command, serve_command, serve_env
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+HEADING = "## Receiver tail (issue 16)"
+MEASURES = (("p50_ms", "p50 (ms)", ".2f"), ("p99_ms", "p99 (ms)", ".1f"),
+            ("per_second", "answers/s", ".0f"))  # fmt: skip
+
+
+def lua_script(path: Path, kind: str, count: int) -> Path:
+    """A wrk script sending ``count`` distinct signed webhooks of ``kind``, round-robin."""
+    sample = json.loads(SAMPLE.read_text())
+    lines = ["local reqs = {}"]
+    for n in range(count):
+        body = json.dumps(loadgen.stamp(sample, n, kind))
+        sig = "sha256=" + hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "deployment_status",
+            "X-GitHub-Delivery": f"tail-{kind}-{n}",
+            "X-GitHub-Hook-ID": "424242",
+            "X-Hub-Signature-256": sig,
+        }
+        table = ",".join(f"[{json.dumps(k)}]={json.dumps(v)}" for k, v in headers.items())
+        lines.append(
+            f"reqs[#reqs+1] = wrk.format('POST', '/webhooks/github', {{{table}}}, "
+            f"{json.dumps(body)})"
+        )
+    # Each wrk thread takes every other request, from its own starting point.
+    lines.append(
+        "local i, threads = 0, 0\n"
+        "function setup(thread) threads = threads + 1; thread:set('first', threads) end\n"
+        "function init(args) i = first end\n"
+        "function request() i = i + 2; return reqs[(i % #reqs) + 1] end\n"
+    )
+    path.write_text("\n".join(lines))
+    return path
+
+
+def wrk(port: int, script: Path, *, seconds: float, connections: int, threads: int) -> dict:
+    """One wrk run after a 2 s warm-up: p50/p99 (ms), requests/s, answers other than 2xx."""
+    url = f"http://127.0.0.1:{port}"
+    base = ["wrk", f"-t{threads}", f"-c{connections}", "-s", str(script)]
+    subprocess.run([*base, "-d2s", url], capture_output=True, check=True, timeout=60)
+    before = busy_seconds()
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [*base, f"-d{seconds:g}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    )
+    wall = time.monotonic() - t0
+    out = done.stdout
+    return {
+        "p50_ms": _latency(out, "50%"),
+        "p99_ms": _latency(out, "99%"),
+        "per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        "not_2xx": int(m[1]) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0,
+        "machine_cores": (busy_seconds() - before) / wall,
+    }
+
+
+def _latency(out: str, which: str) -> float:
+    value, unit = re.search(rf"^\s+{re.escape(which)}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def one_run(args: argparse.Namespace, tmp: Path, scripts: dict[str, Path]) -> dict[str, Any]:
+    """Every server on a fresh database; each load after a wait for quiet."""
+    trees = {"serve": None}
+    if args.baseline:
+        trees = {"baseline": args.baseline, "serve": None}
+    servers: dict[str, Server] = {}
+    try:
+        for name, tree in trees.items():
+            where = tmp / name
+            where.mkdir(parents=True, exist_ok=True)
+            env = serve_env(where, "http://127.0.0.1:9")
+            if tree:
+                env["PYTHONPATH"] = str(tree)
+            command = [*serve_command(no_worker=True), "--skip-token-check"]
+            servers[name] = Server(name, command, env, where / "serve.log", workers=WORKERS)
+            servers[name].start("/readyz")
+        bare_env = {"PATH": __import__("os").environ["PATH"]}
+        servers["bare"] = Server("bare", bare_command(), bare_env, tmp / "bare.log", workers=2)
+        servers["bare"].start("/healthz")
+        out: dict[str, Any] = {}
+        loads = [(name, "ignored") for name in servers]
+        loads += [(name, "stored") for name in trees]
+        for name, kind in loads:
+            busy = wait_for_quiet(max_seconds=args.quiet_wait)
+            result = wrk(
+                servers[name].port,
+                scripts[kind],
+                seconds=args.seconds,
+                connections=args.connections,
+                threads=args.threads,
+            )
+            result["busy_before"] = busy
+            out[f"{kind}_{name}"] = result
+            print(f"  {kind} {name}: {result}", file=sys.stderr, flush=True)
+        return out
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def report(args: argparse.Namespace, runs: list[dict[str, Any]], seconds: float) -> str:
+    """The Markdown section: medians of runs, and each run's value."""
+    keys = [k for k in runs[0] if all(k in r for r in runs)]
+    lines = [
+        HEADING,
+        "",
+        f"Machine: {machine()}. Code: this tree"
+        + (
+            f"; baseline: `bridge` from {args.baseline_label or args.baseline}"
+            if args.baseline
+            else ""
+        )
+        + ".",
+        "",
+        f"`wrk -t{args.threads} -c{args.connections} -d{args.seconds:g}s --latency` (after 2 s "
+        f"of warm-up) against `serve --no-worker --workers {WORKERS}` (gevent, as shipped) and "
+        f"bare Flask under the same gunicorn settings, all up at once, on loopback; signed "
+        "GitHub `deployment_status` webhooks (in_progress = ignored, success = stored, "
+        "distinct delivery and deployment ids), SQLite (WAL, synchronous=FULL). Each load "
+        f"waits (at most {args.quiet_wait:g} s) for the machine to be idle first. "
+        f"{len(runs)} runs; the table gives the median of runs and each run's value. "
+        f"Total {seconds:.0f} s.",
+        "",
+        "| load | measure | median | runs |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key in keys:
+        kind, name = key.split("_", 1)
+        for measure, title, fmt in MEASURES:
+            values = [r[key][measure] for r in runs]
+            lines.append(
+                f"| {kind}, {name} | {title} | {format(statistics.median(values), fmt)} | "
+                f"{', '.join(format(v, fmt) for v in values)} |"
+            )
+    noisy = [r[k]["machine_cores"] for r in runs for k in keys]
+    waits = [r[k]["busy_before"] for r in runs for k in keys]
+    wrong = sum(r[k]["not_2xx"] for r in runs for k in keys)
+    lines += [
+        "",
+        f"Noise: before the loads, other processes kept {min(waits):.2f}-{max(waits):.2f} "
+        f"cores busy (median {statistics.median(waits):.2f}); during them the whole machine "
+        f"was {min(noisy):.2f}-{max(noisy):.2f} cores busy of 2. Answers other than 2xx: "
+        f"{wrong}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    """Measure, print the section, write it into RESULTS.md."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--stored-requests", type=int, default=16000)
+    parser.add_argument("--quiet-wait", type=float, default=10.0)
+    parser.add_argument("--baseline", type=Path, help="a directory holding another `bridge`")
+    parser.add_argument("--baseline-label", help="what the baseline is, for the report")
+    parser.add_argument("--json", type=Path, help="also write every run's raw numbers")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    started = time.monotonic()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bridge-tail-") as tmp:
+        scripts = {
+            "ignored": lua_script(Path(tmp) / "ignored.lua", "ignored", 200),
+            "stored": lua_script(Path(tmp) / "stored.lua", "stored", args.stored_requests),
+        }
+        for index in range(args.runs):
+            print(f"[run {index + 1}]", file=sys.stderr, flush=True)
+            runs.append(one_run(args, Path(tmp) / f"run{index}", scripts))
+            if args.json:
+                args.json.write_text(json.dumps(runs, indent=1))
+    section = report(args, runs, time.monotonic() - started)
+    print(section)
+    if not args.no_write:
+        write_section(RESULTS, HEADING, section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

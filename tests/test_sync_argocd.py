@@ -1,0 +1,234 @@
+"""`sync --argocd URL`: Applications' history from the stand-in Argo CD, the stand-in Cortex.
+
+The history an operation leaves and the notification it sent name one deploy: whichever
+arrives first makes the record, the other finds it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.cli import main
+from bridge.config import parse_config
+from bridge.cortex import CortexClient
+from bridge.fakecortex import FakeCortex
+from bridge.fakescm import FakeArgoCD, Fault
+from bridge.mapping import key_of
+from bridge.store import Store
+from bridge.sync import periodic
+from tests.conftest import TOKEN, load_sample
+from tests.receiver_kit import argocd_post
+from tests.test_gitops import ROUTES, Relay
+
+ARGO_TOKEN = "argocd-api-token-41ab"
+SHA_1, SHA_2 = "1" * 40, "2" * 40
+
+
+@pytest.fixture
+def argo() -> Iterator[FakeArgoCD]:
+    """A stand-in Argo CD; fails the test if it saw a request it does not expect."""
+    with FakeArgoCD(token=ARGO_TOKEN) as fake:
+        yield fake
+        assert fake.violations == []
+
+
+def write_config(tmp_path: Path, **extra: Any) -> str:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(json.dumps({"routes": ROUTES, **extra}))
+    return str(path)
+
+
+def sync(
+    capsys: pytest.CaptureFixture[str], environ: dict[str, str], *args: str
+) -> tuple[int, dict[str, Any], str]:
+    code = main(["sync", *args, "--output", "json"], environ)
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if captured.out else {}), captured.err
+
+
+def environ_for(db_url: str, cortex: FakeCortex, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "CORTEX_API_TOKEN": TOKEN,
+        "CORTEX_API_URL": cortex.url,
+        "BRIDGE_DATABASE_URL": db_url,
+        "BRIDGE_CONFIG": write_config(tmp_path),
+        "ARGOCD_AUTH_TOKEN": ARGO_TOKEN,
+        **extra,
+    }
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, str | None]]:
+    return [(r["verdict"], r["entity"]) for r in report["deploys"] if r["deploy"]]
+
+
+def test_history_is_recorded_once(
+    db_url: str, cortex: FakeCortex, argo: FakeArgoCD, tmp_path: Path, capsys: Any
+) -> None:
+    api = argo.add_application(
+        "api", labels={"cortex.io/environment": "production"}, annotations={"team": "core"}
+    )
+    argo.add_history(
+        api, revision=SHA_1, started="2026-11-20T10:00:00Z", deployed="2026-11-20T10:01:30Z"
+    )
+    argo.add_history(
+        api,
+        revision=SHA_2,
+        started="2026-11-21T10:00:00Z",
+        deployed="2026-11-21T10:00:40Z",
+        username="ada@acme.example",
+    )
+    argo.add_history(
+        api, revision=SHA_1, started="2026-11-22T10:00:00Z", deployed="2026-11-22T10:00:50Z"
+    )
+    web = argo.add_application("web", namespace="team-web")
+    argo.add_history(web, revision=SHA_2, started=None, deployed="2026-11-21T12:00:00Z")
+    env = environ_for(db_url, cortex, tmp_path)
+    args = ("--argocd", argo.url, "--since", "2026-11-01", "--until", "2026-12-01")
+    code, report, _ = sync(capsys, env, *args)
+    assert code == 0
+    assert rows(report) == [("recorded", "api")] * 3
+    skipped = [r["detail"] for r in report["deploys"] if r["verdict"] == "skipped"]
+    assert skipped == ["history entry 0 has no deployStartedAt"]
+    stored = cortex.all_deploys()
+    assert [d["type"] for d in stored] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+    assert [d["environment"] for d in stored] == ["production"] * 3
+    assert stored[1]["deployer"] == {"name": "ada@acme.example", "email": "ada@acme.example"}
+    assert stored[0]["deployer"] == {"name": "automated"}
+    assert stored[0]["url"] == f"{argo.url}/applications/argocd/api"
+    assert stored[0]["timestamp"] == "2026-11-20T10:01:30Z"
+    assert stored[0]["customData"]["startedAt"] == "2026-11-20T10:00:00Z"
+    uid = api["metadata"]["uid"]
+    assert (
+        key_of(stored[0])
+        == f"argocd:argocd/api:operation:{uid}/2026-11-20T10:00:00Z:production:api"
+    )
+    # Run again: everything is present, nothing is written.
+    code, report, _ = sync(capsys, env, *args, "--restart")
+    assert code == 0 and rows(report) == [("present", "api")] * 3
+    assert len(cortex.all_deploys()) == 3
+    assert all(r.headers["authorization"] == f"Bearer {ARGO_TOKEN}" for r in argo.requests)
+    assert {(r.method, r.path) for r in argo.requests} == {("GET", "/api/v1/applications")}
+
+
+def test_webhook_and_history_of_one_operation_are_one_record(
+    db_url: str, cortex: FakeCortex, argo: FakeArgoCD, tmp_path: Path, capsys: Any
+) -> None:
+    notification = load_sample("argocd/sync.succeeded.json")
+    relay = Relay(db_url, cortex, {"routes": ROUTES})
+    assert argocd_post(relay.http, notification).status_code == 202
+    relay.drain()
+    relay.close()
+    (recorded,) = cortex.all_deploys()
+    # The same Application and operation, as Argo CD's API shows it afterwards.
+    app = argo.add_application(
+        "payments-api",
+        project="payments",
+        labels={"cortex.io/environment": "production"},
+    )
+    app["metadata"]["uid"] = notification["app"]["uid"]
+    argo.add_history(
+        app,
+        revision=notification["operation"]["revision"],
+        started=notification["operation"]["startedAt"],
+        deployed="2026-11-23T14:03:02Z",  # persisted a second after the phase changed
+    )
+    code, report, _ = sync(
+        capsys, environ_for(db_url, cortex, tmp_path), "--argocd", argo.url, "--since", "30d"
+    )
+    assert code == 0
+    assert rows(report) == [("present", "payments-api")]
+    assert cortex.all_deploys() == [recorded]
+
+
+def test_history_first_then_webhook_is_one_record(
+    db_url: str, cortex: FakeCortex, argo: FakeArgoCD, tmp_path: Path, capsys: Any
+) -> None:
+    notification = load_sample("argocd/sync.succeeded.json")
+    app = argo.add_application(
+        "payments-api", project="payments", labels={"cortex.io/environment": "production"}
+    )
+    app["metadata"]["uid"] = notification["app"]["uid"]
+    argo.add_history(
+        app,
+        revision=notification["operation"]["revision"],
+        started=notification["operation"]["startedAt"],
+        deployed=notification["operation"]["finishedAt"],
+    )
+    env = environ_for(db_url, cortex, tmp_path)
+    assert sync(capsys, env, "--argocd", argo.url, "--since", "30d")[0] == 0
+    # The relay's outbox has never seen it; the worker finds Cortex's record by its key.
+    relay = Relay(f"sqlite:///{tmp_path / 'relay.db'}", cortex, {"routes": ROUTES})
+    assert argocd_post(relay.http, notification).status_code == 202
+    relay.drain()
+    relay.close()
+    assert len(cortex.all_deploys()) == 1
+
+
+def test_needs_its_token(cortex: FakeCortex, argo: FakeArgoCD, tmp_path: Path, capsys: Any) -> None:
+    env = environ_for(f"sqlite:///{tmp_path / 'b.db'}", cortex, tmp_path, ARGOCD_AUTH_TOKEN="")
+    code, _, err = sync(capsys, env, "--argocd", argo.url)
+    assert code == 2
+    assert err == (
+        "cortex-deploy-bridge: error: ARGOCD_AUTH_TOKEN is not set: reading Argo CD's history "
+        "needs it\n"
+    )
+    assert argo.requests == []
+
+
+def test_a_refused_token_fails_the_sync(
+    cortex: FakeCortex, argo: FakeArgoCD, tmp_path: Path, capsys: Any
+) -> None:
+    env = environ_for(f"sqlite:///{tmp_path / 'b.db'}", cortex, tmp_path, ARGOCD_AUTH_TOKEN="no")
+    code, _, err = sync(capsys, env, "--argocd", argo.url)
+    assert code == 1
+    assert "answered 401 for /api/v1/applications" in err and "no" not in err.split("token")[-1]
+
+
+def test_bad_url_is_a_usage_error(cortex: FakeCortex, tmp_path: Path, capsys: Any) -> None:
+    env = environ_for(f"sqlite:///{tmp_path / 'b.db'}", cortex, tmp_path)
+    code, _, err = sync(capsys, env, "--argocd", "https://user@argocd.example.com")
+    assert code == 2 and "--argocd" in err
+
+
+def test_a_redirect_to_another_origin_is_refused(
+    cortex: FakeCortex, argo: FakeArgoCD, tmp_path: Path, capsys: Any
+) -> None:
+    with FakeArgoCD(token=ARGO_TOKEN) as elsewhere:
+        argo.inject(Fault(302, {"Location": f"{elsewhere.url}/api/v1/applications"}, {}))
+        env = environ_for(f"sqlite:///{tmp_path / 'b.db'}", cortex, tmp_path)
+        code, _, err = sync(capsys, env, "--argocd", argo.url)
+        assert elsewhere.requests == []  # the token never went there
+    assert code == 1
+    assert "redirected to" in err and "the token is sent only to the URL given" in err
+    assert ARGO_TOKEN not in err
+
+
+def test_the_reconcile_reads_argocd(db_url: str, cortex: FakeCortex, argo: FakeArgoCD) -> None:
+    app = argo.add_application("api")
+    argo.add_history(
+        app, revision=SHA_1, started="2026-11-10T09:00:00Z", deployed="2026-11-10T09:01:00Z"
+    )
+    config = parse_config(
+        {"database": db_url, "routes": ROUTES, "sync": {"argocd": [argo.url]}},
+        environ={"CORTEX_API_URL": cortex.url},
+    )
+    assert not config.sources.enabled("argocd")  # the webhook is off; the history is read
+    store = Store.from_url(db_url)
+    client = CortexClient(cortex.url, TOKEN)
+    now = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
+    reconcile = periodic.Reconcile(
+        config, store, client, {"ARGOCD_AUTH_TOKEN": ARGO_TOKEN}, owner="r", clock=lambda: now
+    )
+    try:
+        assert reconcile.run_once() is True
+    finally:
+        client.close()
+        store.close()
+    [stored] = cortex.all_deploys()
+    assert (stored["entity"], stored["sha"]) == ("api", SHA_1)
