@@ -695,7 +695,7 @@ def outbox(database_url: str, status: str | None = None) -> tuple[dict[str, int]
 
 def dead_key(delivery: Any) -> str:
     """The idempotency key of a dead-lettered delivery (one entity each in these runs)."""
-    from bridge.delivery import from_payload
+    from bridge.record.core import from_payload
 
     event, entities = from_payload(delivery.payload)
     return idempotency_key(event, entities[0])

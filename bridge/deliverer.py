@@ -7,24 +7,29 @@ known, and marks a write as sending before it leaves. A worker that lost its lea
 past it, and another worker took the event over) stops before its next write; the next owner
 resumes where it stopped, and looks for the record of a write whose answer was never stored
 before it makes another. What to do for each entity is the core's decision
-(bridge.delivery.record_one), with the store as its history.
+(bridge.record.core.record_one), with the store as its history.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bridge.config import Config
 from bridge.cortex import CortexClient
-from bridge.delivery import Done, Known, Policy, from_payload, made_by_bridge, record_one
-from bridge.errors import BridgeError, CortexError, CortexRejected
+from bridge.cortex.client import PAGE_SIZE
+from bridge.errors import BridgeError, CortexError, CortexRejected, CortexUnauthorized
 from bridge.model import DeployEvent, Status
+from bridge.record.core import LOOKUP_WINDOW, Done, Policy, from_payload, record_one, remove_doubles
+from bridge.record.listing import Known, Listing
 from bridge.rollback import PastDeploy, past_deploys
 from bridge.store import Delivery, Lookup, RecordWrite, Store
+
+log = logging.getLogger("bridge.worker")
 
 
 class LeaseLost(BridgeError):
@@ -83,6 +88,14 @@ class Lease:
         raise LeaseLost(f"delivery {self.delivery.id}: the lease cannot be renewed in time")
 
 
+# How long a search of Cortex for an entity and environment serves the deploys of a backlog
+# that follow it: a record another face makes meanwhile is found by the check after a create
+# where faces are known to share the entity, else by the next search's removal of doubles or
+# the sweep when the backlog ends.
+LISTING_SECONDS = 30.0
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+DAY = timedelta(days=1)
+
 # What the outbox keeps for an entity whose write was sent but not answered yet: the next
 # attempt (this worker's, or another's after a takeover) looks for the record first.
 SENDING = {"action": "sending"}
@@ -94,30 +107,76 @@ def finished(result: Any) -> bool:
 
 
 class StoreHistory:
-    """The relay's history for the core: records and deploy history in the store.
+    """The relay's history for the core: records and deploy history in the store, and what
+    Cortex showed of each entity and environment lately.
 
     What the core learns (a record made, updated, deleted) is not written at once but kept
     in ``pending`` and stored with the delivery's progress, in the same transaction (see
     :class:`Deliverer`): an entity's result and its record are kept together or not at all.
-    What it reads for one entity (the record, the history) is read in one transaction.
+
+    A deploy whose record the relay did not make itself is looked for in Cortex before one is
+    created (``seen``): one search per entity and environment serves the batch of deliveries
+    claimed together, and through a backlog (full batches, one after the other) the batches
+    that follow within LISTING_SECONDS, for deploys within LOOKUP_WINDOW of the first. An entity
+    and environment where that search showed records another face made (the Action, ``send``,
+    ``sync``) is ``shared``: there, the core checks after each create.
 
     The first time the relay meets an entity+environment, Cortex's own record of it is read
-    once and kept (a new relay, a lost database, deploys made by other tools before it):
-    without this, redeploying an older sha there would be a DEPLOY. The records another path
-    (the Action, ``send``) made are kept then too, so that the relay updates or skips them
-    rather than making a second.
+    once for the rollback history (a new relay, a lost database, deploys made by other tools
+    before it): without this, redeploying an older sha there would be a DEPLOY.
     """
 
-    def __init__(self, store: Store, cortex: CortexClient, *, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        store: Store,
+        cortex: CortexClient,
+        *,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self.store = store
         self.cortex = cortex
         self.clock = clock
+        self.monotonic = monotonic
         self.pending: list[RecordWrite] = []
         self._looked: dict[str, Lookup] = {}  # by key: what was read for the entity in hand
+        # By (entity, environment): the last search, the earliest event time it serves, when.
+        self._seen: dict[tuple[str, str | None], tuple[Listing, datetime, float, int]] = {}
+        self._delivery = 0  # counts deliveries: a search kept from an earlier one is reused
+        self._shared: set[tuple[str, str | None]] = set()
+        self._reused: set[tuple[str, str | None]] = set()  # a search served later deploys
+        self._dirty: set[tuple[str, str | None]] = set()  # ... and records were made on it
 
     def start(self) -> None:
         """A new entity: forget what was read for the last one."""
         self._looked.clear()
+
+    def batch_done(self, *, backlog: bool) -> None:
+        """A batch of claimed deliveries is done: Cortex's answers serve the next batch only
+        through a backlog (this batch was full), never one deploy alone the next one. When
+        they stop serving, each entity+environment where a search served later deploys and
+        records were made on it is read once more, and a double another face made meanwhile
+        is removed (the sweep)."""
+        if backlog:
+            return
+        dirty, self._dirty = self._dirty, set()
+        kept, self._seen = self._seen, {}
+        self._reused.clear()
+        for pair in sorted(dirty, key=str):
+            entity, environment = pair
+            if pair not in kept:
+                continue
+            since = kept[pair][1]
+            try:
+                listing = self._search(entity, environment, max(since, self.clock() - DAY))
+                remove_doubles(listing, entity, self.cortex)
+            except CortexError as exc:  # the next search of the pair removes them instead
+                log.warning("sweep for doubles failed", extra={"entity": entity, "error": str(exc)})
+
+    def begin(self) -> None:
+        """A new delivery."""
+        self._delivery += 1
+        self.pending.clear()
 
     def take(self) -> list[RecordWrite]:
         """The writes not yet stored, handed over to be stored with the progress."""
@@ -130,6 +189,42 @@ class StoreHistory:
         record = looked.record if looked is not None else self.store.records.get(key)
         return None if record is None else Known(record.cortex_uuid, record.state)
 
+    def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
+        """Cortex's records of the entity and environment around the event: the last search
+        when it is recent and covers the event, else a new one."""
+        pair = (entity, event.environment)
+        kept = self._seen.get(pair)
+        if kept is not None and not fresh:
+            listing, since, at, read_for = kept
+            covered = since <= event.timestamp <= self.clock() + LOOKUP_WINDOW
+            if covered and self.monotonic() - at <= LISTING_SECONDS:
+                if read_for != self._delivery:
+                    self._reused.add(pair)
+                return listing
+        listing = self._search(entity, event.environment, event.timestamp)
+        since = event.timestamp - LOOKUP_WINDOW
+        self._seen[pair] = (listing, since, self.monotonic(), self._delivery)
+        carried = listing.carried_keys()
+        if carried and carried - self.store.records.made(carried):
+            self._shared.add(pair)
+        return listing
+
+    def _search(self, entity: str, environment: str | None, since: datetime) -> Listing:
+        """One search: the pair's records from LOOKUP_WINDOW before ``since`` to just after
+        now, so that it covers the later deploys of a backlog too."""
+        return Listing(
+            self.cortex.search_deploys(
+                entity,
+                environment=environment,
+                after=since - 2 * LOOKUP_WINDOW,
+                before=max(since, self.clock()) + 2 * LOOKUP_WINDOW,
+            )
+        )
+
+    def shared(self, entity: str, environment: str | None) -> bool:
+        """True once Cortex showed records another face made for this entity+environment."""
+        return (entity, environment) in self._shared
+
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The store's history, seeded from Cortex's newest 1,000 deploys once (per entity and
         environment, whatever they showed)."""
@@ -139,17 +234,25 @@ class StoreHistory:
             return looked.history
         try:
             deploys = list(self.cortex.iter_deploys(entity, max_pages=1))
-        except CortexRejected as exc:
-            if exc.status in (401, 403):
-                raise  # the token: kept for later, like any request it refuses
+        except CortexUnauthorized:
+            raise  # the token: kept for later, like any request it refuses
+        except CortexRejected:
             return []  # the create that follows says what is wrong with the entity
         found = past_deploys(deploys, environment, skip_key=key)
         keyed = [(f"cortex:{past.sha}:{past.timestamp.isoformat()}", past) for past in found]
+        listing = Listing(deploys)
+        made = [(k, listing.known(k)) for k in sorted(listing.carried_keys())]
+        if made:
+            self._shared.add((entity, environment))
+        if len(deploys) < PAGE_SIZE:
+            # All the entity's deploys: they serve as the first look in Cortex too.
+            here = Listing(d for d in deploys if d.get("environment") == environment)
+            self._seen[(entity, environment)] = (here, EPOCH, self.monotonic(), self._delivery)
         self.store.records.seed_history(
             entity=entity,
             environment=environment,
             deploys=keyed,
-            made=[(k, made.uuid, made.state) for k, made in made_by_bridge(deploys).items()],
+            made=[(k, m.uuid, m.state) for k, m in made if m is not None],
             now=self.clock(),
         )
         return found
@@ -160,6 +263,14 @@ class StoreHistory:
         if state == Status.SUCCEEDED.value and event.sha:
             deployed = (event.environment, PastDeploy(event.sha, event.timestamp))
         self.pending.append(RecordWrite(key, entity, uuid, state, deployed))
+        pair = (entity, event.environment)
+        kept = self._seen.get(pair)
+        if kept is not None and key not in kept[0].carried_keys():
+            kept[0].add(
+                {"uuid": uuid, "customData": {"status": state, "bridge": {"idempotencyKey": key}}}
+            )
+            if pair in self._reused:  # made on a search read for earlier deploys: sweep it
+                self._dirty.add(pair)
 
     def forget(self, key: str) -> None:
         """The record was deleted in Cortex."""
@@ -187,6 +298,10 @@ class Deliverer:
         self.history = StoreHistory(store, client, clock=clock)
         self.policy = Policy.of(config.record)
 
+    def batch_done(self, *, backlog: bool) -> None:
+        """The deliveries claimed together are done (``backlog``: the batch was full)."""
+        self.history.batch_done(backlog=backlog)
+
     def deliver(
         self, payload: Mapping[str, Any], results: Mapping[str, Any], *, lease: Lease
     ) -> Attempt:
@@ -199,7 +314,7 @@ class Deliverer:
         """
         event, entities = from_payload(payload)
         attempt = Attempt(results=dict(results))
-        self.history.take()  # nothing is carried over from another delivery
+        self.history.begin()  # nothing is carried over from another delivery
         for n, entity in enumerate(entities, start=1):
             before = attempt.results.get(entity)
             if finished(before):

@@ -41,6 +41,15 @@ class MalformedEvent(BridgeError):
     """A webhook body that names an event but lacks what that event must carry."""
 
 
+class InvalidDeploy(MalformedEvent):
+    """A deploy the bridge cannot record as it is: ``field`` names the value at fault
+    (``environment``, ``title``, ``entity``, ...), each face spelling it its own way."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class UnsupportedEvent(BridgeError):
     """An event the bridge does not record; ``reason`` says why (it is answered "ignored")."""
 
@@ -94,3 +103,8 @@ class CortexRetryable(CortexError):
 
 class CortexRejected(CortexError):
     """Cortex refused the request (4xx other than 429): retrying would not help."""
+
+
+class CortexUnauthorized(CortexRejected):
+    """Cortex refused the API token (401, 403): the operator must fix it; what was refused
+    is kept and tried again then (bridge.cortex.answers decides this, once)."""

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge import metrics
+from bridge.cortex.answers import UNAUTHORIZED
 from bridge.cortex.transport import HttpTransport, Response, TransportError
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ log = logging.getLogger("bridge.health")
 
 Page = tuple[int, str, bytes]  # (status, content type, body)
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-REFUSED = (401, 403)
 
 
 def cortex_state(status: int | None) -> str:
@@ -44,7 +44,7 @@ def cortex_state(status: int | None) -> str:
         return "unknown"
     if status == 0:
         return "unreachable"
-    if status in REFUSED:
+    if status in UNAUTHORIZED:
         return "unauthorized"
     if status == 429:
         return "rate-limited"
@@ -63,7 +63,7 @@ class CortexWatch:
         with self._lock:
             self.status = status
         metrics.CORTEX_LAST_STATUS.set(status)
-        metrics.CORTEX_UNAUTHORIZED.set(1 if status in REFUSED else 0)
+        metrics.CORTEX_UNAUTHORIZED.set(1 if status in UNAUTHORIZED else 0)
 
     @property
     def state(self) -> str:

@@ -13,12 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from bridge.config import Config, route
-from bridge.delivery import ignore_reason, routed, to_payload
 from bridge.errors import MalformedEvent, UnsupportedEvent
-from bridge.mapping import deploy_key, idempotency_key
-from bridge.model import MAX_KEY_BYTES, DeployEvent, Status, bounded, entity_problem
+from bridge.mapping import deploy_key
+from bridge.model import DeployEvent, Status, check_deploy
+from bridge.record.core import ignore_reason, routed, to_payload
 from bridge.sources import parse_event
-from bridge.sources.fields import shorten
 from bridge.store import Store
 from bridge.store.store import MAX_KEY_LENGTH
 
@@ -92,31 +91,6 @@ def _escape(value: str) -> str:
     return value.replace("%", "%25").replace(":", "%3A")
 
 
-def _check_keys(event: DeployEvent, entities: tuple[str, ...]) -> None:
-    """Each entity's idempotency key fits a database index (PostgreSQL: ~2,700 bytes)."""
-    for entity in entities:
-        size = len(idempotency_key(event, entity).encode("utf-8"))
-        if size > MAX_KEY_BYTES:
-            raise MalformedEvent(
-                f"the deploy's key (repository, environment, deploy id and entity "
-                f"{shorten(entity)}) is {size} bytes in UTF-8; at most {MAX_KEY_BYTES}"
-            )
-
-
-def _check_entities(entities: tuple[str, ...], config: Config) -> None:
-    """At most ``server.max_entities_per_event`` entities, each a usable tag; else malformed."""
-    limit = config.server.max_entities_per_event
-    if len(entities) > limit:
-        raise MalformedEvent(
-            f"the event names {len(entities)} entities, more than "
-            f"server.max_entities_per_event ({limit})"
-        )
-    for tag in entities:
-        problem = entity_problem(tag)
-        if problem is not None:
-            raise MalformedEvent(f"entity {shorten(tag)} {problem}")
-
-
 def ingest(
     source: str,
     event_name: str,
@@ -145,11 +119,13 @@ def ingest(
 
     try:
         event = parse_event(source, event_name, payload, delivery_id=delivery_id, screen=screen)
-        _check_entities(event.entities, config)
-        event = bounded(event)
+        limit = config.server.max_entities_per_event
+        # The model's one validation: of what the payload named, then of what it is routed to.
+        named = check_deploy(event, event.entities, max_entities=limit)
+        event = named.event
         where = route(config, event)
-        _check_entities(where.entities, config)
-        _check_keys(routed(event, where), where.entities)
+        checked = check_deploy(routed(event, where), where.entities, max_entities=limit)
+        notes = named.notes + checked.notes
     except UnsupportedEvent as exc:
         return ignored(exc.reason)
     except MalformedEvent as exc:
@@ -170,4 +146,7 @@ def ingest(
     )
     if not created:
         return Answer(200, {"status": "duplicate", "id": delivery_id_})
-    return Answer(202, {"id": delivery_id_, "status": "queued"}, queued=True)
+    answer: dict[str, Any] = {"id": delivery_id_, "status": "queued"}
+    if notes:  # nothing shortened without a word
+        answer["notes"] = [f"{field}: {text}" for field, text in notes]
+    return Answer(202, answer, queued=True)

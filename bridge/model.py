@@ -10,12 +10,12 @@ import dataclasses
 import enum
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bridge.errors import MalformedEvent
+from bridge.errors import InvalidDeploy
 
 # Names: repository, environment, deployer name and email, entity tag, the source's deploy id.
 MAX_NAME = 255
@@ -117,60 +117,53 @@ class DeployEvent:
     custom: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
+def _encode(value: Any) -> Any:
+    """One field's JSON-ready form: times as ISO 8601, enums by value, a ref as a mapping."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, DeployRef):
+        return {"kind": value.kind, "id": value.id}
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def _decoder(kind: str) -> Any:
+    """The inverse of :func:`_encode` for a field annotated ``kind``."""
+    if "datetime" in kind:
+        return lambda v: datetime.fromisoformat(v) if v else None
+    if "DeployRef" in kind:
+        return lambda v: DeployRef(v["kind"], v["id"])
+    for named in (Status, DeployType):
+        if named.__name__ in kind:
+            return lambda v, named=named: named(v) if v else None
+    if "tuple" in kind:
+        return lambda v: tuple(v or ())
+    if "Mapping" in kind:
+        return lambda v: dict(v or {})
+    return lambda v: v
+
+
 def event_to_dict(event: DeployEvent) -> dict[str, Any]:
-    """A JSON-ready form of the event, for the outbox."""
-    return {
-        "source": event.source,
-        "repository": event.repository,
-        "event": event.event,
-        "ref": {"kind": event.ref.kind, "id": event.ref.id},
-        "status": event.status.value,
-        "timestamp": event.timestamp.isoformat(),
-        "title": event.title,
-        "sha": event.sha,
-        "environment": event.environment,
-        "url": event.url,
-        "deployer_name": event.deployer_name,
-        "deployer_email": event.deployer_email,
-        "started_at": event.started_at.isoformat() if event.started_at else None,
-        "finished_at": event.finished_at.isoformat() if event.finished_at else None,
-        "delivery_id": event.delivery_id,
-        "details": dict(event.details),
-        "entities": list(event.entities),
-        "type": event.type.value if event.type else None,
-        "custom": dict(event.custom),
-    }
+    """A JSON-ready form of the event, for the outbox: every field, by its name."""
+    return {name: _encode(getattr(event, name)) for name in _FIELDS}
 
 
 def event_from_dict(data: Mapping[str, Any]) -> DeployEvent:
-    """The inverse of :func:`event_to_dict`."""
+    """The inverse of :func:`event_to_dict` (a field missing from older rows: its default)."""
+    given = {name: decode(data[name]) for name, decode in _FIELDS.items() if name in data}
+    return DeployEvent(**given)
 
-    def when(value: str | None) -> datetime | None:
-        return datetime.fromisoformat(value) if value else None
 
-    timestamp = when(data["timestamp"])
-    assert timestamp is not None
-    return DeployEvent(
-        source=data["source"],
-        repository=data["repository"],
-        event=data["event"],
-        ref=DeployRef(data["ref"]["kind"], data["ref"]["id"]),
-        status=Status(data["status"]),
-        timestamp=timestamp,
-        title=data["title"],
-        sha=data.get("sha"),
-        environment=data.get("environment"),
-        url=data.get("url"),
-        deployer_name=data.get("deployer_name"),
-        deployer_email=data.get("deployer_email"),
-        started_at=when(data.get("started_at")),
-        finished_at=when(data.get("finished_at")),
-        delivery_id=data.get("delivery_id"),
-        details=dict(data.get("details") or {}),
-        entities=tuple(data.get("entities") or ()),
-        type=DeployType(data["type"]) if data.get("type") else None,
-        custom=dict(data.get("custom") or {}),
-    )
+# Each field of DeployEvent and how its stored form is read back: a field added to the event
+# reaches the outbox and comes back without a hand-written pair to keep in step.
+_FIELDS = {f.name: _decoder(str(f.type)) for f in dataclasses.fields(DeployEvent)}
 
 
 def has_control(text: str) -> bool:
@@ -219,14 +212,72 @@ def _one_line(text: str) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A deploy as the bridge records it, and what was shortened or mended on the way
+    (``(field, what was done)`` pairs, for the face to tell its user)."""
+
+    event: DeployEvent
+    notes: tuple[tuple[str, str], ...] = ()
+
+
+def check_deploy(
+    event: DeployEvent, entities: Sequence[str] = (), *, max_entities: int | None = None
+) -> Checked:
+    """THE validation of a deploy, called by every face before it records or stores one.
+
+    The bounds and character rules of docs/limits.md: the event's fields (:func:`bounded`),
+    each entity tag (:func:`entity_problem`), at most ``max_entities`` of them, and each
+    entity's idempotency key within MAX_KEY_BYTES. Raises InvalidDeploy naming the field.
+    """
+    if max_entities is not None and len(entities) > max_entities:
+        raise InvalidDeploy(
+            "entity",
+            f"the event names {len(entities)} entities, more than "
+            f"server.max_entities_per_event ({max_entities})",
+        )
+    for tag in entities:
+        problem = entity_problem(tag)
+        if problem is not None:
+            raise InvalidDeploy("entity", f"entity {_shown(tag)} {problem}")
+    fixed = bounded(event)
+    from bridge.mapping import idempotency_key  # it imports this module
+
+    for tag in entities:
+        size = len(idempotency_key(fixed, tag).encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            raise InvalidDeploy(
+                "entity",
+                f"the deploy's key (repository, environment, deploy id and entity "
+                f"{_shown(tag)}) is {size} bytes in UTF-8; at most {MAX_KEY_BYTES}",
+            )
+    notes = []
+    title = _one_line(event.title)
+    if len(title) > MAX_TITLE:
+        notes.append(
+            (
+                "title",
+                f"the title is {len(title)} characters long; recorded as its first {MAX_TITLE}",
+            )
+        )
+    return Checked(fixed, tuple(notes))
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    """``value`` for a message: repr'd, cut so that garbage cannot bloat the message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def bounded(event: DeployEvent) -> DeployEvent:
-    """The event as the bridge stores it, or a MalformedEvent naming the field that cannot be.
+    """The event as the bridge stores it, or an InvalidDeploy naming the field that cannot be.
 
     Fields that reach a key or a URL (repository, environment, deploy id, sha, url, delivery
     id) are refused when they hold a control character; names are refused past MAX_NAME
     characters and a URL past MAX_URL. Free text is mended instead: the title is its first
     line with text, and in it and the deployer each run of control characters becomes one
-    space; the title is cut to MAX_TITLE. Last, the whole event must fit in MAX_EVENT_BYTES
+    space; the title is cut to MAX_TITLE (check_deploy says so). Last, the whole event must
+    fit in MAX_EVENT_BYTES
     of JSON; the error names its largest field.
     """
     title = _one_line(event.title)[:MAX_TITLE]
@@ -246,10 +297,10 @@ def bounded(event: DeployEvent) -> DeployEvent:
         if value is None:
             continue
         if has_control(value):
-            raise MalformedEvent(f"the event's {label} holds a control character")
+            raise InvalidDeploy(label, f"the event's {label} holds a control character")
         if len(value) > limit:
-            raise MalformedEvent(
-                f"the event's {label} is {len(value)} characters long; at most {limit}"
+            raise InvalidDeploy(
+                label, f"the event's {label} is {len(value)} characters long; at most {limit}"
             )
     fixed = dataclasses.replace(
         event, title=title, deployer_name=name or None, deployer_email=email or None
@@ -271,6 +322,7 @@ def _check_size(data: Mapping[str, Any]) -> None:
     parts = {key: value for key, value in data.items() if key != "details"}
     parts.update({f"details.{key}": value for key, value in data["details"].items()})
     largest = max(parts, key=lambda key: _stored_size(parts[key]))
-    raise MalformedEvent(
-        f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: its {largest} is too long"
+    raise InvalidDeploy(
+        largest,
+        f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: its {largest} is too long",
     )

@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping
 
 from bridge import metrics
 from bridge.app import Runtime, utcnow
-from bridge.config import SECRET_HOMES, SOURCES, Config
+from bridge.config import Config
 from bridge.cortex import CortexClient
 from bridge.deliverer import Deliverer
+from bridge.secrets import VARIABLE, WEBHOOK_SECRETS
 from bridge.store import Delivery, Listener, Store
 from bridge.worker import SharedBudget, Worker
 
@@ -37,11 +38,11 @@ def make_runtime(
     return Runtime(
         config=config,
         store=store or Store.from_url(config.database),
-        github_secret=secrets.get("GITHUB_WEBHOOK_SECRET", ""),
-        gitlab_token=secrets.get("GITLAB_WEBHOOK_TOKEN", ""),
-        flux_secret=secrets.get("FLUX_WEBHOOK_SECRET", ""),
-        argocd_token=secrets.get("ARGOCD_WEBHOOK_TOKEN", ""),
-        admin_token=secrets.get("BRIDGE_ADMIN_TOKEN", ""),
+        github_secret=secrets.get(WEBHOOK_SECRETS["github"], ""),
+        gitlab_token=secrets.get(WEBHOOK_SECRETS["gitlab"], ""),
+        flux_secret=secrets.get(WEBHOOK_SECRETS["flux"], ""),
+        argocd_token=secrets.get(WEBHOOK_SECRETS["argocd"], ""),
+        admin_token=secrets.get(VARIABLE["admin"], ""),
         allow_unsigned=allow_unsigned,
     )
 
@@ -117,9 +118,8 @@ def wake_on_notify(store: Store, wakes: Iterable[threading.Event]) -> Listener |
 
 def missing_secrets(config: Config, secrets: Mapping[str, str]) -> list[str]:
     """The secret variables an enabled source needs but the environment does not set."""
-    needed = {source: SECRET_HOMES[f"sources.{source}"] for source in SOURCES}
     return [
         name
-        for source, name in needed.items()
+        for source, name in WEBHOOK_SECRETS.items()
         if config.sources.enabled(source) and not secrets.get(name)
     ]

@@ -8,6 +8,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# The one registry of the secrets' names: every face, check, log filter and message takes
+# them from here.
+VARIABLE = {
+    "cortex": "CORTEX_API_TOKEN",
+    "github-webhook": "GITHUB_WEBHOOK_SECRET",
+    "gitlab-webhook": "GITLAB_WEBHOOK_TOKEN",
+    "flux-webhook": "FLUX_WEBHOOK_SECRET",
+    "argocd-webhook": "ARGOCD_WEBHOOK_TOKEN",
+    "admin": "BRIDGE_ADMIN_TOKEN",
+    "github-api": "GITHUB_TOKEN",  # sync's and the reconcile's SCM readers
+    "gitlab-api": "GITLAB_API_TOKEN",
+    "argocd-api": "ARGOCD_AUTH_TOKEN",
+}
+# The webhook secret each source's receiver checks.
+WEBHOOK_SECRETS = {
+    source: VARIABLE[f"{source}-webhook"] for source in ("github", "gitlab", "flux", "argocd")
+}
+# What the server reads, in the order check-config reports them (the webhooks' first).
+SERVER_SECRETS = (*WEBHOOK_SECRETS.values(), VARIABLE["cortex"], VARIABLE["admin"])
+# Every secret a server process may hold (kept out of logs and errors).
+ALL_SECRETS = (
+    *SERVER_SECRETS,
+    VARIABLE["github-api"],
+    VARIABLE["gitlab-api"],
+    VARIABLE["argocd-api"],
+)
+
 
 def secret_from(environ: Mapping[str, str], name: str) -> str:
     """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""

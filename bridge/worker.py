@@ -26,17 +26,13 @@ from typing import Any
 from bridge.config import DeliverySettings
 from bridge.cortex.retry import RetryPolicy
 from bridge.deliverer import Deliverer, Lease, LeaseLost
-from bridge.errors import CortexError, CortexRejected, CortexRetryable
+from bridge.errors import CortexError, CortexRejected, CortexRetryable, CortexUnauthorized
 from bridge.redact import redact
 from bridge.store import Delivery, Store, StoreError
 from bridge.store.bucket import DEFAULT_PAUSE_SECONDS
 from bridge.store.records import RecordWrite
 
 log = logging.getLogger("bridge.worker")
-
-# Cortex answering 401/403 means the operator must fix the token; keep such events and try
-# again with backoff, so fixing the token drains the queue with nothing lost.
-OPERATOR_FIXABLE = (401, 403)
 
 
 def next_delay(
@@ -56,8 +52,12 @@ def next_delay(
 
 
 def is_permanent(error: CortexError) -> bool:
-    """A rejection that no retry will change (an unknown entity, an invalid body)."""
-    return isinstance(error, CortexRejected) and error.status not in OPERATOR_FIXABLE
+    """A rejection that no retry will change (an unknown entity, an invalid body).
+
+    A refused token is not: the operator must fix it, so such events are kept and tried
+    again with backoff, and fixing the token drains the queue with nothing lost.
+    """
+    return isinstance(error, CortexRejected) and not isinstance(error, CortexUnauthorized)
 
 
 class SharedBudget:
@@ -173,6 +173,7 @@ class Worker:
         )
         for delivery in claimed:
             self.handle(delivery)
+        self.deliverer.batch_done(backlog=len(claimed) >= self.batch)
         return len(claimed)
 
     def handle(self, delivery: Delivery) -> str:

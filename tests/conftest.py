@@ -17,6 +17,52 @@ if TYPE_CHECKING:
     from bridge.app import Runtime
 
 SAMPLES = Path(__file__).parent / "samples"
+
+# The system tests: processes (serve, worker, the demo, the wheel, the image's entrypoint),
+# real HTTP servers standing in for a deploy, fuzzing, waits measured in seconds, and the
+# PostgreSQL variants (a real server). Marked `system` here, in one place; the default
+# `pytest` leaves them out (pyproject's addopts) and `bash .ci/run` runs everything, both
+# databases. The default run is the core and each face against the stand-ins on SQLite, in
+# under a minute.
+SYSTEM_MODULES = {
+    "test_batching.py",
+    "test_cli_server_commands.py",
+    "test_config_input.py",
+    "test_demo.py",
+    "test_deploy_artifacts.py",
+    "test_faults.py",
+    "test_fuzz.py",
+    "test_http_sources_e2e.py",
+    "test_packaging.py",
+    "test_serve.py",
+    "test_worker_metrics.py",
+    "test_worker_scaleout.py",
+}
+SYSTEM_TESTS = {
+    "test_300_entities_two_workers_each_recorded_once",
+    "test_a_worker_stopped_past_its_lease_records_nothing_twice",
+    "test_pages_are_recorded_oldest_first_so_a_rollback_across_pages_is_detected",
+    "test_github_rate_limits_are_waited_out",
+    "test_rate_limit_and_5xx_still_one_deploy_and_waits_honoured",
+    "test_chunked_over_the_limit_is_413_under_serve",
+    "test_chunked_over_the_limit_is_413_on_a_real_server",
+    "test_chunked_within_the_limit_is_queued_on_a_real_server",
+    "test_a_running_relay_reconciles_a_deploy_whose_webhook_never_came",
+    "test_a_sync_killed_mid_run_continues_where_it_stopped_and_records_nothing_twice",
+    "test_the_relay_refuses_to_start_when_the_sync_section_lacks_its_token",
+    "test_the_relay_refuses_to_start_when_an_http_source_lacks_its_token",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the system tests (SYSTEM_MODULES, SYSTEM_TESTS, PostgreSQL's, the browser's)."""
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        on_server = any(item.get_closest_marker(m) for m in ("postgres", "browser"))
+        if item.path.name in SYSTEM_MODULES or name in SYSTEM_TESTS or on_server:
+            item.add_marker(pytest.mark.system)
+
+
 TOKEN = "ctx-test-token-5f1e9a"
 
 

@@ -17,10 +17,10 @@ from bridge.app import Runtime
 from bridge.config import parse_config
 from bridge.cortex import CortexClient
 from bridge.deliverer import Deliverer
-from bridge.delivery import Action, Known, Policy, decide, ignore_reason
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import key_of
 from bridge.model import Status
+from bridge.record.core import Action, Known, Policy, decide, ignore_reason
 from bridge.worker import Worker
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import ADMIN_TOKEN, client_for, github_post, gitlab_post, runtime_on
@@ -265,7 +265,9 @@ def test_lifecycle_end_finds_a_start_it_has_no_trace_of(
     bridge.drain()
     assert {d["customData"]["status"] for d in cortex.all_deploys()} == left
     searches = [r for r in cortex.requests_to("GET") if r.path == "/api/v1/deploys/search"]
-    assert len(searches) == len(starts)  # one lookup per entity, then the PUT or DELETE
+    # At most one search per entity (the start's, a moment ago, may still serve), then the
+    # PUT or DELETE, never a second record.
+    assert len(searches) <= len(starts)
     assert cortex.requests_to("POST") == []
     bridge.close()
 

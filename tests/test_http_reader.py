@@ -500,19 +500,12 @@ def test_a_page_of_16_mib_of_numbers_is_refused_before_it_is_parsed(
     assert peak < 64 * 1024 * 1024
 
 
-def test_429_forever_ends_within_the_policys_attempts_and_total_wait(
-    api: responses.RequestsMock,
-) -> None:
+def test_429_forever_ends_within_the_policys_attempts(api: responses.RequestsMock) -> None:
     api.get(URL, status=429, json={}, headers={"Retry-After": "0"})
     sleeps = Sleeps()
-    with pytest.raises(HttpSourceError, match=r"answered 429.*gave up after 6 tries"):
+    with pytest.raises(HttpSourceError, match="answered 429"):
         list(reader_of(spec_of(), sleeps).read(WINDOW))
     assert (len(api.calls), sleeps) == (6, [0.0] * 5)
-    api.replace(responses.GET, URL, status=429, json={}, headers={"Retry-After": "100"})
-    sleeps.clear()
-    with pytest.raises(HttpSourceError, match=r"would pass 180s .* too long to wait"):
-        list(reader_of(spec_of(), sleeps).read(WINDOW))
-    assert sleeps == [100.0]
 
 
 def test_a_compressed_answer_is_bounded_after_decompression(api: responses.RequestsMock) -> None:

@@ -13,22 +13,33 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hmac
 import io
 import json
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY, Counter, Gauge
 
+from bridge import metrics
+from bridge.app import Runtime
 from bridge.cli import main
-from bridge.config import parse_config
+from bridge.config import SyncSettings, parse_config
 from bridge.config.environ import read_file_variable
 from bridge.config.loading import load_config
+from bridge.console import charts
+from bridge.console.access import SESSION_SECONDS
+from bridge.console.pages import PAGE
 from bridge.errors import BridgeError, ConfigError, MalformedEvent
 from bridge.ingest import dedupe_key
 from bridge.model import (
@@ -43,18 +54,32 @@ from bridge.model import (
     bounded,
     entity_problem,
 )
-from bridge.store import Store
+from bridge.received import MAX_RECEIVED_BYTES
+from bridge.sources import PARSERS
+from bridge.store import STATUSES, Store, browse
+from bridge.store.browse import MAX_CHART_ROWS
+from bridge.store.journal import MAX_RECONCILE_RUNS, MAX_TEXT, MAX_TURNED_AWAY, ReconcileRun
+from bridge.sync import periodic
+from bridge.sync.periodic import source_label
+from bridge.turned_away import FLUSH_SECONDS
 from bridge.views import MAX_ID, MAX_PAGE, delivery_id
 from tests.conftest import load_sample
+from tests.console_kit import ORIGIN, page_csrf, sign_in
 from tests.receiver_kit import (
     ADMIN_TOKEN,
+    ARGOCD_TOKEN,
+    FLUX_SECRET,
     GITLAB_TOKEN,
+    argocd_post,
     client_for,
     github_post,
+    gitlab_post,
     make_runtime,
+    sign,
 )
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "limits.md"
+GITOPS_ON = {"sources": {"flux": {"enabled": True}, "argocd": {"enabled": True}}}
 
 
 @dataclass(frozen=True)
@@ -99,6 +124,10 @@ def rows() -> list[Row]:
         if following.startswith("|") and set(following) <= set("|-: "):
             continue  # a header row
         cells = tuple(cell.strip() for cell in line.strip().strip("|").split("|"))
+        if not cells[0] and found and found[-1].section == section:
+            # A row with an empty first cell continues the row above (another label of the
+            # same metric): it is that row's subject, with its own other cells.
+            cells = (found[-1].what, *cells[1:])
         found.append(Row(section, cells))
     return found
 
@@ -682,6 +711,555 @@ def retry_headers(row: Row, tmp: Path) -> None:
         assert rate_limit_wait(403, headers, 0.0, GITHUB_LIMITS) == 60.0
 
 
+def unverified_bytes(row: Row, tmp: Path) -> None:
+    default = row.numbers()[0]
+    assert parse_config({}).server.max_unverified_bytes == default
+    # "never less than server.max_body_bytes": a smaller setting still holds one whole body.
+    assert "never less than `server.max_body_bytes`" in row.bound
+    small = parse_config({"server": {"max_body_bytes": 4096, "max_unverified_bytes": 10}})
+    assert small.server.unverified_limit == 4096
+    assert "`503`" in row.answer
+    expected = json.loads(re.findall(r"`(\{[^`]*\})`", row.answer)[0])
+    retry_after = re.findall(r"`Retry-After: (\d+)`", row.answer)[0]
+    limit = 4096
+    runtime = make_runtime(
+        tmp, {"server": {"max_body_bytes": limit, "max_unverified_bytes": 2 * limit}}
+    )
+    client = client_for(runtime)
+    body = json.dumps(status_doc()).encode()
+    body += b" " * (limit - len(body))  # one body at the limit
+
+    def post(signature: str, delivery: str) -> Any:
+        return client.post(
+            "/webhooks/github",
+            data=body,
+            headers={
+                "X-GitHub-Event": "deployment_status",
+                "X-GitHub-Delivery": delivery,
+                "X-Hub-Signature-256": signature,
+                "Content-Type": "application/json",
+            },
+        )
+
+    forged = "sha256=" + "0" * 64
+    # Other requests hold all but less than one body of the process's budget.
+    with runtime.unverified.hold() as others:
+        others.grow_to(limit + 1)
+        for signature in (forged, sign(body)):  # the signature is not known yet: both wait
+            busy = post(signature, "d-1")
+            assert busy.status_code == 503
+            assert {k: busy.json[k] for k in expected} == expected
+            assert busy.headers["Retry-After"] == retry_after
+        assert runtime.unverified.held == limit + 1  # what was refused holds nothing
+        assert sum(runtime.store.counts().values()) == 0
+        # GitLab's token is checked before the body is read: its bodies never count.
+        assert gitlab_post(client, "Deployment Hook", "deployment.success").status_code == 202
+    assert runtime.unverified.held == 0
+    # With the budget free again, the same bodies are read and their signatures checked.
+    assert post(forged, "d-1").status_code == 401
+    assert post(sign(body), "d-1").status_code == 202
+    assert runtime.unverified.held == 0
+
+
+def flux_signature(row: Row, tmp: Path) -> None:
+    assert "`FLUX_WEBHOOK_SECRET`" in row.bound
+    assert "`401`" in row.answer and "nothing stored" in row.answer
+    hashes = re.findall(r"sha\d+", row.bound)
+    assert sorted(hashes) == ["sha224", "sha256", "sha384", "sha512"]
+    runtime = make_runtime(tmp, GITOPS_ON)
+    client = client_for(runtime)
+    body = json.dumps(load_sample("flux/kustomization.succeeded.json")).encode()
+
+    def post(signature: str) -> Any:
+        return client.post(
+            "/webhooks/flux",
+            data=body,
+            headers={"Content-Type": "application/json", "X-Signature": signature},
+        )
+
+    for name, wrong in (
+        ("", "missing X-Signature"),
+        ("md5=" + hmac.new(FLUX_SECRET.encode(), body, "md5").hexdigest(), "X-Signature"),
+        ("sha256=" + hmac.new(b"not-the-secret", body, "sha256").hexdigest(), "does not match"),
+        ("sha256=" + hmac.new(FLUX_SECRET.encode(), body + b" ", "sha256").hexdigest(), "match"),
+    ):
+        answer = post(name)
+        assert answer.status_code == 401, name
+        assert wrong in answer.json["reason"]
+        assert FLUX_SECRET not in answer.get_data(as_text=True)
+    assert sum(runtime.store.counts().values()) == 0
+    for n, name in enumerate(hashes):
+        answer = post(f"{name}=" + hmac.new(FLUX_SECRET.encode(), body, name).hexdigest())
+        assert answer.status_code == (202 if n == 0 else 200), (name, answer.json)
+    assert sum(runtime.store.counts().values()) == 1
+
+
+def argocd_bearer(row: Row, tmp: Path) -> None:
+    assert row.bound.startswith("`Bearer ` and `ARGOCD_WEBHOOK_TOKEN`")
+    assert "compared in constant time" in row.bound
+    assert row.answer == "`401`, nothing stored"
+    runtime = make_runtime(tmp, GITOPS_ON)
+    client = client_for(runtime)
+    for value in (
+        "",
+        ARGOCD_TOKEN,
+        f"Basic {ARGOCD_TOKEN}",
+        "Bearer nope",
+        f"Bearer {ARGOCD_TOKEN}x",
+    ):
+        answer = argocd_post(client, "sync.succeeded", headers={"Authorization": value})
+        assert answer.status_code == 401, value
+        assert ARGOCD_TOKEN not in answer.get_data(as_text=True)
+    assert sum(runtime.store.counts().values()) == 0
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    with mock.patch("bridge.signatures.hmac.compare_digest", spy):
+        assert argocd_post(client, "sync.succeeded").status_code == 202
+    assert (ARGOCD_TOKEN.encode(), ARGOCD_TOKEN.encode()) in compared
+    assert sum(runtime.store.counts().values()) == 1
+
+
+# --- the console ---------------------------------------------------------------------------
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def signed_in(runtime: Runtime) -> Any:
+    client = client_for(runtime)
+    assert sign_in(client).status_code == 303
+    return client
+
+
+def queue_some(runtime: Runtime, client: Any, count: int, prefix: str = "d") -> list[int]:
+    ids = []
+    for n in range(count):
+        doc = status_doc(deployment__id=90000 + n)
+        answer = github_post(client, "deployment_status", doc, delivery=f"{prefix}{n}")
+        assert answer.status_code == 202, answer.json
+        ids.append(int(answer.json["id"]))
+    return ids
+
+
+def kill_all(runtime: Runtime, ids: list[int]) -> None:
+    """Claim the deliveries and dead-letter them, as the worker would."""
+    claimed = runtime.store.claim(owner="w", now=runtime.clock(), lease_seconds=30, limit=len(ids))
+    assert sorted(d.id for d in claimed) == sorted(ids)
+    for id in ids:
+        runtime.store.dead_letter(id, owner="w", error="gone", results={}, now=runtime.clock())
+
+
+def listed(page: bytes) -> set[int]:
+    """The delivery ids a page of deliveries lists."""
+    return {int(n) for n in re.findall(r'href="/console/deliveries/(\d+)"', page.decode())}
+
+
+def received_copy_row(row: Row, tmp: Path) -> None:
+    most = one_number(row)
+    assert most == MAX_RECEIVED_BYTES
+    assert "the page says so" in row.answer
+    runtime = make_runtime(tmp, {"server": {"max_body_bytes": 4 * most}})
+    client = signed_in(runtime)
+    for size, cut in ((most, False), (most + 1, True)):
+        doc = status_doc(deployment__id=size)
+        body = json.dumps(doc).encode()
+        body += b" " * (size - len(body))
+        headers = {
+            "X-GitHub-Event": "deployment_status",
+            "X-GitHub-Delivery": f"big-{size}",
+            "X-Hub-Signature-256": sign(body),
+            "Content-Type": "application/json",
+        }
+        answer = client.post("/webhooks/github", data=body, headers=headers)
+        assert answer.status_code == 202, answer.json
+        found = runtime.store.get(int(answer.json["id"]))
+        assert found is not None and found.received
+        kept = json.loads(found.received)
+        assert kept["bytes"] == size and len(kept["body"]) == most
+        assert kept.get("truncated", False) is cut
+        # Redacted: the signature is not kept.
+        assert "X-Hub-Signature-256" not in kept["headers"] and sign(body) not in found.received
+        page = client.get(f"/console/deliveries/{found.id}").get_data(as_text=True)
+        assert f"{size} bytes" in page
+        assert ("the first 64 KiB kept" in page) is cut
+
+
+def turned_away_kept(row: Row, tmp: Path) -> None:
+    most, text = row.numbers()[:2]
+    assert (most, text) == (MAX_TURNED_AWAY, MAX_TEXT)
+    assert "`bridge_turned_away`" in row.what
+    runtime = make_runtime(tmp)
+    client = client_for(runtime)
+    # Through the receiver: a refused signature with a long event name, noted and written.
+    github_post(client, "e" * (text + 100), "ping", delivery="x" * (text + 1), secret="wrong")
+    runtime.turned_away.flush()
+    [first] = runtime.store.journal.turned_away(limit=10)
+    assert (first.code, first.answer) == (401, "unauthorized")
+    assert first.event == "e" * text and first.delivery == "x" * text
+    # Two batches that together pass the bound: the oldest rows are deleted.
+    log = runtime.turned_away
+    batch = most * 3 // 5
+    for n in range(2 * batch):
+        log.note(
+            source="gitlab",
+            event="Push Hook",
+            delivery=f"t{n}",
+            code=200,
+            answer="ignored",
+            reason="r" * (text + 1),
+        )
+        if n == batch - 1:
+            log.flush()
+    log.flush()
+    kept = runtime.store.journal.turned_away(limit=3 * most)
+    assert len(kept) == most
+    assert kept[0].delivery == f"t{2 * batch - 1}"
+    assert kept[-1].delivery == f"t{2 * batch - most}"
+    assert {len(r.reason) for r in kept} == {text}
+    with runtime.store.db.transaction(write=False) as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM bridge_turned_away")).scalar() == most
+
+
+def turned_away_buffer(row: Row, tmp: Path) -> None:
+    most = one_number(row)
+    assert most == MAX_TURNED_AWAY
+    assert "written once a second" in row.bound
+    assert FLUSH_SECONDS == 1
+    runtime = make_runtime(tmp)
+    log = runtime.turned_away
+    for n in range(most + 5):
+        log.note(
+            source="github", event="push", delivery=f"b{n}", code=200, answer="ignored", reason=""
+        )
+    assert len(log._notes) == most  # the memory they take: at most `most` notes
+    log.flush()
+    kept = runtime.store.journal.turned_away(limit=2 * most)
+    assert len(kept) == most
+    assert kept[0].delivery == f"b{most + 4}" and kept[-1].delivery == "b5"  # oldest went first
+    # Written by the thread within about a second, without anyone asking.
+    stop = threading.Event()
+    thread = log.start(stop)
+    try:
+        log.note(
+            source="github", event="push", delivery="late", code=200, answer="ignored", reason=""
+        )
+        deadline = time.monotonic() + 10 * FLUSH_SECONDS
+        while runtime.store.journal.turned_away(limit=1)[0].delivery != "late":
+            assert time.monotonic() < deadline, "the note was not written"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def reconcile_runs_kept(row: Row, tmp: Path) -> None:
+    most = one_number(row)
+    assert most == MAX_RECONCILE_RUNS
+    runtime = make_runtime(tmp)
+    journal = runtime.store.journal
+    for n in range(most + 3):
+        journal.add_reconcile_run(
+            ReconcileRun(
+                started_at=T0 + timedelta(minutes=n),
+                finished_at=T0 + timedelta(minutes=n, seconds=1),
+                owner="host:1",
+                since=T0 - timedelta(hours=24),
+                until=T0,
+                sources=[{"source": f"github:acme/r{n}", "counts": {"present": 1}}],
+            )
+        )
+    runs = journal.reconcile_runs(limit=2 * most)
+    assert len(runs) == most
+    assert runs[0].started_at == T0 + timedelta(minutes=most + 2)
+    assert runs[-1].started_at == T0 + timedelta(minutes=3)  # the three oldest deleted
+
+
+def console_session(row: Row, tmp: Path) -> None:
+    hours = one_number(row)
+    assert "from signing in" in row.bound
+    assert hours * 3600 == SESSION_SECONDS
+    client = signed_in(make_runtime(tmp))
+    start = time.time()
+    assert client.get("/console/deliveries").status_code == 200
+
+    def at(moment: float) -> Any:
+        with mock.patch("bridge.console.time.time", lambda: moment):
+            return client.get("/console/deliveries")
+
+    assert at(start + hours * 3600 - 5).status_code == 200
+    late = at(start + hours * 3600 + 5)
+    assert late.status_code == 303
+    assert late.headers["Location"].split("?")[0].endswith("/console/sign-in")
+    assert "sign-in page" in row.answer
+
+
+def console_pages(row: Row, tmp: Path) -> None:
+    deliveries, turned, runs = row.numbers()
+    assert deliveries == PAGE
+    assert "dead letters too" in row.bound
+    runtime = make_runtime(tmp)
+    client = signed_in(runtime)
+    ids = queue_some(runtime, client, deliveries + 1)
+    first = client.get("/console/deliveries")
+    assert listed(first.data) == set(ids[1:])  # newest first
+    older = re.findall(r'href="([^"]+)" rel="next">Older<', first.get_data(as_text=True))
+    assert older
+    second = client.get(older[0].replace("&amp;", "&"))
+    assert listed(second.data) == {ids[0]}
+    kill_all(runtime, ids)
+    dead = client.get("/console/dead")
+    assert listed(dead.data) == set(ids[1:])
+    [older_dead] = re.findall(r'href="([^"]+)" rel="next">Older<', dead.get_data(as_text=True))
+    assert listed(client.get(older_dead.replace("&amp;", "&")).data) == {ids[0]}
+    # Turned-away webhooks: the newest `turned` (narrowed by answer, source or delivery id).
+    for n in range(turned + 1):
+        runtime.turned_away.note(
+            source="github",
+            event="push",
+            delivery=f"ta-{n:04}-",
+            code=200,
+            answer="ignored",
+            reason="",
+        )
+    page = client.get("/console/turned-away").get_data(as_text=True)
+    shown = re.findall(r"ta-(\d{4})-", page)
+    assert len(shown) == turned and "ta-0000-" not in page
+    assert "Older" not in page  # the newest only
+    assert "ta-0000-" in client.get("/console/turned-away?delivery=ta-0000-").get_data(as_text=True)
+    # Reconcile runs: the newest `runs`.
+    for n in range(runs + 1):
+        runtime.store.journal.add_reconcile_run(
+            ReconcileRun(
+                started_at=T0 + timedelta(minutes=n),
+                finished_at=T0 + timedelta(minutes=n),
+                owner="o",
+                since=T0,
+                until=T0,
+                sources=[{"source": f"github:acme/run-{n:04}-", "counts": {}}],
+            )
+        )
+    page = client.get("/console/reconcile").get_data(as_text=True)
+    assert len(re.findall(r"github:acme/run-(\d{4})-", page)) == runs
+    assert "run-0000-" not in page and "Older" not in page
+    assert row.answer.startswith("deliveries and dead letters: cursor pages (`Older`)")
+    assert "turned-away webhooks and reconcile runs: the newest only" in row.answer
+
+
+def console_charts(row: Row, tmp: Path) -> None:
+    hours, most = row.numbers()
+    assert (hours, most) == (charts.HOURS, MAX_CHART_ROWS)
+    clock = Clock()
+    runtime = make_runtime(tmp, clock=clock)
+    client = signed_in(runtime)
+
+    def charted() -> dict[str, int]:
+        page = client.get("/console/charts").get_data(as_text=True)
+        found = re.findall(r"<tr><td>(\d\d-\d\d \d\d):00</td>((?:<td>\d+</td>)+)", page)
+        assert len(found) == hours
+        return {when: sum(map(int, re.findall(r"\d+", cells))) for when, cells in found}
+
+    for n, back in enumerate((hours + 1, hours - 1, 1)):
+        clock.now = T0 - timedelta(hours=back)
+        queue_some(runtime, client, 1, prefix=f"c{n}-")
+    clock.now = T0
+    counts = charted()
+    assert sum(counts.values()) == 2  # the one of 25 hours ago is not charted
+    assert counts[(T0 - timedelta(hours=hours - 1)).strftime("%m-%d %H")] == 1
+    # At most `most` deliveries read, the newest: shown with a bound of 1.
+    with mock.patch.object(browse, "MAX_CHART_ROWS", 1):
+        counts = charted()
+    assert sum(counts.values()) == 1 and counts[(T0 - timedelta(hours=1)).strftime("%m-%d %H")]
+
+
+def dead_retried_at_once(row: Row, tmp: Path) -> None:
+    most = one_number(row)
+    assert most == MAX_PAGE
+    runtime = make_runtime(tmp)
+    client = signed_in(runtime)
+    [id] = queue_some(runtime, client, 1)
+    kill_all(runtime, [id])
+    csrf = page_csrf(client, "/console/dead")
+    absent = [str(10_000 + n) for n in range(most)]
+
+    def retry(ids: list[str]) -> str:
+        answer = client.post(
+            "/console/dead/retry",
+            data={"csrf": csrf, "id": ids, "selected": "1"},
+            headers={"Origin": ORIGIN},
+        )
+        assert answer.status_code == 303
+        return str(answer.headers["Location"])
+
+    # The dead letter past the first `most` ids is left as it was.
+    assert "retried=0" in retry([*absent, str(id)])
+    found = runtime.store.get(id)
+    assert found is not None and found.status == "dead"
+    assert "retried=1" in retry([*absent[1:], str(id)])
+    found = runtime.store.get(id)
+    assert found is not None and found.status == "queued"
+
+
+def argocd_urls(row: Row, tmp: Path) -> None:
+    assert row.bound == "the same form"
+    assert "one line naming the flag or key" in row.answer
+    good = "https://argocd.example.com:8443/argo"
+    assert parse_config({"sync": {"argocd": [good + "/"]}}).sync.argocd == (good,)
+    for bad in (
+        "https://admin:pw@argocd.example.com",
+        "https://argocd.example.com@evil.example",
+        "ftp://argocd.example.com",
+        "https://argocd.example.com:0",
+        "https://argocd.example.com:65536",
+        "argocd.example.com",
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_config({"sync": {"argocd": [good, bad]}})
+        assert "sync.argocd[1]" in str(caught.value) and "pw" not in str(caught.value)
+        url = f"sqlite:///{tmp / 'bridge.db'}"
+        env = {
+            "BRIDGE_DATABASE_URL": url,
+            "CORTEX_API_TOKEN": "t",
+            "CORTEX_API_URL": "http://127.0.0.1:9",
+            "ARGOCD_AUTH_TOKEN": "a",
+        }
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(["sync", "--argocd", bad, "--since", "1d"], env)
+        assert code == 2, bad
+        [line] = err.getvalue().splitlines()
+        assert "--argocd" in line and "pw" not in line
+
+
+# --- metric labels ---------------------------------------------------------------------------
+
+
+def listed_values(row: Row) -> set[str]:
+    """The values in backticks in a row's last cell."""
+    return set(re.findall(r"`([^`]+)`", row.answer))
+
+
+def counted_as(metric: Any, labels: tuple[str, ...], count: Callable[..., Any], *args: Any) -> None:
+    """``count(*args)`` adds one to the series of ``labels``."""
+    child = metric.labels(*labels)
+    before = child._value.get()
+    count(*args)
+    assert child._value.get() == before + 1
+
+
+def webhook_labels(row: Row, tmp: Path) -> None:
+    assert row.names() == ["bridge_webhooks_total"]
+    values = listed_values(row)
+    label = row.bound.strip("`")
+    if label == "source":
+        assert values == set(metrics.WEBHOOK_SOURCES)
+        counted_as(
+            metrics.WEBHOOKS,
+            ("other", "other", "ignored"),
+            lambda: metrics.count_webhook("bitbucket", "push", "ignored"),
+        )
+    elif label == "event":
+        known = {event for _, event in PARSERS}
+        assert values - {metrics.NO_EVENT, metrics.OTHER} == known
+        assert {metrics.NO_EVENT, metrics.OTHER} <= values
+        for source, event in PARSERS:
+            counted_as(
+                metrics.WEBHOOKS,
+                (source, event, "queued"),
+                metrics.count_webhook,
+                source,
+                event,
+                "queued",
+            )
+        # An event of another source, or a name nobody knows, is "other"; none read is "-".
+        counted_as(
+            metrics.WEBHOOKS,
+            ("gitlab", "other", "ignored"),
+            lambda: metrics.count_webhook("gitlab", "deployment", "ignored"),
+        )
+        # Through the receiver: an unsigned request's invented event makes no series.
+        client = client_for(make_runtime(tmp))
+        counted_as(
+            metrics.WEBHOOKS,
+            ("github", metrics.NO_EVENT, "unauthorized"),
+            lambda: github_post(client, "invented-x", "ping", secret="wrong"),
+        )
+        counted_as(
+            metrics.WEBHOOKS,
+            ("github", "other", "ignored"),
+            lambda: github_post(client, "invented-y", "ping"),
+        )
+        assert not any(
+            s.labels.get("event", "").startswith("invented")
+            for family in REGISTRY.collect()
+            for s in family.samples
+        )
+    else:
+        assert label == "answer"
+        assert values == set(metrics.WEBHOOK_ANSWERS)
+        counted_as(
+            metrics.WEBHOOKS,
+            ("github", "-", "other"),
+            lambda: metrics.count_webhook("github", "-", "made-up"),
+        )
+
+
+def outcome_labels(row: Row, tmp: Path) -> None:
+    assert row.names() == ["bridge_deliveries_total", "bridge_delivery_seconds"]
+    assert row.bound == "`outcome`"
+    assert listed_values(row) == set(metrics.OUTCOMES)
+    for metric in (metrics.DELIVERIES, metrics.DELIVERY_AGE):
+        assert metric._labelnames == ("outcome",)
+    counted_as(metrics.DELIVERIES, ("other",), lambda: metrics.count_settled("exploded", 1.0))
+    counted_as(metrics.DELIVERIES, ("dead",), lambda: metrics.count_settled("dead", 1.0))
+
+
+def reconcile_labels(row: Row, tmp: Path) -> None:
+    assert row.names() == ["bridge_reconcile_*"]
+    assert row.bound == "`source`"
+    reconcile = [
+        metric
+        for metric in vars(periodic).values()
+        if isinstance(metric, (Counter, Gauge)) and metric._name.startswith("bridge_reconcile")
+    ]
+    assert len(reconcile) == 3
+    assert {metric._labelnames for metric in reconcile} == {("source",)}
+    assert row.answer.startswith("the `sync:` entries")
+    entries = sorted(listed_values(row) - {"sync:"})
+    assert entries == ["github:acme/*", "gitlab:acme-group", "http:spice"]
+    settings = SyncSettings(github=("acme/*",), gitlab=("acme-group",), http=("spice",))
+    # However many repositories a glob or a group lists: one label per entry.
+    labels = {source_label(f"github:acme/repo-{n}", settings) for n in range(500)}
+    labels |= {source_label(f"gitlab:acme-group/sub/p{n}", settings) for n in range(500)}
+    labels.add(source_label("http:spice", settings))
+    assert sorted(labels) == entries
+    assert source_label("github:other/repo", settings) == metrics.OTHER
+
+
+def queue_labels(row: Row, tmp: Path) -> None:
+    assert row.names() == ["bridge_queue_events"]
+    assert row.bound == "`status`" and row.answer == "the outbox's statuses"
+    runtime = make_runtime(tmp)
+    github_post(client_for(runtime), "deployment_status", status_doc())
+    page = metrics.exposition(runtime.store, runtime.clock).decode()
+    found = re.findall(r'^bridge_queue_events\{status="([^"]*)"\} (\S+)$', page, re.MULTILINE)
+    assert {status for status, _ in found} == set(STATUSES)
+    assert dict(found)["queued"] == "1.0"
+
+
 # (section, the start of the row's first cell) -> its check.
 CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Webhook bodies", "Body size"): body_size,
@@ -710,6 +1288,22 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Log lines of refused and ignored webhooks", "the event name and the delivery id"): (
         log_line_ids
     ),
+    ("Webhook bodies", "Bytes of bodies read before their signature"): unverified_bytes,
+    ("Headers", "`X-Signature` (Flux)"): flux_signature,
+    ("Headers", "`Authorization` (Argo CD)"): argocd_bearer,
+    ("The console and what it keeps", "a webhook's copy kept"): received_copy_row,
+    ("The console and what it keeps", "rejected and ignored webhooks kept"): turned_away_kept,
+    ("The console and what it keeps", "notes of turned-away webhooks"): turned_away_buffer,
+    ("The console and what it keeps", "reconcile runs kept"): reconcile_runs_kept,
+    ("The console and what it keeps", "a console session"): console_session,
+    ("The console and what it keeps", "a page of the console's lists"): console_pages,
+    ("The console and what it keeps", "the charts"): console_charts,
+    ("The console and what it keeps", "dead letters retried at once"): dead_retried_at_once,
+    ("Configuration and the environment", "`sync --argocd URL`"): argocd_urls,
+    ("Metric labels", "`bridge_webhooks_total`"): webhook_labels,
+    ("Metric labels", "`bridge_deliveries_total`"): outcome_labels,
+    ("Metric labels", "`bridge_reconcile_*`"): reconcile_labels,
+    ("Metric labels", "`bridge_queue_events`"): queue_labels,
     (SYNC, "where a token goes"): token_origin,
     (SYNC, '`Link: rel="next"` links'): next_links,
     (SYNC, "redirects"): redirects,
@@ -745,7 +1339,13 @@ def test_every_row_of_the_doc_has_its_check() -> None:
     assert not gone, f"checks whose row is no longer in docs/limits.md: {gone}"
 
 
-@pytest.mark.parametrize("row", rows(), ids=lambda row: f"{row.section}: {row.what}"[:70])
+def row_id(row: Row) -> str:
+    """A test id: the section and the first cell (and, in a table of labels, the label)."""
+    label = f" {row.bound}" if row.section == "Metric labels" else ""
+    return f"{row.section}: {row.what}{label}"[:70]
+
+
+@pytest.mark.parametrize("row", rows(), ids=row_id)
 def test_the_doc_row_holds(row: Row, tmp_path: Path) -> None:
     check = check_of(row)
     if check is None:
@@ -758,8 +1358,6 @@ def test_payload_entities_need_a_route_that_allows_them(tmp_path: Path) -> None:
     # names entities in its payload is ignored with the reason, and nothing is stored.
     text = " ".join(DOC.read_text().split())
     assert "(default: none, so the built-in route allows none)" in text
-    from bridge.app import Runtime
-
     runtime = Runtime(
         config=parse_config({}), store=Store.from_url(f"sqlite:///{tmp_path / 'b.db'}")
     )

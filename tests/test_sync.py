@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from bridge.action import recorder
 from bridge.action.inputs import Inputs
 from bridge.action.run import prepare
 from bridge.cli import main
@@ -19,6 +18,7 @@ from bridge.fakecortex import FakeCortex
 from bridge.fakescm import FakeGitHub, FakeGitLab, Fault
 from bridge.mapping import build_deploy_request, idempotency_key, key_of
 from bridge.model import DeployType
+from bridge.record import retrying as recorder
 from bridge.sources import parse_event
 from bridge.store import Store
 from bridge.sync.engine import Tally

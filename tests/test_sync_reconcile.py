@@ -22,6 +22,7 @@ from bridge.fakecortex import FakeCortex
 from bridge.fakescm import FakeGitHub
 from bridge.mapping import key_of
 from bridge.store import Store
+from bridge.store.schema import sync_leases
 from bridge.sync import periodic
 from bridge.times import format_timestamp
 from tests.conftest import TOKEN, wait_until
@@ -83,8 +84,11 @@ def test_the_reconcile_records_a_deploy_whose_webhook_never_came_one_replica_at_
         posts = len(cortex.requests_to("POST"))
         assert first.run_once() is True
         assert len(cortex.requests_to("POST")) == posts
-        # Once the lease lapses (the holder died), another replica takes over.
+        # Once the lease lapses (the holder died), another replica takes over. The lease is
+        # timed by the database's clock on PostgreSQL (this replica's on SQLite): both move.
         second.clock = lambda: NOW + timedelta(minutes=16)
+        with second.store.sync.db.transaction(write=True) as conn:
+            conn.execute(sync_leases.update().values(lease_until=NOW - timedelta(minutes=1)))
         assert second.run_once() is True
         # Each run that held the lease is kept, with what it found (the console's page).
         runs = first.store.journal.reconcile_runs()

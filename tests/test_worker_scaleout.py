@@ -20,11 +20,11 @@ import pytest
 from bridge.app import Runtime
 from bridge.config import Route, parse_config
 from bridge.cortex import CortexClient
-from bridge.delivery import to_payload
 from bridge.errors import CortexRetryable
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import deploy_key, key_of
 from bridge.model import DeployEvent, DeployRef, Status
+from bridge.record.core import to_payload
 from bridge.relay import BATCH, make_budget, make_worker, wake_on_notify
 from bridge.store import DELIVERED, Listener, Store, bucket
 from bridge.worker import SharedBudget, start_in_thread

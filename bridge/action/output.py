@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TextIO
 
 from bridge.action.inputs import INPUT_BY_NAME, Notice, action_takes, spell_flag
-from bridge.action.recorder import Outcome
 from bridge.errors import InputError, UsageError
+from bridge.record.retrying import Outcome
 from bridge.redact import redact
 
 

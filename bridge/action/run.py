@@ -15,7 +15,6 @@ from bridge.action.inputs import (
     parse_api_url,
 )
 from bridge.action.output import ActionReporter, Reporter
-from bridge.action.recorder import Outcome, record
 from bridge.action.resolve import (
     build_event,
     context_sha,
@@ -28,12 +27,23 @@ from bridge.action.resolve import (
 from bridge.ci import detect
 from bridge.cortex import CortexClient
 from bridge.cortex.transport import proxy_for
-from bridge.errors import CortexError, InputError, UsageError
-from bridge.model import DeployEvent, DeployRef
+from bridge.errors import CortexError, InputError, InvalidDeploy, UsageError
+from bridge.model import DeployEvent, DeployRef, check_deploy
+from bridge.record.retrying import Outcome, record
 from bridge.secrets import secret_from
 from bridge.urls import CORTEX_URL
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# The input (``--flag`` / ``INPUT_*``) each field of the model's validation comes from.
+INPUT_OF_FIELD = {
+    "entity": "entity-tag",
+    "repository": "repository",
+    "deploy id": "deploy-id",
+    "deployer name": "deployer-name",
+    "deployer email": "deployer-email",
+    "custom": "custom-data",
+    "details": "custom-data",
+}
 
 
 def prepare(
@@ -57,6 +67,12 @@ def prepare(
     event = build_event(
         inputs, ctx, now=now, ref=ref, sha=sha, title=resolve_title(inputs, ctx, sha)
     )
+    try:
+        checked = check_deploy(event, entities)  # the model's one validation, as every face
+    except InvalidDeploy as exc:
+        raise InputError(INPUT_OF_FIELD.get(exc.field, exc.field), str(exc)) from None
+    event = checked.event
+    notices.extend(Notice(INPUT_OF_FIELD.get(f, f), text) for f, text in checked.notes)
     if ctx.sha and not inputs.sha.strip() and context_sha(ctx) is None:
         notices.append(Notice("sha", f"the CI's commit {ctx.sha!r} is not a hex sha; not used"))
     if not event.environment:

@@ -15,20 +15,13 @@ from typing import TYPE_CHECKING
 from bridge.commands.common import add_config_flag, fail
 from bridge.commands.helptext import describe as describe_command
 from bridge.errors import UsageError
-from bridge.secrets import secret_from
+from bridge.secrets import SERVER_SECRETS, secret_from
 
 if TYPE_CHECKING:
     from bridge.config import Config
 
-# The order check-config reports them in: the webhook sources' first.
-SECRETS = (
-    "GITHUB_WEBHOOK_SECRET",
-    "GITLAB_WEBHOOK_TOKEN",
-    "FLUX_WEBHOOK_SECRET",
-    "ARGOCD_WEBHOOK_TOKEN",
-    "CORTEX_API_TOKEN",
-    "BRIDGE_ADMIN_TOKEN",
-)
+# The order check-config reports them in: the webhook sources' first (bridge.secrets).
+SECRETS = SERVER_SECRETS
 DEFAULTS = "built-in defaults (no PATH, --config or $BRIDGE_CONFIG)"
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from bridge.errors import UsageError
-from bridge.secrets import secret_from
+from bridge.secrets import ALL_SECRETS, VARIABLE, secret_from
 
 if TYPE_CHECKING:
     from bridge.config import Config
@@ -65,7 +65,7 @@ def cortex_client(
     from bridge.cortex import CortexClient
     from bridge.cortex.transport import proxy_for
 
-    token = secret_from(environ, "CORTEX_API_TOKEN")
+    token = secret_from(environ, VARIABLE["cortex"])
     if not token:
         raise UsageError("CORTEX_API_TOKEN is not set: the worker cannot reach Cortex")
     proxy = proxy_for(config.cortex.url)
@@ -99,14 +99,14 @@ def check_cortex_token(
     ``noted`` is told the status of Cortex's answer (0: none came), for /readyz.
     ``skip`` (``--skip-token-check``) asks nothing.
     """
-    from bridge.errors import CortexError, CortexRejected
+    from bridge.errors import CortexError, CortexUnauthorized
     from bridge.redact import redact
 
     log = logging.getLogger("bridge.startup")
     if skip:
         log.info("CORTEX_API_TOKEN not checked with Cortex (--skip-token-check)")
         return None
-    secrets = [secret_from(environ, "CORTEX_API_TOKEN")]
+    secrets = [secret_from(environ, VARIABLE["cortex"])]
     with cortex_client(config, environ) as client:
         try:
             client.check_access()
@@ -114,7 +114,7 @@ def check_cortex_token(
             if noted is not None:
                 noted(exc.status)
             said = " ".join(redact(str(exc), secrets).split())
-            if isinstance(exc, CortexRejected) and exc.status in (401, 403):
+            if isinstance(exc, CortexUnauthorized):
                 return (
                     f"CORTEX_API_TOKEN is refused by Cortex at {client.base_url}: {said} "
                     "(set a valid token, or pass --skip-token-check to start anyway)"
@@ -133,18 +133,7 @@ def check_cortex_token(
 
 def secrets_of(environ: Mapping[str, str]) -> dict[str, str]:
     """Every secret the server uses, from the environment (or ``*_FILE``)."""
-    names = (
-        "CORTEX_API_TOKEN",
-        "GITHUB_WEBHOOK_SECRET",
-        "GITLAB_WEBHOOK_TOKEN",
-        "FLUX_WEBHOOK_SECRET",
-        "ARGOCD_WEBHOOK_TOKEN",
-        "BRIDGE_ADMIN_TOKEN",
-        "GITHUB_TOKEN",  # the reconcile's (sync: section)
-        "GITLAB_API_TOKEN",
-        "ARGOCD_AUTH_TOKEN",
-    )
-    return {name: secret_from(environ, name) for name in names}
+    return {name: secret_from(environ, name) for name in ALL_SECRETS}
 
 
 def log_secrets(

@@ -126,6 +126,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="compare only: record nothing (the audit)"
     )
     parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="also delete duplicate records carrying one bridge key (the oldest stays; "
+        "records without the key are never touched); with --dry-run only report them",
+    )
+    parser.add_argument(
         "--output",
         choices=("table", "json"),
         default="table",
@@ -233,7 +239,11 @@ def _run(
 
     client = _share_budget(client, store, config)
     options = Options(
-        dry_run=args.dry_run, environment=args.environment, limit=args.limit, restart=args.restart
+        dry_run=args.dry_run,
+        environment=args.environment,
+        limit=args.limit,
+        restart=args.restart,
+        repair=args.repair,
     )
     reconciler = Reconciler(
         config, client, store=store, clock=lambda: datetime.now(timezone.utc), options=options

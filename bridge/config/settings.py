@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bridge.config.http_sources import HttpSourceSpec
 
+from bridge import secrets
 from bridge.urls import CORTEX_URL
 
 DEFAULT_CORTEX_URL = CORTEX_URL
@@ -40,16 +41,10 @@ WORKFLOW_EVENTS = frozenset({"workflow_run", "pipeline"})
 TEMPLATE_FIELDS = ("repo", "owner", "repository", "name", "namespace", "project")
 # Where each secret lives instead, by the config section it was misplaced in.
 SECRET_HOMES = {
-    "sources.github": "GITHUB_WEBHOOK_SECRET",
-    "sources.gitlab": "GITLAB_WEBHOOK_TOKEN",
-    "sources.flux": "FLUX_WEBHOOK_SECRET",
-    "sources.argocd": "ARGOCD_WEBHOOK_TOKEN",
-    "cortex": "CORTEX_API_TOKEN",
+    **{f"sources.{source}": name for source, name in secrets.WEBHOOK_SECRETS.items()},
+    "cortex": secrets.VARIABLE["cortex"],
 }
-ALL_SECRETS = (
-    "GITHUB_WEBHOOK_SECRET, GITLAB_WEBHOOK_TOKEN, FLUX_WEBHOOK_SECRET, ARGOCD_WEBHOOK_TOKEN, "
-    "CORTEX_API_TOKEN or BRIDGE_ADMIN_TOKEN"
-)
+ALL_SECRETS = ", ".join(secrets.SERVER_SECRETS[:-1]) + f" or {secrets.SERVER_SECRETS[-1]}"
 # A key named like a secret: token, api_token, webhook_secret, password, api_key, ...
 SECRET_KEY = re.compile(r"(^|[_-])(token|secret|password|passwd|api[_-]?key)$", re.IGNORECASE)
 

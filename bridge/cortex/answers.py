@@ -8,10 +8,12 @@ from typing import Any
 
 from bridge.cortex.retry import parse_retry_after
 from bridge.cortex.transport import Response
-from bridge.errors import CortexError, CortexRejected, CortexRetryable
+from bridge.errors import CortexError, CortexRejected, CortexRetryable, CortexUnauthorized
 from bridge.redact import redact
 
 MAX_MESSAGE = 300
+# Cortex's answers that refuse the API token: the one place that says so.
+UNAUTHORIZED = (401, 403)
 
 
 def decode_json(response: Response) -> Any:
@@ -90,6 +92,8 @@ def error_for(
         message = f"cortex refused the request as too large (413){suffix}"
     else:
         message = f"cortex rejected the request ({status}){suffix}"
+    if status in UNAUTHORIZED:
+        return CortexUnauthorized(message, status=status, body=body)
     return CortexRejected(message, status=status, body=body)
 
 

@@ -16,9 +16,9 @@ from urllib.parse import quote, urlencode
 from bridge import __version__
 from bridge.cortex import answers
 from bridge.cortex.transport import HttpTransport, Response, TransportError
-from bridge.errors import CortexRejected, CortexRetryable
+from bridge.errors import CortexRejected, CortexRetryable, CortexUnauthorized
 from bridge.mapping import key_of
-from bridge.times import format_timestamp
+from bridge.times import format_timestamp, parse_timestamp
 
 USER_AGENT = (
     f"cortex-deploy-bridge/{__version__} python/{sys.version_info.major}.{sys.version_info.minor}"
@@ -58,7 +58,7 @@ class CortexClient:
     """Talk to Cortex with bearer auth and timeouts: one attempt per call, never a retry.
 
     Retrying is its callers' business (the relay's outbox; the Action's and ``send``'s loop in
-    bridge.action.recorder), and so is deciding whether a deploy must be looked for first. A
+    bridge.record.retrying), and so is deciding whether a deploy must be looked for first. A
     ``budget``, when given, is drawn on before every request and told of every 429.
     """
 
@@ -134,6 +134,34 @@ class CortexClient:
         """Every deploy Cortex holds for ``entity``, page by page (at most ``max_pages``)."""
         yield from self._paged(_deploys_path(entity), {}, entity=entity, max_pages=max_pages)
 
+    def search_deploys(
+        self,
+        entity: str,
+        *,
+        environment: str | None,
+        after: datetime,
+        before: datetime,
+    ) -> Iterator[dict[str, Any]]:
+        """The deploys of ``entity`` to ``environment`` timed within [after, before], page by
+        page (one page of 1,000 is the usual whole answer); None: every environment."""
+        params = {
+            "entityTagOrIds": entity,
+            "timestampAfter": format_timestamp(after),
+            "timestampBefore": format_timestamp(before),
+        }
+        if environment is not None:
+            params["environments"] = environment
+        try:
+            found = list(self._paged("/api/v1/deploys/search", params, entity=entity))
+        except CortexUnauthorized:
+            raise
+        except CortexRejected:
+            # The search unavailable (an older Cortex): the entity's own listing instead.
+            found = [d for d in self.iter_deploys(entity) if _within(d, after, before)]
+        for deploy in found:
+            if environment is None or deploy.get("environment") == environment:
+                yield deploy
+
     def find_deploy(
         self,
         entity: str,
@@ -150,9 +178,10 @@ class CortexClient:
         if near is not None:
             try:
                 return self._search_near(entity, key, near, window)
-            except CortexRejected as exc:
-                if exc.status in (401, 403):
-                    raise
+            except CortexUnauthorized:
+                raise
+            except CortexRejected:
+                pass
         for deploy in self.iter_deploys(entity):
             if key_of(deploy) == key:
                 return deploy
@@ -223,6 +252,15 @@ class CortexClient:
         if response.status == 429 and self._budget is not None:
             self._budget.rate_limited(error.retry_after)
         raise error
+
+
+def _within(deploy: Mapping[str, Any], after: datetime, before: datetime) -> bool:
+    stamp = deploy.get("timestamp")
+    try:
+        moment = parse_timestamp(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        return False
+    return moment is not None and after <= moment <= before
 
 
 def _deploys_path(entity: str) -> str:

@@ -1,11 +1,21 @@
-"""When to try Cortex again, and how long to wait. Pure: the caller sleeps."""
+"""When to try again, how long to wait, and the one loop that does it.
+
+:class:`RetryPolicy` (pure) says how long; :func:`drive` is the one retry driver, for the
+Cortex client's callers and the SCM clients alike: each passes its own policy, and its own
+reading of which failures may pass (``classify``), and the sleep and clock it runs on.
+"""
 
 from __future__ import annotations
 
 import math
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,3 +64,39 @@ def parse_retry_after(header: str | None, *, now: datetime | None = None) -> flo
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max((when - (now or datetime.now(timezone.utc))).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True)
+class Again:
+    """A failure worth another attempt, and the wait the other side asked for, if it said."""
+
+    after: float | None = None
+
+
+def drive(
+    attempt: Callable[[int], T],
+    *,
+    policy: RetryPolicy,
+    classify: Callable[[Exception], Again | None],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    on_retry: Callable[[Exception, float], None] | None = None,
+) -> T:
+    """``attempt(1)``, ``attempt(2)``, ... until one returns; a failure ``classify`` does not
+    call worth another attempt, or one after the policy's attempts or time ran out, is raised
+    as it is. ``on_retry`` hears each failure and the wait before the next attempt."""
+    started, number = clock(), 1
+    while True:
+        try:
+            return attempt(number)
+        except Exception as exc:
+            again = classify(exc)
+            if again is None:
+                raise
+            delay = policy.delay(number, again.after)
+            if number >= policy.max_attempts or clock() - started + delay > policy.max_elapsed:
+                raise
+            if on_retry is not None:
+                on_retry(exc, delay)
+            sleep(delay)
+            number += 1

@@ -58,6 +58,19 @@ class Records:
         with self.db.transaction(write=False) as conn:
             return _record(conn, key)
 
+    def made(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` the relay holds a record for."""
+        wanted = sorted(set(keys))
+        found: set[str] = set()
+        with self.db.transaction(write=False) as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                query = sa.select(records.c.idempotency_key).where(
+                    records.c.idempotency_key.in_(chunk)
+                )
+                found.update(conn.execute(query).scalars())
+        return found
+
     def lookup(self, key: str, *, entity: str, environment: str | None) -> Lookup:
         """The record for ``key`` and the entity's history in ``environment``, at once."""
         with self.db.transaction(write=False) as conn:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from bridge.store.base import Database, aware
-from bridge.store.schema import sync_leases, sync_progress, sync_recorded
+from bridge.store.schema import UTCDateTime, sync_leases, sync_progress, sync_recorded
 
 RUNNING, DONE = "running", "done"
+# A deploy's row while a replica records it: reserved, no uuid yet.
+RESERVED = ""
 
 
 @dataclass(frozen=True)
@@ -70,28 +73,69 @@ class SyncState:
         """``reader`` went through its whole window."""
         self._update(reader, resume=None, state=DONE, updated_at=aware(now))
 
+    def reserve(self, key: str, *, owner: str, now: datetime, seconds: float) -> bool:
+        """Reserve the deploy ``key`` for ``owner`` to record, in one statement, before the
+        Cortex write: False when it is recorded, or reserved by another owner less than
+        ``seconds`` ago (a reservation whose owner died lapses then)."""
+        row = sync_recorded.c
+        moment = self._now(now)
+        take = (
+            self.db.insert(sync_recorded)
+            .values(idempotency_key=key, reader=owner, cortex_uuid=RESERVED, recorded_at=moment)
+            .on_conflict_do_update(
+                index_elements=[row.idempotency_key],
+                set_={"reader": owner, "recorded_at": moment},
+                where=sa.and_(
+                    row.cortex_uuid == RESERVED,
+                    sa.or_(row.reader == owner, row.recorded_at <= self._ago(now, seconds)),
+                ),
+            )
+            .returning(row.reader)
+        )
+        with self.db.transaction(write=True) as conn:
+            holder = conn.execute(take).scalar_one_or_none()
+        return holder == owner
+
+    def release(self, key: str, *, owner: str) -> None:
+        """Give a reservation back: the write it was for did not happen."""
+        row = sync_recorded.c
+        gone = sync_recorded.delete().where(
+            row.idempotency_key == key, row.reader == owner, row.cortex_uuid == RESERVED
+        )
+        with self.db.transaction(write=True) as conn:
+            conn.execute(gone)
+
     def mark_recorded(self, key: str, *, reader: str, uuid: str, now: datetime) -> None:
-        """The sync recorded the deploy ``key`` as Cortex's ``uuid``."""
+        """The sync recorded the deploy ``key`` as Cortex's ``uuid`` (its reservation kept)."""
+        values = {"reader": reader, "cortex_uuid": uuid, "recorded_at": aware(now)}
         insert = (
             self.db.insert(sync_recorded)
-            .values(idempotency_key=key, reader=reader, cortex_uuid=uuid, recorded_at=aware(now))
-            .on_conflict_do_nothing(index_elements=[sync_recorded.c.idempotency_key])
+            .values(idempotency_key=key, **values)
+            .on_conflict_do_update(
+                index_elements=[sync_recorded.c.idempotency_key],
+                set_=values,
+                where=sync_recorded.c.cortex_uuid == RESERVED,
+            )
         )
         with self.db.transaction(write=True) as conn:
             conn.execute(insert)
 
     def recorded_uuid(self, key: str) -> str | None:
-        """The uuid a sync recorded for ``key``, if one did."""
+        """The uuid a sync recorded for ``key``, if one did (a reservation is not a record)."""
         found = sa.select(sync_recorded.c.cortex_uuid).where(sync_recorded.c.idempotency_key == key)
         with self.db.transaction(write=False) as conn:
             uuid: str | None = conn.execute(found).scalar_one_or_none()
-        return uuid
+        return uuid or None
 
     def take_lease(self, name: str, *, owner: str, now: datetime, seconds: float) -> bool:
-        """Hold lease ``name`` for ``seconds`` unless another owner holds it unexpired."""
-        now = aware(now)
-        until = now + timedelta(seconds=seconds)
+        """Hold lease ``name`` for ``seconds`` unless another owner holds it unexpired.
+
+        On PostgreSQL the lease is timed by the database's clock, not this replica's: two
+        replicas whose clocks disagree still agree on whether it ran out. (SQLite is one
+        machine's file: its clock is ``now``.)
+        """
         row = sync_leases.c
+        until = self._ago(now, -seconds)
         # One statement: the conflict's UPDATE only happens where the lease is ours or lapsed,
         # and PostgreSQL's row lock orders two replicas trying at once.
         take = (
@@ -100,13 +144,34 @@ class SyncState:
             .on_conflict_do_update(
                 index_elements=[row.name],
                 set_={"owner": owner, "lease_until": until},
-                where=sa.or_(row.owner == owner, row.lease_until <= now),
+                where=sa.or_(row.owner == owner, row.lease_until <= self._now(now)),
             )
             .returning(row.owner)
         )
         with self.db.transaction(write=True) as conn:
             holder = conn.execute(take).scalar_one_or_none()
         return holder == owner
+
+    def holds(self, name: str, *, owner: str, now: datetime) -> bool:
+        """True while ``owner`` holds lease ``name`` unexpired (by the database's clock)."""
+        row = sync_leases.c
+        held = sa.select(row.owner).where(
+            row.name == name, row.owner == owner, row.lease_until > self._now(now)
+        )
+        with self.db.transaction(write=False) as conn:
+            return conn.execute(held).first() is not None
+
+    def _now(self, now: datetime) -> Any:
+        """The database's time on PostgreSQL; ``now`` on SQLite (one machine's file)."""
+        if self.db.is_postgresql:
+            return sa.func.clock_timestamp()
+        return sa.literal(aware(now), UTCDateTime())
+
+    def _ago(self, now: datetime, seconds: float) -> Any:
+        """``seconds`` before :meth:`_now` (negative: after)."""
+        if self.db.is_postgresql:
+            return sa.func.clock_timestamp() - sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+        return sa.literal(aware(now) - timedelta(seconds=seconds), UTCDateTime())
 
     def _update(self, reader: str, **values: object) -> None:
         update = sync_progress.update().where(sync_progress.c.reader == reader).values(values)

@@ -2,7 +2,7 @@
 
 For every deploy and entity the verdict is one of :class:`Verdict`. Cortex's deploys of an
 entity are read once per sync (the client's listing), not searched per deploy. What is missing
-is recorded through :func:`bridge.action.recorder.record`, the path the Action and ``send`` take, so
+is recorded through :func:`bridge.record.retrying.record`, the path the Action and ``send`` take, so
 the request, the key and rollback detection are theirs. Recording goes oldest first, segment
 by segment between a reader's resume points, so that a redeploy of an older sha meets its
 earlier deploy in the history; after each segment the resume point is saved.
@@ -11,23 +11,25 @@ earlier deploy in the history; after each segment the resume point is saved.
 from __future__ import annotations
 
 import enum
+import uuid as uuidlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from bridge.action import recorder
 from bridge.config import Config, route
 from bridge.cortex import CortexClient
-from bridge.delivery import LOOKUP_WINDOW, Action, Known, Policy, decide, made_by_bridge, routed
-from bridge.errors import BridgeError, CortexError, UnsupportedEvent
-from bridge.mapping import idempotency_key, key_of
-from bridge.model import DeployEvent
-from bridge.rollback import PastDeploy, past_deploys, same_sha
+from bridge.errors import BridgeError, CortexError, InvalidDeploy, UnsupportedEvent
+from bridge.mapping import idempotency_key
+from bridge.model import DeployEvent, check_deploy
+from bridge.record import retrying as recorder
+from bridge.record.core import LOOKUP_WINDOW, Action, Policy, decide, remove_doubles, routed
+from bridge.record.listing import Known, Listing
+from bridge.rollback import PastDeploy, past_deploys
 from bridge.store.sync_state import RUNNING
 from bridge.sync.reader import Found, Reader, Window
-from bridge.times import format_timestamp, parse_timestamp
+from bridge.times import format_timestamp
 
 if TYPE_CHECKING:
     from bridge.store import Store
@@ -40,6 +42,7 @@ class Verdict(str, enum.Enum):
     PRESENT = "present"  # Cortex holds it under its idempotency key
     MATCHED = "matched"  # a record without key, same sha, environment and time: another tool's
     DOUBLED = "doubled"  # Cortex holds its key more than once
+    REPAIRED = "repaired"  # it did, and --repair deleted the newer records
     MISSING = "missing"  # not in Cortex: would be recorded (dry run)
     RECORDED = "recorded"
     SKIPPED = "skipped"  # not a deploy to record, and why
@@ -88,98 +91,77 @@ class Tally:
 
 
 class EntityDeploys:
-    """One entity's deploys in Cortex, read once, kept current as the sync records more.
+    """Each entity's deploys in Cortex, read once per sync, kept current as the sync records.
 
-    It is the history :func:`bridge.action.recorder.record` reads (through :class:`SyncHistory`), so
-    the recorder sees this sync's own records without reading the listing again.
+    It is the history the core reads (through :class:`SyncHistory`), so the core sees this
+    sync's own records without reading the listing again; the match of a record without a
+    key is the core's (bridge.record.listing).
     """
 
     def __init__(self, client: CortexClient) -> None:
         self.client = client
-        self._deploys: dict[str, list[dict[str, Any]]] = {}
-        # Indexes of the same records, so that comparing stays linear in an entity's deploys:
-        # uuids by idempotency key, and records without a key by environment and short sha.
-        self._records: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        self._keyless: dict[str, dict[tuple[str | None, str], list[dict[str, Any]]]] = {}
-        self._matched: set[str] = set()  # uuids of keyless records already matched
+        self._listings: dict[str, Listing] = {}
+
+    def listing(self, entity: str, *, fresh: bool = False) -> Listing:
+        """Cortex's records of ``entity`` (read on first use, or again when ``fresh``)."""
+        if fresh or entity not in self._listings:
+            self._listings[entity] = Listing(self.client.iter_deploys(entity))
+        return self._listings[entity]
 
     def deploys(self, entity: str) -> list[dict[str, Any]]:
-        """Cortex's deploys of ``entity`` (read on first use)."""
-        if entity not in self._deploys:
-            self._deploys[entity] = []
-            self._records[entity] = defaultdict(list)
-            self._keyless[entity] = defaultdict(list)
-            for deploy in self.client.iter_deploys(entity):
-                self._keep(entity, deploy)
-        return self._deploys[entity]
+        """Cortex's deploys of ``entity``."""
+        return [dict(d) for d in self.listing(entity).deploys]
 
     def uuids(self, entity: str, key: str) -> list[str]:
         """The uuids of ``entity``'s records that carry idempotency ``key``."""
-        self.deploys(entity)
-        return [str(deploy.get("uuid")) for deploy in self._records[entity].get(key, [])]
-
-    def known(self, entity: str, key: str) -> Known | None:
-        """The record of ``entity`` that carries idempotency ``key`` (the first, if doubled)."""
-        self.deploys(entity)
-        found = self._records[entity].get(key)
-        return made_by_bridge(found[:1]).get(key) if found else None
+        return self.listing(entity).uuids(key)
 
     def add(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
         """Keep a record this sync made, as Cortex's listing will show it."""
-        self.deploys(entity)
-        self._keep(
-            entity,
+        if key in self.listing(entity).carried_keys():
+            return
+        self.listing(entity).add(
             {
                 "uuid": uuid,
                 "sha": event.sha,
                 "environment": event.environment,
                 "timestamp": format_timestamp(event.timestamp),
                 "customData": {"status": state, "bridge": {"idempotencyKey": key}},
-            },
+            }
         )
 
     def keyless_match(
         self, entity: str, event: DeployEvent, window: timedelta
-    ) -> dict[str, Any] | None:
-        """A record without a key of the same sha and environment, near in time, not yet taken."""
-        if not event.sha:
-            return None
-        self.deploys(entity)
-        for deploy in self._keyless[entity].get((event.environment, _short(event.sha)), []):
-            uuid = str(deploy.get("uuid"))
-            if uuid in self._matched or not same_sha(str(deploy.get("sha")), event.sha):
-                continue
-            when = _moment(deploy.get("timestamp"))
-            if when is not None and abs(when - event.timestamp) <= window:
-                self._matched.add(uuid)
-                return deploy
-        return None
+    ) -> Mapping[str, Any] | None:
+        """The core's keyless match in the entity's listing."""
+        return self.listing(entity).keyless_match(event, window)
+
+    def entities(self) -> list[str]:
+        """The entities whose listing was read."""
+        return sorted(self._listings)
 
     def forget(self) -> None:
         """Drop what was read (between readers: memory stays flat over an organisation)."""
-        self._deploys.clear()
-        self._records.clear()
-        self._keyless.clear()
-        self._matched.clear()
-
-    def _keep(self, entity: str, deploy: dict[str, Any]) -> None:
-        self._deploys[entity].append(deploy)
-        key, sha = key_of(deploy), deploy.get("sha")
-        if key is not None:
-            self._records[entity][key].append(deploy)
-        elif isinstance(sha, str) and len(sha.strip()) >= 7:
-            self._keyless[entity][(deploy.get("environment"), _short(sha))].append(deploy)
+        self._listings.clear()
 
 
 class SyncHistory:
-    """The core's history (bridge.delivery.History) over the listing a sync already read."""
+    """The core's history (bridge.record.core.History) over the listing a sync already read."""
 
     def __init__(self, deploys: EntityDeploys) -> None:
         self.deploys = deploys
 
     def known(self, entity: str, key: str) -> Known | None:
-        """This deploy's record in the listing."""
-        return self.deploys.known(entity, key)
+        """Nothing of its own: the listing shows what any face made."""
+        return None
+
+    def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
+        """The entity's listing, read once per sync (again after an unclear try)."""
+        return self.deploys.listing(entity, fresh=fresh)
+
+    def shared(self, entity: str, environment: str | None) -> bool:
+        """No check per create: the sync checks each segment's records at once after it."""
+        return False
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The environment's earlier deploys from the listing."""
@@ -193,16 +175,14 @@ class SyncHistory:
         """Nothing to forget: a sync only creates."""
 
 
-def _short(sha: str) -> str:
-    """The part of a sha that an abbreviated one shares (git abbreviates to 7 at least)."""
-    return sha.strip().lower()[:7]
+class Lease(Protocol):
+    """The periodic reconcile's hold on its turn (bridge/sync/periodic.py)."""
 
+    def renew(self) -> None:
+        """Hold the turn on; raise BridgeError when another replica has it now."""
 
-def _moment(value: object) -> datetime | None:
-    try:
-        return parse_timestamp(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+    def check(self) -> None:
+        """Raise BridgeError unless the turn is still held (right before each Cortex write)."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +194,7 @@ class Options:
     limit: int | None = None  # stop after this many deploys found
     restart: bool = False  # ignore saved progress
     match_window: timedelta = LOOKUP_WINDOW
+    repair: bool = False  # delete the newer of records carrying one key (dry run: report)
 
 
 class Reconciler:
@@ -227,6 +208,8 @@ class Reconciler:
         store: Store | None,
         clock: Callable[[], datetime],
         options: Options = Options(),
+        lease: Lease | None = None,
+        owner: str | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -234,7 +217,12 @@ class Reconciler:
         self.store = store
         self.clock = clock
         self.options = options
+        self.lease = lease
+        # Who reserves each missing deploy in the store before recording it.
+        self.owner = owner or f"sync-{uuidlib.uuid4()}"
         self.tally = Tally()
+        self._notes: dict[str, str] = {}  # by key: what the validation shortened
+        self._reported: set[tuple[str, str]] = set()  # (entity, key) doubles already shown
 
     def sync(self, reader: Reader, window: Window) -> Iterator[Row]:
         """Every row of one reader's window, recording as it goes (unless a dry run)."""
@@ -258,6 +246,7 @@ class Reconciler:
                     self._save(reader.name, found.resume)
             else:
                 yield from self._flush(reader.name, pending)
+                yield from self._repair_rest(reader.name)
                 self._finish(reader.name)
                 return
             yield from self._flush(reader.name, pending)
@@ -288,11 +277,21 @@ class Reconciler:
         try:
             if decision.action is Action.SKIP:
                 raise UnsupportedEvent(decision.reason)
+            # The model's one validation, as a webhook gets it: what an SCM or an http
+            # source answered is checked like any payload, and skipped with its reason.
+            limit = self.config.server.max_entities_per_event
+            named = check_deploy(event, event.entities, max_entities=limit)
+            event = named.event
             where = route(self.config, event)
+            checked = check_deploy(routed(event, where), where.entities, max_entities=limit)
         except UnsupportedEvent as exc:
             yield self._row(_row(name, event, Verdict.SKIPPED, exc.reason))
             return
-        event = routed(event, where)
+        except InvalidDeploy as exc:
+            yield self._row(_row(name, event, Verdict.SKIPPED, str(exc)))
+            return
+        event = checked.event
+        shortened = "; ".join(f"{field}: {text}" for field, text in named.notes + checked.notes)
         if self.options.environment is not None and event.environment != self.options.environment:
             reason = f"environment {event.environment!r} is not --environment"
             yield self._row(_row(name, event, Verdict.SKIPPED, reason))
@@ -305,6 +304,8 @@ class Reconciler:
                 continue
             if verdict is Verdict.MISSING and not self.options.dry_run:
                 pending.append((event, entity))
+                if shortened:  # told in the row that records it
+                    self._notes[idempotency_key(event, entity)] = shortened
                 continue
             yield self._row(_row(name, event, verdict, detail, entity))
 
@@ -312,6 +313,8 @@ class Reconciler:
         key = idempotency_key(event, entity)
         uuids = self.cortex.uuids(entity, key)
         if len(uuids) > 1:
+            if self.options.repair:
+                return self._repair(entity, [key])[0]
             return Verdict.DOUBLED, f"{len(uuids)} records with its key: {', '.join(uuids)}"
         if uuids:
             return Verdict.PRESENT, uuids[0]
@@ -323,34 +326,99 @@ class Reconciler:
             return Verdict.MATCHED, f"{match.get('uuid')}: same sha, no key (made by another tool)"
         return Verdict.MISSING, "not in cortex"
 
+    # -- repairing --------------------------------------------------------------------------
+
+    def _repair(self, entity: str, keys: list[str] | None) -> list[tuple[Verdict, str]]:
+        """Delete the newer records of each doubled key (of ``keys``, or all the listing shows);
+        a dry run only says what it would delete. Only records with the bridge's key go."""
+        listing = self.cortex.listing(entity)
+        doubles = [d for d in listing.doubles(keys) if (entity, d.key) not in self._reported]
+        self._reported.update((entity, d.key) for d in doubles)
+        if self.options.dry_run:
+            return [
+                (Verdict.DOUBLED, f"would delete {', '.join(d.delete)}; {d.keep} stays")
+                for d in doubles
+            ]
+        done = remove_doubles(listing, entity, self.client, keys=[d.key for d in doubles])
+        return [(Verdict.REPAIRED, f"deleted {', '.join(d.delete)}; {d.keep} stays") for d in done]
+
+    def _repair_rest(self, name: str) -> Iterator[Row]:
+        """With --repair, the doubles of every entity this reader listed, over its history."""
+        if not self.options.repair:
+            return
+        for entity in self.cortex.entities():
+            try:
+                found = self._repair(entity, None)
+            except CortexError as exc:
+                yield self._row(Row(name, Verdict.FAILED, str(exc), entity=entity))
+                continue
+            for verdict, detail in found:
+                yield self._row(Row(name, verdict, detail, entity=entity))
+
     # -- recording --------------------------------------------------------------------------
 
     def _flush(self, name: str, pending: list[tuple[DeployEvent, str]]) -> Iterator[Row]:
         """Record the segment's missing deploys, oldest first."""
         pending.sort(key=lambda item: item[0].timestamp)
+        made: dict[str, list[str]] = defaultdict(list)
         for event, entity in pending:
-            yield self._row(self._record(name, event, entity))
+            row = self._record(name, event, entity)
+            if row.verdict is Verdict.RECORDED:
+                made[entity].append(idempotency_key(event, entity))
+            yield self._row(row)
         pending.clear()
+        # Another face (the relay, from a webhook late by as long as this segment took) may
+        # have recorded one of these meanwhile: each entity read again once, the newer goes.
+        for entity, keys in made.items():
+            try:
+                remove_doubles(
+                    self.cortex.listing(entity, fresh=True), entity, self.client, keys=keys
+                )
+            except CortexError as exc:
+                yield self._row(
+                    Row(name, Verdict.FAILED, f"checking for doubles: {exc}", entity=entity)
+                )
 
     def _record(self, name: str, event: DeployEvent, entity: str) -> Row:
-        # Recorded as the Action records (its retry loop), with the listing already read as
-        # the history.
-        outcome = recorder.record(
-            self.client,
-            event,
-            entity,
-            history=SyncHistory(self.cortex),
-            rollback=self.config.rollback.detect,
-        )
+        # Recorded through the core's retry loop, with the listing already read as the
+        # history; the key reserved in the store first, so that two replicas' reconciles never
+        # both record it; each write fenced by the reconcile's lease, when there is one.
+        key = idempotency_key(event, entity)
+        if self.store is not None:
+            seconds = self.config.sync.interval_minutes * 60
+            if not self.store.sync.reserve(
+                key, owner=self.owner, now=self.clock(), seconds=seconds
+            ):
+                return _row(name, event, Verdict.PRESENT, "recorded by another sync", entity)
+        try:
+            outcome = recorder.record(
+                self.client,
+                event,
+                entity,
+                history=SyncHistory(self.cortex),
+                rollback=self.config.rollback.detect,
+                fence=self.lease.check if self.lease is not None else None,
+            )
+        except BridgeError:  # the lease lost: nothing written
+            self._release(key)
+            raise
+        if outcome.error is not None or outcome.existing:
+            self._release(key)
         if outcome.error is not None:
             return _row(name, event, Verdict.FAILED, str(outcome.error), entity)
         uuid = outcome.uuid or ""
         if outcome.existing:
             return _row(name, event, Verdict.PRESENT, uuid, entity)
         if self.store is not None:
-            key = idempotency_key(event, entity)
             self.store.sync.mark_recorded(key, reader=name, uuid=uuid, now=self.clock())
-        return _row(name, event, Verdict.RECORDED, f"{uuid} ({outcome.type.value})", entity)
+        detail = f"{uuid} ({outcome.type.value})"
+        if key in self._notes:
+            detail += f"; {self._notes.pop(key)}"
+        return _row(name, event, Verdict.RECORDED, detail, entity)
+
+    def _release(self, key: str) -> None:
+        if self.store is not None:
+            self.store.sync.release(key, owner=self.owner)
 
     def _row(self, row: Row) -> Row:
         self.tally.add(row)
@@ -372,6 +440,8 @@ class Reconciler:
             self.store.sync.start_sync(name, since=window.since, until=window.until, now=now)
 
     def _save(self, name: str, resume: str) -> None:
+        if self.lease is not None:
+            self.lease.renew()  # a page read: the lease runs on from here
         if self.store is not None and not self.options.dry_run:
             self.store.sync.save_resume(name, resume, now=self.clock())
 

@@ -43,12 +43,12 @@ from typing import Any, Protocol
 import requests
 
 from bridge.config.http_sources import MAX_PAGE_SIZE, NEWEST_FIRST, PAGE, HttpSourceSpec
-from bridge.cortex.retry import RetryPolicy, parse_retry_after
+from bridge.cortex.retry import Again, RetryPolicy, drive, parse_retry_after
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.redact import redact
 from bridge.secrets import secret_from
 from bridge.sources.fields import shorten
-from bridge.sync.fetch import ANSWER_SECONDS, Attempts, Bounds, Fetcher, FetchError
+from bridge.sync.fetch import ANSWER_SECONDS, Bounds, Fetcher, FetchError
 from bridge.sync.http_items import item_id, item_time, moment, to_event
 from bridge.sync.reader import Found, Window
 
@@ -302,28 +302,20 @@ class HttpReader:
 
     def _get(self, params: Mapping[str, str]) -> Any:
         """One page's JSON, retried on 429/5xx and lost connections as the policy allows:
-        at most ``max_attempts`` tries, ``max_elapsed`` seconds of waiting in all."""
+        at most ``max_attempts`` tries, ``max_elapsed`` seconds in all (the one driver)."""
         if self.read_seconds is not None:
             elapsed = (self._now() - self._started).total_seconds()
             if elapsed > self.read_seconds:
                 raise self._error(
                     f"still reading after {self.read_seconds:.0f}s (the bound of one read); stopped"
                 )
-        policy = self._policy
-        attempts = Attempts(max_tries=policy.max_attempts, max_wait=policy.max_elapsed)
-        while True:
-            try:
-                return self._get_once({**self.spec.params, **params})
-            except HttpSourceError as exc:
-                if not exc.retryable:
-                    raise
-                try:
-                    wait = attempts.wait(policy.delay(attempts.tries, exc.retry_after), "retries")
-                except FetchError as stop:
-                    raise HttpSourceError(
-                        f"{exc}; {stop}", status=exc.status, retry_after=exc.retry_after
-                    ) from None
-                self._sleep(wait)
+        query = {**self.spec.params, **params}
+        return drive(
+            lambda _: self._get_once(query),
+            policy=self._policy,
+            classify=_again,
+            sleep=self._sleep,
+        )
 
     def _get_once(self, params: Mapping[str, str]) -> Any:
         try:
@@ -362,3 +354,10 @@ class HttpReader:
         return HttpSourceError(
             text, status=-1 if status is None else status, retry_after=retry_after
         )
+
+
+def _again(exc: Exception) -> Again | None:
+    """A 429, a 5xx or a lost connection may pass on another attempt."""
+    if isinstance(exc, HttpSourceError) and exc.retryable:
+        return Again(exc.retry_after)
+    return None

@@ -25,6 +25,7 @@ from prometheus_client import Counter, Gauge
 
 from bridge.config import Config, SyncSettings
 from bridge.cortex import CortexClient
+from bridge.cortex.client import Budget
 from bridge.errors import BridgeError
 from bridge.metrics import OTHER
 from bridge.store import Store
@@ -32,7 +33,6 @@ from bridge.store.journal import ReconcileRun
 from bridge.sync.engine import Options, Reconciler, Verdict
 from bridge.sync.reader import Reader, Window
 from bridge.sync.targets import Targets, make_readers, reading
-from bridge.worker import SharedBudget
 
 log = logging.getLogger("bridge.reconcile")
 
@@ -54,6 +54,43 @@ LAST_SUCCESS = Gauge(
     ["source"],
     multiprocess_mode="max",
 )
+
+
+class LeaseLost(BridgeError):
+    """Another replica runs the reconcile now: this one writes nothing more."""
+
+
+class ReconcileLease:
+    """This replica's turn at the reconcile, timed by the database's clock.
+
+    Renewed at every page a reader gives and checked right before each write to Cortex, so
+    a replica whose source reads slower than the interval keeps its turn as long as pages
+    come, and one that lost it (stalled past it) stops before its next write.
+    """
+
+    def __init__(
+        self, store: Store, *, owner: str, seconds: float, clock: Callable[[], datetime]
+    ) -> None:
+        self.store = store
+        self.owner = owner
+        self.seconds = seconds
+        self.clock = clock
+
+    def take(self) -> bool:
+        """Take the turn (or renew it); False when another replica holds it."""
+        return self.store.sync.take_lease(
+            LEASE, owner=self.owner, now=self.clock(), seconds=self.seconds
+        )
+
+    def renew(self) -> None:
+        """Hold the turn on; LeaseLost when another replica took it."""
+        if not self.take():
+            raise LeaseLost("reconcile lease lost to another replica")
+
+    def check(self) -> None:
+        """LeaseLost unless the turn is still held."""
+        if not self.store.sync.holds(LEASE, owner=self.owner, now=self.clock()):
+            raise LeaseLost("reconcile lease lost to another replica")
 
 
 class Reconcile:
@@ -83,16 +120,19 @@ class Reconcile:
         """Reconcile every configured source, if this replica holds the lease; False if not."""
         settings = self.config.sync
         now = self.clock()
-        seconds = settings.interval_minutes * 60
-        if not self.store.sync.take_lease(LEASE, owner=self.owner, now=now, seconds=seconds):
+        lease = ReconcileLease(
+            self.store, owner=self.owner, seconds=settings.interval_minutes * 60, clock=self.clock
+        )
+        if not lease.take():
             return False
         window = Window(now - timedelta(hours=settings.look_back_hours), now)
         targets = Targets.from_settings(settings)
-        # One source's read, and any wait in it, ends within half the interval: well inside
-        # the lease (renewed before each source), so no second replica starts the same work
-        # beside a read that a slow or endless source drags on. The next turn comes.
+        # One source's read, and any wait in it, ends within half the interval: a slow or
+        # endless source holds neither the lease (renewed at each page) nor this thread past
+        # it. The next turn comes.
+        half = settings.interval_minutes * 60 / 2
         readers, apis = make_readers(
-            targets, self.config, self.environ, max_wait=seconds / 2, read_seconds=seconds / 2
+            targets, self.config, self.environ, max_wait=half, read_seconds=half
         )
         found: list[dict[str, Any]] = []
         reconciler = Reconciler(
@@ -101,19 +141,20 @@ class Reconcile:
             store=self.store,
             clock=self.clock,
             options=Options(restart=True),
+            lease=lease,
+            owner=self.owner,
         )
         self._passed.clear()
         self._failed.clear()
         try:
             for reader in readers():
-                # Renewed before each source: a run longer than the interval keeps the lease,
-                # so no second replica starts the same work beside it.
-                if not self.store.sync.take_lease(
-                    LEASE, owner=self.owner, now=self.clock(), seconds=seconds
-                ):
-                    log.warning("reconcile lease lost to another replica; stopping this run")
-                    break
+                # Renewed before each source and at each page it gives (the engine), checked
+                # before each write: a run longer than the interval keeps the lease, and a
+                # replica that lost it stops before its next write.
+                lease.renew()
                 found.append(self._one(reconciler, reader, window))
+        except LeaseLost:
+            log.warning("reconcile lease lost to another replica; stopping this run")
         finally:
             for api in apis:
                 api.close()
@@ -153,6 +194,8 @@ class Reconcile:
                     log.info("reconcile recorded a missing deploy", extra=row.to_dict())
                 elif row.verdict is Verdict.FAILED:
                     log.warning("reconcile could not record a deploy", extra=row.to_dict())
+        except LeaseLost:
+            raise
         except BridgeError as exc:
             log.warning("reconcile of a source failed", extra={"source": name, "error": str(exc)})
             found["error"] = str(exc)
@@ -217,7 +260,7 @@ def start_reconcile(
     owner: str,
     clock: Callable[[], datetime],
     stop: threading.Event,
-    budget: SharedBudget | None = None,
+    budget: Budget | None = None,
 ) -> threading.Thread | None:
     """Start the reconcile loop in a daemon thread when ``sync:`` names sources; else None.
 

@@ -1,13 +1,20 @@
 """THE core: record one deploy on one entity, deciding create, update, delete or skip once.
 
-Every face calls :func:`record_one`: the relay's worker (bridge/worker.py, with the store as
-the history and its lease as the fence) and the Action and ``send``
-(bridge/action/recorder.py, with Cortex's own listing as the history). ``decide`` is the
-recording policy (final or lifecycle mode, failures or not), stated once; the receiver asks
-it too (``ignore_reason``) before it stores an event. Nothing here retries: each face
-retries in its own way, telling the core when an earlier attempt may have reached Cortex
-(``unclear``), which is the one case, with a lifecycle end whose start left no trace, where
-the core looks for the deploy before creating.
+Every face calls :func:`record_one`: the relay's worker (bridge/deliverer.py, with the store as
+its history and its lease as the fence), the Action and ``send``, ``sync`` and the periodic
+reconcile (through bridge/record/retrying.py, with Cortex's own listing as the history).
+``decide`` is the recording policy (final or lifecycle mode, failures or not), stated once;
+the receiver asks it too (``ignore_reason``) before it stores an event.
+
+How the faces converge on one record per deploy and entity, stated here once:
+
+1. a face that did not make the deploy's record itself looks in Cortex before creating one
+   (its history's ``seen``: one read per entity for many deploys where the face can keep it),
+   by the idempotency key, then for another tool's record without one (the keyless match);
+2. after a create, when another face may record the same entity (``shared``), Cortex is read
+   again, and of two records with one key the newer is deleted (both faces pick the same);
+3. every read of Cortex removes the doubles it shows the same way, and ``sync --repair``
+   does over history. Only records carrying the bridge's key are ever deleted.
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ import enum
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.cortex import CortexClient
-from bridge.mapping import build_deploy_request, idempotency_key, key_of
+from bridge.mapping import build_deploy_request, idempotency_key
 from bridge.model import DeployEvent, DeployType, Status, event_from_dict, event_to_dict
+from bridge.record.listing import Double, Known, Listing
 from bridge.rollback import PastDeploy, detect_type
+from bridge.times import format_timestamp
 
 if TYPE_CHECKING:  # the Action's path must not load the config (and YAML) to record
     from bridge.config import Config, RecordSettings, Route
@@ -60,14 +69,6 @@ class Policy:
     def of(cls, settings: RecordSettings) -> Policy:
         """The policy the config's ``record`` section states."""
         return cls(lifecycle=settings.mode == "lifecycle", failures=settings.failures)
-
-
-@dataclass(frozen=True)
-class Known:
-    """What is known of one deploy's record in Cortex: its uuid and the status it holds."""
-
-    uuid: str
-    state: str
 
 
 def decide(status: Status, known: Known | None, policy: Policy) -> Decision:
@@ -117,7 +118,14 @@ class History(Protocol):
     """What the core reads and remembers of an entity's deploys (store or Cortex listing)."""
 
     def known(self, entity: str, key: str) -> Known | None:
-        """The record already made for this deploy (idempotency ``key``), if known."""
+        """The record this face itself made for this deploy (idempotency ``key``), if any."""
+
+    def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
+        """Cortex's records of ``entity`` around ``event`` (read, or kept from a recent read;
+        ``fresh``: read now, whatever is kept)."""
+
+    def shared(self, entity: str, environment: str | None) -> bool:
+        """True when another face may record this entity's deploys too (check after creating)."""
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The entity's earlier deploys to ``environment``, leaving out this deploy's own."""
@@ -137,7 +145,8 @@ Fence = Callable[[], None]
 class Done:
     """What recording one deploy on one entity did."""
 
-    action: str  # created, updated, found, deleted, skipped, planned (dry run)
+    # created, updated, found, matched (another tool's record), deleted, skipped, planned
+    action: str
     uuid: str | None = None
     type: DeployType | None = None
     payload: dict[str, Any] | None = field(default=None, hash=False)
@@ -166,6 +175,10 @@ def type_of(
     return detect_type(event.sha, event.timestamp, history.past(entity, event.environment, key))
 
 
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def record_one(
     event: DeployEvent,
     entity: str,
@@ -177,25 +190,35 @@ def record_one(
     fence: Fence | None = None,
     unclear: bool = False,
     dry_run: bool = False,
+    clock: Callable[[], datetime] = _utc_now,
 ) -> Done:
     """Record ``event`` on ``entity`` once, whatever happened before; raises CortexError.
 
-    ``unclear``: an earlier attempt may have reached Cortex, so look for its record before
-    creating one. ``fence`` runs right before each write; ``dry_run`` reads but never writes.
+    A record this face did not make itself is looked for in Cortex first (by key, then the
+    keyless match), by every face; after a create, when another face may record the same
+    deploy, Cortex is read again and the newer of two records with the key is deleted.
+    ``unclear``: an earlier attempt may have reached Cortex, so read afresh. ``fence`` runs
+    right before each write; ``dry_run`` reads but never writes.
     """
     key = idempotency_key(event, entity)
     # The type first: the history it reads (Cortex's listing, the first time) may show a
-    # record of this deploy that another path made.
+    # record of this deploy that another face made.
     deploy_type = type_of(event, entity, key, history, rollback=rollback)
-    known = history.known(entity, key)
-    if known is None and (unclear or (policy.lifecycle and event.status.is_final)):
-        # The one case for a search: a record may exist that this path has no trace of (an
-        # earlier attempt's answer was lost; a lifecycle start recorded by another path).
-        known = _look_up(cortex, event, entity, key)
-        if known is not None:
-            history.remember(event, entity, key, known.uuid, state=known.state)
-    decision = decide(event.status, known, policy)
     body = build_deploy_request(event, entity, deploy_type)
+    known, stamp, match = _look_first(
+        event,
+        entity,
+        key,
+        history=history,
+        cortex=cortex,
+        fence=fence,
+        fresh=unclear,
+        dry_run=dry_run,
+    )
+    if match is not None:
+        reason = "a record without a key of the same sha, made by another tool"
+        return Done("matched", uuid=match, type=deploy_type, payload=body, reason=reason)
+    decision = decide(event.status, known, policy)
     if decision.action is Action.SKIP:
         if known is not None and known.state == event.status.value:
             return Done("found", uuid=known.uuid, type=deploy_type, payload=body)
@@ -209,38 +232,107 @@ def record_one(
         return Done("deleted", uuid=known.uuid)
     if decision.action is Action.UPDATE:
         assert known is not None
-        made = cortex.update_deploy(entity, known.uuid, body, guard=fence)
+        made = cortex.update_deploy(entity, known.uuid, stamped(body, stamp), guard=fence)
         verb = "updated"
     else:
-        made = cortex.create_deploy(entity, body, guard=fence)
+        stamp = stamp_of(clock())
+        made = cortex.create_deploy(entity, stamped(body, stamp), guard=fence)
         verb = "created"
     uuid = str(made["uuid"])
     history.remember(event, entity, key, uuid, state=event.status.value)
+    if verb == "created" and history.shared(entity, event.environment):
+        kept = _converge(
+            event, entity, key, uuid, stamp, history=history, cortex=cortex, fence=fence
+        )
+        if kept != uuid:
+            history.remember(event, entity, key, kept, state=event.status.value)
+            return Done("found", uuid=kept, type=deploy_type, payload=body)
     return Done(verb, uuid=uuid, type=deploy_type, payload=body)
 
 
-def _look_up(cortex: CortexClient, event: DeployEvent, entity: str, key: str) -> Known | None:
-    """The record Cortex holds for this deploy, found by its idempotency key."""
-    found = cortex.find_deploy(entity, key, near=event.timestamp, window=LOOKUP_WINDOW)
-    return None if found is None else Known(str(found["uuid"]), _status_of(found))
+def _look_first(
+    event: DeployEvent,
+    entity: str,
+    key: str,
+    *,
+    history: History,
+    cortex: CortexClient,
+    fence: Fence | None,
+    fresh: bool,
+    dry_run: bool,
+) -> tuple[Known | None, str, str | None]:
+    """The deploy's record: this face's own, else Cortex's by key; for a record this face did
+    not make, also when it was made (``recordedAt``); else the uuid of another tool's record
+    without a key (the keyless match)."""
+    known = history.known(entity, key)
+    if known is not None:
+        return known, "", None
+    listing = history.seen(entity, event, fresh=fresh)
+    if not dry_run:
+        remove_doubles(listing, entity, cortex, fence=fence)
+    known = listing.known(key)
+    if known is None:
+        match = listing.keyless_match(event, LOOKUP_WINDOW)
+        return None, "", None if match is None else str(match.get("uuid"))
+    history.remember(event, entity, key, known.uuid, state=known.state)
+    return known, listing.stamp(key), None
 
 
-def made_by_bridge(deploys: Iterable[Mapping[str, Any]]) -> dict[str, Known]:
-    """The records among Cortex's ``deploys`` that a bridge made, by idempotency key."""
-    found = {}
-    for deploy in deploys:
-        key, uuid = key_of(dict(deploy)), deploy.get("uuid")
-        if key and isinstance(uuid, str):
-            found[key] = Known(uuid, _status_of(deploy))
-    return found
+def _converge(
+    event: DeployEvent,
+    entity: str,
+    key: str,
+    uuid: str,
+    stamp: str,
+    *,
+    history: History,
+    cortex: CortexClient,
+    fence: Fence | None,
+) -> str:
+    """Read Cortex again after a create; where two faces created at once, delete the newer
+    record of the key. The uuid that stays."""
+    after = history.seen(entity, event, fresh=True)
+    if uuid not in after.uuids(key):  # the listing may not show a record this new yet
+        mine = {"idempotencyKey": key, "recordedAt": stamp}
+        after.add({"uuid": uuid, "customData": {"bridge": mine}})
+    remove_doubles(after, entity, cortex, fence=fence, keys=[key])
+    known = after.known(key)
+    return known.uuid if known is not None else uuid
 
 
-def _status_of(deploy: Mapping[str, Any]) -> str:
-    """The status a Cortex deploy record holds; one made without one counts as succeeded."""
-    custom = deploy.get("customData")
-    status = custom.get("status") if isinstance(custom, dict) else None
-    known = {s.value for s in Status}
-    return status if isinstance(status, str) and status in known else Status.SUCCEEDED.value
+def remove_doubles(
+    listing: Listing,
+    entity: str,
+    cortex: CortexClient,
+    *,
+    fence: Fence | None = None,
+    keys: Iterable[str] | None = None,
+) -> list[Double]:
+    """Delete the newer records of every key ``listing`` shows more than once (of ``keys``).
+
+    Only records carrying the bridge's key are ever deleted; the oldest of each key stays.
+    """
+    doubles = listing.doubles(keys)
+    for double in doubles:
+        for uuid in double.delete:
+            cortex.delete_deploy(entity, uuid, guard=fence)
+            listing.drop(uuid)
+    return doubles
+
+
+def stamp_of(now: datetime) -> str:
+    """``customData.bridge.recordedAt`` for a record made at ``now``."""
+    return format_timestamp(now)
+
+
+def stamped(body: dict[str, Any], stamp: str) -> dict[str, Any]:
+    """``body`` saying when its record was first made (kept by updates), so that every face
+    tells the newer of two records with one key the same way."""
+    if not stamp:
+        return body
+    custom = dict(body["customData"])
+    custom["bridge"] = {**custom["bridge"], "recordedAt": stamp}
+    return {**body, "customData": custom}
 
 
 def routed(event: DeployEvent, route: Route) -> DeployEvent:

@@ -1,9 +1,9 @@
 """The Action's and ``send``'s face of the core: one deploy, one entity, its retry loop.
 
-History comes from Cortex itself (the entity's listing, read once when the type is auto),
-and the retry lives here, in one loop: 429 (Retry-After wins), 5xx, timeouts and dropped
-connections are tried again with backoff; after an attempt that may have reached Cortex the
-next one looks for the record it made instead of posting a second.
+History comes from Cortex itself (the entity's listing, read once when the type is auto, or
+a search around the deploy's time), and the retry lives here, in one loop: 429 (Retry-After
+wins), 5xx, timeouts and dropped connections are tried again with backoff; after an attempt
+that may have reached Cortex the next one reads Cortex afresh instead of posting a second.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.cortex import CortexClient, RetryPolicy
-from bridge.delivery import History, Known, Policy, made_by_bridge, record_one, type_of
+from bridge.cortex.retry import Again, drive
 from bridge.errors import CortexError, CortexRetryable
 from bridge.mapping import build_deploy_request, idempotency_key
 from bridge.model import DeployEvent, DeployType
+from bridge.record.core import LOOKUP_WINDOW, Fence, History, Policy, record_one, type_of
+from bridge.record.listing import Known, Listing
 from bridge.rollback import PastDeploy, past_deploys
 
 # A step records the deploy it is told of, whatever its status says: it is the final word.
@@ -42,12 +44,21 @@ class Outcome:
 
 
 class CortexHistory:
-    """The core's history read from Cortex: the entity's deploys, listed once if at all."""
+    """The core's history read from Cortex itself, for a face that keeps no store.
+
+    With type auto the entity's listing is read once (it settles DEPLOY or ROLLBACK and shows
+    this deploy's record, if any); with the type given, a search of the entity's deploys to
+    the event's environment around its time shows it in one request. Any other face may be
+    recording the same deploy (the relay, from its webhook), so the core checks after it
+    creates (``shared``).
+    """
 
     def __init__(self, cortex: CortexClient, *, listing: bool) -> None:
         self.cortex = cortex
         self.listing = listing  # False: the type is given, no history is needed
         self._deploys: list[dict[str, Any]] | None = None
+        self._seen: Listing | None = None
+        self._made: dict[str, Known] = {}  # by key: what this run made (a retry finds it)
 
     def _listed(self, entity: str) -> list[dict[str, Any]]:
         if self._deploys is None:
@@ -55,20 +66,41 @@ class CortexHistory:
         return self._deploys
 
     def known(self, entity: str, key: str) -> Known | None:
-        """This deploy's record in the listing (a repeated step), when the listing is read."""
-        if not self.listing:
-            return None
-        return made_by_bridge(self._listed(entity)).get(key)
+        """The record this run made, if an earlier try of it did."""
+        return self._made.get(key)
+
+    def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
+        """The listing when it was read for the type, else a search around the event."""
+        if self._seen is not None and not fresh:
+            return self._seen
+        if self.listing and not fresh:
+            self._seen = Listing(self._listed(entity))
+        else:
+            self._seen = Listing(
+                self.cortex.search_deploys(
+                    entity,
+                    environment=event.environment,
+                    after=event.timestamp - LOOKUP_WINDOW,
+                    before=event.timestamp + LOOKUP_WINDOW,
+                )
+            )
+        return self._seen
+
+    def shared(self, entity: str, environment: str | None) -> bool:
+        """Always: a step cannot know whether a relay records the same deploys."""
+        return True
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The environment's earlier deploys from the listing."""
         return past_deploys(self._listed(entity), environment, skip_key=key)
 
     def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
-        """Nothing to keep: Cortex is the history."""
+        """Kept for this run's retries: Cortex is the history."""
+        self._made[key] = Known(uuid, state)
 
     def forget(self, key: str) -> None:
-        """Nothing to forget: Cortex is the history."""
+        """Nothing kept to forget beyond this run."""
+        self._made.pop(key, None)
 
 
 def record(
@@ -83,6 +115,7 @@ def record(
     on_retry: Callable[[CortexError, float], None] | None = None,
     history: History | None = None,
     rollback: bool = True,
+    fence: Fence | None = None,
 ) -> Outcome:
     """Record ``event`` for ``entity``, retrying what may pass; with ``dry_run`` only read.
 
@@ -92,19 +125,16 @@ def record(
     history is read instead of the entity's listing (a sync's listing, already read);
     ``rollback``: False records type auto as DEPLOY (the config's ``rollback.detect``).
     """
-    if client is None:  # a dry run with no token: nothing to read
+    if client is None or (dry_run and event.type is not None):
+        # A dry run with no token, or with the type given: nothing to read.
         deploy_type = event.type or DeployType.DEPLOY
         return Outcome(entity, deploy_type, build_deploy_request(event, entity, deploy_type))
-    policy = retry or RetryPolicy()
     key = idempotency_key(event, entity)
-    # A step's only trace of an earlier run of itself (a re-run of the same build) is in
-    # Cortex. With type auto the listing read for the history shows it; with the type given
-    # no listing is read, so the key is looked up before creating, as after an unclear try
-    # (a dry run with the type given reads nothing: it needs no Cortex at all).
-    unclear = history is None and event.type is not None and not dry_run
-    started, number = clock(), 1
-    history = history or CortexHistory(client, listing=event.type is None)
-    while True:
+    history = history or CortexHistory(client, listing=event.type is None and rollback)
+    unclear = False  # an earlier attempt may have reached Cortex: read afresh
+
+    def attempt(number: int) -> Outcome:
+        nonlocal unclear
         try:
             done = record_one(
                 event,
@@ -115,23 +145,33 @@ def record(
                 rollback=rollback,
                 unclear=unclear,
                 dry_run=dry_run,
+                fence=fence,
             )
-            deploy_type = done.type or type_of(event, entity, key, history, rollback=rollback)
-            payload = done.payload or build_deploy_request(event, entity, deploy_type)
-            existing = done.action == "found"
-            uuid = done.uuid if (existing or not dry_run) else None
-            return Outcome(entity, deploy_type, payload, uuid=uuid, existing=existing)
         except CortexRetryable as exc:
             unclear = unclear or exc.unclear
-            delay = policy.delay(number, exc.retry_after)
-            if number >= policy.max_attempts or clock() - started + delay > policy.max_elapsed:
-                return _failed(event, entity, exc)
-            if on_retry is not None:
-                on_retry(exc, delay)
-            sleep(delay)
-            number += 1
-        except CortexError as exc:
-            return _failed(event, entity, exc)
+            raise
+        deploy_type = done.type or type_of(event, entity, key, history, rollback=rollback)
+        payload = done.payload or build_deploy_request(event, entity, deploy_type)
+        existing = done.action in ("found", "matched")
+        uuid = done.uuid if (existing or not dry_run) else None
+        return Outcome(entity, deploy_type, payload, uuid=uuid, existing=existing)
+
+    try:
+        return drive(
+            attempt,
+            policy=retry or RetryPolicy(),
+            classify=_again,
+            sleep=sleep,
+            clock=clock,
+            on_retry=on_retry,  # type: ignore[arg-type]
+        )
+    except CortexError as exc:
+        return _failed(event, entity, exc)
+
+
+def _again(exc: Exception) -> Again | None:
+    """429, 5xx, timeouts and dropped connections may pass on another attempt."""
+    return Again(exc.retry_after) if isinstance(exc, CortexRetryable) else None
 
 
 def _failed(event: DeployEvent, entity: str, error: CortexError) -> Outcome:

@@ -1,0 +1,192 @@
+"""How many distinct bridge functions and modules one webhook event runs through (issue 15).
+
+From the request to Cortex: a signed GitHub ``deployment_status`` webhook POSTed to the
+receiver (the WSGI app ``serve`` runs, through Werkzeug's test client: no socket), stored in
+the outbox (SQLite), claimed by the relay's worker and recorded in the stand-in Cortex over
+loopback. Every Python function whose code lives under ``bridge/`` (the stand-in's own
+``bridge/fakecortex`` left out) that runs in this thread is counted once, by
+``sys.setprofile`` (a comprehension counts as part of its function). A first event warms
+what is built once (the config, caches, the entity's history); the second is counted. Goal
+(issue 15): at most 60 functions in at most 15 modules. Run:
+
+    python benchmarks/call_path.py            # prints Markdown, writes it into RESULTS.md
+    python benchmarks/call_path.py --list     # every function, by module
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import hmac
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bridge.app import Runtime, create_app  # noqa: E402
+from bridge.config import parse_config  # noqa: E402
+from bridge.cortex import CortexClient  # noqa: E402
+from bridge.deliverer import Deliverer  # noqa: E402
+from bridge.fakecortex import FakeCortex  # noqa: E402
+from bridge.store import Store  # noqa: E402
+from bridge.worker import Worker  # noqa: E402
+
+BRIDGE = str(ROOT / "bridge")
+STAND_IN = str(ROOT / "bridge" / "fakecortex")
+SECRET = "call-path-secret"  # the benchmark's own
+TOKEN = "call-path-token"  # the stand-in's
+SAMPLE = ROOT / "tests" / "samples" / "github" / "deployment_status.success.json"
+COMPREHENSIONS = {"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"}
+SECTION = "## One webhook event's path through the bridge (issue 15)"
+
+
+class Calls:
+    """The distinct bridge functions called while active, by module file."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, set[str]] = defaultdict(set)
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
+        if event != "call":
+            return
+        path, name = frame.f_code.co_filename, frame.f_code.co_qualname
+        if name.rsplit(".", 1)[-1] in COMPREHENSIONS:
+            return  # part of the function it is written in
+        if path.startswith(BRIDGE) and not path.startswith(STAND_IN):
+            self.seen[path].add(name)
+
+    @property
+    def functions(self) -> int:
+        return sum(len(names) for names in self.seen.values())
+
+
+def deliver_one(app: Any, worker: Worker, doc: dict[str, Any], calls: Calls | None) -> None:
+    body = json.dumps(doc).encode()
+    headers = {
+        "X-GitHub-Event": "deployment_status",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": "sha256="
+        + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+        "Content-Type": "application/json",
+    }
+    client = app.test_client()
+    if calls is not None:
+        sys.setprofile(calls)
+    try:
+        answer = client.post("/webhooks/github", data=body, headers=headers)
+        assert answer.status_code == 202, answer.get_data(as_text=True)
+        assert worker.run_once() == 1
+    finally:
+        sys.setprofile(None)
+
+
+def measure() -> Calls:
+    doc = json.loads(SAMPLE.read_text())
+    with FakeCortex(token=TOKEN) as cortex, tempfile.TemporaryDirectory() as tmp:
+        routes = [{"match": {}, "entities": ["{repo}"], "payload_entities": ["payments-*"]}]
+        config = parse_config({"cortex": {"url": cortex.url}, "routes": routes})
+        store = Store.from_url(f"sqlite:///{Path(tmp) / 'bridge.db'}")
+        runtime = Runtime(config=config, store=store, github_secret=SECRET)
+        app = create_app(runtime)
+        client = CortexClient(cortex.url, TOKEN)
+
+        def now() -> datetime:
+            return datetime.now(timezone.utc)
+
+        worker = Worker(
+            store,
+            Deliverer(store, client, config, clock=now),
+            config.delivery,
+            owner="w",
+            clock=now,
+        )
+        try:
+            deliver_one(app, worker, doc, None)  # warm: config, caches, the entity's history
+            first = len(cortex.all_deploys())
+            second = copy.deepcopy(doc)
+            second["deployment"]["id"] += 1
+            second["deployment_status"]["id"] += 1
+            calls = Calls()
+            deliver_one(app, worker, second, calls)
+            assert len(cortex.all_deploys()) == 2 * first > 0
+        finally:
+            client.close()
+            store.close()
+    return calls
+
+
+def section(calls: Calls) -> str:
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    rows = sorted(calls.seen.items(), key=lambda item: (-len(item[1]), item[0]))
+    table = "\n".join(
+        f"| `{Path(path).relative_to(ROOT)}` | {len(names)} |" for path, names in rows
+    )
+    return f"""{SECTION}
+
+Distinct bridge functions (and the modules they live in) that one signed GitHub
+`deployment_status` webhook runs through, from the receiver's WSGI app to the stand-in Cortex's
+answer: received, stored, claimed, recorded (`sys.setprofile`, the second event of a run; the
+stand-in's own code left out, a comprehension counted as part of its function). Commit
+{commit}, {when}, Python {platform.python_version()}:
+
+    python benchmarks/call_path.py
+
+**{calls.functions} functions in {len(calls.seen)} modules** (goal: at most 60 in at most 15;
+the round before measured 145 in 28).
+
+| module | functions |
+|---|---:|
+{table}
+"""
+
+
+def write(text: str) -> None:
+    path = ROOT / "benchmarks" / "RESULTS.md"
+    doc = path.read_text()
+    start = doc.find(SECTION)
+    if start < 0:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    else:
+        end = doc.find("\n## ", start + len(SECTION))
+        doc = doc[:start] + text + (doc[end + 1 :] if end >= 0 else "")
+    path.write_text(doc)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--list", action="store_true", help="print every function, by module")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    calls = measure()
+    text = section(calls)
+    print(text)
+    if args.list:
+        for path, names in sorted(calls.seen.items()):
+            print(Path(path).relative_to(ROOT))
+            for name in sorted(names):
+                print(f"    {name}")
+    if not args.no_write:
+        write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

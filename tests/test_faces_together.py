@@ -1,0 +1,309 @@
+"""One record per deploy and entity, whichever faces see the deploy, in whatever order.
+
+The relay (a webhook, its worker), the Action, ``send`` and ``sync`` each record the same
+deploys here, on both databases; each case ends with exactly one record per deploy. "Nothing
+doubled" is read after the relay's outbox is drained, never after a sleep.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from bridge.cli import main
+from bridge.config import parse_config
+from bridge.cortex import CortexClient
+from bridge.deliverer import Deliverer
+from bridge.fakecortex import FakeCortex
+from bridge.mapping import key_of
+from bridge.sources import parse_event
+from bridge.sync.engine import Options, Reconciler, Verdict
+from bridge.sync.reader import Found, Window
+from bridge.worker import Worker
+from tests.conftest import TOKEN, load_sample
+from tests.receiver_kit import client_for, github_post, gitlab_post, runtime_on
+
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
+
+
+class Relay:
+    """A receiver and one worker on one database, talking to the stand-in Cortex."""
+
+    def __init__(self, db_url: str, cortex: FakeCortex, config: dict[str, Any]) -> None:
+        full = {"cortex": {"url": cortex.url, "timeout_seconds": 5}, **config}
+        self.runtime = runtime_on(db_url, full, clock=lambda: NOW)
+        self.http = client_for(self.runtime)
+        self.client = CortexClient(cortex.url, TOKEN, timeout=5)
+        deliverer = Deliverer(
+            self.runtime.store, self.client, self.runtime.config, clock=lambda: NOW
+        )
+        self.worker = Worker(
+            self.runtime.store,
+            deliverer,
+            self.runtime.config.delivery,
+            owner="relay",
+            clock=lambda: NOW,
+        )
+
+    def drain(self) -> None:
+        """Deliver until the outbox holds nothing due: the drain, not a sleep."""
+        while self.worker.run_once():
+            pass
+        counts = self.runtime.store.counts()
+        assert counts.get("delivered", 0) == sum(counts.values()), counts
+
+    def close(self) -> None:
+        self.client.close()
+        self.runtime.store.close()
+
+
+@pytest.fixture(params=[{}, {"rollback": {"detect": False}}], ids=["rollback", "no-rollback"])
+def relay(request: pytest.FixtureRequest, db_url: str, cortex: FakeCortex) -> Iterator[Relay]:
+    made = Relay(db_url, cortex, request.param)
+    yield made
+    made.close()
+
+
+def deploy(n: int, *, attempt: int = 1) -> dict[str, Any]:
+    """The ``n``-th deploy of payments-api by an Actions run: its deployment_status webhook."""
+    doc = copy.deepcopy(load_sample("github/deployment_status.success.actions.json"))
+    doc["deployment"]["id"] += n
+    doc["deployment"]["sha"] = f"{n:07x}" + doc["deployment"]["sha"][7:]
+    doc["workflow_run"]["id"] += n
+    doc["workflow_run"]["run_attempt"] = attempt
+    doc["deployment_status"]["id"] += 10 * n + attempt
+    stamp = NOW - timedelta(hours=3) + timedelta(minutes=10 * n + attempt)
+    doc["deployment_status"]["updated_at"] = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return doc
+
+
+def action(doc: dict[str, Any], cortex: FakeCortex) -> None:
+    """The Action step of the run that made ``doc``'s deploy."""
+    run = doc["workflow_run"]
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": "acme/payments-api",
+        "GITHUB_SHA": doc["deployment"]["sha"],
+        "GITHUB_RUN_ID": str(run["id"]),
+        "GITHUB_RUN_ATTEMPT": str(run["run_attempt"]),
+        "INPUT_CORTEX-API-TOKEN": TOKEN,
+        "INPUT_CORTEX-API-URL": cortex.url,
+        "INPUT_ENVIRONMENT": "production",
+        "INPUT_TIMESTAMP": doc["deployment_status"]["updated_at"],
+    }
+    assert main(["action"], env) == 0
+
+
+def webhook(relay: Relay, doc: dict[str, Any]) -> None:
+    assert github_post(relay.http, "deployment_status", doc).status_code == 202
+    relay.drain()
+
+
+def one_each(cortex: FakeCortex, count: int) -> None:
+    """``count`` records in Cortex, no two with one key."""
+    keys = [key_of(d) for d in cortex.all_deploys()]
+    assert len(keys) == count, keys
+    assert len(set(keys)) == count, keys
+
+
+def test_action_then_webhook_on_a_later_deploy(relay: Relay, cortex: FakeCortex) -> None:
+    webhook(relay, deploy(1))  # the relay has delivered to this entity+environment before
+    second = deploy(2)
+    action(second, cortex)
+    webhook(relay, second)
+    one_each(cortex, 2)
+
+
+def test_webhook_then_action(relay: Relay, cortex: FakeCortex) -> None:
+    for n in (1, 2):
+        doc = deploy(n)
+        webhook(relay, doc)
+        action(doc, cortex)
+    one_each(cortex, 2)
+
+
+def test_a_rerun_is_one_record_per_attempt(relay: Relay, cortex: FakeCortex) -> None:
+    first = deploy(1)
+    action(first, cortex)
+    webhook(relay, first)
+    again = deploy(1, attempt=2)
+    action(again, cortex)
+    webhook(relay, again)
+    one_each(cortex, 2)
+
+
+class Hooks:
+    """A sync reader over the webhooks' own deploys (the SCM's history, in memory)."""
+
+    name = "github:acme/payments-api"
+
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self.docs = docs
+
+    def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
+        for n, doc in enumerate(self.docs):
+            yield Found(parse_event("github", "deployment_status", doc), resume=str(n))
+
+
+def test_sync_afterwards_finds_every_deploy_present(relay: Relay, cortex: FakeCortex) -> None:
+    docs = [deploy(n) for n in (1, 2, 3)]
+    webhook(relay, docs[0])
+    action(docs[1], cortex)
+    webhook(relay, docs[1])
+    action(docs[2], cortex)
+    config = parse_config({"cortex": {"url": cortex.url}, **relay_config(relay)})
+    with CortexClient(cortex.url, TOKEN) as client:
+        reconciler = Reconciler(
+            config, client, store=relay.runtime.store, clock=lambda: NOW, options=Options()
+        )
+        window = Window(NOW - timedelta(days=1), NOW)
+        rows = list(reconciler.sync(Hooks(docs), window))
+    assert {row.verdict for row in rows} == {Verdict.PRESENT}
+    webhook(relay, docs[2])
+    one_each(cortex, 3)
+
+
+def relay_config(relay: Relay) -> dict[str, Any]:
+    return {"rollback": {"detect": relay.runtime.config.rollback.detect}}
+
+
+def test_lifecycle_start_step_and_end_are_one_record(db_url: str, cortex: FakeCortex) -> None:
+    relay = Relay(db_url, cortex, {"record": {"mode": "lifecycle"}})
+    try:
+        for n in (1, 2):
+            ended = deploy(n)
+            started = copy.deepcopy(ended)
+            started["deployment_status"]["state"] = "in_progress"
+            webhook(relay, started)
+            action(ended, cortex)
+            webhook(relay, ended)
+    finally:
+        relay.close()
+    one_each(cortex, 2)
+    assert {d["customData"]["status"] for d in cortex.all_deploys()} == {"succeeded"}
+
+
+# -- GitLab: `send` in the deploy job, and the project's Deployment Hook ----------------------
+
+
+def job(n: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``n``-th deploy job: its Deployment Hook, and the variables `send` sees in it."""
+    hook = copy.deepcopy(load_sample("gitlab/deployment.success.json"))
+    hook["deployable_id"] += n
+    hook["deployment_id"] += n
+    hook["status_changed_at"] = f"2026-06-18 14:{10 * n:02d}:31 +0200"
+    event = parse_event("gitlab", "Deployment Hook", hook)
+    variables = {
+        "GITLAB_CI": "true",
+        "CI_PROJECT_PATH": hook["project"]["path_with_namespace"],
+        "CI_COMMIT_SHA": event.sha or "",
+        "CI_JOB_ID": str(hook["deployable_id"]),
+        "CI_ENVIRONMENT_NAME": hook["environment"],
+        "CORTEX_API_TOKEN": TOKEN,
+    }
+    return hook, variables
+
+
+def test_gitlab_send_then_its_deployment_hook(db_url: str, cortex: FakeCortex) -> None:
+    relay = Relay(db_url, cortex, {})
+    try:
+        for n in (1, 2):
+            hook, variables = job(n)
+            stamp = parse_event("gitlab", "Deployment Hook", hook).timestamp
+            argv = ["send", "--entity-tag", "payments-api", "--timestamp", stamp.isoformat()]
+            assert main(argv, {**variables, "CORTEX_API_URL": cortex.url}) == 0
+            assert gitlab_post(relay.http, "Deployment Hook", hook).status_code == 202
+            relay.drain()
+    finally:
+        relay.close()
+    one_each(cortex, 2)
+
+
+# -- two faces at the same moment, Cortex slow ---------------------------------------------
+
+
+@pytest.mark.system
+def test_two_faces_at_once_against_a_slow_cortex(db_url: str) -> None:
+    # Cortex takes 1 s a request: the Action and the relay both read before either writes.
+    with FakeCortex(token=TOKEN, latency=1.0) as slow:
+        relay = Relay(db_url, slow, {"rollback": {"detect": False}})
+        try:
+            doc = deploy(1)
+            assert github_post(relay.http, "deployment_status", doc).status_code == 202
+            step = threading.Thread(target=action, args=(doc, slow))
+            step.start()
+            relay.drain()
+            step.join(timeout=60)
+            assert not step.is_alive()
+        finally:
+            relay.close()
+        one_each(slow, 1)
+        # Both did create (neither could see the other's record first); the Action's check
+        # after its create found two and deleted the newer.
+        assert len(slow.requests_to("POST")) == 2
+        assert len(slow.requests_to("DELETE")) == 1
+        assert slow.violations == []
+
+
+def test_a_backlog_sweeps_the_doubles_its_shared_search_let_through(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # A backlog shares one search among its batches: a record the Action makes meanwhile is
+    # not in it, so the relay records that deploy too; the sweep when the backlog ends reads
+    # Cortex again and deletes the newer of the two.
+    relay = Relay(db_url, cortex, {})
+    try:
+        docs = [deploy(n) for n in range(1, 13)]
+        for doc in docs:
+            assert github_post(relay.http, "deployment_status", doc).status_code == 202
+        assert relay.worker.run_once() == 10  # a full batch: a backlog
+        action(docs[11], cortex)
+        assert relay.worker.run_once() == 2  # the search of the first batch served these
+        relay.drain()
+    finally:
+        relay.close()
+    assert len(cortex.requests_to("DELETE")) == 1
+    one_each(cortex, 12)
+
+
+def test_sync_repair_deletes_the_newer_and_never_a_record_without_the_key(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    relay = Relay(db_url, cortex, {})
+    docs = [deploy(1), deploy(2)]
+    try:
+        for doc in docs:
+            webhook(relay, doc)
+    finally:
+        relay.close()
+    kept = {d["uuid"] for d in cortex.all_deploys()}
+    with CortexClient(cortex.url, TOKEN) as client:
+        first = cortex.all_deploys()[0]
+        body = {k: v for k, v in first.items() if k not in ("uuid", "entity")}
+        custom = dict(body["customData"])
+        custom["bridge"] = {**custom["bridge"], "recordedAt": "2099-01-01T00:00:00Z"}
+        newer = client.create_deploy(first["entity"], {**body, "customData": custom})["uuid"]
+        other = {**body, "customData": {"status": "succeeded"}}  # another tool's: no key
+        client.create_deploy(first["entity"], other)
+        client.create_deploy(first["entity"], other)
+        config = parse_config({"cortex": {"url": cortex.url}})
+
+        def repair(*, dry_run: bool) -> list[Any]:
+            options = Options(repair=True, dry_run=dry_run)
+            engine = Reconciler(config, client, store=None, clock=lambda: NOW, options=options)
+            return list(engine.sync(Hooks(docs), Window(NOW - timedelta(days=1), NOW)))
+
+        looked = repair(dry_run=True)
+        assert [r.verdict for r in looked if r.verdict is Verdict.DOUBLED] == [Verdict.DOUBLED]
+        assert len(cortex.all_deploys()) == 5  # a dry run deletes nothing
+        done = repair(dry_run=False)
+    repaired = [r for r in done if r.verdict is Verdict.REPAIRED]
+    assert len(repaired) == 1 and newer in repaired[0].detail
+    left = cortex.all_deploys()
+    assert {d["uuid"] for d in left if key_of(d)} == kept  # the oldest of each key stays
+    assert len([d for d in left if key_of(d) is None]) == 2  # another tool's, both untouched
