@@ -197,7 +197,10 @@ def fill(relay: Served, tmp_path: Path) -> list[int]:
     """Deliveries (two delivered; two dead: Cortex does not know payments-worker),
     turned-away webhooks, history, a reconcile run."""
     ids = []
-    for sample in ["deployment_status.success", "deployment_status.success.actions"] * 2:
+    for sample in [
+        "deployment_status.success.payload-entities",
+        "deployment_status.success.actions",
+    ] * 2:
         status, answer = post_github(relay, sample)
         assert status == 202, answer
         ids.append(int(answer["id"]))
@@ -210,7 +213,7 @@ def fill(relay: Served, tmp_path: Path) -> list[int]:
         {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=00", "X-GitHub-Delivery": "x"},
     )
     assert bad[0] == 401
-    # The success sample names payments-api and payments-worker; the other, payments-api.
+    # The payload-entities sample names payments-api and payments-worker; the other, payments-api.
     wait_for(tmp_path, ids, ["dead", "delivered", "dead", "delivered"])
     now = datetime.now(timezone.utc)
     with Store.from_url(f"sqlite:///{tmp_path / 'relay.db'}") as store:
