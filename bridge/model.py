@@ -171,6 +171,12 @@ def has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with each control character (as :func:`has_control`) spelled as an escape:
+    ``\\n``, ``\\x1b``, ``\\u2028``, so that it shows and cannot split or redraw a line."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
+
+
 def entity_problem(tag: str) -> str | None:
     """What is wrong with ``tag`` as a Cortex entity tag, or None when it is usable.
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import tracemalloc
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -441,3 +443,74 @@ def test_items_outside_the_window_are_not_reported_even_when_unusable(
     serve_pages(api, [rows[:2], rows[2:]])
     founds = list(reader_of(spec_of()).read(WINDOW))
     assert [f.skipped.split(":")[0] for f in founds] == ["deployment 2"]
+
+
+# -- a hostile list (docs/limits.md, "Reading SCMs and http sources") ------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize(
+    "location",
+    [
+        pytest.param("https://evil.example/v1/deployments", id="other-host"),
+        pytest.param("https://deploys.example.com:8443/v1/deployments", id="other-port"),
+        pytest.param("http://deploys.example.com/v1/deployments", id="other-scheme"),
+    ],
+)
+def test_a_redirect_to_another_origin_is_not_followed(
+    api: responses.RequestsMock, status: int, location: str
+) -> None:
+    api.get(URL, status=status, headers={"Location": location})
+    api.get(location, json={"items": []})
+    with pytest.raises(HttpSourceError, match=f"a {status} redirect leads to") as caught:
+        list(reader_of(spec_of()).read(WINDOW))
+    assert not caught.value.retryable
+    assert [call.request.url.split("?")[0] for call in api.calls] == [URL]
+
+
+def test_a_redirect_on_the_same_origin_is_followed_with_the_token(
+    api: responses.RequestsMock,
+) -> None:
+    moved = "https://deploys.example.com/v2/deployments"
+    api.get(URL, status=308, headers={"Location": moved})
+    api.get(moved, json={"items": [item(1)]})
+    api.get(moved, json={"items": []})
+    assert ids(list(reader_of(spec_of()).read(WINDOW))) == ["1"]
+    assert api.calls[1].request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_page_of_more_than_1000_items_is_refused(api: responses.RequestsMock) -> None:
+    api.get(URL, json={"items": [item(n) for n in range(1001)]})
+    with pytest.raises(HttpSourceError, match="a page of 1001 items: at most 1000 a page"):
+        list(reader_of(spec_of()).read(WINDOW))
+
+
+def test_a_page_of_16_mib_of_numbers_is_refused_before_it_is_parsed(
+    api: responses.RequestsMock,
+) -> None:
+    ones = b'{"items": [' + b"1," * (MAX_BODY_BYTES // 2 - 10) + b"1]}"
+    api.get(URL, body=ones)
+    tracemalloc.start()
+    try:
+        with pytest.raises(HttpSourceError, match="more than 500000 values"):
+            list(reader_of(spec_of()).read(WINDOW))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024
+
+
+def test_429_forever_ends_within_the_policys_attempts(api: responses.RequestsMock) -> None:
+    api.get(URL, status=429, json={}, headers={"Retry-After": "0"})
+    sleeps = Sleeps()
+    with pytest.raises(HttpSourceError, match="answered 429"):
+        list(reader_of(spec_of(), sleeps).read(WINDOW))
+    assert (len(api.calls), sleeps) == (6, [0.0] * 5)
+
+
+def test_a_compressed_answer_is_bounded_after_decompression(api: responses.RequestsMock) -> None:
+    bomb = gzip.compress(b'{"items": [' + b"1," * (MAX_BODY_BYTES // 2) + b"1]}", 9)
+    assert len(bomb) < 100_000
+    api.get(URL, body=bomb, headers={"Content-Encoding": "gzip"})
+    with pytest.raises(HttpSourceError, match=f"an answer larger than {MAX_BODY_BYTES} bytes"):
+        list(reader_of(spec_of()).read(WINDOW))

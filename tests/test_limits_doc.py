@@ -514,6 +514,203 @@ class _Lines(logging.Handler):
         self.records.append(record)
 
 
+# --- Reading SCMs and http sources -----------------------------------------------------------
+
+SYNC = "Reading SCMs and http sources (`sync` and the reconcile)"
+SCM = "https://scm.example"
+
+
+def _fetcher() -> Any:
+    from bridge.sync.fetch import Fetcher
+
+    return Fetcher(SCM, {"Authorization": "Bearer t"})
+
+
+def token_origin(row: Row, tmp: Path) -> None:
+    from bridge.sync.fetch import ForeignUrl
+
+    fetcher = _fetcher()
+    assert fetcher.check(f"{SCM}:443/x?y", "a URL")
+    for url in ("http://scm.example/x", "https://scm.example:8443/x", "https://evil.example/x"):
+        with pytest.raises(ForeignUrl, match="nothing sent there"):
+            fetcher.check(url, "a URL")
+
+
+def next_links(row: Row, tmp: Path) -> None:
+    import responses
+
+    from bridge.sync.fetch import ForeignUrl
+    from bridge.sync.github import github_client
+
+    link = {"Link": '<https://evil.example/2>; rel="next"'}
+    with responses.RequestsMock() as mock:
+        mock.get(f"{SCM}/orgs/a/repos", json=[], headers=link)
+        with pytest.raises(ForeignUrl, match=r"a next-page link leads to https://evil\.example/2"):
+            list(github_client(SCM, "t").pages("/orgs/a/repos"))
+        assert len(mock.calls) == 1
+
+
+def redirects(row: Row, tmp: Path) -> None:
+    from bridge.sync.fetch import MAX_REDIRECTS, REDIRECTS
+
+    *statuses, most = row.numbers()
+    assert (set(statuses), most) == (set(REDIRECTS), MAX_REDIRECTS)
+    assert "never followed by the HTTP library" in row.bound
+
+
+def saved_resume_point(row: Row, tmp: Path) -> None:
+    import responses
+
+    from bridge.sync.api import ScmError
+    from bridge.sync.gitlab import GitLabReader, gitlab_client
+    from bridge.sync.reader import Window
+
+    reader = GitLabReader(gitlab_client(SCM, "t"), "acme/web", runs_are_deploys=False)
+    point = json.dumps({"phase": "deployments", "url": "https://evil.example/api/v4/x"})
+    now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    with responses.RequestsMock() as mock:
+        with pytest.raises(ScmError, match=r"saved resume point leads to .*--restart"):
+            list(reader.read(Window(now, now), resume=point))
+        assert not mock.calls
+
+
+def scm_urls(row: Row, tmp: Path) -> None:
+    from bridge.sync.targets import Targets, make_readers
+
+    assert "no user info" in row.bound
+    for variable, targets in (
+        ("GITHUB_API_URL", Targets(github=("a/b",))),
+        ("GITLAB_URL", Targets(gitlab=("a/b",))),
+    ):
+        environ = {
+            variable: "https://scm.example@evil.example",
+            "GITHUB_TOKEN": "t",
+            "GITLAB_API_TOKEN": "t",
+        }
+        with pytest.raises(ConfigError, match=f"{variable}: must not hold a user"):
+            make_readers(targets, parse_config({}), environ)
+
+
+def answer_body(row: Row, tmp: Path) -> None:
+    import responses
+
+    from bridge.sync.fetch import MAX_BYTES, FetchError
+
+    mib, most = row.numbers()[:2]
+    assert most == mib * 1024 * 1024 == MAX_BYTES
+    with responses.RequestsMock() as mock:
+        mock.get(f"{SCM}/a", body=b"1" * most)
+        mock.get(f"{SCM}/b", body=b"1" * (most + 1))
+        assert len(_fetcher().send("GET", f"{SCM}/a").body) == most
+        with pytest.raises(FetchError, match=f"larger than {most} bytes"):
+            _fetcher().send("GET", f"{SCM}/b")
+
+
+def json_shape(row: Row, tmp: Path) -> None:
+    from requests.structures import CaseInsensitiveDict
+
+    from bridge.sync.fetch import MAX_CONTAINERS, MAX_VALUES, Answer, FetchError
+
+    containers, values = row.numbers()
+    assert (containers, values) == (MAX_CONTAINERS, MAX_VALUES)
+
+    def parse(body: bytes) -> Any:
+        return Answer(200, CaseInsensitiveDict(), body, f"{SCM}/x").json()
+
+    assert len(parse(b"[" + b"{}," * (containers - 2) + b"{}]")) == containers - 1
+    for body in (b"[" + b"{}," * containers + b"{}]", b"[" + b"1," * (values + 1) + b"1]"):
+        with pytest.raises(FetchError, match="more than"):
+            parse(body)
+    with pytest.raises(FetchError, match="not JSON"):
+        parse(b"[" * 5000)
+
+
+def answer_time(row: Row, tmp: Path) -> None:
+    from bridge.sync import api, http_source
+    from bridge.sync.fetch import ANSWER_SECONDS
+
+    connect, read, whole, times = row.numbers()
+    assert (connect, read) == api.TIMEOUT and connect == http_source.CONNECT_TIMEOUT
+    assert whole == ANSWER_SECONDS and times == 4
+
+
+def items_a_page(row: Row, tmp: Path) -> None:
+    from bridge.config.http_sources import MAX_PAGE_SIZE
+    from bridge.sync import github, gitlab
+    from bridge.sync.api import ScmError
+    from bridge.sync.found import json_list
+
+    *asked, http = row.numbers()
+    scm = github.PAGE
+    assert set(asked) == {scm} and scm == gitlab.PAGE and http == MAX_PAGE_SIZE
+    assert len(json_list([1] * scm, "/x", most=scm)) == scm
+    with pytest.raises(ScmError, match=f"at most {scm} were asked for"):
+        json_list([1] * (scm + 1), "/x", most=scm)
+
+
+def pages_a_read(row: Row, tmp: Path) -> None:
+    from bridge.config.http_sources import DEFAULT_MAX_PAGES, MAX_MAX_PAGES
+    from bridge.sync.api import MAX_PAGES, ReadApi, ScmError
+    from bridge.sync.github import github_client
+
+    scm, default, most = row.numbers()
+    assert (scm, default, most) == (MAX_PAGES, DEFAULT_MAX_PAGES, MAX_MAX_PAGES)
+    read = ReadApi(github_client(SCM, "t"), pages=2)
+    read.spend()
+    read.spend()
+    with pytest.raises(ScmError, match="more than 2 pages in one read"):
+        read.spend()
+
+
+def graphql_cursor(row: Row, tmp: Path) -> None:
+    from bridge.sync.api import ScmError
+    from bridge.sync.github import _moved
+
+    assert _moved("a", "b") == "b"
+    with pytest.raises(ScmError, match="did not move"):
+        _moved("a", "a")
+
+
+def tries(row: Row, tmp: Path) -> None:
+    from bridge.cortex.retry import RetryPolicy
+    from bridge.sync.api import MAX_TRIES, RETRY
+
+    scm, transient, http = row.numbers()
+    assert (scm, transient, http) == (MAX_TRIES, RETRY.max_attempts, RetryPolicy().max_attempts)
+
+
+def waiting(row: Row, tmp: Path) -> None:
+    from bridge.cortex.retry import RetryPolicy
+    from bridge.sync.api import MAX_WAIT_SECONDS
+
+    scm, http, one = row.numbers()
+    policy = RetryPolicy()
+    assert (scm, http, one) == (MAX_WAIT_SECONDS, policy.max_elapsed, policy.max_retry_after)
+
+
+def read_time(row: Row, tmp: Path) -> None:
+    from bridge.sync.api import ReadApi, ScmError
+    from bridge.sync.github import github_client
+
+    assert "half of `sync.interval_minutes`" in row.bound
+    ticks = iter([0.0, 10.0, 31.0])
+    read = ReadApi(github_client(SCM, "t", read_seconds=30, clock=lambda: next(ticks)))
+    read.spend()
+    with pytest.raises(ScmError, match="still reading after 30s"):
+        read.spend()
+
+
+def retry_headers(row: Row, tmp: Path) -> None:
+    from bridge.cortex.retry import parse_retry_after
+    from bridge.sync.api import GITHUB_LIMITS, rate_limit_wait
+
+    assert parse_retry_after("7") == 7.0
+    for text in ("nan", "inf", "-inf", "1e400"):
+        assert parse_retry_after(text) is None
+        headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": text}
+        assert rate_limit_wait(403, headers, 0.0, GITHUB_LIMITS) == 60.0
+
+
 def unverified_bytes(row: Row, tmp: Path) -> None:
     default = row.numbers()[0]
     assert parse_config({}).server.max_unverified_bytes == default
@@ -1107,6 +1304,21 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Metric labels", "`bridge_deliveries_total`"): outcome_labels,
     ("Metric labels", "`bridge_reconcile_*`"): reconcile_labels,
     ("Metric labels", "`bridge_queue_events`"): queue_labels,
+    (SYNC, "where a token goes"): token_origin,
+    (SYNC, '`Link: rel="next"` links'): next_links,
+    (SYNC, "redirects"): redirects,
+    (SYNC, "a saved resume point"): saved_resume_point,
+    (SYNC, "`GITHUB_API_URL`, `GITLAB_URL`"): scm_urls,
+    (SYNC, "an answer's body"): answer_body,
+    (SYNC, "a JSON answer's shape"): json_shape,
+    (SYNC, "the time one answer takes"): answer_time,
+    (SYNC, "items a page"): items_a_page,
+    (SYNC, "pages a read"): pages_a_read,
+    (SYNC, "a GraphQL cursor"): graphql_cursor,
+    (SYNC, "tries of one request"): tries,
+    (SYNC, "waiting for one request"): waiting,
+    (SYNC, "how long one source's read goes on"): read_time,
+    (SYNC, "`Retry-After`, `X-RateLimit-Reset`"): retry_headers,
 }
 
 

@@ -663,7 +663,7 @@ def test_a_source_failing_mid_page_still_records_what_was_found_missing_before(
     out, err = capsys.readouterr()
     assert code == 1
     assert err.strip().splitlines()[-1] == (
-        "cortex-deploy-bridge: error: 127.0.0.1:"
+        "cortex-deploy-bridge: error: github:acme/api: 127.0.0.1:"
         f"{github.url.rsplit(':', 1)[1]} answered 403 for /repos/acme/api/actions/runs/777: "
         "the token lacks a scope or access to this repository; "
         "Resource not accessible by integration"

@@ -213,6 +213,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             readers=readers,
             window=window,
             requests=lambda: sum(api.requests for api in apis),
+            secrets=_secrets(config, environ),
         )
     finally:
         client.close()
@@ -230,9 +231,10 @@ def _run(
     readers: Callable[[], Iterator[Reader]],
     window: Window,
     requests: Callable[[], int],
+    secrets: list[str],
 ) -> int:
     from bridge.sync.engine import Options, Reconciler, Verdict
-    from bridge.sync.report import ProgressLine, Report
+    from bridge.sync.report import ProgressLine, Report, shown
     from bridge.times import format_timestamp
 
     client = _share_budget(client, store, config)
@@ -246,9 +248,10 @@ def _run(
     reconciler = Reconciler(
         config, client, store=store, clock=lambda: datetime.now(timezone.utc), options=options
     )
-    report = Report(sys.stdout, json=args.output == "json")
-    progress = ProgressLine(sys.stderr, reconciler.tally, requests=requests)
+    report = Report(sys.stdout, json=args.output == "json", secrets=secrets)
+    progress = ProgressLine(sys.stderr, reconciler.tally, requests=requests, secrets=secrets)
     error: str | None = None
+    source = ""  # the source being read, which an error is about
     try:
         # Listed first (an organisation's repositories: a request per 100) to know the total.
         every = list(readers())
@@ -262,23 +265,31 @@ def _run(
                     f"{reader.name}: continuing the interrupted sync of {since} to {until}"
                     " (--restart starts over)"
                 )
+            source = f"{reader.name}: "
             progress.source(reader.name, number, len(every))
             for row in reconciler.sync(reader, window):
                 report.row(row)
                 progress.tick()
     except BridgeError as exc:
-        error = str(exc)
+        error = f"{source}{exc}"
     finally:
         progress.done()
         report.close(reconciler.tally, dry_run=args.dry_run, error=error)
     verdicts = reconciler.tally.verdicts
     if error is not None:
-        return fail(error, EXIT_FAILED)
+        return fail(shown(error, secrets), EXIT_FAILED)
     if verdicts[Verdict.FAILED]:
         return EXIT_FAILED
     if args.dry_run and verdicts[Verdict.MISSING]:
         return EXIT_MISSING
     return 0
+
+
+def _secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """What sync's output must never show: every token it holds, and the server's secrets."""
+    from bridge.commands.common import log_secrets, secrets_of
+
+    return log_secrets(secrets_of(environ), config, environ)
 
 
 def _targets(args: argparse.Namespace) -> Targets:

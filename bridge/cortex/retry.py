@@ -7,6 +7,7 @@ reading of which failures may pass (``classify``), and the sleep and clock it ru
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -49,9 +50,11 @@ def parse_retry_after(header: str | None, *, now: datetime | None = None) -> flo
         return None
     value = header.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan" and "inf" parse as floats, but say nothing of when to come back
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     from email.utils import parsedate_to_datetime  # rare: keep it off the start-up path
 
     try:

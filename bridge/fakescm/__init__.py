@@ -11,8 +11,8 @@ signed as GitHub or GitLab signs it (:mod:`bridge.fakescm.hooks`); docs/try-it.m
 """
 
 from bridge.fakescm.argocd import FakeArgoCD
-from bridge.fakescm.base import Fault, Request
+from bridge.fakescm.base import Fault, Filler, Request
 from bridge.fakescm.github import FakeGitHub
 from bridge.fakescm.gitlab import FakeGitLab
 
-__all__ = ["FakeArgoCD", "FakeGitHub", "FakeGitLab", "Fault", "Request"]
+__all__ = ["FakeArgoCD", "FakeGitHub", "FakeGitLab", "Fault", "Filler", "Request"]

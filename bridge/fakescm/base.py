@@ -1,4 +1,12 @@
-"""What both stand-ins share: the server, a table of routes, faults, and the request log."""
+"""What both stand-ins share: the server, a table of routes, faults, and the request log.
+
+Besides the API itself, each stand-in can turn hostile on demand, to prove the readers'
+bounds (docs/limits.md): next links to another origin (``next_origin``) or without end
+(``endless``), redirects (a :class:`Fault` with ``Location``), a fault given forever
+(``inject(..., times=None)``: a 429 with ``Retry-After: 0`` that never ends), an error that
+echoes the token it received (``Fault(echo=True)``), bodies of any size streamed without
+being held (:class:`Filler`), and bodies sent a byte at a time (``Fault(drip=...)``).
+"""
 
 from __future__ import annotations
 
@@ -27,12 +35,33 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Filler:
+    """A body of ``size`` bytes, ``[1,1,1,...]``, streamed as it is written (never held)."""
+
+    size: int
+    unit: bytes = b"1,"
+
+    def chunks(self) -> Any:
+        """The body in pieces of 64 KiB."""
+        yield b"["
+        left = self.size - 2
+        piece = self.unit * (65536 // len(self.unit))
+        while left > len(piece):
+            yield piece
+            left -= len(piece)
+        rest = (self.unit * (left // len(self.unit) + 1))[:left]
+        yield rest[:-1] + (b"1" if rest.endswith(b",") else rest[-1:])
+        yield b"]"
+
+
+@dataclass(frozen=True)
 class Answer:
     """What to send back."""
 
     status: int
     body: Any
     headers: Mapping[str, str] = field(default_factory=dict)
+    drip: float = 0.0  # seconds between bytes of the body (0: all at once)
 
 
 @dataclass(frozen=True)
@@ -43,6 +72,8 @@ class Fault:
     headers: Mapping[str, str]
     body: Any
     path: str = ""  # only requests whose path ends so ("/graphql"); "" any request
+    echo: bool = False  # the body is {"message": body + the credential the request carried}
+    drip: float = 0.0  # seconds between bytes of the body
 
 
 Route = Callable[[Request, "re.Match[str]"], Answer]
@@ -65,7 +96,12 @@ class FakeApi:
         self.violations: list[str] = []
         self.routes: list[tuple[str, re.Pattern[str], Route]] = []
         self.clock: Callable[[], float] = time.time
+        # Hostile paging: next links to this origin instead of the stand-in's own
+        # ("http://127.0.0.2:PORT"), or (endless) a next link and ``hasNextPage`` on every page.
+        self.next_origin: str | None = None
+        self.endless = False
         self._faults: deque[Fault] = deque()
+        self._forever: Fault | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
@@ -96,10 +132,13 @@ class FakeApi:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def inject(self, fault: Fault, times: int = 1) -> None:
-        """Answer the next ``times`` requests with ``fault``."""
+    def inject(self, fault: Fault, times: int | None = 1) -> None:
+        """Answer the next ``times`` requests with ``fault`` (None: every request, forever)."""
         with self._lock:
-            self._faults.extend([fault] * times)
+            if times is None:
+                self._forever = fault
+            else:
+                self._faults.extend([fault] * times)
 
     def route(self, method: str, pattern: str, handler: Route) -> None:
         """Answer ``method`` on paths matching ``pattern`` (a full match) with ``handler``."""
@@ -109,6 +148,10 @@ class FakeApi:
         """Whether the request carries the stand-in's token."""
         raise NotImplementedError
 
+    def credential(self, request: Request) -> str:
+        """The credential the request carried (for a fault that echoes it back)."""
+        raise NotImplementedError
+
     def answer(self, request: Request) -> Answer:
         """The answer to one request."""
         with self._lock:
@@ -116,10 +159,15 @@ class FakeApi:
             fault = next((f for f in self._faults if request.path.endswith(f.path)), None)
             if fault is not None:
                 self._faults.remove(fault)
+            elif self._forever is not None and request.path.endswith(self._forever.path):
+                fault = self._forever
         if not self.authorized(request):
             return Answer(401, {"message": "Bad credentials"})
         if fault is not None:
-            return Answer(fault.status, fault.body, fault.headers)
+            body = fault.body
+            if fault.echo:
+                body = {"message": f"{body}: {self.credential(request)}"}
+            return Answer(fault.status, body, fault.headers, fault.drip)
         for method, pattern, handler in self.routes:
             found = pattern.fullmatch(request.path)
             if found and method == request.method:
@@ -139,11 +187,12 @@ class FakeApi:
                 raise ApiError(400, f"query {name}={got!r}, expected {value!r}")
 
     def link(self, request: Request, page: int, last: int) -> dict[str, str]:
-        """A ``Link: rel="next"`` header to ``page`` when there is one."""
-        if page > last:
+        """A ``Link: rel="next"`` header to ``page`` when there is one (always, if endless)."""
+        if page > last and not self.endless:
             return {}
         query = "&".join(f"{k}={v}" for k, v in {**request.query, "page": str(page)}.items())
-        return {"Link": f'<{self.url}{request.path}?{query}>; rel="next"'}
+        origin = self.next_origin or self.url
+        return {"Link": f'<{origin}{request.path}?{query}>; rel="next"'}
 
 
 def page_of(items: list[Any], request: Request, size: int = 100) -> tuple[list[Any], int, int]:
@@ -174,16 +223,28 @@ def _handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                 body,
             )
             answer = api.answer(request)
-            data = json.dumps(answer.body).encode()
+            if isinstance(answer.body, Filler):
+                size, chunks = answer.body.size, answer.body.chunks()
+            else:
+                data = json.dumps(answer.body).encode()
+                size, chunks = len(data), iter([data])
             self.send_response(answer.status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            if not any(name.lower() == "content-length" for name in answer.headers):
+                self.send_header("Content-Length", str(size))  # else a hostile one, given
             for name, value in answer.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            # The client may be gone (a test killed it): then there is no one to answer.
+            # The client may be gone (a test killed it, a reader refused the body).
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.wfile.write(data)
+                for chunk in chunks:
+                    if answer.drip:
+                        for byte in range(len(chunk)):
+                            self.wfile.write(chunk[byte : byte + 1])
+                            self.wfile.flush()
+                            time.sleep(answer.drip)
+                    else:
+                        self.wfile.write(chunk)
 
         do_GET = _serve
         do_POST = _serve

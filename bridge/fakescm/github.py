@@ -65,6 +65,10 @@ class FakeGitHub(FakeApi):
         given = request.headers.get("authorization", "")
         return given in (f"Bearer {self.token}", f"token {self.token}")
 
+    def credential(self, request: Request) -> str:
+        """The ``Authorization`` header's token."""
+        return request.headers.get("authorization", "").rpartition(" ")[2]
+
     # -- filling ----------------------------------------------------------------------------
 
     def add_repo(self, repository: str, *, org: str | None = None, user: str | None = None) -> None:
@@ -178,7 +182,12 @@ class FakeGitHub(FakeApi):
         start = int(after) if after is not None else 0
         page = nodes[start : start + 100]
         end = start + len(page)
-        info = {"hasNextPage": end < len(nodes), "endCursor": str(end) if page else None}
+        if self.endless:  # hostile: always one more page, the cursor moving on
+            end = start + 100
+        info = {
+            "hasNextPage": end < len(nodes) or self.endless,
+            "endCursor": str(end) if page or self.endless else None,
+        }
         data = {
             "url": f"https://github.com/{repository}",
             "deployments": {"pageInfo": info, "nodes": page},

@@ -39,6 +39,10 @@ class FakeGitLab(FakeApi):
         """The ``PRIVATE-TOKEN`` header."""
         return request.headers.get("private-token") == self.token
 
+    def credential(self, request: Request) -> str:
+        """The ``PRIVATE-TOKEN`` header."""
+        return request.headers.get("private-token", "")
+
     def add_project(self, path: str, *, group: str | None = None) -> dict[str, Any]:
         """A project (with no deploys yet), in ``group`` when given."""
         if path not in self.projects:

@@ -1,13 +1,17 @@
-"""The one HTTP edge of the SCM readers: a ``requests`` Session with auth, timeouts, rate limits.
+"""The SCM readers' client: GitHub's and GitLab's APIs with auth, rate limits and bounds.
 
-GitHub and GitLab both say when to slow down, in headers: :func:`rate_limit_wait` reads them
-(the one rule), :class:`ApiClient` waits and tries again. The clock and the sleep are passed in,
-so tests wait no real time. The token is only ever in the Session's headers: no error, log or
-``repr`` shows it.
+Every request goes through :class:`bridge.sync.fetch.Fetcher` (the token to its configured
+origin only, answers bounded). GitHub and GitLab both say when to slow down, in headers:
+:func:`rate_limit_wait` reads them (the one rule), :class:`ApiClient` waits and tries again,
+within MAX_TRIES tries and ``max_wait`` seconds a request; :class:`ReadApi` bounds the pages
+of one read. The clock and the sleep are passed in, so tests wait no real time. The token is
+only ever in the fetcher's headers: no error, log or ``repr`` shows it, and an API's message
+that echoes it is masked.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +24,8 @@ import requests
 from bridge import __version__
 from bridge.cortex.retry import RetryPolicy, parse_retry_after
 from bridge.errors import BridgeError
+from bridge.redact import redact
+from bridge.sync.fetch import DEFAULT_BOUNDS, Answer, Attempts, Bounds, Fetcher, FetchError
 
 # GitHub: a secondary rate limit without Retry-After means "wait at least one minute"
 # (docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api, "Exceeding the
@@ -33,6 +39,12 @@ MAX_WAIT_SECONDS = 3700.0
 # the project's one backoff (bridge.cortex.retry.RetryPolicy) between tries.
 RETRY = RetryPolicy(max_attempts=4, base_delay=2.0)
 TIMEOUT = (5.0, 30.0)  # connect, read
+# Tries of one request in all (rate-limit waits included): a 429 with ``Retry-After: 0``
+# forever ends here. Real limits need one wait, two at most.
+MAX_TRIES = 8
+# List pages one read (a repository, a project, an organisation's listing) asks for: 100,000
+# items at 100 a page. An endless next link or ``hasNextPage`` ends here.
+MAX_PAGES = 1000
 
 
 class ScmError(BridgeError):
@@ -79,14 +91,22 @@ def rate_limit_wait(
 
 
 def _number(value: str | None) -> float | None:
+    """A finite number from a header; None for anything else ("nan" and "inf" included)."""
     try:
-        return float(value) if value is not None else None
+        number = float(value) if value is not None else None
     except ValueError:
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 class ApiClient:
-    """GET and POST against one API root, waiting out rate limits; raises ScmError."""
+    """GET and POST against one API root, waiting out rate limits; raises ScmError.
+
+    Every request goes through a :class:`~bridge.sync.fetch.Fetcher` for the root's origin
+    (the token goes nowhere else; answers are bounded), and each is tried at most
+    ``RETRY.max_attempts`` times for server errors and ``MAX_TRIES`` times in all, waiting at
+    most ``max_wait`` seconds in all (MAX_WAIT_SECONDS by default).
+    """
 
     def __init__(
         self,
@@ -94,20 +114,27 @@ class ApiClient:
         headers: Mapping[str, str],
         *,
         limits: Limits,
+        secrets: tuple[str, ...] = (),
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         on_wait: Callable[[float, str], None] | None = None,
         session: requests.Session | None = None,
+        max_wait: float = MAX_WAIT_SECONDS,
+        read_seconds: float | None = None,
+        bounds: Bounds = DEFAULT_BOUNDS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.limits = limits
+        self.secrets = secrets
+        self.max_wait = max_wait
+        self.read_seconds = read_seconds  # how long one read may go on (None: no bound)
         self.requests = 0  # made so far (for the progress line and the benchmark)
         self._sleep = sleep
         self._clock = clock
         self._on_wait = on_wait
-        self._session = session or requests.Session()
-        self._session.headers.update(
-            {"User-Agent": f"cortex-deploy-bridge/{__version__}", **headers}
+        headers = {"User-Agent": f"cortex-deploy-bridge/{__version__}", **headers}
+        self._fetcher = Fetcher(
+            self.base_url, headers, session=session, timeout=TIMEOUT, bounds=bounds
         )
 
     def __repr__(self) -> str:  # never show the token
@@ -115,57 +142,66 @@ class ApiClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._session.close()
+        self._fetcher.close()
 
     def url(self, path: str) -> str:
         """An absolute URL for ``path`` under the API root (absolute URLs are kept)."""
         return path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None) -> requests.Response:
+    def check(self, url: str, what: str) -> str:
+        """``url`` when it is on the API root's origin; ForeignUrl naming ``what`` if not."""
+        return self._fetcher.check(url, what)
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Answer:
         """GET one page."""
         return self._request("GET", self.url(path), params=params)
 
-    def post_json(self, path: str, body: Mapping[str, Any]) -> requests.Response:
+    def post_json(self, path: str, body: Mapping[str, Any]) -> Answer:
         """POST a JSON body (GraphQL)."""
         return self._request("POST", self.url(path), json=body)
 
     def pages(
         self, path: str, params: Mapping[str, Any] | None = None
-    ) -> Iterator[tuple[requests.Response, str | None]]:
+    ) -> Iterator[tuple[Answer, str | None]]:
         """Each page of a list and the URL of the next (None: last), by ``Link: rel="next"``.
 
         GitHub and GitLab put every query parameter, keyset cursors included, in the next
-        link, so that URL alone is where a later read resumes (pass it as ``path``).
+        link, so that URL alone is where a later read resumes (pass it as ``path``). A next
+        link to another origin ends the list (ForeignUrl) before the page is given, so it is
+        never kept as a resume point either.
         """
         url: str | None = self.url(path)
         query = params
         while url is not None:
             page = self._request("GET", url, params=query)
             url = page.links.get("next", {}).get("url")
+            if url is not None:
+                self.check(url, "a next-page link")
             query = None  # the next link carries the whole query
             yield page, url
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _request(self, method: str, url: str, **kwargs: Any) -> Answer:
+        attempts = Attempts(max_tries=MAX_TRIES, max_wait=self.max_wait)
         failures = 0
         while True:
             self.requests += 1
             try:
-                response = self._session.request(method, url, timeout=TIMEOUT, **kwargs)
-            except requests.RequestException as exc:
+                response = self._fetcher.send(method, url, **kwargs)
+            except FetchError as exc:
                 failures += 1
-                if failures >= RETRY.max_attempts:
-                    raise ScmError(f"{self._host()} unreachable: {type(exc).__name__}") from exc
-                self._sleep(RETRY.delay(failures))
+                if not exc.retryable or failures >= RETRY.max_attempts:
+                    raise ScmError(self._shown(f"{self._host()}: {exc}")) from None
+                self._sleep(self._spend(attempts, RETRY.delay(failures), str(exc)))
                 continue
             wait = rate_limit_wait(
                 response.status_code, response.headers, self._clock(), self.limits
             )
             if wait is not None and not response.ok:
-                self.wait(wait)
+                self.wait(self._spend(attempts, wait, f"{self._host()} rate limit"))
                 continue
             if response.status_code >= 500 and failures + 1 < RETRY.max_attempts:
                 failures += 1
-                self._sleep(RETRY.delay(failures))
+                self._sleep(self._spend(attempts, RETRY.delay(failures), self._refusal(response)))
                 continue
             if not response.ok:
                 raise ScmError(self._refusal(response), status=response.status_code)
@@ -173,13 +209,19 @@ class ApiClient:
                 self.wait(wait)  # this answer spent the last request: wait before the next
             return response
 
+    def _spend(self, attempts: Attempts, seconds: float, why: str) -> float:
+        try:
+            return attempts.wait(seconds, why)
+        except FetchError as exc:
+            raise ScmError(self._shown(str(exc))) from None
+
     def now(self) -> float:
         """The clock rate-limit resets are compared with (epoch seconds)."""
         return self._clock()
 
     def wait(self, seconds: float) -> None:
         """Sleep ``seconds`` for a rate limit; ScmError when that is too long to wait."""
-        if seconds > MAX_WAIT_SECONDS:
+        if seconds > self.max_wait:
             raise ScmError(
                 f"{self._host()} rate limit: next request allowed in {seconds:.0f}s, "
                 "too long to wait; run again later"
@@ -191,7 +233,11 @@ class ApiClient:
     def _host(self) -> str:
         return urlsplit(self.base_url).netloc or self.base_url
 
-    def _refusal(self, response: requests.Response) -> str:
+    def _shown(self, text: str) -> str:
+        """``text`` with this client's token masked (an API may echo it back)."""
+        return redact(text, self.secrets)
+
+    def _refusal(self, response: Answer) -> str:
         status = response.status_code
         hint = {
             401: "the token is missing, wrong or expired",
@@ -201,14 +247,80 @@ class ApiClient:
         message = _message_of(response)
         detail = "; ".join(part for part in (hint, message) if part)
         path = urlsplit(response.url).path
-        return f"{self._host()} answered {status} for {path}" + (f": {detail}" if detail else "")
+        text = f"{self._host()} answered {status} for {path}" + (f": {detail}" if detail else "")
+        return self._shown(text)
 
 
-def _message_of(response: requests.Response) -> str:
+class ReadApi:
+    """An :class:`ApiClient` as one read sees it: at most ``pages`` list pages.
+
+    A list page is a REST page or a GraphQL query; objects read one by one (a run, a job)
+    are not, since a read asks for at most a few per item it found. Past the bound the read
+    fails (the caller names the source), rather than loop on an endless next link or
+    ``hasNextPage``.
+    """
+
+    def __init__(self, api: ApiClient, *, pages: int = MAX_PAGES) -> None:
+        self.api = api
+        self.limit = pages
+        self.spent = 0
+        self.started = api.now()
+
+    @property
+    def base_url(self) -> str:
+        """The API root."""
+        return self.api.base_url
+
+    def spend(self) -> None:
+        """Count one list page; ScmError once the read has asked for ``pages`` of them, or has
+        gone on longer than the client's ``read_seconds``."""
+        if self.spent >= self.limit:
+            raise ScmError(
+                f"more than {self.limit} pages in one read; "
+                "narrow the window (--since, sync.look_back_hours) or the source"
+            )
+        limit = self.api.read_seconds
+        if limit is not None and self.api.now() - self.started > limit:
+            raise ScmError(f"still reading after {limit:.0f}s (the bound of one read); stopped")
+        self.spent += 1
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Answer:
+        """GET one object (not counted as a page)."""
+        return self.api.get(path, params)
+
+    def post_json(self, path: str, body: Mapping[str, Any]) -> Answer:
+        """POST one GraphQL query (a page)."""
+        self.spend()
+        return self.api.post_json(path, body)
+
+    def pages(
+        self, path: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[tuple[Answer, str | None]]:
+        """:meth:`ApiClient.pages`, each page counted before it is asked for."""
+        self.spend()
+        for page, following in self.api.pages(path, params):
+            yield page, following
+            if following is not None:
+                self.spend()
+
+    def check(self, url: str, what: str) -> str:
+        """:meth:`ApiClient.check`."""
+        return self.api.check(url, what)
+
+    def now(self) -> float:
+        """:meth:`ApiClient.now`."""
+        return self.api.now()
+
+    def wait(self, seconds: float) -> None:
+        """:meth:`ApiClient.wait`."""
+        self.api.wait(seconds)
+
+
+def _message_of(response: Answer) -> str:
     """The API's own ``message`` (GitHub, GitLab), cut short; never the whole body."""
     try:
         body = response.json()
-    except ValueError:
+    except FetchError:
         return ""
     message = body.get("message") if isinstance(body, dict) else None
     return str(message)[:200] if message else ""

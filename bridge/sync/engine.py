@@ -226,10 +226,17 @@ class Reconciler:
 
     def sync(self, reader: Reader, window: Window) -> Iterator[Row]:
         """Every row of one reader's window, recording as it goes (unless a dry run)."""
-        window, resume = self._begin(reader, window)
+        saved = self.interrupted(reader.name)
+        if saved is not None:
+            window = Window(saved.since, saved.until)
+        # Asked for before the progress row is made: a source that fails at once (a listing
+        # that failed, bridge.sync.targets.Unlisted) leaves no run behind to continue.
+        found_items = reader.read(window, resume=saved.resume if saved is not None else None)
+        if saved is None:
+            self._start(reader.name, window)
         pending: list[tuple[DeployEvent, str]] = []
         try:
-            for found in reader.read(window, resume=resume):
+            for found in found_items:
                 if found.event is not None or found.skipped:
                     if self.limit_reached():
                         break
@@ -426,15 +433,11 @@ class Reconciler:
         saved = self.store.sync.sync_progress(name)
         return saved if saved is not None and saved.state == RUNNING else None
 
-    def _begin(self, reader: Reader, window: Window) -> tuple[Window, str | None]:
-        """The window and resume point: an interrupted run of this reader is continued."""
-        saved = self.interrupted(reader.name)
-        if saved is not None:
-            return Window(saved.since, saved.until), saved.resume
+    def _start(self, name: str, window: Window) -> None:
+        """Note a new run of reader ``name`` over ``window`` (not a dry run)."""
         if self.store is not None and not self.options.dry_run:
             now = self.clock()
-            self.store.sync.start_sync(reader.name, since=window.since, until=window.until, now=now)
-        return window, None
+            self.store.sync.start_sync(name, since=window.since, until=window.until, now=now)
 
     def _save(self, name: str, resume: str) -> None:
         if self.lease is not None:

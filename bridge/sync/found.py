@@ -31,10 +31,13 @@ def parsed(parser: Parser, payload: Mapping[str, Any], window: Window) -> Found:
     return Found(event)
 
 
-def json_list(value: object, where: str) -> list[Any]:
-    """A list the API must answer; ScmError naming where otherwise."""
+def json_list(value: object, where: str, *, most: int) -> list[Any]:
+    """A list the API must answer, of at most the ``most`` items asked for (``per_page``);
+    ScmError naming where otherwise."""
     if not isinstance(value, list):
         raise ScmError(f"{where} did not answer a list")
+    if len(value) > most:
+        raise ScmError(f"{where} answered {len(value)} items where at most {most} were asked for")
     return value
 
 

@@ -24,8 +24,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bridge.errors import BridgeError
+from bridge.redact import redact
 from bridge.sources import github as hooks
-from bridge.sync.api import GITHUB_LIMITS, ApiClient, ScmError, rate_limit_wait
+from bridge.sync.api import (
+    GITHUB_LIMITS,
+    MAX_TRIES,
+    ApiClient,
+    ReadApi,
+    ScmError,
+    rate_limit_wait,
+)
+from bridge.sync.fetch import Attempts, FetchError
 from bridge.sync.found import json_list, parsed, whole_seconds
 from bridge.sync.reader import Found, Window
 from bridge.times import parse_timestamp
@@ -90,23 +99,24 @@ def github_client(api_url: str, token: str, **options: Any) -> ApiClient:
         "X-GitHub-Api-Version": "2022-11-28",
         "Authorization": f"Bearer {token}",
     }
-    return ApiClient(api_url, headers, limits=GITHUB_LIMITS, **options)
+    return ApiClient(api_url, headers, limits=GITHUB_LIMITS, secrets=(token,), **options)
 
 
 def org_repositories(api: ApiClient, owner: str) -> Iterator[str]:
     """Every repository of an organisation, or of a user account, as ``owner/name``."""
+    read = ReadApi(api)
     try:
-        yield from _repositories(api, f"/orgs/{owner}/repos", {"type": "all"})
+        yield from _repositories(read, f"/orgs/{owner}/repos", {"type": "all"})
     except ScmError as exc:
         if exc.status != 404:
             raise
         # Not an organisation: a user's own repositories ("List repositories for a user").
-        yield from _repositories(api, f"/users/{owner}/repos", {"type": "owner"})
+        yield from _repositories(read, f"/users/{owner}/repos", {"type": "owner"})
 
 
-def _repositories(api: ApiClient, path: str, params: Mapping[str, str]) -> Iterator[str]:
+def _repositories(api: ReadApi, path: str, params: Mapping[str, str]) -> Iterator[str]:
     for page, _ in api.pages(path, {"per_page": PAGE, **params}):
-        for repo in json_list(page.json(), path):
+        for repo in json_list(page.json(), path, most=PAGE):
             name = repo.get("full_name") if isinstance(repo, Mapping) else None
             if isinstance(name, str):
                 yield name
@@ -120,6 +130,7 @@ class GitHubReader:
         if not owner or not name or "/" in name:
             raise BridgeError(f"--github: expected OWNER/REPO, got {repository!r}")
         self.api = api
+        self._api = ReadApi(api)
         self.repository = repository
         self.runs_are_deploys = runs_are_deploys
         self._runs: dict[int, Mapping[str, Any]] = {}
@@ -138,7 +149,8 @@ class GitHubReader:
         run. Only the deployments' progress is a resume point: runs are few pages, read again
         on a resume, and their deploys then found present.
         """
-        point = json.loads(resume) if resume else {}
+        point = _resume_point(resume)
+        self._api = ReadApi(self.api)  # each read has its own page bound
         if self.runs_are_deploys and not point:
             yield from self._runs_in(window)
             yield Found(None, "", json.dumps({"phase": "deployments"}))
@@ -166,9 +178,10 @@ class GitHubReader:
         """
         path = f"/repos/{self.repository}/actions/runs"
         created = f"{whole_seconds(since)}..{whole_seconds(until, up=True)}"
-        pages = self.api.pages(path, {"created": created, "per_page": PAGE})
+        pages = self._api.pages(path, {"created": created, "per_page": PAGE})
         for number, (page, _) in enumerate(pages):
-            body = page.json() if isinstance(page.json(), dict) else {}
+            answer = page.json()
+            body = answer if isinstance(answer, dict) else {}
             total = body.get("total_count")
             cut = number == 0 and isinstance(total, int) and total > MAX_RUNS
             if cut and until - since > timedelta(seconds=2):
@@ -176,7 +189,7 @@ class GitHubReader:
                 yield from self._runs_created(middle, until)
                 yield from self._runs_created(since, middle)
                 return
-            yield from json_list(body.get("workflow_runs"), path)
+            yield from json_list(body.get("workflow_runs"), path, most=PAGE)
 
     def _run_found(self, run: Mapping[str, Any], window: Window) -> Found:
         payload = {"action": "completed", "workflow_run": run, "repository": self._repo()}
@@ -197,15 +210,15 @@ class GitHubReader:
         run_id = int(found["run"])
         run = self._runs.get(run_id)
         if run is None:
-            run = _object(self.api.get(f"/repos/{self.repository}/actions/runs/{run_id}"))
+            run = _object(self._api.get(f"/repos/{self.repository}/actions/runs/{run_id}"))
             self._runs[run_id] = _slim_run(run)
         attempt = run.get("run_attempt")
         if found["job"] and isinstance(attempt, int) and attempt > 1:
             # A re-run: the job names its own attempt (REST "Get a job for a workflow run").
-            job = _object(self.api.get(f"/repos/{self.repository}/actions/jobs/{found['job']}"))
+            job = _object(self._api.get(f"/repos/{self.repository}/actions/jobs/{found['job']}"))
             if isinstance(job.get("run_attempt"), int) and job["run_attempt"] != attempt:
                 path = f"/repos/{self.repository}/actions/runs/{run_id}/attempts"
-                run = _object(self.api.get(f"{path}/{job['run_attempt']}"))
+                run = _object(self._api.get(f"{path}/{job['run_attempt']}"))
         return run if isinstance(run, Mapping) else None
 
     # -- deployments ------------------------------------------------------------------------
@@ -236,7 +249,7 @@ class GitHubReader:
         while True:
             repository = self._repository(DEPLOYMENTS_QUERY, after)
             deployments = repository.get("deployments") or {}
-            for node in deployments.get("nodes") or ():
+            for node in _nodes(deployments):
                 if not isinstance(node, Mapping):
                     continue
                 if not _before(node, window):
@@ -244,7 +257,7 @@ class GitHubReader:
                 if last is not None and node.get("databaseId") == last:
                     return
             info = deployments.get("pageInfo") or {}
-            after = info.get("endCursor")
+            after = _moved(after, info.get("endCursor"))
             if last is None or not info.get("hasNextPage") or not after:
                 return
 
@@ -256,12 +269,12 @@ class GitHubReader:
             repository = self._repository(CURSORS_QUERY, after)
             deployments = repository.get("deployments") or {}
             info = deployments.get("pageInfo") or {}
-            nodes = [n for n in deployments.get("nodes") or () if isinstance(n, Mapping)]
+            nodes = [n for n in _nodes(deployments) if isinstance(n, Mapping)]
             last = nodes[-1].get("databaseId") if nodes else None
             if any(_before(n, window) for n in nodes) or not info.get("hasNextPage"):
                 return [*pages, (after, None)]
             pages.append((after, last))
-            after = info.get("endCursor")
+            after = _moved(after, info.get("endCursor"))
             if not after:
                 return [*pages, (after, None)]
 
@@ -297,8 +310,9 @@ class GitHubReader:
 
     def _graphql(self, query: str, variables: Mapping[str, Any]) -> Mapping[str, Any]:
         url = graphql_url(self.api.base_url)
+        attempts = Attempts(max_tries=MAX_TRIES, max_wait=self.api.max_wait)
         while True:
-            response = self.api.post_json(url, {"query": query, "variables": variables})
+            response = self._api.post_json(url, {"query": query, "variables": variables})
             body = response.json()
             errors = body.get("errors") if isinstance(body, dict) else None
             if not errors:
@@ -309,14 +323,69 @@ class GitHubReader:
                 # GraphQL answers its primary limit with 200, this error and the REST headers
                 # (GitHub docs, "Rate limits and query limits for the GraphQL API").
                 wait = rate_limit_wait(429, response.headers, self.api.now(), GITHUB_LIMITS)
-                self.api.wait(wait if wait is not None else 60.0)
+                try:
+                    wait = attempts.wait(wait if wait is not None else 60.0, "github graphql")
+                except FetchError as exc:
+                    raise ScmError(str(exc)) from None
+                self.api.wait(wait)
                 continue
             message = first.get("message") if isinstance(first, Mapping) else None
             status = 404 if isinstance(first, Mapping) and first.get("type") == "NOT_FOUND" else 0
-            raise ScmError(f"github graphql: {str(message or errors)[:200]}", status=status)
+            text = redact(f"github graphql: {str(message or errors)[:200]}", self.api.secrets)
+            raise ScmError(text, status=status)
 
     def _repo(self) -> dict[str, Any]:
         return {"full_name": self.repository, "html_url": self._html_url}
+
+
+def _resume_point(resume: str | None) -> Mapping[str, Any]:
+    """A saved resume point read back; one this reader cannot have given is an error."""
+    if resume is None:
+        return {}
+    try:
+        point = json.loads(resume)
+    except ValueError:
+        point = None
+    pages = point.get("pages") if isinstance(point, dict) else None
+    index = point.get("index") if isinstance(point, dict) else None
+    well_formed = isinstance(point, dict) and point.get("phase") == "deployments"
+    if well_formed and pages is not None:
+        well_formed = (
+            isinstance(pages, list)
+            and isinstance(index, int)
+            and 0 <= index < len(pages)
+            and all(_page_mark(page) for page in pages)
+        )
+    if not well_formed:
+        raise ScmError(f"not a resume point of this reader: {resume[:80]!r}")
+    return dict(point)
+
+
+def _page_mark(page: object) -> bool:
+    """Whether a saved page is ``[cursor or null, last deployment id or null]``."""
+    return (
+        isinstance(page, list)
+        and len(page) == 2
+        and isinstance(page[0], (str, type(None)))
+        and isinstance(page[1], (int, type(None)))
+    )
+
+
+def _nodes(deployments: Mapping[str, Any]) -> list[Any]:
+    """A GraphQL page's nodes: at most the 100 asked for (``first: 100``)."""
+    nodes = deployments.get("nodes") or []
+    if not isinstance(nodes, list) or len(nodes) > PAGE:
+        raise ScmError(f"github graphql: a page of deployments not a list of at most {PAGE}")
+    return nodes
+
+
+def _moved(before: str | None, after: object) -> str | None:
+    """The next page's cursor; ScmError when it is not a cursor or does not move."""
+    if after is None:
+        return None
+    if not isinstance(after, str) or after == before:
+        raise ScmError(f"github graphql: the page cursor did not move past {before!r}")
+    return after
 
 
 def _recorded_status(node: Mapping[str, Any]) -> Mapping[str, Any] | None:

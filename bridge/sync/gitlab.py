@@ -24,7 +24,8 @@ from urllib.parse import quote
 from bridge.errors import BridgeError
 from bridge.model import Status
 from bridge.sources import gitlab as hooks
-from bridge.sync.api import GITLAB_LIMITS, ApiClient
+from bridge.sync.api import GITLAB_LIMITS, ApiClient, ReadApi, ScmError
+from bridge.sync.fetch import ForeignUrl
 from bridge.sync.found import json_list, parsed, whole_seconds
 from bridge.sync.reader import Found, Window
 
@@ -36,15 +37,18 @@ def gitlab_client(gitlab_url: str, token: str, **options: Any) -> ApiClient:
     """A client for ``<GITLAB_URL>/api/v4`` with ``token`` (GITLAB_API_TOKEN, scope read_api)."""
     root = gitlab_url.rstrip("/")
     api = root if root.endswith("/api/v4") else f"{root}/api/v4"
-    return ApiClient(api, {"PRIVATE-TOKEN": token}, limits=GITLAB_LIMITS, **options)
+    return ApiClient(
+        api, {"PRIVATE-TOKEN": token}, limits=GITLAB_LIMITS, secrets=(token,), **options
+    )
 
 
 def group_projects(api: ApiClient, group: str) -> Iterator[str]:
     """Every project of a group and its subgroups, as its full path."""
     path = f"/groups/{quote(group, safe='')}/projects"
     params = {"include_subgroups": "true", "per_page": PAGE, "order_by": "id", "sort": "asc"}
-    for page, _ in api.pages(path, params):
-        for project in json_list(page.json(), path):
+    read = ReadApi(api)
+    for page, _ in read.pages(path, params):
+        for project in json_list(page.json(), path, most=PAGE):
             name = project.get("path_with_namespace") if isinstance(project, Mapping) else None
             if isinstance(name, str):
                 yield name
@@ -58,6 +62,7 @@ class GitLabReader:
             raise BridgeError(f"--gitlab: expected GROUP/PROJECT, got {project!r}")
         self.api = api
         self.project = project.strip("/")
+        self._api = ReadApi(api)
         self.runs_are_deploys = runs_are_deploys
         self._about: Mapping[str, Any] | None = None
 
@@ -68,7 +73,8 @@ class GitLabReader:
 
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
         """Deployments, then (when runs count as deploys) pipelines, oldest update first."""
-        point = json.loads(resume) if resume else {"phase": "deployments", "url": None}
+        point = self._resume_point(resume)
+        self._api = ReadApi(self.api)  # each read has its own page bound
         if point["phase"] == "deployments":
             yield from self._list(window, "deployments", point.get("url"), self._deployment)
             point = {"phase": "pipelines", "url": None}
@@ -85,17 +91,38 @@ class GitLabReader:
             "sort": "asc",
             "per_page": PAGE,
         }
-        for page, next_url in self.api.pages(start or path, None if start else params):
-            for item in json_list(page.json(), path):
+        for page, next_url in self._api.pages(start or path, None if start else params):
+            for item in json_list(page.json(), path, most=PAGE):
                 if isinstance(item, Mapping):
                     yield found(item, window)
             if next_url:
                 yield Found(None, "", json.dumps({"phase": kind, "url": next_url}))
 
+    def _resume_point(self, resume: str | None) -> Mapping[str, Any]:
+        """A saved resume point read back: a phase and a next-page link on the configured
+        origin; anything else is an error, and nothing is sent (a database written by an
+        earlier version, or by hand, may hold a link to anywhere)."""
+        if resume is None:
+            return {"phase": "deployments", "url": None}
+        try:
+            point = json.loads(resume)
+        except ValueError:
+            point = None
+        phase = point.get("phase") if isinstance(point, dict) else None
+        url = point.get("url") if isinstance(point, dict) else None
+        if phase not in ("deployments", "pipelines") or not isinstance(url, (str, type(None))):
+            raise ScmError(f"not a resume point of this reader: {resume[:80]!r}")
+        if url is not None:
+            try:
+                self.api.check(url, "the saved resume point")
+            except ForeignUrl as exc:
+                raise ScmError(f"{exc} (--restart starts over)") from None
+        return {"phase": phase, "url": url}
+
     def _project(self) -> Mapping[str, Any]:
         """The project itself (its web URL and CI config path), read once."""
         if self._about is None:
-            about = self.api.get(f"/projects/{quote(self.project, safe='')}").json()
+            about = self._api.get(f"/projects/{quote(self.project, safe='')}").json()
             self._about = about if isinstance(about, Mapping) else {}
         return self._about
 

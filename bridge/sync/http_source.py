@@ -23,8 +23,12 @@ Resume points (``Found.resume``) are JSON: ``{"page": n}`` or ``{"cursor": c}`` 
 item of each page, ``{"after": id}`` at each item of a newest-first list, ``{"done": true}``
 after the last page. A read from a resume point asks only for what comes after it.
 
-Bounds: at most ``max_pages`` requests a read (the read fails past it, naming the key, rather
-than silently stop), pages of at most 1000 items, answers of at most MAX_BODY_BYTES.
+Every request goes through a :class:`~bridge.sync.fetch.Fetcher` for the entry's ``url``: the
+token goes to that origin only (a redirect elsewhere is refused, nothing sent), answers are
+streamed and refused past MAX_BODY_BYTES. Bounds: at most ``max_pages`` requests a read (the
+read fails past it, naming the key, rather than silently stop), pages of at most
+MAX_PAGE_SIZE items (a longer page is refused), and per request the policy's attempts and
+total wait (``max_elapsed``) for retries.
 """
 
 from __future__ import annotations
@@ -38,16 +42,17 @@ from typing import Any, Protocol
 
 import requests
 
-from bridge.config.http_sources import NEWEST_FIRST, PAGE, HttpSourceSpec
+from bridge.config.http_sources import MAX_PAGE_SIZE, NEWEST_FIRST, PAGE, HttpSourceSpec
 from bridge.cortex.retry import Again, RetryPolicy, drive, parse_retry_after
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.redact import redact
 from bridge.secrets import secret_from
 from bridge.sources.fields import shorten
+from bridge.sync.fetch import ANSWER_SECONDS, Bounds, Fetcher, FetchError
 from bridge.sync.http_items import item_id, item_time, moment, to_event
 from bridge.sync.reader import Found, Window
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BODY_BYTES = Bounds().max_bytes
 OVERLAP = timedelta(days=1)
 CONNECT_TIMEOUT = 5.0
 # 429 and 503 say "later" (with Retry-After, RFC 9110 10.2.3, honoured up to the policy's
@@ -82,6 +87,7 @@ def make_http_reader(
     sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     policy: RetryPolicy | None = None,
+    read_seconds: float | None = None,
 ) -> HttpReader:
     """The reader of ``http_sources.<name>``; its token from ``token_env`` (or ``*_FILE``)."""
     specs = config if isinstance(config, Mapping) else config.http_sources
@@ -94,7 +100,15 @@ def make_http_reader(
         raise ConfigError(
             spec.token_env, f"is not set: it holds the bearer token of http_sources.{name}"
         )
-    return HttpReader(spec, token, session=session, sleep=sleep, now=now, policy=policy)
+    return HttpReader(
+        spec,
+        token,
+        session=session,
+        sleep=sleep,
+        now=now,
+        policy=policy,
+        read_seconds=read_seconds,
+    )
 
 
 class HttpReader:
@@ -109,14 +123,26 @@ class HttpReader:
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         policy: RetryPolicy | None = None,
+        read_seconds: float | None = None,
     ) -> None:
         self.spec = spec
+        self.read_seconds = read_seconds  # how long one read may go on (None: no bound)
+        self._started = now()
         self._token = token
         self._owns_session = session is None
         self._session = session or requests.Session()
         self._sleep = sleep
         self._now = now
         self._policy = policy or RetryPolicy()
+        # A slow answer may take its read timeout several times over, not forever.
+        seconds = max(ANSWER_SECONDS, 4 * spec.timeout_seconds)
+        self._fetcher = Fetcher(
+            spec.url,
+            {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            session=self._session,
+            timeout=(CONNECT_TIMEOUT, spec.timeout_seconds),
+            bounds=Bounds(answer_seconds=seconds),
+        )
 
     @property
     def name(self) -> str:
@@ -126,6 +152,7 @@ class HttpReader:
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
         """Every deploy in ``window``, from ``resume`` on when given; raises BridgeError."""
         position = self._position(resume)
+        self._started = self._now()
         try:
             yield from self._read(window, position)
         finally:
@@ -267,10 +294,21 @@ class HttpReader:
         if not isinstance(items, list):
             where = repr(self.spec.items.text) if self.spec.items.text else "its top level"
             raise self._error(f"the answer has no list at {where}: {shorten(answer)}")
+        if len(items) > MAX_PAGE_SIZE:
+            raise self._error(
+                f"a page of {len(items)} items: at most {MAX_PAGE_SIZE} a page are read"
+            )
         return items
 
     def _get(self, params: Mapping[str, str]) -> Any:
-        """One page's JSON, retried on 429/5xx and lost connections as the policy allows."""
+        """One page's JSON, retried on 429/5xx and lost connections as the policy allows:
+        at most ``max_attempts`` tries, ``max_elapsed`` seconds in all (the one driver)."""
+        if self.read_seconds is not None:
+            elapsed = (self._now() - self._started).total_seconds()
+            if elapsed > self.read_seconds:
+                raise self._error(
+                    f"still reading after {self.read_seconds:.0f}s (the bound of one read); stopped"
+                )
         query = {**self.spec.params, **params}
         return drive(
             lambda _: self._get_once(query),
@@ -280,38 +318,17 @@ class HttpReader:
         )
 
     def _get_once(self, params: Mapping[str, str]) -> Any:
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         try:
-            with self._session.get(
-                self.spec.url,
-                params=params,
-                headers=headers,
-                timeout=(CONNECT_TIMEOUT, self.spec.timeout_seconds),
-                stream=True,
-            ) as response:
-                body = self._body(response)
-                status = response.status_code
-                retry_after = parse_retry_after(
-                    response.headers.get("Retry-After"), now=self._now()
-                )
-        except requests.RequestException as exc:
-            raise self._error(f"no answer: {type(exc).__name__}", status=0) from None
-        if status != 200:
-            raise self._answered(status, body, retry_after)
+            answer = self._fetcher.send("GET", self.spec.url, params=params)
+        except FetchError as exc:
+            raise self._error(str(exc), status=0 if exc.retryable else None) from None
+        if answer.status != 200:
+            retry_after = parse_retry_after(answer.headers.get("Retry-After"), now=self._now())
+            raise self._answered(answer.status, answer.body, retry_after)
         try:
-            return json.loads(body)
-        except ValueError:
-            raise self._error(f"the answer is not JSON: {shorten(body[:200])}") from None
-
-    def _body(self, response: requests.Response) -> bytes:
-        """The answer's body, refused past MAX_BODY_BYTES."""
-        chunks, size = [], 0
-        for chunk in response.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise self._error(f"an answer larger than {MAX_BODY_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            return answer.json()
+        except FetchError as exc:
+            raise self._error(f"{exc}: {shorten(answer.body[:200])}") from None
 
     def _answered(self, status: int, body: bytes, retry_after: float | None) -> HttpSourceError:
         """The error for a non-200 answer; the token is named by its variable, never shown."""

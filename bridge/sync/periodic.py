@@ -5,6 +5,10 @@ recorded within one interval. Each run takes the ``reconcile`` lease in the data
 interval; replicas that find it held skip their turn, and if the holder dies the lease lapses
 and another takes over at its next turn. Runs look back ``sync.look_back_hours``, so a relay
 that was down less than that catches up by itself.
+
+A source is read within the bounds of :mod:`bridge.sync.fetch` (its origin only, answers
+capped, tries and waits per request, pages per read; rate limits waited out only up to one
+interval), and a source that fails or misbehaves is logged and skipped: the others are read.
 """
 
 from __future__ import annotations
@@ -123,7 +127,13 @@ class Reconcile:
             return False
         window = Window(now - timedelta(hours=settings.look_back_hours), now)
         targets = Targets.from_settings(settings)
-        readers, apis = make_readers(targets, self.config, self.environ)
+        # One source's read, and any wait in it, ends within half the interval: a slow or
+        # endless source holds neither the lease (renewed at each page) nor this thread past
+        # it. The next turn comes.
+        half = settings.interval_minutes * 60 / 2
+        readers, apis = make_readers(
+            targets, self.config, self.environ, max_wait=half, read_seconds=half
+        )
         found: list[dict[str, Any]] = []
         reconciler = Reconciler(
             reading(self.config, targets),
@@ -189,6 +199,11 @@ class Reconcile:
         except BridgeError as exc:
             log.warning("reconcile of a source failed", extra={"source": name, "error": str(exc)})
             found["error"] = str(exc)
+            self._failed.add(label)
+            return found
+        except Exception as exc:  # a source's bug, or its hostile answer, must not stop the others
+            log.exception("reconcile of a source crashed", extra={"source": name})
+            found["error"] = f"crashed: {type(exc).__name__}"
             self._failed.add(label)
             return found
         self._passed.add(label)

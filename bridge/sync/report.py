@@ -1,13 +1,42 @@
-"""What ``sync`` shows: the rows on stdout as they come, progress on stderr. No decisions here."""
+"""What ``sync`` shows: the rows on stdout as they come, progress on stderr. No decisions here.
+
+Everything shown passes :func:`shown` (text) or :func:`json_line` (JSON): the tokens masked,
+whatever an SCM sent made unable to act on a CI log. ``sync`` runs in GitHub Actions (the
+nightly audit), whose runner reads a line starting ``::`` as a workflow command
+(``::error::``, ``::add-mask::``, ``::stop-commands::``) and ``##[command]`` anywhere in a
+line (docs.github.com, "Workflow commands for GitHub Actions"; actions/runner
+``ActionCommand.TryParse``); Azure Pipelines reads ``##vso[`` anywhere.
+"""
 
 from __future__ import annotations
 
 import json as jsonlib
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
+from bridge.model import escape_controls
+from bridge.redact import redact
 from bridge.sync.engine import Row, Tally, Verdict
+
+# The second of two markers (``::``, ``##``): escaped, the runner sees no command.
+_MARKER = re.compile(r"(?<=:):|(?<=#)#")
+_JSON_ESCAPES = {":": "\\u003a", "#": "\\u0023"}
+
+
+def shown(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` for a line of sync's text output: secrets masked, control characters escaped
+    (``\\n``, ``\\x1b``), and ``::``/``##`` written ``:\\:``/``#\\#``."""
+    return _MARKER.sub(lambda m: "\\" + m.group(), escape_controls(redact(text, secrets)))
+
+
+def json_line(data: Any, secrets: Iterable[str] = ()) -> str:
+    """``data`` as one line of JSON, secrets masked and ``::``/``##`` spelled with ``\\u``
+    escapes: the same values to a JSON reader, no command to a CI runner."""
+    text = redact(jsonlib.dumps(data), secrets).replace("\x7f", "\\u007f")
+    return _MARKER.sub(lambda m: _JSON_ESCAPES[m.group()], text)
+
 
 COLUMNS = ("verdict", "repository", "deploy", "environment", "entity", "finished", "detail")
 HEADINGS = ("VERDICT", "REPOSITORY", "DEPLOY", "ENV", "ENTITY", "FINISHED", "DETAIL")
@@ -17,9 +46,10 @@ WIDTHS = (9, 28, 22, 12, 20, 21, 0)
 class Report:
     """An aligned table, or one JSON document (``deploys``, then ``summary``), streamed."""
 
-    def __init__(self, stream: TextIO, *, json: bool) -> None:
+    def __init__(self, stream: TextIO, *, json: bool, secrets: Iterable[str] = ()) -> None:
         self.stream = stream
         self.json = json
+        self.secrets = tuple(secrets)
         self._first = True
         stream.write('{"deploys": [' if json else _line(HEADINGS))
 
@@ -27,9 +57,10 @@ class Report:
         """One row, written at once (a long sync shows its findings as it goes)."""
         data = row.to_dict()
         if self.json:
-            self.stream.write(("\n  " if self._first else ",\n  ") + jsonlib.dumps(data))
+            self.stream.write(("\n  " if self._first else ",\n  ") + json_line(data, self.secrets))
         else:
-            self.stream.write(_line(tuple(str(data[c] or "-") for c in COLUMNS)))
+            cells = tuple(shown(str(data[c] or "-"), self.secrets) for c in COLUMNS)
+            self.stream.write(_line(cells))
         self._first = False
         self.stream.flush()
 
@@ -38,7 +69,7 @@ class Report:
         counts: dict[str, Any] = {v.value: n for v, n in tally.verdicts.items()}
         if self.json:
             summary = {**counts, "dry_run": dry_run, "error": error}
-            self.stream.write(f'\n], "summary": {jsonlib.dumps(summary)}}}\n')
+            self.stream.write(f'\n], "summary": {json_line(summary, self.secrets)}}}\n')
         else:
             # "repaired" only where --repair deleted something: the line stays as it was.
             shown = {v: n for v, n in counts.items() if n or v != Verdict.REPAIRED.value}
@@ -61,8 +92,10 @@ class ProgressLine:
         requests: Callable[[], int],
         interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.stream = stream
+        self.secrets = tuple(secrets)
         self.tally = tally
         self.requests = requests
         self.tty = stream.isatty()
@@ -76,12 +109,12 @@ class ProgressLine:
         """Source ``number`` of ``total`` begins."""
         if self._name and not self.tty:
             self._write(self.text() + "\n")
-        self._name, self._number, self._total = name, number, total
+        self._name, self._number, self._total = shown(name, self.secrets), number, total
         self.tick()
 
     def note(self, text: str) -> None:
         """A line of its own (on a terminal, above the redrawn one)."""
-        self._write(("\r\x1b[2K" if self.tty else "") + text + "\n")
+        self._write(("\r\x1b[2K" if self.tty else "") + shown(text, self.secrets) + "\n")
 
     def tick(self) -> None:
         """Redraw (terminal only), at most every ``interval`` seconds."""

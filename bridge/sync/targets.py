@@ -10,17 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
+from functools import partial
 
 from bridge.config import Config, SourceSettings, SyncSettings
 from bridge.config.values import http_url
-from bridge.errors import ConfigError, UsageError
+from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.secrets import secret_from
-from bridge.sync.api import ApiClient
+from bridge.sync.api import MAX_WAIT_SECONDS, ApiClient
 from bridge.sync.argocd import ArgoCDReader, argocd_client
 from bridge.sync.github import DEFAULT_API_URL, GitHubReader, github_client, org_repositories
 from bridge.sync.gitlab import DEFAULT_URL, GitLabReader, gitlab_client, group_projects
 from bridge.sync.http_source import make_http_reader
-from bridge.sync.reader import Reader
+from bridge.sync.reader import Found, Reader, Window
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,20 @@ def check(targets: Targets) -> None:
 
 
 def make_readers(
-    targets: Targets, config: Config, environ: Mapping[str, str]
+    targets: Targets,
+    config: Config,
+    environ: Mapping[str, str],
+    *,
+    max_wait: float = MAX_WAIT_SECONDS,
+    read_seconds: float | None = None,
 ) -> tuple[Callable[[], Iterator[Reader]], list[ApiClient]]:
-    """The readers (listed as they are read) and the API clients they use (to close)."""
+    """The readers (listed as they are read) and the API clients they use (to close).
+
+    ``max_wait``: the most one SCM request may wait for rate limits in all; ``read_seconds``:
+    how long one source's read may go on (checked before each page). A listing that
+    fails (an organisation's repositories) comes as a reader that raises its error when
+    read, so the sources after it are still read.
+    """
     check(targets)
     runs = bool(config.workflows)
     clients: list[ApiClient] = []
@@ -84,40 +96,88 @@ def make_readers(
         token = secret_from(environ, "GITHUB_TOKEN")
         if not token:
             raise UsageError("GITHUB_TOKEN is not set: reading GitHub's deploys needs it")
-        github = github_client(environ.get("GITHUB_API_URL") or DEFAULT_API_URL, token)
+        url = _api_url(environ, "GITHUB_API_URL", DEFAULT_API_URL)
+        github = github_client(url, token, max_wait=max_wait, read_seconds=read_seconds)
         clients.append(github)
     if targets.gitlab or targets.gitlab_groups:
         token = secret_from(environ, "GITLAB_API_TOKEN")
         if not token:
             raise UsageError("GITLAB_API_TOKEN is not set: reading GitLab's deploys needs it")
-        gitlab = gitlab_client(environ.get("GITLAB_URL") or DEFAULT_URL, token)
+        gitlab = gitlab_client(
+            _api_url(environ, "GITLAB_URL", DEFAULT_URL),
+            token,
+            max_wait=max_wait,
+            read_seconds=read_seconds,
+        )
         clients.append(gitlab)
     # Made now, so that an unknown name or an unset token variable stops the run before it starts.
-    http = [make_http_reader(name, config, environ) for name in dict.fromkeys(targets.http)]
-    argocd = _argocd_readers(targets.argocd, environ)
+    http = [
+        make_http_reader(name, config, environ, read_seconds=read_seconds)
+        for name in dict.fromkeys(targets.http)
+    ]
+    argocd = _argocd_readers(targets.argocd, environ, max_wait=max_wait, read_seconds=read_seconds)
     clients.extend(reader.api for reader in argocd)
 
     def every() -> Iterator[Reader]:
         if github is not None:
+            on_github = partial(GitHubReader, github, runs_are_deploys=runs)
             for repo in targets.github:
-                for name in _expand(github, repo):
-                    yield GitHubReader(github, name, runs_are_deploys=runs)
+                yield from _listed(f"github:{repo}", _expand(github, repo), on_github)
             for org in targets.github_orgs:
-                for name in org_repositories(github, org):
-                    yield GitHubReader(github, name, runs_are_deploys=runs)
+                yield from _listed(f"github:{org}", org_repositories(github, org), on_github)
         if gitlab is not None:
+            on_gitlab = partial(GitLabReader, gitlab, runs_are_deploys=runs)
             for project in targets.gitlab:
-                yield GitLabReader(gitlab, project, runs_are_deploys=runs)
+                yield on_gitlab(project)
             for group in targets.gitlab_groups:
-                for project in group_projects(gitlab, group):
-                    yield GitLabReader(gitlab, project, runs_are_deploys=runs)
+                yield from _listed(f"gitlab:{group}", group_projects(gitlab, group), on_gitlab)
         yield from http
         yield from argocd
 
     return every, clients
 
 
-def _argocd_readers(urls: tuple[str, ...], environ: Mapping[str, str]) -> list[ArgoCDReader]:
+def _api_url(environ: Mapping[str, str], variable: str, default: str) -> str:
+    """An SCM's API URL from ``variable``: an http(s) URL with no user info (the check the
+    Cortex URL gets: in ``https://gitlab.com@evil.example`` the token would go to the
+    host after the ``@``); ConfigError naming the variable otherwise."""
+    given = environ.get(variable, "").strip()
+    return http_url(given, variable) if given else default
+
+
+class Unlisted:
+    """A listing (an organisation's repositories) that failed: its error, as a reader."""
+
+    def __init__(self, name: str, error: BridgeError) -> None:
+        self._name = name
+        self.error = error
+
+    @property
+    def name(self) -> str:
+        """What was being listed: ``github:acme``."""
+        return self._name
+
+    def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
+        """Raise the listing's error."""
+        raise self.error
+
+
+def _listed(name: str, names: Iterator[str], reader: Callable[[str], Reader]) -> Iterator[Reader]:
+    """A reader per listed name; the listing's error (if any) as a last, failing reader."""
+    try:
+        for each in names:
+            yield reader(each)
+    except BridgeError as exc:
+        yield Unlisted(name, exc)
+
+
+def _argocd_readers(
+    urls: tuple[str, ...],
+    environ: Mapping[str, str],
+    *,
+    max_wait: float = MAX_WAIT_SECONDS,
+    read_seconds: float | None = None,
+) -> list[ArgoCDReader]:
     """A reader per Argo CD URL, each with ARGOCD_AUTH_TOKEN for that URL's origin only."""
     if not urls:
         return []
@@ -130,7 +190,8 @@ def _argocd_readers(urls: tuple[str, ...], environ: Mapping[str, str]) -> list[A
             checked = http_url(url, "--argocd")
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
-        readers.append(ArgoCDReader(argocd_client(checked, token)))
+        api = argocd_client(checked, token, max_wait=max_wait, read_seconds=read_seconds)
+        readers.append(ArgoCDReader(api))
     return readers
 
 
