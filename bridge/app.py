@@ -262,7 +262,7 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
             key=key,
             delivery=delivery,
             rt=rt,
-            received=lambda: received_copy(environ, body, rt.secrets),
+            received=(environ, body),
         )
 
     def gitlab(environ: Environ) -> Response:
@@ -291,15 +291,17 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
             key=key,
             delivery=delivery,
             rt=rt,
-            received=lambda: received_copy(environ, body, rt.secrets),
+            received=(environ, body),
         )
 
     # Flux and Argo CD send no delivery id: a repeat is known by the deploy it reports and
     # its status (ingest's key=None), so that a reconcile's new message is still a repeat.
     def flux_(environ: Environ) -> Response:
-        body = read_body(environ, limit)
-        if not (rt.allow_unsigned and not rt.flux_secret):
-            verify_flux(rt.flux_secret, body, environ.get("HTTP_X_SIGNATURE"))
+        # Flux signs the whole body, as GitHub does: its bytes count until the check is done.
+        with rt.unverified.hold() as hold:
+            body = read_body(environ, limit, hold=hold)
+            if not (rt.allow_unsigned and not rt.flux_secret):
+                verify_flux(rt.flux_secret, body, environ.get("HTTP_X_SIGNATURE"))
         payload = _decode(environ, body, form_field=None)
         event = flux.event_name(payload)
         if not event:
@@ -311,13 +313,16 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
             key=None,
             delivery=None,
             rt=rt,
-            received=lambda: received_copy(environ, body, rt.secrets),
+            received=(environ, body),
         )
 
     def argocd_(environ: Environ) -> Response:
-        if not (rt.allow_unsigned and not rt.argocd_token):
+        unsigned = rt.allow_unsigned and not rt.argocd_token
+        if not unsigned:
+            # A header, as GitLab's token: checked before a byte of the body is read.
             verify_bearer(rt.argocd_token, environ.get("HTTP_AUTHORIZATION"))
-        body = read_body(environ, limit)
+        with rt.unverified.hold() as hold:
+            body = read_body(environ, limit, hold=hold if unsigned else None)
         payload = _decode(environ, body, form_field=None)
         return _ingest(
             "argocd",
@@ -326,7 +331,7 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
             key=None,
             delivery=None,
             rt=rt,
-            received=lambda: received_copy(environ, body, rt.secrets),
+            received=(environ, body),
         )
 
     return {
@@ -421,8 +426,11 @@ def _ingest(
     key: str | None,
     delivery: str | None,
     rt: Runtime,
-    received: Callable[[], str] | None = None,
+    received: tuple[Environ, bytes],
 ) -> Response:
+    """Ingest one webhook and answer it; ``received`` (its environ and body) is kept, redacted,
+    with the event only when one is stored."""
+    environ, body = received
     answer = ingest(
         source,
         event,
@@ -432,7 +440,7 @@ def _ingest(
         config=rt.config,
         store=rt.store,
         clock=rt.clock,
-        received=received,
+        received=lambda: received_copy(environ, body, rt.secrets),
     )
     if answer.queued:
         rt.wake.set()

@@ -26,7 +26,7 @@ import pytest
 from bridge.app import Runtime, create_app
 from bridge.fakecortex import FakeCortex
 from bridge.inflight import Busy, InFlight
-from tests.receiver_kit import make_runtime, sign
+from tests.receiver_kit import argocd_post, flux_post, make_runtime, sign
 
 LIMIT = 256 * 1024
 CAP = 4 * LIMIT  # four bodies at the limit at once
@@ -278,3 +278,24 @@ def test_forty_unsigned_bodies_under_serve_stay_within_the_bound(
         assert page["data"] == []
     finally:
         served.stop()
+
+
+def test_a_flux_body_counts_until_its_signature_is_checked(runtime: Runtime) -> None:
+    # Flux signs the whole body (X-Signature), as GitHub does: it is read before anyone knows
+    # who sent it, so it takes room in the process's unverified bytes like a GitHub body.
+    client = create_app(runtime).test_client()
+    hold = runtime.unverified.hold()
+    hold.grow_to(CAP)
+    busy = flux_post(client, "kustomization.succeeded", secret="forged")
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
+    hold.release()
+    assert flux_post(client, "kustomization.succeeded", secret="forged").status_code == 401
+    assert runtime.unverified.held == 0
+    assert sum(runtime.store.counts().values()) == 0  # nothing stored
+
+
+def test_an_argocd_body_is_read_only_after_its_token_and_holds_nothing(runtime: Runtime) -> None:
+    client = create_app(runtime).test_client()
+    runtime.unverified.hold().grow_to(CAP)
+    assert argocd_post(client, "sync.succeeded", token="wrong").status_code == 401
+    assert sum(runtime.store.counts().values()) == 0  # nothing stored
