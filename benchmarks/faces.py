@@ -37,13 +37,12 @@ sys.path.insert(0, str(ROOT))
 from bridge.cli import main as cli  # noqa: E402
 from bridge.config import Route, parse_config  # noqa: E402
 from bridge.cortex import CortexClient  # noqa: E402
-from bridge.deliverer import Deliverer  # noqa: E402
 from bridge.fakecortex import FakeCortex  # noqa: E402
 from bridge.mapping import deploy_key, key_of  # noqa: E402
 from bridge.model import DeployEvent, DeployRef, Status  # noqa: E402
 from bridge.record.core import to_payload  # noqa: E402
 from bridge.store import Store  # noqa: E402
-from bridge.worker import Worker  # noqa: E402
+from bridge.worker import Deliverer, Worker  # noqa: E402
 
 TOKEN = "bench-token"  # the stand-in's
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)

@@ -14,10 +14,11 @@ from bridge import metrics
 from bridge.app import Runtime, utcnow
 from bridge.config import Config
 from bridge.cortex import CortexClient
-from bridge.deliverer import Deliverer
+from bridge.cortex.budget import BudgetedCortex, SharedBudget
+from bridge.cortex.client import Cortex
 from bridge.secrets import VARIABLE, WEBHOOK_SECRETS
 from bridge.store import Delivery, Listener, Store
-from bridge.worker import SharedBudget, Worker
+from bridge.worker import Deliverer, Worker
 
 # What a worker claims at once. With a shared budget it claims one: the events of a batch
 # would wait their turns for the budget one after another while their leases ran out.
@@ -81,9 +82,8 @@ def make_worker(
     its connection): give each worker its own client.
     """
     budget = budget or make_budget(runtime)
-    if budget is not None:
-        client = client.with_budget(budget)
-    deliverer = Deliverer(runtime.store, client, runtime.config, clock=utcnow)
+    cortex: Cortex = client if budget is None else BudgetedCortex(client, budget)
+    deliverer = Deliverer(runtime.store, cortex, runtime.config, clock=utcnow)
     return Worker(
         runtime.store,
         deliverer,

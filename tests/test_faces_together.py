@@ -18,13 +18,12 @@ import pytest
 from bridge.cli import main
 from bridge.config import parse_config
 from bridge.cortex import CortexClient
-from bridge.deliverer import Deliverer
 from bridge.fakecortex import FakeCortex
 from bridge.mapping import key_of
 from bridge.sources import parse_event
 from bridge.sync.engine import Options, Reconciler, Verdict
 from bridge.sync.reader import Found, Window
-from bridge.worker import Worker
+from bridge.worker import Deliverer, Worker
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import client_for, github_post, gitlab_post, runtime_on
 

@@ -19,7 +19,8 @@ from bridge.model import (
     event_from_dict,
     event_to_dict,
 )
-from bridge.rollback import PastDeploy, detect_type, same_sha
+from bridge.record.core import detect_type
+from bridge.rollback import PastDeploy, same_sha
 from bridge.times import format_timestamp, parse_timestamp
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)

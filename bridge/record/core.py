@@ -26,11 +26,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bridge.cortex import CortexClient
+from bridge.cortex.client import Cortex
 from bridge.mapping import build_deploy_request, idempotency_key
 from bridge.model import DeployEvent, DeployType, Status, event_from_dict, event_to_dict
 from bridge.record.listing import Double, Known, Listing
-from bridge.rollback import PastDeploy, detect_type
+from bridge.rollback import PastDeploy, same_sha
 from bridge.times import format_timestamp
 
 if TYPE_CHECKING:  # the Action's path must not load the config (and YAML) to record
@@ -151,17 +151,24 @@ class Done:
     type: DeployType | None = None
     payload: dict[str, Any] | None = field(default=None, hash=False)
     reason: str = ""
+    key: str = ""  # the deploy's idempotency key on the entity
+    stamp: str = ""  # customData.bridge.recordedAt of the record written, '' if none
 
-    def as_result(self) -> dict[str, Any]:
-        """The per-entity result the outbox keeps and the admin API shows."""
-        result: dict[str, Any] = {"action": self.action}
-        if self.uuid:
-            result["uuid"] = self.uuid
-        if self.type is not None:
-            result["type"] = self.type.value
-        if self.reason:
-            result["reason"] = self.reason
-        return result
+
+def detect_type(sha: str | None, at: datetime, history: Iterable[PastDeploy]) -> DeployType:
+    """ROLLBACK when ``sha`` was deployed before ``at`` and is not the latest deploy; else DEPLOY.
+
+    The history is ordered by the deploys' own times, not by arrival, so an event that
+    arrives late is judged against what had really happened before it.
+    """
+    if not sha:
+        return DeployType.DEPLOY
+    earlier = sorted((p for p in history if p.timestamp < at), key=lambda p: p.timestamp)
+    if not earlier or same_sha(earlier[-1].sha, sha):
+        return DeployType.DEPLOY
+    if any(same_sha(past.sha, sha) for past in earlier):
+        return DeployType.ROLLBACK
+    return DeployType.DEPLOY
 
 
 def type_of(
@@ -184,7 +191,7 @@ def record_one(
     entity: str,
     *,
     history: History,
-    cortex: CortexClient,
+    cortex: Cortex,
     policy: Policy,
     rollback: bool = True,
     fence: Fence | None = None,
@@ -205,7 +212,7 @@ def record_one(
     # record of this deploy that another face made.
     deploy_type = type_of(event, entity, key, history, rollback=rollback)
     body = build_deploy_request(event, entity, deploy_type)
-    known, stamp, match = _look_first(
+    known, match = _look_first(
         event,
         entity,
         key,
@@ -217,26 +224,36 @@ def record_one(
     )
     if match is not None:
         reason = "a record without a key of the same sha, made by another tool"
-        return Done("matched", uuid=match, type=deploy_type, payload=body, reason=reason)
+        return Done("matched", uuid=match, type=deploy_type, payload=body, reason=reason, key=key)
     decision = decide(event.status, known, policy)
     if decision.action is Action.SKIP:
         if known is not None and known.state == event.status.value:
-            return Done("found", uuid=known.uuid, type=deploy_type, payload=body)
-        return Done("skipped", reason=decision.reason)
+            return Done("found", uuid=known.uuid, type=deploy_type, payload=body, key=key)
+        return Done("skipped", reason=decision.reason, key=key)
     if dry_run:
-        return Done("planned", uuid=known.uuid if known else None, type=deploy_type, payload=body)
+        uuid = known.uuid if known else None
+        return Done("planned", uuid=uuid, type=deploy_type, payload=body, key=key)
     if decision.action is Action.DELETE:
         assert known is not None
         cortex.delete_deploy(entity, known.uuid, guard=fence)
         history.forget(key)
-        return Done("deleted", uuid=known.uuid)
-    if decision.action is Action.UPDATE:
-        assert known is not None
-        made = cortex.update_deploy(entity, known.uuid, stamped(body, stamp), guard=fence)
+        return Done("deleted", uuid=known.uuid, key=key)
+    # Every record says when it was first made, and an update keeps it, so that every face
+    # tells the newer of two records with one key the same way.
+    if known is None:
+        stamp = format_timestamp(clock())
+    else:  # an update: this face's own record may not have its stamp kept
+        stamp = known.stamp or _stamp_in_cortex(event, entity, key, history)
+    sent = body
+    if stamp:
+        custom = body["customData"]
+        bridge = {**custom["bridge"], "recordedAt": stamp}
+        sent = {**body, "customData": {**custom, "bridge": bridge}}
+    if known is not None:
+        made = cortex.update_deploy(entity, known.uuid, sent, guard=fence)
         verb = "updated"
     else:
-        stamp = stamp_of(clock())
-        made = cortex.create_deploy(entity, stamped(body, stamp), guard=fence)
+        made = cortex.create_deploy(entity, sent, guard=fence)
         verb = "created"
     uuid = str(made["uuid"])
     history.remember(event, entity, key, uuid, state=event.status.value)
@@ -246,8 +263,8 @@ def record_one(
         )
         if kept != uuid:
             history.remember(event, entity, key, kept, state=event.status.value)
-            return Done("found", uuid=kept, type=deploy_type, payload=body)
-    return Done(verb, uuid=uuid, type=deploy_type, payload=body)
+            return Done("found", uuid=kept, type=deploy_type, payload=body, key=key)
+    return Done(verb, uuid=uuid, type=deploy_type, payload=body, key=key, stamp=stamp)
 
 
 def _look_first(
@@ -256,26 +273,33 @@ def _look_first(
     key: str,
     *,
     history: History,
-    cortex: CortexClient,
+    cortex: Cortex,
     fence: Fence | None,
     fresh: bool,
     dry_run: bool,
-) -> tuple[Known | None, str, str | None]:
-    """The deploy's record: this face's own, else Cortex's by key; for a record this face did
-    not make, also when it was made (``recordedAt``); else the uuid of another tool's record
-    without a key (the keyless match)."""
+) -> tuple[Known | None, str | None]:
+    """The deploy's record: this face's own, else Cortex's by key (with when it was made);
+    else the uuid of another tool's record without a key (the keyless match). The doubles
+    the listing shows are removed on the way."""
     known = history.known(entity, key)
     if known is not None:
-        return known, "", None
+        return known, None
     listing = history.seen(entity, event, fresh=fresh)
-    if not dry_run:
+    if listing.doubled and not dry_run:
         remove_doubles(listing, entity, cortex, fence=fence)
-    known = listing.known(key)
-    if known is None:
-        match = listing.keyless_match(event, LOOKUP_WINDOW)
-        return None, "", None if match is None else str(match.get("uuid"))
-    history.remember(event, entity, key, known.uuid, state=known.state)
-    return known, listing.stamp(key), None
+    if key in listing.keyed:
+        known = listing.known(key)
+    if known is not None:
+        history.remember(event, entity, key, known.uuid, state=known.state)
+        return known, None
+    match = listing.keyless_match(event, LOOKUP_WINDOW) if listing.keyless else None
+    return None, None if match is None else str(match.get("uuid"))
+
+
+def _stamp_in_cortex(event: DeployEvent, entity: str, key: str, history: History) -> str:
+    """When the record of ``key`` was made, as Cortex's listing shows it ('' if it does not)."""
+    found = history.seen(entity, event, fresh=False).known(key)
+    return found.stamp if found is not None else ""
 
 
 def _converge(
@@ -286,7 +310,7 @@ def _converge(
     stamp: str,
     *,
     history: History,
-    cortex: CortexClient,
+    cortex: Cortex,
     fence: Fence | None,
 ) -> str:
     """Read Cortex again after a create; where two faces created at once, delete the newer
@@ -303,7 +327,7 @@ def _converge(
 def remove_doubles(
     listing: Listing,
     entity: str,
-    cortex: CortexClient,
+    cortex: Cortex,
     *,
     fence: Fence | None = None,
     keys: Iterable[str] | None = None,
@@ -318,21 +342,6 @@ def remove_doubles(
             cortex.delete_deploy(entity, uuid, guard=fence)
             listing.drop(uuid)
     return doubles
-
-
-def stamp_of(now: datetime) -> str:
-    """``customData.bridge.recordedAt`` for a record made at ``now``."""
-    return format_timestamp(now)
-
-
-def stamped(body: dict[str, Any], stamp: str) -> dict[str, Any]:
-    """``body`` saying when its record was first made (kept by updates), so that every face
-    tells the newer of two records with one key the same way."""
-    if not stamp:
-        return body
-    custom = dict(body["customData"])
-    custom["bridge"] = {**custom["bridge"], "recordedAt": stamp}
-    return {**body, "customData": custom}
 
 
 def routed(event: DeployEvent, route: Route) -> DeployEvent:

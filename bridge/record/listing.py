@@ -23,10 +23,12 @@ from bridge.times import parse_timestamp
 
 @dataclass(frozen=True)
 class Known:
-    """What is known of one deploy's record in Cortex: its uuid and the status it holds."""
+    """What is known of one deploy's record in Cortex: its uuid, the status it holds, and when
+    a face made it (``customData.bridge.recordedAt``, '' when unknown: an update keeps it)."""
 
     uuid: str
     state: str
+    stamp: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,18 @@ def _moment(value: object) -> datetime | None:
 
 
 class Listing:
-    """One entity's records in Cortex, indexed by key and, for records without one, by sha."""
+    """One entity's records in Cortex, indexed by key and, for records without one, by sha.
+
+    Plain attributes a reader may test before asking more: ``keyed`` (the records of each key
+    carried), ``keyless`` (records without a key, by environment and short sha), ``doubled``
+    (some key is held more than once).
+    """
 
     def __init__(self, deploys: Iterable[Mapping[str, Any]] = ()) -> None:
         self.deploys: list[Mapping[str, Any]] = []
-        self._keyed: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-        self._keyless: dict[tuple[Any, str], list[Mapping[str, Any]]] = defaultdict(list)
+        self.keyed: dict[str, list[Mapping[str, Any]]] = {}
+        self.keyless: dict[tuple[Any, str], list[Mapping[str, Any]]] = defaultdict(list)
+        self.doubled = False
         self._matched: set[str] = set()  # keyless records already taken by a deploy
         for deploy in deploys:
             self.add(deploy)
@@ -92,42 +100,42 @@ class Listing:
         self.deploys.append(deploy)
         key, sha = key_of(dict(deploy)), deploy.get("sha")
         if key is not None:
-            self._keyed[key].append(deploy)
+            records = self.keyed.setdefault(key, [])
+            records.append(deploy)
+            self.doubled = self.doubled or len(records) > 1
         elif isinstance(sha, str) and len(sha.strip()) >= 7:
-            self._keyless[(deploy.get("environment"), _short(sha))].append(deploy)
+            self.keyless[(deploy.get("environment"), _short(sha))].append(deploy)
 
     def drop(self, uuid: str) -> None:
         """Forget a record deleted in Cortex."""
         self.deploys = [d for d in self.deploys if d.get("uuid") != uuid]
-        for records in self._keyed.values():
+        for key, records in list(self.keyed.items()):
             records[:] = [d for d in records if d.get("uuid") != uuid]
+            if not records:
+                del self.keyed[key]
+        self.doubled = any(len(records) > 1 for records in self.keyed.values())
 
     def carried_keys(self) -> set[str]:
         """The idempotency keys the records carry."""
-        return {key for key, records in self._keyed.items() if records}
+        return set(self.keyed)
 
     def uuids(self, key: str) -> list[str]:
         """The uuids of the records carrying ``key``, oldest first."""
-        return [str(d.get("uuid")) for d in sorted(self._keyed.get(key, []), key=_age)]
+        return [str(d.get("uuid")) for d in sorted(self.keyed.get(key, []), key=_age)]
 
     def known(self, key: str) -> Known | None:
-        """The record of the deploy ``key`` (the oldest, if doubled)."""
-        records = sorted(self._keyed.get(key, []), key=_age)
+        """The record of the deploy ``key`` (the oldest, if doubled), with its stamp."""
+        records = sorted(self.keyed.get(key, []), key=_age)
         if not records or not isinstance(records[0].get("uuid"), str):
             return None
-        return Known(str(records[0]["uuid"]), status_of(records[0]))
-
-    def stamp(self, key: str) -> str:
-        """When the kept record of ``key`` was made, '' if unknown (an update keeps it)."""
-        records = sorted(self._keyed.get(key, []), key=_age)
-        return recorded_at(records[0]) if records else ""
+        return Known(str(records[0]["uuid"]), status_of(records[0]), recorded_at(records[0]))
 
     def keyless_match(self, event: DeployEvent, window: timedelta) -> Mapping[str, Any] | None:
         """A record without a key of the event's sha and environment within ``window`` of its
         time, not yet matched to another deploy: another tool recorded this deploy."""
         if not event.sha:
             return None
-        for deploy in self._keyless.get((event.environment, _short(event.sha)), []):
+        for deploy in self.keyless.get((event.environment, _short(event.sha)), []):
             uuid = str(deploy.get("uuid"))
             if uuid in self._matched or not same_sha(str(deploy.get("sha")), event.sha):
                 continue
@@ -139,9 +147,9 @@ class Listing:
 
     def doubles(self, keys: Iterable[str] | None = None) -> list[Double]:
         """Every key (of ``keys``, or all) held more than once: keep the oldest, delete the rest."""
-        wanted = self._keyed.keys() if keys is None else keys
+        wanted = self.keyed.keys() if keys is None else keys
         found = []
-        for key in sorted(set(wanted)):
+        for key in sorted(k for k in set(wanted) if len(self.keyed.get(k, ())) > 1):
             uuids = self.uuids(key)
             if len(uuids) > 1:
                 found.append(Double(key, uuids[0], tuple(uuids[1:])))

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.cortex import CortexClient, RetryPolicy
+from bridge.cortex import RetryPolicy
+from bridge.cortex.client import Cortex
 from bridge.cortex.retry import Again, drive
 from bridge.errors import CortexError, CortexRetryable
 from bridge.mapping import build_deploy_request, idempotency_key
@@ -53,7 +54,7 @@ class CortexHistory:
     creates (``shared``).
     """
 
-    def __init__(self, cortex: CortexClient, *, listing: bool) -> None:
+    def __init__(self, cortex: Cortex, *, listing: bool) -> None:
         self.cortex = cortex
         self.listing = listing  # False: the type is given, no history is needed
         self._deploys: list[dict[str, Any]] | None = None
@@ -104,7 +105,7 @@ class CortexHistory:
 
 
 def record(
-    client: CortexClient | None,
+    client: Cortex | None,
     event: DeployEvent,
     entity: str,
     *,
