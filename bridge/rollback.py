@@ -1,5 +1,5 @@
 """An entity's deploy history, as the core's DEPLOY-or-ROLLBACK rule reads it
-(bridge.record.core.detect_type). Pure."""
+(bridge.record.core.type_of). Pure."""
 
 from __future__ import annotations
 

@@ -42,8 +42,7 @@ from bridge.errors import (
     CortexUnauthorized,
 )
 from bridge.model import DeployEvent, Status, event_from_dict
-from bridge.record.core import LOOKUP_WINDOW, Policy, record_one, remove_doubles
-from bridge.record.listing import Known, Listing
+from bridge.record.core import LOOKUP_WINDOW, Known, Listing, Policy, record_one, remove_doubles
 from bridge.redact import redact
 from bridge.rollback import PastDeploy, past_deploys
 from bridge.store import Delivery, Lookup, RecordWrite, Store
@@ -96,11 +95,6 @@ def is_permanent(error: CortexError) -> bool:
     again with backoff, and fixing the token drains the queue with nothing lost.
     """
     return isinstance(error, CortexRejected) and not isinstance(error, CortexUnauthorized)
-
-
-def finished(result: Any) -> bool:
-    """True when an entity's result says it needs nothing more."""
-    return isinstance(result, dict) and result.get("action") not in (None, SENDING["action"])
 
 
 class LeaseLost(BridgeError):
@@ -211,8 +205,16 @@ class RelayHistory:
             kept = self._seen.get(pair)
             if kept is None:
                 continue
+            since = max(kept[1], self.clock() - DAY)
             try:
-                found = self._search(entity, environment, max(kept[1], self.clock() - DAY))
+                found = Listing(
+                    self.cortex.search_deploys(
+                        entity,
+                        environment=environment,
+                        after=since - 2 * LOOKUP_WINDOW,
+                        before=self.clock() + 2 * LOOKUP_WINDOW,
+                    )
+                )
                 remove_doubles(found, entity, self.cortex)
             except CortexError as exc:  # the next search of the pair removes them instead
                 log.warning("sweep for doubles failed", extra={"entity": entity, "error": str(exc)})
@@ -238,25 +240,22 @@ class RelayHistory:
                 if read_for != self.delivery:
                     self._reused.add(pair)
                 return listing
-        listing = self._search(entity, event.environment, event.timestamp)
+        # One search: the pair's records from 2 LOOKUP_WINDOWs before the event to just after
+        # now, so that it covers the later deploys of a backlog too (the sweep reads alike).
+        listing = Listing(
+            self.cortex.search_deploys(
+                entity,
+                environment=event.environment,
+                after=event.timestamp - 2 * LOOKUP_WINDOW,
+                before=max(event.timestamp, self.clock()) + 2 * LOOKUP_WINDOW,
+            )
+        )
         since = event.timestamp - LOOKUP_WINDOW
         self._seen[pair] = (listing, since, self.monotonic(), self.delivery, self.batch)
-        carried = listing.carried_keys()
+        carried = set(listing.keyed)
         if carried and carried - self.store.records.made(carried):
             self._shared.add(pair)
         return listing
-
-    def _search(self, entity: str, environment: str | None, since: datetime) -> Listing:
-        """One search: the pair's records from LOOKUP_WINDOW before ``since`` to just after
-        now, so that it covers the later deploys of a backlog too."""
-        return Listing(
-            self.cortex.search_deploys(
-                entity,
-                environment=environment,
-                after=since - 2 * LOOKUP_WINDOW,
-                before=max(since, self.clock()) + 2 * LOOKUP_WINDOW,
-            )
-        )
 
     def shared(self, entity: str, environment: str | None) -> bool:
         """True where Cortex showed records another face made for this entity+environment,
@@ -363,8 +362,8 @@ class Deliverer:
         history.pending = lease.writes
         for n, entity in enumerate(entities, start=1):
             before = attempt.results.get(entity)
-            if finished(before):
-                continue
+            if isinstance(before, dict) and before.get("action") not in (None, "sending"):
+                continue  # done: only a write sent and not answered is looked for again
             try:
                 done = record_one(
                     event,
@@ -375,6 +374,7 @@ class Deliverer:
                     rollback=self.rollback,
                     fence=functools.partial(lease.hold, attempt.results, sending=entity),
                     unclear=before is not None,
+                    clock=history.clock,
                 )
             except CortexError as exc:
                 if not getattr(exc, "unclear", False):
@@ -469,8 +469,13 @@ class Worker:
         on from the progress stored, and this one settles nothing.
         """
         context = {"delivery": delivery.id, "source": delivery.source, "event": delivery.event_name}
-        given_up = self._give_up_before(delivery, self.clock())
-        if given_up:
+        # Not attempted at all when out of attempts (earlier ones died) or of time.
+        age = (self.clock() - delivery.received_at).total_seconds()
+        if 0 < self.settings.max_attempts < delivery.attempts:
+            given_up = f"gave up after {delivery.attempts - 1} attempts that never finished"
+            return self._dead(delivery, given_up, delivery.results, context)
+        if age >= self.settings.dead_letter_after_seconds:
+            given_up = f"{delivery.last_error or 'not delivered'} (gave up after {age:.0f}s)"
             return self._dead(delivery, given_up, delivery.results, context)
         lease = Lease(
             self.store,
@@ -522,16 +527,6 @@ class Worker:
     def _lost(self, context: dict[str, Any]) -> str:
         log.warning("lease lost before settling: another worker carries on", extra=context)
         return "lost"
-
-    def _give_up_before(self, delivery: Delivery, now: datetime) -> str | None:
-        """Why not to attempt at all: out of attempts (earlier ones died), or of time."""
-        limit = self.settings.max_attempts
-        if 0 < limit < delivery.attempts:
-            return f"gave up after {delivery.attempts - 1} attempts that never finished"
-        age = (now - delivery.received_at).total_seconds()
-        if age >= self.settings.dead_letter_after_seconds:
-            return f"{delivery.last_error or 'not delivered'} (gave up after {age:.0f}s)"
-        return None
 
     def _dead(
         self,

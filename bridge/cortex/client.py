@@ -132,14 +132,16 @@ class CortexClient:
     ) -> dict[str, Any]:
         """POST a deploy (not idempotent: after an unclear failure, look before repeating)."""
         path = DEPLOYS.format(quote(entity, safe=""))
-        return _deploy(self._send("POST", path, entity=entity, body=body, guard=guard))
+        made: dict[str, Any] = self._send("POST", path, entity=entity, body=body, guard=guard)
+        return made
 
     def update_deploy(
         self, entity: str, uuid: str, body: dict[str, Any], *, guard: Guard | None = None
     ) -> dict[str, Any]:
         """PUT the deploy ``uuid`` (idempotent: safe to repeat)."""
         path = f"{DEPLOYS.format(quote(entity, safe=''))}/{quote(uuid, safe='')}"
-        return _deploy(self._send("PUT", path, entity=entity, body=body, guard=guard))
+        made: dict[str, Any] = self._send("PUT", path, entity=entity, body=body, guard=guard)
+        return made
 
     def delete_deploy(self, entity: str, uuid: str, *, guard: Guard | None = None) -> None:
         """DELETE the deploy ``uuid``; one already gone counts as deleted."""
@@ -262,7 +264,8 @@ class CortexClient:
         guard: Guard | None = None,
     ) -> Any:
         """One request; the JSON of a 2xx answer (None when it has none), else the error it
-        means (bridge.cortex.answers)."""
+        means (bridge.cortex.answers). A write (one with a ``body``, a create or an update)
+        is answered with the deploy record, which must carry a uuid."""
         headers = {
             "Authorization": f"Bearer {self._token}",
             "Accept": "application/json",
@@ -284,9 +287,16 @@ class CortexClient:
             # Cortex's error text may echo what it was sent, the token included.
             raise answers.error_for(response, entity=entity, secrets=(self._token,))
         try:
-            return json.loads(response.body) if response.body else None
+            data = json.loads(response.body) if response.body else None
         except ValueError:
-            return None
+            data = None
+        if body is not None and not (isinstance(data, dict) and isinstance(data.get("uuid"), str)):
+            raise CortexRejected(
+                f"cortex answered {response.status} without a deploy uuid",
+                status=response.status,
+                body=response.body.decode("utf-8", "replace")[:2000],
+            )
+        return data
 
 
 def _within(deploy: Mapping[str, Any], after: datetime, before: datetime) -> bool:
@@ -296,10 +306,3 @@ def _within(deploy: Mapping[str, Any], after: datetime, before: datetime) -> boo
     except ValueError:
         return False
     return moment is not None and after <= moment <= before
-
-
-def _deploy(data: Any) -> dict[str, Any]:
-    """The deploy record a create or update answered; it must carry a uuid."""
-    if not isinstance(data, dict) or not isinstance(data.get("uuid"), str):
-        raise CortexRejected("cortex answered a create or update without a deploy uuid")
-    return data

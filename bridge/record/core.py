@@ -1,10 +1,12 @@
 """THE core: record one deploy on one entity, deciding create, update, delete or skip once.
 
-Every face calls :func:`record_one`: the relay's worker (bridge/deliverer.py, with the store as
+Every face calls :func:`record_one`: the relay's worker (bridge/worker.py, with the store as
 its history and its lease as the fence), the Action and ``send``, ``sync`` and the periodic
 reconcile (through bridge/record/retrying.py, with Cortex's own listing as the history).
 ``decide`` is the recording policy (final or lifecycle mode, failures or not), stated once;
-the receiver asks it too (``ignore_reason``) before it stores an event.
+the receiver asks it too (``ignore_reason``) before it stores an event. :class:`Listing` is
+how every face reads what Cortex holds for one entity (pure), and ``type_of`` the deploy's
+type (DEPLOY or ROLLBACK from the history).
 
 How the faces converge on one record per deploy and entity, stated here once:
 
@@ -21,17 +23,17 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.cortex.client import Cortex
-from bridge.mapping import build_deploy_request, idempotency_key
+from bridge.mapping import build_deploy_request, idempotency_key, key_of
 from bridge.model import DeployEvent, DeployType, Status, event_from_dict, event_to_dict
-from bridge.record.listing import Double, Known, Listing
 from bridge.rollback import PastDeploy, same_sha
-from bridge.times import format_timestamp
+from bridge.times import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:  # the Action's path must not load the config (and YAML) to record
     from bridge.config import Config, RecordSettings, Route
@@ -114,6 +116,153 @@ def _ignore_reason(status: Status, record: RecordSettings) -> str | None:
     return None
 
 
+# -- what Cortex holds for one entity (pure) ---------------------------------------------
+#
+# Every face reads it the same way: a record carrying the bridge's idempotency key is that
+# deploy's record, whichever face made it; a record without a key of the same sha and
+# environment, near in time, is another tool's record of the deploy (the keyless match); two
+# records with one key are a double, and the newer goes (Listing.doubles). Only records that
+# carry the key are ever counted as doubles: another tool's records are never deleted.
+
+
+@dataclass(frozen=True)
+class Known:
+    """What is known of one deploy's record in Cortex: its uuid, the status it holds, and when
+    a face made it (``customData.bridge.recordedAt``, '' when unknown: an update keeps it)."""
+
+    uuid: str
+    state: str
+    stamp: str = ""
+
+
+@dataclass(frozen=True)
+class Double:
+    """A deploy Cortex holds more than once under one key: the one kept, the ones to delete."""
+
+    key: str
+    keep: str
+    delete: tuple[str, ...]
+
+
+def status_of(deploy: Mapping[str, Any]) -> str:
+    """The status a Cortex deploy record holds; one made without one counts as succeeded."""
+    custom = deploy.get("customData")
+    status = custom.get("status") if isinstance(custom, dict) else None
+    known = {s.value for s in Status}
+    return status if isinstance(status, str) and status in known else Status.SUCCEEDED.value
+
+
+def recorded_at(deploy: Mapping[str, Any]) -> str:
+    """When a face made the record (``customData.bridge.recordedAt``), '' if it does not say."""
+    custom = deploy.get("customData")
+    bridge = custom.get("bridge") if isinstance(custom, dict) else None
+    stamp = bridge.get("recordedAt") if isinstance(bridge, dict) else None
+    return stamp if isinstance(stamp, str) else ""
+
+
+def _age(deploy: Mapping[str, Any]) -> tuple[str, str]:
+    """The order of a key's records, oldest first: by when it was made, then by uuid.
+
+    Every face sorts the same records the same way, so two faces removing one double at once
+    delete the same record and keep the same one. A record that does not say when it was made
+    (made before the stamp existed) counts as the oldest.
+    """
+    return recorded_at(deploy), str(deploy.get("uuid"))
+
+
+def _short(sha: str) -> str:
+    """The part of a sha that an abbreviated one shares (git abbreviates to 7 at least)."""
+    return sha.strip().lower()[:7]
+
+
+def _moment(value: object) -> datetime | None:
+    try:
+        return parse_timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+class Listing:
+    """One entity's records in Cortex, indexed by key and, for records without one, by sha.
+
+    Plain attributes a reader may test before asking more: ``keyed`` (the records of each key
+    carried), ``keyless`` (records without a key, by environment and short sha), ``doubled``
+    (some key is held more than once).
+    """
+
+    def __init__(self, deploys: Iterable[Mapping[str, Any]] = ()) -> None:
+        self.deploys: list[Mapping[str, Any]] = []
+        self.keyed: dict[str, list[Mapping[str, Any]]] = {}
+        self.keyless: dict[tuple[Any, str], list[Mapping[str, Any]]] = defaultdict(list)
+        self.doubled = False
+        self._matched: set[str] = set()  # keyless records already taken by a deploy
+        for deploy in deploys:
+            self.add(deploy)
+
+    def add(self, deploy: Mapping[str, Any]) -> None:
+        """Keep one record (read, or just made by this face)."""
+        self.deploys.append(deploy)
+        key, sha = key_of(dict(deploy)), deploy.get("sha")
+        if key is not None:
+            records = self.keyed.setdefault(key, [])
+            records.append(deploy)
+            self.doubled = self.doubled or len(records) > 1
+        elif isinstance(sha, str) and len(sha.strip()) >= 7:
+            self.keyless[(deploy.get("environment"), _short(sha))].append(deploy)
+
+    def drop(self, uuid: str) -> None:
+        """Forget a record deleted in Cortex."""
+        self.deploys = [d for d in self.deploys if d.get("uuid") != uuid]
+        for key, records in list(self.keyed.items()):
+            records[:] = [d for d in records if d.get("uuid") != uuid]
+            if not records:
+                del self.keyed[key]
+        self.doubled = any(len(records) > 1 for records in self.keyed.values())
+
+    def carried_keys(self) -> set[str]:
+        """The idempotency keys the records carry."""
+        return set(self.keyed)
+
+    def uuids(self, key: str) -> list[str]:
+        """The uuids of the records carrying ``key``, oldest first."""
+        return [str(d.get("uuid")) for d in sorted(self.keyed.get(key, []), key=_age)]
+
+    def known(self, key: str) -> Known | None:
+        """The record of the deploy ``key`` (the oldest, if doubled), with its stamp."""
+        records = sorted(self.keyed.get(key, []), key=_age)
+        if not records or not isinstance(records[0].get("uuid"), str):
+            return None
+        return Known(str(records[0]["uuid"]), status_of(records[0]), recorded_at(records[0]))
+
+    def keyless_match(self, event: DeployEvent, window: timedelta) -> Mapping[str, Any] | None:
+        """A record without a key of the event's sha and environment within ``window`` of its
+        time, not yet matched to another deploy: another tool recorded this deploy."""
+        if not event.sha:
+            return None
+        for deploy in self.keyless.get((event.environment, _short(event.sha)), []):
+            uuid = str(deploy.get("uuid"))
+            if uuid in self._matched or not same_sha(str(deploy.get("sha")), event.sha):
+                continue
+            when = _moment(deploy.get("timestamp"))
+            if when is not None and abs(when - event.timestamp) <= window:
+                self._matched.add(uuid)
+                return deploy
+        return None
+
+    def doubles(self, keys: Iterable[str] | None = None) -> list[Double]:
+        """Every key (of ``keys``, or all) held more than once: keep the oldest, delete the rest."""
+        wanted = self.keyed.keys() if keys is None else keys
+        found = []
+        for key in sorted(k for k in set(wanted) if len(self.keyed.get(k, ())) > 1):
+            uuids = self.uuids(key)
+            if len(uuids) > 1:
+                found.append(Double(key, uuids[0], tuple(uuids[1:])))
+        return found
+
+
+# -- recording -------------------------------------------------------------------------------
+
+
 class History(Protocol):
     """What the core reads and remembers of an entity's deploys (store or Cortex listing)."""
 
@@ -155,31 +304,28 @@ class Done:
     stamp: str = ""  # customData.bridge.recordedAt of the record written, '' if none
 
 
-def detect_type(sha: str | None, at: datetime, history: Iterable[PastDeploy]) -> DeployType:
-    """ROLLBACK when ``sha`` was deployed before ``at`` and is not the latest deploy; else DEPLOY.
+def type_of(
+    event: DeployEvent, entity: str, key: str, history: History, *, rollback: bool
+) -> DeployType:
+    """The deploy's type: as the event says, else from the entity's history in the event's
+    environment: ROLLBACK when its sha was deployed before and is not the latest deploy,
+    else DEPLOY.
 
     The history is ordered by the deploys' own times, not by arrival, so an event that
     arrives late is judged against what had really happened before it.
     """
-    if not sha:
-        return DeployType.DEPLOY
-    earlier = sorted((p for p in history if p.timestamp < at), key=lambda p: p.timestamp)
-    if not earlier or same_sha(earlier[-1].sha, sha):
-        return DeployType.DEPLOY
-    if any(same_sha(past.sha, sha) for past in earlier):
-        return DeployType.ROLLBACK
-    return DeployType.DEPLOY
-
-
-def type_of(
-    event: DeployEvent, entity: str, key: str, history: History, *, rollback: bool
-) -> DeployType:
-    """The deploy's type: as the event says, else ROLLBACK or DEPLOY from the history."""
     if event.type is not None:
         return event.type
-    if not rollback:
+    sha = event.sha
+    if not rollback or not sha:
         return DeployType.DEPLOY
-    return detect_type(event.sha, event.timestamp, history.past(entity, event.environment, key))
+    past = history.past(entity, event.environment, key)
+    earlier = sorted((p for p in past if p.timestamp < event.timestamp), key=lambda p: p.timestamp)
+    if not earlier or same_sha(earlier[-1].sha, sha):
+        return DeployType.DEPLOY
+    if any(same_sha(p.sha, sha) for p in earlier):
+        return DeployType.ROLLBACK
+    return DeployType.DEPLOY
 
 
 def _utc_now() -> datetime:
