@@ -187,7 +187,7 @@ def section(rows: list[dict[str, Any]], argv: list[str]) -> str:
 
 Every face looks in Cortex before it creates a record it did not make (issue 15); the relay
 shares one search per entity and environment among the deliveries it claims together and,
-through a backlog, the batches that follow (bridge/deliverer.py), so the lookup costs a
+through a backlog, the batches that follow (bridge/worker.py), so the lookup costs a
 backlog little and a lone deploy one request. Stand-in Cortex over loopback, the relay's
 worker in-process on a SQLite file, rollback detection on (one listing per entity and
 environment, once). Run on {when}, {platform.machine()} {platform.system()}, Python
