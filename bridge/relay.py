@@ -78,8 +78,8 @@ def make_worker(
     """A delivery worker counting its outcomes in the metrics, drawing on the shared budget.
 
     Pass one ``budget`` to all of a process's workers; without one, the worker makes its own
-    from the config. The worker's client draws on it (a client made from ``client``, sharing
-    its connection): give each worker its own client.
+    from the config. The worker's client draws on it (``client`` wrapped in a
+    BudgetedCortex): give each worker its own client.
     """
     budget = budget or make_budget(runtime)
     cortex: Cortex = client if budget is None else BudgetedCortex(client, budget)

@@ -66,6 +66,8 @@ DAY = timedelta(days=1)
 # The stamps (customData.bridge.recordedAt) of the records this process made, kept for their
 # updates (a lifecycle's end); one made before, or by another replica, is read from Cortex.
 KEPT_STAMPS = 10_000
+# The entity+environment pairs whose last search is kept (the least recently read goes).
+KEPT_LISTINGS = 1_000
 
 # What the outbox keeps for an entity whose write was sent but not answered yet: the next
 # attempt (this worker's, or another's after a takeover) looks for the record first.
@@ -193,7 +195,8 @@ class RelayHistory:
         self._seen: dict[tuple[str, str | None], tuple[Listing, datetime, float, int, int]] = {}
         self._shared: set[tuple[str, str | None]] = set()
         self._surveyed: set[tuple[str, str | None]] = set()
-        self._reused: set[tuple[str, str | None]] = set()  # a search served later deploys
+        # By pair: the batch in which a search served later deploys than its own.
+        self._reused: dict[tuple[str, str | None], int] = {}
         self.dirty: set[tuple[str, str | None]] = set()  # ... and records were made on it
 
     def sweep(self) -> None:
@@ -218,7 +221,6 @@ class RelayHistory:
                 remove_doubles(found, entity, self.cortex)
             except CortexError as exc:  # the next search of the pair removes them instead
                 log.warning("sweep for doubles failed", extra={"entity": entity, "error": str(exc)})
-        self._reused.clear()
 
     def known(self, entity: str, key: str) -> Known | None:
         """The record the relay made for this deploy."""
@@ -238,7 +240,7 @@ class RelayHistory:
             covered = since <= event.timestamp <= self.clock() + LOOKUP_WINDOW
             if covered and self.monotonic() - at <= LISTING_SECONDS:
                 if read_for != self.delivery:
-                    self._reused.add(pair)
+                    self._reused[pair] = self.batch
                 return listing
         # One search: the pair's records from 2 LOOKUP_WINDOWs before the event to just after
         # now, so that it covers the later deploys of a backlog too (the sweep reads alike).
@@ -251,7 +253,10 @@ class RelayHistory:
             )
         )
         since = event.timestamp - LOOKUP_WINDOW
+        self._seen.pop(pair, None)  # the newest last: the oldest goes first past the bound
         self._seen[pair] = (listing, since, self.monotonic(), self.delivery, self.batch)
+        while len(self._seen) > KEPT_LISTINGS:  # a first listing (past) may have added some
+            del self._seen[next(iter(self._seen))]
         carried = set(listing.keyed)
         if carried and carried - self.store.records.made(carried):
             self._shared.add(pair)
@@ -314,7 +319,7 @@ class RelayHistory:
             kept[0].add(
                 {"uuid": uuid, "customData": {"status": state, "bridge": {"idempotencyKey": key}}}
             )
-            if pair in self._reused:  # made on a search read for earlier deploys: sweep it
+            if self._reused.get(pair) == self.batch:  # on a search read for earlier deploys
                 self.dirty.add(pair)
 
     def forget(self, key: str) -> None:
