@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -672,20 +672,29 @@ def graphql_cursor(row: Row, tmp: Path) -> None:
 
 
 def tries(row: Row, tmp: Path) -> None:
-    from bridge.cortex.retry import RetryPolicy
-    from bridge.sync.api import MAX_TRIES, RETRY
+    from bridge.retry import RetryPolicy
+    from bridge.sync.api import RETRY
+    from bridge.sync.github import github_client
 
     scm, transient, http = row.numbers()
-    assert (scm, transient, http) == (MAX_TRIES, RETRY.max_attempts, RetryPolicy().max_attempts)
+    assert (scm, transient, http) == (
+        RETRY.max_attempts,
+        RETRY.max_failures,
+        RetryPolicy().max_attempts,
+    )
+    assert github_client(SCM, "t", max_wait=60).policy.max_attempts == scm
 
 
 def waiting(row: Row, tmp: Path) -> None:
-    from bridge.cortex.retry import RetryPolicy
-    from bridge.sync.api import MAX_WAIT_SECONDS
+    from bridge.retry import RetryPolicy
+    from bridge.sync.api import RETRY
+    from bridge.sync.github import github_client
 
     scm, http, one = row.numbers()
     policy = RetryPolicy()
-    assert (scm, http, one) == (MAX_WAIT_SECONDS, policy.max_elapsed, policy.max_retry_after)
+    assert (scm, http, one) == (RETRY.max_elapsed, policy.max_elapsed, policy.max_retry_after)
+    # The reconcile's own bound replaces the whole request's wait, and nothing else.
+    assert github_client(SCM, "t", max_wait=450).policy == replace(RETRY, max_elapsed=450)
 
 
 def read_time(row: Row, tmp: Path) -> None:
@@ -701,7 +710,7 @@ def read_time(row: Row, tmp: Path) -> None:
 
 
 def retry_headers(row: Row, tmp: Path) -> None:
-    from bridge.cortex.retry import parse_retry_after
+    from bridge.retry import parse_retry_after
     from bridge.sync.api import GITHUB_LIMITS, rate_limit_wait
 
     assert parse_retry_after("7") == 7.0
