@@ -662,6 +662,40 @@ def pages_a_read(row: Row, tmp: Path) -> None:
         read.spend()
 
 
+def argocd_list(row: Row, tmp: Path) -> None:
+    import responses
+
+    from bridge.sync.api import ScmError
+    from bridge.sync.argocd import PATH, ArgoCDReader, argocd_client
+    from bridge.sync.fetch import MAX_BYTES
+    from bridge.sync.reader import Window
+
+    [mib] = row.numbers()
+    assert mib * 1024 * 1024 == MAX_BYTES and "16777216" in row.answer
+    window = Window(
+        datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc)
+    )
+
+    def read(**answer: Any) -> list[Any]:
+        with responses.RequestsMock() as mock:
+            mock.get(f"{SCM}{PATH}", **answer)
+            try:
+                return list(
+                    ArgoCDReader(argocd_client(SCM, "argo-token", sleep=lambda s: None)).read(
+                        window
+                    )
+                )
+            finally:
+                # One request, the whole list: no page, no query (no `fields`).
+                assert [call.request.url for call in mock.calls] == [f"{SCM}{PATH}"]
+
+    assert read(json={"metadata": {}, "items": []}) == []
+    with pytest.raises(ScmError, match="larger than 16777216 bytes"):
+        read(body=b"1" * (MAX_BYTES + 1))
+    with pytest.raises(ScmError, match=r"answered a partial list \(metadata.continue\)"):
+        read(json={"metadata": {"continue": "abc"}, "items": []})
+
+
 def graphql_cursor(row: Row, tmp: Path) -> None:
     from bridge.sync.api import ScmError
     from bridge.sync.github import _moved
@@ -1323,6 +1357,7 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     (SYNC, "the time one answer takes"): answer_time,
     (SYNC, "items a page"): items_a_page,
     (SYNC, "pages a read"): pages_a_read,
+    (SYNC, "the Argo CD application list"): argocd_list,
     (SYNC, "a GraphQL cursor"): graphql_cursor,
     (SYNC, "tries of one request"): tries,
     (SYNC, "waiting for one request"): waiting,
