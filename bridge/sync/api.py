@@ -240,7 +240,7 @@ class ApiClient:
             status = response.status_code
             raise ScmError(self._refusal(response), status=status, retryable=status >= 500)
         if wait is not None:
-            self.wait(wait)  # this answer spent the last request: wait before the next
+            self._pace(wait)  # this answer spent the last request: wait before the next
         return response
 
     def _gave_up(self, exc: Exception, reason: str) -> ScmError:
@@ -251,8 +251,8 @@ class ApiClient:
         """The clock rate-limit resets are compared with (epoch seconds)."""
         return self._clock()
 
-    def wait(self, seconds: float) -> None:
-        """Sleep ``seconds`` for a rate limit; ScmError when that is too long to wait."""
+    def _pace(self, seconds: float) -> None:
+        """Sleep ``seconds`` until the limit resets; ScmError when that is too long to wait."""
         if seconds > self.max_wait:
             raise ScmError(
                 f"{self._host()} rate limit: next request allowed in {seconds:.0f}s, "
@@ -336,14 +336,6 @@ class ReadApi:
     def check(self, url: str, what: str) -> str:
         """:meth:`ApiClient.check`."""
         return self.api.check(url, what)
-
-    def now(self) -> float:
-        """:meth:`ApiClient.now`."""
-        return self.api.now()
-
-    def wait(self, seconds: float) -> None:
-        """:meth:`ApiClient.wait`."""
-        self.api.wait(seconds)
 
 
 def _again(exc: Exception) -> Again | None:
