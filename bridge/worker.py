@@ -24,10 +24,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.config import DeliverySettings
-from bridge.cortex.retry import RetryPolicy
 from bridge.deliverer import Deliverer, Lease, LeaseLost
 from bridge.errors import CortexError, CortexRejected, CortexRetryable, CortexUnauthorized
 from bridge.redact import redact
+from bridge.retry import RetryPolicy
 from bridge.store import Delivery, Store, StoreError
 from bridge.store.bucket import DEFAULT_PAUSE_SECONDS
 from bridge.store.records import RecordWrite

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.cortex import CortexClient, RetryPolicy
-from bridge.cortex.retry import Again, drive
+from bridge.cortex import CortexClient
 from bridge.errors import CortexError, CortexRetryable
 from bridge.mapping import build_deploy_request, idempotency_key
 from bridge.model import DeployEvent, DeployType
 from bridge.record.core import LOOKUP_WINDOW, Fence, History, Policy, record_one, type_of
 from bridge.record.listing import Known, Listing
+from bridge.retry import Again, RetryPolicy, drive
 from bridge.rollback import PastDeploy, past_deploys
 
 # A step records the deploy it is told of, whatever its status says: it is the final word.
