@@ -9,11 +9,13 @@ errors with the same ``error_response``.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import io
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -30,9 +32,7 @@ from bridge import metrics, views
 from bridge.config import Config
 from bridge.errors import MalformedEvent, SignatureError
 from bridge.health import Probes
-from bridge.inflight import Busy, Hold, InFlight
-from bridge.ingest import Answer, dedupe_key, ingest
-from bridge.received import received_copy
+from bridge.ingest import Intake, dedupe_key, ingest, intake
 from bridge.signatures import verify_bearer, verify_flux, verify_github, verify_gitlab
 from bridge.sources import argocd, flux
 from bridge.sources.fields import shorten
@@ -42,9 +42,8 @@ from bridge.turned_away import TurnedAwayLog
 log = logging.getLogger("bridge.receiver")
 
 
-def utcnow() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(timezone.utc)
+# The current time, aware, in UTC: the standard library's own call, no wrapper around it.
+utcnow: Callable[[], datetime] = functools.partial(datetime.now, timezone.utc)
 
 
 @dataclass
@@ -90,6 +89,75 @@ class Runtime:
         )
 
 
+# Seconds a refused sender is asked to wait: bodies in flight are done (or timed out by
+# serve's --body-timeout) within seconds.
+RETRY_AFTER_SECONDS = 5
+
+
+class Busy(Exception):
+    """503: the process holds as many unverified bytes as it may; try again later."""
+
+    def __init__(self, reason: str, *, retry_after: int = RETRY_AFTER_SECONDS) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class InFlight:
+    """Bytes of bodies whose signature is not checked yet, held by one process: at most
+    ``limit`` at any moment (``server.max_unverified_bytes``).
+
+    GitHub signs the whole body (X-Hub-Signature-256 is an HMAC of every byte), so a body is
+    read in full before anyone knows who sent it. Without a bound, anonymous clients decide
+    how much memory a worker holds: 40 connections sending 24 MiB each took one worker to
+    1,355 MB. A request whose next bytes would pass the limit is answered ``503`` with
+    ``Retry-After`` (:class:`Busy`) and its bytes are let go. Bytes are counted as they are
+    read, a chunk at a time (:func:`read_body` asks its :class:`Hold` for room before each
+    read), so a client that announces a large Content-Length and then sends slowly holds at
+    most one chunk it has not sent.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self.peak = 0  # the most ever held at once (for tests and benchmarks)
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def hold(self) -> Iterator[Hold]:
+        """A hold for one request's body, every byte of it given back when the block ends."""
+        hold = Hold(self)
+        try:
+            yield hold
+        finally:
+            with self.lock:
+                self.held -= hold.size
+
+
+@dataclass
+class Hold:
+    """The bytes one request holds of its process's :class:`InFlight`."""
+
+    pool: InFlight
+    size: int = 0
+
+    def grow_to(self, size: int) -> None:
+        """Hold ``size`` bytes in all (before reading them); Busy when the process has no room."""
+        more = size - self.size
+        if more <= 0:
+            return
+        pool = self.pool
+        with pool.lock:
+            if pool.held + more > pool.limit:
+                raise Busy(
+                    f"this receiver holds {pool.limit} bytes of bodies whose signature is not "
+                    "checked yet (server.max_unverified_bytes); try again later"
+                )
+            pool.held += more
+            pool.peak = max(pool.peak, pool.held)
+        self.size = size
+
+
 class BadRequest(Exception):
     """A 4xx answer with a reason."""
 
@@ -119,64 +187,31 @@ def create_app(runtime: Runtime) -> Flask:
     return app
 
 
-def _answer(answer: Answer, source: str, event: str) -> Response:
-    metrics.count_webhook(source, event or metrics.NO_EVENT, answer.body["status"])
-    # What jsonify answers, for half its cost: every delivery gets one of these. The status
-    # and the whole Content-Type given here, nothing is left for Werkzeug to work out.
-    return Response(
-        orjson.dumps(answer.body), status=answer.status, content_type="application/json"
-    )
-
-
 # The WSGI environ of one request.
 Environ = dict[str, Any]
 
 
 def _add_webhooks(app: Flask, rt: Runtime) -> None:
-    handlers = {path: _answering(h, rt) for path, h in _webhook_handlers(rt).items()}
+    handlers = _webhook_handlers(rt, intake(rt.config, rt.secrets))
+    dispatch = WebhookDispatch(app.wsgi_app, handlers, rt)
     for path, handler in handlers.items():
         # Flask keeps the routes (what url_map lists, 405 for another method); a POST to one
         # is answered by WebhookDispatch below, before Flask, with this same handler.
-        app.add_url_rule(path, path.rsplit("/", 1)[-1], _in_flask(handler), methods=["POST"])
-    app.wsgi_app = WebhookDispatch(app.wsgi_app, handlers)  # type: ignore[method-assign]
+        view = _in_flask(handler, dispatch)
+        app.add_url_rule(path, path.rsplit("/", 1)[-1], view, methods=["POST"])
+    app.wsgi_app = dispatch  # type: ignore[method-assign]
 
 
-def _in_flask(handler: Callable[[Environ], Response]) -> Callable[[], Response]:
-    """A Flask view answering with ``handler``."""
+def _in_flask(handler: Callable[[Environ], Response], dispatch: WebhookDispatch) -> Any:
+    """A Flask view answering with ``handler``, its errors as WebhookDispatch answers them."""
 
     def view() -> Response:
-        return handler(request.environ)
+        try:
+            return handler(request.environ)
+        except Exception as exc:  # every error gets its answer, whichever way it came
+            return dispatch.refused(exc, request.environ)
 
     return view
-
-
-def _answering(handler: Callable[[Environ], Response], rt: Runtime) -> Callable[..., Response]:
-    """``handler``, answering its errors itself (``error_response``), and noting the 4xx."""
-
-    def answer(environ: Environ) -> Response:
-        try:
-            return handler(environ)
-        except Exception as exc:  # every error gets its answer, whichever way it came
-            code, status, reason = error_answer(exc, environ)
-            if code < 500:
-                source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
-                event_header, delivery_headers = WEBHOOK_HEADERS.get(source, ("", ()))
-                delivery = next(
-                    (v for h in delivery_headers if (v := environ.get(h, "")).strip()), ""
-                )
-                event = environ.get(event_header, "")
-                _turned_away(
-                    rt,
-                    source=source,
-                    event=event,
-                    delivery=delivery,
-                    code=code,
-                    status=status,
-                    reason=reason,
-                )
-            return _error_json(exc, code, status=status, reason=reason)
-
-    return answer
 
 
 def _turned_away(
@@ -210,15 +245,19 @@ class WebhookDispatch:
     Answering an ignored event is most of a busy hook's traffic, and Flask's own work per
     request (contexts, sessions, signals, URL matching twice) was more than half of its
     cost: here a webhook costs its handler and one Response. The handlers read only the
-    environ, and every error they raise is answered by ``error_response``, which Flask's
-    error handlers answer with too, so a webhook's answer is the same whichever way it came.
+    environ, and every error they raise is answered by :meth:`refused`, with what Flask's
+    error handlers answer too, so a webhook's answer is the same whichever way it came.
     """
 
     def __init__(
-        self, flask_app: Callable[..., Any], handlers: dict[str, Callable[[Environ], Response]]
+        self,
+        flask_app: Callable[..., Any],
+        handlers: dict[str, Callable[[Environ], Response]],
+        rt: Runtime,
     ) -> None:
         self.flask_app = flask_app
         self.handlers = handlers
+        self.rt = rt
 
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Any:
         """Answer a webhook, or hand the request to Flask."""
@@ -227,12 +266,31 @@ class WebhookDispatch:
             return self.flask_app(environ, start_response)
         try:
             response = handler(environ)
-        except Exception as exc:  # every error gets its answer, as in Flask
-            response = error_response(exc, environ)
+        except Exception as exc:  # every error gets its answer, whichever way it came
+            response = self.refused(exc, environ)
         return response(environ, start_response)
 
+    def refused(self, exc: Exception, environ: Environ) -> Response:
+        """The answer to an error a webhook's handler raised (``error_answer``); a 4xx noted."""
+        code, status, reason = error_answer(exc, environ)
+        if code < 500:
+            source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
+            event_header, delivery_headers = WEBHOOK_HEADERS.get(source, ("", ()))
+            delivery = next((v for h in delivery_headers if (v := environ.get(h, "")).strip()), "")
+            event = environ.get(event_header, "")
+            _turned_away(
+                self.rt,
+                source=source,
+                event=event,
+                delivery=delivery,
+                code=code,
+                status=status,
+                reason=reason,
+            )
+        return _error_json(exc, code, status=status, reason=reason)
 
-def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
+
+def _webhook_handlers(rt: Runtime, intake: Intake) -> dict[str, Callable[[Environ], Response]]:
     limit = rt.config.server.max_body_bytes
 
     def github(environ: Environ) -> Response:
@@ -255,13 +313,14 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
             scope=("X-GitHub-Hook-ID", header("HTTP_X_GITHUB_HOOK_ID")),
             body=body,
         )
-        return _ingest(
+        return _answered(
             "github",
             event,
             payload,
             key=key,
             delivery=delivery,
             rt=rt,
+            intake=intake,
             received=(environ, body),
         )
 
@@ -284,13 +343,14 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
         else:
             named, delivery = "X-Gitlab-Event-UUID", header("HTTP_X_GITLAB_EVENT_UUID")
         key = dedupe_key("gitlab", (named, delivery), body=body)
-        return _ingest(
+        return _answered(
             "gitlab",
             event,
             payload,
             key=key,
             delivery=delivery,
             rt=rt,
+            intake=intake,
             received=(environ, body),
         )
 
@@ -306,13 +366,14 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
         event = flux.event_name(payload)
         if not event:
             raise BadRequest(400, "Flux event payload has no 'involvedObject.kind'")
-        return _ingest(
+        return _answered(
             "flux",
             event,
             payload,
             key=None,
             delivery=None,
             rt=rt,
+            intake=intake,
             received=(environ, body),
         )
 
@@ -324,13 +385,14 @@ def _webhook_handlers(rt: Runtime) -> dict[str, Callable[[Environ], Response]]:
         with rt.unverified.hold() as hold:
             body = read_body(environ, limit, hold=hold if unsigned else None)
         payload = _decode(environ, body, form_field=None)
-        return _ingest(
+        return _answered(
             "argocd",
             argocd.EVENT,
             payload,
             key=None,
             delivery=None,
             rt=rt,
+            intake=intake,
             received=(environ, body),
         )
 
@@ -350,7 +412,7 @@ def read_body(environ: dict[str, Any], limit: int, *, hold: Hold | None = None) 
     """The request's whole body; RequestEntityTooLarge (413) once it passes ``limit`` bytes.
 
     With a ``hold``, room is taken in it before each read, and Busy (503) raised where the
-    process has none left (bridge/inflight.py): a body over one read is read a chunk at a time.
+    process has none left (:class:`InFlight`): a body over one read is read a chunk at a time.
 
     However it is framed: a Content-Length over the limit is refused before anything is read,
     and a chunked body (no Content-Length; the server ends the stream, which gunicorn and
@@ -418,7 +480,7 @@ def _read_held(stream: Any, most: int, hold: Hold, *, exact: bool) -> bytes:
     return buffer.getvalue()
 
 
-def _ingest(
+def _answered(
     source: str,
     event: str,
     payload: Any,
@@ -426,40 +488,47 @@ def _ingest(
     key: str | None,
     delivery: str | None,
     rt: Runtime,
+    intake: Intake,
     received: tuple[Environ, bytes],
 ) -> Response:
     """Ingest one webhook and answer it; ``received`` (its environ and body) is kept, redacted,
     with the event only when one is stored."""
-    environ, body = received
     answer = ingest(
         source,
         event,
         payload,
         key=key,
         delivery_id=delivery,
-        config=rt.config,
+        intake=intake,
         store=rt.store,
         clock=rt.clock,
-        received=lambda: received_copy(environ, body, rt.secrets),
+        received=received,
     )
+    body = answer.body
+    status = body["status"]
     if answer.queued:
         rt.wake.set()
-    if answer.body["status"] == "ignored" or answer.status >= 400:
+    if status == "ignored" or answer.status >= 400:
         _turned_away(
             rt,
             source=source,
             event=event,
             delivery=delivery,
             code=answer.status,
-            status=answer.body["status"],
-            reason=answer.body["reason"],
+            status=status,
+            reason=body["reason"],
         )
     elif log.isEnabledFor(logging.INFO):
-        log.info(
-            answer.body["status"],
-            extra={"source": source, "event": event, "delivery_id": delivery, **answer.body},
-        )
-    return _answer(answer, source, event)
+        log.info(status, extra={"source": source, "event": event, "delivery_id": delivery, **body})
+    # The counter of these labels, once counted before: a lookup (metrics closes the labels).
+    counter = metrics.WEBHOOK_COUNTERS.get((source, event, status))
+    if counter is not None:
+        counter.inc()
+    else:
+        metrics.count_webhook(source, event or metrics.NO_EVENT, status)
+    # What jsonify answers, for half its cost: every delivery gets one of these. The status
+    # and the whole Content-Type given here, nothing is left for Werkzeug to work out.
+    return Response(orjson.dumps(body), status=answer.status, content_type="application/json")
 
 
 # Each source's headers, as WSGI names them: the event's name, and the delivery id (the

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from bridge.errors import MalformedEvent
+from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.model import MAX_NAME, MAX_TITLE, DeployEvent, DeployRef, Status, first_line
 from bridge.sources.fields import Fields, Parser, Screen, compact, keep_all, pick
 from bridge.sources.gitops import (
@@ -60,7 +60,8 @@ def parse_sync(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployE
     fields.need_mapping("operation")
     phase = fields.need_text("operation.phase").lower()
     status = pick(PHASES, phase, "sync phase {} is not recorded")
-    screen(status)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
     started = fields.need_moment("operation.startedAt")
     timestamp = fields.need_moment("operation.finishedAt") if status.is_final else started
     uid = fields.need_text("app.uid")

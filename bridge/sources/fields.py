@@ -10,6 +10,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,16 +18,16 @@ from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.model import HEX_SHA, DeployEvent, Status
 from bridge.times import parse_timestamp
 
-# Told an event's status as soon as a parser knows it, before the rest is read: raises
-# UnsupportedEvent when an event of that status records nothing, so that the many events a
-# receiver ignores (a deployment's queued and in_progress states) cost little to answer.
-Screen = Callable[[Status], None]
+# The statuses whose events record nothing, and why (the receiver's, worked out once from
+# ``record:``): a parser looks its event's status up as soon as it knows it, before the rest is
+# read, and raises UnsupportedEvent with the reason, so that the many events a receiver
+# ignores (a deployment's queued and in_progress states) cost little to answer.
+Screen = Mapping[Status, str]
 # A source's parser of one event: its payload to a DeployEvent, told the screen.
 Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
 
-
-def keep_all(status: Status) -> None:
-    """The screen that stops nothing: read every event in full."""
+# The screen that stops nothing: read every event in full.
+keep_all: Screen = MappingProxyType({})
 
 
 # REST API URLs, not pages: api.github.com (api.<name>.ghe.com on GHE.com), GHES "/api/v3/"

@@ -69,7 +69,8 @@ def parse_kustomization(payload: Mapping[str, Any], screen: Screen = keep_all) -
     fields = Fields(payload, "Flux Kustomization event")
     # Any error of a reconcile that names a revision is that revision failing to apply.
     status = _status(fields, KUSTOMIZE_REASONS, errors_fail=True)
-    screen(status)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
     revision = _revision(fields, "Kustomization")
     return _event(fields, "Kustomization", status, revision, ref_id=revision)
 
@@ -80,7 +81,8 @@ def parse_helmrelease(payload: Mapping[str, Any], screen: Screen = keep_all) -> 
     # Only a failed install or upgrade is a failed deploy: a test, an uninstall or a fetch
     # that fails is not (a test failing after an upgrade leaves that upgrade succeeded).
     status = _status(fields, HELM_REASONS, errors_fail=False)
-    screen(status)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
     revision = _revision(fields, "HelmRelease")
     token = _meta(fields, "HelmRelease", "token")
     rollback = (fields.text("reason") or "").lower() == "rollbacksucceeded"

@@ -63,7 +63,8 @@ def parse_deployment(payload: Mapping[str, Any], screen: Screen = keep_all) -> D
     """A ``deployment`` created: a deploy was asked for, so it is pending."""
     fields = Fields(payload, "deployment")
     _require_action(fields, "created")
-    screen(Status.PENDING)
+    if Status.PENDING in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[Status.PENDING])
     fields.need_mapping("deployment")
     timestamp = fields.need_moment("deployment.created_at")
     return _deployment_event(fields, Status.PENDING, timestamp)
@@ -79,7 +80,8 @@ def parse_deployment_status(payload: Mapping[str, Any], screen: Screen = keep_al
     if state == "inactive":
         raise UnsupportedEvent("deployment_status 'inactive' records nothing")
     status = pick(DEPLOYMENT_STATES, state, "deployment_status {} is not recorded")
-    screen(status)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
     timestamp = fields.need_moment("deployment_status.updated_at", "deployment_status.created_at")
     return _deployment_event(fields, status, timestamp)
 
@@ -90,7 +92,8 @@ def parse_workflow_run(payload: Mapping[str, Any], screen: Screen = keep_all) ->
     _require_action(fields, "requested", "in_progress", "completed")
     fields.need_mapping("workflow_run")
     status = _run_status(fields)
-    screen(status)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
     if status.is_final:
         timestamp = fields.need_moment("workflow_run.updated_at")
     else:

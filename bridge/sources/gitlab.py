@@ -58,7 +58,8 @@ def parse_deployment(payload: Mapping[str, Any], screen: Screen = keep_all) -> D
     _require_kind(fields, "deployment")
     state = word(fields, "status")
     status = pick(DEPLOYMENT_STATUSES, state, "deployment status {} is not recorded")
-    screen(status)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
     timestamp = fields.need_moment("status_changed_at")
     return DeployEvent(
         source="gitlab",
@@ -86,7 +87,8 @@ def parse_pipeline(payload: Mapping[str, Any], screen: Screen = keep_all) -> Dep
     fields.need_mapping("object_attributes")
     state = word(fields, "object_attributes.status")
     status = pick(PIPELINE_STATUSES, state, "pipeline status {} is not recorded")
-    screen(status)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
     when = "object_attributes.finished_at" if status.is_final else "object_attributes.created_at"
     timestamp = fields.need_moment(when)
     pipeline_id = fields.need_number("object_attributes.id")
