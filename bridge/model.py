@@ -323,11 +323,11 @@ def _bounded(event: DeployEvent, title: str) -> DeployEvent:
         event, title=title, deployer_name=name or None, deployer_email=email or None
     )
     data = event_to_dict(fixed)
-    size = _stored_size(data)
+    size = len(_as_stored(data).encode("utf-8"))
     if size > MAX_EVENT_BYTES:
         parts = {key: value for key, value in data.items() if key != "details"}
         parts.update({f"details.{key}": value for key, value in data["details"].items()})
-        largest = max(parts, key=lambda key: _stored_size(parts[key]))
+        largest = max(parts, key=lambda key: len(_as_stored(parts[key]).encode("utf-8")))
         raise InvalidDeploy(
             largest,
             f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: "
@@ -336,7 +336,6 @@ def _bounded(event: DeployEvent, title: str) -> DeployEvent:
     return fixed
 
 
-def _stored_size(value: Any) -> int:
-    """Bytes of ``value`` as compact UTF-8 JSON (the standard library: ``send`` and the
-    Action run on the base install, which has no orjson)."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+# A value as compact JSON text, whose UTF-8 bytes are its stored size (the standard library:
+# ``send`` and the Action run on the base install, which has no orjson).
+_as_stored = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
