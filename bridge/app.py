@@ -224,18 +224,30 @@ def _turned_away(
     status: str,
     reason: str,
 ) -> None:
-    """The one place a webhook answered without storing an event (4xx, ignored) is noted.
+    """The one place a webhook answered without storing an event (4xx, ignored) is noted:
+    one log line and one row for the console's bounded journal.
 
-    One log line (:func:`log_unrecorded`) and one row for the console's bounded journal.
+    "Why didn't my deploy show up?" is answered by the line: the reason, the source, the event
+    and the delivery id (what GitHub's and GitLab's delivery logs show), the status answered.
+    Never the body nor a header's secret: the reason names a field, never a signature.
+    Ignored events are most of a busy hook's traffic, so this stays one cheap call.
     """
-    log_unrecorded(source, event, delivery, code, {"status": status, "reason": reason})
+    ignored = code < 400
+    if log.isEnabledFor(logging.INFO if ignored else logging.WARNING):
+        fields = {
+            "source": source,
+            "event": event[:_LOGGED_ID] or None,
+            "delivery_id": delivery[:_LOGGED_ID] if delivery else None,
+            "status_code": code,
+            "answer": status,
+            "reason": reason,
+        }
+        if ignored:
+            log.info("webhook ignored", extra=fields)
+        else:
+            log.warning("webhook rejected", extra=fields)
     rt.turned_away.note(
-        source=source,
-        event=event,
-        delivery=delivery or "",
-        code=code,
-        answer=status,
-        reason=reason,
+        source=source, event=event, delivery=delivery or "", code=code, answer=status, reason=reason
     )
 
 
@@ -544,32 +556,6 @@ WEBHOOK_HEADERS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 # The longest event name or delivery id a log line carries: both are the sender's to choose.
 _LOGGED_ID = 200
-
-
-def log_unrecorded(
-    source: str, event: str, delivery: str | None, code: int, body: dict[str, Any]
-) -> None:
-    """The one log line of a webhook that records nothing: rejected (4xx) or ignored (200).
-
-    "Why didn't my deploy show up?" is answered here: the reason, the source, the event and
-    the delivery id (what GitHub's and GitLab's delivery logs show), the status answered.
-    Never the body nor a header's secret: the reason names a field, never a signature.
-    Ignored events are most of a busy hook's traffic, so this stays one cheap call.
-    """
-    level = logging.INFO if code < 400 else logging.WARNING
-    if log.isEnabledFor(level):
-        log.log(
-            level,
-            "webhook ignored" if code < 400 else "webhook rejected",
-            extra={
-                "source": source,
-                "event": event[:_LOGGED_ID] or None,
-                "delivery_id": delivery[:_LOGGED_ID] if delivery else None,
-                "status_code": code,
-                "answer": body.get("status"),
-                "reason": body.get("reason"),
-            },
-        )
 
 
 def _decode(environ: Environ, body: bytes, *, form_field: str | None) -> Any:
