@@ -217,20 +217,6 @@ def entity_problem(tag: str) -> str | None:
     return None
 
 
-def _one_line(text: str) -> str:
-    """A title: its first line with text in it (a commit's subject), each run of control
-    characters in it replaced by one space, stripped.
-
-    Lines end where ``str.splitlines`` ends them (LF, CR, VT, FF, FS, GS, RS, NEL, U+2028,
-    U+2029), whichever face the title came from.
-    """
-    for line in text.splitlines():
-        mended = _CONTROL_RUN.sub(" ", line).strip()
-        if mended:
-            return mended
-    return ""
-
-
 @dataclass(frozen=True)
 class Checked:
     """A deploy as the bridge records it, and what was shortened or mended on the way
@@ -259,8 +245,7 @@ def check_deploy(
         problem = entity_problem(tag)
         if problem is not None:
             raise InvalidDeploy("entity", f"entity {_shown(tag)} {problem}")
-    title = _one_line(event.title)
-    fixed = _bounded(event, title[:MAX_TITLE])
+    fixed, title_length = _bounded(event)
     from bridge.mapping import idempotency_key  # it imports this module
 
     for tag in entities:
@@ -271,9 +256,9 @@ def check_deploy(
                 f"the deploy's key (repository, environment, deploy id and entity "
                 f"{_shown(tag)}) is {size} bytes in UTF-8; at most {MAX_KEY_BYTES}",
             )
-    if len(title) <= MAX_TITLE:
+    if title_length <= MAX_TITLE:
         return Checked(fixed)
-    note = f"the title is {len(title)} characters long; recorded as its first {MAX_TITLE}"
+    note = f"the title is {title_length} characters long; recorded as its first {MAX_TITLE}"
     return Checked(fixed, (("title", note),))
 
 
@@ -293,11 +278,17 @@ def bounded(event: DeployEvent) -> DeployEvent:
     space; the title is cut to MAX_TITLE (check_deploy says so). Last, the whole event must
     fit in MAX_EVENT_BYTES of JSON; the error names its largest field.
     """
-    return _bounded(event, _one_line(event.title)[:MAX_TITLE])
+    return _bounded(event)[0]
 
 
-def _bounded(event: DeployEvent, title: str) -> DeployEvent:
-    """:func:`bounded`, the title already mended and cut."""
+def _bounded(event: DeployEvent) -> tuple[DeployEvent, int]:
+    """:func:`bounded`, and the length of the mended title before it was cut."""
+    # The title: its first line with text in it (a commit's subject). Lines end where
+    # ``str.splitlines`` ends them (LF, CR, VT, FF, FS, GS, RS, NEL, U+2028, U+2029),
+    # whichever face the title came from.
+    # In it and the deployer, each run of control characters becomes one space.
+    lines = (_CONTROL_RUN.sub(" ", line).strip() for line in event.title.splitlines())
+    title = next((line for line in lines if line), "")
     name = _CONTROL_RUN.sub(" ", event.deployer_name).strip() if event.deployer_name else None
     email = _CONTROL_RUN.sub(" ", event.deployer_email).strip() if event.deployer_email else None
     checked = (
@@ -320,7 +311,7 @@ def _bounded(event: DeployEvent, title: str) -> DeployEvent:
                 label, f"the event's {label} is {len(value)} characters long; at most {limit}"
             )
     fixed = dataclasses.replace(
-        event, title=title, deployer_name=name or None, deployer_email=email or None
+        event, title=title[:MAX_TITLE], deployer_name=name or None, deployer_email=email or None
     )
     data = event_to_dict(fixed)
     size = len(_as_stored(data).encode("utf-8"))
@@ -333,7 +324,7 @@ def _bounded(event: DeployEvent, title: str) -> DeployEvent:
             f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: "
             f"its {largest} is too long",
         )
-    return fixed
+    return fixed, len(title)
 
 
 # A value as compact JSON text, whose UTF-8 bytes are its stored size (the standard library:
