@@ -817,7 +817,7 @@ def argocd_bearer(row: Row, tmp: Path) -> None:
         compared.append((a, b))
         return real(a, b)
 
-    with mock.patch("bridge.signatures.hmac.compare_digest", spy):
+    with mock.patch("bridge.webhooks.hmac.compare_digest", spy):
         assert argocd_post(client, "sync.succeeded").status_code == 202
     assert (ARGOCD_TOKEN.encode(), ARGOCD_TOKEN.encode()) in compared
     assert sum(runtime.store.counts().values()) == 1

@@ -3,7 +3,7 @@
 GitHub signs the whole body, so the receiver reads it before it knows who sent it. 40 unsigned
 connections sending 24 MiB each once took one worker to 1,355 MB. Now one process holds at most
 ``server.max_unverified_bytes`` (at least ``server.max_body_bytes``) of such bodies at once;
-a request that would pass it is answered 503 with Retry-After (bridge.app.InFlight), and
+a request that would pass it is answered 503 with Retry-After (bridge.webhooks.InFlight), and
 nothing is stored.
 """
 
@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 
-from bridge.app import Busy, Hold, InFlight, Runtime, create_app
+from bridge.app import Runtime, create_app
 from bridge.fakecortex import FakeCortex
+from bridge.webhooks import Busy, Hold, InFlight
 from tests.receiver_kit import argocd_post, flux_post, make_runtime, sign
 
 LIMIT = 256 * 1024

@@ -26,7 +26,7 @@ DATABASE_VARIABLE, DATABASE_FILE_VARIABLE = "BRIDGE_DATABASE_URL", "BRIDGE_DATAB
 # 1 MiB: the largest real deployment events are 10-30 KB (a GitHub workflow_run, a GitLab
 # pipeline of a few dozen jobs at ~1 KB a job). GitHub's own cap, 25 MiB, is there by config.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-# Bodies read before their signature is checked, per process (bridge.app.InFlight).
+# Bodies read before their signature is checked, per process (bridge.webhooks.InFlight).
 DEFAULT_MAX_UNVERIFIED_BYTES = 16 * 1024 * 1024
 # Entities one event is recorded on: each is a Cortex request and a record, so one event's
 # work stays bounded (issue 8: thousands named in a payload outlived the delivery's lease).
