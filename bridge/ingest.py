@@ -151,11 +151,18 @@ def ingest(
             where = route(config, event)
         except UnsupportedEvent:
             # What cannot be stored is refused (400) before it is ignored: the model's check
-            # of what the payload itself named.
+            # of the event as it came, and of what the payload itself named.
             check_deploy(event, event.entities, max_entities=limit)
             raise
-        # The model's one validation, of the event as it is routed.
-        checked = check_deploy(routed(event, where), where.entities, max_entities=limit)
+        if where.environment != event.environment:
+            # Renamed, or the route's own: the event as it came is checked first (the rare
+            # case that costs a second check).
+            check_deploy(event, event.entities, max_entities=limit)
+        # The model's one validation, of the event as it is routed (what the payload named
+        # first, then the event's fields, then the entities it is routed to).
+        checked = check_deploy(
+            routed(event, where), where.entities, max_entities=limit, named=event.entities
+        )
     except UnsupportedEvent as exc:
         return ignored(exc.reason)
     except MalformedEvent as exc:

@@ -227,25 +227,26 @@ class Checked:
 
 
 def check_deploy(
-    event: DeployEvent, entities: Sequence[str] = (), *, max_entities: int | None = None
+    event: DeployEvent,
+    entities: Sequence[str] = (),
+    *,
+    max_entities: int | None = None,
+    named: Sequence[str] | None = None,
 ) -> Checked:
     """THE validation of a deploy, called by every face before it records or stores one.
 
     The bounds and character rules of docs/limits.md: the event's fields (:func:`bounded`),
     each entity tag (:func:`entity_problem`), at most ``max_entities`` of them, and each
     entity's idempotency key within MAX_KEY_BYTES. Raises InvalidDeploy naming the field.
+
+    The entities are checked before the fields. ``named``: the entities the event itself
+    named, when ``entities`` are the ones a route gave it (a webhook, checked once as routed):
+    then those named are checked first, the fields next, and the routed ones after them.
     """
-    if max_entities is not None and len(entities) > max_entities:
-        raise InvalidDeploy(
-            "entity",
-            f"the event names {len(entities)} entities, more than "
-            f"server.max_entities_per_event ({max_entities})",
-        )
-    for tag in entities:
-        problem = entity_problem(tag)
-        if problem is not None:
-            raise InvalidDeploy("entity", f"entity {_shown(tag)} {problem}")
+    _check_entities(entities if named is None else named, max_entities)
     fixed, title_length = _bounded(event)
+    if named is not None and tuple(entities) != tuple(named):
+        _check_entities(entities, max_entities)
     from bridge.mapping import idempotency_key  # it imports this module
 
     for tag in entities:
@@ -260,6 +261,20 @@ def check_deploy(
         return Checked(fixed)
     note = f"the title is {title_length} characters long; recorded as its first {MAX_TITLE}"
     return Checked(fixed, (("title", note),))
+
+
+def _check_entities(entities: Sequence[str], max_entities: int | None) -> None:
+    """At most ``max_entities`` tags, each usable (:func:`entity_problem`); else InvalidDeploy."""
+    if max_entities is not None and len(entities) > max_entities:
+        raise InvalidDeploy(
+            "entity",
+            f"the event names {len(entities)} entities, more than "
+            f"server.max_entities_per_event ({max_entities})",
+        )
+    for tag in entities:
+        problem = entity_problem(tag)
+        if problem is not None:
+            raise InvalidDeploy("entity", f"entity {_shown(tag)} {problem}")
 
 
 def _shown(value: str, limit: int = 60) -> str:
