@@ -24,7 +24,7 @@ from bridge import views
 from bridge.config import Config
 from bridge.errors import MalformedEvent, SignatureError
 from bridge.health import Probes
-from bridge.ingest import intake
+from bridge.ingest import prepare_intake
 from bridge.sources.fields import shorten
 from bridge.store import STATUSES, Delivery, Store
 from bridge.turned_away import TurnedAwayLog
@@ -108,7 +108,7 @@ def create_app(runtime: Runtime) -> Flask:
 
 
 def _add_webhooks(app: Flask, rt: Runtime) -> None:
-    handlers = webhook_handlers(rt, intake(rt.config, rt.secrets))
+    handlers = webhook_handlers(rt, prepare_intake(rt.config, rt.secrets))
     dispatch = WebhookDispatch(app.wsgi_app, handlers, rt)
     for path, handler in handlers.items():
         # Flask keeps the routes (what url_map lists, 405 for another method); a POST to one

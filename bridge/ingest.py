@@ -3,7 +3,7 @@
 No HTTP here: the view hands over the decoded body and headers' facts, and turns the
 ``Answer`` into a response. The event is stored before "queued" is answered, with the copy
 of the webhook the console shows (:func:`received_copy`). What a delivery needs of the
-config is worked out once, when the receiver starts (:func:`intake`).
+config is worked out once, when the receiver starts (:func:`prepare_intake`).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class Intake:
     secrets: tuple[str, ...]
 
 
-def intake(config: Config, secrets: Iterable[str]) -> Intake:
+def prepare_intake(config: Config, secrets: Iterable[str]) -> Intake:
     """The :class:`Intake` of ``config``: built when the receiver starts, not per delivery."""
     parsers = {key: p for key, p in PARSERS.items() if config.sources.enabled(key[0])}
     reasons = {status: ignore_reason(status, config) for status in Status}
