@@ -41,7 +41,7 @@ from bridge.console import charts
 from bridge.console.access import SESSION_SECONDS
 from bridge.console.pages import PAGE
 from bridge.errors import BridgeError, ConfigError, MalformedEvent
-from bridge.ingest import dedupe_key
+from bridge.ingest import MAX_RECEIVED_BYTES, dedupe_key
 from bridge.model import (
     MAX_EVENT_BYTES,
     MAX_KEY_BYTES,
@@ -54,7 +54,6 @@ from bridge.model import (
     bounded,
     entity_problem,
 )
-from bridge.received import MAX_RECEIVED_BYTES
 from bridge.sources import PARSERS
 from bridge.store import STATUSES, Store, browse
 from bridge.store.browse import MAX_CHART_ROWS
@@ -861,7 +860,7 @@ def argocd_bearer(row: Row, tmp: Path) -> None:
         compared.append((a, b))
         return real(a, b)
 
-    with mock.patch("bridge.signatures.hmac.compare_digest", spy):
+    with mock.patch("bridge.webhooks.hmac.compare_digest", spy):
         assert argocd_post(client, "sync.succeeded").status_code == 202
     assert (ARGOCD_TOKEN.encode(), ARGOCD_TOKEN.encode()) in compared
     assert sum(runtime.store.counts().values()) == 1
