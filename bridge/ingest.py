@@ -1,15 +1,21 @@
 """From one verified, decoded webhook delivery to an answer: ignored, duplicate, or queued.
 
 No HTTP here: the view hands over the decoded body and headers' facts, and turns the
-``Answer`` into a response. The event is stored before "queued" is answered.
+``Answer`` into a response. The event is stored before "queued" is answered, with the copy
+of the webhook the console shows (:func:`received_copy`). What a delivery needs of the
+config is worked out once, when the receiver starts (:func:`prepare_intake`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from bridge.config import Config, route
@@ -17,7 +23,8 @@ from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
 from bridge.model import DeployEvent, Status, check_deploy
 from bridge.record.core import ignore_reason, routed, to_payload
-from bridge.sources import parse_event
+from bridge.redact import MASK, mask, spellings
+from bridge.sources import PARSERS, Parser, parse_event
 from bridge.store import Store
 from bridge.store.store import MAX_KEY_LENGTH
 
@@ -55,11 +62,20 @@ def dedupe_key(source: str, delivery: Header, *, scope: Header | None = None, bo
     no rewriting (only keys of deliveries without the hook id header, or digest keys, which no
     real GitHub or GitLab delivery has, would read differently now).
     """
-    headers = [header for header in (scope, delivery) if header is not None]
-    values = [_delivery_id(*header) for header in headers]
-    if not values[-1]:
+    headers = (delivery,) if scope is None else (scope, delivery)
+    parts = [source]
+    for name, given in headers:
+        value = (given or "").strip()
+        if len(value) > MAX_ID_LENGTH or not value.isprintable():
+            # GitHub's and GitLab's ids are short printable GUIDs or numbers; anything else is
+            # not one of theirs, and a NUL could not even be stored (PostgreSQL text).
+            raise MalformedEvent(
+                f"{name} is not a printable id of at most {MAX_ID_LENGTH} characters"
+            )
+        parts.append(value.replace("%", "%25").replace(":", "%3A"))
+    if not parts[-1]:
         return f"{source}#sha256:{hashlib.sha256(body).hexdigest()}"
-    key = ":".join([source, *(_escape(value) for value in values)])
+    key = ":".join(parts)
     if len(key) > MAX_KEY_LENGTH:
         # Escaping triples a ":" or "%": two ids of 200 of those would not fit the outbox.
         names = " and ".join(name for name, value in headers if value and value.strip())
@@ -78,17 +94,26 @@ def event_key(event: DeployEvent) -> str:
     return f"{event.source}#deploy:{hashlib.sha256(named).hexdigest()}"
 
 
-def _delivery_id(name: str, value: str | None) -> str:
-    value = (value or "").strip()
-    if len(value) > MAX_ID_LENGTH or not value.isprintable():
-        # GitHub's and GitLab's ids are short printable GUIDs or numbers; anything else is
-        # not one of theirs, and a NUL could not even be stored (PostgreSQL text).
-        raise MalformedEvent(f"{name} is not a printable id of at most {MAX_ID_LENGTH} characters")
-    return value
+@dataclass(frozen=True)
+class Intake:
+    """What ingesting a delivery needs of the config and the secrets, worked out once."""
+
+    config: Config
+    # The parsers of the enabled sources, by (source, event name): one lookup per delivery.
+    parsers: Mapping[tuple[str, str], Parser]
+    # The statuses whose events record nothing under ``record:`` (record/core's
+    # ``ignore_reason``), and why: a parser stops reading there.
+    skipped: Mapping[Status, str]
+    # Every way the receiver's secrets can be spelled (bridge.redact), masked in the copy kept.
+    secrets: tuple[str, ...]
 
 
-def _escape(value: str) -> str:
-    return value.replace("%", "%25").replace(":", "%3A")
+def prepare_intake(config: Config, secrets: Iterable[str]) -> Intake:
+    """The :class:`Intake` of ``config``: built when the receiver starts, not per delivery."""
+    parsers = {key: p for key, p in PARSERS.items() if config.sources.enabled(key[0])}
+    reasons = {status: ignore_reason(status, config) for status in Status}
+    skipped = {status: reason for status, reason in reasons.items() if reason is not None}
+    return Intake(config, MappingProxyType(parsers), MappingProxyType(skipped), spellings(secrets))
 
 
 def ingest(
@@ -98,55 +123,129 @@ def ingest(
     *,
     key: str | None,
     delivery_id: str | None,
-    config: Config,
+    intake: Intake,
     store: Store,
     clock: Callable[[], datetime],
-    received: Callable[[], str] | None = None,
+    received: tuple[Mapping[str, Any], bytes] | None = None,
 ) -> Answer:
     """Parse, filter and route one delivery; store it when it records a deploy.
 
-    ``received``: makes the copy of the webhook kept with it (only for an event stored).
-    ``key`` is the delivery's de-duplication key; None for a sender that gives no delivery id
-    (Flux, Argo CD): the key is then the deploy's own and its status (:func:`event_key`).
+    ``received``: the webhook's WSGI environ and body, kept (:func:`received_copy`) with an
+    event stored. ``key`` is the delivery's de-duplication key; None for a sender that gives
+    no delivery id (Flux, Argo CD): the key is then the deploy's own and its status
+    (:func:`event_key`).
     """
-    if not config.sources.enabled(source):
-        return ignored(f"source {source} is disabled (sources.{source}.enabled)")
-
-    def screen(status: Status) -> None:
-        reason = ignore_reason(status, config)
-        if reason is not None:
-            raise UnsupportedEvent(reason)
-
+    config = intake.config
+    limit = config.server.max_entities_per_event
+    parser = intake.parsers.get((source, event_name))
     try:
-        event = parse_event(source, event_name, payload, delivery_id=delivery_id, screen=screen)
-        limit = config.server.max_entities_per_event
-        # The model's one validation: of what the payload named, then of what it is routed to.
-        named = check_deploy(event, event.entities, max_entities=limit)
-        event = named.event
-        where = route(config, event)
-        checked = check_deploy(routed(event, where), where.entities, max_entities=limit)
-        notes = named.notes + checked.notes
+        if parser is not None and type(payload) is dict:
+            event = dataclasses.replace(parser(payload, intake.skipped), delivery_id=delivery_id)
+        elif not config.sources.enabled(source):
+            return ignored(f"source {source} is disabled (sources.{source}.enabled)")
+        else:  # an event not recorded, or a body that is not an object: parse_event says so
+            event = parse_event(
+                source, event_name, payload, delivery_id=delivery_id, screen=intake.skipped
+            )
+        try:
+            where = route(config, event)
+        except UnsupportedEvent:
+            # What cannot be stored is refused (400) before it is ignored: the model's check
+            # of the event as it came, and of what the payload itself named.
+            check_deploy(event, event.entities, max_entities=limit)
+            raise
+        if where.environment != event.environment:
+            # Renamed, or the route's own: the event as it came is checked first (the rare
+            # case that costs a second check).
+            check_deploy(event, event.entities, max_entities=limit)
+        # The model's one validation, of the event as it is routed (what the payload named
+        # first, then the event's fields, then the entities it is routed to).
+        checked = check_deploy(
+            routed(event, where), where.entities, max_entities=limit, named=event.entities
+        )
     except UnsupportedEvent as exc:
         return ignored(exc.reason)
     except MalformedEvent as exc:
         return Answer(400, {"status": "rejected", "reason": str(exc)})
-    payload = to_payload(event, where)
-    if key is None:
-        key = event_key(routed(event, where))
+    event = checked.event
     # Events of one deploy share a group: the outbox hands them out one at a time, in order,
     # so two workers never race to create one record (two hooks, a lifecycle's start and end).
     delivery_id_, created = store.enqueue(
-        dedupe_key=key,
+        dedupe_key=key if key is not None else event_key(event),
         source=source,
         event_name=event_name,
-        payload=payload,
+        payload=to_payload(event, where),
         now=clock(),
-        group_key=deploy_key(routed(event, where)),
-        received=received() if received is not None else None,
+        group_key=deploy_key(event),
+        received=received_copy(*received, intake.secrets) if received is not None else None,
     )
     if not created:
         return Answer(200, {"status": "duplicate", "id": delivery_id_})
     answer: dict[str, Any] = {"id": delivery_id_, "status": "queued"}
-    if notes:  # nothing shortened without a word
-        answer["notes"] = [f"{field}: {text}" for field, text in notes]
+    if checked.notes:  # nothing shortened without a word
+        answer["notes"] = [f"{field}: {text}" for field, text in checked.notes]
     return Answer(202, answer, queued=True)
+
+
+# The most of a webhook's body kept with its delivery (docs/limits.md).
+MAX_RECEIVED_BYTES = 64 * 1024
+
+# Headers kept, by their WSGI names; values cut to 200 characters.
+_KEPT = {
+    "CONTENT_TYPE": "Content-Type",
+    "HTTP_USER_AGENT": "User-Agent",
+    "HTTP_X_GITHUB_EVENT": "X-GitHub-Event",
+    "HTTP_X_GITHUB_DELIVERY": "X-GitHub-Delivery",
+    "HTTP_X_GITHUB_HOOK_ID": "X-GitHub-Hook-ID",
+    "HTTP_X_GITLAB_EVENT": "X-Gitlab-Event",
+    "HTTP_X_GITLAB_EVENT_UUID": "X-Gitlab-Event-UUID",
+    "HTTP_X_GITLAB_INSTANCE": "X-Gitlab-Instance",
+    "HTTP_IDEMPOTENCY_KEY": "Idempotency-Key",
+}
+# "scheme://user:password@host": the user and password, masked. Found by its "://" and
+# "@" first, then the scheme (at most 32 characters) looked for just before the "://": a
+# pattern that starts with the scheme is tried at every letter of the body, 32 characters
+# ahead each time, and cost 220 us of a 3.6 kB webhook's 560 us of CPU (benchmarks/RESULTS.md,
+# "Receiver tail ... stored"); unbounded, it was quadratic (24 s for a 2 MB title).
+_USERINFO = re.compile(r"://([^/\s\"'@]+)@")
+_SCHEME = re.compile(r"(?i)[a-z][a-z0-9+.-]{0,31}\Z")
+_SCHEME_MOST = 32
+
+
+def received_copy(environ: Mapping[str, Any], body: bytes, secrets: tuple[str, ...]) -> str:
+    """The JSON text kept for one webhook: ``{"headers": {...}, "body": "...", ...}``.
+
+    Only headers that say what the webhook was are kept (never a signature, a token, a
+    cookie); the body is cut to MAX_RECEIVED_BYTES, and every known secret (``secrets``: their
+    spellings, from :func:`bridge.redact.spellings`) and any password in a URL is masked, so
+    what the console shows is safe to show.
+    """
+    headers = {name: str(environ[key])[:200] for key, name in _KEPT.items() if environ.get(key)}
+    text = body[:MAX_RECEIVED_BYTES].decode("utf-8", "replace")
+    if any(secret in text for secret in secrets):
+        text = mask(text, secrets)
+    if _USERINFO.search(text) is not None:
+        text = mask_userinfo(text)
+    kept: dict[str, Any] = {"headers": headers, "body": text, "bytes": len(body)}
+    if len(body) > MAX_RECEIVED_BYTES:
+        kept["truncated"] = True
+    return json.dumps(kept, separators=(",", ":"))
+
+
+def mask_userinfo(text: str) -> str:
+    """``text`` with the user and password of each ``scheme://user:password@`` masked.
+
+    What ``(?i)([a-z][a-z0-9+.-]{0,31}://)[^/\\s"'@]+@`` replaced, found from the "://" out.
+    """
+    kept: list[str] = []
+    done = 0
+    for found in _USERINFO.finditer(text):
+        at = found.start()
+        if _SCHEME.search(text, max(done, at - _SCHEME_MOST), at) is None:
+            continue
+        kept += (text[done : found.start(1)], MASK)
+        done = found.end(1)
+    if not kept:
+        return text
+    kept.append(text[done:])
+    return "".join(kept)

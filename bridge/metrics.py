@@ -10,7 +10,6 @@ a page came from, so rules can tell receivers from workers.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
@@ -66,18 +65,22 @@ DELIVERY_AGE = Histogram(
 )
 
 
-@functools.lru_cache(maxsize=128)
-def _webhook_child(source: str, event: str, answer: str) -> Any:
-    # Looking up a labelled child costs a lock and a tuple each time: a third of what
-    # answering an ignored event costs on top of Flask's own work. The keys are closed values,
-    # so the cache holds every series there is.
-    return WEBHOOKS.labels(source, event, answer)
+# The child of each (closed) label set counted so far: looking up a labelled child costs a
+# lock and a tuple each time, a third of what answering an ignored event costs on top of
+# Flask's own work. Its keys are closed values, so it holds at most every series there is; a
+# key whose labels are closed already closes to itself, so the receiver looks its own labels
+# up here first and counts through :func:`count_webhook` only when they are new or not closed.
+WEBHOOK_COUNTERS: dict[tuple[str, str, str], Any] = {}
 
 
 def count_webhook(source: str, event: str, answer: str) -> None:
     """Count one webhook answered ``answer``; the labels are closed (else ``other``)."""
     event = event if (source, event) in WEBHOOK_EVENTS else OTHER
-    _webhook_child(closed(source, WEBHOOK_SOURCES), event, closed(answer, WEBHOOK_ANSWERS)).inc()
+    labels = (closed(source, WEBHOOK_SOURCES), event, closed(answer, WEBHOOK_ANSWERS))
+    counter = WEBHOOK_COUNTERS.get(labels)
+    if counter is None:
+        counter = WEBHOOK_COUNTERS[labels] = WEBHOOKS.labels(*labels)
+    counter.inc()
 
 
 def count_settled(outcome: str, age_seconds: float) -> None:

@@ -68,10 +68,12 @@ class Status(str, enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
-    @property
-    def is_final(self) -> bool:
-        """True for the states a deploy ends in."""
-        return self in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    # True for the states a deploy ends in: a plain attribute of each member (asked of every
+    # event, on the receiver's path and the worker's), set once as the class is made.
+    is_final: bool
+
+    def __init__(self, value: str) -> None:
+        self.is_final = value in ("succeeded", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -117,53 +119,74 @@ class DeployEvent:
     custom: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
-def _encode(value: Any) -> Any:
-    """One field's JSON-ready form: times as ISO 8601, enums by value, a ref as a mapping."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, DeployRef):
-        return {"kind": value.kind, "id": value.id}
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    return value
-
-
-def _decoder(kind: str) -> Any:
-    """The inverse of :func:`_encode` for a field annotated ``kind``."""
-    if "datetime" in kind:
-        return lambda v: datetime.fromisoformat(v) if v else None
-    if "DeployRef" in kind:
-        return lambda v: DeployRef(v["kind"], v["id"])
-    for named in (Status, DeployType):
-        if named.__name__ in kind:
-            return lambda v, named=named: named(v) if v else None
-    if "tuple" in kind:
-        return lambda v: tuple(v or ())
-    if "Mapping" in kind:
-        return lambda v: dict(v or {})
-    return lambda v: v
-
-
 def event_to_dict(event: DeployEvent) -> dict[str, Any]:
-    """A JSON-ready form of the event, for the outbox: every field, by its name."""
-    return {name: _encode(getattr(event, name)) for name in _FIELDS}
+    """A JSON-ready form of the event, for the outbox: every field, by its name.
+
+    Times as ISO 8601, enums by value, a ref as a mapping, tuples as lists, mappings as dicts.
+    """
+    data: dict[str, Any] = {}
+    for name, kind in _FIELDS.items():
+        value = getattr(event, name)
+        if value is None or kind is _PLAIN:
+            data[name] = value
+        elif kind is _TIME:
+            data[name] = value.isoformat()
+        elif kind is _REF:
+            data[name] = {"kind": value.kind, "id": value.id}
+        elif kind is _TUPLE:
+            data[name] = list(value)
+        elif kind is _MAPPING:
+            data[name] = dict(value)
+        else:  # an enum
+            data[name] = value.value
+    return data
 
 
 def event_from_dict(data: Mapping[str, Any]) -> DeployEvent:
     """The inverse of :func:`event_to_dict` (a field missing from older rows: its default)."""
-    given = {name: decode(data[name]) for name, decode in _FIELDS.items() if name in data}
+    given: dict[str, Any] = {}
+    for name, kind in _FIELDS.items():
+        if name not in data:
+            continue
+        value = data[name]
+        if kind is _PLAIN:
+            given[name] = value
+        elif kind is _TIME:
+            given[name] = datetime.fromisoformat(value) if value else None
+        elif kind is _REF:
+            given[name] = DeployRef(value["kind"], value["id"])
+        elif kind is _TUPLE:
+            given[name] = tuple(value or ())
+        elif kind is _MAPPING:
+            given[name] = dict(value or {})
+        else:  # an enum: the class itself
+            given[name] = kind(value) if value else None
     return DeployEvent(**given)
 
 
-# Each field of DeployEvent and how its stored form is read back: a field added to the event
-# reaches the outbox and comes back without a hand-written pair to keep in step.
-_FIELDS = {f.name: _decoder(str(f.type)) for f in dataclasses.fields(DeployEvent)}
+# The kinds of DeployEvent's fields, by how their stored form is written and read back: a
+# field added to the event reaches the outbox and comes back without a hand-written pair to
+# keep in step. An enum field's kind is its enum class.
+_PLAIN, _TIME, _REF, _TUPLE, _MAPPING = "plain", "time", "ref", "tuple", "mapping"
+
+
+def _kind(annotation: str) -> Any:
+    """The kind of a field annotated ``annotation``."""
+    if "datetime" in annotation:
+        return _TIME
+    if "DeployRef" in annotation:
+        return _REF
+    for named in (Status, DeployType):
+        if named.__name__ in annotation:
+            return named
+    if "tuple" in annotation:
+        return _TUPLE
+    if "Mapping" in annotation:
+        return _MAPPING
+    return _PLAIN
+
+
+_FIELDS = {f.name: _kind(str(f.type)) for f in dataclasses.fields(DeployEvent)}
 
 
 def has_control(text: str) -> bool:
@@ -189,27 +212,9 @@ def entity_problem(tag: str) -> str | None:
         return f"is {tag!r}, which names no entity"
     if len(tag) > MAX_NAME:
         return f"is {len(tag)} characters long; at most {MAX_NAME}"
-    if has_control(tag):
+    if _CONTROL.search(tag) is not None:
         return "holds a control character"
     return None
-
-
-def _plain(text: str) -> str:
-    """``text`` with each run of control characters replaced by one space, stripped."""
-    return _CONTROL_RUN.sub(" ", text).strip()
-
-
-def _one_line(text: str) -> str:
-    """A title: its first line with text in it (a commit's subject), mended by :func:`_plain`.
-
-    Lines end where ``str.splitlines`` ends them (LF, CR, VT, FF, FS, GS, RS, NEL, U+2028,
-    U+2029), whichever face the title came from.
-    """
-    for line in text.splitlines():
-        mended = _plain(line)
-        if mended:
-            return mended
-    return ""
 
 
 @dataclass(frozen=True)
@@ -222,25 +227,26 @@ class Checked:
 
 
 def check_deploy(
-    event: DeployEvent, entities: Sequence[str] = (), *, max_entities: int | None = None
+    event: DeployEvent,
+    entities: Sequence[str] = (),
+    *,
+    max_entities: int | None = None,
+    named: Sequence[str] | None = None,
 ) -> Checked:
     """THE validation of a deploy, called by every face before it records or stores one.
 
     The bounds and character rules of docs/limits.md: the event's fields (:func:`bounded`),
     each entity tag (:func:`entity_problem`), at most ``max_entities`` of them, and each
     entity's idempotency key within MAX_KEY_BYTES. Raises InvalidDeploy naming the field.
+
+    The entities are checked before the fields. ``named``: the entities the event itself
+    named, when ``entities`` are the ones a route gave it (a webhook, checked once as routed):
+    then those named are checked first, the fields next, and the routed ones after them.
     """
-    if max_entities is not None and len(entities) > max_entities:
-        raise InvalidDeploy(
-            "entity",
-            f"the event names {len(entities)} entities, more than "
-            f"server.max_entities_per_event ({max_entities})",
-        )
-    for tag in entities:
-        problem = entity_problem(tag)
-        if problem is not None:
-            raise InvalidDeploy("entity", f"entity {_shown(tag)} {problem}")
-    fixed = bounded(event)
+    _check_entities(entities if named is None else named, max_entities)
+    fixed, title_length = _bounded(event)
+    if named is not None and tuple(entities) != tuple(named):
+        _check_entities(entities, max_entities)
     from bridge.mapping import idempotency_key  # it imports this module
 
     for tag in entities:
@@ -251,16 +257,24 @@ def check_deploy(
                 f"the deploy's key (repository, environment, deploy id and entity "
                 f"{_shown(tag)}) is {size} bytes in UTF-8; at most {MAX_KEY_BYTES}",
             )
-    notes = []
-    title = _one_line(event.title)
-    if len(title) > MAX_TITLE:
-        notes.append(
-            (
-                "title",
-                f"the title is {len(title)} characters long; recorded as its first {MAX_TITLE}",
-            )
+    if title_length <= MAX_TITLE:
+        return Checked(fixed)
+    note = f"the title is {title_length} characters long; recorded as its first {MAX_TITLE}"
+    return Checked(fixed, (("title", note),))
+
+
+def _check_entities(entities: Sequence[str], max_entities: int | None) -> None:
+    """At most ``max_entities`` tags, each usable (:func:`entity_problem`); else InvalidDeploy."""
+    if max_entities is not None and len(entities) > max_entities:
+        raise InvalidDeploy(
+            "entity",
+            f"the event names {len(entities)} entities, more than "
+            f"server.max_entities_per_event ({max_entities})",
         )
-    return Checked(fixed, tuple(notes))
+    for tag in entities:
+        problem = entity_problem(tag)
+        if problem is not None:
+            raise InvalidDeploy("entity", f"entity {_shown(tag)} {problem}")
 
 
 def _shown(value: str, limit: int = 60) -> str:
@@ -277,12 +291,21 @@ def bounded(event: DeployEvent) -> DeployEvent:
     characters and a URL past MAX_URL. Free text is mended instead: the title is its first
     line with text, and in it and the deployer each run of control characters becomes one
     space; the title is cut to MAX_TITLE (check_deploy says so). Last, the whole event must
-    fit in MAX_EVENT_BYTES
-    of JSON; the error names its largest field.
+    fit in MAX_EVENT_BYTES of JSON; the error names its largest field.
     """
-    title = _one_line(event.title)[:MAX_TITLE]
-    name = _plain(event.deployer_name) if event.deployer_name else None
-    email = _plain(event.deployer_email) if event.deployer_email else None
+    return _bounded(event)[0]
+
+
+def _bounded(event: DeployEvent) -> tuple[DeployEvent, int]:
+    """:func:`bounded`, and the length of the mended title before it was cut."""
+    # The title: its first line with text in it (a commit's subject). Lines end where
+    # ``str.splitlines`` ends them (LF, CR, VT, FF, FS, GS, RS, NEL, U+2028, U+2029),
+    # whichever face the title came from.
+    # In it and the deployer, each run of control characters becomes one space.
+    lines = (_CONTROL_RUN.sub(" ", line).strip() for line in event.title.splitlines())
+    title = next((line for line in lines if line), "")
+    name = _CONTROL_RUN.sub(" ", event.deployer_name).strip() if event.deployer_name else None
+    email = _CONTROL_RUN.sub(" ", event.deployer_email).strip() if event.deployer_email else None
     checked = (
         ("repository", event.repository, MAX_NAME),
         ("environment", event.environment, MAX_NAME),
@@ -296,33 +319,29 @@ def bounded(event: DeployEvent) -> DeployEvent:
     for label, value, limit in checked:
         if value is None:
             continue
-        if has_control(value):
+        if _CONTROL.search(value) is not None:
             raise InvalidDeploy(label, f"the event's {label} holds a control character")
         if len(value) > limit:
             raise InvalidDeploy(
                 label, f"the event's {label} is {len(value)} characters long; at most {limit}"
             )
     fixed = dataclasses.replace(
-        event, title=title, deployer_name=name or None, deployer_email=email or None
+        event, title=title[:MAX_TITLE], deployer_name=name or None, deployer_email=email or None
     )
-    _check_size(event_to_dict(fixed))
-    return fixed
+    data = event_to_dict(fixed)
+    size = len(_as_stored(data).encode("utf-8"))
+    if size > MAX_EVENT_BYTES:
+        parts = {key: value for key, value in data.items() if key != "details"}
+        parts.update({f"details.{key}": value for key, value in data["details"].items()})
+        largest = max(parts, key=lambda key: len(_as_stored(parts[key]).encode("utf-8")))
+        raise InvalidDeploy(
+            largest,
+            f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: "
+            f"its {largest} is too long",
+        )
+    return fixed, len(title)
 
 
-def _stored_size(value: Any) -> int:
-    """Bytes of ``value`` as compact UTF-8 JSON (the standard library: ``send`` and the
-    Action run on the base install, which has no orjson)."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-
-
-def _check_size(data: Mapping[str, Any]) -> None:
-    size = _stored_size(data)
-    if size <= MAX_EVENT_BYTES:
-        return
-    parts = {key: value for key, value in data.items() if key != "details"}
-    parts.update({f"details.{key}": value for key, value in data["details"].items()})
-    largest = max(parts, key=lambda key: _stored_size(parts[key]))
-    raise InvalidDeploy(
-        largest,
-        f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: its {largest} is too long",
-    )
+# A value as compact JSON text, whose UTF-8 bytes are its stored size (the standard library:
+# ``send`` and the Action run on the base install, which has no orjson).
+_as_stored = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

@@ -34,7 +34,6 @@ from typing import Any
 from bridge.config import Config, DeliverySettings
 from bridge.cortex.budget import SharedBudget
 from bridge.cortex.client import PAGE_SIZE, Cortex
-from bridge.cortex.retry import RetryPolicy
 from bridge.errors import (
     BridgeError,
     CortexError,
@@ -44,6 +43,7 @@ from bridge.errors import (
 from bridge.model import DeployEvent, Status, event_from_dict
 from bridge.record.core import LOOKUP_WINDOW, Known, Listing, Policy, record_one, remove_doubles
 from bridge.redact import redact
+from bridge.retry import RetryPolicy
 from bridge.rollback import PastDeploy, past_deploys
 from bridge.store import Delivery, Lookup, RecordWrite, Store
 

@@ -11,7 +11,8 @@ import pytest
 
 from bridge.app import Runtime, create_app
 from bridge.console.access import SESSION_COOKIE, Keys, foreign_origin
-from bridge.received import MAX_RECEIVED_BYTES, received_copy
+from bridge.ingest import MAX_RECEIVED_BYTES, received_copy
+from bridge.redact import spellings
 from bridge.store.journal import ReconcileRun, TurnedAway
 from tests.console_kit import ORIGIN, csrf_of, page_csrf, sign_in
 from tests.receiver_kit import (
@@ -467,12 +468,12 @@ def test_received_copy_is_redacted_and_bounded() -> None:
         "HTTP_AUTHORIZATION": "Bearer x",
     }
     body = json.dumps({"url": "https://bot:p4ss@git.example/x", "note": "s3cret here"}).encode()
-    kept = json.loads(received_copy(environ, body, ["s3cret"]))
+    kept = json.loads(received_copy(environ, body, spellings(["s3cret"])))
     assert kept["headers"] == {"Content-Type": "application/json", "X-GitHub-Delivery": "d1"}
     assert "p4ss" not in kept["body"]
     assert "s3cret" not in kept["body"]
     assert "https://***@git.example/x" in kept["body"]
-    big = json.loads(received_copy({}, b"x" * (MAX_RECEIVED_BYTES + 10), []))
+    big = json.loads(received_copy({}, b"x" * (MAX_RECEIVED_BYTES + 10), ()))
     assert big["truncated"] is True
     assert big["bytes"] == MAX_RECEIVED_BYTES + 10
     assert len(big["body"]) == MAX_RECEIVED_BYTES

@@ -8,13 +8,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bridge.cortex import CortexClient, RetryPolicy
+from bridge.cortex import CortexClient
 from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexError, CortexRejected, CortexRetryable
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import build_deploy_request, key_of
 from bridge.model import DeployEvent, DeployRef, DeployType, Status
 from bridge.record.retrying import Outcome, record
+from bridge.retry import RetryPolicy
 from tests.conftest import TOKEN
 
 FAST = RetryPolicy(max_attempts=6, base_delay=0.01, max_delay=0.05)

@@ -145,7 +145,7 @@ def test_compose_runs_postgres_16_with_a_healthcheck_and_a_named_volume(
     compose: dict[str, Any],
 ) -> None:
     postgres = compose["services"]["postgres"]
-    assert re.fullmatch(r"postgres:16([.-].*)?", postgres["image"])
+    assert re.fullmatch(r"postgres:16([.-][^@]*)?(@sha256:[0-9a-f]{64})?", postgres["image"])
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     volume, _, target = postgres["volumes"][0].partition(":")
     assert target == "/var/lib/postgresql/data"

@@ -25,10 +25,10 @@ from bridge.errors import MalformedEvent, SignatureError, UnsupportedEvent
 from bridge.fakecortex import FakeCortex
 from bridge.model import DeployEvent, DeployType, Status, bounded
 from bridge.relay import missing_secrets
-from bridge.signatures import verify_bearer, verify_flux
 from bridge.sources import parse_event
 from bridge.sources.flux import event_name
 from bridge.sources.gitops import git_sha
+from bridge.webhooks import verify_bearer, verify_flux
 from bridge.worker import Deliverer, Worker
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import (

@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from bridge.console import charts
 from bridge.console.access import SESSION_SECONDS
 from bridge.console.pages import PAGE
 from bridge.errors import BridgeError, ConfigError, MalformedEvent
-from bridge.ingest import dedupe_key
+from bridge.ingest import MAX_RECEIVED_BYTES, dedupe_key
 from bridge.model import (
     MAX_EVENT_BYTES,
     MAX_KEY_BYTES,
@@ -54,7 +54,6 @@ from bridge.model import (
     bounded,
     entity_problem,
 )
-from bridge.received import MAX_RECEIVED_BYTES
 from bridge.sources import PARSERS
 from bridge.store import STATUSES, Store, browse
 from bridge.store.browse import MAX_CHART_ROWS
@@ -662,6 +661,40 @@ def pages_a_read(row: Row, tmp: Path) -> None:
         read.spend()
 
 
+def argocd_list(row: Row, tmp: Path) -> None:
+    import responses
+
+    from bridge.sync.api import ScmError
+    from bridge.sync.argocd import PATH, ArgoCDReader, argocd_client
+    from bridge.sync.fetch import MAX_BYTES
+    from bridge.sync.reader import Window
+
+    [mib] = row.numbers()
+    assert mib * 1024 * 1024 == MAX_BYTES and "16777216" in row.answer
+    window = Window(
+        datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc)
+    )
+
+    def read(**answer: Any) -> list[Any]:
+        with responses.RequestsMock() as mock:
+            mock.get(f"{SCM}{PATH}", **answer)
+            try:
+                return list(
+                    ArgoCDReader(argocd_client(SCM, "argo-token", sleep=lambda s: None)).read(
+                        window
+                    )
+                )
+            finally:
+                # One request, the whole list: no page, no query (no `fields`).
+                assert [call.request.url for call in mock.calls] == [f"{SCM}{PATH}"]
+
+    assert read(json={"metadata": {}, "items": []}) == []
+    with pytest.raises(ScmError, match="larger than 16777216 bytes"):
+        read(body=b"1" * (MAX_BYTES + 1))
+    with pytest.raises(ScmError, match=r"answered a partial list \(metadata.continue\)"):
+        read(json={"metadata": {"continue": "abc"}, "items": []})
+
+
 def graphql_cursor(row: Row, tmp: Path) -> None:
     from bridge.sync.api import ScmError
     from bridge.sync.github import _moved
@@ -672,20 +705,29 @@ def graphql_cursor(row: Row, tmp: Path) -> None:
 
 
 def tries(row: Row, tmp: Path) -> None:
-    from bridge.cortex.retry import RetryPolicy
-    from bridge.sync.api import MAX_TRIES, RETRY
+    from bridge.retry import RetryPolicy
+    from bridge.sync.api import RETRY
+    from bridge.sync.github import github_client
 
     scm, transient, http = row.numbers()
-    assert (scm, transient, http) == (MAX_TRIES, RETRY.max_attempts, RetryPolicy().max_attempts)
+    assert (scm, transient, http) == (
+        RETRY.max_attempts,
+        RETRY.max_failures,
+        RetryPolicy().max_attempts,
+    )
+    assert github_client(SCM, "t", max_wait=60).policy.max_attempts == scm
 
 
 def waiting(row: Row, tmp: Path) -> None:
-    from bridge.cortex.retry import RetryPolicy
-    from bridge.sync.api import MAX_WAIT_SECONDS
+    from bridge.retry import RetryPolicy
+    from bridge.sync.api import RETRY
+    from bridge.sync.github import github_client
 
     scm, http, one = row.numbers()
     policy = RetryPolicy()
-    assert (scm, http, one) == (MAX_WAIT_SECONDS, policy.max_elapsed, policy.max_retry_after)
+    assert (scm, http, one) == (RETRY.max_elapsed, policy.max_elapsed, policy.max_retry_after)
+    # The reconcile's own bound replaces the whole request's wait, and nothing else.
+    assert github_client(SCM, "t", max_wait=450).policy == replace(RETRY, max_elapsed=450)
 
 
 def read_time(row: Row, tmp: Path) -> None:
@@ -701,7 +743,7 @@ def read_time(row: Row, tmp: Path) -> None:
 
 
 def retry_headers(row: Row, tmp: Path) -> None:
-    from bridge.cortex.retry import parse_retry_after
+    from bridge.retry import parse_retry_after
     from bridge.sync.api import GITHUB_LIMITS, rate_limit_wait
 
     assert parse_retry_after("7") == 7.0
@@ -818,7 +860,7 @@ def argocd_bearer(row: Row, tmp: Path) -> None:
         compared.append((a, b))
         return real(a, b)
 
-    with mock.patch("bridge.signatures.hmac.compare_digest", spy):
+    with mock.patch("bridge.webhooks.hmac.compare_digest", spy):
         assert argocd_post(client, "sync.succeeded").status_code == 202
     assert (ARGOCD_TOKEN.encode(), ARGOCD_TOKEN.encode()) in compared
     assert sum(runtime.store.counts().values()) == 1
@@ -1314,6 +1356,7 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     (SYNC, "the time one answer takes"): answer_time,
     (SYNC, "items a page"): items_a_page,
     (SYNC, "pages a read"): pages_a_read,
+    (SYNC, "the Argo CD application list"): argocd_list,
     (SYNC, "a GraphQL cursor"): graphql_cursor,
     (SYNC, "tries of one request"): tries,
     (SYNC, "waiting for one request"): waiting,

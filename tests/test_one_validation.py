@@ -170,3 +170,59 @@ def test_the_webhook_says_when_it_shortens_a_title(tmp_path: Path) -> None:
     assert answer.status_code == 202
     notes = answer.json.get("notes", [])
     assert notes == [f"title: the title is 400 characters long; recorded as its first {MAX_TITLE}"]
+
+
+# A webhook's event is checked once, as routed: the reasons still come in the order of the
+# two checks it replaced (what the payload named, the event as it came, the routed entities).
+ROUTE_PAYLOAD = {"routes": [{"match": {}, "entities": ["{repo}"], "payload_entities": ["*"]}]}
+LONG_ENV = "e" * 300
+
+
+@pytest.mark.parametrize(
+    ("config", "change", "reason"),
+    [
+        pytest.param(
+            {},
+            {"repository": {"full_name": "acme/pay\x07ments"}},
+            "the event's repository holds a control character",
+            id="a bad repository before the entity rendered from it",
+        ),
+        pytest.param(
+            {},
+            {"repository": {"full_name": "acme/" + "p" * 300}},
+            "the event's repository is 305 characters long; at most 255",
+            id="a long repository before the entity rendered from it",
+        ),
+        pytest.param(
+            ROUTE_PAYLOAD,
+            {
+                "deployment": {"payload": {"cortex": {"entities": ["a\x00b"]}}},
+                "repository": {"full_name": "acme/p\x07"},
+            },
+            "entity 'a\\x00b' holds a control character",
+            id="an entity the payload named before the event's fields",
+        ),
+        pytest.param(
+            {"environments": {"rename": {LONG_ENV: "prod"}}},
+            {"deployment": {"environment": LONG_ENV}},
+            "the event's environment is 300 characters long; at most 255",
+            id="the event's own environment even when renamed",
+        ),
+        pytest.param(
+            {"routes": [{"match": {"repository": "nobody/*"}, "entities": ["x"]}]},
+            {"repository": {"full_name": "acme/pay\x07ments"}},
+            "the event's repository holds a control character",
+            id="refused before ignored when no route matches",
+        ),
+    ],
+)
+def test_a_webhook_event_is_refused_for_the_first_reason(
+    tmp_path: Path, config: dict[str, object], change: dict[str, dict[str, object]], reason: str
+) -> None:
+    runtime = make_runtime(tmp_path, config)
+    doc = load_sample("github/deployment_status.success.json")
+    for part, fields in change.items():
+        doc[part].update(fields)
+    answer = github_post(client_for(runtime), "deployment_status", doc)
+    assert (answer.status_code, answer.json["reason"]) == (400, reason)
+    assert sum(runtime.store.counts().values()) == 0

@@ -8,7 +8,7 @@ import hmac
 import pytest
 
 from bridge.errors import SignatureError
-from bridge.signatures import verify_github, verify_gitlab
+from bridge.webhooks import verify_github, verify_gitlab
 from tests.conftest import SAMPLES
 
 # The documented test vector: docs.github.com/en/webhooks/using-webhooks/

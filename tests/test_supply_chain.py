@@ -26,6 +26,7 @@ USES_FILES = [
     *sorted(ROOT.glob(".github/actions/*/action.y*ml")),
 ]
 DOCKERFILES = sorted(ROOT.glob("Dockerfile*"))
+COMPOSE_FILES = sorted([*ROOT.glob("docker-compose*.y*ml"), *ROOT.glob("compose*.y*ml")])
 REQUIREMENTS = sorted((ROOT / "requirements").glob("*.txt"))
 RELEASE = ROOT / ".github" / "workflows" / "release.yml"
 
@@ -55,6 +56,18 @@ def from_problem(line: str, stages: set[str]) -> str | None:
     if image == "scratch" or image in stages:
         return None
     return None if re.fullmatch(r"\S+@sha256:[0-9a-f]{64}", image) else "not pinned by digest"
+
+
+def compose_problem(service: Any) -> str | None:
+    """Why a Compose service's image is not pinned by digest, or None.
+
+    A service that ``build``s this checkout runs the project's own image (its tag is the one
+    the release publishes); any other image is someone else's, pinned like a ``FROM``.
+    """
+    if not isinstance(service, dict) or "image" not in service or "build" in service:
+        return None
+    image = str(service["image"])
+    return None if re.fullmatch(r"[^\s$]+@sha256:[0-9a-f]{64}", image) else "not pinned by digest"
 
 
 def every_uses(path: Path) -> list[tuple[int, str, str | None]]:
@@ -178,6 +191,38 @@ def test_every_from_is_pinned_by_digest(path: Path) -> None:
 )
 def test_the_from_check_tells_pinned_from_movable(line: str, pinned: bool) -> None:
     assert (from_problem(line, {"build"}) is None) is pinned
+
+
+def test_there_is_a_compose_file_to_check() -> None:
+    assert [p.name for p in COMPOSE_FILES] == ["docker-compose.yml"]
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=[p.name for p in COMPOSE_FILES])
+def test_every_third_party_compose_image_is_pinned_by_digest(path: Path) -> None:
+    services = yaml.safe_load(path.read_text(encoding="utf-8"))["services"]
+    assert "postgres" in services  # the check reads the services where they are
+    problems = [
+        f"{path.name}: {name}: {service['image']}: {problem}"
+        for name, service in services.items()
+        if (problem := compose_problem(service))
+    ]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("service", "pinned"),
+    [
+        pytest.param({"image": "postgres:16"}, False, id="tag"),
+        pytest.param({"image": "postgres"}, False, id="no-tag"),
+        pytest.param({"image": "postgres@sha256:abc"}, False, id="short-digest"),
+        pytest.param({"image": "${PG_IMAGE:-postgres:16}"}, False, id="a-variable"),
+        pytest.param({"image": "postgres:16@sha256:" + "0" * 64}, True, id="digest"),
+        pytest.param({"image": "ghcr.io/x/relay:v0", "build": {"context": "."}}, True, id="ours"),
+        pytest.param({"build": "."}, True, id="built-here-without-a-name"),
+    ],
+)
+def test_the_compose_check_tells_pinned_from_movable(service: Any, pinned: bool) -> None:
+    assert (compose_problem(service) is None) is pinned
 
 
 def test_both_images_start_from_one_base() -> None:

@@ -178,3 +178,50 @@ def test_api_filters_take_whole_seconds() -> None:
     assert whole_seconds(moment) == "2026-11-03T10:05:07Z"
     assert whole_seconds(moment, up=True) == "2026-11-03T10:05:08Z"
     assert whole_seconds(moment.replace(microsecond=0), up=True) == "2026-11-03T10:05:07Z"
+
+
+@responses.activate
+def test_server_errors_end_after_four_tries_naming_the_bound() -> None:
+    sleeps = Sleeps()
+    url = f"{API}/repos/acme/api/actions/runs/5"
+    responses.get(url, status=502, json={"message": "bad gateway"})
+    with pytest.raises(ScmError, match=r"answered 502 for .*: gave up after 4 tries") as caught:
+        client(sleeps).get("/repos/acme/api/actions/runs/5")
+    assert caught.value.status == 502
+    assert len(responses.calls) == 4 and len(sleeps.waits) == 3
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 422])
+@responses.activate
+def test_a_refusal_that_is_not_a_limit_is_one_request_and_no_wait(status: int) -> None:
+    sleeps = Sleeps()
+    responses.get(f"{API}/orgs/acme/repos", status=status, json={"message": "no"})
+    with pytest.raises(ScmError, match=f"answered {status} for /orgs/acme/repos") as caught:
+        client(sleeps).get("/orgs/acme/repos")
+    assert caught.value.status == status and not caught.value.retryable
+    assert len(responses.calls) == 1 and sleeps.waits == []
+
+
+@responses.activate
+def test_rate_limits_and_server_errors_share_the_eight_tries() -> None:
+    sleeps = Sleeps()
+    url = f"{API}/orgs/acme/repos"
+    for _ in range(3):
+        responses.get(url, status=429, headers={"Retry-After": "1"})
+        responses.get(url, status=503)
+    responses.get(url, status=429, headers={"Retry-After": "1"})
+    responses.get(url, status=429, headers={"Retry-After": "1"})
+    with pytest.raises(ScmError, match="rate limit: gave up after 8 tries"):
+        client(sleeps).get("/orgs/acme/repos")
+    assert len(responses.calls) == 8 and len(sleeps.waits) == 7
+
+
+@responses.activate
+def test_the_waits_of_one_request_are_bounded_in_all_by_max_wait() -> None:
+    sleeps = Sleeps()
+    url = f"{API}/orgs/acme/repos"
+    responses.get(url, status=429, headers={"Retry-After": "60"})
+    api = github_client(API, SECRET, sleep=sleeps, clock=lambda: NOW, max_wait=100)
+    with pytest.raises(ScmError, match=r"waiting 60s more would pass 100s .* too long to wait"):
+        api.get("/orgs/acme/repos")
+    assert sleeps.waits == [60.0] and len(responses.calls) == 2

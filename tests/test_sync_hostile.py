@@ -386,6 +386,23 @@ def test_429_forever_ends_after_a_bounded_number_of_tries(
     assert len(github.requests) == 8
 
 
+def test_graphql_rate_limited_forever_ends_after_the_same_eight_tries(github: FakeGitHub) -> None:
+    add_github_deploy(github)
+    limited = {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]}
+    github.inject(Fault(200, {}, limited, path="/graphql"), times=None)
+    waits: list[float] = []
+    api = github_client(github.api_url, GH_TOKEN, sleep=waits.append)
+    window = Window(
+        datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc)
+    )
+    with pytest.raises(ScmError, match="github graphql rate limit: gave up after 8 tries"):
+        list(GitHubReader(api, "acme/api", runs_are_deploys=False).read(window))
+    api.close()
+    # GraphQL's limit answers 200 with headers that say nothing of when: a minute each time.
+    assert waits == [60.0] * 7
+    assert len(github.requests) == 8
+
+
 @pytest.mark.parametrize(
     ("retry_after", "wait"),
     [

@@ -3,7 +3,7 @@
 GitHub signs the whole body, so the receiver reads it before it knows who sent it. 40 unsigned
 connections sending 24 MiB each once took one worker to 1,355 MB. Now one process holds at most
 ``server.max_unverified_bytes`` (at least ``server.max_body_bytes``) of such bodies at once;
-a request that would pass it is answered 503 with Retry-After (bridge/inflight.py), and
+a request that would pass it is answered 503 with Retry-After (bridge.webhooks.InFlight), and
 nothing is stored.
 """
 
@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import pytest
 
 from bridge.app import Runtime, create_app
 from bridge.fakecortex import FakeCortex
-from bridge.inflight import Busy, InFlight
+from bridge.webhooks import Busy, Hold, InFlight
 from tests.receiver_kit import argocd_post, flux_post, make_runtime, sign
 
 LIMIT = 256 * 1024
@@ -140,8 +141,8 @@ def test_forty_unsigned_bodies_at_the_limit_hold_at_most_the_cap(
 
 def test_a_signed_delivery_goes_through_once_the_bytes_are_given_back(runtime: Runtime) -> None:
     client = create_app(runtime).test_client()
-    hold = runtime.unverified.hold()
-    hold.grow_to(CAP)  # someone else holds it all
+    someone = ExitStack()
+    someone.enter_context(runtime.unverified.hold()).grow_to(CAP)  # someone else holds it all
     doc = {"zen": "Keep it logically awesome.", "hook_id": 1}
     body = json.dumps(doc).encode()
     headers = {
@@ -152,14 +153,14 @@ def test_a_signed_delivery_goes_through_once_the_bytes_are_given_back(runtime: R
     }
     busy = client.post("/webhooks/github", data=body, headers=headers)
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
-    hold.release()
+    someone.close()
     assert client.post("/webhooks/github", data=body, headers=headers).status_code == 200
     assert runtime.unverified.held == 0
 
 
 def test_a_gitlab_body_is_read_only_after_its_token_and_holds_nothing(runtime: Runtime) -> None:
     client = create_app(runtime).test_client()
-    runtime.unverified.hold().grow_to(CAP)
+    Hold(runtime.unverified).grow_to(CAP)  # never given back
     wrong = client.post(
         "/webhooks/gitlab",
         data=b"{}",
@@ -284,11 +285,11 @@ def test_a_flux_body_counts_until_its_signature_is_checked(runtime: Runtime) -> 
     # Flux signs the whole body (X-Signature), as GitHub does: it is read before anyone knows
     # who sent it, so it takes room in the process's unverified bytes like a GitHub body.
     client = create_app(runtime).test_client()
-    hold = runtime.unverified.hold()
-    hold.grow_to(CAP)
+    someone = ExitStack()
+    someone.enter_context(runtime.unverified.hold()).grow_to(CAP)
     busy = flux_post(client, "kustomization.succeeded", secret="forged")
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
-    hold.release()
+    someone.close()
     assert flux_post(client, "kustomization.succeeded", secret="forged").status_code == 401
     assert runtime.unverified.held == 0
     assert sum(runtime.store.counts().values()) == 0  # nothing stored
@@ -296,6 +297,6 @@ def test_a_flux_body_counts_until_its_signature_is_checked(runtime: Runtime) -> 
 
 def test_an_argocd_body_is_read_only_after_its_token_and_holds_nothing(runtime: Runtime) -> None:
     client = create_app(runtime).test_client()
-    runtime.unverified.hold().grow_to(CAP)
+    Hold(runtime.unverified).grow_to(CAP)  # never given back
     assert argocd_post(client, "sync.succeeded", token="wrong").status_code == 401
     assert sum(runtime.store.counts().values()) == 0  # nothing stored

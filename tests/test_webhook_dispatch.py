@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from bridge.app import Runtime, WebhookDispatch, create_app
+from bridge.app import Runtime, create_app
+from bridge.webhooks import Hold, WebhookDispatch
 from tests.conftest import load_sample
 from tests.receiver_kit import GITHUB_SECRET, github_post, gitlab_post, make_runtime, sign
 
@@ -185,11 +186,11 @@ def test_dispatch_and_flask_note_the_same_turned_away(runtimes: tuple[Runtime, R
 
 
 def test_dispatch_and_flask_answer_busy_alike(runtimes: tuple[Runtime, Runtime]) -> None:
-    # Each process's room for unverified bodies is taken (bridge/inflight.py): both ways
+    # Each process's room for unverified bodies is taken (bridge.webhooks.InFlight): both ways
     # answer 503 with the same Retry-After and JSON, and a GitLab delivery, whose token is
     # checked before its body is read, is not held up.
     for runtime in runtimes:
-        runtime.unverified.hold().grow_to(runtime.unverified.limit)
+        Hold(runtime.unverified).grow_to(runtime.unverified.limit)
     dispatched = create_app(runtimes[0]).test_client()
     routed = flask_only(runtimes[1])
     steps = [STEPS[0][1], STEPS[5][1], raw_github(FORM, "application/x-www-form-urlencoded")]

@@ -22,22 +22,27 @@ from bridge.model import DeployEvent
 
 def route(config: Config, event: DeployEvent) -> Route:
     """The entities and environment an event is recorded under, or UnsupportedEvent why not."""
-    _check_source(config, event.source)
+    if event.source not in config.recorded_sources:
+        _check_source(config, event.source)
+    environments = config.environments
     environment = event.environment
     if event.event in WORKFLOW_EVENTS:
         environment = _workflow_rule(config.workflows, event).environment or environment
     if environment is not None:
-        environment = _renamed(config.environments, environment)
-        _check_environment(config.environments, environment)
+        # environments.rename, applied once, exactly.
+        environment = environments.rename.get(environment, environment)
+        if not environments.everything:
+            _check_environment(environments, environment)
     for rule in config.routes:
-        if not _matches(rule.match, event, environment):
+        if not rule.match.anything and not _matches(rule.match, event, environment):
             continue
         # An event with no environment of its own (a GitOps object without the label) takes
         # the route's, renamed and judged as an event's own would be.
         where = environment
         if where is None and rule.environment is not None:
-            where = _renamed(config.environments, rule.environment)
-        _check_environment(config.environments, where)
+            where = environments.rename.get(rule.environment, rule.environment)
+        if not environments.everything:
+            _check_environment(environments, where)
         if event.entities:
             allowed = _allowed(rule, event)
             return Route(allowed, where, f"{rule.name}.payload_entities")
@@ -49,13 +54,9 @@ def route(config: Config, event: DeployEvent) -> Route:
     raise UnsupportedEvent(f"no route matches {what} {event.repository!r} {where}")
 
 
-def _renamed(environments: Environments, environment: str) -> str:
-    """``environments.rename`` applied once, exactly."""
-    return environments.rename.get(environment, environment)
-
-
 def _check_source(config: Config, source: str) -> None:
-    """A webhook source that is enabled, or a configured http source (read only by sync)."""
+    """Why a source records nothing: not a webhook source nor a configured http source (read
+    only by sync), or a webhook source that is disabled."""
     if source not in config.source_names:
         raise UnsupportedEvent(f"source {source!r} is not supported")
     if source in SOURCES and not config.sources.enabled(source):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ DATABASE_VARIABLE, DATABASE_FILE_VARIABLE = "BRIDGE_DATABASE_URL", "BRIDGE_DATAB
 # 1 MiB: the largest real deployment events are 10-30 KB (a GitHub workflow_run, a GitLab
 # pipeline of a few dozen jobs at ~1 KB a job). GitHub's own cap, 25 MiB, is there by config.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-# Bodies read before their signature is checked, per process (bridge/inflight.py).
+# Bodies read before their signature is checked, per process (bridge.webhooks.InFlight).
 DEFAULT_MAX_UNVERIFIED_BYTES = 16 * 1024 * 1024
 # Entities one event is recorded on: each is a Cortex request and a record, so one event's
 # work stays bounded (issue 8: thousands named in a payload outlived the delivery's lease).
@@ -98,6 +99,12 @@ class Match:
     workflow: str | None = None  # glob on the workflow's name, path or file name
     object: str | None = None  # GitOps: glob on the object's namespace/name
     project: str | None = None  # Argo CD: glob on the application's project
+    # True when no field is set: the rule matches every event (worked out once, not per event).
+    anything: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        globs = (self.repository, self.environment, self.source, self.workflow, self.object)
+        object.__setattr__(self, "anything", all(g is None for g in (*globs, self.project)))
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,11 @@ class Environments:
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
     rename: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # True when every environment counts (``*`` included, nothing excluded): nothing to check.
+    everything: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "everything", "*" in self.include and not self.exclude)
 
 
 @dataclass(frozen=True)
@@ -210,10 +222,17 @@ class Config:
     # Deployment-list APIs read by `sync --source NAME` and `sync.http`, by name.
     http_sources: Mapping[str, HttpSourceSpec] = field(default_factory=dict, hash=False)
 
-    @property
+    # Worked out once per config, on first use, then plain attributes: asked of every event.
+    @functools.cached_property
     def source_names(self) -> tuple[str, ...]:
         """Every source a deploy may come from: the webhook ones, then the http ones."""
         return (*SOURCES, *self.http_sources)
+
+    @functools.cached_property
+    def recorded_sources(self) -> frozenset[str]:
+        """The sources a deploy is recorded from: enabled webhook ones, and every http one."""
+        enabled = {name for name in SOURCES if self.sources.enabled(name)}
+        return frozenset({*enabled, *self.http_sources})
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.cortex.retry import parse_retry_after
 from bridge.cortex.transport import Response
 from bridge.errors import CortexError, CortexRejected, CortexRetryable, CortexUnauthorized
 from bridge.redact import redact
+from bridge.retry import parse_retry_after
 
 MAX_MESSAGE = 300
 # Cortex's answers that refuse the API token: the one place that says so.

@@ -13,9 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.cortex import RetryPolicy
 from bridge.cortex.client import Cortex
-from bridge.cortex.retry import Again, drive
 from bridge.errors import CortexError, CortexRetryable
 from bridge.mapping import build_deploy_request, idempotency_key
 from bridge.model import DeployEvent, DeployType
@@ -29,6 +27,7 @@ from bridge.record.core import (
     record_one,
     type_of,
 )
+from bridge.retry import Again, RetryPolicy, drive
 from bridge.rollback import PastDeploy, past_deploys
 
 # A step records the deploy it is told of, whatever its status says: it is the final word.

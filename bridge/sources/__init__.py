@@ -41,8 +41,8 @@ def parse_event(
 ) -> DeployEvent:
     """The DeployEvent one webhook delivery describes, or why it records nothing.
 
-    ``screen`` is told the event's status as soon as it is known and may stop there by
-    raising UnsupportedEvent: the rest of an event that records nothing is not read.
+    ``screen``: the statuses whose events record nothing, and why; the parser stops there
+    (UnsupportedEvent) as soon as it knows the status, without reading the rest.
     """
     parser = PARSERS.get((source, event_name))
     if parser is None:

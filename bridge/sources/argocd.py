@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from bridge.errors import MalformedEvent
+from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.model import MAX_NAME, MAX_TITLE, DeployEvent, DeployRef, Status, first_line
 from bridge.sources.fields import Fields, Parser, Screen, compact, keep_all, pick
 from bridge.sources.gitops import (
@@ -56,16 +56,17 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 def parse_sync(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
     """One Application's sync operation: started (Running), Succeeded, Failed or Error."""
     fields = Fields(payload, "Argo CD notification")
-    fields.need_mapping("app")
-    fields.need_mapping("operation")
-    phase = fields.need_text("operation.phase").lower()
+    fields.need(fields.mapping, "app")
+    fields.need(fields.mapping, "operation")
+    phase = fields.need(fields.text, "operation.phase").lower()
     status = pick(PHASES, phase, "sync phase {} is not recorded")
-    screen(status)
-    started = fields.need_moment("operation.startedAt")
-    timestamp = fields.need_moment("operation.finishedAt") if status.is_final else started
-    uid = fields.need_text("app.uid")
-    name = fields.need_text("app.name")
-    path = object_path(fields.need_text("app.namespace"), name)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
+    started = fields.need(fields.moment, "operation.startedAt")
+    timestamp = fields.need(fields.moment, "operation.finishedAt") if status.is_final else started
+    uid = fields.need(fields.text, "app.uid")
+    name = fields.need(fields.text, "app.name")
+    path = object_path(fields.need(fields.text, "app.namespace"), name)
     revisions = _revisions(fields)
     sha = next((found for found in (git_sha(r, bare=True) for r in revisions) if found), None)
     entities = tags(_label(fields, key) for key in TAG_KEYS)

@@ -9,25 +9,29 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.model import HEX_SHA, DeployEvent, Status
 from bridge.times import parse_timestamp
 
-# Told an event's status as soon as a parser knows it, before the rest is read: raises
-# UnsupportedEvent when an event of that status records nothing, so that the many events a
-# receiver ignores (a deployment's queued and in_progress states) cost little to answer.
-Screen = Callable[[Status], None]
+# The statuses whose events record nothing, and why (the receiver's, worked out once from
+# ``record:``): a parser looks its event's status up as soon as it knows it, before the rest is
+# read, and raises UnsupportedEvent with the reason, so that the many events a receiver
+# ignores (a deployment's queued and in_progress states) cost little to answer.
+Screen = Mapping[Status, str]
 # A source's parser of one event: its payload to a DeployEvent, told the screen.
 Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
 
+# The screen that stops nothing: read every event in full.
+keep_all: Screen = MappingProxyType({})
 
-def keep_all(status: Status) -> None:
-    """The screen that stops nothing: read every event in full."""
 
+T = TypeVar("T")
 
 # REST API URLs, not pages: api.github.com (api.<name>.ghe.com on GHE.com), GHES "/api/v3/"
 # and GitLab "/api/v4/" (docs.github.com/en/rest, docs.gitlab.com/ee/api/rest/).
@@ -70,23 +74,18 @@ def compact(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def word(fields: Fields, path: str) -> str:
-    """A state word the event must carry, lower-cased for a table lookup."""
-    return fields.need_text(path).lower()
-
-
 @functools.lru_cache(maxsize=512)
 def _steps(path: str) -> tuple[str, ...]:
     # The parsers read a few dozen fixed paths, each on every event.
     return tuple(path.split("."))
 
 
+@dataclass(frozen=True)
 class Fields:
     """Typed, dotted-path reads of one event's payload; errors name the event and the path."""
 
-    def __init__(self, payload: Mapping[str, Any], event: str) -> None:
-        self.payload = payload
-        self.event = event
+    payload: Mapping[str, Any]
+    event: str  # the event's name, as errors say it
 
     def get(self, path: str) -> Any:
         """The value at a dotted path, or None when any step is missing or not an object."""
@@ -111,11 +110,13 @@ class Fields:
         value = self.get(path)
         return value if isinstance(value, Mapping) else None
 
-    def need_mapping(self, path: str) -> Mapping[str, Any]:
-        """An object the event must carry."""
-        value = self.mapping(path)
+    def need(self, read: Callable[..., T | None], *paths: str) -> T:
+        """What ``read`` (one of the reads below) finds at ``paths``, which the event must
+        carry: ``fields.need(fields.text, "repository.full_name")``. The error names the first
+        path."""
+        value = read(*paths)
         if value is None:
-            raise self.missing(path)
+            raise self.missing(paths[0])
         return value
 
     def text(self, *paths: str) -> str | None:
@@ -125,13 +126,6 @@ class Fields:
             if isinstance(value, str) and value.strip():
                 return value.strip()
         return None
-
-    def need_text(self, path: str) -> str:
-        """A non-blank string the event must carry."""
-        value = self.text(path)
-        if value is None:
-            raise self.missing(path)
-        return value
 
     def number(self, path: str) -> int | None:
         """A non-negative integer id (an int or a string of digits), None when absent."""
@@ -143,13 +137,6 @@ class Fields:
         if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 30:
             return int(value)
         raise self.bad(path, value)
-
-    def need_number(self, path: str) -> int:
-        """An integer id the event must carry."""
-        value = self.number(path)
-        if value is None:
-            raise self.missing(path)
-        return value
 
     def moment(self, *paths: str) -> datetime | None:
         """The first present timestamp among ``paths``, in UTC; unparseable is malformed."""
@@ -164,13 +151,6 @@ class Fields:
             except (ValueError, OverflowError, OSError) as exc:
                 raise self.bad(path, value) from exc
         return None
-
-    def need_moment(self, *paths: str) -> datetime:
-        """A timestamp the event must carry; the error names the first path."""
-        value = self.moment(*paths)
-        if value is None:
-            raise self.missing(paths[0])
-        return value
 
     def sha(self, path: str) -> str | None:
         """A hex commit sha, lower-cased, or None when absent."""

@@ -69,7 +69,8 @@ def parse_kustomization(payload: Mapping[str, Any], screen: Screen = keep_all) -
     fields = Fields(payload, "Flux Kustomization event")
     # Any error of a reconcile that names a revision is that revision failing to apply.
     status = _status(fields, KUSTOMIZE_REASONS, errors_fail=True)
-    screen(status)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
     revision = _revision(fields, "Kustomization")
     return _event(fields, "Kustomization", status, revision, ref_id=revision)
 
@@ -80,7 +81,8 @@ def parse_helmrelease(payload: Mapping[str, Any], screen: Screen = keep_all) -> 
     # Only a failed install or upgrade is a failed deploy: a test, an uninstall or a fetch
     # that fails is not (a test failing after an upgrade leaves that upgrade succeeded).
     status = _status(fields, HELM_REASONS, errors_fail=False)
-    screen(status)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
     revision = _revision(fields, "HelmRelease")
     token = _meta(fields, "HelmRelease", "token")
     rollback = (fields.text("reason") or "").lower() == "rollbacksucceeded"
@@ -110,7 +112,7 @@ def event_name(payload: Any) -> str:
 
 
 def _status(fields: Fields, reasons: Mapping[str, Status], *, errors_fail: bool) -> Status:
-    severity = fields.need_text("severity").lower()
+    severity = fields.need(fields.text, "severity").lower()
     if severity not in SEVERITIES:
         raise fields.bad("severity", severity)
     reason = fields.text("reason") or ""
@@ -151,13 +153,13 @@ def _event(
     ref_kind: str = "revision",
     deploy_type: DeployType | None = None,
 ) -> DeployEvent:
-    namespace = fields.need_text("involvedObject.namespace")
-    name = fields.need_text("involvedObject.name")
-    uid = fields.need_text("involvedObject.uid")
-    found_kind = fields.need_text("involvedObject.kind")
+    namespace = fields.need(fields.text, "involvedObject.namespace")
+    name = fields.need(fields.text, "involvedObject.name")
+    uid = fields.need(fields.text, "involvedObject.uid")
+    found_kind = fields.need(fields.text, "involvedObject.kind")
     if found_kind != kind:
         raise fields.bad("involvedObject.kind", found_kind)
-    timestamp = fields.need_moment("timestamp")
+    timestamp = fields.need(fields.moment, "timestamp")
     origin = _meta(fields, kind, "originRevision")
     metadata = fields.mapping("metadata") or {}
     entities = tags(_text(metadata.get(key)) for key in TAG_KEYS)

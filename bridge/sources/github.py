@@ -20,7 +20,6 @@ from bridge.sources.fields import (
     keep_all,
     pick,
     shorten,
-    word,
 )
 
 # deployment_status.state: "error, failure, inactive, pending, success, queued, or in_progress"
@@ -63,9 +62,10 @@ def parse_deployment(payload: Mapping[str, Any], screen: Screen = keep_all) -> D
     """A ``deployment`` created: a deploy was asked for, so it is pending."""
     fields = Fields(payload, "deployment")
     _require_action(fields, "created")
-    screen(Status.PENDING)
-    fields.need_mapping("deployment")
-    timestamp = fields.need_moment("deployment.created_at")
+    if Status.PENDING in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[Status.PENDING])
+    fields.need(fields.mapping, "deployment")
+    timestamp = fields.need(fields.moment, "deployment.created_at")
     return _deployment_event(fields, Status.PENDING, timestamp)
 
 
@@ -73,14 +73,17 @@ def parse_deployment_status(payload: Mapping[str, Any], screen: Screen = keep_al
     """A ``deployment_status`` created: the deploy moved to a new state."""
     fields = Fields(payload, "deployment_status")
     _require_action(fields, "created")
-    fields.need_mapping("deployment_status")
-    fields.need_mapping("deployment")
-    state = word(fields, "deployment_status.state")
+    fields.need(fields.mapping, "deployment_status")
+    fields.need(fields.mapping, "deployment")
+    state = fields.need(fields.text, "deployment_status.state").lower()
     if state == "inactive":
         raise UnsupportedEvent("deployment_status 'inactive' records nothing")
     status = pick(DEPLOYMENT_STATES, state, "deployment_status {} is not recorded")
-    screen(status)
-    timestamp = fields.need_moment("deployment_status.updated_at", "deployment_status.created_at")
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
+    timestamp = fields.need(
+        fields.moment, "deployment_status.updated_at", "deployment_status.created_at"
+    )
     return _deployment_event(fields, status, timestamp)
 
 
@@ -88,16 +91,19 @@ def parse_workflow_run(payload: Mapping[str, Any], screen: Screen = keep_all) ->
     """A ``workflow_run`` requested, in progress or completed."""
     fields = Fields(payload, "workflow_run")
     _require_action(fields, "requested", "in_progress", "completed")
-    fields.need_mapping("workflow_run")
+    fields.need(fields.mapping, "workflow_run")
     status = _run_status(fields)
-    screen(status)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
     if status.is_final:
-        timestamp = fields.need_moment("workflow_run.updated_at")
+        timestamp = fields.need(fields.moment, "workflow_run.updated_at")
     else:
-        timestamp = fields.need_moment("workflow_run.run_started_at", "workflow_run.created_at")
+        timestamp = fields.need(
+            fields.moment, "workflow_run.run_started_at", "workflow_run.created_at"
+        )
     return DeployEvent(
         source="github",
-        repository=fields.need_text("repository.full_name"),
+        repository=fields.need(fields.text, "repository.full_name"),
         event="workflow_run",
         ref=_run_ref(fields),
         status=status,
@@ -130,59 +136,59 @@ PARSERS: Mapping[str, Parser] = {
 
 
 def _deployment_event(fields: Fields, status: Status, timestamp: datetime) -> DeployEvent:
-    deployment_id = fields.need_number("deployment.id")
+    deployment_id = fields.need(fields.number, "deployment.id")
     in_run = fields.mapping("workflow_run") is not None
-    return DeployEvent(
-        source="github",
-        repository=fields.need_text("repository.full_name"),
-        event=fields.event,
-        # A deployment made by an Actions job carries that run: key it like the Action step
-        # inside the run keys it, so both paths name the same deploy.
-        ref=_run_ref(fields) if in_run else DeployRef("deployment", str(deployment_id)),
-        status=status,
-        timestamp=timestamp,
-        title=_commit_title(fields) or fields.text("deployment.description") or "",
-        sha=fields.sha("deployment.sha"),
-        environment=fields.text("deployment.environment", "deployment_status.environment"),
-        url=_deployment_url(fields),
-        # An Actions job's deployment is created by github-actions[bot]; the person is the
-        # run's triggering actor, as the Action step inside that run reports it.
-        deployer_name=fields.text(
-            "workflow_run.triggering_actor.login",
-            "deployment_status.creator.login",
-            "deployment.creator.login",
-            "sender.login",
-        ),
-        started_at=fields.moment("workflow_run.run_started_at")
-        or (timestamp if status is Status.IN_PROGRESS else None),
-        finished_at=timestamp if status.is_final else None,
-        details=_deployment_details(fields),
-        entities=_entities(fields),
-    )
-
-
-def _deployment_url(fields: Fields) -> str | None:
-    found = fields.url(
+    repository = fields.need(fields.text, "repository.full_name")
+    # A deployment made by an Actions job carries that run: key it like the Action step
+    # inside the run keys it, so both paths name the same deploy.
+    ref = _run_ref(fields) if in_run else DeployRef("deployment", str(deployment_id))
+    message = fields.text("workflow_run.head_commit.message")
+    title = (first_line(message) if message else "") or fields.text("deployment.description")
+    sha = fields.sha("deployment.sha")
+    environment = fields.text("deployment.environment", "deployment_status.environment")
+    url = fields.url(
         "deployment_status.target_url",
         "deployment_status.log_url",
         "deployment_status.environment_url",
         "workflow_run.html_url",
     )
-    if found is not None:
-        return found
-    repository = fields.url("repository.html_url")
-    return f"{repository.rstrip('/')}/deployments" if repository else None
-
-
-def _deployment_details(fields: Fields) -> dict[str, Any]:
-    details = _run_details(fields) if fields.mapping("workflow_run") is not None else {}
+    if url is None:  # the repository's deployments page
+        repository_page = fields.url("repository.html_url")
+        url = f"{repository_page.rstrip('/')}/deployments" if repository_page else None
+    # An Actions job's deployment is created by github-actions[bot]; the person is the
+    # run's triggering actor, as the Action step inside that run reports it.
+    deployer = fields.text(
+        "workflow_run.triggering_actor.login",
+        "deployment_status.creator.login",
+        "deployment.creator.login",
+        "sender.login",
+    )
+    started = fields.moment("workflow_run.run_started_at")
+    details = _run_details(fields) if in_run else {}
     own = {
-        "deploymentId": fields.number("deployment.id"),
+        "deploymentId": deployment_id,
         "deploymentStatusId": fields.number("deployment_status.id"),
         "ref": fields.text("deployment.ref"),
         "environmentUrl": fields.url("deployment_status.environment_url"),
     }
-    return {**details, **compact(own)}
+    details.update((key, value) for key, value in own.items() if value is not None)
+    return DeployEvent(
+        source="github",
+        repository=repository,
+        event=fields.event,
+        ref=ref,
+        status=status,
+        timestamp=timestamp,
+        title=title or "",
+        sha=sha,
+        environment=environment,
+        url=url,
+        deployer_name=deployer,
+        started_at=started or (timestamp if status is Status.IN_PROGRESS else None),
+        finished_at=timestamp if status.is_final else None,
+        details=details,
+        entities=_entities(fields),
+    )
 
 
 def _run_details(fields: Fields) -> dict[str, Any]:
@@ -198,7 +204,7 @@ def _run_details(fields: Fields) -> dict[str, Any]:
 
 
 def _run_ref(fields: Fields) -> DeployRef:
-    run_id = fields.need_number("workflow_run.id")
+    run_id = fields.need(fields.number, "workflow_run.id")
     return DeployRef("run", f"{run_id}/{_run_attempt(fields)}")
 
 
@@ -209,10 +215,10 @@ def _run_attempt(fields: Fields) -> int:
 
 
 def _run_status(fields: Fields) -> Status:
-    state = word(fields, "workflow_run.status")
+    state = fields.need(fields.text, "workflow_run.status").lower()
     if state != "completed":
         return pick(RUN_STATUSES, state, "workflow_run status {} is not recorded")
-    conclusion = word(fields, "workflow_run.conclusion")
+    conclusion = fields.need(fields.text, "workflow_run.conclusion").lower()
     return pick(RUN_CONCLUSIONS, conclusion, "workflow_run concluded {}, which records nothing")
 
 
@@ -221,34 +227,30 @@ def _commit_title(fields: Fields) -> str:
 
 
 def _entities(fields: Fields) -> tuple[str, ...]:
-    own = Fields(_deployment_payload(fields), fields.event)
+    """The Cortex entities the deployment's own payload names (ENTITY_KEYS), each once."""
+    # REST "Create a deployment": `payload` is "object or string"; a string is JSON text.
+    payload = fields.get("deployment.payload")
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except (ValueError, RecursionError):
+            return ()
+    if not isinstance(payload, Mapping):
+        return ()
+    own = Fields(payload, fields.event)
     names: list[str] = []
     for key in ENTITY_KEYS:
-        names.extend(_entity_names(fields, f"deployment.payload.{key}", own.get(key)))
+        value = own.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            items = value.replace("\n", ",").split(",")
+        elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+            items = value
+        else:
+            raise fields.bad(f"deployment.payload.{key}", value)
+        names.extend(item.strip() for item in items if item.strip())
     return tuple(dict.fromkeys(names))
-
-
-def _deployment_payload(fields: Fields) -> Mapping[str, Any]:
-    # REST "Create a deployment": `payload` is "object or string"; a string is JSON text.
-    value = fields.get("deployment.payload")
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):
-            return {}
-    return value if isinstance(value, Mapping) else {}
-
-
-def _entity_names(fields: Fields, path: str, value: object) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        items: list[object] = list(value.replace("\n", ",").split(","))
-    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
-        items = list(value)
-    else:
-        raise fields.bad(path, value)
-    return [str(item).strip() for item in items if str(item).strip()]
 
 
 def _require_action(fields: Fields, *accepted: str) -> None:

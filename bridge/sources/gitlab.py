@@ -20,7 +20,6 @@ from bridge.sources.fields import (
     keep_all,
     pick,
     shorten,
-    word,
 )
 
 # Deployment events fire "when a deployment starts, succeeds, fails or is canceled"
@@ -56,13 +55,14 @@ def parse_deployment(payload: Mapping[str, Any], screen: Screen = keep_all) -> D
     """A Deployment Hook: a deployment was created, started, succeeded, failed or canceled."""
     fields = Fields(payload, "Deployment Hook")
     _require_kind(fields, "deployment")
-    state = word(fields, "status")
+    state = fields.need(fields.text, "status").lower()
     status = pick(DEPLOYMENT_STATUSES, state, "deployment status {} is not recorded")
-    screen(status)
-    timestamp = fields.need_moment("status_changed_at")
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
+    timestamp = fields.need(fields.moment, "status_changed_at")
     return DeployEvent(
         source="gitlab",
-        repository=fields.need_text("project.path_with_namespace"),
+        repository=fields.need(fields.text, "project.path_with_namespace"),
         event="deployment",
         ref=_deployment_ref(fields),
         status=status,
@@ -83,16 +83,17 @@ def parse_pipeline(payload: Mapping[str, Any], screen: Screen = keep_all) -> Dep
     """A Pipeline Hook: a pipeline changed status."""
     fields = Fields(payload, "Pipeline Hook")
     _require_kind(fields, "pipeline")
-    fields.need_mapping("object_attributes")
-    state = word(fields, "object_attributes.status")
+    fields.need(fields.mapping, "object_attributes")
+    state = fields.need(fields.text, "object_attributes.status").lower()
     status = pick(PIPELINE_STATUSES, state, "pipeline status {} is not recorded")
-    screen(status)
+    if status in screen:  # an event of this status records nothing
+        raise UnsupportedEvent(screen[status])
     when = "object_attributes.finished_at" if status.is_final else "object_attributes.created_at"
-    timestamp = fields.need_moment(when)
-    pipeline_id = fields.need_number("object_attributes.id")
+    timestamp = fields.need(fields.moment, when)
+    pipeline_id = fields.need(fields.number, "object_attributes.id")
     return DeployEvent(
         source="gitlab",
-        repository=fields.need_text("project.path_with_namespace"),
+        repository=fields.need(fields.text, "project.path_with_namespace"),
         event="pipeline",
         ref=DeployRef("pipeline", str(pipeline_id)),
         status=status,
@@ -142,7 +143,7 @@ def _deployment_ref(fields: Fields) -> DeployRef:
     job_id = fields.number("deployable_id")
     if job_id is not None:
         return DeployRef("job", str(job_id))
-    return DeployRef("deployment", str(fields.need_number("deployment_id")))
+    return DeployRef("deployment", str(fields.need(fields.number, "deployment_id")))
 
 
 def _deployment_details(fields: Fields) -> dict[str, Any]:

@@ -2,9 +2,12 @@
 
 Every request goes through :class:`bridge.sync.fetch.Fetcher` (the token to its configured
 origin only, answers bounded). GitHub and GitLab both say when to slow down, in headers:
-:func:`rate_limit_wait` reads them (the one rule), :class:`ApiClient` waits and tries again,
-within MAX_TRIES tries and ``max_wait`` seconds a request; :class:`ReadApi` bounds the pages
-of one read. The clock and the sleep are passed in, so tests wait no real time. The token is
+:func:`rate_limit_wait` reads them (the one rule). :class:`ApiClient` tries a request again
+through the project's one retry driver (:func:`bridge.retry.drive`) with its own policy,
+:data:`RETRY`: 429s and rate-limit 403s waited out as the headers say, 5xx and lost
+connections with backoff, within MAX_TRIES tries and ``max_wait`` seconds a request; 401 and
+any other 4xx end the request at once, with the reason. :class:`ReadApi` bounds the pages of
+one read. The clock and the sleep are passed in, so tests wait no real time. The token is
 only ever in the fetcher's headers: no error, log or ``repr`` shows it, and an API's message
 that echoes it is masked.
 """
@@ -14,18 +17,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 
 from bridge import __version__
-from bridge.cortex.retry import RetryPolicy, parse_retry_after
 from bridge.errors import BridgeError
 from bridge.redact import redact
-from bridge.sync.fetch import DEFAULT_BOUNDS, Answer, Attempts, Bounds, Fetcher, FetchError
+from bridge.retry import Again, RetryPolicy, drive, parse_retry_after
+from bridge.sync.fetch import DEFAULT_BOUNDS, Answer, Bounds, Fetcher, FetchError
+
+T = TypeVar("T")
 
 # GitHub: a secondary rate limit without Retry-After means "wait at least one minute"
 # (docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api, "Exceeding the
@@ -35,24 +40,46 @@ DEFAULT_WAIT_SECONDS = 60.0
 # Longer waits than this (a primary limit reset an hour away) fail the sync instead: better a
 # clear error in CI than a job hanging until its own timeout.
 MAX_WAIT_SECONDS = 3700.0
-# Transient failures (5xx, a dropped connection) are tried this many times in all, waiting
-# the project's one backoff (bridge.cortex.retry.RetryPolicy) between tries.
-RETRY = RetryPolicy(max_attempts=4, base_delay=2.0)
-TIMEOUT = (5.0, 30.0)  # connect, read
 # Tries of one request in all (rate-limit waits included): a 429 with ``Retry-After: 0``
 # forever ends here. Real limits need one wait, two at most.
 MAX_TRIES = 8
+# Of those, tries that fail without a word of when to come back (5xx, a dropped connection).
+MAX_FAILURES = 4
+# The policy of one request (each client's ``max_wait`` replaces ``max_elapsed``). A rate
+# limit's wait is never shortened (a request sent before the reset is only refused again): one
+# longer than the time left ends the request instead.
+RETRY = RetryPolicy(
+    max_attempts=MAX_TRIES,
+    max_failures=MAX_FAILURES,
+    base_delay=2.0,
+    max_retry_after=math.inf,
+    max_elapsed=MAX_WAIT_SECONDS,
+)
+TIMEOUT = (5.0, 30.0)  # connect, read
 # List pages one read (a repository, a project, an organisation's listing) asks for: 100,000
 # items at 100 a page. An endless next link or ``hasNextPage`` ends here.
 MAX_PAGES = 1000
 
 
 class ScmError(BridgeError):
-    """An SCM API refused or failed a request; the message names the host and the status."""
+    """An SCM API refused or failed a request; the message names the host and the status.
 
-    def __init__(self, message: str, *, status: int = 0) -> None:
+    ``retryable``: another try may go better (a rate limit, a 5xx, a lost connection), after
+    ``retry_after`` seconds when the API said how long.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -103,9 +130,9 @@ class ApiClient:
     """GET and POST against one API root, waiting out rate limits; raises ScmError.
 
     Every request goes through a :class:`~bridge.sync.fetch.Fetcher` for the root's origin
-    (the token goes nowhere else; answers are bounded), and each is tried at most
-    ``RETRY.max_attempts`` times for server errors and ``MAX_TRIES`` times in all, waiting at
-    most ``max_wait`` seconds in all (MAX_WAIT_SECONDS by default).
+    (the token goes nowhere else; answers are bounded), and each is tried as :data:`RETRY`
+    allows: MAX_FAILURES times for server errors, MAX_TRIES times in all, waiting at most
+    ``max_wait`` seconds in all (MAX_WAIT_SECONDS by default).
     """
 
     def __init__(
@@ -117,7 +144,6 @@ class ApiClient:
         secrets: tuple[str, ...] = (),
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
-        on_wait: Callable[[float, str], None] | None = None,
         session: requests.Session | None = None,
         max_wait: float = MAX_WAIT_SECONDS,
         read_seconds: float | None = None,
@@ -127,11 +153,11 @@ class ApiClient:
         self.limits = limits
         self.secrets = secrets
         self.max_wait = max_wait
+        self.policy = replace(RETRY, max_elapsed=max_wait)
         self.read_seconds = read_seconds  # how long one read may go on (None: no bound)
         self.requests = 0  # made so far (for the progress line and the benchmark)
         self._sleep = sleep
         self._clock = clock
-        self._on_wait = on_wait
         headers = {"User-Agent": f"cortex-deploy-bridge/{__version__}", **headers}
         self._fetcher = Fetcher(
             self.base_url, headers, session=session, timeout=TIMEOUT, bounds=bounds
@@ -180,54 +206,58 @@ class ApiClient:
             query = None  # the next link carries the whole query
             yield page, url
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> Answer:
-        attempts = Attempts(max_tries=MAX_TRIES, max_wait=self.max_wait)
-        failures = 0
-        while True:
-            self.requests += 1
-            try:
-                response = self._fetcher.send(method, url, **kwargs)
-            except FetchError as exc:
-                failures += 1
-                if not exc.retryable or failures >= RETRY.max_attempts:
-                    raise ScmError(self._shown(f"{self._host()}: {exc}")) from None
-                self._sleep(self._spend(attempts, RETRY.delay(failures), str(exc)))
-                continue
-            wait = rate_limit_wait(
-                response.status_code, response.headers, self._clock(), self.limits
-            )
-            if wait is not None and not response.ok:
-                self.wait(self._spend(attempts, wait, f"{self._host()} rate limit"))
-                continue
-            if response.status_code >= 500 and failures + 1 < RETRY.max_attempts:
-                failures += 1
-                self._sleep(self._spend(attempts, RETRY.delay(failures), self._refusal(response)))
-                continue
-            if not response.ok:
-                raise ScmError(self._refusal(response), status=response.status_code)
-            if wait is not None:
-                self.wait(wait)  # this answer spent the last request: wait before the next
-            return response
+    def retried(self, attempt: Callable[[], T]) -> T:
+        """``attempt()`` tried again while it raises a retryable ScmError, as the policy allows;
+        past its bounds, ScmError saying which ("gave up after 8 tries", "too long to wait")."""
+        return drive(
+            lambda _: attempt(),
+            policy=self.policy,
+            classify=_again,
+            sleep=self._sleep,
+            clock=self._clock,
+            gave_up=self._gave_up,
+        )
 
-    def _spend(self, attempts: Attempts, seconds: float, why: str) -> float:
+    def _request(self, method: str, url: str, **kwargs: Any) -> Answer:
+        return self.retried(lambda: self._once(method, url, **kwargs))
+
+    def _once(self, method: str, url: str, **kwargs: Any) -> Answer:
+        """One try: the answer, or ScmError saying whether another try may go better."""
+        self.requests += 1
         try:
-            return attempts.wait(seconds, why)
+            response = self._fetcher.send(method, url, **kwargs)
         except FetchError as exc:
-            raise ScmError(self._shown(str(exc))) from None
+            raise ScmError(self._shown(f"{self._host()}: {exc}"), retryable=exc.retryable) from None
+        wait = rate_limit_wait(response.status_code, response.headers, self._clock(), self.limits)
+        if wait is not None and not response.ok:
+            raise ScmError(
+                f"{self._host()} rate limit",
+                status=response.status_code,
+                retryable=True,
+                retry_after=wait,
+            )
+        if not response.ok:  # 401, 403 and 404 end here with their hint; 5xx may pass
+            status = response.status_code
+            raise ScmError(self._refusal(response), status=status, retryable=status >= 500)
+        if wait is not None:
+            self._pace(wait)  # this answer spent the last request: wait before the next
+        return response
+
+    def _gave_up(self, exc: Exception, reason: str) -> ScmError:
+        status = exc.status if isinstance(exc, ScmError) else 0
+        return ScmError(self._shown(f"{exc}: {reason}"), status=status)
 
     def now(self) -> float:
         """The clock rate-limit resets are compared with (epoch seconds)."""
         return self._clock()
 
-    def wait(self, seconds: float) -> None:
-        """Sleep ``seconds`` for a rate limit; ScmError when that is too long to wait."""
+    def _pace(self, seconds: float) -> None:
+        """Sleep ``seconds`` until the limit resets; ScmError when that is too long to wait."""
         if seconds > self.max_wait:
             raise ScmError(
                 f"{self._host()} rate limit: next request allowed in {seconds:.0f}s, "
                 "too long to wait; run again later"
             )
-        if self._on_wait is not None:
-            self._on_wait(seconds, self._host())
         self._sleep(seconds)
 
     def _host(self) -> str:
@@ -307,13 +337,12 @@ class ReadApi:
         """:meth:`ApiClient.check`."""
         return self.api.check(url, what)
 
-    def now(self) -> float:
-        """:meth:`ApiClient.now`."""
-        return self.api.now()
 
-    def wait(self, seconds: float) -> None:
-        """:meth:`ApiClient.wait`."""
-        self.api.wait(seconds)
+def _again(exc: Exception) -> Again | None:
+    """A rate limit, a 5xx or a lost connection may pass on another try."""
+    if isinstance(exc, ScmError) and exc.retryable:
+        return Again(exc.retry_after)
+    return None
 
 
 def _message_of(response: Answer) -> str:

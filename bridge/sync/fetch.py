@@ -16,9 +16,10 @@ configured for. The fetcher:
   (:meth:`Answer.json`), so that what is parsed stays a bounded multiple of the bytes.
 
 Retries are the caller's (GitHub's rate-limit headers, an http source's ``Retry-After``),
-bounded by :class:`Attempts`: tries and total wait per request. Every bound is in
-docs/limits.md. Errors are :class:`FetchError` (a ``BridgeError``): the message names the
-origin, never the token; ``retryable`` says whether another try may go better.
+through the one retry driver (:func:`bridge.retry.drive`) with the caller's policy: tries and
+total wait per request. Every bound is in docs/limits.md. Errors are :class:`FetchError` (a
+``BridgeError``): the message names the origin, never the token; ``retryable`` says whether
+another try may go better.
 """
 
 from __future__ import annotations
@@ -149,33 +150,6 @@ class Answer:
             return json.loads(self.body)
         except (ValueError, RecursionError):
             raise FetchError(f"the answer is not JSON ({_where(self.url)})") from None
-
-
-@dataclass
-class Attempts:
-    """The tries of one request: at most ``max_tries``, waiting ``max_wait`` seconds in all.
-
-    ``wait(seconds, why)`` before each new try: the seconds to sleep, or FetchError once the
-    tries or the total wait are spent (a ``429`` with ``Retry-After: 0`` forever ends).
-    """
-
-    max_tries: int
-    max_wait: float
-    tries: int = 1
-    waited: float = 0.0
-
-    def wait(self, seconds: float, why: str) -> float:
-        """The wait before the next try; FetchError naming ``why`` when none is left."""
-        if self.tries >= self.max_tries:
-            raise FetchError(f"{why}: gave up after {self.tries} tries")
-        if not 0 <= seconds <= self.max_wait - self.waited:  # NaN fails this too
-            raise FetchError(
-                f"{why}: waiting {seconds:.0f}s more would pass {self.max_wait:.0f}s for this "
-                "request, too long to wait; run again later"
-            )
-        self.tries += 1
-        self.waited += seconds
-        return seconds
 
 
 class Fetcher:

@@ -27,14 +27,13 @@ from bridge.errors import BridgeError
 from bridge.redact import redact
 from bridge.sources import github as hooks
 from bridge.sync.api import (
+    DEFAULT_WAIT_SECONDS,
     GITHUB_LIMITS,
-    MAX_TRIES,
     ApiClient,
     ReadApi,
     ScmError,
     rate_limit_wait,
 )
-from bridge.sync.fetch import Attempts, FetchError
 from bridge.sync.found import json_list, parsed, whole_seconds
 from bridge.sync.reader import Found, Window
 from bridge.times import parse_timestamp
@@ -309,30 +308,32 @@ class GitHubReader:
         return parsed(hooks.parse_deployment_status, payload, window)
 
     def _graphql(self, query: str, variables: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The query's ``data``; its primary rate limit waited out as any other request's."""
+        body = {"query": query, "variables": variables}
         url = graphql_url(self.api.base_url)
-        attempts = Attempts(max_tries=MAX_TRIES, max_wait=self.api.max_wait)
-        while True:
-            response = self._api.post_json(url, {"query": query, "variables": variables})
-            body = response.json()
-            errors = body.get("errors") if isinstance(body, dict) else None
-            if not errors:
-                data = body.get("data") if isinstance(body, dict) else None
-                return data if isinstance(data, Mapping) else {}
-            first = errors[0] if isinstance(errors, list) and errors else {}
-            if isinstance(first, Mapping) and first.get("type") == "RATE_LIMITED":
-                # GraphQL answers its primary limit with 200, this error and the REST headers
-                # (GitHub docs, "Rate limits and query limits for the GraphQL API").
-                wait = rate_limit_wait(429, response.headers, self.api.now(), GITHUB_LIMITS)
-                try:
-                    wait = attempts.wait(wait if wait is not None else 60.0, "github graphql")
-                except FetchError as exc:
-                    raise ScmError(str(exc)) from None
-                self.api.wait(wait)
-                continue
-            message = first.get("message") if isinstance(first, Mapping) else None
-            status = 404 if isinstance(first, Mapping) and first.get("type") == "NOT_FOUND" else 0
-            text = redact(f"github graphql: {str(message or errors)[:200]}", self.api.secrets)
-            raise ScmError(text, status=status)
+        return self.api.retried(lambda: self._graphql_once(url, body))
+
+    def _graphql_once(self, url: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        response = self._api.post_json(url, body)
+        answer = response.json()
+        errors = answer.get("errors") if isinstance(answer, dict) else None
+        if not errors:
+            data = answer.get("data") if isinstance(answer, dict) else None
+            return data if isinstance(data, Mapping) else {}
+        first = errors[0] if isinstance(errors, list) and errors else {}
+        if isinstance(first, Mapping) and first.get("type") == "RATE_LIMITED":
+            # GraphQL answers its primary limit with 200, this error and the REST headers
+            # (GitHub docs, "Rate limits and query limits for the GraphQL API").
+            wait = rate_limit_wait(429, response.headers, self.api.now(), GITHUB_LIMITS)
+            raise ScmError(
+                "github graphql rate limit",
+                retryable=True,
+                retry_after=DEFAULT_WAIT_SECONDS if wait is None else wait,
+            )
+        message = first.get("message") if isinstance(first, Mapping) else None
+        status = 404 if isinstance(first, Mapping) and first.get("type") == "NOT_FOUND" else 0
+        text = redact(f"github graphql: {str(message or errors)[:200]}", self.api.secrets)
+        raise ScmError(text, status=status)
 
     def _repo(self) -> dict[str, Any]:
         return {"full_name": self.repository, "html_url": self._html_url}

@@ -43,9 +43,9 @@ from typing import Any, Protocol
 import requests
 
 from bridge.config.http_sources import MAX_PAGE_SIZE, NEWEST_FIRST, PAGE, HttpSourceSpec
-from bridge.cortex.retry import Again, RetryPolicy, drive, parse_retry_after
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.redact import redact
+from bridge.retry import Again, RetryPolicy, drive, parse_retry_after
 from bridge.secrets import secret_from
 from bridge.sources.fields import shorten
 from bridge.sync.fetch import ANSWER_SECONDS, Bounds, Fetcher, FetchError

@@ -1,8 +1,10 @@
 """When to try again, how long to wait, and the one loop that does it.
 
-:class:`RetryPolicy` (pure) says how long; :func:`drive` is the one retry driver, for the
-Cortex client's callers and the SCM clients alike: each passes its own policy, and its own
-reading of which failures may pass (``classify``), and the sleep and clock it runs on.
+:class:`RetryPolicy` (pure) says how long and when to give up; :func:`drive` is the one retry
+driver, for the Cortex client's callers (the Action, ``send``, ``sync``), the http-source
+reader and the GitHub/GitLab/Argo CD client alike: each passes its own policy, its own reading
+of which failures may pass (``classify``), and the sleep and clock it runs on. It sits beside
+neither client, so the SCM side imports nothing of Cortex's package to use it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ T = TypeVar("T")
 class RetryPolicy:
     """Exponential backoff with full jitter, bounded by attempts and by total time.
 
-    Cortex's own ``Retry-After`` wins over the computed delay, up to ``max_retry_after``.
+    The other side's own wait (``Retry-After``, a rate limit's reset) wins over the computed
+    delay, up to ``max_retry_after``. A request is tried at most ``max_attempts`` times, of
+    which at most ``max_failures`` may fail without the other side saying when to come back
+    (a 5xx, a lost connection; None: no bound of their own), and gives up rather than wait
+    past ``max_elapsed`` seconds in all.
     """
 
     max_attempts: int = 6
@@ -30,6 +36,7 @@ class RetryPolicy:
     max_delay: float = 30.0
     max_retry_after: float = 120.0
     max_elapsed: float = 180.0
+    max_failures: int | None = None
 
     def delay(
         self, attempt: int, retry_after: float | None = None, *, rng: random.Random | None = None
@@ -81,11 +88,17 @@ def drive(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     on_retry: Callable[[Exception, float], None] | None = None,
+    gave_up: Callable[[Exception, str], Exception] | None = None,
 ) -> T:
-    """``attempt(1)``, ``attempt(2)``, ... until one returns; a failure ``classify`` does not
-    call worth another attempt, or one after the policy's attempts or time ran out, is raised
-    as it is. ``on_retry`` hears each failure and the wait before the next attempt."""
-    started, number = clock(), 1
+    """``attempt(1)``, ``attempt(2)``, ... until one returns.
+
+    A failure ``classify`` does not call worth another attempt is raised as it is. So is one
+    after the policy's bounds are spent, unless ``gave_up`` is given: it then makes the error
+    raised from that failure and the reason ("gave up after 8 tries", "waiting 90s more would
+    pass ..."). ``on_retry`` hears each failure and the wait before the next attempt. Time
+    spent is the clock's, and never less than the waits slept (an injected sleep counts too).
+    """
+    started, number, failures, waited = clock(), 1, 0, 0.0
     while True:
         try:
             return attempt(number)
@@ -93,10 +106,31 @@ def drive(
             again = classify(exc)
             if again is None:
                 raise
+            failures += again.after is None
             delay = policy.delay(number, again.after)
-            if number >= policy.max_attempts or clock() - started + delay > policy.max_elapsed:
-                raise
+            spent = max(clock() - started, waited)
+            reason = _spent(policy, number, failures, spent, delay)
+            if reason is not None:
+                if gave_up is None:
+                    raise
+                raise gave_up(exc, reason) from None
             if on_retry is not None:
                 on_retry(exc, delay)
             sleep(delay)
+            waited += delay
             number += 1
+
+
+def _spent(
+    policy: RetryPolicy, number: int, failures: int, spent: float, delay: float
+) -> str | None:
+    """Why no attempt follows attempt ``number``, or None when one may."""
+    most_failures = policy.max_failures
+    if number >= policy.max_attempts or (most_failures is not None and failures >= most_failures):
+        return f"gave up after {number} tries"
+    if spent + delay > policy.max_elapsed:
+        return (
+            f"waiting {delay:.0f}s more would pass {policy.max_elapsed:.0f}s for this request, "
+            "too long to wait; run again later"
+        )
+    return None
