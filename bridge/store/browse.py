@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from bridge.store.base import Database, aware
-from bridge.store.schema import Delivery, attempts, deliveries, delivery_of, history
+from bridge.store.schema import Delivery, attempts, aware, deliveries, delivery_of, history
+
+if TYPE_CHECKING:
+    from bridge.store.store import Database
 
 # The most rows one chart reads: a relay's 24 hours past this are drawn from the newest.
 MAX_CHART_ROWS = 50_000

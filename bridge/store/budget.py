@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bridge.store import bucket
-from bridge.store.base import Database, aware
-from bridge.store.schema import rate_budgets
+from bridge.store.schema import aware, rate_budgets
+
+if TYPE_CHECKING:
+    from bridge.store.store import Database
 
 # The one budget there is today: requests to Cortex, which limits each client.
 CORTEX_BUDGET = "cortex"

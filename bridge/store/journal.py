@@ -11,13 +11,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.store.base import Database, aware
-from bridge.store.schema import reconcile_runs, turned_away
+from bridge.store.schema import aware, reconcile_runs, turned_away
+
+if TYPE_CHECKING:
+    from bridge.store.store import Database
 
 # How many turned-away webhooks and reconcile runs are kept (docs/limits.md).
 MAX_TURNED_AWAY = 1000

@@ -9,7 +9,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect, RowMapping
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from bridge.errors import BridgeError
 
@@ -81,30 +85,51 @@ class Record:
     updated_at: datetime
 
 
+def aware(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive datetime is a bug in the caller, not a time to guess.
+
+    Every method of the Store passes the times it is given through here before it stores or
+    compares them: the columns below keep what they are handed (SQLite's text has no zone).
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment!r}: pass an aware UTC time")
+    return moment.astimezone(timezone.utc)
+
+
+class _AsUTC(FunctionElement[datetime]):
+    """A stored time as it is read: SQLite's UTC text with its zone written out."""
+
+    type = sa.DateTime(timezone=True)
+    inherit_cache = True
+
+
+@compiles(_AsUTC)
+def _read_as_stored(element: _AsUTC, compiler: SQLCompiler, **kw: Any) -> str:
+    # PostgreSQL's timestamptz comes back aware, in the session's zone: UTC (engine.py).
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_AsUTC, "sqlite")
+def _read_with_zone(element: _AsUTC, compiler: SQLCompiler, **kw: Any) -> str:
+    # The driver's parser (datetime.fromisoformat) then makes it an aware UTC datetime.
+    return f"({compiler.process(element.clauses, **kw)} || '+00:00')"
+
+
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Aware UTC datetimes on both backends: timestamptz on PostgreSQL, UTC text on SQLite."""
+    """Aware UTC datetimes on both backends: timestamptz on PostgreSQL, UTC text on SQLite.
+
+    Written as given (pass it through :func:`aware` first): SQLite's DATETIME drops the zone
+    without a word, and UTC keeps the fixed-width text in time order, so that
+    `next_attempt_at <= :now` compares correctly. Read back aware by the SQL that selects it
+    (:class:`_AsUTC`), with no Python call per value.
+    """
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Refuse naive datetimes; hand the database UTC."""
-        if value is None:
-            return None
-        if value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r}: pass an aware UTC time")
-        utc = value.astimezone(timezone.utc)
-        # SQLite's DATETIME drops the zone without a word; storing UTC there keeps the
-        # fixed-width text in time order, so `next_attempt_at <= :now` compares correctly.
-        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Give back aware UTC whatever the session time zone."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+    def column_expression(self, colexpr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """Select the column so that the driver reads it as an aware UTC datetime."""
+        return _AsUTC(colexpr)
 
 
 # Named constraints, so a later migration can drop or alter them by name on both backends.

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from bridge.store.base import Database, aware
-from bridge.store.schema import UTCDateTime, sync_leases, sync_progress, sync_recorded
+from bridge.store.schema import UTCDateTime, aware, sync_leases, sync_progress, sync_recorded
+
+if TYPE_CHECKING:
+    from bridge.store.store import Database
 
 RUNNING, DONE = "running", "done"
 # A deploy's row while a replica records it: reserved, no uuid yet.
