@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bridge.store import bucket
-from bridge.store.schema import aware, rate_budgets
+from bridge.store.schema import rate_budgets
 
 if TYPE_CHECKING:
     from bridge.store.store import Database
@@ -43,7 +43,7 @@ class Budgets:
         """Take one request from the budget every replica shares; when it may be sent."""
         if per_minute < 1:
             raise ValueError(f"per_minute must be positive: {per_minute!r}")
-        at = aware(now).timestamp()
+        at = self.db.aware(now).timestamp()
         rate, most = per_minute / 60.0, bucket.capacity(per_minute)
         least, greatest = self._least_greatest()
         row = rate_budgets.c
@@ -75,7 +75,7 @@ class Budgets:
 
     def pause(self, *, until: datetime, name: str = CORTEX_BUDGET) -> None:
         """Stop every replica's requests until ``until`` (Cortex answered 429)."""
-        at = aware(until).timestamp()
+        at = self.db.aware(until).timestamp()
         least, greatest = self._least_greatest()
         row = rate_budgets.c
         tokens, paused_until = bucket.pause(

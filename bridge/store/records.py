@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bridge.rollback import PastDeploy
-from bridge.store.schema import Record, aware, history, history_seeded, records
+from bridge.store.schema import Record, history, history_seeded, records
 
 if TYPE_CHECKING:
     from bridge.store.store import Database
@@ -139,7 +139,7 @@ class Records:
 
     def apply(self, conn: Connection, writes: Sequence[RecordWrite], *, now: datetime) -> None:
         """Make ``writes`` in the caller's transaction, in order."""
-        now = aware(now)
+        now = self.db.aware(now)
         for write in writes:
             if write.uuid is None:
                 conn.execute(self._forget, {"key": write.key})
@@ -159,7 +159,7 @@ class Records:
                     "entity": write.entity,
                     "environment": environment or "",
                     "sha": past.sha,
-                    "deployed_at": aware(past.timestamp),
+                    "deployed_at": self.db.aware(past.timestamp),
                 }
                 conn.execute(self._add_history, added)
 
@@ -192,7 +192,7 @@ class Records:
             "entity": entity,
             "environment": environment or "",
             "sha": sha,
-            "deployed_at": aware(deployed_at),
+            "deployed_at": self.db.aware(deployed_at),
         }
         with self.db.transaction(write=True) as conn:
             new = conn.execute(self._add_history.returning(history.c.idempotency_key), added)
@@ -214,14 +214,14 @@ class Records:
         records unless the relay has its own. The environment counts as seeded even when the
         listing showed nothing.
         """
-        now = aware(now)
+        now = self.db.aware(now)
         rows = [
             {
                 "idempotency_key": key,
                 "entity": entity,
                 "environment": environment or "",
                 "sha": past.sha,
-                "deployed_at": aware(past.timestamp),
+                "deployed_at": self.db.aware(past.timestamp),
             }
             for key, past in deploys
         ]

@@ -38,14 +38,13 @@ costs less than machinery to signal across processes would.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
@@ -69,10 +68,8 @@ from bridge.store.schema import (
     Delivery,
     StoreError,
     attempts,
-    aware,
     check_schema,
     deliveries,
-    delivery_of,
     ensure_schema,
     error_line,
 )
@@ -115,6 +112,15 @@ class Database:
         self._opened_by = -1  # the process that opened _fd
         # Raised by the driver's own cursor (the SQLite outbox INSERT), beside SQLAlchemy's.
         self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+
+    @staticmethod
+    def aware(moment: datetime) -> datetime:
+        """``moment`` in UTC, as the tables keep it (schema.py's UTCDateTime); a naive
+        datetime is a bug in the caller, not a time to guess. Every method of the Store and
+        of its parts passes the times it is given through here before it stores them."""
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"naive datetime {moment!r}: pass an aware UTC time")
+        return moment.astimezone(timezone.utc)
 
     def close(self) -> None:
         """Close every pooled connection, and the writers' lock file (opened again if used)."""
@@ -374,7 +380,7 @@ class Store:
         # PostgreSQL text cannot hold NUL while SQLite's can: refuse it on both.
         if not dedupe_key or len(dedupe_key) > MAX_KEY_LENGTH or "\x00" in dedupe_key:
             raise ValueError(f"dedupe key must be 1-{MAX_KEY_LENGTH} characters: {dedupe_key!r}")
-        now = aware(now)
+        now = self.db.aware(now)
         row = {
             "dedupe_key": dedupe_key,
             "source": source,
@@ -384,8 +390,8 @@ class Store:
             "status": QUEUED,
             "attempts": 0,
             "next_attempt_at": now,
-            "payload": _encode(dict(payload)),
-            "results": "{}",
+            "payload": dict(payload),
+            "results": {},
             "updated_at": now,
             "received": received,
         }
@@ -444,7 +450,7 @@ class Store:
         """Lease up to ``limit`` due deliveries to ``owner``, the longest due first."""
         if lease_seconds <= 0 or limit < 1:
             raise ValueError("lease_seconds and limit must be positive")
-        now = aware(now)
+        now = self.db.aware(now)
         until = now + timedelta(seconds=lease_seconds)
         # Due rows, and rows whose owner's lease ran out (it died): both have their
         # next_attempt_at passed. SKIP LOCKED lets PostgreSQL replicas claim side by side;
@@ -490,7 +496,7 @@ class Store:
                 .returning(*deliveries.c)
             )
             rows = conn.execute(leased).mappings().all()
-        leased_ones = {row["id"]: delivery_of(row) for row in rows}
+        leased_ones = {row["id"]: Delivery(**row) for row in rows}
         # RETURNING keeps no order: the claim's.
         return [leased_ones[id] for id in ids if id in leased_ones]
 
@@ -512,7 +518,7 @@ class Store:
         fencing token: a worker whose lease another attempt took can never renew it again.
         ``writes``: the records the progress made, kept with it, only while the lease is held.
         """
-        now = aware(now)
+        now = self.db.aware(now)
         until = now + timedelta(seconds=lease_seconds)
         renew = (
             deliveries.update()
@@ -522,7 +528,7 @@ class Store:
                 deliveries.c.lease_owner == owner,
                 deliveries.c.attempts == attempt,
             )
-            .values(lease_until=until, next_attempt_at=until, results=_encode(dict(results)))
+            .values(lease_until=until, next_attempt_at=until, results=dict(results))
         )
         with self.db.transaction(write=True) as conn:
             held = conn.execute(renew).rowcount == 1
@@ -546,7 +552,7 @@ class Store:
         ``writes`` (here and in :meth:`reschedule`, :meth:`dead_letter`): the records the
         attempt made, kept in the same transaction as its outcome.
         """
-        now = aware(now)
+        now = self.db.aware(now)
         return self._finish(
             id,
             owner,
@@ -554,7 +560,7 @@ class Store:
             status=DELIVERED,
             next_attempt_at=None,
             delivered_at=now,
-            results=_encode(dict(results)),
+            results=dict(results),
             updated_at=now,
         )
 
@@ -575,10 +581,10 @@ class Store:
             owner,
             writes,
             status=RETRYING,
-            next_attempt_at=aware(next_attempt_at),
+            next_attempt_at=self.db.aware(next_attempt_at),
             last_error=_clip(error),
-            results=_encode(dict(results)),
-            updated_at=aware(now),
+            results=dict(results),
+            updated_at=self.db.aware(now),
         )
 
     def dead_letter(
@@ -599,8 +605,8 @@ class Store:
             status=DEAD,
             next_attempt_at=None,
             last_error=_clip(error),
-            results=_encode(dict(results)),
-            updated_at=aware(now),
+            results=dict(results),
+            updated_at=self.db.aware(now),
         )
 
     def _finish(self, id: int, owner: str, writes: Sequence[RecordWrite], **values: Any) -> bool:
@@ -639,7 +645,7 @@ class Store:
 
     def retry(self, id: int, *, now: datetime) -> bool:
         """Queue a dead or retrying delivery to be tried now; False if delivered, leased, absent."""
-        now = aware(now)
+        now = self.db.aware(now)
         requeue = (
             deliveries.update()
             .where(deliveries.c.id == id, deliveries.c.status.in_((DEAD, *_WAITING)))
@@ -655,7 +661,7 @@ class Store:
         """One delivery by id."""
         with self.db.transaction(write=False) as conn:
             row = conn.execute(deliveries.select().where(deliveries.c.id == id)).mappings().first()
-        return delivery_of(row) if row is not None else None
+        return Delivery(**row) if row is not None else None
 
     def list_deliveries(
         self, *, status: str | None = None, limit: int = 50, after: int | None = None
@@ -673,7 +679,7 @@ class Store:
             page = page.where(deliveries.c.id < after)
         with self.db.transaction(write=False) as conn:
             rows = conn.execute(page).mappings().all()
-        found = [delivery_of(row) for row in rows[:limit]]
+        found = [Delivery(**row) for row in rows[:limit]]
         return found, (found[-1].id if len(rows) > limit else None)
 
     def counts(self) -> dict[str, int]:
@@ -691,7 +697,7 @@ class Store:
         )
         with self.db.transaction(write=False) as conn:
             received: datetime | None = conn.execute(oldest).scalar_one()
-        return None if received is None else (aware(now) - received).total_seconds()
+        return None if received is None else (self.db.aware(now) - received).total_seconds()
 
     def listen(self, wake: Callable[[], None]) -> Listener | None:
         """Call ``wake`` whenever any process queues an event (PostgreSQL); None on SQLite."""
@@ -716,7 +722,3 @@ def _clip(error: str) -> str:
     # reschedule would leave the row leased until its lease ran out.
     text = error.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
     return text[:MAX_ERROR_LENGTH]
-
-
-# The stored form of a payload or of results: compact JSON, keys sorted (read by json.loads).
-_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
