@@ -28,11 +28,7 @@ if TYPE_CHECKING:
 # under the names of Record's fields, a history row's under PastDeploy's: each row becomes
 # its object by name, so a column added to both needs no code here.
 _RECORD = sa.select(
-    records.c.idempotency_key.label("key"),
-    records.c.entity,
-    records.c.cortex_uuid,
-    records.c.state,
-    records.c.updated_at,
+    *(column.label("key") if column.name == "idempotency_key" else column for column in records.c)
 ).where(records.c.idempotency_key == sa.bindparam("key"))
 _HISTORY = (
     sa.select(history.c.sha, history.c.deployed_at.label("timestamp"))
