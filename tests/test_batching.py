@@ -194,7 +194,8 @@ def test_writer_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> No
                 from bridge.store.engine import create_engine
                 from bridge.store.store import Database
                 db = Database(create_engine("sqlite:///" + {str(path)!r}))
-                db.transaction(write=True).__enter__()
+                held = db.transaction(write=True)  # kept: its release would run when collected
+                held.__enter__()
                 print("held", flush=True)
                 time.sleep(60)
                 """
