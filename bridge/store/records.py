@@ -44,6 +44,7 @@ _SEEDED = sa.select(history_seeded.c.entity).where(
 )
 # What a later write for the same idempotency key replaces.
 _REPLACED = ("entity", "cortex_uuid", "state", "updated_at")
+_REPLACED = ("entity", "cortex_uuid", "state", "updated_at")
 _MADE = sa.select(records.c.idempotency_key).where(
     records.c.idempotency_key.in_(sa.bindparam("keys", expanding=True))
 )
@@ -81,13 +82,11 @@ class Records:
         self.db = db
         # The writes, built once; their values are bound when they run.
         self._forget = records.delete().where(records.c.idempotency_key == sa.bindparam("key"))
-        made = self.db.insert(records)
-        self._keep = made.on_conflict_do_update(
+        # A later write for the same key replaces what the record holds.
+        kept = self.db.insert(records)
+        self._keep = kept.on_conflict_do_update(
             index_elements=[records.c.idempotency_key],
-            set_={
-                name: made.excluded[name]
-                for name in ("entity", "cortex_uuid", "state", "updated_at")
-            },
+            set_={name: kept.excluded[name] for name in _REPLACED},
         )
         self._add_history = self.db.insert(history).on_conflict_do_nothing(
             index_elements=[history.c.idempotency_key]
