@@ -1,4 +1,4 @@
-"""Group commit and the cross-process writer lock (bridge/store/batching.py)."""
+"""Group commit, and the lock that lines up SQLite writers across processes (store.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from bridge.store import Store, StoreError
-from bridge.store.batching import GroupCommit, WriterLock
+from bridge.store.engine import create_engine
 from bridge.store.schema import deliveries
+from bridge.store.store import Database, GroupCommit
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -148,16 +149,19 @@ def test_enqueue_on_a_broken_database_raises_store_error(tmp_path: Path) -> None
 
 
 def _count_under_lock(path: str, counter: str, rounds: int) -> None:
-    lock = WriterLock(path)
-    for _ in range(rounds):
-        with lock:
-            value = int(Path(counter).read_text() or "0")
-            time.sleep(0.0005)  # a read-modify-write that loses updates without the lock
-            Path(counter).write_text(str(value + 1))
+    db = Database(create_engine(f"sqlite:///{path}"))
+    try:
+        for _ in range(rounds):
+            with db.transaction(write=True):
+                value = int(Path(counter).read_text() or "0")
+                time.sleep(0.0005)  # a read-modify-write that loses updates without the lock
+                Path(counter).write_text(str(value + 1))
+    finally:
+        db.close()
 
 
 def test_writer_lock_serializes_processes_and_threads(tmp_path: Path) -> None:
-    path, counter = str(tmp_path / "db-bridge.lock"), tmp_path / "counter"
+    path, counter = str(tmp_path / "db"), tmp_path / "counter"
     counter.write_text("0")
     context = multiprocessing.get_context("spawn")
     procs = [
@@ -179,7 +183,7 @@ def test_writer_lock_serializes_processes_and_threads(tmp_path: Path) -> None:
 
 
 def test_writer_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
-    path = tmp_path / "db-bridge.lock"
+    path = tmp_path / "db"
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -187,9 +191,11 @@ def test_writer_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> No
             textwrap.dedent(
                 f"""
                 import sys, time
-                from bridge.store.batching import WriterLock
-                lock = WriterLock({str(path)!r})
-                lock.__enter__()
+                from bridge.store.engine import create_engine
+                from bridge.store.store import Database
+                db = Database(create_engine("sqlite:///" + {str(path)!r}))
+                held = db.transaction(write=True)  # kept: its release would run when collected
+                held.__enter__()
                 print("held", flush=True)
                 time.sleep(60)
                 """
@@ -206,8 +212,12 @@ def test_writer_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> No
         taken = threading.Event()
 
         def take() -> None:
-            with WriterLock(str(path)):
-                taken.set()
+            db = Database(create_engine(f"sqlite:///{path}"))
+            try:
+                with db.transaction(write=True):
+                    taken.set()
+            finally:
+                db.close()
 
         waiter = threading.Thread(target=take, daemon=True)
         waiter.start()
@@ -230,9 +240,15 @@ def test_store_writes_queue_on_a_lock_file_beside_the_database(tmp_path: Path) -
 
 
 def test_a_lock_that_cannot_be_taken_is_a_store_error(tmp_path: Path) -> None:
-    lock = WriterLock(str(tmp_path / "no-such-dir" / "db-bridge.lock"))
-    with pytest.raises(StoreError, match=r"cannot lock .* for writing"), lock:
-        pass
-    tmp_path.joinpath("no-such-dir").mkdir()
-    with lock:  # and the lock is usable once the cause is gone
-        pass
+    db = Database(create_engine(f"sqlite:///{tmp_path / 'db'}"))
+    db.lock_path = str(tmp_path / "no-such-dir" / "db-bridge.lock")
+    try:
+        with pytest.raises(StoreError, match=r"cannot lock .* for writing"):  # noqa: SIM117
+            with db.transaction(write=True):
+                pass
+        tmp_path.joinpath("no-such-dir").mkdir()
+        with db.transaction(write=True):  # and the lock is usable once the cause is gone
+            pass
+        assert (tmp_path / "no-such-dir" / "db-bridge.lock").exists()
+    finally:
+        db.close()

@@ -1,8 +1,8 @@
 """The SQLite fast INSERT path writes, byte for byte, what the Store's own path writes.
 
-``store/sqlite_outbox.py`` runs the Store's outbox INSERT on the driver's connection (for
+On SQLite, ``Store._insert_driver`` runs the Store's outbox INSERT on the driver's cursor (for
 speed: benchmarks/RESULTS.md, "SQLite fast path"). The Store's own path
-(``Store._enqueue_batch``, SQLAlchemy Core) is what PostgreSQL uses. Both are fed the same
+(``Store._insert_core``, SQLAlchemy Core) is what PostgreSQL uses. Both are fed the same
 events here, one by one through ``Store.enqueue`` and as one batch with a repeat inside it;
 the answers and every column of every row must be the same.
 """
@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.store import Store
-from bridge.store.batching import GroupCommit
 from bridge.store.engine import create_engine
 from bridge.store.schema import deliveries
+from bridge.store.store import GroupCommit
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=timezone.utc)
 
@@ -48,9 +48,9 @@ def stores(files: tuple[Path, Path]) -> Iterator[tuple[Store, Store]]:
     """(the fast path, the Store's own path), each on its own SQLite file."""
     fast = Store.from_url(f"sqlite:///{files[0]}")
     plain = Store.from_url(f"sqlite:///{files[1]}")
-    assert fast._sqlite_outbox is not None  # a SQLite file takes the fast path
-    plain._sqlite_outbox = None  # ...and this one the path PostgreSQL takes
-    plain._enqueues = GroupCommit(plain._enqueue_batch)
+    assert fast._sqlite_params is not None  # a SQLite file takes the fast path
+    plain._sqlite_params = None  # ...and this one the path PostgreSQL takes
+    plain._enqueues = GroupCommit(plain._insert_core)
     try:
         yield fast, plain
     finally:
@@ -90,21 +90,21 @@ def test_one_batch_with_a_repeat_inside_writes_the_same_rows(
     stores: tuple[Store, Store], files: tuple[Path, Path]
 ) -> None:
     fast, plain = stores
-    assert fast._sqlite_outbox is not None
-    made = [_row(event, T0) for event in EVENTS]
-    by_fast = fast._sqlite_outbox.write([fast._sqlite_outbox.prepare(row) for row in made])
-    by_plain = plain._enqueue_batch(made)
+    by_fast = fast._insert_driver([_submitted(event, T0, driver=True) for event in EVENTS])
+    by_plain = plain._insert_core([_submitted(event, T0, driver=False) for event in EVENTS])
     assert by_fast == by_plain
     assert [created for _, created in by_fast] == [True, True, False, True]
     assert rows(files[0]) == rows(files[1])
 
 
-def _row(event: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The row ``Store.enqueue`` builds, through its own code: enqueue into a scratch store."""
-    captured: list[dict[str, Any]] = []
+def _submitted(event: dict[str, Any], now: datetime, *, driver: bool) -> Any:
+    """What ``Store.enqueue`` hands its group commit, through its own code: enqueue into a
+    scratch store. ``driver``: SQLite's (parameters, key); else the row PostgreSQL's takes."""
+    captured: list[Any] = []
     scratch = Store.from_url("sqlite://")
     try:
-        scratch._sqlite_outbox = None
+        if not driver:
+            scratch._sqlite_params = None
         scratch._enqueues = GroupCommit(lambda batch: [captured.extend(batch) or (0, True)])  # type: ignore[func-returns-value]
         scratch.enqueue(**event, now=now)
     finally:

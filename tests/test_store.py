@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import os
 import signal
@@ -27,7 +28,9 @@ from bridge.store import (
     QUEUED,
     RETRYING,
     SCHEMA_VERSION,
+    Delivery,
     Draw,
+    Record,
     Store,
     StoreError,
 )
@@ -145,6 +148,16 @@ def test_concurrent_enqueue_of_one_key_makes_one_row(url: str, store: Store) -> 
 def test_enqueue_refuses_unusable_keys(store: Store, key: str) -> None:
     with pytest.raises(ValueError, match="dedupe key"):
         store.enqueue(dedupe_key=key, source="github", event_name="ping", payload={}, now=T0)
+
+
+def test_each_row_is_its_object_by_name() -> None:
+    # Store.claim and the readers make a Delivery of a row by its column names (Delivery(**row)),
+    # the records a Record likewise (idempotency_key read as "key"): a column added to the one
+    # must be added to the other, or every read fails at once.
+    assert {f.name for f in dataclasses.fields(Delivery)} == set(store_schema.deliveries.c.keys())
+    assert {f.name for f in dataclasses.fields(Record)} == {
+        "key" if c.name == "idempotency_key" else c.name for c in store_schema.records.c
+    }
 
 
 def test_naive_times_are_refused(store: Store) -> None:

@@ -7,17 +7,18 @@ SQLite they are read with ``json_extract``/``json_each``, on PostgreSQL with ``j
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from bridge.store.base import Database, aware
-from bridge.store.schema import Delivery, attempts, deliveries, delivery_of, history
+from bridge.store.schema import Delivery, attempts, deliveries, history
+
+if TYPE_CHECKING:
+    from bridge.store.store import Database
 
 # The most rows one chart reads: a relay's 24 hours past this are drawn from the newest.
 MAX_CHART_ROWS = 50_000
@@ -73,7 +74,7 @@ class Browse:
             page = page.where(deliveries.c.id < after)
         with self.db.transaction(write=False) as conn:
             rows = conn.execute(page).mappings().all()
-        found = [delivery_of(row) for row in rows[:limit]]
+        found = [Delivery(**row) for row in rows[:limit]]
         return found, (found[-1].id if len(rows) > limit else None)
 
     def _conditions(self, f: Filters) -> list[ColumnElement[bool]]:
@@ -138,7 +139,7 @@ class Browse:
                 outcome=row["outcome"],
                 finished_at=row["finished_at"],
                 error=row["error"],
-                results=json.loads(row["results"]),
+                results=row["results"],
             )
             for row in rows
         ]
@@ -147,7 +148,7 @@ class Browse:
         """(received_at, status, delivered_at) of deliveries received since ``since``."""
         query = (
             sa.select(deliveries.c.received_at, deliveries.c.status, deliveries.c.delivered_at)
-            .where(deliveries.c.received_at >= aware(since))
+            .where(deliveries.c.received_at >= self.db.aware(since))
             .order_by(deliveries.c.id.desc())
             .limit(MAX_CHART_ROWS)
         )

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bridge.store import bucket
-from bridge.store.base import Database, aware
 from bridge.store.schema import rate_budgets
+
+if TYPE_CHECKING:
+    from bridge.store.store import Database
 
 # The one budget there is today: requests to Cortex, which limits each client.
 CORTEX_BUDGET = "cortex"
@@ -41,7 +43,7 @@ class Budgets:
         """Take one request from the budget every replica shares; when it may be sent."""
         if per_minute < 1:
             raise ValueError(f"per_minute must be positive: {per_minute!r}")
-        at = aware(now).timestamp()
+        at = self.db.aware(now).timestamp()
         rate, most = per_minute / 60.0, bucket.capacity(per_minute)
         least, greatest = self._least_greatest()
         row = rate_budgets.c
@@ -73,7 +75,7 @@ class Budgets:
 
     def pause(self, *, until: datetime, name: str = CORTEX_BUDGET) -> None:
         """Stop every replica's requests until ``until`` (Cortex answered 429)."""
-        at = aware(until).timestamp()
+        at = self.db.aware(until).timestamp()
         least, greatest = self._least_greatest()
         row = rate_budgets.c
         tokens, paused_until = bucket.pause(

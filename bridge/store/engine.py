@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from bridge.errors import ConfigError
 from bridge.urls import psycopg_url
@@ -16,9 +17,6 @@ from bridge.urls import psycopg_url
 BUSY_TIMEOUT_MS = 10_000
 # So /readyz answers "not ready" instead of hanging on an unreachable PostgreSQL.
 CONNECT_TIMEOUT_SECONDS = 10
-# The execution option that makes a SQLite transaction BEGIN IMMEDIATE.
-WRITE_OPTION = "bridge_write"
-
 _SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
 
 
@@ -32,11 +30,13 @@ def create_engine(url: str) -> Engine:
             "database", "not a database URL (sqlite:///... or postgresql://...)"
         ) from None
     if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(
+        engine = sa.create_engine(
             parsed,
             pool_pre_ping=True,  # replicas outlive a PostgreSQL restart without a 5xx burst
             connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
         )
+        sa.event.listen(engine, "connect", _on_postgresql_connect)
+        return engine
     if parsed.drivername in _SQLITE_DRIVERS:
         return _sqlite_engine(parsed)
     shown = parsed.render_as_string(hide_password=True)
@@ -74,7 +74,6 @@ def _sqlite_engine(url: sa.URL) -> Engine:
 
         sa.event.listen(engine, "do_connect", before_connect)
     sa.event.listen(engine, "connect", _on_sqlite_connect)
-    sa.event.listen(engine, "begin", _on_sqlite_begin)
     return engine
 
 
@@ -91,10 +90,41 @@ def create_private(path: str) -> int | None:
     return fd
 
 
+def open_private(path: str) -> int:
+    """A descriptor on ``path``, made 0600 (whatever the umask) when this call creates it.
+
+    Never through a symbolic link: one planted there could point the writes of the bridge at
+    any file its user may write. A file another user made (an admin's CLI beside the
+    service) is opened read-only: a flock needs no write access, only an open file.
+    """
+    created = create_private(path)
+    if created is not None:
+        return created
+    base = os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        try:
+            return os.open(path, base | os.O_RDWR)
+        except PermissionError:
+            return os.open(path, base | os.O_RDONLY)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(
+                errno.ELOOP, "it is a symbolic link, which the bridge does not follow"
+            ) from None
+        raise
+
+
+def _on_postgresql_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Once per connection: timestamptz values come back in the session's zone, so with UTC
+    # the driver hands back aware UTC datetimes as they are (schema.py's UTCDateTime).
+    dbapi_connection.execute("SET TIME ZONE 'UTC'")
+    dbapi_connection.commit()
+
+
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # SQLAlchemy issues BEGIN itself (below), so pysqlite must not: its implicit deferred
-    # BEGIN lets two writers both read and then fail to upgrade to the write lock.
-    # https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#sqlite-enabling-transactions
+    # The Database issues BEGIN itself (store.py, Database.transaction), so pysqlite must
+    # not: its implicit deferred BEGIN lets two writers both read and then fail to upgrade to
+    # the write lock. https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#sqlite-enabling-transactions
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
@@ -108,11 +138,3 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA synchronous = FULL")
     finally:
         cursor.close()
-
-
-def _on_sqlite_begin(conn: Connection) -> None:
-    # Writers take the write lock up front (waiting on busy_timeout), so a transaction
-    # that reads and then writes, like a claim, never sees its snapshot go stale.
-    # https://www.sqlite.org/lang_transaction.html
-    immediate = conn.get_execution_options().get(WRITE_OPTION, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

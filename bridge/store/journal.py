@@ -11,13 +11,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.store.base import Database, aware
 from bridge.store.schema import reconcile_runs, turned_away
+
+if TYPE_CHECKING:
+    from bridge.store.store import Database
 
 # How many turned-away webhooks and reconcile runs are kept (docs/limits.md).
 MAX_TURNED_AWAY = 1000
@@ -65,7 +67,7 @@ class Journal:
             return
         values = [
             {
-                "received_at": aware(row.received_at),
+                "received_at": self.db.aware(row.received_at),
                 "source": _cut(row.source),
                 "event": _cut(row.event),
                 "delivery": _cut(row.delivery),
@@ -101,11 +103,11 @@ class Journal:
     def add_reconcile_run(self, run: ReconcileRun, *, keep: int = MAX_RECONCILE_RUNS) -> None:
         """Keep one reconcile run, and only the newest ``keep`` runs."""
         values = {
-            "started_at": aware(run.started_at),
-            "finished_at": aware(run.finished_at),
+            "started_at": self.db.aware(run.started_at),
+            "finished_at": self.db.aware(run.finished_at),
             "owner": run.owner,
-            "since": aware(run.since),
-            "until": aware(run.until),
+            "since": self.db.aware(run.since),
+            "until": self.db.aware(run.until),
             "sources": json.dumps(run.sources, separators=(",", ":")),
         }
         with self.db.transaction(write=True) as conn:

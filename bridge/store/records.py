@@ -12,14 +12,42 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bridge.rollback import PastDeploy
-from bridge.store.base import Database, aware
 from bridge.store.schema import Record, history, history_seeded, records
+
+if TYPE_CHECKING:
+    from bridge.store.store import Database
+
+
+# The reads, built once (SQLAlchemy caches their compiled form). A record's columns are read
+# under the names of Record's fields, a history row's under PastDeploy's: each row becomes
+# its object by name, so a column added to both needs no code here.
+_RECORD = sa.select(
+    *(column.label("key") if column.name == "idempotency_key" else column for column in records.c)
+).where(records.c.idempotency_key == sa.bindparam("key"))
+_HISTORY = (
+    sa.select(history.c.sha, history.c.deployed_at.label("timestamp"))
+    .where(
+        history.c.entity == sa.bindparam("entity"),
+        history.c.environment == sa.bindparam("environment"),
+    )
+    .order_by(history.c.deployed_at, history.c.idempotency_key)
+)
+_SEEDED = sa.select(history_seeded.c.entity).where(
+    history_seeded.c.entity == sa.bindparam("entity"),
+    history_seeded.c.environment == sa.bindparam("environment"),
+)
+# What a later write for the same idempotency key replaces.
+_REPLACED = ("entity", "cortex_uuid", "state", "updated_at")
+_REPLACED = ("entity", "cortex_uuid", "state", "updated_at")
+_MADE = sa.select(records.c.idempotency_key).where(
+    records.c.idempotency_key.in_(sa.bindparam("keys", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -52,11 +80,23 @@ class Records:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # The writes, built once; their values are bound when they run.
+        self._forget = records.delete().where(records.c.idempotency_key == sa.bindparam("key"))
+        # A later write for the same key replaces what the record holds.
+        kept = self.db.insert(records)
+        self._keep = kept.on_conflict_do_update(
+            index_elements=[records.c.idempotency_key],
+            set_={name: kept.excluded[name] for name in _REPLACED},
+        )
+        self._add_history = self.db.insert(history).on_conflict_do_nothing(
+            index_elements=[history.c.idempotency_key]
+        )
 
     def get(self, key: str) -> Record | None:
         """The Cortex record made for an idempotency key."""
         with self.db.transaction(write=False) as conn:
-            return _record(conn, key)
+            found = conn.execute(_RECORD, {"key": key}).mappings().first()
+        return None if found is None else Record(**found)
 
     def made(self, keys: Iterable[str]) -> set[str]:
         """Those of ``keys`` the relay holds a record for."""
@@ -65,19 +105,17 @@ class Records:
         with self.db.transaction(write=False) as conn:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
-                query = sa.select(records.c.idempotency_key).where(
-                    records.c.idempotency_key.in_(chunk)
-                )
-                found.update(conn.execute(query).scalars())
+                found.update(conn.execute(_MADE, {"keys": chunk}).scalars())
         return found
 
     def lookup(self, key: str, *, entity: str, environment: str | None) -> Lookup:
         """The record for ``key`` and the entity's history in ``environment``, at once."""
+        pair = {"entity": entity, "environment": environment or ""}
         with self.db.transaction(write=False) as conn:
-            found = _record(conn, key)
-            past = _history(conn, entity, environment)
-            seeded = bool(past) or _seeded(conn, entity, environment)
-        return Lookup(found, past, seeded)
+            found = conn.execute(_RECORD, {"key": key}).mappings().first()
+            past = [PastDeploy(**row) for row in conn.execute(_HISTORY, pair).mappings()]
+            seeded = bool(past) or conn.execute(_SEEDED, pair).first() is not None
+        return Lookup(None if found is None else Record(**found), past, seeded)
 
     def save(
         self,
@@ -96,25 +134,29 @@ class Records:
 
     def apply(self, conn: Connection, writes: Sequence[RecordWrite], *, now: datetime) -> None:
         """Make ``writes`` in the caller's transaction, in order."""
+        now = self.db.aware(now)
         for write in writes:
             if write.uuid is None:
-                conn.execute(records.delete().where(records.c.idempotency_key == write.key))
+                conn.execute(self._forget, {"key": write.key})
                 continue
-            values: dict[str, Any] = {
+            kept = {
+                "idempotency_key": write.key,
                 "entity": write.entity,
                 "cortex_uuid": write.uuid,
                 "state": write.state,
-                "updated_at": aware(now),
+                "updated_at": now,
             }
-            upsert = (
-                self.db.insert(records)
-                .values(idempotency_key=write.key, **values)
-                .on_conflict_do_update(index_elements=[records.c.idempotency_key], set_=values)
-            )
-            conn.execute(upsert)
+            conn.execute(self._keep, kept)
             if write.deployed is not None:
                 environment, past = write.deployed
-                conn.execute(self._add_history(write.key, write.entity, environment, past))
+                added = {
+                    "idempotency_key": write.key,
+                    "entity": write.entity,
+                    "environment": environment or "",
+                    "sha": past.sha,
+                    "deployed_at": self.db.aware(past.timestamp),
+                }
+                conn.execute(self._add_history, added)
 
     def delete(self, key: str) -> bool:
         """Forget the Cortex record for an idempotency key; False if there was none."""
@@ -126,36 +168,30 @@ class Records:
 
     def history(self, entity: str, environment: str | None) -> list[PastDeploy]:
         """An entity's deploys to an environment, oldest first by the deploys' own times."""
+        pair = {"entity": entity, "environment": environment or ""}
         with self.db.transaction(write=False) as conn:
-            return _history(conn, entity, environment)
+            return [PastDeploy(**row) for row in conn.execute(_HISTORY, pair).mappings()]
 
     def history_seeded(self, entity: str, environment: str | None) -> bool:
         """True once :meth:`seed_history` ran for the entity and environment."""
+        pair = {"entity": entity, "environment": environment or ""}
         with self.db.transaction(write=False) as conn:
-            return _seeded(conn, entity, environment)
+            return conn.execute(_SEEDED, pair).first() is not None
 
     def add_history(
         self, *, entity: str, environment: str | None, sha: str, deployed_at: datetime, key: str
     ) -> bool:
         """Add a deploy Cortex accepted to the history; False if ``key`` was already there."""
-        add = self._add_history(key, entity, environment, PastDeploy(sha, deployed_at))
+        added = {
+            "idempotency_key": key,
+            "entity": entity,
+            "environment": environment or "",
+            "sha": sha,
+            "deployed_at": self.db.aware(deployed_at),
+        }
         with self.db.transaction(write=True) as conn:
-            return conn.execute(add.returning(history.c.idempotency_key)).first() is not None
-
-    def _add_history(
-        self, key: str, entity: str, environment: str | None, past: PastDeploy
-    ) -> sa.Insert:
-        return (
-            self.db.insert(history)
-            .values(
-                idempotency_key=key,
-                entity=entity,
-                environment=environment or "",
-                sha=past.sha,
-                deployed_at=aware(past.timestamp),
-            )
-            .on_conflict_do_nothing(index_elements=[history.c.idempotency_key])
-        )
+            new = conn.execute(self._add_history.returning(history.c.idempotency_key), added)
+            return new.first() is not None
 
     def seed_history(
         self,
@@ -173,14 +209,14 @@ class Records:
         records unless the relay has its own. The environment counts as seeded even when the
         listing showed nothing.
         """
-        now = aware(now)
+        now = self.db.aware(now)
         rows = [
             {
                 "idempotency_key": key,
                 "entity": entity,
                 "environment": environment or "",
                 "sha": past.sha,
-                "deployed_at": aware(past.timestamp),
+                "deployed_at": self.db.aware(past.timestamp),
             }
             for key, past in deploys
         ]
@@ -213,34 +249,3 @@ class Records:
                 )
                 conn.execute(adopt, found)
             conn.execute(seeded)
-
-
-def _record(conn: Connection, key: str) -> Record | None:
-    row = conn.execute(records.select().where(records.c.idempotency_key == key))
-    found = row.mappings().first()
-    if found is None:
-        return None
-    return Record(
-        key=found["idempotency_key"],
-        entity=found["entity"],
-        cortex_uuid=found["cortex_uuid"],
-        state=found["state"],
-        updated_at=found["updated_at"],
-    )
-
-
-def _history(conn: Connection, entity: str, environment: str | None) -> list[PastDeploy]:
-    past = (
-        sa.select(history.c.sha, history.c.deployed_at)
-        .where(history.c.entity == entity, history.c.environment == (environment or ""))
-        .order_by(history.c.deployed_at, history.c.idempotency_key)
-    )
-    return [PastDeploy(sha=sha, timestamp=at) for sha, at in conn.execute(past)]
-
-
-def _seeded(conn: Connection, entity: str, environment: str | None) -> bool:
-    seeded = sa.select(history_seeded.c.entity).where(
-        history_seeded.c.entity == entity,
-        history_seeded.c.environment == (environment or ""),
-    )
-    return conn.execute(seeded).first() is not None

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect, RowMapping
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from bridge.errors import BridgeError
 
@@ -62,14 +66,6 @@ class Delivery:
     received: str | None = field(default=None, hash=False, repr=False)
 
 
-def delivery_of(row: RowMapping) -> Delivery:
-    """The Delivery a row of bridge_deliveries holds (payload and results decoded)."""
-    values = dict(row)
-    values["payload"] = json.loads(values["payload"])
-    values["results"] = json.loads(values["results"])
-    return Delivery(**values)
-
-
 @dataclass(frozen=True)
 class Record:
     """The Cortex deploy made for one idempotency key, so a later status can update it."""
@@ -81,30 +77,61 @@ class Record:
     updated_at: datetime
 
 
+# The stored form of a JSON document: compact, keys sorted (so equal documents are equal text).
+encode_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+class JSONText(sa.types.TypeDecorator[dict[str, Any]]):
+    """A JSON object kept as text (payloads, results): written as :data:`encode_json` gives
+    it, read back with ``json.loads``; the column's own processors, so that each row becomes
+    its object (a :class:`Delivery`) by name, with no hand-written conversion beside it."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], str]:
+        """The document's text."""
+        return encode_json
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[str], Any]:
+        """The document, from its text."""
+        return json.loads
+
+
+class _AsUTC(FunctionElement[datetime]):
+    """A stored time as it is read: SQLite's UTC text with its zone written out."""
+
+    type = sa.DateTime(timezone=True)
+    inherit_cache = True
+
+
+@compiles(_AsUTC)
+def _read_as_stored(element: _AsUTC, compiler: SQLCompiler, **kw: Any) -> str:
+    # PostgreSQL's timestamptz comes back aware, in the session's zone: UTC (engine.py).
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_AsUTC, "sqlite")
+def _read_with_zone(element: _AsUTC, compiler: SQLCompiler, **kw: Any) -> str:
+    # The driver's parser (datetime.fromisoformat) then makes it an aware UTC datetime.
+    return f"({compiler.process(element.clauses, **kw)} || '+00:00')"
+
+
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Aware UTC datetimes on both backends: timestamptz on PostgreSQL, UTC text on SQLite."""
+    """Aware UTC datetimes on both backends: timestamptz on PostgreSQL, UTC text on SQLite.
+
+    Written as given (pass it through ``Database.aware`` first): SQLite's DATETIME drops the zone
+    without a word, and UTC keeps the fixed-width text in time order, so that
+    `next_attempt_at <= :now` compares correctly. Read back aware by the SQL that selects it
+    (:class:`_AsUTC`), with no Python call per value.
+    """
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Refuse naive datetimes; hand the database UTC."""
-        if value is None:
-            return None
-        if value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r}: pass an aware UTC time")
-        utc = value.astimezone(timezone.utc)
-        # SQLite's DATETIME drops the zone without a word; storing UTC there keeps the
-        # fixed-width text in time order, so `next_attempt_at <= :now` compares correctly.
-        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Give back aware UTC whatever the session time zone."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+    def column_expression(self, colexpr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """Select the column so that the driver reads it as an aware UTC datetime."""
+        return _AsUTC(colexpr)
 
 
 # Named constraints, so a later migration can drop or alter them by name on both backends.
@@ -140,8 +167,8 @@ deliveries = sa.Table(
     sa.Column("lease_owner", sa.Text),
     sa.Column("lease_until", UTCDateTime()),
     sa.Column("last_error", sa.Text),
-    sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("results", sa.Text, nullable=False),
+    sa.Column("payload", JSONText, nullable=False),
+    sa.Column("results", JSONText, nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("delivered_at", UTCDateTime()),
     # The webhook as received, redacted and cut to MAX_RECEIVED_BYTES (console.py shows it):
@@ -256,7 +283,7 @@ attempts = sa.Table(
     sa.Column("outcome", sa.Text, nullable=False),  # delivered | retrying | dead
     sa.Column("finished_at", UTCDateTime(), nullable=False),
     sa.Column("error", sa.Text),
-    sa.Column("results", sa.Text, nullable=False),
+    sa.Column("results", JSONText, nullable=False),
 )
 
 # The last webhooks the receiver turned away (4xx) or ignored, with why (journal.py): a

@@ -1,13 +1,30 @@
-"""The Store: the delivery outbox, and the Store put together from its parts.
+"""The Store: the database it stands on, the delivery outbox, and its parts put together.
 
-:class:`Store` is the outbox (below), with its parts beside it on the same database object
-(base.py's :class:`Database`: the engine and the transactions they all run in):
-``store.records``, Cortex records and deploy history (records.py), and ``store.budget``, the
-shared rate budget (budget.py).
+:class:`Database` holds the engine, opens the one short transaction each method of the Store
+and of its parts runs in, and lines up SQLite writers. :class:`Store` is the outbox (below),
+with its parts beside it on the same Database: ``store.records``, Cortex records and deploy
+history (records.py), ``store.budget``, the shared rate budget (budget.py), ``store.sync``,
+``store.journal`` and ``store.browse``.
 
 Every write is one short transaction committed before the method returns, so a receiver
 that answers 202 after :meth:`Store.enqueue` has the event on disk (see engine.py for the
 SQLite settings that make that hold). The same statements run on SQLite and PostgreSQL.
+
+Group commit: a commit costs an fsync. Under load, the threads of one process that store
+events at the same moment share one transaction and one fsync (:class:`GroupCommit`): the
+first thread to arrive leads and writes what has queued up by then, the others wait for its
+commit; while it writes, the next batch gathers behind it. One thread alone still writes at
+once: nothing waits for a batch to fill.
+
+SQLite writers: SQLite admits one writer at a time and makes the others poll, sleeping up to
+100 ms between tries, so under load most of an acknowledgement went to sleeping. The
+Database queues the writers of every bridge process on one database file behind a ``flock``
+on a file beside it: the kernel hands the lock over as soon as it is released, and drops it
+when its holder dies (``kill -9`` included), so it never outlives a transaction. On SQLite the
+outbox INSERT runs on the driver's own cursor: through SQLAlchemy, each row cost more CPU in
+the execution machinery than SQLite spent inserting it, all of it while the other writers
+waited for the lock (benchmarks/RESULTS.md, "Receiver"). Its parameters are converted before
+the lock is taken, with the columns' own bind processors.
 
 Waking idle workers: on PostgreSQL, :meth:`Store.enqueue` and :meth:`Store.retry` NOTIFY
 ``WAKE_CHANNEL`` in their own transaction (so only once the row is committed), and one
@@ -20,21 +37,24 @@ costs less than machinery to signal across processes would.
 
 from __future__ import annotations
 
-import json
+import fcntl
 import os
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 
-from bridge.store.base import Database, aware
-from bridge.store.batching import GroupCommit
 from bridge.store.browse import Browse
 from bridge.store.budget import Budgets
-from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, create_engine, is_memory
+from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, create_engine, is_memory, open_private
 from bridge.store.journal import Journal
 from bridge.store.listener import Listener
 from bridge.store.records import Records, RecordWrite
@@ -50,11 +70,181 @@ from bridge.store.schema import (
     attempts,
     check_schema,
     deliveries,
-    delivery_of,
     ensure_schema,
+    error_line,
 )
-from bridge.store.sqlite_outbox import SqliteOutbox
 from bridge.store.sync_state import SyncState
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+# Enough to amortize a commit over a burst; small enough that the first in a batch does not
+# wait long for the last to be written.
+MAX_BATCH = 64
+
+
+class Database:
+    """One database's engine, and the transactions every part of the Store runs in."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_postgresql = engine.dialect.name == "postgresql"
+        # An INSERT that knows ON CONFLICT; both dialects spell it the same way.
+        self.insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert] = (
+            postgresql.insert if self.is_postgresql else sqlite.insert
+        )
+        memory = is_memory(engine)
+        # An in-memory SQLite database is one shared connection: take turns on it.
+        self._serial = threading.Lock() if memory else None
+        # SQLite: the transaction's BEGIN, issued here since pysqlite is told not to (engine.py).
+        # Writers take the write lock up front (waiting on busy_timeout), so a transaction
+        # that reads and then writes, like a claim, never sees its snapshot go stale.
+        # https://www.sqlite.org/lang_transaction.html
+        self._begin = (
+            {True: "BEGIN IMMEDIATE", False: "BEGIN"} if engine.dialect.name == "sqlite" else None
+        )
+        # A SQLite file: its writers, in every process, queue for one lock beside it.
+        self.lock_path = (
+            f"{engine.url.database}-bridge.lock" if self._begin is not None and not memory else None
+        )
+        self._threads = threading.Lock()  # this process's writers, before the file's lock
+        self._fd: int | None = None
+        self._opened_by = -1  # the process that opened _fd
+        # Raised by the driver's own cursor (the SQLite outbox INSERT), beside SQLAlchemy's.
+        self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+
+    @staticmethod
+    def aware(moment: datetime) -> datetime:
+        """``moment`` in UTC, as the tables keep it (schema.py's UTCDateTime); a naive
+        datetime is a bug in the caller, not a time to guess. Every method of the Store and
+        of its parts passes the times it is given through here before it stores them."""
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"naive datetime {moment!r}: pass an aware UTC time")
+        return moment.astimezone(timezone.utc)
+
+    def close(self) -> None:
+        """Close every pooled connection, and the writers' lock file (opened again if used)."""
+        self.engine.dispose()
+        with self._threads:
+            if self._fd is not None and self._opened_by == os.getpid():
+                os.close(self._fd)
+            self._fd, self._opened_by = None, -1
+
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+        with self.transaction(write=False) as conn:
+            conn.execute(sa.select(1))
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Connection]:
+        """One transaction, committed on leaving; database failures raised as StoreError.
+
+        A write on a SQLite file first waits for this process's turn, then for the file's.
+        """
+        path = self.lock_path if write else None
+        with self._serial or nullcontext():
+            try:
+                # Checked out first: only the transaction itself holds up other writers.
+                with self.engine.connect() as conn:
+                    if path is not None:
+                        self._threads.acquire()
+                    locked = False
+                    try:
+                        if path is not None:
+                            try:
+                                # A flock belongs to the open file, which a forked child shares
+                                # with its parent (gunicorn loads the app before forking when
+                                # asked to): each process opens its own.
+                                if self._fd is None or self._opened_by != os.getpid():
+                                    self._fd, self._opened_by = open_private(path), os.getpid()
+                                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                            except OSError as exc:
+                                reason = (exc.strerror or type(exc).__name__).lower()
+                                raise StoreError(
+                                    f"cannot lock {path} for writing: {reason}"
+                                ) from exc
+                            locked = True
+                        with conn.begin():
+                            if self._begin is not None:
+                                driver = conn.connection.driver_connection
+                                driver.execute(self._begin[write])  # type: ignore[union-attr]
+                            yield conn
+                    finally:
+                        if locked:
+                            fcntl.flock(cast(int, self._fd), fcntl.LOCK_UN)
+                        if path is not None:
+                            self._threads.release()
+            except (sa.exc.SQLAlchemyError, self._driver_error) as exc:
+                raise StoreError(f"database error: {error_line(exc)}") from exc
+
+
+@dataclass(eq=False)
+class _Slot(Generic[Item, Result]):
+    """One submitted item: its outcome once written, and whether its thread now leads."""
+
+    item: Item
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Result | None = None
+    error: BaseException | None = None
+    lead: bool = False
+    alone: bool = False  # its batch failed: written again on its own, by its own thread
+
+
+class GroupCommit(Generic[Item, Result]):
+    """Write items submitted by many threads in shared transactions.
+
+    ``write`` stores a batch in one transaction and returns one result per item, in order;
+    it raises when the transaction failed (nothing of the batch is then stored). A failed
+    batch is written again one item at a time, so one bad item fails only its own caller.
+    """
+
+    def __init__(
+        self, write: Callable[[Sequence[Item]], list[Result]], *, max_batch: int = MAX_BATCH
+    ) -> None:
+        self._write = write
+        self._max = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Slot[Item, Result]] = []
+        self._leading = False
+
+    def submit(self, item: Item) -> Result:
+        """Write ``item`` (with whatever else is waiting) and return its result once committed."""
+        slot: _Slot[Item, Result] = _Slot(item)
+        with self._lock:
+            self._queue.append(slot)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            slot.done.wait()  # its outcome, or its turn to lead
+        if lead or slot.lead:
+            # Leading: this slot is first in line, so the batch taken now includes it.
+            with self._lock:
+                batch = self._queue[: self._max]
+                del self._queue[: self._max]
+            try:
+                results = self._write([each.item for each in batch])
+                for each, result in zip(batch, results, strict=True):
+                    each.result = result
+            except BaseException as exc:
+                alone = len(batch) > 1 and isinstance(exc, Exception)
+                for each in batch:
+                    each.alone, each.error = alone, None if alone else exc
+            finally:
+                for each in batch:
+                    each.done.set()
+                # The first waiting thread leads the next batch; with none waiting, none leads.
+                with self._lock:
+                    if self._queue:
+                        self._queue[0].lead = True
+                        self._queue[0].done.set()
+                    else:
+                        self._leading = False
+        if slot.alone:
+            return self._write([item])[0]
+        if slot.error is not None:
+            raise slot.error
+        return cast(Result, slot.result)
+
 
 # Claimable once next_attempt_at has passed (for DELIVERING that is the lease's end).
 _CLAIMABLE = (QUEUED, RETRYING, DELIVERING)
@@ -104,15 +294,28 @@ class Store:
         self._first_delivery = sa.select(deliveries.c.id).where(
             deliveries.c.dedupe_key == sa.bindparam("dedupe_key")
         )
-        # On a SQLite file the same statements run on the driver's connection
-        # (sqlite_outbox.py).
-        self._sqlite_outbox = (
-            SqliteOutbox(engine, self.db.writer, self._insert_delivery, self._first_delivery)
-            if self.db.writer
-            else None
+        # The line each finished attempt leaves in the delivery's history (the console's
+        # "attempts"); a repeat of it (a retried commit) is a no-op.
+        self._attempt_line = self.db.insert(attempts).on_conflict_do_nothing(
+            index_elements=[attempts.c.delivery_id, attempts.c.attempt]
         )
-        self._enqueues: GroupCommit[Any, tuple[int, bool]] = GroupCommit(
-            self._sqlite_outbox.write if self._sqlite_outbox else self._enqueue_batch
+        # SQLite: the same two statements, compiled once, run on the driver's cursor, with the
+        # parameters in the compiled order, each converted by its column's bind processor.
+        self._sqlite_params: list[tuple[str, Callable[[Any], Any] | None]] | None = None
+        if not self.db.is_postgresql:
+            dialect = engine.dialect
+            compiled = self._insert_delivery.compile(dialect=dialect)
+            self._insert_sql = str(compiled)
+            self._first_sql = str(self._first_delivery.compile(dialect=dialect))
+            self._sqlite_params = [
+                (name, deliveries.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+                for name in compiled.positiontup or []
+            ]
+        # Threads storing events at the same moment share one transaction (GroupCommit).
+        self._enqueues: GroupCommit[Any, tuple[int, bool]] = (
+            GroupCommit(self._insert_driver)
+            if self._sqlite_params is not None
+            else GroupCommit(self._insert_core)
         )
 
     @classmethod
@@ -177,7 +380,7 @@ class Store:
         # PostgreSQL text cannot hold NUL while SQLite's can: refuse it on both.
         if not dedupe_key or len(dedupe_key) > MAX_KEY_LENGTH or "\x00" in dedupe_key:
             raise ValueError(f"dedupe key must be 1-{MAX_KEY_LENGTH} characters: {dedupe_key!r}")
-        now = aware(now)
+        now = self.db.aware(now)
         row = {
             "dedupe_key": dedupe_key,
             "source": source,
@@ -187,20 +390,47 @@ class Store:
             "status": QUEUED,
             "attempts": 0,
             "next_attempt_at": now,
-            "payload": _encode(payload),
-            "results": "{}",
+            "payload": dict(payload),
+            "results": {},
             "updated_at": now,
             "received": received,
         }
-        # Threads storing events at the same moment share one transaction (batching.py).
-        if self._sqlite_outbox is not None:
-            return self._enqueues.submit(self._sqlite_outbox.prepare(row))
+        if self._sqlite_params is not None:
+            # Converted here, by the caller's thread, before any lock is taken.
+            params = tuple(
+                row[name] if bind is None else bind(row[name]) for name, bind in self._sqlite_params
+            )
+            return self._enqueues.submit((params, dedupe_key))
         return self._enqueues.submit(row)
 
-    def _enqueue_batch(self, rows: Sequence[dict[str, Any]]) -> list[tuple[int, bool]]:
-        # The unique key decides, atomically, under concurrent threads and processes; ON
-        # CONFLICT rather than catching IntegrityError keeps every GitHub redelivery from
-        # writing an ERROR into PostgreSQL's log and aborting the transaction.
+    def _insert_driver(
+        self, batch: Sequence[tuple[tuple[Any, ...], str]], *, offloaded: bool = False
+    ) -> list[tuple[int, bool]]:
+        # SQLite: the outbox INSERT of each (parameters, dedupe key) on the driver's cursor, in
+        # one transaction: (id, True), or (the first row's id, False) for a key already there.
+        # Under gevent (``serve``), on one of gevent's native threads: the commit's fsync
+        # would otherwise stop every other connection of the process while it lasts.
+        monkey = None if offloaded else sys.modules.get("gevent.monkey")
+        if monkey is not None and monkey.is_module_patched("threading"):
+            pool = sys.modules["gevent"].get_hub().threadpool
+            return pool.apply(self._insert_driver, (batch,), {"offloaded": True})  # type: ignore[no-any-return]
+        stored: list[tuple[int, bool]] = []
+        with self.db.transaction(write=True) as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            for params, key in batch:
+                found = cursor.execute(self._insert_sql, params).fetchone()
+                if found is not None:
+                    stored.append((int(found[0]), True))
+                    continue
+                first = cursor.execute(self._first_sql, (key,)).fetchone()
+                stored.append((int(first[0]), False))
+        return stored
+
+    def _insert_core(self, rows: Sequence[dict[str, Any]]) -> list[tuple[int, bool]]:
+        # PostgreSQL: the same statements through SQLAlchemy Core. The unique key decides,
+        # atomically, under concurrent threads and processes; ON CONFLICT rather than
+        # catching IntegrityError keeps every GitHub redelivery from writing an ERROR into
+        # PostgreSQL's log and aborting the transaction.
         stored: list[tuple[int, bool]] = []
         with self.db.transaction(write=True) as conn:
             for row in rows:
@@ -220,7 +450,7 @@ class Store:
         """Lease up to ``limit`` due deliveries to ``owner``, the longest due first."""
         if lease_seconds <= 0 or limit < 1:
             raise ValueError("lease_seconds and limit must be positive")
-        now = aware(now)
+        now = self.db.aware(now)
         until = now + timedelta(seconds=lease_seconds)
         # Due rows, and rows whose owner's lease ran out (it died): both have their
         # next_attempt_at passed. SKIP LOCKED lets PostgreSQL replicas claim side by side;
@@ -266,8 +496,9 @@ class Store:
                 .returning(*deliveries.c)
             )
             rows = conn.execute(leased).mappings().all()
-        turn = {id: n for n, id in enumerate(ids)}  # RETURNING keeps no order: the claim's
-        return sorted((_delivery(row) for row in rows), key=lambda d: turn[d.id])
+        leased_ones = {row["id"]: Delivery(**row) for row in rows}
+        # RETURNING keeps no order: the claim's.
+        return [leased_ones[id] for id in ids if id in leased_ones]
 
     def hold(
         self,
@@ -287,7 +518,7 @@ class Store:
         fencing token: a worker whose lease another attempt took can never renew it again.
         ``writes``: the records the progress made, kept with it, only while the lease is held.
         """
-        now = aware(now)
+        now = self.db.aware(now)
         until = now + timedelta(seconds=lease_seconds)
         renew = (
             deliveries.update()
@@ -297,10 +528,15 @@ class Store:
                 deliveries.c.lease_owner == owner,
                 deliveries.c.attempts == attempt,
             )
-            .values(lease_until=until, next_attempt_at=until, results=_encode(results))
+            .values(lease_until=until, next_attempt_at=until, results=dict(results))
         )
         with self.db.transaction(write=True) as conn:
-            return self._with_writes(conn, conn.execute(renew).rowcount == 1, writes, now)
+            held = conn.execute(renew).rowcount == 1
+            # Only while the lease is held: a worker that lost it leaves its writes to the next
+            # owner, who finds the entity marked as sending and looks its record up in Cortex.
+            if held and writes:
+                self.records.apply(conn, writes, now=now)
+            return held
 
     def complete(
         self,
@@ -316,7 +552,7 @@ class Store:
         ``writes`` (here and in :meth:`reschedule`, :meth:`dead_letter`): the records the
         attempt made, kept in the same transaction as its outcome.
         """
-        now = aware(now)
+        now = self.db.aware(now)
         return self._finish(
             id,
             owner,
@@ -324,7 +560,7 @@ class Store:
             status=DELIVERED,
             next_attempt_at=None,
             delivered_at=now,
-            results=_encode(results),
+            results=dict(results),
             updated_at=now,
         )
 
@@ -345,10 +581,10 @@ class Store:
             owner,
             writes,
             status=RETRYING,
-            next_attempt_at=aware(next_attempt_at),
+            next_attempt_at=self.db.aware(next_attempt_at),
             last_error=_clip(error),
-            results=_encode(results),
-            updated_at=aware(now),
+            results=dict(results),
+            updated_at=self.db.aware(now),
         )
 
     def dead_letter(
@@ -369,8 +605,8 @@ class Store:
             status=DEAD,
             next_attempt_at=None,
             last_error=_clip(error),
-            results=_encode(results),
-            updated_at=aware(now),
+            results=dict(results),
+            updated_at=self.db.aware(now),
         )
 
     def _finish(self, id: int, owner: str, writes: Sequence[RecordWrite], **values: Any) -> bool:
@@ -390,36 +626,26 @@ class Store:
         )
         with self.db.transaction(write=True) as conn:
             attempt = conn.execute(finish).scalar_one_or_none()
-            if attempt is not None:
-                # The attempt's line in the delivery's history (the console's "attempts").
-                conn.execute(
-                    self.db.insert(attempts)
-                    .values(
-                        delivery_id=id,
-                        attempt=attempt,
-                        outcome=values["status"],
-                        finished_at=values["updated_at"],
-                        error=values.get("last_error"),
-                        results=values["results"],
-                    )
-                    .on_conflict_do_nothing(
-                        index_elements=[attempts.c.delivery_id, attempts.c.attempt]
-                    )
-                )
-            return self._with_writes(conn, attempt is not None, writes, values["updated_at"])
-
-    def _with_writes(
-        self, conn: Connection, held: bool, writes: Sequence[RecordWrite], now: datetime
-    ) -> bool:
-        # Only while the lease is held: a worker that lost it leaves its writes to the next
-        # owner, who finds the entity marked as sending and looks its record up in Cortex.
-        if held and writes:
-            self.records.apply(conn, writes, now=now)
-        return held
+            if attempt is None:
+                return False  # its writes are left to the lease's new owner, as in hold
+            conn.execute(
+                self._attempt_line,
+                {
+                    "delivery_id": id,
+                    "attempt": attempt,
+                    "outcome": values["status"],
+                    "finished_at": values["updated_at"],
+                    "error": values.get("last_error"),
+                    "results": values["results"],
+                },
+            )
+            if writes:
+                self.records.apply(conn, writes, now=values["updated_at"])
+            return True
 
     def retry(self, id: int, *, now: datetime) -> bool:
         """Queue a dead or retrying delivery to be tried now; False if delivered, leased, absent."""
-        now = aware(now)
+        now = self.db.aware(now)
         requeue = (
             deliveries.update()
             .where(deliveries.c.id == id, deliveries.c.status.in_((DEAD, *_WAITING)))
@@ -435,7 +661,7 @@ class Store:
         """One delivery by id."""
         with self.db.transaction(write=False) as conn:
             row = conn.execute(deliveries.select().where(deliveries.c.id == id)).mappings().first()
-        return _delivery(row) if row is not None else None
+        return Delivery(**row) if row is not None else None
 
     def list_deliveries(
         self, *, status: str | None = None, limit: int = 50, after: int | None = None
@@ -453,7 +679,7 @@ class Store:
             page = page.where(deliveries.c.id < after)
         with self.db.transaction(write=False) as conn:
             rows = conn.execute(page).mappings().all()
-        found = [_delivery(row) for row in rows[:limit]]
+        found = [Delivery(**row) for row in rows[:limit]]
         return found, (found[-1].id if len(rows) > limit else None)
 
     def counts(self) -> dict[str, int]:
@@ -471,7 +697,7 @@ class Store:
         )
         with self.db.transaction(write=False) as conn:
             received: datetime | None = conn.execute(oldest).scalar_one()
-        return None if received is None else (aware(now) - received).total_seconds()
+        return None if received is None else (self.db.aware(now) - received).total_seconds()
 
     def listen(self, wake: Callable[[], None]) -> Listener | None:
         """Call ``wake`` whenever any process queues an event (PostgreSQL); None on SQLite."""
@@ -496,11 +722,3 @@ def _clip(error: str) -> str:
     # reschedule would leave the row leased until its lease ran out.
     text = error.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
     return text[:MAX_ERROR_LENGTH]
-
-
-def _encode(value: Mapping[str, Any]) -> str:
-    return json.dumps(dict(value), separators=(",", ":"), sort_keys=True)
-
-
-def _delivery(row: RowMapping) -> Delivery:
-    return delivery_of(row)

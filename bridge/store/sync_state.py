@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from bridge.store.base import Database, aware
 from bridge.store.schema import UTCDateTime, sync_leases, sync_progress, sync_recorded
+
+if TYPE_CHECKING:
+    from bridge.store.store import Database
 
 RUNNING, DONE = "running", "done"
 # A deploy's row while a replica records it: reserved, no uuid yet.
@@ -51,11 +53,11 @@ class SyncState:
     def start_sync(self, reader: str, *, since: datetime, until: datetime, now: datetime) -> None:
         """Begin ``reader`` afresh over [since, until)."""
         values = {
-            "since": aware(since),
-            "until": aware(until),
+            "since": self.db.aware(since),
+            "until": self.db.aware(until),
             "resume": None,
             "state": RUNNING,
-            "updated_at": aware(now),
+            "updated_at": self.db.aware(now),
         }
         upsert = (
             self.db.insert(sync_progress)
@@ -67,11 +69,11 @@ class SyncState:
 
     def save_resume(self, reader: str, resume: str, *, now: datetime) -> None:
         """Everything before ``resume`` is compared and recorded."""
-        self._update(reader, resume=resume, updated_at=aware(now))
+        self._update(reader, resume=resume, updated_at=self.db.aware(now))
 
     def finish_sync(self, reader: str, *, now: datetime) -> None:
         """``reader`` went through its whole window."""
-        self._update(reader, resume=None, state=DONE, updated_at=aware(now))
+        self._update(reader, resume=None, state=DONE, updated_at=self.db.aware(now))
 
     def reserve(self, key: str, *, owner: str, now: datetime, seconds: float) -> bool:
         """Reserve the deploy ``key`` for ``owner`` to record, in one statement, before the
@@ -107,7 +109,7 @@ class SyncState:
 
     def mark_recorded(self, key: str, *, reader: str, uuid: str, now: datetime) -> None:
         """The sync recorded the deploy ``key`` as Cortex's ``uuid`` (its reservation kept)."""
-        values = {"reader": reader, "cortex_uuid": uuid, "recorded_at": aware(now)}
+        values = {"reader": reader, "cortex_uuid": uuid, "recorded_at": self.db.aware(now)}
         insert = (
             self.db.insert(sync_recorded)
             .values(idempotency_key=key, **values)
@@ -165,13 +167,13 @@ class SyncState:
         """The database's time on PostgreSQL; ``now`` on SQLite (one machine's file)."""
         if self.db.is_postgresql:
             return sa.func.clock_timestamp()
-        return sa.literal(aware(now), UTCDateTime())
+        return sa.literal(self.db.aware(now), UTCDateTime())
 
     def _ago(self, now: datetime, seconds: float) -> Any:
         """``seconds`` before :meth:`_now` (negative: after)."""
         if self.db.is_postgresql:
             return sa.func.clock_timestamp() - sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds)
-        return sa.literal(aware(now) - timedelta(seconds=seconds), UTCDateTime())
+        return sa.literal(self.db.aware(now) - timedelta(seconds=seconds), UTCDateTime())
 
     def _update(self, reader: str, **values: object) -> None:
         update = sync_progress.update().where(sync_progress.c.reader == reader).values(values)
