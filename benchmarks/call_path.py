@@ -37,10 +37,9 @@ sys.path.insert(0, str(ROOT))
 from bridge.app import Runtime, create_app  # noqa: E402
 from bridge.config import parse_config  # noqa: E402
 from bridge.cortex import CortexClient  # noqa: E402
-from bridge.deliverer import Deliverer  # noqa: E402
 from bridge.fakecortex import FakeCortex  # noqa: E402
 from bridge.store import Store  # noqa: E402
-from bridge.worker import Worker  # noqa: E402
+from bridge.worker import Deliverer, Worker  # noqa: E402
 
 BRIDGE = str(ROOT / "bridge")
 STAND_IN = str(ROOT / "bridge" / "fakecortex")

@@ -37,13 +37,12 @@ sys.path.insert(0, str(ROOT))
 from bridge.cli import main as cli  # noqa: E402
 from bridge.config import Route, parse_config  # noqa: E402
 from bridge.cortex import CortexClient  # noqa: E402
-from bridge.deliverer import Deliverer  # noqa: E402
 from bridge.fakecortex import FakeCortex  # noqa: E402
 from bridge.mapping import deploy_key, key_of  # noqa: E402
 from bridge.model import DeployEvent, DeployRef, Status  # noqa: E402
 from bridge.record.core import to_payload  # noqa: E402
 from bridge.store import Store  # noqa: E402
-from bridge.worker import Worker  # noqa: E402
+from bridge.worker import Deliverer, Worker  # noqa: E402
 
 TOKEN = "bench-token"  # the stand-in's
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -188,7 +187,7 @@ def section(rows: list[dict[str, Any]], argv: list[str]) -> str:
 
 Every face looks in Cortex before it creates a record it did not make (issue 15); the relay
 shares one search per entity and environment among the deliveries it claims together and,
-through a backlog, the batches that follow (bridge/deliverer.py), so the lookup costs a
+through a backlog, the batches that follow (bridge/worker.py), so the lookup costs a
 backlog little and a lone deploy one request. Stand-in Cortex over loopback, the relay's
 worker in-process on a SQLite file, rollback detection on (one listing per entity and
 environment, once). Run on {when}, {platform.machine()} {platform.system()}, Python

@@ -9,43 +9,24 @@ from bridge.model import MAX_TITLE, DeployEvent, DeployType
 from bridge.times import format_timestamp, seconds_between
 
 
-def deploy_key(event: DeployEvent) -> str:
-    """Name the deploy, whatever the entities: source, repository, its id, environment."""
+def deploy_key(event: DeployEvent, entity: str | None = None) -> str:
+    """Name the deploy, whatever the entities: source, repository, its id, environment; with
+    an ``entity``, its idempotency key there (one key however often its events arrive)."""
     environment = event.environment or "-"
-    return ":".join((event.source, event.repository, event.ref.kind, event.ref.id, environment))
+    parts = (event.source, event.repository, event.ref.kind, event.ref.id, environment)
+    return ":".join(parts if entity is None else (*parts, entity))
 
 
-def idempotency_key(event: DeployEvent, entity: str) -> str:
-    """Name the deploy, not the HTTP delivery: one key however often its events arrive."""
-    return f"{deploy_key(event)}:{entity}"
-
-
-def build_custom_data(event: DeployEvent, entity: str) -> dict[str, Any]:
-    """The customData the bridge records: provenance, status, timing, the idempotency key."""
-    data: dict[str, Any] = {
-        "source": event.source,
-        "repository": event.repository,
-        "event": event.event,
-        "status": event.status.value,
-    }
-    if event.delivery_id:
-        data["deliveryId"] = event.delivery_id
-    data.update({k: v for k, v in event.details.items() if v not in (None, "")})
-    if event.started_at is not None:
-        data["startedAt"] = format_timestamp(event.started_at)
-    if event.finished_at is not None:
-        data["finishedAt"] = format_timestamp(event.finished_at)
-        if event.started_at is not None:
-            data["durationSeconds"] = seconds_between(event.started_at, event.finished_at)
-    data.update(event.custom)
-    data["bridge"] = {"idempotencyKey": idempotency_key(event, entity), "version": __version__}
-    return data
+# Name the deploy on one entity, not the HTTP delivery: one key however often its events
+# arrive. ``idempotency_key(event, entity)``: the one rule, :func:`deploy_key`'s.
+idempotency_key = deploy_key
 
 
 def build_deploy_request(
     event: DeployEvent, entity: str, deploy_type: DeployType
 ) -> dict[str, Any]:
-    """The SaveDeployRequest body for one entity (see the Cortex Deploys API)."""
+    """The SaveDeployRequest body for one entity (see the Cortex Deploys API); its customData
+    says where the deploy came from, its status and timing, and the idempotency key."""
     title = event.title.strip() or default_title(event)
     body: dict[str, Any] = {
         "title": title[:MAX_TITLE],
@@ -65,7 +46,24 @@ def build_deploy_request(
     }
     if deployer:
         body["deployer"] = deployer
-    body["customData"] = build_custom_data(event, entity)
+    data: dict[str, Any] = {
+        "source": event.source,
+        "repository": event.repository,
+        "event": event.event,
+        "status": event.status.value,
+    }
+    if event.delivery_id:
+        data["deliveryId"] = event.delivery_id
+    data.update({k: v for k, v in event.details.items() if v not in (None, "")})
+    if event.started_at is not None:
+        data["startedAt"] = format_timestamp(event.started_at)
+    if event.finished_at is not None:
+        data["finishedAt"] = format_timestamp(event.finished_at)
+        if event.started_at is not None:
+            data["durationSeconds"] = seconds_between(event.started_at, event.finished_at)
+    data.update(event.custom)
+    data["bridge"] = {"idempotencyKey": deploy_key(event, entity), "version": __version__}
+    body["customData"] = data
     return body
 
 

@@ -14,10 +14,11 @@ from bridge import metrics
 from bridge.app import Runtime, utcnow
 from bridge.config import Config
 from bridge.cortex import CortexClient
-from bridge.deliverer import Deliverer
+from bridge.cortex.budget import BudgetedCortex, SharedBudget
+from bridge.cortex.client import Cortex
 from bridge.secrets import VARIABLE, WEBHOOK_SECRETS
 from bridge.store import Delivery, Listener, Store
-from bridge.worker import SharedBudget, Worker
+from bridge.worker import Deliverer, Worker
 
 # What a worker claims at once. With a shared budget it claims one: the events of a batch
 # would wait their turns for the budget one after another while their leases ran out.
@@ -77,13 +78,12 @@ def make_worker(
     """A delivery worker counting its outcomes in the metrics, drawing on the shared budget.
 
     Pass one ``budget`` to all of a process's workers; without one, the worker makes its own
-    from the config. The worker's client draws on it (a client made from ``client``, sharing
-    its connection): give each worker its own client.
+    from the config. The worker's client draws on it (``client`` wrapped in a
+    BudgetedCortex): give each worker its own client.
     """
     budget = budget or make_budget(runtime)
-    if budget is not None:
-        client = client.with_budget(budget)
-    deliverer = Deliverer(runtime.store, client, runtime.config, clock=utcnow)
+    cortex: Cortex = client if budget is None else BudgetedCortex(client, budget)
+    deliverer = Deliverer(runtime.store, cortex, runtime.config, clock=utcnow)
     return Worker(
         runtime.store,
         deliverer,

@@ -1,4 +1,5 @@
-"""Decide DEPLOY or ROLLBACK from an entity's deploy history. Pure."""
+"""An entity's deploy history, as the core's DEPLOY-or-ROLLBACK rule reads it
+(bridge.record.core.type_of). Pure."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from bridge.mapping import key_of
-from bridge.model import DeployType
 from bridge.times import parse_timestamp
 
 
@@ -29,22 +29,6 @@ def same_sha(a: str, b: str) -> bool:
         return a == b
     short, full = sorted((a, b), key=len)
     return len(short) >= 7 and full.startswith(short)
-
-
-def detect_type(sha: str | None, at: datetime, history: Iterable[PastDeploy]) -> DeployType:
-    """ROLLBACK when ``sha`` was deployed before ``at`` and is not the latest deploy; else DEPLOY.
-
-    The history is ordered by the deploys' own times, not by arrival, so an event that
-    arrives late is judged against what had really happened before it.
-    """
-    if not sha:
-        return DeployType.DEPLOY
-    earlier = sorted((p for p in history if p.timestamp < at), key=lambda p: p.timestamp)
-    if not earlier or same_sha(earlier[-1].sha, sha):
-        return DeployType.DEPLOY
-    if any(same_sha(past.sha, sha) for past in earlier):
-        return DeployType.ROLLBACK
-    return DeployType.DEPLOY
 
 
 def past_deploys(

@@ -1,38 +1,77 @@
-"""The delivery worker: claim due events from the outbox, deliver them, settle each one.
+"""The relay's delivery: claim due events from the outbox, record each through the core,
+settle each one. The relay's face of the core lives here, whole: the worker, its lease, and
+the history it hands the core (the store's records, and what Cortex showed lately).
 
 Retries belong here, not in the HTTP client: a failed attempt is rescheduled with backoff
 (Cortex's Retry-After wins), so a worker is never stuck sleeping on one event, and a killed
 worker's events are taken up by another once their lease expires.
 
-A delivery takes effect once, however long it runs: each attempt runs under a lease that is
-renewed and checked before each write to Cortex (bridge/deliverer.py); a worker that lost it
-settles nothing, and the next owner resumes from the progress stored.
+A delivery takes effect once, however long it runs. The worker holding it renews its lease
+after each entity and before each write to Cortex, in the one statement that also checks it
+still holds it (the fence, :class:`Lease`); it stores each entity's result as soon as it is
+known, and marks a write as sending before it leaves. A worker that lost its lease (it stalled
+past it, and another worker took the event over) stops before its next write; the next owner
+resumes where it stopped, and looks for the record of a write whose answer was never stored
+before it makes another. What to do for each entity is the core's decision
+(bridge.record.core.record_one).
 
-Every replica's workers also share one request budget (:class:`SharedBudget`, kept in the
-database), drawn from before each request to Cortex, so that the fleet as a whole stays under
-Cortex's limit however many replicas run, and a 429 seen by one pauses them all.
+Every replica's workers draw on one request budget (bridge.cortex.budget: the client they are
+given wraps it), and a 429 seen by one pauses them all.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bridge.config import DeliverySettings
-from bridge.deliverer import Deliverer, Lease, LeaseLost
-from bridge.errors import CortexError, CortexRejected, CortexRetryable, CortexUnauthorized
+from bridge.config import Config, DeliverySettings
+from bridge.cortex.budget import SharedBudget
+from bridge.cortex.client import PAGE_SIZE, Cortex
+from bridge.errors import (
+    BridgeError,
+    CortexError,
+    CortexRejected,
+    CortexUnauthorized,
+)
+from bridge.model import DeployEvent, Status, event_from_dict
+from bridge.record.core import LOOKUP_WINDOW, Known, Listing, Policy, record_one, remove_doubles
 from bridge.redact import redact
 from bridge.retry import RetryPolicy
-from bridge.store import Delivery, Store, StoreError
-from bridge.store.bucket import DEFAULT_PAUSE_SECONDS
-from bridge.store.records import RecordWrite
+from bridge.rollback import PastDeploy, past_deploys
+from bridge.store import Delivery, Lookup, RecordWrite, Store
 
 log = logging.getLogger("bridge.worker")
+
+# The longest a fence may take before its renewal is not trusted, as a share of the lease: a
+# worker stopped (SIGSTOP, a long GC, a VM pause) inside the fence may have woken after its
+# lease ran out and another worker took the delivery over.
+TRUSTED_SHARE_OF_LEASE = 0.5
+# Renewals tried in a row before a worker whose database answers that slowly gives up the
+# delivery (it is taken up again once the lease has run out).
+RENEWALS = 3
+# How long a search of Cortex for an entity and environment serves the deploys of a backlog
+# that follow it: a record another face makes meanwhile is found by the check after a create
+# where faces are known to share the entity, else by the next search's removal of doubles or
+# the sweep when the backlog ends.
+LISTING_SECONDS = 30.0
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+DAY = timedelta(days=1)
+# The stamps (customData.bridge.recordedAt) of the records this process made, kept for their
+# updates (a lifecycle's end); one made before, or by another replica, is read from Cortex.
+KEPT_STAMPS = 10_000
+# The entity+environment pairs whose last search is kept (the least recently read goes).
+KEPT_LISTINGS = 1_000
+
+# What the outbox keeps for an entity whose write was sent but not answered yet: the next
+# attempt (this worker's, or another's after a takeover) looks for the record first.
+SENDING = {"action": "sending"}
 
 
 def next_delay(
@@ -60,77 +99,318 @@ def is_permanent(error: CortexError) -> bool:
     return isinstance(error, CortexRejected) and not isinstance(error, CortexUnauthorized)
 
 
-class SharedBudget:
-    """The fleet's budget of requests to Cortex, in the database; one per process."""
+class LeaseLost(BridgeError):
+    """Another worker holds the delivery now: this one must not write to Cortex again."""
+
+
+@dataclass
+class Lease:
+    """A worker's hold on one claimed delivery: renewed, and checked before each Cortex write.
+
+    ``writes``: the records made since the last renewal, stored with the next one.
+    """
+
+    store: Store
+    delivery: Delivery
+    owner: str
+    lease_seconds: float
+    clock: Callable[[], datetime]
+    monotonic: Callable[[], float] = time.monotonic
+    writes: list[RecordWrite] = field(default_factory=list)
+
+    def hold(self, results: dict[str, Any], *, sending: str | None = None) -> None:
+        """Renew the lease and store ``results`` with the records made since the last renewal;
+        raise LeaseLost when the lease is no longer held. ``sending``: the entity whose write
+        leaves next (the fence before a Cortex write), so kept as sending."""
+        if sending is not None:
+            results[sending] = SENDING
+        writes = self.writes[:]
+        self.writes.clear()
+        for _ in range(RENEWALS):
+            started = self.monotonic()
+            held = self.store.hold(
+                self.delivery.id,
+                owner=self.owner,
+                attempt=self.delivery.attempts,
+                results=results,
+                now=self.clock(),
+                lease_seconds=self.lease_seconds,
+                writes=writes,
+            )
+            writes = []  # kept by the first renewal
+            if not held:
+                raise LeaseLost(f"delivery {self.delivery.id}: lease lost to another worker")
+            if self.monotonic() - started < self.lease_seconds * TRUSTED_SHARE_OF_LEASE:
+                return
+            # Renewed, but so long ago that the renewal may have expired already: again.
+        raise LeaseLost(f"delivery {self.delivery.id}: the lease cannot be renewed in time")
+
+
+class RelayHistory:
+    """The relay's history for the core: records and deploy history in the store, and what
+    Cortex showed of each entity and environment lately.
+
+    What the core learns (a record made, updated, deleted) is not written at once but kept
+    in ``pending`` (the delivery's lease's writes) and stored with the delivery's progress, in
+    the same transaction: an entity's result and its record are kept together or not at all.
+
+    A deploy whose record the relay did not make itself is looked for in Cortex before one is
+    created (``seen``): one search per entity and environment serves the batch of deliveries
+    claimed together, and through a backlog (full batches, one after the other) the batches
+    that follow within LISTING_SECONDS, for deploys within LOOKUP_WINDOW of the first. When a
+    batch is not full, ``batch`` is counted on (the worker does): a search serves no later
+    batch, and the pairs in ``dirty`` (a search served later deploys, and records were made on
+    it) are swept for doubles another face made meanwhile.
+
+    The check after a create (``shared``) is made where Cortex showed records another face
+    made for the entity and environment, and once on a pair this process has not surveyed yet:
+    the relay cannot tell yet whether another face records it (a new process, another replica,
+    ``rollback.detect: false``), and one racing it unseen would leave a double behind.
+
+    The first time the relay meets an entity+environment, Cortex's own record of it is read
+    once for the rollback history (a new relay, a lost database, deploys made by other tools
+    before it): without this, redeploying an older sha there would be a DEPLOY. That read
+    surveys the pair.
+    """
 
     def __init__(
         self,
         store: Store,
-        per_minute: int,
+        cortex: Cortex,
         *,
         clock: Callable[[], datetime],
-        max_wait_seconds: float,
-        max_pause_seconds: float,
-        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.store = store
+        self.cortex = cortex
+        self.clock = clock
+        self.monotonic = monotonic
+        self.pending: list[RecordWrite] = []
+        self.looked: dict[str, Lookup] = {}  # by key: what was read for the delivery in hand
+        self.stamps: dict[str, str] = {}  # by key: when this process made the record
+        self.batch = 0  # counts the batches that ended a backlog (or were none)
+        self.delivery = 0  # counts deliveries: a search kept from an earlier one is reused
+        # By pair: the last search, the earliest event time it serves, when, for which
+        # delivery, in which batch.
+        self._seen: dict[tuple[str, str | None], tuple[Listing, datetime, float, int, int]] = {}
+        self._shared: set[tuple[str, str | None]] = set()
+        self._surveyed: set[tuple[str, str | None]] = set()
+        # By pair: the batch in which a search served later deploys than its own.
+        self._reused: dict[tuple[str, str | None], int] = {}
+        self.dirty: set[tuple[str, str | None]] = set()  # ... and records were made on it
+
+    def sweep(self) -> None:
+        """A backlog ended: read each entity+environment in ``dirty`` once more, and remove
+        the doubles another face made meanwhile."""
+        dirty, self.dirty = self.dirty, set()
+        for pair in sorted(dirty, key=str):
+            entity, environment = pair
+            kept = self._seen.get(pair)
+            if kept is None:
+                continue
+            since = max(kept[1], self.clock() - DAY)
+            try:
+                found = Listing(
+                    self.cortex.search_deploys(
+                        entity,
+                        environment=environment,
+                        after=since - 2 * LOOKUP_WINDOW,
+                        before=self.clock() + 2 * LOOKUP_WINDOW,
+                    )
+                )
+                remove_doubles(found, entity, self.cortex)
+            except CortexError as exc:  # the next search of the pair removes them instead
+                log.warning("sweep for doubles failed", extra={"entity": entity, "error": str(exc)})
+
+    def known(self, entity: str, key: str) -> Known | None:
+        """The record the relay made for this deploy."""
+        looked = self.looked.get(key)
+        record = looked.record if looked is not None else self.store.records.get(key)
+        if record is None:
+            return None
+        return Known(record.cortex_uuid, record.state, self.stamps.get(key, ""))
+
+    def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
+        """Cortex's records of the entity and environment around the event: the last search
+        when it is recent, of this batch or backlog, and covers the event, else a new one."""
+        pair = (entity, event.environment)
+        kept = self._seen.get(pair)
+        if kept is not None and not fresh and kept[4] == self.batch:
+            listing, since, at, read_for, _ = kept
+            covered = since <= event.timestamp <= self.clock() + LOOKUP_WINDOW
+            if covered and self.monotonic() - at <= LISTING_SECONDS:
+                if read_for != self.delivery:
+                    self._reused[pair] = self.batch
+                return listing
+        # One search: the pair's records from 2 LOOKUP_WINDOWs before the event to just after
+        # now, so that it covers the later deploys of a backlog too (the sweep reads alike).
+        listing = Listing(
+            self.cortex.search_deploys(
+                entity,
+                environment=event.environment,
+                after=event.timestamp - 2 * LOOKUP_WINDOW,
+                before=max(event.timestamp, self.clock()) + 2 * LOOKUP_WINDOW,
+            )
+        )
+        since = event.timestamp - LOOKUP_WINDOW
+        self._seen.pop(pair, None)  # the newest last: the oldest goes first past the bound
+        self._seen[pair] = (listing, since, self.monotonic(), self.delivery, self.batch)
+        while len(self._seen) > KEPT_LISTINGS:  # a first listing (past) may have added some
+            del self._seen[next(iter(self._seen))]
+        carried = set(listing.keyed)
+        if carried and carried - self.store.records.made(carried):
+            self._shared.add(pair)
+        return listing
+
+    def shared(self, entity: str, environment: str | None) -> bool:
+        """True where Cortex showed records another face made for this entity+environment,
+        and for the first create on a pair not surveyed yet (it is then)."""
+        pair = (entity, environment)
+        if pair in self._shared:
+            return True
+        if pair in self._surveyed:
+            return False
+        self._surveyed.add(pair)
+        return True
+
+    def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
+        """The store's history, seeded from Cortex's newest 1,000 deploys once (per entity and
+        environment, whatever they showed)."""
+        looked = self.store.records.lookup(key, entity=entity, environment=environment)
+        if looked.seeded:
+            self.looked[key] = looked
+            return looked.history
+        try:
+            deploys = list(self.cortex.iter_deploys(entity, max_pages=1))
+        except CortexUnauthorized:
+            raise  # the token: kept for later, like any request it refuses
+        except CortexRejected:
+            return []  # the create that follows says what is wrong with the entity
+        pair = (entity, environment)
+        found = past_deploys(deploys, environment, skip_key=key)
+        keyed = [(f"cortex:{past.sha}:{past.timestamp.isoformat()}", past) for past in found]
+        listing = Listing(deploys)
+        made = [(k, listing.known(k)) for k in sorted(listing.carried_keys())]
+        if made:
+            self._shared.add(pair)
+        self._surveyed.add(pair)
+        if len(deploys) < PAGE_SIZE:
+            # All the entity's deploys: they serve as the first look in Cortex too.
+            here = Listing(d for d in deploys if d.get("environment") == environment)
+            self._seen[pair] = (here, EPOCH, self.monotonic(), self.delivery, self.batch)
+        self.store.records.seed_history(
+            entity=entity,
+            environment=environment,
+            deploys=keyed,
+            made=[(k, m.uuid, m.state) for k, m in made if m is not None],
+            now=self.clock(),
+        )
+        return found
+
+    def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
+        """Keep the record; a deploy Cortex holds as succeeded enters the history with it."""
+        deployed = None
+        if state == Status.SUCCEEDED.value and event.sha:
+            deployed = (event.environment, PastDeploy(event.sha, event.timestamp))
+        self.pending.append(RecordWrite(key, entity, uuid, state, deployed))
+        pair = (entity, event.environment)
+        kept = self._seen.get(pair)
+        if kept is not None and key not in kept[0].keyed:
+            kept[0].add(
+                {"uuid": uuid, "customData": {"status": state, "bridge": {"idempotencyKey": key}}}
+            )
+            if self._reused.get(pair) == self.batch:  # on a search read for earlier deploys
+                self.dirty.add(pair)
+
+    def forget(self, key: str) -> None:
+        """The record was deleted in Cortex."""
+        self.pending.append(RecordWrite(key, entity="", uuid=None))
+        self.stamps.pop(key, None)
+
+
+@dataclass
+class Attempt:
+    """The outcome of one delivery attempt: per-entity results, and the error that stopped it."""
+
+    results: dict[str, Any] = field(default_factory=dict)
+    error: CortexError | None = None
+    writes: list[RecordWrite] = field(default_factory=list)  # to store with the outcome
+
+
+class Deliverer:
+    """Carries stored events to Cortex through the core, one entity at a time."""
+
+    def __init__(
+        self, store: Store, client: Cortex, config: Config, *, clock: Callable[[], datetime]
     ) -> None:
         self.store = store
-        self.per_minute = per_minute
-        self.clock = clock
-        self.max_wait = max_wait_seconds
-        self.max_pause = max_pause_seconds
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._paused_until: datetime | None = None  # the latest pause this process heard of
+        self.client = client
+        self.history = RelayHistory(store, client, clock=clock)
+        self.policy = Policy.of(config.record)
+        self.rollback = config.rollback.detect
 
-    def before_request(self) -> None:
-        """Wait for this request's turn in the fleet; raise CortexRetryable if that is far off.
+    def deliver(
+        self, payload: Mapping[str, Any], results: Mapping[str, Any], *, lease: Lease
+    ) -> Attempt:
+        """Deliver to every entity not yet done; stop at the first retryable Cortex error.
 
-        Giving the attempt up, rather than sleeping through a long pause, hands the event back
-        before its lease runs out, so another worker never takes it over while this one waits.
+        Each write is fenced by the ``lease`` and each entity's result is stored (with the
+        records it made) as soon as it is known, so a worker that lost the delivery stops
+        (LeaseLost) and the next one carries on from there. The caller settles the attempt,
+        storing its ``writes`` with the outcome.
         """
-        while True:
-            draw = self.store.budget.draw(now=self.clock(), per_minute=self.per_minute)
-            self._heard(draw.paused_until)
-            if draw.wait_seconds <= 0:
-                return
-            if draw.wait_seconds > self.max_wait:
-                raise CortexRetryable(
-                    f"over the shared budget of {self.per_minute} cortex requests/min "
-                    f"(cortex.requests_per_minute): next turn in {draw.wait_seconds:.1f}s",
-                    retry_after=draw.wait_seconds,
+        event, entities = event_from_dict(payload["event"]), payload["entities"]
+        attempt = Attempt(results=dict(results))
+        history = self.history
+        history.delivery += 1  # nothing read for the last delivery is taken for this one
+        history.looked.clear()
+        history.pending = lease.writes
+        for n, entity in enumerate(entities, start=1):
+            before = attempt.results.get(entity)
+            if isinstance(before, dict) and before.get("action") not in (None, "sending"):
+                continue  # done: only a write sent and not answered is looked for again
+            try:
+                done = record_one(
+                    event,
+                    entity,
+                    history=history,
+                    cortex=self.client,
+                    policy=self.policy,
+                    rollback=self.rollback,
+                    fence=functools.partial(lease.hold, attempt.results, sending=entity),
+                    unclear=before is not None,
+                    clock=history.clock,
                 )
-            self._sleep(draw.wait_seconds)
-            # A 429 elsewhere may have paused the fleet while this one waited its turn: then
-            # queue again behind the pause instead of sending into it.
-            paused_until = self.store.budget.paused_until()
-            self._heard(paused_until)
-            if paused_until is None or paused_until <= self.clock():
-                return
+            except CortexError as exc:
+                if not getattr(exc, "unclear", False):
+                    _restore(attempt.results, entity, before)  # Cortex did nothing
+                # One entity's rejection does not hold back the others; an outage does.
+                attempt.error = attempt.error or exc
+                if exc.retryable:
+                    attempt.error = exc
+                    break
+                continue
+            if done.stamp:
+                history.stamps[done.key] = done.stamp
+                if len(history.stamps) > KEPT_STAMPS:
+                    del history.stamps[next(iter(history.stamps))]
+            shown = (("uuid", done.uuid), ("type", done.type and done.type.value))
+            attempt.results[entity] = {
+                "action": done.action,
+                **{k: v for k, v in (*shown, ("reason", done.reason)) if v},
+            }
+            if n < len(entities):
+                # The last entity's result is stored by the settle that follows at once.
+                lease.hold(attempt.results)
+        attempt.writes = lease.writes[:]
+        return attempt
 
-    def rate_limited(self, retry_after: float | None) -> None:
-        """Cortex answered 429: pause every replica until its Retry-After has passed."""
-        seconds = DEFAULT_PAUSE_SECONDS if retry_after is None else retry_after
-        until = self.clock() + timedelta(seconds=min(max(seconds, 0.0), self.max_pause))
-        self._heard(until)
-        try:
-            self.store.budget.pause(until=until)
-        except StoreError as exc:
-            # This process still pauses, and the 429 is still handled as a retry; only the
-            # other replicas go on until Cortex tells them too.
-            log.warning("could not share the pause", extra={"error": str(exc)})
-            return
-        log.warning("cortex rate limit: every worker pauses", extra={"until": until.isoformat()})
 
-    def pause_left(self) -> float:
-        """Seconds until the latest pause this process knows of ends; 0 when there is none."""
-        with self._lock:
-            until = self._paused_until
-        return 0.0 if until is None else max((until - self.clock()).total_seconds(), 0.0)
-
-    def _heard(self, until: datetime | None) -> None:
-        with self._lock:
-            if until is not None and (self._paused_until is None or until > self._paused_until):
-                self._paused_until = until
+def _restore(results: dict[str, Any], entity: str, before: Any) -> None:
+    if before is None:
+        results.pop(entity, None)
+    else:
+        results[entity] = before
 
 
 class Worker:
@@ -172,8 +452,17 @@ class Worker:
             limit=self.batch,
         )
         for delivery in claimed:
-            self.handle(delivery)
-        self.deliverer.batch_done(backlog=len(claimed) >= self.batch)
+            outcome = self.handle(delivery)
+            if outcome != "lost" and self.on_settled is not None:
+                age = (self.clock() - delivery.received_at).total_seconds()
+                self.on_settled(delivery, outcome, age)
+        if len(claimed) < self.batch:
+            # No backlog (any more): Cortex's answers serve no later batch, and the searches
+            # that served later deploys of a backlog are read again for doubles.
+            history = self.deliverer.history
+            history.batch += 1
+            if history.dirty:
+                history.sweep()
         return len(claimed)
 
     def handle(self, delivery: Delivery) -> str:
@@ -185,8 +474,13 @@ class Worker:
         on from the progress stored, and this one settles nothing.
         """
         context = {"delivery": delivery.id, "source": delivery.source, "event": delivery.event_name}
-        given_up = self._give_up_before(delivery, self.clock())
-        if given_up:
+        # Not attempted at all when out of attempts (earlier ones died) or of time.
+        age = (self.clock() - delivery.received_at).total_seconds()
+        if 0 < self.settings.max_attempts < delivery.attempts:
+            given_up = f"gave up after {delivery.attempts - 1} attempts that never finished"
+            return self._dead(delivery, given_up, delivery.results, context)
+        if age >= self.settings.dead_letter_after_seconds:
+            given_up = f"{delivery.last_error or 'not delivered'} (gave up after {age:.0f}s)"
             return self._dead(delivery, given_up, delivery.results, context)
         lease = Lease(
             self.store,
@@ -214,7 +508,7 @@ class Worker:
             ):
                 return self._lost(context)
             log.info("delivered", extra={**context, "results": attempt.results})
-            return self._settled(delivery, "delivered", now)
+            return "delivered"
         shown = redact(str(error), self.secrets)
         age = (now - delivery.received_at).total_seconds()
         out_of_time = age >= self.settings.dead_letter_after_seconds
@@ -233,21 +527,11 @@ class Worker:
         ):
             return self._lost(context)
         log.warning("will retry", extra={**context, "error": shown, "delay": delay})
-        return self._settled(delivery, "retrying", now)
+        return "retrying"
 
     def _lost(self, context: dict[str, Any]) -> str:
         log.warning("lease lost before settling: another worker carries on", extra=context)
         return "lost"
-
-    def _give_up_before(self, delivery: Delivery, now: datetime) -> str | None:
-        """Why not to attempt at all: out of attempts (earlier ones died), or of time."""
-        limit = self.settings.max_attempts
-        if 0 < limit < delivery.attempts:
-            return f"gave up after {delivery.attempts - 1} attempts that never finished"
-        age = (now - delivery.received_at).total_seconds()
-        if age >= self.settings.dead_letter_after_seconds:
-            return f"{delivery.last_error or 'not delivered'} (gave up after {age:.0f}s)"
-        return None
 
     def _dead(
         self,
@@ -265,12 +549,7 @@ class Worker:
         ):
             return self._lost(context)
         log.error("dead-lettered", extra={**context, "error": error})
-        return self._settled(delivery, "dead", now)
-
-    def _settled(self, delivery: Delivery, outcome: str, now: datetime) -> str:
-        if self.on_settled is not None:
-            self.on_settled(delivery, outcome, (now - delivery.received_at).total_seconds())
-        return outcome
+        return "dead"
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until ``stop`` is set; sleep when idle until woken or the poll interval."""

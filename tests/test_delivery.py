@@ -16,12 +16,11 @@ import pytest
 from bridge.app import Runtime
 from bridge.config import parse_config
 from bridge.cortex import CortexClient
-from bridge.deliverer import Deliverer
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import key_of
 from bridge.model import Status
 from bridge.record.core import Action, Known, Policy, decide, ignore_reason
-from bridge.worker import Worker
+from bridge.worker import Deliverer, Worker
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import ADMIN_TOKEN, client_for, github_post, gitlab_post, runtime_on
 

@@ -18,13 +18,12 @@ import pytest
 from bridge.cli import main
 from bridge.config import parse_config
 from bridge.cortex import CortexClient
-from bridge.deliverer import Deliverer
 from bridge.fakecortex import FakeCortex
 from bridge.mapping import key_of
 from bridge.sources import parse_event
 from bridge.sync.engine import Options, Reconciler, Verdict
 from bridge.sync.reader import Found, Window
-from bridge.worker import Worker
+from bridge.worker import Deliverer, Worker
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import client_for, github_post, gitlab_post, runtime_on
 
@@ -34,11 +33,17 @@ NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)
 class Relay:
     """A receiver and one worker on one database, talking to the stand-in Cortex."""
 
-    def __init__(self, db_url: str, cortex: FakeCortex, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        cortex: FakeCortex,
+        config: dict[str, Any],
+        client: CortexClient | None = None,
+    ) -> None:
         full = {"cortex": {"url": cortex.url, "timeout_seconds": 5}, **config}
         self.runtime = runtime_on(db_url, full, clock=lambda: NOW)
         self.http = client_for(self.runtime)
-        self.client = CortexClient(cortex.url, TOKEN, timeout=5)
+        self.client = client or CortexClient(cortex.url, TOKEN, timeout=5)
         deliverer = Deliverer(
             self.runtime.store, self.client, self.runtime.config, clock=lambda: NOW
         )
@@ -188,6 +193,75 @@ def test_lifecycle_start_step_and_end_are_one_record(db_url: str, cortex: FakeCo
     assert {d["customData"]["status"] for d in cortex.all_deploys()} == {"succeeded"}
 
 
+@pytest.mark.parametrize("restarted", [False, True], ids=["same-process", "restarted"])
+def test_the_relay_updating_its_own_record_keeps_when_it_was_made(
+    db_url: str, cortex: FakeCortex, restarted: bool
+) -> None:
+    # Lifecycle: the start creates the record, the end updates it. customData.bridge.recordedAt
+    # decides the newer of two records with one key, so the update keeps it; a relay that did
+    # not make the record itself (restarted, another replica) reads it from Cortex.
+    ended = deploy(1)
+    started = copy.deepcopy(ended)
+    started["deployment_status"]["state"] = "in_progress"
+    relay = Relay(db_url, cortex, {"record": {"mode": "lifecycle"}})
+    try:
+        webhook(relay, started)
+        (made,) = cortex.all_deploys()
+        stamp = made["customData"]["bridge"]["recordedAt"]
+        if restarted:
+            relay.close()
+            relay = Relay(db_url, cortex, {"record": {"mode": "lifecycle"}})
+        webhook(relay, ended)
+    finally:
+        relay.close()
+    (updated,) = cortex.all_deploys()
+    assert updated["uuid"] == made["uuid"]
+    assert updated["customData"]["status"] == "succeeded"
+    assert updated["customData"]["bridge"]["recordedAt"] == stamp
+
+
+class ActionDuringCreate(CortexClient):
+    """The relay's client: the Action step runs whole (its look, create and check) while the
+    relay's first create is on its way, after the relay's own look showed nothing."""
+
+    def __init__(self, cortex: FakeCortex, doc: dict[str, Any]) -> None:
+        super().__init__(cortex.url, TOKEN, timeout=5)
+        self.cortex, self.doc, self.raced = cortex, doc, False
+
+    def create_deploy(self, entity: str, body: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        if not self.raced:
+            self.raced = True
+            action(self.doc, self.cortex)
+        return super().create_deploy(entity, body, **kw)
+
+
+@pytest.mark.parametrize("rollback", [True, False], ids=["rollback", "no-rollback"])
+def test_a_race_with_a_face_the_relay_has_not_seen_yet_leaves_one_record(
+    db_url: str, cortex: FakeCortex, rollback: bool
+) -> None:
+    # The Action's check after its create ran before the relay's create landed: only the relay
+    # can see both. It has never seen the Action's records on this entity (none yet, or only
+    # beyond its search), so it does not know another face records it: it checks after its
+    # first create on the pair (rollback: after its look at the stored history, not Cortex).
+    doc = deploy(1)
+    if rollback:  # the relay already holds the pair's history: it reads nothing from Cortex
+        warm = Relay(db_url, cortex, {})
+        try:
+            webhook(warm, deploy(0))
+        finally:
+            warm.close()
+    relay = Relay(
+        db_url, cortex, {"rollback": {"detect": rollback}}, ActionDuringCreate(cortex, doc)
+    )
+    try:
+        webhook(relay, doc)
+    finally:
+        relay.close()
+    assert relay.client.raced  # type: ignore[attr-defined]
+    one_each(cortex, 2 if rollback else 1)
+    assert len(cortex.requests_to("DELETE")) == 1
+
+
 # -- GitLab: `send` in the deploy job, and the project's Deployment Hook ----------------------
 
 
@@ -243,10 +317,12 @@ def test_two_faces_at_once_against_a_slow_cortex(db_url: str) -> None:
         finally:
             relay.close()
         one_each(slow, 1)
-        # Both did create (neither could see the other's record first); the Action's check
-        # after its create found two and deleted the newer.
+        # Both did create (neither could see the other's record first). Both check after
+        # (the relay's first create on a pair it has not surveyed): whichever found two
+        # deleted the newer, the same record for both (a second delete of it is a 404).
         assert len(slow.requests_to("POST")) == 2
-        assert len(slow.requests_to("DELETE")) == 1
+        deleted = {r.path for r in slow.requests_to("DELETE")}
+        assert len(deleted) == 1
         assert slow.violations == []
 
 

@@ -24,9 +24,8 @@ import pytest
 from benchmarks.chaos import Report, Spec, run, summary
 from bridge.app import utcnow
 from bridge.cortex import CortexClient
-from bridge.deliverer import Deliverer
 from bridge.fakecortex import FakeCortex, Fault
-from bridge.worker import Worker
+from bridge.worker import Deliverer, Worker
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import client_for, github_post, make_runtime
 

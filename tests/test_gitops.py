@@ -21,7 +21,6 @@ import pytest
 from bridge.cli import main
 from bridge.config import parse_config, route
 from bridge.cortex import CortexClient
-from bridge.deliverer import Deliverer
 from bridge.errors import MalformedEvent, SignatureError, UnsupportedEvent
 from bridge.fakecortex import FakeCortex
 from bridge.model import DeployEvent, DeployType, Status, bounded
@@ -30,7 +29,7 @@ from bridge.sources import parse_event
 from bridge.sources.flux import event_name
 from bridge.sources.gitops import git_sha
 from bridge.webhooks import verify_bearer, verify_flux
-from bridge.worker import Worker
+from bridge.worker import Deliverer, Worker
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import (
     ARGOCD_TOKEN,

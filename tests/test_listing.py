@@ -1,4 +1,4 @@
-"""The core's reading of Cortex's records (bridge.record.listing): pure, no I/O."""
+"""The core's reading of Cortex's records (bridge.record.core): pure, no I/O."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bridge.model import DeployEvent, DeployRef, Status
-from bridge.record.listing import Listing
+from bridge.record.core import Listing
 
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 SHA = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"

@@ -19,7 +19,8 @@ from bridge.model import (
     event_from_dict,
     event_to_dict,
 )
-from bridge.rollback import PastDeploy, detect_type, same_sha
+from bridge.record.core import type_of
+from bridge.rollback import PastDeploy, same_sha
 from bridge.times import format_timestamp, parse_timestamp
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
@@ -99,6 +100,22 @@ def test_timestamps_end_as_utc(text: str, expected: str) -> None:
 def test_bad_timestamps_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_timestamp(text)
+
+
+class Past:
+    """A history that holds ``deploys`` for any entity and environment."""
+
+    def __init__(self, deploys: list[PastDeploy]) -> None:
+        self.deploys = deploys
+
+    def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
+        return self.deploys
+
+
+def detect_type(sha: str, at: datetime, past: list[PastDeploy]) -> DeployType:
+    """The core's type of a deploy of ``sha`` at ``at`` (its type auto) after ``past``."""
+    made = make(sha=sha, timestamp=at, type=None)
+    return type_of(made, "svc", "key", Past(past), rollback=True)  # type: ignore[arg-type]
 
 
 def history(*shas: str) -> list[PastDeploy]:

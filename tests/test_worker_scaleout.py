@@ -20,6 +20,7 @@ import pytest
 from bridge.app import Runtime
 from bridge.config import Route, parse_config
 from bridge.cortex import CortexClient
+from bridge.cortex.budget import SharedBudget
 from bridge.errors import CortexRetryable
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import deploy_key, key_of
@@ -27,7 +28,7 @@ from bridge.model import DeployEvent, DeployRef, Status
 from bridge.record.core import to_payload
 from bridge.relay import BATCH, make_budget, make_worker, wake_on_notify
 from bridge.store import DELIVERED, Listener, Store, bucket
-from bridge.worker import SharedBudget, start_in_thread
+from bridge.worker import start_in_thread
 from tests.conftest import TOKEN, wait_until
 from tests.databases import NO_PG, PG_URL, database_url
 

@@ -17,6 +17,7 @@ from bridge.urls import CORTEX_URL
 if TYPE_CHECKING:
     from bridge.config import Config
     from bridge.cortex import CortexClient
+    from bridge.cortex.client import Cortex
     from bridge.store import Store
     from bridge.sync.api import ApiClient
     from bridge.sync.reader import Reader, Window
@@ -237,7 +238,7 @@ def _run(
     from bridge.sync.report import ProgressLine, Report, shown
     from bridge.times import format_timestamp
 
-    client = _share_budget(client, store, config)
+    cortex = _share_budget(client, store, config)
     options = Options(
         dry_run=args.dry_run,
         environment=args.environment,
@@ -246,7 +247,7 @@ def _run(
         repair=args.repair,
     )
     reconciler = Reconciler(
-        config, client, store=store, clock=lambda: datetime.now(timezone.utc), options=options
+        config, cortex, store=store, clock=lambda: datetime.now(timezone.utc), options=options
     )
     report = Report(sys.stdout, json=args.output == "json", secrets=secrets)
     progress = ProgressLine(sys.stderr, reconciler.tally, requests=requests, secrets=secrets)
@@ -344,11 +345,11 @@ def _store(config: Config) -> Store:
     return Store.from_url(config.database)
 
 
-def _share_budget(client: CortexClient, store: Store, config: Config) -> CortexClient:
+def _share_budget(client: CortexClient, store: Store, config: Config) -> Cortex:
     """``client`` drawing each request from the budget the relay's workers share."""
     if not config.cortex.requests_per_minute:
         return client
-    from bridge.worker import SharedBudget
+    from bridge.cortex.budget import BudgetedCortex, SharedBudget
 
     budget = SharedBudget(
         store,
@@ -358,4 +359,4 @@ def _share_budget(client: CortexClient, store: Store, config: Config) -> CortexC
         max_wait_seconds=config.delivery.backoff_max_seconds,
         max_pause_seconds=config.delivery.backoff_max_seconds,
     )
-    return client.with_budget(budget)
+    return BudgetedCortex(client, budget)

@@ -1,4 +1,6 @@
-"""Decipher Cortex's answers into values or errors. Pure: no I/O, no logging."""
+"""What Cortex's unsuccessful answers mean: the error classes, classified once. Pure: no I/O.
+
+A 2xx answer's JSON is the client's to read (bridge/cortex/client.py)."""
 
 from __future__ import annotations
 
@@ -95,28 +97,3 @@ def error_for(
     if status in UNAUTHORIZED:
         return CortexUnauthorized(message, status=status, body=body)
     return CortexRejected(message, status=status, body=body)
-
-
-def deploy_of(response: Response) -> dict[str, Any]:
-    """The deploy record of a 2xx answer to a create or update; it must carry a uuid."""
-    data = decode_json(response)
-    if not isinstance(data, dict) or not isinstance(data.get("uuid"), str):
-        raise CortexRejected(
-            f"cortex answered {response.status} without a deploy uuid",
-            status=response.status,
-            body=response.body.decode("utf-8", "replace")[:2000],
-        )
-    return data
-
-
-def page_of(response: Response) -> tuple[list[dict[str, Any]], int]:
-    """The deploys of one list or search page, and the total number of pages."""
-    data = decode_json(response)
-    if not isinstance(data, dict) or not isinstance(data.get("deployments"), list):
-        raise CortexRejected(
-            "cortex answered a deploy listing that is not a page of deployments",
-            status=response.status,
-        )
-    deploys = [item for item in data["deployments"] if isinstance(item, dict)]
-    pages = data.get("totalPages")
-    return deploys, pages if isinstance(pages, int) else 1

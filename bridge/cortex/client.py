@@ -26,16 +26,6 @@ USER_AGENT = (
 PAGE_SIZE = 1000  # the API's maximum; fewer requests against the ~1000/min budget
 
 
-class Budget(Protocol):
-    """A share of Cortex's request limit that the client draws on (the relay's fleet budget)."""
-
-    def before_request(self) -> None:
-        """Wait for this request's turn; raise CortexRetryable to give the attempt up."""
-
-    def rate_limited(self, retry_after: float | None) -> None:
-        """Cortex answered 429: hold back, for ``retry_after`` seconds when it said."""
-
-
 class Transport(Protocol):
     """What the client sends requests over (bridge.cortex.transport.HttpTransport)."""
 
@@ -49,17 +39,61 @@ class Transport(Protocol):
 
 
 # The guard a write runs right before its request leaves (the relay's lease check): it
-# raises to stop the write. Called after any wait for the budget, so no wait sits between
-# the check and the request.
+# raises to stop the write. A budget wrapping the client (bridge.cortex.budget) waits before
+# the client runs it, so no wait sits between the check and the request.
 Guard = Callable[[], None]
+DEPLOYS = "/api/v1/catalog/{}/deploys"  # an entity's deploys, by tag or id (quoted)
+
+
+class Cortex(Protocol):
+    """What the faces call: :class:`CortexClient`, or one wrapping it (BudgetedCortex)."""
+
+    base_url: str
+
+    def create_deploy(
+        self, entity: str, body: dict[str, Any], *, guard: Guard | None = None
+    ) -> dict[str, Any]:
+        """POST a deploy."""
+
+    def update_deploy(
+        self, entity: str, uuid: str, body: dict[str, Any], *, guard: Guard | None = None
+    ) -> dict[str, Any]:
+        """PUT the deploy ``uuid``."""
+
+    def delete_deploy(self, entity: str, uuid: str, *, guard: Guard | None = None) -> None:
+        """DELETE the deploy ``uuid``."""
+
+    def check_access(self) -> None:
+        """One cheap authenticated read."""
+
+    def iter_deploys(self, entity: str, *, max_pages: int = 10) -> Iterator[dict[str, Any]]:
+        """Every deploy Cortex holds for ``entity``."""
+
+    def search_deploys(
+        self, entity: str, *, environment: str | None, after: datetime, before: datetime
+    ) -> Iterator[dict[str, Any]]:
+        """The deploys of ``entity`` to ``environment`` timed within [after, before]."""
+
+    def find_deploy(
+        self,
+        entity: str,
+        key: str,
+        *,
+        near: datetime | None = None,
+        window: timedelta = timedelta(seconds=2),
+    ) -> dict[str, Any] | None:
+        """The deploy of ``entity`` carrying idempotency ``key``."""
+
+    def close(self) -> None:
+        """Release the connection."""
 
 
 class CortexClient:
     """Talk to Cortex with bearer auth and timeouts: one attempt per call, never a retry.
 
     Retrying is its callers' business (the relay's outbox; the Action's and ``send``'s loop in
-    bridge.record.retrying), and so is deciding whether a deploy must be looked for first. A
-    ``budget``, when given, is drawn on before every request and told of every 429.
+    bridge.record.retrying), and so is deciding whether a deploy must be looked for first; a
+    shared request budget wraps the client (bridge.cortex.budget.BudgetedCortex).
     """
 
     def __init__(
@@ -71,18 +105,12 @@ class CortexClient:
         connect_timeout: float = 5.0,
         proxy: str | None = None,
         transport: Transport | None = None,
-        budget: Budget | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
-        self._budget = budget
         self._transport: Transport = transport or HttpTransport(
             self.base_url, connect_timeout=connect_timeout, read_timeout=timeout, proxy=proxy
         )
-
-    def with_budget(self, budget: Budget) -> CortexClient:
-        """A client like this one (same connection) that draws on ``budget``."""
-        return CortexClient(self.base_url, self._token, transport=self._transport, budget=budget)
 
     def __repr__(self) -> str:  # never show the token
         return f"CortexClient({self.base_url!r})"
@@ -103,19 +131,21 @@ class CortexClient:
         self, entity: str, body: dict[str, Any], *, guard: Guard | None = None
     ) -> dict[str, Any]:
         """POST a deploy (not idempotent: after an unclear failure, look before repeating)."""
-        response = self._send("POST", _deploys_path(entity), entity=entity, body=body, guard=guard)
-        return answers.deploy_of(response)
+        path = DEPLOYS.format(quote(entity, safe=""))
+        made: dict[str, Any] = self._send("POST", path, entity=entity, body=body, guard=guard)
+        return made
 
     def update_deploy(
         self, entity: str, uuid: str, body: dict[str, Any], *, guard: Guard | None = None
     ) -> dict[str, Any]:
         """PUT the deploy ``uuid`` (idempotent: safe to repeat)."""
-        path = f"{_deploys_path(entity)}/{quote(uuid, safe='')}"
-        return answers.deploy_of(self._send("PUT", path, entity=entity, body=body, guard=guard))
+        path = f"{DEPLOYS.format(quote(entity, safe=''))}/{quote(uuid, safe='')}"
+        made: dict[str, Any] = self._send("PUT", path, entity=entity, body=body, guard=guard)
+        return made
 
     def delete_deploy(self, entity: str, uuid: str, *, guard: Guard | None = None) -> None:
         """DELETE the deploy ``uuid``; one already gone counts as deleted."""
-        path = f"{_deploys_path(entity)}/{quote(uuid, safe='')}"
+        path = f"{DEPLOYS.format(quote(entity, safe=''))}/{quote(uuid, safe='')}"
         try:
             self._send("DELETE", path, entity=None, guard=guard)
         except CortexRejected as exc:
@@ -132,7 +162,8 @@ class CortexClient:
 
     def iter_deploys(self, entity: str, *, max_pages: int = 10) -> Iterator[dict[str, Any]]:
         """Every deploy Cortex holds for ``entity``, page by page (at most ``max_pages``)."""
-        yield from self._paged(_deploys_path(entity), {}, entity=entity, max_pages=max_pages)
+        path = DEPLOYS.format(quote(entity, safe=""))
+        yield from self._paged(path, {}, entity=entity, max_pages=max_pages)
 
     def search_deploys(
         self,
@@ -210,9 +241,15 @@ class CortexClient:
         """The deploys of a listing or a search, a page at a time."""
         for page in range(max_pages):
             query = urlencode({**params, "page": page, "pageSize": PAGE_SIZE})
-            deploys, pages = answers.page_of(self._send("GET", f"{path}?{query}", entity=entity))
+            data = self._send("GET", f"{path}?{query}", entity=entity)
+            if not isinstance(data, dict) or not isinstance(data.get("deployments"), list):
+                raise CortexRejected(
+                    "cortex answered a deploy listing that is not a page of deployments"
+                )
+            deploys = [item for item in data["deployments"] if isinstance(item, dict)]
             yield from deploys
-            if page + 1 >= pages or not deploys:
+            pages = data.get("totalPages")
+            if page + 1 >= (pages if isinstance(pages, int) else 1) or not deploys:
                 return
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -225,7 +262,10 @@ class CortexClient:
         entity: str | None = None,
         body: Any = None,
         guard: Guard | None = None,
-    ) -> Response:
+    ) -> Any:
+        """One request; the JSON of a 2xx answer (None when it has none), else the error it
+        means (bridge.cortex.answers). A write (one with a ``body``, a create or an update)
+        is answered with the deploy record, which must carry a uuid."""
         headers = {
             "Authorization": f"Bearer {self._token}",
             "Accept": "application/json",
@@ -235,8 +275,6 @@ class CortexClient:
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
-        if self._budget is not None:
-            self._budget.before_request()
         if guard is not None:
             guard()
         try:
@@ -245,13 +283,20 @@ class CortexClient:
             raise CortexRetryable(
                 f"cortex at {self.base_url} unreachable: {exc}", unclear=exc.unclear
             ) from exc
-        if 200 <= response.status < 300:
-            return response
-        # Cortex's error text may echo what it was sent, the token included.
-        error = answers.error_for(response, entity=entity, secrets=(self._token,))
-        if response.status == 429 and self._budget is not None:
-            self._budget.rate_limited(error.retry_after)
-        raise error
+        if not 200 <= response.status < 300:
+            # Cortex's error text may echo what it was sent, the token included.
+            raise answers.error_for(response, entity=entity, secrets=(self._token,))
+        try:
+            data = json.loads(response.body) if response.body else None
+        except ValueError:
+            data = None
+        if body is not None and not (isinstance(data, dict) and isinstance(data.get("uuid"), str)):
+            raise CortexRejected(
+                f"cortex answered {response.status} without a deploy uuid",
+                status=response.status,
+                body=response.body.decode("utf-8", "replace")[:2000],
+            )
+        return data
 
 
 def _within(deploy: Mapping[str, Any], after: datetime, before: datetime) -> bool:
@@ -261,7 +306,3 @@ def _within(deploy: Mapping[str, Any], after: datetime, before: datetime) -> boo
     except ValueError:
         return False
     return moment is not None and after <= moment <= before
-
-
-def _deploys_path(entity: str) -> str:
-    return f"/api/v1/catalog/{quote(entity, safe='')}/deploys"

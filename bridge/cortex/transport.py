@@ -57,8 +57,6 @@ class HttpTransport:
         self._conn: http.client.HTTPConnection | None = None
 
     def _connect(self) -> http.client.HTTPConnection:
-        if self._conn is not None:
-            return self._conn
         host, port = self.host, self.port
         if self.proxy is not None and self.proxy.hostname:
             host, port = self.proxy.hostname, self.proxy.port or 8080
@@ -96,7 +94,7 @@ class HttpTransport:
         self, method: str, path: str, *, headers: dict[str, str], body: bytes | None = None
     ) -> Response:
         """Send one request and read the whole answer."""
-        conn = self._connect()
+        conn = self._conn or self._connect()
         try:
             conn.request(method, self.base_path + path, body=body, headers=headers)
             answer = conn.getresponse()

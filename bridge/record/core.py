@@ -1,10 +1,12 @@
 """THE core: record one deploy on one entity, deciding create, update, delete or skip once.
 
-Every face calls :func:`record_one`: the relay's worker (bridge/deliverer.py, with the store as
+Every face calls :func:`record_one`: the relay's worker (bridge/worker.py, with the store as
 its history and its lease as the fence), the Action and ``send``, ``sync`` and the periodic
 reconcile (through bridge/record/retrying.py, with Cortex's own listing as the history).
 ``decide`` is the recording policy (final or lifecycle mode, failures or not), stated once;
-the receiver asks it too (``ignore_reason``) before it stores an event.
+the receiver asks it too (``ignore_reason``) before it stores an event. :class:`Listing` is
+how every face reads what Cortex holds for one entity (pure), and ``type_of`` the deploy's
+type (DEPLOY or ROLLBACK from the history).
 
 How the faces converge on one record per deploy and entity, stated here once:
 
@@ -21,17 +23,17 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bridge.cortex import CortexClient
-from bridge.mapping import build_deploy_request, idempotency_key
+from bridge.cortex.client import Cortex
+from bridge.mapping import build_deploy_request, idempotency_key, key_of
 from bridge.model import DeployEvent, DeployType, Status, event_from_dict, event_to_dict
-from bridge.record.listing import Double, Known, Listing
-from bridge.rollback import PastDeploy, detect_type
-from bridge.times import format_timestamp
+from bridge.rollback import PastDeploy, same_sha
+from bridge.times import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:  # the Action's path must not load the config (and YAML) to record
     from bridge.config import Config, RecordSettings, Route
@@ -114,6 +116,153 @@ def _ignore_reason(status: Status, record: RecordSettings) -> str | None:
     return None
 
 
+# -- what Cortex holds for one entity (pure) ---------------------------------------------
+#
+# Every face reads it the same way: a record carrying the bridge's idempotency key is that
+# deploy's record, whichever face made it; a record without a key of the same sha and
+# environment, near in time, is another tool's record of the deploy (the keyless match); two
+# records with one key are a double, and the newer goes (Listing.doubles). Only records that
+# carry the key are ever counted as doubles: another tool's records are never deleted.
+
+
+@dataclass(frozen=True)
+class Known:
+    """What is known of one deploy's record in Cortex: its uuid, the status it holds, and when
+    a face made it (``customData.bridge.recordedAt``, '' when unknown: an update keeps it)."""
+
+    uuid: str
+    state: str
+    stamp: str = ""
+
+
+@dataclass(frozen=True)
+class Double:
+    """A deploy Cortex holds more than once under one key: the one kept, the ones to delete."""
+
+    key: str
+    keep: str
+    delete: tuple[str, ...]
+
+
+def status_of(deploy: Mapping[str, Any]) -> str:
+    """The status a Cortex deploy record holds; one made without one counts as succeeded."""
+    custom = deploy.get("customData")
+    status = custom.get("status") if isinstance(custom, dict) else None
+    known = {s.value for s in Status}
+    return status if isinstance(status, str) and status in known else Status.SUCCEEDED.value
+
+
+def recorded_at(deploy: Mapping[str, Any]) -> str:
+    """When a face made the record (``customData.bridge.recordedAt``), '' if it does not say."""
+    custom = deploy.get("customData")
+    bridge = custom.get("bridge") if isinstance(custom, dict) else None
+    stamp = bridge.get("recordedAt") if isinstance(bridge, dict) else None
+    return stamp if isinstance(stamp, str) else ""
+
+
+def _age(deploy: Mapping[str, Any]) -> tuple[str, str]:
+    """The order of a key's records, oldest first: by when it was made, then by uuid.
+
+    Every face sorts the same records the same way, so two faces removing one double at once
+    delete the same record and keep the same one. A record that does not say when it was made
+    (made before the stamp existed) counts as the oldest.
+    """
+    return recorded_at(deploy), str(deploy.get("uuid"))
+
+
+def _short(sha: str) -> str:
+    """The part of a sha that an abbreviated one shares (git abbreviates to 7 at least)."""
+    return sha.strip().lower()[:7]
+
+
+def _moment(value: object) -> datetime | None:
+    try:
+        return parse_timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+class Listing:
+    """One entity's records in Cortex, indexed by key and, for records without one, by sha.
+
+    Plain attributes a reader may test before asking more: ``keyed`` (the records of each key
+    carried), ``keyless`` (records without a key, by environment and short sha), ``doubled``
+    (some key is held more than once).
+    """
+
+    def __init__(self, deploys: Iterable[Mapping[str, Any]] = ()) -> None:
+        self.deploys: list[Mapping[str, Any]] = []
+        self.keyed: dict[str, list[Mapping[str, Any]]] = {}
+        self.keyless: dict[tuple[Any, str], list[Mapping[str, Any]]] = defaultdict(list)
+        self.doubled = False
+        self._matched: set[str] = set()  # keyless records already taken by a deploy
+        for deploy in deploys:
+            self.add(deploy)
+
+    def add(self, deploy: Mapping[str, Any]) -> None:
+        """Keep one record (read, or just made by this face)."""
+        self.deploys.append(deploy)
+        key, sha = key_of(dict(deploy)), deploy.get("sha")
+        if key is not None:
+            records = self.keyed.setdefault(key, [])
+            records.append(deploy)
+            self.doubled = self.doubled or len(records) > 1
+        elif isinstance(sha, str) and len(sha.strip()) >= 7:
+            self.keyless[(deploy.get("environment"), _short(sha))].append(deploy)
+
+    def drop(self, uuid: str) -> None:
+        """Forget a record deleted in Cortex."""
+        self.deploys = [d for d in self.deploys if d.get("uuid") != uuid]
+        for key, records in list(self.keyed.items()):
+            records[:] = [d for d in records if d.get("uuid") != uuid]
+            if not records:
+                del self.keyed[key]
+        self.doubled = any(len(records) > 1 for records in self.keyed.values())
+
+    def carried_keys(self) -> set[str]:
+        """The idempotency keys the records carry."""
+        return set(self.keyed)
+
+    def uuids(self, key: str) -> list[str]:
+        """The uuids of the records carrying ``key``, oldest first."""
+        return [str(d.get("uuid")) for d in sorted(self.keyed.get(key, []), key=_age)]
+
+    def known(self, key: str) -> Known | None:
+        """The record of the deploy ``key`` (the oldest, if doubled), with its stamp."""
+        records = sorted(self.keyed.get(key, []), key=_age)
+        if not records or not isinstance(records[0].get("uuid"), str):
+            return None
+        return Known(str(records[0]["uuid"]), status_of(records[0]), recorded_at(records[0]))
+
+    def keyless_match(self, event: DeployEvent, window: timedelta) -> Mapping[str, Any] | None:
+        """A record without a key of the event's sha and environment within ``window`` of its
+        time, not yet matched to another deploy: another tool recorded this deploy."""
+        if not event.sha:
+            return None
+        for deploy in self.keyless.get((event.environment, _short(event.sha)), []):
+            uuid = str(deploy.get("uuid"))
+            if uuid in self._matched or not same_sha(str(deploy.get("sha")), event.sha):
+                continue
+            when = _moment(deploy.get("timestamp"))
+            if when is not None and abs(when - event.timestamp) <= window:
+                self._matched.add(uuid)
+                return deploy
+        return None
+
+    def doubles(self, keys: Iterable[str] | None = None) -> list[Double]:
+        """Every key (of ``keys``, or all) held more than once: keep the oldest, delete the rest."""
+        wanted = self.keyed.keys() if keys is None else keys
+        found = []
+        for key in sorted(k for k in set(wanted) if len(self.keyed.get(k, ())) > 1):
+            uuids = self.uuids(key)
+            if len(uuids) > 1:
+                found.append(Double(key, uuids[0], tuple(uuids[1:])))
+        return found
+
+
+# -- recording -------------------------------------------------------------------------------
+
+
 class History(Protocol):
     """What the core reads and remembers of an entity's deploys (store or Cortex listing)."""
 
@@ -151,28 +300,32 @@ class Done:
     type: DeployType | None = None
     payload: dict[str, Any] | None = field(default=None, hash=False)
     reason: str = ""
-
-    def as_result(self) -> dict[str, Any]:
-        """The per-entity result the outbox keeps and the admin API shows."""
-        result: dict[str, Any] = {"action": self.action}
-        if self.uuid:
-            result["uuid"] = self.uuid
-        if self.type is not None:
-            result["type"] = self.type.value
-        if self.reason:
-            result["reason"] = self.reason
-        return result
+    key: str = ""  # the deploy's idempotency key on the entity
+    stamp: str = ""  # customData.bridge.recordedAt of the record written, '' if none
 
 
 def type_of(
     event: DeployEvent, entity: str, key: str, history: History, *, rollback: bool
 ) -> DeployType:
-    """The deploy's type: as the event says, else ROLLBACK or DEPLOY from the history."""
+    """The deploy's type: as the event says, else from the entity's history in the event's
+    environment: ROLLBACK when its sha was deployed before and is not the latest deploy,
+    else DEPLOY.
+
+    The history is ordered by the deploys' own times, not by arrival, so an event that
+    arrives late is judged against what had really happened before it.
+    """
     if event.type is not None:
         return event.type
-    if not rollback:
+    sha = event.sha
+    if not rollback or not sha:
         return DeployType.DEPLOY
-    return detect_type(event.sha, event.timestamp, history.past(entity, event.environment, key))
+    past = history.past(entity, event.environment, key)
+    earlier = sorted((p for p in past if p.timestamp < event.timestamp), key=lambda p: p.timestamp)
+    if not earlier or same_sha(earlier[-1].sha, sha):
+        return DeployType.DEPLOY
+    if any(same_sha(p.sha, sha) for p in earlier):
+        return DeployType.ROLLBACK
+    return DeployType.DEPLOY
 
 
 def _utc_now() -> datetime:
@@ -184,7 +337,7 @@ def record_one(
     entity: str,
     *,
     history: History,
-    cortex: CortexClient,
+    cortex: Cortex,
     policy: Policy,
     rollback: bool = True,
     fence: Fence | None = None,
@@ -205,7 +358,7 @@ def record_one(
     # record of this deploy that another face made.
     deploy_type = type_of(event, entity, key, history, rollback=rollback)
     body = build_deploy_request(event, entity, deploy_type)
-    known, stamp, match = _look_first(
+    known, match = _look_first(
         event,
         entity,
         key,
@@ -217,26 +370,36 @@ def record_one(
     )
     if match is not None:
         reason = "a record without a key of the same sha, made by another tool"
-        return Done("matched", uuid=match, type=deploy_type, payload=body, reason=reason)
+        return Done("matched", uuid=match, type=deploy_type, payload=body, reason=reason, key=key)
     decision = decide(event.status, known, policy)
     if decision.action is Action.SKIP:
         if known is not None and known.state == event.status.value:
-            return Done("found", uuid=known.uuid, type=deploy_type, payload=body)
-        return Done("skipped", reason=decision.reason)
+            return Done("found", uuid=known.uuid, type=deploy_type, payload=body, key=key)
+        return Done("skipped", reason=decision.reason, key=key)
     if dry_run:
-        return Done("planned", uuid=known.uuid if known else None, type=deploy_type, payload=body)
+        uuid = known.uuid if known else None
+        return Done("planned", uuid=uuid, type=deploy_type, payload=body, key=key)
     if decision.action is Action.DELETE:
         assert known is not None
         cortex.delete_deploy(entity, known.uuid, guard=fence)
         history.forget(key)
-        return Done("deleted", uuid=known.uuid)
-    if decision.action is Action.UPDATE:
-        assert known is not None
-        made = cortex.update_deploy(entity, known.uuid, stamped(body, stamp), guard=fence)
+        return Done("deleted", uuid=known.uuid, key=key)
+    # Every record says when it was first made, and an update keeps it, so that every face
+    # tells the newer of two records with one key the same way.
+    if known is None:
+        stamp = format_timestamp(clock())
+    else:  # an update: this face's own record may not have its stamp kept
+        stamp = known.stamp or _stamp_in_cortex(event, entity, key, history)
+    sent = body
+    if stamp:
+        custom = body["customData"]
+        bridge = {**custom["bridge"], "recordedAt": stamp}
+        sent = {**body, "customData": {**custom, "bridge": bridge}}
+    if known is not None:
+        made = cortex.update_deploy(entity, known.uuid, sent, guard=fence)
         verb = "updated"
     else:
-        stamp = stamp_of(clock())
-        made = cortex.create_deploy(entity, stamped(body, stamp), guard=fence)
+        made = cortex.create_deploy(entity, sent, guard=fence)
         verb = "created"
     uuid = str(made["uuid"])
     history.remember(event, entity, key, uuid, state=event.status.value)
@@ -246,8 +409,8 @@ def record_one(
         )
         if kept != uuid:
             history.remember(event, entity, key, kept, state=event.status.value)
-            return Done("found", uuid=kept, type=deploy_type, payload=body)
-    return Done(verb, uuid=uuid, type=deploy_type, payload=body)
+            return Done("found", uuid=kept, type=deploy_type, payload=body, key=key)
+    return Done(verb, uuid=uuid, type=deploy_type, payload=body, key=key, stamp=stamp)
 
 
 def _look_first(
@@ -256,26 +419,33 @@ def _look_first(
     key: str,
     *,
     history: History,
-    cortex: CortexClient,
+    cortex: Cortex,
     fence: Fence | None,
     fresh: bool,
     dry_run: bool,
-) -> tuple[Known | None, str, str | None]:
-    """The deploy's record: this face's own, else Cortex's by key; for a record this face did
-    not make, also when it was made (``recordedAt``); else the uuid of another tool's record
-    without a key (the keyless match)."""
+) -> tuple[Known | None, str | None]:
+    """The deploy's record: this face's own, else Cortex's by key (with when it was made);
+    else the uuid of another tool's record without a key (the keyless match). The doubles
+    the listing shows are removed on the way."""
     known = history.known(entity, key)
     if known is not None:
-        return known, "", None
+        return known, None
     listing = history.seen(entity, event, fresh=fresh)
-    if not dry_run:
+    if listing.doubled and not dry_run:
         remove_doubles(listing, entity, cortex, fence=fence)
-    known = listing.known(key)
-    if known is None:
-        match = listing.keyless_match(event, LOOKUP_WINDOW)
-        return None, "", None if match is None else str(match.get("uuid"))
-    history.remember(event, entity, key, known.uuid, state=known.state)
-    return known, listing.stamp(key), None
+    if key in listing.keyed:
+        known = listing.known(key)
+    if known is not None:
+        history.remember(event, entity, key, known.uuid, state=known.state)
+        return known, None
+    match = listing.keyless_match(event, LOOKUP_WINDOW) if listing.keyless else None
+    return None, None if match is None else str(match.get("uuid"))
+
+
+def _stamp_in_cortex(event: DeployEvent, entity: str, key: str, history: History) -> str:
+    """When the record of ``key`` was made, as Cortex's listing shows it ('' if it does not)."""
+    found = history.seen(entity, event, fresh=False).known(key)
+    return found.stamp if found is not None else ""
 
 
 def _converge(
@@ -286,7 +456,7 @@ def _converge(
     stamp: str,
     *,
     history: History,
-    cortex: CortexClient,
+    cortex: Cortex,
     fence: Fence | None,
 ) -> str:
     """Read Cortex again after a create; where two faces created at once, delete the newer
@@ -303,7 +473,7 @@ def _converge(
 def remove_doubles(
     listing: Listing,
     entity: str,
-    cortex: CortexClient,
+    cortex: Cortex,
     *,
     fence: Fence | None = None,
     keys: Iterable[str] | None = None,
@@ -318,21 +488,6 @@ def remove_doubles(
             cortex.delete_deploy(entity, uuid, guard=fence)
             listing.drop(uuid)
     return doubles
-
-
-def stamp_of(now: datetime) -> str:
-    """``customData.bridge.recordedAt`` for a record made at ``now``."""
-    return format_timestamp(now)
-
-
-def stamped(body: dict[str, Any], stamp: str) -> dict[str, Any]:
-    """``body`` saying when its record was first made (kept by updates), so that every face
-    tells the newer of two records with one key the same way."""
-    if not stamp:
-        return body
-    custom = dict(body["customData"])
-    custom["bridge"] = {**custom["bridge"], "recordedAt": stamp}
-    return {**body, "customData": custom}
 
 
 def routed(event: DeployEvent, route: Route) -> DeployEvent:

@@ -13,12 +13,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.cortex import CortexClient
+from bridge.cortex.client import Cortex
 from bridge.errors import CortexError, CortexRetryable
 from bridge.mapping import build_deploy_request, idempotency_key
 from bridge.model import DeployEvent, DeployType
-from bridge.record.core import LOOKUP_WINDOW, Fence, History, Policy, record_one, type_of
-from bridge.record.listing import Known, Listing
+from bridge.record.core import (
+    LOOKUP_WINDOW,
+    Fence,
+    History,
+    Known,
+    Listing,
+    Policy,
+    record_one,
+    type_of,
+)
 from bridge.retry import Again, RetryPolicy, drive
 from bridge.rollback import PastDeploy, past_deploys
 
@@ -53,7 +61,7 @@ class CortexHistory:
     creates (``shared``).
     """
 
-    def __init__(self, cortex: CortexClient, *, listing: bool) -> None:
+    def __init__(self, cortex: Cortex, *, listing: bool) -> None:
         self.cortex = cortex
         self.listing = listing  # False: the type is given, no history is needed
         self._deploys: list[dict[str, Any]] | None = None
@@ -104,7 +112,7 @@ class CortexHistory:
 
 
 def record(
-    client: CortexClient | None,
+    client: Cortex | None,
     event: DeployEvent,
     entity: str,
     *,

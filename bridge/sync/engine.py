@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.config import Config, route
-from bridge.cortex import CortexClient
+from bridge.cortex.client import Cortex
 from bridge.errors import BridgeError, CortexError, InvalidDeploy, UnsupportedEvent
 from bridge.mapping import idempotency_key
 from bridge.model import DeployEvent, check_deploy
@@ -98,7 +98,7 @@ class EntityDeploys:
     key is the core's (bridge.record.listing).
     """
 
-    def __init__(self, client: CortexClient) -> None:
+    def __init__(self, client: Cortex) -> None:
         self.client = client
         self._listings: dict[str, Listing] = {}
 
@@ -203,7 +203,7 @@ class Reconciler:
     def __init__(
         self,
         config: Config,
-        client: CortexClient,
+        client: Cortex,
         *,
         store: Store | None,
         clock: Callable[[], datetime],

@@ -25,7 +25,9 @@ from prometheus_client import Counter, Gauge
 
 from bridge.config import Config, SyncSettings
 from bridge.cortex import CortexClient
-from bridge.cortex.client import Budget
+from bridge.cortex.budget import Bucket as Budget
+from bridge.cortex.budget import BudgetedCortex
+from bridge.cortex.client import Cortex
 from bridge.errors import BridgeError
 from bridge.metrics import OTHER
 from bridge.store import Store
@@ -100,7 +102,7 @@ class Reconcile:
         self,
         config: Config,
         store: Store,
-        client: CortexClient,
+        client: Cortex,
         environ: Mapping[str, str],
         *,
         owner: str,
@@ -270,9 +272,8 @@ def start_reconcile(
     if not config.sync.enabled:
         return None
     check_reconcile(config, environ)
-    if budget is not None:
-        client = client.with_budget(budget)
-    reconcile = Reconcile(config, store, client, environ, owner=owner, clock=clock)
+    cortex: Cortex = client if budget is None else BudgetedCortex(client, budget)
+    reconcile = Reconcile(config, store, cortex, environ, owner=owner, clock=clock)
     thread = threading.Thread(
         target=reconcile.loop, args=(stop,), name="bridge-reconcile", daemon=True
     )
