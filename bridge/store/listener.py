@@ -10,11 +10,11 @@ are lost (https://www.postgresql.org/docs/current/sql-notify.html).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bridge.retry import RetryPolicy
 from bridge.store.schema import error_line
 
 log = logging.getLogger("bridge.listener")
@@ -24,6 +24,9 @@ APPLICATION_NAME = "cortex-deploy-bridge listener"
 # libpq keepalives: a peer that vanished without a word (a NAT dropping the idle connection,
 # a host powered off) is noticed within about a minute instead of the OS's two hours.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10}
+# Reconnecting: the one backoff rule (bridge/retry.py), from 0.5 s up to 30 s between tries,
+# for as long as the process lives (the attempt and time bounds are not used here).
+RECONNECT = RetryPolicy(base_delay=0.5, max_delay=30.0)
 
 
 class Listener:
@@ -37,15 +40,14 @@ class Listener:
         channel: str,
         wake: Callable[[], None],
         poll_seconds: float = 1.0,
-        backoff_base_seconds: float = 0.5,
-        backoff_max_seconds: float = 30.0,
+        backoff: RetryPolicy = RECONNECT,
     ) -> None:
         self._args = tuple(connect_args)
         self._params = {"application_name": APPLICATION_NAME, **KEEPALIVES, **connect_params}
         self.channel = channel
         self._wake = wake
         self._poll = poll_seconds
-        self._backoff = (backoff_base_seconds, backoff_max_seconds)
+        self._backoff = backoff
         # Set while listening: tests wait on it, and it says whether wake-ups can arrive.
         self.listening = threading.Event()
         self.backend_pid: int | None = None  # the PostgreSQL backend listening, if any
@@ -74,9 +76,8 @@ class Listener:
                 self.listening.clear()
                 if self._stop.is_set():
                     return
-                base, most = self._backoff
-                delay = min(most, base * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311
-                failures = min(failures + 1, 30)
+                failures += 1
+                delay = self._backoff.delay(failures)
                 log.warning(
                     "wake-up listener lost the database; reconnecting",
                     extra={"error": error_line(exc), "delay": round(delay, 2)},

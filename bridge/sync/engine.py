@@ -24,8 +24,16 @@ from bridge.errors import BridgeError, CortexError, InvalidDeploy, UnsupportedEv
 from bridge.mapping import idempotency_key
 from bridge.model import DeployEvent, check_deploy
 from bridge.record import retrying as recorder
-from bridge.record.core import LOOKUP_WINDOW, Action, Policy, decide, remove_doubles, routed
-from bridge.record.listing import Known, Listing
+from bridge.record.core import (
+    LOOKUP_WINDOW,
+    Action,
+    Known,
+    Listing,
+    Policy,
+    decide,
+    remove_doubles,
+    routed,
+)
 from bridge.rollback import PastDeploy, past_deploys
 from bridge.store.sync_state import RUNNING
 from bridge.sync.reader import Found, Reader, Window
@@ -95,7 +103,7 @@ class EntityDeploys:
 
     It is the history the core reads (through :class:`SyncHistory`), so the core sees this
     sync's own records without reading the listing again; the match of a record without a
-    key is the core's (bridge.record.listing).
+    key is the core's (bridge.record.core).
     """
 
     def __init__(self, client: Cortex) -> None:
