@@ -104,11 +104,16 @@ def _latency(out: str, which: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def one_run(args: argparse.Namespace, tmp: Path, scripts: dict[str, Path]) -> dict[str, Any]:
-    """Every server on a fresh database; each load after a wait for quiet."""
-    trees = {"serve": None}
+def one_run(
+    args: argparse.Namespace, tmp: Path, scripts: dict[str, Path], index: int = 0
+) -> dict[str, Any]:
+    """Every server on a fresh database; each load after a wait for quiet, the servers'
+    order turned by one each run (``index``) so none is always first after a quiet wait."""
+    trees: dict[str, Path | None] = {}
     if args.baseline:
-        trees = {"baseline": args.baseline, "serve": None}
+        trees["baseline"] = args.baseline
+    trees.update(args.tree)  # other trees beside it (--tree NAME=DIR)
+    trees["serve"] = None
     servers: dict[str, Server] = {}
     try:
         for name, tree in trees.items():
@@ -124,8 +129,10 @@ def one_run(args: argparse.Namespace, tmp: Path, scripts: dict[str, Path]) -> di
         servers["bare"] = Server("bare", bare_command(), bare_env, tmp / "bare.log", workers=2)
         servers["bare"].start("/healthz")
         out: dict[str, Any] = {}
-        loads = [(name, "ignored") for name in servers]
-        loads += [(name, "stored") for name in trees]
+        names = list(servers)
+        names = names[index % len(names) :] + names[: index % len(names)]
+        loads = [(name, "ignored") for name in names]
+        loads += [(name, "stored") for name in names if name in trees]
         for name, kind in loads:
             busy = wait_for_quiet(max_seconds=args.quiet_wait)
             result = wrk(
@@ -146,7 +153,13 @@ def one_run(args: argparse.Namespace, tmp: Path, scripts: dict[str, Path]) -> di
 
 def report(args: argparse.Namespace, runs: list[dict[str, Any]], seconds: float) -> str:
     """The Markdown section: medians of runs, and each run's value."""
-    keys = [k for k in runs[0] if all(k in r for r in runs)]
+    order = ["baseline", *(name for name, _ in args.tree), "serve", "bare"]
+    keys = [
+        f"{kind}_{name}"
+        for kind in ("ignored", "stored")
+        for name in order
+        if all(f"{kind}_{name}" in r for r in runs)
+    ]
     lines = [
         HEADING,
         "",
@@ -156,6 +169,7 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], seconds: float)
             if args.baseline
             else ""
         )
+        + "".join(f"; {name}: `bridge` from {where}" for name, where in args.tree)
         + ".",
         "",
         f"`wrk -t{args.threads} -c{args.connections} -d{args.seconds:g}s --latency` (after 2 s "
@@ -178,6 +192,7 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], seconds: float)
                 f"| {kind}, {name} | {title} | {format(statistics.median(values), fmt)} | "
                 f"{', '.join(format(v, fmt) for v in values)} |"
             )
+    lines += _ratios(runs, keys)
     noisy = [r[k]["machine_cores"] for r in runs for k in keys]
     waits = [r[k]["busy_before"] for r in runs for k in keys]
     wrong = sum(r[k]["not_2xx"] for r in runs for k in keys)
@@ -189,6 +204,37 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], seconds: float)
         f"{wrong}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _ratios(runs: list[dict[str, Any]], keys: list[str]) -> list[str]:
+    """Each server against the baseline (and ignored events against bare Flask) of the same
+    run: the median of the per-run ratios, steadier than ratios of medians on a shared
+    machine."""
+    lines = [
+        "",
+        "| load | against (same run) | p50 | p99 | answers/s |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for key in keys:
+        kind, name = key.split("_", 1)
+        for other in ("baseline", "bare"):
+            against = f"{kind}_{other}"
+            if name == other or against not in keys:
+                continue
+            cells = [
+                f"{statistics.median(r[key][m] / r[against][m] for r in runs):.2f}x"
+                for m, _, _ in MEASURES
+            ]
+            lines.append(f"| {kind}, {name} | {other} | {' | '.join(cells)} |")
+    return lines if len(lines) > 3 else []
+
+
+def _named_tree(text: str) -> tuple[str, Path]:
+    """``NAME=DIR`` (for --tree) as (name, directory)."""
+    name, sep, where = text.partition("=")
+    if not sep or not name or "_" in name or name in ("baseline", "serve", "bare"):
+        raise argparse.ArgumentTypeError(f"{text!r}: want NAME=DIR, NAME without '_'")
+    return name, Path(where)
 
 
 def main() -> int:
@@ -204,6 +250,14 @@ def main() -> int:
     parser.add_argument("--quiet-wait", type=float, default=10.0)
     parser.add_argument("--baseline", type=Path, help="a directory holding another `bridge`")
     parser.add_argument("--baseline-label", help="what the baseline is, for the report")
+    parser.add_argument(
+        "--tree",
+        type=_named_tree,
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="another tree's `bridge` to serve beside the others (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run's raw numbers")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -216,7 +270,7 @@ def main() -> int:
         }
         for index in range(args.runs):
             print(f"[run {index + 1}]", file=sys.stderr, flush=True)
-            runs.append(one_run(args, Path(tmp) / f"run{index}", scripts))
+            runs.append(one_run(args, Path(tmp) / f"run{index}", scripts, index))
             if args.json:
                 args.json.write_text(json.dumps(runs, indent=1))
     section = report(args, runs, time.monotonic() - started)
