@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 HEADING = "## Receiver tail (issue 16)"
 MEASURES = (("p50_ms", "p50 (ms)", ".2f"), ("p99_ms", "p99 (ms)", ".1f"),
-            ("per_second", "answers/s", ".0f"))  # fmt: skip
+            ("per_second", "answers/s", ".0f"),
+            ("cpu_ms", "server CPU ms/answer", ".3f"))  # fmt: skip
 
 
 def lua_script(path: Path, kind: str, count: int) -> Path:
@@ -74,12 +76,23 @@ def lua_script(path: Path, kind: str, count: int) -> Path:
     return path
 
 
-def wrk(port: int, script: Path, *, seconds: float, connections: int, threads: int) -> dict:
-    """One wrk run after a 2 s warm-up: p50/p99 (ms), requests/s, answers other than 2xx."""
+def wrk(
+    port: int,
+    script: Path,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int,
+    cpu: Callable[[], float] | None = None,
+) -> dict:
+    """One wrk run after a 2 s warm-up: p50/p99 (ms), requests/s, answers other than 2xx;
+    with ``cpu`` (the server's CPU seconds so far), its CPU milliseconds per answer: what
+    another process's load on a shared machine moves least."""
     url = f"http://127.0.0.1:{port}"
     base = ["wrk", f"-t{threads}", f"-c{connections}", "-s", str(script)]
     subprocess.run([*base, "-d2s", url], capture_output=True, check=True, timeout=60)
     before = busy_seconds()
+    cpu_before = cpu() if cpu else 0.0
     t0 = time.monotonic()
     done = subprocess.run(
         [*base, f"-d{seconds:g}s", "--latency", url],
@@ -89,8 +102,11 @@ def wrk(port: int, script: Path, *, seconds: float, connections: int, threads: i
         timeout=seconds + 60,
     )
     wall = time.monotonic() - t0
+    used = cpu() - cpu_before if cpu else float("nan")
     out = done.stdout
+    answers = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     return {
+        "cpu_ms": used / answers * 1000,
         "p50_ms": _latency(out, "50%"),
         "p99_ms": _latency(out, "99%"),
         "per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
@@ -141,6 +157,7 @@ def one_run(
                 seconds=args.seconds,
                 connections=args.connections,
                 threads=args.threads,
+                cpu=servers[name].cpu_seconds,
             )
             result["busy_before"] = busy
             out[f"{kind}_{name}"] = result
@@ -207,19 +224,19 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], seconds: float)
 
 
 def _ratios(runs: list[dict[str, Any]], keys: list[str]) -> list[str]:
-    """Each server against the baseline (and ignored events against bare Flask) of the same
+    """Each tree's server against the baseline and bare Flask (ignored events) of the same
     run: the median of the per-run ratios, steadier than ratios of medians on a shared
     machine."""
     lines = [
         "",
-        "| load | against (same run) | p50 | p99 | answers/s |",
-        "| --- | --- | --- | --- | --- |",
+        "| load | against (same run) | p50 | p99 | answers/s | server CPU/answer |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for key in keys:
         kind, name = key.split("_", 1)
         for other in ("baseline", "bare"):
             against = f"{kind}_{other}"
-            if name == other or against not in keys:
+            if name in ("baseline", "bare") or against not in keys:
                 continue
             cells = [
                 f"{statistics.median(r[key][m] / r[against][m] for r in runs):.2f}x"
