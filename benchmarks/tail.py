@@ -9,10 +9,14 @@ In each run, on a fresh SQLite database per server: `serve --no-worker --workers
 tree, the same of a baseline tree when ``--baseline`` names one (a copy of another commit's
 ``bridge``, run with PYTHONPATH), and bare Flask (benchmarks/bare_flask.py) under the same
 gunicorn settings; then, each after a wait for quiet, ignored events to each server and
-stored events to each `serve`. Run by hand:
+stored events to each `serve` (every one a new event: the warm-up sends others, so that no
+measured answer is a cheap "duplicate"). Run by hand:
 
     git worktree add /tmp/base <commit> && python benchmarks/tail.py --baseline /tmp/base
     python benchmarks/tail.py --runs 1 --no-write      # a quick look
+
+``--tree NAME=DIR`` (repeatable) serves more trees beside them in the same run (e.g. main
+before a change: ``mkdir /tmp/main && git archive main bridge | tar -x -C /tmp/main``).
 
 It prints a Markdown section and writes it into benchmarks/RESULTS.md under
 "## Receiver tail (issue 16)".
@@ -46,11 +50,17 @@ MEASURES = (("p50_ms", "p50 (ms)", ".2f"), ("p99_ms", "p99 (ms)", ".1f"),
             ("cpu_ms", "server CPU ms/answer", ".3f"))  # fmt: skip
 
 
-def lua_script(path: Path, kind: str, count: int) -> Path:
-    """A wrk script sending ``count`` distinct signed webhooks of ``kind``, round-robin."""
+# The warm-up's stored events are numbered from here: none is one the measured load sends (a
+# repeat is answered 200 "duplicate" without a commit, cheaper than a stored event).
+WARM_UP_FIRST = 1_000_000
+
+
+def lua_script(path: Path, kind: str, count: int, first: int = 0) -> Path:
+    """A wrk script sending ``count`` distinct signed webhooks of ``kind`` (numbered from
+    ``first``), round-robin."""
     sample = json.loads(SAMPLE.read_text())
     lines = ["local reqs = {}"]
-    for n in range(count):
+    for n in range(first, first + count):
         body = json.dumps(loadgen.stamp(sample, n, kind))
         sig = "sha256=" + hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
         headers = {
@@ -80,17 +90,20 @@ def wrk(
     port: int,
     script: Path,
     *,
+    warm_up: Path | None = None,
     seconds: float,
     connections: int,
     threads: int,
     cpu: Callable[[], float] | None = None,
 ) -> dict:
-    """One wrk run after a 2 s warm-up: p50/p99 (ms), requests/s, answers other than 2xx;
+    """One wrk run after a 2 s warm-up (of ``warm_up``, else ``script`` too): p50/p99 (ms),
+    requests/s, answers other than 2xx, how many requests were sent (``answers``);
     with ``cpu`` (the server's CPU seconds so far), its CPU milliseconds per answer: what
     another process's load on a shared machine moves least."""
     url = f"http://127.0.0.1:{port}"
     base = ["wrk", f"-t{threads}", f"-c{connections}", "-s", str(script)]
-    subprocess.run([*base, "-d2s", url], capture_output=True, check=True, timeout=60)
+    warm = ["wrk", f"-t{threads}", f"-c{connections}", "-s", str(warm_up or script)]
+    subprocess.run([*warm, "-d2s", url], capture_output=True, check=True, timeout=60)
     before = busy_seconds()
     cpu_before = cpu() if cpu else 0.0
     t0 = time.monotonic()
@@ -106,6 +119,7 @@ def wrk(
     out = done.stdout
     answers = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     return {
+        "answers": answers,
         "cpu_ms": used / answers * 1000,
         "p50_ms": _latency(out, "50%"),
         "p99_ms": _latency(out, "99%"),
@@ -154,6 +168,7 @@ def one_run(
             result = wrk(
                 servers[name].port,
                 scripts[kind],
+                warm_up=scripts.get(f"{kind}-warm-up"),
                 seconds=args.seconds,
                 connections=args.connections,
                 threads=args.threads,
@@ -213,12 +228,20 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], seconds: float)
     noisy = [r[k]["machine_cores"] for r in runs for k in keys]
     waits = [r[k]["busy_before"] for r in runs for k in keys]
     wrong = sum(r[k]["not_2xx"] for r in runs for k in keys)
+    # A stored load past its distinct events sends repeats, answered without a commit.
+    wrapped = sum(
+        r[k].get("answers", 0) > args.stored_requests
+        for r in runs
+        for k in keys
+        if k.startswith("stored_")
+    )
     lines += [
         "",
         f"Noise: before the loads, other processes kept {min(waits):.2f}-{max(waits):.2f} "
         f"cores busy (median {statistics.median(waits):.2f}); during them the whole machine "
         f"was {min(noisy):.2f}-{max(noisy):.2f} cores busy of 2. Answers other than 2xx: "
-        f"{wrong}.",
+        f"{wrong}. Stored loads that sent repeats (more than {args.stored_requests:,} "
+        f"events): {wrapped}.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -263,7 +286,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--stored-requests", type=int, default=16000)
+    parser.add_argument(
+        "--stored-requests",
+        type=int,
+        default=40000,
+        help="distinct stored events per load: more than a load sends (the report says if not)",
+    )
     parser.add_argument("--quiet-wait", type=float, default=10.0)
     parser.add_argument("--baseline", type=Path, help="a directory holding another `bridge`")
     parser.add_argument("--baseline-label", help="what the baseline is, for the report")
@@ -284,6 +312,9 @@ def main() -> int:
         scripts = {
             "ignored": lua_script(Path(tmp) / "ignored.lua", "ignored", 200),
             "stored": lua_script(Path(tmp) / "stored.lua", "stored", args.stored_requests),
+            "stored-warm-up": lua_script(
+                Path(tmp) / "stored-warm-up.lua", "stored", 10000, WARM_UP_FIRST
+            ),
         }
         for index in range(args.runs):
             print(f"[run {index + 1}]", file=sys.stderr, flush=True)
