@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Any
 
 from bridge.redact import mask, spellings
@@ -17,7 +18,10 @@ except ImportError:  # pragma: no cover (the base install logs nothing of this k
     _orjson_dumps = None  # type: ignore[assignment]
 
 # Attributes every LogRecord has; anything else was passed in ``extra`` and is logged.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# How many a record's __init__ sets: ``extra`` (and what makeLogRecord is given) comes after
+# them in the record's __dict__, so only what follows is looked at.
+_SET_BY_INIT = len(vars(logging.makeLogRecord({})))
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,7 +43,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        data.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        for key, value in islice(record.__dict__.items(), _SET_BY_INIT, None):
+            if key not in _STANDARD:
+                data[key] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return self.redact(_dumps(data))
@@ -67,9 +73,28 @@ def _dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, default=str)
 
 
+class JsonLines(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that writes and flushes each line under the one lock ``handle`` takes.
+
+    The stdlib's ``emit`` calls its own ``flush``, which takes the handler's lock a second
+    time for every line: under gevent's patched threading, a Python-level lock.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the formatted record and a newline, then flush."""
+        try:
+            stream = self.stream
+            stream.write(self.format(record) + self.terminator)
+            stream.flush()
+        except RecursionError:  # as the stdlib's emit: not turned into a printed error
+            raise
+        except Exception:
+            self.handleError(record)
+
+
 def configure(*, secrets: Iterable[str] = (), level: str = "INFO") -> None:
     """Send the bridge's logs to stderr as JSON lines."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = JsonLines(sys.stderr)
     handler.setFormatter(JsonFormatter(secrets))
     root = logging.getLogger("bridge")
     root.handlers[:] = [handler]
