@@ -1,7 +1,8 @@
 """The one normalized deploy event that every source produces and the mapper consumes.
 
 Also the bounds of what the bridge stores and sends (docs/limits.md lists them): the limits
-themselves, :func:`check_deploy` for an event and its entity tags (:func:`bounded`: the event alone).
+themselves, :func:`check_deploy` for an event and its entity tags, :func:`bounded` for the
+event alone.
 """
 
 from __future__ import annotations

@@ -394,7 +394,7 @@ def entity_tag(row: Row, tmp: Path) -> None:
     )
     check_deploy(event, ["e" * most])
     for bad in ("", " ", ".", "..", "e" * (most + 1), "a\x1bb", "a\u2028b"):
-        with pytest.raises(InvalidDeploy, match="^entity "):
+        with pytest.raises(InvalidDeploy, match=r"^entity "):
             check_deploy(event, [bad])
     runtime = make_runtime(
         tmp, {"routes": [{"match": {}, "entities": ["{repo}"], "payload_entities": ["*"]}]}
