@@ -204,7 +204,7 @@ class Listing:
         """Keep records (read, or just made by this face); the listing itself."""
         for deploy in deploys:
             self.deploys.append(deploy)
-            key, sha = key_of(dict(deploy)), deploy.get("sha")
+            key, sha = key_of(deploy), deploy.get("sha")
             if key is not None:
                 records = self.keyed.setdefault(key, [])
                 records.append(deploy)
