@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from bridge import __version__
@@ -74,7 +75,7 @@ def default_title(event: DeployEvent) -> str:
     return f"Deploy {what}{where}"
 
 
-def key_of(deploy: dict[str, Any]) -> str | None:
+def key_of(deploy: Mapping[str, Any]) -> str | None:
     """The idempotency key a Cortex deploy record carries, if the bridge made it."""
     custom = deploy.get("customData")
     if not isinstance(custom, dict):

@@ -1,7 +1,8 @@
 """The one normalized deploy event that every source produces and the mapper consumes.
 
 Also the bounds of what the bridge stores and sends (docs/limits.md lists them): the limits
-themselves, :func:`bounded` for an event and :func:`entity_problem` for an entity tag.
+themselves, :func:`check_deploy` for an event and its entity tags, :func:`bounded` for the
+event alone.
 """
 
 from __future__ import annotations
@@ -200,23 +201,6 @@ def escape_controls(text: str) -> str:
     return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
 
 
-def entity_problem(tag: str) -> str | None:
-    """What is wrong with ``tag`` as a Cortex entity tag, or None when it is usable.
-
-    It becomes a path segment of Cortex's URL (``/catalog/{tag}/deploys``) and part of the
-    idempotency key: no control characters, not ``.`` or ``..``, at most MAX_NAME characters.
-    """
-    if not tag.strip():
-        return "is empty"
-    if tag in (".", ".."):
-        return f"is {tag!r}, which names no entity"
-    if len(tag) > MAX_NAME:
-        return f"is {len(tag)} characters long; at most {MAX_NAME}"
-    if _CONTROL.search(tag) is not None:
-        return "holds a control character"
-    return None
-
-
 @dataclass(frozen=True)
 class Checked:
     """A deploy as the bridge records it, and what was shortened or mended on the way
@@ -236,7 +220,7 @@ def check_deploy(
     """THE validation of a deploy, called by every face before it records or stores one.
 
     The bounds and character rules of docs/limits.md: the event's fields (:func:`bounded`),
-    each entity tag (:func:`entity_problem`), at most ``max_entities`` of them, and each
+    each entity tag (:func:`_check_entities`), at most ``max_entities`` of them, and each
     entity's idempotency key within MAX_KEY_BYTES. Raises InvalidDeploy naming the field.
 
     The entities are checked before the fields. ``named``: the entities the event itself
@@ -264,7 +248,12 @@ def check_deploy(
 
 
 def _check_entities(entities: Sequence[str], max_entities: int | None) -> None:
-    """At most ``max_entities`` tags, each usable (:func:`entity_problem`); else InvalidDeploy."""
+    """At most ``max_entities`` tags, each usable as a Cortex entity tag; else InvalidDeploy.
+
+    A tag becomes a path segment of Cortex's URL (``/catalog/{tag}/deploys``) and part of the
+    idempotency key: not blank, not ``.`` or ``..``, at most MAX_NAME characters, and no
+    control characters.
+    """
     if max_entities is not None and len(entities) > max_entities:
         raise InvalidDeploy(
             "entity",
@@ -272,9 +261,17 @@ def _check_entities(entities: Sequence[str], max_entities: int | None) -> None:
             f"server.max_entities_per_event ({max_entities})",
         )
     for tag in entities:
-        problem = entity_problem(tag)
-        if problem is not None:
-            raise InvalidDeploy("entity", f"entity {_shown(tag)} {problem}")
+        if not tag.strip():
+            problem = "is empty"
+        elif tag in (".", ".."):
+            problem = f"is {tag!r}, which names no entity"
+        elif len(tag) > MAX_NAME:
+            problem = f"is {len(tag)} characters long; at most {MAX_NAME}"
+        elif _CONTROL.search(tag) is not None:
+            problem = "holds a control character"
+        else:
+            continue
+        raise InvalidDeploy("entity", f"entity {_shown(tag)} {problem}")
 
 
 def _shown(value: str, limit: int = 60) -> str:

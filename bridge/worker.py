@@ -210,7 +210,7 @@ class RelayHistory:
                 continue
             since = max(kept[1], self.clock() - DAY)
             try:
-                found = Listing(
+                found = Listing().add(
                     self.cortex.search_deploys(
                         entity,
                         environment=environment,
@@ -244,7 +244,7 @@ class RelayHistory:
                 return listing
         # One search: the pair's records from 2 LOOKUP_WINDOWs before the event to just after
         # now, so that it covers the later deploys of a backlog too (the sweep reads alike).
-        listing = Listing(
+        listing = Listing().add(
             self.cortex.search_deploys(
                 entity,
                 environment=event.environment,
@@ -289,14 +289,14 @@ class RelayHistory:
         pair = (entity, environment)
         found = past_deploys(deploys, environment, skip_key=key)
         keyed = [(f"cortex:{past.sha}:{past.timestamp.isoformat()}", past) for past in found]
-        listing = Listing(deploys)
+        listing = Listing().add(deploys)
         made = [(k, listing.known(k)) for k in sorted(listing.carried_keys())]
         if made:
             self._shared.add(pair)
         self._surveyed.add(pair)
         if len(deploys) < PAGE_SIZE:
             # All the entity's deploys: they serve as the first look in Cortex too.
-            here = Listing(d for d in deploys if d.get("environment") == environment)
+            here = Listing().add(d for d in deploys if d.get("environment") == environment)
             self._seen[pair] = (here, EPOCH, self.monotonic(), self.delivery, self.batch)
         self.store.records.seed_history(
             entity=entity,
@@ -317,7 +317,7 @@ class RelayHistory:
         kept = self._seen.get(pair)
         if kept is not None and key not in kept[0].keyed:
             kept[0].add(
-                {"uuid": uuid, "customData": {"status": state, "bridge": {"idempotencyKey": key}}}
+                [{"uuid": uuid, "customData": {"status": state, "bridge": {"idempotencyKey": key}}}]
             )
             if self._reused.get(pair) == self.batch:  # on a search read for earlier deploys
                 self.dirty.add(pair)

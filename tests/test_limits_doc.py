@@ -40,7 +40,7 @@ from bridge.config.loading import load_config
 from bridge.console import charts
 from bridge.console.access import SESSION_SECONDS
 from bridge.console.pages import PAGE
-from bridge.errors import BridgeError, ConfigError, MalformedEvent
+from bridge.errors import BridgeError, ConfigError, InvalidDeploy, MalformedEvent
 from bridge.ingest import MAX_RECEIVED_BYTES, dedupe_key
 from bridge.model import (
     MAX_EVENT_BYTES,
@@ -52,7 +52,7 @@ from bridge.model import (
     DeployRef,
     Status,
     bounded,
-    entity_problem,
+    check_deploy,
 )
 from bridge.sources import PARSERS
 from bridge.store import STATUSES, Store, browse
@@ -383,9 +383,19 @@ def route_entities(row: Row, tmp: Path) -> None:
 def entity_tag(row: Row, tmp: Path) -> None:
     most = one_number(row)
     assert most == MAX_NAME
-    assert entity_problem("e" * most) is None
+    event = DeployEvent(
+        source="github",
+        repository="acme/api",
+        event="deployment_status",
+        ref=DeployRef("deployment", "1"),
+        status=Status.SUCCEEDED,
+        timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        title="",
+    )
+    check_deploy(event, ["e" * most])
     for bad in ("", " ", ".", "..", "e" * (most + 1), "a\x1bb", "a\u2028b"):
-        assert entity_problem(bad) is not None, repr(bad)
+        with pytest.raises(InvalidDeploy, match=r"^entity "):
+            check_deploy(event, [bad])
     runtime = make_runtime(
         tmp, {"routes": [{"match": {}, "entities": ["{repo}"], "payload_entities": ["*"]}]}
     )

@@ -38,12 +38,14 @@ def test_of_two_records_with_one_key_the_newer_goes_whichever_order_they_are_lis
     older = record("b-uuid", "k", stamp="2026-11-23T12:00:01.000Z")
     newer = record("a-uuid", "k", stamp="2026-11-23T12:00:02.000Z")
     for listed in ([older, newer], [newer, older]):
-        (double,) = Listing(listed).doubles()
+        (double,) = Listing().add(listed).doubles()
         assert (double.keep, double.delete) == ("b-uuid", ("a-uuid",))
 
 
 def test_records_without_the_key_are_never_doubles() -> None:
-    listing = Listing([record("1", None, sha=SHA), record("2", None, sha=SHA), record("3", "k")])
+    listing = Listing().add(
+        [record("1", None, sha=SHA), record("2", None, sha=SHA), record("3", "k")]
+    )
     assert listing.doubles() == []
     assert listing.known("k") is not None and listing.known("k").uuid == "3"  # type: ignore[union-attr]
 
@@ -51,7 +53,7 @@ def test_records_without_the_key_are_never_doubles() -> None:
 def test_a_keyless_record_matches_one_deploy_of_its_sha_and_environment_near_in_time() -> None:
     stamp = (AT + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     other = record("x", None, sha=SHA[:7], environment="production", timestamp=stamp)
-    listing = Listing([other])
+    listing = Listing().add([other])
     window = timedelta(hours=1)
     assert listing.keyless_match(event(environment="staging"), window) is None
     assert listing.keyless_match(event(timestamp=AT + timedelta(hours=2)), window) is None
@@ -60,6 +62,6 @@ def test_a_keyless_record_matches_one_deploy_of_its_sha_and_environment_near_in_
 
 
 def test_a_dropped_record_is_forgotten() -> None:
-    listing = Listing([record("1", "k", stamp="a"), record("2", "k", stamp="b")])
+    listing = Listing().add([record("1", "k", stamp="a"), record("2", "k", stamp="b")])
     listing.drop("2")
     assert listing.doubles() == [] and listing.uuids("k") == ["1"]

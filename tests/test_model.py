@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bridge.errors import MalformedEvent
+from bridge.errors import InvalidDeploy, MalformedEvent
 from bridge.fakecortex import validate_save_deploy_request
 from bridge.mapping import build_deploy_request, idempotency_key, key_of
 from bridge.model import (
@@ -15,7 +15,7 @@ from bridge.model import (
     DeployType,
     Status,
     bounded,
-    entity_problem,
+    check_deploy,
     event_from_dict,
     event_to_dict,
 )
@@ -200,6 +200,11 @@ def test_a_title_is_its_first_line_with_text_mended(title: str, kept: str) -> No
         (" ", "is empty"),
     ],
 )
-def test_entity_problem(tag: str, problem: str | None) -> None:
-    found = entity_problem(tag)
-    assert found is None if problem is None else problem in (found or "")
+def test_entity_tag_problems(tag: str, problem: str | None) -> None:
+    if problem is None:
+        assert check_deploy(make(), [tag]).event.entities == ()
+        return
+    with pytest.raises(InvalidDeploy) as caught:
+        check_deploy(make(), [tag])
+    assert caught.value.field == "entity"
+    assert problem in str(caught.value)

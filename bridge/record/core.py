@@ -182,33 +182,36 @@ def _moment(value: object) -> datetime | None:
         return None
 
 
+@dataclass(eq=False)
 class Listing:
-    """One entity's records in Cortex, indexed by key and, for records without one, by sha.
+    """One entity's records in Cortex, indexed by key and, for records without one, by sha:
+    ``Listing().add(deploys)``.
 
     Plain attributes a reader may test before asking more: ``keyed`` (the records of each key
     carried), ``keyless`` (records without a key, by environment and short sha), ``doubled``
     (some key is held more than once).
     """
 
-    def __init__(self, deploys: Iterable[Mapping[str, Any]] = ()) -> None:
-        self.deploys: list[Mapping[str, Any]] = []
-        self.keyed: dict[str, list[Mapping[str, Any]]] = {}
-        self.keyless: dict[tuple[Any, str], list[Mapping[str, Any]]] = defaultdict(list)
-        self.doubled = False
-        self._matched: set[str] = set()  # keyless records already taken by a deploy
-        for deploy in deploys:
-            self.add(deploy)
+    deploys: list[Mapping[str, Any]] = field(default_factory=list, init=False)
+    keyed: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict, init=False)
+    keyless: defaultdict[tuple[Any, str], list[Mapping[str, Any]]] = field(
+        default_factory=functools.partial(defaultdict, list), init=False
+    )
+    doubled: bool = field(default=False, init=False)
+    _matched: set[str] = field(default_factory=set, init=False)  # keyless records taken
 
-    def add(self, deploy: Mapping[str, Any]) -> None:
-        """Keep one record (read, or just made by this face)."""
-        self.deploys.append(deploy)
-        key, sha = key_of(dict(deploy)), deploy.get("sha")
-        if key is not None:
-            records = self.keyed.setdefault(key, [])
-            records.append(deploy)
-            self.doubled = self.doubled or len(records) > 1
-        elif isinstance(sha, str) and len(sha.strip()) >= 7:
-            self.keyless[(deploy.get("environment"), _short(sha))].append(deploy)
+    def add(self, deploys: Iterable[Mapping[str, Any]]) -> Listing:
+        """Keep records (read, or just made by this face); the listing itself."""
+        for deploy in deploys:
+            self.deploys.append(deploy)
+            key, sha = key_of(deploy), deploy.get("sha")
+            if key is not None:
+                records = self.keyed.setdefault(key, [])
+                records.append(deploy)
+                self.doubled = self.doubled or len(records) > 1
+            elif isinstance(sha, str) and len(sha.strip()) >= 7:
+                self.keyless[(deploy.get("environment"), _short(sha))].append(deploy)
+        return self
 
     def drop(self, uuid: str) -> None:
         """Forget a record deleted in Cortex."""
@@ -464,7 +467,7 @@ def _converge(
     after = history.seen(entity, event, fresh=True)
     if uuid not in after.uuids(key):  # the listing may not show a record this new yet
         mine = {"idempotencyKey": key, "recordedAt": stamp}
-        after.add({"uuid": uuid, "customData": {"bridge": mine}})
+        after.add([{"uuid": uuid, "customData": {"bridge": mine}}])
     remove_doubles(after, entity, cortex, fence=fence, keys=[key])
     known = after.known(key)
     return known.uuid if known is not None else uuid

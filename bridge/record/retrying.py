@@ -82,9 +82,9 @@ class CortexHistory:
         if self._seen is not None and not fresh:
             return self._seen
         if self.listing and not fresh:
-            self._seen = Listing(self._listed(entity))
+            self._seen = Listing().add(self._listed(entity))
         else:
-            self._seen = Listing(
+            self._seen = Listing().add(
                 self.cortex.search_deploys(
                     entity,
                     environment=event.environment,

@@ -113,7 +113,7 @@ class EntityDeploys:
     def listing(self, entity: str, *, fresh: bool = False) -> Listing:
         """Cortex's records of ``entity`` (read on first use, or again when ``fresh``)."""
         if fresh or entity not in self._listings:
-            self._listings[entity] = Listing(self.client.iter_deploys(entity))
+            self._listings[entity] = Listing().add(self.client.iter_deploys(entity))
         return self._listings[entity]
 
     def deploys(self, entity: str) -> list[dict[str, Any]]:
@@ -129,13 +129,15 @@ class EntityDeploys:
         if key in self.listing(entity).carried_keys():
             return
         self.listing(entity).add(
-            {
-                "uuid": uuid,
-                "sha": event.sha,
-                "environment": event.environment,
-                "timestamp": format_timestamp(event.timestamp),
-                "customData": {"status": state, "bridge": {"idempotencyKey": key}},
-            }
+            [
+                {
+                    "uuid": uuid,
+                    "sha": event.sha,
+                    "environment": event.environment,
+                    "timestamp": format_timestamp(event.timestamp),
+                    "customData": {"status": state, "bridge": {"idempotencyKey": key}},
+                }
+            ]
         )
 
     def keyless_match(
