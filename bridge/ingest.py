@@ -18,11 +18,11 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from bridge.config import Config, route
+from bridge.config import Config
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
-from bridge.model import DeployEvent, Status, check_deploy
-from bridge.record.core import ignore_reason, routed, to_payload
+from bridge.model import DeployEvent, Status
+from bridge.record.core import ignore_reason, route_checked, to_payload
 from bridge.redact import MASK, mask, spellings
 from bridge.sources import PARSERS, Parser, parse_event
 from bridge.store import Store
@@ -136,7 +136,6 @@ def ingest(
     (:func:`event_key`).
     """
     config = intake.config
-    limit = config.server.max_entities_per_event
     parser = intake.parsers.get((source, event_name))
     try:
         if parser is not None and type(payload) is dict:
@@ -147,22 +146,7 @@ def ingest(
             event = parse_event(
                 source, event_name, payload, delivery_id=delivery_id, screen=intake.skipped
             )
-        try:
-            where = route(config, event)
-        except UnsupportedEvent:
-            # What cannot be stored is refused (400) before it is ignored: the model's check
-            # of the event as it came, and of what the payload itself named.
-            check_deploy(event, event.entities, max_entities=limit)
-            raise
-        if where.environment != event.environment:
-            # Renamed, or the route's own: the event as it came is checked first (the rare
-            # case that costs a second check).
-            check_deploy(event, event.entities, max_entities=limit)
-        # The model's one validation, of the event as it is routed (what the payload named
-        # first, then the event's fields, then the entities it is routed to).
-        checked = check_deploy(
-            routed(event, where), where.entities, max_entities=limit, named=event.entities
-        )
+        where, checked = route_checked(config, event)  # the model's one check, as routed
     except UnsupportedEvent as exc:
         return ignored(exc.reason)
     except MalformedEvent as exc:

@@ -40,8 +40,16 @@ from bridge.errors import (
     CortexRejected,
     CortexUnauthorized,
 )
-from bridge.model import DeployEvent, Status, event_from_dict
-from bridge.record.core import LOOKUP_WINDOW, Known, Listing, Policy, record_one, remove_doubles
+from bridge.model import DeployEvent, Status
+from bridge.record.core import (
+    LOOKUP_WINDOW,
+    Known,
+    Listing,
+    Policy,
+    from_payload,
+    record_one,
+    remove_doubles,
+)
 from bridge.redact import redact
 from bridge.retry import RetryPolicy
 from bridge.rollback import PastDeploy, past_deploys
@@ -359,7 +367,7 @@ class Deliverer:
         (LeaseLost) and the next one carries on from there. The caller settles the attempt,
         storing its ``writes`` with the outcome.
         """
-        event, entities = event_from_dict(payload["event"]), payload["entities"]
+        event, entities = from_payload(payload)
         attempt = Attempt(results=dict(results))
         history = self.history
         history.delivery += 1  # nothing read for the last delivery is taken for this one

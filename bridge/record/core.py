@@ -30,8 +30,17 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.cortex.client import Cortex
+from bridge.errors import UnsupportedEvent
 from bridge.mapping import build_deploy_request, idempotency_key, key_of
-from bridge.model import DeployEvent, DeployType, Status, event_from_dict, event_to_dict
+from bridge.model import (
+    Checked,
+    DeployEvent,
+    DeployType,
+    Status,
+    check_deploy,
+    event_from_dict,
+    event_to_dict,
+)
 from bridge.rollback import PastDeploy, same_sha
 from bridge.times import format_timestamp, parse_timestamp
 
@@ -496,6 +505,32 @@ def remove_doubles(
 def routed(event: DeployEvent, route: Route) -> DeployEvent:
     """The event as its route delivers it (the environment renamed)."""
     return replace(event, environment=route.environment)
+
+
+def route_checked(config: Config, event: DeployEvent) -> tuple[Route, Checked]:
+    """Where an event goes (``routes``) and the model's one check of it as routed: for every
+    face that routes what it read (the webhook, ``sync``, the reconcile).
+
+    What cannot be stored is refused (InvalidDeploy) before what is not recorded is ignored
+    (UnsupportedEvent): with no route, the event as it came is checked first. The reasons
+    come in one order: what the payload itself named, the event's fields (as it came, when
+    its route renames the environment), then the entities it is routed to.
+    """
+    # Here, not at the top: bridge.config loads PyYAML, which the Action's checkout may lack.
+    from bridge.config import route
+
+    limit = config.server.max_entities_per_event
+    try:
+        where = route(config, event)
+    except UnsupportedEvent:
+        check_deploy(event, event.entities, max_entities=limit)
+        raise
+    if where.environment != event.environment:  # the rare case that costs a second check
+        check_deploy(event, event.entities, max_entities=limit)
+    checked = check_deploy(
+        routed(event, where), where.entities, max_entities=limit, named=event.entities
+    )
+    return where, checked
 
 
 def to_payload(event: DeployEvent, route: Route) -> dict[str, Any]:

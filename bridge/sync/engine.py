@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bridge.config import Config, route
+from bridge.config import Config
 from bridge.cortex.client import Cortex
 from bridge.errors import BridgeError, CortexError, InvalidDeploy, UnsupportedEvent
 from bridge.mapping import idempotency_key
-from bridge.model import DeployEvent, check_deploy
+from bridge.model import DeployEvent
 from bridge.record import retrying as recorder
 from bridge.record.core import (
     LOOKUP_WINDOW,
@@ -32,7 +32,7 @@ from bridge.record.core import (
     Policy,
     decide,
     remove_doubles,
-    routed,
+    route_checked,
 )
 from bridge.rollback import PastDeploy, past_deploys
 from bridge.store.sync_state import RUNNING
@@ -289,11 +289,7 @@ class Reconciler:
                 raise UnsupportedEvent(decision.reason)
             # The model's one validation, as a webhook gets it: what an SCM or an http
             # source answered is checked like any payload, and skipped with its reason.
-            limit = self.config.server.max_entities_per_event
-            named = check_deploy(event, event.entities, max_entities=limit)
-            event = named.event
-            where = route(self.config, event)
-            checked = check_deploy(routed(event, where), where.entities, max_entities=limit)
+            where, checked = route_checked(self.config, event)
         except UnsupportedEvent as exc:
             yield self._row(_row(name, event, Verdict.SKIPPED, exc.reason))
             return
@@ -301,7 +297,7 @@ class Reconciler:
             yield self._row(_row(name, event, Verdict.SKIPPED, str(exc)))
             return
         event = checked.event
-        shortened = "; ".join(f"{field}: {text}" for field, text in named.notes + checked.notes)
+        shortened = "; ".join(f"{field}: {text}" for field, text in checked.notes)
         if self.options.environment is not None and event.environment != self.options.environment:
             reason = f"environment {event.environment!r} is not --environment"
             yield self._row(_row(name, event, Verdict.SKIPPED, reason))
