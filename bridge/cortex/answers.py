@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bridge.cortex.transport import Response
 from bridge.errors import CortexError, CortexRejected, CortexRetryable, CortexUnauthorized
 from bridge.redact import redact
 from bridge.retry import parse_retry_after
+
+if TYPE_CHECKING:  # a type only: this room does no I/O
+    from bridge.cortex.transport import Response
 
 MAX_MESSAGE = 300
 # Cortex's answers that refuse the API token: the one place that says so.
