@@ -158,7 +158,7 @@ def ingest(
         dedupe_key=key if key is not None else event_key(event),
         source=source,
         event_name=event_name,
-        payload=to_payload(event, where),
+        payload=to_payload(checked, where),
         now=clock(),
         group_key=deploy_key(event),
         received=received_copy(*received, intake.secrets) if received is not None else None,

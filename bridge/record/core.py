@@ -39,7 +39,6 @@ from bridge.model import (
     Status,
     check_deploy,
     event_from_dict,
-    event_to_dict,
 )
 from bridge.rollback import PastDeploy, same_sha
 from bridge.times import format_timestamp, parse_timestamp
@@ -533,10 +532,11 @@ def route_checked(config: Config, event: DeployEvent) -> tuple[Route, Checked]:
     return where, checked
 
 
-def to_payload(event: DeployEvent, route: Route) -> dict[str, Any]:
-    """What the outbox keeps for one event: the event as routed, and its entities."""
+def to_payload(checked: Checked, route: Route) -> dict[str, Any]:
+    """What the outbox keeps for one event: the event as routed and checked (``route_checked``:
+    its stored form, made once by the check), and its entities."""
     return {
-        "event": event_to_dict(routed(event, route)),
+        "event": checked.stored,
         "entities": list(route.entities),
         "rule": route.rule,
     }
