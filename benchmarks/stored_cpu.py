@@ -10,7 +10,8 @@ each round's median request. Run by hand:
 
     mkdir -p /tmp/t-base && git archive 6950e4c bridge | tar -x -C /tmp/t-base
     python benchmarks/stored_cpu.py --baseline /tmp/t-base      # this tree against it
-    python benchmarks/stored_cpu.py --requests 500 --rounds 3   # a quick look
+    python benchmarks/stored_cpu.py --baseline /tmp/t-base --tree before=/tmp/t-main
+    python benchmarks/stored_cpu.py --requests 200 --rounds 3   # a quick look
 
 It prints the figures (microseconds of CPU per stored request); nothing is written.
 """
@@ -93,9 +94,12 @@ def child(requests: int, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000, help="per round (2000)")
-    parser.add_argument("--rounds", type=int, default=5, help="(5)")
+    parser.add_argument("--requests", type=int, default=400, help="per round (400)")
+    parser.add_argument("--rounds", type=int, default=15, help="(15)")
     parser.add_argument("--baseline", type=Path, help="a tree holding bridge/ to compare")
+    parser.add_argument(
+        "--tree", action="append", default=[], help="LABEL=DIR: another tree to measure"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -104,6 +108,9 @@ def main() -> None:
     trees: dict[str, Path] = {"this tree": ROOT}
     if args.baseline is not None:
         trees["baseline"] = args.baseline.resolve()
+    for given in args.tree:
+        label, _, tree = given.partition("=")
+        trees[label] = Path(tree).resolve()
     procs: dict[str, subprocess.Popen[str]] = {}
     for label, tree in trees.items():
         env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -128,8 +135,9 @@ def main() -> None:
         shown = ", ".join(f"{v:.0f}" for v in values)
         print(f"{label}: median {statistics.median(values):.0f} us per stored request ({shown})")
     if "baseline" in medians:
-        ratio = statistics.median(medians["this tree"]) / statistics.median(medians["baseline"])
-        print(f"ratio this tree / baseline: {ratio:.2f}x")
+        for label, values in medians.items():
+            ratio = statistics.median(values) / statistics.median(medians["baseline"])
+            print(f"ratio {label} / baseline: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
