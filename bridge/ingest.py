@@ -8,6 +8,7 @@ config is worked out once, when the receiver starts (:func:`prepare_intake`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -215,20 +216,14 @@ def received_copy(environ: Mapping[str, Any], body: bytes, secrets: tuple[str, .
     kept: dict[str, Any] = {"headers": headers, "body": text, "bytes": len(body)}
     if len(body) > MAX_RECEIVED_BYTES:
         kept["truncated"] = True
-    return _as_json(kept)
-
-
-def _as_json(kept: dict[str, Any]) -> str:
-    """``kept`` as the standard library's compact JSON text, every character past ``~``
-    escaped (``json.dumps``, ensure_ascii). orjson writes the same bytes when it writes none
-    past ``~`` (a webhook in ASCII, the usual one), in a fifth of the time on a webhook's
-    body (benchmarks/RESULTS.md, "Stored path CPU"); otherwise the standard library does."""
-    try:
-        text = orjson.dumps(kept)
-    except orjson.JSONEncodeError:  # a lone surrogate: the standard library escapes it
-        return json.dumps(kept, separators=(",", ":"))
-    if text.isascii() and b"\x7f" not in text:
-        return text.decode()
+    # orjson writes the standard library's text (json.dumps, every character past "~"
+    # escaped) whenever it writes none past "~" (an ASCII webhook, the usual one), in a fifth
+    # of the time on a webhook's body (benchmarks/RESULTS.md, "Stored path CPU"); otherwise,
+    # or for a lone surrogate orjson refuses, the standard library writes it.
+    with contextlib.suppress(orjson.JSONEncodeError):
+        written = orjson.dumps(kept)
+        if written.isascii() and b"\x7f" not in written:
+            return written.decode()
     return json.dumps(kept, separators=(",", ":"))
 
 

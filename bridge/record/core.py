@@ -501,11 +501,6 @@ def remove_doubles(
     return doubles
 
 
-def routed(event: DeployEvent, route: Route) -> DeployEvent:
-    """The event as its route delivers it (the environment renamed)."""
-    return replace(event, environment=route.environment)
-
-
 def route_checked(config: Config, event: DeployEvent) -> tuple[Route, Checked]:
     """Where an event goes (``routes``) and the model's one check of it as routed: for every
     face that routes what it read (the webhook, ``sync``, the reconcile).
@@ -526,9 +521,8 @@ def route_checked(config: Config, event: DeployEvent) -> tuple[Route, Checked]:
         raise
     if where.environment != event.environment:  # the rare case that costs a second check
         check_deploy(event, event.entities, max_entities=limit)
-    checked = check_deploy(
-        routed(event, where), where.entities, max_entities=limit, named=event.entities
-    )
+    as_routed = replace(event, environment=where.environment)  # the environment renamed
+    checked = check_deploy(as_routed, where.entities, max_entities=limit, named=event.entities)
     return where, checked
 
 
