@@ -21,10 +21,13 @@ SQLite writers: SQLite admits one writer at a time and makes the others poll, sl
 Database queues the writers of every bridge process on one database file behind a ``flock``
 on a file beside it: the kernel hands the lock over as soon as it is released, and drops it
 when its holder dies (``kill -9`` included), so it never outlives a transaction. On SQLite the
-outbox INSERT runs on the driver's own cursor: through SQLAlchemy, each row cost more CPU in
-the execution machinery than SQLite spent inserting it, all of it while the other writers
-waited for the lock (benchmarks/RESULTS.md, "Receiver"). Its parameters are converted before
-the lock is taken, with the columns' own bind processors.
+outbox INSERT runs on the driver's own cursor, in a transaction on a driver connection the
+Database keeps for it (:meth:`Database.outbox_transaction`, in the same writer turn): through
+SQLAlchemy, each row cost more CPU in the execution machinery, and each transaction more in the
+pool and transaction objects, than SQLite spent inserting and committing it, all of it while
+the other writers waited for the lock (benchmarks/RESULTS.md, "Receiver" and "Stored path
+CPU"). Its parameters are converted before the lock is taken, with the columns' own bind
+processors.
 
 Waking idle workers: on PostgreSQL, :meth:`Store.enqueue` and :meth:`Store.retry` NOTIFY
 ``WAKE_CHANNEL`` in their own transaction (so only once the row is committed), and one
