@@ -207,6 +207,9 @@ class Checked:
     (``(field, what was done)`` pairs, for the face to tell its user)."""
 
     event: DeployEvent
+    # The event's stored form (:func:`event_to_dict`), as sized by the check: the outbox
+    # keeps it as it is (record/core's ``to_payload``), not encoded a second time.
+    stored: Mapping[str, Any] = field(hash=False, repr=False)
     notes: tuple[tuple[str, str], ...] = ()
 
 
@@ -228,7 +231,7 @@ def check_deploy(
     then those named are checked first, the fields next, and the routed ones after them.
     """
     _check_entities(entities if named is None else named, max_entities)
-    fixed, title_length = _bounded(event)
+    fixed, title_length, stored = _bounded(event)
     if named is not None and tuple(entities) != tuple(named):
         _check_entities(entities, max_entities)
     from bridge.mapping import idempotency_key  # it imports this module
@@ -242,9 +245,9 @@ def check_deploy(
                 f"{_shown(tag)}) is {size} bytes in UTF-8; at most {MAX_KEY_BYTES}",
             )
     if title_length <= MAX_TITLE:
-        return Checked(fixed)
+        return Checked(fixed, stored)
     note = f"the title is {title_length} characters long; recorded as its first {MAX_TITLE}"
-    return Checked(fixed, (("title", note),))
+    return Checked(fixed, stored, (("title", note),))
 
 
 def _check_entities(entities: Sequence[str], max_entities: int | None) -> None:
@@ -293,8 +296,9 @@ def bounded(event: DeployEvent) -> DeployEvent:
     return _bounded(event)[0]
 
 
-def _bounded(event: DeployEvent) -> tuple[DeployEvent, int]:
-    """:func:`bounded`, and the length of the mended title before it was cut."""
+def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
+    """:func:`bounded`, the length of the mended title before it was cut, and the bounded
+    event's stored form (:func:`event_to_dict`)."""
     # The title: its first line with text in it (a commit's subject). Lines end where
     # ``str.splitlines`` ends them (LF, CR, VT, FF, FS, GS, RS, NEL, U+2028, U+2029),
     # whichever face the title came from.
@@ -336,7 +340,7 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int]:
             f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: "
             f"its {largest} is too long",
         )
-    return fixed, len(title)
+    return fixed, len(title), data
 
 
 # A value as compact JSON text, whose UTF-8 bytes are its stored size (the standard library:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import signal
@@ -237,6 +238,45 @@ def test_store_writes_queue_on_a_lock_file_beside_the_database(tmp_path: Path) -
             dedupe_key="github:1", source="github", event_name="ping", payload={}, now=NOW
         )
     assert (tmp_path / "bridge.db-bridge.lock").exists()
+
+
+def test_the_outbox_write_waits_for_the_files_writer_lock_and_reopens_after_a_failure(
+    tmp_path: Path,
+) -> None:
+    # The outbox INSERT runs on a driver connection of the Database's own, not through
+    # Database.transaction: it takes the same turn (the file's flock, held here by "another
+    # process": another open file), and a failed transaction leaves the next one a connection.
+    path = tmp_path / "bridge.db"
+    with Store.from_url(f"sqlite:///{path}") as store:
+        stored: list[tuple[int, bool]] = []
+
+        def put(key: str) -> None:
+            stored.append(
+                store.enqueue(
+                    dedupe_key=key, source="github", event_name="ping", payload={}, now=NOW
+                )
+            )
+
+        fd = os.open(f"{path}-bridge.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            writer = threading.Thread(target=put, args=("github:1",))
+            writer.start()
+            time.sleep(0.3)
+            assert stored == []  # waiting for the lock
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            writer.join(5)
+            assert stored == [(1, True)]
+        finally:
+            os.close(fd)
+        with store.db.engine.begin() as conn:
+            deliveries.drop(conn)
+        with pytest.raises(StoreError, match="no such table"):
+            put("github:2")
+        with store.db.engine.begin() as conn:
+            deliveries.create(conn)
+        put("github:3")
+        assert stored[-1][1] is True
 
 
 def test_a_lock_that_cannot_be_taken_is_a_store_error(tmp_path: Path) -> None:

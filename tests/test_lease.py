@@ -25,7 +25,7 @@ from bridge.config import Route, parse_config
 from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import build_deploy_request, deploy_key, idempotency_key, key_of
-from bridge.model import DeployEvent, DeployRef, DeployType, Status
+from bridge.model import DeployEvent, DeployRef, DeployType, Status, check_deploy
 from bridge.record.core import to_payload
 from bridge.relay import make_worker
 from bridge.store import DELIVERED, RecordWrite, Store
@@ -84,7 +84,7 @@ def enqueue(store: Store, count: int, *, now: datetime | None = None) -> int:
         dedupe_key="github:hook:1",
         source="github",
         event_name="deployment_status",
-        payload=to_payload(event(), routed),
+        payload=to_payload(check_deploy(event()), routed),
         now=now or utcnow(),
         group_key=deploy_key(event()),
     )

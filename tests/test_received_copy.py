@@ -65,3 +65,29 @@ def test_every_url_of_a_body_is_masked_and_the_rest_kept() -> None:
     assert "https://git.example/x" in kept
     assert "someone@example.com" in kept
     assert kept == by_pattern(body[:MAX_RECEIVED_BYTES].decode())
+
+
+# Every ASCII character (controls, DEL, quotes, backslash) but "@" (no URL password to mask),
+# Latin-1, U+2028, beyond the BMP.
+TEXT = st.text(
+    st.characters(max_codepoint=0x1F600, exclude_categories=("Cs",), exclude_characters="@"),
+    max_size=40,
+)
+
+
+@settings(max_examples=2000)
+@given(TEXT, TEXT)
+@example('plain ASCII, a quote " and a backslash \\', "GitHub-Hookshot/1")
+@example("caf\u00e9 \u2028 \U0001f600", "")
+@example("DEL \x7f, NUL \x00, ESC \x1b", "agent \x7f")
+def test_the_copy_is_the_standard_librarys_json_text(body: str, agent: str) -> None:
+    # orjson writes it when that gives the same bytes: the text kept never depends on which.
+    raw = body.encode()
+    environ = {"HTTP_USER_AGENT": agent, "HTTP_X_GITHUB_EVENT": "deployment_status"}
+    headers = {
+        name: value
+        for name, value in (("User-Agent", agent), ("X-GitHub-Event", "deployment_status"))
+        if value
+    }
+    expected = {"headers": headers, "body": body, "bytes": len(raw)}
+    assert received_copy(environ, raw, ()) == json.dumps(expected, separators=(",", ":"))

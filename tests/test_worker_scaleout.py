@@ -24,7 +24,7 @@ from bridge.cortex.budget import SharedBudget
 from bridge.errors import CortexRetryable
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import deploy_key, key_of
-from bridge.model import DeployEvent, DeployRef, Status
+from bridge.model import DeployEvent, DeployRef, Status, check_deploy
 from bridge.record.core import to_payload
 from bridge.relay import BATCH, make_budget, make_worker, wake_on_notify
 from bridge.store import DELIVERED, Listener, Store, bucket
@@ -110,7 +110,8 @@ def deploy(n: int, *, entities: int = 25) -> tuple[str, dict[str, Any], str]:
         environment="production",
     )
     route = Route((f"svc-{n % entities}",), "production", "default")
-    return f"github:hook:{n}", to_payload(event, route), deploy_key(event)
+    payload = to_payload(check_deploy(event), route)
+    return f"github:hook:{n}", payload, deploy_key(event)
 
 
 def enqueue_burst(store: Store, count: int) -> None:

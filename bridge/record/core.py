@@ -39,7 +39,6 @@ from bridge.model import (
     Status,
     check_deploy,
     event_from_dict,
-    event_to_dict,
 )
 from bridge.rollback import PastDeploy, same_sha
 from bridge.times import format_timestamp, parse_timestamp
@@ -502,11 +501,6 @@ def remove_doubles(
     return doubles
 
 
-def routed(event: DeployEvent, route: Route) -> DeployEvent:
-    """The event as its route delivers it (the environment renamed)."""
-    return replace(event, environment=route.environment)
-
-
 def route_checked(config: Config, event: DeployEvent) -> tuple[Route, Checked]:
     """Where an event goes (``routes``) and the model's one check of it as routed: for every
     face that routes what it read (the webhook, ``sync``, the reconcile).
@@ -527,16 +521,16 @@ def route_checked(config: Config, event: DeployEvent) -> tuple[Route, Checked]:
         raise
     if where.environment != event.environment:  # the rare case that costs a second check
         check_deploy(event, event.entities, max_entities=limit)
-    checked = check_deploy(
-        routed(event, where), where.entities, max_entities=limit, named=event.entities
-    )
+    as_routed = replace(event, environment=where.environment)  # the environment renamed
+    checked = check_deploy(as_routed, where.entities, max_entities=limit, named=event.entities)
     return where, checked
 
 
-def to_payload(event: DeployEvent, route: Route) -> dict[str, Any]:
-    """What the outbox keeps for one event: the event as routed, and its entities."""
+def to_payload(checked: Checked, route: Route) -> dict[str, Any]:
+    """What the outbox keeps for one event: the event as routed and checked (``route_checked``:
+    its stored form, made once by the check), and its entities."""
     return {
-        "event": event_to_dict(routed(event, route)),
+        "event": checked.stored,
         "entities": list(route.entities),
         "rule": route.rule,
     }

@@ -21,10 +21,13 @@ SQLite writers: SQLite admits one writer at a time and makes the others poll, sl
 Database queues the writers of every bridge process on one database file behind a ``flock``
 on a file beside it: the kernel hands the lock over as soon as it is released, and drops it
 when its holder dies (``kill -9`` included), so it never outlives a transaction. On SQLite the
-outbox INSERT runs on the driver's own cursor: through SQLAlchemy, each row cost more CPU in
-the execution machinery than SQLite spent inserting it, all of it while the other writers
-waited for the lock (benchmarks/RESULTS.md, "Receiver"). Its parameters are converted before
-the lock is taken, with the columns' own bind processors.
+outbox INSERT runs on the driver's own cursor, in a transaction on a driver connection the
+Database keeps for it (:meth:`Database.outbox_transaction`, in the same writer turn): through
+SQLAlchemy, each row cost more CPU in the execution machinery, and each transaction more in the
+pool and transaction objects, than SQLite spent inserting and committing it, all of it while
+the other writers waited for the lock (benchmarks/RESULTS.md, "Receiver" and "Stored path
+CPU"). Its parameters are converted before the lock is taken, with the columns' own bind
+processors.
 
 Waking idle workers: on PostgreSQL, :meth:`Store.enqueue` and :meth:`Store.retry` NOTIFY
 ``WAKE_CHANNEL`` in their own transaction (so only once the row is committed), and one
@@ -51,6 +54,7 @@ from typing import Any, Generic, TypeVar, cast
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from bridge.store.browse import Browse
 from bridge.store.budget import Budgets
@@ -110,6 +114,8 @@ class Database:
         self._threads = threading.Lock()  # this process's writers, before the file's lock
         self._fd: int | None = None
         self._opened_by = -1  # the process that opened _fd
+        # SQLite: the outbox's own driver connection, and the process that opened it.
+        self._outbox: tuple[int, PoolProxiedConnection] | None = None
         # Raised by the driver's own cursor (the SQLite outbox INSERT), beside SQLAlchemy's.
         self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
 
@@ -129,6 +135,9 @@ class Database:
             if self._fd is not None and self._opened_by == os.getpid():
                 os.close(self._fd)
             self._fd, self._opened_by = None, -1
+            if self._outbox is not None and self._outbox[0] == os.getpid():
+                self._outbox[1].close()
+            self._outbox = None
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""
@@ -145,37 +154,72 @@ class Database:
         with self._serial or nullcontext():
             try:
                 # Checked out first: only the transaction itself holds up other writers.
-                with self.engine.connect() as conn:
-                    if path is not None:
-                        self._threads.acquire()
-                    locked = False
-                    try:
-                        if path is not None:
-                            try:
-                                # A flock belongs to the open file, which a forked child shares
-                                # with its parent (gunicorn loads the app before forking when
-                                # asked to): each process opens its own.
-                                if self._fd is None or self._opened_by != os.getpid():
-                                    self._fd, self._opened_by = open_private(path), os.getpid()
-                                fcntl.flock(self._fd, fcntl.LOCK_EX)
-                            except OSError as exc:
-                                reason = (exc.strerror or type(exc).__name__).lower()
-                                raise StoreError(
-                                    f"cannot lock {path} for writing: {reason}"
-                                ) from exc
-                            locked = True
-                        with conn.begin():
-                            if self._begin is not None:
-                                driver = conn.connection.driver_connection
-                                driver.execute(self._begin[write])  # type: ignore[union-attr]
-                            yield conn
-                    finally:
-                        if locked:
-                            fcntl.flock(cast(int, self._fd), fcntl.LOCK_UN)
-                        if path is not None:
-                            self._threads.release()
+                with (
+                    self.engine.connect() as conn,
+                    self._turn(path) if path is not None else nullcontext(),
+                    conn.begin(),
+                ):
+                    if self._begin is not None:
+                        driver = conn.connection.driver_connection
+                        driver.execute(self._begin[write])  # type: ignore[union-attr]
+                    yield conn
             except (sa.exc.SQLAlchemyError, self._driver_error) as exc:
                 raise StoreError(f"database error: {error_line(exc)}") from exc
+
+    @contextmanager
+    def outbox_transaction(self) -> Iterator[Any]:
+        """SQLite: one write transaction on a driver connection of its own, committed on
+        leaving; database failures raised as StoreError.
+
+        For the outbox INSERT, the receiver's one write per event: SQLAlchemy's connection,
+        pool and transaction objects cost it more CPU than SQLite's own BEGIN IMMEDIATE and
+        COMMIT (benchmarks/RESULTS.md, "Stored path CPU"). Same turns as :meth:`transaction`:
+        this process's writers, then the file's lock, held until the commit has returned. The
+        connection is this process's (opened through the engine, with its settings) and used
+        only in turn; a failed transaction closes it, rolling back, and the next opens another.
+        An in-memory database has one shared connection: its transaction is the usual one.
+        """
+        path = self.lock_path
+        if path is None:
+            with self.transaction(write=True) as conn:
+                yield conn.connection.driver_connection
+            return
+        try:
+            with self._turn(path):
+                if self._outbox is None or self._outbox[0] != os.getpid():
+                    fairy = self.engine.raw_connection()
+                    fairy.detach()  # out of the pool: this process's outbox writer alone
+                    self._outbox = (os.getpid(), fairy)
+                driver = self._outbox[1].dbapi_connection
+                try:
+                    driver.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+                    yield driver
+                    driver.commit()  # type: ignore[union-attr]
+                except BaseException:
+                    self._outbox[1].close()
+                    self._outbox = None
+                    raise
+        except self._driver_error as exc:
+            raise StoreError(f"database error: {error_line(exc)}") from exc
+
+    @contextmanager
+    def _turn(self, path: str) -> Iterator[None]:
+        """A SQLite file's writer turn: this process's writers' lock, then the file's flock."""
+        with self._threads:
+            try:
+                # A flock belongs to the open file, which a forked child shares with its
+                # parent (gunicorn loads the app before forking when asked to): each process
+                # opens its own.
+                if self._fd is None or self._opened_by != os.getpid():
+                    self._fd, self._opened_by = open_private(path), os.getpid()
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                reason = (exc.strerror or type(exc).__name__).lower()
+                raise StoreError(f"cannot lock {path} for writing: {reason}") from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 @dataclass(eq=False)
@@ -415,8 +459,8 @@ class Store:
             pool = sys.modules["gevent"].get_hub().threadpool
             return pool.apply(self._insert_driver, (batch,), {"offloaded": True})  # type: ignore[no-any-return]
         stored: list[tuple[int, bool]] = []
-        with self.db.transaction(write=True) as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with self.db.outbox_transaction() as driver:
+            cursor = driver.cursor()
             for params, key in batch:
                 found = cursor.execute(self._insert_sql, params).fetchone()
                 if found is not None:
