@@ -56,17 +56,17 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 def parse_sync(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
     """One Application's sync operation: started (Running), Succeeded, Failed or Error."""
     fields = Fields(payload, "Argo CD notification")
-    fields.need(fields.mapping, "app")
-    fields.need(fields.mapping, "operation")
-    phase = fields.need(fields.text, "operation.phase").lower()
+    fields.mapping("app", required=True)
+    fields.mapping("operation", required=True)
+    phase = fields.text("operation.phase", required=True).lower()
     status = pick(PHASES, phase, "sync phase {} is not recorded")
     if status in screen:  # an event of this status records nothing
         raise UnsupportedEvent(screen[status])
-    started = fields.need(fields.moment, "operation.startedAt")
-    timestamp = fields.need(fields.moment, "operation.finishedAt") if status.is_final else started
-    uid = fields.need(fields.text, "app.uid")
-    name = fields.need(fields.text, "app.name")
-    path = object_path(fields.need(fields.text, "app.namespace"), name)
+    started = fields.moment("operation.startedAt", required=True)
+    timestamp = fields.moment("operation.finishedAt", required=True) if status.is_final else started
+    uid = fields.text("app.uid", required=True)
+    name = fields.text("app.name", required=True)
+    path = object_path(fields.text("app.namespace", required=True), name)
     revisions = _revisions(fields)
     sha = next((found for found in (git_sha(r, bare=True) for r in revisions) if found), None)
     entities = tags(_label(fields, key) for key in TAG_KEYS)

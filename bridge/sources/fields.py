@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
@@ -30,8 +30,6 @@ Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
 # The screen that stops nothing: read every event in full.
 keep_all: Screen = MappingProxyType({})
 
-
-T = TypeVar("T")
 
 # REST API URLs, not pages: api.github.com (api.<name>.ghe.com on GHE.com), GHES "/api/v3/"
 # and GitLab "/api/v4/" (docs.github.com/en/rest, docs.gitlab.com/ee/api/rest/).
@@ -105,32 +103,46 @@ class Fields:
         """The error for a field that is there but unusable."""
         return MalformedEvent(f"{self.event} payload has a bad {path!r}: {shorten(value)}")
 
-    def mapping(self, path: str) -> Mapping[str, Any] | None:
+    # Each read below takes ``required=True`` for a field the event must carry: then a miss is
+    # the MalformedEvent :meth:`missing` (naming the first path), not None.
+
+    @overload
+    def mapping(self, path: str, *, required: Literal[True]) -> Mapping[str, Any]: ...
+    @overload
+    def mapping(self, path: str, *, required: bool = False) -> Mapping[str, Any] | None: ...
+    def mapping(self, path: str, *, required: bool = False) -> Mapping[str, Any] | None:
         """An object, or None when absent or of another type."""
         value = self.get(path)
-        return value if isinstance(value, Mapping) else None
+        if isinstance(value, Mapping):
+            return value
+        if required:
+            raise self.missing(path)
+        return None
 
-    def need(self, read: Callable[..., T | None], *paths: str) -> T:
-        """What ``read`` (one of the reads below) finds at ``paths``, which the event must
-        carry: ``fields.need(fields.text, "repository.full_name")``. The error names the first
-        path."""
-        value = read(*paths)
-        if value is None:
-            raise self.missing(paths[0])
-        return value
-
-    def text(self, *paths: str) -> str | None:
+    @overload
+    def text(self, *paths: str, required: Literal[True]) -> str: ...
+    @overload
+    def text(self, *paths: str, required: bool = False) -> str | None: ...
+    def text(self, *paths: str, required: bool = False) -> str | None:
         """The first non-blank string among ``paths``, stripped; other types count as absent."""
         for path in paths:
             value = self.get(path)
             if isinstance(value, str) and value.strip():
                 return value.strip()
+        if required:
+            raise self.missing(paths[0])
         return None
 
-    def number(self, path: str) -> int | None:
+    @overload
+    def number(self, path: str, *, required: Literal[True]) -> int: ...
+    @overload
+    def number(self, path: str, *, required: bool = False) -> int | None: ...
+    def number(self, path: str, *, required: bool = False) -> int | None:
         """A non-negative integer id (an int or a string of digits), None when absent."""
         value = self.get(path)
         if value is None:
+            if required:
+                raise self.missing(path)
             return None
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
@@ -138,7 +150,11 @@ class Fields:
             return int(value)
         raise self.bad(path, value)
 
-    def moment(self, *paths: str) -> datetime | None:
+    @overload
+    def moment(self, *paths: str, required: Literal[True]) -> datetime: ...
+    @overload
+    def moment(self, *paths: str, required: bool = False) -> datetime | None: ...
+    def moment(self, *paths: str, required: bool = False) -> datetime | None:
         """The first present timestamp among ``paths``, in UTC; unparseable is malformed."""
         for path in paths:
             value = self.get(path)
@@ -150,6 +166,8 @@ class Fields:
                 return parse_timestamp(value)
             except (ValueError, OverflowError, OSError) as exc:
                 raise self.bad(path, value) from exc
+        if required:
+            raise self.missing(paths[0])
         return None
 
     def sha(self, path: str) -> str | None:

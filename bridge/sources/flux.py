@@ -112,7 +112,7 @@ def event_name(payload: Any) -> str:
 
 
 def _status(fields: Fields, reasons: Mapping[str, Status], *, errors_fail: bool) -> Status:
-    severity = fields.need(fields.text, "severity").lower()
+    severity = fields.text("severity", required=True).lower()
     if severity not in SEVERITIES:
         raise fields.bad("severity", severity)
     reason = fields.text("reason") or ""
@@ -153,13 +153,13 @@ def _event(
     ref_kind: str = "revision",
     deploy_type: DeployType | None = None,
 ) -> DeployEvent:
-    namespace = fields.need(fields.text, "involvedObject.namespace")
-    name = fields.need(fields.text, "involvedObject.name")
-    uid = fields.need(fields.text, "involvedObject.uid")
-    found_kind = fields.need(fields.text, "involvedObject.kind")
+    namespace = fields.text("involvedObject.namespace", required=True)
+    name = fields.text("involvedObject.name", required=True)
+    uid = fields.text("involvedObject.uid", required=True)
+    found_kind = fields.text("involvedObject.kind", required=True)
     if found_kind != kind:
         raise fields.bad("involvedObject.kind", found_kind)
-    timestamp = fields.need(fields.moment, "timestamp")
+    timestamp = fields.moment("timestamp", required=True)
     origin = _meta(fields, kind, "originRevision")
     metadata = fields.mapping("metadata") or {}
     entities = tags(_text(metadata.get(key)) for key in TAG_KEYS)

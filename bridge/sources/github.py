@@ -64,8 +64,8 @@ def parse_deployment(payload: Mapping[str, Any], screen: Screen = keep_all) -> D
     _require_action(fields, "created")
     if Status.PENDING in screen:  # an event of this status records nothing
         raise UnsupportedEvent(screen[Status.PENDING])
-    fields.need(fields.mapping, "deployment")
-    timestamp = fields.need(fields.moment, "deployment.created_at")
+    fields.mapping("deployment", required=True)
+    timestamp = fields.moment("deployment.created_at", required=True)
     return _deployment_event(fields, Status.PENDING, timestamp)
 
 
@@ -73,16 +73,16 @@ def parse_deployment_status(payload: Mapping[str, Any], screen: Screen = keep_al
     """A ``deployment_status`` created: the deploy moved to a new state."""
     fields = Fields(payload, "deployment_status")
     _require_action(fields, "created")
-    fields.need(fields.mapping, "deployment_status")
-    fields.need(fields.mapping, "deployment")
-    state = fields.need(fields.text, "deployment_status.state").lower()
+    fields.mapping("deployment_status", required=True)
+    fields.mapping("deployment", required=True)
+    state = fields.text("deployment_status.state", required=True).lower()
     if state == "inactive":
         raise UnsupportedEvent("deployment_status 'inactive' records nothing")
     status = pick(DEPLOYMENT_STATES, state, "deployment_status {} is not recorded")
     if status in screen:  # an event of this status records nothing
         raise UnsupportedEvent(screen[status])
-    timestamp = fields.need(
-        fields.moment, "deployment_status.updated_at", "deployment_status.created_at"
+    timestamp = fields.moment(
+        "deployment_status.updated_at", "deployment_status.created_at", required=True
     )
     return _deployment_event(fields, status, timestamp)
 
@@ -91,19 +91,19 @@ def parse_workflow_run(payload: Mapping[str, Any], screen: Screen = keep_all) ->
     """A ``workflow_run`` requested, in progress or completed."""
     fields = Fields(payload, "workflow_run")
     _require_action(fields, "requested", "in_progress", "completed")
-    fields.need(fields.mapping, "workflow_run")
+    fields.mapping("workflow_run", required=True)
     status = _run_status(fields)
     if status in screen:  # an event of this status records nothing
         raise UnsupportedEvent(screen[status])
     if status.is_final:
-        timestamp = fields.need(fields.moment, "workflow_run.updated_at")
+        timestamp = fields.moment("workflow_run.updated_at", required=True)
     else:
-        timestamp = fields.need(
-            fields.moment, "workflow_run.run_started_at", "workflow_run.created_at"
+        timestamp = fields.moment(
+            "workflow_run.run_started_at", "workflow_run.created_at", required=True
         )
     return DeployEvent(
         source="github",
-        repository=fields.need(fields.text, "repository.full_name"),
+        repository=fields.text("repository.full_name", required=True),
         event="workflow_run",
         ref=_run_ref(fields),
         status=status,
@@ -136,9 +136,9 @@ PARSERS: Mapping[str, Parser] = {
 
 
 def _deployment_event(fields: Fields, status: Status, timestamp: datetime) -> DeployEvent:
-    deployment_id = fields.need(fields.number, "deployment.id")
+    deployment_id = fields.number("deployment.id", required=True)
     in_run = fields.mapping("workflow_run") is not None
-    repository = fields.need(fields.text, "repository.full_name")
+    repository = fields.text("repository.full_name", required=True)
     # A deployment made by an Actions job carries that run: key it like the Action step
     # inside the run keys it, so both paths name the same deploy.
     ref = _run_ref(fields) if in_run else DeployRef("deployment", str(deployment_id))
@@ -204,7 +204,7 @@ def _run_details(fields: Fields) -> dict[str, Any]:
 
 
 def _run_ref(fields: Fields) -> DeployRef:
-    run_id = fields.need(fields.number, "workflow_run.id")
+    run_id = fields.number("workflow_run.id", required=True)
     return DeployRef("run", f"{run_id}/{_run_attempt(fields)}")
 
 
@@ -215,10 +215,10 @@ def _run_attempt(fields: Fields) -> int:
 
 
 def _run_status(fields: Fields) -> Status:
-    state = fields.need(fields.text, "workflow_run.status").lower()
+    state = fields.text("workflow_run.status", required=True).lower()
     if state != "completed":
         return pick(RUN_STATUSES, state, "workflow_run status {} is not recorded")
-    conclusion = fields.need(fields.text, "workflow_run.conclusion").lower()
+    conclusion = fields.text("workflow_run.conclusion", required=True).lower()
     return pick(RUN_CONCLUSIONS, conclusion, "workflow_run concluded {}, which records nothing")
 
 

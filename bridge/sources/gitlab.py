@@ -55,14 +55,14 @@ def parse_deployment(payload: Mapping[str, Any], screen: Screen = keep_all) -> D
     """A Deployment Hook: a deployment was created, started, succeeded, failed or canceled."""
     fields = Fields(payload, "Deployment Hook")
     _require_kind(fields, "deployment")
-    state = fields.need(fields.text, "status").lower()
+    state = fields.text("status", required=True).lower()
     status = pick(DEPLOYMENT_STATUSES, state, "deployment status {} is not recorded")
     if status in screen:  # an event of this status records nothing
         raise UnsupportedEvent(screen[status])
-    timestamp = fields.need(fields.moment, "status_changed_at")
+    timestamp = fields.moment("status_changed_at", required=True)
     return DeployEvent(
         source="gitlab",
-        repository=fields.need(fields.text, "project.path_with_namespace"),
+        repository=fields.text("project.path_with_namespace", required=True),
         event="deployment",
         ref=_deployment_ref(fields),
         status=status,
@@ -83,17 +83,17 @@ def parse_pipeline(payload: Mapping[str, Any], screen: Screen = keep_all) -> Dep
     """A Pipeline Hook: a pipeline changed status."""
     fields = Fields(payload, "Pipeline Hook")
     _require_kind(fields, "pipeline")
-    fields.need(fields.mapping, "object_attributes")
-    state = fields.need(fields.text, "object_attributes.status").lower()
+    fields.mapping("object_attributes", required=True)
+    state = fields.text("object_attributes.status", required=True).lower()
     status = pick(PIPELINE_STATUSES, state, "pipeline status {} is not recorded")
     if status in screen:  # an event of this status records nothing
         raise UnsupportedEvent(screen[status])
     when = "object_attributes.finished_at" if status.is_final else "object_attributes.created_at"
-    timestamp = fields.need(fields.moment, when)
-    pipeline_id = fields.need(fields.number, "object_attributes.id")
+    timestamp = fields.moment(when, required=True)
+    pipeline_id = fields.number("object_attributes.id", required=True)
     return DeployEvent(
         source="gitlab",
-        repository=fields.need(fields.text, "project.path_with_namespace"),
+        repository=fields.text("project.path_with_namespace", required=True),
         event="pipeline",
         ref=DeployRef("pipeline", str(pipeline_id)),
         status=status,
@@ -143,7 +143,7 @@ def _deployment_ref(fields: Fields) -> DeployRef:
     job_id = fields.number("deployable_id")
     if job_id is not None:
         return DeployRef("job", str(job_id))
-    return DeployRef("deployment", str(fields.need(fields.number, "deployment_id")))
+    return DeployRef("deployment", str(fields.number("deployment_id", required=True)))
 
 
 def _deployment_details(fields: Fields) -> dict[str, Any]:
