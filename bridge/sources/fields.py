@@ -103,8 +103,9 @@ class Fields:
         """The error for a field that is there but unusable."""
         return MalformedEvent(f"{self.event} payload has a bad {path!r}: {shorten(value)}")
 
-    # Each read below takes ``required=True`` for a field the event must carry: then a miss is
-    # the MalformedEvent :meth:`missing` (naming the first path), not None.
+    # mapping, text, number and moment take ``required=True`` for a field the event must carry
+    # (``fields.text("repository.full_name", required=True)``): then a miss is not None but the
+    # MalformedEvent :meth:`missing`, naming the first path. The overloads say so to mypy.
 
     @overload
     def mapping(self, path: str, *, required: Literal[True]) -> Mapping[str, Any]: ...
