@@ -123,7 +123,7 @@ def _in_flask(hook: Hook, dispatch: WebhookDispatch) -> Any:
         try:
             return dispatch.answer(request.environ, hook)
         except Exception as exc:  # every error gets its answer, whichever way it came
-            return dispatch.refused(exc, request.environ)
+            return dispatch.refused(exc, request.environ, hook)
 
     return view
 

@@ -170,7 +170,7 @@ class WebhookDispatch:
         try:
             response = self.answer(environ, hook)
         except Exception as exc:  # every error gets its answer, whichever way it came
-            response = self.refused(exc, environ)
+            response = self.refused(exc, environ, hook)
         return response(environ, start_response)
 
     def answer(self, environ: Environ, hook: Hook) -> Response:
@@ -228,20 +228,19 @@ class WebhookDispatch:
         # and the whole Content-Type given here, nothing is left for Werkzeug to work out.
         return Response(orjson.dumps(said), status=answer.status, content_type="application/json")
 
-    def refused(self, exc: Exception, environ: Environ) -> Response:
-        """The answer to an error raised while answering a webhook (``error_answer``); a 4xx
-        noted."""
+    def refused(self, exc: Exception, environ: Environ, hook: Hook) -> Response:
+        """The answer to an error raised while answering ``hook``'s webhook (``error_answer``);
+        a 4xx noted."""
         code, status, reason = error_answer(exc, environ)
-        hook = HOOKS.get(environ.get("PATH_INFO", ""))
-        if code < 500 and hook is not None:
-            # The first delivery id that is not blank (WebhookDispatch.answer reads the same).
+        if code < 500:
+            # The first delivery id that is not blank, if any (as _read_webhook picks it).
             delivery = next(
                 (v for h, _ in hook.deliveries if (v := environ.get(h, "")).strip()), ""
             )
             _turned_away(
                 self.rt,
                 source=hook.source,
-                event=environ.get(hook.event_header, "") if hook.event_header else "",
+                event=environ.get(hook.event_header, ""),
                 delivery=delivery,
                 code=code,
                 status=status,
