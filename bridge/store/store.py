@@ -362,11 +362,11 @@ class Store:
         self._attempt_line = self.db.insert(attempts).on_conflict_do_nothing(
             index_elements=[attempts.c.delivery_id, attempts.c.attempt]
         )
-        # A SQLite file: the same two statements, compiled once, run on the driver's cursor
-        # (Database.insert_outbox), with the parameters in the compiled order, each converted
-        # by its column's bind processor. PostgreSQL and an in-memory SQLite database (one
-        # shared connection) take the Core path.
-        # Threads storing events at the same moment share one transaction (GroupCommit).
+        # Threads storing events at the same moment share one transaction (GroupCommit):
+        # through SQLAlchemy Core on PostgreSQL and on an in-memory SQLite database (one shared
+        # connection); on a SQLite file, the same two statements, compiled once, run on the
+        # driver's cursor (Database.insert_outbox), with the parameters in the compiled order,
+        # each converted by its column's bind processor.
         self._sqlite_params: list[tuple[str, Callable[[Any], Any] | None]] | None = None
         self._enqueues: GroupCommit[Any, tuple[int, bool]] = GroupCommit(self._insert_core)
         if self.db.lock_path is not None:
