@@ -40,7 +40,6 @@ from bridge.cortex import CortexClient  # noqa: E402
 from bridge.fakecortex import FakeCortex  # noqa: E402
 from bridge.mapping import deploy_key, key_of  # noqa: E402
 from bridge.model import DeployEvent, DeployRef, Status  # noqa: E402
-from bridge.record.core import to_payload  # noqa: E402
 from bridge.store import Store  # noqa: E402
 from bridge.worker import Deliverer, Worker  # noqa: E402
 
@@ -87,7 +86,7 @@ class Relay:
             dedupe_key=f"bench:{entity}:{n}",
             source="github",
             event_name="deployment_status",
-            payload=to_payload(made, route),
+            payload={"event": made.stored, "entities": list(route.entities), "rule": route.rule},
             now=self.now(),
             group_key=deploy_key(made),
         )

@@ -1,9 +1,9 @@
 """The receiver and its admin API, as a Flask app factory.
 
 The webhook endpoints live in :mod:`bridge.webhooks` (check the signature, decode, hand over
-to ``ingest``, answer): they read only the WSGI environ, so that ``WebhookDispatch`` answers
-a POST to them without Flask's per-request work. Flask serves the probes and the admin API,
-and answers errors with the same ``error_response``.
+to ``ingest``, answer): a webhook is read from the WSGI environ alone, so that
+``WebhookDispatch`` answers a POST to one without Flask's per-request work. Flask serves the
+probes and the admin API, and answers errors with the same ``error_response``.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from bridge.sources.fields import shorten
 from bridge.store import STATUSES, Delivery, Store
 from bridge.turned_away import TurnedAwayLog
 from bridge.webhooks import (
+    HOOKS,
     BadRequest,
-    Environ,
+    Hook,
     InFlight,
     WebhookDispatch,
     error_response,
-    webhook_handlers,
 )
 
 log = logging.getLogger("bridge.receiver")
@@ -108,24 +108,22 @@ def create_app(runtime: Runtime) -> Flask:
 
 
 def _add_webhooks(app: Flask, rt: Runtime) -> None:
-    handlers = webhook_handlers(rt, prepare_intake(rt.config, rt.secrets))
-    dispatch = WebhookDispatch(app.wsgi_app, handlers, rt)
-    for path, handler in handlers.items():
+    dispatch = WebhookDispatch(app.wsgi_app, rt, prepare_intake(rt.config, rt.secrets))
+    for path, hook in HOOKS.items():
         # Flask keeps the routes (what url_map lists, 405 for another method); a POST to one
-        # is answered by WebhookDispatch below, before Flask, with this same handler.
-        view = _in_flask(handler, dispatch)
-        app.add_url_rule(path, path.rsplit("/", 1)[-1], view, methods=["POST"])
+        # is answered by WebhookDispatch below, before Flask, the same way.
+        app.add_url_rule(path, hook.source, _in_flask(hook, dispatch), methods=["POST"])
     app.wsgi_app = dispatch  # type: ignore[method-assign]
 
 
-def _in_flask(handler: Callable[[Environ], Response], dispatch: WebhookDispatch) -> Any:
-    """A Flask view answering with ``handler``, its errors as WebhookDispatch answers them."""
+def _in_flask(hook: Hook, dispatch: WebhookDispatch) -> Any:
+    """A Flask view answering ``hook``'s webhook as WebhookDispatch does, errors included."""
 
     def view() -> Response:
         try:
-            return handler(request.environ)
+            return dispatch.answer(request.environ, hook)
         except Exception as exc:  # every error gets its answer, whichever way it came
-            return dispatch.refused(exc, request.environ)
+            return dispatch.refused(exc, request.environ, hook)
 
     return view
 

@@ -25,7 +25,7 @@ from bridge.config import Config
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
 from bridge.model import DeployEvent, Status
-from bridge.record.core import ignore_reason, route_checked, to_payload
+from bridge.record.core import ignore_reason, route_checked
 from bridge.redact import MASK, mask, spellings
 from bridge.sources import PARSERS, Parser, parse_event
 from bridge.store import Store
@@ -161,7 +161,9 @@ def ingest(
         dedupe_key=key if key is not None else event_key(event),
         source=source,
         event_name=event_name,
-        payload=to_payload(checked, where),
+        # The event as routed and checked, in the stored form the check made (Checked.stored),
+        # and its entities: what the relay reads back (record.core.from_payload).
+        payload={"event": checked.stored, "entities": list(where.entities), "rule": where.rule},
         now=clock(),
         group_key=deploy_key(event),
         received=received_copy(*received, intake.secrets) if received is not None else None,

@@ -1,11 +1,13 @@
 """The receiver's webhook endpoints, as plain WSGI: from a POST to its answer.
 
-A handler per source reads its request from the WSGI environ alone: the body (within the
-process's room for bodies whose signature is not checked yet, :class:`InFlight`), the
-sender's signature or token (checked here, never logged), the JSON; then ``ingest`` decides,
-and the answer is one JSON Response. ``WebhookDispatch`` answers a POST to a webhook path
-before Flask does anything; ``bridge.app`` wires these handlers into the Flask app, whose
-error handlers answer with the same :func:`error_response`. Cortex is never called inside a
+Every source's webhook is answered by one handler (:meth:`WebhookDispatch.answer`), from a
+row of :data:`HOOKS` that says how the source signs and names what it sends. It reads the
+request from the WSGI environ alone: the sender's signature or token (checked here, never
+logged), the body (within the process's room for bodies whose signature is not checked yet,
+:class:`InFlight`), the JSON; then ``ingest`` decides, and the answer is one JSON Response.
+``WebhookDispatch`` answers a POST to a webhook path before Flask does anything; ``bridge.app``
+gives Flask the same answers on its routes, and its error handlers answer with the same
+:func:`error_response`. Cortex is never called inside a
 request: the worker delivers what the outbox holds.
 """
 
@@ -70,9 +72,9 @@ class InFlight:
     how much memory a worker holds: 40 connections sending 24 MiB each took one worker to
     1,355 MB. A request whose next bytes would pass the limit is answered ``503`` with
     ``Retry-After`` (:class:`Busy`) and its bytes are let go. Bytes are counted as they are
-    read, a chunk at a time (:func:`read_body` asks its :class:`Hold` for room before each
-    read), so a client that announces a large Content-Length and then sends slowly holds at
-    most one chunk it has not sent.
+    read, a chunk at a time (:func:`read_body` takes room before each read, and gives all it
+    took back when its block ends), so a client that announces a large Content-Length and
+    then sends slowly holds at most one chunk it has not sent.
     """
 
     def __init__(self, limit: int) -> None:
@@ -81,39 +83,17 @@ class InFlight:
         self.peak = 0  # the most ever held at once (for tests and benchmarks)
         self.lock = threading.Lock()
 
-    @contextmanager
-    def hold(self) -> Iterator[Hold]:
-        """A hold for one request's body, every byte of it given back when the block ends."""
-        hold = Hold(self)
-        try:
-            yield hold
-        finally:
-            with self.lock:
-                self.held -= hold.size
-
-
-@dataclass
-class Hold:
-    """The bytes one request holds of its process's :class:`InFlight`."""
-
-    pool: InFlight
-    size: int = 0
-
-    def grow_to(self, size: int) -> None:
-        """Hold ``size`` bytes in all (before reading them); Busy when the process has no room."""
-        more = size - self.size
-        if more <= 0:
-            return
-        pool = self.pool
-        with pool.lock:
-            if pool.held + more > pool.limit:
+    def take(self, more: int) -> None:
+        """Hold ``more`` bytes (a negative ``more`` gives them back); Busy when the process
+        has no room for them."""
+        with self.lock:
+            if more > 0 and self.held + more > self.limit:
                 raise Busy(
-                    f"this receiver holds {pool.limit} bytes of bodies whose signature is not "
+                    f"this receiver holds {self.limit} bytes of bodies whose signature is not "
                     "checked yet (server.max_unverified_bytes); try again later"
                 )
-            pool.held += more
-            pool.peak = max(pool.peak, pool.held)
-        self.size = size
+            self.held += more
+            self.peak = max(self.peak, self.held)
 
 
 # -- the endpoints: a handler per source, the dispatch in front of Flask, the answer
@@ -166,48 +146,101 @@ def _turned_away(
 
 
 class WebhookDispatch:
-    """WSGI: a POST to a webhook path goes straight to its handler; all else to Flask.
+    """WSGI: a POST to a webhook path is answered here (:meth:`answer`); all else goes to Flask.
 
     Answering an ignored event is most of a busy hook's traffic, and Flask's own work per
     request (contexts, sessions, signals, URL matching twice) was more than half of its
-    cost: here a webhook costs its handler and one Response. The handlers read only the
-    environ, and every error they raise is answered by :meth:`refused`, with what Flask's
-    error handlers answer too, so a webhook's answer is the same whichever way it came.
+    cost: here a webhook costs its answer and one Response. A webhook is read from the
+    environ alone, and every error raised while answering it is answered by :meth:`refused`,
+    with what Flask's error handlers answer too; Flask's routes for the webhook paths answer
+    with the same two methods, so a webhook's answer is the same whichever way it came.
     """
 
-    def __init__(
-        self,
-        flask_app: Callable[..., Any],
-        handlers: dict[str, Callable[[Environ], Response]],
-        rt: Runtime,
-    ) -> None:
+    def __init__(self, flask_app: Callable[..., Any], rt: Runtime, intake: Intake) -> None:
         self.flask_app = flask_app
-        self.handlers = handlers
         self.rt = rt
+        self.intake = intake
+        self.limit = rt.config.server.max_body_bytes
 
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Any:
         """Answer a webhook, or hand the request to Flask."""
-        handler = self.handlers.get(environ.get("PATH_INFO", ""))
-        if handler is None or environ.get("REQUEST_METHOD") != "POST":
+        hook = HOOKS.get(environ.get("PATH_INFO", ""))
+        if hook is None or environ.get("REQUEST_METHOD") != "POST":
             return self.flask_app(environ, start_response)
         try:
-            response = handler(environ)
+            response = self.answer(environ, hook)
         except Exception as exc:  # every error gets its answer, whichever way it came
-            response = self.refused(exc, environ)
+            response = self.refused(exc, environ, hook)
         return response(environ, start_response)
 
-    def refused(self, exc: Exception, environ: Environ) -> Response:
-        """The answer to an error a webhook's handler raised (``error_answer``); a 4xx noted."""
-        code, status, reason = error_answer(exc, environ)
-        if code < 500:
-            source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
-            event_header, delivery_headers = WEBHOOK_HEADERS.get(source, ("", ()))
-            delivery = next((v for h in delivery_headers if (v := environ.get(h, "")).strip()), "")
-            event = environ.get(event_header, "")
+    def answer(self, environ: Environ, hook: Hook) -> Response:
+        """Check who sent one webhook, read it, ingest it, and answer; ``received`` (its
+        environ and body) is kept, redacted, with the event only when one is stored."""
+        rt = self.rt
+        secret: str = getattr(rt, hook.secret)
+        checked = not (rt.allow_unsigned and not secret)
+        if checked and hook.check_token is not None:
+            hook.check_token(secret, environ.get(hook.proof))
+        # A signed body is read (within the process's unverified bytes) before anyone knows
+        # who sent it, and those bytes count until the check is done; so does one unchecked.
+        pool = rt.unverified if hook.check_body is not None or not checked else None
+        with read_body(environ, self.limit, pool=pool) as body:
+            if checked and hook.check_body is not None:
+                hook.check_body(secret, body, environ.get(hook.proof))
+        event, payload, delivery, key = _read_webhook(environ, body, hook)
+        source = hook.source
+        answer = ingest(
+            source,
+            event,
+            payload,
+            key=key,
+            delivery_id=delivery,
+            intake=self.intake,
+            store=rt.store,
+            clock=rt.clock,
+            received=(environ, body),
+        )
+        said = answer.body
+        status = said["status"]
+        if answer.queued:
+            rt.wake.set()
+        if status == "ignored" or answer.status >= 400:
             _turned_away(
-                self.rt,
+                rt,
                 source=source,
                 event=event,
+                delivery=delivery,
+                code=answer.status,
+                status=status,
+                reason=said["reason"],
+            )
+        elif log.isEnabledFor(logging.INFO):
+            log.info(
+                status, extra={"source": source, "event": event, "delivery_id": delivery, **said}
+            )
+        # The counter of these labels, once counted before: a lookup (metrics closes the labels).
+        counter = metrics.WEBHOOK_COUNTERS.get((source, event, status))
+        if counter is not None:
+            counter.inc()
+        else:
+            metrics.count_webhook(source, event or metrics.NO_EVENT, status)
+        # What jsonify answers, for half its cost: every delivery gets one of these. The status
+        # and the whole Content-Type given here, nothing is left for Werkzeug to work out.
+        return Response(orjson.dumps(said), status=answer.status, content_type="application/json")
+
+    def refused(self, exc: Exception, environ: Environ, hook: Hook) -> Response:
+        """The answer to an error raised while answering ``hook``'s webhook (``error_answer``);
+        a 4xx noted."""
+        code, status, reason = error_answer(exc, environ)
+        if code < 500:
+            # The first delivery id that is not blank, if any (as _read_webhook picks it).
+            delivery = next(
+                (v for h, _ in hook.deliveries if (v := environ.get(h, "")).strip()), ""
+            )
+            _turned_away(
+                self.rt,
+                source=hook.source,
+                event=environ.get(hook.event_header, ""),
                 delivery=delivery,
                 code=code,
                 status=status,
@@ -216,269 +249,75 @@ class WebhookDispatch:
         return _error_json(exc, code, status=status, reason=reason)
 
 
-def webhook_handlers(rt: Runtime, intake: Intake) -> dict[str, Callable[[Environ], Response]]:
-    limit = rt.config.server.max_body_bytes
-
-    def github(environ: Environ) -> Response:
-        # Headers straight from the WSGI environ (X-Foo is HTTP_X_FOO).
-        header = environ.get
-        # GitHub signs the whole body: it is read (within the process's unverified bytes)
-        # before anyone knows who sent it, and those bytes count until the check is done.
-        with rt.unverified.hold() as hold:
-            body = read_body(environ, limit, hold=hold)
-            if not (rt.allow_unsigned and not rt.github_secret):
-                verify_github(rt.github_secret, body, header("HTTP_X_HUB_SIGNATURE_256"))
-        event = header("HTTP_X_GITHUB_EVENT") or ""
-        payload = _decode(environ, body, form_field="payload")
-        if not event:
-            raise BadRequest(400, "missing X-GitHub-Event header")
-        delivery = header("HTTP_X_GITHUB_DELIVERY")
-        key = dedupe_key(
-            "github",
-            ("X-GitHub-Delivery", delivery),
-            scope=("X-GitHub-Hook-ID", header("HTTP_X_GITHUB_HOOK_ID")),
-            body=body,
-        )
-        return _answered(
-            "github",
-            event,
-            payload,
-            key=key,
-            delivery=delivery,
-            rt=rt,
-            intake=intake,
-            received=(environ, body),
-        )
-
-    def gitlab(environ: Environ) -> Response:
-        header = environ.get
-        unsigned = rt.allow_unsigned and not rt.gitlab_token
-        if not unsigned:
-            # GitLab's token is a header: checked before a byte of the body is read.
-            verify_gitlab(rt.gitlab_token, header("HTTP_X_GITLAB_TOKEN"))
-        with rt.unverified.hold() as hold:
-            body = read_body(environ, limit, hold=hold if unsigned else None)
-        payload = _decode(environ, body, form_field=None)
-        event = header("HTTP_X_GITLAB_EVENT") or ""
-        if not event:
-            raise BadRequest(400, "missing X-Gitlab-Event header")
-        # GitLab keeps Idempotency-Key across its retries of one event (webhooks docs).
-        idempotency = header("HTTP_IDEMPOTENCY_KEY") or ""
-        if idempotency.strip():
-            named, delivery = "Idempotency-Key", idempotency
-        else:
-            named, delivery = "X-Gitlab-Event-UUID", header("HTTP_X_GITLAB_EVENT_UUID")
-        key = dedupe_key("gitlab", (named, delivery), body=body)
-        return _answered(
-            "gitlab",
-            event,
-            payload,
-            key=key,
-            delivery=delivery,
-            rt=rt,
-            intake=intake,
-            received=(environ, body),
-        )
-
-    # Flux and Argo CD send no delivery id: a repeat is known by the deploy it reports and
-    # its status (ingest's key=None), so that a reconcile's new message is still a repeat.
-    def flux_(environ: Environ) -> Response:
-        # Flux signs the whole body, as GitHub does: its bytes count until the check is done.
-        with rt.unverified.hold() as hold:
-            body = read_body(environ, limit, hold=hold)
-            if not (rt.allow_unsigned and not rt.flux_secret):
-                verify_flux(rt.flux_secret, body, environ.get("HTTP_X_SIGNATURE"))
-        payload = _decode(environ, body, form_field=None)
-        event = flux.event_name(payload)
-        if not event:
-            raise BadRequest(400, "Flux event payload has no 'involvedObject.kind'")
-        return _answered(
-            "flux",
-            event,
-            payload,
-            key=None,
-            delivery=None,
-            rt=rt,
-            intake=intake,
-            received=(environ, body),
-        )
-
-    def argocd_(environ: Environ) -> Response:
-        unsigned = rt.allow_unsigned and not rt.argocd_token
-        if not unsigned:
-            # A header, as GitLab's token: checked before a byte of the body is read.
-            verify_bearer(rt.argocd_token, environ.get("HTTP_AUTHORIZATION"))
-        with rt.unverified.hold() as hold:
-            body = read_body(environ, limit, hold=hold if unsigned else None)
-        payload = _decode(environ, body, form_field=None)
-        return _answered(
-            "argocd",
-            argocd.EVENT,
-            payload,
-            key=None,
-            delivery=None,
-            rt=rt,
-            intake=intake,
-            received=(environ, body),
-        )
-
-    return {
-        "/webhooks/github": github,
-        "/webhooks/gitlab": gitlab,
-        "/webhooks/flux": flux_,
-        "/webhooks/argocd": argocd_,
-    }
-
-
-# Reads of a body with no Content-Length (chunked): small enough to stop soon past the limit.
+# The most read at a time: a body over it is read (and held) a chunk at a time.
 _READ_SIZE = 64 * 1024
 
 
-def read_body(environ: dict[str, Any], limit: int, *, hold: Hold | None = None) -> bytes:
-    """The request's whole body; RequestEntityTooLarge (413) once it passes ``limit`` bytes.
+@contextmanager
+def read_body(environ: Environ, limit: int, *, pool: InFlight | None = None) -> Iterator[bytes]:
+    """The request's whole body, for the block; RequestEntityTooLarge (413) once it passes
+    ``limit`` bytes.
 
-    With a ``hold``, room is taken in it before each read, and Busy (503) raised where the
-    process has none left (:class:`InFlight`): a body over one read is read a chunk at a time.
-
-    However it is framed: a Content-Length over the limit is refused before anything is read,
-    and a chunked body (no Content-Length; the server ends the stream, which gunicorn and
-    Werkzeug say with ``wsgi.input_terminated``) is read to at most one byte past the limit and
-    refused there. Werkzeug's own reading of such a stream stops *at* the limit and hands back
-    the cut body as if it were whole. A body with a Content-Length is read straight from the
-    server's stream, as many bytes as it says (Werkzeug's wrapping of it cost a tenth of
-    answering an ignored event); one that ends early is a 400 (``ClientDisconnected``).
+    With a ``pool``, room for each read is taken in it first, and Busy (503) raised where the
+    process has none left (:class:`InFlight`); every byte taken is given back when the block
+    ends. However it is framed: a Content-Length over the limit is refused before anything
+    is read, and a chunked body (no Content-Length; the server ends the stream, which
+    gunicorn and Werkzeug say with ``wsgi.input_terminated``) is read to at most one byte past
+    the limit and refused there (that one byte, read only to tell, is not held: a body at the
+    limit fits a process whose room is the limit). Werkzeug's own reading of such a stream
+    stops *at* the limit and hands back the cut body as if it were whole. A body is read
+    straight from the server's stream (Werkzeug's wrapping of it cost a tenth of answering an
+    ignored event); one that ends before its Content-Length is a 400 (``ClientDisconnected``).
+    BytesIO hands its buffer over without a copy, so a body costs its size once.
     """
-    stream = environ["wsgi.input"]
     # Werkzeug's reading of the header: None when chunked or absent, 0 when not a number.
     length = get_content_length(environ)
-    if length is not None:
-        if length > limit:
-            raise RequestEntityTooLarge()
-        if length > _READ_SIZE and hold is not None:
-            return _read_held(stream, length, hold, exact=True)
-        if hold is not None:
-            hold.grow_to(length)
-        body = stream.read(length) if length else b""
-        while len(body) < length:  # a WSGI stream may hand over less than asked
-            more = stream.read(length - len(body))
-            if not more:
-                raise ClientDisconnected()
-            body += more
-        return body
-    if not environ.get("wsgi.input_terminated"):
-        return b""  # no length and no end the server vouches for: nothing can be read safely
-    if hold is not None:
-        return _read_held(stream, limit + 1, hold, exact=False)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = stream.read(min(_READ_SIZE, limit + 1 - size))
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
+    if length is not None and length > limit:
+        raise RequestEntityTooLarge()
+    if length is None and not environ.get("wsgi.input_terminated"):
+        yield b""  # no length and no end the server vouches for: nothing can be read safely
+        return
+    stream = environ["wsgi.input"]
+    most, room = (length, length) if length is not None else (limit + 1, limit)
+    buffer = io.BytesIO()
+    size = held = 0
+    try:
+        while size < most:
+            want = min(_READ_SIZE, most - size)
+            more = min(size + want, room) - held
+            if pool is not None and more > 0:
+                pool.take(more)
+                held += more
+            chunk = stream.read(want)  # a WSGI stream may hand over less than asked
+            if not chunk:
+                if length is not None:
+                    raise ClientDisconnected()
+                break
+            size += buffer.write(chunk)
         if size > limit:
             raise RequestEntityTooLarge()
-        chunks.append(chunk)
+        yield buffer.getvalue()
+    finally:
+        if pool is not None and held:
+            pool.take(-held)
 
 
-def _read_held(stream: Any, most: int, hold: Hold, *, exact: bool) -> bytes:
-    """Up to ``most`` bytes, a chunk at a time, room for each taken in ``hold`` first.
-
-    ``exact``: ``most`` is the Content-Length, and a stream that ends before it is a 400.
-    Otherwise ``most`` is one past the limit, and a body that reaches it is a 413 (that one
-    byte, read only to tell, is not held: a body at the limit fits a process whose room is
-    the limit). BytesIO hands its buffer over without a copy, so a body costs its size once.
-    """
-    buffer = io.BytesIO()
-    size = 0
-    held_at_most = most if exact else most - 1
-    while size < most:
-        want = min(_READ_SIZE, most - size)
-        hold.grow_to(min(size + want, held_at_most))
-        chunk = stream.read(want)
-        if not chunk:
-            if exact:
-                raise ClientDisconnected()
-            return buffer.getvalue()
-        size += buffer.write(chunk)
-    if not exact:
-        raise RequestEntityTooLarge()
-    return buffer.getvalue()
-
-
-def _answered(
-    source: str,
-    event: str,
-    payload: Any,
-    *,
-    key: str | None,
-    delivery: str | None,
-    rt: Runtime,
-    intake: Intake,
-    received: tuple[Environ, bytes],
-) -> Response:
-    """Ingest one webhook and answer it; ``received`` (its environ and body) is kept, redacted,
-    with the event only when one is stored."""
-    answer = ingest(
-        source,
-        event,
-        payload,
-        key=key,
-        delivery_id=delivery,
-        intake=intake,
-        store=rt.store,
-        clock=rt.clock,
-        received=received,
-    )
-    body = answer.body
-    status = body["status"]
-    if answer.queued:
-        rt.wake.set()
-    if status == "ignored" or answer.status >= 400:
-        _turned_away(
-            rt,
-            source=source,
-            event=event,
-            delivery=delivery,
-            code=answer.status,
-            status=status,
-            reason=body["reason"],
-        )
-    elif log.isEnabledFor(logging.INFO):
-        log.info(status, extra={"source": source, "event": event, "delivery_id": delivery, **body})
-    # The counter of these labels, once counted before: a lookup (metrics closes the labels).
-    counter = metrics.WEBHOOK_COUNTERS.get((source, event, status))
-    if counter is not None:
-        counter.inc()
-    else:
-        metrics.count_webhook(source, event or metrics.NO_EVENT, status)
-    # What jsonify answers, for half its cost: every delivery gets one of these. The status
-    # and the whole Content-Type given here, nothing is left for Werkzeug to work out.
-    return Response(orjson.dumps(body), status=answer.status, content_type="application/json")
-
-
-# Each source's headers, as WSGI names them: the event's name, and the delivery id (the
-# first that is not blank). Read only to say which webhook an error answer refused; the
-# handlers read their own. A source added to the receiver adds its row.
-WEBHOOK_HEADERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "github": ("HTTP_X_GITHUB_EVENT", ("HTTP_X_GITHUB_DELIVERY",)),
-    # GitLab keeps Idempotency-Key across its retries; X-Gitlab-Event-UUID is per attempt.
-    "gitlab": ("HTTP_X_GITLAB_EVENT", ("HTTP_IDEMPOTENCY_KEY", "HTTP_X_GITLAB_EVENT_UUID")),
-    # Flux and Argo CD name neither the event nor the delivery in a header.
-    "flux": ("", ()),
-    "argocd": ("", ()),
-}
 # The longest event name or delivery id a log line carries: both are the sender's to choose.
 _LOGGED_ID = 200
 
 
-def _decode(environ: Environ, body: bytes, *, form_field: str | None) -> Any:
-    """The JSON document of a body: plain JSON, or GitHub's form encoding (``payload=``)."""
+def _read_webhook(
+    environ: Environ, body: bytes, hook: Hook
+) -> tuple[str, Any, str | None, str | None]:
+    """What one webhook says: its event's name, its JSON document (plain JSON, or GitHub's
+    form encoding, ``payload=``), its delivery id and de-duplication key (None for a sender
+    without delivery ids: ingest's key then)."""
     # GitHub's and GitLab's own header exactly: nothing to parse (Werkzeug's parse of it was
     # a twentieth of answering an ignored event). Else its media type, as Werkzeug reads it.
     kind = environ.get("CONTENT_TYPE", "")
     if kind != "application/json":
         kind = parse_options_header(kind)[0].lower()
+    form_field = hook.form_field
     if kind == "application/x-www-form-urlencoded" and form_field:
         try:
             fields = parse_qs(body.decode("utf-8"), strict_parsing=True)
@@ -497,9 +336,27 @@ def _decode(environ: Environ, body: bytes, *, form_field: str | None) -> Any:
         # orjson: a third of the stdlib's time on a webhook body, which every delivery pays,
         # ignored or not. It refuses what is not JSON (NaN, lone surrogates, nesting past
         # 1,024 levels) with a ValueError, as the receiver should.
-        return orjson.loads(text)
+        payload = orjson.loads(text)
     except ValueError:
         raise BadRequest(400, "body is not valid JSON") from None
+    if hook.name_event is not None:
+        event = hook.name_event(payload)
+    else:
+        event = (environ.get(hook.event_header) if hook.event_header else hook.event) or ""
+    if not event:
+        raise BadRequest(400, hook.no_event)
+    if not hook.deliveries:
+        return event, payload, None, None
+    # The first delivery id that is not blank, else the last header as it came.
+    named = [(name, environ.get(header)) for header, name in hook.deliveries]
+    name, delivery = next((n for n in named if n[1] and n[1].strip()), named[-1])
+    scope = None if hook.scope is None else (hook.scope[1], environ.get(hook.scope[0]))
+    return (
+        event,
+        payload,
+        delivery,
+        dedupe_key(hook.source, (name, delivery), scope=scope, body=body),
+    )
 
 
 # -- who sent it: signatures and tokens (pure: the secret and the header in, SignatureError out)
@@ -579,6 +436,82 @@ def verify_bearer(token: str, header: str | None) -> None:
     given = value[len(_BEARER) :].strip().encode("utf-8", "backslashreplace")
     if not hmac.compare_digest(token.encode("utf-8", "backslashreplace"), given):
         raise SignatureError("Authorization does not match")
+
+
+# -- each source's webhook: a table row, not a handler of its own
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One source's webhook: how its sender is checked, and where it names its event and its
+    delivery. Headers by their WSGI names (X-Foo is HTTP_X_FOO), with the names they are
+    shown by."""
+
+    source: str
+    secret: str  # the Runtime's attribute holding the secret or token ("" when none is set)
+    proof: str  # the header holding the signature or the token
+    # A signature of the whole body (GitHub, Flux): the body is read before anyone knows
+    # who sent it, within the process's unverified bytes, and counts until the check is done.
+    check_body: Callable[[str, bytes, str | None], None] | None = None
+    # A token in a header (GitLab, Argo CD): checked before a byte of the body is read.
+    check_token: Callable[[str, str | None], None] | None = None
+    form_field: str | None = None  # the form field a form-encoded body holds the JSON in
+    # The event's name: this header's, else ``name_event`` of the JSON, else ``event``;
+    # ``no_event`` is the 400's reason when none is named.
+    event_header: str = ""
+    name_event: Callable[[Any], str] | None = None
+    event: str = ""
+    no_event: str = ""
+    # The delivery id: the first of these headers that is not blank, else the last as it
+    # came; ``scope``, the header naming the hook that id belongs to (ingest.dedupe_key).
+    deliveries: tuple[tuple[str, str], ...] = ()
+    scope: tuple[str, str] | None = None
+
+
+# By path. Flux and Argo CD send no delivery id: a repeat is known by the deploy it reports
+# and its status (ingest's key=None), so that a reconcile's new message is still a repeat.
+HOOKS: dict[str, Hook] = {
+    "/webhooks/github": Hook(
+        "github",
+        "github_secret",
+        "HTTP_X_HUB_SIGNATURE_256",
+        check_body=verify_github,
+        form_field="payload",
+        event_header="HTTP_X_GITHUB_EVENT",
+        no_event="missing X-GitHub-Event header",
+        deliveries=(("HTTP_X_GITHUB_DELIVERY", "X-GitHub-Delivery"),),
+        scope=("HTTP_X_GITHUB_HOOK_ID", "X-GitHub-Hook-ID"),
+    ),
+    "/webhooks/gitlab": Hook(
+        "gitlab",
+        "gitlab_token",
+        "HTTP_X_GITLAB_TOKEN",
+        check_token=verify_gitlab,
+        event_header="HTTP_X_GITLAB_EVENT",
+        no_event="missing X-Gitlab-Event header",
+        # GitLab keeps Idempotency-Key across its retries of one event (webhooks docs);
+        # X-Gitlab-Event-UUID is per attempt.
+        deliveries=(
+            ("HTTP_IDEMPOTENCY_KEY", "Idempotency-Key"),
+            ("HTTP_X_GITLAB_EVENT_UUID", "X-Gitlab-Event-UUID"),
+        ),
+    ),
+    "/webhooks/flux": Hook(
+        "flux",
+        "flux_secret",
+        "HTTP_X_SIGNATURE",
+        check_body=verify_flux,
+        name_event=flux.event_name,
+        no_event="Flux event payload has no 'involvedObject.kind'",
+    ),
+    "/webhooks/argocd": Hook(
+        "argocd",
+        "argocd_token",
+        "HTTP_AUTHORIZATION",
+        check_token=verify_bearer,
+        event=argocd.EVENT,
+    ),
+}
 
 
 # -- errors: one answer for each, whichever way the request came

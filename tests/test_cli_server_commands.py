@@ -38,7 +38,7 @@ def cli(capsys: pytest.CaptureFixture[str], environ: dict[str, str], *argv: str)
 
 
 def payload(repository: str, environment: str, entity: str) -> dict[str, Any]:
-    """What the outbox keeps for one event (see bridge.record.core.to_payload)."""
+    """What the outbox keeps for one event (see bridge.ingest.ingest)."""
     return {
         "event": {
             "source": "github",

@@ -26,7 +26,6 @@ from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import build_deploy_request, deploy_key, idempotency_key, key_of
 from bridge.model import DeployEvent, DeployRef, DeployType, Status, check_deploy
-from bridge.record.core import to_payload
 from bridge.relay import make_worker
 from bridge.store import DELIVERED, RecordWrite, Store
 from bridge.worker import SENDING, Deliverer, Lease, LeaseLost, Worker, start_in_thread
@@ -84,7 +83,11 @@ def enqueue(store: Store, count: int, *, now: datetime | None = None) -> int:
         dedupe_key="github:hook:1",
         source="github",
         event_name="deployment_status",
-        payload=to_payload(check_deploy(event()), routed),
+        payload={
+            "event": check_deploy(event()).stored,
+            "entities": list(routed.entities),
+            "rule": routed.rule,
+        },
         now=now or utcnow(),
         group_key=deploy_key(event()),
     )

@@ -795,17 +795,17 @@ def unverified_bytes(row: Row, tmp: Path) -> None:
 
     forged = "sha256=" + "0" * 64
     # Other requests hold all but less than one body of the process's budget.
-    with runtime.unverified.hold() as others:
-        others.grow_to(limit + 1)
-        for signature in (forged, sign(body)):  # the signature is not known yet: both wait
-            busy = post(signature, "d-1")
-            assert busy.status_code == 503
-            assert {k: busy.json[k] for k in expected} == expected
-            assert busy.headers["Retry-After"] == retry_after
-        assert runtime.unverified.held == limit + 1  # what was refused holds nothing
-        assert sum(runtime.store.counts().values()) == 0
-        # GitLab's token is checked before the body is read: its bodies never count.
-        assert gitlab_post(client, "Deployment Hook", "deployment.success").status_code == 202
+    runtime.unverified.take(limit + 1)  # others hold it
+    for signature in (forged, sign(body)):  # the signature is not known yet: both wait
+        busy = post(signature, "d-1")
+        assert busy.status_code == 503
+        assert {k: busy.json[k] for k in expected} == expected
+        assert busy.headers["Retry-After"] == retry_after
+    assert runtime.unverified.held == limit + 1  # what was refused holds nothing
+    assert sum(runtime.store.counts().values()) == 0
+    # GitLab's token is checked before the body is read: its bodies never count.
+    assert gitlab_post(client, "Deployment Hook", "deployment.success").status_code == 202
+    runtime.unverified.take(-(limit + 1))  # and give it back
     assert runtime.unverified.held == 0
     # With the budget free again, the same bodies are read and their signatures checked.
     assert post(forged, "d-1").status_code == 401

@@ -1,7 +1,7 @@
 """The SQLite fast INSERT path writes, byte for byte, what the Store's own path writes.
 
-On SQLite, ``Store._insert_driver`` runs the Store's outbox INSERT on the driver's cursor (for
-speed: benchmarks/RESULTS.md, "SQLite fast path"). The Store's own path
+On a SQLite file, ``Database.insert_outbox`` runs the Store's outbox INSERT on the driver's
+cursor (for speed: benchmarks/RESULTS.md, "SQLite fast path"). The Store's own path
 (``Store._insert_core``, SQLAlchemy Core) is what PostgreSQL uses. Both are fed the same
 events here, one by one through ``Store.enqueue`` and as one batch with a repeat inside it;
 the answers and every column of every row must be the same.
@@ -87,21 +87,26 @@ def test_enqueue_one_by_one_writes_the_same_rows(
 
 
 def test_one_batch_with_a_repeat_inside_writes_the_same_rows(
-    stores: tuple[Store, Store], files: tuple[Path, Path]
+    stores: tuple[Store, Store], files: tuple[Path, Path], tmp_path: Path
 ) -> None:
     fast, plain = stores
-    by_fast = fast._insert_driver([_submitted(event, T0, driver=True) for event in EVENTS])
-    by_plain = plain._insert_core([_submitted(event, T0, driver=False) for event in EVENTS])
+    by_fast = fast._enqueues._write(
+        [_submitted(event, T0, tmp_path, driver=True) for event in EVENTS]
+    )
+    by_plain = plain._insert_core(
+        [_submitted(event, T0, tmp_path, driver=False) for event in EVENTS]
+    )
     assert by_fast == by_plain
     assert [created for _, created in by_fast] == [True, True, False, True]
     assert rows(files[0]) == rows(files[1])
 
 
-def _submitted(event: dict[str, Any], now: datetime, *, driver: bool) -> Any:
+def _submitted(event: dict[str, Any], now: datetime, tmp: Path, *, driver: bool) -> Any:
     """What ``Store.enqueue`` hands its group commit, through its own code: enqueue into a
-    scratch store. ``driver``: SQLite's (parameters, key); else the row PostgreSQL's takes."""
+    scratch store (a SQLite file). ``driver``: the file's (parameters, key); else the row
+    PostgreSQL's takes."""
     captured: list[Any] = []
-    scratch = Store.from_url("sqlite://")
+    scratch = Store.from_url(f"sqlite:///{tmp / 'scratch.db'}")
     try:
         if not driver:
             scratch._sqlite_params = None

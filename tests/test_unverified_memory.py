@@ -10,6 +10,7 @@ nothing is stored.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import socket
 import threading
@@ -17,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import pytest
 
 from bridge.app import Runtime, create_app
 from bridge.fakecortex import FakeCortex
-from bridge.webhooks import Busy, Hold, InFlight
+from bridge.webhooks import Busy, InFlight, read_body
 from tests.receiver_kit import argocd_post, flux_post, make_runtime, sign
 
 LIMIT = 256 * 1024
@@ -141,8 +141,7 @@ def test_forty_unsigned_bodies_at_the_limit_hold_at_most_the_cap(
 
 def test_a_signed_delivery_goes_through_once_the_bytes_are_given_back(runtime: Runtime) -> None:
     client = create_app(runtime).test_client()
-    someone = ExitStack()
-    someone.enter_context(runtime.unverified.hold()).grow_to(CAP)  # someone else holds it all
+    runtime.unverified.take(CAP)  # someone else holds it all
     doc = {"zen": "Keep it logically awesome.", "hook_id": 1}
     body = json.dumps(doc).encode()
     headers = {
@@ -153,14 +152,14 @@ def test_a_signed_delivery_goes_through_once_the_bytes_are_given_back(runtime: R
     }
     busy = client.post("/webhooks/github", data=body, headers=headers)
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
-    someone.close()
+    runtime.unverified.take(-CAP)  # and gives it back
     assert client.post("/webhooks/github", data=body, headers=headers).status_code == 200
     assert runtime.unverified.held == 0
 
 
 def test_a_gitlab_body_is_read_only_after_its_token_and_holds_nothing(runtime: Runtime) -> None:
     client = create_app(runtime).test_client()
-    Hold(runtime.unverified).grow_to(CAP)  # never given back
+    runtime.unverified.take(CAP)  # never given back
     wrong = client.post(
         "/webhooks/gitlab",
         data=b"{}",
@@ -190,16 +189,22 @@ def test_a_lone_body_at_the_limit_fits_a_room_of_the_limit(tmp_path: Path, chunk
         rt.store.close()
 
 
-def test_a_hold_is_refused_past_the_limit_and_given_back_whole() -> None:
+def test_a_body_is_held_while_read_refused_past_the_room_and_given_back_whole() -> None:
     pool = InFlight(100)
-    with pool.hold() as first:
-        first.grow_to(60)
-        first.grow_to(40)  # never shrinks while held
-        with pytest.raises(Busy), pool.hold() as second:
-            second.grow_to(30)
-            second.grow_to(41)
-        assert pool.held == 60
-    assert pool.held == 0 and pool.peak == 90
+    pool.take(30)  # another request holds 30
+    for chunked in (False, True):
+        environ = {"wsgi.input": io.BytesIO(b"x" * 60), "wsgi.input_terminated": chunked}
+        if not chunked:
+            environ["CONTENT_LENGTH"] = "60"
+        with read_body(environ, 70, pool=pool) as body:
+            assert body == b"x" * 60
+            # A Content-Length is held whole; a chunked body as far as it may reach, the limit.
+            assert pool.held == 30 + (70 if chunked else 60)
+        assert pool.held == 30
+    big = {"wsgi.input": io.BytesIO(b"x" * 71), "CONTENT_LENGTH": "71"}
+    with pytest.raises(Busy), read_body(big, 100, pool=pool):
+        pass
+    assert pool.held == 30 and pool.peak == 100
 
 
 # -- under serve: the process's resident memory --------------------------------------------------
@@ -285,11 +290,10 @@ def test_a_flux_body_counts_until_its_signature_is_checked(runtime: Runtime) -> 
     # Flux signs the whole body (X-Signature), as GitHub does: it is read before anyone knows
     # who sent it, so it takes room in the process's unverified bytes like a GitHub body.
     client = create_app(runtime).test_client()
-    someone = ExitStack()
-    someone.enter_context(runtime.unverified.hold()).grow_to(CAP)
+    runtime.unverified.take(CAP)  # someone else holds it all
     busy = flux_post(client, "kustomization.succeeded", secret="forged")
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
-    someone.close()
+    runtime.unverified.take(-CAP)  # and gives it back
     assert flux_post(client, "kustomization.succeeded", secret="forged").status_code == 401
     assert runtime.unverified.held == 0
     assert sum(runtime.store.counts().values()) == 0  # nothing stored
@@ -297,6 +301,6 @@ def test_a_flux_body_counts_until_its_signature_is_checked(runtime: Runtime) -> 
 
 def test_an_argocd_body_is_read_only_after_its_token_and_holds_nothing(runtime: Runtime) -> None:
     client = create_app(runtime).test_client()
-    Hold(runtime.unverified).grow_to(CAP)  # never given back
+    runtime.unverified.take(CAP)  # never given back
     assert argocd_post(client, "sync.succeeded", token="wrong").status_code == 401
     assert sum(runtime.store.counts().values()) == 0  # nothing stored

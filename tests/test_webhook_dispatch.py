@@ -19,7 +19,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from bridge.app import Runtime, create_app
-from bridge.webhooks import Hold, WebhookDispatch
+from bridge.webhooks import WebhookDispatch
 from tests.conftest import load_sample
 from tests.receiver_kit import GITHUB_SECRET, github_post, gitlab_post, make_runtime, sign
 
@@ -190,7 +190,7 @@ def test_dispatch_and_flask_answer_busy_alike(runtimes: tuple[Runtime, Runtime])
     # answer 503 with the same Retry-After and JSON, and a GitLab delivery, whose token is
     # checked before its body is read, is not held up.
     for runtime in runtimes:
-        Hold(runtime.unverified).grow_to(runtime.unverified.limit)
+        runtime.unverified.take(runtime.unverified.limit)
     dispatched = create_app(runtimes[0]).test_client()
     routed = flask_only(runtimes[1])
     steps = [STEPS[0][1], STEPS[5][1], raw_github(FORM, "application/x-www-form-urlencoded")]

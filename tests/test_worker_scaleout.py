@@ -25,7 +25,6 @@ from bridge.errors import CortexRetryable
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import deploy_key, key_of
 from bridge.model import DeployEvent, DeployRef, Status, check_deploy
-from bridge.record.core import to_payload
 from bridge.relay import BATCH, make_budget, make_worker, wake_on_notify
 from bridge.store import DELIVERED, Listener, Store, bucket
 from bridge.worker import start_in_thread
@@ -110,7 +109,11 @@ def deploy(n: int, *, entities: int = 25) -> tuple[str, dict[str, Any], str]:
         environment="production",
     )
     route = Route((f"svc-{n % entities}",), "production", "default")
-    payload = to_payload(check_deploy(event), route)
+    payload = {
+        "event": check_deploy(event).stored,
+        "entities": list(route.entities),
+        "rule": route.rule,
+    }
     return f"github:hook:{n}", payload, deploy_key(event)
 
 

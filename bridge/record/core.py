@@ -526,16 +526,6 @@ def route_checked(config: Config, event: DeployEvent) -> tuple[Route, Checked]:
     return where, checked
 
 
-def to_payload(checked: Checked, route: Route) -> dict[str, Any]:
-    """What the outbox keeps for one event: the event as routed and checked (``route_checked``:
-    its stored form, made once by the check), and its entities."""
-    return {
-        "event": checked.stored,
-        "entities": list(route.entities),
-        "rule": route.rule,
-    }
-
-
 def from_payload(payload: Mapping[str, Any]) -> tuple[DeployEvent, tuple[str, ...]]:
     """The inverse of :func:`to_payload`."""
     return event_from_dict(payload["event"]), tuple(payload["entities"])

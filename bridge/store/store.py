@@ -20,9 +20,9 @@ SQLite writers: SQLite admits one writer at a time and makes the others poll, sl
 100 ms between tries, so under load most of an acknowledgement went to sleeping. The
 Database queues the writers of every bridge process on one database file behind a ``flock``
 on a file beside it: the kernel hands the lock over as soon as it is released, and drops it
-when its holder dies (``kill -9`` included), so it never outlives a transaction. On SQLite the
-outbox INSERT runs on the driver's own cursor, in a transaction on a driver connection the
-Database keeps for it (:meth:`Database.outbox_transaction`, in the same writer turn): through
+when its holder dies (``kill -9`` included), so it never outlives a transaction. On a SQLite file
+the outbox INSERT runs on the driver's own cursor, in a transaction on a driver connection the
+Database keeps for it (:meth:`Database.insert_outbox`, in the same writer turn): through
 SQLAlchemy, each row cost more CPU in the execution machinery, and each transaction more in the
 pool and transaction objects, than SQLite spent inserting and committing it, all of it while
 the other writers waited for the lock (benchmarks/RESULTS.md, "Receiver" and "Stored path
@@ -41,6 +41,7 @@ costs less than machinery to signal across processes would.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import sys
 import threading
@@ -166,26 +167,37 @@ class Database:
             except (sa.exc.SQLAlchemyError, self._driver_error) as exc:
                 raise StoreError(f"database error: {error_line(exc)}") from exc
 
-    @contextmanager
-    def outbox_transaction(self) -> Iterator[Any]:
-        """SQLite: one write transaction on a driver connection of its own, committed on
-        leaving; database failures raised as StoreError.
+    def insert_outbox(
+        self,
+        statements: tuple[str, str],
+        batch: Sequence[tuple[tuple[Any, ...], str]],
+        *,
+        offloaded: bool = False,
+    ) -> list[tuple[int, bool]]:
+        """A SQLite file's outbox INSERT of each (parameters, dedupe key) of ``batch``, in one
+        write transaction on a driver connection of its own: (id, True), or (the first row's
+        id, False) for a key already there; database failures raised as StoreError.
 
-        For the outbox INSERT, the receiver's one write per event: SQLAlchemy's connection,
-        pool and transaction objects cost it more CPU than SQLite's own BEGIN IMMEDIATE and
-        COMMIT (benchmarks/RESULTS.md, "Stored path CPU"). Same turns as :meth:`transaction`:
-        this process's writers, then the file's lock, held until the commit has returned. The
-        connection is this process's (opened through the engine, with its settings) and used
-        only in turn; a failed transaction closes it, rolling back, and the next opens another.
-        An in-memory database has one shared connection: its transaction is the usual one.
+        ``statements``: the INSERT (ON CONFLICT DO NOTHING RETURNING id) and the SELECT of the
+        first row's id by its key, compiled by the Store. The receiver's one write per event:
+        SQLAlchemy's connection, pool and transaction objects cost it more CPU than SQLite's
+        own BEGIN IMMEDIATE and COMMIT (benchmarks/RESULTS.md, "Stored path CPU"). Same turns
+        as :meth:`transaction`: this process's writers, then the file's lock, held until the
+        commit has returned. The connection is this process's (opened through the engine,
+        with its settings) and used only in turn; a failed transaction closes it, rolling
+        back, and the next opens another. Under gevent (``serve``), on one of gevent's native
+        threads: the commit's fsync would otherwise stop every other connection of the
+        process while it lasts.
         """
-        path = self.lock_path
-        if path is None:
-            with self.transaction(write=True) as conn:
-                yield conn.connection.driver_connection
-            return
+        monkey = None if offloaded else sys.modules.get("gevent.monkey")
+        if monkey is not None and monkey.is_module_patched("threading"):
+            pool = sys.modules["gevent"].get_hub().threadpool
+            return pool.apply(self.insert_outbox, (statements, batch), {"offloaded": True})  # type: ignore[no-any-return]
+        assert self.lock_path is not None  # a SQLite file (the Store's choice)
+        insert, first = statements
+        stored: list[tuple[int, bool]] = []
         try:
-            with self._turn(path):
+            with self._turn(self.lock_path):
                 if self._outbox is None or self._outbox[0] != os.getpid():
                     fairy = self.engine.raw_connection()
                     fairy.detach()  # out of the pool: this process's outbox writer alone
@@ -193,7 +205,13 @@ class Database:
                 driver = self._outbox[1].dbapi_connection
                 try:
                     driver.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
-                    yield driver
+                    cursor = driver.cursor()  # type: ignore[union-attr]
+                    for params, key in batch:
+                        found = cursor.execute(insert, params).fetchone()
+                        created = found is not None
+                        if not created:
+                            found = cursor.execute(first, (key,)).fetchone()
+                        stored.append((int(found[0]), created))
                     driver.commit()  # type: ignore[union-attr]
                 except BaseException:
                     self._outbox[1].close()
@@ -201,6 +219,7 @@ class Database:
                     raise
         except self._driver_error as exc:
             raise StoreError(f"database error: {error_line(exc)}") from exc
+        return stored
 
     @contextmanager
     def _turn(self, path: str) -> Iterator[None]:
@@ -343,24 +362,22 @@ class Store:
         self._attempt_line = self.db.insert(attempts).on_conflict_do_nothing(
             index_elements=[attempts.c.delivery_id, attempts.c.attempt]
         )
-        # SQLite: the same two statements, compiled once, run on the driver's cursor, with the
-        # parameters in the compiled order, each converted by its column's bind processor.
+        # Threads storing events at the same moment share one transaction (GroupCommit):
+        # through SQLAlchemy Core on PostgreSQL and on an in-memory SQLite database (one shared
+        # connection); on a SQLite file, the same two statements, compiled once, run on the
+        # driver's cursor (Database.insert_outbox), with the parameters in the compiled order,
+        # each converted by its column's bind processor.
         self._sqlite_params: list[tuple[str, Callable[[Any], Any] | None]] | None = None
-        if not self.db.is_postgresql:
+        self._enqueues: GroupCommit[Any, tuple[int, bool]] = GroupCommit(self._insert_core)
+        if self.db.lock_path is not None:
             dialect = engine.dialect
             compiled = self._insert_delivery.compile(dialect=dialect)
-            self._insert_sql = str(compiled)
-            self._first_sql = str(self._first_delivery.compile(dialect=dialect))
+            statements = (str(compiled), str(self._first_delivery.compile(dialect=dialect)))
             self._sqlite_params = [
                 (name, deliveries.c[name].type.dialect_impl(dialect).bind_processor(dialect))
                 for name in compiled.positiontup or []
             ]
-        # Threads storing events at the same moment share one transaction (GroupCommit).
-        self._enqueues: GroupCommit[Any, tuple[int, bool]] = (
-            GroupCommit(self._insert_driver)
-            if self._sqlite_params is not None
-            else GroupCommit(self._insert_core)
-        )
+            self._enqueues = GroupCommit(functools.partial(self.db.insert_outbox, statements))
 
     @classmethod
     def from_url(cls, url: str, *, create: bool = True) -> Store:
@@ -446,29 +463,6 @@ class Store:
             )
             return self._enqueues.submit((params, dedupe_key))
         return self._enqueues.submit(row)
-
-    def _insert_driver(
-        self, batch: Sequence[tuple[tuple[Any, ...], str]], *, offloaded: bool = False
-    ) -> list[tuple[int, bool]]:
-        # SQLite: the outbox INSERT of each (parameters, dedupe key) on the driver's cursor, in
-        # one transaction: (id, True), or (the first row's id, False) for a key already there.
-        # Under gevent (``serve``), on one of gevent's native threads: the commit's fsync
-        # would otherwise stop every other connection of the process while it lasts.
-        monkey = None if offloaded else sys.modules.get("gevent.monkey")
-        if monkey is not None and monkey.is_module_patched("threading"):
-            pool = sys.modules["gevent"].get_hub().threadpool
-            return pool.apply(self._insert_driver, (batch,), {"offloaded": True})  # type: ignore[no-any-return]
-        stored: list[tuple[int, bool]] = []
-        with self.db.outbox_transaction() as driver:
-            cursor = driver.cursor()
-            for params, key in batch:
-                found = cursor.execute(self._insert_sql, params).fetchone()
-                if found is not None:
-                    stored.append((int(found[0]), True))
-                    continue
-                first = cursor.execute(self._first_sql, (key,)).fetchone()
-                stored.append((int(first[0]), False))
-        return stored
 
     def _insert_core(self, rows: Sequence[dict[str, Any]]) -> list[tuple[int, bool]]:
         # PostgreSQL: the same statements through SQLAlchemy Core. The unique key decides,
