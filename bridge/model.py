@@ -208,7 +208,7 @@ class Checked:
 
     event: DeployEvent
     # The event's stored form (:func:`event_to_dict`), as sized by the check: the outbox
-    # keeps it as it is (record/core's ``to_payload``), not encoded a second time.
+    # keeps it as it is (the payload ``ingest`` writes), not encoded a second time.
     stored: Mapping[str, Any] = field(hash=False, repr=False)
     notes: tuple[tuple[str, str], ...] = ()
 
