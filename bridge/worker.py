@@ -53,7 +53,7 @@ from bridge.record.core import (
 from bridge.redact import redact
 from bridge.retry import RetryPolicy
 from bridge.rollback import PastDeploy, past_deploys
-from bridge.store import Delivery, Lookup, RecordWrite, Store
+from bridge.store import DEAD, DELIVERED, RETRYING, Delivery, Lookup, RecordWrite, Store
 
 log = logging.getLogger("bridge.worker")
 
@@ -507,8 +507,9 @@ class Worker:
         now = self.clock()
         error = attempt.error
         if error is None:
-            if not self.store.complete(
+            if not self.store.settle(
                 delivery.id,
+                DELIVERED,
                 owner=self.owner,
                 results=attempt.results,
                 now=now,
@@ -524,13 +525,14 @@ class Worker:
         if is_permanent(error) or out_of_time or out_of_tries:
             return self._dead(delivery, shown, attempt.results, context, writes=attempt.writes)
         delay = next_delay(self.settings, delivery.attempts - 1, error.retry_after)
-        if not self.store.reschedule(
+        if not self.store.settle(
             delivery.id,
+            RETRYING,
             owner=self.owner,
-            error=shown,
-            next_attempt_at=now + timedelta(seconds=delay),
             results=attempt.results,
             now=now,
+            error=shown,
+            next_attempt_at=now + timedelta(seconds=delay),
             writes=attempt.writes,
         ):
             return self._lost(context)
@@ -552,8 +554,14 @@ class Worker:
     ) -> str:
         now = self.clock()
         error = redact(error, self.secrets)
-        if not self.store.dead_letter(
-            delivery.id, owner=self.owner, error=error, results=results, now=now, writes=writes
+        if not self.store.settle(
+            delivery.id,
+            DEAD,
+            owner=self.owner,
+            results=results,
+            now=now,
+            error=error,
+            writes=writes,
         ):
             return self._lost(context)
         log.error("dead-lettered", extra={**context, "error": error})

@@ -218,7 +218,7 @@ def test_records_are_kept_with_the_progress_only_while_the_lease_is_held(store: 
     assert not hold(owner="worker-b", results={}, writes=[late])  # not the lease's owner
     assert store.records.get("k-2") is None
     gone = RecordWrite("k-1", "", None)
-    assert store.complete(id, owner="worker-a", results={}, now=clock(), writes=[gone])
+    assert store.settle(id, "delivered", owner="worker-a", results={}, now=clock(), writes=[gone])
     assert store.records.get("k-1") is None
 
 

@@ -312,6 +312,8 @@ class GroupCommit(Generic[Item, Result]):
 # Claimable once next_attempt_at has passed (for DELIVERING that is the lease's end).
 _CLAIMABLE = (QUEUED, RETRYING, DELIVERING)
 _WAITING = (QUEUED, RETRYING)
+# How an attempt ends (Store.settle).
+_SETTLED = (DELIVERED, RETRYING, DEAD)
 # What Store.enqueue sets; the other columns keep their defaults until a worker claims it.
 ENQUEUED_COLUMNS = (
     "dedupe_key",
@@ -576,78 +578,32 @@ class Store:
                 self.records.apply(conn, writes, now=now)
             return held
 
-    def complete(
+    def settle(
         self,
         id: int,
+        outcome: str,
         *,
         owner: str,
         results: Mapping[str, Any],
         now: datetime,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
         writes: Sequence[RecordWrite] = (),
     ) -> bool:
-        """Mark a leased delivery delivered; False when ``owner`` no longer holds it.
-
-        ``writes`` (here and in :meth:`reschedule`, :meth:`dead_letter`): the records the
-        attempt made, kept in the same transaction as its outcome.
-        """
+        """End ``owner``'s attempt at a leased delivery: ``outcome`` delivered, retrying (at
+        ``next_attempt_at``) or dead, the last two with their ``error``; False when ``owner``
+        no longer holds it. ``writes``: the records the attempt made, kept in the same
+        transaction as its outcome."""
+        if outcome not in _SETTLED or (error is None) != (outcome == DELIVERED):
+            raise ValueError(f"cannot settle as {outcome!r} with error {error!r}")
+        if (next_attempt_at is None) == (outcome == RETRYING):
+            raise ValueError("a delivery is retrying exactly when it has a next attempt time")
         now = self.db.aware(now)
-        return self._finish(
-            id,
-            owner,
-            writes,
-            status=DELIVERED,
-            next_attempt_at=None,
-            delivered_at=now,
-            results=dict(results),
-            updated_at=now,
-        )
-
-    def reschedule(
-        self,
-        id: int,
-        *,
-        owner: str,
-        error: str,
-        next_attempt_at: datetime,
-        results: Mapping[str, Any],
-        now: datetime,
-        writes: Sequence[RecordWrite] = (),
-    ) -> bool:
-        """Put a leased delivery back for another try; False when ``owner`` no longer holds it."""
-        return self._finish(
-            id,
-            owner,
-            writes,
-            status=RETRYING,
-            next_attempt_at=self.db.aware(next_attempt_at),
-            last_error=_clip(error),
-            results=dict(results),
-            updated_at=self.db.aware(now),
-        )
-
-    def dead_letter(
-        self,
-        id: int,
-        *,
-        owner: str,
-        error: str,
-        results: Mapping[str, Any],
-        now: datetime,
-        writes: Sequence[RecordWrite] = (),
-    ) -> bool:
-        """Give up on a leased delivery; False when ``owner`` no longer holds it."""
-        return self._finish(
-            id,
-            owner,
-            writes,
-            status=DEAD,
-            next_attempt_at=None,
-            last_error=_clip(error),
-            results=dict(results),
-            updated_at=self.db.aware(now),
-        )
-
-    def _finish(self, id: int, owner: str, writes: Sequence[RecordWrite], **values: Any) -> bool:
+        values: dict[str, Any] = {"status": outcome, "results": dict(results), "updated_at": now}
+        if outcome == DELIVERED:
+            values["delivered_at"] = now
+        if error is not None:
+            values["last_error"] = _clip(error)
         # The owner check makes a worker whose lease was taken over (it stalled, another
         # worker claimed the row) unable to overwrite the newer attempt's outcome. An expired
         # lease nobody took yet still counts: the work was done, recording it saves a resend.
@@ -658,8 +614,8 @@ class Store:
                 deliveries.c.status == DELIVERING,
                 deliveries.c.lease_owner == owner,
             )
-            .values(lease_owner=None, lease_until=None)
-            .values(values)
+            .values(lease_owner=None, lease_until=None, **values)
+            .values(next_attempt_at=next_attempt_at and self.db.aware(next_attempt_at))
             .returning(deliveries.c.attempts)
         )
         with self.db.transaction(write=True) as conn:
@@ -671,14 +627,14 @@ class Store:
                 {
                     "delivery_id": id,
                     "attempt": attempt,
-                    "outcome": values["status"],
-                    "finished_at": values["updated_at"],
+                    "outcome": outcome,
+                    "finished_at": now,
                     "error": values.get("last_error"),
                     "results": values["results"],
                 },
             )
             if writes:
-                self.records.apply(conn, writes, now=values["updated_at"])
+                self.records.apply(conn, writes, now=now)
             return True
 
     def retry(self, id: int, *, now: datetime) -> bool:
@@ -757,6 +713,6 @@ class Store:
 def _clip(error: str) -> str:
     """An error text any backend stores: no NUL, no lone surrogates, MAX_ERROR_LENGTH at most."""
     # Error texts quote Cortex's answers, which may hold bytes PostgreSQL refuses; a failed
-    # reschedule would leave the row leased until its lease ran out.
+    # settle would leave the row leased until its lease ran out.
     text = error.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
     return text[:MAX_ERROR_LENGTH]
