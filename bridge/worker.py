@@ -1,6 +1,7 @@
 """The relay's delivery: claim due events from the outbox, record each through the core,
-settle each one. The relay's face of the core lives here, whole: the worker, its lease, and
-the history it hands the core (the store's records, and what Cortex showed lately).
+settle each one. The relay's face of the core lives here, whole: the worker and the history
+it hands the core (the store's records, and what Cortex showed lately); the lease it holds on
+a claimed event is the outbox's (bridge.store.Lease).
 
 Retries belong here, not in the HTTP client: a failed attempt is rescheduled with backoff
 (Cortex's Retry-After wins), so a worker is never stuck sleeping on one event, and a killed
@@ -8,7 +9,7 @@ worker's events are taken up by another once their lease expires.
 
 A delivery takes effect once, however long it runs. The worker holding it renews its lease
 after each entity and before each write to Cortex, in the one statement that also checks it
-still holds it (the fence, :class:`Lease`); it stores each entity's result as soon as it is
+still holds it (the fence, bridge.store.Lease); it stores each entity's result as soon as it is
 known, and marks a write as sending before it leaves. A worker that lost its lease (it stalled
 past it, and another worker took the event over) stops before its next write; the next owner
 resumes where it stopped, and looks for the record of a write whose answer was never stored
@@ -35,7 +36,6 @@ from bridge.config import Config, DeliverySettings
 from bridge.cortex.budget import SharedBudget
 from bridge.cortex.client import PAGE_SIZE, Cortex
 from bridge.errors import (
-    BridgeError,
     CortexError,
     CortexRejected,
     CortexUnauthorized,
@@ -53,17 +53,20 @@ from bridge.record.core import (
 from bridge.redact import redact
 from bridge.retry import RetryPolicy
 from bridge.rollback import PastDeploy, past_deploys
-from bridge.store import DEAD, DELIVERED, RETRYING, Delivery, Lookup, RecordWrite, Store
+from bridge.store import (
+    DEAD,
+    DELIVERED,
+    RETRYING,
+    Delivery,
+    Lease,
+    LeaseLost,
+    Lookup,
+    RecordWrite,
+    Store,
+)
 
 log = logging.getLogger("bridge.worker")
 
-# The longest a fence may take before its renewal is not trusted, as a share of the lease: a
-# worker stopped (SIGSTOP, a long GC, a VM pause) inside the fence may have woken after its
-# lease ran out and another worker took the delivery over.
-TRUSTED_SHARE_OF_LEASE = 0.5
-# Renewals tried in a row before a worker whose database answers that slowly gives up the
-# delivery (it is taken up again once the lease has run out).
-RENEWALS = 3
 # How long a search of Cortex for an entity and environment serves the deploys of a backlog
 # that follow it: a record another face makes meanwhile is found by the check after a create
 # where faces are known to share the entity, else by the next search's removal of doubles or
@@ -76,10 +79,6 @@ DAY = timedelta(days=1)
 KEPT_STAMPS = 10_000
 # The entity+environment pairs whose last search is kept (the least recently read goes).
 KEPT_LISTINGS = 1_000
-
-# What the outbox keeps for an entity whose write was sent but not answered yet: the next
-# attempt (this worker's, or another's after a takeover) looks for the record first.
-SENDING = {"action": "sending"}
 
 
 def next_delay(
@@ -105,53 +104,6 @@ def is_permanent(error: CortexError) -> bool:
     again with backoff, and fixing the token drains the queue with nothing lost.
     """
     return isinstance(error, CortexRejected) and not isinstance(error, CortexUnauthorized)
-
-
-class LeaseLost(BridgeError):
-    """Another worker holds the delivery now: this one must not write to Cortex again."""
-
-
-@dataclass
-class Lease:
-    """A worker's hold on one claimed delivery: renewed, and checked before each Cortex write.
-
-    ``writes``: the records made since the last renewal, stored with the next one.
-    """
-
-    store: Store
-    delivery: Delivery
-    owner: str
-    lease_seconds: float
-    clock: Callable[[], datetime]
-    monotonic: Callable[[], float] = time.monotonic
-    writes: list[RecordWrite] = field(default_factory=list)
-
-    def hold(self, results: dict[str, Any], *, sending: str | None = None) -> None:
-        """Renew the lease and store ``results`` with the records made since the last renewal;
-        raise LeaseLost when the lease is no longer held. ``sending``: the entity whose write
-        leaves next (the fence before a Cortex write), so kept as sending."""
-        if sending is not None:
-            results[sending] = SENDING
-        writes = self.writes[:]
-        self.writes.clear()
-        for _ in range(RENEWALS):
-            started = self.monotonic()
-            held = self.store.hold(
-                self.delivery.id,
-                owner=self.owner,
-                attempt=self.delivery.attempts,
-                results=results,
-                now=self.clock(),
-                lease_seconds=self.lease_seconds,
-                writes=writes,
-            )
-            writes = []  # kept by the first renewal
-            if not held:
-                raise LeaseLost(f"delivery {self.delivery.id}: lease lost to another worker")
-            if self.monotonic() - started < self.lease_seconds * TRUSTED_SHARE_OF_LEASE:
-                return
-            # Renewed, but so long ago that the renewal may have expired already: again.
-        raise LeaseLost(f"delivery {self.delivery.id}: the lease cannot be renewed in time")
 
 
 class RelayHistory:
