@@ -40,13 +40,12 @@ from bridge.errors import (
     CortexRejected,
     CortexUnauthorized,
 )
-from bridge.model import DeployEvent, Status
+from bridge.model import DeployEvent, Status, event_from_dict
 from bridge.record.core import (
     LOOKUP_WINDOW,
     Known,
     Listing,
     Policy,
-    from_payload,
     record_one,
     remove_doubles,
 )
@@ -319,7 +318,8 @@ class Deliverer:
         (LeaseLost) and the next one carries on from there. The caller settles the attempt,
         storing its ``writes`` with the outcome.
         """
-        event, entities = from_payload(payload)
+        # The outbox's payload as bridge.ingest writes it: the event as routed, its entities.
+        event, entities = event_from_dict(payload["event"]), payload["entities"]
         attempt = Attempt(results=dict(results))
         history = self.history
         history.delivery += 1  # nothing read for the last delivery is taken for this one

@@ -38,7 +38,6 @@ from bridge.model import (
     DeployType,
     Status,
     check_deploy,
-    event_from_dict,
 )
 from bridge.rollback import PastDeploy, same_sha
 from bridge.times import format_timestamp, parse_timestamp
@@ -524,8 +523,3 @@ def route_checked(config: Config, event: DeployEvent) -> tuple[Route, Checked]:
     as_routed = replace(event, environment=where.environment)  # the environment renamed
     checked = check_deploy(as_routed, where.entities, max_entities=limit, named=event.entities)
     return where, checked
-
-
-def from_payload(payload: Mapping[str, Any]) -> tuple[DeployEvent, tuple[str, ...]]:
-    """The inverse of :func:`to_payload`."""
-    return event_from_dict(payload["event"]), tuple(payload["entities"])
