@@ -121,10 +121,13 @@ class RelayHistory:
     batch, and the pairs in ``dirty`` (a search served later deploys, and records were made on
     it) are swept for doubles another face made meanwhile.
 
-    The check after a create (``shared``) is made where Cortex showed records another face
-    made for the entity and environment, and once on a pair this process has not surveyed yet:
-    the relay cannot tell yet whether another face records it (a new process, another replica,
-    ``rollback.detect: false``), and one racing it unseen would leave a double behind.
+    The check after a create (the listing ``seen`` hands the core is ``shared``) is made where
+    Cortex showed records another face made for the entity and environment, and once on a pair
+    this process has not surveyed yet: the relay cannot tell yet whether another face records
+    it (a new process, another replica, ``rollback.detect: false``), and one racing it unseen
+    would leave a double behind. A fresh read of the pair surveys it: that check itself, or the
+    look after an attempt whose create may have reached Cortex (the relay holds no record of
+    the deploy), which is a read after the relay's create as much.
 
     The first time the relay meets an entity+environment, Cortex's own record of it is read
     once for the rollback history (a new relay, a lost database, deploys made by other tools
@@ -191,8 +194,12 @@ class RelayHistory:
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
         """Cortex's records of the entity and environment around the event: the last search
-        when it is recent, of this batch or backlog, and covers the event, else a new one."""
+        when it is recent, of this batch or backlog, and covers the event, else a new one;
+        ``shared`` where the check after a create is made. A fresh read surveys the pair."""
         pair = (entity, event.environment)
+        unsurveyed = pair not in self._surveyed
+        if fresh:
+            self._surveyed.add(pair)
         kept = self._seen.get(pair)
         if kept is not None and not fresh and kept[4] == self.batch:
             listing, since, at, read_for, _ = kept
@@ -200,6 +207,7 @@ class RelayHistory:
             if covered and self.monotonic() - at <= LISTING_SECONDS:
                 if read_for != self.delivery:
                     self._reused[pair] = self.batch
+                listing.shared = pair in self._shared or unsurveyed
                 return listing
         # One search: the pair's records from 2 LOOKUP_WINDOWs before the event to just after
         # now, so that it covers the later deploys of a backlog too (the sweep reads alike).
@@ -219,18 +227,8 @@ class RelayHistory:
         carried = set(listing.keyed)
         if carried and carried - self.store.records.made(carried):
             self._shared.add(pair)
+        listing.shared = pair in self._shared or unsurveyed
         return listing
-
-    def shared(self, entity: str, environment: str | None) -> bool:
-        """True where Cortex showed records another face made for this entity+environment,
-        and for the first create on a pair not surveyed yet (it is then)."""
-        pair = (entity, environment)
-        if pair in self._shared:
-            return True
-        if pair in self._surveyed:
-            return False
-        self._surveyed.add(pair)
-        return True
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The store's history, seeded from Cortex's newest 1,000 deploys once (per entity and

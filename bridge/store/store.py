@@ -574,7 +574,13 @@ class Store:
         if (next_attempt_at is None) == (outcome == RETRYING):
             raise ValueError("a delivery is retrying exactly when it has a next attempt time")
         now = self.db.aware(now)
-        values: dict[str, Any] = {"status": outcome, "results": dict(results), "updated_at": now}
+        again = None if next_attempt_at is None else self.db.aware(next_attempt_at)
+        values: dict[str, Any] = {
+            "status": outcome,
+            "next_attempt_at": again,  # None: the row is never claimed again
+            "results": dict(results),
+            "updated_at": now,
+        }
         if outcome == DELIVERED:
             values["delivered_at"] = now
         if error is not None:
@@ -589,8 +595,8 @@ class Store:
                 deliveries.c.status == DELIVERING,
                 deliveries.c.lease_owner == owner,
             )
-            .values(lease_owner=None, lease_until=None, **values)
-            .values(next_attempt_at=next_attempt_at and self.db.aware(next_attempt_at))
+            .values(lease_owner=None, lease_until=None)
+            .values(values)
             .returning(deliveries.c.attempts)
         )
         with self.db.transaction(write=True) as conn:
