@@ -695,10 +695,10 @@ def outbox(database_url: str, status: str | None = None) -> tuple[dict[str, int]
 
 def dead_key(delivery: Any) -> str:
     """The idempotency key of a dead-lettered delivery (one entity each in these runs)."""
-    from bridge.record.core import from_payload
+    from bridge.model import event_from_dict
 
-    event, entities = from_payload(delivery.payload)
-    return idempotency_key(event, entities[0])
+    event = event_from_dict(delivery.payload["event"])
+    return idempotency_key(event, delivery.payload["entities"][0])
 
 
 def drained(fleet: Fleet, answers: Answers, log: Callable[[str], None] | None) -> bool:

@@ -112,7 +112,7 @@ def measure(url: str, *, claims: int, first_new: int) -> list[float]:
     with Store.from_url(url) as store:
         # Warm the connection pool and the caches before timing.
         for delivery in store.claim(owner="warm", now=T0, lease_seconds=60, limit=BATCH):
-            store.complete(delivery.id, owner="warm", results={}, now=T0)
+            store.settle(delivery.id, "delivered", owner="warm", results={}, now=T0)
         next_key = first_new
         now = T0 + timedelta(seconds=1)
         for _ in range(claims):
@@ -121,7 +121,7 @@ def measure(url: str, *, claims: int, first_new: int) -> list[float]:
             timings.append(time.perf_counter() - started)
             assert len(claimed) == BATCH, "the queue ran dry"
             for delivery in claimed:
-                store.complete(delivery.id, owner="bench", results={}, now=now)
+                store.settle(delivery.id, "delivered", owner="bench", results={}, now=now)
                 store.enqueue(
                     dedupe_key=f"github:bench:{next_key}",
                     source="github",

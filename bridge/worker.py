@@ -1,6 +1,7 @@
 """The relay's delivery: claim due events from the outbox, record each through the core,
-settle each one. The relay's face of the core lives here, whole: the worker, its lease, and
-the history it hands the core (the store's records, and what Cortex showed lately).
+settle each one. The relay's face of the core lives here, whole: the worker and the history
+it hands the core (the store's records, and what Cortex showed lately); the lease it holds on
+a claimed event is the outbox's (bridge.store.Lease).
 
 Retries belong here, not in the HTTP client: a failed attempt is rescheduled with backoff
 (Cortex's Retry-After wins), so a worker is never stuck sleeping on one event, and a killed
@@ -8,7 +9,7 @@ worker's events are taken up by another once their lease expires.
 
 A delivery takes effect once, however long it runs. The worker holding it renews its lease
 after each entity and before each write to Cortex, in the one statement that also checks it
-still holds it (the fence, :class:`Lease`); it stores each entity's result as soon as it is
+still holds it (the fence, bridge.store.Lease); it stores each entity's result as soon as it is
 known, and marks a write as sending before it leaves. A worker that lost its lease (it stalled
 past it, and another worker took the event over) stops before its next write; the next owner
 resumes where it stopped, and looks for the record of a write whose answer was never stored
@@ -35,35 +36,36 @@ from bridge.config import Config, DeliverySettings
 from bridge.cortex.budget import SharedBudget
 from bridge.cortex.client import PAGE_SIZE, Cortex
 from bridge.errors import (
-    BridgeError,
     CortexError,
     CortexRejected,
     CortexUnauthorized,
 )
-from bridge.model import DeployEvent, Status
+from bridge.model import DeployEvent, Status, event_from_dict
 from bridge.record.core import (
     LOOKUP_WINDOW,
     Known,
     Listing,
     Policy,
-    from_payload,
     record_one,
     remove_doubles,
 )
 from bridge.redact import redact
 from bridge.retry import RetryPolicy
 from bridge.rollback import PastDeploy, past_deploys
-from bridge.store import Delivery, Lookup, RecordWrite, Store
+from bridge.store import (
+    DEAD,
+    DELIVERED,
+    RETRYING,
+    Delivery,
+    Lease,
+    LeaseLost,
+    Lookup,
+    RecordWrite,
+    Store,
+)
 
 log = logging.getLogger("bridge.worker")
 
-# The longest a fence may take before its renewal is not trusted, as a share of the lease: a
-# worker stopped (SIGSTOP, a long GC, a VM pause) inside the fence may have woken after its
-# lease ran out and another worker took the delivery over.
-TRUSTED_SHARE_OF_LEASE = 0.5
-# Renewals tried in a row before a worker whose database answers that slowly gives up the
-# delivery (it is taken up again once the lease has run out).
-RENEWALS = 3
 # How long a search of Cortex for an entity and environment serves the deploys of a backlog
 # that follow it: a record another face makes meanwhile is found by the check after a create
 # where faces are known to share the entity, else by the next search's removal of doubles or
@@ -76,10 +78,6 @@ DAY = timedelta(days=1)
 KEPT_STAMPS = 10_000
 # The entity+environment pairs whose last search is kept (the least recently read goes).
 KEPT_LISTINGS = 1_000
-
-# What the outbox keeps for an entity whose write was sent but not answered yet: the next
-# attempt (this worker's, or another's after a takeover) looks for the record first.
-SENDING = {"action": "sending"}
 
 
 def next_delay(
@@ -107,53 +105,6 @@ def is_permanent(error: CortexError) -> bool:
     return isinstance(error, CortexRejected) and not isinstance(error, CortexUnauthorized)
 
 
-class LeaseLost(BridgeError):
-    """Another worker holds the delivery now: this one must not write to Cortex again."""
-
-
-@dataclass
-class Lease:
-    """A worker's hold on one claimed delivery: renewed, and checked before each Cortex write.
-
-    ``writes``: the records made since the last renewal, stored with the next one.
-    """
-
-    store: Store
-    delivery: Delivery
-    owner: str
-    lease_seconds: float
-    clock: Callable[[], datetime]
-    monotonic: Callable[[], float] = time.monotonic
-    writes: list[RecordWrite] = field(default_factory=list)
-
-    def hold(self, results: dict[str, Any], *, sending: str | None = None) -> None:
-        """Renew the lease and store ``results`` with the records made since the last renewal;
-        raise LeaseLost when the lease is no longer held. ``sending``: the entity whose write
-        leaves next (the fence before a Cortex write), so kept as sending."""
-        if sending is not None:
-            results[sending] = SENDING
-        writes = self.writes[:]
-        self.writes.clear()
-        for _ in range(RENEWALS):
-            started = self.monotonic()
-            held = self.store.hold(
-                self.delivery.id,
-                owner=self.owner,
-                attempt=self.delivery.attempts,
-                results=results,
-                now=self.clock(),
-                lease_seconds=self.lease_seconds,
-                writes=writes,
-            )
-            writes = []  # kept by the first renewal
-            if not held:
-                raise LeaseLost(f"delivery {self.delivery.id}: lease lost to another worker")
-            if self.monotonic() - started < self.lease_seconds * TRUSTED_SHARE_OF_LEASE:
-                return
-            # Renewed, but so long ago that the renewal may have expired already: again.
-        raise LeaseLost(f"delivery {self.delivery.id}: the lease cannot be renewed in time")
-
-
 class RelayHistory:
     """The relay's history for the core: records and deploy history in the store, and what
     Cortex showed of each entity and environment lately.
@@ -170,10 +121,13 @@ class RelayHistory:
     batch, and the pairs in ``dirty`` (a search served later deploys, and records were made on
     it) are swept for doubles another face made meanwhile.
 
-    The check after a create (``shared``) is made where Cortex showed records another face
-    made for the entity and environment, and once on a pair this process has not surveyed yet:
-    the relay cannot tell yet whether another face records it (a new process, another replica,
-    ``rollback.detect: false``), and one racing it unseen would leave a double behind.
+    The check after a create (the listing ``seen`` hands the core is ``shared``) is made where
+    Cortex showed records another face made for the entity and environment, and once on a pair
+    this process has not surveyed yet: the relay cannot tell yet whether another face records
+    it (a new process, another replica, ``rollback.detect: false``), and one racing it unseen
+    would leave a double behind. A fresh read of the pair surveys it: that check itself, or the
+    look after an attempt whose create may have reached Cortex (the relay holds no record of
+    the deploy), which is a read after the relay's create as much.
 
     The first time the relay meets an entity+environment, Cortex's own record of it is read
     once for the rollback history (a new relay, a lost database, deploys made by other tools
@@ -240,8 +194,12 @@ class RelayHistory:
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
         """Cortex's records of the entity and environment around the event: the last search
-        when it is recent, of this batch or backlog, and covers the event, else a new one."""
+        when it is recent, of this batch or backlog, and covers the event, else a new one;
+        ``shared`` where the check after a create is made. A fresh read surveys the pair."""
         pair = (entity, event.environment)
+        unsurveyed = pair not in self._surveyed
+        if fresh:
+            self._surveyed.add(pair)
         kept = self._seen.get(pair)
         if kept is not None and not fresh and kept[4] == self.batch:
             listing, since, at, read_for, _ = kept
@@ -249,6 +207,7 @@ class RelayHistory:
             if covered and self.monotonic() - at <= LISTING_SECONDS:
                 if read_for != self.delivery:
                     self._reused[pair] = self.batch
+                listing.shared = pair in self._shared or unsurveyed
                 return listing
         # One search: the pair's records from 2 LOOKUP_WINDOWs before the event to just after
         # now, so that it covers the later deploys of a backlog too (the sweep reads alike).
@@ -268,18 +227,8 @@ class RelayHistory:
         carried = set(listing.keyed)
         if carried and carried - self.store.records.made(carried):
             self._shared.add(pair)
+        listing.shared = pair in self._shared or unsurveyed
         return listing
-
-    def shared(self, entity: str, environment: str | None) -> bool:
-        """True where Cortex showed records another face made for this entity+environment,
-        and for the first create on a pair not surveyed yet (it is then)."""
-        pair = (entity, environment)
-        if pair in self._shared:
-            return True
-        if pair in self._surveyed:
-            return False
-        self._surveyed.add(pair)
-        return True
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The store's history, seeded from Cortex's newest 1,000 deploys once (per entity and
@@ -367,7 +316,8 @@ class Deliverer:
         (LeaseLost) and the next one carries on from there. The caller settles the attempt,
         storing its ``writes`` with the outcome.
         """
-        event, entities = from_payload(payload)
+        # The outbox's payload as bridge.ingest writes it: the event as routed, its entities.
+        event, entities = event_from_dict(payload["event"]), payload["entities"]
         attempt = Attempt(results=dict(results))
         history = self.history
         history.delivery += 1  # nothing read for the last delivery is taken for this one
@@ -507,8 +457,9 @@ class Worker:
         now = self.clock()
         error = attempt.error
         if error is None:
-            if not self.store.complete(
+            if not self.store.settle(
                 delivery.id,
+                DELIVERED,
                 owner=self.owner,
                 results=attempt.results,
                 now=now,
@@ -524,13 +475,14 @@ class Worker:
         if is_permanent(error) or out_of_time or out_of_tries:
             return self._dead(delivery, shown, attempt.results, context, writes=attempt.writes)
         delay = next_delay(self.settings, delivery.attempts - 1, error.retry_after)
-        if not self.store.reschedule(
+        if not self.store.settle(
             delivery.id,
+            RETRYING,
             owner=self.owner,
-            error=shown,
-            next_attempt_at=now + timedelta(seconds=delay),
             results=attempt.results,
             now=now,
+            error=shown,
+            next_attempt_at=now + timedelta(seconds=delay),
             writes=attempt.writes,
         ):
             return self._lost(context)
@@ -552,8 +504,14 @@ class Worker:
     ) -> str:
         now = self.clock()
         error = redact(error, self.secrets)
-        if not self.store.dead_letter(
-            delivery.id, owner=self.owner, error=error, results=results, now=now, writes=writes
+        if not self.store.settle(
+            delivery.id,
+            DEAD,
+            owner=self.owner,
+            results=results,
+            now=now,
+            error=error,
+            writes=writes,
         ):
             return self._lost(context)
         log.error("dead-lettered", extra={**context, "error": error})

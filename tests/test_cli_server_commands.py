@@ -67,8 +67,9 @@ def store(db_url: str) -> Iterator[Store]:
             )
         later = T0 + timedelta(hours=1)
         (dead,) = opened.claim(owner="w", now=later, lease_seconds=60)
-        opened.dead_letter(
+        opened.settle(
             dead.id,
+            "dead",
             owner="w",
             error=CORTEX_ERROR,
             results={"service-0": {"action": "rejected"}},
@@ -76,7 +77,7 @@ def store(db_url: str) -> Iterator[Store]:
         )
         (done,) = opened.claim(owner="w", now=later, lease_seconds=60)
         results = {"service-1": {"action": "created", "uuid": "d-0001", "type": "DEPLOY"}}
-        opened.complete(done.id, owner="w", results=results, now=later)
+        opened.settle(done.id, "delivered", owner="w", results=results, now=later)
         opened.claim(owner="w", now=later, lease_seconds=60)  # id 3 stays in flight
         yield opened
 
@@ -222,11 +223,17 @@ def test_a_delivered_row_shows_no_stale_error(capsys, tmp_path: Path) -> None:
             now=T0,
         )
         (row,) = log.claim(owner="w", now=T0, lease_seconds=60)
-        log.reschedule(
-            row.id, owner="w", error="cortex: 503", next_attempt_at=later, results={}, now=T0
+        log.settle(
+            row.id,
+            "retrying",
+            owner="w",
+            error="cortex: 503",
+            next_attempt_at=later,
+            results={},
+            now=T0,
         )
         (again,) = log.claim(owner="w", now=later, lease_seconds=60)
-        log.complete(again.id, owner="w", results={}, now=later)
+        log.settle(again.id, "delivered", owner="w", results={}, now=later)
     env = {"BRIDGE_DATABASE_URL": url}
     code, out, _ = cli(capsys, env, "deliveries", "list")
     (listed,) = out.splitlines()[1:]

@@ -157,8 +157,8 @@ def kill(runtime: Runtime, id: int) -> None:
     """Claim the delivery and dead-letter it, as the worker would."""
     (claimed,) = runtime.store.claim(owner="w", now=T0, lease_seconds=30)
     assert claimed.id == id
-    runtime.store.dead_letter(
-        id, owner="w", error="cortex answered 400: entity not found", results={}, now=T0
+    runtime.store.settle(
+        id, "dead", owner="w", error="cortex answered 400: entity not found", results={}, now=T0
     )
 
 
@@ -316,12 +316,20 @@ def test_one_delivery_shows_received_sent_attempts_and_uuid(runtime: Runtime) ->
     assert found is not None
     entity = found.payload["entities"][0]
     runtime.store.claim(owner="w", now=T0, lease_seconds=30)
-    runtime.store.reschedule(
-        id, owner="w", error="cortex answered 503", next_attempt_at=T0, results={}, now=T0
+    runtime.store.settle(
+        id,
+        "retrying",
+        owner="w",
+        error="cortex answered 503",
+        next_attempt_at=T0,
+        results={},
+        now=T0,
     )
     runtime.store.claim(owner="w", now=T0, lease_seconds=30)
     result = {"action": "created", "uuid": "rec-uuid-1234", "type": "DEPLOY"}
-    runtime.store.complete(id, owner="w", results={entity: result}, now=T0 + timedelta(seconds=2))
+    runtime.store.settle(
+        id, "delivered", owner="w", results={entity: result}, now=T0 + timedelta(seconds=2)
+    )
     page = client.get(f"/console/deliveries/{id}")
     assert page.status_code == 200
     text = page.data.decode()
@@ -453,7 +461,7 @@ def test_entities_and_charts(runtime: Runtime) -> None:
     assert "aaaaaaaaaaaa" in text
     id = queued(runtime, client)
     runtime.store.claim(owner="w", now=T0, lease_seconds=30)
-    runtime.store.complete(id, owner="w", results={}, now=T0 + timedelta(seconds=3))
+    runtime.store.settle(id, "delivered", owner="w", results={}, now=T0 + timedelta(seconds=3))
     charts = client.get("/console/charts").data.decode()
     assert charts.count("<svg") == 2
     assert "3.00" in charts  # the hour's p50 and p99 latency, in the table of numbers

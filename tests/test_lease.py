@@ -27,8 +27,8 @@ from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import build_deploy_request, deploy_key, idempotency_key, key_of
 from bridge.model import DeployEvent, DeployRef, DeployType, Status, check_deploy
 from bridge.relay import make_worker
-from bridge.store import DELIVERED, RecordWrite, Store
-from bridge.worker import SENDING, Deliverer, Lease, LeaseLost, Worker, start_in_thread
+from bridge.store import DELIVERED, SENDING, Lease, LeaseLost, RecordWrite, Store
+from bridge.worker import Deliverer, Worker, start_in_thread
 from tests.conftest import TOKEN, wait_until
 from tests.receiver_kit import ADMIN_TOKEN, client_for
 
@@ -164,14 +164,7 @@ def test_the_next_owner_resumes_and_looks_for_a_write_left_unanswered(
     with CortexClient(cortex.url, TOKEN) as client:
         made = client.create_deploy(first, build_deploy_request(event(), first, DeployType.DEPLOY))
         progress = {first: {"action": "created", "uuid": made["uuid"]}, second: SENDING}
-        assert store.hold(
-            id,
-            owner="worker-a",
-            attempt=stalled.attempts,
-            results=progress,
-            now=clock(),
-            lease_seconds=LEASE,
-        )
+        Lease(store, stalled, owner="worker-a", lease_seconds=LEASE, clock=clock).hold(progress)
         client.create_deploy(second, build_deploy_request(event(), second, DeployType.DEPLOY))
     cortex.received.clear()
     clock.advance(LEASE + 1)
@@ -199,9 +192,8 @@ def test_the_next_owner_resumes_and_looks_for_a_write_left_unanswered(
         "created",
     ]
     # A renewal by the worker that lost the delivery is refused: the fencing token.
-    assert not store.hold(
-        id, owner="worker-a", attempt=stalled.attempts, results={}, now=clock(), lease_seconds=5
-    )
+    with pytest.raises(LeaseLost, match="lease lost to another worker"):
+        Lease(store, stalled, owner="worker-a", lease_seconds=LEASE, clock=clock).hold({})
 
 
 def test_records_are_kept_with_the_progress_only_while_the_lease_is_held(store: Store) -> None:
@@ -209,16 +201,15 @@ def test_records_are_kept_with_the_progress_only_while_the_lease_is_held(store: 
     id = enqueue(store, 2, now=clock())
     (claimed,) = store.claim(owner="worker-a", now=clock(), lease_seconds=LEASE)
     made = RecordWrite("k-1", "svc-000", "u-1", "succeeded")
-    hold = functools.partial(
-        store.hold, id, attempt=claimed.attempts, now=clock(), lease_seconds=LEASE
-    )
-    assert hold(owner="worker-a", results={"svc-000": {"action": "created"}}, writes=[made])
+    lease = functools.partial(Lease, store, claimed, lease_seconds=LEASE, clock=clock)
+    lease(owner="worker-a", writes=[made]).hold({"svc-000": {"action": "created"}})
     assert store.records.get("k-1") is not None
     late = RecordWrite("k-2", "svc-001", "u-2", "succeeded")
-    assert not hold(owner="worker-b", results={}, writes=[late])  # not the lease's owner
+    with pytest.raises(LeaseLost):  # not the lease's owner
+        lease(owner="worker-b", writes=[late]).hold({})
     assert store.records.get("k-2") is None
     gone = RecordWrite("k-1", "", None)
-    assert store.complete(id, owner="worker-a", results={}, now=clock(), writes=[gone])
+    assert store.settle(id, "delivered", owner="worker-a", results={}, now=clock(), writes=[gone])
     assert store.records.get("k-1") is None
 
 

@@ -912,7 +912,7 @@ def kill_all(runtime: Runtime, ids: list[int]) -> None:
     claimed = runtime.store.claim(owner="w", now=runtime.clock(), lease_seconds=30, limit=len(ids))
     assert sorted(d.id for d in claimed) == sorted(ids)
     for id in ids:
-        runtime.store.dead_letter(id, owner="w", error="gone", results={}, now=runtime.clock())
+        runtime.store.settle(id, "dead", owner="w", error="gone", results={}, now=runtime.clock())
 
 
 def listed(page: bytes) -> set[int]:

@@ -189,8 +189,8 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_loses(store: Store) ->
     assert store.claim(owner="w2", now=T0 + timedelta(seconds=29), lease_seconds=30) == []
     [taken] = store.claim(owner="w2", now=T0 + timedelta(seconds=30), lease_seconds=30)
     assert (taken.id, taken.lease_owner) == (delivery_id, "w2")
-    assert not store.complete(delivery_id, owner="killed", results={}, now=T0)
-    assert store.complete(delivery_id, owner="w2", results={"a": {"uuid": "u1"}}, now=T0)
+    assert not store.settle(delivery_id, "delivered", owner="killed", results={}, now=T0)
+    assert store.settle(delivery_id, "delivered", owner="w2", results={"a": {"uuid": "u1"}}, now=T0)
     done = store.get(delivery_id)
     assert done is not None
     # Attempts count claims: the killed owner's unfinished one counts too.
@@ -202,16 +202,18 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_loses(store: Store) ->
 @pytest.mark.parametrize(
     "finish",
     [
-        pytest.param(lambda s, i, o: s.complete(i, owner=o, results={}, now=T0), id="complete"),
         pytest.param(
-            lambda s, i, o: s.reschedule(
-                i, owner=o, error="boom", next_attempt_at=T0, results={}, now=T0
-            ),
-            id="reschedule",
+            lambda s, i, o: s.settle(i, "delivered", owner=o, results={}, now=T0), id="delivered"
         ),
         pytest.param(
-            lambda s, i, o: s.dead_letter(i, owner=o, error="boom", results={}, now=T0),
-            id="dead_letter",
+            lambda s, i, o: s.settle(
+                i, "retrying", owner=o, error="boom", next_attempt_at=T0, results={}, now=T0
+            ),
+            id="retrying",
+        ),
+        pytest.param(
+            lambda s, i, o: s.settle(i, "dead", owner=o, error="boom", results={}, now=T0),
+            id="dead",
         ),
     ],
 )
@@ -228,6 +230,30 @@ def test_a_stolen_lease_cannot_finish(store: Store, finish: Any) -> None:
     assert finish(store, delivery_id, "fast") is False  # no longer leased
 
 
+@pytest.mark.parametrize(
+    ("outcome", "error", "again"),
+    [
+        pytest.param(DELIVERING, None, None, id="not-an-end"),
+        pytest.param(DELIVERED, "boom", None, id="delivered-with-an-error"),
+        pytest.param(DEAD, None, None, id="dead-without-an-error"),
+        pytest.param(RETRYING, "503", None, id="retrying-never"),
+        pytest.param(DEAD, "400", T0, id="dead-yet-retried"),
+    ],
+)
+def test_an_attempt_settles_only_as_an_end_that_holds(
+    store: Store, outcome: str, error: str | None, again: datetime | None
+) -> None:
+    """A retrying row with no next attempt time would never be claimed again: refused."""
+    delivery_id = enqueue(store, "k")
+    store.claim(owner="w", now=T0, lease_seconds=30)
+    with pytest.raises(ValueError, match=r"cannot settle|retrying exactly"):
+        store.settle(
+            delivery_id, outcome, owner="w", results={}, now=T0, error=error, next_attempt_at=again
+        )
+    kept = store.get(delivery_id)
+    assert kept is not None and (kept.status, kept.lease_owner) == (DELIVERING, "w")
+
+
 def test_two_claimers_never_get_the_same_row(url: str, store: Store) -> None:
     all_ids = {enqueue(store, f"k{i}") for i in range(200)}
     stores = [Store.from_url(url), Store.from_url(url)]
@@ -237,7 +263,9 @@ def test_two_claimers_never_get_the_same_row(url: str, store: Store) -> None:
         while batch := stores[index].claim(owner=f"w{index}", now=T0, lease_seconds=600, limit=3):
             for delivery in batch:
                 claimed[index].append(delivery.id)
-                assert stores[index].complete(delivery.id, owner=f"w{index}", results={}, now=T0)
+                assert stores[index].settle(
+                    delivery.id, "delivered", owner=f"w{index}", results={}, now=T0
+                )
 
     try:
         run_threads(2, drain)
@@ -253,8 +281,9 @@ def test_reschedule_waits_until_the_next_attempt(store: Store) -> None:
     delivery_id = enqueue(store, "k")
     store.claim(owner="w", now=T0, lease_seconds=30)
     retry_at = T0 + timedelta(minutes=1)
-    assert store.reschedule(
+    assert store.settle(
         delivery_id,
+        "retrying",
         owner="w",
         error="cortex answered 503",
         next_attempt_at=retry_at,
@@ -278,7 +307,7 @@ def test_a_dead_letter_can_be_retried(store: Store) -> None:
     delivery_id = enqueue(store, "k")
     store.claim(owner="w", now=T0, lease_seconds=30)
     error = "cortex said 400: \x00\ud800" + "x" * 5000  # bytes PostgreSQL would refuse
-    assert store.dead_letter(delivery_id, owner="w", error=error, results={}, now=T0)
+    assert store.settle(delivery_id, "dead", owner="w", error=error, results={}, now=T0)
     dead = store.get(delivery_id)
     assert dead is not None
     assert dead.status == DEAD
@@ -294,7 +323,7 @@ def test_a_dead_letter_can_be_retried(store: Store) -> None:
     [claimed] = store.claim(owner="w", now=later, lease_seconds=30)
     assert claimed.id == delivery_id
     assert not store.retry(delivery_id, now=later)  # being delivered
-    store.complete(delivery_id, owner="w", results={}, now=later)
+    store.settle(delivery_id, "delivered", owner="w", results={}, now=later)
     assert not store.retry(delivery_id, now=later)  # delivered
     assert not store.retry(delivery_id + 1, now=later)  # absent
 
@@ -318,7 +347,7 @@ def test_list_pages_newest_first_with_a_cursor(store: Store) -> None:
 def test_list_filters_by_status(store: Store) -> None:
     ids = [enqueue(store, f"k{i}") for i in range(5)]
     for delivery in store.claim(owner="w", now=T0, lease_seconds=30, limit=3):
-        store.complete(delivery.id, owner="w", results={}, now=T0)
+        store.settle(delivery.id, "delivered", owner="w", results={}, now=T0)
     page, cursor = store.list_deliveries(status=DELIVERED, limit=2)
     assert ([d.id for d in page], cursor) == ([ids[2], ids[1]], ids[1])
     page, cursor = store.list_deliveries(status=DELIVERED, limit=2, after=cursor)
@@ -471,10 +500,12 @@ def test_version_1_is_upgraded_by_many_replicas_at_once_keeping_every_row(
 ) -> None:
     ids = [enqueue(store, f"k{i}", n=i) for i in range(6)]
     store.claim(owner="w", now=T0, lease_seconds=600, limit=4)
-    store.complete(ids[0], owner="w", results={"a": {"uuid": "u0"}}, now=T0)
+    store.settle(ids[0], "delivered", owner="w", results={"a": {"uuid": "u0"}}, now=T0)
     retry_at = T0 + timedelta(minutes=1)
-    store.reschedule(ids[1], owner="w", error="503", next_attempt_at=retry_at, results={}, now=T0)
-    store.dead_letter(ids[2], owner="w", error="400", results={}, now=T0)
+    store.settle(
+        ids[1], "retrying", owner="w", error="503", next_attempt_at=retry_at, results={}, now=T0
+    )
+    store.settle(ids[2], "dead", owner="w", error="400", results={}, now=T0)
     store.records.save("k", entity="payments-api", cortex_uuid="u0", state="succeeded", now=T0)
     before = [store.get(i) for i in ids]
     make_version_1(url)
@@ -522,7 +553,9 @@ def test_claim_takes_the_longest_due_first(store: Store) -> None:
     old = enqueue(store, "old", now=T0)
     store.claim(owner="w", now=T0, lease_seconds=30)
     retry_at = T0 + timedelta(minutes=2)
-    store.reschedule(old, owner="w", error="503", next_attempt_at=retry_at, results={}, now=T0)
+    store.settle(
+        old, "retrying", owner="w", error="503", next_attempt_at=retry_at, results={}, now=T0
+    )
     new = enqueue(store, "new", now=T0 + timedelta(minutes=1))
     claimed = store.claim(owner="w", now=retry_at, lease_seconds=30, limit=2)
     assert [d.id for d in claimed] == [new, old]  # due since 10:01, then since 10:02
@@ -543,9 +576,9 @@ def test_a_due_time_is_set_exactly_while_a_delivery_can_be_claimed(store: Store)
     look()
     store.claim(owner="w", now=T0, lease_seconds=30, limit=4)
     look()
-    store.complete(ids[0], owner="w", results={}, now=T0)
-    store.reschedule(ids[1], owner="w", error="503", next_attempt_at=T0, results={}, now=T0)
-    store.dead_letter(ids[2], owner="w", error="400", results={}, now=T0)
+    store.settle(ids[0], "delivered", owner="w", results={}, now=T0)
+    store.settle(ids[1], "retrying", owner="w", error="503", next_attempt_at=T0, results={}, now=T0)
+    store.settle(ids[2], "dead", owner="w", error="400", results={}, now=T0)
     look()
     store.retry(ids[2], now=T0)
     look()
@@ -627,7 +660,7 @@ def test_listeners_hear_each_new_event_on_commit_and_come_back_after_a_restart(
             wait_until(lambda: len(wakes) == 2)
             store.enqueue(dedupe_key="k", source="github", event_name="x", payload={}, now=T0)
             [claimed] = store.claim(owner="w", now=T0, lease_seconds=30)
-            store.dead_letter(claimed.id, owner="w", error="400", results={}, now=T0)
+            store.settle(claimed.id, "dead", owner="w", error="400", results={}, now=T0)
             time.sleep(0.3)
             assert len(wakes) == 2  # a repeat, a claim, a dead letter: nothing new to do
             assert store.retry(delivery_id, now=T0)
@@ -748,10 +781,12 @@ def test_events_of_one_deploy_are_delivered_one_at_a_time_in_order(store: Store)
     # The second event of deploy-1 waits for the first; ungrouped events never wait.
     assert [d.id for d in first] == [ids[0], ids[2], ids[3], ids[4]]
     assert store.claim(owner="b", now=T0, lease_seconds=60, limit=10) == []
-    assert store.reschedule(ids[0], owner="a", error="503", next_attempt_at=T0, results={}, now=T0)
+    assert store.settle(
+        ids[0], "retrying", owner="a", error="503", next_attempt_at=T0, results={}, now=T0
+    )
     # Still unsettled (retrying): the sibling keeps waiting, the first is claimable again.
     assert [d.id for d in store.claim(owner="b", now=T0, lease_seconds=60, limit=10)] == [ids[0]]
-    assert store.complete(ids[0], owner="b", results={}, now=T0)
+    assert store.settle(ids[0], "delivered", owner="b", results={}, now=T0)
     assert [d.id for d in store.claim(owner="c", now=T0, lease_seconds=60, limit=10)] == [ids[1]]
 
 

@@ -13,8 +13,9 @@ How the faces converge on one record per deploy and entity, stated here once:
 1. a face that did not make the deploy's record itself looks in Cortex before creating one
    (its history's ``seen``: one read per entity for many deploys where the face can keep it),
    by the idempotency key, then for another tool's record without one (the keyless match);
-2. after a create, when another face may record the same entity (``shared``), Cortex is read
-   again, and of two records with one key the newer is deleted (both faces pick the same);
+2. after a create, when another face may record the same entity (the listing it looked in is
+   ``shared``), Cortex is read again, and of two records with one key the newer is deleted
+   (both faces pick the same);
 3. every read of Cortex removes the doubles it shows the same way, and ``sync --repair``
    does over history. Only records carrying the bridge's key are ever deleted.
 """
@@ -38,7 +39,6 @@ from bridge.model import (
     DeployType,
     Status,
     check_deploy,
-    event_from_dict,
 )
 from bridge.rollback import PastDeploy, same_sha
 from bridge.times import format_timestamp, parse_timestamp
@@ -197,7 +197,7 @@ class Listing:
 
     Plain attributes a reader may test before asking more: ``keyed`` (the records of each key
     carried), ``keyless`` (records without a key, by environment and short sha), ``doubled``
-    (some key is held more than once).
+    (some key is held more than once), ``shared`` (another face may record these deploys).
     """
 
     deploys: list[Mapping[str, Any]] = field(default_factory=list, init=False)
@@ -206,6 +206,9 @@ class Listing:
         default_factory=functools.partial(defaultdict, list), init=False
     )
     doubled: bool = field(default=False, init=False)
+    # Set by the history that read it: another face may record these deploys too, so the
+    # core reads Cortex again after it creates one (see the module's docstring, 2).
+    shared: bool = field(default=False, init=False)
     _matched: set[str] = field(default_factory=set, init=False)  # keyless records taken
 
     def add(self, deploys: Iterable[Mapping[str, Any]]) -> Listing:
@@ -282,10 +285,8 @@ class History(Protocol):
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
         """Cortex's records of ``entity`` around ``event`` (read, or kept from a recent read;
-        ``fresh``: read now, whatever is kept)."""
-
-    def shared(self, entity: str, environment: str | None) -> bool:
-        """True when another face may record this entity's deploys too (check after creating)."""
+        ``fresh``: read now, whatever is kept), ``shared`` when another face may record this
+        entity's deploys too (the core checks after creating)."""
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The entity's earlier deploys to ``environment``, leaving out this deploy's own."""
@@ -369,7 +370,7 @@ def record_one(
     # record of this deploy that another face made.
     deploy_type = type_of(event, entity, key, history, rollback=rollback)
     body = build_deploy_request(event, entity, deploy_type)
-    known, match = _look_first(
+    known, match, listing = _look_first(
         event,
         entity,
         key,
@@ -414,7 +415,7 @@ def record_one(
         verb = "created"
     uuid = str(made["uuid"])
     history.remember(event, entity, key, uuid, state=event.status.value)
-    if verb == "created" and history.shared(entity, event.environment):
+    if verb == "created" and listing is not None and listing.shared:
         kept = _converge(
             event, entity, key, uuid, stamp, history=history, cortex=cortex, fence=fence
         )
@@ -434,13 +435,13 @@ def _look_first(
     fence: Fence | None,
     fresh: bool,
     dry_run: bool,
-) -> tuple[Known | None, str | None]:
+) -> tuple[Known | None, str | None, Listing | None]:
     """The deploy's record: this face's own, else Cortex's by key (with when it was made);
-    else the uuid of another tool's record without a key (the keyless match). The doubles
-    the listing shows are removed on the way."""
+    else the uuid of another tool's record without a key (the keyless match); and Cortex's
+    listing looked in, if it was. The doubles the listing shows are removed on the way."""
     known = history.known(entity, key)
     if known is not None:
-        return known, None
+        return known, None, None
     listing = history.seen(entity, event, fresh=fresh)
     if listing.doubled and not dry_run:
         remove_doubles(listing, entity, cortex, fence=fence)
@@ -448,9 +449,9 @@ def _look_first(
         known = listing.known(key)
     if known is not None:
         history.remember(event, entity, key, known.uuid, state=known.state)
-        return known, None
+        return known, None, listing
     match = listing.keyless_match(event, LOOKUP_WINDOW) if listing.keyless else None
-    return None, None if match is None else str(match.get("uuid"))
+    return None, None if match is None else str(match.get("uuid")), listing
 
 
 def _stamp_in_cortex(event: DeployEvent, entity: str, key: str, history: History) -> str:
@@ -524,8 +525,3 @@ def route_checked(config: Config, event: DeployEvent) -> tuple[Route, Checked]:
     as_routed = replace(event, environment=where.environment)  # the environment renamed
     checked = check_deploy(as_routed, where.entities, max_entities=limit, named=event.entities)
     return where, checked
-
-
-def from_payload(payload: Mapping[str, Any]) -> tuple[DeployEvent, tuple[str, ...]]:
-    """The inverse of :func:`to_payload`."""
-    return event_from_dict(payload["event"]), tuple(payload["entities"])

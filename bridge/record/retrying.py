@@ -58,7 +58,7 @@ class CortexHistory:
     this deploy's record, if any); with the type given, a search of the entity's deploys to
     the event's environment around its time shows it in one request. Any other face may be
     recording the same deploy (the relay, from its webhook), so the core checks after it
-    creates (``shared``).
+    creates (every listing it hands the core is ``shared``).
     """
 
     def __init__(self, cortex: Cortex, *, listing: bool) -> None:
@@ -92,11 +92,8 @@ class CortexHistory:
                     before=event.timestamp + LOOKUP_WINDOW,
                 )
             )
+        self._seen.shared = True  # a step cannot know whether a relay records the same deploys
         return self._seen
-
-    def shared(self, entity: str, environment: str | None) -> bool:
-        """Always: a step cannot know whether a relay records the same deploys."""
-        return True
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The environment's earlier deploys from the listing."""

@@ -15,7 +15,7 @@ from bridge.store.schema import (
     Record,
     StoreError,
 )
-from bridge.store.store import WAKE_CHANNEL, Store
+from bridge.store.store import SENDING, WAKE_CHANNEL, Lease, LeaseLost, Store
 
 __all__ = [
     "CORTEX_BUDGET",
@@ -25,10 +25,13 @@ __all__ = [
     "QUEUED",
     "RETRYING",
     "SCHEMA_VERSION",
+    "SENDING",
     "STATUSES",
     "WAKE_CHANNEL",
     "Delivery",
     "Draw",
+    "Lease",
+    "LeaseLost",
     "Listener",
     "Lookup",
     "Record",

@@ -2,9 +2,10 @@
 
 :class:`Database` holds the engine, opens the one short transaction each method of the Store
 and of its parts runs in, and lines up SQLite writers. :class:`Store` is the outbox (below),
-with its parts beside it on the same Database: ``store.records``, Cortex records and deploy
-history (records.py), ``store.budget``, the shared rate budget (budget.py), ``store.sync``,
-``store.journal`` and ``store.browse``.
+and :class:`Lease` a worker's hold on one delivery it claimed (the fence before each Cortex
+write). The Store's parts stand beside it on the same Database: ``store.records``, Cortex
+records and deploy history (records.py), ``store.budget``, the shared rate budget
+(budget.py), ``store.sync``, ``store.journal`` and ``store.browse``.
 
 Every write is one short transaction committed before the method returns, so a receiver
 that answers 202 after :meth:`Store.enqueue` has the event on disk (see engine.py for the
@@ -45,6 +46,7 @@ import functools
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -57,6 +59,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
+from bridge.errors import BridgeError
 from bridge.store.browse import Browse
 from bridge.store.budget import Budgets
 from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, create_engine, is_memory, open_private
@@ -312,6 +315,8 @@ class GroupCommit(Generic[Item, Result]):
 # Claimable once next_attempt_at has passed (for DELIVERING that is the lease's end).
 _CLAIMABLE = (QUEUED, RETRYING, DELIVERING)
 _WAITING = (QUEUED, RETRYING)
+# How an attempt ends (Store.settle).
+_SETTLED = (DELIVERED, RETRYING, DEAD)
 # What Store.enqueue sets; the other columns keep their defaults until a worker claims it.
 ENQUEUED_COLUMNS = (
     "dedupe_key",
@@ -331,6 +336,16 @@ ENQUEUED_COLUMNS = (
 MAX_KEY_LENGTH = 512
 # last_error is for people reading the admin API, not a log: keep rows small.
 MAX_ERROR_LENGTH = 2000
+# The longest a lease's renewal may take before it is not trusted, as a share of the lease: a
+# worker stopped (SIGSTOP, a long GC, a VM pause) inside it may have woken after its lease ran
+# out and another worker took the delivery over.
+TRUSTED_SHARE_OF_LEASE = 0.5
+# Renewals tried in a row before a worker whose database answers that slowly gives up the
+# delivery (it is taken up again once the lease has run out).
+RENEWALS = 3
+# What the outbox keeps for an entity whose write was sent but not answered yet: the next
+# attempt (this worker's, or another's after a takeover) looks for the record first.
+SENDING = {"action": "sending"}
 # PostgreSQL's NOTIFY channel for "an event is due now". Channels are per database, not per
 # schema: bridges in two schemas of one database wake each other's workers, for nothing.
 WAKE_CHANNEL = "bridge_deliveries"
@@ -538,116 +553,38 @@ class Store:
         # RETURNING keeps no order: the claim's.
         return [leased_ones[id] for id in ids if id in leased_ones]
 
-    def hold(
+    def settle(
         self,
         id: int,
+        outcome: str,
         *,
         owner: str,
-        attempt: int,
         results: Mapping[str, Any],
         now: datetime,
-        lease_seconds: float,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
         writes: Sequence[RecordWrite] = (),
     ) -> bool:
-        """Renew ``owner``'s lease and keep the progress made; False when the lease is lost.
-
-        One UPDATE by primary key: the worker's fence before each Cortex write, and its
-        heartbeat after each entity. ``attempt`` (the attempt count its claim returned) is the
-        fencing token: a worker whose lease another attempt took can never renew it again.
-        ``writes``: the records the progress made, kept with it, only while the lease is held.
-        """
+        """End ``owner``'s attempt at a leased delivery: ``outcome`` delivered, retrying (at
+        ``next_attempt_at``) or dead, the last two with their ``error``; False when ``owner``
+        no longer holds it. ``writes``: the records the attempt made, kept in the same
+        transaction as its outcome."""
+        if outcome not in _SETTLED or (error is None) != (outcome == DELIVERED):
+            raise ValueError(f"cannot settle as {outcome!r} with error {error!r}")
+        if (next_attempt_at is None) == (outcome == RETRYING):
+            raise ValueError("a delivery is retrying exactly when it has a next attempt time")
         now = self.db.aware(now)
-        until = now + timedelta(seconds=lease_seconds)
-        renew = (
-            deliveries.update()
-            .where(
-                deliveries.c.id == id,
-                deliveries.c.status == DELIVERING,
-                deliveries.c.lease_owner == owner,
-                deliveries.c.attempts == attempt,
-            )
-            .values(lease_until=until, next_attempt_at=until, results=dict(results))
-        )
-        with self.db.transaction(write=True) as conn:
-            held = conn.execute(renew).rowcount == 1
-            # Only while the lease is held: a worker that lost it leaves its writes to the next
-            # owner, who finds the entity marked as sending and looks its record up in Cortex.
-            if held and writes:
-                self.records.apply(conn, writes, now=now)
-            return held
-
-    def complete(
-        self,
-        id: int,
-        *,
-        owner: str,
-        results: Mapping[str, Any],
-        now: datetime,
-        writes: Sequence[RecordWrite] = (),
-    ) -> bool:
-        """Mark a leased delivery delivered; False when ``owner`` no longer holds it.
-
-        ``writes`` (here and in :meth:`reschedule`, :meth:`dead_letter`): the records the
-        attempt made, kept in the same transaction as its outcome.
-        """
-        now = self.db.aware(now)
-        return self._finish(
-            id,
-            owner,
-            writes,
-            status=DELIVERED,
-            next_attempt_at=None,
-            delivered_at=now,
-            results=dict(results),
-            updated_at=now,
-        )
-
-    def reschedule(
-        self,
-        id: int,
-        *,
-        owner: str,
-        error: str,
-        next_attempt_at: datetime,
-        results: Mapping[str, Any],
-        now: datetime,
-        writes: Sequence[RecordWrite] = (),
-    ) -> bool:
-        """Put a leased delivery back for another try; False when ``owner`` no longer holds it."""
-        return self._finish(
-            id,
-            owner,
-            writes,
-            status=RETRYING,
-            next_attempt_at=self.db.aware(next_attempt_at),
-            last_error=_clip(error),
-            results=dict(results),
-            updated_at=self.db.aware(now),
-        )
-
-    def dead_letter(
-        self,
-        id: int,
-        *,
-        owner: str,
-        error: str,
-        results: Mapping[str, Any],
-        now: datetime,
-        writes: Sequence[RecordWrite] = (),
-    ) -> bool:
-        """Give up on a leased delivery; False when ``owner`` no longer holds it."""
-        return self._finish(
-            id,
-            owner,
-            writes,
-            status=DEAD,
-            next_attempt_at=None,
-            last_error=_clip(error),
-            results=dict(results),
-            updated_at=self.db.aware(now),
-        )
-
-    def _finish(self, id: int, owner: str, writes: Sequence[RecordWrite], **values: Any) -> bool:
+        again = None if next_attempt_at is None else self.db.aware(next_attempt_at)
+        values: dict[str, Any] = {
+            "status": outcome,
+            "next_attempt_at": again,  # None: the row is never claimed again
+            "results": dict(results),
+            "updated_at": now,
+        }
+        if outcome == DELIVERED:
+            values["delivered_at"] = now
+        if error is not None:
+            values["last_error"] = _clip(error)
         # The owner check makes a worker whose lease was taken over (it stalled, another
         # worker claimed the row) unable to overwrite the newer attempt's outcome. An expired
         # lease nobody took yet still counts: the work was done, recording it saves a resend.
@@ -665,20 +602,20 @@ class Store:
         with self.db.transaction(write=True) as conn:
             attempt = conn.execute(finish).scalar_one_or_none()
             if attempt is None:
-                return False  # its writes are left to the lease's new owner, as in hold
+                return False  # its writes are left to the lease's new owner, as in Lease.hold
             conn.execute(
                 self._attempt_line,
                 {
                     "delivery_id": id,
                     "attempt": attempt,
-                    "outcome": values["status"],
-                    "finished_at": values["updated_at"],
+                    "outcome": outcome,
+                    "finished_at": now,
                     "error": values.get("last_error"),
                     "results": values["results"],
                 },
             )
             if writes:
-                self.records.apply(conn, writes, now=values["updated_at"])
+                self.records.apply(conn, writes, now=now)
             return True
 
     def retry(self, id: int, *, now: datetime) -> bool:
@@ -754,9 +691,66 @@ class Store:
             conn.execute(sa.select(sa.func.pg_notify(WAKE_CHANNEL, "")))
 
 
+class LeaseLost(BridgeError):
+    """Another worker holds the delivery now: this one must not write to Cortex again."""
+
+
+@dataclass
+class Lease:
+    """A worker's hold on one claimed delivery: renewed, and checked before each Cortex write.
+
+    A renewal is one UPDATE by primary key that also checks the lease is still held: the
+    worker's fence before each Cortex write, and its heartbeat after each entity. The attempt
+    count its claim returned is the fencing token: a worker whose lease another attempt took
+    can never renew it again. ``writes``: the records made since the last renewal, stored with
+    the next one, only while the lease is held (a worker that lost it leaves them to the next
+    owner, who finds the entity marked as sending and looks its record up in Cortex).
+    """
+
+    store: Store
+    delivery: Delivery
+    owner: str
+    lease_seconds: float
+    clock: Callable[[], datetime]
+    monotonic: Callable[[], float] = time.monotonic
+    writes: list[RecordWrite] = field(default_factory=list)
+
+    def hold(self, results: dict[str, Any], *, sending: str | None = None) -> None:
+        """Renew the lease and store ``results`` with the records made since the last renewal;
+        raise LeaseLost when the lease is no longer held. ``sending``: the entity whose write
+        leaves next (the fence before a Cortex write), so kept as sending."""
+        if sending is not None:
+            results[sending] = SENDING
+        writes = self.writes[:]
+        self.writes.clear()
+        db, id = self.store.db, self.delivery.id
+        renew = deliveries.update().where(
+            deliveries.c.id == id,
+            deliveries.c.status == DELIVERING,
+            deliveries.c.lease_owner == self.owner,
+            deliveries.c.attempts == self.delivery.attempts,
+        )
+        for _ in range(RENEWALS):
+            started = self.monotonic()
+            now = db.aware(self.clock())
+            until = now + timedelta(seconds=self.lease_seconds)
+            with db.transaction(write=True) as conn:
+                values = {"lease_until": until, "next_attempt_at": until, "results": dict(results)}
+                held = conn.execute(renew.values(values)).rowcount == 1
+                if held and writes:
+                    self.store.records.apply(conn, writes, now=now)
+            writes = []  # kept by the first renewal
+            if not held:
+                raise LeaseLost(f"delivery {id}: lease lost to another worker")
+            if self.monotonic() - started < self.lease_seconds * TRUSTED_SHARE_OF_LEASE:
+                return
+            # Renewed, but so long ago that the renewal may have expired already: again.
+        raise LeaseLost(f"delivery {id}: the lease cannot be renewed in time")
+
+
 def _clip(error: str) -> str:
     """An error text any backend stores: no NUL, no lone surrogates, MAX_ERROR_LENGTH at most."""
     # Error texts quote Cortex's answers, which may hold bytes PostgreSQL refuses; a failed
-    # reschedule would leave the row leased until its lease ran out.
+    # settle would leave the row leased until its lease ran out.
     text = error.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
     return text[:MAX_ERROR_LENGTH]

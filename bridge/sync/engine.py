@@ -166,12 +166,9 @@ class SyncHistory:
         return None
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
-        """The entity's listing, read once per sync (again after an unclear try)."""
+        """The entity's listing, read once per sync (again after an unclear try); not
+        ``shared``: no check per create, the sync checks each segment's records at once after."""
         return self.deploys.listing(entity, fresh=fresh)
-
-    def shared(self, entity: str, environment: str | None) -> bool:
-        """No check per create: the sync checks each segment's records at once after it."""
-        return False
 
     def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
         """The environment's earlier deploys from the listing."""
