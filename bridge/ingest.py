@@ -162,7 +162,7 @@ def ingest(
         source=source,
         event_name=event_name,
         # The event as routed and checked, in the stored form the check made (Checked.stored),
-        # and its entities: what the relay reads back (record.core.from_payload).
+        # and its entities: what the relay reads back (worker.Deliverer.deliver).
         payload={"event": checked.stored, "entities": list(where.entities), "rule": where.rule},
         now=clock(),
         group_key=deploy_key(event),
