@@ -273,7 +273,7 @@ sync_leases = sa.Table(
     sa.Column("lease_until", UTCDateTime(), nullable=False),
 )
 
-# One row per finished delivery attempt (store.py's _finish writes it in the same transaction
+# One row per finished delivery attempt (store.py's Store.settle writes it in the same transaction
 # as the outcome): its number, when it ended, how, Cortex's answer (the error, or the results).
 attempts = sa.Table(
     "bridge_attempts",
