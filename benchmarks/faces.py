@@ -39,7 +39,7 @@ from bridge.config import Route, parse_config  # noqa: E402
 from bridge.cortex import CortexClient  # noqa: E402
 from bridge.fakecortex import FakeCortex  # noqa: E402
 from bridge.mapping import deploy_key, key_of  # noqa: E402
-from bridge.model import DeployEvent, DeployRef, Status  # noqa: E402
+from bridge.model import DeployEvent, DeployRef, Status, check_deploy  # noqa: E402
 from bridge.store import Store  # noqa: E402
 from bridge.worker import Deliverer, Worker  # noqa: E402
 
@@ -82,11 +82,12 @@ class Relay:
     def queue(self, n: int, entity: str) -> None:
         made = event(n, entity)
         route = Route((entity,), "production", "routes[0]")
+        checked = check_deploy(made, route.entities)  # as ingest checks it before storing
         self.store.enqueue(
             dedupe_key=f"bench:{entity}:{n}",
             source="github",
             event_name="deployment_status",
-            payload={"event": made.stored, "entities": list(route.entities), "rule": route.rule},
+            payload={"event": checked.stored, "entities": list(route.entities), "rule": route.rule},
             now=self.now(),
             group_key=deploy_key(made),
         )
