@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from bridge import logs
 from bridge.fakecortex import FakeCortex
 from tests.databases import BACKENDS, database_url
 
@@ -111,3 +114,19 @@ def wait_until(condition: Any, *, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+@contextmanager
+def bridge_logs_to(stream: Any, secrets: Sequence[str]) -> Iterator[None]:
+    """``bridge``'s logs as ``serve`` configures them (logs.configure), written to ``stream``
+    for the block; the logger's handlers, level and propagation put back after."""
+    root = logging.getLogger("bridge")
+    saved = (root.handlers[:], root.level, root.propagate)
+    try:
+        logs.configure(secrets=secrets, level="info")
+        handler = root.handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(stream)
+        yield
+    finally:
+        root.handlers[:], root.level, root.propagate = saved

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from bridge import logs
+from tests.conftest import bridge_logs_to
 
 SECRET = "s3cr3t-token-value"
 
@@ -21,16 +22,8 @@ def stream() -> Iterator[io.TextIOWrapper]:
     stream over bytes, so that a line not flushed is not seen."""
     raw = io.BytesIO()
     text = io.TextIOWrapper(raw, encoding="utf-8", line_buffering=False, write_through=False)
-    root = logging.getLogger("bridge")
-    saved = (root.handlers[:], root.level, root.propagate)
-    try:
-        logs.configure(secrets=[SECRET], level="info")
-        handler = root.handlers[0]
-        assert isinstance(handler, logging.StreamHandler)
-        handler.setStream(text)
+    with bridge_logs_to(text, [SECRET]):
         yield text
-    finally:
-        root.handlers[:], root.level, root.propagate = saved
 
 
 def written(stream: io.TextIOWrapper) -> list[str]:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from bridge import logs
 from bridge.redact import redact
+from tests.conftest import bridge_logs_to
 
 
 def test_a_secret_is_masked_wherever_it_appears() -> None:
@@ -36,16 +37,8 @@ def test_json_spellings_of_a_secret_are_masked_too() -> None:
 def test_log_lines_never_carry_a_secret() -> None:
     secret = 'p@ss"wörd'
     stream = io.StringIO()
-    bridge_logger = logging.getLogger("bridge")
-    saved = (bridge_logger.handlers[:], bridge_logger.level, bridge_logger.propagate)
-    try:
-        logs.configure(secrets=[secret], level="info")
-        handler = bridge_logger.handlers[0]
-        assert isinstance(handler, logging.StreamHandler)
-        handler.setStream(stream)
+    with bridge_logs_to(stream, [secret]):
         logging.getLogger("bridge.test").info("db password %s", secret, extra={"url": secret})
-    finally:
-        bridge_logger.handlers[:], bridge_logger.level, bridge_logger.propagate = saved
     line = stream.getvalue()
     assert "***" in line and "wörd" not in line and "\\u00f6rd" not in line
     assert json.loads(line)["url"] == "***"
