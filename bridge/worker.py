@@ -148,7 +148,6 @@ class RelayHistory:
         self.clock = clock
         self.monotonic = monotonic
         self.pending: list[RecordWrite] = []
-        self.looked: dict[str, Lookup] = {}  # by key: what was read for the delivery in hand
         self.stamps: dict[str, str] = {}  # by key: when this process made the record
         self.batch = 0  # counts the batches that ended a backlog (or were none)
         self.delivery = 0  # counts deliveries: a search kept from an earlier one is reused
@@ -184,14 +183,6 @@ class RelayHistory:
             except CortexError as exc:  # the next search of the pair removes them instead
                 log.warning("sweep for doubles failed", extra={"entity": entity, "error": str(exc)})
 
-    def known(self, entity: str, key: str) -> Known | None:
-        """The record the relay made for this deploy."""
-        looked = self.looked.get(key)
-        record = looked.record if looked is not None else self.store.records.get(key)
-        if record is None:
-            return None
-        return Known(record.cortex_uuid, record.state, self.stamps.get(key, ""))
-
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
         """Cortex's records of the entity and environment around the event: the last search
         when it is recent, of this batch or backlog, and covers the event, else a new one;
@@ -222,7 +213,7 @@ class RelayHistory:
         since = event.timestamp - LOOKUP_WINDOW
         self._seen.pop(pair, None)  # the newest last: the oldest goes first past the bound
         self._seen[pair] = (listing, since, self.monotonic(), self.delivery, self.batch)
-        while len(self._seen) > KEPT_LISTINGS:  # a first listing (past) may have added some
+        while len(self._seen) > KEPT_LISTINGS:  # a first listing (recall) may have added some
             del self._seen[next(iter(self._seen))]
         carried = set(listing.keyed)
         if carried and carried - self.store.records.made(carried):
@@ -230,19 +221,29 @@ class RelayHistory:
         listing.shared = pair in self._shared or unsurveyed
         return listing
 
-    def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
-        """The store's history, seeded from Cortex's newest 1,000 deploys once (per entity and
-        environment, whatever they showed)."""
-        looked = self.store.records.lookup(key, entity=entity, environment=environment)
+    def recall(
+        self, entity: str, environment: str | None, key: str, *, past: bool
+    ) -> tuple[Known | None, list[PastDeploy]]:
+        """The record the relay made for this deploy; and, when asked for, the store's history,
+        seeded from Cortex's newest 1,000 deploys once (per entity and environment, whatever
+        they showed): a record of this deploy that another face made is adopted then."""
+        records = self.store.records
+        if past:
+            looked = records.lookup(key, entity=entity, environment=environment)
+        else:
+            looked = Lookup(records.get(key), seeded=True)
+        record = looked.record
+        known = None
+        if record is not None:
+            known = Known(record.cortex_uuid, record.state, self.stamps.get(key, ""))
         if looked.seeded:
-            self.looked[key] = looked
-            return looked.history
+            return known, looked.history
         try:
             deploys = list(self.cortex.iter_deploys(entity, max_pages=1))
         except CortexUnauthorized:
             raise  # the token: kept for later, like any request it refuses
         except CortexRejected:
-            return []  # the create that follows says what is wrong with the entity
+            return known, []  # the create that follows says what is wrong with the entity
         pair = (entity, environment)
         found = past_deploys(deploys, environment, skip_key=key)
         keyed = [(f"cortex:{past.sha}:{past.timestamp.isoformat()}", past) for past in found]
@@ -255,14 +256,14 @@ class RelayHistory:
             # All the entity's deploys: they serve as the first look in Cortex too.
             here = Listing().add(d for d in deploys if d.get("environment") == environment)
             self._seen[pair] = (here, EPOCH, self.monotonic(), self.delivery, self.batch)
-        self.store.records.seed_history(
+        records.seed_history(
             entity=entity,
             environment=environment,
             deploys=keyed,
             made=[(k, m.uuid, m.state) for k, m in made if m is not None],
             now=self.clock(),
         )
-        return found
+        return known or listing.known(key), found
 
     def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
         """Keep the record; a deploy Cortex holds as succeeded enters the history with it."""
@@ -321,7 +322,6 @@ class Deliverer:
         attempt = Attempt(results=dict(results))
         history = self.history
         history.delivery += 1  # nothing read for the last delivery is taken for this one
-        history.looked.clear()
         history.pending = lease.writes
         for n, entity in enumerate(entities, start=1):
             before = attempt.results.get(entity)
@@ -352,7 +352,9 @@ class Deliverer:
                 history.stamps[done.key] = done.stamp
                 if len(history.stamps) > KEPT_STAMPS:
                     del history.stamps[next(iter(history.stamps))]
-            shown = (("uuid", done.uuid), ("type", done.type and done.type.value))
+            # The type where a record is: a skip or a delete leaves none to have one.
+            typed = done.action not in ("skipped", "deleted")
+            shown = (("uuid", done.uuid), ("type", done.type.value if typed else None))
             attempt.results[entity] = {
                 "action": done.action,
                 **{k: v for k, v in (*shown, ("reason", done.reason)) if v},

@@ -102,20 +102,9 @@ def test_bad_timestamps_are_refused(text: str) -> None:
         parse_timestamp(text)
 
 
-class Past:
-    """A history that holds ``deploys`` for any entity and environment."""
-
-    def __init__(self, deploys: list[PastDeploy]) -> None:
-        self.deploys = deploys
-
-    def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
-        return self.deploys
-
-
 def detect_type(sha: str, at: datetime, past: list[PastDeploy]) -> DeployType:
     """The core's type of a deploy of ``sha`` at ``at`` (its type auto) after ``past``."""
-    made = make(sha=sha, timestamp=at, type=None)
-    return type_of(made, "svc", "key", Past(past), rollback=True)  # type: ignore[arg-type]
+    return type_of(make(sha=sha, timestamp=at, type=None), past)
 
 
 def history(*shas: str) -> list[PastDeploy]:

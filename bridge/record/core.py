@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
@@ -280,16 +280,17 @@ class Listing:
 class History(Protocol):
     """What the core reads and remembers of an entity's deploys (store or Cortex listing)."""
 
-    def known(self, entity: str, key: str) -> Known | None:
-        """The record this face itself made for this deploy (idempotency ``key``), if any."""
+    def recall(
+        self, entity: str, environment: str | None, key: str, *, past: bool
+    ) -> tuple[Known | None, list[PastDeploy]]:
+        """The record this face itself made for this deploy (idempotency ``key``), if any;
+        and, when ``past`` is asked for, the entity's earlier deploys to ``environment``,
+        leaving out this deploy's own (else an empty list)."""
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
         """Cortex's records of ``entity`` around ``event`` (read, or kept from a recent read;
         ``fresh``: read now, whatever is kept), ``shared`` when another face may record this
         entity's deploys too (the core checks after creating)."""
-
-    def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
-        """The entity's earlier deploys to ``environment``, leaving out this deploy's own."""
 
     def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
         """Cortex now holds ``uuid`` for this deploy, with ``customData.status`` ``state``."""
@@ -308,20 +309,18 @@ class Done:
 
     # created, updated, found, matched (another tool's record), deleted, skipped, planned
     action: str
+    type: DeployType  # as judged, whether or not a record was written
     uuid: str | None = None
-    type: DeployType | None = None
     payload: dict[str, Any] | None = field(default=None, hash=False)
     reason: str = ""
     key: str = ""  # the deploy's idempotency key on the entity
     stamp: str = ""  # customData.bridge.recordedAt of the record written, '' if none
 
 
-def type_of(
-    event: DeployEvent, entity: str, key: str, history: History, *, rollback: bool
-) -> DeployType:
-    """The deploy's type: as the event says, else from the entity's history in the event's
-    environment: ROLLBACK when its sha was deployed before and is not the latest deploy,
-    else DEPLOY.
+def type_of(event: DeployEvent, past: Sequence[PastDeploy]) -> DeployType:
+    """The deploy's type: as the event says, else from the entity's earlier deploys to the
+    event's environment (``past``: none when rollback detection is off or the event has no
+    sha): ROLLBACK when its sha was deployed before and is not the latest deploy, else DEPLOY.
 
     The history is ordered by the deploys' own times, not by arrival, so an event that
     arrives late is judged against what had really happened before it.
@@ -329,11 +328,8 @@ def type_of(
     if event.type is not None:
         return event.type
     sha = event.sha
-    if not rollback or not sha:
-        return DeployType.DEPLOY
-    past = history.past(entity, event.environment, key)
     earlier = sorted((p for p in past if p.timestamp < event.timestamp), key=lambda p: p.timestamp)
-    if not earlier or same_sha(earlier[-1].sha, sha):
+    if not sha or not earlier or same_sha(earlier[-1].sha, sha):
         return DeployType.DEPLOY
     if any(same_sha(p.sha, sha) for p in earlier):
         return DeployType.ROLLBACK
@@ -366,11 +362,15 @@ def record_one(
     right before each write; ``dry_run`` reads but never writes.
     """
     key = idempotency_key(event, entity)
-    # The type first: the history it reads (Cortex's listing, the first time) may show a
-    # record of this deploy that another face made.
-    deploy_type = type_of(event, entity, key, history, rollback=rollback)
+    # What this face made itself, and the history the type is judged from (rollback
+    # detection, on a sha): read first, since the history's first read (Cortex's listing)
+    # may show a record of this deploy that another face made.
+    wanted = rollback and event.type is None and bool(event.sha)
+    known, past = history.recall(entity, event.environment, key, past=wanted)
+    deploy_type = type_of(event, past)
     body = build_deploy_request(event, entity, deploy_type)
     known, match, listing = _look_first(
+        known,
         event,
         entity,
         key,
@@ -382,12 +382,12 @@ def record_one(
     )
     if match is not None:
         reason = "a record without a key of the same sha, made by another tool"
-        return Done("matched", uuid=match, type=deploy_type, payload=body, reason=reason, key=key)
+        return Done("matched", deploy_type, match, payload=body, reason=reason, key=key)
     decision = decide(event.status, known, policy)
     if decision.action is Action.SKIP:
         if known is not None and known.state == event.status.value:
             return Done("found", uuid=known.uuid, type=deploy_type, payload=body, key=key)
-        return Done("skipped", reason=decision.reason, key=key)
+        return Done("skipped", type=deploy_type, reason=decision.reason, key=key)
     if dry_run:
         uuid = known.uuid if known else None
         return Done("planned", uuid=uuid, type=deploy_type, payload=body, key=key)
@@ -395,7 +395,7 @@ def record_one(
         assert known is not None
         cortex.delete_deploy(entity, known.uuid, guard=fence)
         history.forget(key)
-        return Done("deleted", uuid=known.uuid, key=key)
+        return Done("deleted", uuid=known.uuid, type=deploy_type, key=key)
     # Every record says when it was first made, and an update keeps it, so that every face
     # tells the newer of two records with one key the same way.
     if known is None:
@@ -426,6 +426,7 @@ def record_one(
 
 
 def _look_first(
+    known: Known | None,
     event: DeployEvent,
     entity: str,
     key: str,
@@ -436,17 +437,16 @@ def _look_first(
     fresh: bool,
     dry_run: bool,
 ) -> tuple[Known | None, str | None, Listing | None]:
-    """The deploy's record: this face's own, else Cortex's by key (with when it was made);
-    else the uuid of another tool's record without a key (the keyless match); and Cortex's
-    listing looked in, if it was. The doubles the listing shows are removed on the way."""
-    known = history.known(entity, key)
+    """The deploy's record: this face's own (``known``), else Cortex's by key (with when it
+    was made); else the uuid of another tool's record without a key (the keyless match); and
+    Cortex's listing looked in, if it was. The doubles the listing shows are removed on the
+    way."""
     if known is not None:
         return known, None, None
     listing = history.seen(entity, event, fresh=fresh)
     if listing.doubled and not dry_run:
         remove_doubles(listing, entity, cortex, fence=fence)
-    if key in listing.keyed:
-        known = listing.known(key)
+    known = listing.known(key) if key in listing.keyed else None
     if known is not None:
         history.remember(event, entity, key, known.uuid, state=known.state)
         return known, None, listing

@@ -15,7 +15,7 @@ from typing import Any
 
 from bridge.cortex.client import Cortex
 from bridge.errors import CortexError, CortexRetryable
-from bridge.mapping import build_deploy_request, idempotency_key
+from bridge.mapping import build_deploy_request
 from bridge.model import DeployEvent, DeployType
 from bridge.record.core import (
     LOOKUP_WINDOW,
@@ -25,7 +25,6 @@ from bridge.record.core import (
     Listing,
     Policy,
     record_one,
-    type_of,
 )
 from bridge.retry import Again, RetryPolicy, drive
 from bridge.rollback import PastDeploy, past_deploys
@@ -73,9 +72,13 @@ class CortexHistory:
             self._deploys = list(self.cortex.iter_deploys(entity))
         return self._deploys
 
-    def known(self, entity: str, key: str) -> Known | None:
-        """The record this run made, if an earlier try of it did."""
-        return self._made.get(key)
+    def recall(
+        self, entity: str, environment: str | None, key: str, *, past: bool
+    ) -> tuple[Known | None, list[PastDeploy]]:
+        """The record this run made, if an earlier try of it did; the environment's earlier
+        deploys from the listing, when asked for."""
+        found = past_deploys(self._listed(entity), environment, skip_key=key) if past else []
+        return self._made.get(key), found
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
         """The listing when it was read for the type, else a search around the event."""
@@ -94,10 +97,6 @@ class CortexHistory:
             )
         self._seen.shared = True  # a step cannot know whether a relay records the same deploys
         return self._seen
-
-    def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
-        """The environment's earlier deploys from the listing."""
-        return past_deploys(self._listed(entity), environment, skip_key=key)
 
     def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
         """Kept for this run's retries: Cortex is the history."""
@@ -134,7 +133,6 @@ def record(
         # A dry run with no token, or with the type given: nothing to read.
         deploy_type = event.type or DeployType.DEPLOY
         return Outcome(entity, deploy_type, build_deploy_request(event, entity, deploy_type))
-    key = idempotency_key(event, entity)
     history = history or CortexHistory(client, listing=event.type is None and rollback)
     unclear = False  # an earlier attempt may have reached Cortex: read afresh
 
@@ -155,7 +153,7 @@ def record(
         except CortexRetryable as exc:
             unclear = unclear or exc.unclear
             raise
-        deploy_type = done.type or type_of(event, entity, key, history, rollback=rollback)
+        deploy_type = done.type
         payload = done.payload or build_deploy_request(event, entity, deploy_type)
         existing = done.action in ("found", "matched")
         uuid = done.uuid if (existing or not dry_run) else None

@@ -161,18 +161,19 @@ class SyncHistory:
     def __init__(self, deploys: EntityDeploys) -> None:
         self.deploys = deploys
 
-    def known(self, entity: str, key: str) -> Known | None:
-        """Nothing of its own: the listing shows what any face made."""
-        return None
+    def recall(
+        self, entity: str, environment: str | None, key: str, *, past: bool
+    ) -> tuple[Known | None, list[PastDeploy]]:
+        """Nothing of its own (the listing shows what any face made); the environment's
+        earlier deploys from the listing, when asked for."""
+        if not past:
+            return None, []
+        return None, past_deploys(self.deploys.deploys(entity), environment, skip_key=key)
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
         """The entity's listing, read once per sync (again after an unclear try); not
         ``shared``: no check per create, the sync checks each segment's records at once after."""
         return self.deploys.listing(entity, fresh=fresh)
-
-    def past(self, entity: str, environment: str | None, key: str) -> list[PastDeploy]:
-        """The environment's earlier deploys from the listing."""
-        return past_deploys(self.deploys.deploys(entity), environment, skip_key=key)
 
     def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
         """Keep what was recorded in the listing, for the deploys compared after it."""
