@@ -46,7 +46,20 @@ def route(config: Config, event: DeployEvent) -> Route:
         if event.entities:
             allowed = _allowed(rule, event)
             return Route(allowed, where, f"{rule.name}.payload_entities")
-        return Route(_render(rule, event), where, rule.name)
+        # The rule's entity templates for this event; empty results dropped, order kept.
+        owner, _, repo = event.repository.rpartition("/")
+        names = {
+            "repo": repo,
+            "owner": owner,
+            "repository": event.repository,
+            "name": repo,
+            "namespace": owner,
+            "project": _project(event) or "",
+        }
+        entities = tuple(dict.fromkeys(n for n in (t.format(**names) for t in rule.entities) if n))
+        if not entities:
+            raise UnsupportedEvent(f"{rule.name} gives no entity for {event.repository!r}")
+        return Route(entities, where, rule.name)
     if environment is None:
         _check_environment(config.environments, None)
     where = f"environment {environment!r}" if environment is not None else "with no environment"
@@ -152,25 +165,3 @@ def _project(event: DeployEvent) -> str | None:
     """An Argo CD Application's project (None for every other source)."""
     project = event.details.get("project") if event.source == "argocd" else None
     return project if isinstance(project, str) else None
-
-
-def _render(rule: RouteRule, event: DeployEvent) -> tuple[str, ...]:
-    """The rule's entity templates for one event; empty results dropped, order kept."""
-    repository = event.repository
-    owner, _, repo = repository.rpartition("/")
-    project = _project(event) or ""
-    names = (
-        t.format(
-            repo=repo,
-            owner=owner,
-            repository=repository,
-            name=repo,
-            namespace=owner,
-            project=project,
-        )
-        for t in rule.entities
-    )
-    entities = tuple(dict.fromkeys(name for name in names if name))
-    if not entities:
-        raise UnsupportedEvent(f"{rule.name} gives no entity for {repository!r}")
-    return entities
