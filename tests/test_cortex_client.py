@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -12,7 +12,7 @@ from bridge.cortex import CortexClient
 from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexError, CortexRejected, CortexRetryable
 from bridge.fakecortex import FakeCortex, Fault
-from bridge.mapping import build_deploy_request, key_of
+from bridge.mapping import build_deploy_request
 from bridge.model import DeployEvent, DeployRef, DeployType, Status
 from bridge.record.retrying import Outcome, record
 from bridge.retry import RetryPolicy
@@ -359,7 +359,7 @@ def test_requests_tunnel_through_a_proxy(cortex: FakeCortex) -> None:
     assert len(cortex.all_deploys()) == 1
 
 
-def test_find_deploy_searches_every_page_of_its_window(
+def test_a_search_reads_every_page_of_its_window(
     cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("bridge.cortex.client.PAGE_SIZE", 2)
@@ -367,7 +367,8 @@ def test_find_deploy_searches_every_page_of_its_window(
     made = [c.create_deploy("payments-api", body(ref=DeployRef("run", f"{n}/1"))) for n in range(5)]
     near = datetime.fromisoformat(made[-1]["timestamp"].replace("Z", "+00:00"))
     searches_before = len(cortex.requests_to("GET"))
-    found = c.find_deploy("payments-api", key_of(made[-1]), near=near)
-    assert found is not None and found["uuid"] == made[-1]["uuid"]
+    found = c.search_deploys(
+        "payments-api", environment=None, after=near - timedelta(seconds=2), before=near
+    )
+    assert {d["uuid"] for d in found} == {d["uuid"] for d in made}
     assert len(cortex.requests_to("GET")) - searches_before == 3  # pages 0, 1 and 2
-    assert c.find_deploy("payments-api", "no-such-key", near=near) is None

@@ -99,17 +99,6 @@ class BudgetedCortex:
         )
         return iter(found)
 
-    def find_deploy(
-        self,
-        entity: str,
-        key: str,
-        *,
-        near: datetime | None = None,
-        window: timedelta = timedelta(seconds=2),
-    ) -> dict[str, Any] | None:
-        """As the client's, drawn from the budget."""
-        return self._drawn(lambda: self.client.find_deploy(entity, key, near=near, window=window))
-
     def close(self) -> None:
         """Close the client."""
         self.client.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -17,7 +17,6 @@ from bridge import __version__
 from bridge.cortex import answers
 from bridge.cortex.transport import HttpTransport, Response, TransportError
 from bridge.errors import CortexRejected, CortexRetryable, CortexUnauthorized
-from bridge.mapping import key_of
 from bridge.times import format_timestamp, parse_timestamp
 
 USER_AGENT = (
@@ -73,16 +72,6 @@ class Cortex(Protocol):
         self, entity: str, *, environment: str | None, after: datetime, before: datetime
     ) -> Iterator[dict[str, Any]]:
         """The deploys of ``entity`` to ``environment`` timed within [after, before]."""
-
-    def find_deploy(
-        self,
-        entity: str,
-        key: str,
-        *,
-        near: datetime | None = None,
-        window: timedelta = timedelta(seconds=2),
-    ) -> dict[str, Any] | None:
-        """The deploy of ``entity`` carrying idempotency ``key``."""
 
     def close(self) -> None:
         """Release the connection."""
@@ -192,43 +181,6 @@ class CortexClient:
         for deploy in found:
             if environment is None or deploy.get("environment") == environment:
                 yield deploy
-
-    def find_deploy(
-        self,
-        entity: str,
-        key: str,
-        *,
-        near: datetime | None = None,
-        window: timedelta = timedelta(seconds=2),
-    ) -> dict[str, Any] | None:
-        """The deploy of ``entity`` whose customData carries idempotency ``key``, if any.
-
-        Searches a narrow time window around ``near`` first (one small request); where the
-        search is unavailable, scans the entity's deploys.
-        """
-        if near is not None:
-            try:
-                return self._search_near(entity, key, near, window)
-            except CortexUnauthorized:
-                raise
-            except CortexRejected:
-                pass
-        for deploy in self.iter_deploys(entity):
-            if key_of(deploy) == key:
-                return deploy
-        return None
-
-    def _search_near(
-        self, entity: str, key: str, near: datetime, window: timedelta
-    ) -> dict[str, Any] | None:
-        """Search the window, page by page (one page of 1,000 is the usual whole answer)."""
-        params = {
-            "entityTagOrIds": entity,
-            "timestampAfter": format_timestamp(near - window),
-            "timestampBefore": format_timestamp(near + window),
-        }
-        found = self._paged("/api/v1/deploys/search", params)
-        return next((deploy for deploy in found if key_of(deploy) == key), None)
 
     def _paged(
         self,
