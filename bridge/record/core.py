@@ -382,7 +382,7 @@ def record_one(
     )
     if match is not None:
         reason = "a record without a key of the same sha, made by another tool"
-        return Done("matched", deploy_type, match, payload=body, reason=reason, key=key)
+        return Done("matched", type=deploy_type, uuid=match, payload=body, reason=reason, key=key)
     decision = decide(event.status, known, policy)
     if decision.action is Action.SKIP:
         if known is not None and known.state == event.status.value:
