@@ -200,7 +200,8 @@ environment, once). Run on {when}, {platform.machine()} {platform.system()}, Pyt
 Targets: backlog <= 1.10 requests per deploy, steady state one at a time <= 2.0 (the floor is
 one create). With the Action beside the relay, the Action's search, create and check after
 it (3) plus the relay's search that finds the record (1) make 4 per deploy: both faces, one
-record.
+record. The backlog's GETs depend on how long it runs: a search serves the batches that follow
+for 30 s (LISTING_SECONDS), so a slower run reads each entity once more (a 46 s run: 30 GETs).
 """
 
 
