@@ -230,7 +230,7 @@ class RelayHistory:
         records = self.store.records
         if past:
             looked = records.lookup(key, entity=entity, environment=environment)
-        else:
+        else:  # no history asked for: nothing to read, nor to seed from Cortex
             looked = Lookup(records.get(key), seeded=True)
         record = looked.record
         known = None
