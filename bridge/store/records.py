@@ -44,7 +44,6 @@ _SEEDED = sa.select(history_seeded.c.entity).where(
 )
 # What a later write for the same idempotency key replaces.
 _REPLACED = ("entity", "cortex_uuid", "state", "updated_at")
-_REPLACED = ("entity", "cortex_uuid", "state", "updated_at")
 _MADE = sa.select(records.c.idempotency_key).where(
     records.c.idempotency_key.in_(sa.bindparam("keys", expanding=True))
 )
