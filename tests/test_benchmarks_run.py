@@ -7,6 +7,7 @@ no longer had. Each runs here as a user runs it, with --no-write (RESULTS.md is 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,5 +43,8 @@ def test_faces_counts_requests_per_deploy_with_one_record_each() -> None:
 
 def test_call_path_counts_one_webhooks_functions() -> None:
     out = run("call_path.py", "--no-write")
-    assert " functions in " in out
+    counts = re.findall(r"\| \*\*(\d+) in (\d+)\*\* \|", out)
+    assert len(counts) == 4, out  # to Cortex and through the settle, comprehensions in or apart
+    folded_way, folded, apart_way, apart = (int(functions) for functions, _ in counts)
+    assert 0 < folded_way < folded < apart and folded_way < apart_way < apart
     assert "bridge/webhooks.py" in out and "bridge/worker.py" in out
