@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from bridge.errors import InvalidDeploy
@@ -36,6 +36,11 @@ FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 # it is a primary key, and PostgreSQL's btree entries stop at 2,704 bytes. Names of 255
 # characters stay far below it in ASCII, but not in four-byte characters.
 MAX_KEY_BYTES = 2048
+
+# A deploy's times (when it happened, started, finished): from the Unix epoch up to the year
+# 9999, whose end is past what windows around a time can reach (datetime stops at 9999-12-31).
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none of them belongs
 # in a name, a key or a URL, and each can split a line of a log or a workflow command.
@@ -288,10 +293,11 @@ def bounded(event: DeployEvent) -> DeployEvent:
 
     Fields that reach a key or a URL (repository, environment, deploy id, sha, url, delivery
     id) are refused when they hold a control character; names are refused past MAX_NAME
-    characters and a URL past MAX_URL. Free text is mended instead: the title is its first
-    line with text, and in it and the deployer each run of control characters becomes one
-    space; the title is cut to MAX_TITLE (check_deploy says so). Last, the whole event must
-    fit in MAX_EVENT_BYTES of JSON; the error names its largest field.
+    characters and a URL past MAX_URL; times outside [EARLIEST, LATEST) are refused. Free
+    text is mended instead: the title is its first line with text, and in it and the deployer
+    each run of control characters becomes one space; the title is cut to MAX_TITLE
+    (check_deploy says so). Last, the whole event must fit in MAX_EVENT_BYTES of JSON; the
+    error names its largest field.
     """
     return _bounded(event)[0]
 
@@ -325,6 +331,19 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
         if len(value) > limit:
             raise InvalidDeploy(
                 label, f"the event's {label} is {len(value)} characters long; at most {limit}"
+            )
+    for label, moment in (
+        ("timestamp", event.timestamp),
+        ("started at", event.started_at),
+        ("finished at", event.finished_at),
+    ):
+        if moment is not None and not (
+            moment.utcoffset() is not None and EARLIEST <= moment < LATEST
+        ):
+            raise InvalidDeploy(
+                label,
+                f"the event's {label} {moment.isoformat()} is not a UTC time from "
+                "1970-01-01T00:00:00Z up to (not including) 9999-01-01T00:00:00Z",
             )
     fixed = dataclasses.replace(
         event, title=title[:MAX_TITLE], deployer_name=name or None, deployer_email=email or None

@@ -37,7 +37,10 @@ def parse_timestamp(text: str) -> datetime:
         raise ValueError(f"not an RFC 3339 timestamp: {text!r}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"timestamp {text!r} has no UTC offset (add 'Z' or '+00:00')")
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00: before the first moment Python has
+        raise ValueError(f"timestamp {text!r} is out of range") from None
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -62,6 +62,7 @@ from bridge.store import (
     Lookup,
     RecordWrite,
     Store,
+    StoreError,
 )
 
 log = logging.getLogger("bridge.worker")
@@ -286,6 +287,12 @@ class RelayHistory:
         self.stamps.pop(key, None)
 
 
+class BridgeFault(CortexError):
+    """An attempt the bridge itself failed (a bug, not Cortex's answer): retried with backoff
+    like an outage, and dead-lettered by the same rules, so that one event can neither stop a
+    worker nor be held forever."""
+
+
 @dataclass
 class Attempt:
     """The outcome of one delivery attempt: per-entity results, and the error that stopped it."""
@@ -456,6 +463,15 @@ class Worker:
                 "lease lost: another worker carries on", extra={**context, "error": str(exc)}
             )
             return "lost"
+        except StoreError:
+            raise  # the database: the loop waits and tries again, the lease keeps the event
+        except Exception as exc:
+            # A fault of the bridge's own with this event (never Cortex's answer, which the
+            # core raises as a CortexError): this attempt failed, shown with its reason and
+            # retried with backoff until dead-lettered; the other events go on.
+            log.exception("delivery failed in the bridge", extra=context)
+            failed = BridgeFault(f"the bridge failed delivering it: {type(exc).__name__}: {exc}")
+            attempt = Attempt(results=dict(delivery.results), error=failed, writes=lease.writes[:])
         now = self.clock()
         error = attempt.error
         if error is None:

@@ -473,3 +473,47 @@ def test_the_receiver_asks_the_same_policy(
 ) -> None:
     reason = ignore_reason(status, parse_config({"record": record}))
     assert (reason is None) is stored
+
+
+def test_an_event_the_bridge_fails_on_is_retried_then_dead_and_holds_up_nothing(
+    bridge: Bridge, cortex: FakeCortex
+) -> None:
+    # One stored before the model bounded times: its window's arithmetic overflows. It once
+    # crashed the worker's loop on every claim, held the rest of its batch until their leases
+    # ran out, showed no error, and was never dead-lettered.
+    from dataclasses import replace
+
+    from bridge.model import check_deploy, event_from_dict, event_to_dict
+
+    sample = load_sample("github/deployment_status.success.payload-entities.json")
+    sample["deployment"]["payload"] = {}
+    assert github_post(bridge.http, "deployment_status", sample).status_code == 202
+    (good,), _ = bridge.runtime.store.list_deliveries()
+    stored = event_from_dict(good.payload["event"])
+    far = replace(
+        stored,
+        ref=replace(stored.ref, id="far"),
+        timestamp=datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
+    )
+    with pytest.raises(Exception, match="timestamp"):
+        check_deploy(far, good.payload["entities"])
+    poison, _ = bridge.runtime.store.enqueue(
+        dedupe_key="github:far",
+        source="github",
+        event_name="deployment_status",
+        payload={**good.payload, "event": event_to_dict(far)},
+        now=bridge.clock(),
+    )
+    assert bridge.worker.run_once() == 2  # one claim: both handled, the loop not broken
+    failed = bridge.runtime.store.get(poison)
+    assert failed is not None and failed.status == "retrying"
+    assert failed.last_error is not None
+    assert failed.last_error.startswith("the bridge failed delivering it: OverflowError")
+    assert bridge.runtime.store.get(good.id).status == "delivered"  # type: ignore[union-attr]
+    assert len(cortex.all_deploys()) == 1
+    bridge.clock.advance(bridge.runtime.config.delivery.dead_letter_after_seconds + 1)
+    bridge.drain()
+    dead = bridge.runtime.store.get(poison)
+    assert dead is not None and dead.status == "dead", dead
+    assert dead.last_error is not None and "OverflowError" in dead.last_error
+    assert len(cortex.all_deploys()) == 1

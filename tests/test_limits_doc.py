@@ -305,6 +305,32 @@ def sha(row: Row, tmp: Path) -> None:
             assert "deployment.sha" in answer.json["reason"]  # the payload path
 
 
+def times(row: Row, tmp: Path) -> None:
+    earliest, latest = (
+        datetime.fromisoformat(found.replace("Z", "+00:00"))
+        for found in re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row.bound)
+    )
+    assert "(not including)" in row.bound  # the latest is the first time refused
+    tick = timedelta(microseconds=1)
+    for field, label in (
+        ("timestamp", "timestamp"),
+        ("started_at", "started at"),
+        ("finished_at", "finished at"),
+    ):
+        assert f"`{label}`" in row.answer
+        bounded(event(**{field: earliest}))
+        bounded(event(**{field: latest - tick}))
+        refused(label, **{field: earliest - tick})
+        refused(label, **{field: latest})
+    # A webhook's time is read and refused so, storing nothing (the year 9999 once was stored,
+    # then failed its delivery on every attempt).
+    runtime = make_runtime(tmp)
+    doc = status_doc(deployment_status__updated_at=latest.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    answer = github_post(client_for(runtime), "deployment_status", doc)
+    assert answer.status_code == 400 and "timestamp" in answer.json["reason"]
+    assert sum(runtime.store.counts().values()) == 0
+
+
 def delivery_id_row(row: Row, tmp: Path) -> None:
     assert "as its header" in row.bound
     client = client_for(make_runtime(tmp))
@@ -1322,6 +1348,7 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Fields of an event", "the source's deploy id"): a_name,
     ("Fields of an event", "sha"): sha,
     ("Fields of an event", "url"): a_name,
+    ("Fields of an event", "timestamp, started at"): times,
     ("Fields of an event", "delivery id"): delivery_id_row,
     ("Fields of an event", "deployer name"): deployer,
     ("Fields of an event", "title"): title,

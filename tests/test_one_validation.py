@@ -61,6 +61,30 @@ def event(n: int, **changes: object) -> DeployEvent:
         pytest.param({}, [f"svc-{n}" for n in range(302)], "entity", id="302-entities"),
         pytest.param({}, [".."], "entity", id="dot-dot"),
         pytest.param({}, ["t" * 300], "entity", id="300-char-tag"),
+        pytest.param(
+            {"timestamp": datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)},
+            ["api"],
+            "timestamp",
+            id="year-9999",
+        ),
+        pytest.param(
+            {"timestamp": datetime(1969, 12, 31, 23, 59, 59, tzinfo=timezone.utc)},
+            ["api"],
+            "timestamp",
+            id="before-1970",
+        ),
+        pytest.param(
+            {"started_at": datetime(9999, 1, 1, tzinfo=timezone.utc)},
+            ["api"],
+            "started at",
+            id="started-9999",
+        ),
+        pytest.param(
+            {"finished_at": datetime(2026, 11, 23)},  # no zone
+            ["api"],
+            "finished at",
+            id="naive-finish",
+        ),
     ],
 )
 def test_the_model_refuses_and_names_the_field(
@@ -86,6 +110,23 @@ def test_a_long_title_is_shortened_and_said_so() -> None:
         pytest.param(["--entity-tag", "t" * 300], "--entity-tag", id="300-chars"),
         pytest.param(
             ["--entity-tag", "api", "--environment", "e" * 300], "--environment", id="env"
+        ),
+        # Past what a window around the time can reach: the record was once made, then the
+        # look after it crashed (OverflowError), in a traceback.
+        pytest.param(
+            ["--entity-tag", "api", "--timestamp", "9999-12-31T23:59:59Z"],
+            "--timestamp",
+            id="year-9999",
+        ),
+        pytest.param(
+            ["--entity-tag", "api", "--timestamp", "0001-01-01T00:00:00+01:00"],
+            "--timestamp",
+            id="before-year-1",
+        ),
+        pytest.param(
+            ["--entity-tag", "api", "--timestamp", "1969-07-20T20:17:40Z"],
+            "--timestamp",
+            id="before-1970",
         ),
     ],
 )
@@ -156,6 +197,24 @@ def test_sync_skips_what_the_model_refuses_and_records_the_rest_of_the_page(
         Verdict.RECORDED
     ] * 2
     assert len(cortex.all_deploys()) == 2
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59Z", "1969-12-31T23:59:59Z"])
+def test_the_webhook_refuses_a_time_out_of_range_and_stores_nothing(
+    tmp_path: Path, when: str
+) -> None:
+    # A year-9999 deploy was once stored (202), then crashed the worker on every claim.
+    runtime = make_runtime(tmp_path)
+    try:
+        doc = load_sample("github/deployment_status.success.json")
+        doc["deployment_status"]["updated_at"] = doc["deployment_status"]["created_at"] = when
+        answer = github_post(client_for(runtime), "deployment_status", doc)
+        assert answer.status_code == 400, answer.json
+        assert answer.json["reason"].startswith("the event's timestamp ")
+        assert "1970-01-01T00:00:00Z" in answer.json["reason"]
+        assert sum(runtime.store.counts().values()) == 0
+    finally:
+        runtime.store.close()
 
 
 def test_the_webhook_says_when_it_shortens_a_title(tmp_path: Path) -> None:
