@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from bridge.errors import UsageError
+
 # The one registry of the secrets' names: every face, check, log filter and message takes
 # them from here.
 VARIABLE = {
@@ -37,14 +39,31 @@ ALL_SECRETS = (
 
 
 def secret_from(environ: Mapping[str, str], name: str) -> str:
-    """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""
+    """A secret from ``NAME`` or from the file named by ``NAME_FILE``: one line of text,
+    surrounding whitespace stripped; a control character in it (a second line, a NUL) is a
+    UsageError naming the variable, never the value (a token goes into an HTTP header)."""
     value = environ.get(name, "").strip()
-    if value:
-        return value
-    path = environ.get(f"{name}_FILE", "").strip()
-    if not path:
-        return ""
-    # Imported here: the config package loads PyYAML, which the Action's start need not pay.
-    from bridge.config.environ import read_file_variable
+    source = name
+    if not value:
+        path = environ.get(f"{name}_FILE", "").strip()
+        if not path:
+            return ""
+        # Imported here: the config package loads PyYAML, which the Action's start need not pay.
+        from bridge.config.environ import read_file_variable
 
-    return read_file_variable(f"{name}_FILE", path)
+        source = f"{name}_FILE"
+        value = read_file_variable(source, path)
+    if not one_line(value):
+        raise UsageError(f"{source}: {NOT_ONE_LINE}")
+    return value
+
+
+# A token goes into an HTTP header, where the HTTP library would refuse a second line in a
+# traceback: a secret is one line of text, and a control character in it (a line break, a NUL)
+# is refused up front, naming where it came from, never the value.
+NOT_ONE_LINE = "the secret holds a control character (a line break?); it must be one line of text"
+
+
+def one_line(value: str) -> bool:
+    """True when the secret ``value`` holds no control character."""
+    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)

@@ -40,7 +40,7 @@ from bridge.config.loading import load_config
 from bridge.console import charts
 from bridge.console.access import SESSION_SECONDS
 from bridge.console.pages import PAGE
-from bridge.errors import BridgeError, ConfigError, InvalidDeploy, MalformedEvent
+from bridge.errors import BridgeError, ConfigError, InvalidDeploy, MalformedEvent, UsageError
 from bridge.ingest import MAX_RECEIVED_BYTES, dedupe_key
 from bridge.model import (
     MAX_EVENT_BYTES,
@@ -504,6 +504,67 @@ def ports(row: Row, tmp: Path) -> None:
                 with pytest.raises(ConfigError) as caught:
                     parse_config(data)
                 assert next(iter(data)) in str(caught.value)
+
+
+def one_line_secrets(row: Row, tmp: Path) -> None:
+    assert {"CORTEX_API_TOKEN", "GITHUB_WEBHOOK_SECRET", "cortex-api-token"} <= set(row.names())
+    from bridge.secrets import ALL_SECRETS, secret_from
+
+    path = tmp / "secret"
+    for name in ALL_SECRETS:
+        assert secret_from({name: "  one line  "}, name) == "one line"
+        path.write_text("one line\n")
+        assert secret_from({f"{name}_FILE": str(path)}, name) == "one line"
+        for broken in ("two\nlines", "a\x00b", "a\x7fb"):
+            with pytest.raises(UsageError) as caught:
+                secret_from({name: broken}, name)
+            assert str(caught.value).startswith(f"{name}: ") and broken not in str(caught.value)
+            path.write_text(broken)
+            with pytest.raises(UsageError) as caught:
+                secret_from({f"{name}_FILE": str(path)}, name)
+            assert str(caught.value).startswith(f"{name}_FILE: ")
+
+
+def flag_numbers(row: Row, tmp: Path) -> None:
+    flags = {
+        "--timeout": ["send", "--entity-tag", "x", "--dry-run"],
+        "--poll": ["worker"],
+        "--body-timeout": ["serve"],
+        "--threads": ["worker"],
+        "--workers": ["serve"],
+        "--connections": ["serve"],
+    }
+    named = [name for name in row.names() if name.startswith("--")]
+    assert named and set(named) <= set(flags)
+    seconds = "seconds" in row.bound
+    most = one_number(row) if seconds else None
+    low = "0.001" if seconds else "1"
+    refused = ["0", "-1", "nan", "x"] + ([str(most + 1), "inf"] if seconds else ["1.5"])
+    for flag in named:
+        for value in refused:
+            out = io.StringIO()
+            with contextlib.redirect_stderr(out), pytest.raises(SystemExit) as done:
+                main([*flags[flag], flag, value], {})
+            assert done.value.code == 2 and f"argument {flag}: " in out.getvalue(), value
+        from bridge.commands.common import count
+        from bridge.commands.common import seconds as seconds_of
+
+        taken = seconds_of if seconds else count
+        assert taken(low) > 0 and (most is None or taken(str(most)) == most)
+
+
+def sync_window(row: Row, tmp: Path) -> None:
+    assert "1970-01-01" in row.bound and "9999-01-01" in row.bound
+    from bridge.commands.sync import parse_when
+
+    now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert parse_when("1970-01-01", "--since", now) == datetime(1970, 1, 1, tzinfo=timezone.utc)
+    assert parse_when("30d", "--since", now) == now - timedelta(days=30)
+    assert parse_when("9998-12-31T23:59:59Z", "--until", now).year == 9998
+    for value in ("1969-12-31", "9999-01-01", "99999999d", "2026-13-01"):
+        with pytest.raises(UsageError) as caught:
+            parse_when(value, "--since", now)
+        assert str(caught.value).startswith("--since: ")
 
 
 def file_variables(row: Row, tmp: Path) -> None:
@@ -1363,6 +1424,10 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Configuration and the environment", "the config file"): config_file,
     ("Configuration and the environment", "`cortex.url`"): cortex_url,
     ("Configuration and the environment", "a port in"): ports,
+    ("Configuration and the environment", "a secret ("): one_line_secrets,
+    ("Configuration and the environment", "`--timeout`"): flag_numbers,
+    ("Configuration and the environment", "`--threads`"): flag_numbers,
+    ("Configuration and the environment", "`sync --since`"): sync_window,
     ("Configuration and the environment", "a `*_FILE` variable"): file_variables,
     ("Log lines of refused and ignored webhooks", "the event name and the delivery id"): (
         log_line_ids

@@ -142,7 +142,9 @@ def test_dry_run_prints_payload_without_token(capsys: pytest.CaptureFixture[str]
     ("argv", "message"),
     [
         pytest.param(["send", "--bogus"], "unrecognized arguments: --bogus", id="unknown-flag"),
-        pytest.param(["send", "--timeout", "soon"], "--timeout: invalid float value", id="float"),
+        pytest.param(
+            ["send", "--timeout", "soon"], "--timeout: must be a number of seconds", id="float"
+        ),
         pytest.param(["nope"], "invalid choice: 'nope'", id="unknown-command"),
     ],
 )

@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ],
         exit_codes=[
             (0, "the config is valid (warnings may be printed on stderr)"),
-            (2, "the config is invalid: the line names the key"),
+            (2, "the config is invalid, or a secret set cannot be used: the line names the key"),
         ],
     )
     parser.add_argument(
@@ -127,7 +127,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     print(f"config OK: {path or DEFAULTS}")
     for line in describe(config):
         print(line)
-    _report_secrets(config, environ)
+    unreadable = _report_secrets(config, environ)
+    if unreadable:  # serve and worker refuse to start on it: so does this check
+        for problem in unreadable[:-1]:
+            fail(problem)
+        return fail(unreadable[-1])
     for repository, environment in args.tries:
         print(
             try_route(
@@ -137,16 +141,20 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
-def _report_secrets(config: Config, environ: Mapping[str, str]) -> None:
-    """Which secrets are set, by name; warnings on stderr for the ones a server needs."""
+def _report_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """Which secrets are set, by name; warnings on stderr for the ones a server needs. The
+    problems of those set but unusable (an unreadable file, a second line), by name."""
     from bridge.config import SECRET_HOMES, SOURCES
 
     print("secrets (names only):")
     missing = set()
+    unreadable = []
     for name in SECRETS:
         state = _secret_state(environ, name)
         print(f"  {name}: {state}")
-        if not state.startswith("set"):
+        if state.startswith("unreadable: "):
+            unreadable.append(state.removeprefix("unreadable: "))
+        elif not state.startswith("set"):
             missing.add(name)
     print(f"  BRIDGE_DATABASE_URL: {_database_state(environ)}")
     for source in SOURCES:
@@ -158,6 +166,7 @@ def _report_secrets(config: Config, environ: Mapping[str, str]) -> None:
             )
     if "CORTEX_API_TOKEN" in missing:
         _warn("CORTEX_API_TOKEN is not set: the worker cannot deliver to Cortex")
+    return unreadable
 
 
 def _secret_state(environ: Mapping[str, str], name: str) -> str:

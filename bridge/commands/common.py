@@ -1,9 +1,10 @@
-"""What the server-side commands share: config, secrets, the store, one-line failures."""
+"""What the commands share: config, secrets, the store, flags' values, one-line failures."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import socket
 import sys
@@ -32,6 +33,35 @@ def add_config_flag(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="YAML config file (default: $BRIDGE_CONFIG; none: defaults)",
     )
+
+
+# The longest any seconds flag may ask for (--timeout, --poll, --body-timeout): an hour.
+MAX_SECONDS = 3600.0
+
+
+def seconds(text: str) -> float:
+    """A seconds flag's value: a number above 0, at most MAX_SECONDS (argparse names the flag
+    when it is not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_SECONDS:  # nan and inf too
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0, at most {MAX_SECONDS:.0f}: got {text!r}"
+        )
+    return value
+
+
+def count(text: str) -> int:
+    """A count flag's value (--threads, --workers, --connections): a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1: got {text!r}")
+    return value
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> int:

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Mapping
 
 from bridge.action.inputs import add_flags
+from bridge.commands.common import seconds
 from bridge.commands.helptext import describe
 from bridge.urls import CORTEX_URL
 
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flags(parser)
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="per-request timeout (default: 10)",

@@ -31,10 +31,12 @@ from bridge.commands.common import (
     add_config_flag,
     check_cortex_token,
     cortex_client,
+    count,
     fail,
     load,
     log_secrets,
     open_store,
+    seconds,
     secrets_of,
     worker_owner,
 )
@@ -92,18 +94,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="address to listen on (default: 127.0.0.1:8080; 0.0.0.0:8080 in a container)",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, metavar="N", help="gunicorn worker processes (default: 2)"
+        "--workers",
+        type=count,
+        default=2,
+        metavar="N",
+        help="gunicorn worker processes (default: 2)",
     )
     parser.add_argument(
         "--connections",
-        type=int,
+        type=count,
         default=1000,
         metavar="N",
         help="most connections one process holds at once (default: 1000)",
     )
     parser.add_argument(
         "--body-timeout",
-        type=float,
+        type=seconds,
         default=30.0,
         metavar="SECONDS",
         help="a request body must arrive within this long, else 408 (default: 30)",
@@ -133,10 +139,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Check everything that can be checked up front, then hand over to gunicorn."""
-    if args.workers < 1 or args.connections < 1:
-        return fail("--workers and --connections must be at least 1")
-    if not args.body_timeout > 0:
-        return fail("--body-timeout must be above 0")
     # Before anything that blocks is imported: the database drivers pick how they wait,
     # and the delivery worker's default sleep is bound, when they are loaded.
     cooperative()

@@ -4,6 +4,7 @@ lacks."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -145,23 +146,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_when(value: str, flag: str, now: datetime) -> datetime:
     """A date, an RFC 3339 time, or a duration back from ``now`` (30d, 12h, 90m)."""
+    from bridge.model import EARLIEST, LATEST
     from bridge.times import parse_timestamp
 
     text = value.strip()
     duration = _DURATION.fullmatch(text)
+    when = None
     if duration:
-        return now - timedelta(**{_UNITS[duration[2]]: int(duration[1])})
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         try:
-            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-        except ValueError:
-            pass
+            when = now - timedelta(**{_UNITS[duration[2]]: int(duration[1])})
+        except OverflowError:
+            when = EARLIEST - timedelta(days=1)  # further back than any date: said below
+    elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        with contextlib.suppress(ValueError):
+            when = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
     else:
-        try:
-            return parse_timestamp(text)
-        except ValueError:
-            pass
-    raise UsageError(f"{flag}: {value!r} is neither a date (2026-11-01) nor a duration (30d, 12h)")
+        with contextlib.suppress(ValueError):
+            when = parse_timestamp(text)
+    if when is None:
+        raise UsageError(
+            f"{flag}: {value!r} is neither a date (2026-11-01) nor a duration (30d, 12h)"
+        )
+    if not EARLIEST <= when < LATEST:  # a deploy's times (docs/limits.md)
+        raise UsageError(f"{flag}: {value!r} is not from 1970-01-01 up to 9999-01-01")
+    return when
 
 
 def window_of(args: argparse.Namespace, now: datetime) -> Window:

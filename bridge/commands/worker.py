@@ -29,9 +29,11 @@ from bridge.commands.common import (
     add_config_flag,
     check_cortex_token,
     cortex_client,
+    count,
     fail,
     load,
     log_secrets,
+    seconds,
     secrets_of,
     worker_owner,
 )
@@ -109,14 +111,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flag(parser)
     parser.add_argument(
         "--threads",
-        type=int,
+        type=count,
         default=2,
         metavar="N",
         help="delivery threads in this process (default: 2)",
     )
     parser.add_argument(
         "--poll",
-        type=float,
+        type=seconds,
         default=1.0,
         metavar="SECONDS",
         help="how often an idle worker looks for new events (default: 1)",
@@ -141,8 +143,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Deliver until SIGTERM or SIGINT, then finish the event in hand and stop."""
-    if args.threads < 1 or args.poll <= 0:
-        return fail("--threads must be at least 1 and --poll above 0")
     count_in_this_process()
     try:
         config = load(args, environ)

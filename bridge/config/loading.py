@@ -65,7 +65,14 @@ class _StrictLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable) and key in seen:
+            if not isinstance(key, Hashable):  # `? [a]`: a list or a mapping as a key
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"a key must be a name, not a {type(key).__name__}",
+                    key_node.start_mark,
+                )
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
