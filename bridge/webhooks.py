@@ -549,11 +549,14 @@ def error_answer(exc: Exception, environ: Environ) -> tuple[int, str, str]:
         status = exc.code or 500
         reason = "body too large" if status == 413 else (exc.description or exc.name)
         return status, "rejected", reason
+    # Only a webhook stores an event: a page or an admin request that failed says no more.
+    hook = environ.get("PATH_INFO", "").startswith("/webhooks/")
+    stored = "; the event was not stored" if hook else ""
     if isinstance(exc, (StoreError, SQLAlchemyError)):
         log.error("database unavailable", extra={"error": type(exc).__name__})
-        return 503, "error", "storage unavailable; the event was not stored"
+        return 503, "error", f"storage unavailable{stored}"
     log.exception("unexpected error", exc_info=exc)
-    return 500, "error", "internal error; the event was not stored"
+    return 500, "error", f"internal error{stored}"
 
 
 def _json(code: int, *, status: str, reason: str) -> Response:

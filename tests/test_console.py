@@ -22,6 +22,7 @@ from tests.receiver_kit import (
     client_for,
     github_post,
     gitlab_post,
+    sign,
 )
 
 PAGES = [
@@ -346,6 +347,29 @@ def test_one_delivery_shows_received_sent_attempts_and_uuid(runtime: Runtime) ->
     assert client.get("/console/deliveries/abc").status_code == 404
 
 
+def test_a_body_nested_deeper_than_json_reads_is_shown_as_it_came(runtime: Runtime) -> None:
+    # orjson takes 1,024 levels and stores the event; the page's json.loads raised
+    # RecursionError, and the page was a 500 saying "the event was not stored".
+    from tests.conftest import load_sample
+
+    client = signed_in(runtime)
+    doc = load_sample("github/deployment_status.success.json")
+    doc["deployment"]["payload"] = {}
+    doc["junk"] = "@@"
+    body = json.dumps(doc).replace('"@@"', "[" * 1000 + "]" * 1000).encode()
+    headers = {
+        "X-GitHub-Event": "deployment_status",
+        "X-GitHub-Delivery": "deep-1",
+        "X-Hub-Signature-256": sign(body, GITHUB_SECRET),
+        "Content-Type": "application/json",
+    }
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 202, answer.json
+    page = client.get(f"/console/deliveries/{answer.json['id']}")
+    assert page.status_code == 200
+    assert "[[[[" in page.data.decode()
+
+
 def test_dead_letters_retry_one_or_several(runtime: Runtime) -> None:
     client = signed_in(runtime)
     ids = [queued(runtime, client, f"d{n}") for n in range(3)]
@@ -508,3 +532,13 @@ def test_the_wheel_ships_every_template_and_style_sheet() -> None:
     for path in shipped:
         name = path.relative_to(root / "bridge").as_posix()
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+
+
+def test_an_unexpected_error_says_an_event_was_not_stored_only_for_a_webhook() -> None:
+    from bridge.webhooks import error_answer
+
+    failure = RuntimeError("boom")
+    hook = error_answer(failure, {"PATH_INFO": "/webhooks/github", "REQUEST_METHOD": "POST"})
+    page = error_answer(failure, {"PATH_INFO": "/console/deliveries/1", "REQUEST_METHOD": "GET"})
+    assert hook == (500, "error", "internal error; the event was not stored")
+    assert page == (500, "error", "internal error")

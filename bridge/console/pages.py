@@ -216,7 +216,7 @@ def _received(d: Delivery) -> dict[str, Any] | None:
     kept: dict[str, Any] = json.loads(d.received)
     try:
         kept["pretty"] = json.dumps(json.loads(kept["body"]), indent=2, sort_keys=True)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, cut, or nested past what json takes
         kept["pretty"] = kept["body"]
     return kept
 
