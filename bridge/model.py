@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bridge.errors import InvalidDeploy
+from bridge.urls import page_problem
 
 # Names: repository, environment, deployer name and email, entity tag, the source's deploy id.
 MAX_NAME = 255
@@ -332,6 +333,9 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
             raise InvalidDeploy(
                 label, f"the event's {label} is {len(value)} characters long; at most {limit}"
             )
+    page = page_problem(event.url) if event.url is not None else None
+    if page is not None:
+        raise InvalidDeploy("url", f"the event's url {page}")
     for label, moment in (
         ("timestamp", event.timestamp),
         ("started at", event.started_at),

@@ -1,10 +1,12 @@
-"""URLs the bridge is given or assumes: Cortex's default, and the database URL's driver.
+"""URLs the bridge is given or assumes: Cortex's default, the database URL's driver, and what
+makes a deploy's page URL (the one rule every face's deploy is checked by).
 
 Pure: no imports that do I/O, so that ``send``, the config and the store can all share them.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 # PRODUCT.md: CORTEX_API_URL, the config's cortex.url and the Action's cortex-api-url input
@@ -53,3 +55,34 @@ def api_authority_problem(netloc: str) -> str | None:
             "(credentials come only from the environment, e.g. CORTEX_API_TOKEN)"
         )
     return port_problem(netloc)
+
+
+# REST API URLs, not pages: api.github.com (api.<name>.ghe.com on GHE.com), GHES "/api/v3/"
+# and GitLab "/api/v4/" (docs.github.com/en/rest, docs.gitlab.com/ee/api/rest/).
+_API_PATH = re.compile(r"/api/v\d+(/|$)")
+
+
+def page_problem(url: str, *, api: bool = True) -> str | None:
+    """What keeps ``url`` from being a deploy's page, as Cortex shows it to people: not an
+    absolute http(s) URL with a host, or user info in it (``user:password@``: a credential
+    that would be shown to everyone); None when it is one. The model refuses a deploy for it.
+
+    ``api=False``: an SCM's REST API URL is no page either; a source picks its deploy's page
+    among the URLs it is sent as the first with no problem so.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "is not an absolute http(s) URL"
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return "is not an absolute http(s) URL"
+    if "@" in parts.netloc:
+        return "holds user info (user:password@), which would be shown to everyone"
+    if not api and (
+        host == "api.github.com"
+        or (host.startswith("api.") and host.endswith(".ghe.com"))
+        or _API_PATH.search(parts.path)
+    ):
+        return "is an API URL, not a page"
+    return None

@@ -279,6 +279,9 @@ def a_name(row: Row, tmp: Path) -> None:
     if "no control character" in row.bound:
         for control in ("\x00", "\t", "\n", "\x7f", "\x9b", "\u2028", "\u2029"):
             refused(label, **{field: value(prefix + "a" + control + "b")})
+    if "no user info" in row.bound:  # a page: [`tests/test_page_urls.py`] for the rest
+        for url in ("https://u:p@d.example/x", "d.example/x", "ftp://d.example/x"):
+            refused(label, **{field: url})
     if field == "repository":  # and the receiver answers 400 naming it, storing nothing
         runtime = make_runtime(tmp)
         doc = status_doc(repository__full_name="acme/" + "x" * most)

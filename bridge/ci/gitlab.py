@@ -17,6 +17,7 @@ from bridge.ci.context import CiContext, Env, compact
 from bridge.errors import UsageError
 from bridge.model import DeployRef
 from bridge.times import parse_timestamp
+from bridge.urls import page_problem
 
 NAME = "gitlab"
 
@@ -41,6 +42,14 @@ def _moment(env: Env, name: str) -> datetime | None:
         return parse_timestamp(value)
     except ValueError as exc:
         raise UsageError(f"{name}: {exc}") from None
+
+
+def _page(env: Env, name: str) -> str | None:
+    value = env(name)
+    problem = page_problem(value) if value is not None else None
+    if problem is not None:
+        raise UsageError(f"{name}: the URL {problem}")  # never the URL: it may hold a password
+    return value
 
 
 def context(environ: Mapping[str, str]) -> CiContext:
@@ -87,7 +96,7 @@ def _deploy_job(env: Env, own: CiContext, job_id: str) -> CiContext:
         own,
         ref=DeployRef("job", job_id),
         environment=env("CORTEX_DEPLOY_ENVIRONMENT") or own.environment,
-        url=env("CORTEX_DEPLOY_JOB_URL") or page,
+        url=_page(env, "CORTEX_DEPLOY_JOB_URL") or page,
         started_at=_moment(env, "CORTEX_DEPLOY_JOB_STARTED_AT"),
         finished_at=_moment(env, "CORTEX_DEPLOY_JOB_FINISHED_AT"),
         details=compact(

@@ -7,17 +7,16 @@ A webhook body is whatever reached the receiver, so no read here may raise anyth
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal, overload
-from urllib.parse import urlsplit
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.model import HEX_SHA, DeployEvent, Status
 from bridge.times import parse_timestamp
+from bridge.urls import page_problem
 
 # The statuses whose events record nothing, and why (the receiver's, worked out once from
 # ``record:``): a parser looks its event's status up as soon as it knows it, before the rest is
@@ -31,28 +30,10 @@ Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
 keep_all: Screen = MappingProxyType({})
 
 
-# REST API URLs, not pages: api.github.com (api.<name>.ghe.com on GHE.com), GHES "/api/v3/"
-# and GitLab "/api/v4/" (docs.github.com/en/rest, docs.gitlab.com/ee/api/rest/).
-_API_PATH = re.compile(r"/api/v\d+(/|$)")
-
-
 def shorten(value: object, limit: int = 60) -> str:
     """The repr of ``value``, cut so that a garbage payload cannot bloat an error message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def is_human_url(url: str) -> bool:
-    """True for an http(s) page a person can open; False for API URLs and anything else."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return False
-    host = (parts.hostname or "").lower()
-    api_host = host == "api.github.com" or (host.startswith("api.") and host.endswith(".ghe.com"))
-    return not (api_host or _API_PATH.search(parts.path))
 
 
 def pick(table: Mapping[str, Status], key: str, reason: str) -> Status:
@@ -181,9 +162,10 @@ class Fields:
         return value.lower()
 
     def url(self, *paths: str) -> str | None:
-        """The first human page URL among ``paths``; API URLs and non-URLs are skipped."""
+        """The first page URL among ``paths``; API URLs, URLs with user info and non-URLs are
+        skipped (bridge.urls.page_problem)."""
         for path in paths:
             value = self.text(path)
-            if value is not None and is_human_url(value):
+            if value is not None and page_problem(value, api=False) is None:
                 return value
         return None

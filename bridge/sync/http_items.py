@@ -14,8 +14,9 @@ from typing import Any
 from bridge.config.http_paths import FieldPath
 from bridge.config.http_sources import HttpSourceSpec
 from bridge.model import FULL_SHA, DeployEvent, DeployRef, first_line
-from bridge.sources.fields import is_human_url, shorten
+from bridge.sources.fields import shorten
 from bridge.times import parse_timestamp
+from bridge.urls import page_problem
 
 # The event name http deploys carry (customData.event), and the kind of their DeployRef.
 EVENT = "deployment"
@@ -126,7 +127,7 @@ def _sha(value: Any) -> str | None:
 
 def _url(value: Any) -> str | None:
     """A page a person can open (http or https, not an API URL), else not known."""
-    if isinstance(value, str) and is_human_url(value.strip()):
+    if isinstance(value, str) and page_problem(value.strip(), api=False) is None:
         return value.strip()
     return None
 
