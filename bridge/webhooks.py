@@ -178,6 +178,11 @@ class WebhookDispatch:
         environ and body) is kept, redacted, with the event only when one is stored."""
         rt = self.rt
         secret: str = getattr(rt, hook.secret)
+        if not secret and not rt.config.sources.enabled(hook.source):
+            # Not "no secret to verify against": the operator turned the source off.
+            raise BadRequest(
+                404, f"source {hook.source} is disabled (sources.{hook.source}.enabled)"
+            )
         checked = not (rt.allow_unsigned and not secret)
         if checked and hook.check_token is not None:
             hook.check_token(secret, environ.get(hook.proof))

@@ -615,6 +615,17 @@ def test_disabled_gitops_source_is_ignored(new_runtime: Any) -> None:
     http = client_for(new_runtime())
     answer = flux_post(http, "kustomization.succeeded")
     assert answer.json["reason"] == "source flux is disabled (sources.flux.enabled)"
+    # With no secret set (the default for a source that is off), the answer said "no webhook
+    # secret to verify against" (401), which sent operators looking for a secret.
+    http = client_for(new_runtime(flux_secret="", argocd_token=""))
+    for post, source in ((flux_post, "flux"), (argocd_post, "argocd")):
+        answer = post(http, "kustomization.succeeded" if source == "flux" else "sync.succeeded")
+        assert answer.status_code == 404
+        assert answer.json == {
+            "status": "rejected",
+            "reason": f"source {source} is disabled (sources.{source}.enabled)",
+        }
+    assert stored(http) == 0
 
 
 def test_unsigned_only_with_allow_unsigned(new_runtime: Any) -> None:
