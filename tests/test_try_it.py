@@ -357,3 +357,19 @@ def test_the_stand_in_cortex_command_serves_send(tmp_path: Path) -> None:
     finally:
         out = stop(proc)
     assert f"stand-in cortex listening on http://127.0.0.1:{port}" in out
+
+
+@pytest.mark.parametrize(
+    ("sample", "event"),
+    [
+        ("deployment.created", "deployment"),  # carries its Actions run: once told workflow_run
+        ("deployment_status.success.actions", "deployment_status"),
+        ("workflow_run.completed.success", "workflow_run"),
+        ("ping", "ping"),
+    ],
+)
+def test_post_tells_each_github_sample_by_its_payload(sample: str, event: str) -> None:
+    from bridge.fakescm.hooks import _github_event
+
+    doc = json.loads((SAMPLES / "github" / f"{sample}.json").read_text())
+    assert _github_event(doc) == event

@@ -62,9 +62,11 @@ def _gitlab_headers(body: bytes, secret: str, event: str, delivery: str) -> dict
     }
 
 
-# The top-level key that names a GitHub event's payload, in the order they are looked for
-# (a deployment_status payload carries "deployment" too).
-_GITHUB_KEYS = ("deployment_status", "workflow_run", "workflow_job", "deployment")
+# The top-level key that names a GitHub event's payload, in the order they are looked for:
+# a deployment_status payload carries "deployment" too, and a deployment (or its status) made
+# by an Actions job carries its "workflow_run", which a workflow_run payload never pairs with
+# a "deployment".
+_GITHUB_KEYS = ("deployment_status", "deployment", "workflow_run", "workflow_job")
 
 
 def _github_event(payload: Any) -> str | None:
