@@ -290,7 +290,9 @@ def test_token_never_printed_even_when_cortex_echoes_it(
             id="no-token",
         ),
         pytest.param(
-            {"INPUT_SHA": "main"}, "the sha input: 'main' is not a hex commit sha", id="sha"
+            {"INPUT_SHA": "main"},
+            "the sha input: 'main' is not a commit sha: 7 to 64 hex digits",
+            id="sha",
         ),
         pytest.param(
             {"INPUT_SHA": "c0ffee1"},

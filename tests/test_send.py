@@ -350,7 +350,7 @@ def test_without_any_id_send_warns_once_and_does_not_key_by_time(
         (["--timestamp", "2026-11-20T10:00:00"], "error: --timestamp: "),
         (["--custom-data", "[1]"], "error: --custom-data: expected a mapping"),
         (["--type", "redeploy"], "error: --type: 'redeploy' is not one of"),
-        (["--sha=--output=/tmp/x"], "error: --sha: '--output=/tmp/x' is not a hex"),
+        (["--sha=--output=/tmp/x"], "error: --sha: '--output=/tmp/x' is not a commit sha"),
         (["--url", "ftp://x"], "error: --url: 'ftp://x' is not an http(s) URL"),
         (["--cortex-api-url", "x"], "error: --cortex-api-url: 'x' is not an http(s) URL"),
         pytest.param(
@@ -506,3 +506,19 @@ def test_cortex_error_text_stays_on_one_line(
     err = capsys.readouterr().err
     (line,) = err.splitlines()
     assert line.startswith("error: payments-api: ") and "bad%0A::error::injected%0D%0A" in line
+
+
+@pytest.mark.parametrize(
+    ("sha", "said"),
+    [
+        ("abc123", "'abc123' is not a commit sha: 7 to 64 hex digits"),  # six digits
+        ("a" * 41, "is 41 hex digits: a full sha has 40 (or 64)"),  # was "is abbreviated"
+        ("a" * 50, "is 50 hex digits: a full sha has 40 (or 64)"),
+    ],
+)
+def test_a_sha_of_the_wrong_length_says_how_long_one_is(
+    capsys: pytest.CaptureFixture[str], sha: str, said: str
+) -> None:
+    assert main(["send", "--dry-run", "--entity-tag", "x", "--sha", sha], {}) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --sha: ") and said in line, line

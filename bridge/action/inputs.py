@@ -231,7 +231,8 @@ def parse_sha(value: str) -> str:
     """A hex commit sha (7 to 64 digits), lower-cased."""
     text = value.strip()
     if not HEX_SHA.fullmatch(text):
-        raise InputError("sha", f"{value!r} is not a hex commit sha")
+        digits = "7 to 64 hex digits (0-9, a-f)"
+        raise InputError("sha", f"{value[:80]!r} is not a commit sha: {digits}")
     return text.lower()
 
 

@@ -175,6 +175,8 @@ def resolve_sha(inputs: Inputs, ctx: CiContext) -> str | None:
     full = _expand(sha, where)
     if full:
         return full
+    if len(sha) > 40:  # not a shortened SHA-1; only a SHA-256 repository's 64 are longer
+        raise InputError("sha", f"{sha!r} is {len(sha)} hex digits: a full sha has 40 (or 64)")
     raise InputError(
         "sha",
         f"{sha!r} is abbreviated, and no git repository at {where} has that commit to "
