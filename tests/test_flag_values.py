@@ -135,3 +135,17 @@ def test_check_config_fails_on_a_secret_file_serve_cannot_read(
     assert "GITHUB_WEBHOOK_SECRET: unreadable: " in captured.out
     errors = [line for line in captured.err.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "GITHUB_WEBHOOK_SECRET_FILE: cannot read" in errors[0]
+
+
+def test_a_database_that_cannot_be_opened_is_named_without_its_password(tmp_path: Path) -> None:
+    # "database error: unable to open database file" named neither the setting nor the path.
+    from bridge.store import Store, StoreError
+
+    missing = f"sqlite:///{tmp_path}/no/such/dir/bridge.db"
+    with pytest.raises(StoreError) as caught:
+        Store.from_url(missing)
+    assert str(caught.value).endswith(f"(database {missing})")
+    with pytest.raises(StoreError) as caught:
+        Store.from_url("postgresql://bob:s3cr3t@127.0.0.1:1/bridge")
+    assert "s3cr3t" not in str(caught.value)
+    assert str(caught.value).endswith("(database postgresql+psycopg://bob:***@127.0.0.1:1/bridge)")

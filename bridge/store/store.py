@@ -413,6 +413,12 @@ class Store:
         try:
             with store.db.transaction(write=create) as conn:
                 (ensure_schema if create else check_schema)(conn)
+        except StoreError as exc:
+            store.close()
+            # Which database: the URL without its password (the setting's name is the
+            # caller's: BRIDGE_DATABASE_URL, the config's database, --database-url).
+            shown = engine.url.render_as_string(hide_password=True)
+            raise StoreError(f"{exc} (database {shown})") from exc
         except BaseException:
             store.close()
             raise
