@@ -43,6 +43,11 @@ MAX_KEY_BYTES = 2048
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
+# The keys of customData the bridge reads back from Cortex's records (the deploy's status, and
+# its idempotency key and stamp): the user's own customData, merged over the bridge's, may
+# not set them.
+OWN_CUSTOM_KEYS = frozenset({"status", "bridge"})
+
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none of them belongs
 # in a name, a key or a URL, and each can split a line of a log or a workflow command.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -336,6 +341,13 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
     page = page_problem(event.url) if event.url is not None else None
     if page is not None:
         raise InvalidDeploy("url", f"the event's url {page}")
+    own = sorted(OWN_CUSTOM_KEYS.intersection(event.custom))
+    if own:
+        raise InvalidDeploy(
+            "custom",
+            f"customData.{own[0]} is the bridge's own (what it reads back from Cortex's "
+            "record): use another key",
+        )
     for label, moment in (
         ("timestamp", event.timestamp),
         ("started at", event.started_at),

@@ -334,6 +334,16 @@ def times(row: Row, tmp: Path) -> None:
     assert sum(runtime.store.counts().values()) == 0
 
 
+def own_custom_data(row: Row, tmp: Path) -> None:
+    from bridge.model import OWN_CUSTOM_KEYS
+
+    named = set(re.findall(r"the keys `(\w+)` and `(\w+)`", row.bound)[0])
+    assert named == set(OWN_CUSTOM_KEYS)
+    assert bounded(event(custom={"team": "payments", "source": "release-bot"})).custom
+    for key in named:
+        refused(f"customData.{key}", custom={key: "x"})
+
+
 def delivery_id_row(row: Row, tmp: Path) -> None:
     assert "as its header" in row.bound
     client = client_for(make_runtime(tmp))
@@ -1413,6 +1423,7 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Fields of an event", "sha"): sha,
     ("Fields of an event", "url"): a_name,
     ("Fields of an event", "timestamp, started at"): times,
+    ("Fields of an event", "the user's own customData"): own_custom_data,
     ("Fields of an event", "delivery id"): delivery_id_row,
     ("Fields of an event", "deployer name"): deployer,
     ("Fields of an event", "title"): title,

@@ -128,6 +128,18 @@ def test_a_long_title_is_shortened_and_said_so() -> None:
             "--timestamp",
             id="before-1970",
         ),
+        # The bridge reads these back from Cortex's record: "bridge" was dropped without a
+        # word, and "status" made a succeeded deploy's record read as another state.
+        pytest.param(
+            ["--entity-tag", "api", "--custom-data", '{"bridge": 1}'],
+            "--custom-data",
+            id="custom-bridge",
+        ),
+        pytest.param(
+            ["--entity-tag", "api", "--custom-data", "status: in_progress"],
+            "--custom-data",
+            id="custom-status",
+        ),
     ],
 )
 def test_send_refuses_what_the_webhook_refuses_in_one_line(

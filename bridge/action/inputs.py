@@ -121,7 +121,7 @@ INPUTS: tuple[Input, ...] = (
     Input("timestamp", "when it finished, RFC 3339 (default: now, UTC)"),
     Input(
         "custom-data",
-        "a mapping merged into the deploy's customData",
+        "a mapping merged into the deploy's customData (not its keys status, bridge)",
         metavar="JSON_OR_YAML",
     ),
     Input(
