@@ -71,8 +71,8 @@ def build_deploy_request(
 def default_title(event: DeployEvent) -> str:
     """A title when the source gave none: what was deployed, and where."""
     what = event.sha[:12] if event.sha else event.repository
-    where = f" to {event.environment}" if event.environment else ""
-    return f"Deploy {what}{where}"
+    where = f"to {event.environment}" if event.environment else ""
+    return " ".join(word for word in ("Deploy", what, where) if word)  # "Deploy" at least
 
 
 def key_of(deploy: Mapping[str, Any]) -> str | None:

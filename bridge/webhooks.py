@@ -335,7 +335,11 @@ def _read_webhook(
     elif kind == "application/json" or kind.endswith("+json"):
         text = body
     else:
-        expected = "application/json or form-encoded payload=" if form_field else "application/json"
+        expected = (
+            f"application/json or application/x-www-form-urlencoded (its {form_field!r} field)"
+            if form_field
+            else "application/json"
+        )
         raise BadRequest(415, f"content type {kind or 'none'!r} is not {expected}")
     try:
         # orjson: a third of the stdlib's time on a webhook body, which every delivery pays,

@@ -197,3 +197,15 @@ def test_entity_tag_problems(tag: str, problem: str | None) -> None:
         check_deploy(make(), [tag])
     assert caught.value.field == "entity"
     assert problem in str(caught.value)
+
+
+def test_a_default_title_has_no_stray_space() -> None:
+    # Outside a CI, with no sha and no environment, the title was "Deploy " (stored so).
+    import dataclasses
+
+    from bridge.mapping import default_title
+
+    bare = dataclasses.replace(make(), sha=None, environment=None, repository="")
+    assert default_title(bare) == "Deploy"
+    assert default_title(dataclasses.replace(bare, environment="prod")) == "Deploy to prod"
+    assert default_title(dataclasses.replace(bare, sha="a" * 40)) == "Deploy aaaaaaaaaaaa"

@@ -157,7 +157,14 @@ def _raw(client, body: bytes, **headers: str):
         pytest.param(b"{not json", {}, 400, "not valid JSON", id="bad-json"),
         pytest.param(b"[1, 2]", {}, 400, "not a JSON object", id="array"),
         pytest.param(b'{"action": "created"}', {}, 400, "'deployment_status'", id="missing-field"),
-        pytest.param(b"{}", {"Content_Type": "text/plain"}, 415, "content type", id="text"),
+        pytest.param(
+            b"{}",
+            {"Content_Type": "text/plain"},
+            415,
+            "content type 'text/plain' is not application/json or "
+            "application/x-www-form-urlencoded (its 'payload' field)",
+            id="text",
+        ),
         pytest.param(b"{}", {"X_Hub_Signature_256": "sha256=00"}, 401, "signature", id="bad-sig"),
         pytest.param(b"{}", {"X_Hub_Signature_256": ""}, 401, "missing", id="no-sig"),
         pytest.param(b"{}", {"X_GitHub_Event": ""}, 400, "X-GitHub-Event", id="no-event"),
