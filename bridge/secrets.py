@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bridge.errors import UsageError
+from bridge.errors import ConfigError, UsageError
 
 # The one registry of the secrets' names: every face, check, log filter and message takes
 # them from here.
@@ -38,21 +38,34 @@ ALL_SECRETS = (
 )
 
 
-def secret_from(environ: Mapping[str, str], name: str) -> str:
-    """A secret from ``NAME`` or from the file named by ``NAME_FILE``: one line of text,
-    surrounding whitespace stripped; a control character in it (a second line, a NUL) is a
-    UsageError naming the variable, never the value (a token goes into an HTTP header)."""
-    value = environ.get(name, "").strip()
-    source = name
-    if not value:
-        path = environ.get(f"{name}_FILE", "").strip()
-        if not path:
-            return ""
-        # Imported here: the config package loads PyYAML, which the Action's start need not pay.
-        from bridge.config.environ import read_file_variable
+def variable_or_file(environ: Mapping[str, str], name: str) -> tuple[str, str]:
+    """(where the value came from, the value): ``NAME``, or the file ``NAME_FILE`` names (a
+    Docker or Kubernetes secret), surrounding whitespace and the final line break dropped; ""
+    when neither is set. An empty variable counts as unset.
 
-        source = f"{name}_FILE"
-        value = read_file_variable(source, path)
+    Both set is a ConfigError naming ``NAME_FILE``, as in the official postgres image
+    (POSTGRES_PASSWORD_FILE): which one was meant cannot be known, and a guess could send a
+    token, or open a database, that was not meant. The one rule for every ``*_FILE``.
+    """
+    value = environ.get(name, "").strip()
+    path = environ.get(f"{name}_FILE", "").strip()
+    if not path:
+        return name, value
+    if value:
+        raise ConfigError(
+            f"{name}_FILE", f"{name} is set too: set only one (an empty one counts as unset)"
+        )
+    # Imported here: the config package loads PyYAML, which the Action's start need not pay.
+    from bridge.config.environ import read_file_variable
+
+    return f"{name}_FILE", read_file_variable(f"{name}_FILE", path)
+
+
+def secret_from(environ: Mapping[str, str], name: str) -> str:
+    """A secret from ``NAME`` or from the file named by ``NAME_FILE`` (:func:`variable_or_file`):
+    one line of text; a control character in it (a second line, a NUL) is a UsageError
+    naming the variable, never the value (a token goes into an HTTP header)."""
+    source, value = variable_or_file(environ, name)
     if not one_line(value):
         raise UsageError(f"{source}: {NOT_ONE_LINE}")
     return value

@@ -593,6 +593,20 @@ def file_variables(row: Row, tmp: Path) -> None:
             read_file_variable("CORTEX_API_TOKEN_FILE", str(path))
         said = str(caught.value)
         assert "CORTEX_API_TOKEN_FILE" in said and str(path) in said and "sss" not in said
+    assert "not set too" in row.bound  # one rule for every *_FILE: a secret's and the URL's
+    from bridge.config.environ import database_url_from
+    from bridge.secrets import secret_from
+
+    path.write_text("from-the-file\n")
+    for variable in names:
+        name = variable.removesuffix("_FILE")
+        both = {name: "given", variable: str(path)}
+        with pytest.raises(ConfigError) as caught:
+            if name == "BRIDGE_DATABASE_URL":
+                database_url_from(both)
+            else:
+                secret_from(both, name)
+        assert str(caught.value).startswith(f"{variable}: {name} is set too")
 
 
 def log_line_ids(row: Row, tmp: Path) -> None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from bridge.config.settings import DATABASE_FILE_VARIABLE, DATABASE_VARIABLE, Config
 from bridge.config.values import as_database_url, http_url
 from bridge.errors import ConfigError
+from bridge.secrets import variable_or_file
 
 
 def apply_environ(config: Config, environ: Mapping[str, str]) -> Config:
@@ -25,25 +26,15 @@ def database_url_from(environ: Mapping[str, str]) -> tuple[str, str]:
     """(the variable the database URL came from, the URL); the URL is "" when none is set.
 
     A PostgreSQL URL carries a password, so it may come from a file (a Docker or Kubernetes
-    secret) named by BRIDGE_DATABASE_URL_FILE, surrounding whitespace and the trailing
-    newline dropped. Both set is an error, as in the official postgres image
-    (POSTGRES_PASSWORD_FILE): which one was meant cannot be known, and a guess could open
-    another database. An empty variable counts as unset.
+    secret) named by BRIDGE_DATABASE_URL_FILE, by the rule of every ``*_FILE``
+    (bridge.secrets.variable_or_file: both set is an error).
     """
-    value = environ.get(DATABASE_VARIABLE, "").strip()
-    path = environ.get(DATABASE_FILE_VARIABLE, "").strip()
-    if not path:
-        return DATABASE_VARIABLE, value
-    if value:
-        raise ConfigError(
-            DATABASE_FILE_VARIABLE,
-            f"{DATABASE_VARIABLE} is set too: set only one (an empty one counts as unset)",
-        )
-    value = read_file_variable(DATABASE_FILE_VARIABLE, path)
-    if not value:
+    name, value = variable_or_file(environ, DATABASE_VARIABLE)
+    if name == DATABASE_FILE_VARIABLE and not value:
         # Falling back to the default SQLite file would split the fleet across two databases.
+        path = environ[DATABASE_FILE_VARIABLE].strip()
         raise ConfigError(DATABASE_FILE_VARIABLE, f"{path!r} is empty")
-    return DATABASE_FILE_VARIABLE, value
+    return name, value
 
 
 # A secret or a URL is a line; a file named by mistake (a log, /dev/zero) is not read whole.
