@@ -132,7 +132,7 @@ def test_check_config_fails_on_a_secret_file_serve_cannot_read(
     environ = {"GITHUB_WEBHOOK_SECRET_FILE": str(tmp_path / "nowhere")}
     assert main(["check-config"], environ) == 2
     captured = capsys.readouterr()
-    assert "GITHUB_WEBHOOK_SECRET: unreadable: " in captured.out
+    assert "GITHUB_WEBHOOK_SECRET: unusable: " in captured.out
     errors = [line for line in captured.err.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "GITHUB_WEBHOOK_SECRET_FILE: cannot read" in errors[0]
 

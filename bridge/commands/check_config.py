@@ -127,11 +127,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     print(f"config OK: {path or DEFAULTS}")
     for line in describe(config):
         print(line)
-    unreadable = _report_secrets(config, environ)
-    if unreadable:  # serve and worker refuse to start on it: so does this check
-        for problem in unreadable[:-1]:
+    unusable = _report_secrets(config, environ)
+    if unusable:  # serve and worker refuse to start on it: so does this check
+        for problem in unusable[:-1]:
             fail(problem)
-        return fail(unreadable[-1])
+        return fail(unusable[-1])
     for repository, environment in args.tries:
         print(
             try_route(
@@ -148,12 +148,12 @@ def _report_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
 
     print("secrets (names only):")
     missing = set()
-    unreadable = []
+    unusable = []
     for name in SECRETS:
         state = _secret_state(environ, name)
         print(f"  {name}: {state}")
-        if state.startswith("unreadable: "):
-            unreadable.append(state.removeprefix("unreadable: "))
+        if state.startswith("unusable: "):
+            unusable.append(state.removeprefix("unusable: "))
         elif not state.startswith("set"):
             missing.add(name)
     print(f"  BRIDGE_DATABASE_URL: {_database_state(environ)}")
@@ -166,15 +166,15 @@ def _report_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
             )
     if "CORTEX_API_TOKEN" in missing:
         _warn("CORTEX_API_TOKEN is not set: the worker cannot deliver to Cortex")
-    return unreadable
+    return unusable
 
 
 def _secret_state(environ: Mapping[str, str], name: str) -> str:
-    """``set``, ``set (from NAME_FILE)``, ``missing`` or ``unreadable: why``; never the value."""
+    """``set``, ``set (from NAME_FILE)``, ``missing`` or ``unusable: why``; never the value."""
     try:
         value = secret_from(environ, name)
     except UsageError as exc:
-        return f"unreadable: {exc}"
+        return f"unusable: {exc}"
     if not value:
         return "missing (admin API off)" if name == "BRIDGE_ADMIN_TOKEN" else "missing"
     return "set" if environ.get(name, "").strip() else f"set (from {name}_FILE)"
