@@ -260,7 +260,8 @@ def click(driver: Any, css: str) -> None:
     chromedriver now and then answers a click on a node it has just found with "Node with
     given id does not belong to the document" (seen once in CI, right after a script changed
     the page): the node is found again and clicked, at most three times; the click had not
-    been dispatched, so nothing is posted twice.
+    been dispatched, so nothing is posted twice. The same answer to the wait's question about
+    the old page (CI, once more) says that page is gone.
     """
     from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
@@ -280,7 +281,18 @@ def click(driver: Any, css: str) -> None:
                 raise
             continue
         break
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+
+    def gone(_: Any) -> bool:
+        # Asking the old page's node is how its staleness shows; chromedriver may answer
+        # that ask with the same "does not belong to the document" as a stale node.
+        try:
+            return bool(expected_conditions.staleness_of(page)(driver))
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc.msg):
+                return True
+            raise
+
+    WebDriverWait(driver, 10).until(gone)
 
 
 def audit(driver: Any, where: str) -> None:
