@@ -154,6 +154,20 @@ def _get(url: str, token: str) -> Any:
         conn.close()
 
 
+def test_keep_running_stops_on_sigterm_and_removes_its_files(
+    kept_running: subprocess.Popen[str],
+) -> None:
+    # `kill` or a container's stop once left /tmp/bridge-demo-* behind.
+    assert kept_running.stdout is not None and kept_running.stderr is not None
+    shown = _read_until(kept_running.stdout, "  Try:")
+    workdir = re.search(r"deletes (\S+)\.$", shown, re.MULTILINE)
+    assert workdir and Path(workdir[1]).exists(), shown
+    kept_running.send_signal(signal.SIGTERM)
+    assert kept_running.wait(15) == 0
+    assert "Traceback" not in kept_running.stdout.read() + kept_running.stderr.read()
+    assert not Path(workdir[1]).exists()
+
+
 def test_keep_running_serves_until_ctrl_c(kept_running: subprocess.Popen[str]) -> None:
     assert kept_running.stdout is not None and kept_running.stderr is not None
     shown = _read_until(kept_running.stdout, "  Try:")

@@ -587,17 +587,25 @@ NEXT_STEPS = (
 
 
 def _keep_running(stage: Stage, say: Say) -> None:
-    """Print where everything listens and the secrets to post with; wait for Ctrl-C."""
+    """Print where everything listens and the secrets to post with; wait for Ctrl-C (or a
+    SIGTERM: `kill`, a container's stop), then stop everything and remove the demo's files."""
+    import signal
     import time
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C: the files went only on Ctrl-C once
 
     say("")
     for line in _running_lines(stage):
         say(line)
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         say("stopping: the receiver, the worker and the stand-in Cortex; the demo's files go")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _running_lines(stage: Stage) -> list[str]:
