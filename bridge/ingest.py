@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +25,7 @@ from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
 from bridge.model import DeployEvent, Status
 from bridge.record.core import ignore_reason, route_checked
-from bridge.redact import MASK, mask, spellings
+from bridge.redact import USERINFO, mask, mask_userinfo, spellings
 from bridge.sources import PARSERS, Parser, parse_event
 from bridge.store import Store
 from bridge.store.store import MAX_KEY_LENGTH
@@ -191,14 +190,6 @@ _KEPT = {
     "HTTP_X_GITLAB_INSTANCE": "X-Gitlab-Instance",
     "HTTP_IDEMPOTENCY_KEY": "Idempotency-Key",
 }
-# "scheme://user:password@host": the user and password, masked. Found by its "://" and
-# "@" first, then the scheme (at most 32 characters) looked for just before the "://": a
-# pattern that starts with the scheme is tried at every letter of the body, 32 characters
-# ahead each time, and cost 220 us of a 3.6 kB webhook's 560 us of CPU (benchmarks/RESULTS.md,
-# "Receiver tail ... stored"); unbounded, it was quadratic (24 s for a 2 MB title).
-_USERINFO = re.compile(r"://([^/\s\"'@]+)@")
-_SCHEME = re.compile(r"(?i)[a-z][a-z0-9+.-]{0,31}\Z")
-_SCHEME_MOST = 32
 
 
 def received_copy(environ: Mapping[str, Any], body: bytes, secrets: tuple[str, ...]) -> str:
@@ -213,7 +204,7 @@ def received_copy(environ: Mapping[str, Any], body: bytes, secrets: tuple[str, .
     text = body[:MAX_RECEIVED_BYTES].decode("utf-8", "replace")
     if any(secret in text for secret in secrets):
         text = mask(text, secrets)
-    if _USERINFO.search(text) is not None:
+    if USERINFO.search(text) is not None:
         text = mask_userinfo(text)
     kept: dict[str, Any] = {"headers": headers, "body": text, "bytes": len(body)}
     if len(body) > MAX_RECEIVED_BYTES:
@@ -227,22 +218,3 @@ def received_copy(environ: Mapping[str, Any], body: bytes, secrets: tuple[str, .
         if written.isascii() and b"\x7f" not in written:
             return written.decode()
     return json.dumps(kept, separators=(",", ":"))
-
-
-def mask_userinfo(text: str) -> str:
-    """``text`` with the user and password of each ``scheme://user:password@`` masked.
-
-    What ``(?i)([a-z][a-z0-9+.-]{0,31}://)[^/\\s"'@]+@`` replaced, found from the "://" out.
-    """
-    kept: list[str] = []
-    done = 0
-    for found in _USERINFO.finditer(text):
-        at = found.start()
-        if _SCHEME.search(text, max(done, at - _SCHEME_MOST), at) is None:
-            continue
-        kept += (text[done : found.start(1)], MASK)
-        done = found.end(1)
-    if not kept:
-        return text
-    kept.append(text[done:])
-    return "".join(kept)

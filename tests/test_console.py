@@ -542,3 +542,36 @@ def test_an_unexpected_error_says_an_event_was_not_stored_only_for_a_webhook() -
     page = error_answer(failure, {"PATH_INFO": "/console/deliveries/1", "REQUEST_METHOD": "GET"})
     assert hook == (500, "error", "internal error; the event was not stored")
     assert page == (500, "error", "internal error")
+
+
+def test_a_deliverys_page_masks_what_json_escapes_hid_from_the_stored_copy(
+    runtime: Runtime,
+) -> None:
+    # The stored copy masks the secrets and URL passwords as they are spelled in the body;
+    # spelled with JSON escapes they passed, and the page (which decodes the body, and shows
+    # the event as read and the request sent) showed them in clear.
+    from tests.conftest import load_sample
+
+    client = signed_in(runtime)
+    doc = load_sample("github/deployment_status.success.json")
+    doc["deployment"]["payload"] = {}
+    doc["deployment"]["description"] = "@@title@@"
+    doc["repository"]["description"] = "@@about@@"
+    escaped = "".join(f"\\u{ord(c):04x}" for c in ADMIN_TOKEN)
+    body = (
+        json.dumps(doc)
+        .replace("@@title@@", f"ship {escaped}")
+        .replace("@@about@@", "see https:\\/\\/u2:pw2-secret@h.example\\/x")
+        .encode()
+    )
+    headers = {
+        "X-GitHub-Event": "deployment_status",
+        "X-GitHub-Delivery": "escaped-1",
+        "X-Hub-Signature-256": sign(body, GITHUB_SECRET),
+        "Content-Type": "application/json",
+    }
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 202, answer.json
+    page = client.get(f"/console/deliveries/{answer.json['id']}").data.decode()
+    assert ADMIN_TOKEN not in page and "pw2-secret" not in page
+    assert "ship ***" in page  # the title, as read and as it would be sent

@@ -16,8 +16,8 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bridge.ingest import MAX_RECEIVED_BYTES, mask_userinfo, received_copy
-from bridge.redact import MASK
+from bridge.ingest import MAX_RECEIVED_BYTES, received_copy
+from bridge.redact import MASK, mask_userinfo
 
 # What received.py used before: the reference the new search must agree with.
 PATTERN = re.compile(r"(?i)([a-z][a-z0-9+.-]{0,31}://)[^/\s\"'@]+@")

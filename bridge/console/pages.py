@@ -17,6 +17,7 @@ from bridge import views
 from bridge.console import charts
 from bridge.mapping import build_deploy_request
 from bridge.model import DeployType, event_from_dict
+from bridge.redact import mask, mask_userinfo, spellings
 from bridge.store import DEAD, STATUSES
 from bridge.store.browse import Filters
 
@@ -80,6 +81,8 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
             ),
         )
 
+    spelled = spellings(rt.secrets)
+
     @console.get("/deliveries/<raw_id>")
     def delivery(raw_id: str) -> str:
         found = _find(rt, raw_id)
@@ -87,9 +90,7 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
             "console/delivery.html",
             page="deliveries",
             d=_row(found),
-            received=_received(found),
-            event_json=json.dumps(found.payload.get("event", {}), indent=2, sort_keys=True),
-            sent=_sent(found),
+            **_shown(found, spelled),
             attempts=rt.store.browse.attempts(found.id),
             retryable=found.status in (DEAD, "queued", "retrying"),
             retried=request.args.get("retried") == "1",
@@ -207,6 +208,25 @@ def _row(d: Delivery) -> dict[str, Any]:
     shown = views.show_delivery(d, full=True)
     shown["sha_short"] = (shown["sha"] or "")[:12]
     return shown
+
+
+def _shown(d: Delivery, spelled: tuple[str, ...]) -> dict[str, Any]:
+    """What a delivery's page shows of its webhook, masked as its stored copy is once decoded
+    and written again: the body pretty-printed (where a secret, or a URL's password, spelled
+    with JSON escapes would read in clear), the event as read, the requests sent."""
+
+    def masked(text: str) -> str:
+        return mask_userinfo(mask(text, spelled))
+
+    received = _received(d)
+    if received is not None:
+        received["pretty"] = masked(received["pretty"])
+    sent = _sent(d)
+    for line in sent:
+        if line["request"] is not None:
+            line["request"]["body"] = masked(line["request"]["body"])
+    event_json = json.dumps(d.payload.get("event", {}), indent=2, sort_keys=True)
+    return {"received": received, "event_json": masked(event_json), "sent": sent}
 
 
 def _received(d: Delivery) -> dict[str, Any] | None:
