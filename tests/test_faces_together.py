@@ -8,6 +8,7 @@ doubled" is read after the relay's outbox is drained, never after a sleep.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -122,6 +123,41 @@ def test_action_then_webhook_on_a_later_deploy(relay: Relay, cortex: FakeCortex)
     action(second, cortex)
     webhook(relay, second)
     one_each(cortex, 2)
+
+
+def triggered_step(doc: dict[str, Any], cortex: FakeCortex, tmp_path: Any) -> None:
+    """The Action step of a workflow the deployment_status triggered (docs/action.md, "Record
+    deploys made elsewhere"): its event file is the webhook's payload, its run another one."""
+    event_file = tmp_path / f"event-{doc['deployment_status']['id']}.json"
+    event_file.write_text(json.dumps(doc))
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "deployment_status",
+        "GITHUB_EVENT_PATH": str(event_file),
+        "GITHUB_REPOSITORY": "acme/payments-api",
+        "GITHUB_SHA": doc["deployment"]["sha"],
+        "GITHUB_RUN_ID": "990001",  # this workflow's own run, not the deploying one
+        "GITHUB_RUN_ATTEMPT": "1",
+        "INPUT_CORTEX-API-TOKEN": TOKEN,
+        "INPUT_CORTEX-API-URL": cortex.url,
+        "INPUT_TIMESTAMP": doc["deployment_status"]["updated_at"],
+    }
+    assert main(["action"], env) == 0
+
+
+@pytest.mark.parametrize("step_first", [True, False], ids=["step-first", "webhook-first"])
+def test_a_step_triggered_by_deployment_status_names_the_deploy_as_its_webhook(
+    relay: Relay, cortex: FakeCortex, tmp_path: Any, step_first: bool
+) -> None:
+    # A deployment an Actions job made carries that run: the receiver keyed it by the run,
+    # the step by the deployment id, and each made a record.
+    doc = deploy(1)
+    if step_first:
+        triggered_step(doc, cortex, tmp_path)
+    webhook(relay, doc)
+    if not step_first:
+        triggered_step(doc, cortex, tmp_path)
+    one_each(cortex, 1)
 
 
 def test_webhook_then_action(relay: Relay, cortex: FakeCortex) -> None:

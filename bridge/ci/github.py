@@ -91,6 +91,13 @@ def ref_of(
     """
     deployment_id = _get(payload, "deployment", "id")
     if event_name in ("deployment", "deployment_status") and deployment_id is not None:
+        # A deployment an Actions job made carries that job's run: the receiver keys it by the
+        # run (bridge.sources.github), so that the step inside the run and its webhook name
+        # one deploy; a step in a workflow the deployment triggered names it the same way.
+        run_id, attempt = (_get(payload, "workflow_run", key) for key in ("id", "run_attempt"))
+        if isinstance(run_id, int) and not isinstance(run_id, bool):
+            attempt = attempt if isinstance(attempt, int) and attempt > 0 else 1
+            return DeployRef("run", f"{run_id}/{attempt}")
         return DeployRef("deployment", str(deployment_id))
     run_id = environ.get("GITHUB_RUN_ID", "").strip()
     if not run_id:
