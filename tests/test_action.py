@@ -151,6 +151,19 @@ def test_several_entities(
     assert len(json.loads(outputs(runner)["payload"])) == 3
 
 
+def test_a_failed_entity_keeps_its_place_in_deploy_uuid(
+    runner: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The uuids closed up, so the first one was the second entity's.
+    with FakeCortex(token=TOKEN, entities={"ledger", "notifier"}) as fake:
+        runner["INPUT_CORTEX-API-URL"] = fake.url
+        runner["INPUT_ENTITY-TAG"] = "no-such-svc, ledger, notifier"
+        runner["INPUT_FAIL-ON-ERROR"] = "false"
+        assert run(runner, capsys)[0] == 0
+        by_entity = {d["entity"]: d["uuid"] for d in fake.all_deploys()}
+    assert outputs(runner)["deploy-uuid"] == f",{by_entity['ledger']},{by_entity['notifier']}"
+
+
 def test_underscore_input_spelling(
     runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
 ) -> None:

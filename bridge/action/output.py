@@ -194,8 +194,11 @@ class ActionReporter(Reporter):
         """Write ``deploy-uuid`` and ``payload`` outputs and the step summary table."""
         payloads = [o.payload for o in outcomes]
         payload = payloads[0] if len(payloads) == 1 else payloads
+        # In the order of entity-tag, an entity that failed keeping its place empty; empty
+        # when nothing was recorded (a dry run).
+        uuids = [o.uuid or "" for o in outcomes]
         outputs = {
-            "deploy-uuid": ",".join(o.uuid for o in outcomes if o.uuid),
+            "deploy-uuid": ",".join(uuids) if any(uuids) else "",
             "payload": self.redact(json.dumps(payload)),
         }
         if dry_run:
