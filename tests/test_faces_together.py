@@ -419,3 +419,30 @@ def test_sync_repair_deletes_the_newer_and_never_a_record_without_the_key(
     left = cortex.all_deploys()
     assert {d["uuid"] for d in left if key_of(d)} == kept  # the oldest of each key stays
     assert len([d for d in left if key_of(d) is None]) == 2  # another tool's, both untouched
+
+
+def test_lifecycle_end_updates_the_record_another_face_kept(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # Two faces made the start record at once; the other one's check after its create kept
+    # the older and deleted the relay's. The relay's end PUT the deleted uuid: a 404, read as
+    # an unknown entity, and the success was dead-lettered for good.
+    relay = Relay(db_url, cortex, {"record": {"mode": "lifecycle"}})
+    try:
+        start = deploy(1)
+        start["deployment_status"]["state"] = "in_progress"
+        webhook(relay, start)
+        (mine,) = cortex.all_deploys()
+        kept_body = copy.deepcopy({k: v for k, v in mine.items() if k not in ("uuid", "entity")})
+        kept_body["customData"]["bridge"]["recordedAt"] = "2026-01-01T00:00:00.000Z"  # older
+        kept = relay.client.create_deploy(mine["entity"], kept_body)
+        relay.client.delete_deploy(mine["entity"], mine["uuid"])  # the newer of the two goes
+        end = deploy(1)
+        end["deployment_status"]["id"] += 1
+        webhook(relay, end)  # drained: every delivery delivered, none dead
+        (only,) = cortex.all_deploys()
+        assert only["uuid"] == kept["uuid"]
+        assert only["customData"]["status"] == "succeeded"
+        assert only["customData"]["bridge"]["recordedAt"] == "2026-01-01T00:00:00.000Z"
+    finally:
+        relay.close()

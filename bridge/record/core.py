@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.cortex.client import Cortex
-from bridge.errors import UnsupportedEvent
+from bridge.errors import CortexRejected, UnsupportedEvent
 from bridge.mapping import build_deploy_request, idempotency_key, key_of
 from bridge.model import (
     Checked,
@@ -408,8 +408,9 @@ def record_one(
         bridge = {**custom["bridge"], "recordedAt": stamp}
         sent = {**body, "customData": {**custom, "bridge": bridge}}
     if known is not None:
-        made = cortex.update_deploy(entity, known.uuid, sent, guard=fence)
-        verb = "updated"
+        made, verb = _update(
+            event, entity, key, known, sent, history=history, cortex=cortex, fence=fence
+        )
     else:
         made = cortex.create_deploy(entity, sent, guard=fence)
         verb = "created"
@@ -452,6 +453,36 @@ def _look_first(
         return known, None, listing
     match = listing.keyless_match(event, LOOKUP_WINDOW) if listing.keyless else None
     return None, None if match is None else str(match.get("uuid")), listing
+
+
+def _update(
+    event: DeployEvent,
+    entity: str,
+    key: str,
+    known: Known,
+    body: dict[str, Any],
+    *,
+    history: History,
+    cortex: Cortex,
+    fence: Fence | None,
+) -> tuple[dict[str, Any], str]:
+    """PUT the deploy's record: Cortex's answer, and "updated". Where Cortex no longer holds it
+    (another face removed it as the newer of two records with the key, or a person deleted
+    it), the record Cortex holds for the key now is updated instead, else one is created."""
+    try:
+        return cortex.update_deploy(entity, known.uuid, body, guard=fence), "updated"
+    except CortexRejected as exc:
+        if exc.status != 404:
+            raise
+    history.forget(key)
+    kept = history.seen(entity, event, fresh=True).known(key)
+    if kept is not None and kept.uuid != known.uuid:
+        if kept.stamp:  # the record kept says when it was made: an update keeps that
+            custom = body["customData"]
+            stamped = {**custom["bridge"], "recordedAt": kept.stamp}
+            body = {**body, "customData": {**custom, "bridge": stamped}}
+        return cortex.update_deploy(entity, kept.uuid, body, guard=fence), "updated"
+    return cortex.create_deploy(entity, body, guard=fence), "created"
 
 
 def _stamp_in_cortex(event: DeployEvent, entity: str, key: str, history: History) -> str:
