@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
+from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex, Fault
 from tests.conftest import SAMPLES, TOKEN
 
@@ -232,6 +233,31 @@ def test_auto_type_detects_rollback(
     assert run(runner, capsys)[0] == 0
     types = [d["type"] for d in cortex.all_deploys()]
     assert types == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+
+
+def test_a_deploy_that_failed_is_no_history_for_a_rollback(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The relay's history holds only deploys that succeeded; the step read every record of
+    # Cortex's listing, so after A, then B failed, A again was a ROLLBACK here and a DEPLOY
+    # there (the environment still ran A).
+    first, failed = "1" * 40, "2" * 40
+    runner.update(INPUT_SHA=first, INPUT_TIMESTAMP="2026-11-01T10:00:00Z", GITHUB_RUN_ID="1")
+    assert run(runner, capsys)[0] == 0
+    runner.update(
+        INPUT_SHA=failed,
+        INPUT_TIMESTAMP="2026-11-02T10:00:00Z",
+        GITHUB_RUN_ID="2",
+    )
+    assert run(runner, capsys)[0] == 0
+    (second,) = [d for d in cortex.all_deploys() if d["sha"] == failed]
+    body = {k: v for k, v in second.items() if k not in ("uuid", "entity")}
+    body["customData"] = {**body["customData"], "status": "failed"}
+    with CortexClient(cortex.url, TOKEN) as client:  # as the relay records a failed deploy
+        client.update_deploy(second["entity"], second["uuid"], body)
+    runner.update(INPUT_SHA=first, INPUT_TIMESTAMP="2026-11-03T10:00:00Z", GITHUB_RUN_ID="3")
+    assert run(runner, capsys)[0] == 0
+    assert [d["type"] for d in cortex.all_deploys()] == ["DEPLOY", "DEPLOY", "DEPLOY"]
 
 
 @pytest.mark.parametrize(
