@@ -51,7 +51,7 @@ from bridge.record.core import (
 )
 from bridge.redact import redact
 from bridge.retry import RetryPolicy
-from bridge.rollback import PastDeploy, past_deploys
+from bridge.rollback import PastDeploy
 from bridge.store import (
     DEAD,
     DELIVERED,
@@ -184,18 +184,30 @@ class RelayHistory:
             except CortexError as exc:  # the next search of the pair removes them instead
                 log.warning("sweep for doubles failed", extra={"entity": entity, "error": str(exc)})
 
-    def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
+    def seen(
+        self,
+        entity: str,
+        event: DeployEvent,
+        *,
+        fresh: bool,
+        back_to: datetime | None = None,
+    ) -> Listing:
         """Cortex's records of the entity and environment around the event: the last search
         when it is recent, of this batch or backlog, and covers the event, else a new one;
-        ``shared`` where the check after a create is made. A fresh read surveys the pair."""
+        ``shared`` where the check after a create is made. A fresh read surveys the pair.
+        ``back_to``: the records since then too (the history another face may have added)."""
         pair = (entity, event.environment)
         unsurveyed = pair not in self._surveyed
         if fresh:
             self._surveyed.add(pair)
+        # How far back the records are needed: the event's window, or further.
+        reach = (
+            event.timestamp if back_to is None else min(event.timestamp, back_to + LOOKUP_WINDOW)
+        )
         kept = self._seen.get(pair)
         if kept is not None and not fresh and kept[4] == self.batch:
             listing, since, at, read_for, _ = kept
-            covered = since <= event.timestamp <= self.clock() + LOOKUP_WINDOW
+            covered = since <= reach and event.timestamp <= self.clock() + LOOKUP_WINDOW
             if covered and self.monotonic() - at <= LISTING_SECONDS:
                 if read_for != self.delivery:
                     self._reused[pair] = self.batch
@@ -207,11 +219,11 @@ class RelayHistory:
             self.cortex.search_deploys(
                 entity,
                 environment=event.environment,
-                after=event.timestamp - 2 * LOOKUP_WINDOW,
+                after=reach - 2 * LOOKUP_WINDOW,
                 before=max(event.timestamp, self.clock()) + 2 * LOOKUP_WINDOW,
             )
         )
-        since = event.timestamp - LOOKUP_WINDOW
+        since = reach - LOOKUP_WINDOW
         self._seen.pop(pair, None)  # the newest last: the oldest goes first past the bound
         self._seen[pair] = (listing, since, self.monotonic(), self.delivery, self.batch)
         while len(self._seen) > KEPT_LISTINGS:  # a first listing (recall) may have added some
@@ -223,11 +235,17 @@ class RelayHistory:
         return listing
 
     def recall(
-        self, entity: str, environment: str | None, key: str, *, past: bool
+        self, entity: str, event: DeployEvent, key: str, *, past: bool
     ) -> tuple[Known | None, list[PastDeploy]]:
         """The record the relay made for this deploy; and, when asked for, the store's history,
         seeded from Cortex's newest 1,000 deploys once (per entity and environment, whatever
-        they showed): a record of this deploy that another face made is adopted then."""
+        they showed): a record of this deploy that another face made is adopted then.
+
+        Where another face records the pair too (or this process has not surveyed it yet),
+        what that face recorded since the relay's newest deploy there is in Cortex only: the
+        look in Cortex for this deploy reads back to there, and those deploys join the
+        history (a deploy of an older sha after theirs is a ROLLBACK; of theirs, not)."""
+        environment = event.environment
         records = self.store.records
         if past:
             looked = records.lookup(key, entity=entity, environment=environment)
@@ -238,7 +256,15 @@ class RelayHistory:
         if record is not None:
             known = Known(record.cortex_uuid, record.state, self.stamps.get(key, ""))
         if looked.seeded:
-            return known, looked.history
+            pair = (entity, environment)
+            if not past or (known is not None and pair not in self._shared):
+                # An update of the relay's own record, on a pair no other face records.
+                return known, looked.history
+            # Another face may have recorded deploys here since the relay's newest: the look
+            # in Cortex this deploy gets anyway (without a record of its own) reads back to it.
+            newest = max((p.timestamp for p in looked.history), default=EPOCH)
+            listing = self.seen(entity, event, fresh=False, back_to=newest)
+            return known, [*looked.history, *listing.history(environment, key)]
         try:
             deploys = list(self.cortex.iter_deploys(entity, max_pages=1))
         except CortexUnauthorized:
@@ -246,9 +272,9 @@ class RelayHistory:
         except CortexRejected:
             return known, []  # the create that follows says what is wrong with the entity
         pair = (entity, environment)
-        found = past_deploys(deploys, environment, skip_key=key)
-        keyed = [(f"cortex:{past.sha}:{past.timestamp.isoformat()}", past) for past in found]
         listing = Listing().add(deploys)
+        found = listing.history(environment, key)
+        keyed = [(f"cortex:{past.sha}:{past.timestamp.isoformat()}", past) for past in found]
         made = [(k, listing.known(k)) for k in sorted(listing.carried_keys())]
         if made:
             self._shared.add(pair)

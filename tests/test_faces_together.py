@@ -446,3 +446,50 @@ def test_lifecycle_end_updates_the_record_another_face_kept(
         assert only["customData"]["bridge"]["recordedAt"] == "2026-01-01T00:00:00.000Z"
     finally:
         relay.close()
+
+
+def typed(cortex: FakeCortex) -> list[tuple[str, str]]:
+    """(sha's first 7, type) of each record, oldest deploy first."""
+    ordered = sorted(cortex.all_deploys(), key=lambda d: d["timestamp"])
+    return [(d["sha"][:7], d["type"]) for d in ordered]
+
+
+def with_sha(n: int, sha: str) -> dict[str, Any]:
+    doc = deploy(n)
+    doc["deployment"]["sha"] = sha * 40
+    return doc
+
+
+def test_the_relay_types_a_rollback_from_what_other_faces_recorded(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # The relay judged ROLLBACK from its own deliveries only: after its A and the Action's B,
+    # its A again was a DEPLOY.
+    relay = Relay(db_url, cortex, {})
+    try:
+        webhook(relay, with_sha(1, "a"))
+        action(with_sha(2, "b"), cortex)
+        webhook(relay, with_sha(3, "a"))
+        assert typed(cortex) == [
+            ("aaaaaaa", "DEPLOY"),
+            ("bbbbbbb", "DEPLOY"),
+            ("aaaaaaa", "ROLLBACK"),
+        ]
+    finally:
+        relay.close()
+
+
+def test_the_relay_sees_another_faces_rollback_as_the_latest_deploy(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # After A, B (the relay's) and the Action's A (a ROLLBACK), the relay's A again redeploys
+    # what runs: a DEPLOY, where the relay's own history alone made it a ROLLBACK.
+    relay = Relay(db_url, cortex, {})
+    try:
+        webhook(relay, with_sha(1, "a"))
+        webhook(relay, with_sha(2, "b"))
+        action(with_sha(3, "a"), cortex)
+        webhook(relay, with_sha(4, "a"))
+        assert [t for _, t in typed(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK", "DEPLOY"]
+    finally:
+        relay.close()

@@ -248,6 +248,23 @@ class Listing:
             return None
         return Known(str(records[0]["uuid"]), status_of(records[0]), recorded_at(records[0]))
 
+    def history(self, environment: str | None, skip_key: str) -> list[PastDeploy]:
+        """The deploys these records show the environment ran, whichever face or tool made
+        them, leaving out the deploy ``skip_key`` names: what ``type_of`` judges from.
+
+        As the relay's own history holds them: a record of a deploy that failed, was
+        cancelled or has not finished (its customData.status) is none; one without a status
+        (another tool's) is.
+        """
+        found = []
+        for deploy in self.deploys:
+            sha, stamp = deploy.get("sha"), _moment(deploy.get("timestamp"))
+            if deploy.get("environment") != environment or not isinstance(sha, str) or not stamp:
+                continue
+            if status_of(deploy) == Status.SUCCEEDED.value and key_of(deploy) != skip_key:
+                found.append(PastDeploy(sha, stamp))
+        return found
+
     def keyless_match(self, event: DeployEvent, window: timedelta) -> Mapping[str, Any] | None:
         """A record without a key of the event's sha and environment within ``window`` of its
         time, not yet matched to another deploy: another tool recorded this deploy."""
@@ -281,11 +298,12 @@ class History(Protocol):
     """What the core reads and remembers of an entity's deploys (store or Cortex listing)."""
 
     def recall(
-        self, entity: str, environment: str | None, key: str, *, past: bool
+        self, entity: str, event: DeployEvent, key: str, *, past: bool
     ) -> tuple[Known | None, list[PastDeploy]]:
         """The record this face itself made for this deploy (idempotency ``key``), if any;
-        and, when ``past`` is asked for, the entity's earlier deploys to ``environment``,
-        leaving out this deploy's own (else an empty list)."""
+        and, when ``past`` is asked for, the entity's earlier deploys to the event's
+        environment, whichever face recorded them, leaving out this deploy's own (else an
+        empty list)."""
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
         """Cortex's records of ``entity`` around ``event`` (read, or kept from a recent read;
@@ -366,7 +384,7 @@ def record_one(
     # detection, on a sha): read first, since the history's first read (Cortex's listing)
     # may show a record of this deploy that another face made.
     wanted = rollback and event.type is None and bool(event.sha)
-    known, past = history.recall(entity, event.environment, key, past=wanted)
+    known, past = history.recall(entity, event, key, past=wanted)
     deploy_type = type_of(event, past)
     body = build_deploy_request(event, entity, deploy_type)
     known, match, listing = _look_first(

@@ -27,7 +27,7 @@ from bridge.record.core import (
     record_one,
 )
 from bridge.retry import Again, RetryPolicy, drive
-from bridge.rollback import PastDeploy, past_deploys
+from bridge.rollback import PastDeploy
 
 # A step records the deploy it is told of, whatever its status says: it is the final word.
 STEP_POLICY = Policy(lifecycle=False, failures=True)
@@ -73,12 +73,12 @@ class CortexHistory:
         return self._deploys
 
     def recall(
-        self, entity: str, environment: str | None, key: str, *, past: bool
+        self, entity: str, event: DeployEvent, key: str, *, past: bool
     ) -> tuple[Known | None, list[PastDeploy]]:
         """The record this run made, if an earlier try of it did; the environment's earlier
         deploys from the listing, when asked for."""
-        found = past_deploys(self._listed(entity), environment, skip_key=key) if past else []
-        return self._made.get(key), found
+        listed = Listing().add(self._listed(entity) if past else [])
+        return self._made.get(key), listed.history(event.environment, key)
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
         """The listing when it was read for the type, else a search around the event."""

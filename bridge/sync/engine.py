@@ -34,7 +34,7 @@ from bridge.record.core import (
     remove_doubles,
     route_checked,
 )
-from bridge.rollback import PastDeploy, past_deploys
+from bridge.rollback import PastDeploy
 from bridge.store.sync_state import RUNNING
 from bridge.sync.reader import Found, Reader, Window
 from bridge.times import format_timestamp
@@ -162,13 +162,13 @@ class SyncHistory:
         self.deploys = deploys
 
     def recall(
-        self, entity: str, environment: str | None, key: str, *, past: bool
+        self, entity: str, event: DeployEvent, key: str, *, past: bool
     ) -> tuple[Known | None, list[PastDeploy]]:
         """Nothing of its own (the listing shows what any face made); the environment's
         earlier deploys from the listing, when asked for."""
         if not past:
             return None, []
-        return None, past_deploys(self.deploys.deploys(entity), environment, skip_key=key)
+        return None, Listing().add(self.deploys.deploys(entity)).history(event.environment, key)
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
         """The entity's listing, read once per sync (again after an unclear try); not
