@@ -393,7 +393,17 @@ class Reconciler:
             if not self.store.sync.reserve(
                 key, owner=self.owner, now=self.clock(), seconds=seconds
             ):
-                return _row(name, event, Verdict.PRESENT, "recorded by another sync", entity)
+                recorded = self.store.sync.recorded_uuid(key)
+                if recorded is not None:
+                    return _row(name, event, Verdict.PRESENT, f"{recorded} (another sync)", entity)
+                # Reserved, not recorded: another sync is writing it, or one killed while it
+                # wrote left the reservation, which lapses after sync.interval_minutes. Not in
+                # Cortex's listing, so not "present": a run after that records it.
+                why = (
+                    "another sync holds its key (a reservation lapses after "
+                    f"sync.interval_minutes, {self.config.sync.interval_minutes}); run again then"
+                )
+                return _row(name, event, Verdict.FAILED, why, entity)
         try:
             outcome = recorder.record(
                 self.client,
