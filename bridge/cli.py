@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from bridge import __version__
 
-EXIT_USAGE = 2
+EXIT_FAILED, EXIT_USAGE = 1, 2
 # What a shell reports for a command ended by SIGPIPE (128 + 13): `... | head` closed its end.
 EXIT_PIPE_CLOSED = 141
 
@@ -150,8 +150,9 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
         return EXIT_USAGE
     from bridge.errors import UsageError
 
+    environ = os.environ if environ is None else environ
     try:
-        return int(_module(args.command).run(args, os.environ if environ is None else environ))
+        return int(_module(args.command).run(args, environ))
     except UsageError as exc:
         # Bad usage found past a command's own checks (a *_FILE that cannot be read where a
         # server reads its secrets): still one line, never a traceback.
@@ -159,6 +160,22 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A bug (an answer of a shape no check foresaw, say): one line, the secrets masked;
+        # BRIDGE_TRACEBACK=1 shows where, for a report.
+        if environ.get("BRIDGE_TRACEBACK"):
+            raise
+        from bridge.redact import redact
+        from bridge.secrets import ALL_SECRETS
+
+        secrets = [environ.get(name, "") for name in ALL_SECRETS]
+        said = redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)[:500]
+        print(
+            f"cortex-deploy-bridge: error: internal error ({said}); "
+            "BRIDGE_TRACEBACK=1 shows where, for a bug report",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
 
 
 def _pipe_closed() -> int:

@@ -149,3 +149,21 @@ def test_a_database_that_cannot_be_opened_is_named_without_its_password(tmp_path
         Store.from_url("postgresql://bob:s3cr3t@127.0.0.1:1/bridge")
     assert "s3cr3t" not in str(caught.value)
     assert str(caught.value).endswith("(database postgresql+psycopg://bob:***@127.0.0.1:1/bridge)")
+
+
+def test_a_bug_is_one_line_its_secrets_masked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An answer of a shape no check foresaw once ended sync in a traceback.
+    import bridge.commands.check_config as command
+
+    def broken(*_: object) -> int:
+        raise AttributeError("'str' object has no attribute 'get' near tok-3141")
+
+    monkeypatch.setattr(command, "run", broken)
+    environ = {"CORTEX_API_TOKEN": "tok-3141"}
+    assert main(["check-config"], environ) == 1
+    line = one_error(capsys.readouterr().err, "internal error (AttributeError: ")
+    assert "tok-3141" not in line and "BRIDGE_TRACEBACK=1" in line
+    with pytest.raises(AttributeError):
+        main(["check-config"], {**environ, "BRIDGE_TRACEBACK": "1"})

@@ -315,6 +315,30 @@ def test_a_graphql_cursor_that_does_not_move_is_an_error(
     assert len(github.requests) == 2
 
 
+WRONG_SHAPES = {
+    "repository.deployments": "lol",
+    "deployments.pageInfo": {"pageInfo": "zz", "nodes": []},
+}
+
+
+@pytest.mark.parametrize("where", sorted(WRONG_SHAPES))
+def test_a_graphql_answer_of_the_wrong_shape_is_one_line(
+    tmp_path: Path,
+    cortex: FakeCortex,
+    github: FakeGitHub,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+) -> None:
+    # AttributeError: 'str' object has no attribute 'get', in a traceback.
+    repository = {"url": "https://github.com/acme/api", "deployments": WRONG_SHAPES[where]}
+    github.add_repo("acme/api")
+    github.inject(Fault(200, {}, {"data": {"repository": repository}}, path="/graphql"), times=None)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+    code, _, err = run(environ, capsys, "--github", "acme/api", *WINDOW)
+    assert code == 1
+    assert f"the answer's {where} is not an object" in one_error_line(err)
+
+
 def test_endless_gitlab_pages_end_at_the_page_bound(
     tmp_path: Path, cortex: FakeCortex, gitlab: FakeGitLab, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -247,7 +247,7 @@ class GitHubReader:
         """
         while True:
             repository = self._repository(DEPLOYMENTS_QUERY, after)
-            deployments = repository.get("deployments") or {}
+            deployments = _part(repository.get("deployments"), "repository.deployments")
             for node in _nodes(deployments):
                 if not isinstance(node, Mapping):
                     continue
@@ -255,7 +255,7 @@ class GitHubReader:
                     yield self._deployment_found(node, window)
                 if last is not None and node.get("databaseId") == last:
                     return
-            info = deployments.get("pageInfo") or {}
+            info = _part(deployments.get("pageInfo"), "deployments.pageInfo")
             after = _moved(after, info.get("endCursor"))
             if last is None or not info.get("hasNextPage") or not after:
                 return
@@ -266,8 +266,8 @@ class GitHubReader:
         after: str | None = None
         while True:
             repository = self._repository(CURSORS_QUERY, after)
-            deployments = repository.get("deployments") or {}
-            info = deployments.get("pageInfo") or {}
+            deployments = _part(repository.get("deployments"), "repository.deployments")
+            info = _part(deployments.get("pageInfo"), "deployments.pageInfo")
             nodes = [n for n in _nodes(deployments) if isinstance(n, Mapping)]
             last = nodes[-1].get("databaseId") if nodes else None
             if any(_before(n, window) for n in nodes) or not info.get("hasNextPage"):
@@ -370,6 +370,15 @@ def _page_mark(page: object) -> bool:
         and isinstance(page[0], (str, type(None)))
         and isinstance(page[1], (int, type(None)))
     )
+
+
+def _part(value: Any, where: str) -> Mapping[str, Any]:
+    """``value``, a JSON object of GitHub's answer (None: an empty one); else ScmError."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ScmError(f"github: the answer's {where} is not an object: {type(value).__name__}")
+    return value
 
 
 def _nodes(deployments: Mapping[str, Any]) -> list[Any]:
