@@ -341,6 +341,30 @@ def test_github_rate_limits_are_waited_out(
     assert [r["verdict"] for r in report["deploys"]] == ["recorded"]
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["sync", "dry-run"])
+def test_a_wrong_cortex_token_stops_the_sync_in_one_line_naming_it(
+    tmp_path: Path,
+    cortex: FakeCortex,
+    github: FakeGitHub,
+    capsys: pytest.CaptureFixture[str],
+    dry_run: bool,
+) -> None:
+    # Each deploy was a "failed" row of its own, the run going on after the first 401: a
+    # refused request per entity, and no line naming the variable.
+    for n in range(3):
+        add_success(github, "acme/api", 101 + n, SHA_A, 3 + n)
+    wrong = "cortex-wrong-0x5eed"
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url, CORTEX_API_TOKEN=wrong)
+    argv = ["sync", "--github", "acme/api", *WINDOW, *(["--dry-run"] if dry_run else [])]
+    assert main(argv, environ) == 1
+    err = capsys.readouterr().err
+    (line,) = [ln for ln in err.splitlines() if ": error: " in ln]
+    assert "github:acme/api: CORTEX_API_TOKEN: cortex refused the API token (401)" in line
+    assert wrong not in err
+    assert len(cortex.received) == 1  # the first refusal ends it
+    assert cortex.all_deploys() == []
+
+
 def test_a_wrong_github_token_fails_in_one_line_without_the_token(
     tmp_path: Path, cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -351,6 +375,7 @@ def test_a_wrong_github_token_fails_in_one_line_without_the_token(
     err = capsys.readouterr().err
     assert code == 1
     assert "answered 401" in err
+    assert "GITHUB_TOKEN is missing, wrong or expired" in err  # which token: named
     assert GH_TOKEN not in err and "Traceback" not in err
     assert cortex.requests_to("POST") == []
 
@@ -665,7 +690,7 @@ def test_a_source_failing_mid_page_still_records_what_was_found_missing_before(
     assert err.strip().splitlines()[-1] == (
         "cortex-deploy-bridge: error: github:acme/api: 127.0.0.1:"
         f"{github.url.rsplit(':', 1)[1]} answered 403 for /repos/acme/api/actions/runs/777: "
-        "the token lacks a scope or access to this repository; "
+        "GITHUB_TOKEN lacks a scope or access to this repository; "
         "Resource not accessible by integration"
     )
     assert [d["sha"] for d in cortex.all_deploys()] == [SHA_A]

@@ -187,7 +187,9 @@ def test_a_refused_token_fails_the_sync(
     env = environ_for(f"sqlite:///{tmp_path / 'b.db'}", cortex, tmp_path, ARGOCD_AUTH_TOKEN="no")
     code, _, err = sync(capsys, env, "--argocd", argo.url)
     assert code == 1
-    assert "answered 401 for /api/v1/applications" in err and "no" not in err.split("token")[-1]
+    assert "answered 401 for /api/v1/applications" in err
+    assert "ARGOCD_AUTH_TOKEN is missing, wrong or expired" in err
+    assert "no" not in err.split("ARGOCD_AUTH_TOKEN")[-1]
 
 
 def test_bad_url_is_a_usage_error(cortex: FakeCortex, tmp_path: Path, capsys: Any) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from bridge.commands.common import EXIT_FAILED, EXIT_USAGE, add_config_flag, fail, load
-from bridge.errors import BridgeError, UsageError
+from bridge.errors import BridgeError, CortexUnauthorized, UsageError
 from bridge.urls import CORTEX_URL
 
 if TYPE_CHECKING:
@@ -280,7 +280,9 @@ def _run(
                 report.row(row)
                 progress.tick()
     except BridgeError as exc:
-        error = f"{source}{exc}"
+        # Cortex refusing the token stops the run at once: the line names the variable.
+        token = "CORTEX_API_TOKEN: " if isinstance(exc, CortexUnauthorized) else ""
+        error = f"{source}{token}{exc}"
     finally:
         progress.done()
         report.close(reconciler.tally, dry_run=args.dry_run, error=error)

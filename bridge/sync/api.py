@@ -142,6 +142,7 @@ class ApiClient:
         *,
         limits: Limits,
         secrets: tuple[str, ...] = (),
+        token_name: str = "the token",  # noqa: S107 (a name for messages, not a token)
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         session: requests.Session | None = None,
@@ -152,6 +153,7 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.limits = limits
         self.secrets = secrets
+        self.token_name = token_name  # where the token came from, as a refusal names it
         self.max_wait = max_wait
         self.policy = replace(RETRY, max_elapsed=max_wait)
         self.read_seconds = read_seconds  # how long one read may go on (None: no bound)
@@ -270,9 +272,9 @@ class ApiClient:
     def _refusal(self, response: Answer) -> str:
         status = response.status_code
         hint = {
-            401: "the token is missing, wrong or expired",
-            403: "the token lacks a scope or access to this repository",
-            404: "not found, or the token cannot see it",
+            401: f"{self.token_name} is missing, wrong or expired",
+            403: f"{self.token_name} lacks a scope or access to this repository",
+            404: f"not found, or {self.token_name} cannot see it",
         }.get(status, "")
         message = _message_of(response)
         detail = "; ".join(part for part in (hint, message) if part)

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from bridge.secrets import VARIABLE
 from bridge.sources import argocd as notifications
 from bridge.sync.api import GITHUB_LIMITS, ApiClient, ScmError
 from bridge.sync.found import parsed
@@ -38,7 +39,14 @@ def argocd_client(url: str, token: str, **options: Any) -> ApiClient:
     """A client for the Argo CD API server at ``url`` (its UI's address) with ``token``."""
     # Argo CD sends no rate-limit headers; any names do (none will be found).
     headers = {"Authorization": f"Bearer {token}"}
-    return ApiClient(url, headers, limits=GITHUB_LIMITS, secrets=(token,), **options)
+    return ApiClient(
+        url,
+        headers,
+        limits=GITHUB_LIMITS,
+        secrets=(token,),
+        token_name=VARIABLE["argocd-api"],
+        **options,
+    )
 
 
 class ArgoCDReader:

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.config import Config
 from bridge.cortex.client import Cortex
-from bridge.errors import BridgeError, CortexError, InvalidDeploy, UnsupportedEvent
+from bridge.errors import (
+    BridgeError,
+    CortexError,
+    CortexUnauthorized,
+    InvalidDeploy,
+    UnsupportedEvent,
+)
 from bridge.mapping import idempotency_key
 from bridge.model import DeployEvent
 from bridge.record import retrying as recorder
@@ -303,6 +309,8 @@ class Reconciler:
         for entity in where.entities:
             try:
                 verdict, detail = self._verdict(event, entity)
+            except CortexUnauthorized:
+                raise  # the token: every deploy would fail alike, so the run stops here
             except CortexError as exc:
                 yield self._row(_row(name, event, Verdict.FAILED, str(exc), entity))
                 continue
@@ -353,6 +361,8 @@ class Reconciler:
         for entity in self.cortex.entities():
             try:
                 found = self._repair(entity, None)
+            except CortexUnauthorized:
+                raise  # the token: every deploy would fail alike, so the run stops here
             except CortexError as exc:
                 yield self._row(Row(name, Verdict.FAILED, str(exc), entity=entity))
                 continue
@@ -378,6 +388,8 @@ class Reconciler:
                 remove_doubles(
                     self.cortex.listing(entity, fresh=True), entity, self.client, keys=keys
                 )
+            except CortexUnauthorized:
+                raise  # the token: every deploy would fail alike, so the run stops here
             except CortexError as exc:
                 yield self._row(
                     Row(name, Verdict.FAILED, f"checking for doubles: {exc}", entity=entity)
@@ -418,6 +430,8 @@ class Reconciler:
             raise
         if outcome.error is not None or outcome.existing:
             self._release(key)
+        if isinstance(outcome.error, CortexUnauthorized):
+            raise outcome.error  # the token: every deploy would fail alike
         if outcome.error is not None:
             return _row(name, event, Verdict.FAILED, str(outcome.error), entity)
         uuid = outcome.uuid or ""

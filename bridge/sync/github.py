@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from bridge.errors import BridgeError
 from bridge.redact import redact
+from bridge.secrets import VARIABLE
 from bridge.sources import github as hooks
 from bridge.sync.api import (
     DEFAULT_WAIT_SECONDS,
@@ -98,7 +99,14 @@ def github_client(api_url: str, token: str, **options: Any) -> ApiClient:
         "X-GitHub-Api-Version": "2022-11-28",
         "Authorization": f"Bearer {token}",
     }
-    return ApiClient(api_url, headers, limits=GITHUB_LIMITS, secrets=(token,), **options)
+    return ApiClient(
+        api_url,
+        headers,
+        limits=GITHUB_LIMITS,
+        secrets=(token,),
+        token_name=VARIABLE["github-api"],
+        **options,
+    )
 
 
 def org_repositories(api: ApiClient, owner: str) -> Iterator[str]:

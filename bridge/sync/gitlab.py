@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from bridge.errors import BridgeError
 from bridge.model import Status
+from bridge.secrets import VARIABLE
 from bridge.sources import gitlab as hooks
 from bridge.sync.api import GITLAB_LIMITS, ApiClient, ReadApi, ScmError
 from bridge.sync.fetch import ForeignUrl
@@ -38,7 +39,12 @@ def gitlab_client(gitlab_url: str, token: str, **options: Any) -> ApiClient:
     root = gitlab_url.rstrip("/")
     api = root if root.endswith("/api/v4") else f"{root}/api/v4"
     return ApiClient(
-        api, {"PRIVATE-TOKEN": token}, limits=GITLAB_LIMITS, secrets=(token,), **options
+        api,
+        {"PRIVATE-TOKEN": token},
+        limits=GITLAB_LIMITS,
+        secrets=(token,),
+        token_name=VARIABLE["gitlab-api"],
+        **options,
     )
 
 
