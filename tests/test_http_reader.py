@@ -181,6 +181,15 @@ def test_values_that_cannot_be_used_are_not_known(
             id="final-no-end",
         ),
         pytest.param("a string", "an item that is not an object", id="not-object"),
+        # Recorded with no environment once (a key of its own, beside the real one's).
+        pytest.param(
+            {**item(1), "env": {"name": "production"}},
+            "deployment 1: the environment at 'env' is not text: {'name': 'production'}",
+            id="env-object",
+        ),
+        pytest.param(
+            {**item(1), "env": ["a"]}, "the environment at 'env' is not text", id="env-list"
+        ),
     ],
 )
 def test_items_that_are_no_deploy_are_skipped_with_the_reason(

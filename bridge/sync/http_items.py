@@ -88,6 +88,13 @@ def to_event(spec: HttpSourceSpec, item: Any) -> DeployEvent | str:
     when = finished or started
     if when is None or (status.is_final and finished is None):
         return f"{name}: status {word!r} but no time at {_where(spec.fields.finished_at)}"
+    environment = first(spec.fields.environment, item)
+    if environment is not None and (
+        isinstance(environment, bool) or not isinstance(environment, (str, int))
+    ):
+        # An object or a list: not recorded as "no environment" (a key of its own).
+        where = _where(spec.fields.environment)
+        return f"{name}: the environment at {where} is not text: {shorten(environment)}"
     return DeployEvent(
         source=spec.name,
         repository=spec.repository,
