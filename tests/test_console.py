@@ -347,6 +347,19 @@ def test_one_delivery_shows_received_sent_attempts_and_uuid(runtime: Runtime) ->
     assert client.get("/console/deliveries/abc").status_code == 404
 
 
+def post_bytes(client: Any, body: bytes, delivery: str) -> Any:
+    """A deployment_status of exactly these bytes, signed; stored (202)."""
+    headers = {
+        "X-GitHub-Event": "deployment_status",
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": sign(body, GITHUB_SECRET),
+        "Content-Type": "application/json",
+    }
+    answer = client.post("/webhooks/github", data=body, headers=headers)
+    assert answer.status_code == 202, answer.json
+    return answer
+
+
 def test_a_body_nested_deeper_than_json_reads_is_shown_as_it_came(runtime: Runtime) -> None:
     # orjson takes 1,024 levels and stores the event; the page's json.loads raised
     # RecursionError, and the page was a 500 saying "the event was not stored".
@@ -357,14 +370,7 @@ def test_a_body_nested_deeper_than_json_reads_is_shown_as_it_came(runtime: Runti
     doc["deployment"]["payload"] = {}
     doc["junk"] = "@@"
     body = json.dumps(doc).replace('"@@"', "[" * 1000 + "]" * 1000).encode()
-    headers = {
-        "X-GitHub-Event": "deployment_status",
-        "X-GitHub-Delivery": "deep-1",
-        "X-Hub-Signature-256": sign(body, GITHUB_SECRET),
-        "Content-Type": "application/json",
-    }
-    answer = client.post("/webhooks/github", data=body, headers=headers)
-    assert answer.status_code == 202, answer.json
+    answer = post_bytes(client, body, "deep-1")
     page = client.get(f"/console/deliveries/{answer.json['id']}")
     assert page.status_code == 200
     assert "[[[[" in page.data.decode()
@@ -564,14 +570,7 @@ def test_a_deliverys_page_masks_what_json_escapes_hid_from_the_stored_copy(
         .replace("@@about@@", "see https:\\/\\/u2:pw2-secret@h.example\\/x")
         .encode()
     )
-    headers = {
-        "X-GitHub-Event": "deployment_status",
-        "X-GitHub-Delivery": "escaped-1",
-        "X-Hub-Signature-256": sign(body, GITHUB_SECRET),
-        "Content-Type": "application/json",
-    }
-    answer = client.post("/webhooks/github", data=body, headers=headers)
-    assert answer.status_code == 202, answer.json
+    answer = post_bytes(client, body, "escaped-1")
     page = client.get(f"/console/deliveries/{answer.json['id']}").data.decode()
     assert ADMIN_TOKEN not in page and "pw2-secret" not in page
     assert "ship ***" in page  # the title, as read and as it would be sent
