@@ -241,10 +241,11 @@ class RelayHistory:
         seeded from Cortex's newest 1,000 deploys once (per entity and environment, whatever
         they showed): a record of this deploy that another face made is adopted then.
 
-        Where another face records the pair too (or this process has not surveyed it yet),
-        what that face recorded since the relay's newest deploy there is in Cortex only: the
-        look in Cortex for this deploy reads back to there, and those deploys join the
-        history (a deploy of an older sha after theirs is a ROLLBACK; of theirs, not)."""
+        What other faces recorded since the relay's newest deploy on the pair is in Cortex
+        only: for a deploy the relay holds no record of (the core looks in Cortex for it
+        anyway), and for an update on a pair another face records, that look reads back to
+        there and those deploys join the history (a deploy of an older sha after theirs is a
+        ROLLBACK; of theirs, not)."""
         environment = event.environment
         records = self.store.records
         if past:
