@@ -48,10 +48,12 @@ LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
 # not set them.
 OWN_CUSTOM_KEYS = frozenset({"status", "bridge"})
 
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none of them belongs
-# in a name, a key or a URL, and each can split a line of a log or a workflow command.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_CONTROL_RUN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the bidirectional
+# embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): none of them belongs in a
+# name, a key or a URL; each can split a line of a log or a workflow command, or show a name
+# (a deployer, in Cortex's page) as other text than it is.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_RUN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 
 
 def first_line(text: str | None) -> str:
@@ -202,7 +204,8 @@ _FIELDS = {f.name: _kind(str(f.type)) for f in dataclasses.fields(DeployEvent)}
 
 
 def has_control(text: str) -> bool:
-    """True when ``text`` holds a control character (NUL, CR, LF, ESC, DEL, C1, U+2028/9)."""
+    """True when ``text`` holds a control character (NUL, CR, LF, ESC, DEL, C1, U+2028/9, the
+    bidirectional overrides)."""
     return _CONTROL.search(text) is not None
 
 

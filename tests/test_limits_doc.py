@@ -277,7 +277,7 @@ def a_name(row: Row, tmp: Path) -> None:
     bounded(event(**{field: value(prefix + "x" * (most - len(prefix)))}))
     refused(label, **{field: value(prefix + "x" * (most + 1 - len(prefix)))})
     if "no control character" in row.bound:
-        for control in ("\x00", "\t", "\n", "\x7f", "\x9b", "\u2028", "\u2029"):
+        for control in ("\x00", "\t", "\n", "\x7f", "\x9b", "\u2028", "\u2029", "\u202e", "\u2066"):
             refused(label, **{field: value(prefix + "a" + control + "b")})
     if "no user info" in row.bound:  # a page: [`tests/test_page_urls.py`] for the rest
         for url in ("https://u:p@d.example/x", "d.example/x", "ftp://d.example/x"):

@@ -95,6 +95,15 @@ def test_the_model_refuses_and_names_the_field(
     assert caught.value.field == field
 
 
+def test_bidirectional_overrides_are_mended_in_free_text_and_refused_in_names() -> None:
+    # "null\u202eevil" was recorded as the deployer, shown in Cortex as other text than it is.
+    checked = check_deploy(event(1, deployer_name="null\u202eevil", title="a\u2066b"), ["api"])
+    assert (checked.event.deployer_name, checked.event.title) == ("null evil", "a b")
+    with pytest.raises(InvalidDeploy) as caught:
+        check_deploy(event(1, environment="prod\u202e"), ["api"])
+    assert caught.value.field == "environment"
+
+
 def test_a_long_title_is_shortened_and_said_so() -> None:
     checked = check_deploy(event(1, title="t" * 100_000), ["api"])
     assert len(checked.event.title) == MAX_TITLE
