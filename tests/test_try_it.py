@@ -373,3 +373,31 @@ def test_post_tells_each_github_sample_by_its_payload(sample: str, event: str) -
 
     doc = json.loads((SAMPLES / "github" / f"{sample}.json").read_text())
     assert _github_event(doc) == event
+
+
+def test_the_stand_in_cortex_can_be_slow(tmp_path: Path) -> None:
+    # Two faces recording one deploy at once, by hand, need a Cortex that answers slowly;
+    # only the Python API (FakeCortex(latency=...)) had it.
+    import time
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge.fakecortex", "--port", str(port), "--latency", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_listening(port, proc)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        started = time.monotonic()
+        conn.request(
+            "GET",
+            "/api/v1/catalog/svc/deploys?page=0&pageSize=50",
+            headers={"Authorization": "Bearer test-token"},
+        )
+        assert conn.getresponse().status == 200
+        assert time.monotonic() - started >= 0.3  # at least the latency asked for
+        conn.close()
+    finally:
+        stop(proc)

@@ -79,9 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="Retry-After of a chaos 429 (default: 1)",
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long every API request takes before it is answered, as a slow Cortex "
+        "(two faces recording one deploy at once, say); default: 0",
+    )
     args = parser.parse_args(argv)
     try:
         fake = FakeCortex(
+            latency=args.latency,
             token=args.token,
             entities=set(filter(None, args.entities.split(","))) if args.entities else None,
             host=args.host,
