@@ -44,6 +44,10 @@ def make_runtime(
         flux_secret=secrets.get(WEBHOOK_SECRETS["flux"], ""),
         argocd_token=secrets.get(WEBHOOK_SECRETS["argocd"], ""),
         admin_token=secrets.get(VARIABLE["admin"], ""),
+        held=tuple(
+            secrets.get(VARIABLE[name], "")
+            for name in ("cortex", "github-api", "gitlab-api", "argocd-api")
+        ),
         allow_unsigned=allow_unsigned,
     )
 

@@ -574,3 +574,34 @@ def test_a_deliverys_page_masks_what_json_escapes_hid_from_the_stored_copy(
     page = client.get(f"/console/deliveries/{answer.json['id']}").data.decode()
     assert ADMIN_TOKEN not in page and "pw2-secret" not in page
     assert "ship ***" in page  # the title, as read and as it would be sent
+
+
+def test_the_cortex_and_scm_tokens_are_masked_as_the_webhook_secrets_are(tmp_path: Any) -> None:
+    # The receiver's copy and the console masked its own secrets only: a webhook carrying the
+    # Cortex token (a CI that echoed its environment into a description) showed it.
+    from bridge.config import parse_config
+    from bridge.relay import make_runtime
+    from bridge.store import Store
+    from tests.conftest import load_sample
+
+    secrets = {
+        "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+        "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "CORTEX_API_TOKEN": "cortex-tok-7e3d",
+        "GITHUB_TOKEN": "ghp-tok-41a0",
+    }
+    config = parse_config({"database": f"sqlite:///{tmp_path / 'b.db'}"})
+    runtime = make_runtime(config, secrets, store=Store.from_url(config.database))
+    try:
+        client = signed_in(runtime)
+        doc = load_sample("github/deployment_status.success.json")
+        doc["deployment"]["payload"] = {}
+        doc["deployment"]["description"] = "env: cortex-tok-7e3d ghp-tok-41a0"
+        answer = post_bytes(client, json.dumps(doc).encode(), "held-1")
+        page = client.get(f"/console/deliveries/{answer.json['id']}").data.decode()
+        stored = runtime.store.get(int(answer.json["id"]))
+    finally:
+        runtime.store.close()
+    assert stored is not None and stored.received is not None
+    for token in ("cortex-tok-7e3d", "ghp-tok-41a0"):
+        assert token not in stored.received and token not in page
