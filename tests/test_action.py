@@ -100,6 +100,9 @@ def test_push_records_one_complete_deploy(
     got = outputs(runner)
     assert got["deploy-uuid"] == deploy["uuid"]
     assert json.loads(got["payload"])["sha"] == PUSH_SHA
+    # The payload output is the body Cortex got, its stamp (recordedAt) included.
+    sent = {k: v for k, v in deploy.items() if k not in ("uuid", "entity")}
+    assert json.loads(got["payload"]) == sent
     summary = Path(runner["GITHUB_STEP_SUMMARY"]).read_text()
     assert "| payments-api | production | DEPLOY |" in summary
     assert deploy["uuid"] in summary

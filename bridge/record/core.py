@@ -441,7 +441,7 @@ def record_one(
         if kept != uuid:
             history.remember(event, entity, key, kept, state=event.status.value)
             return Done("found", uuid=kept, type=deploy_type, payload=body, key=key)
-    return Done(verb, uuid=uuid, type=deploy_type, payload=body, key=key, stamp=stamp)
+    return Done(verb, uuid=uuid, type=deploy_type, payload=sent, key=key, stamp=stamp)
 
 
 def _look_first(
