@@ -258,10 +258,11 @@ class Listing:
         """
         found = []
         for deploy in self.deploys:
-            sha, stamp = deploy.get("sha"), _moment(deploy.get("timestamp"))
-            if deploy.get("environment") != environment or not isinstance(sha, str) or not stamp:
-                continue
-            if status_of(deploy) == Status.SUCCEEDED.value and key_of(deploy) != skip_key:
+            sha = deploy.get("sha")
+            if deploy.get("environment") != environment or not isinstance(sha, str):
+                continue  # the other environments' records: no time to read
+            stamp = _moment(deploy.get("timestamp"))
+            if stamp and status_of(deploy) == Status.SUCCEEDED.value and key_of(deploy) != skip_key:
                 found.append(PastDeploy(sha, stamp))
         return found
 
@@ -420,11 +421,7 @@ def record_one(
         stamp = format_timestamp(clock())
     else:  # an update: this face's own record may not have its stamp kept
         stamp = known.stamp or _stamp_in_cortex(event, entity, key, history)
-    sent = body
-    if stamp:
-        custom = body["customData"]
-        bridge = {**custom["bridge"], "recordedAt": stamp}
-        sent = {**body, "customData": {**custom, "bridge": bridge}}
+    sent = _stamped(body, stamp) if stamp else body
     if known is not None:
         made, verb = _update(
             event, entity, key, known, sent, history=history, cortex=cortex, fence=fence
@@ -473,6 +470,12 @@ def _look_first(
     return None, None if match is None else str(match.get("uuid")), listing
 
 
+def _stamped(body: dict[str, Any], stamp: str) -> dict[str, Any]:
+    """``body`` saying when its record was first made (customData.bridge.recordedAt)."""
+    custom = body["customData"]
+    return {**body, "customData": {**custom, "bridge": {**custom["bridge"], "recordedAt": stamp}}}
+
+
 def _update(
     event: DeployEvent,
     entity: str,
@@ -496,9 +499,7 @@ def _update(
     kept = history.seen(entity, event, fresh=True).known(key)
     if kept is not None and kept.uuid != known.uuid:
         if kept.stamp:  # the record kept says when it was made: an update keeps that
-            custom = body["customData"]
-            stamped = {**custom["bridge"], "recordedAt": kept.stamp}
-            body = {**body, "customData": {**custom, "bridge": stamped}}
+            body = _stamped(body, kept.stamp)
         return cortex.update_deploy(entity, kept.uuid, body, guard=fence), "updated"
     return cortex.create_deploy(entity, body, guard=fence), "created"
 
