@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bridge.errors import ConfigError, UsageError
+from bridge.model import has_control
 
 # The one registry of the secrets' names: every face, check, log filter and message takes
 # them from here.
@@ -66,17 +67,13 @@ def secret_from(environ: Mapping[str, str], name: str) -> str:
     one line of text; a control character in it (a second line, a NUL) is a UsageError
     naming the variable, never the value (a token goes into an HTTP header)."""
     source, value = variable_or_file(environ, name)
-    if not one_line(value):
+    if has_control(value):
         raise UsageError(f"{source}: {NOT_ONE_LINE}")
     return value
 
 
 # A token goes into an HTTP header, where the HTTP library would refuse a second line in a
-# traceback: a secret is one line of text, and a control character in it (a line break, a NUL)
-# is refused up front, naming where it came from, never the value.
+# traceback: a secret is one line of text, and a control character in it (a line break, a NUL:
+# the model's one rule, bridge.model.has_control) is refused up front, naming where it came
+# from, never the value.
 NOT_ONE_LINE = "the secret holds a control character (a line break?); it must be one line of text"
-
-
-def one_line(value: str) -> bool:
-    """True when the secret ``value`` holds no control character."""
-    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)

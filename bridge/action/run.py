@@ -28,9 +28,9 @@ from bridge.ci import detect
 from bridge.cortex import CortexClient
 from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexError, InputError, InvalidDeploy, UsageError
-from bridge.model import DeployEvent, DeployRef, check_deploy
+from bridge.model import DeployEvent, DeployRef, check_deploy, has_control
 from bridge.record.retrying import Outcome, record
-from bridge.secrets import NOT_ONE_LINE, one_line, secret_from
+from bridge.secrets import NOT_ONE_LINE, secret_from
 from bridge.urls import CORTEX_URL
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -96,7 +96,7 @@ def run_step(
     try:
         event, entities, notices = prepare(inputs, environ, now=now or datetime.now(timezone.utc))
         token = inputs.cortex_api_token or secret_from(environ, TOKEN_VARIABLE)
-        if not one_line(token):  # the input's (the variable's was refused, naming it)
+        if has_control(token):  # the input's (the variable's was refused, naming it)
             raise InputError("cortex-api-token", NOT_ONE_LINE)
         reporter.add_secret(token)
         if not token and not inputs.dry_run:
