@@ -7,6 +7,7 @@ server's dependencies.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -166,9 +167,12 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
         if environ.get("BRIDGE_TRACEBACK"):
             raise
         from bridge.redact import redact
-        from bridge.secrets import ALL_SECRETS
+        from bridge.secrets import ALL_SECRETS, variable_or_file
 
-        secrets = [environ.get(name, "") for name in ALL_SECRETS]
+        secrets = []
+        for name in ALL_SECRETS:  # the files' secrets too; one that cannot be read shows none
+            with contextlib.suppress(Exception):
+                secrets.append(variable_or_file(environ, name)[1])
         said = redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)[:500]
         print(
             f"cortex-deploy-bridge: error: internal error ({said}); "

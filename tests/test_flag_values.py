@@ -152,18 +152,21 @@ def test_a_database_that_cannot_be_opened_is_named_without_its_password(tmp_path
 
 
 def test_a_bug_is_one_line_its_secrets_masked(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # An answer of a shape no check foresaw once ended sync in a traceback.
     import bridge.commands.check_config as command
 
     def broken(*_: object) -> int:
-        raise AttributeError("'str' object has no attribute 'get' near tok-3141")
+        raise AttributeError("'str' object has no attribute 'get' near tok-3141 and gh-2718")
 
     monkeypatch.setattr(command, "run", broken)
-    environ = {"CORTEX_API_TOKEN": "tok-3141"}
+    token_file = tmp_path / "github-token"
+    token_file.write_text("gh-2718\n")
+    environ = {"CORTEX_API_TOKEN": "tok-3141", "GITHUB_TOKEN_FILE": str(token_file)}
     assert main(["check-config"], environ) == 1
     line = one_error(capsys.readouterr().err, "internal error (AttributeError: ")
-    assert "tok-3141" not in line and "BRIDGE_TRACEBACK=1" in line
+    assert "tok-3141" not in line and "gh-2718" not in line  # a file's secret too
+    assert "BRIDGE_TRACEBACK=1" in line
     with pytest.raises(AttributeError):
         main(["check-config"], {**environ, "BRIDGE_TRACEBACK": "1"})

@@ -151,12 +151,13 @@ def parse_when(value: str, flag: str, now: datetime) -> datetime:
 
     text = value.strip()
     duration = _DURATION.fullmatch(text)
+    beyond = UsageError(f"{flag}: {value!r} is not from 1970-01-01 up to 9999-01-01")
     when = None
     if duration:
         try:
             when = now - timedelta(**{_UNITS[duration[2]]: int(duration[1])})
         except OverflowError:
-            when = EARLIEST - timedelta(days=1)  # further back than any date: said below
+            raise beyond from None  # further back than datetime goes
     elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         with contextlib.suppress(ValueError):
             when = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
@@ -168,7 +169,7 @@ def parse_when(value: str, flag: str, now: datetime) -> datetime:
             f"{flag}: {value!r} is neither a date (2026-11-01) nor a duration (30d, 12h)"
         )
     if not EARLIEST <= when < LATEST:  # a deploy's times (docs/limits.md)
-        raise UsageError(f"{flag}: {value!r} is not from 1970-01-01 up to 9999-01-01")
+        raise beyond
     return when
 
 

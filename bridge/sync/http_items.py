@@ -89,9 +89,7 @@ def to_event(spec: HttpSourceSpec, item: Any) -> DeployEvent | str:
     if when is None or (status.is_final and finished is None):
         return f"{name}: status {word!r} but no time at {_where(spec.fields.finished_at)}"
     environment = first(spec.fields.environment, item)
-    if environment is not None and (
-        isinstance(environment, bool) or not isinstance(environment, (str, int))
-    ):
+    if environment is not None and not _is_text(environment):
         # An object or a list: not recorded as "no environment" (a key of its own).
         where = _where(spec.fields.environment)
         return f"{name}: the environment at {where} is not text: {shorten(environment)}"
@@ -118,11 +116,14 @@ def _where(paths: tuple[FieldPath, ...]) -> str:
     return " or ".join(repr(path.text) for path in paths) or "(no path)"
 
 
+def _is_text(value: Any) -> bool:
+    """A string, or an integer written as text (not a boolean, an object or a list)."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
 def _text(paths: tuple[FieldPath, ...], item: Any) -> str | None:
     value = first(paths, item)
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        return None
-    return str(value).strip() or None
+    return (str(value).strip() or None) if _is_text(value) else None
 
 
 def _sha(value: Any) -> str | None:
