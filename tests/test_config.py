@@ -485,19 +485,37 @@ SECRETS = (
         pytest.param(
             "server: {max_body_bytes: 0}",
             "server.max_body_bytes",
-            "must be at least 1, got 0",
+            "must be from 1 to 104,857,600, got 0",
             id="body-zero",
+        ),
+        pytest.param(
+            "server: {max_body_bytes: 104857601}",
+            "server.max_body_bytes",
+            "must be from 1 to 104,857,600, got 104857601",
+            id="body-past-most",
+        ),
+        pytest.param(
+            "server: {max_unverified_bytes: 1073741825}",
+            "server.max_unverified_bytes",
+            "must be from 1 to 1,073,741,824, got 1073741825",
+            id="unverified-past-most",
+        ),
+        pytest.param(
+            "server: {max_entities_per_event: 1001}",
+            "server.max_entities_per_event",
+            "must be from 1 to 1,000, got 1001",
+            id="entities-past-most",
         ),
         pytest.param(
             "server: {max_unverified_bytes: 0}",
             "server.max_unverified_bytes",
-            "must be at least 1, got 0",
+            "must be from 1 to 1,073,741,824, got 0",
             id="unverified-zero",
         ),
         pytest.param(
             "server: {max_entities_per_event: 0}",
             "server.max_entities_per_event",
-            "must be at least 1, got 0",
+            "must be from 1 to 1,000, got 0",
             id="entities-zero",
         ),
         pytest.param(

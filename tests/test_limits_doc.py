@@ -172,6 +172,15 @@ def refused(label: str, **changes: Any) -> None:
     assert label in str(caught.value)
 
 
+def most_setting(row: Row, key: str) -> None:
+    """The row's "at most N" for the config's ``server.<key>``: N is taken, N + 1 refused."""
+    most = int(re.findall(r"at most ([\d,]+)", row.bound)[0].replace(",", ""))
+    assert getattr(parse_config({"server": {key: most}}).server, key) == most
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"server": {key: most + 1}})
+    assert f"server.{key}" in str(caught.value)
+
+
 def one_number(row: Row) -> int:
     """The bound of a row that states one ("UTF-8" and the like aside: the largest)."""
     numbers = [n for n in row.numbers() if n > 1]
@@ -186,6 +195,7 @@ def one_number(row: Row) -> int:
 def body_size(row: Row, tmp: Path) -> None:
     default = row.numbers()[0]
     assert parse_config({}).server.max_body_bytes == default
+    most_setting(row, "max_body_bytes")
     assert "`413`" in row.answer
     reason = re.findall(r'"([^"]+)"', row.answer)[0]
     limit = 4096
@@ -390,8 +400,9 @@ def idempotency_key(row: Row, tmp: Path) -> None:
 
 
 def entities_per_event(row: Row, tmp: Path) -> None:
-    default = one_number(row)
+    default = row.numbers()[0]
     assert parse_config({}).server.max_entities_per_event == default
+    most_setting(row, "max_entities_per_event")
     config = {
         "routes": [{"match": {}, "entities": ["{repo}"], "payload_entities": ["*"]}],
         "server": {"max_entities_per_event": 2},
@@ -880,6 +891,7 @@ def retry_headers(row: Row, tmp: Path) -> None:
 def unverified_bytes(row: Row, tmp: Path) -> None:
     default = row.numbers()[0]
     assert parse_config({}).server.max_unverified_bytes == default
+    most_setting(row, "max_unverified_bytes")
     # "never less than server.max_body_bytes": a smaller setting still holds one whole body.
     assert "never less than `server.max_body_bytes`" in row.bound
     small = parse_config({"server": {"max_body_bytes": 4096, "max_unverified_bytes": 10}})

@@ -20,6 +20,9 @@ from bridge.config.settings import (
     DEFAULT_MAX_UNVERIFIED_BYTES,
     DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_ROUTE,
+    MOST_BODY_BYTES,
+    MOST_ENTITIES,
+    MOST_UNVERIFIED_BYTES,
     SOURCES,
     TEMPLATE_FIELDS,
     Config,
@@ -245,22 +248,21 @@ def _parse_environments(value: Any) -> Environments:
 
 def _parse_server(value: Any) -> ServerSettings:
     data = as_mapping(value, "server", tuple(ServerSettings.__dataclass_fields__))
-    limit = as_integer(data.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "server.max_body_bytes")
-    if limit < 1:
-        raise ConfigError("server.max_body_bytes", f"must be at least 1, got {limit!r}")
-    entities = as_integer(
-        data.get("max_entities_per_event", DEFAULT_MAX_ENTITIES), "server.max_entities_per_event"
-    )
-    if entities < 1:
-        raise ConfigError("server.max_entities_per_event", f"must be at least 1, got {entities!r}")
-    unverified = as_integer(
-        data.get("max_unverified_bytes", DEFAULT_MAX_UNVERIFIED_BYTES),
-        "server.max_unverified_bytes",
-    )
-    if unverified < 1:
-        raise ConfigError("server.max_unverified_bytes", f"must be at least 1, got {unverified!r}")
+
+    def within(key: str, default: int, most: int) -> int:
+        number = as_integer(data.get(key, default), f"server.{key}")
+        if not 1 <= number <= most:
+            raise ConfigError(f"server.{key}", f"must be from 1 to {most:,}, got {number!r}")
+        return number
+
     return ServerSettings(
-        max_body_bytes=limit, max_entities_per_event=entities, max_unverified_bytes=unverified
+        max_body_bytes=within("max_body_bytes", DEFAULT_MAX_BODY_BYTES, MOST_BODY_BYTES),
+        max_entities_per_event=within(
+            "max_entities_per_event", DEFAULT_MAX_ENTITIES, MOST_ENTITIES
+        ),
+        max_unverified_bytes=within(
+            "max_unverified_bytes", DEFAULT_MAX_UNVERIFIED_BYTES, MOST_UNVERIFIED_BYTES
+        ),
     )
 
 
