@@ -178,6 +178,31 @@ def test_a_rerun_is_one_record_per_attempt(relay: Relay, cortex: FakeCortex) -> 
     one_each(cortex, 2)
 
 
+@pytest.mark.parametrize(
+    ("config", "records"),
+    [({}, 2), ({"environments": {"rename": {"Production": "production"}}}, 1)],
+    ids=["as-spelled", "renamed"],
+)
+def test_an_environment_spelled_otherwise_by_the_webhook_is_renamed_to_converge(
+    db_url: str, cortex: FakeCortex, config: dict[str, Any], records: int
+) -> None:
+    """GitHub spells the environment ``Production``, the Action step ``production``: two
+    environments to Cortex and two keys, unless the relay renames its spelling
+    (docs/delivery.md, "What every face must spell the same")."""
+    doc = deploy(1)
+    doc["deployment"]["environment"] = "Production"
+    relay = Relay(db_url, cortex, config)
+    try:
+        action(doc, cortex)
+        webhook(relay, doc)
+    finally:
+        relay.close()
+    assert len(cortex.all_deploys()) == records
+    assert {d["environment"] for d in cortex.all_deploys()} == (
+        {"production"} if records == 1 else {"production", "Production"}
+    )
+
+
 class Hooks:
     """A sync reader over the webhooks' own deploys (the SCM's history, in memory)."""
 
