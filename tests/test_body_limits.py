@@ -154,7 +154,7 @@ def test_gitlab_unframed_body_over_the_limit_is_413(runtime: Runtime) -> None:
 @pytest.fixture
 def werkzeug_url(runtime: Runtime) -> Iterator[tuple[str, int]]:
     server = make_server("127.0.0.1", 0, create_app(runtime), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield "127.0.0.1", server.server_port
     server.shutdown()

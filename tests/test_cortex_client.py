@@ -349,7 +349,7 @@ def test_requests_tunnel_through_a_proxy(cortex: FakeCortex) -> None:
                 back.join(timeout=5)
 
     with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Tunnel) as proxy:
-        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        threading.Thread(target=proxy.serve_forever, args=(0.05,), daemon=True).start()
         port = proxy.server_address[1]
         c = client(cortex, proxy=f"http://127.0.0.1:{port}")
         c.create_deploy("payments-api", body())

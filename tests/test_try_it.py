@@ -97,7 +97,7 @@ def receiver(tmp_path: Path) -> Iterator[tuple[str, Runtime]]:
         config=parse_config({}), store=store, github_secret=GH_SECRET, gitlab_token=GL_TOKEN
     )
     server = make_server("127.0.0.1", 0, create_app(runtime), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}", runtime

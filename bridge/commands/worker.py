@@ -263,7 +263,10 @@ class ProbeServer(ThreadingHTTPServer):
         """Answer requests from now on, in a daemon thread."""
         self.probes = probes
         self._thread = threading.Thread(
-            target=self.serve_forever, name="bridge-metrics", daemon=True
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.1},  # stop() waits for a poll to end
+            name="bridge-metrics",
+            daemon=True,
         )
         self._thread.start()
 
