@@ -447,6 +447,20 @@ STARTED = Known("u-1", "in_progress")
         pytest.param(Status.SUCCEEDED, STARTED, LIFECYCLE, Action.UPDATE, id="lifecycle-end"),
         pytest.param(Status.CANCELLED, STARTED, LIFECYCLE, Action.DELETE, id="lifecycle-fail"),
         pytest.param(
+            Status.FAILED,
+            Known("u-1", "succeeded"),
+            LIFECYCLE,
+            Action.SKIP,
+            id="lifecycle-failure-after-success-keeps-it",
+        ),
+        pytest.param(
+            Status.FAILED,
+            Known("u-1", "succeeded"),
+            Policy(lifecycle=True, failures=True),
+            Action.UPDATE,
+            id="failures-failure-after-success",
+        ),
+        pytest.param(
             Status.PENDING, Known("u-1", "succeeded"), LIFECYCLE, Action.SKIP, id="late-start"
         ),
         pytest.param(

@@ -795,6 +795,27 @@ def test_argocd_lifecycle_failure_deletes_the_start(db_url: str, cortex: FakeCor
     relay.close()
 
 
+@pytest.mark.parametrize(("failures", "state"), [(False, "succeeded"), (True, "failed")])
+def test_lifecycle_a_failure_after_the_success_never_deletes_the_record(
+    db_url: str, cortex: FakeCortex, failures: bool, state: str
+) -> None:
+    # A health check failing at a later reconcile of a revision that succeeded: the deploy
+    # happened. Without record.failures the record stays as it is; with it, it turns failed.
+    config = {"routes": ROUTES, "record": {"mode": "lifecycle", "failures": failures}}
+    relay = Relay(db_url, cortex, config)
+    succeeded = load_sample("flux/kustomization.succeeded.json")
+    failed = load_sample("flux/kustomization.failed.json")
+    failed["metadata"]["revision"] = succeeded["metadata"]["revision"]
+    failed["timestamp"] = "2026-11-23T10:30:00Z"
+    for payload in (succeeded, failed):
+        assert flux_post(relay.http, payload).status_code == 202
+        relay.drain()
+    relay.close()
+    (deploy,) = cortex.all_deploys()
+    assert deploy["customData"]["status"] == state
+    assert cortex.requests_to("DELETE") == []
+
+
 def test_argocd_rollback_detected(relay: Relay, cortex: FakeCortex) -> None:
     start = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
     for n, sha in enumerate(["1" * 40, "2" * 40, "1" * 40]):

@@ -90,11 +90,12 @@ def decide(status: Status, known: Known | None, policy: Policy) -> Decision:
     if status.is_final:
         if status is Status.SUCCEEDED or policy.failures:
             return Decision(Action.UPDATE if known else Action.CREATE)
-        if known is not None:
-            return Decision(Action.DELETE)
-        return Decision(
-            Action.SKIP, f"{status.value} deploys are not recorded (record.failures is false)"
-        )
+        unrecorded = f"{status.value} deploys are not recorded (record.failures is false)"
+        if known is None:
+            return Decision(Action.SKIP, unrecorded)
+        if Status(known.state).is_final:  # it succeeded: a later failure does not undo that
+            return Decision(Action.SKIP, f"the deploy already ended {known.state}; {unrecorded}")
+        return Decision(Action.DELETE)  # the start record of a deploy that did not succeed
     if not policy.lifecycle:
         return Decision(
             Action.SKIP, f"{status.value} is not final: only finished deploys are recorded"
