@@ -42,12 +42,13 @@ on: push
 jobs:
   deploy:
     runs-on: ubuntu-latest
+    env:
+      CORTEX_API_URL: ${{ vars.CORTEX_URL }}  # a self-hosted Cortex, named for the whole job
     steps:
       - id: cortex
         uses: acme/cortex-deploy-bridge@v0
         with:
           cortex-api-token: ${{ vars.CORTEX_TOKEN }}
-          cortex-api-url: ${{ vars.CORTEX_URL }}
           entity-tag: |
             payments-api
             payments-worker
@@ -164,8 +165,9 @@ def test_the_action_records_and_a_second_run_records_nothing_new(
     log = first.stdout + first.stderr
     assert first.returncode == 0, log
     assert "Job succeeded" in log
-    # Inputs reached the step (entity-tag, environment, custom-data, cortex-api-url), and the
-    # defaults of the ones not given (type: auto, fail-on-error: true) did too.
+    # Inputs reached the step (entity-tag, environment, custom-data), and the defaults of the
+    # ones not given (type: auto, fail-on-error: true) did too: with no cortex-api-url, the
+    # job's CORTEX_API_URL is where the token went (the stand-in), not the public Cortex.
     deploys = {d["entity"]: d for d in cortex.all_deploys()}
     assert set(deploys) == {"payments-api", "payments-worker"}
     for deploy in deploys.values():
