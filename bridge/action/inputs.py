@@ -95,7 +95,6 @@ INPUTS: tuple[Input, ...] = (
     Input(
         "cortex-api-url",
         f"Cortex API base URL (default: ${URL_VARIABLE} or {CORTEX_URL})",
-        default=CORTEX_URL,
         fallback=URL_VARIABLE,
     ),
     Input(
