@@ -179,6 +179,22 @@ def test_qoder_preset_asks_for_archived_deployments_too() -> None:
             "environment variable",
             id="bad-token-env",
         ),
+        *(
+            pytest.param(
+                {"s": entry(token_env=name)},
+                "http_sources.s.token_env",
+                "the bridge's own secret",
+                id=f"own-secret-{name}",
+            )
+            for name in (
+                "CORTEX_API_TOKEN",
+                "BRIDGE_ADMIN_TOKEN",
+                "GITHUB_WEBHOOK_SECRET",
+                "GITHUB_TOKEN",
+                "ARGOCD_AUTH_TOKEN_FILE",
+                "BRIDGE_DATABASE_URL",
+            )
+        ),
         pytest.param(
             {"s": entry(token="abc")},
             "http_sources.s.token",

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from bridge.config.http_paths import ROOT, FieldPath, parse_path
 from bridge.config.http_presets import PRESETS
-from bridge.config.settings import SECRET_KEY, SOURCES
+from bridge.config.settings import DATABASE_VARIABLE, SECRET_KEY, SOURCES
 from bridge.config.values import (
     as_choice,
     as_integer,
@@ -31,6 +31,7 @@ from bridge.config.values import (
 )
 from bridge.errors import ConfigError
 from bridge.model import Status
+from bridge.secrets import ALL_SECRETS
 
 PAGE, CURSOR, NEWEST_FIRST = "page", "cursor", "newest-first"
 STYLES = (PAGE, CURSOR, NEWEST_FIRST)
@@ -171,6 +172,15 @@ def _parse_entry(name: str, entry: Any, path: str) -> HttpSourceSpec:
     if not _VARIABLE.fullmatch(token_env):
         raise ConfigError(
             f"{path}.token_env", f"must name an environment variable, got {token_env!r}"
+        )
+    # A token goes only to the origin it was made for: the bridge's own secrets (Cortex's
+    # token, the webhooks', the admin's, the SCM readers') are never sent to a source's URL.
+    own = {*ALL_SECRETS, DATABASE_VARIABLE}
+    if token_env.removesuffix("_FILE") in own:
+        raise ConfigError(
+            f"{path}.token_env",
+            f"{token_env} is the bridge's own secret, never sent to a source's url: "
+            "give this source a variable of its own",
         )
     pagination = _parse_pagination(_need(data, "pagination", path), f"{path}.pagination")
     params = _parse_params(data.get("params"), f"{path}.params", pagination)
