@@ -160,6 +160,109 @@ def test_a_step_triggered_by_deployment_status_names_the_deploy_as_its_webhook(
     one_each(cortex, 1)
 
 
+def test_a_step_triggered_late_by_deployment_status_still_finds_the_webhooks_record(
+    relay: Relay, cortex: FakeCortex, tmp_path: Any
+) -> None:
+    """The recording workflow ran hours (here: weeks) after the deploy: the step dates the
+    deploy by its event, not by when it ran, so it looks for it where the webhook put it."""
+    doc = deploy(1)
+    webhook(relay, doc)
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(doc))
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "deployment_status",
+        "GITHUB_EVENT_PATH": str(event_file),
+        "GITHUB_REPOSITORY": "acme/payments-api",
+        "GITHUB_RUN_ID": "990002",
+        "GITHUB_RUN_ATTEMPT": "1",
+        "INPUT_CORTEX-API-TOKEN": TOKEN,
+        "INPUT_CORTEX-API-URL": cortex.url,
+        "INPUT_TYPE": "DEPLOY",  # no history read: only the search around the deploy's time
+    }
+    assert main(["action"], env) == 0
+    one_each(cortex, 1)
+    (record,) = cortex.all_deploys()
+    assert record["timestamp"] == doc["deployment_status"]["updated_at"]
+
+
+WORKFLOWS = {"workflows": [{"match": {"repository": "acme/*"}, "environment": "production"}]}
+
+
+@pytest.mark.parametrize("step_first", [True, False], ids=["step-first", "webhook-first"])
+def test_a_step_triggered_by_workflow_run_names_the_run_that_deployed(
+    db_url: str, cortex: FakeCortex, tmp_path: Any, step_first: bool
+) -> None:
+    """``on: workflow_run``: the deploy is the run that triggered the step, as the relay's
+    workflow_run webhook names it, not the recording run."""
+    doc = copy.deepcopy(load_sample("github/workflow_run.completed.success.json"))
+    doc["repository"]["full_name"] = "acme/payments-api"
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(doc))
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "workflow_run",
+        "GITHUB_EVENT_PATH": str(event_file),
+        "GITHUB_REPOSITORY": "acme/payments-api",
+        "GITHUB_RUN_ID": "990003",  # the recording run
+        "GITHUB_RUN_ATTEMPT": "1",
+        "INPUT_CORTEX-API-TOKEN": TOKEN,
+        "INPUT_CORTEX-API-URL": cortex.url,
+        "INPUT_ENVIRONMENT": "production",
+    }
+    relay = Relay(db_url, cortex, WORKFLOWS)
+    try:
+        if step_first:
+            assert main(["action"], env) == 0
+        assert github_post(relay.http, "workflow_run", doc).status_code == 202
+        relay.drain()
+        if not step_first:
+            assert main(["action"], env) == 0
+    finally:
+        relay.close()
+    one_each(cortex, 1)
+    (record,) = cortex.all_deploys()
+    run = doc["workflow_run"]
+    assert key_of(record) == (
+        f"github:acme/payments-api:run:{run['id']}/{run.get('run_attempt', 1)}"
+        ":production:payments-api"
+    )
+    assert record["url"] == run["html_url"]
+    assert record["timestamp"] == run["updated_at"]
+
+
+@pytest.mark.parametrize(
+    ("name", "sample"),
+    [
+        ("deployment_status", "github/deployment_status.failure.json"),
+        ("deployment_status", "github/deployment_status.in_progress.json"),
+        ("workflow_run", "github/workflow_run.completed.failure.json"),
+    ],
+)
+def test_a_step_triggered_by_a_deploy_that_did_not_succeed_records_nothing(
+    cortex: FakeCortex, tmp_path: Any, capsys: pytest.CaptureFixture[str], name: str, sample: str
+) -> None:
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(load_sample(sample)))
+    outputs = tmp_path / "outputs"
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": name,
+        "GITHUB_EVENT_PATH": str(event_file),
+        "GITHUB_REPOSITORY": "acme/payments-api",
+        "GITHUB_RUN_ID": "990004",
+        "GITHUB_OUTPUT": str(outputs),
+        "INPUT_CORTEX-API-TOKEN": TOKEN,
+        "INPUT_CORTEX-API-URL": cortex.url,
+    }
+    assert main(["action"], env) == 0
+    assert cortex.received == []
+    said = capsys.readouterr().out
+    assert "::notice title=Cortex deploy::not recorded: " in said
+    assert "only a deploy that succeeded is recorded" in said
+    assert "deploy-uuid" in outputs.read_text()
+
+
 def test_webhook_then_action(relay: Relay, cortex: FakeCortex) -> None:
     for n in (1, 2):
         doc = deploy(n)

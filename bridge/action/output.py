@@ -147,6 +147,10 @@ class Reporter:
         command start inside a value (Cortex's error text included)."""
         print(plain_line(self.redact(text)), file=self.err)
 
+    def not_recorded(self, reason: str) -> None:
+        """Nothing is recorded, and why: nothing on stdout."""
+        self.info(f"not recorded: {reason}")
+
     def finish(self, outcomes: list[Outcome], *, dry_run: bool) -> None:
         """The result: uuids (or, in a dry run, the payloads) on stdout."""
         for outcome in outcomes:
@@ -189,6 +193,15 @@ class ActionReporter(Reporter):
     def warning(self, message: str) -> None:
         """A ``::warning::`` annotation."""
         print(annotation("warning", self.redact(message), title="Cortex deploy"), file=self.out)
+
+    def not_recorded(self, reason: str) -> None:
+        """A ``::notice::``, empty outputs, and the reason in the step summary."""
+        message = self.redact(f"not recorded: {reason}")
+        print(annotation("notice", message, title="Cortex deploy"), file=self.out)
+        if self.environ.get("GITHUB_OUTPUT"):
+            write_outputs(self.environ["GITHUB_OUTPUT"], {"deploy-uuid": "", "payload": ""})
+        if self.environ.get("GITHUB_STEP_SUMMARY"):
+            append_summary(self.environ["GITHUB_STEP_SUMMARY"], f"### Cortex deploy\n\n{message}")
 
     def finish(self, outcomes: list[Outcome], *, dry_run: bool) -> None:
         """Write ``deploy-uuid`` and ``payload`` outputs and the step summary table."""

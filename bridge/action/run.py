@@ -46,10 +46,16 @@ INPUT_OF_FIELD = {
 }
 
 
+class NotRecorded(Exception):
+    """The step records nothing, and why: the event that started it says the deploy did not
+    succeed. Not a failure: the step succeeds and says so."""
+
+
 def prepare(
     inputs: Inputs, environ: Mapping[str, str], *, now: datetime
 ) -> tuple[DeployEvent, tuple[str, ...], list[Notice]]:
-    """The deploy event, its entities, and notices about what could not be known."""
+    """The deploy event, its entities, and notices about what could not be known; raises
+    NotRecorded when the event that started the step is of a deploy that did not succeed."""
     payload = {}
     if environ.get("GITHUB_ACTIONS") == "true":
         payload = read_event_file(environ.get("GITHUB_EVENT_PATH"))
@@ -81,6 +87,8 @@ def prepare(
         notices.append(Notice("sha", "no commit sha recorded"))
     elif len(sha) < 40:
         notices.append(Notice("sha", f"{sha!r} is abbreviated and git could not expand it"))
+    if ctx.not_recorded is not None:
+        raise NotRecorded(ctx.not_recorded)
     return event, entities, notices
 
 
@@ -104,6 +112,9 @@ def run_step(
         api_url = cortex_url(inputs, environ)
     except UsageError as exc:
         return _fail(reporter, reporter.describe(exc), EXIT_USAGE, fail=inputs.fail_on_error)
+    except NotRecorded as exc:
+        reporter.not_recorded(str(exc))
+        return EXIT_OK
     for notice in notices:
         reporter.notice(notice)
     client = None

@@ -39,6 +39,9 @@ class CiContext:
     finished_at: datetime | None = None
     workspace: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    # Why the step records nothing: the event that started it says the deploy did not
+    # succeed (a deployment_status of failure, a workflow_run that failed).
+    not_recorded: str | None = None
 
 
 class Env:

@@ -7,11 +7,14 @@ workflows" / "Webhook events and payloads".
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from bridge.ci.context import CiContext
-from bridge.model import DeployRef, first_line
+from bridge.errors import MalformedEvent, UnsupportedEvent
+from bridge.model import DeployRef, Status, first_line
+from bridge.sources.github import parse_deployment_status, parse_workflow_run
 
 NAME = "github"
 
@@ -117,7 +120,7 @@ def context(environ: Mapping[str, str], payload: Mapping[str, Any]) -> CiContext
         "job": environ.get("GITHUB_JOB"),
         "deploymentId": _get(payload, "deployment", "id"),
     }
-    return CiContext(
+    here = CiContext(
         source=NAME,
         repository=environ.get("GITHUB_REPOSITORY", ""),
         event=event_name or "workflow",
@@ -131,4 +134,46 @@ def context(environ: Mapping[str, str], payload: Mapping[str, Any]) -> CiContext
         deployer_email=email_of(actor, payload),
         workspace=environ.get("GITHUB_WORKSPACE") or None,
         details={k: v for k, v in details.items() if v not in (None, "")},
+    )
+    return triggered_by(event_name, payload, here)
+
+
+# The events that are a deploy another run made: a step they trigger records that deploy.
+_DEPLOYS = {"deployment_status": parse_deployment_status, "workflow_run": parse_workflow_run}
+
+
+def triggered_by(event_name: str, payload: Mapping[str, Any], here: CiContext) -> CiContext:
+    """The context of a step that a deploy's own event triggered (``on: deployment_status``,
+    ``on: workflow_run``): that deploy as the receiver reads the same payload
+    (bridge.sources.github), so the step and the webhook name, date and describe it alike,
+    however late the step runs; ``not_recorded`` says why, when that deploy did not succeed.
+    A payload the receiver cannot read leaves the step's own context as it is."""
+    parse = _DEPLOYS.get(event_name)
+    if parse is None or not payload:
+        return here
+    try:
+        deploy = parse(payload)
+    except UnsupportedEvent as exc:
+        return dataclasses.replace(here, not_recorded=f"the {event_name} event: {exc.reason}")
+    except MalformedEvent:
+        return here
+    why = None
+    if deploy.status is not Status.SUCCEEDED:
+        why = (
+            f"the {event_name} that started this step says the deploy is "
+            f"{deploy.status.value}: only a deploy that succeeded is recorded"
+        )
+    return dataclasses.replace(
+        here,
+        ref=deploy.ref,
+        sha=deploy.sha or here.sha,
+        environment=deploy.environment,
+        title=deploy.title or here.title,
+        url=deploy.url or here.url,
+        deployer_name=deploy.deployer_name or here.deployer_name,
+        deployer_email=deploy.deployer_email or here.deployer_email,
+        started_at=deploy.started_at,
+        finished_at=deploy.finished_at or deploy.timestamp,
+        details=dict(deploy.details),
+        not_recorded=why,
     )
