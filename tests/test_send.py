@@ -320,6 +320,20 @@ def test_a_rerun_with_any_type_finds_the_record(
     assert capsys.readouterr().out.split() == [deploy["uuid"], deploy["uuid"]]
 
 
+@pytest.mark.parametrize("deploy_type", ["DEPLOY", "auto"])
+def test_a_rerun_hours_later_finds_the_record(
+    cortex: FakeCortex, capsys: pytest.CaptureFixture[str], deploy_type: str
+) -> None:
+    # Run again later, the step dates the deploy anew: its record is still found by its key.
+    argv = ["send", "--entity-tag", "svc", "--environment", "prod", "--deploy-id", "rel-8"]
+    argv += ["--sha", "d" * 40, "--type", deploy_type]
+    for when in ("2026-12-01T10:00:00Z", "2026-12-01T22:00:00Z"):
+        assert main([*argv, "--timestamp", when], _outside_ci(cortex)) == 0
+    (deploy,) = cortex.all_deploys()
+    assert deploy["timestamp"] == "2026-12-01T10:00:00Z"
+    assert capsys.readouterr().out.split() == [deploy["uuid"], deploy["uuid"]]
+
+
 def test_without_any_id_send_warns_once_and_does_not_key_by_time(
     cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
 ) -> None:

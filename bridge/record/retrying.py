@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from bridge.cortex.client import Cortex
@@ -18,7 +19,6 @@ from bridge.errors import CortexError, CortexRetryable
 from bridge.mapping import build_deploy_request
 from bridge.model import DeployEvent, DeployType
 from bridge.record.core import (
-    LOOKUP_WINDOW,
     Fence,
     History,
     Known,
@@ -31,6 +31,11 @@ from bridge.rollback import PastDeploy
 
 # A step records the deploy it is told of, whatever its status says: it is the final word.
 STEP_POLICY = Policy(lifecycle=False, failures=True)
+# With the type given, how far from the deploy's time its record is looked for: a step run
+# again later (``send --deploy-id`` with the type, a re-run of a recording workflow) dates
+# the deploy anew, and must still find the record it made. The keyless match keeps its own
+# LOOKUP_WINDOW within this.
+KEY_REACH = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,9 @@ class CortexHistory:
 
     With type auto the entity's listing is read once (it settles DEPLOY or ROLLBACK and shows
     this deploy's record, if any); with the type given, a search of the entity's deploys to
-    the event's environment around its time shows it in one request. Any other face may be
-    recording the same deploy (the relay, from its webhook), so the core checks after it
-    creates (every listing it hands the core is ``shared``).
+    the event's environment within KEY_REACH of its time shows it in one request. Any other
+    face may be recording the same deploy (the relay, from its webhook), so the core checks
+    after it creates (every listing it hands the core is ``shared``).
     """
 
     def __init__(self, cortex: Cortex, *, listing: bool) -> None:
@@ -91,8 +96,8 @@ class CortexHistory:
                 self.cortex.search_deploys(
                     entity,
                     environment=event.environment,
-                    after=event.timestamp - LOOKUP_WINDOW,
-                    before=event.timestamp + LOOKUP_WINDOW,
+                    after=event.timestamp - KEY_REACH,
+                    before=event.timestamp + KEY_REACH,
                 )
             )
         self._seen.shared = True  # a step cannot know whether a relay records the same deploys
