@@ -327,6 +327,21 @@ def test_token_never_printed_even_when_cortex_echoes_it(
             id="bad-yaml",
         ),
         pytest.param(
+            {"INPUT_CUSTOM-DATA": '{"ratio": NaN}'},
+            "the custom-data input: NaN is not a number JSON can carry",
+            id="json-nan",
+        ),
+        pytest.param(
+            {"INPUT_CUSTOM-DATA": "limit: .inf"},
+            "the custom-data input: NaN or an infinity is not a number JSON can carry",
+            id="yaml-infinity",
+        ),
+        pytest.param(
+            {"INPUT_CUSTOM-DATA": '{"a": ' + "[" * 3000 + "]" * 3000 + "}"},
+            "the custom-data input: nested too deeply",
+            id="deep",
+        ),
+        pytest.param(
             {"INPUT_CORTEX-API-TOKEN": ""},
             "the cortex-api-token input: no Cortex API token",
             id="no-token",

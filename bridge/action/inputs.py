@@ -206,24 +206,36 @@ def parse_custom_data(value: str) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        data = json.loads(text)
-    except ValueError:
-        yaml = import_yaml("custom-data")
-
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark is not None else ""
-            raise InputError("custom-data", f"neither JSON nor YAML{where}") from None
-    if not isinstance(data, dict):
-        raise InputError("custom-data", f"expected a mapping, got {type(data).__name__}")
-    return {str(key): _jsonable(val) for key, val in data.items()}
+            data = json.loads(text, parse_constant=_not_a_number)
+        except ValueError:
+            yaml = import_yaml("custom-data")
+
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" (line {mark.line + 1})" if mark is not None else ""
+                raise InputError("custom-data", f"neither JSON nor YAML{where}") from None
+        if not isinstance(data, dict):
+            raise InputError("custom-data", f"expected a mapping, got {type(data).__name__}")
+        return {str(key): _jsonable(val) for key, val in data.items()}
+    except RecursionError:
+        raise InputError("custom-data", "nested too deeply") from None
+
+
+def _not_a_number(word: str) -> Any:
+    raise InputError("custom-data", f"{word} is not a number JSON can carry")
 
 
 def _jsonable(value: Any) -> Any:
-    """YAML dates and the like, made JSON-safe."""
-    return json.loads(json.dumps(value, default=str))
+    """YAML dates and the like, made JSON-safe; NaN and infinities refused (JSON has none)."""
+    try:
+        return json.loads(json.dumps(value, default=str, allow_nan=False))
+    except ValueError:
+        raise InputError(
+            "custom-data", "NaN or an infinity is not a number JSON can carry"
+        ) from None
 
 
 def parse_sha(value: str) -> str:
