@@ -742,6 +742,14 @@ def read_dotenv(path: Path) -> dict[str, str]:
             id="with-environment",
         ),
         pytest.param({"CI_ENVIRONMENT_NAME": "staging"}, {"CORTEX_DEPLOY_ENVIRONMENT": "staging"}),
+        pytest.param(
+            {"GITLAB_USER_NAME": "Mona Lisa", "GITLAB_USER_EMAIL": "mona@example.com"},
+            {
+                "CORTEX_DEPLOY_USER_NAME": "Mona Lisa",
+                "CORTEX_DEPLOY_USER_EMAIL": "mona@example.com",
+            },
+            id="who-ran-it",
+        ),
         pytest.param({}, {}, id="no-environment"),
     ],
 )

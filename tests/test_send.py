@@ -247,6 +247,11 @@ def _deploy_job_variables(gitlab: dict[str, str]) -> dict[str, str]:
         "CORTEX_DEPLOY_JOB_FINISHED_AT": "2026-06-18T12:05:31Z",
         "CORTEX_DEPLOY_ENVIRONMENT": "production",
         "CORTEX_DEPLOY_ENVIRONMENT_URL": "https://payments.acme.example",
+        # The recording job's GITLAB_USER_* name who started the pipeline; these, who
+        # played the manual deploy job.
+        "GITLAB_USER_NAME": "Pipeline Starter",
+        "CORTEX_DEPLOY_USER_NAME": "Deploy Player",
+        "CORTEX_DEPLOY_USER_EMAIL": "player@acme.example",
     }
 
 
@@ -269,6 +274,7 @@ def test_recording_job_records_the_deploy_job_as_its_deployment_hook_does(
     assert custom["durationSeconds"] == 150
     assert custom["jobId"] == "48213377"
     assert custom["environmentUrl"] == "https://payments.acme.example"
+    assert deploy["deployer"] == {"name": "Deploy Player", "email": "player@acme.example"}
     hook = parse_deployment(load_sample("gitlab/deployment.success.json"))
     assert custom["bridge"]["idempotencyKey"] == idempotency_key(hook, "payments-api")
 

@@ -89,7 +89,8 @@ def context(environ: Mapping[str, str]) -> CiContext:
 
 def _deploy_job(env: Env, own: CiContext, job_id: str) -> CiContext:
     """The deploy job named by CORTEX_DEPLOY_JOB_ID, recorded from this later job: the
-    pipeline's facts stay, the job's own (id, page, times, environment) are the deploy job's."""
+    pipeline's facts stay, the job's own (id, page, times, environment, who ran it) are the
+    deploy job's."""
     project = env("CI_PROJECT_URL")
     page = f"{project.rstrip('/')}/-/jobs/{job_id}" if project else None
     return replace(
@@ -97,6 +98,9 @@ def _deploy_job(env: Env, own: CiContext, job_id: str) -> CiContext:
         ref=DeployRef("job", job_id),
         environment=env("CORTEX_DEPLOY_ENVIRONMENT") or own.environment,
         url=_page(env, "CORTEX_DEPLOY_JOB_URL") or page,
+        # Who ran the deploy job (a manual job's player), not who started the pipeline.
+        deployer_name=env("CORTEX_DEPLOY_USER_NAME") or own.deployer_name,
+        deployer_email=env("CORTEX_DEPLOY_USER_EMAIL") or own.deployer_email,
         started_at=_moment(env, "CORTEX_DEPLOY_JOB_STARTED_AT"),
         finished_at=_moment(env, "CORTEX_DEPLOY_JOB_FINISHED_AT"),
         details=compact(

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             ("HTTPS_PROXY, NO_PROXY", "proxy for Cortex, and hosts that bypass it"),
             ("CORTEX_DEPLOY_JOB_ID", "GitLab: record this deploy job (from its dotenv report),"),
             ("", "with CORTEX_DEPLOY_JOB_URL, _JOB_STARTED_AT, _JOB_FINISHED_AT,"),
-            ("", "CORTEX_DEPLOY_ENVIRONMENT and CORTEX_DEPLOY_ENVIRONMENT_URL"),
+            ("", "CORTEX_DEPLOY_ENVIRONMENT, _ENVIRONMENT_URL, _USER_NAME, _USER_EMAIL"),
             ("(the CI's own)", "GITLAB_CI, JENKINS_URL, BUILDKITE, ...: see docs/send.md"),
         ],
         examples=[
