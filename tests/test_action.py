@@ -404,6 +404,20 @@ def test_dry_run_sends_nothing_and_shows_payload(
     assert "dry run" in Path(runner["GITHUB_STEP_SUMMARY"]).read_text()
 
 
+def test_a_dry_run_of_a_deploy_already_recorded_says_so_and_gives_its_uuid(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(runner, capsys)[0] == 0
+    (deploy,) = cortex.all_deploys()
+    runner["INPUT_DRY-RUN"] = "true"
+    code, out, _ = run(runner, capsys)
+    assert code == 0
+    assert f"already recorded DEPLOY of payments-api in production as {deploy['uuid']}" in out
+    assert "would record" not in out
+    assert outputs(runner)["deploy-uuid"] == deploy["uuid"]
+    assert f"already recorded `{deploy['uuid']}`" in Path(runner["GITHUB_STEP_SUMMARY"]).read_text()
+
+
 def test_a_dry_run_with_type_auto_needs_no_token(
     runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -230,7 +230,7 @@ def summary(outcomes: list[Outcome], *, dry_run: bool) -> str:
     for o in outcomes:
         if o.error is not None:
             result = f"failed: {o.error}"
-        elif dry_run:
+        elif dry_run and not o.existing:
             result = "dry run: not sent"
         else:
             result = f"{'already recorded' if o.existing else 'recorded'} `{o.uuid}`"

@@ -165,9 +165,9 @@ def _report(reporter: Reporter, outcomes: list[Outcome], inputs: Inputs) -> int:
     for o in outcomes:
         if o.ok:
             verb = (
-                "would record"
-                if inputs.dry_run
-                else ("already recorded" if o.existing else "recorded")
+                "already recorded"
+                if o.existing
+                else ("would record" if inputs.dry_run else "recorded")
             )
             where = f" in {o.payload['environment']}" if o.payload.get("environment") else ""
             done = f" as {o.uuid}" if o.uuid else ""
