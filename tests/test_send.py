@@ -281,7 +281,12 @@ def test_recording_job_records_the_deploy_job_as_its_deployment_hook_does(
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("CORTEX_DEPLOY_JOB_ID", "48213377; rm -rf"), ("CORTEX_DEPLOY_JOB_FINISHED_AT", "later")],
+    [
+        ("CORTEX_DEPLOY_JOB_ID", "48213377; rm -rf"),
+        ("CORTEX_DEPLOY_JOB_FINISHED_AT", "later"),
+        ("CI_JOB_URL", "https://bot:s3cret@gitlab.example.com/-/jobs/1"),
+        ("CI_JOB_URL", "javascript:alert(1)"),
+    ],
 )
 def test_bad_deploy_job_variable_is_one_line_naming_it(
     gitlab: dict[str, str],

@@ -375,6 +375,20 @@ def test_post_tells_each_github_sample_by_its_payload(sample: str, event: str) -
     assert _github_event(doc) == event
 
 
+def test_the_stand_in_cortex_on_a_taken_port_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bridge.fakecortex.cli import main as fakecortex_main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert fakecortex_main(["--host", "127.0.0.1", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"fakecortex: cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
 def test_the_stand_in_cortex_can_be_slow(tmp_path: Path) -> None:
     # Two faces recording one deploy at once, by hand, need a Cortex that answers slowly;
     # only the Python API (FakeCortex(latency=...)) had it.

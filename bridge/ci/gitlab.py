@@ -67,7 +67,7 @@ def context(environ: Mapping[str, str]) -> CiContext:
         branch=env("CI_COMMIT_REF_NAME"),
         environment=env("CI_ENVIRONMENT_NAME"),
         title=env("CI_COMMIT_TITLE"),
-        url=env("CI_JOB_URL"),
+        url=_page(env, "CI_JOB_URL"),
         deployer_name=env("GITLAB_USER_NAME"),
         deployer_email=env("GITLAB_USER_EMAIL"),
         started_at=env.moment("CI_JOB_STARTED_AT"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from bridge.fakecortex.server import FakeCortex
 
@@ -103,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
+    except OSError as exc:  # the port taken, the address not this machine's
+        reason = (exc.strerror or type(exc).__name__).lower()
+        print(f"fakecortex: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return 1
     print(f"stand-in cortex listening on {fake.url}  (token {args.token})", flush=True)
     print(f"  export CORTEX_API_URL={fake.url} CORTEX_API_TOKEN={args.token}", flush=True)
     print(f"  what it holds: {fake.url}/_stand-in/deploys", flush=True)
