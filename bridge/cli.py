@@ -22,7 +22,24 @@ EXIT_PIPE_CLOSED = 141
 
 DESCRIPTION = """\
 Record every deploy in Cortex exactly once: from a GitHub Action step, any CI job
-(`send`), or GitHub and GitLab webhooks (`serve`)."""
+(`send`), or GitHub, GitLab, Flux and Argo CD webhooks (`serve`)."""
+
+EPILOG = """\
+examples:
+  # try everything with no Cortex account (a stand-in Cortex, signed sample webhooks)
+  cortex-deploy-bridge demo
+
+  # in a CI job, after the deploy (CORTEX_API_TOKEN set)
+  cortex-deploy-bridge send --entity-tag payments-api --environment production
+
+  # the webhook relay, on SQLite (bridge.db) by default
+  cortex-deploy-bridge serve --bind 127.0.0.1:8080
+
+  # what Cortex lacks of 30 days of an organisation's deployments (--dry-run: report only)
+  cortex-deploy-bridge sync --github-org acme --since 30d --dry-run
+
+  cortex-deploy-bridge COMMAND --help   # each command's flags, variables and examples
+"""
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,7 +90,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
         False,
     ),
     "sync": (
-        "read deploys from GitHub, GitLab or an http source; record what Cortex lacks",
+        "read deploys from GitHub, GitLab, Argo CD or an http source; record what Cortex lacks",
         "sync",
         True,
     ),
@@ -113,6 +130,7 @@ def build_parser(command: str | None = None) -> Parser:
     parser = Parser(
         prog="cortex-deploy-bridge",
         description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -547,3 +547,16 @@ def test_a_sha_of_the_wrong_length_says_how_long_one_is(
     assert main(["send", "--dry-run", "--entity-tag", "x", "--sha", sha], {}) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: --sha: ") and said in line, line
+
+
+def test_the_top_level_help_shows_every_face_and_examples(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--help"], {})
+    out = capsys.readouterr().out
+    assert stopped.value.code == 0
+    assert "Flux and Argo CD" in out
+    examples = out.split("\nexamples:\n")[1]
+    for command in ("demo", "send", "serve", "sync"):
+        assert f"cortex-deploy-bridge {command} " in examples + " "
