@@ -557,6 +557,6 @@ def test_the_top_level_help_shows_every_face_and_examples(
     out = capsys.readouterr().out
     assert stopped.value.code == 0
     assert "Flux and Argo CD" in out
-    examples = out.split("\nexamples:\n")[1]
+    lines = out.split("\nexamples:\n")[1].splitlines()
     for command in ("demo", "send", "serve", "sync"):
-        assert f"cortex-deploy-bridge {command} " in examples + " "
+        assert any(line.split()[:2] == ["cortex-deploy-bridge", command] for line in lines)
