@@ -19,8 +19,11 @@ from typing import Any
 from bridge.errors import InvalidDeploy
 from bridge.urls import page_problem
 
-# Names: repository, environment, deployer name and email, entity tag, the source's deploy id.
+# Names: environment, deployer name and email, entity tag, the source's deploy id.
 MAX_NAME = 255
+# A repository's full path, longer: GitLab nests groups, and a GitOps deploy's "repository"
+# is its Kubernetes object's namespace/name (63 + 1 + 253 characters at most).
+MAX_REPOSITORY = 512
 # A deploy's title. Cortex's API description states no maxLength for SaveDeployRequest.title;
 # the bridge has always cut titles here (a commit's first line rarely comes close).
 MAX_TITLE = 255
@@ -323,7 +326,7 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
     name = _CONTROL_RUN.sub(" ", event.deployer_name).strip() if event.deployer_name else None
     email = _CONTROL_RUN.sub(" ", event.deployer_email).strip() if event.deployer_email else None
     checked = (
-        ("repository", event.repository, MAX_NAME),
+        ("repository", event.repository, MAX_REPOSITORY),
         ("environment", event.environment, MAX_NAME),
         ("deploy id", event.ref.id, MAX_NAME),
         ("sha", event.sha, MAX_NAME),

@@ -723,6 +723,17 @@ def test_a_repeat_the_outbox_lets_through_makes_no_second_record(
     assert deploy["timestamp"] == "2026-11-23T10:15:42Z"
 
 
+def test_the_longest_kubernetes_names_are_recorded(relay: Relay, cortex: FakeCortex) -> None:
+    # A namespace is a DNS label (63), an object's name a DNS subdomain (253).
+    payload = load_sample("flux/kustomization.succeeded.json")
+    namespace, name = "n" * 63, "m" * 253
+    payload["involvedObject"].update(namespace=namespace, name=name)
+    assert flux_post(relay.http, payload).status_code == 202
+    relay.drain()
+    (deploy,) = cortex.all_deploys()
+    assert deploy["customData"]["repository"] == f"{namespace}/{name}"
+
+
 def test_helm_upgrade_recorded_without_sha(relay: Relay, cortex: FakeCortex) -> None:
     flux_post(relay.http, "helmrelease.upgraded")
     relay.drain()

@@ -15,7 +15,14 @@ import pytest
 
 from bridge.app import Runtime
 from bridge.config import parse_config
-from bridge.model import MAX_EVENT_BYTES, MAX_KEY_BYTES, MAX_NAME, MAX_TITLE, MAX_URL
+from bridge.model import (
+    MAX_EVENT_BYTES,
+    MAX_KEY_BYTES,
+    MAX_NAME,
+    MAX_REPOSITORY,
+    MAX_TITLE,
+    MAX_URL,
+)
 from bridge.store import Store
 from tests.conftest import load_sample
 from tests.receiver_kit import GITHUB_SECRET, client_for, github_post, gitlab_post
@@ -55,7 +62,9 @@ LONG = "x" * (MAX_NAME + 1)
 @pytest.mark.parametrize(
     ("changes", "named"),
     [
-        pytest.param({"repository__full_name": "acme/" + LONG}, "repository", id="repository"),
+        pytest.param(
+            {"repository__full_name": "acme/" + "x" * MAX_REPOSITORY}, "repository", id="repository"
+        ),
         pytest.param({"deployment__environment": LONG}, "environment", id="environment"),
         pytest.param(
             {"deployment_status__creator": {"login": LONG}}, "deployer name", id="deployer"

@@ -46,6 +46,7 @@ from bridge.model import (
     MAX_EVENT_BYTES,
     MAX_KEY_BYTES,
     MAX_NAME,
+    MAX_REPOSITORY,
     MAX_TITLE,
     MAX_URL,
     DeployEvent,
@@ -276,7 +277,7 @@ FIELDS = {
 
 def a_name(row: Row, tmp: Path) -> None:
     most = one_number(row)
-    assert most == MAX_NAME if row.what != "url" else most == MAX_URL
+    assert most == {"url": MAX_URL, "repository": MAX_REPOSITORY}.get(row.what, MAX_NAME)
     field, label = FIELDS[row.what.split(" (")[0]]
     assert label in row.answer or row.what.startswith("the source")
 
