@@ -255,7 +255,9 @@ class RelayHistory:
         record = looked.record
         known = None
         if record is not None:
-            known = Known(record.cortex_uuid, record.state, self.stamps.get(key, ""))
+            known = Known(
+                record.cortex_uuid, record.state, self.stamps.get(key, ""), record.started_at
+            )
         if looked.seeded:
             pair = (entity, environment)
             if not past or (known is not None and pair not in self._shared):
@@ -298,7 +300,7 @@ class RelayHistory:
         deployed = None
         if state == Status.SUCCEEDED.value and event.sha:
             deployed = (event.environment, PastDeploy(event.sha, event.timestamp))
-        self.pending.append(RecordWrite(key, entity, uuid, state, deployed))
+        self.pending.append(RecordWrite(key, entity, uuid, state, deployed, event.started_at))
         pair = (entity, event.environment)
         kept = self._seen.get(pair)
         if kept is not None and key not in kept[0].keyed:

@@ -806,6 +806,22 @@ def test_argocd_lifecycle_failure_deletes_the_start(db_url: str, cortex: FakeCor
     relay.close()
 
 
+def test_lifecycle_the_end_keeps_when_the_revision_started(db_url: str, cortex: FakeCortex) -> None:
+    # Flux's success does not say when the revision began applying; its Progressing did.
+    relay = Relay(db_url, cortex, {"routes": ROUTES, "record": {"mode": "lifecycle"}})
+    progressing = load_sample("flux/kustomization.progressing.json")
+    progressing["timestamp"] = "2026-11-23T10:13:12Z"
+    for sample in (progressing, "kustomization.succeeded"):
+        assert flux_post(relay.http, sample).status_code == 202
+        relay.drain()
+    relay.close()
+    (deploy,) = cortex.all_deploys()
+    assert deploy["customData"]["status"] == "succeeded"
+    assert deploy["customData"]["startedAt"] == "2026-11-23T10:13:12Z"
+    assert deploy["customData"]["durationSeconds"] == 150
+    assert deploy["timestamp"] == "2026-11-23T10:15:42Z"
+
+
 @pytest.mark.parametrize(("failures", "state"), [(False, "succeeded"), (True, "failed")])
 def test_lifecycle_a_failure_after_the_success_never_deletes_the_record(
     db_url: str, cortex: FakeCortex, failures: bool, state: str

@@ -484,6 +484,7 @@ def make_version_1(url: str) -> None:
         for table in ("bridge_attempts", "bridge_turned_away", "bridge_reconcile_runs"):
             conn.execute(sa.text(f"DROP TABLE {table}"))  # version 4
         conn.execute(sa.text("ALTER TABLE bridge_deliveries DROP COLUMN received"))  # version 4
+        conn.execute(sa.text("ALTER TABLE bridge_records DROP COLUMN started_at"))  # version 5
         conn.execute(sa.text("DROP INDEX ix_bridge_deliveries_next_attempt_at_id"))
         conn.execute(
             sa.text(
@@ -513,9 +514,10 @@ def test_version_1_is_upgraded_by_many_replicas_at_once_keeping_every_row(
     run_threads(4, lambda i: replicas.append(Store.from_url(url)))  # replicas start together
     try:
         assert [replicas[0].get(i) for i in ids] == before  # ids[3] is still leased to "w"
-        assert replicas[1].records.get("k") is not None
+        kept = replicas[1].records.get("k")
+        assert kept is not None and kept.started_at is None  # version 5's column, empty
         [[version]] = _query(url, sa.select(store_schema.schema_version.c.version))
-        assert version == SCHEMA_VERSION == 4
+        assert version == SCHEMA_VERSION == 5
         assert replicas[2].records.history_seeded("svc", None) is False  # version 3's table
         assert replicas[0].sync.sync_progress("github:acme/api") is None  # version 3's table
         assert replicas[0].journal.turned_away() == []  # version 4's tables

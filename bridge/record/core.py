@@ -136,12 +136,14 @@ def _ignore_reason(status: Status, record: RecordSettings) -> str | None:
 
 @dataclass(frozen=True)
 class Known:
-    """What is known of one deploy's record in Cortex: its uuid, the status it holds, and when
-    a face made it (``customData.bridge.recordedAt``, '' when unknown: an update keeps it)."""
+    """What is known of one deploy's record in Cortex: its uuid, the status it holds, when a
+    face made it (``customData.bridge.recordedAt``, '' when unknown: an update keeps it), and
+    when the deploy started, where the record says (an update whose event does not keeps it)."""
 
     uuid: str
     state: str
     stamp: str = ""
+    started: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,10 @@ class Listing:
         records = sorted(self.keyed.get(key, []), key=_age)
         if not records or not isinstance(records[0].get("uuid"), str):
             return None
-        return Known(str(records[0]["uuid"]), status_of(records[0]), recorded_at(records[0]))
+        oldest = records[0]
+        custom = oldest.get("customData")
+        started = _moment(custom.get("startedAt")) if isinstance(custom, dict) else None
+        return Known(str(oldest["uuid"]), status_of(oldest), recorded_at(oldest), started)
 
     def history(self, environment: str | None, skip_key: str) -> list[PastDeploy]:
         """The deploys these records show the environment ran, whichever face or tool made
@@ -420,8 +425,9 @@ def record_one(
     # tells the newer of two records with one key the same way.
     if known is None:
         stamp = format_timestamp(clock())
-    else:  # an update: this face's own record may not have its stamp kept
+    else:  # an update: this face's own record may not have its stamp kept, nor its start
         stamp = known.stamp or _stamp_in_cortex(event, entity, key, history)
+        body = _started(event, entity, deploy_type, known) or body
     sent = _stamped(body, stamp) if stamp else body
     if known is not None:
         made, verb = _update(
@@ -469,6 +475,16 @@ def _look_first(
         return known, None, listing
     match = listing.keyless_match(event, LOOKUP_WINDOW) if listing.keyless else None
     return None, None if match is None else str(match.get("uuid")), listing
+
+
+def _started(
+    event: DeployEvent, entity: str, deploy_type: DeployType, known: Known
+) -> dict[str, Any] | None:
+    """The body of an update whose event does not say when the deploy started (Flux's end of
+    a revision) but the record it updates does: with that start (and so its duration)."""
+    if event.started_at is not None or known.started is None or known.started > event.timestamp:
+        return None
+    return build_deploy_request(replace(event, started_at=known.started), entity, deploy_type)
 
 
 def _stamped(body: dict[str, Any], stamp: str) -> dict[str, Any]:

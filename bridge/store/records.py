@@ -42,7 +42,7 @@ _SEEDED = sa.select(history_seeded.c.entity).where(
     history_seeded.c.entity == sa.bindparam("entity"),
     history_seeded.c.environment == sa.bindparam("environment"),
 )
-# What a later write for the same idempotency key replaces.
+# What a later write for the same idempotency key replaces (started_at: only with a time).
 _REPLACED = ("entity", "cortex_uuid", "state", "updated_at")
 _MADE = sa.select(records.c.idempotency_key).where(
     records.c.idempotency_key.in_(sa.bindparam("keys", expanding=True))
@@ -63,6 +63,7 @@ class RecordWrite:
     uuid: str | None
     state: str = ""
     deployed: tuple[str | None, PastDeploy] | None = None
+    started: datetime | None = None  # when the deploy started, where its event says
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,10 @@ class Records:
         kept = self.db.insert(records)
         self._keep = kept.on_conflict_do_update(
             index_elements=[records.c.idempotency_key],
-            set_={name: kept.excluded[name] for name in _REPLACED},
+            set_={
+                **{name: kept.excluded[name] for name in _REPLACED},
+                "started_at": sa.func.coalesce(kept.excluded.started_at, records.c.started_at),
+            },
         )
         self._add_history = self.db.insert(history).on_conflict_do_nothing(
             index_elements=[history.c.idempotency_key]
@@ -144,6 +148,7 @@ class Records:
                 "cortex_uuid": write.uuid,
                 "state": write.state,
                 "updated_at": now,
+                "started_at": None if write.started is None else self.db.aware(write.started),
             }
             conn.execute(self._keep, kept)
             if write.deployed is not None:

@@ -75,6 +75,9 @@ class Record:
     cortex_uuid: str
     state: str
     updated_at: datetime
+    # When the deploy started, where its first event said (a lifecycle's start): an end
+    # event that does not say it (Flux's) keeps it in the record it updates.
+    started_at: datetime | None = None
 
 
 # The stored form of a JSON document: compact, keys sorted (so equal documents are equal text).
@@ -201,6 +204,7 @@ records = sa.Table(
     sa.Column("cortex_uuid", sa.Text, nullable=False),
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("started_at", UTCDateTime()),
 )
 
 history = sa.Table(
@@ -324,7 +328,7 @@ schema_version = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _upgrade_to_2(conn: Connection) -> None:
@@ -432,6 +436,12 @@ def _upgrade_to_4(conn: Connection) -> None:
     ).create(conn)
 
 
+def _upgrade_to_5(conn: Connection) -> None:
+    """Version 5: when a record's deploy started, kept for the update that ends it."""
+    kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    conn.execute(sa.text(f"ALTER TABLE bridge_records ADD COLUMN started_at {kind}"))
+
+
 # UPGRADES[n] takes a database at version n - 1 to version n, inside the same transaction
 # that records n, so queued rows survive an upgrade and a failed one changes nothing. The
 # tables above always describe SCHEMA_VERSION: a fresh database is created from them
@@ -440,6 +450,7 @@ UPGRADES: dict[int, Callable[[Connection], None]] = {
     2: _upgrade_to_2,
     3: _upgrade_to_3,
     4: _upgrade_to_4,
+    5: _upgrade_to_5,
 }
 
 # Any fixed 64-bit number: PostgreSQL's advisory lock that serializes replicas starting at
