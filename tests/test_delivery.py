@@ -430,6 +430,31 @@ def test_gives_up_after_dead_letter_time(db_url: str, cortex: FakeCortex) -> Non
     bridge.close()
 
 
+@pytest.mark.parametrize("config", [{"dead_letter_after_seconds": 3600}, {"max_attempts": 1}])
+def test_a_dead_letter_retried_by_hand_later_is_tried_afresh(
+    db_url: str, cortex: FakeCortex, config: dict[str, Any]
+) -> None:
+    """The entity is made in Cortex the next day, and the operator replays the dead letter:
+    its time and attempts count from the retry, not from when the webhook came."""
+    bridge = Bridge(db_url, cortex, {"delivery": config})
+    cortex.entities = set()  # no such entity yet: 404, dead at once
+    answer = github_post(
+        bridge.http, "deployment_status", "deployment_status.success.payload-entities"
+    )
+    bridge.drain()
+    store = bridge.runtime.store
+    dead = store.get(answer.json["id"])
+    assert dead is not None and dead.status == "dead"
+    bridge.clock.advance(86_400)
+    cortex.entities = None  # made now
+    assert store.retry(dead.id, now=bridge.clock())
+    bridge.drain()
+    delivered = store.get(dead.id)
+    assert delivered is not None and delivered.status == "delivered", delivered
+    assert len(cortex.all_deploys()) == 2  # the payload's two entities, once each
+    bridge.close()
+
+
 # -- the recording policy, stated once (pure) ------------------------------------------------
 
 FINAL, LIFECYCLE = Policy(), Policy(lifecycle=True)

@@ -485,6 +485,8 @@ def make_version_1(url: str) -> None:
             conn.execute(sa.text(f"DROP TABLE {table}"))  # version 4
         conn.execute(sa.text("ALTER TABLE bridge_deliveries DROP COLUMN received"))  # version 4
         conn.execute(sa.text("ALTER TABLE bridge_records DROP COLUMN started_at"))  # version 5
+        for column in ("retried_at", "retried_after"):  # version 5
+            conn.execute(sa.text(f"ALTER TABLE bridge_deliveries DROP COLUMN {column}"))
         conn.execute(sa.text("DROP INDEX ix_bridge_deliveries_next_attempt_at_id"))
         conn.execute(
             sa.text(

@@ -64,6 +64,21 @@ class Delivery:
     delivered_at: datetime | None
     group_key: str | None = None
     received: str | None = field(default=None, hash=False, repr=False)
+    # A retry asked for by hand (``deliveries retry``, the console, the admin API) gives the
+    # delivery its time and attempts afresh: when it was asked, and the attempts made before.
+    retried_at: datetime | None = None
+    retried_after: int = 0
+
+    @property
+    def since(self) -> datetime:
+        """Where the delivery's time to be delivered counts from (dead_letter_after_seconds)."""
+        return self.retried_at or self.received_at
+
+    @property
+    def tries(self) -> int:
+        """The attempts counted against delivery.max_attempts and the backoff: since the last
+        retry asked for by hand (this one included, once claimed)."""
+        return self.attempts - self.retried_after
 
 
 @dataclass(frozen=True)
@@ -177,6 +192,8 @@ deliveries = sa.Table(
     # The webhook as received, redacted and cut to MAX_RECEIVED_BYTES (console.py shows it):
     # {"headers": {...}, "body": "..."}. None for rows stored before schema 4.
     sa.Column("received", sa.Text),
+    sa.Column("retried_at", UTCDateTime()),
+    sa.Column("retried_after", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.CheckConstraint(
         "status IN (" + ", ".join(f"'{status}'" for status in STATUSES) + ")", name="status"
     ),
@@ -437,9 +454,14 @@ def _upgrade_to_4(conn: Connection) -> None:
 
 
 def _upgrade_to_5(conn: Connection) -> None:
-    """Version 5: when a record's deploy started, kept for the update that ends it."""
+    """Version 5: when a record's deploy started, kept for the update that ends it; when a
+    delivery was last retried by hand, and after how many attempts."""
     kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
     conn.execute(sa.text(f"ALTER TABLE bridge_records ADD COLUMN started_at {kind}"))
+    conn.execute(sa.text(f"ALTER TABLE bridge_deliveries ADD COLUMN retried_at {kind}"))
+    conn.execute(
+        sa.text("ALTER TABLE bridge_deliveries ADD COLUMN retried_after INTEGER NOT NULL DEFAULT 0")
+    )
 
 
 # UPGRADES[n] takes a database at version n - 1 to version n, inside the same transaction

@@ -625,12 +625,21 @@ class Store:
             return True
 
     def retry(self, id: int, *, now: datetime) -> bool:
-        """Queue a dead or retrying delivery to be tried now; False if delivered, leased, absent."""
+        """Queue a dead or retrying delivery to be tried now, with delivery's time and attempts
+        counted afresh (``Delivery.since``, ``Delivery.tries``); False if delivered, leased,
+        absent."""
         now = self.db.aware(now)
         requeue = (
             deliveries.update()
             .where(deliveries.c.id == id, deliveries.c.status.in_((DEAD, *_WAITING)))
-            .values(status=QUEUED, next_attempt_at=now, updated_at=now)
+            .values(
+                status=QUEUED,
+                next_attempt_at=now,
+                updated_at=now,
+                # Asked for by hand: the delivery's time and attempts start afresh.
+                retried_at=now,
+                retried_after=deliveries.c.attempts,
+            )
         )
         with self.db.transaction(write=True) as conn:
             requeued = conn.execute(requeue).rowcount == 1
