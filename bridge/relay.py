@@ -18,7 +18,7 @@ from bridge.cortex.budget import BudgetedCortex, SharedBudget
 from bridge.cortex.client import Cortex
 from bridge.secrets import VARIABLE, WEBHOOK_SECRETS
 from bridge.store import Delivery, Listener, Store
-from bridge.worker import Deliverer, Worker
+from bridge.worker import Deliverer, Worker, most_retry_after
 
 # What a worker claims at once. With a shared budget it claims one: the events of a batch
 # would wait their turns for the budget one after another while their leases ran out.
@@ -66,7 +66,7 @@ def make_budget(runtime: Runtime) -> SharedBudget | None:
         config.cortex.requests_per_minute,
         clock=utcnow,
         max_wait_seconds=config.delivery.lease_seconds * WAIT_SHARE_OF_LEASE,
-        max_pause_seconds=config.delivery.backoff_max_seconds,
+        max_pause_seconds=most_retry_after(config.delivery),
     )
 
 

@@ -81,6 +81,16 @@ KEPT_STAMPS = 10_000
 KEPT_LISTINGS = 1_000
 
 
+# The longest Retry-After the relay waits as asked (longer: this long), whatever its backoff's
+# own cap: Cortex's word on when to come back wins over the bridge's schedule.
+MOST_RETRY_AFTER = 3600.0
+
+
+def most_retry_after(settings: DeliverySettings) -> float:
+    """How long a Retry-After the relay honours: an hour, or the backoff's cap when longer."""
+    return max(MOST_RETRY_AFTER, settings.backoff_max_seconds)
+
+
 def next_delay(
     settings: DeliverySettings,
     attempts: int,
@@ -92,7 +102,7 @@ def next_delay(
     policy = RetryPolicy(
         base_delay=settings.backoff_base_seconds,
         max_delay=settings.backoff_max_seconds,
-        max_retry_after=settings.backoff_max_seconds,
+        max_retry_after=most_retry_after(settings),
     )
     return policy.delay(attempts + 1, retry_after, rng=rng)
 

@@ -308,6 +308,22 @@ def test_retry_after_sets_the_next_attempt(bridge: Bridge, cortex: FakeCortex) -
     assert len(cortex.all_deploys()) == 2
 
 
+@pytest.mark.parametrize(("asked", "waited"), [(900, 900), (7200, 3600)])
+def test_retry_after_wins_over_the_backoff_cap_up_to_an_hour(
+    db_url: str, cortex: FakeCortex, asked: int, waited: int
+) -> None:
+    bridge = Bridge(db_url, cortex, {"delivery": {"backoff_max_seconds": 10}})
+    cortex.inject(Fault.rate_limited(asked))
+    answer = github_post(
+        bridge.http, "deployment_status", "deployment_status.success.payload-entities"
+    )
+    bridge.drain()
+    delivery = bridge.runtime.store.get(answer.json["id"])
+    assert delivery is not None and delivery.status == "retrying"
+    assert delivery.next_attempt_at == bridge.clock.now + timedelta(seconds=waited)
+    bridge.close()
+
+
 def test_dropped_after_store_is_not_doubled(bridge: Bridge, cortex: FakeCortex) -> None:
     cortex.inject(Fault("drop_after", method="POST"))
     sample = load_sample("github/deployment_status.success.payload-entities.json")
