@@ -541,31 +541,40 @@ def _error_json(exc: Exception, code: int, *, status: str, reason: str) -> Respo
 
 
 def error_answer(exc: Exception, environ: Environ) -> tuple[int, str, str]:
-    """The HTTP status, ``status`` and ``reason`` answering an error; nothing was stored."""
-    if isinstance(exc, BadRequest):
-        return exc.status, "rejected", exc.reason
-    if isinstance(exc, Busy):
-        source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
-        metrics.count_webhook(source, metrics.NO_EVENT, "busy")
-        return 503, "busy", exc.reason
-    if isinstance(exc, MalformedEvent):
-        return 400, "rejected", str(exc)
-    if isinstance(exc, SignatureError):
-        source = environ.get("PATH_INFO", "").rsplit("/", 1)[-1]
-        metrics.count_webhook(source, metrics.NO_EVENT, "unauthorized")
-        return 401, "unauthorized", str(exc)
-    if isinstance(exc, HTTPException):
-        status = exc.code or 500
-        reason = "body too large" if status == 413 else (exc.description or exc.name)
-        return status, "rejected", reason
+    """The HTTP status, ``status`` and ``reason`` answering an error; nothing was stored. A
+    webhook turned away is counted (bridge_webhooks_total), whatever turned it away."""
+    path = environ.get("PATH_INFO", "")
+    hook = path.startswith("/webhooks/")
+    code, status, reason = _refusal(exc)
+    if status != "error":
+        if hook:
+            metrics.count_webhook(path.rsplit("/", 1)[-1], metrics.NO_EVENT, status)
+        return code, status, reason
     # Only a webhook stores an event: a page or an admin request that failed says no more.
-    hook = environ.get("PATH_INFO", "").startswith("/webhooks/")
     stored = "; the event was not stored" if hook else ""
     if isinstance(exc, (StoreError, SQLAlchemyError)):
         log.error("database unavailable", extra={"error": type(exc).__name__})
         return 503, "error", f"storage unavailable{stored}"
     log.exception("unexpected error", exc_info=exc)
     return 500, "error", f"internal error{stored}"
+
+
+def _refusal(exc: Exception) -> tuple[int, str, str]:
+    """What answers an error that is the request's (or the process's load): its status,
+    ``status`` and reason; (500, "error", "") for any other."""
+    if isinstance(exc, BadRequest):
+        return exc.status, "rejected", exc.reason
+    if isinstance(exc, Busy):
+        return 503, "busy", exc.reason
+    if isinstance(exc, MalformedEvent):
+        return 400, "rejected", str(exc)
+    if isinstance(exc, SignatureError):
+        return 401, "unauthorized", str(exc)
+    if isinstance(exc, HTTPException) and (exc.code or 500) != 500:
+        status = exc.code or 500
+        reason = "body too large" if status == 413 else (exc.description or exc.name)
+        return status, "rejected", reason
+    return 500, "error", ""
 
 
 def _json(code: int, *, status: str, reason: str) -> Response:

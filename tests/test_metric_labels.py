@@ -143,3 +143,48 @@ def test_reconcile_source_label_is_the_configured_entry(reader: str, label: str)
 def test_a_group_listing_thousands_of_projects_makes_one_series() -> None:
     labels = {source_label(f"gitlab:acme-group/p{n}", SYNC) for n in range(3000)}
     assert labels == {"gitlab:acme-group"}
+
+
+def counted(source: str, answer: str) -> float:
+    """bridge_webhooks_total of ``source`` answered ``answer``, every event summed."""
+    return sum(
+        s.value
+        for family in REGISTRY.collect()
+        for s in family.samples
+        if s.name == "bridge_webhooks_total"
+        and s.labels["source"] == source
+        and s.labels["answer"] == answer
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "code"),
+    [
+        pytest.param(b"not json", {"Content-Type": "application/json"}, 400, id="not-json"),
+        pytest.param(b"{}", {"Content-Type": "text/plain"}, 415, id="media-type"),
+        pytest.param(b"x" * 2_000_000, {"Content-Type": "application/json"}, 413, id="too-large"),
+    ],
+)
+def test_every_webhook_turned_away_is_counted(
+    tmp_path: Path, body: bytes, headers: dict[str, str], code: int
+) -> None:
+    rt = make_runtime(tmp_path)
+    signed = {"X-GitHub-Event": "deployment_status", "X-Hub-Signature-256": sign(body)}
+    try:
+        before = counted("github", "rejected")
+        answer = client_for(rt).post("/webhooks/github", data=body, headers={**headers, **signed})
+        assert answer.status_code == code
+        assert counted("github", "rejected") == before + 1
+    finally:
+        rt.store.close()
+
+
+def test_a_disabled_source_turned_away_is_counted(tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path, flux_secret="")
+    try:
+        before = counted("flux", "rejected")
+        answer = client_for(rt).post("/webhooks/flux", data=b"{}")
+        assert answer.status_code == 404
+        assert counted("flux", "rejected") == before + 1
+    finally:
+        rt.store.close()
