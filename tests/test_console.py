@@ -254,6 +254,27 @@ def test_behind_a_proxy_that_rewrites_host_the_forwarded_host_is_ours() -> None:
 # -- pages -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "deliveries?q=%00",
+        "deliveries?repository=a%00b",
+        "deliveries?entity=%1b[2J",
+        "deliveries?environment=a%0ab",
+        "deliveries?source=%00",
+        "turned-away?source=%00",
+        "turned-away?delivery=x%00",
+    ],
+)
+def test_a_filter_with_a_control_character_is_a_400_naming_it(
+    runtime: Runtime, query: str
+) -> None:
+    page = signed_in(runtime).get("/console/" + query)
+    assert page.status_code == 400
+    name = query.split("?")[1].split("=")[0]
+    assert f"the {name} filter holds a control character".encode() in page.data
+
+
 def test_deliveries_filter_search_and_page(runtime: Runtime) -> None:
     client = signed_in(runtime)
     github = [queued(runtime, client, f"d{n}") for n in range(3)]

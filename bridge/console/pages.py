@@ -16,7 +16,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from bridge import views
 from bridge.console import charts
 from bridge.mapping import build_deploy_request
-from bridge.model import DeployType, event_from_dict
+from bridge.model import DeployType, event_from_dict, has_control
 from bridge.redact import mask, mask_userinfo, spellings
 from bridge.store import DEAD, STATUSES
 from bridge.store.browse import Filters
@@ -50,7 +50,7 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
 
     @console.get("/deliveries")
     def deliveries() -> str:
-        chosen = {name: request.args.get(name, "").strip()[:200] for name in FILTERS}
+        chosen = {name: _filter(name) for name in FILTERS}
         if chosen["status"] and chosen["status"] not in STATUSES:
             chosen["status"] = ""
         filters = Filters(
@@ -135,8 +135,8 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
         rt.turned_away.flush()  # this process's newest notes, before reading
         answer = request.args.get("answer", "")
         answer = answer if answer in ANSWERS else ""
-        source = request.args.get("source", "").strip()[:200]
-        delivery = request.args.get("delivery", "").strip()[:200]
+        source = _filter("source")
+        delivery = _filter("delivery")
         rows = rt.store.journal.turned_away(
             limit=200, answer=answer or None, source=source or None, delivery=delivery or None
         )
@@ -267,3 +267,12 @@ def _sent(d: Delivery) -> list[dict[str, Any]]:
             }
         sent.append(line)
     return sent
+
+
+def _filter(name: str) -> str:
+    """A filter's text from the query: stripped, its first 200 characters; a control
+    character (a NUL no database keeps) is a 400 naming the filter."""
+    value = request.args.get(name, "").strip()[:200]
+    if has_control(value):
+        abort(400, description=f"the {name} filter holds a control character")
+    return value
