@@ -18,7 +18,7 @@ from bridge.cli import main
 from bridge.config import parse_config
 from bridge.cortex import CortexClient
 from bridge.errors import ConfigError
-from bridge.fakecortex import FakeCortex
+from bridge.fakecortex import FakeCortex, Fault
 from bridge.fakescm import FakeGitHub
 from bridge.mapping import key_of
 from bridge.store import Store
@@ -104,6 +104,30 @@ def test_the_reconcile_records_a_deploy_whose_webhook_never_came_one_replica_at_
         for one in (first, second):
             one.store.close()
             one.client.close()
+
+
+def test_a_cortex_outage_is_neither_missing_deploys_nor_a_success(
+    db_url: str, github: FakeGitHub, cortex: FakeCortex
+) -> None:
+    """Cortex down: the reconcile cannot tell what it holds. Nothing counts as missing (the
+    alert on it says webhooks are lost), and the source's last success stays where it was."""
+    reconcile = reconcile_for(db_url, github, cortex, "replica-1")
+    missing = periodic.MISSING.labels("github:acme/*")
+    last = periodic.LAST_SUCCESS.labels("github:acme/*")
+    last.set(0)
+    before = missing._value.get()
+    cortex.inject(*[Fault("status", status=503) for _ in range(200)])
+    try:
+        assert reconcile.run_once() is True
+        assert cortex.all_deploys() == []
+        assert missing._value.get() == before
+        assert last._value.get() == 0
+        (run,) = reconcile.store.journal.reconcile_runs()
+        api = next(s for s in run.sources if s["source"] == "github:acme/api")
+        assert api["counts"] == {"failed": 1} and "1 deploys failed" in api["error"]
+    finally:
+        reconcile.store.close()
+        reconcile.client.close()
 
 
 def test_the_reconcile_loop_runs_in_its_thread_until_stopped(

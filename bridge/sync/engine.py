@@ -14,7 +14,7 @@ import enum
 import uuid as uuidlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -76,6 +76,8 @@ class Row:
     entity: str | None = None
     sha: str | None = None
     finished: datetime | None = None
+    # Cortex's listing showed the deploy missing (a FAILED row may not know: Cortex unread).
+    missing: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -415,7 +417,7 @@ class Reconciler:
                     "another sync holds its key (a reservation lapses after "
                     f"sync.interval_minutes, {self.config.sync.interval_minutes}); run again then"
                 )
-                return _row(name, event, Verdict.FAILED, why, entity)
+                return replace(_row(name, event, Verdict.FAILED, why, entity), missing=True)
         try:
             outcome = recorder.record(
                 self.client,
@@ -433,7 +435,8 @@ class Reconciler:
         if isinstance(outcome.error, CortexUnauthorized):
             raise outcome.error  # the token: every deploy would fail alike
         if outcome.error is not None:
-            return _row(name, event, Verdict.FAILED, str(outcome.error), entity)
+            failed = _row(name, event, Verdict.FAILED, str(outcome.error), entity)
+            return replace(failed, missing=True)
         uuid = outcome.uuid or ""
         if outcome.existing:
             return _row(name, event, Verdict.PRESENT, uuid, entity)

@@ -189,7 +189,9 @@ class Reconcile:
         try:
             for row in reconciler.sync(reader, window):
                 counts[row.verdict.value] += 1
-                if row.verdict in (Verdict.RECORDED, Verdict.FAILED):
+                # Missing: recorded, or known to be missing and not recorded. A deploy whose
+                # look in Cortex failed (an outage) is not known to be missing.
+                if row.verdict is Verdict.RECORDED or row.missing:
                     MISSING.labels(label).inc()
                 if row.verdict is Verdict.RECORDED:
                     RECORDED.labels(label).inc()
@@ -206,6 +208,11 @@ class Reconcile:
         except Exception as exc:  # a source's bug, or its hostile answer, must not stop the others
             log.exception("reconcile of a source crashed", extra={"source": name})
             found["error"] = f"crashed: {type(exc).__name__}"
+            self._failed.add(label)
+            return found
+        if counts[Verdict.FAILED.value]:
+            # Not a run that went through the source: last_success stays where it was.
+            found["error"] = f"{counts[Verdict.FAILED.value]} deploys failed; see the log"
             self._failed.add(label)
             return found
         self._passed.add(label)
