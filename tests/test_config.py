@@ -471,6 +471,18 @@ SECRETS = (
             id="database-no-path",
         ),
         pytest.param(
+            "database: postgresql+psycopg//u:Pg5ecretPW@h/db",
+            "database",
+            "got '***@h/db'",
+            id="database-no-colon-password-masked",
+        ),
+        pytest.param(
+            "database: postgresql://u:Pg5ec@retPW@h/db",
+            "database",
+            "percent-encode it as %40",
+            id="database-at-in-password",
+        ),
+        pytest.param(
             "database: postgresql+psycopg2://h/db",
             "database",
             "must be a sqlite:///",

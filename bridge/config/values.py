@@ -132,7 +132,10 @@ def as_database_url(value: Any, path: str) -> str:
     url = psycopg_url(as_string(value, path).strip())
     if url.startswith(PSYCOPG_SCHEME):
         rest = url.removeprefix(PSYCOPG_SCHEME)
-        problem = port_problem(re.split(r"[/?#]", rest, maxsplit=1)[0])
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        if authority.count("@") > 1:  # the driver would take part of the password for a host
+            raise ConfigError(path, "the user info holds an '@': percent-encode it as %40")
+        problem = port_problem(authority)
         if problem:
             raise ConfigError(path, problem)
     for prefix in ("sqlite:///", PSYCOPG_SCHEME):
@@ -145,8 +148,9 @@ def as_database_url(value: Any, path: str) -> str:
 def redact_url(url: str) -> str:
     """The URL with any password (in the user info or a ``password=`` query) masked."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
+    if not sep:  # not a URL as written (a ':' left out): whatever stands before an '@' goes
+        _, at, after = url.rpartition("@")
+        return f"***@{after}" if at else url
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     netloc, tail = rest[:end], rest[end:]
     userinfo, at, hostport = netloc.rpartition("@")
