@@ -575,7 +575,13 @@ class Worker:
         return "dead"
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until ``stop`` is set; sleep when idle until woken or the poll interval."""
+        """Deliver until ``stop`` is set; sleep when idle until woken or the poll interval.
+
+        While the database is unavailable the loop tries again every poll, saying so in one
+        line at the first failure and every STORE_DOWN_EVERY after (not a traceback a second),
+        and once more when it is back.
+        """
+        down = 0  # loops failed in a row for the database
         while not stop.is_set():
             paused = self.budget.pause_left() if self.budget is not None else 0.0
             if paused > 0:
@@ -586,12 +592,28 @@ class Worker:
             self.wake.clear()
             try:
                 handled = self.run_once()
-            except Exception:  # the database may be down: keep the worker alive
+            except StoreError as exc:  # the database is down: keep the worker alive
+                down += 1
+                if down % STORE_DOWN_EVERY == 1:
+                    extra = {"error": str(exc), "failures": down}
+                    log.error("database unavailable: delivering waits for it", extra=extra)
+                handled = 0
+                stop.wait(self.idle_poll)
+            except Exception:  # a bug of the loop's own: keep the worker alive
                 log.exception("delivery loop failed; trying again shortly")
                 handled = 0
                 stop.wait(self.idle_poll)
+            else:
+                if down:
+                    log.warning("database available again: delivering", extra={"failures": down})
+                    down = 0
             if handled == 0:
                 self.wake.wait(self.idle_poll)
+
+
+# While the database is down, the loop says so once in this many failed loops (a minute at
+# the default poll), not on each.
+STORE_DOWN_EVERY = 60
 
 
 def start_in_thread(worker: Worker, stop: threading.Event) -> threading.Thread:

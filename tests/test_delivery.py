@@ -6,6 +6,8 @@ Every test runs on SQLite and on PostgreSQL (``[sqlite]``, ``[postgresql]``: con
 from __future__ import annotations
 
 import copy
+import logging
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +22,7 @@ from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import key_of
 from bridge.model import Status
 from bridge.record.core import Action, Known, Policy, decide, ignore_reason
+from bridge.store import StoreError
 from bridge.worker import Deliverer, Worker
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import ADMIN_TOKEN, client_for, github_post, gitlab_post, runtime_on
@@ -572,3 +575,33 @@ def test_an_event_the_bridge_fails_on_is_retried_then_dead_and_holds_up_nothing(
     assert dead is not None and dead.status == "dead", dead
     assert dead.last_error is not None and "OverflowError" in dead.last_error
     assert len(cortex.all_deploys()) == 1
+
+
+def test_a_database_outage_is_said_once_not_a_traceback_a_second(
+    db_url: str, cortex: FakeCortex, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = Bridge(db_url, cortex)
+    worker = bridge.worker
+    worker.idle_poll = 0.001
+    store = bridge.runtime.store
+    real_claim = store.claim
+    calls = {"n": 0}
+    stop = threading.Event()
+
+    def claim(**kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= 130:
+            raise StoreError("database unavailable (postgresql://u:***@db/bridge): refused")
+        stop.set()
+        return real_claim(**kw)
+
+    store.claim = claim  # type: ignore[method-assign]
+    with caplog.at_level(logging.INFO, logger="bridge.worker"):
+        worker.run(stop)
+    said = [r for r in caplog.records if r.name == "bridge.worker"]
+    down = [r for r in said if r.getMessage() == "database unavailable: delivering waits for it"]
+    assert len(down) == 3  # failures 1, 61 and 121 of 130
+    assert all(r.exc_info is None for r in said)  # no traceback
+    (back,) = [r for r in said if r.getMessage() == "database available again: delivering"]
+    assert back.failures == 130  # type: ignore[attr-defined]
+    bridge.close()
