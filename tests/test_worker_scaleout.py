@@ -227,6 +227,7 @@ def test_a_long_wait_hands_the_event_back_instead_of_outliving_its_lease(url: st
         assert budget.pause_left() == pytest.approx(30.0, abs=0.5)
         with pytest.raises(CortexRetryable, match="next turn in 30") as caught:
             budget.before_request()
+        assert str(caught.value).startswith("cortex asked every client to wait (429 Retry-After)")
         assert caught.value.retry_after == pytest.approx(30.1, abs=0.5)
         budget.rate_limited(3600.0)  # capped, as the worker caps Retry-After
         assert budget.pause_left() == pytest.approx(300.0, abs=0.5)

@@ -144,9 +144,14 @@ class SharedBudget:
             if draw.wait_seconds <= 0:
                 return
             if draw.wait_seconds > self.max_wait:
+                why = (
+                    "cortex asked every client to wait (429 Retry-After)"
+                    if draw.paused_until is not None
+                    else f"over the shared budget of {self.per_minute} cortex requests/min "
+                    "(cortex.requests_per_minute)"
+                )
                 raise CortexRetryable(
-                    f"over the shared budget of {self.per_minute} cortex requests/min "
-                    f"(cortex.requests_per_minute): next turn in {draw.wait_seconds:.1f}s",
+                    f"{why}: next turn in {draw.wait_seconds:.1f}s",
                     retry_after=draw.wait_seconds,
                 )
             self._sleep(draw.wait_seconds)
