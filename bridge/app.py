@@ -55,8 +55,9 @@ class Runtime:
     flux_secret: str = ""
     argocd_token: str = ""
     admin_token: str = ""
-    # The other secrets the process holds (Cortex's token, the SCM readers'): never used by
-    # the receiver, masked wherever it keeps or shows a webhook, as its own are.
+    # The other secrets the process holds (Cortex's token, the SCM readers', the database's
+    # password): never used by the receiver, masked wherever it keeps or shows a webhook or
+    # an error, as its own are.
     held: tuple[str, ...] = ()
     allow_unsigned: bool = False
     wake: threading.Event = field(default_factory=threading.Event)

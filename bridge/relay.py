@@ -16,7 +16,7 @@ from bridge.config import Config
 from bridge.cortex import CortexClient
 from bridge.cortex.budget import BudgetedCortex, SharedBudget
 from bridge.cortex.client import Cortex
-from bridge.secrets import VARIABLE, WEBHOOK_SECRETS
+from bridge.secrets import VARIABLE, WEBHOOK_SECRETS, url_password
 from bridge.store import Delivery, Listener, Store
 from bridge.worker import Deliverer, Worker, most_retry_after
 
@@ -44,9 +44,12 @@ def make_runtime(
         flux_secret=secrets.get(WEBHOOK_SECRETS["flux"], ""),
         argocd_token=secrets.get(WEBHOOK_SECRETS["argocd"], ""),
         admin_token=secrets.get(VARIABLE["admin"], ""),
-        held=tuple(
-            secrets.get(VARIABLE[name], "")
-            for name in ("cortex", "github-api", "gitlab-api", "argocd-api")
+        held=(
+            *(
+                secrets.get(VARIABLE[name], "")
+                for name in ("cortex", "github-api", "gitlab-api", "argocd-api")
+            ),
+            url_password(config.database),
         ),
         allow_unsigned=allow_unsigned,
     )
@@ -99,13 +102,7 @@ def make_worker(
         idle_poll=idle_poll,
         on_settled=_observe,
         budget=budget,
-        secrets=(
-            runtime.github_secret,
-            runtime.gitlab_token,
-            runtime.flux_secret,
-            runtime.argocd_token,
-            runtime.admin_token,
-        ),
+        secrets=runtime.secrets,
     )
 
 

@@ -7,6 +7,7 @@ Every face reads its secrets here (the Action and ``send``, ``serve``, ``worker`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
 
 from bridge.errors import ConfigError, UsageError
 from bridge.model import has_control
@@ -77,3 +78,14 @@ def secret_from(environ: Mapping[str, str], name: str) -> str:
 # the model's one rule, bridge.model.has_control) is refused up front, naming where it came
 # from, never the value.
 NOT_ONE_LINE = "the secret holds a control character (a line break?); it must be one line of text"
+
+
+def url_password(url: str) -> str:
+    """The password a URL's user info holds (the database URL's), decoded; '' when none."""
+    if "://" not in url:
+        return ""
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # a port that is not a number: no password to read then either
+        return ""
+    return unquote(password) if password else ""

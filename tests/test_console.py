@@ -624,3 +624,49 @@ def test_the_cortex_and_scm_tokens_are_masked_as_the_webhook_secrets_are(tmp_pat
     assert stored is not None and stored.received is not None
     for token in ("cortex-tok-7e3d", "ghp-tok-41a0"):
         assert token not in stored.received and token not in page
+
+
+def test_the_database_password_is_masked_in_what_a_worker_stores(
+    tmp_path: Any, cortex: Any
+) -> None:
+    # Cortex echoing a text that holds the database's password (it cannot know it, but an
+    # error is text): the stored error masks it, as the logs do.
+    from bridge.config import parse_config
+    from bridge.cortex import CortexClient
+    from bridge.fakecortex import Fault
+    from bridge.relay import make_runtime, make_worker
+    from bridge.store import Store
+    from tests.conftest import TOKEN
+
+    config = parse_config(
+        {
+            "database": "postgresql://bridge:pw-db-9f3e@db.example/bridge",
+            "cortex": {"url": cortex.url, "requests_per_minute": 0},
+        }
+    )
+    store = Store.from_url(f"sqlite:///{tmp_path / 'b.db'}")
+    runtime = make_runtime(config, {"GITHUB_WEBHOOK_SECRET": GITHUB_SECRET}, store=store)
+    client = CortexClient(cortex.url, TOKEN)
+    try:
+        assert "pw-db-9f3e" in runtime.secrets
+        worker = make_worker(runtime, client, owner="w")
+        doc = load_sample_doc()
+        answer = github_post(client_for(runtime), "deployment_status", doc)
+        cortex.inject(
+            Fault("status", status=400, method="POST", body={"message": "no pw-db-9f3e here"})
+        )
+        worker.run_once()
+        stored = store.get(int(answer.json["id"]))
+    finally:
+        client.close()
+        store.close()
+    assert stored is not None and stored.status == "dead"
+    assert "pw-db-9f3e" not in (stored.last_error or "") and "***" in (stored.last_error or "")
+
+
+def load_sample_doc() -> Any:
+    from tests.conftest import load_sample
+
+    doc = load_sample("github/deployment_status.success.json")
+    doc["deployment"]["payload"] = {}
+    return doc

@@ -11,10 +11,9 @@ import sys
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
 
 from bridge.errors import UsageError
-from bridge.secrets import ALL_SECRETS, VARIABLE, secret_from
+from bridge.secrets import ALL_SECRETS, VARIABLE, secret_from, url_password
 
 if TYPE_CHECKING:
     from bridge.config import Config
@@ -171,14 +170,9 @@ def log_secrets(
 ) -> list[str]:
     """What logs must never show: the secrets (:func:`secrets_of`), the database password,
     and the tokens of the configured http sources (their ``token_env``)."""
-    database = config.database
-    password = urlsplit(database).password if "://" in database else None
+    password = url_password(config.database)
     tokens = [secret_from(environ, spec.token_env) for spec in config.http_sources.values()]
-    return [
-        *secrets.values(),
-        *([unquote(password)] if password else []),
-        *(token for token in tokens if token),
-    ]
+    return [*secrets.values(), *([password] if password else []), *(t for t in tokens if t)]
 
 
 def worker_owner() -> str:
