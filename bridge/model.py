@@ -46,10 +46,10 @@ MAX_KEY_BYTES = 2048
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
-# The keys of customData the bridge reads back from Cortex's records (the deploy's status, and
-# its idempotency key and stamp): the user's own customData, merged over the bridge's, may
-# not set them.
-OWN_CUSTOM_KEYS = frozenset({"status", "bridge"})
+# The keys of customData the bridge reads back from Cortex's records (the deploy's status, when
+# it started, and its idempotency key and stamp): the user's own customData, merged over the
+# bridge's, may not set them.
+OWN_CUSTOM_KEYS = frozenset({"status", "startedAt", "bridge"})
 
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the bidirectional
 # embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): none of them belongs in a

@@ -348,7 +348,7 @@ def times(row: Row, tmp: Path) -> None:
 def own_custom_data(row: Row, tmp: Path) -> None:
     from bridge.model import OWN_CUSTOM_KEYS
 
-    named = set(re.findall(r"the keys `(\w+)` and `(\w+)`", row.bound)[0])
+    named = set(re.findall(r"the keys `(\w+)`, `(\w+)` and `(\w+)`", row.bound)[0])
     assert named == set(OWN_CUSTOM_KEYS)
     assert bounded(event(custom={"team": "payments", "source": "release-bot"})).custom
     for key in named:
