@@ -560,3 +560,19 @@ def test_the_top_level_help_shows_every_face_and_examples(
     lines = out.split("\nexamples:\n")[1].splitlines()
     for command in ("demo", "send", "serve", "sync"):
         assert any(line.split()[:2] == ["cortex-deploy-bridge", command] for line in lines)
+
+
+def test_several_entities_keep_their_places_on_stdout(
+    cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cortex.entities = {"svc-b"}  # svc-a is not in Cortex: 404
+    argv = ["send", "--entity-tag", "svc-a,svc-b", "--sha", "e" * 40, "--deploy-id", "r-9"]
+    assert main(argv, _outside_ci(cortex)) == 1
+    (deploy,) = cortex.all_deploys()
+    assert capsys.readouterr().out == f"\n{deploy['uuid']}\n"  # svc-a's line left empty
+    assert main([*argv, "--dry-run"], {}) == 0  # no token: nothing read
+    bodies = json.loads(capsys.readouterr().out)  # one JSON document: an array
+    assert [b["customData"]["bridge"]["idempotencyKey"].rsplit(":", 1)[1] for b in bodies] == [
+        "svc-a",
+        "svc-b",
+    ]

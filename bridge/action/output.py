@@ -152,12 +152,15 @@ class Reporter:
         self.info(f"not recorded: {reason}")
 
     def finish(self, outcomes: list[Outcome], *, dry_run: bool) -> None:
-        """The result: uuids (or, in a dry run, the payloads) on stdout."""
+        """The result on stdout: one uuid per entity, in the order given, a line left empty
+        for one that failed; in a dry run, the body (a JSON array of them for several)."""
+        if dry_run:
+            payloads = [o.payload for o in outcomes]
+            shown = payloads[0] if len(payloads) == 1 else payloads
+            print(self.redact(json.dumps(shown, indent=2)), file=self.out)
+            return
         for outcome in outcomes:
-            if dry_run:
-                print(self.redact(json.dumps(outcome.payload, indent=2)), file=self.out)
-            elif outcome.uuid:
-                print(outcome.uuid, file=self.out)
+            print(outcome.uuid or "", file=self.out)
 
 
 class ActionReporter(Reporter):
