@@ -191,6 +191,16 @@ def test_dry_run_exits_3_and_writes_nothing(
     assert cortex.requests_to("POST") == [] and cortex.all_deploys() == []
 
 
+def test_the_progress_line_counts_the_sources_requests(
+    cortex: FakeCortex, filled: Filled, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["sync", "--source", "ships", *WINDOW, "--dry-run"], filled.environ)
+    assert code == 3
+    err = capsys.readouterr().err
+    made = len(filled.stand_in.received)
+    assert made >= 1 and f"{made} page{'s' if made > 1 else ''} read" in err, err
+
+
 def test_routes_match_an_http_source_by_name_and_by_repository(
     tmp_path: Path, cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -20,9 +20,8 @@ if TYPE_CHECKING:
     from bridge.cortex import CortexClient
     from bridge.cortex.client import Cortex
     from bridge.store import Store
-    from bridge.sync.api import ApiClient
     from bridge.sync.reader import Reader, Window
-    from bridge.sync.targets import Targets
+    from bridge.sync.targets import Client, Targets
 
 EXIT_MISSING = 3  # --dry-run found deploys Cortex lacks
 DEFAULT_SINCE = "30d"
@@ -326,7 +325,7 @@ def _reading(args: argparse.Namespace, config: Config) -> Config:
 
 def _readers(
     args: argparse.Namespace, config: Config, environ: Mapping[str, str]
-) -> tuple[Callable[[], Iterator[Reader]], list[ApiClient]]:
+) -> tuple[Callable[[], Iterator[Reader]], list[Client]]:
     """The readers the flags name (an organisation's repositories listed as they are read)."""
     from bridge.sync.targets import make_readers
 

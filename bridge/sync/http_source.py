@@ -127,6 +127,7 @@ class HttpReader:
     ) -> None:
         self.spec = spec
         self.read_seconds = read_seconds  # how long one read may go on (None: no bound)
+        self.requests = 0  # made so far, retries included (sync's progress line counts them)
         self._started = now()
         self._token = token
         self._owns_session = session is None
@@ -143,6 +144,11 @@ class HttpReader:
             timeout=(CONNECT_TIMEOUT, spec.timeout_seconds),
             bounds=Bounds(answer_seconds=seconds),
         )
+
+    def close(self) -> None:
+        """Release the connection pool (a read releases it too, when it ends)."""
+        if self._owns_session:
+            self._session.close()
 
     @property
     def name(self) -> str:
@@ -318,6 +324,7 @@ class HttpReader:
         )
 
     def _get_once(self, params: Mapping[str, str]) -> Any:
+        self.requests += 1
         try:
             answer = self._fetcher.send("GET", self.spec.url, params=params)
         except FetchError as exc:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from functools import partial
+from typing import Protocol
 
 from bridge.config import Config, SourceSettings, SyncSettings
 from bridge.config.values import http_url
@@ -22,6 +23,15 @@ from bridge.sync.github import DEFAULT_API_URL, GitHubReader, github_client, org
 from bridge.sync.gitlab import DEFAULT_URL, GitLabReader, gitlab_client, group_projects
 from bridge.sync.http_source import make_http_reader
 from bridge.sync.reader import Found, Reader, Window
+
+
+class Client(Protocol):
+    """What sync keeps of each client a read uses: its requests so far, and closing it."""
+
+    requests: int
+
+    def close(self) -> None:
+        """Release its connections."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,7 @@ def make_readers(
     *,
     max_wait: float = MAX_WAIT_SECONDS,
     read_seconds: float | None = None,
-) -> tuple[Callable[[], Iterator[Reader]], list[ApiClient]]:
+) -> tuple[Callable[[], Iterator[Reader]], list[Client]]:
     """The readers (listed as they are read) and the API clients they use (to close).
 
     ``max_wait``: the most one SCM request may wait for rate limits in all; ``read_seconds``:
@@ -90,7 +100,7 @@ def make_readers(
     """
     check(targets)
     runs = bool(config.workflows)
-    clients: list[ApiClient] = []
+    clients: list[Client] = []
     github = gitlab = None
     if targets.github or targets.github_orgs:
         token = secret_from(environ, "GITHUB_TOKEN")
@@ -117,6 +127,7 @@ def make_readers(
     ]
     argocd = _argocd_readers(targets.argocd, environ, max_wait=max_wait, read_seconds=read_seconds)
     clients.extend(reader.api for reader in argocd)
+    clients.extend(http)  # their requests counted too, and closed alike
 
     def every() -> Iterator[Reader]:
         if github is not None:
