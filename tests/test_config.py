@@ -471,6 +471,42 @@ SECRETS = (
             id="database-no-path",
         ),
         pytest.param(
+            "routes: [{match: {repository: 'acme/*', object: 'apps/*'}, entities: [x]}]",
+            "routes[0].match.object",
+            "no event has both",
+            id="route-repository-and-object",
+        ),
+        pytest.param(
+            "routes: [{match: {repository: 'acme/*', project: p}, entities: [x]}]",
+            "routes[0].match.project",
+            "no event has both",
+            id="route-repository-and-project",
+        ),
+        pytest.param(
+            "routes: [{match: {source: github, object: 'apps/*'}, entities: [x]}]",
+            "routes[0].match.object",
+            "github events name a repository",
+            id="route-github-object",
+        ),
+        pytest.param(
+            "routes: [{match: {source: flux, repository: 'acme/*'}, entities: [x]}]",
+            "routes[0].match.repository",
+            "flux events name a cluster object",
+            id="route-flux-repository",
+        ),
+        pytest.param(
+            "routes: [{match: {source: flux, project: p}, entities: [x]}]",
+            "routes[0].match.project",
+            "only Argo CD events have a project",
+            id="route-flux-project",
+        ),
+        pytest.param(
+            "routes: [{match: {source: flux}, entities: ['{project}-x']}]",
+            "routes[0].entities[0]",
+            "flux events have none",
+            id="route-flux-project-template",
+        ),
+        pytest.param(
             "database: postgresql+psycopg//u:Pg5ecretPW@h/db",
             "database",
             "got '***@h/db'",

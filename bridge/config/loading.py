@@ -20,6 +20,7 @@ from bridge.config.settings import (
     DEFAULT_MAX_UNVERIFIED_BYTES,
     DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_ROUTE,
+    GITOPS_SOURCES,
     MOST_BODY_BYTES,
     MOST_ENTITIES,
     MOST_UNVERIFIED_BYTES,
@@ -199,6 +200,11 @@ def _parse_route(value: Any, path: str) -> RouteRule:
         raise ConfigError(f"{path}.entities", "must list at least one entity")
     for j, template in enumerate(entities):
         _check_template(template, f"{path}.entities[{j}]")
+        if "{project}" in template and match.source not in (None, "argocd"):
+            raise ConfigError(
+                f"{path}.entities[{j}]",
+                f"{{project}} is an Argo CD Application's: {match.source} events have none",
+            )
     globs = as_strings(data.get("payload_entities", []), f"{path}.payload_entities")
     environment = data.get("environment")
     if environment is not None:
@@ -228,7 +234,31 @@ def _parse_match(value: Any, path: str, *, route: bool) -> Match:
     )
     data = as_mapping(value, path, keys)
     globs = {key: as_string(item, f"{path}.{key}") for key, item in data.items()}
-    return Match(**globs)  # a source's name is checked by _check_source_names
+    match = Match(**globs)  # a source's name is checked by _check_source_names
+    _never_matches(match, path)
+    return match
+
+
+def _never_matches(match: Match, path: str) -> None:
+    """ConfigError naming the key when no event can match: a rule that silently routes
+    nothing is a mistake. ``repository`` is a repository's (GitHub, GitLab, an http source);
+    ``object`` a GitOps object's (Flux, Argo CD); ``project`` an Argo CD Application's."""
+    gitops = match.source in GITOPS_SOURCES
+    if match.repository is not None and (match.object is not None or match.project is not None):
+        other = "object" if match.object is not None else "project"
+        why = "a repository is no GitOps object: no event has both"
+        raise ConfigError(f"{path}.{other}", f"{why} (match one or the other)")
+    if match.source is not None and match.repository is not None and gitops:
+        raise ConfigError(
+            f"{path}.repository",
+            f"{match.source} events name a cluster object, not a repository: match object",
+        )
+    if match.source is not None and match.object is not None and not gitops:
+        raise ConfigError(
+            f"{path}.object", f"{match.source} events name a repository: match repository"
+        )
+    if match.source is not None and match.project is not None and match.source != "argocd":
+        raise ConfigError(f"{path}.project", "only Argo CD events have a project")
 
 
 def _parse_environments(value: Any) -> Environments:
