@@ -396,6 +396,7 @@ def interpreters_here() -> dict[tuple[int, int], str]:
     return found
 
 
+@pytest.mark.system  # every Python on this machine, each a process
 def test_tree_runs_on_each_python_310_plus_here_after_an_older_python3(
     action_tree: Path, tmp_path: Path
 ) -> None:

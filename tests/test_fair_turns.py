@@ -60,6 +60,7 @@ def read_answers(sock: socket.socket, count: int) -> bytes:
 
 
 @pytest.mark.slow
+@pytest.mark.system  # pipelined bursts over loopback, and the order their answers come in
 @pytest.mark.parametrize(
     ("stored", "queued"),
     # Ignored events never wait: each answer is followed by a yield. Stored ones wait for

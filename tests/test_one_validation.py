@@ -269,8 +269,8 @@ LONG_ENV = "e" * 300
         ),
         pytest.param(
             {},
-            {"repository": {"full_name": "acme/" + "p" * 300}},
-            "the event's repository is 305 characters long; at most 255",
+            {"repository": {"full_name": "acme/" + "p" * 600}},
+            "the event's repository is 605 characters long; at most 512",
             id="a long repository before the entity rendered from it",
         ),
         pytest.param(

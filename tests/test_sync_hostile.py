@@ -289,6 +289,7 @@ def test_a_saved_resume_point_at_another_origin_is_never_used(
 # -- bounded reads ---------------------------------------------------------------------------
 
 
+@pytest.mark.system  # a thousand pages over loopback
 def test_endless_github_pages_end_at_the_page_bound(
     tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -339,6 +340,7 @@ def test_a_graphql_answer_of_the_wrong_shape_is_one_line(
     assert f"the answer's {where} is not an object" in one_error_line(err)
 
 
+@pytest.mark.system  # a thousand pages over loopback
 def test_endless_gitlab_pages_end_at_the_page_bound(
     tmp_path: Path, cortex: FakeCortex, gitlab: FakeGitLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -450,6 +452,7 @@ def test_retry_after_that_is_no_number_of_seconds_waits_a_minute_within_the_boun
     assert len(github.requests) == 8
 
 
+@pytest.mark.system  # a deadline, timed over loopback
 def test_an_answer_that_drips_ends_at_its_deadline(github: FakeGitHub) -> None:
     github.inject(Fault(200, {}, {"id": 5, "padding": "x" * 200}, drip=0.02), times=None)
     sleeps: list[float] = []

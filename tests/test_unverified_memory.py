@@ -253,6 +253,7 @@ def post_unsigned_slowly(port: int, n: int, started: threading.Barrier) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.system  # a serve process
 def test_forty_unsigned_bodies_under_serve_stay_within_the_bound(
     tmp_path: Path, cortex: FakeCortex
 ) -> None:
