@@ -480,10 +480,13 @@ class Worker:
         on from the progress stored, and this one settles nothing.
         """
         context = {"delivery": delivery.id, "source": delivery.source, "event": delivery.event_name}
+        # Time and attempts count from a retry asked for by hand, when there was one.
+        since = delivery.retried_at or delivery.received_at
+        tries = delivery.attempts - delivery.retried_after
         # Not attempted at all when out of attempts (earlier ones died) or of time.
-        age = (self.clock() - delivery.since).total_seconds()
-        if 0 < self.settings.max_attempts < delivery.tries:
-            given_up = f"gave up after {delivery.tries - 1} attempts that never finished"
+        age = (self.clock() - since).total_seconds()
+        if 0 < self.settings.max_attempts < tries:
+            given_up = f"gave up after {tries - 1} attempts that never finished"
             return self._dead(delivery, given_up, delivery.results, context)
         if age >= self.settings.dead_letter_after_seconds:
             given_up = f"{delivery.last_error or 'not delivered'} (gave up after {age:.0f}s)"
@@ -526,12 +529,12 @@ class Worker:
             log.info("delivered", extra={**context, "results": attempt.results})
             return "delivered"
         shown = redact(str(error), self.secrets)
-        age = (now - delivery.since).total_seconds()
+        age = (now - since).total_seconds()
         out_of_time = age >= self.settings.dead_letter_after_seconds
-        out_of_tries = 0 < self.settings.max_attempts <= delivery.tries
+        out_of_tries = 0 < self.settings.max_attempts <= tries
         if is_permanent(error) or out_of_time or out_of_tries:
             return self._dead(delivery, shown, attempt.results, context, writes=attempt.writes)
-        delay = next_delay(self.settings, delivery.tries - 1, error.retry_after)
+        delay = next_delay(self.settings, tries - 1, error.retry_after)
         if not self.store.settle(
             delivery.id,
             RETRYING,

@@ -69,17 +69,6 @@ class Delivery:
     retried_at: datetime | None = None
     retried_after: int = 0
 
-    @property
-    def since(self) -> datetime:
-        """Where the delivery's time to be delivered counts from (dead_letter_after_seconds)."""
-        return self.retried_at or self.received_at
-
-    @property
-    def tries(self) -> int:
-        """The attempts counted against delivery.max_attempts and the backoff: since the last
-        retry asked for by hand (this one included, once claimed)."""
-        return self.attempts - self.retried_after
-
 
 @dataclass(frozen=True)
 class Record:

@@ -625,9 +625,9 @@ class Store:
             return True
 
     def retry(self, id: int, *, now: datetime) -> bool:
-        """Queue a dead or retrying delivery to be tried now, with delivery's time and attempts
-        counted afresh (``Delivery.since``, ``Delivery.tries``); False if delivered, leased,
-        absent."""
+        """Queue a dead or retrying delivery to be tried now, its time and attempts counted
+        afresh (``retried_at``, ``retried_after``: the worker counts from them); False if
+        delivered, leased, absent."""
         now = self.db.aware(now)
         requeue = (
             deliveries.update()
