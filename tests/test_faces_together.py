@@ -125,23 +125,43 @@ def test_action_then_webhook_on_a_later_deploy(relay: Relay, cortex: FakeCortex)
     one_each(cortex, 2)
 
 
-def triggered_step(doc: dict[str, Any], cortex: FakeCortex, tmp_path: Any) -> None:
-    """The Action step of a workflow the deployment_status triggered (docs/action.md, "Record
-    deploys made elsewhere"): its event file is the webhook's payload, its run another one."""
-    event_file = tmp_path / f"event-{doc['deployment_status']['id']}.json"
+def started_step(
+    event_name: str,
+    doc: dict[str, Any],
+    cortex: FakeCortex,
+    tmp_path: Any,
+    run_id: str,
+    **inputs: str,
+) -> dict[str, str]:
+    """The variables of a step that ``doc`` (a webhook's payload) started, in a run of its own
+    (``run_id``); ``inputs`` as INPUT_<NAME>."""
+    event_file = tmp_path / f"event-{run_id}.json"
     event_file.write_text(json.dumps(doc))
-    env = {
+    return {
         "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "deployment_status",
+        "GITHUB_EVENT_NAME": event_name,
         "GITHUB_EVENT_PATH": str(event_file),
         "GITHUB_REPOSITORY": "acme/payments-api",
-        "GITHUB_SHA": doc["deployment"]["sha"],
-        "GITHUB_RUN_ID": "990001",  # this workflow's own run, not the deploying one
+        "GITHUB_RUN_ID": run_id,
         "GITHUB_RUN_ATTEMPT": "1",
         "INPUT_CORTEX-API-TOKEN": TOKEN,
         "INPUT_CORTEX-API-URL": cortex.url,
-        "INPUT_TIMESTAMP": doc["deployment_status"]["updated_at"],
+        **{f"INPUT_{name.upper().replace('_', '-')}": value for name, value in inputs.items()},
     }
+
+
+def triggered_step(doc: dict[str, Any], cortex: FakeCortex, tmp_path: Any) -> None:
+    """The Action step of a workflow the deployment_status triggered (docs/action.md, "Record
+    deploys made elsewhere"): its event file is the webhook's payload, its run another one."""
+    env = started_step(
+        "deployment_status",
+        doc,
+        cortex,
+        tmp_path,
+        "990001",  # this workflow's own run, not the deploying one
+        timestamp=doc["deployment_status"]["updated_at"],
+    )
+    env["GITHUB_SHA"] = doc["deployment"]["sha"]
     assert main(["action"], env) == 0
 
 
@@ -167,19 +187,8 @@ def test_a_step_triggered_late_by_deployment_status_still_finds_the_webhooks_rec
     deploy by its event, not by when it ran, so it looks for it where the webhook put it."""
     doc = deploy(1)
     webhook(relay, doc)
-    event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps(doc))
-    env = {
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "deployment_status",
-        "GITHUB_EVENT_PATH": str(event_file),
-        "GITHUB_REPOSITORY": "acme/payments-api",
-        "GITHUB_RUN_ID": "990002",
-        "GITHUB_RUN_ATTEMPT": "1",
-        "INPUT_CORTEX-API-TOKEN": TOKEN,
-        "INPUT_CORTEX-API-URL": cortex.url,
-        "INPUT_TYPE": "DEPLOY",  # no history read: only the search around the deploy's time
-    }
+    # The type given: no history read, only the search around the deploy's time.
+    env = started_step("deployment_status", doc, cortex, tmp_path, "990002", type="DEPLOY")
     assert main(["action"], env) == 0
     one_each(cortex, 1)
     (record,) = cortex.all_deploys()
@@ -197,19 +206,8 @@ def test_a_step_triggered_by_workflow_run_names_the_run_that_deployed(
     workflow_run webhook names it, not the recording run."""
     doc = copy.deepcopy(load_sample("github/workflow_run.completed.success.json"))
     doc["repository"]["full_name"] = "acme/payments-api"
-    event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps(doc))
-    env = {
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "workflow_run",
-        "GITHUB_EVENT_PATH": str(event_file),
-        "GITHUB_REPOSITORY": "acme/payments-api",
-        "GITHUB_RUN_ID": "990003",  # the recording run
-        "GITHUB_RUN_ATTEMPT": "1",
-        "INPUT_CORTEX-API-TOKEN": TOKEN,
-        "INPUT_CORTEX-API-URL": cortex.url,
-        "INPUT_ENVIRONMENT": "production",
-    }
+    # 990003: the recording run.
+    env = started_step("workflow_run", doc, cortex, tmp_path, "990003", environment="production")
     relay = Relay(db_url, cortex, WORKFLOWS)
     try:
         if step_first:
@@ -242,19 +240,9 @@ def test_a_step_triggered_by_workflow_run_names_the_run_that_deployed(
 def test_a_step_triggered_by_a_deploy_that_did_not_succeed_records_nothing(
     cortex: FakeCortex, tmp_path: Any, capsys: pytest.CaptureFixture[str], name: str, sample: str
 ) -> None:
-    event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps(load_sample(sample)))
     outputs = tmp_path / "outputs"
-    env = {
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": name,
-        "GITHUB_EVENT_PATH": str(event_file),
-        "GITHUB_REPOSITORY": "acme/payments-api",
-        "GITHUB_RUN_ID": "990004",
-        "GITHUB_OUTPUT": str(outputs),
-        "INPUT_CORTEX-API-TOKEN": TOKEN,
-        "INPUT_CORTEX-API-URL": cortex.url,
-    }
+    env = started_step(name, load_sample(sample), cortex, tmp_path, "990004")
+    env["GITHUB_OUTPUT"] = str(outputs)
     assert main(["action"], env) == 0
     assert cortex.received == []
     said = capsys.readouterr().out
