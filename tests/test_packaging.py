@@ -36,7 +36,7 @@ COMMAND = "cortex-deploy-bridge"
 # fixes them. None: no default, an empty input falls back to the workflow's context.
 INPUT_DEFAULTS: dict[str, str | None] = {
     "cortex-api-token": None,
-    "cortex-api-url": "https://api.getcortexapp.com",
+    "cortex-api-url": None,  # empty: CORTEX_API_URL, else the public Cortex (inputs.py)
     "entity-tag": None,
     "environment": None,
     "type": "auto",

@@ -201,7 +201,7 @@ def test_workers_draw_on_one_budget_and_send_does_not(tmp_path: Path, cortex: Fa
         # The workers' clients draw on it: with the fleet paused, a request never leaves.
         budget.rate_limited(30.0)
         for worker in replica.workers:
-            with pytest.raises(CortexRetryable, match="shared budget"):
+            with pytest.raises(CortexRetryable, match="cortex asked every client to wait"):
                 list(worker.deliverer.client.iter_deploys("payments-api", max_pages=1))
         assert cortex.received == []
     finally:
