@@ -142,8 +142,8 @@ class RelayHistory:
 
     The first time the relay meets an entity+environment, Cortex's own record of it is read
     once for the rollback history (a new relay, a lost database, deploys made by other tools
-    before it): without this, redeploying an older sha there would be a DEPLOY. That read
-    surveys the pair.
+    before it): without this, redeploying an older sha there would be a DEPLOY. That read is
+    made before the relay's create, so it does not survey the pair.
     """
 
     def __init__(
@@ -238,7 +238,9 @@ class RelayHistory:
         self._seen[pair] = (listing, since, self.monotonic(), self.delivery, self.batch)
         while len(self._seen) > KEPT_LISTINGS:  # a first listing (recall) may have added some
             del self._seen[next(iter(self._seen))]
-        carried = set(listing.keyed)
+        # The records another face made: not the relay's stored ones, nor the ones this delivery
+        # has just made (kept with its outcome, not stored yet).
+        carried = set(listing.keyed) - {write.key for write in self.pending}
         if carried and carried - self.store.records.made(carried):
             self._shared.add(pair)
         listing.shared = pair in self._shared or unsurveyed
@@ -291,7 +293,8 @@ class RelayHistory:
         made = [(k, listing.known(k)) for k in sorted(listing.carried_keys())]
         if made:
             self._shared.add(pair)
-        self._surveyed.add(pair)
+        # Not a survey: read before this process's first create here, it cannot show a face
+        # recording the same deploy at the same moment (the check after that create does).
         if len(deploys) < PAGE_SIZE:
             # All the entity's deploys: they serve as the first look in Cortex too.
             here = Listing().add(d for d in deploys if d.get("environment") == environment)

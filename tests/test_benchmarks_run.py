@@ -33,7 +33,7 @@ def run(*argv: str) -> str:
 
 
 def test_faces_counts_requests_per_deploy_with_one_record_each() -> None:
-    out = run("faces.py", "--backlog", "60", "--entities", "3", "--steady", "5", "--no-write")
+    out = run("faces.py", "--backlog", "150", "--entities", "3", "--steady", "5", "--no-write")
     rows = [line for line in out.splitlines() if line.startswith("| ") and "deploys" not in line]
     assert len(rows) == 3, out
     for row in rows:

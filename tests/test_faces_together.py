@@ -387,21 +387,26 @@ class ActionDuringCreate(CortexClient):
         return super().create_deploy(entity, body, **kw)
 
 
-@pytest.mark.parametrize("rollback", [True, False], ids=["rollback", "no-rollback"])
+@pytest.mark.parametrize(
+    ("rollback", "warm"),
+    [(True, True), (True, False), (False, False)],
+    ids=["rollback-history-stored", "rollback-new-relay", "no-rollback"],
+)
 def test_a_race_with_a_face_the_relay_has_not_seen_yet_leaves_one_record(
-    db_url: str, cortex: FakeCortex, rollback: bool
+    db_url: str, cortex: FakeCortex, rollback: bool, warm: bool
 ) -> None:
     # The Action's check after its create ran before the relay's create landed: only the relay
     # can see both. It has never seen the Action's records on this entity (none yet, or only
     # beyond its search), so it does not know another face records it: it checks after its
-    # first create on the pair (rollback: after its look at the stored history, not Cortex).
+    # first create on the pair: a new relay's first read of the pair's history in Cortex
+    # (before its create) does not count as that check.
     doc = deploy(1)
-    if rollback:  # the relay already holds the pair's history: it reads nothing from Cortex
-        warm = Relay(db_url, cortex, {})
+    if warm:  # the relay already holds the pair's history: it reads nothing from Cortex
+        earlier = Relay(db_url, cortex, {})
         try:
-            webhook(warm, deploy(0))
+            webhook(earlier, deploy(0))
         finally:
-            warm.close()
+            earlier.close()
     relay = Relay(
         db_url, cortex, {"rollback": {"detect": rollback}}, ActionDuringCreate(cortex, doc)
     )
@@ -410,7 +415,7 @@ def test_a_race_with_a_face_the_relay_has_not_seen_yet_leaves_one_record(
     finally:
         relay.close()
     assert relay.client.raced  # type: ignore[attr-defined]
-    one_each(cortex, 2 if rollback else 1)
+    one_each(cortex, 2 if warm else 1)
     assert len(cortex.requests_to("DELETE")) == 1
 
 
@@ -486,6 +491,7 @@ def test_a_backlog_sweeps_the_doubles_its_shared_search_let_through(
     # Cortex again and deletes the newer of the two.
     relay = Relay(db_url, cortex, {})
     try:
+        webhook(relay, deploy(0))  # the pair surveyed: its first create was checked after
         docs = [deploy(n) for n in range(1, 13)]
         for doc in docs:
             assert github_post(relay.http, "deployment_status", doc).status_code == 202
@@ -496,7 +502,7 @@ def test_a_backlog_sweeps_the_doubles_its_shared_search_let_through(
     finally:
         relay.close()
     assert len(cortex.requests_to("DELETE")) == 1
-    one_each(cortex, 12)
+    one_each(cortex, 13)
 
 
 def test_sync_repair_deletes_the_newer_and_never_a_record_without_the_key(
