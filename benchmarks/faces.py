@@ -206,8 +206,9 @@ through a backlog, the batches that follow (bridge/worker.py), so the lookup cos
 backlog little and a lone deploy one request. Stand-in Cortex over loopback, the relay's
 worker in-process on a SQLite file, rollback detection on (one listing per entity and
 environment, once). The steady cases count from after one warm-up deploy: a new relay's first
-create on an entity and environment is checked after, once (3 requests). Run on {when}, {platform.machine()} {platform.system()}, Python
-{platform.python_version()}, 2 vCPUs shared with other work:
+create on an entity and environment is checked after, once (3 requests). Run on {when},
+{platform.machine()} {platform.system()}, Python {platform.python_version()}, 2 vCPUs shared
+with other work:
 
     python benchmarks/faces.py {" ".join(argv)}
 
