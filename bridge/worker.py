@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -492,7 +493,9 @@ class Worker:
             given_up = f"gave up after {tries - 1} attempts that never finished"
             return self._dead(delivery, given_up, delivery.results, context)
         if age >= self.settings.dead_letter_after_seconds:
-            given_up = f"{delivery.last_error or 'not delivered'} (gave up after {age:.0f}s)"
+            # The last error as it was, not what an earlier dead-lettering added to it.
+            error = _GAVE_UP.sub("", delivery.last_error or "") or "not delivered"
+            given_up = f"{error} (gave up after {age:.0f}s)"
             return self._dead(delivery, given_up, delivery.results, context)
         lease = Lease(
             self.store,
@@ -616,6 +619,9 @@ class Worker:
             if handled == 0:
                 self.wake.wait(self.idle_poll)
 
+
+# What dead-lettering for time adds to the last error (taken off before it is added again).
+_GAVE_UP = re.compile(r"( \(gave up after \d+s\))+$")
 
 # While the database is down, the loop says so once in this many failed loops (a minute at
 # the default poll), not on each.

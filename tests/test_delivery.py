@@ -446,6 +446,15 @@ def test_gives_up_after_dead_letter_time(db_url: str, cortex: FakeCortex) -> Non
     delivery = bridge.runtime.store.get(answer.json["id"])
     assert delivery is not None and delivery.status == "dead"
     assert "503" in (delivery.last_error or "")
+    # Retried by hand, then no worker ran for longer than a window (twice): dead again
+    # each time before an attempt, its error saying so once.
+    for _ in range(2):
+        assert bridge.runtime.store.retry(delivery.id, now=bridge.clock())
+        bridge.clock.advance(3601)
+        bridge.drain()
+    again = bridge.runtime.store.get(delivery.id)
+    assert again is not None and again.status == "dead"
+    assert (again.last_error or "").count("(gave up after") == 1, again.last_error
     bridge.close()
 
 

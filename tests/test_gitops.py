@@ -28,6 +28,7 @@ from bridge.relay import missing_secrets
 from bridge.sources import parse_event
 from bridge.sources.flux import event_name
 from bridge.sources.gitops import git_sha
+from bridge.store.schema import records
 from bridge.webhooks import verify_bearer, verify_flux
 from bridge.worker import Deliverer, Worker
 from tests.conftest import TOKEN, load_sample
@@ -820,6 +821,29 @@ def test_lifecycle_the_end_keeps_when_the_revision_started(db_url: str, cortex: 
     assert deploy["customData"]["startedAt"] == "2026-11-23T10:13:12Z"
     assert deploy["customData"]["durationSeconds"] == 150
     assert deploy["timestamp"] == "2026-11-23T10:15:42Z"
+
+
+def test_lifecycle_a_start_stored_before_the_upgrade_keeps_its_time(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # A start the relay stored before schema 5 (no started_at kept), ended by a new process:
+    # the start is read from Cortex's record, with its stamp.
+    config = {"routes": ROUTES, "record": {"mode": "lifecycle"}}
+    progressing = load_sample("flux/kustomization.progressing.json")
+    progressing["timestamp"] = "2026-11-23T10:13:12Z"
+    first = Relay(db_url, cortex, config)
+    assert flux_post(first.http, progressing).status_code == 202
+    first.drain()
+    with first.runtime.store.db.transaction(write=True) as conn:
+        conn.execute(records.update().values(started_at=None))
+    first.close()
+    second = Relay(db_url, cortex, config)
+    assert flux_post(second.http, "kustomization.succeeded").status_code == 202
+    second.drain()
+    second.close()
+    (deploy,) = cortex.all_deploys()
+    assert deploy["customData"]["startedAt"] == "2026-11-23T10:13:12Z"
+    assert deploy["customData"]["durationSeconds"] == 150
 
 
 @pytest.mark.parametrize(("failures", "state"), [(False, "succeeded"), (True, "failed")])

@@ -426,7 +426,8 @@ def record_one(
     if known is None:
         stamp = format_timestamp(clock())
     else:  # an update: this face's own record may not have its stamp kept, nor its start
-        stamp = known.stamp or _stamp_in_cortex(event, entity, key, history)
+        known = _kept(event, entity, key, known, history)
+        stamp = known.stamp
         body = _started(event, entity, deploy_type, known) or body
     sent = _stamped(body, stamp) if stamp else body
     if known is not None:
@@ -521,10 +522,16 @@ def _update(
     return cortex.create_deploy(entity, body, guard=fence), "created"
 
 
-def _stamp_in_cortex(event: DeployEvent, entity: str, key: str, history: History) -> str:
-    """When the record of ``key`` was made, as Cortex's listing shows it ('' if it does not)."""
+def _kept(event: DeployEvent, entity: str, key: str, known: Known, history: History) -> Known:
+    """``known`` with when its record was made, and when its deploy started where this face
+    does not know it, as Cortex's listing shows them, where this face did not keep the stamp
+    (a record another face, process or version made: its stamp and start stay)."""
+    if known.stamp:
+        return known
     found = history.seen(entity, event, fresh=False).known(key)
-    return found.stamp if found is not None else ""
+    if found is None:
+        return known
+    return replace(known, stamp=found.stamp, started=known.started or found.started)
 
 
 def _converge(
