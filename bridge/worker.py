@@ -494,8 +494,8 @@ class Worker:
             return self._dead(delivery, given_up, delivery.results, context)
         if age >= self.settings.dead_letter_after_seconds:
             # The last error as it was, not what an earlier dead-lettering added to it.
-            error = _GAVE_UP.sub("", delivery.last_error or "") or "not delivered"
-            given_up = f"{error} (gave up after {age:.0f}s)"
+            last = _GAVE_UP.sub("", delivery.last_error or "") or "not delivered"
+            given_up = f"{last} (gave up after {age:.0f}s)"
             return self._dead(delivery, given_up, delivery.results, context)
         lease = Lease(
             self.store,

@@ -251,6 +251,36 @@ def test_a_step_triggered_by_a_deploy_that_did_not_succeed_records_nothing(
     assert "deploy-uuid" in outputs.read_text()
 
 
+@pytest.mark.parametrize("mode", ["final", "lifecycle"])
+def test_a_job_failing_after_the_step_recorded_its_deploy_leaves_the_record(
+    db_url: str, cortex: FakeCortex, mode: str
+) -> None:
+    """The relay made the start record (lifecycle), the step recorded the deploy's success,
+    then a smoke test after it failed the job: the deployment's failure deletes nothing."""
+    relay = Relay(db_url, cortex, {"record": {"mode": mode}})
+    try:
+        ended = deploy(1)
+        started = copy.deepcopy(ended)
+        started["deployment_status"].update(
+            state="in_progress", id=ended["deployment_status"]["id"] + 100
+        )
+        if mode == "lifecycle":
+            webhook(relay, started)
+        action(ended, cortex)
+        failed = copy.deepcopy(ended)
+        failed["deployment_status"].update(
+            state="failure", id=ended["deployment_status"]["id"] + 200
+        )
+        answer = github_post(relay.http, "deployment_status", failed)
+        relay.drain()
+    finally:
+        relay.close()
+    assert answer.status_code in (200, 202)
+    (record,) = cortex.all_deploys()
+    assert record["customData"]["status"] == "succeeded"
+    assert cortex.requests_to("DELETE") == []
+
+
 def test_webhook_then_action(relay: Relay, cortex: FakeCortex) -> None:
     for n in (1, 2):
         doc = deploy(n)

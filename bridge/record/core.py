@@ -417,10 +417,10 @@ def record_one(
         uuid = known.uuid if known else None
         return Done("planned", uuid=uuid, type=deploy_type, payload=body, key=key)
     if decision.action is Action.DELETE:
-        assert known is not None
-        cortex.delete_deploy(entity, known.uuid, guard=fence)
-        history.forget(key)
-        return Done("deleted", uuid=known.uuid, type=deploy_type, key=key)
+        read = listing if listing is not None else history.seen(entity, event, fresh=True)
+        return _delete(
+            event, entity, key, deploy_type, read, history=history, cortex=cortex, fence=fence
+        )
     # Every record says when it was first made, and an update keeps it, so that every face
     # tells the newer of two records with one key the same way.
     if known is None:
@@ -486,6 +486,33 @@ def _started(
     if event.started_at is not None or known.started is None or known.started > event.timestamp:
         return None
     return build_deploy_request(replace(event, started_at=known.started), entity, deploy_type)
+
+
+def _delete(
+    event: DeployEvent,
+    entity: str,
+    key: str,
+    deploy_type: DeployType,
+    read: Listing,
+    *,
+    history: History,
+    cortex: Cortex,
+    fence: Fence | None,
+) -> Done:
+    """Delete the start record of a deploy that did not succeed, as Cortex holds it now (``read``:
+    a listing just read): where another face has recorded the deploy's end meanwhile (the
+    Action's step, before the job failed after it), the deploy happened, and its record stays."""
+    now = read.known(key)
+    if now is not None and Status(now.state).is_final:
+        history.remember(event, entity, key, now.uuid, state=now.state)
+        return Done(
+            "skipped", type=deploy_type, reason=f"the deploy already ended {now.state}", key=key
+        )
+    if now is not None:
+        cortex.delete_deploy(entity, now.uuid, guard=fence)
+    history.forget(key)
+    uuid = now.uuid if now is not None else None
+    return Done("deleted", uuid=uuid, type=deploy_type, key=key)
 
 
 def _stamped(body: dict[str, Any], stamp: str) -> dict[str, Any]:
