@@ -65,6 +65,7 @@ from bridge.store import (
     Store,
     StoreError,
 )
+from bridge.times import format_timestamp
 
 log = logging.getLogger("bridge.worker")
 
@@ -280,7 +281,23 @@ class RelayHistory:
             # in Cortex this deploy gets anyway (without a record of its own) reads back to it.
             newest = max((p.timestamp for p in looked.history), default=EPOCH)
             listing = self.seen(entity, event, fresh=False, back_to=newest)
-            return known, [*looked.history, *listing.history(environment, key)]
+            # As Cortex keeps times: to the millisecond (a stored deploy read back is the same).
+            stored = {(p.sha, format_timestamp(p.timestamp)) for p in looked.history}
+            theirs = [
+                p
+                for p in listing.history(environment, key)
+                if (p.sha, format_timestamp(p.timestamp)) not in stored
+            ]
+            if theirs:
+                # Kept, so that a later look, which reads back only to the newest deploy the
+                # relay knows of, still judges by them (a ROLLBACK to a sha only they deployed).
+                records.seed_history(
+                    entity=entity,
+                    environment=environment,
+                    deploys=[(_seen_key(p), p) for p in theirs],
+                    now=self.clock(),
+                )
+            return known, [*looked.history, *theirs]
         try:
             deploys = list(self.cortex.iter_deploys(entity, max_pages=1))
         except CortexUnauthorized:
@@ -290,7 +307,7 @@ class RelayHistory:
         pair = (entity, environment)
         listing = Listing().add(deploys)
         found = listing.history(environment, key)
-        keyed = [(f"cortex:{past.sha}:{past.timestamp.isoformat()}", past) for past in found]
+        keyed = [(_seen_key(past), past) for past in found]
         made = [(k, listing.known(k)) for k in sorted(listing.carried_keys())]
         if made:
             self._shared.add(pair)
@@ -328,6 +345,11 @@ class RelayHistory:
         """The record was deleted in Cortex."""
         self.pending.append(RecordWrite(key, entity="", uuid=None))
         self.stamps.pop(key, None)
+
+
+def _seen_key(past: PastDeploy) -> str:
+    """The history's key of a deploy read from Cortex's records, not one the relay made."""
+    return f"cortex:{past.sha}:{past.timestamp.isoformat()}"
 
 
 class BridgeFault(CortexError):

@@ -631,6 +631,37 @@ def test_the_relay_types_a_rollback_from_what_other_faces_recorded(
         relay.close()
 
 
+@pytest.mark.parametrize("restarted", [False, True], ids=["one-process", "restarted"])
+def test_the_relay_keeps_the_history_other_faces_made_beyond_its_next_look(
+    db_url: str, cortex: FakeCortex, restarted: bool
+) -> None:
+    # The Action's B, hours before the relay's C: C's look reads back to the relay's A and
+    # sees B; the look for B again, after C, reads back only to C. B, kept when C saw it,
+    # makes B again a ROLLBACK.
+    def at(n: int, sha: str, stamp: str) -> dict[str, Any]:
+        doc = with_sha(n, sha)
+        doc["deployment_status"]["updated_at"] = stamp
+        return doc
+
+    relay = Relay(db_url, cortex, {})
+    try:
+        webhook(relay, at(1, "a", "2026-11-23T08:00:00Z"))
+        action(at(2, "b", "2026-11-23T10:00:00Z"), cortex)
+        webhook(relay, at(3, "c", "2026-11-23T13:00:00Z"))
+        if restarted:
+            relay.close()
+            relay = Relay(db_url, cortex, {})
+        webhook(relay, at(4, "b", "2026-11-23T14:50:00Z"))
+    finally:
+        relay.close()
+    assert typed(cortex) == [
+        ("aaaaaaa", "DEPLOY"),
+        ("bbbbbbb", "DEPLOY"),
+        ("ccccccc", "DEPLOY"),
+        ("bbbbbbb", "ROLLBACK"),
+    ]
+
+
 def test_the_relay_sees_another_faces_rollback_as_the_latest_deploy(
     db_url: str, cortex: FakeCortex
 ) -> None:
