@@ -106,6 +106,34 @@ def test_the_reconcile_records_a_deploy_whose_webhook_never_came_one_replica_at_
             one.client.close()
 
 
+def test_the_reconcile_removes_the_doubles_its_listings_show(
+    db_url: str, github: FakeGitHub, cortex: FakeCortex
+) -> None:
+    """Two faces raced past each other's checks and both recorded a deploy: the reconcile's
+    reading of the entity deletes the newer record of the key, as every face's reads do."""
+    reconcile = reconcile_for(db_url, github, cortex, "replica-1")
+    try:
+        assert reconcile.run_once() is True
+        [first] = cortex.all_deploys()
+        body = {k: v for k, v in first.items() if k not in ("uuid", "entity")}
+        bridge = dict(body["customData"]["bridge"], recordedAt="2099-01-01T00:00:00Z")
+        body["customData"] = dict(body["customData"], bridge=bridge)  # made later: the newer
+        reconcile.client.create_deploy("api", body)
+        assert len(cortex.all_deploys()) == 2
+        reconcile.clock = lambda: NOW + timedelta(minutes=16)
+        with reconcile.store.sync.db.transaction(write=True) as conn:
+            conn.execute(sync_leases.update().values(lease_until=NOW - timedelta(minutes=1)))
+        assert reconcile.run_once() is True
+        [kept] = cortex.all_deploys()
+        assert kept["uuid"] == first["uuid"]
+        runs = reconcile.store.journal.reconcile_runs()
+        api = next(s for s in runs[0].sources if s["source"] == "github:acme/api")
+        assert api["counts"] == {"repaired": 1}
+    finally:
+        reconcile.store.close()
+        reconcile.client.close()
+
+
 def test_a_cortex_outage_is_neither_missing_deploys_nor_a_success(
     db_url: str, github: FakeGitHub, cortex: FakeCortex
 ) -> None:

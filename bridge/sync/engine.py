@@ -234,6 +234,8 @@ class Reconciler:
         self.clock = clock
         self.options = options
         self.lease = lease
+        # Run right before each write to Cortex: the reconcile's lease check (none for sync).
+        self._fence = lease.check if lease is not None else None
         # Who reserves each missing deploy in the store before recording it.
         self.owner = owner or f"sync-{uuidlib.uuid4()}"
         self.tally = Tally()
@@ -353,7 +355,9 @@ class Reconciler:
                 (Verdict.DOUBLED, f"would delete {', '.join(d.delete)}; {d.keep} stays")
                 for d in doubles
             ]
-        done = remove_doubles(listing, entity, self.client, keys=[d.key for d in doubles])
+        done = remove_doubles(
+            listing, entity, self.client, fence=self._fence, keys=[d.key for d in doubles]
+        )
         return [(Verdict.REPAIRED, f"deleted {', '.join(d.delete)}; {d.keep} stays") for d in done]
 
     def _repair_rest(self, name: str) -> Iterator[Row]:
@@ -388,7 +392,11 @@ class Reconciler:
         for entity, keys in made.items():
             try:
                 remove_doubles(
-                    self.cortex.listing(entity, fresh=True), entity, self.client, keys=keys
+                    self.cortex.listing(entity, fresh=True),
+                    entity,
+                    self.client,
+                    fence=self._fence,
+                    keys=keys,
                 )
             except CortexUnauthorized:
                 raise  # the token: every deploy would fail alike, so the run stops here
@@ -425,7 +433,7 @@ class Reconciler:
                 entity,
                 history=SyncHistory(self.cortex),
                 rollback=self.config.rollback.detect,
-                fence=self.lease.check if self.lease is not None else None,
+                fence=self._fence,
             )
         except BridgeError:  # the lease lost: nothing written
             self._release(key)
