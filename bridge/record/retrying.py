@@ -33,9 +33,10 @@ from bridge.rollback import PastDeploy
 STEP_POLICY = Policy(lifecycle=False, failures=True)
 # With the type given, how far from the deploy's time its record is looked for: a step run
 # again later (``send --deploy-id`` with the type, a re-run of a recording workflow) dates
-# the deploy anew, and must still find the record it made. The keyless match keeps its own
-# LOOKUP_WINDOW within this.
-KEY_REACH = timedelta(days=1)
+# the deploy anew, and must still find the record it made. One search still (an entity's
+# deploys to one environment in two months fit a page of 1,000 but for the busiest); the
+# keyless match keeps its own LOOKUP_WINDOW within it.
+KEY_REACH = timedelta(days=30)
 
 
 @dataclass(frozen=True)
