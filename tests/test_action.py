@@ -103,6 +103,10 @@ def test_push_records_one_complete_deploy(
     # The payload output is the body Cortex got, its stamp (recordedAt) included.
     sent = {k: v for k, v in deploy.items() if k not in ("uuid", "entity")}
     assert json.loads(got["payload"]) == sent
+    # To the millisecond always: stamps of one width order as text as they do in time.
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", sent["customData"]["bridge"]["recordedAt"]
+    )
     summary = Path(runner["GITHUB_STEP_SUMMARY"]).read_text()
     assert "| payments-api | production | DEPLOY |" in summary
     assert deploy["uuid"] in summary

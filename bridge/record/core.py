@@ -41,7 +41,7 @@ from bridge.model import (
     check_deploy,
 )
 from bridge.rollback import PastDeploy, same_sha
-from bridge.times import format_timestamp, parse_timestamp
+from bridge.times import parse_timestamp
 
 if TYPE_CHECKING:  # the Action's path must not load the config (and YAML) to record
     from bridge.config import Config, RecordSettings, Route
@@ -424,7 +424,9 @@ def record_one(
     # Every record says when it was first made, and an update keeps it, so that every face
     # tells the newer of two records with one key the same way.
     if known is None:
-        stamp = format_timestamp(clock())
+        # Always to the millisecond: stamps of one width order as text as they do in time
+        # (format_timestamp leaves ".000" out, and "05.300Z" sorts before "05Z").
+        stamp = clock().astimezone(timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
     else:  # an update: this face's own record may not have its stamp kept, nor its start
         known = _kept(event, entity, key, known, history)
         stamp = known.stamp
