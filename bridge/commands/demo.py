@@ -595,11 +595,12 @@ def _keep_running(stage: Stage, say: Say) -> None:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # as Ctrl-C: the files went only on Ctrl-C once
 
-    say("")
-    for line in _running_lines(stage):
-        say(line)
+    # Caught before anything says the demo is running: a SIGTERM sent on reading that stops it.
     previous = signal.signal(signal.SIGTERM, stop)
     try:
+        say("")
+        for line in _running_lines(stage):
+            say(line)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
