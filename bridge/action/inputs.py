@@ -117,7 +117,10 @@ INPUTS: tuple[Input, ...] = (
     Input("url", "link to the deploy (default: the CI job or run page)"),
     Input("deployer-name", "who deployed (default: from the CI job)"),
     Input("deployer-email", "deployer's email (default: from the CI job)"),
-    Input("timestamp", "when it finished, RFC 3339 (default: the CI's, else now, UTC)"),
+    Input(
+        "timestamp",
+        "when it finished: RFC 3339, or Unix seconds (default: the CI's, else now, UTC)",
+    ),
     Input(
         "custom-data",
         "a mapping merged into the deploy's customData (not its keys status, startedAt, bridge)",
