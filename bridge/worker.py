@@ -240,9 +240,10 @@ class RelayHistory:
         self._seen[pair] = (listing, since, self.monotonic(), self.delivery, self.batch)
         while len(self._seen) > KEPT_LISTINGS:  # a first listing (recall) may have added some
             del self._seen[next(iter(self._seen))]
-        # The records another face made: not the relay's stored ones, nor the ones this delivery
-        # has just made (kept with its outcome, not stored yet).
-        carried = set(listing.keyed) - {write.key for write in self.pending}
+        # The records another face made: not the ones this process made (their stamps kept),
+        # nor this delivery's just made (kept with its outcome, not stored yet), nor the
+        # relay's others (stored: asked of the store only for keys left).
+        carried = set(listing.keyed) - self.stamps.keys() - {write.key for write in self.pending}
         if carried and carried - self.store.records.made(carried):
             self._shared.add(pair)
         listing.shared = pair in self._shared or unsurveyed
