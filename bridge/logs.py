@@ -36,19 +36,36 @@ class JsonFormatter(logging.Formatter):
         self._stamp = ""
 
     def format(self, record: logging.LogRecord) -> str:
-        """One JSON line."""
+        """One JSON line; the secrets masked in its values (the names of its fields and the
+        logger's are the code's own: a short secret never garbles them)."""
         data: dict[str, Any] = {
             "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": self.redact(record.getMessage()),
         }
         for key, value in islice(record.__dict__.items(), _SET_BY_INIT, None):
             if key not in _STANDARD:
-                data[key] = value
+                data[key] = self._masked(value)
         if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
-        return self.redact(_dumps(data))
+            data["exception"] = self.redact(self.formatException(record.exc_info))
+        return _dumps(data)
+
+    def _masked(self, value: Any) -> Any:
+        """``value`` with every secret masked in its text, however deep; a value JSON has no
+        type for is its ``str``, masked."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, dict):
+            return {
+                self._masked(k) if isinstance(k, str) else k: self._masked(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            return [self._masked(item) for item in value]
+        return self.redact(str(value))
 
     def redact(self, text: str) -> str:
         """The text with every secret replaced by ***."""

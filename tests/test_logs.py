@@ -90,3 +90,24 @@ def test_an_exception_is_logged_with_its_traceback_masked(stream: io.TextIOWrapp
     assert data["step"] == "x" and data["level"] == "error"
     assert "ValueError: bad token ***" in data["exception"]
     assert SECRET not in line
+
+
+def test_a_short_secret_is_masked_in_values_never_in_field_or_logger_names() -> None:
+    # A database password "bridge" garbled the logger's name ("***.startup") and field
+    # names ("corte***_url" for a secret "x"): the code's own names are not the secret.
+    formatter = logs.JsonFormatter(["bridge", "x"])
+    record = logging.makeLogRecord(
+        {
+            "name": "bridge.startup",
+            "msg": "connected as bridge",
+            "cortex_url": "https://bridge.example",
+            "results": {"later": ["bridge", 3, None], "bridge": "x"},  # keys: data, masked
+            "attempts": 2,
+        }
+    )
+    data = json.loads(formatter.format(record))
+    assert data["logger"] == "bridge.startup"
+    assert data["message"] == "connected as ***"
+    assert data["cortex_url"] == "https://***.e***ample"
+    assert data["results"] == {"later": ["***", 3, None], "***": "***"}
+    assert data["attempts"] == 2
