@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -279,6 +280,65 @@ def test_a_job_failing_after_the_step_recorded_its_deploy_leaves_the_record(
     (record,) = cortex.all_deploys()
     assert record["customData"]["status"] == "succeeded"
     assert cortex.requests_to("DELETE") == []
+
+
+def test_an_events_environment_is_judged_as_the_events_and_after_whether_to_record(
+    cortex: FakeCortex, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed = load_sample("github/deployment_status.failure.json")
+    failed["deployment"]["environment"] = "prod\nuction"
+    env = started_step("deployment_status", failed, cortex, tmp_path, "990006")
+    assert main(["action"], env) == 0  # a failure: nothing to record, nothing else judged
+    assert "::notice" in capsys.readouterr().out
+    succeeded = deploy(1)
+    succeeded["deployment"]["environment"] = "prod\nuction"
+    env = started_step("deployment_status", succeeded, cortex, tmp_path, "990007")
+    assert main(["action"], env) == 2
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("::error")]
+    assert "the event's environment holds a control character" in line
+    assert cortex.received == []
+
+
+def broken_status() -> dict[str, Any]:
+    doc = load_sample("github/deployment_status.failure.json")
+    for field in ("updated_at", "created_at"):
+        del doc["deployment_status"][field]
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [
+        pytest.param(
+            "deployment_status",
+            lambda path: path.write_text(json.dumps(broken_status())),
+            id="a-failure-the-receiver-refuses",
+        ),
+        pytest.param(
+            "workflow_run",
+            lambda path: path.write_text('{"workflow_run": ' * 3000 + "1" + "}" * 3000),
+            id="nested-too-deep",
+        ),
+        pytest.param(
+            "deployment_status", lambda path: path.write_bytes(b'{"a": "\xff"}'), id="not-utf8"
+        ),
+        pytest.param("workflow_run", lambda path: path.write_text("[1, 2]"), id="not-an-object"),
+    ],
+)
+def test_a_step_whose_deploy_event_cannot_be_read_records_nothing_and_says_so(
+    cortex: FakeCortex, tmp_path: Any, capsys: pytest.CaptureFixture[str], name: str, write: Any
+) -> None:
+    """Never the step's own run in place of the deploy its event names: an error naming the
+    event file (a warning with fail-on-error off), as the relay refuses the same payload."""
+    env = started_step(name, {}, cortex, tmp_path, "990005")
+    write(Path(env["GITHUB_EVENT_PATH"]))
+    assert main(["action"], env) == 2
+    said = capsys.readouterr().out
+    (line,) = [line for line in said.splitlines() if line.startswith("::error")]
+    assert "GITHUB_EVENT_PATH" in line and "Traceback" not in said
+    assert main(["action"], {**env, "INPUT_FAIL-ON-ERROR": "false"}) == 0
+    assert "::warning" in capsys.readouterr().out
+    assert cortex.received == []
 
 
 def test_webhook_then_action(relay: Relay, cortex: FakeCortex) -> None:

@@ -57,7 +57,9 @@ def build_event(
     custom = parse_custom_data(inputs.custom_data)
     timestamp = parse_when(inputs.timestamp, ctx.finished_at or now)
     url = parse_url("url", inputs.url) if inputs.url.strip() else ctx.url
-    environment = plain("environment", inputs.environment.strip() or ctx.environment or "")
+    # The input's checked as the input's; the context's by the model, as the event's.
+    given = inputs.environment.strip()
+    environment = plain("environment", given) if given else ctx.environment or ""
     finished = timestamp
     started = ctx.started_at if ctx.started_at and ctx.started_at <= finished else None
     return DeployEvent(
@@ -84,15 +86,20 @@ def build_event(
 # -- edges: files and git ------------------------------------------------------------------
 
 
-def read_event_file(path: str | None) -> dict[str, Any]:
-    """GitHub's event payload (GITHUB_EVENT_PATH); an unreadable one counts as empty."""
+def read_event_file(path: str | None) -> tuple[dict[str, Any], str | None]:
+    """GitHub's event payload (GITHUB_EVENT_PATH), and what was wrong with it when it could not
+    be read (the payload is then empty); none given is an empty payload, nothing wrong."""
     if not path:
-        return {}
+        return {}, None
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    except OSError as exc:
+        return {}, f"cannot read {path}: {(exc.strerror or type(exc).__name__).lower()}"
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested past what is read
+        return {}, f"{path} is not a JSON document this step can read"
+    if not isinstance(data, dict):
+        return {}, f"{path} holds no JSON object"
+    return data, None
 
 
 def descriptor_tag(workspace: str | None) -> str | None:

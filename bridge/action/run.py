@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Any
 
 from bridge.action.inputs import (
     TOKEN_VARIABLE,
@@ -25,6 +26,7 @@ from bridge.action.resolve import (
     resolve_title,
 )
 from bridge.ci import detect
+from bridge.ci.github import DEPLOY_EVENTS
 from bridge.cortex import CortexClient
 from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexError, InputError, InvalidDeploy, UsageError
@@ -56,13 +58,20 @@ def prepare(
 ) -> tuple[DeployEvent, tuple[str, ...], list[Notice]]:
     """The deploy event, its entities, and notices about what could not be known; raises
     NotRecorded when the event that started the step is of a deploy that did not succeed."""
-    payload = {}
+    payload: dict[str, Any] = {}
+    notices = []
     if environ.get("GITHUB_ACTIONS") == "true":
-        payload = read_event_file(environ.get("GITHUB_EVENT_PATH"))
+        payload, unread = read_event_file(environ.get("GITHUB_EVENT_PATH"))
+        if unread is not None and environ.get("GITHUB_EVENT_NAME") in DEPLOY_EVENTS:
+            # The deploy to record is the event's: never the step's own run in its place.
+            raise UsageError(f"GITHUB_EVENT_PATH: {unread}")
+        if unread is not None:
+            notices.append(Notice("GITHUB_EVENT_PATH", f"{unread}; the event's details unused"))
     ctx = detect(environ, payload)
+    if ctx.not_recorded is not None:  # before anything else is read or judged: nothing to record
+        raise NotRecorded(ctx.not_recorded)
     entities = resolve_entities(inputs, ctx)
     sha = resolve_sha(inputs, ctx)
-    notices = []
     ref = resolve_ref(inputs, ctx)
     if ref is None:
         # Not the time: a key that changes on every run would find nothing either.
@@ -87,8 +96,6 @@ def prepare(
         notices.append(Notice("sha", "no commit sha recorded"))
     elif len(sha) < 40:
         notices.append(Notice("sha", f"{sha!r} is abbreviated and git could not expand it"))
-    if ctx.not_recorded is not None:
-        raise NotRecorded(ctx.not_recorded)
     return event, entities, notices
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.ci.context import CiContext
-from bridge.errors import MalformedEvent, UnsupportedEvent
+from bridge.errors import MalformedEvent, UnsupportedEvent, UsageError
 from bridge.model import DeployRef, Status, first_line
 from bridge.sources.github import parse_deployment_status, parse_workflow_run
 
@@ -140,6 +140,7 @@ def context(environ: Mapping[str, str], payload: Mapping[str, Any]) -> CiContext
 
 # The events that are a deploy another run made: a step they trigger records that deploy.
 _DEPLOYS = {"deployment_status": parse_deployment_status, "workflow_run": parse_workflow_run}
+DEPLOY_EVENTS = frozenset(_DEPLOYS)
 
 
 def triggered_by(event_name: str, payload: Mapping[str, Any], here: CiContext) -> CiContext:
@@ -147,16 +148,19 @@ def triggered_by(event_name: str, payload: Mapping[str, Any], here: CiContext) -
     ``on: workflow_run``): that deploy as the receiver reads the same payload
     (bridge.sources.github), so the step and the webhook name, date and describe it alike,
     however late the step runs; ``not_recorded`` says why, when that deploy did not succeed.
-    A payload the receiver cannot read leaves the step's own context as it is."""
+    A payload the receiver refuses is a UsageError naming GITHUB_EVENT_PATH: the deploy to
+    record is the event's, never the step's own run in its place."""
     parse = _DEPLOYS.get(event_name)
-    if parse is None or not payload:
+    if parse is None:
         return here
     try:
         deploy = parse(payload)
     except UnsupportedEvent as exc:
         return dataclasses.replace(here, not_recorded=f"the {event_name} event: {exc.reason}")
-    except MalformedEvent:
-        return here
+    except MalformedEvent as exc:
+        raise UsageError(
+            f"GITHUB_EVENT_PATH: the {event_name} event is not a deploy: {exc}"
+        ) from None
     why = None
     if deploy.status is not Status.SUCCEEDED:
         why = (
