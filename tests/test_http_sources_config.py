@@ -193,6 +193,8 @@ def test_qoder_preset_asks_for_archived_deployments_too() -> None:
                 "GITHUB_TOKEN",
                 "ARGOCD_AUTH_TOKEN_FILE",
                 "BRIDGE_DATABASE_URL",
+                "cortex_api_token",
+                "Bridge_Admin_Token_file",
             )
         ),
         pytest.param(

@@ -175,8 +175,9 @@ def _parse_entry(name: str, entry: Any, path: str) -> HttpSourceSpec:
         )
     # A token goes only to the origin it was made for: the bridge's own secrets (Cortex's
     # token, the webhooks', the admin's, the SCM readers') are never sent to a source's URL.
+    # Upper-cased: Windows finds a variable whatever the case it is asked in.
     own = {*ALL_SECRETS, DATABASE_VARIABLE}
-    if token_env.removesuffix("_FILE") in own:
+    if token_env.upper().removesuffix("_FILE") in own:
         raise ConfigError(
             f"{path}.token_env",
             f"{token_env} is the bridge's own secret, never sent to a source's url: "
