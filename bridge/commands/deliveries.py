@@ -44,13 +44,12 @@ def _positive(high: int) -> Callable[[str], int]:
 
     def parse(raw: str) -> int:
         shown = raw if len(raw) <= 40 else raw[:37] + "..."
-        try:
-            value = int(raw)
-        except ValueError:
+        # Plain ASCII digits, as the admin API takes them (int() takes " 1", "1_0", wide digits).
+        if not (raw.isascii() and raw.isdigit()):
             raise argparse.ArgumentTypeError(f"must be an integer, got {shown!r}") from None
+        value = int(raw)
         if not 1 <= value <= high:
-            wanted = "a positive integer" if high == MAX_ID else f"between 1 and {high}"
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {shown}")
+            raise argparse.ArgumentTypeError(f"must be from 1 to {high:,}, got {shown}")
         return value
 
     return parse
