@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "    cortex-deploy-bridge action",
         ],
         exit_codes=[
-            (0, "recorded, or already recorded (or fail-on-error is false)"),
+            (0, "recorded, already recorded, or its event's deploy failed; or fail-on-error false"),
             (1, "Cortex refused the deploy or could not be reached"),
             (2, "a bad input, environment variable or cortex.yaml"),
         ],
