@@ -179,6 +179,8 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise  # the reader went away (`send ... | head`): main stops quietly, not a bug
     except Exception as exc:
         # A bug (an answer of a shape no check foresaw, say): one line, the secrets masked;
         # BRIDGE_TRACEBACK=1 shows where, for a report.
