@@ -269,6 +269,7 @@ def test_behind_a_proxy_that_rewrites_host_the_forwarded_host_is_ours() -> None:
 def test_a_filter_with_a_control_character_is_a_400_naming_it(runtime: Runtime, query: str) -> None:
     page = signed_in(runtime).get("/console/" + query)
     assert page.status_code == 400
+    assert page.content_type.startswith("text/html")  # the console's page, not the API's JSON
     name = query.split("?")[1].split("=", maxsplit=1)[0]
     assert f"the {name} filter holds a control character".encode() in page.data
 

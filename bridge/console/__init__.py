@@ -116,6 +116,11 @@ def console_blueprint(rt: Runtime) -> Blueprint:
     def not_found(exc: Exception) -> Response:
         return _refuse(404, "There is no such page or delivery.")
 
+    @console.errorhandler(400)
+    def bad_request(exc: Exception) -> Response:
+        # A page's own refusal (a filter that cannot be searched for), as a page.
+        return _refuse(400, getattr(exc, "description", None) or "The request was refused.")
+
     from bridge.console.pages import add_pages
 
     add_pages(console, rt)
