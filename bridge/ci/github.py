@@ -93,10 +93,10 @@ def ref_of(
     recorded again, as the workflow_run webhook of that attempt is (docs/send.md).
     """
     deployment_id = _get(payload, "deployment", "id")
-    if event_name in ("deployment", "deployment_status") and deployment_id is not None:
+    if event_name == "deployment" and deployment_id is not None:
         # A deployment an Actions job made carries that job's run: the receiver keys it by the
         # run (bridge.sources.github), so that the step inside the run and its webhook name
-        # one deploy; a step in a workflow the deployment triggered names it the same way.
+        # one deploy. (A step a deployment_status started is named by triggered_by.)
         run_id, attempt = (_get(payload, "workflow_run", key) for key in ("id", "run_attempt"))
         if isinstance(run_id, int) and not isinstance(run_id, bool):
             attempt = attempt if isinstance(attempt, int) and attempt > 0 else 1
