@@ -14,7 +14,7 @@ import enum
 import uuid as uuidlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -425,7 +425,7 @@ class Reconciler:
                     "another sync holds its key (a reservation lapses after "
                     f"sync.interval_minutes, {self.config.sync.interval_minutes}); run again then"
                 )
-                return replace(_row(name, event, Verdict.FAILED, why, entity), missing=True)
+                return _row(name, event, Verdict.FAILED, why, entity, missing=True)
         try:
             outcome = recorder.record(
                 self.client,
@@ -443,8 +443,7 @@ class Reconciler:
         if isinstance(outcome.error, CortexUnauthorized):
             raise outcome.error  # the token: every deploy would fail alike
         if outcome.error is not None:
-            failed = _row(name, event, Verdict.FAILED, str(outcome.error), entity)
-            return replace(failed, missing=True)
+            return _row(name, event, Verdict.FAILED, str(outcome.error), entity, missing=True)
         uuid = outcome.uuid or ""
         if outcome.existing:
             return _row(name, event, Verdict.PRESENT, uuid, entity)
@@ -490,7 +489,13 @@ class Reconciler:
 
 
 def _row(
-    name: str, event: DeployEvent, verdict: Verdict, detail: str, entity: str | None = None
+    name: str,
+    event: DeployEvent,
+    verdict: Verdict,
+    detail: str,
+    entity: str | None = None,
+    *,
+    missing: bool = False,
 ) -> Row:
     return Row(
         reader=name,
@@ -502,6 +507,7 @@ def _row(
         entity=entity,
         sha=event.sha,
         finished=event.timestamp,
+        missing=missing,
     )
 
 

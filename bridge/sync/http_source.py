@@ -162,8 +162,7 @@ class HttpReader:
         try:
             yield from self._read(window, position)
         finally:
-            if self._owns_session:
-                self._session.close()  # its pool is made again on the next read
+            self.close()  # its pool is made again on the next read
 
     def _read(self, window: Window, position: Position) -> Iterator[Found]:
         if position.get("done"):
