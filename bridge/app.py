@@ -166,8 +166,8 @@ def _add_admin(app: Flask, rt: Runtime) -> None:
         status = request.args.get("status") or None
         if status is not None and status not in STATUSES:
             raise BadRequest(400, f"status must be one of {', '.join(STATUSES)}")
-        limit = _int_arg("limit", 50, low=1, high=views.MAX_PAGE) or 50
-        after = _int_arg("after", None, low=1, high=views.MAX_ID)
+        limit = _int_arg("limit", 50, high=views.MAX_PAGE) or 50
+        after = _int_arg("after", None, high=views.MAX_ID)
         rows, cursor = rt.store.list_deliveries(status=status, limit=limit, after=after)
         return jsonify(views.delivery_page(rows, cursor)), 200
 
@@ -195,16 +195,13 @@ def _add_admin(app: Flask, rt: Runtime) -> None:
     app.register_blueprint(admin)
 
 
-def _int_arg(name: str, default: int | None, *, low: int, high: int) -> int | None:
+def _int_arg(name: str, default: int | None, *, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(400, f"{name} must be an integer, got {raw[:40]!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(400, f"{name} must be between {low} and {high}")
+    value = views.counted(raw, high)
+    if value is None:
+        raise BadRequest(400, f"{name} must be between 1 and {high}, got {raw[:40]!r}")
     return value
 
 

@@ -18,16 +18,20 @@ MAX_PAGE = 200
 MAX_ID = 2**63 - 1
 
 
-def delivery_id(raw: str) -> int | None:
-    """The delivery id ``raw`` names, or None when no delivery can have it.
-
-    Plain ASCII digits only (no sign, no spaces, no ``_``), in the range a database holds: an
-    id past it would overflow the driver's 64-bit parameter instead of finding nothing.
-    """
-    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_ID)):
+def counted(raw: str, most: int) -> int | None:
+    """The number from 1 to ``most`` that ``raw`` spells, or None: plain ASCII digits only (no
+    sign, no spaces, no ``_``, no other script's digits, all of which ``int`` takes). The one
+    reading of an id, a limit or a cursor, for the admin API, the console and ``deliveries``."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(most)):
         return None
     value = int(raw)
-    return value if 1 <= value <= MAX_ID else None
+    return value if 1 <= value <= most else None
+
+
+def delivery_id(raw: str) -> int | None:
+    """The delivery id ``raw`` names, or None when no delivery can have it: in the range a
+    database holds (an id past it would overflow the driver's 64-bit parameter)."""
+    return counted(raw, MAX_ID)
 
 
 def stamp(moment: datetime | None) -> str | None:

@@ -307,6 +307,9 @@ def test_admin_api_pages_and_retry(runtime) -> None:
     assert client.get("/api/deliveries?status=bogus", headers=auth).status_code == 400
     assert client.get("/api/deliveries?limit=0", headers=auth).status_code == 400
     assert client.get("/api/deliveries?limit=201", headers=auth).status_code == 400
+    # Read as an id is (views.counted): plain ASCII digits only.
+    for odd in ("%EF%BC%95", "1_0", "%205", "%2B5"):  # a wide 5, 1_0, " 5", "+5"
+        assert client.get(f"/api/deliveries?limit={odd}", headers=auth).status_code == 400
     assert client.get("/api/deliveries?limit=200", headers=auth).status_code == 200
     assert client.get("/api/deliveries/999", headers=auth).status_code == 404
     assert client.post(f"/api/deliveries/{ids[0]}/retry", headers=auth).status_code == 200

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.commands.common import EXIT_FAILED, add_config_flag, fail, load
 from bridge.commands.helptext import describe
 from bridge.errors import UsageError
-from bridge.views import MAX_ID, MAX_PAGE
+from bridge.views import MAX_ID, MAX_PAGE, counted
 
 if TYPE_CHECKING:
     from bridge.config import Config
@@ -43,13 +43,12 @@ def _positive(high: int) -> Callable[[str], int]:
     """An argparse type: an integer from 1 to ``high`` (argparse names the argument)."""
 
     def parse(raw: str) -> int:
-        shown = raw if len(raw) <= 40 else raw[:37] + "..."
-        # Plain ASCII digits, as the admin API takes them (int() takes " 1", "1_0", wide digits).
-        if not (raw.isascii() and raw.isdigit()):
-            raise argparse.ArgumentTypeError(f"must be an integer, got {shown!r}") from None
-        value = int(raw)
-        if not 1 <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from 1 to {high:,}, got {shown}")
+        value = counted(raw, high)  # as the admin API reads it
+        if value is None:
+            shown = raw if len(raw) <= 40 else raw[:37] + "..."
+            raise argparse.ArgumentTypeError(
+                f"must be an integer from 1 to {high:,}, got {shown!r}"
+            )
         return value
 
     return parse
