@@ -651,8 +651,8 @@ class Worker:
 # What dead-lettering for time adds to the last error (taken off before it is added again).
 _GAVE_UP = re.compile(r"( \(gave up after \d+s\))+$")
 
-# While the database is down, the loop says so once in this many failed loops (a minute at
-# the default poll), not on each.
+# While the database is down, the loop says so once in this many failed loops, not on each
+# (each waits the poll twice: about two minutes at the default second).
 STORE_DOWN_EVERY = 60
 
 

@@ -248,7 +248,7 @@ def _never_matches(match: Match, path: str) -> None:
         other = "object" if match.object is not None else "project"
         why = "a repository is no GitOps object: no event has both"
         raise ConfigError(f"{path}.{other}", f"{why} (match one or the other)")
-    if match.source is not None and match.repository is not None and gitops:
+    if gitops and match.repository is not None:
         raise ConfigError(
             f"{path}.repository",
             f"{match.source} events name a cluster object, not a repository: match object",
