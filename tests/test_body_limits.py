@@ -96,6 +96,22 @@ def test_content_length_over_the_limit_is_413(runtime: Runtime) -> None:
     assert stored(runtime) == 0
 
 
+def test_the_default_limit_is_githubs_cap(db_url: str) -> None:
+    """PRODUCT.md: bodies over 25 MiB (GitHub's own cap) get 413; one of 25 MiB is queued."""
+    runtime = runtime_on(db_url)
+    try:
+        cap = 25 * 1024 * 1024
+        assert runtime.config.server.max_body_bytes == cap
+        client = client_for(runtime)
+        for size, delivery, status in ((cap + 1, "over", 413), (cap, "at", 202)):
+            body = padded(size)
+            answer = client.post("/webhooks/github", data=body, headers=headers_for(body, delivery))
+            assert answer.status_code == status, (size, answer.json)
+        assert stored(runtime) == 1
+    finally:
+        runtime.store.close()
+
+
 class Dribble(io.BytesIO):
     """A WSGI input that hands over at most ``step`` bytes a read, as a socket may."""
 

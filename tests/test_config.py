@@ -701,8 +701,8 @@ def test_no_file_means_the_documented_defaults() -> None:
     assert config.workflows == ()
     assert config.record.mode is RecordMode.FINAL and config.record.failures is False
     assert config.rollback.detect is True
-    assert config.server.max_body_bytes == 1048576
-    assert config.server.unverified_limit == 16 * 1048576
+    assert config.server.max_body_bytes == 26214400  # PRODUCT.md: over 25 MiB get 413
+    assert config.server.unverified_limit == 32 * 1048576
     assert config.server.max_entities_per_event == 20
     assert config.delivery == DeliverySettings(
         dead_letter_after_seconds=86400,
@@ -1222,7 +1222,7 @@ def test_describe_the_example() -> None:
     assert "record: mode final, failures not recorded" in lines
     assert "rollback: detect on" in lines
     assert (
-        "server: max_body_bytes 1048576, max_entities_per_event 20, max_unverified_bytes 16777216"
+        "server: max_body_bytes 26214400, max_entities_per_event 20, max_unverified_bytes 33554432"
         in lines
     )
     assert not any("s3cret" in line for line in lines)
