@@ -162,7 +162,7 @@ def counted(source: str, answer: str) -> float:
     [
         pytest.param(b"not json", {"Content-Type": "application/json"}, 400, id="not-json"),
         pytest.param(b"{}", {"Content-Type": "text/plain"}, 415, id="media-type"),
-        pytest.param(b"x" * 2_000_000, {"Content-Type": "application/json"}, 413, id="too-large"),
+        pytest.param(b"x" * 26_214_401, {"Content-Type": "application/json"}, 413, id="too-large"),
     ],
 )
 def test_every_webhook_turned_away_is_counted(
