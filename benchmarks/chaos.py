@@ -747,7 +747,7 @@ def keep_evidence(fleet: Fleet, workdir: Path) -> None:
 
     deploys = fleet.stand_in("deploys")["deploys"]
     (workdir / "cortex-deploys.json").write_text(json.dumps(deploys, indent=1))
-    rows = [show_delivery(d, full=True) for d in outbox(fleet.database_url, "all")[1]]
+    rows = [show_delivery(d, full=True, spelled=()) for d in outbox(fleet.database_url, "all")[1]]
     (workdir / "outbox.json").write_text(json.dumps(rows, indent=1))
 
 

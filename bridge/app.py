@@ -9,22 +9,23 @@ probes and the admin API, and answers errors with the same ``error_response``.
 from __future__ import annotations
 
 import functools
-import hmac
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from bridge import views
 from bridge.config import Config
 from bridge.errors import MalformedEvent, SignatureError
 from bridge.health import Probes
 from bridge.ingest import prepare_intake
+from bridge.redact import spellings
 from bridge.sources.fields import shorten
 from bridge.store import STATUSES, Delivery, Store
 from bridge.turned_away import TurnedAwayLog
@@ -35,6 +36,7 @@ from bridge.webhooks import (
     InFlight,
     WebhookDispatch,
     error_response,
+    verify_bearer,
 )
 
 log = logging.getLogger("bridge.receiver")
@@ -75,6 +77,12 @@ class Runtime:
         self.turned_away = TurnedAwayLog(self.store.journal, self.clock)
         self.unverified = InFlight(self.config.server.unverified_limit)
 
+    @cached_property
+    def spelled(self) -> tuple[str, ...]:
+        """Every way :attr:`secrets` can be spelled (:func:`bridge.redact.spellings`), worked
+        out once: what the admin API and the console mask."""
+        return spellings(self.secrets)
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret the receiver knows: masked in whatever it keeps or shows."""
@@ -104,7 +112,7 @@ def create_app(runtime: Runtime) -> Flask:
     _add_webhooks(app, runtime)
     _add_probes(app, runtime)
     _add_admin(app, runtime)
-    _add_error_handlers(app)
+    _add_error_handlers(app, console=bool(runtime.admin_token))
     if runtime.admin_token:  # else no console route exists: every /console path is a 404
         from bridge.console import console_blueprint
 
@@ -155,11 +163,20 @@ def _add_admin(app: Flask, rt: Runtime) -> None:
     def guard_admin() -> tuple[Response, int] | None:
         if not rt.admin_token:
             return jsonify(status="error", reason="not found"), 404
-        given = request.headers.get("Authorization", "")
-        expected = f"Bearer {rt.admin_token}"
-        if not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
-            return jsonify(status="error", reason="missing or wrong admin token"), 401
+        try:  # Argo CD's check: the scheme in any case (RFC 9110), the token constant-time
+            verify_bearer(rt.admin_token, request.headers.get("Authorization"))
+        except SignatureError:
+            refused = jsonify(status="error", reason="missing or wrong admin token")
+            refused.headers["WWW-Authenticate"] = 'Bearer realm="cortex-deploy-bridge admin"'
+            return refused, 401
         return None
+
+    @admin.after_request
+    def unkept(response: Response) -> Response:
+        # Payloads and errors: no cache keeps them, and no browser reads them as a page.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
     @admin.get("/deliveries")
     def list_deliveries() -> tuple[Response, int]:
@@ -169,7 +186,7 @@ def _add_admin(app: Flask, rt: Runtime) -> None:
         limit = _int_arg("limit", 50, high=views.MAX_PAGE) or 50
         after = _int_arg("after", None, high=views.MAX_ID)
         rows, cursor = rt.store.list_deliveries(status=status, limit=limit, after=after)
-        return jsonify(views.delivery_page(rows, cursor)), 200
+        return jsonify(views.delivery_page(rows, cursor, rt.spelled)), 200
 
     def find(raw: str) -> Delivery:
         # Any path segment: "<int:...>" would hand an id past 64 bits to the driver (a 500)
@@ -182,7 +199,7 @@ def _add_admin(app: Flask, rt: Runtime) -> None:
 
     @admin.get("/deliveries/<path:raw_id>")
     def show_delivery(raw_id: str) -> tuple[Response, int]:
-        return jsonify(views.show_delivery(find(raw_id), full=True)), 200
+        return jsonify(views.show_delivery(find(raw_id), full=True, spelled=rt.spelled)), 200
 
     @admin.post("/deliveries/<path:raw_id>/retry")
     def retry_delivery(raw_id: str) -> tuple[Response, int]:
@@ -195,6 +212,13 @@ def _add_admin(app: Flask, rt: Runtime) -> None:
     app.register_blueprint(admin)
 
 
+def _allowing(exc: Exception, response: Response) -> Response:
+    """``response`` with a 405's ``Allow`` header (RFC 9110: the methods the path takes)."""
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    return response
+
+
 def _int_arg(name: str, default: int | None, *, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
@@ -205,9 +229,17 @@ def _int_arg(name: str, default: int | None, *, high: int) -> int | None:
     return value
 
 
-def _add_error_handlers(app: Flask) -> None:
+def _add_error_handlers(app: Flask, *, console: bool) -> None:
     def answer(exc: Exception) -> Response:
-        return error_response(exc, request.environ)
+        path = request.path
+        under_console = path == "/console" or path.startswith("/console/")
+        if console and under_console and isinstance(exc, HTTPException) and exc.code:
+            from bridge.console import refused_page
+
+            page = refused_page(exc.code)
+            if page is not None:
+                return _allowing(exc, page)
+        return _allowing(exc, error_response(exc, request.environ))
 
     for kind in (BadRequest, MalformedEvent, SignatureError, HTTPException, Exception):
         app.register_error_handler(kind, answer)

@@ -25,7 +25,7 @@ from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
 from bridge.model import DeployEvent, Status
 from bridge.record.core import ignore_reason, route_checked
-from bridge.redact import USERINFO, mask, mask_userinfo, spellings
+from bridge.redact import USERINFO, cut, mask, mask_userinfo, spellings
 from bridge.sources import PARSERS, Parser, parse_event
 from bridge.store import Store
 from bridge.store.store import MAX_KEY_LENGTH
@@ -200,9 +200,20 @@ def received_copy(environ: Mapping[str, Any], body: bytes, secrets: tuple[str, .
     spellings, from :func:`bridge.redact.spellings`) and any password in a URL is masked, so
     what the console shows is safe to show.
     """
-    headers = {name: str(environ[key])[:200] for key, name in _KEPT.items() if environ.get(key)}
+    headers = {
+        name: cut(str(environ[key]), 200, secrets)
+        for key, name in _KEPT.items()
+        if environ.get(key)
+    }
     text = body[:MAX_RECEIVED_BYTES].decode("utf-8", "replace")
-    if any(secret in text for secret in secrets):
+    if len(body) > MAX_RECEIVED_BYTES:
+        # Masked before the cut (a secret across it is never kept in part): the next bytes,
+        # as many as the longest secret could take, read too.
+        reach = 4 * len(secrets[0]) + 4 if secrets else 0
+        text = cut(
+            body[: MAX_RECEIVED_BYTES + reach].decode("utf-8", "replace"), len(text), secrets
+        )
+    elif any(secret in text for secret in secrets):
         text = mask(text, secrets)
     if USERINFO.search(text) is not None:
         text = mask_userinfo(text)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 
@@ -20,8 +22,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 
 def spellings(secrets: Iterable[str]) -> tuple[str, ...]:
-    """Every way the secrets can appear in text (as given, and inside a JSON string), longest
-    first: what :func:`mask` looks for. Work it out once where many texts are redacted."""
+    """Every way the secrets can appear in text (as given, inside a JSON string, and
+    percent-encoded as a form body carries it), longest first: what :func:`mask` looks for.
+    Work it out once where many texts are redacted."""
     found = set()
     for secret in secrets:
         if secret:
@@ -29,7 +32,42 @@ def spellings(secrets: Iterable[str]) -> tuple[str, ...]:
             found.add(json.dumps(secret)[1:-1])
             # As a JSON writer that keeps non-ASCII as it is spells it (orjson, the logs').
             found.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+            # In GitHub's form encoding (payload=...), in a URL's query.
+            found.add(quote(secret, safe=""))
+            found.add(quote_plus(secret, safe=""))
     return tuple(sorted(found, key=len, reverse=True))
+
+
+def masked(value: Any, spelled: tuple[str, ...]) -> Any:
+    """``value`` (JSON's types) with each of ``spelled`` and every URL's password masked in
+    its text, however deep: what the admin API, the console and ``deliveries`` show."""
+    if isinstance(value, str):
+        return mask_userinfo(mask(value, spelled))
+    if isinstance(value, dict):
+        return {masked(k, spelled): masked(v, spelled) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [masked(item, spelled) for item in value]
+    return value
+
+
+def cut(text: str, most: int, spelled: tuple[str, ...]) -> str:
+    """The first ``most`` characters of ``text`` with each of ``spelled`` masked: a secret
+    that runs across the cut is masked whole there (``***`` ends the text), never shown in
+    part."""
+    head = text[:most]
+    if len(text) > most:
+        # Found whole only where it runs across the cut: from before it to past it.
+        across = [
+            found
+            for found in (
+                text.find(spelling, max(0, most - len(spelling) + 1), most + len(spelling) - 1)
+                for spelling in spelled
+            )
+            if found != -1
+        ]
+        if across:
+            head = text[: min(across)] + MASK
+    return mask(head, spelled)
 
 
 def mask(text: str, spelled: tuple[str, ...]) -> str:
@@ -67,3 +105,18 @@ def mask_userinfo(text: str) -> str:
         return text
     kept.append(text[done:])
     return "".join(kept)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password (in the user info or a ``password=`` query) masked."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # not a URL as written (a ':' left out): whatever stands before an '@' goes
+        _, at, after = url.rpartition("@")
+        return f"***@{after}" if at else url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    tail = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", tail)
+    return f"{scheme}{sep}{netloc}{tail}"

@@ -7,7 +7,7 @@ Every face reads its secrets here (the Action and ``send``, ``serve``, ``worker`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from bridge.errors import ConfigError, UsageError
 from bridge.model import has_control
@@ -81,11 +81,18 @@ NOT_ONE_LINE = "the secret holds a control character (a line break?); it must be
 
 
 def url_password(url: str) -> str:
-    """The password a URL's user info holds (the database URL's), decoded; '' when none."""
+    """The password a URL holds (the database URL's), decoded: in its user info, else in a
+    ``password=`` query (as libpq and SQLAlchemy take it); '' when none."""
     if "://" not in url:
         return ""
     try:
-        password = urlsplit(url).password
+        parts = urlsplit(url)
+        password = parts.password
     except ValueError:  # a port that is not a number: no password to read then either
         return ""
-    return unquote(password) if password else ""
+    if password:
+        return unquote(password)
+    given = [
+        v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() == "password"
+    ]
+    return given[-1] if given else ""

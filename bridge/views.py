@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from bridge.redact import masked
+
 if TYPE_CHECKING:
     from bridge.store import Delivery
 
@@ -39,8 +41,10 @@ def stamp(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
 
 
-def show_delivery(d: Delivery, *, full: bool) -> dict[str, Any]:
-    """A delivery as the admin API shows it; ``full`` adds the dedupe key and the payload."""
+def show_delivery(d: Delivery, *, full: bool, spelled: tuple[str, ...]) -> dict[str, Any]:
+    """A delivery as the admin API shows it, with each of ``spelled`` (the process's secrets,
+    :func:`bridge.redact.spellings`) and every URL's password masked in its text; ``full``
+    adds the dedupe key and the payload."""
     event = d.payload.get("event", {})
     shown: dict[str, Any] = {
         "id": d.id,
@@ -62,13 +66,15 @@ def show_delivery(d: Delivery, *, full: bool) -> dict[str, Any]:
     if full:
         shown["dedupe_key"] = d.dedupe_key
         shown["payload"] = d.payload
-    return shown
+    return masked(shown, spelled)  # type: ignore[no-any-return]
 
 
-def delivery_page(rows: Sequence[Delivery], cursor: int | None) -> dict[str, Any]:
+def delivery_page(
+    rows: Sequence[Delivery], cursor: int | None, spelled: tuple[str, ...]
+) -> dict[str, Any]:
     """One page of the delivery log: ``data``, ``has_more`` and ``next_cursor`` (a string)."""
     return {
-        "data": [show_delivery(d, full=False) for d in rows],
+        "data": [show_delivery(d, full=False, spelled=spelled) for d in rows],
         "has_more": cursor is not None,
         "next_cursor": str(cursor) if cursor is not None else None,
     }

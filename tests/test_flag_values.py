@@ -148,7 +148,15 @@ def test_a_database_that_cannot_be_opened_is_named_without_its_password(tmp_path
     with pytest.raises(StoreError) as caught:
         Store.from_url("postgresql://bob:s3cr3t@127.0.0.1:1/bridge")
     assert "s3cr3t" not in str(caught.value)
-    assert str(caught.value).endswith("(database postgresql+psycopg://bob:***@127.0.0.1:1/bridge)")
+    # As it was given, the password masked.
+    assert str(caught.value).endswith("(database postgresql://bob:***@127.0.0.1:1/bridge)")
+    # A password given as a query parameter (libpq's, SQLAlchemy's) was shown whole.
+    with pytest.raises(StoreError) as caught:
+        Store.from_url("postgresql+psycopg://bob@127.0.0.1:1/bridge?password=s3cr3t")
+    assert "s3cr3t" not in str(caught.value)
+    assert str(caught.value).endswith(
+        "(database postgresql+psycopg://bob@127.0.0.1:1/bridge?password=***)"
+    )
 
 
 def test_a_bug_is_one_line_its_secrets_masked(

@@ -14,9 +14,17 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from bridge.commands.common import EXIT_FAILED, add_config_flag, fail, load
+from bridge.commands.common import (
+    EXIT_FAILED,
+    add_config_flag,
+    fail,
+    load,
+    log_secrets,
+    secrets_of,
+)
 from bridge.commands.helptext import describe
 from bridge.errors import UsageError
+from bridge.redact import masked, spellings
 from bridge.views import MAX_ID, MAX_PAGE, counted
 
 if TYPE_CHECKING:
@@ -135,12 +143,15 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return fail(f"retry needs delivery ids or --all-dead, got {given}")
     try:
         config = load(args, environ)
+        # What it shows is masked as the admin API masks it: the secrets this environment
+        # holds.
+        spelled = spellings(log_secrets(secrets_of(environ), config, environ))
     except UsageError as exc:  # ConfigError included
         return fail(str(exc))
     handlers = {"list": _list, "show": _show, "retry": _retry}
     try:
         with open_log(config) as store:
-            return handlers[args.action](store, args)
+            return handlers[args.action](store, args, spelled)
     except UsageError as exc:
         return fail(str(exc))
     except StoreError as exc:  # unreachable, or a schema of another version
@@ -190,17 +201,17 @@ COLUMNS = (
 )
 
 
-def _list(store: Store, args: argparse.Namespace) -> int:
+def _list(store: Store, args: argparse.Namespace, spelled: tuple[str, ...]) -> int:
     from bridge.views import delivery_page
 
     rows, cursor = store.list_deliveries(status=args.status, limit=args.limit, after=args.after)
     if args.json:
-        _print_json(delivery_page(rows, cursor))
+        _print_json(delivery_page(rows, cursor, spelled))
         return 0
     if not rows:
         print("no deliveries" + (f" with status {args.status}" if args.status else ""))
         return 0
-    for line in table([COLUMNS, *(_row(d) for d in rows)]):
+    for line in table([COLUMNS, *(masked(_row(d), spelled) for d in rows)]):
         print(line)
     if cursor is not None:
         print(f"more: --after {cursor}")
@@ -271,20 +282,20 @@ FIELDS = (
 )
 
 
-def _show(store: Store, args: argparse.Namespace) -> int:
+def _show(store: Store, args: argparse.Namespace, spelled: tuple[str, ...]) -> int:
     from bridge.views import show_delivery
 
     found = store.get(args.id)
     if found is None:
         return fail(f"no delivery {args.id}", EXIT_FAILED)
-    shown = show_delivery(found, full=True)
+    shown = show_delivery(found, full=True, spelled=spelled)
     if args.json:
         _print_json(shown)
         return 0
     for label, key in FIELDS:
         print(f"{label}: {_text(shown[key])}")
     print(f"entities: {', '.join(shown['entities']) or '-'}")
-    print(f"rule: {_text(found.payload.get('rule'))}")
+    print(f"rule: {_text(shown['payload'].get('rule'))}")
     results: Mapping[str, Any] = shown["results"]
     print("results:" + ("" if results else " none"))
     for entity, result in results.items():
@@ -312,7 +323,7 @@ def _result(result: Any) -> str:
 # --- retry --------------------------------------------------------------------------------
 
 
-def _retry(store: Store, args: argparse.Namespace) -> int:
+def _retry(store: Store, args: argparse.Namespace, spelled: tuple[str, ...]) -> int:
     ids = _dead_ids(store) if args.all_dead else list(dict.fromkeys(args.ids))
     if not ids:
         print("no dead deliveries")

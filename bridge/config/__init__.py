@@ -79,7 +79,7 @@ from bridge.config.settings import (
     SyncSettings,
     WorkflowRule,
 )
-from bridge.config.values import redact_url
+from bridge.redact import redact_url
 
 __all__ = [
     "ALL_SECRETS",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bridge.config.http_sources import PAGE
 from bridge.config.settings import SOURCES, Config, Environments, Match
-from bridge.config.values import redact_url
+from bridge.redact import redact_url
 
 
 def describe(config: Config) -> list[str]:

@@ -1,6 +1,6 @@
 """Typed values of the config file: each checks one value and names its dotted key on error.
 
-Also :func:`redact_url`, which masks a database password wherever a URL is shown.
+A URL shown in an error is masked by :func:`bridge.redact.redact_url`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from bridge.config.settings import ALL_SECRETS, SECRET_HOMES, SECRET_KEY
 from bridge.errors import ConfigError
+from bridge.redact import redact_url
 from bridge.urls import PSYCOPG_SCHEME, api_authority_problem, port_problem, psycopg_url
 
 
@@ -143,18 +144,3 @@ def as_database_url(value: Any, path: str) -> str:
             return url
     shown = redact_url(url)
     raise ConfigError(path, f"must be a sqlite:/// or postgresql:// url, got {shown!r}")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password (in the user info or a ``password=`` query) masked."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:  # not a URL as written (a ':' left out): whatever stands before an '@' goes
-        _, at, after = url.rpartition("@")
-        return f"***@{after}" if at else url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    netloc, tail = rest[:end], rest[end:]
-    userinfo, at, hostport = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-    tail = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", tail)
-    return f"{scheme}{sep}{netloc}{tail}"

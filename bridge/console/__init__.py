@@ -72,16 +72,7 @@ def console_blueprint(rt: Runtime) -> Blueprint:
             return redirect(url_for("console.sign_in"), 303)  # type: ignore[return-value]
         return None
 
-    @console.after_request
-    def secure(response: Response) -> Response:
-        headers = response.headers
-        headers["Content-Security-Policy"] = CSP
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["X-Frame-Options"] = "DENY"
-        # "no-referrer" would make Chrome send "Origin: null" with the console's own forms.
-        headers["Referrer-Policy"] = "same-origin"
-        headers.setdefault("Cache-Control", "no-store")
-        return response
+    console.after_request(secured)
 
     @console.route("/sign-in", methods=["GET", "POST"])
     def sign_in() -> Response | tuple[str, int]:
@@ -142,7 +133,31 @@ def _set_cookie(response: BaseResponse, name: str, value: str, seconds: int) -> 
     )
 
 
+def secured(response: Response) -> Response:
+    """``response`` with the console's headers: its CSP, no framing, no sniffing, no store."""
+    headers = response.headers
+    headers["Content-Security-Policy"] = CSP
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["X-Frame-Options"] = "DENY"
+    # "no-referrer" would make Chrome send "Origin: null" with the console's own forms.
+    headers["Referrer-Policy"] = "same-origin"
+    headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def _refuse(status: int, reason: str) -> Response:
     """A refused request: a small HTML page saying why."""
     page = render_template("console/refused.html", status=status, reason=reason, signed_in=False)
     return Response(page, status=status, content_type="text/html; charset=utf-8")
+
+
+# What a path under /console that no page answers is told (the router's 404 and 405 come
+# before any blueprint's own handler).
+_ROUTING = {404: "There is no such page or delivery.", 405: "This page does not take that method."}
+
+
+def refused_page(code: int) -> Response | None:
+    """The console's own page for the router's 404 or 405 under /console; None for another
+    code."""
+    reason = _ROUTING.get(code)
+    return None if reason is None else secured(_refuse(code, reason))

@@ -17,7 +17,7 @@ from bridge import views
 from bridge.console import charts
 from bridge.mapping import build_deploy_request
 from bridge.model import DeployType, event_from_dict, has_control
-from bridge.redact import mask, mask_userinfo, spellings
+from bridge.redact import mask, mask_userinfo
 from bridge.store import DEAD, STATUSES
 from bridge.store.browse import Filters
 
@@ -44,7 +44,9 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
     """Add every page of the console to ``console``."""
     console.add_app_template_filter(when, "when")
 
-    @console.get("/")
+    # "/console" too, answered here: the redirect Werkzeug adds a slash with names the
+    # request's Host header, which a shared cache could then keep for everyone.
+    @console.get("/", strict_slashes=False)
     def home() -> Response:
         return redirect(url_for("console.deliveries"), 303)  # type: ignore[return-value]
 
@@ -67,7 +69,7 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
         return render_template(
             "console/deliveries.html",
             page="deliveries",
-            rows=[_row(d) for d in rows],
+            rows=[_row(d, rt.spelled) for d in rows],
             chosen=chosen,
             statuses=STATUSES,
             sources=_sources(rt),
@@ -81,7 +83,7 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
             ),
         )
 
-    spelled = spellings(rt.secrets)
+    spelled = rt.spelled
 
     @console.get("/deliveries/<raw_id>")
     def delivery(raw_id: str) -> str:
@@ -89,7 +91,7 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
         return render_template(
             "console/delivery.html",
             page="deliveries",
-            d=_row(found),
+            d=_row(found, spelled),
             **_shown(found, spelled),
             attempts=rt.store.browse.attempts(found.id),
             retryable=found.status in (DEAD, "queued", "retrying"),
@@ -113,7 +115,7 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
         return render_template(
             "console/dead.html",
             page="dead",
-            rows=[_row(d) for d in rows],
+            rows=[_row(d, rt.spelled) for d in rows],
             retried=request.args.get("retried"),
             skipped=request.args.get("skipped"),
             next_url=url_for("console.dead", after=cursor) if cursor is not None else None,
@@ -204,8 +206,8 @@ def _deliveries_link(**filters: str) -> str:
     return url_for("console.deliveries") + "?" + urlencode(filters)
 
 
-def _row(d: Delivery) -> dict[str, Any]:
-    shown = views.show_delivery(d, full=True)
+def _row(d: Delivery, spelled: tuple[str, ...]) -> dict[str, Any]:
+    shown = views.show_delivery(d, full=True, spelled=spelled)
     shown["sha_short"] = (shown["sha"] or "")[:12]
     return shown
 

@@ -9,13 +9,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import CortexError, CortexRejected, CortexRetryable, CortexUnauthorized
-from bridge.redact import redact
+from bridge.redact import cut, spellings
 from bridge.retry import parse_retry_after
 
 if TYPE_CHECKING:  # a type only: this room does no I/O
     from bridge.cortex.transport import Response
 
 MAX_MESSAGE = 300
+# What an error keeps of the answer's body.
+MAX_BODY_SHOWN = 2000
 # Cortex's answers that refuse the API token: the one place that says so.
 UNAUTHORIZED = (401, 403)
 
@@ -30,8 +32,10 @@ def decode_json(response: Response) -> Any:
         return None
 
 
-def cortex_message(response: Response) -> str:
-    """Cortex's own words from an error body: ErrorResponse or a problem detail."""
+def cortex_message(response: Response, spelled: tuple[str, ...] = ()) -> str:
+    """Cortex's own words from an error body (ErrorResponse or a problem detail), with
+    ``spelled`` (:func:`bridge.redact.spellings`) masked before the words are cut: a token
+    echoed across the cut is never shown in part."""
     data = decode_json(response)
     if isinstance(data, dict):
         parts = [
@@ -40,10 +44,8 @@ def cortex_message(response: Response) -> str:
             if isinstance(data.get(key), str) and data[key]
         ]
         if parts:
-            text = ": ".join(dict.fromkeys(parts))
-            return text[:MAX_MESSAGE]
-    text = response.body.decode("utf-8", "replace").strip()
-    return text[:MAX_MESSAGE]
+            return cut(": ".join(dict.fromkeys(parts)), MAX_MESSAGE, spelled)
+    return cut(response.body.decode("utf-8", "replace").strip(), MAX_MESSAGE, spelled)
 
 
 def retry_after_of(response: Response) -> float | None:
@@ -65,11 +67,11 @@ def error_for(
     Cortex's own words are redacted of ``secrets`` (an error body may echo the token), so the
     error is safe to log, store and show wherever it goes.
     """
-    secrets = tuple(secrets)
+    spelled = spellings(secrets)
     status = response.status
-    said = redact(cortex_message(response), secrets)
+    said = cortex_message(response, spelled)
     suffix = f": {said}" if said else ""
-    body = redact(response.body.decode("utf-8", "replace")[:2000], secrets)
+    body = cut(response.body.decode("utf-8", "replace"), MAX_BODY_SHOWN, spelled)
     if status == 429:
         wait = retry_after_of(response)
         hint = f", asked to retry after {wait:g}s" if wait is not None else ""

@@ -17,6 +17,7 @@ from bridge import __version__
 from bridge.cortex import answers
 from bridge.cortex.transport import HttpTransport, Response, TransportError
 from bridge.errors import CortexRejected, CortexRetryable, CortexUnauthorized
+from bridge.redact import cut, spellings
 from bridge.times import format_timestamp, parse_timestamp
 
 USER_AGENT = (
@@ -246,7 +247,11 @@ class CortexClient:
             raise CortexRejected(
                 f"cortex answered {response.status} without a deploy uuid",
                 status=response.status,
-                body=response.body.decode("utf-8", "replace")[:2000],
+                body=cut(
+                    response.body.decode("utf-8", "replace"),
+                    answers.MAX_BODY_SHOWN,
+                    spellings((self._token,)),
+                ),
             )
         return data
 

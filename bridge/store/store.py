@@ -60,6 +60,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from bridge.errors import BridgeError
+from bridge.redact import redact_url
 from bridge.store.browse import Browse
 from bridge.store.budget import Budgets
 from bridge.store.engine import CONNECT_TIMEOUT_SECONDS, create_engine, is_memory, open_private
@@ -417,7 +418,7 @@ class Store:
             store.close()
             # Which database: the URL without its password (the setting's name is the
             # caller's: BRIDGE_DATABASE_URL, the config's database, --database-url).
-            shown = engine.url.render_as_string(hide_password=True)
+            shown = redact_url(url)
             raise StoreError(f"{exc} (database {shown})") from exc
         except BaseException:
             store.close()

@@ -26,7 +26,7 @@ import requests
 
 from bridge import __version__
 from bridge.errors import BridgeError
-from bridge.redact import redact
+from bridge.redact import cut, redact, spellings
 from bridge.retry import Again, RetryPolicy, drive, parse_retry_after
 from bridge.sync.fetch import DEFAULT_BOUNDS, Answer, Bounds, Fetcher, FetchError
 
@@ -276,7 +276,7 @@ class ApiClient:
             403: f"{self.token_name} lacks a scope or access to this repository",
             404: f"not found, or {self.token_name} cannot see it",
         }.get(status, "")
-        message = _message_of(response)
+        message = _message_of(response, spellings(self.secrets))
         detail = "; ".join(part for part in (hint, message) if part)
         path = urlsplit(response.url).path
         text = f"{self._host()} answered {status} for {path}" + (f": {detail}" if detail else "")
@@ -347,11 +347,12 @@ def _again(exc: Exception) -> Again | None:
     return None
 
 
-def _message_of(response: Answer) -> str:
-    """The API's own ``message`` (GitHub, GitLab), cut short; never the whole body."""
+def _message_of(response: Answer, spelled: tuple[str, ...]) -> str:
+    """The API's own ``message`` (GitHub, GitLab), masked and cut short; never the whole
+    body."""
     try:
         body = response.json()
     except FetchError:
         return ""
     message = body.get("message") if isinstance(body, dict) else None
-    return str(message)[:200] if message else ""
+    return cut(str(message), 200, spelled) if message else ""

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bridge.errors import BridgeError
-from bridge.redact import redact
+from bridge.redact import cut, spellings
 from bridge.secrets import VARIABLE
 from bridge.sources import github as hooks
 from bridge.sync.api import (
@@ -340,7 +340,8 @@ class GitHubReader:
             )
         message = first.get("message") if isinstance(first, Mapping) else None
         status = 404 if isinstance(first, Mapping) and first.get("type") == "NOT_FOUND" else 0
-        text = redact(f"github graphql: {str(message or errors)[:200]}", self.api.secrets)
+        said = cut(str(message or errors), 200, spellings(self.api.secrets))
+        text = f"github graphql: {said}"
         raise ScmError(text, status=status)
 
     def _repo(self) -> dict[str, Any]:

@@ -44,7 +44,7 @@ import requests
 
 from bridge.config.http_sources import MAX_PAGE_SIZE, NEWEST_FIRST, PAGE, HttpSourceSpec
 from bridge.errors import BridgeError, ConfigError, UsageError
-from bridge.redact import redact
+from bridge.redact import cut, redact, spellings
 from bridge.retry import Again, RetryPolicy, drive, parse_retry_after
 from bridge.secrets import secret_from
 from bridge.sources.fields import shorten
@@ -130,6 +130,7 @@ class HttpReader:
         self.requests = 0  # made so far, retries included (sync's progress line counts them)
         self._started = now()
         self._token = token
+        self._spelled = spellings([token])
         self._owns_session = session is None
         self._session = session or requests.Session()
         self._sleep = sleep
@@ -334,13 +335,15 @@ class HttpReader:
         try:
             return answer.json()
         except FetchError as exc:
-            raise self._error(f"{exc}: {shorten(answer.body[:200])}") from None
+            said = cut(answer.body[:4096].decode("utf-8", "replace"), 200, self._spelled)
+            raise self._error(f"{exc}: {shorten(said)}") from None
 
     def _answered(self, status: int, body: bytes, retry_after: float | None) -> HttpSourceError:
         """The error for a non-200 answer; the token is named by its variable, never shown."""
         # The body as one line, cut: an error page must not flood the log.
         text = " ".join(body.decode("utf-8", "replace").split())
-        text = text if len(text) <= 200 else text[:197] + "..."
+        if len(text) > 200:  # masked before the cut: a token across it is never shown in part
+            text = cut(text, 197, self._spelled) + "..."
         why = {
             401: f"the token in {self.spec.token_env} was refused",
             403: f"the token in {self.spec.token_env} may not read this list",

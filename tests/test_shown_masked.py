@@ -1,0 +1,170 @@
+"""Secrets stay out of what the admin API, ``deliveries``, the console, stored errors and the
+kept copy of a webhook show, wherever a text is cut; and the admin API and console answer as
+HTTP says (an attacker and on-call pass over the console and admin API)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.cli import main
+from bridge.cortex import answers
+from bridge.cortex.transport import Response
+from bridge.ingest import MAX_RECEIVED_BYTES, received_copy
+from bridge.redact import MASK, cut, spellings
+from bridge.secrets import url_password
+from tests.conftest import load_sample
+from tests.receiver_kit import (
+    ADMIN_TOKEN,
+    GITHUB_SECRET,
+    client_for,
+    github_post,
+    make_runtime,
+)
+
+CORTEX_TOKEN = "Zq7-Tok3n/with+odd=chars&more"
+
+
+def test_a_cut_never_shows_part_of_a_secret() -> None:
+    spelled = spellings(["SECRETTOKEN1234567890"])
+    text = "A" * 290 + "SECRETTOKEN1234567890" + "B" * 50
+    assert cut(text, 300, spelled) == "A" * 290 + MASK
+    # One masked before the cut draws no text from past the cut into view.
+    text = "A" * 250 + "SECRETTOKEN1234567890" + "C" * 20 + "SECRETTOKEN1234567890" + "D" * 50
+    assert cut(text, 300, spelled) == "A" * 250 + MASK + "C" * 20 + MASK
+    text = "SECRETTOKEN1234567890" + "E" * 300
+    assert cut(text, 300, spelled) == MASK + "E" * 279
+    assert cut("short SECRETTOKEN1234567890", 300, spelled) == "short " + MASK
+    assert cut("x" * 400, 300, ()) == "x" * 300
+
+
+def test_cortex_words_are_masked_before_they_are_cut() -> None:
+    body = json.dumps({"message": "A" * 290 + CORTEX_TOKEN}).encode()
+    error = answers.error_for(Response(400, {}, body), secrets=[CORTEX_TOKEN])
+    for text in (str(error), error.body or ""):
+        assert CORTEX_TOKEN[:6] not in text
+    long_body = ("x" * 1990 + CORTEX_TOKEN).encode()
+    error = answers.error_for(Response(500, {}, long_body), secrets=[CORTEX_TOKEN])
+    assert CORTEX_TOKEN[:6] not in (error.body or "") and CORTEX_TOKEN[:6] not in str(error)
+
+
+def test_the_kept_copy_masks_headers_the_cut_and_form_encoding() -> None:
+    secret = "Adm/n+T0ken=xyz&q"
+    spelled = spellings([secret])
+    environ = {"HTTP_USER_AGENT": f"ci-bot token={secret}", "HTTP_X_GITHUB_EVENT": "ping"}
+    # A secret across the cut at MAX_RECEIVED_BYTES.
+    body = b"a" * (MAX_RECEIVED_BYTES - 5) + secret.encode() + b"b" * 100
+    kept = json.loads(received_copy(environ, body, spelled))
+    assert secret[:5] not in kept["body"] and kept["truncated"] is True
+    assert kept["body"].startswith("a" * 1000)
+    assert secret not in json.dumps(kept["headers"]) and MASK in kept["headers"]["User-Agent"]
+    # GitHub's form encoding carries it percent-encoded.
+    from urllib.parse import quote_plus
+
+    form = ("payload=" + quote_plus(json.dumps({"title": secret}))).encode()
+    kept = json.loads(received_copy({}, form, spelled))
+    assert quote_plus(secret) not in kept["body"] and MASK in kept["body"]
+
+
+def test_a_password_in_the_query_is_a_secret_held() -> None:
+    assert url_password("postgresql+psycopg://bob@db/x?sslmode=require&password=pw%26") == "pw&"
+    assert url_password("postgresql://bob:inline@db/x?password=other") == "inline"
+    assert url_password("sqlite:///bridge.db") == ""
+
+
+def _with_secrets_in_title(tmp_path: Path) -> tuple[Any, Any, int]:
+    rt = make_runtime(
+        tmp_path,
+        held=(CORTEX_TOKEN,),
+    )
+    doc: dict[str, Any] = copy.deepcopy(load_sample("github/deployment_status.success.json"))
+    doc["deployment_status"]["description"] = (
+        f"cortex={CORTEX_TOKEN} admin={ADMIN_TOKEN} gh={GITHUB_SECRET} url=https://bob:hunter2@db/x"
+    )
+    doc["deployment"]["description"] = doc["deployment_status"]["description"]
+    client = client_for(rt)
+    answer = github_post(client, "deployment_status", doc)
+    assert answer.status_code == 202, answer.json
+    return rt, client, answer.json["id"]
+
+
+def test_the_admin_api_masks_what_the_console_masks(tmp_path: Path) -> None:
+    rt, client, id = _with_secrets_in_title(tmp_path)
+    try:
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        stored = json.dumps(rt.store.get(id).payload)
+        shown = client.get(f"/api/deliveries/{id}", headers=auth)
+        page = client.get("/api/deliveries", headers=auth)
+        assert CORTEX_TOKEN in stored or "hunter2" in stored, "the sample must carry them"
+        for answer in (shown, page):
+            text = answer.get_data(as_text=True)
+            for secret in (CORTEX_TOKEN, ADMIN_TOKEN, GITHUB_SECRET, "hunter2"):
+                assert secret not in text
+            assert answer.headers["Cache-Control"] == "no-store"
+            assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    finally:
+        rt.store.close()
+
+
+def test_deliveries_show_and_list_mask_the_environments_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rt, _, id = _with_secrets_in_title(tmp_path)
+    rt.store.close()
+    environ = {
+        "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}",
+        "CORTEX_API_TOKEN": CORTEX_TOKEN,
+        "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+    }
+    for argv in (["show", str(id), "--json"], ["show", str(id)], ["list", "--json"], ["list"]):
+        assert main(["deliveries", *argv], environ) == 0
+        out = capsys.readouterr().out
+        for secret in (CORTEX_TOKEN, ADMIN_TOKEN, GITHUB_SECRET, "hunter2"):
+            assert secret not in out, argv
+
+
+def test_the_admin_token_scheme_is_any_case_and_a_refusal_says_how(tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path)
+    try:
+        client = client_for(rt)
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            given = {"Authorization": f"{scheme} {ADMIN_TOKEN}"}
+            assert client.get("/api/deliveries", headers=given).status_code == 200
+        for wrong in (f"Basic {ADMIN_TOKEN}", "Bearer nope", "", ADMIN_TOKEN):
+            answer = client.get("/api/deliveries", headers={"Authorization": wrong})
+            assert answer.status_code == 401
+            assert answer.headers["WWW-Authenticate"].startswith("Bearer ")
+        assert client.get(f"/api/deliveries?token={ADMIN_TOKEN}").status_code == 401
+    finally:
+        rt.store.close()
+
+
+def test_a_405_says_what_is_allowed_and_the_console_answers_its_own_paths(
+    tmp_path: Path,
+) -> None:
+    rt = make_runtime(tmp_path)
+    try:
+        client = client_for(rt)
+        answer = client.get("/webhooks/github")
+        assert answer.status_code == 405 and "POST" in answer.headers["Allow"]
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        answer = client.delete("/api/deliveries", headers=auth)
+        assert answer.status_code == 405 and "GET" in answer.headers["Allow"]
+        for method, path, code in (("PUT", "/console/deliveries", 405), ("GET", "/console/x", 404)):
+            answer = client.open(path, method=method)
+            assert answer.status_code == code
+            assert answer.content_type.startswith("text/html")
+            assert answer.headers["X-Frame-Options"] == "DENY"
+            assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
+            if code == 405:
+                assert "GET" in answer.headers["Allow"]
+        # The Host header never names where /console sends a browser.
+        answer = client.get("/console", headers={"Host": "evil.example"})
+        assert answer.status_code == 303 and "evil" not in answer.headers["Location"]
+    finally:
+        rt.store.close()
