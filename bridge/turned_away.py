@@ -15,7 +15,13 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bridge.errors import BridgeError
-from bridge.store.journal import MAX_TURNED_AWAY, Journal, TurnedAway
+from bridge.store.journal import (
+    MAX_TURNED_AWAY,
+    MAX_UNAUTHORIZED,
+    UNAUTHORIZED,
+    Journal,
+    TurnedAway,
+)
 
 log = logging.getLogger("bridge.receiver")
 
@@ -32,6 +38,10 @@ class TurnedAwayLog:
         self._notes: collections.deque[tuple[datetime, str, str, str, int, str, str]] = (
             collections.deque(maxlen=MAX_TURNED_AWAY)
         )
+        # Those refused as unauthorized, apart: a flood of them pushes out none of the rest.
+        self._refused: collections.deque[tuple[datetime, str, str, str, int, str, str]] = (
+            collections.deque(maxlen=MAX_UNAUTHORIZED)
+        )
         self._flushing = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -39,7 +49,7 @@ class TurnedAwayLog:
         self, *, source: str, event: str, delivery: str, code: int, answer: str, reason: str
     ) -> None:
         """Remember one webhook answered without storing an event (cheap: no I/O)."""
-        self._notes.append(
+        (self._refused if answer == UNAUTHORIZED else self._notes).append(
             (self.clock(), source, event or "-", delivery or "-", code, answer, reason)
         )
 
@@ -47,8 +57,10 @@ class TurnedAwayLog:
         """Write what has gathered; a failing database drops it with one warning."""
         with self._flushing:
             taken = []
-            while self._notes:
-                taken.append(TurnedAway(*self._notes.popleft()))
+            for notes in (self._refused, self._notes):
+                while notes:
+                    taken.append(TurnedAway(*notes.popleft()))
+            taken.sort(key=lambda row: row.received_at)  # as they came, so ids follow time
             try:
                 self.journal.add_turned_away(taken)
             except BridgeError as exc:

@@ -58,7 +58,13 @@ from bridge.model import (
 from bridge.sources import PARSERS
 from bridge.store import STATUSES, Store, browse
 from bridge.store.browse import MAX_CHART_ROWS
-from bridge.store.journal import MAX_RECONCILE_RUNS, MAX_TEXT, MAX_TURNED_AWAY, ReconcileRun
+from bridge.store.journal import (
+    MAX_RECONCILE_RUNS,
+    MAX_TEXT,
+    MAX_TURNED_AWAY,
+    MAX_UNAUTHORIZED,
+    ReconcileRun,
+)
 from bridge.sync import periodic
 from bridge.sync.periodic import source_label
 from bridge.turned_away import FLUSH_SECONDS
@@ -1078,8 +1084,8 @@ def received_copy_row(row: Row, tmp: Path) -> None:
 
 
 def turned_away_kept(row: Row, tmp: Path) -> None:
-    most, text = row.numbers()[:2]
-    assert (most, text) == (MAX_TURNED_AWAY, MAX_TEXT)
+    most, refused, text = row.numbers()[:3]
+    assert (most, refused, text) == (MAX_TURNED_AWAY, MAX_UNAUTHORIZED, MAX_TEXT)
     assert "`bridge_turned_away`" in row.what
     runtime = make_runtime(tmp)
     client = client_for(runtime)
@@ -1104,18 +1110,29 @@ def turned_away_kept(row: Row, tmp: Path) -> None:
         if n == batch - 1:
             log.flush()
     log.flush()
-    kept = runtime.store.journal.turned_away(limit=3 * most)
-    assert len(kept) == most
+    everything = runtime.store.journal.turned_away(limit=3 * most)
+    kept = [r for r in everything if r.answer != "unauthorized"]
+    assert len(kept) == most and len(everything) == most + 1  # the refused signature's too
     assert kept[0].delivery == f"t{2 * batch - 1}"
     assert kept[-1].delivery == f"t{2 * batch - most}"
     assert {len(r.reason) for r in kept} == {text}
     with runtime.store.db.transaction(write=False) as conn:
-        assert conn.execute(sa.text("SELECT COUNT(*) FROM bridge_turned_away")).scalar() == most
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM bridge_turned_away")).scalar() == most + 1
+    # A flood of unsigned requests keeps its newest `refused` and pushes out none of the rest.
+    for n in range(most + refused + 5):
+        github_post(client, "flood", "ping", delivery=f"u{n}", secret="wrong")
+        if n % 400 == 0:
+            runtime.turned_away.flush()
+    runtime.turned_away.flush()
+    kept = runtime.store.journal.turned_away(limit=3 * most)
+    unsigned = [r for r in kept if r.answer == "unauthorized"]
+    assert len(unsigned) == refused and unsigned[0].delivery == f"u{most + refused + 4}"
+    assert len(kept) == most + refused and kept[-1].delivery == f"t{2 * batch - most}"
 
 
 def turned_away_buffer(row: Row, tmp: Path) -> None:
-    most = one_number(row)
-    assert most == MAX_TURNED_AWAY
+    most, refused = row.numbers()
+    assert (most, refused) == (MAX_TURNED_AWAY, MAX_UNAUTHORIZED)
     assert "written once a second" in row.bound
     assert FLUSH_SECONDS == 1
     runtime = make_runtime(tmp)
@@ -1125,8 +1142,13 @@ def turned_away_buffer(row: Row, tmp: Path) -> None:
             source="github", event="push", delivery=f"b{n}", code=200, answer="ignored", reason=""
         )
     assert len(log._notes) == most  # the memory they take: at most `most` notes
+    for n in range(2 * refused):
+        log.note(
+            source="github", event="-", delivery=f"u{n}", code=401, answer="unauthorized", reason=""
+        )
+    assert len(log._notes) == most and len(log._refused) == refused
     log.flush()
-    kept = runtime.store.journal.turned_away(limit=2 * most)
+    kept = [r for r in runtime.store.journal.turned_away(limit=2 * most) if r.code == 200]
     assert len(kept) == most
     assert kept[0].delivery == f"b{most + 4}" and kept[-1].delivery == "b5"  # oldest went first
     # Written by the thread within about a second, without anyone asking.

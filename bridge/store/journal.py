@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 # How many turned-away webhooks and reconcile runs are kept (docs/limits.md).
 MAX_TURNED_AWAY = 1000
+# ... and, kept apart, those refused as unauthorized (a bad or missing signature or token):
+# anyone can send those, and a flood of them must not push out the rest.
+MAX_UNAUTHORIZED = 100
+UNAUTHORIZED = "unauthorized"
 MAX_RECONCILE_RUNS = 200
 # Each text kept of a turned-away webhook (header values, the reason) is cut to this.
 MAX_TEXT = 500
@@ -61,8 +65,15 @@ class Journal:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add_turned_away(self, rows: Sequence[TurnedAway], *, keep: int = MAX_TURNED_AWAY) -> None:
-        """Keep ``rows`` (one transaction), and only the newest ``keep`` rows in all."""
+    def add_turned_away(
+        self,
+        rows: Sequence[TurnedAway],
+        *,
+        keep: int = MAX_TURNED_AWAY,
+        keep_unauthorized: int = MAX_UNAUTHORIZED,
+    ) -> None:
+        """Keep ``rows`` (one transaction): of those refused as unauthorized only the newest
+        ``keep_unauthorized``, of the others the newest ``keep``."""
         if not rows:
             return
         values = [
@@ -75,11 +86,22 @@ class Journal:
                 "answer": _cut(row.answer),
                 "reason": _cut(row.reason),
             }
-            for row in rows[-keep:]
+            for row in rows[-(keep + keep_unauthorized) :]
         ]
         with self.db.transaction(write=True) as conn:
             conn.execute(turned_away.insert(), values)
-            _prune(conn, turned_away, keep)
+            refused = turned_away.c.answer == UNAUTHORIZED
+            for kind, most in ((refused, keep_unauthorized), (sa.not_(refused), keep)):
+                # The id of the newest row past the bound, if any: it and the older go.
+                past = conn.execute(
+                    sa.select(turned_away.c.id)
+                    .where(kind)
+                    .order_by(turned_away.c.id.desc())
+                    .offset(most)
+                    .limit(1)
+                ).scalar()
+                if past is not None:
+                    conn.execute(turned_away.delete().where(kind, turned_away.c.id <= past))
 
     def turned_away(
         self,
