@@ -903,12 +903,6 @@ SHA_256 = "ac3022a7" + "e" * 56
     ("changes", "sha"),
     [
         pytest.param({}, GL_SHA, id="full-sha-from-commit-url"),
-        pytest.param({"commit_url": None}, "ac3022a7", id="short-without-commit-url"),
-        pytest.param(
-            {"commit_url": f"{GL_WEB}/-/commit/{GL_PIPELINE_SHA}"},
-            "ac3022a7",
-            id="short-when-url-names-another-commit",
-        ),
         pytest.param(
             {"commit_url": f"{GL_WEB}/-/commit/{SHA_256}"}, SHA_256, id="sha256-repository"
         ),
@@ -917,6 +911,26 @@ SHA_256 = "ac3022a7" + "e" * 56
 )
 def test_gitlab_deployment_sha(changes: dict[str, Any], sha: str) -> None:
     assert parse("gitlab", "Deployment Hook", "deployment.success", changes).sha == sha
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        pytest.param({"commit_url": None}, "no 'commit_url'", id="short-without-commit-url"),
+        pytest.param(
+            {"commit_url": f"{GL_WEB}/-/commit/{GL_PIPELINE_SHA}"},
+            "bad 'commit_url'",
+            id="short-when-url-names-another-commit",
+        ),
+    ],
+)
+def test_a_gitlab_deployment_with_only_its_short_sha_is_malformed(
+    changes: dict[str, Any], said: str
+) -> None:
+    # PRODUCT.md: the full 40-hex sha; GitLab's hook carries it in commit_url. A short one
+    # was recorded as it came, where send and the Action refuse one they cannot expand.
+    with pytest.raises(MalformedEvent, match=said):
+        parse("gitlab", "Deployment Hook", "deployment.success", changes)
 
 
 @pytest.mark.parametrize(

@@ -160,13 +160,21 @@ def _deployment_details(fields: Fields) -> dict[str, Any]:
 
 def _full_sha(fields: Fields) -> str | None:
     # The Deployment Hook carries only `short_sha`; `commit_url` ends in the full sha
-    # (".../-/commit/<sha>"). Trust it only when it extends the short one.
+    # (".../-/commit/<sha>"). Trust it only when it extends the short one. A short sha is
+    # never recorded (Cortex's record holds the full one, as every other face's does): a
+    # hook whose commit_url does not give it is malformed.
     short = fields.sha("short_sha")
     commit_url = fields.text("commit_url") or ""
     tail = commit_url.rstrip("/").rsplit("/", 1)[-1].lower()
     if FULL_SHA.fullmatch(tail) and (short is None or tail.startswith(short)):
         return tail
-    return short
+    if short is None or FULL_SHA.fullmatch(short):
+        return short
+    if not commit_url:
+        raise MalformedEvent(
+            f"{fields.event} payload has no 'commit_url': the full sha of short_sha {short!r}"
+        )
+    raise fields.bad("commit_url", commit_url)
 
 
 def _job_url(fields: Fields) -> str | None:
