@@ -518,6 +518,37 @@ def test_help_has_description_environment_examples_and_exit_codes(
         assert name in out
 
 
+def test_every_command_and_subcommand_help_has_examples(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from bridge.cli import COMMANDS, build_parser
+
+    def helps(parser: argparse.ArgumentParser, path: list[str]) -> list[list[str]]:
+        found = [path]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found += helps(child, [*path, name])
+        return found
+
+    commands = [[]] + [
+        found
+        for name in COMMANDS
+        for found in helps(build_parser(name), [])[1:]
+        if found[0] == name
+    ]
+    assert ["deliveries", "retry"] in commands and ["sync"] in commands
+    for argv in commands:
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"], {})
+        out = capsys.readouterr().out
+        assert "\nexamples:\n" in out, argv
+        examples = out.split("\nexamples:\n")[1].split("\nexit codes:\n")[0]
+        assert f"cortex-deploy-bridge {' '.join(argv)}".strip() in examples, argv
+
+
 def test_cortex_error_text_stays_on_one_line(
     gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -87,18 +87,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     an_id = _positive(MAX_ID)
 
-    def action(name: str, summary: str) -> argparse.ArgumentParser:
+    def action(name: str, summary: str, examples: Sequence[str]) -> argparse.ArgumentParser:
         child = actions.add_parser(
             name,
             help=summary,
             description=summary[0].upper() + summary[1:] + ".",
-            epilog=WHERE,
+            epilog="examples:\n"
+            + "\n".join(f"  cortex-deploy-bridge deliveries {name} {line}" for line in examples)
+            + "\n\n"
+            + WHERE,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add_config_flag(child)
         return child
 
-    lister = action("list", "deliveries newest first, a page at a time")
+    lister = action(
+        "list",
+        "deliveries newest first, a page at a time",
+        ["--status dead", "--limit 20 --after 118", "--status retrying --json"],
+    )
     lister.add_argument(
         "--status",
         default=None,
@@ -120,12 +127,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     lister.add_argument("--json", action="store_true", help="the admin API's JSON page")
 
-    shower = action("show", "one delivery: its event, attempts, results and last error")
+    shower = action(
+        "show", "one delivery: its event, attempts, results and last error", ["42", "42 --json"]
+    )
     shower.add_argument("id", type=an_id, metavar="ID", help="delivery id")
     shower.add_argument("--json", action="store_true", help="the admin API's JSON")
 
     retrier = action(
-        "retry", "queue dead or retrying deliveries to be tried again now by a running worker"
+        "retry",
+        "queue dead or retrying deliveries to be tried again now by a running worker",
+        ["42", "42 57 63", "--all-dead"],
     )
     retrier.add_argument("ids", nargs="*", type=an_id, metavar="ID", help="delivery ids")
     retrier.add_argument("--all-dead", action="store_true", help="every dead delivery")
