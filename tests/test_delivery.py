@@ -231,6 +231,29 @@ def test_lifecycle_updates_the_start_record_in_place(db_url: str, cortex: FakeCo
     bridge.close()
 
 
+def test_lifecycle_the_record_keeps_the_first_start(db_url: str, cortex: FakeCortex) -> None:
+    # PRODUCT.md: the start is the first of created or running. The record made at created
+    # said no start, and running's PUT replaced it with its own later time.
+    bridge = Bridge(db_url, cortex, {"record": {"mode": "lifecycle"}})
+    created = load_sample("gitlab/deployment.running.json")
+    created.update(status="created", status_changed_at="2026-06-18 14:01:00 +0200")
+    for sample in (created, "deployment.running", "deployment.success"):
+        assert gitlab_post(bridge.http, "Deployment Hook", sample).status_code == 202
+        bridge.drain()
+        (deploy,) = cortex.all_deploys()
+        assert deploy["customData"]["startedAt"] == "2026-06-18T12:01:00Z"
+    bridge.close()
+    assert deploy["customData"]["status"] == "succeeded"
+    assert deploy["customData"]["durationSeconds"] == 271  # 12:01:00 to 12:05:31
+    # GitHub: the deployment's creation starts it, in final mode too.
+    final = Bridge(db_url, cortex, {})
+    github_post(final.http, "deployment_status", "deployment_status.success")
+    final.drain()
+    final.close()
+    custom = cortex.all_deploys()[-1]["customData"]
+    assert (custom["startedAt"], custom["durationSeconds"]) == ("2026-11-23T09:58:02Z", 222)
+
+
 def test_lifecycle_failure_deletes_the_start_record(db_url: str, cortex: FakeCortex) -> None:
     bridge = Bridge(db_url, cortex, {"record": {"mode": "lifecycle"}})
     started = load_sample("github/deployment_status.in_progress.json")

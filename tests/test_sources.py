@@ -74,7 +74,8 @@ SAMPLE_CASES = [
             "url": f"{GH_WEB}/deployments",
             "deployer_name": "mara-okafor",
             "deployer_email": None,
-            "started_at": None,
+            # The deploy starts when its deployment is made; every later status says so.
+            "started_at": utc("2026-11-23T09:58:02"),
             "finished_at": None,
             "details": {"deploymentId": 1874402211, "ref": "main"},
             "entities": ("payments-api", "payments-worker"),
@@ -85,7 +86,11 @@ SAMPLE_CASES = [
         "github",
         "deployment_status",
         "deployment_status.queued",
-        {"status": Status.PENDING, "timestamp": utc("2026-11-23T09:58:03"), "started_at": None},
+        {
+            "status": Status.PENDING,
+            "timestamp": utc("2026-11-23T09:58:03"),
+            "started_at": utc("2026-11-23T09:58:02"),
+        },
         id="github-status-queued",
     ),
     pytest.param(
@@ -95,7 +100,7 @@ SAMPLE_CASES = [
         {
             "status": Status.IN_PROGRESS,
             "url": "https://deploy.acme.example/releases/8841/log",
-            "started_at": utc("2026-11-23T09:58:10"),
+            "started_at": utc("2026-11-23T09:58:02"),  # its deployment's creation
             "finished_at": None,
         },
         id="github-status-in-progress",
@@ -109,6 +114,7 @@ SAMPLE_CASES = [
             "ref": DeployRef("deployment", "1874402211"),
             "status": Status.SUCCEEDED,
             "timestamp": utc("2026-11-23T10:01:44"),
+            "started_at": utc("2026-11-23T09:58:02"),  # final mode knows it too
             "finished_at": utc("2026-11-23T10:01:44"),
             "url": "https://deploy.acme.example/releases/8841",
             "deployer_name": "mara-okafor",
@@ -485,7 +491,12 @@ def test_gitlab_pipeline_states(state: str, status: Status) -> None:
 
 def test_gitlab_deployment_created_is_pending() -> None:
     event = parse("gitlab", "Deployment Hook", "deployment.running", {"status": "created"})
-    assert (event.status, event.started_at, event.finished_at) == (Status.PENDING, None, None)
+    # Created starts the deploy (PRODUCT.md, lifecycle mode): the record made then says when.
+    assert (event.status, event.started_at, event.finished_at) == (
+        Status.PENDING,
+        event.timestamp,
+        None,
+    )
 
 
 IGNORED_CASES = [

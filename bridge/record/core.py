@@ -483,11 +483,15 @@ def _look_first(
 def _started(
     event: DeployEvent, entity: str, deploy_type: DeployType, known: Known
 ) -> dict[str, Any] | None:
-    """The body of an update whose event does not say when the deploy started (Flux's end of
-    a revision) but the record it updates does: with that start (and so its duration)."""
-    if event.started_at is not None or known.started is None or known.started > event.timestamp:
+    """The body of an update whose record knows an earlier start than its event says (Flux's
+    end of a revision says none; a deployment's in_progress comes after its creation started
+    it): with that start, and so its duration. A deploy starts once."""
+    started = known.started
+    if started is None or started > event.timestamp:
         return None
-    return build_deploy_request(replace(event, started_at=known.started), entity, deploy_type)
+    if event.started_at is not None and event.started_at <= started:
+        return None
+    return build_deploy_request(replace(event, started_at=started), entity, deploy_type)
 
 
 def _delete(

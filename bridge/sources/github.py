@@ -163,7 +163,9 @@ def _deployment_event(fields: Fields, status: Status, timestamp: datetime) -> De
         "deployment.creator.login",
         "sender.login",
     )
-    started = fields.moment("workflow_run.run_started_at")
+    # The deploy started when its run did, else when its deployment was made (as a
+    # deployment is, when a deploy begins): every status of it says so, the final one too.
+    started = fields.moment("workflow_run.run_started_at", "deployment.created_at")
     details = _run_details(fields) if in_run else {}
     own = {
         "deploymentId": deployment_id,

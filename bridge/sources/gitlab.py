@@ -73,7 +73,9 @@ def parse_deployment(payload: Mapping[str, Any], screen: Screen = keep_all) -> D
         url=_job_url(fields),
         deployer_name=fields.text("user.name"),
         deployer_email=_email(fields),
-        started_at=timestamp if status is Status.IN_PROGRESS else None,
+        # Created or running: the start (PRODUCT.md, lifecycle mode); the record keeps the
+        # first, which later updates carry.
+        started_at=timestamp if status in (Status.PENDING, Status.IN_PROGRESS) else None,
         finished_at=timestamp if status.is_final else None,
         details=_deployment_details(fields),
     )

@@ -42,7 +42,8 @@ _SEEDED = sa.select(history_seeded.c.entity).where(
     history_seeded.c.entity == sa.bindparam("entity"),
     history_seeded.c.environment == sa.bindparam("environment"),
 )
-# What a later write for the same idempotency key replaces (started_at: only with a time).
+# What a later write for the same idempotency key replaces (started_at: only with an earlier
+# time).
 _REPLACED = ("entity", "cortex_uuid", "state", "updated_at")
 _MADE = sa.select(records.c.idempotency_key).where(
     records.c.idempotency_key.in_(sa.bindparam("keys", expanding=True))
@@ -88,7 +89,12 @@ class Records:
             index_elements=[records.c.idempotency_key],
             set_={
                 **{name: kept.excluded[name] for name in _REPLACED},
-                "started_at": sa.func.coalesce(kept.excluded.started_at, records.c.started_at),
+                # A deploy starts once: the earliest start any of its events gave.
+                "started_at": sa.case(
+                    (records.c.started_at.is_(None), kept.excluded.started_at),
+                    (kept.excluded.started_at < records.c.started_at, kept.excluded.started_at),
+                    else_=records.c.started_at,
+                ),
             },
         )
         self._add_history = self.db.insert(history).on_conflict_do_nothing(
