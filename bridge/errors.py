@@ -105,6 +105,11 @@ class CortexRejected(CortexError):
     """Cortex refused the request (4xx other than 429): retrying would not help."""
 
 
+class CortexTooMany(CortexRejected):
+    """A listing or search holds more deploys than may be read at once: judged on part of
+    them, a record past the bound would look missing (bridge.cortex.client.MAX_PAGES)."""
+
+
 class CortexUnauthorized(CortexRejected):
     """Cortex refused the API token (401, 403): the operator must fix it; what was refused
     is kept and tried again then (bridge.cortex.answers decides this, once)."""

@@ -305,7 +305,7 @@ class RelayHistory:
                 )
             return known, [*looked.history, *theirs]
         try:
-            deploys = list(self.cortex.iter_deploys(entity, max_pages=1))
+            deploys = list(self.cortex.iter_deploys(entity, max_pages=1, partial=True))
         except CortexUnauthorized:
             raise  # the token: kept for later, like any request it refuses
         except CortexRejected:

@@ -1462,6 +1462,17 @@ def queue_labels(row: Row, tmp: Path) -> None:
 
 
 # (section, the start of the row's first cell) -> its check.
+def entity_records(row: Row, tmp: Path) -> None:
+    # The behaviour: tests/test_sync.py::test_an_entity_with_more_records_than_a_sync_reads_*
+    # and ::test_a_listing_past_its_bound_is_an_error_unless_part_is_asked_for.
+    from bridge.cortex.client import MAX_PAGES, PAGE_SIZE
+    from bridge.sync.engine import SYNC_PAGES
+
+    looked, _, _, synced = row.numbers()[:4]  # 10,000 (10 pages of 1,000); 100,000
+    assert (looked, synced) == (MAX_PAGES * PAGE_SIZE, SYNC_PAGES * PAGE_SIZE)
+    assert f"more than {looked:,} deploys of" in row.answer
+
+
 CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Webhook bodies", "Body size"): body_size,
     ("Headers", "`X-GitHub-Delivery`"): delivery_headers,
@@ -1481,6 +1492,7 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Entities", "entities one event"): entities_per_event,
     ("Entities", "a route's own `entities`"): route_entities,
     ("Entities", "each entity tag"): entity_tag,
+    ("Entities", "Cortex's records of one entity"): entity_records,
     ("Admin API and `deliveries`", "a delivery id in"): admin_ids,
     ("Admin API and `deliveries`", "`deliveries show ID`"): cli_ids,
     ("Admin API and `deliveries`", "`limit`"): page_limit,

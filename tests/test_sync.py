@@ -885,3 +885,63 @@ def test_a_gitlab_read_resumes_at_the_next_page_link(gitlab: FakeGitLab) -> None
     api.close()
     assert [f.event.ref.id for f in first if f.event is not None][:100][-1] == "7099"
     assert again == [str(7000 + n) for n in range(100, 150)]
+
+
+def test_an_entity_with_more_records_than_a_sync_reads_is_failed_not_doubled(
+    tmp_path: Path,
+    cortex: FakeCortex,
+    github: FakeGitHub,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Records past the listing's bound were never read: the webhook's record of deployment 101,
+    # behind them, looked missing and was recorded a second time.
+    from bridge.cortex import client as cortex_client
+    from bridge.sync import engine
+
+    add_success(github, "acme/api", 101, SHA_A, 3)
+    for n in range(4):
+        seed(
+            cortex,
+            "api",
+            {"title": f"other {n}", "timestamp": "2026-10-01T10:00:00Z", "type": "DEPLOY"},
+        )
+    # Behind the other records, past what a bound listing read.
+    seed(
+        cortex,
+        "api",
+        build_deploy_request(webhook_deployment_status(101, SHA_A), "api", DeployType.DEPLOY),
+    )
+    monkeypatch.setattr(cortex_client, "PAGE_SIZE", 2)
+    monkeypatch.setattr(engine, "SYNC_PAGES", 2)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+    posts = len(cortex.requests_to("POST"))
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 1 and len(cortex.requests_to("POST")) == posts
+    said = json.dumps(report)
+    assert "more than 4 deploys of api" in said, said
+    # Read whole, the same deploy is found present.
+    monkeypatch.setattr(engine, "SYNC_PAGES", 3)
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+    assert code == 0 and [r["verdict"] for r in report["deploys"]] == ["present"]
+    assert len(cortex.requests_to("POST")) == posts
+
+
+def test_a_listing_past_its_bound_is_an_error_unless_part_is_asked_for(
+    cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.cortex import client as cortex_client
+    from bridge.errors import CortexTooMany
+
+    for n in range(5):
+        seed(
+            cortex, "api", {"title": f"d{n}", "timestamp": "2026-10-01T10:00:00Z", "type": "DEPLOY"}
+        )
+    monkeypatch.setattr(cortex_client, "PAGE_SIZE", 2)
+    with CortexClient(cortex.url, TOKEN) as client:
+        with pytest.raises(CortexTooMany, match="more than 4 deploys of api"):
+            list(client.iter_deploys("api", max_pages=2))
+        assert len(list(client.iter_deploys("api", max_pages=2, partial=True))) == 4
+        assert len(list(client.iter_deploys("api", max_pages=3))) == 5

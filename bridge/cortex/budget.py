@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from bridge.cortex.client import Cortex, Guard
+from bridge.cortex.client import MAX_PAGES, Cortex, Guard
 from bridge.errors import CortexRetryable
 
 if TYPE_CHECKING:  # the Action's path imports no database code
@@ -80,10 +80,14 @@ class BudgetedCortex:
         """As the client's, drawn from the budget."""
         self._drawn(self.client.check_access)
 
-    def iter_deploys(self, entity: str, *, max_pages: int = 10) -> Iterator[dict[str, Any]]:
+    def iter_deploys(
+        self, entity: str, *, max_pages: int = MAX_PAGES, partial: bool = False
+    ) -> Iterator[dict[str, Any]]:
         """As the client's, drawn from the budget (read whole, so that a 429 is heard)."""
         return iter(
-            self._drawn(lambda: list(self.client.iter_deploys(entity, max_pages=max_pages)))
+            self._drawn(
+                lambda: list(self.client.iter_deploys(entity, max_pages=max_pages, partial=partial))
+            )
         )
 
     def search_deploys(

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 from bridge import __version__
 from bridge.cortex import answers
 from bridge.cortex.transport import HttpTransport, Response, TransportError
-from bridge.errors import CortexRejected, CortexRetryable, CortexUnauthorized
+from bridge.errors import CortexRejected, CortexRetryable, CortexTooMany, CortexUnauthorized
 from bridge.redact import cut, spellings
 from bridge.times import format_timestamp, parse_timestamp
 
@@ -24,6 +24,8 @@ USER_AGENT = (
     f"cortex-deploy-bridge/{__version__} python/{sys.version_info.major}.{sys.version_info.minor}"
 )
 PAGE_SIZE = 1000  # the API's maximum; fewer requests against the ~1000/min budget
+# Pages one listing or search reads at most (docs/limits.md): 10,000 deploys.
+MAX_PAGES = 10
 
 
 class Transport(Protocol):
@@ -66,8 +68,11 @@ class Cortex(Protocol):
     def check_access(self) -> None:
         """One cheap authenticated read."""
 
-    def iter_deploys(self, entity: str, *, max_pages: int = 10) -> Iterator[dict[str, Any]]:
-        """Every deploy Cortex holds for ``entity``."""
+    def iter_deploys(
+        self, entity: str, *, max_pages: int = MAX_PAGES, partial: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Every deploy Cortex holds for ``entity`` (CortexTooMany past ``max_pages``), or with
+        ``partial`` its first ``max_pages`` pages."""
 
     def search_deploys(
         self, entity: str, *, environment: str | None, after: datetime, before: datetime
@@ -150,10 +155,14 @@ class CortexClient:
         """
         self._send("GET", "/api/v1/deploys/search?" + urlencode({"page": 0, "pageSize": 1}))
 
-    def iter_deploys(self, entity: str, *, max_pages: int = 10) -> Iterator[dict[str, Any]]:
-        """Every deploy Cortex holds for ``entity``, page by page (at most ``max_pages``)."""
+    def iter_deploys(
+        self, entity: str, *, max_pages: int = MAX_PAGES, partial: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Every deploy Cortex holds for ``entity``, page by page: CortexTooMany where more
+        than ``max_pages`` pages are left (nothing is judged on part of it), or with
+        ``partial`` the first ``max_pages`` pages only."""
         path = DEPLOYS.format(quote(entity, safe=""))
-        yield from self._paged(path, {}, entity=entity, max_pages=max_pages)
+        yield from self._paged(path, {}, entity=entity, max_pages=max_pages, partial=partial)
 
     def search_deploys(
         self,
@@ -174,7 +183,7 @@ class CortexClient:
             params["environments"] = environment
         try:
             found = list(self._paged("/api/v1/deploys/search", params, entity=entity))
-        except CortexUnauthorized:
+        except (CortexUnauthorized, CortexTooMany):
             raise
         except CortexRejected:
             # The search unavailable (an older Cortex): the entity's own listing instead.
@@ -189,9 +198,11 @@ class CortexClient:
         params: Mapping[str, str],
         *,
         entity: str | None = None,
-        max_pages: int = 10,
+        max_pages: int = MAX_PAGES,
+        partial: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """The deploys of a listing or a search, a page at a time."""
+        """The deploys of a listing or a search, a page at a time; CortexTooMany where pages
+        are left past ``max_pages``, unless ``partial``."""
         for page in range(max_pages):
             query = urlencode({**params, "page": page, "pageSize": PAGE_SIZE})
             data = self._send("GET", f"{path}?{query}", entity=entity)
@@ -204,6 +215,13 @@ class CortexClient:
             pages = data.get("totalPages")
             if page + 1 >= (pages if isinstance(pages, int) else 1) or not deploys:
                 return
+        if not partial:
+            # A record past the bound would look missing, and be made a second time.
+            raise CortexTooMany(
+                f"cortex holds more than {max_pages * PAGE_SIZE:,} deploys of "
+                f"{entity or 'this search'} to read here: not read on part of them",
+                status=0,
+            )
 
     # -- plumbing ---------------------------------------------------------------------------
 

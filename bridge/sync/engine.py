@@ -106,6 +106,12 @@ class Tally:
         self.verdicts[row.verdict] += 1
 
 
+# Pages of an entity's records a sync reads at most (docs/limits.md): 100,000 records, in 100
+# requests; an entity with more is reported failed, nothing recorded on it (a record past the
+# bound would look missing).
+SYNC_PAGES = 100
+
+
 class EntityDeploys:
     """Each entity's deploys in Cortex, read once per sync, kept current as the sync records.
 
@@ -121,7 +127,8 @@ class EntityDeploys:
     def listing(self, entity: str, *, fresh: bool = False) -> Listing:
         """Cortex's records of ``entity`` (read on first use, or again when ``fresh``)."""
         if fresh or entity not in self._listings:
-            self._listings[entity] = Listing().add(self.client.iter_deploys(entity))
+            deploys = self.client.iter_deploys(entity, max_pages=SYNC_PAGES)
+            self._listings[entity] = Listing().add(deploys)
         return self._listings[entity]
 
     def deploys(self, entity: str) -> list[dict[str, Any]]:
