@@ -320,11 +320,12 @@ def test_newest_first_reads_one_list_and_resumes_after_an_id(
         match=[matchers.query_param_matcher({"limit": "3"})],
     )
     founds = list(reader_of(newest_spec()).read(WINDOW))
-    assert ids(founds) == ["3", "2"]
-    assert [f.resume for f in founds] == ['{"after": "3"}', '{"after": "2"}']
-    assert ids(list(reader_of(newest_spec()).read(WINDOW, resume='{"after": "3"}'))) == ["2"]
+    # Oldest first, as every reader yields: a rollback is judged after what came before it.
+    assert ids(founds) == ["2", "3"]
+    assert [f.resume for f in founds] == ['{"after": "2"}', '{"after": "3"}']
+    assert ids(list(reader_of(newest_spec()).read(WINDOW, resume='{"after": "2"}'))) == ["3"]
     # An id no longer listed: nothing is left out.
-    assert ids(list(reader_of(newest_spec()).read(WINDOW, resume='{"after": "9"}'))) == ["3", "2"]
+    assert ids(list(reader_of(newest_spec()).read(WINDOW, resume='{"after": "9"}'))) == ["2", "3"]
 
 
 def test_newest_first_says_when_the_window_reaches_past_the_limit(
@@ -332,7 +333,7 @@ def test_newest_first_says_when_the_window_reaches_past_the_limit(
 ) -> None:
     api.get(URL, json={"items": [item(3), item(2, days=2), item(1, days=3)]})
     founds = list(reader_of(newest_spec()).read(WINDOW))
-    assert ids(founds) == ["3", "2", "1"]
+    assert ids(founds) == ["1", "2", "3"]
     assert founds[-1].event is None
     assert "lists only the 3 newest" in founds[-1].skipped
     assert "pagination.limit" in founds[-1].skipped

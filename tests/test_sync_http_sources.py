@@ -264,3 +264,23 @@ def test_a_refused_token_fails_the_run_in_one_line_exit_1(
     assert len(errors) == 1 and "SHIPS_TOKEN" in errors[0]
     assert "pat-wrong-77aa" not in err and PLATFORM_TOKEN not in err
     assert cortex.requests_to("POST") == []
+
+
+def test_a_newest_first_list_is_recorded_oldest_first_so_a_rollback_is_one(
+    tmp_path: Path, cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was recorded as listed, newest first: a redeploy of an older sha came out DEPLOY.
+    other = "b" * 40
+    with SpiceApi(token=PLATFORM_TOKEN) as api:
+        api.add(1, "succeeded", at(3), sha=SHA)
+        api.add(2, "succeeded", at(4), sha=other)
+        api.add(3, "succeeded", at(5), sha=SHA)
+        environ = environ_for(tmp_path, cortex, write_config(tmp_path, api, "spice"))
+        code, report = sync(environ, capsys)
+    assert code == 0, report
+    stored = sorted(cortex.all_deploys(), key=lambda d: d["timestamp"])
+    assert [(d["sha"], d["type"]) for d in stored] == [
+        (SHA, "DEPLOY"),
+        (other, "DEPLOY"),
+        (SHA, "ROLLBACK"),
+    ]

@@ -44,6 +44,7 @@ import requests
 
 from bridge.config.http_sources import MAX_PAGE_SIZE, NEWEST_FIRST, PAGE, HttpSourceSpec
 from bridge.errors import BridgeError, ConfigError, UsageError
+from bridge.model import EARLIEST
 from bridge.redact import cut, redact, spellings
 from bridge.retry import Again, RetryPolicy, drive, parse_retry_after
 from bridge.secrets import secret_from
@@ -234,15 +235,18 @@ class HttpReader:
         )
 
     def _read_newest(self, window: Window, after: str | None) -> Iterator[Found]:
-        """``newest-first`` style: one list of the newest; resume after an item id."""
+        """``newest-first`` style: one list of the newest, yielded oldest first (as every
+        reader yields, so that rollback detection reads each deploy after those before it);
+        resume after an item id."""
         size = self.spec.pagination.size
         items = self._items(self._get({self.spec.pagination.size_param: str(size)}))
         events = [to_event(self.spec, item) for item in items]
         times = [event.timestamp for event in events if not isinstance(event, str)]
-        if after is not None and after in (item_id(self.spec, item) for item in items):
-            ids = [item_id(self.spec, item) for item in items]
-            items = items[ids.index(after) + 1 :]
         founds, _ = self._page(items, window, set())
+        founds.sort(key=lambda found: found.event.timestamp if found.event else EARLIEST)
+        ids = [found.event.ref.id if found.event else None for found in founds]
+        if after is not None and after in ids:
+            founds = founds[ids.index(after) + 1 :]
         for found in founds:
             ident = found.event.ref.id if found.event else None
             yield replace(found, resume=json.dumps({"after": ident}) if ident else None)
