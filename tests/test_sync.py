@@ -945,3 +945,24 @@ def test_a_listing_past_its_bound_is_an_error_unless_part_is_asked_for(
             list(client.iter_deploys("api", max_pages=2))
         assert len(list(client.iter_deploys("api", max_pages=2, partial=True))) == 4
         assert len(list(client.iter_deploys("api", max_pages=3))) == 5
+
+
+def test_a_listing_naming_what_it_should_not_skips_that_name_and_reads_the_rest(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A hostile or broken listing: a name that is no OWNER/REPO ended the whole organisation
+    # ("--github: expected OWNER/REPO", a flag never given), and another owner's repository
+    # was read as the organisation's.
+    github.orgs["acme"] = ["acme/a/b", "victim/secret", "acme/api"]
+    github.deployments.setdefault("victim/secret", [])
+    add_success(github, "acme/api", 101, SHA_A, 3)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github-org", "acme", "--dry-run", *WINDOW)
+
+    assert code == 3, report
+    assert verdicts(report) == [("missing", "deployment/101", "api")]
+    said = json.dumps(report)
+    assert "'acme/a/b', not a full name" in said and "'victim/secret', not one of its own" in said
+    assert "--github" not in said
+    assert not any("victim" in r.path for r in github.requests)

@@ -17,6 +17,7 @@ from bridge.config import Config, SourceSettings, SyncSettings
 from bridge.config.values import http_url
 from bridge.errors import BridgeError, ConfigError, UsageError
 from bridge.secrets import secret_from
+from bridge.sources.fields import shorten
 from bridge.sync.api import MAX_WAIT_SECONDS, ApiClient
 from bridge.sync.argocd import ArgoCDReader, argocd_client
 from bridge.sync.github import DEFAULT_API_URL, GitHubReader, github_client, org_repositories
@@ -135,13 +136,15 @@ def make_readers(
             for repo in targets.github:
                 yield from _listed(f"github:{repo}", _expand(github, repo), on_github)
             for org in targets.github_orgs:
-                yield from _listed(f"github:{org}", org_repositories(github, org), on_github)
+                listing = org_repositories(github, org)
+                yield from _listed(f"github:{org}", listing, on_github, owner=org)
         if gitlab is not None:
             on_gitlab = partial(GitLabReader, gitlab, runs_are_deploys=runs)
             for project in targets.gitlab:
                 yield on_gitlab(project)
             for group in targets.gitlab_groups:
-                yield from _listed(f"gitlab:{group}", group_projects(gitlab, group), on_gitlab)
+                listing = group_projects(gitlab, group)
+                yield from _listed(f"gitlab:{group}", listing, on_gitlab, owner=group.strip("/"))
         yield from http
         yield from argocd
 
@@ -173,11 +176,41 @@ class Unlisted:
         raise self.error
 
 
-def _listed(name: str, names: Iterator[str], reader: Callable[[str], Reader]) -> Iterator[Reader]:
-    """A reader per listed name; the listing's error (if any) as a last, failing reader."""
+class Unread:
+    """A name a listing gave that is not read (not a repository of the owner listed, or not
+    a full name at all): one skipped row saying why, and the listing goes on."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self._name = name
+        self._why = why
+
+    @property
+    def name(self) -> str:
+        """The listing: ``github:acme``."""
+        return self._name
+
+    def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
+        """The one skipped row."""
+        yield Found(None, skipped=self._why)
+
+
+def _listed(
+    name: str, names: Iterator[str], reader: Callable[[str], Reader], *, owner: str | None = None
+) -> Iterator[Reader]:
+    """A reader per listed name (of ``owner``'s, where a listing is of an owner's, a group's
+    repositories); a name that cannot be read as a skipped row; the listing's error (if any)
+    as a last, failing reader."""
     try:
         for each in names:
-            yield reader(each)
+            if owner is not None and not each.casefold().startswith(owner.casefold() + "/"):
+                yield Unread(name, f"{name} listed {shorten(each)}, not one of its own: not read")
+                continue
+            try:
+                made = reader(each)
+            except BridgeError:
+                yield Unread(name, f"{name} listed {shorten(each)}, not a full name: not read")
+                continue
+            yield made
     except BridgeError as exc:
         yield Unlisted(name, exc)
 
