@@ -235,3 +235,14 @@ def test_the_reconcile_reads_argocd(db_url: str, cortex: FakeCortex, argo: FakeA
         store.close()
     [stored] = cortex.all_deploys()
     assert (stored["entity"], stored["sha"]) == ("api", SHA_1)
+
+
+@pytest.mark.parametrize("resume", ["garbage", "{}", '"x"', '{"after": 5}', "[1]", '{"a": "b"}'])
+def test_a_saved_resume_point_it_cannot_have_given_is_a_clear_error(resume: str) -> None:
+    # It was "internal error (KeyError: 'after')" and the like.
+    from bridge.sync.api import ScmError
+    from bridge.sync.argocd import ArgoCDReader
+
+    reader = ArgoCDReader(api=None)  # type: ignore[arg-type]  # never reached
+    with pytest.raises(ScmError, match="not a resume point of this reader"):
+        next(iter(reader.read(None, resume=resume)))  # type: ignore[arg-type]

@@ -62,7 +62,7 @@ class ArgoCDReader:
 
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
         """Each Application's history entries in the window, Applications by namespace/name."""
-        done = json.loads(resume)["after"] if resume else ""
+        done = _after(resume) if resume else ""
         for key, app in self._applications():
             if key <= done:
                 continue
@@ -71,6 +71,7 @@ class ArgoCDReader:
             yield Found(None, "", json.dumps({"after": key}))
 
     def _applications(self) -> list[tuple[str, Mapping[str, Any]]]:
+        """Every Application, by its namespace/name."""
         answer = self.api.get(PATH).json()
         if not isinstance(answer, Mapping):
             raise ScmError(f"{PATH} did not answer an ApplicationList")
@@ -143,3 +144,17 @@ def _object(item: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 def _source(source: Mapping[str, Any]) -> dict[str, Any]:
     return {key: source.get(key) for key in ("repoURL", "path", "chart", "targetRevision")}
+
+
+def _after(resume: str) -> str:
+    """The Application a saved resume point says was read last; ScmError for one this
+    reader cannot have given (it is only ever {"after": "<namespace>/<name>"})."""
+    try:
+        position = json.loads(resume)
+    except ValueError:
+        position = None
+    if isinstance(position, dict) and set(position) == {"after"}:
+        after = position["after"]
+        if isinstance(after, str):
+            return after
+    raise ScmError(f"not a resume point of this reader: {resume[:80]!r}")
