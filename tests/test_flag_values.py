@@ -178,3 +178,32 @@ def test_a_bug_is_one_line_its_secrets_masked(
     assert "BRIDGE_TRACEBACK=1" in line
     with pytest.raises(AttributeError):
         main(["check-config"], {**environ, "BRIDGE_TRACEBACK": "1"})
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://[::1", "must be an http(s) url"),  # was an internal error (ValueError)
+        ("http://[::1]x:5", "must be an http(s) url"),  # was retried as unreachable
+        ("https://ghes.example/api/v3?x=1#f", "no '?' or '#'"),
+        ("http://argocd.example/x?y#z", "no '?' or '#'"),  # GETs /x?y, not the API's path
+    ],
+)
+def test_a_base_url_that_cannot_be_one_is_one_line_exit_2(
+    url: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, environ in (
+        (["sync", "--github", "a/b", "--dry-run"], {"GITHUB_API_URL": url, "GITHUB_TOKEN": "t"}),
+        (["sync", "--argocd", url, "--dry-run"], {"ARGOCD_AUTH_TOKEN": "t"}),
+        (["check-config"], {"CORTEX_API_URL": url}),
+    ):
+        assert main(argv, {"CORTEX_API_TOKEN": "c", **environ}) == 2, argv
+        err = capsys.readouterr().err
+        assert said in err and "internal error" not in err and "Traceback" not in err, err
+
+
+def test_a_base_url_with_a_port_and_an_ipv6_host_is_taken() -> None:
+    from bridge.config.values import http_url
+
+    assert http_url("http://[::1]:8080/api/", "x") == "http://[::1]:8080/api"
+    assert http_url("https://h.example/list?app=42", "x", query=True).endswith("?app=42")

@@ -164,7 +164,7 @@ def parse_http_sources(raw: Any) -> dict[str, HttpSourceSpec]:
 
 def _parse_entry(name: str, entry: Any, path: str) -> HttpSourceSpec:
     data = _with_preset(_raw_mapping(entry, path, KEYS), path)
-    url = http_url(_need(data, "url", path), f"{path}.url")
+    url = http_url(_need(data, "url", path), f"{path}.url", query=True)
     parts = urlsplit(url)
     if parts.password or any(SECRET_KEY.search(key) for key, _ in parse_qsl(parts.query)):
         raise ConfigError(f"{path}.url", "secrets come only from the environment: use token_env")

@@ -113,16 +113,29 @@ def as_choice(value: Any, path: str, choices: Any) -> str:
     return value
 
 
-def http_url(value: Any, path: str) -> str:
-    """An http(s) base URL with a host and no user info, without its trailing ``/``.
+def http_url(value: Any, path: str, *, query: bool = False) -> str:
+    """An http(s) base URL with a host and no user info, without its trailing ``/``; with no
+    query or fragment unless ``query`` (an http source's list URL may carry one: a base URL
+    that did would send its requests elsewhere than said).
 
     User info is refused, not ignored: in ``https://api.getcortexapp.com@evil.example`` the
     host is ``evil.example``, and the Cortex token would be sent there.
     """
     url = as_string(value, path).strip()
-    if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", url):
+    if not re.fullmatch(r"https?://[^/\s?#]+([/?#]\S*)?", url):
         raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}")
-    problem = api_authority_problem(urlsplit(url).netloc)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (read to check it)
+    except ValueError:  # "[::1" and the like
+        raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}") from None
+    bracketed = "[" in parts.netloc or "]" in parts.netloc
+    if bracketed and not re.fullmatch(r"(?:[^@]*@)?\[[0-9A-Fa-f:.]+\](?::\d*)?", parts.netloc):
+        # "[::1]x:5": http.client would refuse it on every try, as a connection failure.
+        raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}")
+    if not query and (parts.query or parts.fragment or "?" in url or "#" in url):
+        raise ConfigError(path, f"must be a base url with no '?' or '#', got {redact_url(url)!r}")
+    problem = api_authority_problem(parts.netloc)
     if problem:
         raise ConfigError(path, problem)
     return url.rstrip("/")
