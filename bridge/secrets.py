@@ -6,7 +6,7 @@ Every face reads its secrets here (the Action and ``send``, ``serve``, ``worker`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from bridge.errors import ConfigError, UsageError
@@ -96,3 +96,14 @@ def url_password(url: str) -> str:
         v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() == "password"
     ]
     return given[-1] if given else ""
+
+
+def held(
+    environ: Mapping[str, str], *, database: str = "", token_envs: Iterable[str] = ()
+) -> list[str]:
+    """Every secret a process holds, to be masked wherever it shows or keeps a text: the
+    registry's (ALL_SECRETS), the ``database`` URL's password, and the http sources' tokens
+    (their ``token_env``)."""
+    found = [secret_from(environ, name) for name in (*ALL_SECRETS, *token_envs)]
+    password = url_password(database)
+    return [secret for secret in (*found, password) if secret]

@@ -966,3 +966,20 @@ def test_a_listing_naming_what_it_should_not_skips_that_name_and_reads_the_rest(
     assert "'acme/a/b', not a full name" in said and "'victim/secret', not one of its own" in said
     assert "--github" not in said
     assert not any("victim" in r.path for r in github.requests)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_rows_long_values_are_cut_saying_so(as_json: bool) -> None:
+    # A hostile SCM's 100,000-character environment, skipped, was written whole in the row.
+    import io
+
+    from bridge.sync.engine import Row, Verdict
+    from bridge.sync.report import MAX_SHOWN, Report
+
+    out = io.StringIO()
+    report = Report(out, json=as_json, secrets=["s3cr3t-token"])
+    long = "e" * (MAX_SHOWN - 5) + "s3cr3t-token" + "e" * 100_000
+    report.row(Row("gitlab:acme/api", Verdict.SKIPPED, "too long", "acme/api", "job/1", long))
+    text = out.getvalue()
+    assert len(text) < 3 * MAX_SHOWN and "(100,607 characters)" in text
+    assert "s3cr" not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -433,3 +434,38 @@ def test_the_relay_refuses_to_start_when_an_http_source_lacks_its_token(
     assert main(["worker", "--config", str(config)], environ) == 2
     err = capsys.readouterr().err.strip()
     assert "SHIPS_TOKEN: is not set" in err and len(err.splitlines()) == 1
+
+
+def test_a_sources_error_kept_for_the_console_is_masked_of_every_held_secret(
+    tmp_path: Path, cortex: FakeCortex
+) -> None:
+    # Only the failing reader's own token was masked: the others it echoed were kept.
+    from types import SimpleNamespace
+
+    from bridge.errors import BridgeError
+
+    db_url = f"sqlite:///{tmp_path / 'b.db'}?password=db-SECRET"
+    config = parse_config({"sync": {"github": ["acme/*"]}}, environ={"CORTEX_API_URL": cortex.url})
+    config = dataclasses.replace(config, database=db_url)
+    environ = {
+        "GITHUB_TOKEN": GH_TOKEN,
+        "BRIDGE_ADMIN_TOKEN": "adm-SECRET",
+        "GITLAB_API_TOKEN": "glpat-SECRET",
+        "ARGOCD_AUTH_TOKEN": "argo-SECRET",
+    }
+    store = Store.from_url(f"sqlite:///{tmp_path / 'b.db'}")
+    client = CortexClient(cortex.url, TOKEN)
+    reconcile = periodic.Reconcile(config, store, client, environ, owner="r", clock=lambda: NOW)
+    said = "seen adm-SECRET glpat-SECRET argo-SECRET db-SECRET https://bob:pw@db.example/x"
+
+    class Failing:
+        def sync(self, reader: object, window: object) -> object:
+            raise BridgeError(said)
+
+    try:
+        found = reconcile._one(Failing(), SimpleNamespace(name="github:acme/api"), None)  # type: ignore[arg-type]
+    finally:
+        store.close()
+        client.close()
+    assert "SECRET" not in found["error"] and "pw@" not in found["error"]
+    assert found["error"].startswith("seen ***")

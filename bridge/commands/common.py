@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from bridge.errors import UsageError
-from bridge.secrets import ALL_SECRETS, VARIABLE, secret_from, url_password
+from bridge.secrets import ALL_SECRETS, VARIABLE, held, secret_from
 
 if TYPE_CHECKING:
     from bridge.config import Config
@@ -170,9 +170,8 @@ def log_secrets(
 ) -> list[str]:
     """What logs must never show: the secrets (:func:`secrets_of`), the database password,
     and the tokens of the configured http sources (their ``token_env``)."""
-    password = url_password(config.database)
-    tokens = [secret_from(environ, spec.token_env) for spec in config.http_sources.values()]
-    return [*secrets.values(), *([password] if password else []), *(t for t in tokens if t)]
+    tokens = [spec.token_env for spec in config.http_sources.values()]
+    return [*secrets.values(), *held(environ, database=config.database, token_envs=tokens)]
 
 
 def worker_owner() -> str:

@@ -30,6 +30,8 @@ from bridge.cortex.budget import BudgetedCortex
 from bridge.cortex.client import Cortex
 from bridge.errors import BridgeError
 from bridge.metrics import OTHER
+from bridge.redact import mask, mask_userinfo, spellings
+from bridge.secrets import held
 from bridge.store import Store
 from bridge.store.journal import ReconcileRun
 from bridge.sync.engine import Options, Reconciler, Verdict
@@ -114,6 +116,10 @@ class Reconcile:
         self.environ = environ
         self.owner = owner
         self.clock = clock
+        # What the console's reconcile runs keep of an error is masked of every secret the
+        # process holds, not only the failing reader's own token.
+        tokens = [spec.token_env for spec in config.http_sources.values()]
+        self._spelled = spellings(held(environ, database=config.database, token_envs=tokens))
         # Per run: the labels of sources that went through, and of those that failed.
         self._passed: set[str] = set()
         self._failed: set[str] = set()
@@ -204,7 +210,7 @@ class Reconcile:
             raise
         except BridgeError as exc:
             log.warning("reconcile of a source failed", extra={"source": name, "error": str(exc)})
-            found["error"] = str(exc)
+            found["error"] = mask_userinfo(mask(str(exc), self._spelled))
             self._failed.add(label)
             return found
         except Exception as exc:  # a source's bug, or its hostile answer, must not stop the others

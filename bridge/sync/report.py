@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from bridge.model import escape_controls
-from bridge.redact import redact
+from bridge.redact import cut, redact, spellings
 from bridge.sync.engine import Row, Tally, Verdict
 
 # The second of two markers (``::``, ``##``): escaped, the runner sees no command.
@@ -38,6 +38,17 @@ def json_line(data: Any, secrets: Iterable[str] = ()) -> str:
     return _MARKER.sub(lambda m: _JSON_ESCAPES[m.group()], text)
 
 
+# The most of one value a row shows (docs/limits.md: a name is at most 512 characters).
+MAX_SHOWN = 600
+
+
+def _bounded(value: Any, spelled: tuple[str, ...]) -> Any:
+    """``value``, or a text cut to MAX_SHOWN characters (masked first) saying how long it was."""
+    if isinstance(value, str) and len(value) > MAX_SHOWN:
+        return f"{cut(value, MAX_SHOWN, spelled)}... ({len(value):,} characters)"
+    return value
+
+
 COLUMNS = ("verdict", "repository", "deploy", "environment", "entity", "finished", "detail")
 HEADINGS = ("VERDICT", "REPOSITORY", "DEPLOY", "ENV", "ENTITY", "FINISHED", "DETAIL")
 WIDTHS = (9, 28, 22, 12, 20, 21, 0)
@@ -50,12 +61,15 @@ class Report:
         self.stream = stream
         self.json = json
         self.secrets = tuple(secrets)
+        self._spelled = spellings(self.secrets)
         self._first = True
         stream.write('{"deploys": [' if json else _line(HEADINGS))
 
     def row(self, row: Row) -> None:
-        """One row, written at once (a long sync shows its findings as it goes)."""
-        data = row.to_dict()
+        """One row, written at once (a long sync shows its findings as it goes); a value
+        longer than MAX_SHOWN characters is cut there, saying so (a skipped deploy's
+        100,000-character environment is not written whole)."""
+        data = {key: _bounded(value, self._spelled) for key, value in row.to_dict().items()}
         if self.json:
             self.stream.write(("\n  " if self._first else ",\n  ") + json_line(data, self.secrets))
         else:
