@@ -169,9 +169,12 @@ class FakeGitHub(FakeApi):
         for needed in ("deployments(first: 100", "orderBy: {field: CREATED_AT, direction: DESC}"):
             if needed not in query:
                 raise ApiError(400, f"graphql query lacks {needed!r}")
-        repository = f"{variables.get('owner')}/{variables.get('name')}"
+        asked = f"{variables.get('owner')}/{variables.get('name')}"
+        # As GitHub: a repository's name is found whatever its letter case, and answered in
+        # its own spelling (nameWithOwner, url).
+        repository = next((r for r in self.deployments if r.casefold() == asked.casefold()), asked)
         if repository not in self.deployments:
-            message = f"Could not resolve to a Repository with the name '{repository}'."
+            message = f"Could not resolve to a Repository with the name '{asked}'."
             error = {"type": "NOT_FOUND", "path": ["repository"], "message": message}
             return Answer(200, {"data": {"repository": None}, "errors": [error]})
         nodes = self.deployments[repository]
@@ -190,6 +193,7 @@ class FakeGitHub(FakeApi):
         }
         data = {
             "url": f"https://github.com/{repository}",
+            "nameWithOwner": repository,
             "deployments": {"pageInfo": info, "nodes": page},
         }
         return Answer(200, {"data": {"repository": data}})

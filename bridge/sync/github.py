@@ -50,7 +50,7 @@ OVERLAP = timedelta(days=1)
 DEPLOYMENTS_QUERY = """
 query($owner: String!, $name: String!, $after: String) {
   repository(owner: $owner, name: $name) {
-    url
+    url nameWithOwner
     deployments(first: 100, after: $after, orderBy: {field: CREATED_AT, direction: DESC}) {
       pageInfo { hasNextPage endCursor }
       nodes {
@@ -69,7 +69,7 @@ query($owner: String!, $name: String!, $after: String) {
 CURSORS_QUERY = """
 query($owner: String!, $name: String!, $after: String) {
   repository(owner: $owner, name: $name) {
-    url
+    url nameWithOwner
     deployments(first: 100, after: $after, orderBy: {field: CREATED_AT, direction: DESC}) {
       pageInfo { hasNextPage endCursor }
       nodes { databaseId createdAt }
@@ -139,6 +139,7 @@ class GitHubReader:
         self.api = api
         self._api = ReadApi(api)
         self.repository = repository
+        self._full_name = repository  # GitHub's spelling once an answer gives it
         self.runs_are_deploys = runs_are_deploys
         self._runs: dict[int, Mapping[str, Any]] = {}
         self._runs_listed: Window | None = None  # the window the runs were listed for
@@ -199,6 +200,8 @@ class GitHubReader:
             yield from json_list(body.get("workflow_runs"), path, most=PAGE)
 
     def _run_found(self, run: Mapping[str, Any], window: Window) -> Found:
+        listed = run.get("repository")
+        self._canonical(listed.get("full_name") if isinstance(listed, Mapping) else None)
         payload = {"action": "completed", "workflow_run": run, "repository": self._repo()}
         return parsed(hooks.parse_workflow_run, payload, window)
 
@@ -293,7 +296,15 @@ class GitHubReader:
             raise ScmError(f"github: repository {self.repository!r} not found", status=404)
         if isinstance(repository.get("url"), str):
             self._html_url = repository["url"]
+        self._canonical(repository.get("nameWithOwner"))
         return repository
+
+    def _canonical(self, name: object) -> None:
+        """Take GitHub's own spelling of the repository (its names ignore letter case): the
+        webhook's ``full_name``, so that ``--github ACME/Api`` keys its deploys as the relay
+        and the Action do, not a second time."""
+        if isinstance(name, str) and name.casefold() == self.repository.casefold():
+            self._full_name = name
 
     def _deployment_found(self, node: Mapping[str, Any], window: Window) -> Found:
         status = _recorded_status(node)
@@ -345,7 +356,7 @@ class GitHubReader:
         raise ScmError(text, status=status)
 
     def _repo(self) -> dict[str, Any]:
-        return {"full_name": self.repository, "html_url": self._html_url}
+        return {"full_name": self._full_name, "html_url": self._html_url}
 
 
 def _resume_point(resume: str | None) -> Mapping[str, Any]:
