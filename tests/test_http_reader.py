@@ -524,3 +524,14 @@ def test_a_compressed_answer_is_bounded_after_decompression(api: responses.Reque
     api.get(URL, body=bomb, headers={"Content-Encoding": "gzip"})
     with pytest.raises(HttpSourceError, match=f"an answer larger than {MAX_BODY_BYTES} bytes"):
         list(reader_of(spec_of()).read(WINDOW))
+
+
+def test_a_retry_after_past_the_bound_ends_the_request_without_asking_again(
+    api: responses.RequestsMock,
+) -> None:
+    # It waited 120 s, asked again (to be refused again), then failed "answered 429".
+    api.get(URL, json={"m": 1}, status=429, headers={"Retry-After": "100000"})
+    sleeps = Sleeps()
+    with pytest.raises(HttpSourceError, match="too long to wait"):
+        list(reader_of(spec_of(), sleeps).read(WINDOW))
+    assert sleeps == [] and len(api.calls) == 1

@@ -239,11 +239,12 @@ def test_spice_reads_the_window_and_says_what_the_limit_cuts_off(spice: SpiceApi
     for i in range(30):
         spice.add(i, "succeeded", T0 - timedelta(days=i, hours=1))
     founds = list(reader(spice, "spice", pagination={"limit": 10}).read(WINDOW))
-    assert ids(founds) == [str(i) for i in range(10)]
+    assert ids(founds) == [str(i) for i in reversed(range(10))]  # oldest first
     assert founds[-1].event is None
     assert "lists only the 10 newest deploys" in founds[-1].skipped
     everything = list(reader(spice, "spice", pagination={"limit": 1000}).read(WINDOW))
-    assert ids(everything) == [str(i) for i in range(30)]  # day 30 + 1 h is before the window
+    # Day 30 + 1 h is before the window.
+    assert ids(everything) == [str(i) for i in reversed(range(30))]
 
 
 def test_spice_resume_after_an_id_without_repeats(spice: SpiceApi) -> None:
@@ -255,7 +256,7 @@ def test_spice_resume_after_an_id_without_repeats(spice: SpiceApi) -> None:
         if len(first) == 2:
             break
     rest = list(reader(spice, "spice").read(WINDOW, resume=first[-1].resume))
-    assert ids(first) + ids(rest) == [str(i) for i in range(6)]
+    assert ids(first) + ids(rest) == [str(i) for i in reversed(range(6))]
 
 
 @pytest.mark.parametrize(

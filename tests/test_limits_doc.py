@@ -861,13 +861,13 @@ def tries(row: Row, tmp: Path) -> None:
 
 
 def waiting(row: Row, tmp: Path) -> None:
-    from bridge.retry import RetryPolicy
     from bridge.sync.api import RETRY
     from bridge.sync.github import github_client
+    from bridge.sync.http_source import RETRY as HTTP_RETRY
 
-    scm, http, one = row.numbers()
-    policy = RetryPolicy()
-    assert (scm, http, one) == (RETRY.max_elapsed, policy.max_elapsed, policy.max_retry_after)
+    scm, http = row.numbers()
+    assert (scm, http) == (RETRY.max_elapsed, HTTP_RETRY.max_elapsed)
+    assert HTTP_RETRY.max_retry_after == RETRY.max_retry_after == float("inf")  # not shortened
     # The reconcile's own bound replaces the whole request's wait, and nothing else.
     assert github_client(SCM, "t", max_wait=450).policy == replace(RETRY, max_elapsed=450)
 

@@ -34,6 +34,7 @@ total wait (``max_elapsed``) for retries.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -54,6 +55,10 @@ from bridge.sync.http_items import item_id, item_time, moment, to_event
 from bridge.sync.reader import Found, Window
 
 MAX_BODY_BYTES = Bounds().max_bytes
+# One request's retries: 180 s in all (docs/limits.md). A wait is never shortened, Retry-After's
+# included (a request sent before it is only refused again): one that would pass 180 s ends
+# the request, "too long to wait".
+RETRY = RetryPolicy(max_retry_after=math.inf, max_elapsed=180.0)
 OVERLAP = timedelta(days=1)
 CONNECT_TIMEOUT = 5.0
 # 429 and 503 say "later" (with Retry-After, RFC 9110 10.2.3, honoured up to the policy's
@@ -136,7 +141,7 @@ class HttpReader:
         self._session = session or requests.Session()
         self._sleep = sleep
         self._now = now
-        self._policy = policy or RetryPolicy()
+        self._policy = policy or RETRY
         # A slow answer may take its read timeout several times over, not forever.
         seconds = max(ANSWER_SECONDS, 4 * spec.timeout_seconds)
         self._fetcher = Fetcher(
@@ -325,6 +330,7 @@ class HttpReader:
             policy=self._policy,
             classify=_again,
             sleep=self._sleep,
+            gave_up=_gave_up,
         )
 
     def _get_once(self, params: Mapping[str, str]) -> Any:
@@ -374,3 +380,10 @@ def _again(exc: Exception) -> Again | None:
     if isinstance(exc, HttpSourceError) and exc.retryable:
         return Again(exc.retry_after)
     return None
+
+
+def _gave_up(exc: Exception, why: str) -> HttpSourceError:
+    """The last answer's error, saying why no try follows ("too long to wait", "gave up
+    after 6 tries")."""
+    status = exc.status if isinstance(exc, HttpSourceError) else 0
+    return HttpSourceError(f"{exc}; {why}", status=status)
