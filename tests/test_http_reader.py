@@ -535,3 +535,14 @@ def test_a_retry_after_past_the_bound_ends_the_request_without_asking_again(
     with pytest.raises(HttpSourceError, match="too long to wait"):
         list(reader_of(spec_of(), sleeps).read(WINDOW))
     assert sleeps == [] and len(api.calls) == 1
+
+
+def test_a_cursor_past_its_bound_ends_the_read(api: responses.RequestsMock) -> None:
+    # A 5 MB cursor was sent (the server answered 414) and would have been saved to resume.
+    from bridge.sync.http_source import MAX_CURSOR
+
+    long = "c" * (MAX_CURSOR + 1)
+    serve_cursor(api, None, {"data": [item(1)], "has_more": True, "next_page": long})
+    with pytest.raises(HttpSourceError, match=f"a cursor of {MAX_CURSOR + 1:,} characters"):
+        list(reader_of(cursor_spec()).read(WINDOW))
+    assert len(api.calls) == 1

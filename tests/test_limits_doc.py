@@ -846,6 +846,14 @@ def graphql_cursor(row: Row, tmp: Path) -> None:
         _moved("a", "a")
 
 
+def http_cursor(row: Row, tmp: Path) -> None:
+    # The behaviour: tests/test_http_reader.py::test_a_cursor_past_its_bound_ends_the_read.
+    from bridge.sync.http_source import MAX_CURSOR
+
+    assert row.numbers() == [MAX_CURSOR]
+    assert f"at most {MAX_CURSOR:,}" in row.answer
+
+
 def tries(row: Row, tmp: Path) -> None:
     from bridge.retry import RetryPolicy
     from bridge.sync.api import RETRY
@@ -1535,6 +1543,7 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     (SYNC, "pages a read"): pages_a_read,
     (SYNC, "the Argo CD application list"): argocd_list,
     (SYNC, "a GraphQL cursor"): graphql_cursor,
+    (SYNC, "an http source's cursor"): http_cursor,
     (SYNC, "tries of one request"): tries,
     (SYNC, "waiting for one request"): waiting,
     (SYNC, "how long one source's read goes on"): read_time,

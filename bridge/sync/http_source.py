@@ -55,6 +55,8 @@ from bridge.sync.http_items import item_id, item_time, moment, to_event
 from bridge.sync.reader import Found, Window
 
 MAX_BODY_BYTES = Bounds().max_bytes
+# The longest cursor followed (docs/limits.md): it is sent in a query and saved to resume from.
+MAX_CURSOR = 2048
 # One request's retries: 180 s in all (docs/limits.md). A wait is never shortened, Retry-After's
 # included (a request sent before it is only refused again): one that would pass 180 s ends
 # the request, "too long to wait".
@@ -227,7 +229,11 @@ class HttpReader:
                     f"holds no cursor: {shorten(following)}"
                 )
             if str(following) == cursor:
-                raise self._error(f"the cursor did not move past {cursor!r}")
+                raise self._error(f"the cursor did not move past {shorten(cursor)}")
+            if len(str(following)) > MAX_CURSOR:  # sent as a query, saved as a resume point
+                raise self._error(
+                    f"a cursor of {len(str(following)):,} characters: at most {MAX_CURSOR:,}"
+                )
             cursor = str(following)
             yield items, {"cursor": cursor}
         self._too_many_pages()
