@@ -16,9 +16,9 @@ from datetime import datetime
 
 from bridge.errors import BridgeError
 from bridge.store.journal import (
+    APART,
     MAX_TURNED_AWAY,
     MAX_UNAUTHORIZED,
-    UNAUTHORIZED,
     Journal,
     TurnedAway,
 )
@@ -38,7 +38,8 @@ class TurnedAwayLog:
         self._notes: collections.deque[tuple[datetime, str, str, str, int, str, str]] = (
             collections.deque(maxlen=MAX_TURNED_AWAY)
         )
-        # Those refused as unauthorized, apart: a flood of them pushes out none of the rest.
+        # Those refused before their sender was verified, apart: a flood of them pushes out
+        # none of the rest.
         self._refused: collections.deque[tuple[datetime, str, str, str, int, str, str]] = (
             collections.deque(maxlen=MAX_UNAUTHORIZED)
         )
@@ -49,7 +50,7 @@ class TurnedAwayLog:
         self, *, source: str, event: str, delivery: str, code: int, answer: str, reason: str
     ) -> None:
         """Remember one webhook answered without storing an event (cheap: no I/O)."""
-        (self._refused if answer == UNAUTHORIZED else self._notes).append(
+        (self._refused if answer in APART else self._notes).append(
             (self.clock(), source, event or "-", delivery or "-", code, answer, reason)
         )
 

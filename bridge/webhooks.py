@@ -117,6 +117,7 @@ def _turned_away(
     code: int,
     status: str,
     reason: str,
+    unverified: bool = False,
 ) -> None:
     """The one place a webhook answered without storing an event (4xx, ignored) is noted:
     one log line and one row for the console's bounded journal.
@@ -140,8 +141,10 @@ def _turned_away(
             log.info("webhook ignored", extra=fields)
         else:
             log.warning("webhook rejected", extra=fields)
+    # Kept apart in the console's journal when refused before its sender was verified.
+    kept = "unverified" if unverified and status == "rejected" else status
     rt.turned_away.note(
-        source=source, event=event, delivery=delivery or "", code=code, answer=status, reason=reason
+        source=source, event=event, delivery=delivery or "", code=code, answer=kept, reason=reason
     )
 
 
@@ -192,6 +195,7 @@ class WebhookDispatch:
         with read_body(environ, self.limit, pool=pool) as body:
             if checked and hook.check_body is not None:
                 hook.check_body(secret, body, environ.get(hook.proof))
+        environ[VERIFIED] = True  # what is refused from here was refused its sender known
         event, payload, delivery, key = _read_webhook(environ, body, hook)
         source = hook.source
         answer = ingest(
@@ -250,9 +254,15 @@ class WebhookDispatch:
                 code=code,
                 status=status,
                 reason=reason,
+                # Refused before its sender was verified (a disabled source, a body too large
+                # or cut short): anyone may send it (bridge.store.journal keeps it apart).
+                unverified=VERIFIED not in environ,
             )
         return _error_json(exc, code, status=status, reason=reason)
 
+
+# Set in a webhook's environ once its sender is verified (or the source is run unsigned).
+VERIFIED = "bridge.verified"
 
 # The most read at a time: a body over it is read (and held) a chunk at a time.
 _READ_SIZE = 64 * 1024

@@ -671,3 +671,48 @@ def load_sample_doc() -> Any:
     doc = load_sample("github/deployment_status.success.json")
     doc["deployment"]["payload"] = {}
     return doc
+
+
+def test_what_anyone_can_send_is_kept_apart_and_pushes_out_nothing(
+    new_runtime: Callable[..., Runtime],
+) -> None:
+    # A disabled source's 404 and a body over the limit's 413 are answered before the sender
+    # is known, as a bad signature's 401 is: a flood of them pushed every ignored and rejected
+    # webhook out of the console's journal. On both databases.
+    from bridge.store.journal import MAX_UNAUTHORIZED
+
+    runtime = new_runtime({"server": {"max_body_bytes": 4096}}, flux_secret="", clock=lambda: T0)
+    client = client_for(runtime)
+    github_post(client, "push", "deployment_status.success", delivery="kept-1")
+    runtime.turned_away.flush()
+    for n in range(MAX_UNAUTHORIZED + 20):
+        assert client.post("/webhooks/flux", data=b"{}").status_code == 404
+        big = b"{" + b" " * 5000 + b"}"
+        sent = client.post(
+            "/webhooks/github",
+            data=big,
+            headers={"X-GitHub-Event": "deployment_status", "X-GitHub-Delivery": f"b{n}"},
+        )
+        assert sent.status_code == 413
+        github_post(client, "deployment_status", "deployment_status.success", secret="wrong")
+        if n % 50 == 0:
+            runtime.turned_away.flush()
+    runtime.turned_away.flush()
+    kept = runtime.store.journal.turned_away(limit=2000)
+    assert [r.delivery for r in kept if r.answer == "ignored"] == ["kept-1"]
+    apart = [r for r in kept if r.answer in ("unauthorized", "unverified")]
+    assert len(apart) == MAX_UNAUTHORIZED == len(kept) - 1
+    assert {r.code for r in apart} == {401, 404, 413}
+    # What its sender was known for stays as it was answered: a verified body's 400.
+    sent = client.post(
+        "/webhooks/github",
+        data=b"not json",
+        headers={
+            "X-GitHub-Event": "deployment_status",
+            "X-Hub-Signature-256": sign(b"not json"),
+            "Content-Type": "application/json",
+        },
+    )
+    assert sent.status_code == 400
+    runtime.turned_away.flush()
+    assert runtime.store.journal.turned_away(limit=1)[0].answer == "rejected"

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 PAGE = 50
 # Answers the turned-away page can be narrowed to.
-ANSWERS = ("ignored", "rejected", "unauthorized")
+ANSWERS = ("ignored", "rejected", "unauthorized", "unverified")
 FILTERS = ("status", "source", "repository", "entity", "environment", "q")
 
 

@@ -23,10 +23,13 @@ if TYPE_CHECKING:
 
 # How many turned-away webhooks and reconcile runs are kept (docs/limits.md).
 MAX_TURNED_AWAY = 1000
-# ... and, kept apart, those refused as unauthorized (a bad or missing signature or token):
-# anyone can send those, and a flood of them must not push out the rest.
+# ... and, kept apart, those refused before their sender was verified: "unauthorized" (a bad
+# or missing signature or token) and "unverified" (a disabled source, a body too large or cut
+# short): anyone can send those, and a flood of them must not push out the rest.
 MAX_UNAUTHORIZED = 100
 UNAUTHORIZED = "unauthorized"
+UNVERIFIED = "unverified"
+APART = (UNAUTHORIZED, UNVERIFIED)
 MAX_RECONCILE_RUNS = 200
 # Each text kept of a turned-away webhook (header values, the reason) is cut to this.
 MAX_TEXT = 500
@@ -72,8 +75,8 @@ class Journal:
         keep: int = MAX_TURNED_AWAY,
         keep_unauthorized: int = MAX_UNAUTHORIZED,
     ) -> None:
-        """Keep ``rows`` (one transaction): of those refused as unauthorized only the newest
-        ``keep_unauthorized``, of the others the newest ``keep``."""
+        """Keep ``rows`` (one transaction): of those refused before their sender was verified
+        (APART) only the newest ``keep_unauthorized``, of the others the newest ``keep``."""
         if not rows:
             return
         values = [
@@ -90,7 +93,7 @@ class Journal:
         ]
         with self.db.transaction(write=True) as conn:
             conn.execute(turned_away.insert(), values)
-            refused = turned_away.c.answer == UNAUTHORIZED
+            refused = turned_away.c.answer.in_(APART)
             for kind, most in ((refused, keep_unauthorized), (sa.not_(refused), keep)):
                 # The id of the newest row past the bound, if any: it and the older go.
                 past = conn.execute(
