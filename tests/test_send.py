@@ -607,3 +607,44 @@ def test_several_entities_keep_their_places_on_stdout(
         "svc-a",
         "svc-b",
     ]
+
+
+def test_an_entity_with_more_deploys_than_a_listing_reads_is_still_typed_and_found(
+    cortex: FakeCortex, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past the listing's bound (10,000 records), type auto failed every run ("cortex holds
+    # more than 10,000 deploys"): it reads the environment's deploys around the deploy instead.
+    from bridge.cortex import CortexClient
+    from bridge.cortex import client as cortex_client
+
+    with CortexClient(cortex.url, TOKEN) as seeding:
+        for n in range(12):  # another environment's, enough to pass the bound below
+            seeding.create_deploy(
+                "svc",
+                {
+                    "title": f"s{n}",
+                    "timestamp": "2026-11-01T10:00:00Z",
+                    "type": "DEPLOY",
+                    "environment": "staging",
+                    "sha": "e" * 40,
+                },
+            )
+        for day, sha in ((2, "a" * 40), (3, "b" * 40)):
+            seeding.create_deploy(
+                "svc",
+                {
+                    "title": sha[:3],
+                    "timestamp": f"2026-11-0{day}T10:00:00Z",
+                    "type": "DEPLOY",
+                    "environment": "prod",
+                    "sha": sha,
+                },
+            )
+    monkeypatch.setattr(cortex_client, "PAGE_SIZE", 1)  # a listing reads 10 records at most
+    argv = ["send", "--entity-tag", "svc", "--environment", "prod", "--deploy-id", "big-1"]
+    argv += ["--sha", "a" * 40, "--timestamp", "2026-11-04T10:00:00Z"]
+    for _ in range(2):  # the second run finds the record the first made
+        assert main(argv, _outside_ci(cortex)) == 0, capsys.readouterr().err
+    made = [d for d in cortex.all_deploys() if d.get("customData")]
+    assert [d["type"] for d in made] == ["ROLLBACK"]
+    assert capsys.readouterr().out.split() == [made[0]["uuid"]] * 2

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from bridge.cortex.client import Cortex
-from bridge.errors import CortexError, CortexRetryable
+from bridge.errors import CortexError, CortexRetryable, CortexTooMany
 from bridge.mapping import build_deploy_request
 from bridge.model import DeployEvent, DeployType
 from bridge.record.core import (
@@ -37,6 +37,9 @@ STEP_POLICY = Policy(lifecycle=False, failures=True)
 # deploys to one environment in two months fit a page of 1,000 but for the busiest); the
 # keyless match keeps its own LOOKUP_WINDOW within it.
 KEY_REACH = timedelta(days=30)
+# Where an entity holds more deploys than a listing reads whole (10,000): the history read for
+# type auto, back from the deploy's time, in its environment.
+HISTORY_REACH = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -73,17 +76,38 @@ class CortexHistory:
         self._seen: Listing | None = None
         self._made: dict[str, Known] = {}  # by key: what this run made (a retry finds it)
 
-    def _listed(self, entity: str) -> list[dict[str, Any]]:
+    def _listed(self, entity: str, event: DeployEvent) -> list[dict[str, Any]]:
+        """The entity's deploys; where it holds more than a listing reads whole, those to the
+        event's environment around its time: a year back (the history a rollback is judged
+        on), else KEY_REACH, and KEY_REACH ahead, so that its record is found either way."""
         if self._deploys is None:
-            self._deploys = list(self.cortex.iter_deploys(entity))
+            try:
+                self._deploys = list(self.cortex.iter_deploys(entity))
+            except CortexTooMany:
+                self._deploys = self._around(entity, event)
         return self._deploys
+
+    def _around(self, entity: str, event: DeployEvent) -> list[dict[str, Any]]:
+        try:
+            return self._back(entity, event, HISTORY_REACH)
+        except CortexTooMany:
+            return self._back(entity, event, KEY_REACH)
+
+    def _back(self, entity: str, event: DeployEvent, reach: timedelta) -> list[dict[str, Any]]:
+        found = self.cortex.search_deploys(
+            entity,
+            environment=event.environment,
+            after=event.timestamp - reach,
+            before=event.timestamp + KEY_REACH,
+        )
+        return list(found)
 
     def recall(
         self, entity: str, event: DeployEvent, key: str, *, past: bool
     ) -> tuple[Known | None, list[PastDeploy]]:
         """The record this run made, if an earlier try of it did; the environment's earlier
         deploys from the listing, when asked for."""
-        listed = Listing().add(self._listed(entity) if past else [])
+        listed = Listing().add(self._listed(entity, event) if past else [])
         return self._made.get(key), listed.history(event.environment, key)
 
     def seen(self, entity: str, event: DeployEvent, *, fresh: bool) -> Listing:
@@ -91,7 +115,7 @@ class CortexHistory:
         if self._seen is not None and not fresh:
             return self._seen
         if self.listing and not fresh:
-            self._seen = Listing().add(self._listed(entity))
+            self._seen = Listing().add(self._listed(entity, event))
         else:
             self._seen = Listing().add(
                 self.cortex.search_deploys(
