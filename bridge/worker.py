@@ -39,6 +39,7 @@ from bridge.cortex.client import PAGE_SIZE, Cortex
 from bridge.errors import (
     CortexError,
     CortexRejected,
+    CortexTooMany,
     CortexUnauthorized,
 )
 from bridge.model import DeployEvent, Status, event_from_dict
@@ -227,17 +228,32 @@ class RelayHistory:
                 return listing
         # One search: the pair's records from 2 LOOKUP_WINDOWs before the event to just after
         # now, so that it covers the later deploys of a backlog too (the sweep reads alike).
-        listing = Listing().add(
-            self.cortex.search_deploys(
+        after = reach - 2 * LOOKUP_WINDOW
+        try:
+            found = list(
+                self.cortex.search_deploys(
+                    entity,
+                    environment=event.environment,
+                    after=after,
+                    before=max(event.timestamp, self.clock()) + 2 * LOOKUP_WINDOW,
+                )
+            )
+            whole = True
+        except CortexTooMany:
+            # More than a search reads from an old event up to now (a busy pair's backlog):
+            # the event's own window only, kept for no other deploy.
+            found = self.cortex.search_deploys(
                 entity,
                 environment=event.environment,
-                after=reach - 2 * LOOKUP_WINDOW,
-                before=max(event.timestamp, self.clock()) + 2 * LOOKUP_WINDOW,
+                after=after,
+                before=event.timestamp + 2 * LOOKUP_WINDOW,
             )
-        )
+            whole = False
+        listing = Listing().add(found)
         since = reach - LOOKUP_WINDOW
         self._seen.pop(pair, None)  # the newest last: the oldest goes first past the bound
-        self._seen[pair] = (listing, since, self.monotonic(), self.delivery, self.batch)
+        if whole:
+            self._seen[pair] = (listing, since, self.monotonic(), self.delivery, self.batch)
         while len(self._seen) > KEPT_LISTINGS:  # a first listing (recall) may have added some
             del self._seen[next(iter(self._seen))]
         # The records another face made: not the ones this process made (their stamps kept),

@@ -637,3 +637,37 @@ def test_a_database_outage_is_said_once_not_a_traceback_a_second(
     (back,) = [r for r in said if r.getMessage() == "database available again: delivering"]
     assert back.failures == 130  # type: ignore[attr-defined]
     bridge.close()
+
+
+def test_a_backlog_on_a_busy_pair_reads_the_events_own_window(
+    db_url: str, cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The relay's search reads from an old event up to now; past what a search reads whole
+    # (10,000 records) it raised, and the delivery failed: the event's own window instead.
+    from bridge.cortex import client as cortex_client
+
+    bridge = Bridge(db_url, cortex)
+    bridge.clock.now = datetime(2026, 12, 20, 12, 0, tzinfo=timezone.utc)
+    for day in range(12):
+        bridge.client.create_deploy(
+            "payments-api",
+            {
+                "title": f"d{day}",
+                "timestamp": f"2026-12-{day + 5:02d}T10:00:00Z",
+                "type": "DEPLOY",
+                "environment": "production",
+                "sha": "e" * 40,
+            },
+        )
+    monkeypatch.setattr(cortex_client, "PAGE_SIZE", 1)  # a search reads 10 records at most
+    for delivery in ("first", "again"):
+        answer = github_post(
+            bridge.http, "deployment_status", "deployment_status.success", delivery=delivery
+        )
+        assert answer.status_code == 202
+        bridge.drain()
+    counts = bridge.runtime.store.counts()
+    bridge.close()
+    assert counts["delivered"] >= 1 and counts["dead"] == counts["retrying"] == 0, counts
+    made = [d for d in cortex.all_deploys() if d.get("customData")]
+    assert len(made) == 1 and made[0]["timestamp"] == "2026-11-23T10:01:44Z"
