@@ -124,9 +124,8 @@ def http_url(value: Any, path: str, *, query: bool = False) -> str:
     url = as_string(value, path).strip()
     if not re.fullmatch(r"https?://[^/\s?#]+([/?#]\S*)?", url):
         raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}")
-    try:
+    try:  # the port is port_problem's to judge, below
         parts = urlsplit(url)
-        parts.port  # noqa: B018 (read to check it)
     except ValueError:  # "[::1" and the like
         raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}") from None
     bracketed = "[" in parts.netloc or "]" in parts.netloc
