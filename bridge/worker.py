@@ -242,12 +242,13 @@ class RelayHistory:
         except CortexTooMany:
             # More than a search reads from an old event up to now (a busy pair's backlog):
             # the event's own window only, kept for no other deploy.
-            found = self.cortex.search_deploys(
+            narrow = self.cortex.search_deploys(
                 entity,
                 environment=event.environment,
                 after=after,
                 before=event.timestamp + 2 * LOOKUP_WINDOW,
             )
+            found = list(narrow)
             whole = False
         listing = Listing().add(found)
         since = reach - LOOKUP_WINDOW
@@ -356,7 +357,7 @@ class RelayHistory:
         self.pending.append(RecordWrite(key, entity, uuid, state, deployed, event.started_at))
         pair = (entity, event.environment)
         kept = self._seen.get(pair)
-        if kept is not None and key not in kept[0].keyed:
+        if uuid and kept is not None and key not in kept[0].keyed:  # not an unrecorded end
             kept[0].add(
                 [{"uuid": uuid, "customData": {"status": state, "bridge": {"idempotencyKey": key}}}]
             )

@@ -671,3 +671,49 @@ def test_a_backlog_on_a_busy_pair_reads_the_events_own_window(
     assert counts["delivered"] >= 1 and counts["dead"] == counts["retrying"] == 0, counts
     made = [d for d in cortex.all_deploys() if d.get("customData")]
     assert len(made) == 1 and made[0]["timestamp"] == "2026-11-23T10:01:44Z"
+
+
+def _failed(of: dict[str, Any]) -> dict[str, Any]:
+    failed = copy.deepcopy(of)
+    failed["deployment_status"].update(state="failure", updated_at="2026-11-23T10:09:00Z")
+    return failed
+
+
+@pytest.mark.parametrize("first_the_start", [False, True], ids=["end-first", "start-deleted"])
+def test_lifecycle_a_start_that_comes_after_its_failure_records_nothing(
+    db_url: str, cortex: FakeCortex, first_the_start: bool
+) -> None:
+    # GitHub does not order a deployment's events: its failure came first (skipped, nothing
+    # to delete), or after a start it deleted; the start that came late then made a record
+    # that stayed, a failed deploy counted as a DEPLOY for good.
+    bridge = Bridge(db_url, cortex, {"record": {"mode": "lifecycle"}})
+    started = load_sample("github/deployment_status.in_progress.json")
+    created = load_sample("github/deployment.created.json")
+    order = (
+        [started, _failed(started), created]
+        if first_the_start
+        else [_failed(started), created, started]
+    )
+    for doc in order:
+        event = "deployment" if "deployment_status" not in doc else "deployment_status"
+        assert github_post(bridge.http, event, doc).status_code == 202
+        bridge.drain()
+    counts = bridge.runtime.store.counts()
+    bridge.close()
+    assert cortex.all_deploys() == [] and counts["dead"] == 0
+
+
+def test_lifecycle_a_record_only_moves_forward(db_url: str, cortex: FakeCortex) -> None:
+    # A deployment's creation came after its in_progress: the record went back to pending,
+    # with the creation's time and the repository's deployments page for its url.
+    bridge = Bridge(db_url, cortex, {"record": {"mode": "lifecycle"}})
+    github_post(bridge.http, "deployment_status", "deployment_status.in_progress")
+    bridge.drain()
+    before = {d["uuid"]: d for d in cortex.all_deploys()}
+    github_post(bridge.http, "deployment", "deployment.created")
+    bridge.drain()
+    bridge.close()
+    after = {d["uuid"]: d for d in cortex.all_deploys()}
+    assert after == before and {d["customData"]["status"] for d in after.values()} == {
+        "in_progress"
+    }

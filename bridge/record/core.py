@@ -82,11 +82,23 @@ class Policy:
 
 
 def decide(status: Status, known: Known | None, policy: Policy) -> Decision:
-    """What an event of ``status`` does to the record of its deploy, given what is known of it."""
+    """What an event of ``status`` does to the record of its deploy, given what is known of it.
+
+    A deploy's events may come in any order (GitHub does not order a deployment's events, and
+    two replicas take them at once): a record only moves forward, pending to in_progress to
+    an end, and a deploy that ended without a record (a failure, not recorded) is known so
+    (``Known`` with no uuid), so that its start, come late, makes none."""
+    if known is not None and not known.uuid:
+        again = status.is_final and status.value != known.state  # it was run again, and ended
+        if again and (status is Status.SUCCEEDED or policy.failures):
+            return Decision(Action.CREATE)
+        return Decision(Action.SKIP, f"the deploy already ended {known.state}, unrecorded")
     if known is not None and known.state == status.value:
         return Decision(Action.SKIP, f"already recorded as {known.uuid} ({status.value})")
     if known is not None and Status(known.state).is_final and not status.is_final:
         return Decision(Action.SKIP, f"the deploy already ended {known.state}")
+    if known is not None and known.state == Status.IN_PROGRESS.value and status is Status.PENDING:
+        return Decision(Action.SKIP, "the deploy is already in_progress")
     if status.is_final:
         if status is Status.SUCCEEDED or policy.failures:
             return Decision(Action.UPDATE if known else Action.CREATE)
@@ -118,7 +130,7 @@ def _ignore_reason(status: Status, record: RecordSettings) -> str | None:
     policy = Policy.of(record)
     earlier: list[Known | None] = [None]
     if policy.lifecycle:
-        earlier.append(Known("", Status.IN_PROGRESS.value))
+        earlier.append(Known("a start record", Status.IN_PROGRESS.value))
     decisions = [decide(status, k, policy) for k in earlier]
     if all(d.action is Action.SKIP for d in decisions):
         return decisions[0].reason
@@ -410,8 +422,11 @@ def record_one(
         return Done("matched", type=deploy_type, uuid=match, payload=body, reason=reason, key=key)
     decision = decide(event.status, known, policy)
     if decision.action is Action.SKIP:
-        if known is not None and known.state == event.status.value:
+        if known is not None and known.uuid and known.state == event.status.value:
             return Done("found", uuid=known.uuid, type=deploy_type, payload=body, key=key)
+        if known is None and event.status.is_final and policy.lifecycle and not dry_run:
+            # Ended, unrecorded, before its start came: a start that comes late makes none.
+            history.remember(event, entity, key, "", state=event.status.value)
         return Done("skipped", type=deploy_type, reason=decision.reason, key=key)
     if dry_run:
         uuid = known.uuid if known else None
@@ -516,7 +531,8 @@ def _delete(
         )
     if now is not None:
         cortex.delete_deploy(entity, now.uuid, guard=fence)
-    history.forget(key)
+    # Known as ended, unrecorded: a start of it that comes late makes no record again.
+    history.remember(event, entity, key, "", state=event.status.value)
     uuid = now.uuid if now is not None else None
     return Done("deleted", uuid=uuid, type=deploy_type, key=key)
 

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any, Literal, overload
 
 from bridge.errors import MalformedEvent, UnsupportedEvent
-from bridge.model import HEX_SHA, DeployEvent, Status
+from bridge.model import FULL_SHA, HEX_SHA, DeployEvent, Status
 from bridge.times import parse_timestamp
 from bridge.urls import page_problem
 
@@ -152,12 +152,13 @@ class Fields:
             raise self.missing(paths[0])
         return None
 
-    def sha(self, path: str) -> str | None:
-        """A hex commit sha, lower-cased, or None when absent."""
+    def sha(self, path: str, *, short: bool = False) -> str | None:
+        """A full hex commit sha (40 digits, 64 in a SHA-256 repository), lower-cased, or None
+        when absent; with ``short``, an abbreviated one too (GitLab's ``short_sha``)."""
         value = self.get(path)
         if value is None or value == "":
             return None
-        if not isinstance(value, str) or not HEX_SHA.fullmatch(value):
+        if not isinstance(value, str) or not (HEX_SHA if short else FULL_SHA).fullmatch(value):
             raise self.bad(path, value)
         return value.lower()
 

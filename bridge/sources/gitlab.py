@@ -165,7 +165,7 @@ def _full_sha(fields: Fields) -> str | None:
     # (".../-/commit/<sha>"). Trust it only when it extends the short one. A short sha is
     # never recorded (Cortex's record holds the full one, as every other face's does): a
     # hook whose commit_url does not give it is malformed.
-    short = fields.sha("short_sha")
+    short = fields.sha("short_sha", short=True)
     commit_url = fields.text("commit_url") or ""
     tail = commit_url.rstrip("/").rsplit("/", 1)[-1].lower()
     if FULL_SHA.fullmatch(tail) and (short is None or tail.startswith(short)):

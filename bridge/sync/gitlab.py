@@ -160,7 +160,7 @@ class GitLabReader:
             "environment": environment.get("name"),
             "environment_external_url": environment.get("external_url"),
             "project": project,
-            "short_sha": sha[:8] if sha else None,
+            "short_sha": sha or None,  # the full sha, where the hook's is short
             "commit_url": f"{project['web_url']}/-/commit/{sha}"
             if sha and project["web_url"]
             else None,
