@@ -307,20 +307,22 @@ class RelayHistory:
             # As Cortex keeps times: to the millisecond (a stored deploy read back is the same).
             stored = {(p.sha, format_timestamp(p.timestamp)) for p in looked.history}
             theirs = [
-                p
-                for p in listing.history(environment, key)
+                (made, p)
+                for made, p in listing.keyed_history(environment, key)
                 if (p.sha, format_timestamp(p.timestamp)) not in stored
             ]
             if theirs:
                 # Kept, so that a later look, which reads back only to the newest deploy the
                 # relay knows of, still judges by them (a ROLLBACK to a sha only they deployed).
+                # By the key its record carries: a deploy another replica is storing now is
+                # one row of the history, not two.
                 records.seed_history(
                     entity=entity,
                     environment=environment,
-                    deploys=[(_seen_key(p), p) for p in theirs],
+                    deploys=[(made or _seen_key(p), p) for made, p in theirs],
                     now=self.clock(),
                 )
-            return known, [*looked.history, *theirs]
+            return known, [*looked.history, *(p for _, p in theirs)]
         try:
             deploys = list(self.cortex.iter_deploys(entity, max_pages=1, partial=True))
         except CortexUnauthorized:

@@ -717,3 +717,34 @@ def test_lifecycle_a_record_only_moves_forward(db_url: str, cortex: FakeCortex) 
     assert after == before and {d["customData"]["status"] for d in after.values()} == {
         "in_progress"
     }
+
+
+def test_a_deploy_another_replica_is_storing_is_one_row_of_the_history(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # Replica B read a deploy replica A had just recorded before A's history row was in the
+    # store: B kept it under a key of its own ("cortex:<sha>:<time>") and A under the deploy's,
+    # so the console's entities page showed the deploy twice.
+    import sqlalchemy as sa
+
+    from bridge.store.schema import history
+
+    first = Bridge(db_url, cortex)
+    github_post(first.http, "deployment_status", "deployment_status.success")
+    first.drain()
+    (made,) = cortex.all_deploys()
+    key = made["customData"]["bridge"]["idempotencyKey"]
+    with first.runtime.store.db.transaction(write=True) as conn:  # not written yet, as in a race
+        conn.execute(history.delete().where(history.c.idempotency_key == key))
+    first.close()
+    second = Bridge(db_url, cortex)
+    later = load_sample("github/deployment_status.success.json")
+    later["deployment"].update(id=later["deployment"]["id"] + 1, sha="b" * 40)
+    later["deployment_status"].update(id=later["deployment_status"]["id"] + 1)
+    later["deployment_status"]["updated_at"] = "2026-11-23T11:00:00Z"
+    github_post(second.http, "deployment_status", later)
+    second.drain()
+    with second.runtime.store.db.transaction(write=False) as conn:
+        keys = [row[0] for row in conn.execute(sa.select(history.c.idempotency_key))]
+    second.close()
+    assert key in keys and not any(k.startswith("cortex:") for k in keys), keys

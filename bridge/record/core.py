@@ -274,14 +274,22 @@ class Listing:
         cancelled or has not finished (its customData.status) is none; one without a status
         (another tool's) is.
         """
+        return [past for _, past in self.keyed_history(environment, skip_key)]
+
+    def keyed_history(
+        self, environment: str | None, skip_key: str
+    ) -> list[tuple[str | None, PastDeploy]]:
+        """:meth:`history`, each deploy with the idempotency key its record carries (None:
+        another tool's record)."""
         found = []
         for deploy in self.deploys:
             sha = deploy.get("sha")
             if deploy.get("environment") != environment or not isinstance(sha, str):
                 continue  # the other environments' records: no time to read
             stamp = _moment(deploy.get("timestamp"))
-            if stamp and status_of(deploy) == Status.SUCCEEDED.value and key_of(deploy) != skip_key:
-                found.append(PastDeploy(sha, stamp))
+            key = key_of(deploy)
+            if stamp and status_of(deploy) == Status.SUCCEEDED.value and key != skip_key:
+                found.append((key, PastDeploy(sha, stamp)))
         return found
 
     def keyless_match(self, event: DeployEvent, window: timedelta) -> Mapping[str, Any] | None:
