@@ -585,7 +585,11 @@ class Worker:
         age = (now - since).total_seconds()
         out_of_time = age >= self.settings.dead_letter_after_seconds
         out_of_tries = 0 < self.settings.max_attempts <= tries
-        if is_permanent(error) or out_of_time or out_of_tries:
+        # A refused token is the operator's to fix, not the event's fault: it waits for the
+        # fix however long that takes (its time and tries count afresh from each refusal),
+        # and then goes (docs/operations.md).
+        refused = isinstance(error, CortexUnauthorized)
+        if is_permanent(error) or ((out_of_time or out_of_tries) and not refused):
             return self._dead(delivery, shown, attempt.results, context, writes=attempt.writes)
         delay = next_delay(self.settings, tries - 1, error.retry_after)
         if not self.store.settle(
@@ -597,6 +601,7 @@ class Worker:
             error=shown,
             next_attempt_at=now + timedelta(seconds=delay),
             writes=attempt.writes,
+            recount=refused,
         ):
             return self._lost(context)
         log.warning("will retry", extra={**context, "error": shown, "delay": delay})

@@ -402,6 +402,29 @@ def test_refused_token_keeps_the_event_for_later(bridge: Bridge, cortex: FakeCor
     assert delivery is not None and delivery.status == "retrying"
 
 
+def test_a_refused_token_never_dead_letters_and_the_fix_drains_the_queue(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # docs/operations.md: fixing the token drains the queue. The refusals counted as tries
+    # and toward dead_letter_after_seconds, and the events died while the token was wrong.
+    config = {"delivery": {"max_attempts": 2, "dead_letter_after_seconds": 3600}}
+    bridge = Bridge(db_url, cortex, config)
+    refused = Fault("status", status=401, body={"type": "FORBIDDEN", "message": "no"})
+    cortex.inject(*[refused] * 50)
+    answer = github_post(bridge.http, "deployment_status", "deployment_status.success")
+    for _ in range(12):  # 3 hours: past max_attempts and dead_letter_after_seconds
+        bridge.drain()
+        bridge.clock.advance(900)  # past every backoff
+    delivery = bridge.runtime.store.get(answer.json["id"])
+    assert delivery is not None and delivery.status == "retrying" and delivery.attempts >= 3
+    cortex.clear_faults()  # the token fixed
+    bridge.clock.advance(900)
+    bridge.drain()
+    assert bridge.runtime.store.get(answer.json["id"]).status == "delivered"  # type: ignore[union-attr]
+    assert len(cortex.all_deploys()) == 1
+    bridge.close()
+
+
 def test_killed_worker_lease_is_taken_over(bridge: Bridge, cortex: FakeCortex) -> None:
     github_post(bridge.http, "deployment_status", "deployment_status.success.payload-entities")
     store = bridge.runtime.store

@@ -106,6 +106,11 @@ class FakeCortex:
         with self._lock:
             self._faults.extend(faults)
 
+    def clear_faults(self) -> None:
+        """Drop the queued faults not applied yet (a token fixed, an outage over)."""
+        with self._lock:
+            self._faults.clear()
+
     def all_deploys(self) -> list[dict[str, Any]]:
         """Every stored deploy, with its entity under ``entity``."""
         with self._lock:

@@ -571,11 +571,13 @@ class Store:
         error: str | None = None,
         next_attempt_at: datetime | None = None,
         writes: Sequence[RecordWrite] = (),
+        recount: bool = False,
     ) -> bool:
         """End ``owner``'s attempt at a leased delivery: ``outcome`` delivered, retrying (at
         ``next_attempt_at``) or dead, the last two with their ``error``; False when ``owner``
         no longer holds it. ``writes``: the records the attempt made, kept in the same
-        transaction as its outcome."""
+        transaction as its outcome. ``recount``: its time and attempts count afresh from now,
+        as after a retry asked for by hand (an attempt refused for the operator's token)."""
         if outcome not in _SETTLED or (error is None) != (outcome == DELIVERED):
             raise ValueError(f"cannot settle as {outcome!r} with error {error!r}")
         if (next_attempt_at is None) == (outcome == RETRYING):
@@ -592,6 +594,9 @@ class Store:
             values["delivered_at"] = now
         if error is not None:
             values["last_error"] = _clip(error)
+        if recount:
+            values["retried_at"] = now
+            values["retried_after"] = deliveries.c.attempts
         # The owner check makes a worker whose lease was taken over (it stalled, another
         # worker claimed the row) unable to overwrite the newer attempt's outcome. An expired
         # lease nobody took yet still counts: the work was done, recording it saves a resend.
