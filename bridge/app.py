@@ -171,12 +171,7 @@ def _add_admin(app: Flask, rt: Runtime) -> None:
             return refused, 401
         return None
 
-    @admin.after_request
-    def unkept(response: Response) -> Response:
-        # Payloads and errors: no cache keeps them, and no browser reads them as a page.
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+    admin.after_request(_unkept)
 
     @admin.get("/deliveries")
     def list_deliveries() -> tuple[Response, int]:
@@ -212,6 +207,13 @@ def _add_admin(app: Flask, rt: Runtime) -> None:
     app.register_blueprint(admin)
 
 
+def _unkept(response: Response) -> Response:
+    """An admin API answer: payloads and errors no cache keeps, no browser reads as a page."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def _allowing(exc: Exception, response: Response) -> Response:
     """``response`` with a 405's ``Allow`` header (RFC 9110: the methods the path takes)."""
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
@@ -239,7 +241,9 @@ def _add_error_handlers(app: Flask, *, console: bool) -> None:
             page = refused_page(exc.code)
             if page is not None:
                 return _allowing(exc, page)
-        return _allowing(exc, error_response(exc, request.environ))
+        answered = _allowing(exc, error_response(exc, request.environ))
+        # The router's own 404 and 405 under /api come before the admin blueprint's.
+        return _unkept(answered) if path == "/api" or path.startswith("/api/") else answered
 
     for kind in (BadRequest, MalformedEvent, SignatureError, HTTPException, Exception):
         app.register_error_handler(kind, answer)

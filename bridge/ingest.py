@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +26,7 @@ from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
 from bridge.model import DeployEvent, Status
 from bridge.record.core import ignore_reason, route_checked
-from bridge.redact import USERINFO, cut, mask, mask_userinfo, spellings
+from bridge.redact import MASK, USERINFO, cut, mask, mask_userinfo, spellings
 from bridge.sources import PARSERS, Parser, parse_event
 from bridge.store import Store
 from bridge.store.store import MAX_KEY_LENGTH
@@ -192,6 +193,17 @@ _KEPT = {
 }
 
 
+# A URL whose user info the cut may have split: "scheme://" and then no "@", "/" nor space
+# to the end (what mask_userinfo needs the "@" of to find).
+_OPEN_URL = re.compile(r"://[^/\s\"'@]*\Z")
+
+
+def _unopened(text: str) -> str:
+    """A cut text whose last URL may end in part of its user info: that part masked."""
+    found = _OPEN_URL.search(text, max(0, len(text) - 512))
+    return text if found is None else text[: found.start() + 3] + MASK
+
+
 def received_copy(environ: Mapping[str, Any], body: bytes, secrets: tuple[str, ...]) -> str:
     """The JSON text kept for one webhook: ``{"headers": {...}, "body": "...", ...}``.
 
@@ -210,8 +222,8 @@ def received_copy(environ: Mapping[str, Any], body: bytes, secrets: tuple[str, .
         # Masked before the cut (a secret across it is never kept in part): the next bytes,
         # as many as the longest secret could take, read too.
         reach = 4 * len(secrets[0]) + 4 if secrets else 0
-        text = cut(
-            body[: MAX_RECEIVED_BYTES + reach].decode("utf-8", "replace"), len(text), secrets
+        text = _unopened(
+            cut(body[: MAX_RECEIVED_BYTES + reach].decode("utf-8", "replace"), len(text), secrets)
         )
     elif any(secret in text for secret in secrets):
         text = mask(text, secrets)

@@ -32,10 +32,26 @@ def spellings(secrets: Iterable[str]) -> tuple[str, ...]:
             found.add(json.dumps(secret)[1:-1])
             # As a JSON writer that keeps non-ASCII as it is spells it (orjson, the logs').
             found.add(json.dumps(secret, ensure_ascii=False)[1:-1])
-            # In GitHub's form encoding (payload=...), in a URL's query.
-            found.add(quote(secret, safe=""))
-            found.add(quote_plus(secret, safe=""))
+            # In GitHub's form encoding (payload=...), in a URL's query: as the encoders in
+            # use spell it (Python's and Go's escape '*' and keep '~'; Ruby's keep '*' and
+            # escape '~'; JavaScript's encodeURIComponent keeps ~*'()!), in either case of hex.
+            for encoded in _percent_encodings(secret):
+                found.add(encoded)
+                found.add(_PERCENT.sub(lambda m: m.group().lower(), encoded))
     return tuple(sorted(found, key=len, reverse=True))
+
+
+_PERCENT = re.compile(r"%[0-9A-F]{2}")
+
+
+def _percent_encodings(secret: str) -> set[str]:
+    """``secret`` percent-encoded as the common encoders write it, spaces as %20 and as +."""
+    found = set()
+    for encode in (quote, quote_plus):
+        plain = encode(secret, safe="")
+        ruby = encode(secret, safe="*").replace("~", "%7E")  # encode_www_form_component
+        found |= {plain, plain.replace("~", "%7E"), ruby, encode(secret, safe="~*'()!")}
+    return found
 
 
 def masked(value: Any, spelled: tuple[str, ...]) -> Any:

@@ -99,11 +99,22 @@ def url_password(url: str) -> str:
 
 
 def held(
-    environ: Mapping[str, str], *, database: str = "", token_envs: Iterable[str] = ()
+    environ: Mapping[str, str],
+    *,
+    database: str = "",
+    token_envs: Iterable[str] = (),
+    lenient: bool = False,
 ) -> list[str]:
     """Every secret a process holds, to be masked wherever it shows or keeps a text: the
     registry's (ALL_SECRETS), the ``database`` URL's password, and the http sources' tokens
-    (their ``token_env``)."""
-    found = [secret_from(environ, name) for name in (*ALL_SECRETS, *token_envs)]
+    (their ``token_env``). ``lenient``: one that cannot be read is left out, not an error (a
+    command that only masks with them, ``deliveries``, needs none of them to work)."""
+    found = []
+    for name in (*ALL_SECRETS, *token_envs):
+        try:
+            found.append(secret_from(environ, name))
+        except UsageError:
+            if not lenient:
+                raise
     password = url_password(database)
     return [secret for secret in (*found, password) if secret]

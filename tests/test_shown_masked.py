@@ -86,6 +86,8 @@ def _with_secrets_in_title(tmp_path: Path) -> tuple[Any, Any, int]:
         f"cortex={CORTEX_TOKEN} admin={ADMIN_TOKEN} gh={GITHUB_SECRET} url=https://bob:hunter2@db/x"
     )
     doc["deployment"]["description"] = doc["deployment_status"]["description"]
+    # Shown in a list's row too: a list is masked as a delivery's page is.
+    doc["deployment"]["environment"] = "prod https://bob:hunter2@db.example/x"
     client = client_for(rt)
     answer = github_post(client, "deployment_status", doc)
     assert answer.status_code == 202, answer.json
@@ -99,7 +101,7 @@ def test_the_admin_api_masks_what_the_console_masks(tmp_path: Path) -> None:
         stored = json.dumps(rt.store.get(id).payload)
         shown = client.get(f"/api/deliveries/{id}", headers=auth)
         page = client.get("/api/deliveries", headers=auth)
-        assert CORTEX_TOKEN in stored or "hunter2" in stored, "the sample must carry them"
+        assert CORTEX_TOKEN in stored and "hunter2" in stored, "the sample must carry them"
         for answer in (shown, page):
             text = answer.get_data(as_text=True)
             for secret in (CORTEX_TOKEN, ADMIN_TOKEN, GITHUB_SECRET, "hunter2"):
@@ -166,5 +168,66 @@ def test_a_405_says_what_is_allowed_and_the_console_answers_its_own_paths(
         # The Host header never names where /console sends a browser.
         answer = client.get("/console", headers={"Host": "evil.example"})
         assert answer.status_code == 303 and "evil" not in answer.headers["Location"]
+    finally:
+        rt.store.close()
+
+
+def test_a_url_password_the_64_kib_cut_splits_is_masked() -> None:
+    body = b"a" * (MAX_RECEIVED_BYTES - 30) + b" https://deploybot:SuperSecretPassw0rd@db.example/x"
+    kept = json.loads(received_copy({}, body, ()))
+    assert "Super" not in kept["body"] and kept["body"].endswith("https://***")
+
+
+@pytest.mark.parametrize(
+    "spelled_as",
+    [
+        "s3cr%7Et*tok",  # Ruby's encode_www_form_component
+        "s3cr%7et%2atok",  # lower-case hex
+        "s3cr~t*tok",  # JavaScript's encodeURIComponent
+        "s3cr~t%2Atok",  # Python's, Go's
+    ],
+)
+def test_a_secret_is_masked_however_a_form_encoder_spelled_it(spelled_as: str) -> None:
+    from bridge.redact import mask
+
+    assert mask(f"payload={spelled_as}&x", spellings(["s3cr~t*tok"])) == "payload=***&x"
+
+
+def test_deliveries_needs_no_secret_it_only_masks_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An unreadable webhook secret file made `deliveries list` exit 2.
+    rt = make_runtime(tmp_path)
+    rt.store.close()
+    environ = {
+        "BRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'bridge.db'}",
+        "GITHUB_WEBHOOK_SECRET_FILE": str(tmp_path / "nowhere"),
+        "GITHUB_TOKEN": "a",
+        "GITHUB_TOKEN_FILE": str(tmp_path / "also-nowhere"),
+    }
+    assert main(["deliveries", "list"], environ) == 0
+    assert "no deliveries" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://u:secretpart?ss@h/db", "postgresql+psycopg://u:pa/ss@h/db"]
+)
+def test_a_database_password_holding_a_delimiter_is_never_shown_in_part(url: str) -> None:
+    from bridge.config.values import as_database_url
+    from bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="percent-encode them") as caught:
+        as_database_url(url, "database")
+    assert "secret" not in str(caught.value) and "ss@" not in str(caught.value)
+
+
+def test_the_routers_own_answers_under_api_are_not_kept_either(tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path)
+    try:
+        client = client_for(rt)
+        for answer in (client.get("/api/nope"), client.put("/api/deliveries")):
+            assert answer.status_code in (404, 405)
+            assert answer.headers["Cache-Control"] == "no-store"
+            assert answer.headers["X-Content-Type-Options"] == "nosniff"
     finally:
         rt.store.close()

@@ -14,17 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from bridge.commands.common import (
-    EXIT_FAILED,
-    add_config_flag,
-    fail,
-    load,
-    log_secrets,
-    secrets_of,
-)
+from bridge.commands.common import EXIT_FAILED, add_config_flag, fail, load
 from bridge.commands.helptext import describe
 from bridge.errors import UsageError
 from bridge.redact import masked, spellings
+from bridge.secrets import held
 from bridge.views import MAX_ID, MAX_PAGE, counted
 
 if TYPE_CHECKING:
@@ -154,11 +148,12 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return fail(f"retry needs delivery ids or --all-dead, got {given}")
     try:
         config = load(args, environ)
-        # What it shows is masked as the admin API masks it: the secrets this environment
-        # holds.
-        spelled = spellings(log_secrets(secrets_of(environ), config, environ))
     except UsageError as exc:  # ConfigError included
         return fail(str(exc))
+    # What it shows is masked as the admin API masks it: with the secrets this environment
+    # holds, those that can be read (none is needed to read the log).
+    tokens = [spec.token_env for spec in config.http_sources.values()]
+    spelled = spellings(held(environ, database=config.database, token_envs=tokens, lenient=True))
     handlers = {"list": _list, "show": _show, "retry": _retry}
     try:
         with open_log(config) as store:

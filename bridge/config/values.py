@@ -132,8 +132,10 @@ def http_url(value: Any, path: str, *, query: bool = False) -> str:
     if bracketed and not re.fullmatch(r"(?:[^@]*@)?\[[0-9A-Fa-f:.]+\](?::\d*)?", parts.netloc):
         # "[::1]x:5": http.client would refuse it on every try, as a connection failure.
         raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}")
-    if not query and (parts.query or parts.fragment or "?" in url or "#" in url):
+    if not query and (parts.query or "?" in url):
         raise ConfigError(path, f"must be a base url with no '?' or '#', got {redact_url(url)!r}")
+    if parts.fragment or "#" in url:  # never sent: a url that has one is not what it says
+        raise ConfigError(path, f"must be a url with no '#', got {redact_url(url)!r}")
     problem = api_authority_problem(parts.netloc)
     if problem:
         raise ConfigError(path, problem)
@@ -148,6 +150,14 @@ def as_database_url(value: Any, path: str) -> str:
         authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
         if authority.count("@") > 1:  # the driver would take part of the password for a host
             raise ConfigError(path, "the user info holds an '@': percent-encode it as %40")
+        after = rest[len(authority) :]
+        cut_short = "@" in after.split("/", 1)[0] or "@" in after.split("?", 1)[0].split("#", 1)[0]
+        if "@" not in authority and cut_short:
+            # "u:pa/ss@host": the part before the '/' would be read as host and port, and a
+            # message naming that port would show the start of the password.
+            raise ConfigError(
+                path, "the user info holds '/', '?' or '#': percent-encode them (%2F, %3F, %23)"
+            )
         problem = port_problem(authority)
         if problem:
             raise ConfigError(path, problem)

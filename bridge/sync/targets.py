@@ -143,8 +143,10 @@ def make_readers(
             for project in targets.gitlab:
                 yield on_gitlab(project)
             for group in targets.gitlab_groups:
+                # A group lists the projects shared with it too (GitLab's with_shared), and
+                # may be named by its id: its names are not all under its path.
                 listing = group_projects(gitlab, group)
-                yield from _listed(f"gitlab:{group}", listing, on_gitlab, owner=group.strip("/"))
+                yield from _listed(f"gitlab:{group}", listing, on_gitlab)
         yield from http
         yield from argocd
 
