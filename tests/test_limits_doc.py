@@ -1450,13 +1450,24 @@ def reconcile_labels(row: Row, tmp: Path) -> None:
     assert {metric._labelnames for metric in reconcile} == {("source",)}
     assert row.answer.startswith("the `sync:` entries")
     entries = sorted(listed_values(row) - {"sync:"})
-    assert entries == ["github:acme/*", "gitlab:acme-group", "http:spice"]
-    settings = SyncSettings(github=("acme/*",), gitlab=("acme-group",), http=("spice",))
+    assert entries == [
+        "argocd:argocd.example:443",
+        "github:acme/*",
+        "gitlab:acme-group",
+        "http:spice",
+    ]
+    settings = SyncSettings(
+        github=("acme/*",),
+        gitlab=("acme-group",),
+        http=("spice",),
+        argocd=("https://argocd.example:443",),
+    )
     # However many repositories a glob or a group lists: one label per entry.
     labels = {source_label(f"github:acme/repo-{n}", settings) for n in range(500)}
     labels |= {source_label(f"gitlab:acme-group/sub/p{n}", settings) for n in range(500)}
     labels.add(source_label("http:spice", settings))
-    assert sorted(labels) == entries
+    labels.add(source_label("argocd:argocd.example:443", settings))
+    assert sorted(labels) == entries == sorted(periodic.source_labels(settings))
     assert source_label("github:other/repo", settings) == metrics.OTHER
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import Counter, Gauge
 
@@ -120,6 +121,11 @@ class Reconcile:
         # process holds, not only the failing reader's own token.
         tokens = [spec.token_env for spec in config.http_sources.values()]
         self._spelled = spellings(held(environ, database=config.database, token_envs=tokens))
+        # Each entry's counters from the start, at 0: an alert on their increase() sees them
+        # begin, and a dashboard shows the entry before it has found anything.
+        for label in source_labels(config.sync):
+            MISSING.labels(label)
+            RECORDED.labels(label)
         # Per run: the labels of sources that went through, and of those that failed.
         self._passed: set[str] = set()
         self._failed: set[str] = set()
@@ -257,7 +263,20 @@ def source_label(name: str, settings: SyncSettings) -> str:
         )
     elif kind == "http":
         entries = tuple(h for h in targets.http if h == path)
+    elif kind == "argocd":  # its reader is named by the server's host and port
+        entries = tuple(n for n in (urlsplit(u).netloc for u in targets.argocd) if n == path)
     return f"{kind}:{entries[0]}" if entries else OTHER
+
+
+def source_labels(settings: SyncSettings) -> list[str]:
+    """Every label :func:`source_label` can give the ``sync:`` entries (``other`` aside)."""
+    targets = Targets.from_settings(settings)
+    return [
+        *(f"github:{e}" for e in targets.github),
+        *(f"gitlab:{p}" for p in (*targets.gitlab, *targets.gitlab_groups)),
+        *(f"http:{h}" for h in targets.http),
+        *(f"argocd:{urlsplit(u).netloc}" for u in targets.argocd),
+    ]
 
 
 def check_reconcile(config: Config, environ: Mapping[str, str]) -> None:
