@@ -161,39 +161,22 @@ def _api_url(environ: Mapping[str, str], variable: str, default: str) -> str:
     return http_url(given, variable) if given else default
 
 
+@dataclass(frozen=True)
 class Unlisted:
-    """A listing (an organisation's repositories) that failed: its error, as a reader."""
+    """What a listing (an organisation's repositories) gave that is not read as a source, as
+    a reader: the listing's ``error`` (it failed), raised when read; or a name it listed that
+    cannot be read (not a repository of the owner listed, not a full name), one skipped row
+    saying ``why``, and the listing goes on."""
 
-    def __init__(self, name: str, error: BridgeError) -> None:
-        self._name = name
-        self.error = error
-
-    @property
-    def name(self) -> str:
-        """What was being listed: ``github:acme``."""
-        return self._name
+    name: str  # the listing: ``github:acme``
+    error: BridgeError | None = None
+    why: str = ""
 
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
-        """Raise the listing's error."""
-        raise self.error
-
-
-class Unread:
-    """A name a listing gave that is not read (not a repository of the owner listed, or not
-    a full name at all): one skipped row saying why, and the listing goes on."""
-
-    def __init__(self, name: str, why: str) -> None:
-        self._name = name
-        self._why = why
-
-    @property
-    def name(self) -> str:
-        """The listing: ``github:acme``."""
-        return self._name
-
-    def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
-        """The one skipped row."""
-        yield Found(None, skipped=self._why)
+        """Raise the listing's error, or give the one skipped row."""
+        if self.error is not None:
+            raise self.error
+        yield Found(None, skipped=self.why)
 
 
 def _listed(
@@ -205,12 +188,16 @@ def _listed(
     try:
         for each in names:
             if owner is not None and not each.casefold().startswith(owner.casefold() + "/"):
-                yield Unread(name, f"{name} listed {shorten(each)}, not one of its own: not read")
+                yield Unlisted(
+                    name, why=f"{name} listed {shorten(each)}, not one of its own: not read"
+                )
                 continue
             try:
                 made = reader(each)
             except BridgeError:
-                yield Unread(name, f"{name} listed {shorten(each)}, not a full name: not read")
+                yield Unlisted(
+                    name, why=f"{name} listed {shorten(each)}, not a full name: not read"
+                )
                 continue
             yield made
     except BridgeError as exc:
