@@ -240,12 +240,13 @@ class RelayHistory:
             )
             whole = True
         except CortexTooMany:
-            # More than a search reads from an old event up to now (a busy pair's backlog):
-            # the event's own window only, kept for no other deploy.
+            # More than a search reads from an old event (or the relay's newest deploy on the
+            # pair) up to now: a busy pair's backlog, or other faces' many deploys since. The
+            # event's own window only, kept for no other deploy.
             narrow = self.cortex.search_deploys(
                 entity,
                 environment=event.environment,
-                after=after,
+                after=event.timestamp - 2 * LOOKUP_WINDOW,
                 before=event.timestamp + 2 * LOOKUP_WINDOW,
             )
             found = list(narrow)
@@ -585,10 +586,10 @@ class Worker:
         age = (now - since).total_seconds()
         out_of_time = age >= self.settings.dead_letter_after_seconds
         out_of_tries = 0 < self.settings.max_attempts <= tries
-        # A refused token is the operator's to fix, not the event's fault: it waits for the
-        # fix however long that takes (its time and tries count afresh from each refusal),
-        # and then goes (docs/operations.md).
-        refused = isinstance(error, CortexUnauthorized)
+        # A refused token (401) is the operator's to fix, not the event's fault: it waits for
+        # the fix however long that takes (its time and tries count afresh from each
+        # refusal), and then goes (docs/operations.md). A 403 may be one entity's alone.
+        refused = isinstance(error, CortexUnauthorized) and error.status == 401
         if is_permanent(error) or ((out_of_time or out_of_tries) and not refused):
             return self._dead(delivery, shown, attempt.results, context, writes=attempt.writes)
         delay = next_delay(self.settings, tries - 1, error.retry_after)

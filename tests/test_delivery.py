@@ -771,3 +771,61 @@ def test_a_deploy_another_replica_is_storing_is_one_row_of_the_history(
         keys = [row[0] for row in conn.execute(sa.select(history.c.idempotency_key))]
     second.close()
     assert key in keys and not any(k.startswith("cortex:") for k in keys), keys
+
+
+@pytest.mark.parametrize("start", [False, True], ids=["failure-first", "after-a-start"])
+def test_lifecycle_a_failure_then_a_success_of_the_deploy_is_one_record(
+    db_url: str, cortex: FakeCortex, start: bool
+) -> None:
+    # Flux's every day: a health check fails, then the same revision reconciles. The deploy
+    # known to have ended unrecorded was PUT to an empty uuid and dead-lettered (405).
+    bridge = Bridge(db_url, cortex, {"record": {"mode": "lifecycle"}})
+    started = load_sample("github/deployment_status.in_progress.json")
+    succeeded = copy.deepcopy(started)
+    succeeded["deployment_status"].update(state="success", updated_at="2026-11-23T10:12:00Z")
+    for doc in [*([started] if start else []), _failed(started), succeeded]:
+        assert github_post(bridge.http, "deployment_status", doc).status_code == 202
+        bridge.drain()
+    counts = bridge.runtime.store.counts()
+    bridge.close()
+    assert counts["dead"] == 0, counts
+    made = cortex.all_deploys()
+    assert len(made) == 2  # one record on each of the deployment's two entities
+    assert {d["customData"]["status"] for d in made} == {"succeeded"}
+    assert all(d["customData"]["bridge"].get("recordedAt") for d in made)
+
+
+def test_a_pair_busy_since_the_relays_last_deploy_reads_the_events_own_window(
+    db_url: str, cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The relay's look reaches back to its newest deploy on the pair; with other faces' many
+    # deploys since, the fallback began there too and failed the same way: dead-lettered.
+    from bridge.cortex import client as cortex_client
+
+    bridge = Bridge(db_url, cortex)
+    github_post(bridge.http, "deployment_status", "deployment_status.success", delivery="one")
+    bridge.drain()
+    for day in range(12):
+        bridge.client.create_deploy(
+            "payments-api",
+            {
+                "title": f"d{day}",
+                "timestamp": f"2026-12-{day + 5:02d}T10:00:00Z",
+                "type": "DEPLOY",
+                "environment": "production",
+                "sha": "e" * 40,
+            },
+        )
+    bridge.clock.now = datetime(2026, 12, 20, 12, 0, tzinfo=timezone.utc)
+    monkeypatch.setattr(cortex_client, "PAGE_SIZE", 1)  # a search reads 10 records at most
+    later = load_sample("github/deployment_status.success.json")
+    later["deployment"].update(id=later["deployment"]["id"] + 7, sha="c" * 40)
+    later["deployment_status"].update(id=later["deployment_status"]["id"] + 7)
+    later["deployment_status"]["updated_at"] = "2026-12-19T10:00:00Z"
+    assert github_post(bridge.http, "deployment_status", later).status_code == 202
+    bridge.drain()
+    counts = bridge.runtime.store.counts()
+    bridge.close()
+    assert counts["dead"] == 0 and counts["retrying"] == 0, counts
+    made = sorted(d["sha"] for d in cortex.all_deploys() if d.get("customData"))
+    assert len(made) == 2 and made[-1] == "c" * 40

@@ -444,6 +444,8 @@ def record_one(
         return _delete(
             event, entity, key, deploy_type, read, history=history, cortex=cortex, fence=fence
         )
+    # A deploy that ended unrecorded, run again and ended so: its record is made now.
+    known = None if decision.action is Action.CREATE else known
     # Every record says when it was first made, and an update keeps it, so that every face
     # tells the newer of two records with one key the same way.
     if known is None:
@@ -488,19 +490,21 @@ def _look_first(
 ) -> tuple[Known | None, str | None, Listing | None]:
     """The deploy's record: this face's own (``known``), else Cortex's by key (with when it
     was made); else the uuid of another tool's record without a key (the keyless match); and
-    Cortex's listing looked in, if it was. The doubles the listing shows are removed on the
-    way."""
-    if known is not None:
+    Cortex's listing looked in, if it was. ``known`` without a uuid (the deploy ended
+    unrecorded) comes back as it was where Cortex holds no record of the deploy. The doubles
+    the listing shows are removed on the way."""
+    if known is not None and known.uuid:
         return known, None, None
+    # No record of its own (or only that the deploy ended unrecorded): Cortex is looked in.
     listing = history.seen(entity, event, fresh=fresh)
     if listing.doubled and not dry_run:
         remove_doubles(listing, entity, cortex, fence=fence)
-    known = listing.known(key) if key in listing.keyed else None
-    if known is not None:
-        history.remember(event, entity, key, known.uuid, state=known.state)
-        return known, None, listing
+    found = listing.known(key) if key in listing.keyed else None
+    if found is not None:
+        history.remember(event, entity, key, found.uuid, state=found.state)
+        return found, None, listing
     match = listing.keyless_match(event, LOOKUP_WINDOW) if listing.keyless else None
-    return None, None if match is None else str(match.get("uuid")), listing
+    return known, None if match is None else str(match.get("uuid")), listing
 
 
 def _started(

@@ -45,8 +45,10 @@ _SEEDED = sa.select(history_seeded.c.entity).where(
 # What a later write for the same idempotency key replaces (started_at: only with an earlier
 # time).
 _REPLACED = ("entity", "cortex_uuid", "state", "updated_at")
+# A deploy that ended unrecorded (no uuid) is no record the relay made.
 _MADE = sa.select(records.c.idempotency_key).where(
-    records.c.idempotency_key.in_(sa.bindparam("keys", expanding=True))
+    records.c.idempotency_key.in_(sa.bindparam("keys", expanding=True)),
+    records.c.cortex_uuid != "",
 )
 
 

@@ -173,10 +173,11 @@ class Unlisted:
     why: str = ""
 
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
-        """Raise the listing's error, or give the one skipped row."""
+        """Raise the listing's error (at once, not when iterated: a source that fails at once
+        leaves no run to continue), or give the one skipped row."""
         if self.error is not None:
             raise self.error
-        yield Found(None, skipped=self.why)
+        return iter([Found(None, skipped=self.why)])
 
 
 def _listed(
