@@ -662,16 +662,9 @@ def test_a_database_outage_is_said_once_not_a_traceback_a_second(
     bridge.close()
 
 
-def test_a_backlog_on_a_busy_pair_reads_the_events_own_window(
-    db_url: str, cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The relay's search reads from an old event up to now; past what a search reads whole
-    # (10,000 records) it raised, and the delivery failed: the event's own window instead.
-    from bridge.cortex import client as cortex_client
-
-    bridge = Bridge(db_url, cortex)
-    bridge.clock.now = datetime(2026, 12, 20, 12, 0, tzinfo=timezone.utc)
-    for day in range(12):
+def _other_faces_deploys(bridge: Bridge, count: int) -> None:
+    """``count`` deploys of payments-api to production, Dec 5 on, recorded by another face."""
+    for day in range(count):
         bridge.client.create_deploy(
             "payments-api",
             {
@@ -682,6 +675,18 @@ def test_a_backlog_on_a_busy_pair_reads_the_events_own_window(
                 "sha": "e" * 40,
             },
         )
+
+
+def test_a_backlog_on_a_busy_pair_reads_the_events_own_window(
+    db_url: str, cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The relay's search reads from an old event up to now; past what a search reads whole
+    # (10,000 records) it raised, and the delivery failed: the event's own window instead.
+    from bridge.cortex import client as cortex_client
+
+    bridge = Bridge(db_url, cortex)
+    bridge.clock.now = datetime(2026, 12, 20, 12, 0, tzinfo=timezone.utc)
+    _other_faces_deploys(bridge, 12)
     monkeypatch.setattr(cortex_client, "PAGE_SIZE", 1)  # a search reads 10 records at most
     for delivery in ("first", "again"):
         answer = github_post(
@@ -805,17 +810,7 @@ def test_a_pair_busy_since_the_relays_last_deploy_reads_the_events_own_window(
     bridge = Bridge(db_url, cortex)
     github_post(bridge.http, "deployment_status", "deployment_status.success", delivery="one")
     bridge.drain()
-    for day in range(12):
-        bridge.client.create_deploy(
-            "payments-api",
-            {
-                "title": f"d{day}",
-                "timestamp": f"2026-12-{day + 5:02d}T10:00:00Z",
-                "type": "DEPLOY",
-                "environment": "production",
-                "sha": "e" * 40,
-            },
-        )
+    _other_faces_deploys(bridge, 12)
     bridge.clock.now = datetime(2026, 12, 20, 12, 0, tzinfo=timezone.utc)
     monkeypatch.setattr(cortex_client, "PAGE_SIZE", 1)  # a search reads 10 records at most
     later = load_sample("github/deployment_status.success.json")

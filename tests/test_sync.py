@@ -166,8 +166,15 @@ def seed(cortex: FakeCortex, entity: str, body: dict[str, Any]) -> str:
         return str(client.create_deploy(entity, body)["uuid"])
 
 
+# GitHub's names ignore case: --github ACME/Api read acme/api's deploys, keyed them
+# "github:ACME/Api:...", and recorded each a second time beside the webhook's.
+@pytest.mark.parametrize("named", ["acme/api", "ACME/Api"])
 def test_a_deploy_the_webhook_recorded_is_present_and_not_recorded_again(
-    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    cortex: FakeCortex,
+    github: FakeGitHub,
+    capsys: pytest.CaptureFixture[str],
+    named: str,
 ) -> None:
     add_success(github, "acme/api", 101, SHA_A, 3)
     hooked = webhook_deployment_status(101, SHA_A)
@@ -175,11 +182,11 @@ def test_a_deploy_the_webhook_recorded_is_present_and_not_recorded_again(
     environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
     posts = len(cortex.requests_to("POST"))
 
-    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+    code, report = sync(environ, capsys, "--github", named, *WINDOW)
 
-    assert code == 0
+    assert code == 0, report
     [row] = report["deploys"]
-    assert (row["verdict"], row["detail"]) == ("present", uuid)
+    assert (row["verdict"], row["detail"], row["repository"]) == ("present", uuid, "acme/api")
     assert len(cortex.requests_to("POST")) == posts
 
 
@@ -983,22 +990,3 @@ def test_a_rows_long_values_are_cut_saying_so(as_json: bool) -> None:
     text = out.getvalue()
     assert len(text) < 3 * MAX_SHOWN and "(100,607 characters)" in text
     assert "s3cr" not in text
-
-
-def test_a_repository_named_in_another_letter_case_keys_its_deploys_as_github_spells_it(
-    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # GitHub's names ignore case: --github ACME/Api read acme/api's deploys, keyed them
-    # "github:ACME/Api:...", and recorded each a second time beside the webhook's.
-    add_success(github, "acme/api", 101, SHA_A, 3)
-    hooked = webhook_deployment_status(101, SHA_A)
-    uuid = seed(cortex, "api", build_deploy_request(hooked, "api", DeployType.DEPLOY))
-    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
-    posts = len(cortex.requests_to("POST"))
-
-    code, report = sync(environ, capsys, "--github", "ACME/Api", *WINDOW)
-
-    assert code == 0, report
-    [row] = report["deploys"]
-    assert (row["verdict"], row["detail"], row["repository"]) == ("present", uuid, "acme/api")
-    assert len(cortex.requests_to("POST")) == posts
