@@ -35,6 +35,7 @@ from bridge.errors import MalformedEvent, SignatureError
 from bridge.ingest import Intake, dedupe_key, ingest
 from bridge.sources import argocd, flux
 from bridge.store import StoreError
+from bridge.store.journal import UNVERIFIED
 
 if TYPE_CHECKING:
     from bridge.app import Runtime
@@ -142,7 +143,7 @@ def _turned_away(
         else:
             log.warning("webhook rejected", extra=fields)
     # Kept apart in the console's journal when refused before its sender was verified.
-    kept = "unverified" if unverified and status == "rejected" else status
+    kept = UNVERIFIED if unverified and status == "rejected" else status
     rt.turned_away.note(
         source=source, event=event, delivery=delivery or "", code=code, answer=kept, reason=reason
     )

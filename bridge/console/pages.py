@@ -17,7 +17,7 @@ from bridge import views
 from bridge.console import charts
 from bridge.mapping import build_deploy_request
 from bridge.model import DeployType, event_from_dict, has_control
-from bridge.redact import mask, mask_userinfo
+from bridge.redact import masked
 from bridge.store import DEAD, STATUSES
 from bridge.store.browse import Filters
 
@@ -216,19 +216,15 @@ def _shown(d: Delivery, spelled: tuple[str, ...]) -> dict[str, Any]:
     """What a delivery's page shows of its webhook, masked as its stored copy is once decoded
     and written again: the body pretty-printed (where a secret, or a URL's password, spelled
     with JSON escapes would read in clear), the event as read, the requests sent."""
-
-    def masked(text: str) -> str:
-        return mask_userinfo(mask(text, spelled))
-
     received = _received(d)
     if received is not None:
-        received["pretty"] = masked(received["pretty"])
+        received["pretty"] = masked(received["pretty"], spelled)
     sent = _sent(d)
     for line in sent:
         if line["request"] is not None:
-            line["request"]["body"] = masked(line["request"]["body"])
+            line["request"]["body"] = masked(line["request"]["body"], spelled)
     event_json = json.dumps(d.payload.get("event", {}), indent=2, sort_keys=True)
-    return {"received": received, "event_json": masked(event_json), "sent": sent}
+    return {"received": received, "event_json": masked(event_json, spelled), "sent": sent}
 
 
 def _received(d: Delivery) -> dict[str, Any] | None:

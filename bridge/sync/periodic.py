@@ -31,7 +31,7 @@ from bridge.cortex.budget import BudgetedCortex
 from bridge.cortex.client import Cortex
 from bridge.errors import BridgeError
 from bridge.metrics import OTHER
-from bridge.redact import mask, mask_userinfo, spellings
+from bridge.redact import masked, spellings
 from bridge.secrets import held
 from bridge.store import Store
 from bridge.store.journal import ReconcileRun
@@ -216,7 +216,7 @@ class Reconcile:
             raise
         except BridgeError as exc:
             log.warning("reconcile of a source failed", extra={"source": name, "error": str(exc)})
-            found["error"] = mask_userinfo(mask(str(exc), self._spelled))
+            found["error"] = masked(str(exc), self._spelled)
             self._failed.add(label)
             return found
         except Exception as exc:  # a source's bug, or its hostile answer, must not stop the others
