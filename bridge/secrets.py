@@ -104,13 +104,18 @@ def held(
     database: str = "",
     token_envs: Iterable[str] = (),
     lenient: bool = False,
+    read: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Every secret a process holds, to be masked wherever it shows or keeps a text: the
     registry's (ALL_SECRETS), the ``database`` URL's password, and the http sources' tokens
     (their ``token_env``). ``lenient``: one that cannot be read is left out, not an error (a
-    command that only masks with them, ``deliveries``, needs none of them to work)."""
-    found = []
+    command that only masks with them, ``deliveries``, needs none of them to work). ``read``:
+    those already read, by name (not read again)."""
+    known = read or {}
+    found = list(known.values())
     for name in (*ALL_SECRETS, *token_envs):
+        if name in known:
+            continue
         try:
             found.append(secret_from(environ, name))
         except UsageError:

@@ -171,9 +171,8 @@ def log_secrets(
     """What logs must never show: the secrets (:func:`secrets_of`), the database password,
     and the tokens of the configured http sources (their ``token_env``)."""
     tokens = [spec.token_env for spec in config.http_sources.values()]
-    read = set(secrets.values())
-    more = held(environ, database=config.database, token_envs=tokens)
-    return [*secrets.values(), *(secret for secret in more if secret not in read)]
+    more = held(environ, database=config.database, token_envs=tokens, read=secrets)
+    return [*secrets.values(), *(secret for secret in more if secret not in secrets.values())]
 
 
 def worker_owner() -> str:
