@@ -560,6 +560,20 @@ STARTED = Known("u-1", "in_progress")
             id="failures-failure-after-success",
         ),
         pytest.param(
+            Status.FAILED,
+            Known("u-1", "succeeded", ended=datetime(2026, 11, 23, 10, 12, tzinfo=timezone.utc)),
+            Policy(failures=True),
+            Action.SKIP,
+            id="failures-a-failure-before-the-recorded-success",
+        ),
+        pytest.param(
+            Status.SUCCEEDED,
+            Known("u-1", "failed", ended=datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)),
+            Policy(failures=True),
+            Action.UPDATE,
+            id="failures-a-success-after-the-recorded-failure",
+        ),
+        pytest.param(
             Status.PENDING, Known("u-1", "succeeded"), LIFECYCLE, Action.SKIP, id="late-start"
         ),
         pytest.param(
@@ -568,7 +582,8 @@ STARTED = Known("u-1", "in_progress")
     ],
 )
 def test_decide(status: Status, known: Known | None, policy: Policy, expected: Action) -> None:
-    assert decide(status, known, policy).action is expected
+    at = datetime(2026, 11, 23, 10, 9, tzinfo=timezone.utc)  # the event's own time
+    assert decide(status, known, policy, at).action is expected
 
 
 @pytest.mark.parametrize(
@@ -776,6 +791,32 @@ def test_a_deploy_another_replica_is_storing_is_one_row_of_the_history(
         keys = [row[0] for row in conn.execute(sa.select(history.c.idempotency_key))]
     second.close()
     assert key in keys and not any(k.startswith("cortex:") for k in keys), keys
+
+
+@pytest.mark.parametrize("mode", ["final", "lifecycle"])
+@pytest.mark.parametrize("stale_last", [True, False], ids=["stale-failure-last", "in-order"])
+def test_with_failures_recorded_the_later_end_of_a_deploy_stays(
+    db_url: str, cortex: FakeCortex, mode: str, stale_last: bool
+) -> None:
+    # A deployment failed at 10:09, then succeeded at 10:12 (run again); GitHub delivered the
+    # failure last. With record.failures on, it replaced the success: a deploy that went out
+    # was shown failed, at the earlier time.
+    bridge = Bridge(db_url, cortex, {"record": {"mode": mode, "failures": True}})
+    started = load_sample("github/deployment_status.in_progress.json")
+    succeeded = copy.deepcopy(started)
+    succeeded["deployment_status"].update(state="success", updated_at="2026-11-23T10:12:00Z")
+    order = [succeeded, _failed(started)] if stale_last else [_failed(started), succeeded]
+    for doc in [*([started] if mode == "lifecycle" else []), *order]:
+        assert github_post(bridge.http, "deployment_status", doc).status_code == 202
+        bridge.drain()
+    counts = bridge.runtime.store.counts()
+    bridge.close()
+    assert counts["dead"] == 0, counts
+    made = cortex.all_deploys()
+    assert len(made) == 2  # one record on each of the deployment's two entities
+    assert {(d["customData"]["status"], d["timestamp"]) for d in made} == {
+        ("succeeded", "2026-11-23T10:12:00Z")
+    }
 
 
 @pytest.mark.parametrize("start", [False, True], ids=["failure-first", "after-a-start"])

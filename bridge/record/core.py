@@ -41,7 +41,7 @@ from bridge.model import (
     check_deploy,
 )
 from bridge.rollback import PastDeploy, same_sha
-from bridge.times import parse_timestamp
+from bridge.times import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:  # the Action's path must not load the config (and YAML) to record
     from bridge.config import Config, RecordSettings, Route
@@ -81,13 +81,18 @@ class Policy:
         return cls(lifecycle=settings.mode == "lifecycle", failures=settings.failures)
 
 
-def decide(status: Status, known: Known | None, policy: Policy) -> Decision:
-    """What an event of ``status`` does to the record of its deploy, given what is known of it.
+def decide(
+    status: Status, known: Known | None, policy: Policy, at: datetime | None = None
+) -> Decision:
+    """What an event of ``status``, of time ``at``, does to the record of its deploy, given
+    what is known of it.
 
     A deploy's events may come in any order (GitHub does not order a deployment's events, and
     two replicas take them at once): a record only moves forward, pending to in_progress to
-    an end, and a deploy that ended without a record (a failure, not recorded) is known so
-    (``Known`` with no uuid), so that its start, come late, makes none."""
+    an end; of two ends, the later one stays (with ``record.failures``, a failure delivered
+    after the success that followed it changes nothing); and a deploy that ended without a
+    record (a failure, not recorded) is known so (``Known`` with no uuid), so that its start,
+    come late, makes none."""
     if known is not None and not known.uuid:
         again = status.is_final and status.value != known.state  # it was run again, and ended
         if again and (status is Status.SUCCEEDED or policy.failures):
@@ -99,6 +104,9 @@ def decide(status: Status, known: Known | None, policy: Policy) -> Decision:
         return Decision(Action.SKIP, f"the deploy already ended {known.state}")
     if known is not None and known.state == Status.IN_PROGRESS.value and status is Status.PENDING:
         return Decision(Action.SKIP, "the deploy is already in_progress")
+    later = _later_end(known, at) if known is not None and status.is_final else None
+    if known is not None and later is not None:
+        return Decision(Action.SKIP, f"the deploy ended {known.state} later, {later}")
     if status.is_final:
         if status is Status.SUCCEEDED or policy.failures:
             return Decision(Action.UPDATE if known else Action.CREATE)
@@ -113,6 +121,13 @@ def decide(status: Status, known: Known | None, policy: Policy) -> Decision:
             Action.SKIP, f"{status.value} is not final: only finished deploys are recorded"
         )
     return Decision(Action.UPDATE if known else Action.CREATE)
+
+
+def _later_end(known: Known, at: datetime | None) -> str | None:
+    """When the record's end came, where that was after ``at``; else None."""
+    if known.ended is None or at is None or at >= known.ended:
+        return None
+    return format_timestamp(known.ended)
 
 
 def ignore_reason(status: Status, config: Config) -> str | None:
@@ -149,13 +164,15 @@ def _ignore_reason(status: Status, record: RecordSettings) -> str | None:
 @dataclass(frozen=True)
 class Known:
     """What is known of one deploy's record in Cortex: its uuid, the status it holds, when a
-    face made it (``customData.bridge.recordedAt``, '' when unknown: an update keeps it), and
-    when the deploy started, where the record says (an update whose event does not keeps it)."""
+    face made it (``customData.bridge.recordedAt``, '' when unknown: an update keeps it),
+    when the deploy started, where the record says (an update whose event does not keeps it),
+    and, for an end, when it ended (the record's ``timestamp``; None where unknown)."""
 
     uuid: str
     state: str
     stamp: str = ""
     started: datetime | None = None
+    ended: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -264,7 +281,9 @@ class Listing:
         oldest = records[0]
         custom = oldest.get("customData")
         started = _moment(custom.get("startedAt")) if isinstance(custom, dict) else None
-        return Known(str(oldest["uuid"]), status_of(oldest), recorded_at(oldest), started)
+        state = status_of(oldest)
+        ended = _moment(oldest.get("timestamp")) if Status(state).is_final else None
+        return Known(str(oldest["uuid"]), state, recorded_at(oldest), started, ended)
 
     def history(self, environment: str | None, skip_key: str) -> list[PastDeploy]:
         """The deploys these records show the environment ran, whichever face or tool made
@@ -428,7 +447,8 @@ def record_one(
     if match is not None:
         reason = "a record without a key of the same sha, made by another tool"
         return Done("matched", type=deploy_type, uuid=match, payload=body, reason=reason, key=key)
-    decision = decide(event.status, known, policy)
+    known = _with_end(known, event, entity, key, history)
+    decision = decide(event.status, known, policy, event.timestamp)
     if decision.action is Action.SKIP:
         if known is not None and known.uuid and known.state == event.status.value:
             return Done("found", uuid=known.uuid, type=deploy_type, payload=body, key=key)
@@ -474,6 +494,19 @@ def record_one(
             history.remember(event, entity, key, kept, state=event.status.value)
             return Done("found", uuid=kept, type=deploy_type, payload=body, key=key)
     return Done(verb, uuid=uuid, type=deploy_type, payload=sent, key=key, stamp=stamp)
+
+
+def _with_end(
+    known: Known | None, event: DeployEvent, entity: str, key: str, history: History
+) -> Known | None:
+    """``known``, with when its end came where ``event`` is another end of the deploy and that
+    is not known (the relay keeps no time of an end): read from Cortex then, as it holds the
+    record now. Rare: a deploy that failed and succeeded, with ``record.failures``."""
+    if known is None or not known.uuid or known.ended is not None or not event.status.is_final:
+        return known
+    if known.state == event.status.value or not Status(known.state).is_final:
+        return known
+    return history.seen(entity, event, fresh=True).known(key) or known
 
 
 def _look_first(
