@@ -447,7 +447,6 @@ def record_one(
     if match is not None:
         reason = "a record without a key of the same sha, made by another tool"
         return Done("matched", type=deploy_type, uuid=match, payload=body, reason=reason, key=key)
-    known = _with_end(known, event, entity, key, history)
     decision = decide(event.status, known, policy, event.timestamp)
     if decision.action is Action.SKIP:
         if known is not None and known.uuid and known.state == event.status.value:
@@ -496,13 +495,11 @@ def record_one(
     return Done(verb, uuid=uuid, type=deploy_type, payload=sent, key=key, stamp=stamp)
 
 
-def _with_end(
-    known: Known | None, event: DeployEvent, entity: str, key: str, history: History
-) -> Known | None:
+def _with_end(known: Known, event: DeployEvent, entity: str, key: str, history: History) -> Known:
     """``known``, with when its end came where ``event`` is another end of the deploy and that
     is not known (the relay keeps no time of an end): read from Cortex then, as it holds the
     record now. Rare: a deploy that failed and succeeded, with ``record.failures``."""
-    if known is None or not known.uuid or known.ended is not None or not event.status.is_final:
+    if known.ended is not None or not event.status.is_final:
         return known
     if known.state == event.status.value or not Status(known.state).is_final:
         return known
@@ -527,7 +524,7 @@ def _look_first(
     unrecorded) comes back as it was where Cortex holds no record of the deploy. The doubles
     the listing shows are removed on the way."""
     if known is not None and known.uuid:
-        return known, None, None
+        return _with_end(known, event, entity, key, history), None, None
     # No record of its own (or only that the deploy ended unrecorded): Cortex is looked in.
     listing = history.seen(entity, event, fresh=fresh)
     if listing.doubled and not dry_run:
