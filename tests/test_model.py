@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -90,13 +91,80 @@ def test_round_trip() -> None:
         pytest.param("2024-05-14T11:14:30+02:00", "2024-05-14T09:14:30Z", id="iso-offset"),
         pytest.param("2023-11-29T22:55:38.284Z", "2023-11-29T22:55:38.284Z", id="millis"),
         pytest.param("1700000000", "2023-11-14T22:13:20Z", id="epoch"),
+        # `date -u +%FT%T.%NZ` (GitLab CI's dotenv hand-over, send --timestamp): nanoseconds.
+        pytest.param("2026-01-10T10:00:00.144579100Z", "2026-01-10T10:00:00.144Z", id="nanos"),
+        pytest.param("2026-01-10T10:00:00.5+01:00", "2026-01-10T09:00:00.500Z", id="tenths"),
+        pytest.param("2026-01-10t10:00:00,25z", "2026-01-10T10:00:00.250Z", id="comma-lower"),
+        pytest.param("2026-01-10T10:00Z", "2026-01-10T10:00:00Z", id="no-seconds"),
+        pytest.param("2026-01-10T10:00:00+05", "2026-01-10T05:00:00Z", id="hour-offset"),
     ],
 )
 def test_timestamps_end_as_utc(text: str, expected: str) -> None:
     assert format_timestamp(parse_timestamp(text)) == expected
 
 
-@pytest.mark.parametrize("text", ["2024-05-14T09:14:30", "yesterday", "", "2024-13-40T00:00Z"])
+TIMES = [
+    "2026-01-10T10:00:00.144579100Z",
+    "2026-01-10T10:00:00.5+01:00",
+    "2021-04-28 21:50:00 +0200",
+    "2021-04-28 21:50:00 UTC",
+    "2026-01-10T10:00Z",
+    "2026-12-01T10:00:00.123456789-0330",
+]
+REFUSED = [
+    "2024-05-14T09:14:30",  # no zone
+    "yesterday",
+    "",
+    "2024-13-40T00:00Z",
+    "2026-01-10T24:00:00Z",
+    "2026-01-10T10:00:60Z",
+    "2026-01-10T10:00:00+25:00",
+    "20260110T100000Z",  # ISO 8601's basic form: no source sends it, and 3.10 refuses it
+]
+
+
+@pytest.mark.system  # a process per Python on this machine
+def test_timestamps_parse_alike_on_every_python_the_bridge_supports() -> None:
+    # Python 3.10's fromisoformat takes a fraction of 3 or 6 digits and an offset with a
+    # colon only: on it, every GitLab Deployment Hook (status_changed_at "... +0200") was a
+    # 400 and `send --timestamp "$(date -u +%FT%T.%NZ)"` a usage error.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_action_runner import interpreters_here
+
+    root = Path(__file__).resolve().parent.parent
+    probe = (
+        "import json, sys\n"
+        "from bridge.times import format_timestamp, parse_timestamp\n"
+        "times, refused = json.loads(sys.argv[1])\n"
+        "out = [format_timestamp(parse_timestamp(t)) for t in times]\n"
+        "for t in refused:\n"
+        "    try:\n"
+        "        parse_timestamp(t)\n"
+        "        out.append('accepted ' + t)\n"
+        "    except ValueError:\n"
+        "        pass\n"
+        "print(json.dumps(out))\n"
+    )
+    here = [format_timestamp(parse_timestamp(t)) for t in TIMES]
+    found = {v: p for v, p in interpreters_here().items() if v >= (3, 10)}
+    found[sys.version_info[:2]] = sys.executable
+    for version, python in sorted(found.items()):
+        done = subprocess.run(
+            [python, "-c", probe, json.dumps([TIMES, REFUSED])],
+            env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (version, done.stderr)
+        assert json.loads(done.stdout) == here, version
+
+
+@pytest.mark.parametrize("text", REFUSED)
 def test_bad_timestamps_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_timestamp(text)
