@@ -353,6 +353,29 @@ def times(row: Row, tmp: Path) -> None:
     assert sum(runtime.store.counts().values()) == 0
 
 
+def time_forms(row: Row, tmp: Path) -> None:
+    from bridge.times import format_timestamp, parse_timestamp
+
+    assert "cut to the microsecond" in row.bound and "never guessed" in row.bound
+    for written, meant in (
+        ("2026-01-10T10:00:00Z", "2026-01-10T10:00:00Z"),
+        ("2026-01-10 10:00:00 UTC", "2026-01-10T10:00:00Z"),
+        ("2026-01-10t11:00:00+01", "2026-01-10T10:00:00Z"),
+        ("2026-01-10T11:00+0100", "2026-01-10T10:00:00Z"),
+        ("2026-01-10T11:00:00,123456789+01:00", "2026-01-10T10:00:00.123Z"),
+        ("1768039200", "2026-01-10T10:00:00Z"),
+    ):
+        assert format_timestamp(parse_timestamp(written)) == meant, written
+    with pytest.raises(ValueError, match="no UTC offset"):
+        parse_timestamp("2026-01-10T10:00:00")
+    runtime = make_runtime(tmp)
+    fine = status_doc(deployment_status__updated_at="2026-01-10T10:00:00.123456789Z")
+    assert github_post(client_for(runtime), "deployment_status", fine).status_code == 202
+    zoneless = status_doc(deployment_status__updated_at="2026-01-10T10:00:00")
+    answer = github_post(client_for(runtime), "deployment_status", zoneless)
+    assert answer.status_code == 400 and "updated_at" in answer.json["reason"]
+
+
 def own_custom_data(row: Row, tmp: Path) -> None:
     from bridge.model import OWN_CUSTOM_KEYS
 
@@ -1504,6 +1527,7 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Fields of an event", "sha"): sha,
     ("Fields of an event", "url"): a_name,
     ("Fields of an event", "timestamp, started at"): times,
+    ("Fields of an event", "how a time is written"): time_forms,
     ("Fields of an event", "the user's own customData"): own_custom_data,
     ("Fields of an event", "delivery id"): delivery_id_row,
     ("Fields of an event", "deployer name"): deployer,
