@@ -648,3 +648,69 @@ def test_an_entity_with_more_deploys_than_a_listing_reads_is_still_typed_and_fou
     made = [d for d in cortex.all_deploys() if d.get("customData")]
     assert [d["type"] for d in made] == ["ROLLBACK"]
     assert capsys.readouterr().out.split() == [made[0]["uuid"]] * 2
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        # GitLab makes no deployment of these jobs (environment:action); `stop` tears down.
+        ("CI_ENVIRONMENT_ACTION", "stop"),
+        ("CI_ENVIRONMENT_ACTION", "prepare"),
+        ("CI_ENVIRONMENT_ACTION", "verify"),
+        ("CI_ENVIRONMENT_ACTION", "access"),
+        # `send` in after_script, which runs after a script that failed too.
+        ("CI_JOB_STATUS", "failed"),
+        ("CI_JOB_STATUS", "canceled"),
+    ],
+)
+def test_a_gitlab_job_that_is_no_deploy_records_nothing_and_says_why(
+    gitlab: dict[str, str],
+    cortex: FakeCortex,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+) -> None:
+    env = {**gitlab, variable: value}
+    assert main(["send", "--entity-tag", "payments-api"], env) == 0
+    said = capsys.readouterr()
+    assert said.out == "" and f"not recorded: {variable} is {value}" in said.err
+    assert cortex.all_deploys() == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CI_ENVIRONMENT_ACTION", "start"),
+        ("CI_JOB_STATUS", "running"),
+        ("CI_JOB_STATUS", "success"),
+    ],
+)
+def test_a_gitlab_deploy_job_records_whatever_else_it_says(
+    gitlab: dict[str, str],
+    cortex: FakeCortex,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+) -> None:
+    assert main(["send", "--entity-tag", "payments-api"], {**gitlab, variable: value}) == 0
+    capsys.readouterr()
+    assert len(cortex.all_deploys()) == 1
+
+
+def test_a_deployer_name_given_never_takes_the_contexts_email(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The record named the release bot with the pipeline starter's email.
+    assert main(["send", "--entity-tag", "a", "--deployer-name", "Release Bot"], gitlab) == 0
+    given = ["--deployer-name", "Release Bot", "--deployer-email", "bot@acme.example"]
+    assert main(["send", "--entity-tag", "b", *given], gitlab) == 0
+    handed = {**_deploy_job_variables(gitlab), "GITLAB_USER_EMAIL": "starter@acme.example"}
+    del handed["CORTEX_DEPLOY_USER_EMAIL"]
+    assert main(["send", "--entity-tag", "c"], handed) == 0
+    capsys.readouterr()
+    deployers = {d["entity"]: d["deployer"] for d in cortex.all_deploys()}
+    assert deployers == {
+        "a": {"name": "Release Bot"},
+        "b": {"name": "Release Bot", "email": "bot@acme.example"},
+        "c": {"name": "Deploy Player"},
+    }

@@ -74,7 +74,9 @@ def build_event(
         environment=environment or None,
         url=url,
         deployer_name=inputs.deployer_name.strip() or ctx.deployer_name,
-        deployer_email=inputs.deployer_email.strip() or ctx.deployer_email,
+        # The context's email is its deployer's: never beside another name given.
+        deployer_email=inputs.deployer_email.strip()
+        or (None if inputs.deployer_name.strip() else ctx.deployer_email),
         started_at=started,
         finished_at=finished,
         details={**({"ref": ctx.branch} if ctx.branch else {}), **ctx.details},

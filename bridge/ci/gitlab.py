@@ -84,7 +84,28 @@ def context(environ: Mapping[str, str]) -> CiContext:
         ),
     )
     deploy_job = _job_id(env, "CORTEX_DEPLOY_JOB_ID")
-    return own if deploy_job is None else _deploy_job(env, own, deploy_job)
+    if deploy_job is not None:
+        return _deploy_job(env, own, deploy_job)
+    return replace(own, not_recorded=_not_a_deploy(env))
+
+
+# environment:action values under which GitLab makes no deployment of the job (its
+# Deployment Hook sends none): https://docs.gitlab.com/ci/yaml/#environmentaction
+_NO_DEPLOYMENT = ("prepare", "stop", "verify", "access")
+# CI_JOB_STATUS as after_script sees it for a job whose script did not succeed.
+_NOT_SUCCEEDED = ("failed", "canceled")
+
+
+def _not_a_deploy(env: Env) -> str | None:
+    """Why this job, recording itself, is no deploy: its environment's action makes none, or
+    (``send`` in ``after_script``) its script failed or was canceled; None for a deploy."""
+    action = (env("CI_ENVIRONMENT_ACTION") or "start").lower()
+    if env("CI_ENVIRONMENT_NAME") and action in _NO_DEPLOYMENT:
+        return f"CI_ENVIRONMENT_ACTION is {action}: GitLab makes no deployment of this job"
+    status = (env("CI_JOB_STATUS") or "").lower()
+    if status in _NOT_SUCCEEDED:
+        return f"CI_JOB_STATUS is {status}: the deploy job did not succeed"
+    return None
 
 
 def _deploy_job(env: Env, own: CiContext, job_id: str) -> CiContext:
@@ -98,9 +119,11 @@ def _deploy_job(env: Env, own: CiContext, job_id: str) -> CiContext:
         ref=DeployRef("job", job_id),
         environment=env("CORTEX_DEPLOY_ENVIRONMENT") or own.environment,
         url=_page(env, "CORTEX_DEPLOY_JOB_URL") or page,
-        # Who ran the deploy job (a manual job's player), not who started the pipeline.
+        # Who ran the deploy job (a manual job's player), not who started the pipeline: the
+        # pipeline's email never beside another person's name.
         deployer_name=env("CORTEX_DEPLOY_USER_NAME") or own.deployer_name,
-        deployer_email=env("CORTEX_DEPLOY_USER_EMAIL") or own.deployer_email,
+        deployer_email=env("CORTEX_DEPLOY_USER_EMAIL")
+        or (None if env("CORTEX_DEPLOY_USER_NAME") else own.deployer_email),
         started_at=_moment(env, "CORTEX_DEPLOY_JOB_STARTED_AT"),
         finished_at=_moment(env, "CORTEX_DEPLOY_JOB_FINISHED_AT"),
         details=compact(
