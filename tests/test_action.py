@@ -136,6 +136,25 @@ def test_workflow_run_event_gives_head_sha_and_title(
     assert deploy["title"] == "Bump ledger client to 4.2"
 
 
+@pytest.mark.parametrize("event_name", ["pull_request", "pull_request_target"])
+def test_a_pull_request_job_records_the_commit_it_checked_out(
+    runner: dict[str, str],
+    cortex: FakeCortex,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    event_name: str,
+) -> None:
+    # A preview deploy: the job checks out GITHUB_SHA (the merge commit GitHub made for a
+    # pull_request, the base's for pull_request_target), not the branch's head.
+    event = tmp_path / "pull_request.json"
+    head = "a" * 40
+    event.write_text(json.dumps({"pull_request": {"head": {"sha": head}, "title": "Preview"}}))
+    runner.update(GITHUB_EVENT_NAME=event_name, GITHUB_EVENT_PATH=str(event))
+    assert run(runner, capsys)[0] == 0
+    (deploy,) = cortex.all_deploys()
+    assert deploy["sha"] == runner["GITHUB_SHA"] != head
+
+
 @pytest.mark.parametrize("name", ["cortex.yaml", "cortex.yml"])
 def test_entity_from_descriptor(
     runner: dict[str, str], cortex: FakeCortex, name: str, capsys: pytest.CaptureFixture[str]

@@ -38,13 +38,13 @@ def _text(data: Any, *path: str) -> str | None:
 
 
 def sha_of(event_name: str, payload: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
-    """The deployed commit: the event's own sha where it has one, else GITHUB_SHA."""
+    """The deployed commit: the event's own deploy's where it names one (a deployment, the run
+    a workflow_run reports), else GITHUB_SHA: what the job checked out by default (for a
+    pull_request, the merge commit GitHub made, not the branch's head)."""
     candidates = {
         "deployment": ("deployment", "sha"),
         "deployment_status": ("deployment", "sha"),
         "workflow_run": ("workflow_run", "head_sha"),
-        "pull_request": ("pull_request", "head", "sha"),
-        "pull_request_target": ("pull_request", "head", "sha"),
     }
     path = candidates.get(event_name)
     return (_text(payload, *path) if path else None) or environ.get("GITHUB_SHA") or None
