@@ -832,34 +832,38 @@ def argocd_list(row: Row, tmp: Path) -> None:
     import responses
 
     from bridge.sync.api import ScmError
-    from bridge.sync.argocd import PATH, ArgoCDReader, argocd_client
+    from bridge.sync.argocd import NAMES, PATH, ArgoCDReader, argocd_client
     from bridge.sync.fetch import MAX_BYTES
     from bridge.sync.reader import Window
 
-    [mib] = row.numbers()
-    assert mib * 1024 * 1024 == MAX_BYTES and "16777216" in row.answer
+    assert "(16 MiB, the JSON shape)" in row.bound and MAX_BYTES == 16 * 1024 * 1024
+    assert "16777216" in row.answer and NAMES["fields"] in row.bound
     window = Window(
         datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc)
     )
 
-    def read(**answer: Any) -> list[Any]:
-        with responses.RequestsMock() as mock:
+    def read(one: dict[str, Any] | None = None, **answer: Any) -> list[Any]:
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
             mock.get(f"{SCM}{PATH}", **answer)
-            try:
-                return list(
-                    ArgoCDReader(argocd_client(SCM, "argo-token", sleep=lambda s: None)).read(
-                        window
-                    )
-                )
-            finally:
-                # One request, the whole list: no page, no query (no `fields`).
-                assert [call.request.url for call in mock.calls] == [f"{SCM}{PATH}"]
+            if one is not None:
+                mock.get(f"{SCM}{PATH}/api", **one)
+            return list(
+                ArgoCDReader(argocd_client(SCM, "argo-token", sleep=lambda s: None)).read(window)
+            )
 
     assert read(json={"metadata": {}, "items": []}) == []
     with pytest.raises(ScmError, match="larger than 16777216 bytes"):
         read(body=b"1" * (MAX_BYTES + 1))
     with pytest.raises(ScmError, match=r"answered a partial list \(metadata.continue\)"):
         read(json={"metadata": {"continue": "abc"}, "items": []})
+    # Each Application's own answer is held to the same bounds.
+    listed = {"metadata": {}, "items": [{"metadata": {"name": "api", "namespace": "argocd"}}]}
+    with pytest.raises(ScmError, match="larger than 16777216 bytes"):
+        read({"body": b"1" * (MAX_BYTES + 1)}, json=listed)
+    gone = read({"status": 404, "json": {"error": "not found"}}, json=listed)
+    assert gone[0].skipped == "application argocd/api: gone since listed (404)"
+    odd = {"metadata": {}, "items": [{"metadata": {"name": "a/../b", "namespace": "argocd"}}]}
+    assert "is not a Kubernetes name" in read(json=odd)[0].skipped
 
 
 def graphql_cursor(row: Row, tmp: Path) -> None:

@@ -22,6 +22,7 @@ from bridge.fakescm import FakeArgoCD, Fault
 from bridge.mapping import key_of
 from bridge.store import Store
 from bridge.sync import periodic
+from bridge.sync.argocd import NAMES
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import argocd_post
 from tests.test_gitops import ROUTES, Relay
@@ -113,7 +114,14 @@ def test_history_is_recorded_once(
     assert code == 0 and rows(report) == [("present", "api")] * 3
     assert len(cortex.all_deploys()) == 3
     assert all(r.headers["authorization"] == f"Bearer {ARGO_TOKEN}" for r in argo.requests)
-    assert {(r.method, r.path) for r in argo.requests} == {("GET", "/api/v1/applications")}
+    # The list names them, then each is read whole on its own (the list's ``fields`` hold no
+    # history), in its namespace.
+    asked = {(r.method, r.path, tuple(sorted(r.query.items()))) for r in argo.requests}
+    assert asked == {
+        ("GET", "/api/v1/applications", (("fields", NAMES["fields"]),)),
+        ("GET", "/api/v1/applications/api", (("appNamespace", "argocd"),)),
+        ("GET", "/api/v1/applications/web", (("appNamespace", "team-web"),)),
+    }
 
 
 def test_webhook_and_history_of_one_operation_are_one_record(
@@ -210,6 +218,57 @@ def test_a_redirect_to_another_origin_is_refused(
     assert f"a 302 redirect leads to {elsewhere.url}/api/v1/applications" in err
     assert "not followed, nothing sent there" in err
     assert ARGO_TOKEN not in err
+
+
+def test_an_installation_past_one_answers_bounds_is_read_one_application_at_a_time(
+    cortex: FakeCortex, argo: FakeArgoCD, tmp_path: Path, capsys: Any
+) -> None:
+    # Read as one list, 60 Applications of 450 resources each (400 of 30 resources and ten
+    # history entries, an ordinary installation, are as many) passed the JSON caps of one
+    # SCM answer: the whole sync failed ("more than 50000 objects or arrays").
+    for n in range(60):
+        app = argo.add_application(f"app-{n:02d}")
+        app["status"]["resources"] = [{"kind": "Deployment", "health": {}} for _ in range(450)]
+        argo.add_history(
+            app,
+            revision=f"{n:02d}".ljust(40, "a"),
+            started="2026-11-10T10:00:00Z",
+            deployed="2026-11-10T10:01:00Z",
+        )
+    env = environ_for(f"sqlite:///{tmp_path / 'b.db'}", cortex, tmp_path)
+    args = ("--argocd", argo.url, "--since", "2026-11-01", "--until", "2026-12-01", "--dry-run")
+    code, report, err = sync(capsys, env, *args)
+    assert code == 3, err  # a dry run that found deploys missing
+    assert len([r for r in report["deploys"] if r["verdict"] == "missing"]) == 60
+    assert len(argo.requests) == 61  # the names, then each Application
+
+
+def test_a_listed_name_that_is_no_kubernetes_name_or_gone_is_a_skipped_row(
+    cortex: FakeCortex, argo: FakeArgoCD, tmp_path: Path, capsys: Any
+) -> None:
+    # A hostile or broken server names an Application "../../settings?x=" : never a path.
+    for name in ("gone", "ok", "../../settings?x=", "UPPER"):
+        app = argo.add_application(name)
+        argo.add_history(
+            app, revision=SHA_1, started="2026-11-10T09:00:00Z", deployed="2026-11-10T09:01:00Z"
+        )
+    argo.inject(Fault(404, {}, {"error": "not found", "code": 5}, path="/gone"))
+    env = environ_for(f"sqlite:///{tmp_path / 'b.db'}", cortex, tmp_path)
+    args = ("--argocd", argo.url, "--since", "2026-11-01", "--until", "2026-12-01")
+    code, report, err = sync(capsys, env, *args)
+    assert code == 0, err
+    assert rows(report) == [("recorded", "ok")]
+    skipped = sorted(r["detail"] for r in report["deploys"] if r["verdict"] == "skipped")
+    assert skipped == [
+        "application argocd/gone: gone since listed (404)",
+        "application name '../../settings?x=' is not a Kubernetes name: not read",
+        "application name 'UPPER' is not a Kubernetes name: not read",
+    ]
+    assert {r.path for r in argo.requests} == {
+        "/api/v1/applications",
+        "/api/v1/applications/gone",
+        "/api/v1/applications/ok",
+    }
 
 
 def test_the_reconcile_reads_argocd(db_url: str, cortex: FakeCortex, argo: FakeArgoCD) -> None:

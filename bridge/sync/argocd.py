@@ -1,27 +1,34 @@
 """Argo CD as a sync source: each Application's ``status.history`` (``sync --argocd URL``).
 
-``GET <URL>/api/v1/applications`` with ``Authorization: Bearer $ARGOCD_AUTH_TOKEN`` answers
-an ApplicationList (argo-cd pkg/apis/application/v1alpha1: ``items`` of Applications, one
-answer, no pages; server/application ``List``). Each Application keeps its last syncs, oldest
-first, in ``status.history`` (``revisionHistoryLimit``, 10 by default): RevisionHistory
-{``id``, ``revision``, ``revisions``, ``deployedAt``, ``deployStartedAt``, ``source(s)``,
-``initiatedBy``}. A history entry is what one successful sync operation left: it is rebuilt
-into the notification the published template renders for that operation (its
-``deployStartedAt`` is the operation's ``startedAt``) and handed to the webhook parser
-(:mod:`bridge.sources.argocd`): the same DeployEvent and idempotency key as the webhook.
+With ``Authorization: Bearer $ARGOCD_AUTH_TOKEN``, two kinds of request (argo-cd
+server/application ``List`` and ``Get``; shapes in pkg/apis/application/v1alpha1):
 
-The list is one request a read, bounded as every SCM answer is (docs/limits.md): 16 MiB and
-the JSON shape caps of :mod:`bridge.sync.fetch`, the tries and waits of :mod:`bridge.sync.api`.
-It is asked for whole: Argo CD's ``fields`` query parameter selects from a fixed set of an
-Application's fields (argo-cd pkg/apiclient/application/forwarder_overwrite.go, ``appFields``)
-that holds neither ``status.history`` nor ``metadata.uid``, so a narrowed list would read no
-deploys at all. The token is sent only to the origin of the URL given: a redirect elsewhere is
-refused by the fetcher, nothing sent there.
+- ``GET <URL>/api/v1/applications?fields=items.metadata.name,items.metadata.namespace``: every
+  Application's name, and nothing else (``fields`` selects from a fixed set of an
+  Application's fields, argo-cd pkg/apiclient/application/forwarder_overwrite.go ``appFields``,
+  which holds neither ``status.history`` nor ``metadata.uid``). One answer, no pages.
+- ``GET <URL>/api/v1/applications/<name>?appNamespace=<namespace>``: one Application, whole.
+
+Read whole in one list, an ordinary installation's Applications (a few hundred, each with its
+resources and ten history entries) passed every bound an SCM answer has; one at a time, each
+answer is one Application's. Each keeps its last syncs, oldest first, in ``status.history``
+(``revisionHistoryLimit``, 10 by default): RevisionHistory {``id``, ``revision``,
+``revisions``, ``deployedAt``, ``deployStartedAt``, ``source(s)``, ``initiatedBy``}. A history
+entry is what one successful sync operation left: it is rebuilt into the notification the
+published template renders for that operation (its ``deployStartedAt`` is the operation's
+``startedAt``) and handed to the webhook parser (:mod:`bridge.sources.argocd`): the same
+DeployEvent and idempotency key as the webhook.
+
+Every answer is bounded as every SCM answer is (docs/limits.md): 16 MiB and the JSON shape
+caps of :mod:`bridge.sync.fetch`, the tries and waits of :mod:`bridge.sync.api`. A name that is
+no Kubernetes name is a skipped row, never part of a path. The token is sent only to the
+origin of the URL given: a redirect elsewhere is refused by the fetcher, nothing sent there.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +40,10 @@ from bridge.sync.found import parsed
 from bridge.sync.reader import Found, Window
 
 PATH = "/api/v1/applications"
+NAMES = {"fields": "items.metadata.name,items.metadata.namespace"}
+# A Kubernetes object name (DNS-1123 subdomain) and namespace (label): what Argo CD accepts.
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def argocd_client(url: str, token: str, **options: Any) -> ApiClient:
@@ -61,18 +72,24 @@ class ArgoCDReader:
         return f"argocd:{urlsplit(self.api.base_url).netloc}"
 
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
-        """Each Application's history entries in the window, Applications by namespace/name."""
+        """Each Application's history entries in the window, Applications by namespace/name,
+        each read on its own."""
         done = _after(resume) if resume else ""
-        for key, app in self._applications():
+        for key, namespace, name in self._names():
             if key <= done:
+                continue
+            after = json.dumps({"after": key})
+            app = _name_problem(namespace, name) or self._application(namespace, name)
+            if isinstance(app, str):  # why it is not read
+                yield Found(None, app, after)
                 continue
             for entry in _history(app):
                 yield self._entry(app, entry, window)
-            yield Found(None, "", json.dumps({"after": key}))
+            yield Found(None, "", after)
 
-    def _applications(self) -> list[tuple[str, Mapping[str, Any]]]:
-        """Every Application, by its namespace/name."""
-        answer = self.api.get(PATH).json()
+    def _names(self) -> list[tuple[str, str, str]]:
+        """Every Application's namespace/name, namespace and name, in that order."""
+        answer = self.api.get(PATH, NAMES).json()
         if not isinstance(answer, Mapping):
             raise ScmError(f"{PATH} did not answer an ApplicationList")
         meta = answer.get("metadata")
@@ -86,9 +103,25 @@ class ArgoCDReader:
         for app in items:
             metadata = app.get("metadata") if isinstance(app, Mapping) else None
             if isinstance(metadata, Mapping):
-                key = f"{metadata.get('namespace') or ''}/{metadata.get('name') or ''}"
-                apps.append((key, app))
-        return sorted(apps, key=lambda pair: pair[0])
+                namespace, name = metadata.get("namespace") or "", metadata.get("name") or ""
+                if isinstance(namespace, str) and isinstance(name, str):
+                    apps.append((f"{namespace}/{name}", namespace, name))
+        return sorted(set(apps))
+
+    def _application(self, namespace: str, name: str) -> Mapping[str, Any] | str:
+        """One Application, whole; or why not, where it is gone since the list was read."""
+        params = {"appNamespace": namespace} if namespace else None
+        try:
+            app = self.api.get(f"{PATH}/{name}", params).json()
+        except ScmError as exc:
+            # Gone since listed: Argo CD answers 403 for an Application that is not there
+            # where the token may not know whether it is (a listed one it may read).
+            if exc.status in (403, 404):
+                return f"application {namespace}/{name}: gone since listed ({exc.status})"
+            raise
+        if not isinstance(app, Mapping):
+            raise ScmError(f"{PATH}/{name} did not answer an Application")
+        return app
 
     def _entry(self, app: Mapping[str, Any], entry: Mapping[str, Any], window: Window) -> Found:
         started = entry.get("deployStartedAt")
@@ -128,6 +161,15 @@ class ArgoCDReader:
             },
             "url": f"{self.api.base_url}/applications/{namespace}/{name}",
         }
+
+
+def _name_problem(namespace: str, name: str) -> str | None:
+    """Why an Application the list named cannot be asked for, or None."""
+    if not _NAME.fullmatch(name):
+        return f"application name {name[:80]!r} is not a Kubernetes name: not read"
+    if namespace and not _NAMESPACE.fullmatch(namespace):
+        return f"application namespace {namespace[:80]!r} is not a Kubernetes name: not read"
+    return None
 
 
 def _history(app: Mapping[str, Any]) -> list[Mapping[str, Any]]:
