@@ -744,6 +744,56 @@ def test_helm_upgrade_recorded_without_sha(relay: Relay, cortex: FakeCortex) -> 
     assert deploy["customData"]["token"].startswith("sha256:")
 
 
+def helm_event(reason: str, chart: str, release: int | None, when: str) -> dict[str, Any]:
+    """A HelmRelease event as helm-controller words it; the values (``token``) unchanged."""
+    payload = load_sample("flux/helmrelease.upgraded.json")
+    verb = {"InstallSucceeded": "install", "UpgradeSucceeded": "upgrade"}.get(reason)
+    full = f"apps/podinfo.v{release}"
+    payload.update(
+        reason=reason,
+        timestamp=when,
+        severity="error" if reason.endswith("Failed") else "info",
+        message=(
+            f"Helm {verb} succeeded for release {full} with chart podinfo@{chart}"
+            if verb
+            else f"Helm rollback to previous release {full} with chart podinfo@{chart} succeeded"
+            if reason == "RollbackSucceeded"
+            else f"Helm upgrade failed for release apps/podinfo with chart podinfo@{chart}: boom"
+        ),
+    )
+    payload["metadata"]["revision"] = chart
+    return payload
+
+
+def test_each_helm_release_revision_is_a_deploy_though_its_chart_and_values_came_before(
+    relay: Relay, cortex: FakeCortex
+) -> None:
+    # A return to a chart version and values released before (a rollback, a second one, a
+    # downgrade in Git) was answered "duplicate" of the first release of them, and lost.
+    sent = [
+        helm_event("InstallSucceeded", "6.5.3", 1, "2026-11-20T09:00:00Z"),
+        helm_event("UpgradeSucceeded", "6.5.4", 2, "2026-11-21T09:00:00Z"),
+        helm_event("UpgradeFailed", "6.6.0", None, "2026-11-22T09:00:00Z"),
+        helm_event("RollbackSucceeded", "6.5.4", 2, "2026-11-22T09:01:00Z"),
+        helm_event("UpgradeFailed", "6.6.1", None, "2026-11-23T09:00:00Z"),
+        helm_event("RollbackSucceeded", "6.5.4", 4, "2026-11-23T09:01:00Z"),
+        helm_event("UpgradeSucceeded", "6.5.3", 7, "2026-11-24T09:00:00Z"),  # a downgrade
+    ]
+    answers = [flux_post(relay.http, doc).json["status"] for doc in sent]
+    # notification-controller retries an identical body: a repeat.
+    assert flux_post(relay.http, sent[-1]).json["status"] == "duplicate"
+    relay.drain()
+    assert answers == ["queued", "queued", "ignored", "queued", "ignored", "queued", "queued"]
+    made = [(d["customData"]["revision"], d["type"]) for d in cortex.all_deploys()]
+    assert made == [
+        ("6.5.3", "DEPLOY"),
+        ("6.5.4", "DEPLOY"),
+        ("6.5.4", "ROLLBACK"),
+        ("6.5.4", "ROLLBACK"),
+        ("6.5.3", "DEPLOY"),
+    ]
+
+
 def flux_revision(revision: str, when: str) -> dict[str, Any]:
     payload = load_sample("flux/kustomization.succeeded.json")
     payload["metadata"]["revision"] = revision

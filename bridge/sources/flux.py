@@ -15,7 +15,12 @@ it is. The receiver hands over ``involvedObject.kind`` as the event name.
 - A HelmRelease reports ``InstallSucceeded``/``UpgradeSucceeded`` and ``InstallFailed``/
   ``UpgradeFailed`` (helm-controller v2, internal/reconcile); its revision is the chart
   version and its ``token`` the digest of the values, so an upgrade that changes only values
-  is a deploy of its own. ``RollbackSucceeded`` is recorded as a ROLLBACK.
+  is a deploy of its own. ``RollbackSucceeded`` is recorded as a ROLLBACK. A success is
+  reported once per Helm release revision, which its message names ("Helm upgrade succeeded
+  for release apps/podinfo.v7 with chart podinfo@6.5.4"; a rollback's, the release it went
+  back to: "Helm rollback to previous release apps/podinfo.v5 ..."): that revision is part of
+  the deploy's name, so a return to a chart version and values released before (a second
+  rollback, a downgrade) is a deploy of its own. A failure's message names none.
 
 The revision is in ``metadata.revision`` (notification-controller strips the controller's
 group from the keys) or, from older versions, ``<group>/revision``
@@ -25,6 +30,7 @@ object (its uid) and revision: every report of it shares the idempotency key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -62,6 +68,9 @@ KUSTOMIZE_REASONS: Mapping[str, Status] = MappingProxyType(
     {"reconciliationsucceeded": Status.SUCCEEDED, "progressing": Status.IN_PROGRESS}
 )
 SEVERITIES = frozenset({"info", "error", "trace"})
+# The Helm release revision a success's message names (helm-controller internal/reconcile:
+# install.go, upgrade.go, rollback_remediation.go, "... release <namespace>/<name>.v<N> ...").
+_RELEASED = re.compile(r"\brelease \S+\.v(\d{1,9}) with chart\b")
 
 
 def parse_kustomization(payload: Mapping[str, Any], screen: Screen = keep_all) -> DeployEvent:
@@ -87,6 +96,10 @@ def parse_helmrelease(payload: Mapping[str, Any], screen: Screen = keep_all) -> 
     token = _meta(fields, "HelmRelease", "token")
     rollback = (fields.text("reason") or "").lower() == "rollbacksucceeded"
     ref_id = revision + (f"+{token}" if token else "")
+    message = fields.text("message") or ""
+    released = _RELEASED.search(message) if status is Status.SUCCEEDED else None
+    if released is not None:
+        ref_id += f"/v{int(released[1])}"
     return _event(
         fields,
         "HelmRelease",
