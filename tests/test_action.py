@@ -246,6 +246,31 @@ def test_repeated_step_answers_the_existing_record(
     assert len(cortex.all_deploys()) == 1
 
 
+def test_a_repeated_step_reports_the_type_its_record_holds(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Run 1 deployed S, its attempt 2 S again, run 2 T; run 1's first step, repeated later,
+    # said "already recorded ROLLBACK" (S judged against now, after T) of a record of DEPLOY.
+    first, second = "1" * 40, "2" * 40
+    runner.update(INPUT_SHA=first, INPUT_TIMESTAMP="2026-11-01T10:00:00Z", GITHUB_RUN_ID="1")
+    assert run(runner, capsys)[0] == 0
+    runner.update(INPUT_TIMESTAMP="2026-11-01T11:00:00Z", GITHUB_RUN_ATTEMPT="2")
+    assert run(runner, capsys)[0] == 0
+    runner.update(INPUT_SHA=second, INPUT_TIMESTAMP="2026-11-02T10:00:00Z", GITHUB_RUN_ID="2")
+    assert run(runner, capsys)[0] == 0
+    runner.update(
+        INPUT_SHA=first,
+        INPUT_TIMESTAMP="2026-11-03T10:00:00Z",
+        GITHUB_RUN_ID="1",
+        GITHUB_RUN_ATTEMPT="1",
+    )
+    code, out, _ = run(runner, capsys)
+    assert code == 0 and "already recorded" in out
+    assert [d["type"] for d in cortex.all_deploys()] == ["DEPLOY"] * 3
+    summary = Path(runner["GITHUB_STEP_SUMMARY"]).read_text().split("### Cortex deploy")[-1]
+    assert "| DEPLOY |" in summary and "ROLLBACK" not in summary + out
+
+
 def test_auto_type_detects_rollback(
     runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -166,13 +166,15 @@ class Known:
     """What is known of one deploy's record in Cortex: its uuid, the status it holds, when a
     face made it (``customData.bridge.recordedAt``, '' when unknown: an update keeps it),
     when the deploy started, where the record says (an update whose event does not keeps it),
-    and, for an end, when it ended (the record's ``timestamp``; None where unknown)."""
+    and, for an end, when it ended (the record's ``timestamp``; None where unknown); and the
+    type the record holds, where read from Cortex."""
 
     uuid: str
     state: str
     stamp: str = ""
     started: datetime | None = None
     ended: datetime | None = None
+    type: DeployType | None = None
 
 
 @dataclass(frozen=True)
@@ -283,7 +285,9 @@ class Listing:
         started = _moment(custom.get("startedAt")) if isinstance(custom, dict) else None
         state = status_of(oldest)
         ended = _moment(oldest.get("timestamp")) if Status(state).is_final else None
-        return Known(str(oldest["uuid"]), state, recorded_at(oldest), started, ended)
+        held = oldest.get("type")
+        kind = next((t for t in DeployType if t.value == held), None)
+        return Known(str(oldest["uuid"]), state, recorded_at(oldest), started, ended, kind)
 
     def history(self, environment: str | None, skip_key: str) -> list[PastDeploy]:
         """The deploys these records show the environment ran, whichever face or tool made
@@ -373,7 +377,7 @@ class Done:
 
     # created, updated, found, matched (another tool's record), deleted, skipped, planned
     action: str
-    type: DeployType  # as judged, whether or not a record was written
+    type: DeployType  # as judged, whether or not a record was written; found: as recorded
     uuid: str | None = None
     payload: dict[str, Any] | None = field(default=None, hash=False)
     reason: str = ""
@@ -450,7 +454,8 @@ def record_one(
     decision = decide(event.status, known, policy, event.timestamp)
     if decision.action is Action.SKIP:
         if known is not None and known.uuid and known.state == event.status.value:
-            return Done("found", uuid=known.uuid, type=deploy_type, payload=body, key=key)
+            held = known.type or deploy_type  # as recorded: judged then, not now
+            return Done("found", uuid=known.uuid, type=held, payload=body, key=key)
         if known is None and event.status.is_final and policy.lifecycle and not dry_run:
             # Ended, unrecorded, before its start came: a start that comes late makes none.
             history.remember(event, entity, key, "", state=event.status.value)
