@@ -40,6 +40,10 @@ FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 # it is a primary key, and PostgreSQL's btree entries stop at 2,704 bytes. Names of 255
 # characters stay far below it in ASCII, but not in four-byte characters.
 MAX_KEY_BYTES = 2048
+# How deep the user's customData (and a source's details) may nest: what Cortex keeps is read
+# back by every face (json.loads), and a record nested near Python's recursion limit broke
+# every later read of its entity.
+MAX_DEPTH = 32
 
 # A deploy's times (when it happened, started, finished): from the Unix epoch up to the year
 # 9999, whose end is past what windows around a time can reach (datetime stops at 9999-12-31).
@@ -300,6 +304,24 @@ def _shown(value: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _deeper_than(value: Any, most: int) -> bool:
+    """Whether ``value`` nests mappings and lists more than ``most`` levels deep (counted
+    without recursion: the value itself may be nested past what recursion reaches)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            inner: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            inner = item
+        else:
+            continue
+        if depth > most:
+            return True
+        stack.extend((child, depth + 1) for child in inner)
+    return False
+
+
 def bounded(event: DeployEvent) -> DeployEvent:
     """The event as the bridge stores it, or an InvalidDeploy naming the field that cannot be.
 
@@ -347,6 +369,12 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
     page = page_problem(event.url) if event.url is not None else None
     if page is not None:
         raise InvalidDeploy("url", f"the event's url {page}")
+    for label, said, nested in (
+        ("custom", "customData", event.custom),
+        ("details", "the source's details", event.details),
+    ):
+        if _deeper_than(nested, MAX_DEPTH):
+            raise InvalidDeploy(label, f"{said} nests deeper than {MAX_DEPTH} levels")
     own = sorted(OWN_CUSTOM_KEYS.intersection(event.custom))
     if own:
         raise InvalidDeploy(

@@ -384,6 +384,19 @@ def own_custom_data(row: Row, tmp: Path) -> None:
     assert bounded(event(custom={"team": "payments", "source": "release-bot"})).custom
     for key in named:
         refused(f"customData.{key}", custom={key: "x"})
+    from bridge.model import MAX_DEPTH
+
+    assert f"nested at most {MAX_DEPTH} levels" in row.bound
+    deep: Any = "x"
+    for _ in range(MAX_DEPTH - 1):
+        deep = [deep]
+    assert bounded(event(custom={"a": deep})).custom  # the mapping and 31 lists: 32 levels
+    refused(f"nests deeper than {MAX_DEPTH} levels", custom={"a": [deep]})
+    refused(f"nests deeper than {MAX_DEPTH} levels", details={"a": [deep]})
+    # Nested near Python's own limit, as a record once made was (it broke every later read).
+    for _ in range(970):
+        deep = [deep]
+    refused(f"nests deeper than {MAX_DEPTH} levels", custom={"a": deep})
 
 
 def delivery_id_row(row: Row, tmp: Path) -> None:

@@ -714,3 +714,16 @@ def test_a_deployer_name_given_never_takes_the_contexts_email(
         "b": {"name": "Release Bot", "email": "bot@acme.example"},
         "c": {"name": "Deploy Player"},
     }
+
+
+@pytest.mark.parametrize("depth", [40, 978])
+def test_custom_data_nested_too_deep_is_refused_naming_the_flag(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str], depth: int
+) -> None:
+    # 978 levels passed the parse, made the record, then broke every later read of the
+    # entity (RecursionError), from every face.
+    nested = '{"a": ' + "[" * depth + "]" * depth + "}"
+    code = main(["send", "--entity-tag", "payments-api", "--custom-data", nested], gitlab)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --custom-data: ") and "nest" in err, err
+    assert cortex.all_deploys() == []

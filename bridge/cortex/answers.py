@@ -28,7 +28,7 @@ def decode_json(response: Response) -> Any:
         return None
     try:
         return json.loads(response.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON; nested past what Python parses
         return None
 
 

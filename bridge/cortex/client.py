@@ -259,7 +259,7 @@ class CortexClient:
             raise answers.error_for(response, entity=entity, secrets=(self._token,))
         try:
             data = json.loads(response.body) if response.body else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON; nested past what Python parses
             data = None
         if body is not None and not (isinstance(data, dict) and isinstance(data.get("uuid"), str)):
             raise CortexRejected(
