@@ -124,7 +124,8 @@ def mask_userinfo(text: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password (in the user info or a ``password=`` query) masked."""
+    """The URL with any password (in the user info, a ``password=`` or ``sslpassword=``
+    query) masked."""
     scheme, sep, rest = url.partition("://")
     if not sep:  # not a URL as written (a ':' left out): whatever stands before an '@' goes
         _, at, after = url.rpartition("@")
@@ -134,5 +135,5 @@ def redact_url(url: str) -> str:
     userinfo, at, hostport = netloc.rpartition("@")
     if at and ":" in userinfo:
         netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-    tail = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", tail)
+    tail = re.sub(r"(?i)([?&](?:ssl)?password=)[^&#]*", r"\1***", tail)
     return f"{scheme}{sep}{netloc}{tail}"

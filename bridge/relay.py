@@ -16,7 +16,7 @@ from bridge.config import Config
 from bridge.cortex import CortexClient
 from bridge.cortex.budget import BudgetedCortex, SharedBudget
 from bridge.cortex.client import Cortex
-from bridge.secrets import VARIABLE, WEBHOOK_SECRETS, url_password
+from bridge.secrets import VARIABLE, WEBHOOK_SECRETS, url_passwords
 from bridge.store import Delivery, Listener, Store
 from bridge.worker import Deliverer, Worker, most_retry_after
 
@@ -49,7 +49,7 @@ def make_runtime(
                 secrets.get(VARIABLE[name], "")
                 for name in ("cortex", "github-api", "gitlab-api", "argocd-api")
             ),
-            url_password(config.database),
+            *url_passwords(config.database),
         ),
         allow_unsigned=allow_unsigned,
     )

@@ -80,22 +80,24 @@ def secret_from(environ: Mapping[str, str], name: str) -> str:
 NOT_ONE_LINE = "the secret holds a control character (a line break?); it must be one line of text"
 
 
-def url_password(url: str) -> str:
-    """The password a URL holds (the database URL's), decoded: in its user info, else in a
-    ``password=`` query (as libpq and SQLAlchemy take it); '' when none."""
+# The query keys of a URL that hold a password (libpq's: ``password``, and ``sslpassword``
+# for the client key's), wherever the database URL is shown or kept.
+PASSWORD_KEYS = ("password", "sslpassword")
+
+
+def url_passwords(url: str) -> tuple[str, ...]:
+    """The passwords a URL holds (the database URL's), decoded: in its user info, and in a
+    ``password=`` or ``sslpassword=`` query (as libpq and SQLAlchemy take them)."""
     if "://" not in url:
-        return ""
+        return ()
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:  # a port that is not a number: no password to read then either
-        return ""
-    if password:
-        return unquote(password)
-    given = [
-        v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() == "password"
-    ]
-    return given[-1] if given else ""
+        password = None
+    query = url.partition("?")[2].partition("#")[0]
+    given = [v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() in PASSWORD_KEYS]
+    return tuple(p for p in (unquote(password) if password else "", *given) if p)
 
 
 def held(
@@ -121,5 +123,4 @@ def held(
         except UsageError:
             if not lenient:
                 raise
-    password = url_password(database)
-    return [secret for secret in (*found, password) if secret]
+    return [secret for secret in (*found, *url_passwords(database)) if secret]

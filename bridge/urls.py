@@ -29,14 +29,17 @@ def psycopg_url(url: str) -> str:
     return url
 
 
-def port_problem(netloc: str) -> str | None:
+def port_problem(netloc: str, *, show: bool = True) -> str | None:
     """What is wrong with the port of ``netloc``, when it has one: not a number from 1 to
-    65535; None when it is fine (or absent)."""
+    65535; None when it is fine (or absent). ``show``: the port as given is named (not in
+    a database URL: with its '@' left out, a password stands where the port would)."""
     try:
         port = urlsplit(f"//{netloc}").port
     except ValueError:
         port = 0
     if port == 0:
+        if not show:
+            return "port must be a number from 1 to 65535 (no '@' before the host?)"
         given = netloc.rpartition("@")[2].rpartition(":")[2]
         return f"port must be a number from 1 to 65535, got {given[:20]!r}"
     return None

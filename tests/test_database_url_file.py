@@ -100,6 +100,31 @@ def test_a_bad_url_in_the_file_is_named_without_its_password(tmp_path: Path) -> 
     assert PASSWORD not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("held", "variable"),
+    [
+        (f"{PASSWORD}\n", "BRIDGE_DATABASE_URL_FILE"),  # the postgres image's password file
+        (f"postgresql://bridge:{PASSWORD}/bridge", "BRIDGE_DATABASE_URL"),  # '@host' left out
+    ],
+)
+def test_what_holds_a_password_is_never_shown_in_the_error(
+    tmp_path: Path, held: str, variable: str
+) -> None:
+    environ = {variable: held}
+    if variable.endswith("_FILE"):
+        environ[variable] = str(_write(tmp_path / "db", held))
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, environ)
+    assert caught.value.key == variable and PASSWORD not in str(caught.value), caught.value
+
+
+def test_the_client_keys_password_is_masked_where_the_url_is_shown() -> None:
+    from bridge.redact import redact_url
+
+    shown = redact_url(f"postgresql://bridge@db/bridge?sslmode=verify-full&sslpassword={PASSWORD}")
+    assert PASSWORD not in shown and "sslpassword=***" in shown
+
+
 # --- through the commands ---------------------------------------------------------------------
 
 

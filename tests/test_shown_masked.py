@@ -16,7 +16,7 @@ from bridge.cortex import answers
 from bridge.cortex.transport import Response
 from bridge.ingest import MAX_RECEIVED_BYTES, received_copy
 from bridge.redact import MASK, cut, spellings
-from bridge.secrets import url_password
+from bridge.secrets import url_passwords
 from tests.conftest import load_sample
 from tests.receiver_kit import (
     ADMIN_TOKEN,
@@ -71,9 +71,10 @@ def test_the_kept_copy_masks_headers_the_cut_and_form_encoding() -> None:
 
 
 def test_a_password_in_the_query_is_a_secret_held() -> None:
-    assert url_password("postgresql+psycopg://bob@db/x?sslmode=require&password=pw%26") == "pw&"
-    assert url_password("postgresql://bob:inline@db/x?password=other") == "inline"
-    assert url_password("sqlite:///bridge.db") == ""
+    assert url_passwords("postgresql+psycopg://bob@db/x?sslmode=require&password=pw%26") == ("pw&",)
+    assert url_passwords("postgresql://bob:inline@db/x?password=other") == ("inline", "other")
+    assert url_passwords("postgresql://bob@db/x?sslpassword=key1&x=1") == ("key1",)
+    assert url_passwords("sqlite:///bridge.db") == ()
 
 
 def _with_secrets_in_title(tmp_path: Path) -> tuple[Any, Any, int]:

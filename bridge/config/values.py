@@ -158,11 +158,15 @@ def as_database_url(value: Any, path: str) -> str:
             raise ConfigError(
                 path, "the user info holds '/', '?' or '#': percent-encode them (%2F, %3F, %23)"
             )
-        problem = port_problem(authority)
+        problem = port_problem(authority, show=False)
         if problem:
             raise ConfigError(path, problem)
     for prefix in ("sqlite:///", PSYCOPG_SCHEME):
         if url.startswith(prefix) and len(url) > len(prefix):
             return url
+    if path.endswith("_FILE") and "://" not in url:  # a password file named by mistake
+        raise ConfigError(
+            path, "must hold a sqlite:/// or postgresql:// url; what it holds is no url (not shown)"
+        )
     shown = redact_url(url)
     raise ConfigError(path, f"must be a sqlite:/// or postgresql:// url, got {shown!r}")
