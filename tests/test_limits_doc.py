@@ -609,8 +609,16 @@ def flag_numbers(row: Row, tmp: Path) -> None:
     most = one_number(row) if seconds else None
     low = "0.001" if seconds else "1"
     refused = ["0", "-1", "nan", "x"] + ([str(most + 1), "inf"] if seconds else ["1.5"])
+    from bridge.commands.common import COUNT_MOST
+
     for flag in named:
-        for value in refused:
+        if not seconds:  # each count flag's own most, as the row states it
+            stated = re.search(rf"`{flag}`[^|]*? at most ([\d,]+)", row.bound)
+            assert stated and int(stated[1].replace(",", "")) == COUNT_MOST[flag], flag
+            refused_here = [*refused, str(COUNT_MOST[flag] + 1), "99999999999999999999"]
+        else:
+            refused_here = refused
+        for value in refused_here:
             out = io.StringIO()
             with contextlib.redirect_stderr(out), pytest.raises(SystemExit) as done:
                 main([*flags[flag], flag, value], {})
@@ -618,8 +626,9 @@ def flag_numbers(row: Row, tmp: Path) -> None:
         from bridge.commands.common import count
         from bridge.commands.common import seconds as seconds_of
 
-        taken = seconds_of if seconds else count
-        assert taken(low) > 0 and (most is None or taken(str(most)) == most)
+        taken = seconds_of if seconds else count(flag)
+        top = most if seconds else COUNT_MOST[flag]
+        assert taken(low) > 0 and taken(str(top)) == top
 
 
 def sync_window(row: Row, tmp: Path) -> None:

@@ -52,15 +52,28 @@ def seconds(text: str) -> float:
     return value
 
 
-def count(text: str) -> int:
-    """A count flag's value (--threads, --workers, --connections): a whole number, at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1: got {text!r}")
-    return value
+# The most of each count flag: enough for any one machine; a number past it (a typo, a
+# runaway script) would fork processes or start threads until the host ran out of memory.
+COUNT_MOST = {"--workers": 64, "--threads": 64, "--connections": 10_000}
+
+
+def count(flag: str) -> Callable[[str], int]:
+    """The parser of count flag ``flag`` (--threads, --workers, --connections): a whole
+    number from 1 up to its most (COUNT_MOST)."""
+    most = COUNT_MOST[flag]
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from 1 to {most:,}: got {text[:40]!r}"
+            )
+        return value
+
+    return parse
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> int:

@@ -95,14 +95,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=count,
+        type=count("--workers"),
         default=2,
         metavar="N",
         help="gunicorn worker processes (default: 2)",
     )
     parser.add_argument(
         "--connections",
-        type=count,
+        type=count("--connections"),
         default=1000,
         metavar="N",
         help="most connections one process holds at once (default: 1000)",

@@ -111,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flag(parser)
     parser.add_argument(
         "--threads",
-        type=count,
+        type=count("--threads"),
         default=2,
         metavar="N",
         help="delivery threads in this process (default: 2)",
