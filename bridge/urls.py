@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from bridge.redact import redact_url
+
 # PRODUCT.md: CORTEX_API_URL, the config's cortex.url and the Action's cortex-api-url input
 # all default to Cortex's SaaS API.
 CORTEX_URL = "https://api.getcortexapp.com"
@@ -58,6 +60,46 @@ def api_authority_problem(netloc: str) -> str | None:
             "(credentials come only from the environment, e.g. CORTEX_API_TOKEN)"
         )
     return port_problem(netloc)
+
+
+def base_url_problem(url: str, *, query: bool = False) -> str | None:
+    """What keeps ``url`` from being an http(s) base URL a token may be sent to, or None: a
+    host (a DNS name or an IP address) and no user info; a port from 1 to 65535; no query or
+    fragment unless ``query`` (an http source's list URL may carry one: a base URL that did
+    would send its requests elsewhere than said). The config, ``send`` and the Action check
+    CORTEX_API_URL by this one rule.
+
+    User info is refused, not ignored: in ``https://api.getcortexapp.com@evil.example`` the
+    host is ``evil.example``, and the Cortex token would be sent there.
+    """
+    shown = redact_url(url)
+    bad = f"must be an http(s) url, got {shown[:200]!r}"
+    if not re.fullmatch(r"https?://[^/\s?#]+([/?#]\S*)?", url, flags=re.IGNORECASE):
+        return bad
+    try:  # the port is port_problem's to judge, below
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # "[::1" and the like
+        return bad
+    bracketed = "[" in parts.netloc or "]" in parts.netloc
+    if bracketed and not re.fullmatch(r"(?:[^@]*@)?\[[0-9A-Fa-f:.]+\](?::\d*)?", parts.netloc):
+        # "[::1]x:5": http.client would refuse it on every try, as a connection failure.
+        return bad
+    if not query and (parts.query or "?" in url):
+        return f"must be a base url with no '?' or '#', got {shown[:200]!r}"
+    if parts.fragment or "#" in url:  # never sent: a url that has one is not what it says
+        return f"must be a url with no '#', got {shown[:200]!r}"
+    problem = api_authority_problem(parts.netloc)
+    if problem:
+        return problem
+    if not host:
+        return f"must name a host, got {shown[:200]!r}"
+    if not bracketed:
+        try:  # "a..b", a label past 63 characters: no name a connection could be made to
+            host.encode("idna")
+        except UnicodeError:
+            return f"must name a host that is a DNS name or an IP address, got {shown[:200]!r}"
+    return None
 
 
 # REST API URLs, not pages: api.github.com (api.<name>.ghe.com on GHE.com), GHES "/api/v3/"

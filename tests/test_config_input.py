@@ -113,18 +113,22 @@ def test_a_plain_cortex_url_still_works() -> None:
 @pytest.mark.parametrize(
     ("url", "given"),
     [
-        pytest.param("postgresql://h:99999/db", "99999", id="too-big"),
-        pytest.param("postgresql://h:abc/db", "abc", id="not-a-number"),
+        pytest.param("postgresql+psycopg://bridge:pw-9f1c@h:99999/db", "99999", id="too-big"),
+        pytest.param("postgresql://bridge@h:abc/db", "abc", id="not-a-number"),
         pytest.param("postgresql+psycopg://bridge:pw-9f1c@h:-1/db", "-1", id="negative"),
-        pytest.param("postgresql://h:0/db", "0", id="zero"),
+        pytest.param("postgresql://bridge@h:0/db", "0", id="zero"),
+        # No '@': what stands as the port may be the password ("user:pw-9f1c/db"), not shown.
+        pytest.param("postgresql://h:99999/db", None, id="no-user-too-big"),
+        pytest.param("postgresql://bridge:pw-9f1c/db", None, id="no-at-a-password"),
     ],
 )
-def test_a_database_url_with_a_bad_port_is_one_line(capsys, url: str, given: str) -> None:
+def test_a_database_url_with_a_bad_port_is_one_line(capsys, url: str, given: str | None) -> None:
     for command in (["check-config"], ["deliveries", "list"]):
         code, out, err = cli(capsys, {"BRIDGE_DATABASE_URL": url}, *command)
         assert code == 2 and out == ""
-        one_line_error(err, "BRIDGE_DATABASE_URL", f"got {given!r}")
-        assert "pw-9f1c" not in err
+        said = f"got {given!r}" if given else "port must be a number from 1 to 65535 (no '@'"
+        one_line_error(err, "BRIDGE_DATABASE_URL", said)
+        assert "pw-9f1c" not in err and (given is not None or "got" not in err)
 
 
 def test_a_bad_port_in_the_config_file_names_the_key(tmp_path: Path) -> None:

@@ -377,7 +377,7 @@ def test_without_any_id_send_warns_once_and_does_not_key_by_time(
         (["--type", "redeploy"], "error: --type: 'redeploy' is not one of"),
         (["--sha=--output=/tmp/x"], "error: --sha: '--output=/tmp/x' is not a commit sha"),
         (["--url", "ftp://x"], "error: --url: 'ftp://x' is not an http(s) URL"),
-        (["--cortex-api-url", "x"], "error: --cortex-api-url: 'x' is not an http(s) URL"),
+        (["--cortex-api-url", "x"], "error: --cortex-api-url: must be an http(s) url, got 'x'"),
         pytest.param(
             ["--cortex-api-url", "https://api.getcortexapp.com:hunter2@evil.example"],
             "error: --cortex-api-url: must not hold a user or password ('...@'): its host "
@@ -409,10 +409,31 @@ def test_missing_token_names_the_variable(capsys: pytest.CaptureFixture[str]) ->
     assert err == "error: CORTEX_API_TOKEN: no Cortex API token given\n"
 
 
-def test_bad_cortex_api_url_variable_is_named(capsys: pytest.CaptureFixture[str]) -> None:
-    env = {"CORTEX_API_TOKEN": TOKEN, "CORTEX_API_URL": "api.example"}
-    assert main(["send", "--entity-tag", "svc"], env) == 2
-    assert capsys.readouterr().err.startswith("error: CORTEX_API_URL: 'api.example' is not")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "api.example",
+        # Each was an internal error (send's check was looser than the config's).
+        "http://[::1",
+        "http://exa mple.com",
+        "http://:80",
+        "http://[zz]:1",
+        "http://a..b",
+        "http://" + "a" * 300 + ".example",
+        # Accepted, and the fragment swallowed the API's path.
+        "http://127.0.0.1:1?x#y",
+    ],
+)
+def test_bad_cortex_api_url_variable_is_named(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    from bridge.config import load_config
+    from bridge.errors import ConfigError
+
+    env = {"CORTEX_API_TOKEN": TOKEN, "CORTEX_API_URL": url}
+    assert main(["send", "--entity-tag", "svc", "--type", "DEPLOY"], env) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: CORTEX_API_URL: ") and err.count("\n") == 1, err
+    with pytest.raises(ConfigError, match="CORTEX_API_URL"):  # the config's one rule, the same
+        load_config(None, env)
 
 
 def _git_repo(path: Path) -> str:

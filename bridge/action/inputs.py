@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
 
 from bridge.errors import InputError, UsageError
 from bridge.model import HEX_SHA, MAX_NAME, DeployRef, DeployType, has_control
 from bridge.times import parse_timestamp
-from bridge.urls import CORTEX_URL, api_authority_problem
+from bridge.urls import CORTEX_URL, base_url_problem
 
 TYPES = ("auto", *(t.value for t in DeployType))
 
@@ -269,12 +268,13 @@ def parse_url(name: str, value: str) -> str:
 
 
 def parse_api_url(name: str, value: str) -> str:
-    """An http(s) URL the Cortex token is sent to: no user info, a port from 1 to 65535."""
-    text = parse_url(name, value)
-    problem = api_authority_problem(urlsplit(text).netloc)
+    """An http(s) base URL the Cortex token is sent to, by the rule the config checks
+    CORTEX_API_URL by (:func:`bridge.urls.base_url_problem`)."""
+    text = value.strip()
+    problem = base_url_problem(text)
     if problem:
         raise InputError(name, problem)
-    return text
+    return text.rstrip("/")
 
 
 def parse_when(value: str, default: datetime) -> datetime:

@@ -8,12 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from bridge.config.settings import ALL_SECRETS, SECRET_HOMES, SECRET_KEY
 from bridge.errors import ConfigError
 from bridge.redact import redact_url
-from bridge.urls import PSYCOPG_SCHEME, api_authority_problem, port_problem, psycopg_url
+from bridge.urls import PSYCOPG_SCHEME, base_url_problem, port_problem, psycopg_url
 
 
 def _join(path: str, key: object) -> str:
@@ -114,29 +113,10 @@ def as_choice(value: Any, path: str, choices: Any) -> str:
 
 
 def http_url(value: Any, path: str, *, query: bool = False) -> str:
-    """An http(s) base URL with a host and no user info, without its trailing ``/``; with no
-    query or fragment unless ``query`` (an http source's list URL may carry one: a base URL
-    that did would send its requests elsewhere than said).
-
-    User info is refused, not ignored: in ``https://api.getcortexapp.com@evil.example`` the
-    host is ``evil.example``, and the Cortex token would be sent there.
-    """
+    """An http(s) base URL a token may be sent to, without its trailing ``/``
+    (:func:`bridge.urls.base_url_problem`, the rule every face checks)."""
     url = as_string(value, path).strip()
-    if not re.fullmatch(r"https?://[^/\s?#]+([/?#]\S*)?", url):
-        raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}")
-    try:  # the port is port_problem's to judge, below
-        parts = urlsplit(url)
-    except ValueError:  # "[::1" and the like
-        raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}") from None
-    bracketed = "[" in parts.netloc or "]" in parts.netloc
-    if bracketed and not re.fullmatch(r"(?:[^@]*@)?\[[0-9A-Fa-f:.]+\](?::\d*)?", parts.netloc):
-        # "[::1]x:5": http.client would refuse it on every try, as a connection failure.
-        raise ConfigError(path, f"must be an http(s) url, got {redact_url(url)!r}")
-    if not query and (parts.query or "?" in url):
-        raise ConfigError(path, f"must be a base url with no '?' or '#', got {redact_url(url)!r}")
-    if parts.fragment or "#" in url:  # never sent: a url that has one is not what it says
-        raise ConfigError(path, f"must be a url with no '#', got {redact_url(url)!r}")
-    problem = api_authority_problem(parts.netloc)
+    problem = base_url_problem(url, query=query)
     if problem:
         raise ConfigError(path, problem)
     return url.rstrip("/")
@@ -158,7 +138,7 @@ def as_database_url(value: Any, path: str) -> str:
             raise ConfigError(
                 path, "the user info holds '/', '?' or '#': percent-encode them (%2F, %3F, %23)"
             )
-        problem = port_problem(authority, show=False)
+        problem = port_problem(authority, show="@" in authority)  # else a password may stand there
         if problem:
             raise ConfigError(path, problem)
     for prefix in ("sqlite:///", PSYCOPG_SCHEME):
