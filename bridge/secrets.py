@@ -70,7 +70,15 @@ def secret_from(environ: Mapping[str, str], name: str) -> str:
     source, value = variable_or_file(environ, name)
     if has_control(value):
         raise UsageError(f"{source}: {NOT_ONE_LINE}")
+    if name not in HMAC_KEYS and not value.isascii():
+        raise UsageError(f"{source}: {NOT_ASCII}")
     return value
+
+
+# The secrets that are HMAC keys (any text: the sender signs with its UTF-8 bytes); every
+# other is a token that goes into, or is compared with, an HTTP header as it is.
+HMAC_KEYS = frozenset({VARIABLE["github-webhook"], VARIABLE["flux-webhook"]})
+NOT_ASCII = "the token holds a character outside ASCII; an HTTP header carries it as it is"
 
 
 # A token goes into an HTTP header, where the HTTP library would refuse a second line in a

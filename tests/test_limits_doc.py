@@ -577,7 +577,7 @@ def ports(row: Row, tmp: Path) -> None:
 
 def one_line_secrets(row: Row, tmp: Path) -> None:
     assert {"CORTEX_API_TOKEN", "GITHUB_WEBHOOK_SECRET", "cortex-api-token"} <= set(row.names())
-    from bridge.secrets import ALL_SECRETS, secret_from
+    from bridge.secrets import ALL_SECRETS, NOT_ASCII, secret_from
 
     path = tmp / "secret"
     for name in ALL_SECRETS:
@@ -592,6 +592,15 @@ def one_line_secrets(row: Row, tmp: Path) -> None:
             with pytest.raises(UsageError) as caught:
                 secret_from({f"{name}_FILE": str(path)}, name)
             assert str(caught.value).startswith(f"{name}_FILE: ")
+        # A token goes into a header as it is: "abc€" was an internal error (latin-1).
+        if name in ("GITHUB_WEBHOOK_SECRET", "FLUX_WEBHOOK_SECRET"):  # HMAC keys: any text
+            assert secret_from({name: "clé-€"}, name) == "clé-€"
+            assert f"`{name}`" in row.bound
+            continue
+        with pytest.raises(UsageError) as caught:
+            secret_from({name: "abc€"}, name)
+        assert str(caught.value) == f"{name}: {NOT_ASCII}" and "\u20ac" not in NOT_ASCII
+    assert "ASCII only" in row.bound
 
 
 def flag_numbers(row: Row, tmp: Path) -> None:

@@ -748,3 +748,14 @@ def test_custom_data_nested_too_deep_is_refused_naming_the_flag(
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: --custom-data: ") and "nest" in err, err
     assert cortex.all_deploys() == []
+
+
+def test_a_token_outside_ascii_is_refused_naming_it(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was "internal error (UnicodeEncodeError ...)": a header carries latin-1 at most.
+    env = {**gitlab, "CORTEX_API_TOKEN": "abc\u20ac"}
+    assert main(["send", "--entity-tag", "payments-api"], env) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: CORTEX_API_TOKEN: ") and "abc" not in err, err
+    assert cortex.all_deploys() == []

@@ -32,7 +32,7 @@ from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexError, InputError, InvalidDeploy, UsageError
 from bridge.model import DeployEvent, DeployRef, check_deploy, has_control
 from bridge.record.retrying import Outcome, record
-from bridge.secrets import NOT_ONE_LINE, secret_from
+from bridge.secrets import NOT_ASCII, NOT_ONE_LINE, secret_from
 from bridge.urls import CORTEX_URL
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -113,6 +113,8 @@ def run_step(
         token = inputs.cortex_api_token or secret_from(environ, TOKEN_VARIABLE)
         if has_control(token):  # the input's (the variable's was refused, naming it)
             raise InputError("cortex-api-token", NOT_ONE_LINE)
+        if not token.isascii():
+            raise InputError("cortex-api-token", NOT_ASCII)
         reporter.add_secret(token)
         if not token and not inputs.dry_run:
             raise InputError("cortex-api-token", "no Cortex API token given")
