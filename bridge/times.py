@@ -13,10 +13,11 @@ from datetime import datetime, timedelta, timezone
 _TIMESTAMP = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<minute>\d{2}:\d{2})"
     r"(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d+))?)?"
-    r"\s*(?P<zone>UTC|[Zz]|[+-]\d{2}(?::?\d{2})?)?"
+    r"\s*(?P<zone>UTC|[Zz]|[+-]\d{2}(?::?\d{2})?)?",
+    re.ASCII,  # 0-9 only: "\d" would take Arabic-Indic and other digits
 )
 # Unix seconds: what `date +%s` gives, and CI systems' epoch variables.
-_EPOCH = re.compile(r"\d{9,11}(\.\d+)?")
+_EPOCH = re.compile(r"\d{9,11}(\.\d+)?", re.ASCII)
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -120,6 +120,8 @@ REFUSED = [
     "2026-01-10T10:00:60Z",
     "2026-01-10T10:00:00+25:00",
     "20260110T100000Z",  # ISO 8601's basic form: no source sends it, and 3.10 refuses it
+    "\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660",  # Arabic-Indic digits
+    "\uff12\uff10\uff12\uff16-01-10T10:00:00Z",  # full-width digits
 ]
 
 

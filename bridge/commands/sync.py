@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 EXIT_MISSING = 3  # --dry-run found deploys Cortex lacks
 DEFAULT_SINCE = "30d"
-_DURATION = re.compile(r"(\d+)([dhm])")
+_DURATION = re.compile(r"(\d+)([dhm])", re.ASCII)
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 EPILOG = f"""\
