@@ -285,17 +285,33 @@ def _check_entities(entities: Sequence[str], max_entities: int | None) -> None:
             f"server.max_entities_per_event ({max_entities})",
         )
     for tag in entities:
-        if not tag.strip():
-            problem = "is empty"
-        elif tag in (".", ".."):
-            problem = f"is {tag!r}, which names no entity"
-        elif len(tag) > MAX_NAME:
-            problem = f"is {len(tag)} characters long; at most {MAX_NAME}"
-        elif _CONTROL.search(tag) is not None:
-            problem = "holds a control character"
-        else:
-            continue
-        raise InvalidDeploy("entity", f"entity {_shown(tag)} {problem}")
+        problem = entity_problem(tag)
+        if problem is not None:
+            raise InvalidDeploy("entity", f"entity {_shown(tag)} {problem}")
+
+
+def entity_problem(tag: str) -> str | None:
+    """What keeps ``tag`` from being a Cortex entity tag, or None: the one rule, for an
+    event's entities and the config's routes alike."""
+    if not tag.strip():
+        return "is empty"
+    if tag in (".", ".."):
+        return f"is {tag!r}, which names no entity"
+    if len(tag) > MAX_NAME:
+        return f"is {len(tag)} characters long; at most {MAX_NAME}"
+    if _CONTROL.search(tag) is not None:
+        return "holds a control character"
+    return None
+
+
+def environment_problem(name: str) -> str | None:
+    """What keeps ``name`` from being an environment's name, or None (as the event's is
+    checked: no control character, at most MAX_NAME characters)."""
+    if _CONTROL.search(name) is not None:
+        return "holds a control character"
+    if len(name) > MAX_NAME:
+        return f"is {len(name)} characters long; at most {MAX_NAME}"
+    return None
 
 
 def _shown(value: str, limit: int = 60) -> str:

@@ -1342,3 +1342,31 @@ def test_describe_http_sources_and_their_reconcile() -> None:
     ) in lines
     assert "sync: every 15 min, the last 48 h of github acme/api, http shipyard" in lines
     assert not any(line.startswith("http_sources") for line in describe(Config()))
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"routes": [{"match": {"repository": "acme/*"}, "entities": ["a\x1bb"]}]}, "entities[0]"),
+        (
+            {"routes": [{"match": {"repository": "acme/*"}, "entities": ["ok", ".."]}]},
+            "entities[1]",
+        ),
+        ({"routes": [{"match": {"repository": "acme/*"}, "entities": ["x" * 256]}]}, "entities[0]"),
+        ({"routes": [{"match": {"repository": "acme/*"}, "entities": ["a\u202e{repo}"]}]}, "[0]"),
+        (
+            {"routes": [{"match": {"repository": "*"}, "entities": ["x"], "environment": "a\nb"}]},
+            "routes[0].environment",
+        ),
+        ({"environments": {"rename": {"prod": "pro\x00d"}}}, "environments.rename.prod"),
+        ({"workflows": [{"match": {"workflow": "*"}, "environment": "p" * 256}]}, "environment"),
+    ],
+)
+def test_a_route_value_every_event_would_be_refused_for_is_refused_at_load(
+    data: dict[str, Any], key: str
+) -> None:
+    # check-config said OK, and the receiver answered every matching webhook 400 (GitHub does
+    # not retry): the model's rule for an entity and an environment, checked at load.
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert key in str(caught.value), caught.value

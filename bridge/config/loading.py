@@ -55,6 +55,7 @@ from bridge.config.values import (
     http_url,
 )
 from bridge.errors import ConfigError
+from bridge.model import entity_problem, environment_problem, has_control
 
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
 
@@ -200,6 +201,15 @@ def _parse_route(value: Any, path: str) -> RouteRule:
         raise ConfigError(f"{path}.entities", "must list at least one entity")
     for j, template in enumerate(entities):
         _check_template(template, f"{path}.entities[{j}]")
+        # The model's rule for an entity, on the template's own text: a tag every event the
+        # route matches would be refused for (a 400 GitHub does not retry) is refused here.
+        literal = "".join(text for text, *_ in string.Formatter().parse(template))
+        if literal == template:  # no placeholder: the tag itself
+            problem = entity_problem(template)
+        else:
+            problem = "holds a control character" if has_control(literal) else None
+        if problem is not None:
+            raise ConfigError(f"{path}.entities[{j}]", f"{template[:60]!r} {problem}")
         if "{project}" in template and match.source not in (None, "argocd"):
             raise ConfigError(
                 f"{path}.entities[{j}]",
@@ -208,7 +218,7 @@ def _parse_route(value: Any, path: str) -> RouteRule:
     globs = as_strings(data.get("payload_entities", []), f"{path}.payload_entities")
     environment = data.get("environment")
     if environment is not None:
-        environment = as_string(environment, f"{path}.environment")
+        environment = _environment(environment, f"{path}.environment")
     return RouteRule(path, match, entities, payload_entities=globs, environment=environment)
 
 
@@ -220,7 +230,7 @@ def _parse_workflows(value: Any) -> tuple[WorkflowRule, ...]:
         match = _parse_match(as_required(data, "match", path), f"{path}.match", route=False)
         environment = data.get("environment")
         if "environment" in data:
-            environment = as_string(environment, f"{path}.environment")
+            environment = _environment(environment, f"{path}.environment")
         rules.append(WorkflowRule(path, match, environment))
     return tuple(rules)
 
@@ -268,7 +278,7 @@ def _parse_environments(value: Any) -> Environments:
         raise ConfigError("environments.include", "must list at least one glob ('*': all)")
     rename = {}
     for key, target in as_mapping(data.get("rename"), "environments.rename", None).items():
-        rename[key] = as_string(target, f"environments.rename.{key}")
+        rename[key] = _environment(target, f"environments.rename.{key}")
     return Environments(
         include=include,
         exclude=as_strings(data.get("exclude", []), "environments.exclude"),
@@ -383,6 +393,15 @@ def _check_source_names(config: Config) -> None:
             raise ConfigError(
                 f"sync.http[{i}]", f"no http_sources entry named {name!r} (configured: {known})"
             )
+
+
+def _environment(value: Any, path: str) -> str:
+    """An environment's name the config gives, by the model's rule for an event's."""
+    name = as_string(value, path)
+    problem = environment_problem(name)
+    if problem is not None:
+        raise ConfigError(path, f"{name[:60]!r} {problem}")
+    return name
 
 
 def _check_template(template: str, path: str) -> None:
