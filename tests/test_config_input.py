@@ -189,3 +189,31 @@ def test_a_secret_file_that_cannot_be_read_is_one_line(
     assert (done.returncode, done.stdout) == (2, ""), done.stderr
     one_line_error(done.stderr, f"{variable}_FILE", reason)
     assert CONTENT not in done.stderr
+
+
+@pytest.mark.parametrize("made", ["fifo", "big", "deep", "device"])
+def test_a_config_file_that_is_no_config_is_one_line_quickly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, made: str
+) -> None:
+    # /dev/zero grew to 9 GB; a pipe hung for good; 5,000 nested brackets were an internal
+    # error.
+    path = tmp_path / "bridge.yaml"
+    if made == "fifo":
+        os.mkfifo(path)
+    elif made == "big":
+        path.write_text("# a comment\n" * 100_000)
+    elif made == "deep":
+        path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    else:
+        path = Path("/dev/zero")
+    code, out, err = cli(capsys, {}, "check-config", str(path))
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert str(path) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["check-config", ""], ["check-config", "--config", " "]])
+def test_an_empty_config_path_is_refused_not_taken_for_none(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, err = cli(capsys, {}, *argv)
+    assert code == 2 and "the path is empty" in err and "config OK" not in out

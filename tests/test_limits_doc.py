@@ -540,12 +540,35 @@ def page_limit(row: Row, tmp: Path) -> None:
 
 
 def config_file(row: Row, tmp: Path) -> None:
+    from bridge.action.resolve import MAX_DESCRIPTOR_BYTES, descriptor_tag
+    from bridge.config.loading import MAX_CONFIG_BYTES
+
+    assert "at most 1 MiB" in row.bound and MAX_CONFIG_BYTES == MAX_DESCRIPTOR_BYTES == 1 << 20
     path = tmp / "bridge.yaml"
-    for data in (b"routes: []\n\x00\n", b"routes: []\n\x07\n", b"\xff\xfe routes"):
+    most = b"#" * (MAX_CONFIG_BYTES - 1) + b"\n"
+    for data in (
+        b"routes: []\n\x00\n",
+        b"routes: []\n\x07\n",
+        b"\xff\xfe routes",
+        most + b"#",
+        b"a: " + b"[" * 5000 + b"]" * 5000,
+    ):
         path.write_bytes(data)
         with pytest.raises(BridgeError) as caught:
             load_config(path, {})
         assert str(path) in str(caught.value)
+    path.write_bytes(most)
+    assert load_config(path, {}) == load_config(None, {})  # 1 MiB: read
+    for other in (tmp, Path("/dev/null")):
+        with pytest.raises(ConfigError, match="cannot read the config file"):
+            load_config(other, {})
+    with pytest.raises(ConfigError, match="path is empty"):
+        load_config("", {})
+    descriptor = tmp / "workspace"
+    descriptor.mkdir()
+    (descriptor / "cortex.yaml").write_bytes(most + b"#")
+    with pytest.raises(UsageError, match=r"cortex\.yaml: larger than"):
+        descriptor_tag(str(descriptor))
 
 
 def cortex_url(row: Row, tmp: Path) -> None:

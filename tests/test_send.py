@@ -759,3 +759,16 @@ def test_a_token_outside_ascii_is_refused_naming_it(
     err = capsys.readouterr().err
     assert err.startswith("error: CORTEX_API_TOKEN: ") and "abc" not in err, err
     assert cortex.all_deploys() == []
+
+
+def test_a_token_file_that_is_a_pipe_is_refused_not_waited_on(
+    gitlab: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    pipe = tmp_path / "token"
+    os.mkfifo(pipe)
+    env = {**gitlab, "CORTEX_API_TOKEN_FILE": str(pipe)}
+    del env["CORTEX_API_TOKEN"]
+    assert main(["send", "--entity-tag", "payments-api"], env) == 2  # it hung for good
+    assert "CORTEX_API_TOKEN_FILE: " in capsys.readouterr().err

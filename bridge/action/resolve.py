@@ -104,6 +104,10 @@ def read_event_file(path: str | None) -> tuple[dict[str, Any], str | None]:
     return data, None
 
 
+# A Cortex descriptor is a page or two; one past this is not read (nor parsed) for its tag.
+MAX_DESCRIPTOR_BYTES = 1024 * 1024
+
+
 def descriptor_tag(workspace: str | None) -> str | None:
     """``info.x-cortex-tag`` from cortex.yaml / cortex.yml at the workspace root, if any."""
     root = Path(workspace or ".")
@@ -111,10 +115,12 @@ def descriptor_tag(workspace: str | None) -> str | None:
         path = root / name
         if not path.is_file():
             continue
+        if path.stat().st_size > MAX_DESCRIPTOR_BYTES:
+            raise UsageError(f"{name}: larger than {MAX_DESCRIPTOR_BYTES} bytes; not read")
         yaml = import_yaml(name)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
             raise UsageError(f"{name}: cannot read it ({type(exc).__name__})") from None
         info = data.get("info") if isinstance(data, dict) else None
         tag = info.get("x-cortex-tag") if isinstance(info, dict) else None

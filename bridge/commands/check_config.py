@@ -112,6 +112,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     if args.path and args.config and args.path != args.config:
         return fail("give the config file once: PATH or --config, not both")
+    for flag, given in (("PATH", args.path), ("--config", args.config)):
+        if given is not None and not given.strip():  # "check-config $UNSET_VARIABLE"
+            return fail(f"{flag}: the path is empty")
     path = args.path or args.config or environ.get("BRIDGE_CONFIG") or None
     try:
         config = load_config(path, environ)

@@ -86,7 +86,10 @@ def load(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
     """The config from ``--config`` or ``BRIDGE_CONFIG``, environment overrides applied."""
     from bridge.config import load_config
 
-    path = getattr(args, "config", None) or environ.get("BRIDGE_CONFIG") or None
+    given = getattr(args, "config", None)
+    if given is not None and not given.strip():  # an unset variable in a script: "--config $X"
+        raise UsageError("--config: the path is empty")
+    path = given or environ.get("BRIDGE_CONFIG") or None
     return load_config(path, environ)
 
 

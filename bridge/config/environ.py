@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -48,6 +50,11 @@ def read_file_variable(variable: str, path: str) -> str:
     file cannot be opened or read, is not UTF-8 text, or is longer than any secret.
     """
     try:
+        # Asked before it is opened: opening a pipe waits for a writer, for good.
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            what = "is a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise ConfigError(variable, f"cannot read {path!r} ({what})")
         with open(path, "rb") as file:
             data = file.read(MAX_FILE_VARIABLE_BYTES + 1)
     except OSError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import string
 from collections.abc import Hashable, Mapping
 from types import MappingProxyType
@@ -90,14 +91,9 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str])
     if path is None:
         return parse_config(None, environ=environ)
     name = os.fspath(path)
-    try:
-        with open(name, encoding="utf-8") as file:
-            text = file.read()
-    except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        raise ConfigError(name, f"cannot read the config file: {reason}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(name, "cannot read the config file: not utf-8 text") from exc
+    if not name.strip():
+        raise ConfigError("config", "the config file's path is empty")
+    text = _read_text(name)
     try:
         # The loader's constructor already reads, and refuses NUL and other control bytes.
         loader = _StrictLoader(text)
@@ -107,7 +103,35 @@ def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str])
             loader.dispose()
     except yaml.YAMLError as exc:
         raise _yaml_error(name, exc, text) from None
+    except RecursionError:
+        raise ConfigError(name, "invalid yaml: nested too deeply") from None
     return parse_config(data, environ=environ)
+
+
+# A config file is a page or two; a path to something else (a log, /dev/zero, a pipe) is
+# refused before it is read whole.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _read_text(name: str) -> str:
+    """The config file's text: a regular file of UTF-8 text, at most MAX_CONFIG_BYTES."""
+    try:
+        # Asked before it is opened: opening a pipe waits for a writer, for good.
+        mode = os.stat(name).st_mode
+        if not stat.S_ISREG(mode):
+            what = "is a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise ConfigError(name, f"cannot read the config file: {what}")
+        with open(name, "rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError(name, f"cannot read the config file: {reason}") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(name, f"the config file is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(name, "cannot read the config file: not utf-8 text") from exc
 
 
 def _yaml_error(name: str, exc: yaml.YAMLError, text: str) -> ConfigError:
