@@ -167,7 +167,7 @@ SECRETS = (
         pytest.param(
             "cortex: {timeout_seconds: 0}",
             "cortex.timeout_seconds",
-            "must be a positive number, got 0",
+            "must be a positive number, at most 3,600: got 0",
             id="timeout-zero",
         ),
         pytest.param(
@@ -612,14 +612,34 @@ SECRETS = (
         pytest.param(
             "delivery: {dead_letter_after_seconds: -5}",
             "delivery.dead_letter_after_seconds",
-            "must be a positive number, got -5",
+            "must be a positive number, at most 31,622,400: got -5",
             id="dead-letter-negative",
         ),
         pytest.param(
             "delivery: {lease_seconds: .inf}",
             "delivery.lease_seconds",
-            "must be a positive number, got inf",
+            "must be a positive number, at most 86,400: got inf",
             id="lease-inf",
+        ),
+        # Past their most, the date arithmetic overflowed: a reconcile thread dead from its
+        # first run, a worker that never delivered (docs/limits.md).
+        pytest.param(
+            "sync: {interval_minutes: 100000000000000}",
+            "sync.interval_minutes",
+            "must be a positive number, at most 10,080: got 100000000000000",
+            id="interval-huge",
+        ),
+        pytest.param(
+            "sync: {look_back_hours: 99999999999}",
+            "sync.look_back_hours",
+            "at most 87,840",
+            id="look-back-huge",
+        ),
+        pytest.param(
+            "delivery: {dead_letter_after_seconds: 200000000000000}",
+            "delivery.dead_letter_after_seconds",
+            "at most 31,622,400",
+            id="dead-letter-huge",
         ),
         pytest.param(
             "delivery: {lease_seconds: 5}",

@@ -539,6 +539,27 @@ def page_limit(row: Row, tmp: Path) -> None:
         assert client.get(f"/api/deliveries?limit={limit}", headers=auth).status_code == status
 
 
+def config_times(row: Row, tmp: Path) -> None:
+    from bridge.config.settings import MOST_SETTING
+
+    stated = [int(n.replace(",", "")) for n in re.findall(r"(\d{1,3}(?:,\d{3})*) \(", row.bound)]
+    assert sorted(set(stated)) == sorted({int(v) for v in MOST_SETTING.values()}), stated
+    for key, most in MOST_SETTING.items():
+        assert f"`{key}`" in row.what or f"`{key.split('.')[-1]}`" in row.what, key
+        section, _, name = key.rpartition(".")
+        here: dict[str, Any] = {name: most}
+        if section == "http_sources.*":
+            continue  # an http source's own shape: checked in test_config
+        if section == "delivery" and name != "lease_seconds":
+            here["lease_seconds"] = 86400  # longer than the timeout, as the lease must be
+        if name == "backoff_base_seconds":
+            here["backoff_max_seconds"] = most
+        lease = {} if section != "cortex" else {"delivery": {"lease_seconds": 86400}}
+        parse_config({section: here, **lease})
+        with pytest.raises(ConfigError, match=re.escape(f"{key}: must be a positive number")):
+            parse_config({section: {**here, name: most * 2}, **lease})
+
+
 def config_file(row: Row, tmp: Path) -> None:
     from bridge.action.resolve import MAX_DESCRIPTOR_BYTES, descriptor_tag
     from bridge.config.loading import MAX_CONFIG_BYTES
@@ -1600,6 +1621,7 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Admin API and `deliveries`", "`deliveries show ID`"): cli_ids,
     ("Admin API and `deliveries`", "`limit`"): page_limit,
     ("Configuration and the environment", "the config file"): config_file,
+    ("Configuration and the environment", "the config's times"): config_times,
     ("Configuration and the environment", "`cortex.url`"): cortex_url,
     ("Configuration and the environment", "a port in"): ports,
     ("Configuration and the environment", "a secret ("): one_line_secrets,

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from bridge.config.http_paths import ROOT, FieldPath, parse_path
 from bridge.config.http_presets import PRESETS
-from bridge.config.settings import DATABASE_VARIABLE, SECRET_KEY, SOURCES
+from bridge.config.settings import DATABASE_VARIABLE, MOST_SETTING, SECRET_KEY, SOURCES
 from bridge.config.values import (
     as_choice,
     as_integer,
@@ -198,7 +198,9 @@ def _parse_entry(name: str, entry: Any, path: str) -> HttpSourceSpec:
         environment=None if environment is None else as_string(environment, f"{path}.environment"),
         params=params,
         timeout_seconds=as_positive(
-            data.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS), f"{path}.timeout_seconds"
+            data.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
+            f"{path}.timeout_seconds",
+            MOST_SETTING["http_sources.*.timeout_seconds"],
         ),
         preset=data.get("preset"),
     )

@@ -24,6 +24,7 @@ from bridge.config.settings import (
     GITOPS_SOURCES,
     MOST_BODY_BYTES,
     MOST_ENTITIES,
+    MOST_SETTING,
     MOST_UNVERIFIED_BYTES,
     SOURCES,
     TEMPLATE_FIELDS,
@@ -191,7 +192,11 @@ def _parse_cortex(value: Any) -> CortexSettings:
         )
     return CortexSettings(
         url=http_url(data.get("url", DEFAULT_CORTEX_URL), "cortex.url"),
-        timeout_seconds=as_positive(data.get("timeout_seconds", 10), "cortex.timeout_seconds"),
+        timeout_seconds=as_positive(
+            data.get("timeout_seconds", 10),
+            "cortex.timeout_seconds",
+            MOST_SETTING["cortex.timeout_seconds"],
+        ),
         requests_per_minute=per_minute,
     )
 
@@ -338,7 +343,11 @@ def _parse_delivery(value: Any) -> DeliverySettings:
     if attempts < 0:
         raise ConfigError("delivery.max_attempts", f"must be 0 (unlimited) or more, got {attempts}")
     seconds = {
-        key: as_positive(data.get(key, getattr(defaults, key)), f"delivery.{key}")
+        key: as_positive(
+            data.get(key, getattr(defaults, key)),
+            f"delivery.{key}",
+            MOST_SETTING[f"delivery.{key}"],
+        )
         for key in keys
         if key != "max_attempts"
     }
@@ -368,10 +377,14 @@ def _parse_sync(value: Any) -> SyncSettings:
             raise ConfigError(f"sync.gitlab[{i}]", f"expected GROUP or GROUP/PROJECT, got {path!r}")
     return SyncSettings(
         interval_minutes=as_positive(
-            data.get("interval_minutes", defaults.interval_minutes), "sync.interval_minutes"
+            data.get("interval_minutes", defaults.interval_minutes),
+            "sync.interval_minutes",
+            MOST_SETTING["sync.interval_minutes"],
         ),
         look_back_hours=as_positive(
-            data.get("look_back_hours", defaults.look_back_hours), "sync.look_back_hours"
+            data.get("look_back_hours", defaults.look_back_hours),
+            "sync.look_back_hours",
+            MOST_SETTING["sync.look_back_hours"],
         ),
         github=github,
         gitlab=gitlab,

@@ -180,6 +180,20 @@ class ServerSettings:
         return max(self.max_unverified_bytes, self.max_body_bytes)
 
 
+# The most each number of the config may be (docs/limits.md): well past any use, well short
+# of what the date arithmetic or a timer can take.
+MOST_SETTING = {
+    "cortex.timeout_seconds": 3600.0,
+    "delivery.dead_letter_after_seconds": 366 * 86400.0,  # a year
+    "delivery.lease_seconds": 86400.0,
+    "delivery.backoff_base_seconds": 86400.0,
+    "delivery.backoff_max_seconds": 86400.0,
+    "sync.interval_minutes": 7 * 1440.0,  # a week
+    "sync.look_back_hours": 10 * 8784.0,  # ten years
+    "http_sources.*.timeout_seconds": 3600.0,
+}
+
+
 @dataclass(frozen=True)
 class DeliverySettings:
     """How the worker retries a stored event before it gives up on it."""

@@ -94,12 +94,14 @@ def as_integer(value: Any, path: str) -> int:
     return value
 
 
-def as_positive(value: Any, path: str) -> float:
-    """A number of seconds, greater than zero."""
+def as_positive(value: Any, path: str, most: float) -> float:
+    """A number (of seconds, minutes, hours) greater than zero, at most ``most``: past it the
+    date arithmetic it takes part in overflows (a crashed reconcile, a worker that never
+    delivers) long before it could mean anything."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(path, f"must be a number, got {_shown(value)}")
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(path, f"must be a positive number, got {value!r}")
+    if not 0 < value <= most:  # nan and inf too
+        raise ConfigError(path, f"must be a positive number, at most {most:,.0f}: got {value!r}")
     return float(value)
 
 
