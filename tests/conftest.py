@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -67,6 +68,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 TOKEN = "ctx-test-token-5f1e9a"
+# .ci/run sets it: the property tests try every example they name there, a tenth of them in
+# the default run (which stays within a minute on a small machine).
+THOROUGH = os.environ.get("BRIDGE_TEST_THOROUGH") == "1"
+
+
+def examples(thorough: int) -> int:
+    """How many examples a property test tries: ``thorough`` in CI, a tenth of it else."""
+    return thorough if THOROUGH else max(thorough // 10, 50)
 
 
 def load_sample(name: str) -> Any:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from bridge.ingest import MAX_RECEIVED_BYTES, received_copy
 from bridge.redact import MASK, mask_userinfo
+from tests.conftest import examples
 
 # What received.py used before: the reference the new search must agree with.
 PATTERN = re.compile(r"(?i)([a-z][a-z0-9+.-]{0,31}://)[^/\s\"'@]+@")
@@ -35,7 +36,7 @@ PIECES = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=3000)
+@settings(max_examples=examples(3000))
 @given(st.lists(PIECES, max_size=30).map("".join))
 @example("https://bot:p4ss@git.example/x")
 @example("a" * 31 + "://u@h")  # a 32-character scheme
@@ -75,7 +76,7 @@ TEXT = st.text(
 )
 
 
-@settings(max_examples=2000)
+@settings(max_examples=examples(2000))
 @given(TEXT, TEXT)
 @example('plain ASCII, a quote " and a backslash \\', "GitHub-Hookshot/1")
 @example("caf\u00e9 \u2028 \U0001f600", "")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bridge import logs
 from bridge.redact import redact
-from tests.conftest import bridge_logs_to
+from tests.conftest import bridge_logs_to, examples
 
 
 def test_a_secret_is_masked_wherever_it_appears() -> None:
@@ -56,7 +56,7 @@ def test_the_time_of_a_line_is_rfc3339_utc_with_milliseconds() -> None:
         assert json.loads(formatter.format(record))["time"] == want, created
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.text(min_size=8, max_size=40).filter(lambda s: s.strip() == s and "***" not in s))
 def test_no_spelling_of_any_secret_survives_a_log_line(secret: str) -> None:
     formatter = logs.JsonFormatter([secret])

@@ -220,6 +220,7 @@ def test_a_redirect_to_another_origin_is_refused(
     assert ARGO_TOKEN not in err
 
 
+@pytest.mark.system  # 61 requests and 3 MiB over loopback: a few seconds
 def test_an_installation_past_one_answers_bounds_is_read_one_application_at_a_time(
     cortex: FakeCortex, argo: FakeArgoCD, tmp_path: Path, capsys: Any
 ) -> None:

@@ -215,6 +215,7 @@ def test_post_reads_the_secret_from_its_file_as_serve_does(
     assert code == 0, capsys.readouterr()
 
 
+@pytest.mark.system  # a process of its own
 def test_the_docs_curl_recipes_are_accepted(receiver: tuple[str, Runtime], tmp_path: Path) -> None:
     if not (shutil.which("curl") and shutil.which("openssl") and shutil.which("bash")):
         pytest.skip("curl, openssl and bash are needed to run the doc's recipe")
@@ -277,6 +278,7 @@ def verdicts(table: str) -> list[str]:
     return sorted(line.split()[0] for line in table.splitlines()[1:] if line and " " in line)
 
 
+@pytest.mark.system  # a process of its own
 def test_sync_against_the_stand_in_apis(tmp_path: Path) -> None:
     github, gitlab = free_port(), free_port()
     scm = subprocess.Popen(
@@ -323,6 +325,7 @@ def test_sync_against_the_stand_in_apis(tmp_path: Path) -> None:
     assert "refused" not in out  # sync asked only what the real APIs answer
 
 
+@pytest.mark.system  # a process of its own
 def test_the_stand_in_cortex_command_serves_send(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -389,6 +392,7 @@ def test_the_stand_in_cortex_on_a_taken_port_says_so_in_one_line(
     assert err == f"fakecortex: cannot listen on 127.0.0.1:{port}: address already in use\n"
 
 
+@pytest.mark.system  # a process of its own
 def test_the_stand_in_cortex_can_be_slow(tmp_path: Path) -> None:
     # Two faces recording one deploy at once, by hand, need a Cortex that answers slowly;
     # only the Python API (FakeCortex(latency=...)) had it.
