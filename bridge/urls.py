@@ -102,6 +102,43 @@ def base_url_problem(url: str, *, query: bool = False) -> str | None:
     return None
 
 
+# GitHub's account names (letters, digits, single hyphens, at most 39) and repository names
+# (letters, digits, '.', '-', '_', at most 100); GitLab's group and project path segments
+# (letters, digits, '_', '-', '.', not starting with '-' or '.'). A name becomes part of an API
+# path as it is: one that is none of these (a space, a '/', '..', an escape) is refused.
+_GITHUB_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?", re.ASCII)
+_GITHUB_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}", re.ASCII)
+_GITLAB_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}", re.ASCII)
+
+
+def scm_name_problem(name: str, kind: str) -> str | None:
+    """What keeps ``name`` from being an SCM's name of ``kind`` (``github-owner``,
+    ``github-repository`` OWNER/REPO or OWNER/*, ``gitlab-group`` GROUP[/SUBGROUP...],
+    ``gitlab-project`` GROUP/.../PROJECT), or None."""
+    if kind == "github-owner":
+        ok = _GITHUB_OWNER.fullmatch(name) is not None
+    elif kind == "github-repository":
+        owner, _, repo = name.partition("/")
+        ok = (
+            _GITHUB_OWNER.fullmatch(owner) is not None
+            and (repo == "*" or _GITHUB_REPO.fullmatch(repo) is not None)
+            and repo not in (".", "..")
+        )
+    else:
+        parts = name.strip("/").split("/")
+        enough = len(parts) >= (2 if kind == "gitlab-project" else 1)
+        ok = enough and all(_GITLAB_SEGMENT.fullmatch(part) for part in parts)
+    if ok:
+        return None
+    expected = {
+        "github-owner": "a GitHub account name",
+        "github-repository": "OWNER/REPO",
+        "gitlab-group": "GROUP (or GROUP/SUBGROUP)",
+        "gitlab-project": "GROUP/PROJECT",
+    }[kind]
+    return f"expected {expected}, got {name[:100]!r}"
+
+
 # REST API URLs, not pages: api.github.com (api.<name>.ghe.com on GHE.com), GHES "/api/v3/"
 # and GitLab "/api/v4/" (docs.github.com/en/rest, docs.gitlab.com/ee/api/rest/).
 _API_PATH = re.compile(r"/api/v\d+(/|$)")

@@ -686,6 +686,33 @@ def flag_numbers(row: Row, tmp: Path) -> None:
         assert taken(low) > 0 and taken(str(top)) == top
 
 
+def sync_names(row: Row, tmp: Path) -> None:
+    from bridge.urls import scm_name_problem
+
+    assert "at most 39" in row.bound and "at most 100" in row.bound
+    for name, kind in (
+        ("a" * 39, "github-owner"),
+        ("a-b", "github-owner"),
+        ("acme/" + "r" * 100, "github-repository"),
+        ("acme/*", "github-repository"),
+        ("acme/sub/_x.y-z", "gitlab-project"),
+        ("acme", "gitlab-group"),
+    ):
+        assert scm_name_problem(name, kind) is None, name
+    for name, kind in (
+        ("a" * 40, "github-owner"),
+        ("-a", "github-owner"),
+        ("acme/" + "r" * 101, "github-repository"),
+        ("acme/..", "github-repository"),
+        ("acme/.x/y", "gitlab-project"),
+        ("acme/-x", "gitlab-group"),
+        ("acme", "gitlab-project"),
+    ):
+        assert scm_name_problem(name, kind) is not None, name
+    with pytest.raises(ConfigError, match=re.escape("sync.github[0]")):
+        parse_config({"sync": {"github": ["a b/c"]}})
+
+
 def sync_window(row: Row, tmp: Path) -> None:
     assert "1970-01-01" in row.bound and "9999-01-01" in row.bound
     from bridge.commands.sync import parse_when
@@ -1623,6 +1650,7 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Admin API and `deliveries`", "`deliveries show ID`"): cli_ids,
     ("Admin API and `deliveries`", "`limit`"): page_limit,
     ("Configuration and the environment", "the config file"): config_file,
+    ("Configuration and the environment", "`sync --github`"): sync_names,
     ("Configuration and the environment", "the config's times"): config_times,
     ("Configuration and the environment", "`cortex.url`"): cortex_url,
     ("Configuration and the environment", "a port in"): ports,

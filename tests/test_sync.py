@@ -990,3 +990,32 @@ def test_a_rows_long_values_are_cut_saying_so(as_json: bool) -> None:
     text = out.getvalue()
     assert len(text) < 3 * MAX_SHOWN and "(100,607 characters)" in text
     assert "s3cr" not in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--github-org", ""],
+        ["--github-org", "a/b"],
+        ["--github-org", ".."],
+        ["--github", "a b/c"],
+        ["--github", "a\x1b/b"],
+        ["--github", "acme/.."],
+        ["--gitlab", "acme/../x"],
+        ["--gitlab-group", "acme group"],
+        ["--github", "acme/api", "--environment", ""],
+        ["--github", "acme/api", "--environment", "prod\nx"],
+    ],
+)
+def test_a_name_that_would_go_into_an_api_path_as_it_is_is_a_usage_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --github-org a/b asked GET /users/a/b/repos; --environment "" matched nothing and said
+    # "nothing missing".
+    from bridge.cli import main
+
+    assert main(["sync", *argv], {"GITHUB_TOKEN": "t", "CORTEX_API_TOKEN": "c"}) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and (
+        "--github" in err or "--gitlab" in err or "--environment" in err
+    ), err

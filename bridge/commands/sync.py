@@ -182,6 +182,12 @@ def window_of(args: argparse.Namespace, now: datetime) -> Window:
         raise UsageError(f"--since {args.since!r} is not before --until {args.until or 'now'!r}")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit: must be at least 1, got {args.limit}")
+    if args.environment is not None:  # an empty one matched nothing, and said "nothing missing"
+        from bridge.model import environment_problem
+
+        problem = environment_problem(args.environment)
+        if not args.environment.strip() or problem is not None:
+            raise UsageError(f"--environment: {problem or 'is empty'}")
     return Window(since, until)
 
 

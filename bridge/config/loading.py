@@ -58,6 +58,7 @@ from bridge.config.values import (
 )
 from bridge.errors import ConfigError
 from bridge.model import entity_problem, environment_problem, has_control
+from bridge.urls import scm_name_problem
 
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
 
@@ -365,15 +366,16 @@ def _parse_sync(value: Any) -> SyncSettings:
     data = as_mapping(value, "sync", tuple(SyncSettings.__dataclass_fields__))
     defaults = SyncSettings()
     github = as_strings(data.get("github", []), "sync.github")
-    for i, repository in enumerate(github):
-        owner, _, name = repository.partition("/")
-        if not owner or not name or "/" in name:
+    for i, repository in enumerate(github):  # the rule sync's flags are checked by
+        problem = scm_name_problem(repository, "github-repository")
+        if problem is not None:
             raise ConfigError(
-                f"sync.github[{i}]", f"expected OWNER/REPO or OWNER/*, got {repository!r}"
+                f"sync.github[{i}]", problem.replace("OWNER/REPO", "OWNER/REPO or OWNER/*")
             )
     gitlab = as_strings(data.get("gitlab", []), "sync.gitlab")
     for i, path in enumerate(gitlab):
-        if not path.strip("/") or "//" in path:
+        problem = scm_name_problem(path.removesuffix("/*"), "gitlab-group")
+        if problem is not None or "//" in path:
             raise ConfigError(f"sync.gitlab[{i}]", f"expected GROUP or GROUP/PROJECT, got {path!r}")
     return SyncSettings(
         interval_minutes=as_positive(

@@ -24,6 +24,7 @@ from bridge.sync.github import DEFAULT_API_URL, GitHubReader, github_client, org
 from bridge.sync.gitlab import DEFAULT_URL, GitLabReader, gitlab_client, group_projects
 from bridge.sync.http_source import make_http_reader
 from bridge.sync.reader import Found, Reader, Window
+from bridge.urls import scm_name_problem
 
 
 class Client(Protocol):
@@ -73,15 +74,18 @@ def reading(config: Config, targets: Targets) -> Config:
 
 
 def check(targets: Targets) -> None:
-    """UsageError naming the flag of a malformed name."""
-    for repo in targets.github:
-        parts = repo.split("/")
-        if len(parts) != 2 or not all(parts):
-            raise UsageError(f"--github: expected OWNER/REPO, got {repo!r}")
-    for project in targets.gitlab:
-        parts = project.strip("/").split("/")
-        if len(parts) < 2 or not all(parts):
-            raise UsageError(f"--gitlab: expected GROUP/PROJECT, got {project!r}")
+    """UsageError naming the flag of a malformed name (:func:`bridge.urls.scm_name_problem`:
+    a name becomes part of an API path)."""
+    for flag, kind, names in (
+        ("--github", "github-repository", targets.github),
+        ("--github-org", "github-owner", targets.github_orgs),
+        ("--gitlab", "gitlab-project", targets.gitlab),
+        ("--gitlab-group", "gitlab-group", targets.gitlab_groups),
+    ):
+        for name in names:
+            problem = scm_name_problem(name, kind)
+            if problem is not None:
+                raise UsageError(f"{flag}: {problem}")
 
 
 def make_readers(
