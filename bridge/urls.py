@@ -159,6 +159,14 @@ def page_problem(url: str, *, api: bool = True) -> str | None:
         return "is not an absolute http(s) URL"
     if parts.scheme.lower() not in ("http", "https") or not host:
         return "is not an absolute http(s) URL"
+    if " " in url:  # "http://exa mple.com": no link a browser follows (a control character:
+        return "holds a space"  # the model's own rule refuses it, naming the field)
+    try:
+        port = parts.port  # a port past 65535, or not a number, raises
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "has a port that is not a number from 1 to 65535"
     if "@" in parts.netloc:
         return "holds user info (user:password@), which would be shown to everyone"
     if not api and (

@@ -772,3 +772,43 @@ def test_a_token_file_that_is_a_pipe_is_refused_not_waited_on(
     del env["CORTEX_API_TOKEN"]
     assert main(["send", "--entity-tag", "payments-api"], env) == 2  # it hung for good
     assert "CORTEX_API_TOKEN_FILE: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("a: {2024-01-01: x}", "the key '2024-01-01' is not text"),  # was an internal error
+        ("true: 1\n1: a", "the key 'True' is not text"),  # was {"True": "a"}, a value lost
+        ("{null: 2}", "the key 'None' is not text"),
+        ("a: !!binary aGVsbG8=", "holds a bytes"),  # was "b'hello'"
+        ("a: !!set {x}", "holds a set"),
+    ],
+)
+def test_custom_data_json_cannot_carry_as_given_is_refused_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], value: str, said: str
+) -> None:
+    code = main(["send", "--dry-run", "--entity-tag", "x", "--custom-data", value], {})
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --custom-data: ") and said in err, err
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://exa mple.com/x", "holds a space"),
+        ("https://h:99999/x", "has a port"),
+        ("https://h:0/x", "has a port"),
+    ],
+)
+def test_a_url_no_browser_could_open_is_refused(
+    capsys: pytest.CaptureFixture[str], url: str, said: str
+) -> None:
+    code = main(["send", "--dry-run", "--entity-tag", "x", "--url", url], {})
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --url: ") and said in err, err
+
+
+def test_custom_data_dates_are_their_iso_text(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["send", "--dry-run", "--entity-tag", "x", "--custom-data", "a: 2024-01-01"]
+    assert main(argv, {}) == 0
+    assert json.loads(capsys.readouterr().out)["customData"]["a"] == "2024-01-01"

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from types import ModuleType
 from typing import Any
 
@@ -221,7 +222,9 @@ def parse_custom_data(value: str) -> dict[str, Any]:
                 raise InputError("custom-data", f"neither JSON nor YAML{where}") from None
         if not isinstance(data, dict):
             raise InputError("custom-data", f"expected a mapping, got {type(data).__name__}")
-        return {str(key): _jsonable(val) for key, val in data.items()}
+        plain = _jsonable(data)
+        assert isinstance(plain, dict)
+        return plain
     except RecursionError:
         raise InputError("custom-data", "nested too deeply") from None
 
@@ -231,13 +234,24 @@ def _not_a_number(word: str) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
-    """YAML dates and the like, made JSON-safe; NaN and infinities refused (JSON has none)."""
-    try:
-        return json.loads(json.dumps(value, default=str, allow_nan=False))
-    except ValueError:
-        raise InputError(
-            "custom-data", "NaN or an infinity is not a number JSON can carry"
-        ) from None
+    """``value`` as JSON has it: YAML's dates and times as their ISO text. A key that is not
+    text (YAML reads ``true:``, ``null:``, ``1:``, a date as such) is refused rather than
+    turned into "True" or "None" (and two of them into one); so are NaN, the infinities and
+    what JSON has no type for (``!!binary``, ``!!set``)."""
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise InputError("custom-data", f"the key {str(key)[:40]!r} is not text: quote it")
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError("custom-data", "NaN or an infinity is not a number JSON can carry")
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise InputError("custom-data", f"holds a {type(value).__name__}, which JSON has no type for")
 
 
 def parse_sha(value: str) -> str:
