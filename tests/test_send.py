@@ -812,3 +812,28 @@ def test_custom_data_dates_are_their_iso_text(capsys: pytest.CaptureFixture[str]
     argv = ["send", "--dry-run", "--entity-tag", "x", "--custom-data", "a: 2024-01-01"]
     assert main(argv, {}) == 0
     assert json.loads(capsys.readouterr().out)["customData"]["a"] == "2024-01-01"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("GITLAB_USER_EMAIL", "e" * 300 + "@acme.example", "deployer email"),
+        ("CI_PROJECT_PATH", "acme/" + "p" * 600, "repository"),
+        ("CORTEX_DEPLOY_JOB_STARTED_AT", "0001-01-01T00:00:00Z", "started at"),
+    ],
+)
+def test_a_value_the_ci_gave_is_named_as_the_cis_never_as_a_flag_not_given(
+    gitlab: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    field: str,
+) -> None:
+    # "--deployer-email", "--repository" (no such flag) and "--started at" were named.
+    env = {**gitlab, variable: value}
+    if variable.startswith("CORTEX_DEPLOY_"):
+        env["CORTEX_DEPLOY_JOB_ID"] = "48213377"
+    code = main(["send", "--entity-tag", "payments-api", "--dry-run"], env)
+    err = capsys.readouterr().err
+    assert code == 2 and f"the event's {field}" in err and "(as the CI's environment" in err, err
+    assert "error: --" not in err, err

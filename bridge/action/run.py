@@ -85,7 +85,7 @@ def prepare(
     try:
         checked = check_deploy(event, entities)  # the model's one validation, as every face
     except InvalidDeploy as exc:
-        raise InputError(INPUT_OF_FIELD.get(exc.field, exc.field), str(exc)) from None
+        raise _named(exc, inputs) from None
     event = checked.event
     notices.extend(Notice(INPUT_OF_FIELD.get(f, f), text) for f, text in checked.notes)
     if ctx.sha and not inputs.sha.strip() and context_sha(ctx) is None:
@@ -97,6 +97,16 @@ def prepare(
     elif len(sha) < 40:
         notices.append(Notice("sha", f"{sha!r} is abbreviated and git could not expand it"))
     return event, entities, notices
+
+
+def _named(exc: InvalidDeploy, inputs: Inputs) -> UsageError:
+    """The model's refusal, naming the input that gave the value; a value the CI's environment
+    gave (no input of it, or none given) is said to be the CI's, never a flag not given."""
+    name = INPUT_OF_FIELD.get(exc.field, exc.field)
+    given = getattr(inputs, name.replace("-", "_"), "")
+    if name == "entity-tag" or (isinstance(given, str) and given.strip()):
+        return InputError(name, str(exc))
+    return UsageError(f"{exc} (as the CI's environment gives it)")
 
 
 def run_step(
