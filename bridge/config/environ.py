@@ -43,6 +43,18 @@ def database_url_from(environ: Mapping[str, str]) -> tuple[str, str]:
 MAX_FILE_VARIABLE_BYTES = 64 * 1024
 
 
+def read_regular(path: str, most: int) -> bytes:
+    """The first ``most`` + 1 bytes of the regular file at ``path`` (so that one longer is
+    known); OSError, its ``strerror`` the reason, for what cannot be read or is no regular
+    file: a directory, a device (/dev/zero is endless), a pipe (opening one waits for a
+    writer, for good: so it is asked before it is opened)."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise OSError(0, "is a directory" if stat.S_ISDIR(mode) else "not a regular file")
+    with open(path, "rb") as file:
+        return file.read(most + 1)
+
+
 def read_file_variable(variable: str, path: str) -> str:
     """The text of the file ``variable`` (a ``*_FILE``) names, stripped.
 
@@ -50,13 +62,7 @@ def read_file_variable(variable: str, path: str) -> str:
     file cannot be opened or read, is not UTF-8 text, or is longer than any secret.
     """
     try:
-        # Asked before it is opened: opening a pipe waits for a writer, for good.
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
-            what = "is a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise ConfigError(variable, f"cannot read {path!r} ({what})")
-        with open(path, "rb") as file:
-            data = file.read(MAX_FILE_VARIABLE_BYTES + 1)
+        data = read_regular(path, MAX_FILE_VARIABLE_BYTES)
     except OSError as exc:
         reason = (exc.strerror or type(exc).__name__).lower()
         raise ConfigError(variable, f"cannot read {path!r} ({reason})") from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 import string
 from collections.abc import Hashable, Mapping
 from types import MappingProxyType
@@ -11,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from bridge.config.environ import apply_environ
+from bridge.config.environ import apply_environ, read_regular
 from bridge.config.http_sources import parse_http_sources
 from bridge.config.settings import (
     DEFAULT_CORTEX_URL,
@@ -118,13 +117,7 @@ MAX_CONFIG_BYTES = 1024 * 1024
 def _read_text(name: str) -> str:
     """The config file's text: a regular file of UTF-8 text, at most MAX_CONFIG_BYTES."""
     try:
-        # Asked before it is opened: opening a pipe waits for a writer, for good.
-        mode = os.stat(name).st_mode
-        if not stat.S_ISREG(mode):
-            what = "is a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise ConfigError(name, f"cannot read the config file: {what}")
-        with open(name, "rb") as file:
-            data = file.read(MAX_CONFIG_BYTES + 1)
+        data = read_regular(name, MAX_CONFIG_BYTES)
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
         raise ConfigError(name, f"cannot read the config file: {reason}") from exc
