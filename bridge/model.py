@@ -304,13 +304,14 @@ def entity_problem(tag: str) -> str | None:
     return None
 
 
-def environment_problem(name: str) -> str | None:
-    """What keeps ``name`` from being an environment's name, or None (as the event's is
-    checked: no control character, at most MAX_NAME characters)."""
+def environment_problem(name: str, most: int = MAX_NAME) -> str | None:
+    """What keeps ``name`` from being an environment's name (with ``most``
+    MAX_REPOSITORY, a repository's), or None: as the event's is checked, no control character
+    and at most ``most`` characters."""
     if _CONTROL.search(name) is not None:
         return "holds a control character"
-    if len(name) > MAX_NAME:
-        return f"is {len(name)} characters long; at most {MAX_NAME}"
+    if len(name) > most:
+        return f"is {len(name)} characters long; at most {most}"
     return None
 
 

@@ -68,11 +68,21 @@ def secret_from(environ: Mapping[str, str], name: str) -> str:
     one line of text; a control character in it (a second line, a NUL) is a UsageError
     naming the variable, never the value (a token goes into an HTTP header)."""
     source, value = variable_or_file(environ, name)
-    if has_control(value):
-        raise UsageError(f"{source}: {NOT_ONE_LINE}")
-    if name not in HMAC_KEYS and not value.isascii():
-        raise UsageError(f"{source}: {NOT_ASCII}")
+    problem = secret_problem(value, token=name not in HMAC_KEYS)
+    if problem is not None:
+        raise UsageError(f"{source}: {problem}")
     return value
+
+
+def secret_problem(value: str, *, token: bool = True) -> str | None:
+    """What keeps ``value`` from being a secret, never the value: a control character; and,
+    for a ``token`` (not an HMAC key), a character outside ASCII. The one rule, for a
+    variable, its file and the Action's input."""
+    if has_control(value):
+        return NOT_ONE_LINE
+    if token and not value.isascii():
+        return NOT_ASCII
+    return None
 
 
 # The secrets that are HMAC keys (any text: the sender signs with its UTF-8 bytes); every

@@ -102,12 +102,16 @@ def base_url_problem(url: str, *, query: bool = False) -> str | None:
     return None
 
 
-# GitHub's account names (letters, digits, single hyphens, at most 39) and repository names
+# GitHub's account names (letters, digits, hyphens; an Enterprise Managed User's an underscore
+# too: at most 39) and repository names
 # (letters, digits, '.', '-', '_', at most 100); GitLab's group and project path segments
 # (letters, digits, '_', '-', '.', not starting with '-' or '.'). A name becomes part of an API
 # path as it is: one that is none of these (a space, a '/', '..', an escape) is refused.
-_GITHUB_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?", re.ASCII)
+_GITHUB_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,37}[A-Za-z0-9])?", re.ASCII)
 _GITHUB_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}", re.ASCII)
+# A glob over an owner's repositories (acme/*, acme/api-*, acme/svc-[ab]?): listed, then each
+# name matched; never part of a path itself.
+_GITHUB_GLOB = re.compile(r"[A-Za-z0-9._*?\[\]!-]{1,100}", re.ASCII)
 _GITLAB_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}", re.ASCII)
 
 
@@ -121,7 +125,10 @@ def scm_name_problem(name: str, kind: str) -> str | None:
         owner, _, repo = name.partition("/")
         ok = (
             _GITHUB_OWNER.fullmatch(owner) is not None
-            and (repo == "*" or _GITHUB_REPO.fullmatch(repo) is not None)
+            and (
+                _GITHUB_REPO.fullmatch(repo) is not None
+                or (any(c in repo for c in "*?[") and _GITHUB_GLOB.fullmatch(repo) is not None)
+            )
             and repo not in (".", "..")
         )
     else:
@@ -132,7 +139,7 @@ def scm_name_problem(name: str, kind: str) -> str | None:
         return None
     expected = {
         "github-owner": "a GitHub account name",
-        "github-repository": "OWNER/REPO",
+        "github-repository": "OWNER/REPO or OWNER/<glob>",
         "gitlab-group": "GROUP (or GROUP/SUBGROUP)",
         "gitlab-project": "GROUP/PROJECT",
     }[kind]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from textwrap import dedent
@@ -1390,3 +1391,19 @@ def test_a_route_value_every_event_would_be_refused_for_is_refused_at_load(
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
     assert key in str(caught.value), caught.value
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("environment", "prod\x1b[31m"), ("environment", "e" * 256), ("repository", "acme/\nx")],
+)
+def test_an_http_sources_names_are_checked_at_load_as_routes_are(key: str, value: str) -> None:
+    source = {
+        "preset": "spice",
+        "url": "https://api.spice.ai/v1/apps/42/deployments",
+        "token_env": "SPICE_API_TOKEN",
+        "repository": "acme/spice-app",
+        key: value,
+    }
+    with pytest.raises(ConfigError, match=re.escape(f"http_sources.spice.{key}")):
+        parse_config({"http_sources": {"spice": source}})

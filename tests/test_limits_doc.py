@@ -695,6 +695,8 @@ def sync_names(row: Row, tmp: Path) -> None:
         ("a-b", "github-owner"),
         ("acme/" + "r" * 100, "github-repository"),
         ("acme/*", "github-repository"),
+        ("acme/api-*", "github-repository"),
+        ("octo_acme/api", "github-repository"),
         ("acme/sub/_x.y-z", "gitlab-project"),
         ("acme", "gitlab-group"),
     ):
@@ -711,6 +713,7 @@ def sync_names(row: Row, tmp: Path) -> None:
         assert scm_name_problem(name, kind) is not None, name
     with pytest.raises(ConfigError, match=re.escape("sync.github[0]")):
         parse_config({"sync": {"github": ["a b/c"]}})
+    assert parse_config({"sync": {"github": ["acme/api-*"]}}).sync.github == ("acme/api-*",)
 
 
 def sync_window(row: Row, tmp: Path) -> None:

@@ -234,15 +234,19 @@ def _not_a_number(word: str) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
-    """``value`` as JSON has it: YAML's dates and times as their ISO text. A key that is not
-    text (YAML reads ``true:``, ``null:``, ``1:``, a date as such) is refused rather than
-    turned into "True" or "None" (and two of them into one); so are NaN, the infinities and
-    what JSON has no type for (``!!binary``, ``!!set``)."""
+    """``value`` as JSON has it: YAML's dates and times as their ISO text, and a key that is
+    not text (``80:``, ``true:``, ``null:``, a date) as the text JSON makes of it (``"80"``,
+    ``"true"``, ``"null"``); two keys that would so become one (``true:`` and ``"true":``) are
+    refused rather than one value lost, as are NaN, the infinities and what JSON has no type
+    for (``!!binary``, ``!!set``)."""
     if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                raise InputError("custom-data", f"the key {str(key)[:40]!r} is not text: quote it")
-        return {key: _jsonable(item) for key, item in value.items()}
+        plain: dict[str, Any] = {}
+        for key, item in value.items():
+            text = _key_text(key)
+            if text in plain:
+                raise InputError("custom-data", f"two keys are both {text!r} in JSON: keep one")
+            plain[text] = _jsonable(item)
+        return plain
     if isinstance(value, list):
         return [_jsonable(item) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
@@ -252,6 +256,20 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     raise InputError("custom-data", f"holds a {type(value).__name__}, which JSON has no type for")
+
+
+def _key_text(key: Any) -> str:
+    """A mapping key as JSON writes it: text as it is, ``true``/``false``/``null``, a number's
+    JSON text, a date's ISO text; InputError for a key JSON has none for."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (datetime, date)):
+        return key.isoformat()
+    if key is None or isinstance(key, (bool, int, float)):
+        if isinstance(key, float) and not math.isfinite(key):
+            raise InputError("custom-data", "NaN or an infinity is no key JSON can carry")
+        return json.dumps(key)
+    raise InputError("custom-data", f"a key that is a {type(key).__name__}: JSON has no such key")
 
 
 def parse_sha(value: str) -> str:

@@ -30,9 +30,9 @@ from bridge.ci.github import DEPLOY_EVENTS
 from bridge.cortex import CortexClient
 from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexError, InputError, InvalidDeploy, UsageError
-from bridge.model import DeployEvent, DeployRef, check_deploy, has_control
+from bridge.model import DeployEvent, DeployRef, check_deploy
 from bridge.record.retrying import Outcome, record
-from bridge.secrets import NOT_ASCII, NOT_ONE_LINE, secret_from
+from bridge.secrets import secret_from, secret_problem
 from bridge.urls import CORTEX_URL
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -121,10 +121,9 @@ def run_step(
     try:
         event, entities, notices = prepare(inputs, environ, now=now or datetime.now(timezone.utc))
         token = inputs.cortex_api_token or secret_from(environ, TOKEN_VARIABLE)
-        if has_control(token):  # the input's (the variable's was refused, naming it)
-            raise InputError("cortex-api-token", NOT_ONE_LINE)
-        if not token.isascii():
-            raise InputError("cortex-api-token", NOT_ASCII)
+        problem = secret_problem(token)  # the input's (the variable's was refused, naming it)
+        if problem is not None:
+            raise InputError("cortex-api-token", problem)
         reporter.add_secret(token)
         if not token and not inputs.dry_run:
             raise InputError("cortex-api-token", "no Cortex API token given")

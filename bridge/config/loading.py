@@ -362,9 +362,7 @@ def _parse_sync(value: Any) -> SyncSettings:
     for i, repository in enumerate(github):  # the rule sync's flags are checked by
         problem = scm_name_problem(repository, "github-repository")
         if problem is not None:
-            raise ConfigError(
-                f"sync.github[{i}]", problem.replace("OWNER/REPO", "OWNER/REPO or OWNER/*")
-            )
+            raise ConfigError(f"sync.github[{i}]", problem)
     gitlab = as_strings(data.get("gitlab", []), "sync.gitlab")
     for i, path in enumerate(gitlab):
         problem = scm_name_problem(path.removesuffix("/*"), "gitlab-group")
