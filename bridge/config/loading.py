@@ -224,15 +224,6 @@ def _parse_route(value: Any, path: str) -> RouteRule:
         raise ConfigError(f"{path}.entities", "must list at least one entity")
     for j, template in enumerate(entities):
         _check_template(template, f"{path}.entities[{j}]")
-        # The model's rule for an entity, on the template's own text: a tag every event the
-        # route matches would be refused for (a 400 GitHub does not retry) is refused here.
-        literal = "".join(text for text, *_ in string.Formatter().parse(template))
-        if literal == template:  # no placeholder: the tag itself
-            problem = entity_problem(template)
-        else:
-            problem = "holds a control character" if has_control(literal) else None
-        if problem is not None:
-            raise ConfigError(f"{path}.entities[{j}]", f"{template[:60]!r} {problem}")
         if "{project}" in template and match.source not in (None, "argocd"):
             raise ConfigError(
                 f"{path}.entities[{j}]",
@@ -435,7 +426,9 @@ def _environment(value: Any, path: str) -> str:
 
 
 def _check_template(template: str, path: str) -> None:
-    """Entity templates may use only the TEMPLATE_FIELDS ({repo}, {owner}, {name}, ...)."""
+    """Entity templates may use only the TEMPLATE_FIELDS ({repo}, {owner}, {name}, ...); and
+    the model's rule for an entity holds of the template's own text: a tag every event the
+    route matches would be refused for (a 400 GitHub does not retry) is refused here."""
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -448,3 +441,10 @@ def _check_template(template: str, path: str) -> None:
             raise ConfigError(
                 path, f"unknown placeholder in {template!r} (expected one of: {known})"
             )
+    literal = "".join(text for text, *_ in parts)
+    if literal == template:  # no placeholder: the tag itself
+        problem = entity_problem(template)
+    else:
+        problem = "holds a control character" if has_control(literal) else None
+    if problem is not None:
+        raise ConfigError(path, f"{template[:60]!r} {problem}")
