@@ -25,12 +25,13 @@ from bridge.config.values import (
     as_choice,
     as_integer,
     as_mapping,
+    as_name,
     as_positive,
     as_string,
     http_url,
 )
 from bridge.errors import ConfigError
-from bridge.model import MAX_NAME, MAX_REPOSITORY, Status, environment_problem
+from bridge.model import MAX_REPOSITORY, Status
 from bridge.secrets import ALL_SECRETS
 
 PAGE, CURSOR, NEWEST_FIRST = "page", "cursor", "newest-first"
@@ -194,10 +195,10 @@ def _parse_entry(name: str, entry: Any, path: str) -> HttpSourceSpec:
         items=_items_path(data.get("items"), f"{path}.items"),
         fields=_parse_fields(_need(data, "fields", path), f"{path}.fields"),
         status=_parse_status(_need(data, "status", path), f"{path}.status"),
-        repository=_checked(
+        repository=as_name(
             _need(data, "repository", path), f"{path}.repository", MAX_REPOSITORY, strip=True
         ),
-        environment=None if environment is None else _checked(environment, f"{path}.environment"),
+        environment=None if environment is None else as_name(environment, f"{path}.environment"),
         params=params,
         timeout_seconds=as_positive(
             data.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
@@ -359,14 +360,3 @@ def _parse_params(value: Any, path: str, pagination: Pagination) -> Mapping[str,
         else:
             raise ConfigError(where, f"must be a string, a number or true/false, got {item!r}")
     return MappingProxyType(params)
-
-
-def _checked(value: Any, path: str, most: int = MAX_NAME, *, strip: bool = False) -> str:
-    """A name every deploy the source reads carries: by the model's rule for an event's (a
-    value it would refuse on every item is refused here, naming the key)."""
-    name = as_string(value, path)
-    name = name.strip() if strip else name
-    problem = environment_problem(name, most)
-    if problem is not None:
-        raise ConfigError(path, f"{name[:60]!r} {problem}")
-    return name

@@ -49,6 +49,7 @@ from bridge.config.values import (
     as_integer,
     as_list,
     as_mapping,
+    as_name,
     as_positive,
     as_required,
     as_string,
@@ -56,7 +57,7 @@ from bridge.config.values import (
     http_url,
 )
 from bridge.errors import ConfigError
-from bridge.model import entity_problem, environment_problem, has_control
+from bridge.model import entity_problem, has_control
 from bridge.urls import scm_name_problem
 
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
@@ -232,7 +233,7 @@ def _parse_route(value: Any, path: str) -> RouteRule:
     globs = as_strings(data.get("payload_entities", []), f"{path}.payload_entities")
     environment = data.get("environment")
     if environment is not None:
-        environment = _environment(environment, f"{path}.environment")
+        environment = as_name(environment, f"{path}.environment")
     return RouteRule(path, match, entities, payload_entities=globs, environment=environment)
 
 
@@ -244,7 +245,7 @@ def _parse_workflows(value: Any) -> tuple[WorkflowRule, ...]:
         match = _parse_match(as_required(data, "match", path), f"{path}.match", route=False)
         environment = data.get("environment")
         if "environment" in data:
-            environment = _environment(environment, f"{path}.environment")
+            environment = as_name(environment, f"{path}.environment")
         rules.append(WorkflowRule(path, match, environment))
     return tuple(rules)
 
@@ -292,7 +293,7 @@ def _parse_environments(value: Any) -> Environments:
         raise ConfigError("environments.include", "must list at least one glob ('*': all)")
     rename = {}
     for key, target in as_mapping(data.get("rename"), "environments.rename", None).items():
-        rename[key] = _environment(target, f"environments.rename.{key}")
+        rename[key] = as_name(target, f"environments.rename.{key}")
     return Environments(
         include=include,
         exclude=as_strings(data.get("exclude", []), "environments.exclude"),
@@ -414,15 +415,6 @@ def _check_source_names(config: Config) -> None:
             raise ConfigError(
                 f"sync.http[{i}]", f"no http_sources entry named {name!r} (configured: {known})"
             )
-
-
-def _environment(value: Any, path: str) -> str:
-    """An environment's name the config gives, by the model's rule for an event's."""
-    name = as_string(value, path)
-    problem = environment_problem(name)
-    if problem is not None:
-        raise ConfigError(path, f"{name[:60]!r} {problem}")
-    return name
 
 
 def _check_template(template: str, path: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from bridge.config.settings import ALL_SECRETS, SECRET_HOMES, SECRET_KEY
 from bridge.errors import ConfigError
+from bridge.model import MAX_NAME, environment_problem
 from bridge.redact import redact_url
 from bridge.urls import PSYCOPG_SCHEME, base_url_problem, port_problem, psycopg_url
 
@@ -103,6 +104,18 @@ def as_positive(value: Any, path: str, most: float) -> float:
     if not 0 < value <= most:  # nan and inf too
         raise ConfigError(path, f"must be a positive number, at most {most:,.0f}: got {value!r}")
     return float(value)
+
+
+def as_name(value: Any, path: str, most: int = MAX_NAME, *, strip: bool = False) -> str:
+    """A name the config gives every event it applies to (an environment; with ``most``
+    MAX_REPOSITORY, a repository), by the model's rule for an event's: a value every such
+    event would be refused for is refused here, naming the key."""
+    name = as_string(value, path)
+    name = name.strip() if strip else name
+    problem = environment_problem(name, most)
+    if problem is not None:
+        raise ConfigError(path, f"{name[:60]!r} {problem}")
+    return name
 
 
 def as_choice(value: Any, path: str, choices: Any) -> str:
