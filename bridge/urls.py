@@ -103,10 +103,10 @@ def base_url_problem(url: str, *, query: bool = False) -> str | None:
 
 
 # GitHub's account names (letters, digits, hyphens; an Enterprise Managed User's an underscore
-# too: at most 39) and repository names
-# (letters, digits, '.', '-', '_', at most 100); GitLab's group and project path segments
-# (letters, digits, '_', '-', '.', not starting with '-' or '.'). A name becomes part of an API
-# path as it is: one that is none of these (a space, a '/', '..', an escape) is refused.
+# too: at most 39) and repository names (letters, digits, '.', '-', '_', at most 100); GitLab's
+# group and project path segments (letters, digits, '_', '-', '.', not starting with '-' or
+# '.'). A name becomes part of an API path as it is: one that is none of these (a space, a
+# '/', '..', an escape) is refused.
 _GITHUB_OWNER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,37}[A-Za-z0-9])?", re.ASCII)
 _GITHUB_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}", re.ASCII)
 # A glob over an owner's repositories (acme/*, acme/api-*, acme/svc-[ab]?): listed, then each
@@ -168,11 +168,7 @@ def page_problem(url: str, *, api: bool = True) -> str | None:
         return "is not an absolute http(s) URL"
     if " " in url:  # "http://exa mple.com": no link a browser follows (a control character:
         return "holds a space"  # the model's own rule refuses it, naming the field)
-    try:
-        port = parts.port  # a port past 65535, or not a number, raises
-    except ValueError:
-        port = 0
-    if port == 0:
+    if port_problem(parts.netloc) is not None:
         return "has a port that is not a number from 1 to 65535"
     if "@" in parts.netloc:
         return "holds user info (user:password@), which would be shown to everyone"
