@@ -722,6 +722,28 @@ def _failed(of: dict[str, Any]) -> dict[str, Any]:
     return failed
 
 
+def _succeeded(of: dict[str, Any]) -> dict[str, Any]:
+    succeeded = copy.deepcopy(of)
+    succeeded["deployment_status"].update(state="success", updated_at="2026-11-23T10:12:00Z")
+    return succeeded
+
+
+def _statuses_one_by_one(
+    bridge: Bridge, cortex: FakeCortex, docs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each ``deployment_status`` taken and delivered before the next; the bridge closed with
+    nothing dead-lettered: what Cortex holds then."""
+    for doc in docs:
+        assert github_post(bridge.http, "deployment_status", doc).status_code == 202
+        bridge.drain()
+    counts = bridge.runtime.store.counts()
+    bridge.close()
+    assert counts["dead"] == 0, counts
+    made = cortex.all_deploys()
+    assert len(made) == 2  # one record on each of the deployment's two entities
+    return made
+
+
 @pytest.mark.parametrize("first_the_start", [False, True], ids=["end-first", "start-deleted"])
 def test_lifecycle_a_start_that_comes_after_its_failure_records_nothing(
     db_url: str, cortex: FakeCortex, first_the_start: bool
@@ -803,17 +825,11 @@ def test_with_failures_recorded_the_later_end_of_a_deploy_stays(
     # was shown failed, at the earlier time.
     bridge = Bridge(db_url, cortex, {"record": {"mode": mode, "failures": True}})
     started = load_sample("github/deployment_status.in_progress.json")
-    succeeded = copy.deepcopy(started)
-    succeeded["deployment_status"].update(state="success", updated_at="2026-11-23T10:12:00Z")
-    order = [succeeded, _failed(started)] if stale_last else [_failed(started), succeeded]
-    for doc in [*([started] if mode == "lifecycle" else []), *order]:
-        assert github_post(bridge.http, "deployment_status", doc).status_code == 202
-        bridge.drain()
-    counts = bridge.runtime.store.counts()
-    bridge.close()
-    assert counts["dead"] == 0, counts
-    made = cortex.all_deploys()
-    assert len(made) == 2  # one record on each of the deployment's two entities
+    ends = [_failed(started), _succeeded(started)]
+    order = ends[::-1] if stale_last else ends
+    made = _statuses_one_by_one(
+        bridge, cortex, [*([started] if mode == "lifecycle" else []), *order]
+    )
     assert {(d["customData"]["status"], d["timestamp"]) for d in made} == {
         ("succeeded", "2026-11-23T10:12:00Z")
     }
@@ -827,16 +843,8 @@ def test_lifecycle_a_failure_then_a_success_of_the_deploy_is_one_record(
     # known to have ended unrecorded was PUT to an empty uuid and dead-lettered (405).
     bridge = Bridge(db_url, cortex, {"record": {"mode": "lifecycle"}})
     started = load_sample("github/deployment_status.in_progress.json")
-    succeeded = copy.deepcopy(started)
-    succeeded["deployment_status"].update(state="success", updated_at="2026-11-23T10:12:00Z")
-    for doc in [*([started] if start else []), _failed(started), succeeded]:
-        assert github_post(bridge.http, "deployment_status", doc).status_code == 202
-        bridge.drain()
-    counts = bridge.runtime.store.counts()
-    bridge.close()
-    assert counts["dead"] == 0, counts
-    made = cortex.all_deploys()
-    assert len(made) == 2  # one record on each of the deployment's two entities
+    order = [*([started] if start else []), _failed(started), _succeeded(started)]
+    made = _statuses_one_by_one(bridge, cortex, order)
     assert {d["customData"]["status"] for d in made} == {"succeeded"}
     assert all(d["customData"]["bridge"].get("recordedAt") for d in made)
 
