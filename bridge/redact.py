@@ -55,15 +55,24 @@ def _percent_encodings(secret: str) -> set[str]:
 
 
 def masked(value: Any, spelled: tuple[str, ...]) -> Any:
-    """``value`` (JSON's types) with each of ``spelled`` and every URL's password masked in
-    its text, however deep: what the admin API, the console and ``deliveries`` show."""
+    """``value`` with each of ``spelled`` and every URL's password masked in its text,
+    however deep; a value JSON has no type for is its ``str``, masked: what the logs, the
+    admin API, the console and ``deliveries`` show."""
     if isinstance(value, str):
         return mask_userinfo(mask(value, spelled))
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
     if isinstance(value, dict):
-        return {masked(k, spelled): masked(v, spelled) for k, v in value.items()}
+        # A key JSON has no type for (a tuple, say) becomes its text too: never a list.
+        return {
+            masked(k if isinstance(k, (str, int, float, bool)) else str(k), spelled): masked(
+                v, spelled
+            )
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [masked(item, spelled) for item in value]
-    return value
+    return masked(str(value), spelled)
 
 
 def cut(text: str, most: int, spelled: tuple[str, ...]) -> str:

@@ -111,3 +111,33 @@ def test_a_short_secret_is_masked_in_values_never_in_field_or_logger_names() -> 
     assert data["cortex_url"] == "https://***.e***ample"
     assert data["results"] == {"later": ["***", 3, None], "***": "***"}
     assert data["attempts"] == 2
+
+
+def test_a_url_password_in_a_field_is_masked_as_every_face_shows_it() -> None:
+    # The logs mask as the admin API, the console and ``deliveries`` do (redact.masked): a
+    # URL's password is masked even where it is no configured secret.
+    formatter = logs.JsonFormatter([SECRET])
+    record = logging.makeLogRecord(
+        {
+            "msg": "m",
+            "database": "postgresql://bridge:hunter22@db:5432/bridge",
+            "nested": {"urls": ["https://u:pw-in-url@h/x"]},
+        }
+    )
+    line = formatter.format(record)
+    data = json.loads(line)
+    assert data["database"] == "postgresql://***@db:5432/bridge"
+    assert data["nested"] == {"urls": ["https://***@h/x"]}
+    assert "hunter22" not in line and "pw-in-url" not in line
+
+
+def test_a_value_json_has_no_type_for_is_its_text_masked_keys_too() -> None:
+    formatter = logs.JsonFormatter([SECRET])
+    record = logging.makeLogRecord(
+        {"msg": "m", "odd": {("a", SECRET): {SECRET}}, "when": ValueError(SECRET)}
+    )
+    line = formatter.format(record)
+    data = json.loads(line)
+    assert data["odd"] == {"('a', '***')": "{'***'}"}
+    assert data["when"] == "***"
+    assert SECRET not in line
