@@ -48,6 +48,7 @@ from bridge.record.core import (
     Known,
     Listing,
     Policy,
+    dated_from,
     record_one,
     remove_doubles,
 )
@@ -213,10 +214,10 @@ class RelayHistory:
         unsurveyed = pair not in self._surveyed
         if fresh:
             self._surveyed.add(pair)
-        # How far back the records are needed: the event's window, or further.
-        reach = (
-            event.timestamp if back_to is None else min(event.timestamp, back_to + LOOKUP_WINDOW)
-        )
+        # How far back the records are needed: the event's window from the deploy's start
+        # (where another face may have dated it), or further.
+        start = dated_from(event)
+        reach = start if back_to is None else min(start, back_to + LOOKUP_WINDOW)
         kept = self._seen.get(pair)
         if kept is not None and not fresh and kept[4] == self.batch:
             listing, since, at, read_for, _ = kept
@@ -242,14 +243,9 @@ class RelayHistory:
         except CortexTooMany:
             # More than a search reads from an old event (or the relay's newest deploy on the
             # pair) up to now: a busy pair's backlog, or other faces' many deploys since. The
-            # event's own window only, kept for no other deploy.
-            narrow = self.cortex.search_deploys(
-                entity,
-                environment=event.environment,
-                after=event.timestamp - 2 * LOOKUP_WINDOW,
-                before=event.timestamp + 2 * LOOKUP_WINDOW,
-            )
-            found = list(narrow)
+            # event's own window only (from its start; where that is still too many, from its
+            # time), kept for no other deploy.
+            found = self._around(entity, event, start)
             whole = False
         listing = Listing().add(found)
         since = reach - LOOKUP_WINDOW
@@ -266,6 +262,25 @@ class RelayHistory:
             self._shared.add(pair)
         listing.shared = pair in self._shared or unsurveyed
         return listing
+
+    def _around(self, entity: str, event: DeployEvent, start: datetime) -> list[dict[str, Any]]:
+        """The pair's records within 2 LOOKUP_WINDOWs of the deploy, from ``start``; from its
+        own time where that is more than a search reads."""
+        try:
+            return self._within(entity, event, start)
+        except CortexTooMany:
+            if start == event.timestamp:
+                raise
+            return self._within(entity, event, event.timestamp)
+
+    def _within(self, entity: str, event: DeployEvent, start: datetime) -> list[dict[str, Any]]:
+        found = self.cortex.search_deploys(
+            entity,
+            environment=event.environment,
+            after=start - 2 * LOOKUP_WINDOW,
+            before=event.timestamp + 2 * LOOKUP_WINDOW,
+        )
+        return list(found)
 
     def recall(
         self, entity: str, event: DeployEvent, key: str, *, past: bool

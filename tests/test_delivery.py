@@ -716,6 +716,30 @@ def test_a_backlog_on_a_busy_pair_reads_the_events_own_window(
     assert len(made) == 1 and made[0]["timestamp"] == "2026-11-23T10:01:44Z"
 
 
+def test_a_long_run_on_a_busy_pair_reads_the_events_own_window_at_last(
+    db_url: str, cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deploy's record is looked for from its run's start (another face dated it there); a
+    # run that waited weeks on a busy pair holds more than a search reads from there: the
+    # event's own window then, not a failed delivery.
+    from bridge.cortex import client as cortex_client
+
+    bridge = Bridge(db_url, cortex)
+    bridge.clock.now = datetime(2026, 12, 20, 12, 0, tzinfo=timezone.utc)
+    _other_faces_deploys(bridge, 12)
+    monkeypatch.setattr(cortex_client, "PAGE_SIZE", 1)  # a search reads 10 records at most
+    doc = copy.deepcopy(load_sample("github/deployment_status.success.json"))
+    doc["deployment"]["created_at"] = "2026-12-01T09:00:00Z"
+    doc["deployment_status"]["updated_at"] = "2026-12-17T10:00:00Z"
+    assert github_post(bridge.http, "deployment_status", doc).status_code == 202
+    bridge.drain()
+    counts = bridge.runtime.store.counts()
+    bridge.close()
+    assert {k: n for k, n in counts.items() if n} == {"delivered": 1}, counts
+    made = [d for d in cortex.all_deploys() if d.get("customData")]
+    assert len(made) == 1 and made[0]["timestamp"] == "2026-12-17T10:00:00Z"
+
+
 def _failed(of: dict[str, Any]) -> dict[str, Any]:
     failed = copy.deepcopy(of)
     failed["deployment_status"].update(state="failure", updated_at="2026-11-23T10:09:00Z")

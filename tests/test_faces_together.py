@@ -126,6 +126,39 @@ def test_action_then_webhook_on_a_later_deploy(relay: Relay, cortex: FakeCortex)
     one_each(cortex, 2)
 
 
+@pytest.mark.parametrize("event", ["deployment_status", "workflow_run"])
+def test_a_webhook_hours_after_the_step_finds_the_steps_record(
+    event: str, db_url: str, cortex: FakeCortex
+) -> None:
+    """The Action dates a deploy at its step; the webhook, at its run's end (post-deploy jobs,
+    an approval): hours later. The relay looks for the record from the run's start."""
+    relay = Relay(db_url, cortex, WORKFLOWS)
+    try:
+        webhook(relay, deploy(1))  # the relay has delivered to this entity+environment before
+        doc = deploy(2)
+        run = doc["workflow_run"]
+        started = NOW - timedelta(hours=6)
+        run["run_started_at"] = doc["deployment"]["created_at"] = _z(started)
+        step = copy.deepcopy(doc)
+        step["deployment_status"]["updated_at"] = _z(started + timedelta(minutes=5))
+        action(step, cortex)
+        ended = _z(started + timedelta(hours=5))
+        doc["deployment_status"]["updated_at"] = run["updated_at"] = ended
+        if event == "workflow_run":
+            run.update(status="completed", conclusion="success", name="Deploy")
+            doc = {"action": "completed", "workflow_run": run, "repository": doc["repository"]}
+            doc["repository"]["full_name"] = "acme/payments-api"
+        assert github_post(relay.http, event, doc).status_code == 202
+        relay.drain()
+    finally:
+        relay.close()
+    one_each(cortex, 2)
+
+
+def _z(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def started_step(
     event_name: str,
     doc: dict[str, Any],

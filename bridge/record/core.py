@@ -49,6 +49,19 @@ if TYPE_CHECKING:  # the Action's path must not load the config (and YAML) to re
 # How far from the event's own time a record made by another path (the Action step, an
 # earlier attempt whose answer was lost, a lifecycle start) is looked for before creating one.
 LOOKUP_WINDOW = timedelta(hours=1)
+# The longest a deploy's run is taken to last (GitHub Actions' longest workflow run, 35 days):
+# how far before its end another face may have dated it.
+LONGEST_RUN = timedelta(days=35)
+
+
+def dated_from(event: DeployEvent) -> datetime:
+    """The earliest time another face may have dated ``event``'s deploy: its start, where the
+    event knows it (the Action dates a deploy at its step, a webhook at its run's end, hours
+    later after post-deploy jobs or an approval), else its own time."""
+    started = event.started_at
+    if started is None or started >= event.timestamp:
+        return event.timestamp
+    return max(started, event.timestamp - LONGEST_RUN)
 
 
 class Action(str, enum.Enum):
