@@ -468,6 +468,62 @@ def test_lifecycle_start_step_and_end_are_one_record(db_url: str, cortex: FakeCo
     assert {d["customData"]["status"] for d in cortex.all_deploys()} == {"succeeded"}
 
 
+@pytest.mark.parametrize(
+    ("state", "failures", "left"),
+    [
+        ("success", False, "succeeded"),
+        ("failure", True, "failed"),
+        ("failure", False, None),  # a failed deploy is no deploy: its start record goes
+    ],
+)
+@pytest.mark.parametrize("dry_run", [False, True], ids=["sync", "dry-run"])
+def test_sync_finishes_a_start_record_whose_end_never_came(
+    db_url: str, cortex: FakeCortex, state: str, failures: bool, left: str | None, dry_run: bool
+) -> None:
+    """Lifecycle: the start's webhook came, the end's was lost. The SCM's history says how the
+    deploy ended: sync records that end on the start record, as the webhook would have."""
+    record = {"mode": "lifecycle", "failures": failures}
+    relay = Relay(db_url, cortex, {"record": record})
+    ended = deploy(1)
+    ended["deployment_status"]["state"] = state
+    started = copy.deepcopy(ended)
+    started["deployment_status"]["state"] = "in_progress"
+    started["deployment_status"]["updated_at"] = ended["deployment"]["created_at"]
+    try:
+        webhook(relay, started)
+        config = parse_config({"cortex": {"url": cortex.url}, "record": record})
+        with CortexClient(cortex.url, TOKEN) as client:
+            reconciler = Reconciler(
+                config,
+                client,
+                store=relay.runtime.store,
+                clock=lambda: NOW,
+                options=Options(dry_run=dry_run),
+            )
+            window = Window(NOW - timedelta(days=1), NOW)
+            rows = list(reconciler.sync(Hooks([ended]), window))
+            if not dry_run:  # run again: nothing left to do
+                again = list(reconciler.sync(Hooks([ended]), window))
+                gone = Verdict.SKIPPED if left is None else Verdict.PRESENT
+                assert [row.verdict for row in again] == [gone], again
+    finally:
+        relay.close()
+    (row,) = rows
+    held = cortex.all_deploys()
+    if dry_run:
+        assert row.verdict is Verdict.MISSING and "only its start" in row.detail, row
+        assert [d["customData"]["status"] for d in held] == ["in_progress"]
+        return
+    assert row.verdict is Verdict.FINISHED, row
+    if left is None:
+        assert held == [] and row.detail.startswith("deleted "), row
+        return
+    (made,) = held
+    assert made["customData"]["status"] == left
+    assert made["timestamp"] == ended["deployment_status"]["updated_at"]
+    assert "its end recorded" in row.detail
+
+
 @pytest.mark.parametrize("restarted", [False, True], ids=["same-process", "restarted"])
 def test_the_relay_updating_its_own_record_keeps_when_it_was_made(
     db_url: str, cortex: FakeCortex, restarted: bool

@@ -52,6 +52,7 @@ class Outcome:
     uuid: str | None = None
     existing: bool = False  # Cortex already held this deploy (a repeat run)
     error: CortexError | None = None
+    done: str = ""  # what the core did: created, updated, deleted, found, ... (core.Done)
 
     @property
     def ok(self) -> bool:
@@ -150,6 +151,7 @@ def record(
     history: History | None = None,
     rollback: bool = True,
     fence: Fence | None = None,
+    policy: Policy = STEP_POLICY,
 ) -> Outcome:
     """Record ``event`` for ``entity``, retrying what may pass; with ``dry_run`` only read.
 
@@ -157,7 +159,8 @@ def record(
     shows whether this very deploy is already recorded (a repeated step), which is then
     answered with the existing uuid instead of a second record. ``history``: where that
     history is read instead of the entity's listing (a sync's listing, already read);
-    ``rollback``: False records type auto as DEPLOY (the config's ``rollback.detect``).
+    ``rollback``: False records type auto as DEPLOY (the config's ``rollback.detect``);
+    ``policy``: what is recorded (a step: whatever it is told; a sync: as the config says).
     """
     if client is None or (dry_run and event.type is not None):
         # A dry run with no token, or with the type given: nothing to read.
@@ -174,7 +177,7 @@ def record(
                 entity,
                 history=history,
                 cortex=client,
-                policy=STEP_POLICY,
+                policy=policy,
                 rollback=rollback,
                 unclear=unclear,
                 dry_run=dry_run,
@@ -187,7 +190,7 @@ def record(
         payload = done.payload or build_deploy_request(event, entity, deploy_type)
         existing = done.action in ("found", "matched")
         uuid = done.uuid if (existing or not dry_run) else None
-        return Outcome(entity, deploy_type, payload, uuid=uuid, existing=existing)
+        return Outcome(entity, deploy_type, payload, uuid=uuid, existing=existing, done=done.action)
 
     try:
         return drive(

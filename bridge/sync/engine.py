@@ -57,6 +57,7 @@ class Verdict(str, enum.Enum):
     MATCHED = "matched"  # a record without key, same sha, environment and time: another tool's
     DOUBLED = "doubled"  # Cortex holds its key more than once
     REPAIRED = "repaired"  # it did, and --repair deleted the newer records
+    FINISHED = "finished"  # Cortex held only its start: its end recorded (or the start deleted)
     MISSING = "missing"  # not in Cortex: would be recorded (dry run)
     RECORDED = "recorded"
     SKIPPED = "skipped"  # not a deploy to record, and why
@@ -241,6 +242,8 @@ class Reconciler:
         self.clock = clock
         self.options = options
         self.lease = lease
+        # What is recorded: finished deploys, the way record.mode final records them.
+        self.policy = Policy(lifecycle=False, failures=config.record.failures)
         # Run right before each write to Cortex: the reconcile's lease check (none for sync).
         self._fence = lease.check if lease is not None else None
         # Who reserves each missing deploy in the store before recording it.
@@ -297,42 +300,53 @@ class Reconciler:
             yield self._row(Row(name, Verdict.SKIPPED, found.skipped))
             return
         # The history is of finished deploys: recorded the way record.mode final records them.
-        final = Policy(lifecycle=False, failures=self.config.record.failures)
-        decision = decide(event.status, None, final)
+        decision = decide(event.status, None, self.policy)
+        # A deploy that ended unrecorded (a failure, record.failures false) may still have a
+        # start record (record.mode lifecycle, its end's webhook lost): looked for below.
+        unrecorded = decision.reason if decision.action is Action.SKIP else None
         try:
-            if decision.action is Action.SKIP:
-                raise UnsupportedEvent(decision.reason)
+            if unrecorded is not None and not event.status.is_final:
+                raise UnsupportedEvent(unrecorded)
             # The model's one validation, as a webhook gets it: what an SCM or an http
             # source answered is checked like any payload, and skipped with its reason.
             where, checked = route_checked(self.config, event)
         except UnsupportedEvent as exc:
-            yield self._row(_row(name, event, Verdict.SKIPPED, exc.reason))
+            yield self._row(_row(name, event, Verdict.SKIPPED, unrecorded or exc.reason))
             return
         except InvalidDeploy as exc:
-            yield self._row(_row(name, event, Verdict.SKIPPED, str(exc)))
+            yield self._row(_row(name, event, Verdict.SKIPPED, unrecorded or str(exc)))
             return
         event = checked.event
         shortened = "; ".join(f"{field}: {text}" for field, text in checked.notes)
         if self.options.environment is not None and event.environment != self.options.environment:
             reason = f"environment {event.environment!r} is not --environment"
-            yield self._row(_row(name, event, Verdict.SKIPPED, reason))
+            yield self._row(_row(name, event, Verdict.SKIPPED, unrecorded or reason))
             return
+        looked: list[tuple[str, Verdict, str]] = []
         for entity in where.entities:
             try:
-                verdict, detail = self._verdict(event, entity)
+                looked.append((entity, *self._verdict(event, entity, unrecorded)))
             except CortexUnauthorized:
                 raise  # the token: every deploy would fail alike, so the run stops here
             except CortexError as exc:
-                yield self._row(_row(name, event, Verdict.FAILED, str(exc), entity))
-                continue
-            if verdict is Verdict.MISSING and not self.options.dry_run:
+                looked.append((entity, Verdict.FAILED, str(exc)))
+        if unrecorded is not None and all(v is Verdict.SKIPPED for _, v, _ in looked):
+            # No entity holds a start record of it: one row, not one per entity.
+            yield self._row(_row(name, event, Verdict.SKIPPED, unrecorded))
+            return
+        for entity, verdict, detail in looked:
+            if verdict in (Verdict.MISSING, Verdict.FINISHED) and not self.options.dry_run:
                 pending.append((event, entity))
                 if shortened:  # told in the row that records it
                     self._notes[idempotency_key(event, entity)] = shortened
                 continue
             yield self._row(_row(name, event, verdict, detail, entity))
 
-    def _verdict(self, event: DeployEvent, entity: str) -> tuple[Verdict, str]:
+    def _verdict(
+        self, event: DeployEvent, entity: str, unrecorded: str | None
+    ) -> tuple[Verdict, str]:
+        """What Cortex holds of the deploy on ``entity``; ``unrecorded``: why the deploy is
+        not one to record (it failed), where it is not."""
         key = idempotency_key(event, entity)
         uuids = self.cortex.uuids(entity, key)
         if len(uuids) > 1:
@@ -340,7 +354,9 @@ class Reconciler:
                 return self._repair(entity, [key])[0]
             return Verdict.DOUBLED, f"{len(uuids)} records with its key: {', '.join(uuids)}"
         if uuids:
-            return Verdict.PRESENT, uuids[0]
+            return self._held(event, entity, key, uuids[0])
+        if unrecorded is not None:
+            return Verdict.SKIPPED, unrecorded
         recorded = self.store.sync.recorded_uuid(key) if self.store is not None else None
         if recorded is not None:
             return Verdict.PRESENT, f"{recorded} (recorded by an earlier sync)"
@@ -348,6 +364,19 @@ class Reconciler:
         if match is not None:
             return Verdict.MATCHED, f"{match.get('uuid')}: same sha, no key (made by another tool)"
         return Verdict.MISSING, "not in cortex"
+
+    def _held(self, event: DeployEvent, entity: str, key: str, uuid: str) -> tuple[Verdict, str]:
+        """The deploy's one record: present, or only its start (``record.mode: lifecycle``,
+        the end's webhook lost), which the core finishes as the end would have: its end
+        recorded, or the start of a deploy that did not succeed deleted."""
+        known = self.cortex.listing(entity).known(key)
+        if known is None:
+            return Verdict.PRESENT, uuid
+        if decide(event.status, known, self.policy, event.timestamp).action is Action.SKIP:
+            return Verdict.PRESENT, uuid
+        if self.options.dry_run:
+            return Verdict.MISSING, f"its end: only its start is recorded ({uuid}, {known.state})"
+        return Verdict.FINISHED, uuid
 
     # -- repairing --------------------------------------------------------------------------
 
@@ -441,6 +470,7 @@ class Reconciler:
                 history=SyncHistory(self.cortex),
                 rollback=self.config.rollback.detect,
                 fence=self._fence,
+                policy=self.policy,
             )
         except BridgeError:  # the lease lost: nothing written
             self._release(key)
@@ -454,12 +484,19 @@ class Reconciler:
         uuid = outcome.uuid or ""
         if outcome.existing:
             return _row(name, event, Verdict.PRESENT, uuid, entity)
+        if outcome.done == "deleted":  # the start of a deploy that did not succeed
+            self._release(key)
+            why = f"deleted {uuid}: the start record of a deploy that ended {event.status.value}"
+            return _row(name, event, Verdict.FINISHED, why, entity)
         if self.store is not None:
             self.store.sync.mark_recorded(key, reader=name, uuid=uuid, now=self.clock())
-        detail = f"{uuid} ({outcome.type.value})"
+        verdict, detail = Verdict.RECORDED, f"{uuid} ({outcome.type.value})"
+        if outcome.done == "updated":  # its start was recorded: now its end is
+            verdict = Verdict.FINISHED
+            detail = f"{uuid} ({outcome.type.value}): its end recorded, {event.status.value}"
         if key in self._notes:
             detail += f"; {self._notes.pop(key)}"
-        return _row(name, event, Verdict.RECORDED, detail, entity)
+        return _row(name, event, verdict, detail, entity)
 
     def _release(self, key: str) -> None:
         if self.store is not None:

@@ -53,6 +53,8 @@ RECORDED = Counter(
     "Deploys the periodic reconcile recorded in Cortex, by source.",
     ["source"],
 )
+# Rows of a deploy that was missing (or whose end was) and is no longer.
+_MADE = (Verdict.RECORDED, Verdict.FINISHED)
 LAST_SUCCESS = Gauge(
     "bridge_reconcile_last_success_timestamp_seconds",
     "When the periodic reconcile last went through a source without error (Unix time).",
@@ -205,11 +207,13 @@ class Reconcile:
                 counts[row.verdict.value] += 1
                 # Missing: recorded, or known to be missing and not recorded. A deploy whose
                 # look in Cortex failed (an outage) is not known to be missing.
-                if row.verdict is Verdict.RECORDED or row.missing:
+                if row.verdict in _MADE or row.missing:
                     MISSING.labels(label).inc()
                 if row.verdict is Verdict.RECORDED:
                     RECORDED.labels(label).inc()
                     log.info("reconcile recorded a missing deploy", extra=row.to_dict())
+                elif row.verdict is Verdict.FINISHED:
+                    log.info("reconcile finished a deploy's start record", extra=row.to_dict())
                 elif row.verdict is Verdict.FAILED:
                     log.warning("reconcile could not record a deploy", extra=row.to_dict())
         except LeaseLost:
