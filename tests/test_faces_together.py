@@ -469,19 +469,21 @@ def test_lifecycle_start_step_and_end_are_one_record(db_url: str, cortex: FakeCo
 
 
 @pytest.mark.parametrize(
-    ("state", "failures", "left"),
+    "case",
     [
         ("success", False, "succeeded"),
         ("failure", True, "failed"),
         ("failure", False, None),  # a failed deploy is no deploy: its start record goes
     ],
+    ids=["succeeded", "failed-recorded", "failed-unrecorded"],
 )
 @pytest.mark.parametrize("dry_run", [False, True], ids=["sync", "dry-run"])
 def test_sync_finishes_a_start_record_whose_end_never_came(
-    db_url: str, cortex: FakeCortex, state: str, failures: bool, left: str | None, dry_run: bool
+    db_url: str, cortex: FakeCortex, case: tuple[str, bool, str | None], dry_run: bool
 ) -> None:
     """Lifecycle: the start's webhook came, the end's was lost. The SCM's history says how the
     deploy ended: sync records that end on the start record, as the webhook would have."""
+    state, failures, left = case
     record = {"mode": "lifecycle", "failures": failures}
     relay = Relay(db_url, cortex, {"record": record})
     ended = deploy(1)
