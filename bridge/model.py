@@ -58,9 +58,13 @@ OWN_CUSTOM_KEYS = frozenset({"status", "startedAt", "bridge"})
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the bidirectional
 # embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): none of them belongs in a
 # name, a key or a URL; each can split a line of a log or a workflow command, or show a name
-# (a deployer, in Cortex's page) as other text than it is.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_CONTROL_RUN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+# (a deployer, in Cortex's page) as other text than it is. And a lone surrogate
+# (U+D800-U+DFFF: what JSON's "\\ud800" escape parses to, alone), which is no character at all:
+# no UTF-8 encodes it, so no request, database or log line could carry it.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_CONTROL_RUN = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]+"
+)
 
 
 def first_line(text: str | None) -> str:
@@ -416,10 +420,14 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
         event, title=title[:MAX_TITLE], deployer_name=name or None, deployer_email=email or None
     )
     data = event_to_dict(fixed)
-    size = len(_as_stored(data).encode("utf-8"))
+    parts = {key: value for key, value in data.items() if key != "details"}
+    parts.update({f"details.{key}": value for key, value in data["details"].items()})
+    try:
+        size = len(_as_stored(data).encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate in customData or the details, key or value
+        bad = next(key for key in parts if not _encodes(parts[key]))
+        raise InvalidDeploy(bad, f"the event's {bad} holds a lone surrogate: not text") from None
     if size > MAX_EVENT_BYTES:
-        parts = {key: value for key, value in data.items() if key != "details"}
-        parts.update({f"details.{key}": value for key, value in data["details"].items()})
         largest = max(parts, key=lambda key: len(_as_stored(parts[key]).encode("utf-8")))
         raise InvalidDeploy(
             largest,
@@ -427,6 +435,15 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
             f"its {largest} is too long",
         )
     return fixed, len(title), data
+
+
+def _encodes(value: Any) -> bool:
+    """True when ``value``'s stored form is text UTF-8 encodes (no lone surrogate in it)."""
+    try:
+        _as_stored(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # A value as compact JSON text, whose UTF-8 bytes are its stored size (the standard library:

@@ -217,6 +217,12 @@ def test_same_sha_needs_seven_hex() -> None:
         pytest.param({"delivery_id": "d\x7f"}, "delivery id", id="del-delivery-id"),
         pytest.param({"deployer_email": "e" * 256}, "deployer email", id="long-email"),
         pytest.param({"details": {"workflow": "w" * 20000}}, "details.workflow", id="whole-event"),
+        # A lone surrogate (JSON's "\ud800" alone) is no text: no UTF-8 carries it.
+        pytest.param({"environment": "prod\ud800"}, "environment", id="surrogate-environment"),
+        pytest.param({"sha": "\udfff" + "a" * 39}, "sha", id="surrogate-sha"),
+        pytest.param({"custom": {"team": "a\udc80"}}, "custom", id="surrogate-custom-value"),
+        pytest.param({"custom": {"t\ud800": 1}}, "custom", id="surrogate-custom-key"),
+        pytest.param({"details": {"run": "\ud83d"}}, "details.run", id="surrogate-details"),
     ],
 )
 def test_bounded_names_the_field(overrides: dict[str, object], named: str) -> None:
@@ -240,6 +246,7 @@ def test_bounded_mends_free_text() -> None:
         pytest.param("One\x85Two", "One", id="nel"),
         pytest.param("One\tTwo\x1b[0m", "One Two [0m", id="controls-in-the-line"),
         pytest.param("\n\x00\n", "", id="nothing"),
+        pytest.param("Ship\ud800it \U0001f680", "Ship it \U0001f680", id="lone-surrogate"),
     ],
 )
 def test_a_title_is_its_first_line_with_text_mended(title: str, kept: str) -> None:

@@ -189,6 +189,58 @@ def test_a_github_next_link_to_another_origin_ends_the_listing(
     assert foreign.requests == [] and GH_TOKEN not in err
 
 
+@pytest.mark.parametrize("where", ["next-link", "redirect"])
+def test_a_link_that_is_no_url_ends_the_read_in_one_line_naming_the_source(
+    tmp_path: Path,
+    cortex: FakeCortex,
+    gitlab: FakeGitLab,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+) -> None:
+    # "http://[::1" is no URL (its host is cut short): joining it against the page's URL
+    # raised, and sync ended in an internal error naming no source.
+    add_gitlab_deploys(gitlab, 150)
+    if where == "next-link":
+        gitlab.next_origin = "http://[::1"
+    else:
+        gitlab.inject(Fault(307, {"Location": "http://[::1/x"}, {}, path="/deployments"))
+    environ = environ_for(tmp_path, cortex, GITLAB_URL=gitlab.url)
+    code, out, err = run(environ, capsys, "--gitlab", "acme/web", *WINDOW, "--output", "json")
+    assert code == 1
+    line = one_error_line(err)
+    assert line.startswith("cortex-deploy-bridge: error: gitlab:acme/web: ")
+    said = "a next-page link" if where == "next-link" else "a 307 redirect"
+    assert f"{said} leads to 'http://[" in line and "nothing sent there" in line
+    assert "internal error" not in err and GL_TOKEN not in err
+    error = json.loads(out)["summary"]["error"]
+    assert error.startswith("gitlab:acme/web: ") and f"{said} leads to" in error
+
+
+def test_a_lone_surrogate_in_an_scm_field_skips_that_deploy_and_records_the_rest(
+    tmp_path: Path, cortex: FakeCortex, gitlab: FakeGitLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # JSON's "\ud800" escape, alone, parses to no character UTF-8 can carry: the model refused
+    # nothing, its size check raised, and the page's other deploys were lost with it.
+    add_gitlab_deploys(gitlab, 2)
+    gitlab.add_deployment(
+        "acme/web",
+        3,
+        job=7100,
+        sha="c" * 40,
+        environment="prod\ud800",
+        status="success",
+        updated_at="2026-11-03T00:00:00Z",
+    )
+    environ = environ_for(tmp_path, cortex, GITLAB_URL=gitlab.url)
+    code, out, _ = run(environ, capsys, "--gitlab", "acme/web", *WINDOW, "--output", "json")
+    assert code == 0
+    rows = json.loads(out)["deploys"]
+    assert sorted(row["verdict"] for row in rows) == ["recorded", "recorded", "skipped"]
+    (skipped,) = [row for row in rows if row["verdict"] == "skipped"]
+    assert "environment" in skipped["detail"]
+    assert len(cortex.all_deploys()) == 2
+
+
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_a_redirect_to_another_origin_is_not_followed_and_sends_no_token(
     tmp_path: Path,

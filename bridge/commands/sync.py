@@ -289,6 +289,11 @@ def _run(
         # Cortex refusing the token stops the run at once: the line names the variable.
         token = "CORTEX_API_TOKEN: " if isinstance(exc, CortexUnauthorized) else ""
         error = f"{source}{token}{exc}"
+    except Exception as exc:
+        # A bug, or a source's answer no rule foresaw: the report names the source, and the
+        # CLI's one line (internal error) follows.
+        error = f"{source}internal error ({type(exc).__name__})"
+        raise
     finally:
         progress.done()
         report.close(reconciler.tally, dry_run=args.dry_run, error=error)

@@ -278,8 +278,9 @@ class Reconciler:
                 self._finish(reader.name)
                 return
             yield from self._flush(reader.name, pending)
-        except BridgeError:
-            # The source failed mid-page: what was found missing before is still missing.
+        except Exception:
+            # The source failed mid-page (or its reader did): what was found missing before is
+            # still missing.
             yield from self._flush(reader.name, pending)
             raise
         finally:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
@@ -132,7 +132,7 @@ class Answer:
         for link in parse_header_links(header) if header else ():
             key = link.get("rel") or link.get("url")
             if key:
-                found[key] = {**link, "url": urljoin(self.url, link.get("url", ""))}
+                found[key] = {**link, "url": joined(self.url, link.get("url", ""))}
         return found
 
     def json(self) -> Any:
@@ -150,6 +150,17 @@ class Answer:
             return json.loads(self.body)
         except (ValueError, RecursionError):
             raise FetchError(f"the answer is not JSON ({_where(self.url)})") from None
+
+
+class Session(requests.Session):
+    """A ``requests`` session that never works out where a redirect leads: the Fetcher
+    follows a same-origin redirect itself. ``requests`` looks at a redirect's ``Location``
+    even with ``allow_redirects=False`` (for ``Response.next``), and raised on one that is
+    no URL (``http://[::1``) before the Fetcher could refuse it."""
+
+    def resolve_redirects(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Nothing: see the class."""
+        return iter(())
 
 
 class Fetcher:
@@ -172,7 +183,7 @@ class Fetcher:
         self.origin = origin
         self.bounds = bounds
         self._headers = dict(headers)
-        self._session = session or requests.Session()
+        self._session = session or Session()
         self._timeout = timeout
         self._clock = clock
 
@@ -207,7 +218,7 @@ class Fetcher:
             location = answer.headers.get("Location")
             if answer.status not in REDIRECTS or not location:
                 return answer
-            url = self.check(urljoin(answer.url, location), f"a {answer.status} redirect")
+            url = self.check(joined(answer.url, location), f"a {answer.status} redirect")
             params = None  # the Location is the whole target
             if answer.status in (301, 302, 303) and method != "GET":
                 method, json = "GET", None  # as browsers and requests do
@@ -265,6 +276,15 @@ class Fetcher:
                     "to answer",
                     retryable=True,
                 )
+
+
+def joined(base: str, reference: str) -> str:
+    """``reference`` made absolute against ``base``; as it came where it is no URL at all (a
+    host such as ``[::1``): :func:`origin_of` refuses it then, and nothing is sent."""
+    try:
+        return urljoin(base, reference)
+    except ValueError:
+        return reference
 
 
 def _where(url: str) -> str:

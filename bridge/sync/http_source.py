@@ -50,7 +50,7 @@ from bridge.redact import cut, redact, spellings
 from bridge.retry import Again, RetryPolicy, drive, parse_retry_after
 from bridge.secrets import secret_from
 from bridge.sources.fields import shorten
-from bridge.sync.fetch import ANSWER_SECONDS, Bounds, Fetcher, FetchError
+from bridge.sync.fetch import ANSWER_SECONDS, Bounds, Fetcher, FetchError, Session
 from bridge.sync.http_items import item_id, item_time, moment, to_event
 from bridge.sync.reader import Found, Window
 
@@ -140,7 +140,7 @@ class HttpReader:
         self._token = token
         self._spelled = spellings([token])
         self._owns_session = session is None
-        self._session = session or requests.Session()
+        self._session = session or Session()
         self._sleep = sleep
         self._now = now
         self._policy = policy or RETRY
