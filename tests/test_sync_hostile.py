@@ -10,6 +10,8 @@ see nothing.
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ from bridge.fakescm import FakeGitHub, FakeGitLab, Fault, Filler
 from bridge.store import Store
 from bridge.sync import periodic
 from bridge.sync.api import MAX_PAGES, ScmError
-from bridge.sync.fetch import Bounds, Fetcher, ForeignUrl, origin_of
+from bridge.sync.fetch import Bounds, Fetcher, FetchError, ForeignUrl, origin_of
 from bridge.sync.github import GitHubReader, github_client
 from bridge.sync.reader import Window
 from tests.conftest import TOKEN
@@ -517,6 +519,38 @@ def test_an_answer_that_drips_ends_at_its_deadline(github: FakeGitHub) -> None:
     # Tried as a lost connection would be (4 times), each cut at its deadline.
     assert len(github.requests) == 4 and len(sleeps) == 3
     assert time.monotonic() - started < 4 * (0.3 + 0.1)
+
+
+def test_headers_that_drip_end_at_the_answers_deadline_too() -> None:
+    # One header byte at a time, each within the per-read timeout: the deadline covered the
+    # body alone, and such a server held a read (and the reconcile's thread) for good.
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.05):
+                try:
+                    connection.sendall(b"X")
+                except OSError:
+                    return
+
+    dripping = threading.Thread(target=drip, daemon=True)
+    dripping.start()
+    base = f"http://127.0.0.1:{server.getsockname()[1]}"
+    fetcher = Fetcher(base, {"Authorization": "Bearer x"}, bounds=Bounds(answer_seconds=0.5))
+    started = time.monotonic()
+    try:
+        with pytest.raises(FetchError, match="took more than 0s to answer") as raised:
+            fetcher.send("GET", f"{base}/x")
+    finally:
+        stop.set()
+        fetcher.close()
+        server.close()
+    assert raised.value.retryable
+    assert time.monotonic() - started < 5  # not the 30 s read timeout, nor forever
 
 
 # -- output ----------------------------------------------------------------------------------

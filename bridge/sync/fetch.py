@@ -24,7 +24,10 @@ another try may go better.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +35,9 @@ from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.adapters
 import urllib3
+import urllib3.connection
 from requests.structures import CaseInsensitiveDict
 from requests.utils import parse_header_links
 
@@ -152,11 +157,94 @@ class Answer:
             raise FetchError(f"the answer is not JSON ({_where(self.url)})") from None
 
 
+# The time left for the answer the thread waits on now (a Fetcher sets it for each request):
+# the headers are read within it too, not only the body.
+_answering = threading.local()
+
+
+def _cut_at_deadline(connection: Any, getresponse: Callable[[], Any]) -> Any:
+    """``getresponse()`` (the status line and headers), the connection's socket shut where
+    they have not all come by the answer's deadline: a server that drips its headers a byte
+    at a time never trips the per-read timeout, and http.client reads up to 100 lines of
+    64 KiB each."""
+    deadline = getattr(_answering, "deadline", None)
+    if deadline is None:
+        return getresponse()
+
+    cut = threading.Event()
+
+    def shut() -> None:
+        cut.set()
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), shut)
+    timer.daemon = True
+    timer.start()
+    try:
+        response = getresponse()
+    finally:
+        timer.cancel()
+    if cut.is_set():  # what came before the cut may parse as a whole (headers cut short)
+        response.close()
+        connection.close()
+        raise TimeoutError("the answer's headers did not come by its deadline")
+    return response
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        return _cut_at_deadline(
+            self, lambda: super(_HTTPConnection, self).getresponse(*args, **kwargs)
+        )
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        return _cut_at_deadline(
+            self, lambda: super(_HTTPSConnection, self).getresponse(*args, **kwargs)
+        )
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, its connections' headers read within the answer's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+
 class Session(requests.Session):
-    """A ``requests`` session that never works out where a redirect leads: the Fetcher
-    follows a same-origin redirect itself. ``requests`` looks at a redirect's ``Location``
-    even with ``allow_redirects=False`` (for ``Response.next``), and raised on one that is
-    no URL (``http://[::1``) before the Fetcher could refuse it."""
+    """A ``requests`` session for a Fetcher.
+
+    It never works out where a redirect leads: the Fetcher follows a same-origin redirect
+    itself. ``requests`` looks at a redirect's ``Location`` even with
+    ``allow_redirects=False`` (for ``Response.next``), and raised on one that is no URL
+    (``http://[::1``) before the Fetcher could refuse it. And its connections read an
+    answer's headers within the Fetcher's deadline (:func:`_cut_at_deadline`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for scheme in ("https://", "http://"):
+            self.mount(scheme, _Adapter())
 
     def resolve_redirects(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
         """Nothing: see the class."""
@@ -226,6 +314,7 @@ class Fetcher:
 
     def _once(self, method: str, url: str, *, params: Any, json: Any) -> Answer:
         deadline = self._clock() + self.bounds.answer_seconds
+        _answering.deadline = time.monotonic() + self.bounds.answer_seconds
         try:
             with self._session.request(
                 method,
@@ -248,9 +337,16 @@ class Fetcher:
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             # The body is read from urllib3 itself: a connection cut mid-body, a read timeout
             # or a bad gzip stream come as urllib3's errors, not requests'.
+            if time.monotonic() >= _answering.deadline:  # cut: its headers came too slowly
+                raise FetchError(
+                    f"{_where(url)} took more than {self.bounds.answer_seconds:.0f}s to answer",
+                    retryable=True,
+                ) from None
             raise FetchError(
                 f"{_where(url)} unreachable: {type(exc).__name__}", retryable=True
             ) from None
+        finally:
+            _answering.deadline = None
 
     def _body(self, response: requests.Response, deadline: float) -> bytes:
         """The body, decompressed, refused past ``max_bytes`` or past the deadline.
