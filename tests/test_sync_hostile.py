@@ -109,6 +109,20 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
+NOVEMBER = Window(
+    datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc)
+)
+
+
+def read_github(github: FakeGitHub) -> list[Any]:
+    """What a GitHubReader of acme/api finds in November (deployments only)."""
+    api = github_client(github.api_url, GH_TOKEN)
+    try:
+        return list(GitHubReader(api, "acme/api", runs_are_deploys=False).read(NOVEMBER))
+    finally:
+        api.close()
+
+
 # -- origins ---------------------------------------------------------------------------------
 
 
@@ -392,6 +406,33 @@ def test_a_graphql_answer_of_the_wrong_shape_is_one_line(
     code, _, err = run(environ, capsys, "--github", "acme/api", *WINDOW)
     assert code == 1
     assert f"the answer's {where} is not an object" in one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "said"),
+    [
+        pytest.param([1], "'statuses': [1]", id="statuses-a-list"),
+        pytest.param({"nodes": 5}, "'statuses.nodes': 5", id="nodes-not-a-list"),
+    ],
+)
+def test_a_deployment_whose_statuses_are_of_the_wrong_type_is_skipped_saying_so(
+    github: FakeGitHub, statuses: Any, said: str
+) -> None:
+    # AttributeError or TypeError once ("internal error"), and the other deployments unread.
+    add_github_deploy(github)
+    github.add_deployment(
+        "acme/api",
+        102,
+        sha=SHA,
+        environment="staging",
+        created_at="2026-11-06T10:00:00Z",
+        states=[("SUCCESS", "2026-11-06T10:05:00Z"), ("INACTIVE", "2026-11-07T10:00:00Z")],
+    )
+    [odd] = [node for node in github.deployments["acme/api"] if node["databaseId"] == 102]
+    odd["statuses"] = statuses  # read only for an inactive deployment
+    found = read_github(github)
+    assert [f.event.ref.id for f in found if f.event is not None] == ["101"]
+    assert [f.skipped for f in found if f.skipped] == [f"deployment 102 payload has a bad {said}"]
 
 
 @pytest.mark.system  # a thousand pages over loopback

@@ -23,10 +23,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, MalformedEvent
 from bridge.redact import cut, spellings
 from bridge.secrets import VARIABLE
 from bridge.sources import github as hooks
+from bridge.sources.fields import Fields, shorten
 from bridge.sync.api import (
     DEFAULT_WAIT_SECONDS,
     GITHUB_LIMITS,
@@ -307,7 +308,10 @@ class GitHubReader:
             self._full_name = name
 
     def _deployment_found(self, node: Mapping[str, Any], window: Window) -> Found:
-        status = _recorded_status(node)
+        try:
+            status = _recorded_status(node)
+        except MalformedEvent as exc:
+            return Found(None, str(exc))
         if status is None:
             return Found(None, f"deployment {node.get('databaseId')} has no status yet")
         payload: dict[str, Any] = {
@@ -423,17 +427,24 @@ def _recorded_status(node: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
     GitHub marks a successful deployment ``inactive`` once a newer one succeeds in the same
     environment (REST "Create a deployment status", ``auto_inactive``): the deploy happened,
-    so its last status before that is the one recorded.
+    so its last status before that is the one recorded. Statuses of the wrong type are a
+    MalformedEvent, as a wrong type the webhook parser reads is: the deployment is skipped.
     """
-    latest = node.get("latestStatus")
-    if not isinstance(latest, Mapping):
+    fields = Fields(node, f"deployment {shorten(node.get('databaseId'))}")
+    latest = fields.mapping("latestStatus")
+    if latest is None:
         return None
     if str(latest.get("state", "")).lower() != "inactive":
         return latest
-    nodes = (node.get("statuses") or {}).get("nodes") or ()
+    statuses = fields.get("statuses")
+    if statuses is not None and not isinstance(statuses, Mapping):
+        raise fields.bad("statuses", statuses)
+    nodes = fields.get("statuses.nodes")
+    if nodes is not None and not isinstance(nodes, list):
+        raise fields.bad("statuses.nodes", nodes)
     earlier = [
         s
-        for s in nodes
+        for s in nodes or ()
         if isinstance(s, Mapping) and str(s.get("state", "")).lower() not in ("inactive", "")
     ]
     return max(earlier, key=lambda s: str(s.get("createdAt", "")), default=latest)
