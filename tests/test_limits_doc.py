@@ -973,6 +973,20 @@ def argocd_list(row: Row, tmp: Path) -> None:
     assert "is not a Kubernetes name" in read(json=odd)[0].skipped
 
 
+def log_url_run(row: Row, tmp: Path) -> None:
+    # The behaviour: tests/test_sync_hostile.py::test_a_log_url_that_names_no_run_keys_*.
+    from bridge.sync.github import MAX_ID_DIGITS, _run_page
+
+    most = row.numbers()[0]
+    assert most == MAX_ID_DIGITS == len(str(2**64 - 1)) and "never an error" in row.answer
+    runs = "https://github.com/acme/api/actions/runs"
+    longest = "9" * most
+    assert _run_page(f"{runs}/{longest}/job/{longest}") == (int(longest), int(longest))
+    assert _run_page(f"{runs}/{longest}") == (int(longest), None)
+    for url in (f"{runs}/9{longest}", f"{runs}/1/job/9{longest}", f"{runs}/{'9' * 5000}"):
+        assert _run_page(url) is None
+
+
 def graphql_cursor(row: Row, tmp: Path) -> None:
     from bridge.sync.api import ScmError
     from bridge.sync.github import _moved
@@ -1692,6 +1706,7 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     (SYNC, "items a page"): items_a_page,
     (SYNC, "pages a read"): pages_a_read,
     (SYNC, "the Argo CD application list"): argocd_list,
+    (SYNC, "a deployment's workflow run"): log_url_run,
     (SYNC, "a GraphQL cursor"): graphql_cursor,
     (SYNC, "an http source's cursor"): http_cursor,
     (SYNC, "tries of one request"): tries,

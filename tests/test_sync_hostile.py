@@ -435,6 +435,31 @@ def test_a_deployment_whose_statuses_are_of_the_wrong_type_is_skipped_saying_so(
     assert [f.skipped for f in found if f.skipped] == [f"deployment 102 payload has a bad {said}"]
 
 
+RUNS = "https://github.com/acme/api/actions/runs"
+
+
+@pytest.mark.parametrize(
+    "log_url",
+    [
+        pytest.param(f"{RUNS}/{'9' * 5000}", id="run-id-of-5000-digits"),
+        pytest.param(f"{RUNS}/{'9' * 21}", id="run-id-of-21-digits"),
+        pytest.param(f"{RUNS}/1/job/{'9' * 21}", id="job-id-of-21-digits"),
+        pytest.param(5, id="not-text"),
+        pytest.param("https://[x/actions/runs/1", id="not-a-url"),
+    ],
+)
+def test_a_log_url_that_names_no_run_keys_the_deployment_by_itself(
+    github: FakeGitHub, log_url: Any
+) -> None:
+    # int() of 5,000 digits raised ValueError ("internal error") once, ending the read.
+    add_github_deploy(github)
+    github.deployments["acme/api"][0]["latestStatus"]["logUrl"] = log_url
+    [found] = read_github(github)
+    assert found.event is not None
+    assert (found.event.ref.kind, found.event.ref.id) == ("deployment", "101")
+    assert [r.path for r in github.requests if "/actions/" in r.path] == []
+
+
 @pytest.mark.system  # a thousand pages over loopback
 def test_endless_gitlab_pages_end_at_the_page_bound(
     tmp_path: Path, cortex: FakeCortex, gitlab: FakeGitLab, capsys: pytest.CaptureFixture[str]

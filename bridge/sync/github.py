@@ -80,7 +80,10 @@ query($owner: String!, $name: String!, $after: String) {
 """
 
 # A deployment made by an Actions job logs to the job's page (".../actions/runs/<run>/job/<job>").
-_RUN_PAGE = re.compile(r"/actions/runs/(?P<run>\d+)(?:/job/(?P<job>\d+))?")
+_RUN_PAGE = re.compile(r"/actions/runs/(?P<run>[0-9]+)(?:/job/(?P<job>[0-9]+))?")
+# GitHub's ids are 64-bit, at most 20 digits (docs/limits.md): a longer number names no run
+# (and int() refuses one of more than 4,300 digits).
+MAX_ID_DIGITS = 20
 
 
 def graphql_url(api_url: str) -> str:
@@ -206,27 +209,27 @@ class GitHubReader:
         payload = {"action": "completed", "workflow_run": run, "repository": self._repo()}
         return parsed(hooks.parse_workflow_run, payload, window)
 
-    def _run_for(self, log_url: str | None, window: Window) -> Mapping[str, Any] | None:
+    def _run_for(self, log_url: object, window: Window) -> Mapping[str, Any] | None:
         """The workflow run (and attempt) whose job made a deployment, from its log page.
 
         The window's runs are listed on the first need (a page per 100 runs); a run not in
         that list (created long before) is read alone.
         """
-        found = _RUN_PAGE.search(urlsplit(log_url or "").path)
-        if found is None:
+        page = _run_page(log_url)
+        if page is None:
             return None
         if self._runs_listed != window:
             for _ in self._runs_in(window):
                 pass
-        run_id = int(found["run"])
+        run_id, job_id = page
         run = self._runs.get(run_id)
         if run is None:
             run = _object(self._api.get(f"/repos/{self.repository}/actions/runs/{run_id}"))
             self._runs[run_id] = _slim_run(run)
         attempt = run.get("run_attempt")
-        if found["job"] and isinstance(attempt, int) and attempt > 1:
+        if job_id is not None and isinstance(attempt, int) and attempt > 1:
             # A re-run: the job names its own attempt (REST "Get a job for a workflow run").
-            job = _object(self._api.get(f"/repos/{self.repository}/actions/jobs/{found['job']}"))
+            job = _object(self._api.get(f"/repos/{self.repository}/actions/jobs/{job_id}"))
             if isinstance(job.get("run_attempt"), int) and job["run_attempt"] != attempt:
                 path = f"/repos/{self.repository}/actions/runs/{run_id}/attempts"
                 run = _object(self._api.get(f"{path}/{job['run_attempt']}"))
@@ -420,6 +423,24 @@ def _moved(before: str | None, after: object) -> str | None:
     if not isinstance(after, str) or after == before:
         raise ScmError(f"github graphql: the page cursor did not move past {before!r}")
     return after
+
+
+def _run_page(log_url: object) -> tuple[int, int | None] | None:
+    """The run and job (None: no job) whose page ``log_url`` is; None when it is no run's
+    page: not a URL, another page, or an id longer than any of GitHub's."""
+    if not isinstance(log_url, str):
+        return None
+    try:
+        path = urlsplit(log_url).path
+    except ValueError:  # not a URL ("https://[x")
+        return None
+    found = _RUN_PAGE.search(path)
+    if found is None:
+        return None
+    run, job = found["run"], found["job"] or ""
+    if len(run) > MAX_ID_DIGITS or len(job) > MAX_ID_DIGITS:
+        return None
+    return int(run), int(job) if job else None
 
 
 def _recorded_status(node: Mapping[str, Any]) -> Mapping[str, Any] | None:
