@@ -988,12 +988,26 @@ def log_url_run(row: Row, tmp: Path) -> None:
 
 
 def graphql_cursor(row: Row, tmp: Path) -> None:
+    # The behaviour: tests/test_sync_hostile.py::test_a_graphql_cursor_past_its_bound_*.
     from bridge.sync.api import ScmError
-    from bridge.sync.github import _moved
+    from bridge.sync.github import _moved, _resume_point
+    from bridge.sync.http_source import MAX_CURSOR
 
+    assert row.numbers() == [MAX_CURSOR]
+    assert f"at most {MAX_CURSOR:,}" in row.answer
     assert _moved("a", "b") == "b"
     with pytest.raises(ScmError, match="did not move"):
         _moved("a", "a")
+    assert _moved("a", "c" * MAX_CURSOR) == "c" * MAX_CURSOR
+    with pytest.raises(ScmError, match=f"a cursor of {MAX_CURSOR + 1:,} characters: at most"):
+        _moved("a", "c" * (MAX_CURSOR + 1))
+    for cursor, holds in (("c" * MAX_CURSOR, True), ("c" * (MAX_CURSOR + 1), False)):
+        point = json.dumps({"phase": "deployments", "pages": [[cursor, None]], "index": 0})
+        if holds:
+            assert _resume_point(point)["pages"] == [[cursor, None]]
+        else:
+            with pytest.raises(ScmError, match="not a resume point of this reader"):
+                _resume_point(point)
 
 
 def http_cursor(row: Row, tmp: Path) -> None:

@@ -31,6 +31,7 @@ from bridge.sync import periodic
 from bridge.sync.api import MAX_PAGES, ScmError
 from bridge.sync.fetch import Bounds, Fetcher, FetchError, ForeignUrl, origin_of
 from bridge.sync.github import GitHubReader, github_client
+from bridge.sync.http_source import MAX_CURSOR
 from bridge.sync.reader import Window
 from tests.conftest import TOKEN
 from tests.http_standins import SpiceApi
@@ -382,6 +383,36 @@ def test_a_graphql_cursor_that_does_not_move_is_an_error(
     assert code == 1
     assert "the page cursor did not move past 'same'" in one_error_line(err)
     assert len(github.requests) == 2
+
+
+def test_a_graphql_cursor_past_its_bound_ends_the_read_and_is_never_sent(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Cursors of 1 MB were each sent, kept, and saved with every one before them at each
+    # resume point: the memory and the database grew without bound.
+    long = "c" * (MAX_CURSOR + 1)
+    page = {"pageInfo": {"hasNextPage": True, "endCursor": long}, "nodes": []}
+    body = {"data": {"repository": {"url": "https://github.com/acme/api", "deployments": page}}}
+    github.add_repo("acme/api")
+    github.inject(Fault(200, {}, body, path="/graphql"), times=None)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+    code, _, err = run(environ, capsys, "--github", "acme/api", *WINDOW)
+    assert code == 1
+    said = f"github:acme/api: github graphql: a cursor of {MAX_CURSOR + 1:,} characters: at most"
+    assert said in one_error_line(err)
+    assert len(github.requests) == 1
+
+
+def test_a_saved_graphql_cursor_past_its_bound_is_not_a_resume_point(github: FakeGitHub) -> None:
+    add_github_deploy(github)
+    pages = [["c" * (MAX_CURSOR + 1), None]]
+    resume = json.dumps({"phase": "deployments", "pages": pages, "index": 0})
+    api = github_client(github.api_url, GH_TOKEN)
+    reader = GitHubReader(api, "acme/api", runs_are_deploys=False)
+    with pytest.raises(ScmError, match="not a resume point of this reader"):
+        list(reader.read(NOVEMBER, resume=resume))
+    api.close()
+    assert github.requests == []
 
 
 WRONG_SHAPES = {

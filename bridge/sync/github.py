@@ -37,6 +37,7 @@ from bridge.sync.api import (
     rate_limit_wait,
 )
 from bridge.sync.found import json_list, parsed, whole_seconds
+from bridge.sync.http_source import MAX_CURSOR
 from bridge.sync.reader import Found, Window
 from bridge.times import parse_timestamp
 
@@ -390,11 +391,13 @@ def _resume_point(resume: str | None) -> Mapping[str, Any]:
 
 
 def _page_mark(page: object) -> bool:
-    """Whether a saved page is ``[cursor or null, last deployment id or null]``."""
+    """Whether a saved page is ``[cursor or null, last deployment id or null]``, its cursor
+    one that :func:`_moved` lets through."""
     return (
         isinstance(page, list)
         and len(page) == 2
         and isinstance(page[0], (str, type(None)))
+        and len(page[0] or "") <= MAX_CURSOR
         and isinstance(page[1], (int, type(None)))
     )
 
@@ -417,11 +420,17 @@ def _nodes(deployments: Mapping[str, Any]) -> list[Any]:
 
 
 def _moved(before: str | None, after: object) -> str | None:
-    """The next page's cursor; ScmError when it is not a cursor or does not move."""
+    """The next page's cursor; ScmError when it is not a cursor, does not move or is longer
+    than MAX_CURSOR: it is sent with the next query and kept, with every cursor before it,
+    in each resume point (docs/limits.md)."""
     if after is None:
         return None
     if not isinstance(after, str) or after == before:
         raise ScmError(f"github graphql: the page cursor did not move past {before!r}")
+    if len(after) > MAX_CURSOR:
+        raise ScmError(
+            f"github graphql: a cursor of {len(after):,} characters: at most {MAX_CURSOR:,}"
+        )
     return after
 
 

@@ -55,7 +55,8 @@ from bridge.sync.http_items import item_id, item_time, moment, to_event
 from bridge.sync.reader import Found, Window
 
 MAX_BODY_BYTES = Bounds().max_bytes
-# The longest cursor followed (docs/limits.md): it is sent in a query and saved to resume from.
+# The longest cursor followed, an http source's and GitHub's GraphQL endCursor (docs/limits.md):
+# it is sent in a query and saved to resume from.
 MAX_CURSOR = 2048
 # One request's retries: 180 s in all (docs/limits.md). A wait is never shortened, Retry-After's
 # included (a request sent before it is only refused again): one that would pass 180 s ends
