@@ -20,6 +20,7 @@ from bridge.errors import ConfigError, UsageError
 from bridge.model import DeployRef, Status
 from bridge.sync.http_source import (
     MAX_BODY_BYTES,
+    MAX_CURSOR,
     HttpReader,
     HttpSourceError,
     make_http_reader,
@@ -539,10 +540,20 @@ def test_a_retry_after_past_the_bound_ends_the_request_without_asking_again(
 
 def test_a_cursor_past_its_bound_ends_the_read(api: responses.RequestsMock) -> None:
     # A 5 MB cursor was sent (the server answered 414) and would have been saved to resume.
-    from bridge.sync.http_source import MAX_CURSOR
-
     long = "c" * (MAX_CURSOR + 1)
     serve_cursor(api, None, {"data": [item(1)], "has_more": True, "next_page": long})
     with pytest.raises(HttpSourceError, match=f"a cursor of {MAX_CURSOR + 1:,} characters"):
         list(reader_of(cursor_spec()).read(WINDOW))
     assert len(api.calls) == 1
+
+
+def test_a_saved_cursor_past_its_bound_is_not_a_resume_point(api: responses.RequestsMock) -> None:
+    # A database written by hand (or by an earlier version) held one: it was sent.
+    longest = "c" * MAX_CURSOR
+    resume = json.dumps({"cursor": longest + "c"})
+    with pytest.raises(HttpSourceError, match="not a resume point of this reader"):
+        list(reader_of(cursor_spec()).read(WINDOW, resume=resume))
+    assert len(api.calls) == 0
+    serve_cursor(api, longest, {"data": [item(3)], "has_more": False, "next_page": None})
+    founds = list(reader_of(cursor_spec()).read(WINDOW, resume=json.dumps({"cursor": longest})))
+    assert ids(founds) == ["3"]

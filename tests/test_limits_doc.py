@@ -832,19 +832,28 @@ def redirects(row: Row, tmp: Path) -> None:
 
 
 def saved_resume_point(row: Row, tmp: Path) -> None:
+    # The behaviour: tests/test_sync_hostile.py::test_a_saved_resume_point_*; the cursors:
+    # graphql_cursor below, tests/test_http_reader.py::test_a_saved_cursor_past_its_bound_*.
     import responses
 
     from bridge.sync.api import ScmError
     from bridge.sync.gitlab import GitLabReader, gitlab_client
+    from bridge.sync.http_source import MAX_CURSOR
     from bridge.sync.reader import Window
 
+    assert row.numbers() == [MAX_CURSOR]
     reader = GitLabReader(gitlab_client(SCM, "t"), "acme/web", runs_are_deploys=False)
-    point = json.dumps({"phase": "deployments", "url": "https://evil.example/api/v4/x"})
     now = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    with responses.RequestsMock() as mock:
-        with pytest.raises(ScmError, match=r"saved resume point leads to .*--restart"):
-            list(reader.read(Window(now, now), resume=point))
-        assert not mock.calls
+    for url in (
+        "https://evil.example/api/v4/projects/acme%2Fweb/deployments?page=2",
+        f"{SCM}/api/v4/projects/acme%2Fother/deployments?page=2",
+        f"{SCM}/api/v4/projects/acme%2Fweb/pipelines?page=2",
+    ):
+        point = json.dumps({"phase": "deployments", "url": url})
+        with responses.RequestsMock() as mock:
+            with pytest.raises(ScmError, match=r"saved resume point leads to .*--restart"):
+                list(reader.read(Window(now, now), resume=point))
+            assert not mock.calls
 
 
 def scm_urls(row: Row, tmp: Path) -> None:

@@ -355,6 +355,59 @@ def test_a_saved_resume_point_at_another_origin_is_never_used(
     assert len(cortex.all_deploys()) == 3 and foreign.requests == []
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/api/v4/projects/other%2Fsecret/deployments?page=1", id="other-project"),
+        pytest.param("/../../evil", id="dot-dot"),
+        pytest.param("/api/v4/projects/acme%2Fweb/deployments/../../1/deployments", id="dots-in"),
+        pytest.param("/api/v4/projects/acme%2Fweb/pipelines?page=2", id="the-other-list"),
+    ],
+)
+def test_a_saved_resume_point_off_the_project_list_is_never_used(
+    db_url: str,
+    tmp_path: Path,
+    cortex: FakeCortex,
+    gitlab: FakeGitLab,
+    *,
+    capsys: pytest.CaptureFixture[str],
+    path: str,
+) -> None:
+    # Followed with the token once: another project's deploys recorded as acme/web's.
+    add_gitlab_deploys(gitlab, 3)
+    for n in range(4):
+        gitlab.add_deployment(
+            "other/secret",
+            100 + n,
+            job=9000 + n,
+            sha=f"{n + 1:040x}",
+            environment="production",
+            status="success",
+            updated_at=f"2026-11-03T{n:02d}:00:00Z",
+        )
+    since = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    store = Store.from_url(db_url)
+    try:
+        store.sync.start_sync(
+            "gitlab:acme/web", since=since, until=since + timedelta(days=30), now=since
+        )
+        point = {"phase": "deployments", "url": gitlab.url + path}
+        store.sync.save_resume("gitlab:acme/web", json.dumps(point), now=since)
+    finally:
+        store.close()
+    environ = environ_for(tmp_path, cortex, GITLAB_URL=gitlab.url, BRIDGE_DATABASE_URL=db_url)
+    code, _, err = run(environ, capsys, "--gitlab", "acme/web", *WINDOW)
+    assert code == 1
+    line = one_error_line(err)
+    assert "gitlab:acme/web: the saved resume point leads to" in line
+    assert "'/api/v4/projects/acme%2Fweb/deployments'" in line
+    assert "--restart starts over" in line
+    assert gitlab.requests == [] and cortex.all_deploys() == []
+    code, _, err = run(environ, capsys, "--gitlab", "acme/web", "--restart", *WINDOW)
+    assert code == 0, err
+    assert len(cortex.all_deploys()) == 3
+
+
 # -- bounded reads ---------------------------------------------------------------------------
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from bridge.errors import BridgeError
 from bridge.model import Status
 from bridge.secrets import VARIABLE
 from bridge.sources import gitlab as hooks
+from bridge.sources.fields import shorten
 from bridge.sync.api import GITLAB_LIMITS, ApiClient, ReadApi, ScmError
 from bridge.sync.fetch import ForeignUrl
 from bridge.sync.found import json_list, parsed, whole_seconds
@@ -88,8 +89,12 @@ class GitLabReader:
         if self.runs_are_deploys:
             yield from self._list(window, "pipelines", point.get("url"), self._pipeline)
 
+    def _path(self, kind: str) -> str:
+        """The API path of the project's ``deployments`` or ``pipelines`` list."""
+        return f"/projects/{quote(self.project, safe='')}/{kind}"
+
     def _list(self, window: Window, kind: str, start: str | None, found: Any) -> Iterator[Found]:
-        path = f"/projects/{quote(self.project, safe='')}/{kind}"
+        path = self._path(kind)
         params = {
             "updated_after": whole_seconds(window.since),
             "updated_before": whole_seconds(window.until, up=True),
@@ -105,9 +110,14 @@ class GitLabReader:
                 yield Found(None, "", json.dumps({"phase": kind, "url": next_url}))
 
     def _resume_point(self, resume: str | None) -> Mapping[str, Any]:
-        """A saved resume point read back: a phase and a next-page link on the configured
-        origin; anything else is an error, and nothing is sent (a database written by an
-        earlier version, or by hand, may hold a link to anywhere)."""
+        """A saved resume point read back: a phase and a next-page link of this project's
+        list of that phase, on the configured origin; anything else is an error, and nothing
+        is sent (a database written by an earlier version, or by hand, may hold a link to
+        anywhere, another project's list on the same server too).
+
+        GitLab's next link is the URL asked for, its query changed (lib/gitlab/pagination,
+        ``request.url``): its path is the list's, spelled as this reader spells it.
+        """
         if resume is None:
             return {"phase": "deployments", "url": None}
         try:
@@ -123,6 +133,12 @@ class GitLabReader:
                 self.api.check(url, "the saved resume point")
             except ForeignUrl as exc:
                 raise ScmError(f"{exc} (--restart starts over)") from None
+            path, listed = urlsplit(url).path, urlsplit(self.api.url(self._path(phase))).path
+            if path != listed:
+                raise ScmError(
+                    f"the saved resume point leads to {shorten(path, 120)}, not {listed!r}: "
+                    "not followed, nothing sent there (--restart starts over)"
+                )
         return {"phase": phase, "url": url}
 
     def _project(self) -> Mapping[str, Any]:

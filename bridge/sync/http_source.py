@@ -305,6 +305,7 @@ class HttpReader:
             isinstance(position, dict)
             and len(position) == 1
             and all(isinstance(v, kinds.get(k, type(None))) for k, v in position.items())
+            and len(position.get("cursor", "")) <= MAX_CURSOR  # as _cursors lets through
         ):
             raise self._error(f"not a resume point of this reader: {shorten(resume)}")
         return position
