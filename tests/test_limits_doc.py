@@ -978,8 +978,9 @@ def argocd_list(row: Row, tmp: Path) -> None:
         read({"body": b"1" * (MAX_BYTES + 1)}, json=listed)
     gone = read({"status": 404, "json": {"error": "not found"}}, json=listed)
     assert gone[0].skipped == "application argocd/api: gone since listed (404)"
-    odd = {"metadata": {}, "items": [{"metadata": {"name": "a/../b", "namespace": "argocd"}}]}
-    assert "is not a Kubernetes name" in read(json=odd)[0].skipped
+    for name in ("a/../b", 5):
+        odd = {"metadata": {}, "items": [{"metadata": {"name": name, "namespace": "argocd"}}]}
+        assert "is not a Kubernetes name" in read(json=odd)[0].skipped
 
 
 def log_url_run(row: Row, tmp: Path) -> None:

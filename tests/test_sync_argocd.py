@@ -22,7 +22,8 @@ from bridge.fakescm import FakeArgoCD, Fault
 from bridge.mapping import key_of
 from bridge.store import Store
 from bridge.sync import periodic
-from bridge.sync.argocd import NAMES
+from bridge.sync.argocd import NAMES, ArgoCDReader, argocd_client
+from bridge.sync.reader import Window
 from tests.conftest import TOKEN, load_sample
 from tests.receiver_kit import argocd_post
 from tests.test_gitops import ROUTES, Relay
@@ -270,6 +271,44 @@ def test_a_listed_name_that_is_no_kubernetes_name_or_gone_is_a_skipped_row(
         "/api/v1/applications/gone",
         "/api/v1/applications/ok",
     }
+
+
+def test_a_listed_name_that_is_not_text_is_a_skipped_row_said_once(
+    cortex: FakeCortex, argo: FakeArgoCD, tmp_path: Path, capsys: Any
+) -> None:
+    # Names 5, ["x"], {"a": 1} (and namespace 7) were dropped without a word.
+    odd: list[Any] = [5, None, ["x"], {"a": 1}, "bad-namespace"]
+    for name in ["ok", *odd]:
+        app = argo.add_application(name)
+        argo.add_history(
+            app, revision=SHA_1, started="2026-11-10T09:00:00Z", deployed="2026-11-10T09:01:00Z"
+        )
+    argo.applications[-1]["metadata"]["namespace"] = 7
+    env = environ_for(f"sqlite:///{tmp_path / 'b.db'}", cortex, tmp_path)
+    args = ("--argocd", argo.url, "--since", "2026-11-01", "--until", "2026-12-01")
+    code, report, err = sync(capsys, env, *args)
+    assert code == 0, err
+    assert rows(report) == [("recorded", "ok")]
+    skipped = [r["detail"] for r in report["deploys"] if r["verdict"] == "skipped"]
+    assert sorted(skipped) == [
+        "application name '' is not a Kubernetes name: not read",  # null: no name
+        "application name 5 is not a Kubernetes name: not read",
+        "application name ['x'] is not a Kubernetes name: not read",
+        "application name {'a': 1} is not a Kubernetes name: not read",
+        "application namespace 7 is not a Kubernetes name: not read",
+    ]
+    assert {r.path for r in argo.requests} == {"/api/v1/applications", "/api/v1/applications/ok"}
+    # A read resumed after the first Application does not say them again.
+    window = Window(
+        datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc)
+    )
+    api = argocd_client(argo.url, ARGO_TOKEN)
+    try:
+        again = list(ArgoCDReader(api).read(window, resume=json.dumps({"after": "argocd/"})))
+    finally:
+        api.close()
+    assert [f.skipped for f in again if f.skipped] == []
+    assert len([f for f in again if f.event is not None]) == 1  # ok's
 
 
 def test_the_reconcile_reads_argocd(db_url: str, cortex: FakeCortex, argo: FakeArgoCD) -> None:

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from bridge.secrets import VARIABLE
 from bridge.sources import argocd as notifications
+from bridge.sources.fields import shorten
 from bridge.sync.api import GITHUB_LIMITS, ApiClient, ScmError
 from bridge.sync.found import parsed
 from bridge.sync.reader import Found, Window
@@ -75,7 +76,13 @@ class ArgoCDReader:
         """Each Application's history entries in the window, Applications by namespace/name,
         each read on its own."""
         done = _after(resume) if resume else ""
-        for key, namespace, name in self._names():
+        names, unnamed = self._names()
+        if not resume:
+            # Names that are not text have no place in the order a resume point goes by:
+            # said once, first, and not again by a read resumed after them.
+            for why in unnamed:
+                yield Found(None, why)
+        for key, namespace, name in names:
             if key <= done:
                 continue
             after = json.dumps({"after": key})
@@ -87,8 +94,9 @@ class ArgoCDReader:
                 yield self._entry(app, entry, window)
             yield Found(None, "", after)
 
-    def _names(self) -> list[tuple[str, str, str]]:
-        """Every Application's namespace/name, namespace and name, in that order."""
+    def _names(self) -> tuple[list[tuple[str, str, str]], list[str]]:
+        """Every Application's namespace/name, namespace and name, in that order; and why
+        each listed one whose name or namespace is not text is not read."""
         answer = self.api.get(PATH, NAMES).json()
         if not isinstance(answer, Mapping):
             raise ScmError(f"{PATH} did not answer an ApplicationList")
@@ -99,14 +107,16 @@ class ArgoCDReader:
         items = answer.get("items") or []
         if not isinstance(items, list):
             raise ScmError(f"{PATH} answered items that are not a list")
-        apps = []
+        apps, unnamed = [], []
         for app in items:
             metadata = app.get("metadata") if isinstance(app, Mapping) else None
             if isinstance(metadata, Mapping):
                 namespace, name = metadata.get("namespace") or "", metadata.get("name") or ""
                 if isinstance(namespace, str) and isinstance(name, str):
                     apps.append((f"{namespace}/{name}", namespace, name))
-        return sorted(set(apps))
+                elif problem := _name_problem(namespace, name):
+                    unnamed.append(problem)
+        return sorted(set(apps)), list(dict.fromkeys(unnamed))
 
     def _application(self, namespace: str, name: str) -> Mapping[str, Any] | str:
         """One Application, whole; or why not, where it is gone since the list was read."""
@@ -163,13 +173,19 @@ class ArgoCDReader:
         }
 
 
-def _name_problem(namespace: str, name: str) -> str | None:
-    """Why an Application the list named cannot be asked for, or None."""
-    if not _NAME.fullmatch(name):
-        return f"application name {name[:80]!r} is not a Kubernetes name: not read"
-    if namespace and not _NAMESPACE.fullmatch(namespace):
-        return f"application namespace {namespace[:80]!r} is not a Kubernetes name: not read"
+def _name_problem(namespace: object, name: object) -> str | None:
+    """Why an Application the list named cannot be asked for (a name that is not text is
+    no Kubernetes name either), or None."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        return f"application name {_shown(name)} is not a Kubernetes name: not read"
+    if namespace and not (isinstance(namespace, str) and _NAMESPACE.fullmatch(namespace)):
+        return f"application namespace {_shown(namespace)} is not a Kubernetes name: not read"
     return None
+
+
+def _shown(value: object) -> str:
+    """A listed name as a skipped row says it: cut, in quotes when it is text."""
+    return repr(value[:80]) if isinstance(value, str) else shorten(value)
 
 
 def _history(app: Mapping[str, Any]) -> list[Mapping[str, Any]]:
