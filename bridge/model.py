@@ -420,14 +420,14 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
         event, title=title[:MAX_TITLE], deployer_name=name or None, deployer_email=email or None
     )
     data = event_to_dict(fixed)
-    parts = {key: value for key, value in data.items() if key != "details"}
-    parts.update({f"details.{key}": value for key, value in data["details"].items()})
     try:
         size = len(_as_stored(data).encode("utf-8"))
     except UnicodeEncodeError:  # a lone surrogate in customData or the details, key or value
+        parts = _parts(data)
         bad = next(key for key in parts if not _encodes(parts[key]))
         raise InvalidDeploy(bad, f"the event's {bad} holds a lone surrogate: not text") from None
     if size > MAX_EVENT_BYTES:
+        parts = _parts(data)
         largest = max(parts, key=lambda key: len(_as_stored(parts[key]).encode("utf-8")))
         raise InvalidDeploy(
             largest,
@@ -435,6 +435,14 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
             f"its {largest} is too long",
         )
     return fixed, len(title), data
+
+
+def _parts(data: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's stored form by field, each of the details a field of its own: what an
+    error names."""
+    parts = {key: value for key, value in data.items() if key != "details"}
+    parts.update({f"details.{key}": value for key, value in data["details"].items()})
+    return parts
 
 
 def _encodes(value: Any) -> bool:
