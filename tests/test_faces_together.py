@@ -636,45 +636,6 @@ def test_gitlab_send_then_its_deployment_hook(db_url: str, cortex: FakeCortex) -
     one_each(cortex, 2)
 
 
-@pytest.mark.parametrize("send_first", [True, False], ids=["send-first", "hook-first"])
-def test_gitlab_send_in_a_job_without_an_environment_and_the_pipeline_hook(
-    db_url: str, cortex: FakeCortex, send_first: bool
-) -> None:
-    """A job without ``environment:`` makes no GitLab deployment: only the Pipeline Hook (a
-    ``workflows`` rule) names its deploy, by the pipeline, and so does ``send`` there."""
-    hook = copy.deepcopy(load_sample("gitlab/pipeline.success.json"))
-    attributes = hook["object_attributes"]
-    project = hook["project"]["path_with_namespace"]
-    rules = {"workflows": [{"match": {"workflow": "Deploy*"}, "environment": "production"}]}
-    variables = {
-        "GITLAB_CI": "true",
-        "CI_PROJECT_PATH": project,
-        "CI_COMMIT_SHA": attributes["sha"],
-        "CI_JOB_ID": "5001",
-        "CI_PIPELINE_ID": str(attributes["id"]),
-        "CI_JOB_STARTED_AT": "2026-06-18T12:04:00Z",  # the pipeline ends 12:09:40
-        "CORTEX_API_TOKEN": TOKEN,
-        "CORTEX_API_URL": cortex.url,
-    }
-    argv = ["send", "--entity-tag", "payments-api", "--environment", "production"]
-    argv += ["--timestamp", "2026-06-18T12:05:10Z"]
-    relay = Relay(db_url, cortex, rules)
-    try:
-        if send_first:
-            assert main(argv, variables) == 0
-        assert gitlab_post(relay.http, "Pipeline Hook", hook).status_code == 202
-        relay.drain()
-        if not send_first:
-            assert main(argv, variables) == 0
-    finally:
-        relay.close()
-    one_each(cortex, 1)
-    (record,) = cortex.all_deploys()
-    assert key_of(record) == (
-        f"gitlab:{project}:pipeline:{attributes['id']}:production:payments-api"
-    )
-
-
 # -- two faces at the same moment, Cortex slow ---------------------------------------------
 
 

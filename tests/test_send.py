@@ -843,25 +843,3 @@ def test_a_value_the_ci_gave_is_named_as_the_cis_never_as_a_flag_not_given(
     err = capsys.readouterr().err
     assert code == 2 and f"the event's {field}" in err and "(as the CI's environment" in err, err
     assert "error: --" not in err, err
-
-
-@pytest.mark.parametrize(
-    ("environment", "named"),
-    [
-        # With environment: GitLab makes a deployment; its Deployment Hook names the job.
-        ("production", "job:9912345"),
-        # Without: no deployment; only the Pipeline Hook names the deploy, by its pipeline.
-        (None, "pipeline:1187345"),
-    ],
-)
-def test_a_gitlab_job_names_its_deploy_as_the_hook_that_can_name_it(
-    gitlab: dict[str, str], cortex: FakeCortex, environment: str | None, named: str
-) -> None:
-    env = {k: v for k, v in gitlab.items() if k != "CI_ENVIRONMENT_NAME"}
-    if environment is not None:
-        env["CI_ENVIRONMENT_NAME"] = environment
-    assert main(["send", "--entity-tag", "payments-api", "--environment", "production"], env) == 0
-    (made,) = cortex.all_deploys()
-    key = made["customData"]["bridge"]["idempotencyKey"]
-    assert key == f"gitlab:acme/backend/payments-api:{named}:production:payments-api"
-    assert made["customData"]["jobId"] == "9912345"

@@ -56,11 +56,13 @@ def context(environ: Mapping[str, str]) -> CiContext:
     """Deploy defaults for a job running in GitLab CI."""
     env = Env(environ)
     job_id = _job_id(env, "CI_JOB_ID")
+    # The job id is what GitLab's Deployment Hook calls deployable_id: the webhook receiver
+    # names the same deploy the same way.
     own = CiContext(
         source=NAME,
         repository=env("CI_PROJECT_PATH") or "",
         event="job",
-        ref=_ref(env, job_id),
+        ref=DeployRef("job", job_id) if job_id else None,
         sha=env("CI_COMMIT_SHA"),
         branch=env("CI_COMMIT_REF_NAME"),
         environment=env("CI_ENVIRONMENT_NAME"),
@@ -85,17 +87,6 @@ def context(environ: Mapping[str, str]) -> CiContext:
     if deploy_job is not None:
         return _deploy_job(env, own, deploy_job)
     return replace(own, not_recorded=_not_a_deploy(env))
-
-
-def _ref(env: Env, job_id: str | None) -> DeployRef | None:
-    """How the webhook receiver names this job's deploy. A job with an ``environment:`` makes
-    a GitLab deployment, and the Deployment Hook names it by its job (``deployable_id``). A
-    job without one makes none: only the Pipeline Hook (and sync's pipelines) name its
-    deploy, by the pipeline, so the key is the pipeline's too."""
-    pipeline_id = _job_id(env, "CI_PIPELINE_ID")
-    if not env("CI_ENVIRONMENT_NAME") and pipeline_id:
-        return DeployRef("pipeline", pipeline_id)
-    return DeployRef("job", job_id) if job_id else None
 
 
 # environment:action values under which GitLab makes no deployment of the job (its
