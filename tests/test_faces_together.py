@@ -20,7 +20,7 @@ import pytest
 from bridge.cli import main
 from bridge.config import parse_config
 from bridge.cortex import CortexClient
-from bridge.fakecortex import FakeCortex
+from bridge.fakecortex import FakeCortex, Fault
 from bridge.mapping import key_of
 from bridge.sources import parse_event
 from bridge.sync.engine import Options, Reconciler, Verdict
@@ -422,12 +422,15 @@ class Hooks:
 
     name = "github:acme/payments-api"
 
-    def __init__(self, docs: list[dict[str, Any]]) -> None:
+    def __init__(self, docs: list[dict[str, Any]], *, one_page: bool = False) -> None:
         self.docs = docs
+        self.one_page = one_page  # a resume point after the last deploy only
 
     def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
         for n, doc in enumerate(self.docs):
-            yield Found(parse_event("github", "deployment_status", doc), resume=str(n))
+            last = n == len(self.docs) - 1
+            point = str(n) if last or not self.one_page else None
+            yield Found(parse_event("github", "deployment_status", doc), resume=point)
 
 
 def test_sync_afterwards_finds_every_deploy_present(relay: Relay, cortex: FakeCortex) -> None:
@@ -524,6 +527,86 @@ def test_sync_finishes_a_start_record_whose_end_never_came(
     assert made["customData"]["status"] == left
     assert made["timestamp"] == ended["deployment_status"]["updated_at"]
     assert "its end recorded" in row.detail
+
+
+def _lifecycle_sync(
+    relay: Relay, cortex: FakeCortex, docs: list[dict[str, Any]], record: dict[str, Any]
+) -> list[Any]:
+    """A sync of ``docs`` (the SCM's history, one page) on the relay's database: its rows."""
+    config = parse_config({"cortex": {"url": cortex.url}, "record": record})
+    with CortexClient(cortex.url, TOKEN) as client:
+        reconciler = Reconciler(config, client, store=relay.runtime.store, clock=lambda: NOW)
+        window = Window(NOW - timedelta(days=1), NOW)
+        return list(reconciler.sync(Hooks(docs, one_page=True), window))
+
+
+def _started(ended: dict[str, Any]) -> dict[str, Any]:
+    started = copy.deepcopy(ended)
+    started["deployment_status"]["state"] = "in_progress"
+    started["deployment_status"]["updated_at"] = ended["deployment"]["created_at"]
+    return started
+
+
+def test_a_start_record_deleted_on_a_try_after_an_unclear_one_is_no_record(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # The DELETE reached Cortex, its answer was lost: the try after finds nothing left. That
+    # was reported "recorded", with no uuid, and kept as recorded in the store.
+    record = {"mode": "lifecycle", "failures": False}
+    relay = Relay(db_url, cortex, {"record": record})
+    ended = deploy(1)
+    ended["deployment_status"]["state"] = "failure"
+    try:
+        webhook(relay, _started(ended))
+        cortex.inject(Fault("drop_after", method="DELETE"))
+        (row,) = _lifecycle_sync(relay, cortex, [ended], record)
+        assert relay.runtime.store.sync.recorded_uuid(key_of(cortex_record(ended))) is None
+    finally:
+        relay.close()
+    assert row.verdict in (Verdict.SKIPPED, Verdict.FINISHED), row
+    assert cortex.all_deploys() == []
+
+
+def cortex_record(doc: dict[str, Any]) -> dict[str, Any]:
+    """The record ``doc``'s deploy would have on payments-api (for its key)."""
+    event = parse_event("github", "deployment_status", doc)
+    key = f"github:acme/payments-api:run:{event.ref.id}:production:payments-api"
+    return {"customData": {"bridge": {"idempotencyKey": key}}}
+
+
+def test_a_finished_start_record_counts_in_the_same_syncs_rollback_history(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # Deploy 1 (sha 1) has only its start; 2 (sha 2) is recorded; 3 goes back to sha 1. The
+    # sync finishes 1, records 2: 3 is a ROLLBACK, as if 1's end had come by webhook.
+    record = {"mode": "lifecycle"}
+    relay = Relay(db_url, cortex, {"record": record})
+    docs = [deploy(1), deploy(2), deploy(3)]
+    docs[2]["deployment"]["sha"] = docs[0]["deployment"]["sha"]
+    try:
+        webhook(relay, _started(docs[0]))
+        rows = _lifecycle_sync(relay, cortex, docs, record)
+    finally:
+        relay.close()
+    assert [row.verdict for row in rows] == [Verdict.FINISHED, Verdict.RECORDED, Verdict.RECORDED]
+    assert sorted(d["type"] for d in cortex.all_deploys()) == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+
+
+def test_in_final_mode_a_failed_deploy_reads_nothing_in_cortex(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # No start record can exist without record.mode lifecycle: a failure is skipped unread,
+    # and Cortex down changes nothing about it.
+    relay = Relay(db_url, cortex, {})
+    failed = deploy(1)
+    failed["deployment_status"]["state"] = "failure"
+    try:
+        cortex.inject(*[Fault("status", status=503)] * 20)
+        (row,) = _lifecycle_sync(relay, cortex, [failed], {})
+    finally:
+        relay.close()
+    assert row.verdict is Verdict.SKIPPED and "record.failures" in row.detail, row
+    assert cortex.requests_to("GET") == []
 
 
 @pytest.mark.parametrize("restarted", [False, True], ids=["same-process", "restarted"])

@@ -53,6 +53,7 @@ class Outcome:
     existing: bool = False  # Cortex already held this deploy (a repeat run)
     error: CortexError | None = None
     done: str = ""  # what the core did: created, updated, deleted, found, ... (core.Done)
+    reason: str = ""  # why, where it did nothing (skipped)
 
     @property
     def ok(self) -> bool:
@@ -190,7 +191,15 @@ def record(
         payload = done.payload or build_deploy_request(event, entity, deploy_type)
         existing = done.action in ("found", "matched")
         uuid = done.uuid if (existing or not dry_run) else None
-        return Outcome(entity, deploy_type, payload, uuid=uuid, existing=existing, done=done.action)
+        return Outcome(
+            entity,
+            deploy_type,
+            payload,
+            uuid=uuid,
+            existing=existing,
+            done=done.action,
+            reason=done.reason,
+        )
 
     try:
         return drive(

@@ -39,6 +39,7 @@ from bridge.record.core import (
     decide,
     remove_doubles,
     route_checked,
+    status_of,
 )
 from bridge.rollback import PastDeploy
 from bridge.store.sync_state import RUNNING
@@ -141,10 +142,17 @@ class EntityDeploys:
         return self.listing(entity).uuids(key)
 
     def add(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
-        """Keep a record this sync made, as Cortex's listing will show it."""
-        if key in self.listing(entity).carried_keys():
+        """Keep a record this sync made or updated, as Cortex's listing will show it; with no
+        ``uuid``, the deploy's record was deleted (the start of a deploy that failed)."""
+        listing = self.listing(entity)
+        held = {str(d.get("uuid")): status_of(d) for d in listing.keyed.get(key, [])}
+        if uuid and held.get(uuid) == state:
+            return  # the listing shows it so already
+        for old in held if not uuid else [uuid] if uuid in held else []:
+            listing.drop(old)  # deleted; or updated, and shown again below
+        if not uuid:
             return
-        self.listing(entity).add(
+        listing.add(
             [
                 {
                     "uuid": uuid,
@@ -196,7 +204,8 @@ class SyncHistory:
         self.deploys.add(event, entity, key, uuid, state=state)
 
     def forget(self, key: str) -> None:
-        """Nothing to forget: a sync only creates."""
+        """Nothing to forget: a sync deletes only a start record, which ``remember`` (with no
+        uuid) has dropped from the listing, and doubles, which the listing drops itself."""
 
 
 class Lease(Protocol):
@@ -244,6 +253,8 @@ class Reconciler:
         self.lease = lease
         # What is recorded: finished deploys, the way record.mode final records them.
         self.policy = Policy(lifecycle=False, failures=config.record.failures)
+        # Whether a deploy may have a start record to finish (record.mode lifecycle).
+        self.starts = Policy.of(config.record).lifecycle
         # Run right before each write to Cortex: the reconcile's lease check (none for sync).
         self._fence = lease.check if lease is not None else None
         # Who reserves each missing deploy in the store before recording it.
@@ -302,11 +313,11 @@ class Reconciler:
             return
         # The history is of finished deploys: recorded the way record.mode final records them.
         decision = decide(event.status, None, self.policy)
-        # A deploy that ended unrecorded (a failure, record.failures false) may still have a
-        # start record (record.mode lifecycle, its end's webhook lost): looked for below.
         unrecorded = decision.reason if decision.action is Action.SKIP else None
         try:
-            if unrecorded is not None and not event.status.is_final:
+            # A deploy that ended unrecorded (a failure, record.failures false) may still have
+            # a start record (record.mode lifecycle, its end's webhook lost): looked for below.
+            if unrecorded is not None and not (event.status.is_final and self.starts):
                 raise UnsupportedEvent(unrecorded)
             # The model's one validation, as a webhook gets it: what an SCM or an http
             # source answered is checked like any payload, and skipped with its reason.
@@ -321,7 +332,7 @@ class Reconciler:
         shortened = "; ".join(f"{field}: {text}" for field, text in checked.notes)
         if self.options.environment is not None and event.environment != self.options.environment:
             reason = f"environment {event.environment!r} is not --environment"
-            yield self._row(_row(name, event, Verdict.SKIPPED, unrecorded or reason))
+            yield self._row(_row(name, event, Verdict.SKIPPED, reason))
             return
         looked: list[tuple[str, Verdict, str]] = []
         for entity in where.entities:
@@ -476,17 +487,26 @@ class Reconciler:
         except BridgeError:  # the lease lost: nothing written
             self._release(key)
             raise
-        if outcome.error is not None or outcome.existing:
-            self._release(key)
         if isinstance(outcome.error, CortexUnauthorized):
+            self._release(key)
             raise outcome.error  # the token: every deploy would fail alike
+        return self._outcome_row(name, event, entity, key, outcome)
+
+    def _outcome_row(
+        self, name: str, event: DeployEvent, entity: str, key: str, outcome: recorder.Outcome
+    ) -> Row:
+        """The row of what the core did; the key kept as recorded where a record holds the
+        deploy now, its reservation released where none was made."""
+        uuid = outcome.uuid or ""
+        if outcome.error is not None or outcome.existing or outcome.done in ("deleted", "skipped"):
+            self._release(key)
         if outcome.error is not None:
             return _row(name, event, Verdict.FAILED, str(outcome.error), entity, missing=True)
-        uuid = outcome.uuid or ""
         if outcome.existing:
             return _row(name, event, Verdict.PRESENT, uuid, entity)
+        if outcome.done == "skipped":  # what was found on a try after an unclear one
+            return _row(name, event, Verdict.SKIPPED, outcome.reason, entity)
         if outcome.done == "deleted":  # the start of a deploy that did not succeed
-            self._release(key)
             why = f"deleted {uuid}: the start record of a deploy that ended {event.status.value}"
             return _row(name, event, Verdict.FINISHED, why, entity)
         if self.store is not None:

@@ -53,7 +53,8 @@ RECORDED = Counter(
     "Deploys the periodic reconcile recorded in Cortex, by source.",
     ["source"],
 )
-# Rows of a deploy that was missing (or whose end was) and is no longer.
+# Rows of a deploy that was missing (or whose end was) and is no longer: counted missing and
+# recorded alike, so that recorded well below missing still means Cortex refusing records.
 _MADE = (Verdict.RECORDED, Verdict.FINISHED)
 LAST_SUCCESS = Gauge(
     "bridge_reconcile_last_success_timestamp_seconds",
@@ -209,8 +210,9 @@ class Reconcile:
                 # look in Cortex failed (an outage) is not known to be missing.
                 if row.verdict in _MADE or row.missing:
                     MISSING.labels(label).inc()
-                if row.verdict is Verdict.RECORDED:
+                if row.verdict in _MADE:
                     RECORDED.labels(label).inc()
+                if row.verdict is Verdict.RECORDED:
                     log.info("reconcile recorded a missing deploy", extra=row.to_dict())
                 elif row.verdict is Verdict.FINISHED:
                     log.info("reconcile finished a deploy's start record", extra=row.to_dict())
