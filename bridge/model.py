@@ -303,20 +303,32 @@ def entity_problem(tag: str) -> str | None:
         return f"is {tag!r}, which names no entity"
     if len(tag) > MAX_NAME:
         return f"is {len(tag)} characters long; at most {MAX_NAME}"
-    if _CONTROL.search(tag) is not None:
-        return "holds a control character"
-    return None
+    character = character_problem(tag)
+    return None if character is None else f"holds {character}"
 
 
 def environment_problem(name: str, most: int = MAX_NAME) -> str | None:
     """What keeps ``name`` from being an environment's name (with ``most``
     MAX_REPOSITORY, a repository's), or None: as the event's is checked, no control character
     and at most ``most`` characters."""
-    if _CONTROL.search(name) is not None:
-        return "holds a control character"
+    character = character_problem(name)
+    if character is not None:
+        return f"holds {character}"
     if len(name) > most:
         return f"is {len(name)} characters long; at most {most}"
     return None
+
+
+def character_problem(text: str) -> str | None:
+    """Which character keeps ``text`` from being a name (a noun phrase), or None: a control
+    character, or a lone surrogate (a byte that was no UTF-8 in an argument, a ``\\ud800``
+    alone in JSON)."""
+    found = _CONTROL.search(text)
+    if found is None:
+        return None
+    if "\ud800" <= found.group() <= "\udfff":
+        return "a byte or escape that is no text (not UTF-8: a lone surrogate)"
+    return "a control character"
 
 
 def _shown(value: str, limit: int = 60) -> str:
@@ -381,8 +393,9 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
     for label, value, limit in checked:
         if value is None:
             continue
-        if _CONTROL.search(value) is not None:
-            raise InvalidDeploy(label, f"the event's {label} holds a control character")
+        character = character_problem(value)
+        if character is not None:
+            raise InvalidDeploy(label, f"the event's {label} holds {character}")
         if len(value) > limit:
             raise InvalidDeploy(
                 label, f"the event's {label} is {len(value)} characters long; at most {limit}"
@@ -424,8 +437,15 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
         size = len(_as_stored(data).encode("utf-8"))
     except UnicodeEncodeError:  # a lone surrogate in customData or the details, key or value
         parts = _parts(data)
-        bad = next(key for key in parts if not _encodes(parts[key]))
-        raise InvalidDeploy(bad, f"the event's {bad} holds a lone surrogate: not text") from None
+        # Named by its field; a key that is itself no text, by its part of the event.
+        bad = next(
+            (key if _encodes(key) else key.partition(".")[0])
+            for key in parts
+            if not (_encodes(key) and _encodes(parts[key]))
+        )
+        raise InvalidDeploy(
+            bad, f"the event's {bad} holds an escape that is no text (a lone surrogate)"
+        ) from None
     if size > MAX_EVENT_BYTES:
         parts = _parts(data)
         largest = max(parts, key=lambda key: len(_as_stored(parts[key]).encode("utf-8")))

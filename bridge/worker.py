@@ -241,11 +241,16 @@ class RelayHistory:
             )
             whole = True
         except CortexTooMany:
-            # More than a search reads from an old event (or the relay's newest deploy on the
-            # pair) up to now: a busy pair's backlog, or other faces' many deploys since. The
-            # event's own window only (from its start; where that is still too many, from its
-            # time), kept for no other deploy.
-            found = self._around(entity, event, start)
+            # More than a search reads from an old event (or its start, or the relay's newest
+            # deploy on the pair) up to now: a busy pair's backlog, or other faces' many
+            # deploys since. The event's own window only, kept for no other deploy.
+            narrow = self.cortex.search_deploys(
+                entity,
+                environment=event.environment,
+                after=event.timestamp - 2 * LOOKUP_WINDOW,
+                before=event.timestamp + 2 * LOOKUP_WINDOW,
+            )
+            found = list(narrow)
             whole = False
         listing = Listing().add(found)
         since = reach - LOOKUP_WINDOW
@@ -262,25 +267,6 @@ class RelayHistory:
             self._shared.add(pair)
         listing.shared = pair in self._shared or unsurveyed
         return listing
-
-    def _around(self, entity: str, event: DeployEvent, start: datetime) -> list[dict[str, Any]]:
-        """The pair's records within 2 LOOKUP_WINDOWs of the deploy, from ``start``; from its
-        own time where that is more than a search reads."""
-        try:
-            return self._within(entity, event, start)
-        except CortexTooMany:
-            if start == event.timestamp:
-                raise
-            return self._within(entity, event, event.timestamp)
-
-    def _within(self, entity: str, event: DeployEvent, start: datetime) -> list[dict[str, Any]]:
-        found = self.cortex.search_deploys(
-            entity,
-            environment=event.environment,
-            after=start - 2 * LOOKUP_WINDOW,
-            before=event.timestamp + 2 * LOOKUP_WINDOW,
-        )
-        return list(found)
 
     def recall(
         self, entity: str, event: DeployEvent, key: str, *, past: bool

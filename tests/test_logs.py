@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -117,15 +118,22 @@ def test_a_url_password_in_a_field_is_masked_as_every_face_shows_it() -> None:
     # The logs mask as the admin API, the console and ``deliveries`` do (redact.masked): a
     # URL's password is masked even where it is no configured secret.
     formatter = logs.JsonFormatter([SECRET])
-    record = logging.makeLogRecord(
-        {
-            "msg": "m",
-            "database": "postgresql://bridge:hunter22@db:5432/bridge",
-            "nested": {"urls": ["https://u:pw-in-url@h/x"]},
-        }
-    )
+    try:
+        raise ValueError("could not reach postgresql://bridge:hunter22@db/bridge")
+    except ValueError:
+        record = logging.makeLogRecord(
+            {
+                "msg": "connecting to %s",
+                "args": ("postgresql://bridge:hunter22@db:5432/bridge",),
+                "database": "postgresql://bridge:hunter22@db:5432/bridge",
+                "nested": {"urls": ["https://u:pw-in-url@h/x"]},
+                "exc_info": sys.exc_info(),
+            }
+        )
     line = formatter.format(record)
     data = json.loads(line)
+    assert data["message"] == "connecting to postgresql://***@db:5432/bridge"
+    assert "postgresql://***@db/bridge" in data["exception"]
     assert data["database"] == "postgresql://***@db:5432/bridge"
     assert data["nested"] == {"urls": ["https://***@h/x"]}
     assert "hunter22" not in line and "pw-in-url" not in line

@@ -223,6 +223,7 @@ def test_same_sha_needs_seven_hex() -> None:
         pytest.param({"custom": {"team": "a\udc80"}}, "custom", id="surrogate-custom-value"),
         pytest.param({"custom": {"t\ud800": 1}}, "custom", id="surrogate-custom-key"),
         pytest.param({"details": {"run": "\ud83d"}}, "details.run", id="surrogate-details"),
+        pytest.param({"details": {"r\ud800": 1}}, "details", id="surrogate-details-key"),
     ],
 )
 def test_bounded_names_the_field(overrides: dict[str, object], named: str) -> None:

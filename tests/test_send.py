@@ -370,6 +370,11 @@ def test_without_any_id_send_warns_once_and_does_not_key_by_time(
             "error: --environment: 'prod\\u2028x' contains a control",
         ),
         (["--deploy-id", "a\x85b"], "error: --deploy-id: 'a\\x85b' contains a control character"),
+        # A byte that is no UTF-8 (Python hands it over as a lone surrogate), not "control".
+        (
+            ["--environment", "prod\udce9"],
+            "error: --environment: 'prod\\udce9' contains a byte or escape that is no text",
+        ),
         (["--deploy-id", "x" * 256], "error: --deploy-id: longer than 255 characters"),
         (["--environment", "prod\r\n::error::x"], "error: --environment: 'prod\\r\\n::error::x'"),
         (["--timestamp", "2026-11-20T10:00:00"], "error: --timestamp: "),

@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from bridge.errors import InputError, UsageError
-from bridge.model import HEX_SHA, MAX_NAME, DeployRef, DeployType, has_control
+from bridge.model import HEX_SHA, MAX_NAME, DeployRef, DeployType, character_problem
 from bridge.times import parse_timestamp
 from bridge.urls import CORTEX_URL, base_url_problem
 
@@ -150,10 +150,11 @@ INPUT_BY_NAME = {spec.name: spec for spec in INPUTS}
 
 
 def plain(name: str, value: str) -> str:
-    """``value`` when it has no control character (it becomes part of a key or a URL): the
-    model's one test of what a control character is, as every face applies it."""
-    if has_control(value):
-        raise InputError(name, f"{value!r} contains a control character")
+    """``value`` when it has no control character nor byte that is no text (it becomes part
+    of a key or a URL): the model's one test of it, as every face applies it."""
+    problem = character_problem(value)
+    if problem is not None:
+        raise InputError(name, f"{value!r} contains {problem}")
     return value
 
 
