@@ -692,17 +692,24 @@ def _other_faces_deploys(bridge: Bridge, count: int) -> None:
         )
 
 
-def test_a_backlog_on_a_busy_pair_reads_the_events_own_window(
-    db_url: str, cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The relay's search reads from an old event up to now; past what a search reads whole
-    # (10,000 records) it raised, and the delivery failed: the event's own window instead.
+def _busy_pair(db_url: str, cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch) -> Bridge:
+    """A bridge on Dec 20 whose pair holds 12 deploys since Dec 5 by another face, more than a
+    search reads whole (10 records at most here)."""
     from bridge.cortex import client as cortex_client
 
     bridge = Bridge(db_url, cortex)
     bridge.clock.now = datetime(2026, 12, 20, 12, 0, tzinfo=timezone.utc)
     _other_faces_deploys(bridge, 12)
-    monkeypatch.setattr(cortex_client, "PAGE_SIZE", 1)  # a search reads 10 records at most
+    monkeypatch.setattr(cortex_client, "PAGE_SIZE", 1)
+    return bridge
+
+
+def test_a_backlog_on_a_busy_pair_reads_the_events_own_window(
+    db_url: str, cortex: FakeCortex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The relay's search reads from an old event up to now; past what a search reads whole
+    # (10,000 records) it raised, and the delivery failed: the event's own window instead.
+    bridge = _busy_pair(db_url, cortex, monkeypatch)
     for delivery in ("first", "again"):
         answer = github_post(
             bridge.http, "deployment_status", "deployment_status.success", delivery=delivery
@@ -722,12 +729,7 @@ def test_a_long_run_on_a_busy_pair_reads_the_events_own_window_at_last(
     # A deploy's record is looked for from its run's start (another face dated it there); a
     # run that waited weeks on a busy pair holds more than a search reads from there: the
     # event's own window then, not a failed delivery.
-    from bridge.cortex import client as cortex_client
-
-    bridge = Bridge(db_url, cortex)
-    bridge.clock.now = datetime(2026, 12, 20, 12, 0, tzinfo=timezone.utc)
-    _other_faces_deploys(bridge, 12)
-    monkeypatch.setattr(cortex_client, "PAGE_SIZE", 1)  # a search reads 10 records at most
+    bridge = _busy_pair(db_url, cortex, monkeypatch)
     doc = copy.deepcopy(load_sample("github/deployment_status.success.json"))
     doc["deployment"]["created_at"] = "2026-12-01T09:00:00Z"
     doc["deployment_status"]["updated_at"] = "2026-12-17T10:00:00Z"

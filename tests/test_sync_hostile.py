@@ -319,6 +319,20 @@ def test_same_origin_redirects_are_followed_with_the_token_at_most_five(
     assert len(github.requests) == 2 + 6
 
 
+def _saved_gitlab_resume(db_url: str, url: str) -> None:
+    """An interrupted sync of gitlab:acme/web whose saved resume point is ``url``."""
+    since = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    store = Store.from_url(db_url)
+    try:
+        store.sync.start_sync(
+            "gitlab:acme/web", since=since, until=since + timedelta(days=30), now=since
+        )
+        point = {"phase": "deployments", "url": url}
+        store.sync.save_resume("gitlab:acme/web", json.dumps(point), now=since)
+    finally:
+        store.close()
+
+
 def test_a_saved_resume_point_at_another_origin_is_never_used(
     db_url: str,
     tmp_path: Path,
@@ -330,18 +344,7 @@ def test_a_saved_resume_point_at_another_origin_is_never_used(
 ) -> None:
     add_gitlab_deploys(gitlab, 3)
     add_gitlab_deploys(foreign, 3)
-    since = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    store = Store.from_url(db_url)
-    try:
-        store.sync.start_sync(
-            "gitlab:acme/web", since=since, until=since + timedelta(days=30), now=since
-        )
-        cursor = f"{foreign.url}/api/v4/projects/acme%2Fweb/deployments?page=2"
-        store.sync.save_resume(
-            "gitlab:acme/web", json.dumps({"phase": "deployments", "url": cursor}), now=since
-        )
-    finally:
-        store.close()
+    _saved_gitlab_resume(db_url, f"{foreign.url}/api/v4/projects/acme%2Fweb/deployments?page=2")
     environ = environ_for(tmp_path, cortex, GITLAB_URL=gitlab.url, BRIDGE_DATABASE_URL=db_url)
     code, _, err = run(environ, capsys, "--gitlab", "acme/web", *WINDOW)
     assert code == 1
@@ -385,16 +388,7 @@ def test_a_saved_resume_point_off_the_project_list_is_never_used(
             status="success",
             updated_at=f"2026-11-03T{n:02d}:00:00Z",
         )
-    since = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    store = Store.from_url(db_url)
-    try:
-        store.sync.start_sync(
-            "gitlab:acme/web", since=since, until=since + timedelta(days=30), now=since
-        )
-        point = {"phase": "deployments", "url": gitlab.url + path}
-        store.sync.save_resume("gitlab:acme/web", json.dumps(point), now=since)
-    finally:
-        store.close()
+    _saved_gitlab_resume(db_url, gitlab.url + path)
     environ = environ_for(tmp_path, cortex, GITLAB_URL=gitlab.url, BRIDGE_DATABASE_URL=db_url)
     code, _, err = run(environ, capsys, "--gitlab", "acme/web", *WINDOW)
     assert code == 1
