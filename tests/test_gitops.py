@@ -170,6 +170,8 @@ def test_kustomization_lifecycle(name: str, status: Status) -> None:
         pytest.param({"reason": "DependencyNotReady"}, "is not a deploy", id="waiting"),
         pytest.param({"severity": "trace", "reason": "Progressing"}, "not a deploy", id="trace"),
         pytest.param({"metadata": {}}, "carries no revision", id="no-revision"),
+        # Its severity is no reason: "Flux reason 'info'" had said it was.
+        pytest.param({"reason": ""}, "a Flux info event with no reason is not", id="no-reason"),
     ],
 )
 def test_flux_events_that_are_not_deploys(changes: dict[str, Any], reason: str) -> None:

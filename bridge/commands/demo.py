@@ -569,6 +569,8 @@ NEXT_STEPS = (
     "  export CORTEX_API_TOKEN=...       # a Cortex API key that may write deploys",
     "  export GITHUB_WEBHOOK_SECRET=...  # the secret you set on the GitHub webhook",
     "  export GITLAB_WEBHOOK_TOKEN=...   # the secret token you set on the GitLab webhook",
+    "  export FLUX_WEBHOOK_SECRET=...    # the config turns Flux on: its Provider's token",
+    "  # (or take `flux: {enabled: true}` out; sources you do not use: `enabled: false`)",
     "  export BRIDGE_DATABASE_URL=sqlite:///bridge.db  # or postgresql+psycopg://... for replicas",
     "  # save the config printed at the top as bridge.yaml (a start), then:",
     "  cortex-deploy-bridge check-config --config bridge.yaml",

@@ -133,7 +133,9 @@ def _status(fields: Fields, reasons: Mapping[str, Status], *, errors_fail: bool)
         return Status.FAILED  # a failed reconcile: its reason is the Ready condition's
     status = reasons.get(reason.lower())
     if status is None or severity == "trace":
-        raise UnsupportedEvent(f"Flux reason {shorten(reason or severity)} is not a deploy")
+        if not reason:
+            raise UnsupportedEvent(f"a Flux {severity} event with no reason is not a deploy")
+        raise UnsupportedEvent(f"Flux reason {shorten(reason)} is not a deploy")
     return status
 
 
