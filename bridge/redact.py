@@ -54,6 +54,10 @@ def _percent_encodings(secret: str) -> set[str]:
     return found
 
 
+# The dict keys JSON writes as they are (the rest are written as their text).
+_KEYS = (str, int, float, bool)
+
+
 def masked(value: Any, spelled: tuple[str, ...]) -> Any:
     """``value`` with each of ``spelled`` and every URL's password masked in its text,
     however deep; a value JSON has no type for is its ``str``, masked: what the logs, the
@@ -65,9 +69,7 @@ def masked(value: Any, spelled: tuple[str, ...]) -> Any:
     if isinstance(value, dict):
         # A key JSON has no type for (a tuple, say) becomes its text too: never a list.
         return {
-            masked(k if isinstance(k, (str, int, float, bool)) else str(k), spelled): masked(
-                v, spelled
-            )
+            masked(k if isinstance(k, _KEYS) else str(k), spelled): masked(v, spelled)
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):
