@@ -13,7 +13,9 @@ from bridge.app import Runtime, create_app
 from bridge.console.access import SESSION_COOKIE, Keys, foreign_origin
 from bridge.ingest import MAX_RECEIVED_BYTES, received_copy
 from bridge.redact import spellings
+from bridge.store.browse import Filters
 from bridge.store.journal import ReconcileRun, TurnedAway
+from tests.conftest import load_sample
 from tests.console_kit import ORIGIN, csrf_of, page_csrf, sign_in
 from tests.receiver_kit import (
     ADMIN_TOKEN,
@@ -101,6 +103,8 @@ def test_sign_in_gives_a_strict_http_only_cookie_without_the_token(runtime: Runt
     [
         pytest.param({"base_url": "https://localhost"}, id="https"),
         pytest.param({"headers": {"X-Forwarded-Proto": "https"}}, id="behind-a-proxy"),
+        pytest.param({"headers": {"X-Forwarded-Proto": "HTTPS"}}, id="proxy-upper-case"),
+        pytest.param({"headers": {"X-Forwarded-Proto": "https, http"}}, id="proxy-chain"),
     ],
 )
 def test_the_cookie_is_secure_over_https(runtime: Runtime, how: dict[str, Any]) -> None:
@@ -237,6 +241,8 @@ def test_sessions_expire_and_a_new_token_ends_them() -> None:
         ("http://relay:8080.evil", None, True),
         ("null", None, True),
         ("file://", None, True),
+        ("http://[", None, True),  # no URL at all: it had been a 500
+        ("http://[::1", None, True),
         (None, "same-origin", False),
         (None, "same-site", True),
         (None, None, False),
@@ -244,6 +250,22 @@ def test_sessions_expire_and_a_new_token_ends_them() -> None:
 )
 def test_foreign_origin(origin: str | None, site: str | None, foreign: bool) -> None:
     assert foreign_origin(origin, site, ("relay:8080",)) is foreign
+
+
+@pytest.mark.parametrize("cookie", ["1.a.\u00e9", "9" * 3000 + ".a.b", "\u0661.a.b"])
+def test_a_cookie_of_any_text_is_no_session_never_a_500(runtime: Runtime, cookie: str) -> None:
+    # Another app on the host (another port) may set it: compare_digest refused str that is
+    # not ASCII, and every console page answered 500 to the operator.
+    client = client_for(runtime)
+    client.set_cookie(SESSION_COOKIE, cookie, path="/console")
+    assert client.get("/console/sign-in").status_code == 200
+    assert client.get("/console/deliveries").status_code == 303
+
+
+def test_a_post_whose_origin_is_no_url_is_refused_as_foreign(runtime: Runtime) -> None:
+    client = signed_in(runtime)
+    answer = client.post("/console/sign-out", headers={"Origin": "http://["})
+    assert answer.status_code == 403
 
 
 def test_behind_a_proxy_that_rewrites_host_the_forwarded_host_is_ours() -> None:
@@ -716,3 +738,58 @@ def test_what_anyone_can_send_is_kept_apart_and_pushes_out_nothing(
     assert sent.status_code == 400
     runtime.turned_away.flush()
     assert runtime.store.journal.turned_away(limit=1)[0].answer == "rejected"
+
+
+def test_every_page_masks_and_escapes_a_senders_text_as_the_admin_api_does(
+    runtime: Runtime,
+) -> None:
+    # A repository (so an entity) holding a secret, a delivery id holding another and a URL
+    # password, an SCM error turning the text around (U+202E): the API masked them, the
+    # delivery, turned-away, entities and reconcile pages showed them as stored.
+    client = signed_in(runtime)
+    doc = load_sample("github/deployment_status.success.json")
+    doc["repository"]["full_name"] = f"acme/r-{GITLAB_TOKEN}"
+    doc["repository"]["name"] = f"r-{GITLAB_TOKEN}"
+    assert github_post(client, "deployment_status", doc).status_code == 202
+    (stored,), _ = runtime.store.browse.deliveries(Filters(), limit=5)
+    runtime.store.records.add_history(
+        entity=f"r-{GITLAB_TOKEN}", environment="production", sha="a" * 40, deployed_at=T0, key="k"
+    )
+    github_post(
+        client, "deployment_status", "deployment_status.success", delivery=f"d-{ADMIN_TOKEN}"
+    )
+    github_post(
+        client,
+        "deployment_status",
+        "deployment_status.success",
+        secret="wrong",
+        delivery="https://bob:hunter2pw@git.example/x",
+    )
+    runtime.store.journal.add_reconcile_run(
+        ReconcileRun(
+            started_at=T0,
+            finished_at=T0,
+            owner="host:1",
+            since=T0,
+            until=T0,
+            sources=[{"source": "github:acme/api", "counts": {}, "error": "bad \u202egnp.exe"}],
+        )
+    )
+    pages = [
+        f"/console/deliveries/{stored.id}",
+        "/console/turned-away",
+        "/console/entities",
+        "/console/reconcile",
+    ]
+    for path in pages:
+        text = client.get(path).data.decode()
+        for secret in (GITLAB_TOKEN, ADMIN_TOKEN, "hunter2pw", "\u202e"):
+            assert secret not in text, (path, secret)
+    assert "bad \\u202egnp.exe" in client.get("/console/reconcile").data.decode()
+
+
+def test_the_counts_a_retry_sends_back_are_numbers_or_nothing(runtime: Runtime) -> None:
+    client = signed_in(runtime)
+    spoof = client.get("/console/dead?retried=All%20dead%20letters%20were%20purged&skipped=x")
+    assert b"purged" not in spoof.data and b"queued again" not in spoof.data
+    assert b"3 queued again, 2 not" in client.get("/console/dead?retried=3&skipped=2").data

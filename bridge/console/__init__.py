@@ -121,7 +121,9 @@ def console_blueprint(rt: Runtime) -> Blueprint:
 def _set_cookie(response: BaseResponse, name: str, value: str, seconds: int) -> None:
     """HttpOnly, SameSite=Strict, for /console only; Secure over HTTPS (or behind a proxy
     that says the browser used HTTPS)."""
-    secure = request.is_secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+    # The proxy's word for the scheme the browser used: the first of a chain, in any case.
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    secure = request.is_secure or forwarded == "https"
     response.set_cookie(
         name,
         value,

@@ -56,9 +56,12 @@ class Keys:
         """The session a cookie carries, if its MAC holds and it has not expired."""
         expires, _, rest = (cookie or "").partition(".")
         nonce, _, mac = rest.partition(".")
-        if not (expires.isdigit() and nonce and mac):
+        if not (expires.isascii() and expires.isdigit() and nonce and mac):
             return None
-        if not hmac.compare_digest(mac, self._mac("session", f"{expires}.{nonce}")):
+        # As bytes: a cookie is the browser's to send, and compare_digest refuses str that is
+        # not ASCII (a 500 on every console page, for whoever could set a cookie on the host).
+        expected = self._mac("session", f"{expires}.{nonce}").encode()
+        if not hmac.compare_digest(mac.encode("utf-8", "replace"), expected):
             return None
         if int(expires) <= now:
             return None
@@ -93,7 +96,10 @@ def foreign_origin(origin: str | None, fetch_site: str | None, hosts: tuple[str,
     if origin is not None:
         if origin == "null":
             return True
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+        except ValueError:  # no URL at all ("http://["): no page of ours sent it
+            return True
         ours = {host.strip().lower() for host in hosts if host.strip()}
         return parts.scheme not in ("http", "https") or parts.netloc.lower() not in ours
     return fetch_site not in (None, "same-origin", "none")

@@ -6,9 +6,10 @@ Each view reads its query string, asks the store, and renders a template; the tw
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
@@ -16,7 +17,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from bridge import views
 from bridge.console import charts
 from bridge.mapping import build_deploy_request
-from bridge.model import DeployType, event_from_dict, has_control
+from bridge.model import DeployType, escape_controls, event_from_dict, has_control
 from bridge.redact import masked
 from bridge.store import DEAD, STATUSES
 from bridge.store.browse import Filters
@@ -93,7 +94,7 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
             page="deliveries",
             d=_row(found, spelled),
             **_shown(found, spelled),
-            attempts=rt.store.browse.attempts(found.id),
+            attempts=_plain(rt.store.browse.attempts(found.id), spelled),
             retryable=found.status in (DEAD, "queued", "retrying"),
             retried=request.args.get("retried") == "1",
             not_retried=request.args.get("retried") == "0",
@@ -116,8 +117,8 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
             "console/dead.html",
             page="dead",
             rows=[_row(d, rt.spelled) for d in rows],
-            retried=request.args.get("retried"),
-            skipped=request.args.get("skipped"),
+            retried=_count("retried"),
+            skipped=_count("skipped"),
             next_url=url_for("console.dead", after=cursor) if cursor is not None else None,
         )
 
@@ -145,7 +146,7 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
         return render_template(
             "console/turned_away.html",
             page="turned_away",
-            rows=rows,
+            rows=_plain(rows, rt.spelled),
             answers=ANSWERS,
             chosen={"answer": answer, "source": source, "delivery": delivery},
             sources=_sources(rt),
@@ -154,7 +155,7 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
     @console.get("/entities")
     def entities() -> str:
         groups: dict[tuple[str, str], list[Any]] = {}
-        for deploy in rt.store.browse.last_deploys():
+        for deploy in _plain(rt.store.browse.last_deploys(), rt.spelled):
             groups.setdefault((deploy.entity, deploy.environment), []).append(deploy)
         return render_template(
             "console/entities.html",
@@ -183,7 +184,7 @@ def add_pages(console: Blueprint, rt: Runtime) -> None:
         return render_template(
             "console/reconcile.html",
             page="reconcile",
-            runs=rt.store.journal.reconcile_runs(limit=50),
+            runs=_plain(rt.store.journal.reconcile_runs(limit=50), rt.spelled),
             enabled=rt.config.sync.enabled,
         )
 
@@ -219,12 +220,12 @@ def _shown(d: Delivery, spelled: tuple[str, ...]) -> dict[str, Any]:
     received = _received(d)
     if received is not None:
         received["pretty"] = masked(received["pretty"], spelled)
-    sent = _sent(d)
-    for line in sent:
-        if line["request"] is not None:
-            line["request"]["body"] = masked(line["request"]["body"], spelled)
     event_json = json.dumps(d.payload.get("event", {}), indent=2, sort_keys=True)
-    return {"received": received, "event_json": masked(event_json, spelled), "sent": sent}
+    return {
+        "received": received,
+        "event_json": masked(event_json, spelled),
+        "sent": _text(_sent(d), spelled),  # its entities, results, paths and bodies
+    }
 
 
 def _received(d: Delivery) -> dict[str, Any] | None:
@@ -265,6 +266,45 @@ def _sent(d: Delivery) -> list[dict[str, Any]]:
             }
         sent.append(line)
     return sent
+
+
+Row = TypeVar("Row")
+
+
+def _plain(rows: list[Row], spelled: tuple[str, ...]) -> list[Row]:
+    """Rows read from the store (dataclasses) as a page shows them: every text in them
+    (:func:`_text`)."""
+    return [
+        dataclasses.replace(
+            row,  # type: ignore[type-var]
+            **{
+                f.name: _text(getattr(row, f.name), spelled)
+                for f in dataclasses.fields(row)  # type: ignore[arg-type]
+                if isinstance(getattr(row, f.name), (str, dict, list))
+            },
+        )
+        for row in rows
+    ]
+
+
+def _text(value: Any, spelled: tuple[str, ...]) -> Any:
+    """``value`` masked as the admin API masks it (the secrets held, a URL's password), its
+    control characters spelled as escapes: a sender's or an SCM's text (a delivery id, an
+    entity, an error) can neither show a secret nor turn the page's text around (U+202E)."""
+    value = masked(value, spelled)
+    if isinstance(value, str):
+        return escape_controls(value)
+    if isinstance(value, dict):
+        return {k: _text(v, ()) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text(item, ()) for item in value]
+    return value
+
+
+def _count(name: str) -> int | None:
+    """A count the page was sent back with (``retried``, ``skipped``): a number, or none."""
+    value = request.args.get(name, "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else None
 
 
 def _filter(name: str) -> str:
