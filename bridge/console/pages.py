@@ -224,7 +224,8 @@ def _shown(d: Delivery, spelled: tuple[str, ...]) -> dict[str, Any]:
     return {
         "received": received,
         "event_json": masked(event_json, spelled),
-        "sent": _text(_sent(d), spelled),  # its entities, results, paths and bodies
+        # Its entities, results, paths and bodies (JSON: no control character shows raw).
+        "sent": masked(_sent(d), spelled),
     }
 
 
