@@ -665,6 +665,7 @@ def test_an_answer_that_drips_ends_at_its_deadline(github: FakeGitHub) -> None:
     assert time.monotonic() - started < 4 * (0.3 + 0.1)
 
 
+@pytest.mark.system  # a server of its own on loopback, and half a second of it dripping
 def test_headers_that_drip_end_at_the_answers_deadline_too() -> None:
     # One header byte at a time, each within the per-read timeout: the deadline covered the
     # body alone, and such a server held a read (and the reconcile's thread) for good.
