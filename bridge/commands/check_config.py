@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from bridge.commands.common import add_config_flag, fail
+from bridge.commands.common import add_config_flag, config_path, fail
 from bridge.commands.helptext import describe as describe_command
 from bridge.errors import UsageError
 from bridge.secrets import SERVER_SECRETS, secret_from
@@ -112,13 +112,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     if args.path and args.config and args.path != args.config:
         return fail("give the config file once: PATH or --config, not both")
-    for flag, given in (("PATH", args.path), ("--config", args.config)):
-        if given is not None and not given.strip():  # "check-config $UNSET_VARIABLE"
-            return fail(f"{flag}: the path is empty")
-    path = args.path or args.config or environ.get("BRIDGE_CONFIG") or None
     try:
+        path = config_path(environ, ("PATH", args.path), ("--config", args.config))
         config = load_config(path, environ)
-    except ConfigError as exc:
+    except (ConfigError, UsageError) as exc:
         return fail(str(exc))
     if args.source not in config.source_names:
         known = ", ".join(config.source_names)

@@ -86,11 +86,19 @@ def load(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
     """The config from ``--config`` or ``BRIDGE_CONFIG``, environment overrides applied."""
     from bridge.config import load_config
 
-    given = getattr(args, "config", None)
-    if given is not None and not given.strip():  # an unset variable in a script: "--config $X"
-        raise UsageError("--config: the path is empty")
-    path = given or environ.get("BRIDGE_CONFIG") or None
-    return load_config(path, environ)
+    return load_config(config_path(environ, ("--config", getattr(args, "config", None))), environ)
+
+
+def config_path(environ: Mapping[str, str], *given: tuple[str, str | None]) -> str | None:
+    """The config file's path: the first of the ``(flag, value)`` pairs given, else
+    BRIDGE_CONFIG, else None (the built-in defaults). A flag given an empty path (an unset
+    variable in a script: "--config $X") is a UsageError naming it, not the defaults."""
+    for flag, value in given:
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag}: the path is empty")
+    return (
+        next((value for _, value in given if value), None) or environ.get("BRIDGE_CONFIG") or None
+    )
 
 
 def open_store(config: Config, *, create: bool = True) -> Store:
