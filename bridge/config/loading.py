@@ -57,7 +57,7 @@ from bridge.config.values import (
     http_url,
 )
 from bridge.errors import ConfigError
-from bridge.model import entity_problem, has_control
+from bridge.model import character_problem, entity_problem
 from bridge.urls import scm_name_problem
 
 _NO_ENV: Mapping[str, str] = MappingProxyType({})
@@ -437,6 +437,7 @@ def _check_template(template: str, path: str) -> None:
     if literal == template:  # no placeholder: the tag itself
         problem = entity_problem(template)
     else:
-        problem = "holds a control character" if has_control(literal) else None
+        character = character_problem(literal)
+        problem = None if character is None else f"holds {character}"
     if problem is not None:
         raise ConfigError(path, f"{template[:60]!r} {problem}")
