@@ -328,7 +328,10 @@ def character_problem(text: str) -> str | None:
         return None
     if "\ud800" <= found.group() <= "\udfff":
         return "a byte or escape that is no text (not UTF-8: a lone surrogate)"
-    return "a control character"
+    return CONTROL
+
+
+CONTROL = "a control character"  # what character_problem says of one
 
 
 def _shown(value: str, limit: int = 60) -> str:

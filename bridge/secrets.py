@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from bridge.errors import ConfigError, UsageError
-from bridge.model import has_control
+from bridge.model import CONTROL, character_problem
 
 # The one registry of the secrets' names: every face, check, log filter and message takes
 # them from here.
@@ -78,8 +78,9 @@ def secret_problem(value: str, *, token: bool = True) -> str | None:
     """What keeps ``value`` from being a secret, never the value: a control character; and,
     for a ``token`` (not an HMAC key), a character outside ASCII. The one rule, for a
     variable, its file and the Action's input."""
-    if has_control(value):
-        return NOT_ONE_LINE
+    character = character_problem(value)
+    if character is not None:  # a byte no UTF-8 (an environment's) is named as such
+        return NOT_ONE_LINE if character == CONTROL else f"the secret holds {character}"
     if token and not value.isascii():
         return NOT_ASCII
     return None
@@ -93,7 +94,7 @@ NOT_ASCII = "the token holds a character outside ASCII; an HTTP header carries i
 
 # A token goes into an HTTP header, where the HTTP library would refuse a second line in a
 # traceback: a secret is one line of text, and a control character in it (a line break, a NUL:
-# the model's one rule, bridge.model.has_control) is refused up front, naming where it came
+# the model's one rule, bridge.model.character_problem) is refused up front, naming where it came
 # from, never the value.
 NOT_ONE_LINE = "the secret holds a control character (a line break?); it must be one line of text"
 

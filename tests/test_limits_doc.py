@@ -638,6 +638,13 @@ def one_line_secrets(row: Row, tmp: Path) -> None:
             with pytest.raises(UsageError) as caught:
                 secret_from({f"{name}_FILE": str(path)}, name)
             assert str(caught.value).startswith(f"{name}_FILE: ")
+        # A byte that is no UTF-8 (the environment hands it over as a lone surrogate) is
+        # named as such, for HMAC keys too (no UTF-8 signs with it), not as a line break.
+        with pytest.raises(UsageError) as caught:
+            secret_from({name: "ab\udce9"}, name)
+        assert str(caught.value) == f"{name}: the secret holds a byte or escape that is no text" + (
+            " (not UTF-8: a lone surrogate)"
+        )
         # A token goes into a header as it is: "abc€" was an internal error (latin-1).
         if name in ("GITHUB_WEBHOOK_SECRET", "FLUX_WEBHOOK_SECRET"):  # HMAC keys: any text
             assert secret_from({name: "clé-€"}, name) == "clé-€"
