@@ -27,9 +27,11 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from bridge.standin import StandInServer
 
 Answer = tuple[int, dict[str, str], Any]
 PHASES = (
@@ -61,11 +63,7 @@ class StandIn:
         self.violations: list[str] = []
         self._faults: deque[tuple[int, dict[str, str]]] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
+        self._server = StandInServer((host, 0), _handler_for(self))
 
     @property
     def base(self) -> str:
@@ -74,12 +72,11 @@ class StandIn:
         return f"http://{host!s}:{port}"
 
     def __enter__(self) -> StandIn:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def fail_next(self, status: int, *, retry_after: str | None = None, times: int = 1) -> None:
         """Answer the next ``times`` requests with ``status`` (and ``Retry-After``)."""

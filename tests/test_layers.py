@@ -33,7 +33,14 @@ FACES = {
 }
 # Above the faces: the command line, the demo and the stand-ins put faces together. The
 # Action's step is its entry point (it runs the ``action`` command).
-TOP = ("bridge.cli", "bridge.commands", "bridge.demo_events", "bridge.fakecortex", "bridge.fakescm")
+TOP = (
+    "bridge.cli",
+    "bridge.commands",
+    "bridge.demo_events",
+    "bridge.fakecortex",
+    "bridge.fakescm",
+    "bridge.standin",
+)
 ENTRY_POINTS = {"bridge.action.step"}
 
 # Pure rooms: payload -> event, config -> route, event -> request, history -> type, answers.

@@ -8,7 +8,6 @@ import time
 import uuid as uuidlib
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
@@ -24,6 +23,7 @@ from bridge.fakecortex.schema import (
     when,
     within,
 )
+from bridge.standin import StandInServer
 
 
 class FakeCortex:
@@ -71,9 +71,7 @@ class FakeCortex:
         self._admitted: deque[float] = deque()  # when each request in the last minute came
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._server = StandInServer((host, port), handler_for(self))
 
     @property
     def url(self) -> str:
@@ -83,17 +81,12 @@ class FakeCortex:
 
     def start(self) -> FakeCortex:
         """Serve in a background thread."""
-        # A short poll: stop() waits for the loop to notice, once per test that starts one.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def __enter__(self) -> FakeCortex:
         return self.start()

@@ -18,9 +18,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from bridge.standin import StandInServer
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,7 @@ class FakeApi:
         self._faults: deque[Fault] = deque()
         self._forever: Fault | None = None
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._server = StandInServer((host, port), _handler_for(self))
 
     @property
     def url(self) -> str:
@@ -115,16 +115,12 @@ class FakeApi:
 
     def start(self) -> FakeApi:
         """Serve in a background thread."""
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def __enter__(self) -> Any:
         return self.start()
