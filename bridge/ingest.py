@@ -149,7 +149,8 @@ def ingest(
             event = parse_event(
                 source, event_name, payload, delivery_id=delivery_id, screen=intake.skipped
             )
-        where, checked = route_checked(config, event)  # the model's one check, as routed
+        # The model's one check, as routed: a field holding one of the receiver's secrets too.
+        where, checked = route_checked(config, event, intake.secrets)
     except UnsupportedEvent as exc:
         return ignored(exc.reason)
     except MalformedEvent as exc:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bridge.errors import InvalidDeploy
+from bridge.redact import MASK, mask
 from bridge.urls import page_problem
 
 # Names: environment, deployer name and email, entity tag, the source's deploy id.
@@ -54,6 +55,23 @@ LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
 # it started, and its idempotency key and stamp): the user's own customData, merged over the
 # bridge's, may not set them.
 OWN_CUSTOM_KEYS = frozenset({"status", "startedAt", "bridge"})
+# A secret shorter than this is not looked for in a deploy's fields: it would turn deploys
+# away for the words they happen to hold. (A token is far longer.)
+MIN_SECRET = 8
+# The fields that name a deploy (its key, its entities): one holding a secret is refused.
+_NAMING = ("repository", "environment", "ref", "sha", "entities", "delivery_id")
+# Free text, recorded with a secret in it masked.
+_FREE_TEXT = ("title", "url", "deployer_name", "deployer_email", "custom", "details")
+# The fields of an event's stored form as a refusal names them (the rest by their own name).
+_LABELS = {
+    "ref": "deploy id",
+    "deployer_name": "deployer name",
+    "deployer_email": "deployer email",
+    "delivery_id": "delivery id",
+    "entities": "entity",
+    "started_at": "started at",
+    "finished_at": "finished at",
+}
 
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the bidirectional
 # embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): none of them belongs in a
@@ -244,6 +262,7 @@ def check_deploy(
     *,
     max_entities: int | None = None,
     named: Sequence[str] | None = None,
+    spelled: Sequence[str] = (),
 ) -> Checked:
     """THE validation of a deploy, called by every face before it records or stores one.
 
@@ -254,9 +273,11 @@ def check_deploy(
     The entities are checked before the fields. ``named``: the entities the event itself
     named, when ``entities`` are the ones a route gave it (a webhook, checked once as routed):
     then those named are checked first, the fields next, and the routed ones after them.
+    ``spelled``: the face's secrets, as :func:`bridge.redact.spellings` spells them; a field
+    holding one (of at least MIN_SECRET characters) is refused, never recorded.
     """
     _check_entities(entities if named is None else named, max_entities)
-    fixed, title_length, stored = _bounded(event)
+    fixed, title_length, stored, masked = _bounded(event, spelled)
     if named is not None and tuple(entities) != tuple(named):
         _check_entities(entities, max_entities)
     from bridge.mapping import idempotency_key  # it imports this module
@@ -269,10 +290,18 @@ def check_deploy(
                 f"the deploy's key (repository, environment, deploy id and entity "
                 f"{_shown(tag)}) is {size} bytes in UTF-8; at most {MAX_KEY_BYTES}",
             )
+    notes = tuple(
+        (
+            label,
+            f"the event's {label} holds a secret the bridge was given; recorded with it "
+            f"masked ({MASK})",
+        )
+        for label in masked
+    )
     if title_length <= MAX_TITLE:
-        return Checked(fixed, stored)
+        return Checked(fixed, stored, notes)
     note = f"the title is {title_length} characters long; recorded as its first {MAX_TITLE}"
-    return Checked(fixed, stored, (("title", note),))
+    return Checked(fixed, stored, (*notes, ("title", note)))
 
 
 def _check_entities(entities: Sequence[str], max_entities: int | None) -> None:
@@ -372,9 +401,12 @@ def bounded(event: DeployEvent) -> DeployEvent:
     return _bounded(event)[0]
 
 
-def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
-    """:func:`bounded`, the length of the mended title before it was cut, and the bounded
-    event's stored form (:func:`event_to_dict`)."""
+def _bounded(
+    event: DeployEvent, spelled: Sequence[str] = ()
+) -> tuple[DeployEvent, int, dict[str, Any], tuple[str, ...]]:
+    """:func:`bounded`, the length of the mended title before it was cut, the bounded
+    event's stored form (:func:`event_to_dict`), and the fields in which a secret of
+    ``spelled`` was masked (:func:`_without_secrets`)."""
     # The title: its first line with text in it (a commit's subject). Lines end where
     # ``str.splitlines`` ends them (LF, CR, VT, FF, FS, GS, RS, NEL, U+2028, U+2029),
     # whichever face the title came from.
@@ -436,8 +468,9 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
         event, title=title[:MAX_TITLE], deployer_name=name or None, deployer_email=email or None
     )
     data = event_to_dict(fixed)
+    fixed, data, text, masked = _without_secrets(fixed, data, _as_stored(data), spelled)
     try:
-        size = len(_as_stored(data).encode("utf-8"))
+        size = len(text.encode("utf-8"))
     except UnicodeEncodeError:  # a lone surrogate in customData or the details, key or value
         parts = _parts(data)
         # Named by its field; a key that is itself no text, by its part of the event.
@@ -457,7 +490,53 @@ def _bounded(event: DeployEvent) -> tuple[DeployEvent, int, dict[str, Any]]:
             f"the event is {size} bytes stored, at most {MAX_EVENT_BYTES}: "
             f"its {largest} is too long",
         )
-    return fixed, len(title), data
+    return fixed, len(title), data, masked
+
+
+def _without_secrets(
+    event: DeployEvent, data: dict[str, Any], text: str, spelled: Sequence[str]
+) -> tuple[DeployEvent, dict[str, Any], str, tuple[str, ...]]:
+    """The event (its stored form ``data``, as ``text``) with no secret of ``spelled`` in it,
+    and the labels of the fields masked: a source that echoes a token into a deploy would put
+    it in Cortex, for everyone who reads the catalog.
+
+    Free text (the title, the url, the deployer, customData and the source's details) is
+    recorded with each secret masked (``***``); a secret in a field that names the deploy
+    (repository, environment, deploy id, sha, entities, delivery id) is refused
+    (InvalidDeploy naming the field). A secret shorter than MIN_SECRET is not looked for.
+    """
+    looked_for = tuple(s for s in spelled if len(s) >= MIN_SECRET)
+    held = tuple(s for s in looked_for if s in text)  # as the stored JSON spells them
+    if not held:
+        return event, data, text, ()
+    for name in _NAMING:
+        if any(h in _as_stored(data[name]) for h in held):
+            label = _LABELS.get(name, name)
+            raise InvalidDeploy(
+                label,
+                f"the event's {label} holds a secret the bridge was given (a token echoed "
+                "back?); it is never sent to Cortex",
+            )
+    changed: dict[str, Any] = {}
+    for name in _FREE_TEXT:
+        value = getattr(event, name)
+        hidden = _masked_deep(value, looked_for)  # as the values themselves spell them
+        if hidden != value:
+            changed[name] = hidden
+    event = dataclasses.replace(event, **changed)
+    data = event_to_dict(event)
+    return event, data, _as_stored(data), tuple(_LABELS.get(n, n) for n in changed)
+
+
+def _masked_deep(value: Any, held: tuple[str, ...]) -> Any:
+    """``value`` (text, or JSON-like data, keys included) with each of ``held`` masked."""
+    if isinstance(value, str):
+        return mask(value, held)
+    if isinstance(value, Mapping):
+        return {_masked_deep(k, held): _masked_deep(v, held) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked_deep(item, held) for item in value]
+    return value
 
 
 def _parts(data: Mapping[str, Any]) -> dict[str, Any]:

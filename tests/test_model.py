@@ -287,3 +287,71 @@ def test_a_default_title_has_no_stray_space() -> None:
     assert default_title(bare) == "Deploy"
     assert default_title(dataclasses.replace(bare, environment="prod")) == "Deploy to prod"
     assert default_title(dataclasses.replace(bare, sha="a" * 40)) == "Deploy aaaaaaaaaaaa"
+
+
+# -- a secret the face holds, echoed into a deploy -------------------------------------------
+
+TOKEN_ECHOED = "tok-7f3a9c21e5b04d88"
+
+
+def test_a_secret_in_free_text_is_masked_and_said() -> None:
+    from bridge.redact import MASK, spellings
+
+    event = make(
+        title=f"deploy with {TOKEN_ECHOED}",
+        url=f"https://ci.example/job?token={TOKEN_ECHOED}",
+        deployer_name=f"bot {TOKEN_ECHOED}",
+        custom={"note": TOKEN_ECHOED, TOKEN_ECHOED: 1},
+        details={"workflow": f"w {TOKEN_ECHOED}"},
+    )
+    checked = check_deploy(event, ("payments-api",), spelled=spellings([TOKEN_ECHOED]))
+    assert TOKEN_ECHOED not in json.dumps(checked.stored)
+    assert TOKEN_ECHOED not in repr(checked.event)
+    assert checked.event.title == f"deploy with {MASK}"
+    assert checked.event.custom == {"note": MASK, MASK: 1}
+    labels = [label for label, _ in checked.notes]
+    assert labels == ["title", "url", "deployer name", "custom", "details"]
+    assert all("recorded with it masked (***)" in note for _, note in checked.notes)
+    # What the request to Cortex is built from holds no trace of it either.
+    body = build_deploy_request(checked.event, "payments-api", DeployType.DEPLOY)
+    assert TOKEN_ECHOED not in json.dumps(body)
+
+
+def test_a_secret_as_json_escapes_spell_it_is_found() -> None:
+    from bridge.redact import spellings
+
+    secret = 'tok"with\\quote'
+    checked = check_deploy(make(title=f"x {secret}"), spelled=spellings([secret]))
+    assert secret not in checked.event.title and checked.notes
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("environment", f"prod-{TOKEN_ECHOED}", "environment"),
+        ("repository", f"acme/{TOKEN_ECHOED}", "repository"),
+        ("ref", DeployRef("job", TOKEN_ECHOED), "deploy id"),
+        ("delivery_id", TOKEN_ECHOED, "delivery id"),
+        ("entities", (f"svc-{TOKEN_ECHOED}",), "entity"),
+    ],
+)
+def test_a_secret_in_what_names_the_deploy_is_refused_naming_the_field(
+    field: str, value: object, named: str
+) -> None:
+    from bridge.redact import spellings
+
+    with pytest.raises(InvalidDeploy) as caught:
+        check_deploy(make(**{field: value}), spelled=spellings([TOKEN_ECHOED]))
+    assert caught.value.field == named
+    assert TOKEN_ECHOED not in str(caught.value)
+    assert "holds a secret the bridge was given" in str(caught.value)
+
+
+def test_a_secret_shorter_than_eight_characters_is_not_looked_for() -> None:
+    from bridge.model import MIN_SECRET
+    from bridge.redact import spellings
+
+    short = "x" * (MIN_SECRET - 1)
+    checked = check_deploy(make(title=f"fix {short}"), spelled=spellings([short]))
+    assert checked.event.title == f"fix {short}" and checked.notes == ()
+    assert check_deploy(make(title="plain"), spelled=spellings([TOKEN_ECHOED])).notes == ()

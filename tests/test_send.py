@@ -848,3 +848,26 @@ def test_a_value_the_ci_gave_is_named_as_the_cis_never_as_a_flag_not_given(
     err = capsys.readouterr().err
     assert code == 2 and f"the event's {field}" in err and "(as the CI's environment" in err, err
     assert "error: --" not in err, err
+
+
+def test_a_token_echoed_into_the_title_reaches_cortex_masked_and_is_said(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A job that echoed its environment into the commit title would have put the Cortex
+    # token in the catalog's record, for everyone who reads it.
+    gitlab["CI_COMMIT_TITLE"] = f"deploy {TOKEN} now"
+    assert main(["send", "--entity-tag", "svc"], gitlab) == 0
+    (deploy,) = cortex.all_deploys()
+    assert deploy["title"] == "deploy *** now"
+    err = capsys.readouterr().err
+    assert "title" in err and "recorded with it masked" in err and TOKEN not in err
+
+
+def test_a_token_in_the_environment_is_refused_naming_the_flag(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["send", "--entity-tag", "svc", "--environment", f"prod-{TOKEN}"], gitlab)
+    err = capsys.readouterr().err
+    assert code == 2 and cortex.all_deploys() == []
+    assert "--environment" in err and "holds a secret the bridge was given" in err
+    assert TOKEN not in err and len(err.strip().splitlines()) == 1

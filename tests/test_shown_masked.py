@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from bridge.cli import main
 from bridge.cortex import answers
 from bridge.cortex.transport import Response
-from bridge.ingest import MAX_RECEIVED_BYTES, received_copy
+from bridge.ingest import MAX_RECEIVED_BYTES, ingest, prepare_intake, received_copy
 from bridge.redact import MASK, cut, spellings
 from bridge.secrets import url_passwords
 from tests.conftest import load_sample
@@ -90,9 +91,50 @@ def _with_secrets_in_title(tmp_path: Path) -> tuple[Any, Any, int]:
     # Shown in a list's row too: a list is masked as a delivery's page is.
     doc["deployment"]["environment"] = "prod https://bob:hunter2@db.example/x"
     client = client_for(rt)
-    answer = github_post(client, "deployment_status", doc)
-    assert answer.status_code == 202, answer.json
-    return rt, client, answer.json["id"]
+    # Stored as a bridge that did not hold these secrets yet stored it (an older version, or
+    # a token set since): the receiver now masks them on the way in (test below).
+    answer = ingest(
+        "github",
+        "deployment_status",
+        doc,
+        key="d-1",
+        delivery_id="d-1",
+        intake=prepare_intake(rt.config, ()),
+        store=rt.store,
+        clock=lambda: datetime.now(timezone.utc),
+    )
+    assert answer.status == 202, answer.body
+    return rt, client, answer.body["id"]
+
+
+def test_the_receiver_masks_a_secret_it_holds_before_it_stores_the_event(
+    tmp_path: Path,
+) -> None:
+    # A CI echoing its environment into a deployment's description put the Cortex token in
+    # the stored event, and from there in Cortex's record, for everyone who reads the catalog.
+    rt = make_runtime(tmp_path, held=(CORTEX_TOKEN,))
+    try:
+        doc: dict[str, Any] = copy.deepcopy(load_sample("github/deployment_status.success.json"))
+        doc["deployment"]["description"] = f"ship cortex={CORTEX_TOKEN} gh={GITHUB_SECRET}"
+        doc["deployment_status"]["target_url"] = f"https://ci.example/x?t={CORTEX_TOKEN}"
+        doc["deployment_status"]["log_url"] = doc["deployment_status"]["target_url"]
+        answer = github_post(client_for(rt), "deployment_status", doc)
+        assert answer.status_code == 202, answer.json
+        stored = json.dumps(rt.store.get(answer.json["id"]).payload)
+        assert CORTEX_TOKEN not in stored and GITHUB_SECRET not in stored
+        event = rt.store.get(answer.json["id"]).payload["event"]
+        assert event["title"] == f"ship cortex={MASK} gh={MASK}"
+        assert event["url"] == f"https://ci.example/x?t={MASK}"
+        assert [note.partition(":")[0] for note in answer.json["notes"]] == ["title", "url"]
+        assert all("recorded with it masked" in note for note in answer.json["notes"])
+        # A secret in what names the deploy (its key, its entity) is refused, never stored.
+        doc["repository"]["full_name"] = f"acme/r-{CORTEX_TOKEN}"
+        refused = github_post(client_for(rt), "deployment_status", doc, delivery="d-2")
+        assert refused.status_code == 400
+        assert refused.json["reason"].startswith("the event's repository holds a secret")
+        assert CORTEX_TOKEN not in refused.get_data(as_text=True)
+    finally:
+        rt.store.close()
 
 
 def test_the_admin_api_masks_what_the_console_masks(tmp_path: Path) -> None:

@@ -284,3 +284,26 @@ def test_a_newest_first_list_is_recorded_oldest_first_so_a_rollback_is_one(
         (other, "DEPLOY"),
         (SHA, "ROLLBACK"),
     ]
+
+
+def test_a_source_echoing_its_token_into_a_deploy_puts_none_in_cortex(
+    tmp_path: Path, cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A platform that echoes the request's token into a deploy's message: the report masked
+    # it, but Cortex's record held it, for everyone who reads the catalog.
+    with SpiceApi(token=PLATFORM_TOKEN) as api:
+        api.add(2, "succeeded", at(3), sha=SHA)
+        api.add(3, "succeeded", at(5), sha=SHA)
+        api.deploys[0]["commit_message"] = f"Deploy with {PLATFORM_TOKEN}"
+        api.deploys[0]["created_by"] = f"dana {PLATFORM_TOKEN}"
+        environ = environ_for(tmp_path, cortex, write_config(tmp_path, api, "spice"))
+        code, report = sync(environ, capsys)
+    assert code == 0, report
+    assert PLATFORM_TOKEN not in json.dumps(cortex.all_deploys())
+    assert [d["title"] for d in sorted(cortex.all_deploys(), key=lambda d: d["timestamp"])] == [
+        "Deploy with ***",
+        "Deploy 3",
+    ]
+    (echoed,) = [row for row in report["deploys"] if "masked" in (row.get("detail") or "")]
+    assert "title" in echoed["detail"] and "deployer name" in echoed["detail"]
+    assert PLATFORM_TOKEN not in json.dumps(report)

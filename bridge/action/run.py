@@ -32,7 +32,8 @@ from bridge.cortex.transport import proxy_for
 from bridge.errors import CortexError, InputError, InvalidDeploy, UsageError
 from bridge.model import DeployEvent, DeployRef, check_deploy
 from bridge.record.retrying import Outcome, record
-from bridge.secrets import secret_from, secret_problem
+from bridge.redact import spellings
+from bridge.secrets import held, secret_from, secret_problem
 from bridge.urls import CORTEX_URL
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -83,7 +84,9 @@ def prepare(
         inputs, ctx, now=now, ref=ref, sha=sha, title=resolve_title(inputs, ctx, sha)
     )
     try:
-        checked = check_deploy(event, entities)  # the model's one validation, as every face
+        # The model's one validation, as every face: no field may hold a token this step has.
+        held_here = (*inputs.secrets(), *held(environ, lenient=True))
+        checked = check_deploy(event, entities, spelled=spellings(held_here))
     except InvalidDeploy as exc:
         raise _named(exc, inputs) from None
     event = checked.event

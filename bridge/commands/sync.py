@@ -248,6 +248,7 @@ def _run(
     requests: Callable[[], int],
     secrets: list[str],
 ) -> int:
+    from bridge.redact import spellings
     from bridge.sync.engine import Options, Reconciler, Verdict
     from bridge.sync.report import ProgressLine, Report, shown
     from bridge.times import format_timestamp
@@ -261,7 +262,12 @@ def _run(
         repair=args.repair,
     )
     reconciler = Reconciler(
-        config, cortex, store=store, clock=lambda: datetime.now(timezone.utc), options=options
+        config,
+        cortex,
+        store=store,
+        clock=lambda: datetime.now(timezone.utc),
+        options=options,
+        spelled=spellings(secrets),
     )
     report = Report(sys.stdout, json=args.output == "json", secrets=secrets)
     progress = ProgressLine(sys.stderr, reconciler.tally, requests=requests, secrets=secrets)

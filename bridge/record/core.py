@@ -685,9 +685,12 @@ def remove_doubles(
     return doubles
 
 
-def route_checked(config: Config, event: DeployEvent) -> tuple[Route, Checked]:
+def route_checked(
+    config: Config, event: DeployEvent, spelled: Sequence[str] = ()
+) -> tuple[Route, Checked]:
     """Where an event goes (``routes``) and the model's one check of it as routed: for every
-    face that routes what it read (the webhook, ``sync``, the reconcile).
+    face that routes what it read (the webhook, ``sync``, the reconcile). ``spelled``: the
+    face's secrets (:func:`bridge.redact.spellings`), which no field may hold.
 
     What cannot be stored is refused (InvalidDeploy) before what is not recorded is ignored
     (UnsupportedEvent): with no route, the event as it came is checked first. The reasons
@@ -701,10 +704,12 @@ def route_checked(config: Config, event: DeployEvent) -> tuple[Route, Checked]:
     try:
         where = route(config, event)
     except UnsupportedEvent:
-        check_deploy(event, event.entities, max_entities=limit)
+        check_deploy(event, event.entities, max_entities=limit, spelled=spelled)
         raise
     if where.environment != event.environment:  # the rare case that costs a second check
-        check_deploy(event, event.entities, max_entities=limit)
+        check_deploy(event, event.entities, max_entities=limit, spelled=spelled)
     as_routed = replace(event, environment=where.environment)  # the environment renamed
-    checked = check_deploy(as_routed, where.entities, max_entities=limit, named=event.entities)
+    checked = check_deploy(
+        as_routed, where.entities, max_entities=limit, named=event.entities, spelled=spelled
+    )
     return where, checked

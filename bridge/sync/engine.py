@@ -243,6 +243,7 @@ class Reconciler:
         options: Options = Options(),
         lease: Lease | None = None,
         owner: str | None = None,
+        spelled: tuple[str, ...] = (),
     ) -> None:
         self.config = config
         self.client = client
@@ -260,6 +261,9 @@ class Reconciler:
         # Who reserves each missing deploy in the store before recording it.
         self.owner = owner or f"sync-{uuidlib.uuid4()}"
         self.tally = Tally()
+        # The secrets this run holds (bridge.redact.spellings): a deploy a field of which
+        # holds one (a source echoing its token) is skipped, never recorded.
+        self.spelled = spelled
         self._notes: dict[str, str] = {}  # by key: what the validation shortened
         self._reported: set[tuple[str, str]] = set()  # (entity, key) doubles already shown
 
@@ -321,7 +325,7 @@ class Reconciler:
                 raise UnsupportedEvent(unrecorded)
             # The model's one validation, as a webhook gets it: what an SCM or an http
             # source answered is checked like any payload, and skipped with its reason.
-            where, checked = route_checked(self.config, event)
+            where, checked = route_checked(self.config, event, self.spelled)
         except UnsupportedEvent as exc:
             yield self._row(_row(name, event, Verdict.SKIPPED, unrecorded or exc.reason))
             return

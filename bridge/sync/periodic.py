@@ -162,6 +162,7 @@ class Reconcile:
             options=Options(restart=True, repair=True),
             lease=lease,
             owner=self.owner,
+            spelled=self._spelled,
         )
         self._passed.clear()
         self._failed.clear()
