@@ -56,8 +56,9 @@ LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
 # bridge's, may not set them.
 OWN_CUSTOM_KEYS = frozenset({"status", "startedAt", "bridge"})
 # A secret shorter than this is not looked for in a deploy's fields: it would turn deploys
-# away for the words they happen to hold. (A token is far longer.)
-MIN_SECRET = 8
+# away for the words they happen to hold ("production" as a webhook secret). A token is far
+# longer.
+MIN_SECRET = 12
 # The fields that name a deploy (its key, its entities): one holding a secret is refused.
 _NAMING = ("repository", "environment", "ref", "sha", "entities", "delivery_id")
 # Free text, recorded with a secret in it masked.

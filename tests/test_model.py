@@ -347,7 +347,7 @@ def test_a_secret_in_what_names_the_deploy_is_refused_naming_the_field(
     assert "holds a secret the bridge was given" in str(caught.value)
 
 
-def test_a_secret_shorter_than_eight_characters_is_not_looked_for() -> None:
+def test_a_secret_shorter_than_twelve_characters_is_not_looked_for() -> None:
     from bridge.model import MIN_SECRET
     from bridge.redact import spellings
 
