@@ -19,7 +19,8 @@ _CREATED = re.compile(r"([^.]+)\.\.([^.]+)")
 
 
 class FakeGitHub(FakeApi):
-    """The stand-in; fill it with :meth:`add_deployment`, :meth:`add_run`, :meth:`add_repo`."""
+    """The stand-in; fill it with :meth:`add_deployment`, :meth:`add_run`, :meth:`add_repo`
+    (and :meth:`delete_run`)."""
 
     def __init__(
         self,
@@ -160,6 +161,15 @@ class FakeGitHub(FakeApi):
         for job in jobs:
             self.jobs[job] = {"id": job, "run_id": id, "run_attempt": attempt}
         return run
+
+    def delete_run(self, repository: str, id: int) -> None:
+        """Delete a workflow run, as REST "Delete a workflow run" does: the run, its attempts
+        and its jobs answer 404 from now on; the deployments its jobs made stay."""
+        self.runs.get(repository, {}).pop(id, None)
+        for attempt in [a for a in self.attempts if a[0] == id]:
+            del self.attempts[attempt]
+        for job in [j for j, held in self.jobs.items() if held["run_id"] == id]:
+            del self.jobs[job]
 
     # -- GraphQL ----------------------------------------------------------------------------
 
