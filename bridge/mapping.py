@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from bridge import __version__
-from bridge.model import MAX_TITLE, DeployEvent, DeployType
+from bridge.model import MAX_TITLE, DeployEvent, DeployRef, DeployType
 from bridge.times import format_timestamp, seconds_between
 
 
@@ -21,6 +22,18 @@ def deploy_key(event: DeployEvent, entity: str | None = None) -> str:
 # Name the deploy on one entity, not the HTTP delivery: one key however often its events
 # arrive. ``idempotency_key(event, entity)``: the one rule, :func:`deploy_key`'s.
 idempotency_key = deploy_key
+
+
+def run_attempt(key: str, event: DeployEvent, run: str, entity: str) -> str | None:
+    """The attempt of run ``run`` whose idempotency key on ``entity`` ``key`` is, for a deploy
+    of ``event``'s source, repository and environment (:func:`deploy_key` of the ref ``run``
+    ``<run>/<attempt>``); None where ``key`` names no attempt of that run."""
+    probe = deploy_key(replace(event, ref=DeployRef("run", f"{run}/\0")), entity)
+    head, _, tail = probe.partition("\0")  # what the attempt stands between
+    attempt = key[len(head) : len(key) - len(tail)]
+    if key.startswith(head) and key.endswith(tail) and attempt.isascii() and attempt.isdigit():
+        return attempt
+    return None
 
 
 def build_deploy_request(

@@ -161,6 +161,10 @@ class DeployEvent:
     type: DeployType | None = None
     # The user's own customData, merged over the bridge's.
     custom: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # The run that made the deploy where ``ref`` cannot name it: a GitHub deployment whose run
+    # was deleted, its attempt unknown (its log page names the run only). A record made under
+    # any attempt of that run may be this deploy's (bridge.record.core.as_held).
+    run: str | None = None
 
 
 def event_to_dict(event: DeployEvent) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex
 from bridge.fakescm import FakeGitHub, FakeGitLab, Fault
 from bridge.mapping import build_deploy_request, idempotency_key, key_of
-from bridge.model import DeployType
+from bridge.model import DeployRef, DeployType, Status
 from bridge.record import retrying as recorder
 from bridge.sources import parse_event
 from bridge.store import Store
@@ -704,27 +705,14 @@ def test_a_source_failing_mid_page_still_records_what_was_found_missing_before(
     assert "recorded" in out
 
 
-def test_a_deploy_the_action_step_recorded_in_its_job_is_present_not_doubled(
-    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # The job (environment: production) made deployment 101 and ran the Action step.
-    github.add_run(
-        "acme/api",
-        555,
-        sha=SHA_A,
-        name="Deploy",
-        path=".github/workflows/deploy.yml",
-        created_at="2026-11-03T09:59:00Z",
-        updated_at="2026-11-03T10:06:00Z",
-        jobs=(777,),
-    )
-    log = "https://github.com/acme/api/actions/runs/555/job/777"
-    add_success(github, "acme/api", 101, SHA_A, 3, log_url=log)
+def action_step(cortex: FakeCortex, run: int, attempt: int, at: str) -> str:
+    """The Action step of a job (environment: production) of attempt ``attempt`` of run
+    ``run``, recording its deploy on ``api`` at ``at``: the uuid it recorded."""
     actions = {
         "GITHUB_ACTIONS": "true",
         "GITHUB_REPOSITORY": "acme/api",
-        "GITHUB_RUN_ID": "555",
-        "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_RUN_ID": str(run),
+        "GITHUB_RUN_ATTEMPT": str(attempt),
         "GITHUB_EVENT_NAME": "push",
         "GITHUB_SHA": SHA_A,
         "GITHUB_SERVER_URL": "https://github.com",
@@ -732,12 +720,40 @@ def test_a_deploy_the_action_step_recorded_in_its_job_is_present_not_doubled(
     }
     # The Action's own preparation of the deploy, from its inputs and the job's environment.
     step, _, _ = prepare(
-        Inputs(environment="production", entity_tag="api"),
-        actions,
-        now=parse_timestamp("2026-11-03T10:05:30Z"),
+        Inputs(environment="production", entity_tag="api"), actions, now=parse_timestamp(at)
     )
     with CortexClient(cortex.url, TOKEN) as client:
-        assert recorder.record(client, step, "api").uuid is not None
+        uuid = recorder.record(client, step, "api").uuid
+    assert uuid is not None
+    return uuid
+
+
+def deploy_run(github: FakeGitHub, *attempts: int) -> dict[str, Any]:
+    """Run 555 of workflow Deploy (SHA_A), run ``attempts``; attempt n's job is 775 + n."""
+    run: dict[str, Any] = {}
+    for attempt in attempts:
+        run = github.add_run(
+            "acme/api",
+            555,
+            sha=SHA_A,
+            name="Deploy",
+            path=".github/workflows/deploy.yml",
+            created_at="2026-11-03T09:59:00Z",
+            updated_at="2026-11-03T10:06:00Z",
+            attempt=attempt,
+            jobs=(775 + attempt,),
+        )
+    return run
+
+
+def test_a_deploy_the_action_step_recorded_in_its_job_is_present_not_doubled(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The job (environment: production) made deployment 101 and ran the Action step.
+    deploy_run(github, 1)
+    log = "https://github.com/acme/api/actions/runs/555/job/776"
+    add_success(github, "acme/api", 101, SHA_A, 3, log_url=log)
+    action_step(cortex, 555, 1, "2026-11-03T10:05:30Z")
     environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
     posts = len(cortex.requests_to("POST"))
 
@@ -746,6 +762,157 @@ def test_a_deploy_the_action_step_recorded_in_its_job_is_present_not_doubled(
     assert code == 0
     assert verdicts(report) == [("present", "run/555/1", "api")]
     assert len(cortex.requests_to("POST")) == posts
+
+
+# A deployment whose run was deleted (GitHub answers 404 for the run) was keyed by the
+# deployment alone, and recorded a second time beside the record the Action step or the
+# webhook had made under the run.
+@pytest.mark.parametrize("face", ["action", "webhook"])
+def test_a_deploy_recorded_under_its_run_is_present_once_the_run_is_deleted(
+    tmp_path: Path,
+    cortex: FakeCortex,
+    github: FakeGitHub,
+    capsys: pytest.CaptureFixture[str],
+    face: str,
+) -> None:
+    run = deploy_run(github, 1)
+    log = "https://github.com/acme/api/actions/runs/555/job/776"
+    add_success(github, "acme/api", 101, SHA_A, 3, log_url=log)
+    if face == "action":
+        uuid = action_step(cortex, 555, 1, "2026-11-03T10:04:00Z")
+    else:
+        hooked = webhook_deployment_status(101, SHA_A, run=run)
+        uuid = seed(cortex, "api", build_deploy_request(hooked, "api", DeployType.DEPLOY))
+    github.delete_run("acme/api", 555)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+    posts = len(cortex.requests_to("POST"))
+
+    for dry_run in (("--dry-run",), ()):
+        code, report = sync(environ, capsys, "--github", "acme/api", *dry_run, *WINDOW)
+
+        assert code == 0, report
+        [row] = report["deploys"]
+        assert (row["verdict"], row["deploy"]) == ("present", "deployment/101")
+        assert row["detail"] == f"{uuid} (recorded as run/555/1)"
+    assert len(cortex.requests_to("POST")) == posts
+    assert [d["uuid"] for d in cortex.all_deploys()] == [uuid]
+
+
+def test_each_attempt_of_a_deleted_run_finds_the_record_of_its_own_deploy(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Attempt 1 deployed at 10:00, attempt 2 (a re-run) at 10:20; the Action step recorded
+    # each; then the run was deleted. Each deployment's log page names the run, not the attempt.
+    deploy_run(github, 1, 2)
+    for id, job, minute in ((101, 776, 0), (102, 777, 20)):
+        github.add_deployment(
+            "acme/api",
+            id,
+            sha=SHA_A,
+            environment="production",
+            created_at=f"2026-11-03T10:{minute:02d}:00Z",
+            states=[("SUCCESS", f"2026-11-03T10:{minute + 5:02d}:00Z")],
+            log_url=f"https://github.com/acme/api/actions/runs/555/job/{job}",
+        )
+    first = action_step(cortex, 555, 1, "2026-11-03T10:04:00Z")
+    second = action_step(cortex, 555, 2, "2026-11-03T10:24:00Z")
+    github.delete_run("acme/api", 555)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+    posts = len(cortex.requests_to("POST"))
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0, report
+    assert sorted((r["deploy"], r["verdict"], r["detail"]) for r in report["deploys"]) == [
+        ("deployment/101", "present", f"{first} (recorded as run/555/1)"),
+        ("deployment/102", "present", f"{second} (recorded as run/555/2)"),
+    ]
+    assert len(cortex.requests_to("POST")) == posts
+    assert len(cortex.all_deploys()) == 2
+
+
+def test_the_core_finds_a_deleted_runs_deploy_under_its_run_whichever_face_records_it(
+    cortex: FakeCortex,
+) -> None:
+    # The event sync reads of deployment 101 once run 555 is gone, recorded through the core
+    # by a face that reads Cortex itself (the Action's and send's history).
+    uuid = action_step(cortex, 555, 1, "2026-11-03T10:04:00Z")
+    gone = replace(webhook_deployment_status(101, SHA_A), run="555")
+    posts = len(cortex.requests_to("POST"))
+    with CortexClient(cortex.url, TOKEN) as client:
+        for dry_run in (True, False):
+            outcome = recorder.record(client, gone, "api", dry_run=dry_run)
+            assert (outcome.done, outcome.uuid, outcome.existing) == ("found", uuid, True)
+    assert len(cortex.requests_to("POST")) == posts
+    assert [d["uuid"] for d in cortex.all_deploys()] == [uuid]
+
+
+def test_a_deleted_runs_deploy_with_no_record_is_recorded_keyed_by_its_deployment(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Records of the run that are not this deploy's: of another sha, dated hours from it, of
+    # another environment.
+    run = deploy_run(github, 1)
+    log = "https://github.com/acme/api/actions/runs/555/job/776"
+    add_success(github, "acme/api", 101, SHA_A, 3, log_url=log)
+    hooked = webhook_deployment_status(101, SHA_A, run=run)
+    for attempt, changes in (
+        (1, {"sha": SHA_B}),
+        (2, {"timestamp": parse_timestamp("2026-11-03T13:00:00Z")}),
+        (3, {"environment": "staging"}),
+    ):
+        other = replace(hooked, ref=DeployRef("run", f"555/{attempt}"), **changes)
+        seed(cortex, "api", build_deploy_request(other, "api", DeployType.DEPLOY))
+    github.delete_run("acme/api", 555)
+    environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
+
+    code, report = sync(environ, capsys, "--github", "acme/api", "--dry-run", *WINDOW)
+    assert (code, verdicts(report)) == (3, [("missing", "deployment/101", "api")])
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0, report
+    assert verdicts(report) == [("recorded", "deployment/101", "api")]
+    keys = sorted(str(key_of(d)) for d in cortex.all_deploys())
+    assert keys == [
+        "github:acme/api:deployment:101:production:api",
+        "github:acme/api:run:555/1:production:api",
+        "github:acme/api:run:555/2:production:api",
+        "github:acme/api:run:555/3:staging:api",
+    ]
+
+
+def test_sync_finishes_the_start_record_of_a_deleted_runs_deploy_under_its_run(
+    tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # record.mode lifecycle: the webhook recorded the deploy's start under its run; its end's
+    # webhook was lost, and the run deleted since.
+    config = tmp_path / "bridge.yaml"
+    config.write_text("record: {mode: lifecycle}\n")
+    run = deploy_run(github, 1)
+    log = "https://github.com/acme/api/actions/runs/555/job/776"
+    add_success(github, "acme/api", 101, SHA_A, 3, log_url=log)
+    hooked = webhook_deployment_status(101, SHA_A, run=run)
+    start = replace(
+        hooked,
+        status=Status.IN_PROGRESS,
+        timestamp=parse_timestamp("2026-11-03T10:01:00Z"),
+        finished_at=None,
+    )
+    uuid = seed(cortex, "api", build_deploy_request(start, "api", DeployType.DEPLOY))
+    github.delete_run("acme/api", 555)
+    environ = environ_for(
+        tmp_path, cortex, GITHUB_API_URL=github.api_url, BRIDGE_CONFIG=str(config)
+    )
+
+    code, report = sync(environ, capsys, "--github", "acme/api", *WINDOW)
+
+    assert code == 0, report
+    [row] = report["deploys"]
+    assert (row["verdict"], row["deploy"]) == ("finished", "deployment/101")
+    [stored] = cortex.all_deploys()
+    assert stored["uuid"] == uuid
+    assert key_of(stored) == idempotency_key(hooked, "api")
+    assert stored["customData"]["status"] == "succeeded"
 
 
 def test_more_runs_than_github_returns_for_one_range_are_read_in_halves(

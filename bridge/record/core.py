@@ -12,7 +12,8 @@ How the faces converge on one record per deploy and entity, stated here once:
 
 1. a face that did not make the deploy's record itself looks in Cortex before creating one
    (its history's ``seen``: one read per entity for many deploys where the face can keep it),
-   by the idempotency key, then for another tool's record without one (the keyless match);
+   by the idempotency key (for a deploy whose run is gone, one of that run's: ``as_held``),
+   then for another tool's record without one (the keyless match);
 2. after a create, when another face may record the same entity (the listing it looked in is
    ``shared``), Cortex is read again, and of two records with one key the newer is deleted
    (both faces pick the same);
@@ -32,10 +33,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.cortex.client import Cortex
 from bridge.errors import CortexRejected, UnsupportedEvent
-from bridge.mapping import build_deploy_request, idempotency_key, key_of
+from bridge.mapping import build_deploy_request, idempotency_key, key_of, run_attempt
 from bridge.model import (
     Checked,
     DeployEvent,
+    DeployRef,
     DeployType,
     Status,
     check_deploy,
@@ -168,10 +170,12 @@ def _ignore_reason(status: Status, record: RecordSettings) -> str | None:
 # -- what Cortex holds for one entity (pure) ---------------------------------------------
 #
 # Every face reads it the same way: a record carrying the bridge's idempotency key is that
-# deploy's record, whichever face made it; a record without a key of the same sha and
-# environment, near in time, is another tool's record of the deploy (the keyless match); two
-# records with one key are a double, and the newer goes (Listing.doubles). Only records that
-# carry the key are ever counted as doubles: another tool's records are never deleted.
+# deploy's record, whichever face made it, and so, for a deploy that names its run but not the
+# attempt (the run deleted), is a record keyed by an attempt of that run, of its sha, near in
+# time (the run match); a record without a key of the same sha and environment, near in time,
+# is another tool's record of the deploy (the keyless match); two records with one key are a
+# double, and the newer goes (Listing.doubles). Only records that carry the key are ever
+# counted as doubles: another tool's records are never deleted.
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,7 @@ class Listing:
     Plain attributes a reader may test before asking more: ``keyed`` (the records of each key
     carried), ``keyless`` (records without a key, by environment and short sha), ``doubled``
     (some key is held more than once), ``shared`` (another face may record these deploys).
+    Records with a key are also kept by environment and short sha, for the run match.
     """
 
     deploys: list[Mapping[str, Any]] = field(default_factory=list, init=False)
@@ -257,18 +262,24 @@ class Listing:
     # core reads Cortex again after it creates one (see the module's docstring, 2).
     shared: bool = field(default=False, init=False)
     _matched: set[str] = field(default_factory=set, init=False)  # keyless records taken
+    _keyed_shas: defaultdict[tuple[Any, str], list[Mapping[str, Any]]] = field(
+        default_factory=functools.partial(defaultdict, list), init=False
+    )
+    # Records the run match gave a deploy: uuid -> the key of the deploy it was given to.
+    _taken: dict[str, str] = field(default_factory=dict, init=False)
 
     def add(self, deploys: Iterable[Mapping[str, Any]]) -> Listing:
         """Keep records (read, or just made by this face); the listing itself."""
         for deploy in deploys:
             self.deploys.append(deploy)
             key, sha = key_of(deploy), deploy.get("sha")
+            shas = self.keyless if key is None else self._keyed_shas
             if key is not None:
                 records = self.keyed.setdefault(key, [])
                 records.append(deploy)
                 self.doubled = self.doubled or len(records) > 1
-            elif isinstance(sha, str) and len(sha.strip()) >= 7:
-                self.keyless[(deploy.get("environment"), _short(sha))].append(deploy)
+            if isinstance(sha, str) and len(sha.strip()) >= 7:
+                shas[(deploy.get("environment"), _short(sha))].append(deploy)
         return self
 
     def drop(self, uuid: str) -> None:
@@ -278,6 +289,8 @@ class Listing:
             records[:] = [d for d in records if d.get("uuid") != uuid]
             if not records:
                 del self.keyed[key]
+        for records in self._keyed_shas.values():
+            records[:] = [d for d in records if d.get("uuid") != uuid]
         self.doubled = any(len(records) > 1 for records in self.keyed.values())
 
     def carried_keys(self) -> set[str]:
@@ -342,6 +355,41 @@ class Listing:
                 self._matched.add(uuid)
                 return deploy
         return None
+
+    def run_match(self, event: DeployEvent, entity: str) -> str | None:
+        """The attempt of the run ``event`` came from (``event.run``) whose record on
+        ``entity`` is this deploy's, or None: a record keyed by that run, any attempt, of the
+        event's sha and environment, dated from an hour before the deploy's start (as another
+        face may date it, :func:`dated_from`) to an hour after its end, not given to another
+        deploy of the run.
+
+        Of several (the run was re-run, and more than one attempt deployed), the one dated
+        nearest the deploy, from its start to its end; then the oldest record: a re-run starts
+        after the attempt before it ended, so where each attempt's deploy was recorded, each
+        deploy is given its own. A record is given to one deploy only (asked again for the
+        same deploy, the same).
+        """
+        if event.run is None or not event.sha:
+            return None
+        own = idempotency_key(event, entity)
+        start, end = dated_from(event), event.timestamp
+        near: list[tuple[timedelta, tuple[str, str], str, str]] = []
+        for deploy in self._keyed_shas.get((event.environment, _short(event.sha)), []):
+            uuid, key = str(deploy.get("uuid")), key_of(deploy)
+            attempt = run_attempt(key, event, event.run, entity) if key is not None else None
+            if attempt is None or self._taken.get(uuid, own) != own:
+                continue
+            when = _moment(deploy.get("timestamp"))
+            if when is None or not same_sha(str(deploy.get("sha")), event.sha):
+                continue
+            off = max(start - when, when - end, timedelta(0))
+            if off <= LOOKUP_WINDOW:
+                near.append((off, _age(deploy), uuid, attempt))
+        if not near:
+            return None
+        _, _, uuid, attempt = min(near)
+        self._taken[uuid] = own
+        return attempt
 
     def doubles(self, keys: Iterable[str] | None = None) -> list[Double]:
         """Every key (of ``keys``, or all) held more than once: keep the oldest, delete the rest."""
@@ -417,6 +465,31 @@ def type_of(event: DeployEvent, past: Sequence[PastDeploy]) -> DeployType:
     return DeployType.DEPLOY
 
 
+def as_held(event: DeployEvent, entity: str, listing: Listing) -> DeployEvent:
+    """``event`` as the record ``listing`` holds of it on ``entity`` names it.
+
+    That is ``event`` itself, unless it names the run it came from but not the attempt
+    (``event.run``: a GitHub deployment whose run was deleted, keyed by the deployment) and
+    no record carries its own key: then, where a record made under that run is this deploy's
+    (:meth:`Listing.run_match`), the event of that attempt, so that the record is found, or
+    updated, as its own deploy's, never made a second time. Every face asks it before it
+    looks for the deploy's key.
+    """
+    if event.run is None or idempotency_key(event, entity) in listing.keyed:
+        return event
+    attempt = listing.run_match(event, entity)
+    if attempt is None:
+        return event
+    return replace(event, ref=DeployRef("run", f"{event.run}/{attempt}"))
+
+
+def _held(event: DeployEvent, entity: str, history: History) -> DeployEvent:
+    """:func:`as_held`, the listing read only for an event that names its run alone."""
+    if event.run is None:
+        return event
+    return as_held(event, entity, history.seen(entity, event, fresh=False))
+
+
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -442,6 +515,7 @@ def record_one(
     ``unclear``: an earlier attempt may have reached Cortex, so read afresh. ``fence`` runs
     right before each write; ``dry_run`` reads but never writes.
     """
+    event = _held(event, entity, history)
     key = idempotency_key(event, entity)
     # What this face made itself, and the history the type is judged from (rollback
     # detection, on a sha): read first, since the history's first read (Cortex's listing)

@@ -36,6 +36,7 @@ from bridge.record.core import (
     Known,
     Listing,
     Policy,
+    as_held,
     decide,
     remove_doubles,
     route_checked,
@@ -362,15 +363,20 @@ class Reconciler:
         self, event: DeployEvent, entity: str, unrecorded: str | None
     ) -> tuple[Verdict, str]:
         """What Cortex holds of the deploy on ``entity``; ``unrecorded``: why the deploy is
-        not one to record (it failed), where it is not."""
-        key = idempotency_key(event, entity)
+        not one to record (it failed), where it is not. A deploy whose run is gone is looked
+        for as the record of it names it (the core's ``as_held``), and the row says so."""
+        held = as_held(event, entity, self.cortex.listing(entity))
+        key = idempotency_key(held, entity)
         uuids = self.cortex.uuids(entity, key)
         if len(uuids) > 1:
             if self.options.repair:
                 return self._repair(entity, [key])[0]
             return Verdict.DOUBLED, f"{len(uuids)} records with its key: {', '.join(uuids)}"
         if uuids:
-            return self._held(event, entity, key, uuids[0])
+            verdict, detail = self._held(held, entity, key, uuids[0])
+            if held.ref != event.ref and verdict is Verdict.PRESENT:
+                detail += f" (recorded as {held.ref.kind}/{held.ref.id})"
+            return verdict, detail
         if unrecorded is not None:
             return Verdict.SKIPPED, unrecorded
         recorded = self.store.sync.recorded_uuid(key) if self.store is not None else None

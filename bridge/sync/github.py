@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -324,15 +325,23 @@ class GitHubReader:
             "deployment_status": _status(status),
             "repository": self._repo(),
         }
+        gone: str | None = None
         try:
             run = self._run_for(status.get("logUrl"), window)
         except ScmError as exc:
             if exc.status != 404:
                 raise
-            run = None  # the run was deleted: keyed by the deployment, as its webhook would be
+            # The run was deleted: keyed by the deployment, as its webhook without the run
+            # would be, the event naming the run its log page gives (not the attempt), so that
+            # a record made under that run is found (bridge.record.core.as_held).
+            run, page = None, _run_page(status.get("logUrl"))
+            gone = str(page[0]) if page is not None else None
         if run is not None:
             payload["workflow_run"] = run
-        return parsed(hooks.parse_deployment_status, payload, window)
+        found = parsed(hooks.parse_deployment_status, payload, window)
+        if gone is None or found.event is None:
+            return found
+        return replace(found, event=replace(found.event, run=gone))
 
     def _graphql(self, query: str, variables: Mapping[str, Any]) -> Mapping[str, Any]:
         """The query's ``data``; its primary rate limit waited out as any other request's."""
