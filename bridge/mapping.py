@@ -37,10 +37,12 @@ def run_attempt(key: str, event: DeployEvent, run: str, entity: str) -> str | No
 
 
 def build_deploy_request(
-    event: DeployEvent, entity: str, deploy_type: DeployType
+    event: DeployEvent, entity: str, deploy_type: DeployType, *, detected: bool = False
 ) -> dict[str, Any]:
     """The SaveDeployRequest body for one entity (see the Cortex Deploys API); its customData
-    says where the deploy came from, its status and timing, and the idempotency key."""
+    says where the deploy came from, its status and timing, and the idempotency key; and,
+    ``detected``, that its type is rollback detection's (``customData.bridge.typeDetected``:
+    a deploy that comes late may judge it again, never a type the user gave)."""
     title = event.title.strip() or default_title(event)
     body: dict[str, Any] = {
         "title": title[:MAX_TITLE],
@@ -77,6 +79,8 @@ def build_deploy_request(
             data["durationSeconds"] = seconds_between(event.started_at, event.finished_at)
     data.update(event.custom)
     data["bridge"] = {"idempotencyKey": deploy_key(event, entity), "version": __version__}
+    if detected:
+        data["bridge"]["typeDetected"] = True
     body["customData"] = data
     return body
 

@@ -169,8 +169,9 @@ def test_same_deploy_through_two_deliveries_is_one_record(
     assert len(cortex.all_deploys()) == 2  # payments-api and payments-worker, once each
 
 
-def deploy_gitlab(bridge: Bridge, n: int, sha: str) -> None:
-    """GitLab's Deployment Hook for deploy ``n`` of ``sha`` (a day apart), delivered."""
+def deploy_gitlab(bridge: Bridge, n: int, sha: str, *, drain: bool = True) -> None:
+    """GitLab's Deployment Hook for deploy ``n`` of ``sha`` (a day apart), delivered (with
+    ``drain``; else only stored)."""
     doc = load_sample("gitlab/deployment.success.json")
     doc.update(
         deployable_id=1000 + n,
@@ -180,7 +181,8 @@ def deploy_gitlab(bridge: Bridge, n: int, sha: str) -> None:
         commit_url=f"https://gitlab.acme.example/x/-/commit/{sha}",
     )
     assert gitlab_post(bridge.http, "Deployment Hook", doc).status_code == 202
-    bridge.drain()
+    if drain:
+        bridge.drain()
 
 
 def test_rollback_detected_from_history(db_url: str, cortex: FakeCortex) -> None:
@@ -189,6 +191,62 @@ def test_rollback_detected_from_history(db_url: str, cortex: FakeCortex) -> None
         deploy_gitlab(bridge, n, sha)
     assert [d["type"] for d in cortex.all_deploys()] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
     bridge.close()
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one-by-one", "one-batch"])
+@pytest.mark.parametrize("order", [(2, 0, 1), (1, 2, 0), (2, 1, 0)])
+def test_a_deploy_delivered_after_later_ones_types_them_again(
+    db_url: str, cortex: FakeCortex, order: tuple[int, ...], batch: bool
+) -> None:
+    # After a Cortex outage, jittered retries deliver a pair's deploys out of order: the
+    # return to the first sha, delivered before the deploy it went back from, stayed DEPLOY.
+    bridge = Bridge(db_url, cortex)
+    shas = ["1" * 40, "2" * 40, "1" * 40]
+    try:
+        for n in order:
+            deploy_gitlab(bridge, n, shas[n], drain=not batch)
+        bridge.drain()  # one batch: the search it shares was made before its records
+    finally:
+        bridge.close()
+    by_time = sorted(cortex.all_deploys(), key=lambda d: d["timestamp"])
+    assert [d["type"] for d in by_time] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+    assert all(d["customData"]["bridge"]["typeDetected"] is True for d in by_time)
+    assert len(cortex.requests_to("POST")) == 3  # each recorded once, corrected in place
+
+
+def test_a_failed_retyping_leaves_the_late_deploy_recorded_and_says_so(
+    db_url: str, cortex: FakeCortex, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = Bridge(db_url, cortex)
+    try:
+        deploy_gitlab(bridge, 2, "1" * 40)
+        deploy_gitlab(bridge, 0, "1" * 40)
+        cortex.inject(Fault("status", status=400, method="PUT"))
+        with caplog.at_level(logging.WARNING, logger="bridge.record.core"):
+            deploy_gitlab(bridge, 1, "2" * 40)
+    finally:
+        bridge.close()
+    assert len(cortex.all_deploys()) == 3  # recorded, once each
+    assert [r.getMessage() for r in caplog.records] == ["later deploys not typed again"]
+
+
+def test_a_type_the_user_gave_is_never_typed_again(db_url: str, cortex: FakeCortex) -> None:
+    # The later record's type was given (send --type, a record without the detection's mark):
+    # a deploy that comes late leaves it as it is.
+    bridge = Bridge(db_url, cortex)
+    try:
+        deploy_gitlab(bridge, 2, "1" * 40)
+        (later,) = cortex.all_deploys()
+        custom = dict(later["customData"], bridge={**later["customData"]["bridge"]})
+        del custom["bridge"]["typeDetected"]
+        body = {k: later[k] for k in ("title", "timestamp", "type", "sha", "environment")}
+        bridge.client.update_deploy(later["entity"], later["uuid"], {**body, "customData": custom})
+        deploy_gitlab(bridge, 0, "1" * 40)
+        deploy_gitlab(bridge, 1, "2" * 40)
+    finally:
+        bridge.close()
+    by_time = sorted(cortex.all_deploys(), key=lambda d: d["timestamp"])
+    assert [d["type"] for d in by_time] == ["DEPLOY", "DEPLOY", "DEPLOY"]
 
 
 def test_rollback_detected_from_cortex_when_the_relay_has_no_history(

@@ -910,3 +910,53 @@ def test_the_relay_sees_another_faces_rollback_as_the_latest_deploy(
         assert [t for _, t in typed(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK", "DEPLOY"]
     finally:
         relay.close()
+
+
+def test_a_deploy_recorded_late_by_any_face_types_the_later_ones_again(
+    cortex: FakeCortex,
+) -> None:
+    # The webhook of the middle deploy was lost; the step recorded the return to the first
+    # sha as DEPLOY, since the deploy it went back from was not in Cortex. When sync (or the
+    # reconcile, or a late delivery) records the middle one, the return becomes a ROLLBACK.
+    from bridge.model import DeployEvent, DeployRef, DeployType, Status
+    from bridge.record.retrying import record
+
+    def deploy(n: int, sha: str, kind: DeployType | None = None) -> DeployEvent:
+        return DeployEvent(
+            source="github",
+            repository="acme/payments-api",
+            event="deployment_status",
+            ref=DeployRef("deployment", str(n)),
+            status=Status.SUCCEEDED,
+            timestamp=datetime(2026, 11, 20 + n, 10, tzinfo=timezone.utc),
+            title=f"deploy {n}",
+            sha=sha,
+            environment="production",
+            type=kind,
+        )
+
+    client = CortexClient(cortex.url, TOKEN, timeout=2)
+    try:
+        first, middle, back = deploy(0, "1" * 40), deploy(1, "2" * 40), deploy(2, "1" * 40)
+        assert record(client, first, "payments-api").type is DeployType.DEPLOY
+        assert record(client, back, "payments-api").type is DeployType.DEPLOY
+        assert record(client, middle, "payments-api").type is DeployType.DEPLOY
+        by_time = sorted(cortex.all_deploys(), key=lambda d: d["timestamp"])
+        assert [d["type"] for d in by_time] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+        # What else the record held is as it was: only the type changed.
+        assert by_time[2]["title"] == "deploy 2" and key_of(by_time[2]) is not None
+        # A second late deploy between them, of the same sha as the return: no longer a return.
+        again = deploy(1, "1" * 40)
+        again = DeployEvent(
+            **{
+                **again.__dict__,
+                "ref": DeployRef("deployment", "9"),
+                "timestamp": datetime(2026, 11, 21, 18, tzinfo=timezone.utc),
+            }
+        )
+        record(client, again, "payments-api")
+        by_time = sorted(cortex.all_deploys(), key=lambda d: d["timestamp"])
+        assert [d["type"] for d in by_time] == ["DEPLOY", "DEPLOY", "ROLLBACK", "DEPLOY"]
+    finally:
+        client.close()
+    assert cortex.violations == []

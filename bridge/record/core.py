@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.cortex.client import Cortex
-from bridge.errors import CortexRejected, UnsupportedEvent
+from bridge.errors import CortexError, CortexRejected, CortexTooMany, UnsupportedEvent
 from bridge.mapping import build_deploy_request, idempotency_key, key_of, run_attempt
 from bridge.model import (
     Checked,
@@ -47,6 +48,8 @@ from bridge.times import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:  # the Action's path must not load the config (and YAML) to record
     from bridge.config import Config, RecordSettings, Route
+
+log = logging.getLogger(__name__)
 
 # How far from the event's own time a record made by another path (the Action step, an
 # earlier attempt whose answer was lost, a lifecycle start) is looked for before creating one.
@@ -523,7 +526,7 @@ def record_one(
     wanted = rollback and event.type is None and bool(event.sha)
     known, past = history.recall(entity, event, key, past=wanted)
     deploy_type = type_of(event, past)
-    body = build_deploy_request(event, entity, deploy_type)
+    body = build_deploy_request(event, entity, deploy_type, detected=wanted)
     known, match, listing = _look_first(
         known,
         event,
@@ -566,7 +569,7 @@ def record_one(
     else:  # an update: this face's own record may not have its stamp kept, nor its start
         known = _kept(event, entity, key, known, history)
         stamp = known.stamp
-        body = _started(event, entity, deploy_type, known) or body
+        body = _started(event, entity, deploy_type, known, detected=wanted) or body
     sent = _stamped(body, stamp) if stamp else body
     if known is not None:
         made, verb = _update(
@@ -577,14 +580,142 @@ def record_one(
         verb = "created"
     uuid = str(made["uuid"])
     history.remember(event, entity, key, uuid, state=event.status.value)
-    if verb == "created" and listing is not None and listing.shared:
-        kept = _converge(
-            event, entity, key, uuid, stamp, history=history, cortex=cortex, fence=fence
+    if verb == "created":
+        kept = _after_create(
+            event,
+            entity,
+            key,
+            uuid,
+            stamp,
+            listing=listing,
+            past=past if wanted else [],
+            history=history,
+            cortex=cortex,
+            fence=fence,
         )
         if kept != uuid:
             history.remember(event, entity, key, kept, state=event.status.value)
             return Done("found", uuid=kept, type=deploy_type, payload=body, key=key)
     return Done(verb, uuid=uuid, type=deploy_type, payload=sent, key=key, stamp=stamp)
+
+
+def _after_create(
+    event: DeployEvent,
+    entity: str,
+    key: str,
+    uuid: str,
+    stamp: str,
+    *,
+    listing: Listing | None,
+    past: Sequence[PastDeploy],
+    history: History,
+    cortex: Cortex,
+    fence: Fence | None,
+) -> str:
+    """What a create is followed by; the uuid of the record kept of the deploy. Where another
+    face may record the same deploy (the listing looked in is ``shared``), Cortex is read
+    again and of two records with the key the newer goes (:func:`_converge`). Where the deploy
+    came after deploys that followed it (``past``, the history its type was judged from: an
+    outage's retries delivered out of order, a webhook lost and read by sync since), their
+    detected types are judged again (:func:`retype_later`)."""
+    kept = uuid
+    if listing is not None and listing.shared:
+        kept = _converge(
+            event, entity, key, uuid, stamp, history=history, cortex=cortex, fence=fence
+        )
+    if any(p.timestamp > event.timestamp for p in past):
+        try:
+            read = listing if listing is not None else history.seen(entity, event, fresh=False)
+            retype_later(event, entity, past, listing=read, cortex=cortex, fence=fence)
+        except CortexError as exc:  # the deploy is recorded; the later ones keep their types
+            log.warning(
+                "later deploys not typed again",
+                extra={"entity": entity, "environment": event.environment, "error": str(exc)},
+            )
+    return kept
+
+
+def retype_later(
+    event: DeployEvent,
+    entity: str,
+    past: Sequence[PastDeploy],
+    *,
+    listing: Listing,
+    cortex: Cortex,
+    fence: Fence | None = None,
+) -> list[str]:
+    """Type again the records of the environment's deploys later than ``event`` (just
+    recorded, after them), where rollback detection typed them (``typeDetected``): the uuids
+    of the records whose type changed.
+
+    A deploy back to an earlier sha was recorded DEPLOY while the deploy it went back from was
+    not known yet; once that one is recorded, the return is a ROLLBACK (and a deploy judged a
+    ROLLBACK against what it no longer follows, a DEPLOY). Each record is judged as
+    ``type_of`` judges any deploy, against ``past``, ``event`` and the later records; a type
+    the user gave, or another tool's record, is never touched.
+
+    The records are those of ``listing`` (the one the face looked in), where it shows every
+    later deploy ``past`` knows of; else (the relay's search was made before this batch's
+    records) one search of Cortex from the event on. Past what one search reads
+    (CortexTooMany) nothing is changed. ``listing`` is kept as Cortex now holds the records.
+    """
+    shown = [d for d in listing.deploys if d.get("environment") == event.environment]
+    times = {format_timestamp(when) for d in shown if (when := _moment(d.get("timestamp")))}
+    if any(
+        format_timestamp(p.timestamp) not in times for p in past if p.timestamp > event.timestamp
+    ):
+        newest = max(p.timestamp for p in past)
+        try:
+            shown = list(
+                cortex.search_deploys(
+                    entity,
+                    environment=event.environment,
+                    after=event.timestamp,
+                    before=newest + LOOKUP_WINDOW,
+                )
+            )
+        except CortexTooMany:
+            return []
+    later = [(d, when) for d in shown if (when := _detected_at(d)) and when > event.timestamp]
+    known = [*past, PastDeploy(str(event.sha), event.timestamp)]
+    known += [PastDeploy(d["sha"], when) for d, when in later if status_of(d) == "succeeded"]
+    changed = []
+    for deploy, when in later:
+        judged = type_of(replace(event, sha=deploy["sha"], timestamp=when), known)
+        if judged.value != deploy.get("type"):
+            cortex.update_deploy(entity, str(deploy["uuid"]), _retyped(deploy, judged), guard=fence)
+            if isinstance(deploy, dict):  # as Cortex holds it now, for the next judgment
+                deploy["type"] = judged.value
+            changed.append(str(deploy["uuid"]))
+    return changed
+
+
+def _detected_at(deploy: Mapping[str, Any]) -> datetime | None:
+    """The time of a record of a sha that rollback detection typed (``typeDetected``), or
+    None for any other record (a type the user gave, another tool's record)."""
+    custom = deploy.get("customData")
+    bridge = custom.get("bridge") if isinstance(custom, dict) else None
+    sha = deploy.get("sha")
+    if not isinstance(bridge, dict) or bridge.get("typeDetected") is not True:
+        return None
+    return _moment(deploy.get("timestamp")) if isinstance(sha, str) and sha else None
+
+
+def _retyped(deploy: Mapping[str, Any], deploy_type: DeployType) -> dict[str, Any]:
+    """The SaveDeployRequest that keeps Cortex's record ``deploy`` as it is but its type."""
+    body: dict[str, Any] = {
+        name: deploy[name]
+        for name in ("title", "timestamp", "sha", "environment", "url", "customData")
+        if deploy.get(name) is not None
+    }
+    body["type"] = deploy_type.value
+    deployer = deploy.get("deployer")
+    if not isinstance(deployer, dict):
+        deployer = {"name": deploy.get("deployerName"), "email": deploy.get("deployerEmail")}
+    deployer = {k: v for k, v in deployer.items() if k in ("name", "email") and isinstance(v, str)}
+    if deployer:
+        body["deployer"] = deployer
+    return body
 
 
 def _with_end(known: Known, event: DeployEvent, entity: str, key: str, history: History) -> Known:
@@ -630,7 +761,7 @@ def _look_first(
 
 
 def _started(
-    event: DeployEvent, entity: str, deploy_type: DeployType, known: Known
+    event: DeployEvent, entity: str, deploy_type: DeployType, known: Known, *, detected: bool
 ) -> dict[str, Any] | None:
     """The body of an update whose record knows an earlier start than its event says (Flux's
     end of a revision says none; a deployment's in_progress comes after its creation started
@@ -640,7 +771,9 @@ def _started(
         return None
     if event.started_at is not None and event.started_at <= started:
         return None
-    return build_deploy_request(replace(event, started_at=started), entity, deploy_type)
+    return build_deploy_request(
+        replace(event, started_at=started), entity, deploy_type, detected=detected
+    )
 
 
 def _delete(
