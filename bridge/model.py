@@ -409,8 +409,8 @@ def bounded(event: DeployEvent) -> DeployEvent:
 def _bounded(
     event: DeployEvent, spelled: Sequence[str] = ()
 ) -> tuple[DeployEvent, int, dict[str, Any], tuple[str, ...]]:
-    """:func:`bounded`, the length of the mended title before it was cut, the bounded
-    event's stored form (:func:`event_to_dict`), and the fields in which a secret of
+    """:func:`bounded`, the length of the mended title (its secrets masked) before it was cut,
+    the bounded event's stored form (:func:`event_to_dict`), and the fields in which a secret of
     ``spelled`` was masked (:func:`_without_secrets`)."""
     # The title: its first line with text in it (a commit's subject). Lines end where
     # ``str.splitlines`` ends them (LF, CR, VT, FF, FS, GS, RS, NEL, U+2028, U+2029),
@@ -469,11 +469,18 @@ def _bounded(
                 f"the event's {label} {moment.isoformat()} is not a UTC time from "
                 "1970-01-01T00:00:00Z up to (not including) 9999-01-01T00:00:00Z",
             )
+    # A secret in the title is masked before the title is cut: one that ran across the cut
+    # would be found whole in neither part, and its first characters recorded.
+    looked_for = tuple(s for s in spelled if len(s) >= MIN_SECRET)
+    uncut = title
+    title = mask(title, looked_for)
     fixed = dataclasses.replace(
         event, title=title[:MAX_TITLE], deployer_name=name or None, deployer_email=email or None
     )
     data = event_to_dict(fixed)
-    fixed, data, text, masked = _without_secrets(fixed, data, _as_stored(data), spelled)
+    fixed, data, text, masked = _without_secrets(
+        fixed, data, _as_stored(data), looked_for, title_masked=title != uncut
+    )
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:  # a lone surrogate in customData or the details, key or value
@@ -499,7 +506,12 @@ def _bounded(
 
 
 def _without_secrets(
-    event: DeployEvent, data: dict[str, Any], text: str, spelled: Sequence[str]
+    event: DeployEvent,
+    data: dict[str, Any],
+    text: str,
+    spelled: Sequence[str],
+    *,
+    title_masked: bool = False,
 ) -> tuple[DeployEvent, dict[str, Any], str, tuple[str, ...]]:
     """The event (its stored form ``data``, as ``text``) with no secret of ``spelled`` in it,
     and the labels of the fields masked: a source that echoes a token into a deploy would put
@@ -509,11 +521,14 @@ def _without_secrets(
     recorded with each secret masked (``***``); a secret in a field that names the deploy
     (repository, environment, deploy id, sha, entities, delivery id) is refused
     (InvalidDeploy naming the field). A secret shorter than MIN_SECRET is not looked for.
+    ``title_masked``: the title was masked before it was cut (:func:`_bounded`); it is named
+    first among the fields masked.
     """
     looked_for = tuple(s for s in spelled if len(s) >= MIN_SECRET)
     held = tuple(s for s in looked_for if s in text)  # as the stored JSON spells them
+    first = ("title",) if title_masked else ()
     if not held:
-        return event, data, text, ()
+        return event, data, text, first
     for name in _NAMING:
         if any(h in _as_stored(data[name]) for h in held):
             label = _LABELS.get(name, name)
@@ -530,7 +545,7 @@ def _without_secrets(
             changed[name] = hidden
     event = dataclasses.replace(event, **changed)
     data = event_to_dict(event)
-    return event, data, _as_stored(data), tuple(_LABELS.get(n, n) for n in changed)
+    return event, data, _as_stored(data), (*first, *(_LABELS.get(n, n) for n in changed))
 
 
 def _masked_deep(value: Any, held: tuple[str, ...]) -> Any:

@@ -355,3 +355,23 @@ def test_a_secret_shorter_than_twelve_characters_is_not_looked_for() -> None:
     checked = check_deploy(make(title=f"fix {short}"), spelled=spellings([short]))
     assert checked.event.title == f"fix {short}" and checked.notes == ()
     assert check_deploy(make(title="plain"), spelled=spellings([TOKEN_ECHOED])).notes == ()
+
+
+def test_a_secret_across_the_titles_cut_leaves_no_part_of_it() -> None:
+    # The title was cut to MAX_TITLE first and looked for secrets after: a token running
+    # across the cut was no longer whole, and its first characters reached Cortex.
+    from bridge.model import MAX_TITLE
+    from bridge.redact import MASK, spellings
+
+    title = "x" * (MAX_TITLE - 10) + f" {TOKEN_ECHOED} done"
+    checked = check_deploy(make(title=title), spelled=spellings([TOKEN_ECHOED]))
+    assert TOKEN_ECHOED[:7] not in checked.event.title
+    assert checked.event.title == "x" * (MAX_TITLE - 10) + f" {MASK} done"
+    # Masked, it fits: nothing was cut, and the note says only what was done.
+    assert [label for label, _ in checked.notes] == ["title"]
+    assert "masked" in checked.notes[0][1]
+    # Longer still, it is masked first and cut after, and both are said.
+    checked = check_deploy(make(title=title + "y" * 300), spelled=spellings([TOKEN_ECHOED]))
+    assert TOKEN_ECHOED[:7] not in checked.event.title
+    assert len(checked.event.title) == MAX_TITLE
+    assert [label for label, _ in checked.notes] == ["title", "title"]
