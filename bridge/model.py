@@ -59,8 +59,6 @@ OWN_CUSTOM_KEYS = frozenset({"status", "startedAt", "bridge"})
 # away for the words they happen to hold ("production" as a webhook secret). A token is far
 # longer.
 MIN_SECRET = 12
-# The fields that name a deploy (its key, its entities): one holding a secret is refused.
-_NAMING = ("repository", "environment", "ref", "sha", "entities", "delivery_id")
 # Free text, recorded with a secret in it masked.
 _FREE_TEXT = ("title", "url", "deployer_name", "deployer_email", "custom", "details")
 # The fields of an event's stored form as a refusal names them (the rest by their own name).
@@ -278,11 +276,16 @@ def check_deploy(
     The entities are checked before the fields. ``named``: the entities the event itself
     named, when ``entities`` are the ones a route gave it (a webhook, checked once as routed):
     then those named are checked first, the fields next, and the routed ones after them.
-    ``spelled``: the face's secrets, as :func:`bridge.redact.spellings` spells them; a field
-    holding one (of at least MIN_SECRET characters) is refused, never recorded.
+    ``spelled``: the face's secrets, as :func:`bridge.redact.spellings` spells them (those of
+    at least MIN_SECRET characters looked for): one in a field that names the deploy, or in
+    any of its entities (the event's own, ``entities``, ``named``), is refused before
+    anything else is judged, as no other refusal shows a value holding it; one in free text
+    is masked.
     """
+    looked_for = tuple(s for s in spelled if len(s) >= MIN_SECRET)
+    _refuse_secrets(event, (*entities, *(named or ())), looked_for)
     _check_entities(entities if named is None else named, max_entities)
-    fixed, title_length, stored, masked = _bounded(event, spelled)
+    fixed, title_length, stored, masked = _bounded(event, looked_for)
     if named is not None and tuple(entities) != tuple(named):
         _check_entities(entities, max_entities)
     from bridge.mapping import idempotency_key  # it imports this module
@@ -518,25 +521,16 @@ def _without_secrets(
     it in Cortex, for everyone who reads the catalog.
 
     Free text (the title, the url, the deployer, customData and the source's details) is
-    recorded with each secret masked (``***``); a secret in a field that names the deploy
-    (repository, environment, deploy id, sha, entities, delivery id) is refused
-    (InvalidDeploy naming the field). A secret shorter than MIN_SECRET is not looked for.
+    recorded with each secret masked (``***``); one in a field that names the deploy was
+    refused before (:func:`_refuse_secrets`). A secret shorter than MIN_SECRET is not
+    looked for.
     ``title_masked``: the title was masked before it was cut (:func:`_bounded`); it is named
     first among the fields masked.
     """
     looked_for = tuple(s for s in spelled if len(s) >= MIN_SECRET)
-    held = tuple(s for s in looked_for if s in text)  # as the stored JSON spells them
     first = ("title",) if title_masked else ()
-    if not held:
+    if not any(s in text for s in looked_for):  # as the stored JSON spells them
         return event, data, text, first
-    for name in _NAMING:
-        if any(h in _as_stored(data[name]) for h in held):
-            label = _LABELS.get(name, name)
-            raise InvalidDeploy(
-                label,
-                f"the event's {label} holds a secret the bridge was given (a token echoed "
-                "back?); it is never sent to Cortex",
-            )
     changed: dict[str, Any] = {}
     for name in _FREE_TEXT:
         value = getattr(event, name)
@@ -546,6 +540,35 @@ def _without_secrets(
     event = dataclasses.replace(event, **changed)
     data = event_to_dict(event)
     return event, data, _as_stored(data), (*first, *(_LABELS.get(n, n) for n in changed))
+
+
+def _refuse_secrets(event: DeployEvent, entities: Sequence[str], looked_for: Sequence[str]) -> None:
+    """InvalidDeploy naming the first field that names the deploy (repository, environment,
+    deploy id, sha, entities, delivery id) and holds one of ``looked_for``: a mask there would
+    make another deploy of it, and an entity is part of the key and of the request's URL.
+    ``entities``: those given apart from the event's own (a face's input, a route's)."""
+    if not looked_for:
+        return
+    named = (
+        ("repository", (event.repository,)),
+        ("environment", (event.environment,)),
+        ("deploy id", (event.ref.id,)),
+        ("sha", (event.sha,)),
+        ("entity", (*event.entities, *entities)),
+        ("delivery id", (event.delivery_id,)),
+    )
+    # One look through them all first, the usual case: no secret in any. A secret (nor any
+    # spelling of it) holds no line break, so none is found across two of them.
+    joined = "\n".join(value for _, values in named for value in values if value)
+    if not any(spelling in joined for spelling in looked_for):
+        return
+    for label, values in named:
+        if any(s in value for value in values if value for s in looked_for):
+            raise InvalidDeploy(
+                label,
+                f"the event's {label} holds a secret the bridge was given (a token echoed "
+                "back?); it is never sent to Cortex",
+            )
 
 
 def _masked_deep(value: Any, held: tuple[str, ...]) -> Any:

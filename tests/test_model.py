@@ -375,3 +375,36 @@ def test_a_secret_across_the_titles_cut_leaves_no_part_of_it() -> None:
     assert TOKEN_ECHOED[:7] not in checked.event.title
     assert len(checked.event.title) == MAX_TITLE
     assert [label for label, _ in checked.notes] == ["title", "title"]
+
+
+def test_a_secret_in_an_entity_given_apart_from_the_event_is_refused() -> None:
+    # send's --entity-tag, the Action's input and the entities a route's template made
+    # ({project}, {owner}-{repo}) are given to the check apart from the event's own: only
+    # the event's were looked in, and the token reached Cortex in the record's key and in
+    # the URL of the request (/catalog/{tag}/deploys).
+    from bridge.redact import spellings
+
+    for entities, named in (((f"svc-{TOKEN_ECHOED}",), None), (("svc", f"{TOKEN_ECHOED}-x"), ())):
+        with pytest.raises(InvalidDeploy) as caught:
+            check_deploy(make(), entities, named=named, spelled=spellings([TOKEN_ECHOED]))
+        assert caught.value.field == "entity"
+        assert "holds a secret the bridge was given" in str(caught.value)
+        assert TOKEN_ECHOED not in str(caught.value)
+
+
+def test_a_refusal_that_shows_a_value_never_shows_a_secret_in_it() -> None:
+    # An entity too long, a key too long: their refusals show the tag's first characters,
+    # and were made before the secrets were looked for (a token's first 50 characters in the
+    # 400's reason, the Action's error, the console's turned-away list).
+    from bridge.redact import spellings
+
+    long_token = "tok-" + "9f" * 30
+    for event, entities in (
+        (make(), (long_token + "x" * 300,)),
+        (make(entities=(long_token + "x" * 300,)), ()),
+        (make(repository="\U0001d11e" * 500), (f"{long_token}-" + "\U0001d11e" * 180,)),
+    ):
+        with pytest.raises(InvalidDeploy) as caught:
+            check_deploy(event, entities, spelled=spellings([long_token]))
+        assert long_token[:20] not in str(caught.value), caught.value
+        assert "holds a secret the bridge was given" in str(caught.value)

@@ -871,3 +871,16 @@ def test_a_token_in_the_environment_is_refused_naming_the_flag(
     assert code == 2 and cortex.all_deploys() == []
     assert "--environment" in err and "holds a secret the bridge was given" in err
     assert TOKEN not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_token_in_the_entity_tag_is_refused_naming_the_flag(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The tags given apart from the event were never looked in: the Cortex token reached
+    # Cortex in the record's idempotency key and in the request's URL (its output masked it).
+    code = main(["send", "--entity-tag", f"svc-{TOKEN}"], gitlab)
+    err = capsys.readouterr().err
+    assert code == 2 and cortex.all_deploys() == []
+    assert not any(TOKEN in r.path for r in cortex.received)
+    assert "--entity-tag" in err and "holds a secret the bridge was given" in err
+    assert TOKEN not in err and len(err.strip().splitlines()) == 1

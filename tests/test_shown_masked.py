@@ -274,3 +274,24 @@ def test_the_routers_own_answers_under_api_are_not_kept_either(tmp_path: Path) -
             assert answer.headers["X-Content-Type-Options"] == "nosniff"
     finally:
         rt.store.close()
+
+
+def test_a_secret_an_entity_template_routes_into_the_key_is_refused(tmp_path: Path) -> None:
+    # A route's template ({project}) made an entity of the Application's project, which the
+    # check never looked in: the token went to Cortex in the key and the request's URL, and
+    # was masked only in the details it came from.
+    from tests.receiver_kit import argocd_post
+
+    routes = [{"match": {"source": "argocd"}, "entities": ["{project}-svc"]}]
+    config = {"sources": {"argocd": {"enabled": True}}, "routes": routes}
+    rt = make_runtime(tmp_path, config, held=(CORTEX_TOKEN,))
+    try:
+        doc: dict[str, Any] = copy.deepcopy(load_sample("argocd/sync.succeeded.json"))
+        doc["app"]["project"] = f"p-{CORTEX_TOKEN}"
+        refused = argocd_post(client_for(rt), doc)
+        assert refused.status_code == 400, refused.json
+        assert refused.json["reason"].startswith("the event's entity holds a secret")
+        assert CORTEX_TOKEN not in refused.get_data(as_text=True)
+        assert sum(rt.store.counts().values()) == 0  # nothing stored, nothing to send
+    finally:
+        rt.store.close()
