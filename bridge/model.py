@@ -572,9 +572,14 @@ def _refuse_secrets(event: DeployEvent, entities: Sequence[str], looked_for: Seq
 
 
 def _masked_deep(value: Any, held: tuple[str, ...]) -> Any:
-    """``value`` (text, or JSON-like data, keys included) with each of ``held`` masked."""
+    """``value`` (text, or JSON-like data, keys included) with each of ``held`` masked; a
+    number whose digits hold one (a password of digits) becomes its text, masked."""
     if isinstance(value, str):
         return mask(value, held)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        digits = _as_stored(value)
+        hidden = mask(digits, held)
+        return value if hidden == digits else hidden
     if isinstance(value, Mapping):
         return {_masked_deep(k, held): _masked_deep(v, held) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

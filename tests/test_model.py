@@ -408,3 +408,21 @@ def test_a_refusal_that_shows_a_value_never_shows_a_secret_in_it() -> None:
             check_deploy(event, entities, spelled=spellings([long_token]))
         assert long_token[:20] not in str(caught.value), caught.value
         assert "holds a secret the bridge was given" in str(caught.value)
+
+
+def test_a_secret_that_is_a_number_in_customdata_is_masked_too() -> None:
+    # A password of digits only (the database's), held in customData or a source's details as
+    # a number: it was found in the stored form but only text was masked, so it went to
+    # Cortex as it was, and no note said so.
+    from bridge.redact import MASK, spellings
+
+    secret = "902847361520"
+    event = make(custom={"build": int(secret), "ratio": 1.5}, details={"n": [int(secret + "7")]})
+    checked = check_deploy(event, spelled=spellings([secret]))
+    assert secret not in json.dumps(checked.stored)
+    assert checked.event.custom == {"build": MASK, "ratio": 1.5}
+    assert checked.event.details == {"n": [f"{MASK}7"]}
+    assert [label for label, _ in checked.notes] == ["custom", "details"]
+    # A bool, None and a number holding none stay what they are.
+    plain = make(custom={"a": True, "b": None, "c": 12345678901})
+    assert check_deploy(plain, spelled=spellings([secret])).event.custom == plain.custom
