@@ -34,8 +34,11 @@ def make_runtime(
     *,
     allow_unsigned: bool = False,
     store: Store | None = None,
+    also: Iterable[str] = (),
 ) -> Runtime:
-    """A receiver runtime on the config's database, with the secrets from the environment."""
+    """A receiver runtime on the config's database, with the secrets from the environment.
+    ``also``: the other secrets the process holds (the http sources' tokens, which its
+    reconcile reads), looked for in every webhook's fields as the registry's are."""
     return Runtime(
         config=config,
         store=store or Store.from_url(config.database),
@@ -50,6 +53,7 @@ def make_runtime(
                 for name in ("cortex", "github-api", "gitlab-api", "argocd-api")
             ),
             *url_passwords(config.database),
+            *also,
         ),
         allow_unsigned=allow_unsigned,
     )

@@ -527,3 +527,30 @@ def test_serve_listens_on_a_unix_socket(tmp_path: Path, cortex: FakeCortex) -> N
         wait_for(healthy)
     finally:
         served.stop()
+
+
+def test_a_webhook_echoing_an_http_sources_token_reaches_cortex_masked(
+    tmp_path: Path, cortex: FakeCortex
+) -> None:
+    # serve holds the http sources' tokens (its reconcile reads them, its logs mask them),
+    # but its receiver looked only for the registry's secrets and the database's password:
+    # a deploy echoing one was recorded with it, for everyone who reads the catalog.
+    token = "ships-platform-token-4c2e9a"
+    served = Served(tmp_path, cortex.url, SHIPS_TOKEN=token)
+    with (tmp_path / "bridge.yaml").open("a") as config:
+        config.write(
+            "http_sources:\n  ships:\n    preset: spice\n    url: https://ships.example\n"
+            "    token_env: SHIPS_TOKEN\n    repository: acme/ships-web\n"
+        )
+    try:
+        served.start()
+        doc = deployment(1)
+        doc["deployment"]["description"] = f"shipped with {token}"
+        status, body = served.post_github(doc, "d-1")
+        assert (status, body["status"]) == (202, "queued"), body
+        assert any(note.startswith("title:") for note in body.get("notes", ())), body
+        wait_for(lambda: len(cortex.all_deploys()) == 1)
+        assert token not in json.dumps(cortex.all_deploys())
+        assert cortex.all_deploys()[0]["title"] == "shipped with ***"
+    finally:
+        served.stop()

@@ -288,7 +288,10 @@ def _build_app(
     from bridge.worker import start_in_thread
 
     secrets = secrets_of(environ)
-    runtime = make_runtime(config, secrets, allow_unsigned=args.allow_unsigned)
+    # Every secret the process holds is looked for in what a webhook would record: the http
+    # sources' tokens (the reconcile's) too, as its logs mask them.
+    held = [s for s in log_secrets(secrets, config, environ) if s not in secrets.values()]
+    runtime = make_runtime(config, secrets, allow_unsigned=args.allow_unsigned, also=held)
     # The webhooks turned away or ignored, written to the console's journal once a second.
     runtime.turned_away.start(threading.Event())
     if not args.no_worker:
