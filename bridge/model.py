@@ -542,6 +542,21 @@ def _without_secrets(
     return event, data, _as_stored(data), (*first, *(_LABELS.get(n, n) for n in changed))
 
 
+def without_secrets(
+    event: DeployEvent, entities: Sequence[str], spelled: Sequence[str]
+) -> tuple[DeployEvent, tuple[str, ...]]:
+    """A stored event (checked when it was stored) with the secrets of ``spelled`` its check
+    did not look for masked in its free text, and the labels of the fields masked; an
+    InvalidDeploy naming the field when one names the deploy (its ``entities`` too), as
+    :func:`check_deploy` judges them. What the relay applies before it sends: the receiver
+    that stored the event may not have held the worker's secrets (the Cortex token)."""
+    looked_for = tuple(s for s in spelled if len(s) >= MIN_SECRET)
+    _refuse_secrets(event, entities, looked_for)
+    data = event_to_dict(event)
+    fixed, _, _, masked = _without_secrets(event, data, _as_stored(data), looked_for)
+    return fixed, masked
+
+
 def _refuse_secrets(event: DeployEvent, entities: Sequence[str], looked_for: Sequence[str]) -> None:
     """InvalidDeploy naming the first field that names the deploy (repository, environment,
     deploy id, sha, entities, delivery id) and holds one of ``looked_for``: a mask there would

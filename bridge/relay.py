@@ -94,7 +94,9 @@ def make_worker(
     """
     budget = budget or make_budget(runtime)
     cortex: Cortex = client if budget is None else BudgetedCortex(client, budget)
-    deliverer = Deliverer(runtime.store, cortex, runtime.config, clock=utcnow)
+    deliverer = Deliverer(
+        runtime.store, cortex, runtime.config, clock=utcnow, spelled=runtime.spelled
+    )
     return Worker(
         runtime.store,
         deliverer,

@@ -41,8 +41,9 @@ from bridge.errors import (
     CortexRejected,
     CortexTooMany,
     CortexUnauthorized,
+    InvalidDeploy,
 )
-from bridge.model import DeployEvent, Status, event_from_dict
+from bridge.model import DeployEvent, Status, event_from_dict, without_secrets
 from bridge.record.core import (
     LOOKUP_WINDOW,
     Known,
@@ -394,13 +395,28 @@ class Attempt:
     writes: list[RecordWrite] = field(default_factory=list)  # to store with the outcome
 
 
+class Withheld(CortexRejected):
+    """A stored event the relay does not send: a field that names it holds a secret the
+    worker holds (stored by a receiver that did not hold it). No retry changes that: it is
+    dead-lettered at once, with the field named, never the value."""
+
+
 class Deliverer:
     """Carries stored events to Cortex through the core, one entity at a time."""
 
     def __init__(
-        self, store: Store, client: Cortex, config: Config, *, clock: Callable[[], datetime]
+        self,
+        store: Store,
+        client: Cortex,
+        config: Config,
+        *,
+        clock: Callable[[], datetime],
+        spelled: tuple[str, ...] = (),
     ) -> None:
         self.store = store
+        # The secrets this process holds (bridge.redact.spellings): never sent to Cortex,
+        # whoever stored the event (bridge.model.without_secrets).
+        self.spelled = spelled
         self.client = client
         self.history = RelayHistory(store, client, clock=clock)
         self.policy = Policy.of(config.record)
@@ -419,6 +435,17 @@ class Deliverer:
         # The outbox's payload as bridge.ingest writes it: the event as routed, its entities.
         event, entities = event_from_dict(payload["event"]), payload["entities"]
         attempt = Attempt(results=dict(results))
+        if self.spelled:
+            try:
+                event, masked = without_secrets(event, entities, self.spelled)
+            except InvalidDeploy as exc:
+                attempt.error = Withheld(str(exc))
+                return attempt
+            if masked:
+                log.warning(
+                    "a secret this worker holds was masked before sending",
+                    extra={"fields": list(masked)},
+                )
         history = self.history
         history.delivery += 1  # nothing read for the last delivery is taken for this one
         history.pending = lease.writes

@@ -957,3 +957,42 @@ def test_a_pair_busy_since_the_relays_last_deploy_reads_the_events_own_window(
     assert counts["dead"] == 0 and counts["retrying"] == 0, counts
     made = sorted(d["sha"] for d in cortex.all_deploys() if d.get("customData"))
     assert len(made) == 2 and made[-1] == "c" * 40
+
+
+def test_the_worker_keeps_out_a_secret_it_holds_that_the_receiver_did_not(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # As docs/operations.md deploys the relay, the receivers (serve --no-worker) hold the
+    # webhook secrets and only the worker holds the Cortex token: a webhook echoing the token
+    # was stored as it came, and the worker sent it to Cortex, for everyone who reads the
+    # catalog. The worker now looks for the secrets it holds before it sends.
+    import json
+
+    from bridge.relay import make_runtime, make_worker
+
+    receiver = runtime_on(db_url, {"cortex": {"url": cortex.url, "timeout_seconds": 2}})
+    client = CortexClient(cortex.url, TOKEN, timeout=2)
+    try:
+        doc = copy.deepcopy(load_sample("github/deployment_status.success.json"))
+        doc["deployment"]["description"] = f"ship {TOKEN} now"
+        echoed = github_post(client_for(receiver), "deployment_status", doc, delivery="d-1")
+        doc["deployment"]["id"] += 1
+        doc["deployment"]["environment"] = f"prod-{TOKEN}"
+        named = github_post(client_for(receiver), "deployment_status", doc, delivery="d-2")
+        assert (echoed.status_code, named.status_code) == (202, 202)
+        # The worker command's runtime: its secrets, not the receiver's.
+        held = make_runtime(receiver.config, {"CORTEX_API_TOKEN": TOKEN}, store=receiver.store)
+        worker = make_worker(held, client, owner="w-1")
+        while worker.run_once():
+            pass
+        (deploy,) = cortex.all_deploys()
+        assert deploy["title"] == "ship *** now"
+        for request in cortex.received:
+            assert TOKEN not in request.path and TOKEN not in json.dumps(request.body)
+        refused = receiver.store.get(named.json["id"])
+        assert refused is not None and refused.status == "dead"
+        assert "holds a secret the bridge was given" in (refused.last_error or "")
+        assert TOKEN not in (refused.last_error or "")
+    finally:
+        client.close()
+        receiver.store.close()

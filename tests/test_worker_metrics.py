@@ -398,3 +398,32 @@ def test_an_unreachable_cortex_at_start_is_a_warning_and_readyz_says_so(
     finally:
         assert made.stop() == 0
     assert "could not check CORTEX_API_TOKEN" in made.log.read_text()
+
+
+def test_the_worker_process_masks_the_cortex_token_the_receivers_never_held(
+    tmp_path: Path, cortex: FakeCortex
+) -> None:
+    # docs/operations.md gives the receivers the webhook secrets and the worker alone the
+    # Cortex token: a webhook echoing the token was stored as it came, and the worker command
+    # (whose runtime held no secret) sent it on to Cortex.
+    import copy
+
+    from tests.conftest import load_sample
+
+    runtime = make_runtime(tmp_path)
+    try:
+        doc = copy.deepcopy(load_sample("github/deployment_status.success.json"))
+        doc["deployment"]["description"] = f"ship {TOKEN} now"
+        answer = github_post(client_for(runtime), "deployment_status", doc)
+        assert answer.status_code == 202 and "notes" not in answer.get_json()
+    finally:
+        runtime.store.close()
+    worker = WorkerProcess(tmp_path, f"sqlite:///{tmp_path / 'bridge.db'}", cortex.url)
+    worker.start()
+    try:
+        wait_for(cortex.all_deploys)
+    finally:
+        assert worker.stop() == 0
+    (deploy,) = cortex.all_deploys()
+    assert deploy["title"] == "ship *** now"
+    assert TOKEN not in json.dumps(cortex.all_deploys())

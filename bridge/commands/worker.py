@@ -157,14 +157,15 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         from bridge.worker import start_in_thread
 
         check_reconcile(config, environ)  # the sync: section's tokens, before any thread starts
-        logs.configure(
-            secrets=log_secrets(secrets_of(environ), config, environ), level=args.log_level
-        )
+        held = log_secrets(secrets_of(environ), config, environ)
+        logs.configure(secrets=held, level=args.log_level)
         watch = CortexWatch()  # told the start-up check's answer: /readyz reports it at once
         refused = check_cortex_token(config, environ, skip=args.skip_token_check, noted=watch.saw)
         if refused:
             raise UsageError(refused)
-        runtime = make_runtime(config, {})
+        # The secrets it holds, the Cortex token first: never sent to Cortex in an event a
+        # receiver stored without holding them (bridge.worker.Deliverer).
+        runtime = make_runtime(config, {}, also=held)
         stop = threading.Event()
         budget = make_budget(runtime)
         workers = [
