@@ -529,7 +529,9 @@ def _without_secrets(
     """
     looked_for = tuple(s for s in spelled if len(s) >= MIN_SECRET)
     first = ("title",) if title_masked else ()
-    if not any(s in text for s in looked_for):  # as the stored JSON spells them
+    # Looked for as the stored JSON spells each (a value holding the secret JSON-escaped, a
+    # JSON document kept as text, has its escapes escaped again there).
+    if not any(_stored_spelling(s) in text for s in looked_for):
         return event, data, text, first
     changed: dict[str, Any] = {}
     for name in _FREE_TEXT:
@@ -584,6 +586,14 @@ def _refuse_secrets(event: DeployEvent, entities: Sequence[str], looked_for: Seq
                 f"the event's {label} holds a secret the bridge was given (a token echoed "
                 "back?); it is never sent to Cortex",
             )
+
+
+def _stored_spelling(spelling: str) -> str:
+    """``spelling`` as it stands inside a JSON string of the stored form (:func:`_as_stored`:
+    non-ASCII kept; a secret holds no control character, so only these two are escaped)."""
+    if "\\" not in spelling and '"' not in spelling:
+        return spelling
+    return spelling.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _masked_deep(value: Any, held: tuple[str, ...]) -> Any:

@@ -426,3 +426,18 @@ def test_a_secret_that_is_a_number_in_customdata_is_masked_too() -> None:
     # A bool, None and a number holding none stay what they are.
     plain = make(custom={"a": True, "b": None, "c": 12345678901})
     assert check_deploy(plain, spelled=spellings([secret])).event.custom == plain.custom
+
+
+@pytest.mark.parametrize("secret", ['tok"with\\quote-abc', "contraseña-muy-larga"])
+def test_a_secret_json_escaped_inside_a_text_is_masked(secret: str) -> None:
+    # A JSON document held as text (a platform's field, a message quoting a request) spells
+    # the secret as JSON escapes it: the look through the stored form missed it there (the
+    # stored form escapes the escapes), and it went to Cortex as it was, with no note.
+    from bridge.redact import MASK, spellings
+
+    quoted = f"cfg={json.dumps({'t': secret})}"
+    event = make(custom={"raw": quoted}, details={"message": quoted})
+    checked = check_deploy(event, spelled=spellings([secret]))
+    assert checked.event.custom == {"raw": f'cfg={{"t": "{MASK}"}}'}
+    assert checked.event.details == {"message": f'cfg={{"t": "{MASK}"}}'}
+    assert [label for label, _ in checked.notes] == ["custom", "details"]
