@@ -884,3 +884,24 @@ def test_a_token_in_the_entity_tag_is_refused_naming_the_flag(
     assert not any(TOKEN in r.path for r in cortex.received)
     assert "--entity-tag" in err and "holds a secret the bridge was given" in err
     assert TOKEN not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--url", f"x{TOKEN}"],
+        ["--sha", TOKEN],
+        ["--timestamp", TOKEN],
+        ["--environment", f"{TOKEN}\x01"],
+    ],
+)
+def test_a_refused_value_holding_a_token_of_the_environment_is_shown_masked(
+    gitlab: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str], flags: list[str]
+) -> None:
+    # A value refused before the token was read (a CI variable that expanded to the token in
+    # the wrong flag) was shown as it was: send's output masked no secret of the environment
+    # until its token was in hand.
+    code = main(["send", "--entity-tag", "svc", *flags], gitlab)
+    captured = capsys.readouterr()
+    assert code == 2 and cortex.all_deploys() == []
+    assert TOKEN not in captured.err + captured.out and "***" in captured.err

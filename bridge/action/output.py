@@ -98,6 +98,9 @@ class Reporter:
         self, secrets: tuple[str, ...], *, out: TextIO | None = None, err: TextIO | None = None
     ) -> None:
         self.secrets = tuple(s for s in secrets if s)
+        # The environment's secrets (bridge.secrets.held): masked in what is printed, with no
+        # command to the runner (the token's is sent once it is read: add_secret).
+        self.held: tuple[str, ...] = ()
         self.out = out or sys.stdout
         self.err = err or sys.stderr
 
@@ -106,9 +109,13 @@ class Reporter:
         if secret and secret not in self.secrets:
             self.secrets = (*self.secrets, secret)
 
+    def hold(self, secrets: Iterable[str]) -> None:
+        """Never print any of ``secrets`` (the environment's) from now on."""
+        self.held = (*self.held, *(s for s in secrets if s))
+
     def redact(self, text: str) -> str:
         """The text with every secret replaced by ***."""
-        return redact(text, self.secrets)
+        return redact(text, (*self.secrets, *self.held))
 
     def spell(self, name: str) -> str:
         """How this face names an input: ``send``'s flag (or environment variable)."""
