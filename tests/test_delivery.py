@@ -214,6 +214,36 @@ def test_a_deploy_delivered_after_later_ones_types_them_again(
     assert len(cortex.requests_to("POST")) == 3  # each recorded once, corrected in place
 
 
+@pytest.mark.parametrize("end", ["success", "failed"])
+def test_a_late_lifecycle_deploy_types_the_later_ones_when_it_ends(
+    db_url: str, cortex: FakeCortex, end: str
+) -> None:
+    # record.mode lifecycle: the late deploy's start is no deploy yet; its end is, when it
+    # succeeded, and then the return after it is a ROLLBACK; when it failed, its start record
+    # goes and the return never was one.
+    bridge = Bridge(db_url, cortex, {"record": {"mode": "lifecycle"}})
+    try:
+        deploy_gitlab(bridge, 0, "1" * 40)
+        deploy_gitlab(bridge, 2, "1" * 40)
+        for status in ("running", end):
+            doc = load_sample(f"gitlab/deployment.{status}.json")
+            minute = "00" if status == "running" else "05"
+            doc.update(
+                deployable_id=1001,
+                deployment_id=2001,
+                short_sha="22222222",
+                status_changed_at=f"2026-06-12 10:{minute}:00 UTC",
+                commit_url=f"https://gitlab.acme.example/x/-/commit/{'2' * 40}",
+            )
+            assert gitlab_post(bridge.http, "Deployment Hook", doc).status_code == 202
+            bridge.drain()
+    finally:
+        bridge.close()
+    by_time = sorted(cortex.all_deploys(), key=lambda d: d["timestamp"])
+    typed = ["DEPLOY", "DEPLOY", "ROLLBACK"] if end == "success" else ["DEPLOY", "DEPLOY"]
+    assert [d["type"] for d in by_time] == typed
+
+
 def test_a_failed_retyping_leaves_the_late_deploy_recorded_and_says_so(
     db_url: str, cortex: FakeCortex, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -580,59 +580,56 @@ def record_one(
         verb = "created"
     uuid = str(made["uuid"])
     history.remember(event, entity, key, uuid, state=event.status.value)
-    if verb == "created":
-        kept = _after_create(
-            event,
-            entity,
-            key,
-            uuid,
-            stamp,
-            listing=listing,
-            past=past if wanted else [],
-            history=history,
-            cortex=cortex,
-            fence=fence,
-        )
-        if kept != uuid:
-            history.remember(event, entity, key, kept, state=event.status.value)
-            return Done("found", uuid=kept, type=deploy_type, payload=body, key=key)
-    return Done(verb, uuid=uuid, type=deploy_type, payload=sent, key=key, stamp=stamp)
-
-
-def _after_create(
-    event: DeployEvent,
-    entity: str,
-    key: str,
-    uuid: str,
-    stamp: str,
-    *,
-    listing: Listing | None,
-    past: Sequence[PastDeploy],
-    history: History,
-    cortex: Cortex,
-    fence: Fence | None,
-) -> str:
-    """What a create is followed by; the uuid of the record kept of the deploy. Where another
-    face may record the same deploy (the listing looked in is ``shared``), Cortex is read
-    again and of two records with the key the newer goes (:func:`_converge`). Where the deploy
-    came after deploys that followed it (``past``, the history its type was judged from: an
-    outage's retries delivered out of order, a webhook lost and read by sync since), their
-    detected types are judged again (:func:`retype_later`)."""
     kept = uuid
-    if listing is not None and listing.shared:
+    if verb == "created" and listing is not None and listing.shared:
         kept = _converge(
             event, entity, key, uuid, stamp, history=history, cortex=cortex, fence=fence
         )
-    if any(p.timestamp > event.timestamp for p in past):
-        try:
-            read = listing if listing is not None else history.seen(entity, event, fresh=False)
-            retype_later(event, entity, past, listing=read, cortex=cortex, fence=fence)
-        except CortexError as exc:  # the deploy is recorded; the later ones keep their types
-            log.warning(
-                "later deploys not typed again",
-                extra={"entity": entity, "environment": event.environment, "error": str(exc)},
-            )
-    return kept
+    # Only now a deploy that happened (created, or its start record ended so): where it came
+    # after deploys that followed it, their detected types are judged again.
+    was = known.state if known is not None else None
+    _retype_after(
+        event,
+        entity,
+        past if wanted and was != Status.SUCCEEDED.value else [],
+        listing=listing,
+        history=history,
+        cortex=cortex,
+        fence=fence,
+    )
+    if kept != uuid:
+        history.remember(event, entity, key, kept, state=event.status.value)
+        return Done("found", uuid=kept, type=deploy_type, payload=body, key=key)
+    return Done(verb, uuid=uuid, type=deploy_type, payload=sent, key=key, stamp=stamp)
+
+
+def _retype_after(
+    event: DeployEvent,
+    entity: str,
+    past: Sequence[PastDeploy],
+    *,
+    listing: Listing | None,
+    history: History,
+    cortex: Cortex,
+    fence: Fence | None,
+) -> None:
+    """After ``event``'s deploy is recorded as one that succeeded: where it came after deploys
+    that followed it (``past``, the history its type was judged from: an outage's retries
+    delivered out of order, a webhook lost and read by sync since, a lifecycle deploy whose
+    start came after them), their detected types are judged again (:func:`retype_later`).
+    A failure is logged: the deploy is recorded, the later ones keep their types."""
+    if event.status is not Status.SUCCEEDED:
+        return
+    if not any(p.timestamp > event.timestamp for p in past):
+        return
+    try:
+        read = listing if listing is not None else history.seen(entity, event, fresh=False)
+        retype_later(event, entity, past, listing=read, cortex=cortex, fence=fence)
+    except CortexError as exc:
+        log.warning(
+            "later deploys not typed again",
+            extra={"entity": entity, "environment": event.environment, "error": str(exc)},
+        )
 
 
 def retype_later(
@@ -651,8 +648,9 @@ def retype_later(
     A deploy back to an earlier sha was recorded DEPLOY while the deploy it went back from was
     not known yet; once that one is recorded, the return is a ROLLBACK (and a deploy judged a
     ROLLBACK against what it no longer follows, a DEPLOY). Each record is judged as
-    ``type_of`` judges any deploy, against ``past``, ``event`` and the later records; a type
-    the user gave, or another tool's record, is never touched.
+    ``type_of`` judges any deploy, against ``past``, ``event`` (where it succeeded: a failed
+    or unfinished deploy is in no history) and the later records that succeeded; a type the
+    user gave, or another tool's record, is never touched.
 
     The records are those of ``listing`` (the one the face looked in), where it shows every
     later deploy ``past`` knows of; else (the relay's search was made before this batch's
@@ -677,7 +675,9 @@ def retype_later(
         except CortexTooMany:
             return []
     later = [(d, when) for d in shown if (when := _detected_at(d)) and when > event.timestamp]
-    known = [*past, PastDeploy(str(event.sha), event.timestamp)]
+    known = list(past)
+    if event.status is Status.SUCCEEDED:  # as every history counts deploys: those that did
+        known.append(PastDeploy(str(event.sha), event.timestamp))
     known += [PastDeploy(d["sha"], when) for d, when in later if status_of(d) == "succeeded"]
     changed = []
     for deploy, when in later:

@@ -1,0 +1,98 @@
+"""A deploy recorded after deploys that followed it types them again (core.retype_later):
+what it judges them by, what it sends, and what else it must leave as it is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bridge.cortex import CortexClient
+from bridge.fakecortex import FakeCortex
+from bridge.model import DeployEvent, DeployRef, Status
+from bridge.record.core import Policy
+from bridge.record.retrying import record
+from tests.conftest import TOKEN
+
+ENTITY = "payments-api"
+A, B, C = "a" * 40, "b" * 40, "c" * 40
+T0 = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+
+
+def deploy(
+    n: int,
+    sha: str,
+    *,
+    status: Status = Status.SUCCEEDED,
+    at: datetime | None = None,
+    environment: str | None = "production",
+) -> DeployEvent:
+    """Deploy ``n`` (a day apart, unless ``at``) of ``sha``, as its webhook says it."""
+    return DeployEvent(
+        source="github",
+        repository="acme/payments-api",
+        event="deployment_status",
+        ref=DeployRef("deployment", str(n)),
+        status=status,
+        timestamp=at or T0 + timedelta(days=n),
+        title=f"deploy {n}",
+        sha=sha,
+        environment=environment,
+    )
+
+
+@pytest.fixture
+def client(cortex: FakeCortex) -> Iterator[CortexClient]:
+    made = CortexClient(cortex.url, TOKEN, timeout=5)
+    yield made
+    made.close()
+
+
+def types(cortex: FakeCortex) -> list[tuple[str, str]]:
+    """Each record's title and type, by time."""
+    by_time = sorted(cortex.all_deploys(), key=lambda d: d["timestamp"])
+    return [(d["title"], d["type"]) for d in by_time]
+
+
+def test_a_failed_deploy_recorded_late_does_not_count_as_deployed(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # The history is of deploys that succeeded: delivered in order, the failed deploy between
+    # them changes nothing, and delivered late it must not either.
+    record(client, deploy(0, A), ENTITY)
+    record(client, deploy(2, A), ENTITY)
+    failed = record(client, deploy(1, B, status=Status.FAILED), ENTITY)  # record.failures
+    assert failed.ok and failed.done == "created"
+    assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "DEPLOY"]
+
+
+def test_a_late_start_that_fails_leaves_the_later_types_as_they_were(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # record.mode lifecycle: the start of a deploy delivered late is no deploy yet; it failed,
+    # its record goes, and the deploy after it was never a return.
+    lifecycle = Policy(lifecycle=True, failures=False)
+    record(client, deploy(0, A), ENTITY, policy=lifecycle)
+    record(client, deploy(2, A), ENTITY, policy=lifecycle)
+    start = deploy(1, B, status=Status.IN_PROGRESS, at=T0 + timedelta(days=1))
+    assert record(client, start, ENTITY, policy=lifecycle).done == "created"
+    end = replace(start, status=Status.FAILED, timestamp=start.timestamp + timedelta(minutes=5))
+    assert record(client, end, ENTITY, policy=lifecycle).done == "deleted"
+    assert types(cortex) == [("deploy 0", "DEPLOY"), ("deploy 2", "DEPLOY")]
+
+
+def test_a_late_deploy_typed_again_when_its_end_comes(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # record.mode lifecycle: the late deploy's start made its record, its end updates it; it
+    # is a deploy once it ended so, and then the return after it is a ROLLBACK.
+    lifecycle = Policy(lifecycle=True, failures=False)
+    record(client, deploy(0, A), ENTITY, policy=lifecycle)
+    record(client, deploy(2, A), ENTITY, policy=lifecycle)
+    start = deploy(1, B, status=Status.IN_PROGRESS, at=T0 + timedelta(days=1))
+    record(client, start, ENTITY, policy=lifecycle)
+    end = replace(start, status=Status.SUCCEEDED, timestamp=start.timestamp + timedelta(minutes=5))
+    assert record(client, end, ENTITY, policy=lifecycle).done == "updated"
+    assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
