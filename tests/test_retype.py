@@ -14,6 +14,7 @@ from bridge.fakecortex import FakeCortex
 from bridge.model import DeployEvent, DeployRef, Status
 from bridge.record.core import Policy
 from bridge.record.retrying import record
+from bridge.sync.engine import EntityDeploys, SyncHistory
 from tests.conftest import TOKEN
 
 ENTITY = "payments-api"
@@ -95,4 +96,17 @@ def test_a_late_deploy_typed_again_when_its_end_comes(
     record(client, start, ENTITY, policy=lifecycle)
     end = replace(start, status=Status.SUCCEEDED, timestamp=start.timestamp + timedelta(minutes=5))
     assert record(client, end, ENTITY, policy=lifecycle).done == "updated"
+    assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+
+
+def test_a_sync_types_again_the_later_deploys_it_recorded_itself(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # A sync records segment by segment (a reader's pages, GitLab's deployments then its
+    # pipelines): a later segment may hold earlier deploys than one recorded before, and its
+    # listing holds what the sync recorded as their keys alone.
+    listings = EntityDeploys(client)
+    for n, sha in ((2, A), (0, A), (1, B)):
+        outcome = record(client, deploy(n, sha), ENTITY, history=SyncHistory(listings))
+        assert outcome.done == "created"
     assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK"]

@@ -653,11 +653,15 @@ def retype_later(
     user gave, or another tool's record, is never touched.
 
     The records are those of ``listing`` (the one the face looked in), where it shows every
-    later deploy ``past`` knows of; else (the relay's search was made before this batch's
-    records) one search of Cortex from the event on. Past what one search reads
+    later deploy ``past`` knows of as Cortex holds it; else (the relay's search was made before
+    this batch's records, a sync's listing holds what it recorded as its key alone) one
+    search of Cortex from the event on. Past what one search reads
     (CortexTooMany) nothing is changed. ``listing`` is kept as Cortex now holds the records.
     """
-    shown = [d for d in listing.deploys if d.get("environment") == event.environment]
+    # The records as Cortex answered them: a face keeps the records it made itself in its
+    # listing as their key, uuid and status alone (no type, no mark, no title to keep), so
+    # where one of them is a later deploy, Cortex is searched.
+    shown = [d for d in listing.deploys if d.get("environment") == event.environment and _whole(d)]
     times = {format_timestamp(when) for d in shown if (when := _moment(d.get("timestamp")))}
     if any(
         format_timestamp(p.timestamp) not in times for p in past if p.timestamp > event.timestamp
@@ -688,6 +692,12 @@ def retype_later(
                 deploy["type"] = judged.value
             changed.append(str(deploy["uuid"]))
     return changed
+
+
+def _whole(deploy: Mapping[str, Any]) -> bool:
+    """Whether ``deploy`` is a record as Cortex lists it (its type and title, which every
+    record has), not what a face kept of a record it made (see :meth:`History.remember`)."""
+    return "type" in deploy and "title" in deploy
 
 
 def _detected_at(deploy: Mapping[str, Any]) -> datetime | None:
