@@ -110,3 +110,41 @@ def test_a_sync_types_again_the_later_deploys_it_recorded_itself(
         outcome = record(client, deploy(n, sha), ENTITY, history=SyncHistory(listings))
         assert outcome.done == "created"
     assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+
+
+def test_a_record_changed_since_the_listing_was_read_keeps_its_change(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # A sync's listing is read once per entity; the relay updates a record meanwhile (its
+    # webhook's url): the update that types it again must not put the old record back.
+    record(client, deploy(0, A), ENTITY)
+    record(client, deploy(2, A), ENTITY)
+    listings = EntityDeploys(client)
+    listings.listing(ENTITY)  # read now
+    (later,) = [d for d in cortex.all_deploys() if d["title"] == "deploy 2"]
+    body = {k: later[k] for k in ("title", "timestamp", "type", "sha", "environment")}
+    url = "https://ci.example/run/2"
+    client.update_deploy(ENTITY, later["uuid"], {**body, "url": url, **_custom(later)})
+    record(client, deploy(1, B), ENTITY, history=SyncHistory(listings))
+    (now,) = [d for d in cortex.all_deploys() if d["title"] == "deploy 2"]
+    assert (now["type"], now.get("url")) == ("ROLLBACK", url)
+    # The listing shows the type Cortex holds now.
+    (kept,) = [d for d in listings.listing(ENTITY).deploys if d.get("title") == "deploy 2"]
+    assert kept["type"] == "ROLLBACK"
+
+
+def test_an_unchanged_type_costs_no_request(cortex: FakeCortex, client: CortexClient) -> None:
+    # A sync's late deploy after the relay's: its listing serves the judgment, and where no
+    # type changes nothing more is asked of Cortex.
+    for n, sha in ((0, A), (2, B), (3, C)):
+        record(client, deploy(n, sha), ENTITY)
+    listings = EntityDeploys(client)
+    listings.listing(ENTITY)
+    asked = len(cortex.requests_to("GET"))
+    record(client, deploy(1, A), ENTITY, history=SyncHistory(listings))
+    assert len(cortex.requests_to("GET")) == asked
+    assert len(cortex.requests_to("PUT")) == 0
+
+
+def _custom(deploy: dict[str, object]) -> dict[str, object]:
+    return {"customData": deploy["customData"]}

@@ -655,43 +655,73 @@ def retype_later(
     The records are those of ``listing`` (the one the face looked in), where it shows every
     later deploy ``past`` knows of as Cortex holds it; else (the relay's search was made before
     this batch's records, a sync's listing holds what it recorded as its key alone) one
-    search of Cortex from the event on. Past what one search reads
-    (CortexTooMany) nothing is changed. ``listing`` is kept as Cortex now holds the records.
+    search of Cortex from the event on; and where a record's type is to change, the records
+    are read then as Cortex holds them now, so that the update keeps what another face
+    changed since the listing was read (a search, only then). Past what one search reads
+    (CortexTooMany) nothing is changed. ``listing`` is kept as Cortex now holds the types.
     """
+    later = [p for p in past if p.timestamp > event.timestamp]
+    if not later:
+        return []
     # The records as Cortex answered them: a face keeps the records it made itself in its
     # listing as their key, uuid and status alone (no type, no mark, no title to keep), so
     # where one of them is a later deploy, Cortex is searched.
+    shown: list[Mapping[str, Any]] | None
     shown = [d for d in listing.deploys if d.get("environment") == event.environment and _whole(d)]
     times = {format_timestamp(when) for d in shown if (when := _moment(d.get("timestamp")))}
-    if any(
-        format_timestamp(p.timestamp) not in times for p in past if p.timestamp > event.timestamp
-    ):
-        newest = max(p.timestamp for p in past)
-        try:
-            shown = list(
-                cortex.search_deploys(
-                    entity,
-                    environment=event.environment,
-                    after=event.timestamp,
-                    before=newest + LOOKUP_WINDOW,
-                )
-            )
-        except CortexTooMany:
-            return []
+    read = any(format_timestamp(p.timestamp) not in times for p in later)
+    if read:
+        shown = _later_in_cortex(event, entity, past, cortex)
+    retyped = _judged(event, past, shown or [])
+    if retyped and not read:
+        # An update puts the whole record back as it was read: a listing read earlier (a
+        # sync's, once per entity; the relay's, kept through a batch) may be older than what
+        # another face changed since (an end recorded, a url added). Read as it is now.
+        shown = _later_in_cortex(event, entity, past, cortex)
+        retyped = _judged(event, past, shown or [])
+    changed = []
+    for deploy, judged in retyped:
+        uuid = str(deploy["uuid"])
+        cortex.update_deploy(entity, uuid, _retyped(deploy, judged), guard=fence)
+        for kept in listing.deploys:  # as Cortex holds it now
+            if kept.get("uuid") == uuid and isinstance(kept, dict) and "type" in kept:
+                kept["type"] = judged.value
+        changed.append(uuid)
+    return changed
+
+
+def _later_in_cortex(
+    event: DeployEvent, entity: str, past: Sequence[PastDeploy], cortex: Cortex
+) -> list[Mapping[str, Any]] | None:
+    """The records of the environment's deploys from ``event`` to the newest of ``past``, as
+    Cortex holds them now (one search); None past what one search reads."""
+    newest = max(p.timestamp for p in past)
+    try:
+        found = cortex.search_deploys(
+            entity,
+            environment=event.environment,
+            after=event.timestamp,
+            before=newest + LOOKUP_WINDOW,
+        )
+        return list(found)
+    except CortexTooMany:
+        return None
+
+
+def _judged(
+    event: DeployEvent, past: Sequence[PastDeploy], shown: Sequence[Mapping[str, Any]]
+) -> list[tuple[Mapping[str, Any], DeployType]]:
+    """The records of ``shown`` later than ``event`` whose detected type ``type_of`` judges
+    otherwise now, each with its type judged."""
     later = [(d, when) for d in shown if (when := _detected_at(d)) and when > event.timestamp]
     known = list(past)
     if event.status is Status.SUCCEEDED:  # as every history counts deploys: those that did
         known.append(PastDeploy(str(event.sha), event.timestamp))
     known += [PastDeploy(d["sha"], when) for d, when in later if status_of(d) == "succeeded"]
-    changed = []
-    for deploy, when in later:
-        judged = type_of(replace(event, sha=deploy["sha"], timestamp=when), known)
-        if judged.value != deploy.get("type"):
-            cortex.update_deploy(entity, str(deploy["uuid"]), _retyped(deploy, judged), guard=fence)
-            if isinstance(deploy, dict):  # as Cortex holds it now, for the next judgment
-                deploy["type"] = judged.value
-            changed.append(str(deploy["uuid"]))
-    return changed
+    judged = [
+        (d, type_of(replace(event, sha=d["sha"], timestamp=when), known)) for d, when in later
+    ]
+    return [(d, kind) for d, kind in judged if kind.value != d.get("type")]
 
 
 def _whole(deploy: Mapping[str, Any]) -> bool:
