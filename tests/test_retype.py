@@ -12,8 +12,9 @@ import pytest
 from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex
 from bridge.model import DeployEvent, DeployRef, Status
-from bridge.record.core import Policy
+from bridge.record.core import Listing, Policy, retype_later
 from bridge.record.retrying import record
+from bridge.rollback import PastDeploy
 from bridge.sync.engine import EntityDeploys, SyncHistory
 from tests.conftest import TOKEN
 
@@ -148,3 +149,17 @@ def test_an_unchanged_type_costs_no_request(cortex: FakeCortex, client: CortexCl
 
 def _custom(deploy: dict[str, object]) -> dict[str, object]:
     return {"customData": deploy["customData"]}
+
+
+def test_a_search_without_an_environment_types_no_other_environments_records(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # Deploys without an environment are judged by each other; a search for them (None:
+    # every environment) must not hand the judgment production's records.
+    record(client, deploy(0, A), ENTITY)
+    record(client, deploy(2, A), ENTITY)
+    record(client, deploy(3, C, environment=None), ENTITY)
+    late = deploy(1, B, environment=None)
+    past = [PastDeploy(A, T0), PastDeploy(C, T0 + timedelta(days=3))]
+    assert retype_later(late, ENTITY, past, listing=Listing(), cortex=client) == []
+    assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "DEPLOY"]

@@ -703,7 +703,8 @@ def _later_in_cortex(
             after=event.timestamp,
             before=newest + LOOKUP_WINDOW,
         )
-        return list(found)
+        # Without an environment the search reads every one: its deploys are those without.
+        return [d for d in found if d.get("environment") == event.environment]
     except CortexTooMany:
         return None
 
