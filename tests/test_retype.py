@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bridge.cortex import CortexClient
-from bridge.fakecortex import FakeCortex
+from bridge.fakecortex import FakeCortex, Fault
 from bridge.model import DeployEvent, DeployRef, Status
 from bridge.record.core import Listing, Policy, retype_later
 from bridge.record.retrying import record
@@ -163,3 +163,16 @@ def test_a_search_without_an_environment_types_no_other_environments_records(
     past = [PastDeploy(A, T0), PastDeploy(C, T0 + timedelta(days=3))]
     assert retype_later(late, ENTITY, past, listing=Listing(), cortex=client) == []
     assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "DEPLOY"]
+
+
+def test_a_record_deleted_meanwhile_does_not_stop_the_others(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # Two later records to type again; Cortex no longer holds the first when it is updated (a
+    # person deleted it, a 404): the second is typed still.
+    for n, sha in ((0, A), (2, A), (3, B), (4, C)):
+        record(client, deploy(n, sha), ENTITY)
+    assert [t for _, t in types(cortex)] == ["DEPLOY"] * 4
+    cortex.inject(Fault("status", status=404, method="PUT"))
+    record(client, deploy(1, C), ENTITY)  # deploy 2 a return to A, deploy 4 to C
+    assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "DEPLOY", "DEPLOY", "ROLLBACK"]

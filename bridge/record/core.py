@@ -682,7 +682,12 @@ def retype_later(
     changed = []
     for deploy, judged in retyped:
         uuid = str(deploy["uuid"])
-        cortex.update_deploy(entity, uuid, _retyped(deploy, judged), guard=fence)
+        try:
+            cortex.update_deploy(entity, uuid, _retyped(deploy, judged), guard=fence)
+        except CortexRejected as exc:
+            if exc.status != 404:
+                raise
+            continue  # deleted meanwhile (a double removed, a person): the others still are
         for kept in listing.deploys:  # as Cortex holds it now
             if kept.get("uuid") == uuid and isinstance(kept, dict) and "type" in kept:
                 kept["type"] = judged.value
@@ -739,7 +744,11 @@ def _detected_at(deploy: Mapping[str, Any]) -> datetime | None:
     sha = deploy.get("sha")
     if not isinstance(bridge, dict) or bridge.get("typeDetected") is not True:
         return None
-    return _moment(deploy.get("timestamp")) if isinstance(sha, str) and sha else None
+    if not isinstance(sha, str) or not sha:
+        return None
+    if not isinstance(deploy.get("uuid"), str) or not isinstance(deploy.get("title"), str):
+        return None  # no record to update, or none an update could keep
+    return _moment(deploy.get("timestamp"))
 
 
 def _retyped(deploy: Mapping[str, Any], deploy_type: DeployType) -> dict[str, Any]:
