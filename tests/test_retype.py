@@ -176,3 +176,18 @@ def test_a_record_deleted_meanwhile_does_not_stop_the_others(
     cortex.inject(Fault("status", status=404, method="PUT"))
     record(client, deploy(1, C), ENTITY)  # deploy 2 a return to A, deploy 4 to C
     assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "DEPLOY", "DEPLOY", "ROLLBACK"]
+
+
+def test_the_deploys_own_record_dated_later_by_another_face_is_not_a_later_deploy(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # The webhook dates a deploy at its run's end, the Action at its step, half an hour
+    # before: that record is this deploy's, not one that followed it.
+    for n, sha in ((0, A), (1, B), (2, A), (3, C)):
+        record(client, deploy(n, sha), ENTITY)
+    assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK", "DEPLOY"]
+    step = replace(deploy(2, A), timestamp=T0 + timedelta(days=2, minutes=-30))
+    past = [PastDeploy(sha, T0 + timedelta(days=n)) for n, sha in ((0, A), (1, B), (3, C))]
+    listing = Listing().add(client.iter_deploys(ENTITY))
+    assert retype_later(step, ENTITY, past, listing=listing, cortex=client) == []
+    assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK", "DEPLOY"]

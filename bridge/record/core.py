@@ -672,13 +672,13 @@ def retype_later(
     read = any(format_timestamp(p.timestamp) not in times for p in later)
     if read:
         shown = _later_in_cortex(event, entity, past, cortex)
-    retyped = _judged(event, past, shown or [])
+    retyped = _judged(event, entity, past, shown or [])
     if retyped and not read:
         # An update puts the whole record back as it was read: a listing read earlier (a
         # sync's, once per entity; the relay's, kept through a batch) may be older than what
         # another face changed since (an end recorded, a url added). Read as it is now.
         shown = _later_in_cortex(event, entity, past, cortex)
-        retyped = _judged(event, past, shown or [])
+        retyped = _judged(event, entity, past, shown or [])
     changed = []
     for deploy, judged in retyped:
         uuid = str(deploy["uuid"])
@@ -715,11 +715,20 @@ def _later_in_cortex(
 
 
 def _judged(
-    event: DeployEvent, past: Sequence[PastDeploy], shown: Sequence[Mapping[str, Any]]
+    event: DeployEvent,
+    entity: str,
+    past: Sequence[PastDeploy],
+    shown: Sequence[Mapping[str, Any]],
 ) -> list[tuple[Mapping[str, Any], DeployType]]:
     """The records of ``shown`` later than ``event`` whose detected type ``type_of`` judges
-    otherwise now, each with its type judged."""
-    later = [(d, when) for d in shown if (when := _detected_at(d)) and when > event.timestamp]
+    otherwise now, each with its type judged; not ``event``'s own on ``entity`` (another face
+    may date the same deploy later: the Action at its step, a webhook at its run's end)."""
+    own = idempotency_key(event, entity)
+    later = [
+        (d, when)
+        for d in shown
+        if (when := _detected_at(d)) and when > event.timestamp and key_of(d) != own
+    ]
     known = list(past)
     if event.status is Status.SUCCEEDED:  # as every history counts deploys: those that did
         known.append(PastDeploy(str(event.sha), event.timestamp))
