@@ -11,8 +11,9 @@ import pytest
 
 from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex, Fault
-from bridge.model import DeployEvent, DeployRef, Status
-from bridge.record.core import Listing, Policy, retype_later
+from bridge.fakecortex.schema import validate_save_deploy_request
+from bridge.model import DeployEvent, DeployRef, DeployType, Status
+from bridge.record.core import Listing, Policy, _retyped, retype_later
 from bridge.record.retrying import record
 from bridge.rollback import PastDeploy
 from bridge.sync.engine import EntityDeploys, SyncHistory
@@ -191,3 +192,25 @@ def test_the_deploys_own_record_dated_later_by_another_face_is_not_a_later_deplo
     listing = Listing().add(client.iter_deploys(ENTITY))
     assert retype_later(step, ENTITY, past, listing=listing, cortex=client) == []
     assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK", "DEPLOY"]
+
+
+def test_an_update_keeps_the_deployer_cortex_lists_either_way() -> None:
+    listed = {
+        "uuid": "0b6f3c3e-7d1a-4c55-9d1e-1f0f5a0c9a11",
+        "title": "deploy 2",
+        "timestamp": "2026-11-22T10:00:00Z",
+        "type": "DEPLOY",
+        "sha": A,
+        "environment": "production",
+        "url": None,
+        "deployer": {"name": None, "email": "ana@acme.example"},
+        "deployerName": "Ana",
+        "deployerEmail": "ana@acme.example",
+        "serviceId": 7,
+        "id": 12,
+        "customData": {"bridge": {"typeDetected": True}},
+    }
+    body = _retyped(listed, DeployType.ROLLBACK)
+    assert validate_save_deploy_request(body) == []
+    assert body["deployer"] == {"name": "Ana", "email": "ana@acme.example"}
+    assert body["type"] == "ROLLBACK" and "url" not in body

@@ -768,10 +768,16 @@ def _retyped(deploy: Mapping[str, Any], deploy_type: DeployType) -> dict[str, An
         if deploy.get(name) is not None
     }
     body["type"] = deploy_type.value
-    deployer = deploy.get("deployer")
-    if not isinstance(deployer, dict):
-        deployer = {"name": deploy.get("deployerName"), "email": deploy.get("deployerEmail")}
-    deployer = {k: v for k, v in deployer.items() if k in ("name", "email") and isinstance(v, str)}
+    # Cortex lists the deployer as an object, and as the deprecated flat fields too: each
+    # field from either, so that an object without one does not drop the flat one.
+    given = deploy.get("deployer")
+    given = given if isinstance(given, dict) else {}
+    deployer = {}
+    for name, flat in (("name", "deployerName"), ("email", "deployerEmail")):
+        value = given.get(name)
+        value = value if isinstance(value, str) else deploy.get(flat)
+        if isinstance(value, str):
+            deployer[name] = value
     if deployer:
         body["deployer"] = deployer
     return body
