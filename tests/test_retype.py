@@ -214,3 +214,18 @@ def test_an_update_keeps_the_deployer_cortex_lists_either_way() -> None:
     assert validate_save_deploy_request(body) == []
     assert body["deployer"] == {"name": "Ana", "email": "ana@acme.example"}
     assert body["type"] == "ROLLBACK" and "url" not in body
+
+
+def test_a_type_a_person_set_since_stays(cortex: FakeCortex, client: CortexClient) -> None:
+    # The record still says its type was detected, but a person has made it RESTART since.
+    record(client, deploy(0, A), ENTITY)
+    record(client, deploy(2, A), ENTITY)
+    (later,) = [d for d in cortex.all_deploys() if d["title"] == "deploy 2"]
+    body = {k: later[k] for k in ("title", "timestamp", "sha", "environment")}
+    client.update_deploy(ENTITY, later["uuid"], {**body, "type": "RESTART", **_custom(later)})
+    record(client, deploy(1, B), ENTITY)
+    assert types(cortex) == [
+        ("deploy 0", "DEPLOY"),
+        ("deploy 1", "DEPLOY"),
+        ("deploy 2", "RESTART"),
+    ]

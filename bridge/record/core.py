@@ -745,6 +745,10 @@ def _whole(deploy: Mapping[str, Any]) -> bool:
     return "type" in deploy and "title" in deploy
 
 
+# The types rollback detection gives.
+_DETECTED_TYPES = (DeployType.DEPLOY.value, DeployType.ROLLBACK.value)
+
+
 def _detected_at(deploy: Mapping[str, Any]) -> datetime | None:
     """The time of a record of a sha that rollback detection typed (``typeDetected``), or
     None for any other record (a type the user gave, another tool's record)."""
@@ -753,6 +757,8 @@ def _detected_at(deploy: Mapping[str, Any]) -> datetime | None:
     sha = deploy.get("sha")
     if not isinstance(bridge, dict) or bridge.get("typeDetected") is not True:
         return None
+    if deploy.get("type") not in _DETECTED_TYPES:
+        return None  # a person set another since (SCALE, RESTART): theirs stays
     if not isinstance(sha, str) or not sha:
         return None
     if not isinstance(deploy.get("uuid"), str) or not isinstance(deploy.get("title"), str):
