@@ -229,3 +229,25 @@ def test_a_type_a_person_set_since_stays(cortex: FakeCortex, client: CortexClien
         ("deploy 1", "DEPLOY"),
         ("deploy 2", "RESTART"),
     ]
+
+
+def test_a_lease_lost_while_typing_again_leaves_the_deploy_recorded(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # The fence (the reconcile's lease) stops the update that types a later deploy again: the
+    # deploy was created all the same, and the face is told so, not that nothing was written
+    # (a sync then released the key it reserved, and another replica could record it again).
+    from bridge.store.store import LeaseLost
+
+    record(client, deploy(0, A), ENTITY)
+    record(client, deploy(2, A), ENTITY)
+    writes = []
+
+    def fence() -> None:
+        writes.append(1)
+        if len(writes) > 1:
+            raise LeaseLost("another replica holds the lease")
+
+    done = record(client, deploy(1, B), ENTITY, fence=fence)
+    assert done.uuid is not None and len(cortex.all_deploys()) == 3
+    assert types(cortex)[2] == ("deploy 2", "DEPLOY")  # not typed again: the lease was lost

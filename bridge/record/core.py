@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.cortex.client import Cortex
-from bridge.errors import CortexError, CortexRejected, CortexTooMany, UnsupportedEvent
+from bridge.errors import BridgeError, CortexRejected, CortexTooMany, UnsupportedEvent
 from bridge.mapping import build_deploy_request, idempotency_key, key_of, run_attempt
 from bridge.model import (
     Checked,
@@ -617,7 +617,9 @@ def _retype_after(
     that followed it (``past``, the history its type was judged from: an outage's retries
     delivered out of order, a webhook lost and read by sync since, a lifecycle deploy whose
     start came after them), their detected types are judged again (:func:`retype_later`).
-    A failure is logged: the deploy is recorded, the later ones keep their types."""
+    A failure is logged: the deploy is recorded, the later ones keep their types; and never
+    raised, since the caller would take the deploy for unrecorded (a sync releases the key it
+    reserved then)."""
     if event.status is not Status.SUCCEEDED:
         return
     if not any(p.timestamp > event.timestamp for p in past):
@@ -625,7 +627,7 @@ def _retype_after(
     try:
         read = listing if listing is not None else history.seen(entity, event, fresh=False)
         retype_later(event, entity, past, listing=read, cortex=cortex, fence=fence)
-    except CortexError as exc:
+    except BridgeError as exc:  # Cortex's error, or the fence's (a lease lost: no more writes)
         log.warning(
             "later deploys not typed again",
             extra={"entity": entity, "environment": event.environment, "error": str(exc)},
