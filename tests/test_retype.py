@@ -71,18 +71,27 @@ def test_a_failed_deploy_recorded_late_does_not_count_as_deployed(
     assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "DEPLOY"]
 
 
+LIFECYCLE = Policy(lifecycle=True, failures=False)
+
+
+def _late_start(client: CortexClient) -> DeployEvent:
+    """record.mode lifecycle: deploys 0 and 2 of A recorded, then deploy 1's start (of B),
+    late: recorded as a start record; the start."""
+    record(client, deploy(0, A), ENTITY, policy=LIFECYCLE)
+    record(client, deploy(2, A), ENTITY, policy=LIFECYCLE)
+    start = deploy(1, B, status=Status.IN_PROGRESS, at=T0 + timedelta(days=1))
+    assert record(client, start, ENTITY, policy=LIFECYCLE).done == "created"
+    return start
+
+
 def test_a_late_start_that_fails_leaves_the_later_types_as_they_were(
     cortex: FakeCortex, client: CortexClient
 ) -> None:
     # record.mode lifecycle: the start of a deploy delivered late is no deploy yet; it failed,
     # its record goes, and the deploy after it was never a return.
-    lifecycle = Policy(lifecycle=True, failures=False)
-    record(client, deploy(0, A), ENTITY, policy=lifecycle)
-    record(client, deploy(2, A), ENTITY, policy=lifecycle)
-    start = deploy(1, B, status=Status.IN_PROGRESS, at=T0 + timedelta(days=1))
-    assert record(client, start, ENTITY, policy=lifecycle).done == "created"
+    start = _late_start(client)
     end = replace(start, status=Status.FAILED, timestamp=start.timestamp + timedelta(minutes=5))
-    assert record(client, end, ENTITY, policy=lifecycle).done == "deleted"
+    assert record(client, end, ENTITY, policy=LIFECYCLE).done == "deleted"
     assert types(cortex) == [("deploy 0", "DEPLOY"), ("deploy 2", "DEPLOY")]
 
 
@@ -91,13 +100,9 @@ def test_a_late_deploy_typed_again_when_its_end_comes(
 ) -> None:
     # record.mode lifecycle: the late deploy's start made its record, its end updates it; it
     # is a deploy once it ended so, and then the return after it is a ROLLBACK.
-    lifecycle = Policy(lifecycle=True, failures=False)
-    record(client, deploy(0, A), ENTITY, policy=lifecycle)
-    record(client, deploy(2, A), ENTITY, policy=lifecycle)
-    start = deploy(1, B, status=Status.IN_PROGRESS, at=T0 + timedelta(days=1))
-    record(client, start, ENTITY, policy=lifecycle)
+    start = _late_start(client)
     end = replace(start, status=Status.SUCCEEDED, timestamp=start.timestamp + timedelta(minutes=5))
-    assert record(client, end, ENTITY, policy=lifecycle).done == "updated"
+    assert record(client, end, ENTITY, policy=LIFECYCLE).done == "updated"
     assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
 
 

@@ -194,17 +194,7 @@ def test_a_deploy_the_webhook_recorded_is_present_and_not_recorded_again(
 def test_an_actions_deployment_is_keyed_by_its_run_like_its_webhook(
     tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = github.add_run(
-        "acme/api",
-        555,
-        sha=SHA_A,
-        name="Deploy",
-        path=".github/workflows/deploy.yml",
-        created_at="2026-11-03T09:59:00Z",
-        updated_at="2026-11-03T10:06:00Z",
-        attempt=2,
-        jobs=(777,),
-    )
+    run = deploy_run(github, 2)  # its job is 777
     add_success(
         github,
         "acme/api",
