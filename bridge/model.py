@@ -71,6 +71,13 @@ _LABELS = {
     "started_at": "started at",
     "finished_at": "finished at",
 }
+# A free-text field as a note about it names it to the user.
+_SAID = {"custom": "the event's customData", "details": "the source's details"}
+
+
+def _said(label: str) -> str:
+    return _SAID.get(label, f"the event's {label}")
+
 
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators, and the bidirectional
 # embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): none of them belongs in a
@@ -301,8 +308,7 @@ def check_deploy(
     notes = tuple(
         (
             label,
-            f"the event's {label} holds a secret the bridge was given; recorded with it "
-            f"masked ({MASK})",
+            f"{_said(label)} holds a secret the bridge was given; recorded with it masked ({MASK})",
         )
         for label in masked
     )

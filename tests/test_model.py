@@ -423,6 +423,11 @@ def test_a_secret_that_is_a_number_in_customdata_is_masked_too() -> None:
     assert checked.event.custom == {"build": MASK, "ratio": 1.5}
     assert checked.event.details == {"n": [f"{MASK}7"]}
     assert [label for label, _ in checked.notes] == ["custom", "details"]
+    # Each note names the field as the user knows it, not by the model's attribute.
+    assert [note.split(" holds")[0] for _, note in checked.notes] == [
+        "the event's customData",
+        "the source's details",
+    ]
     # A bool, None and a number holding none stay what they are.
     plain = make(custom={"a": True, "b": None, "c": 12345678901})
     assert check_deploy(plain, spelled=spellings([secret])).event.custom == plain.custom
