@@ -981,18 +981,7 @@ def test_one_keyless_record_matches_one_deploy_by_short_sha_within_the_hour(
 def test_a_deployment_of_an_earlier_attempt_is_keyed_by_that_attempt(
     tmp_path: Path, cortex: FakeCortex, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for attempt, job in ((1, 776), (2, 777)):  # the run was re-run; the listing has attempt 2
-        github.add_run(
-            "acme/api",
-            555,
-            sha=SHA_A,
-            name="Deploy",
-            path=".github/workflows/deploy.yml",
-            created_at="2026-11-03T09:59:00Z",
-            updated_at="2026-11-03T10:06:00Z",
-            attempt=attempt,
-            jobs=(job,),
-        )
+    deploy_run(github, 1, 2)  # the run was re-run (jobs 776, 777); the listing has attempt 2
     log = "https://github.com/acme/api/actions/runs/555/job/776"
     add_success(github, "acme/api", 101, SHA_A, 3, log_url=log)
     environ = environ_for(tmp_path, cortex, GITHUB_API_URL=github.api_url)
