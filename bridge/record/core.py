@@ -486,7 +486,7 @@ def as_held(event: DeployEvent, entity: str, listing: Listing) -> DeployEvent:
     return replace(event, ref=DeployRef("run", f"{event.run}/{attempt}"))
 
 
-def _held(event: DeployEvent, entity: str, history: History) -> DeployEvent:
+def _as_held_in(event: DeployEvent, entity: str, history: History) -> DeployEvent:
     """:func:`as_held`, the listing read only for an event that names its run alone."""
     if event.run is None:
         return event
@@ -518,7 +518,7 @@ def record_one(
     ``unclear``: an earlier attempt may have reached Cortex, so read afresh. ``fence`` runs
     right before each write; ``dry_run`` reads but never writes.
     """
-    event = _held(event, entity, history)
+    event = _as_held_in(event, entity, history)
     key = idempotency_key(event, entity)
     # What this face made itself, and the history the type is judged from (rollback
     # detection, on a sha): read first, since the history's first read (Cortex's listing)
