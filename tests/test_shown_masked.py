@@ -18,6 +18,7 @@ from bridge.cortex.transport import Response
 from bridge.ingest import MAX_RECEIVED_BYTES, ingest, prepare_intake, received_copy
 from bridge.redact import MASK, cut, spellings
 from bridge.secrets import url_passwords
+from bridge.store.browse import Filters
 from tests.conftest import load_sample
 from tests.receiver_kit import (
     ADMIN_TOKEN,
@@ -133,6 +134,9 @@ def test_the_receiver_masks_a_secret_it_holds_before_it_stores_the_event(
         assert refused.status_code == 400
         assert refused.json["reason"].startswith("the event's repository holds a secret")
         assert CORTEX_TOKEN not in refused.get_data(as_text=True)
+        # Nothing of it stored: the outbox holds the first delivery alone.
+        stored_now, _ = rt.store.browse.deliveries(Filters(), limit=5)
+        assert [d.id for d in stored_now] == [answer.json["id"]]
     finally:
         rt.store.close()
 
