@@ -3,20 +3,25 @@ what it judges them by, what it sends, and what else it must leave as it is."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
+from bridge.config import parse_config
 from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.fakecortex.schema import validate_save_deploy_request
 from bridge.model import DeployEvent, DeployRef, DeployType, Status
-from bridge.record.core import Listing, Policy, _retyped, retype_later
+from bridge.record.core import Listing, Policy, _retyped, detected_types, retype_later
 from bridge.record.retrying import record
-from bridge.rollback import PastDeploy
-from bridge.sync.engine import EntityDeploys, SyncHistory
+from bridge.rollback import PastDeploy, same_sha
+from bridge.store.store import LeaseLost
+from bridge.sync.engine import EntityDeploys, Options, Reconciler, Row, SyncHistory, Verdict
+from bridge.sync.reader import Found, Window
 from tests.conftest import TOKEN
 
 ENTITY = "payments-api"
@@ -242,8 +247,6 @@ def test_a_lease_lost_while_typing_again_leaves_the_deploy_recorded(
     # The fence (the reconcile's lease) stops the update that types a later deploy again: the
     # deploy was created all the same, and the face is told so, not that nothing was written
     # (a sync then released the key it reserved, and another replica could record it again).
-    from bridge.store.store import LeaseLost
-
     record(client, deploy(0, A), ENTITY)
     record(client, deploy(2, A), ENTITY)
     writes = []
@@ -256,3 +259,137 @@ def test_a_lease_lost_while_typing_again_leaves_the_deploy_recorded(
     done = record(client, deploy(1, B), ENTITY, fence=fence)
     assert done.uuid is not None and len(cortex.all_deploys()) == 3
     assert types(cortex)[2] == ("deploy 2", "DEPLOY")  # not typed again: the lease was lost
+
+
+def _judged_one_by_one(past: list[PastDeploy], sha: str, when: datetime) -> DeployType:
+    """The rule as a sentence: ROLLBACK where ``sha`` was deployed before ``when`` and is
+    not the latest deploy before it, shas matched as ``same_sha`` matches them."""
+    earlier = sorted((p for p in past if p.timestamp < when), key=lambda p: p.timestamp)
+    if not sha or not earlier or same_sha(earlier[-1].sha, sha):
+        return DeployType.DEPLOY
+    return DeployType.ROLLBACK if any(same_sha(p.sha, sha) for p in earlier) else DeployType.DEPLOY
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_one_walk_types_every_deploy_as_the_rule_types_each(seed: int) -> None:
+    # The reconcile judges every record of an environment in one walk of its history
+    # (detected_types); each type must be the one the rule gives the deploy alone: ties in
+    # time, abbreviated and upper-case shas, deploys with no sha.
+    rng = random.Random(seed)
+    shas = [A, B, C, A[:7], B[:12].upper(), "", " " + C.upper()]
+    past = [
+        PastDeploy(rng.choice(shas), T0 + timedelta(hours=rng.randrange(12)))
+        for _ in range(rng.randrange(15))
+    ]
+    deploys = [
+        (rng.choice(shas), T0 + timedelta(hours=rng.randrange(13)))
+        for _ in range(rng.randrange(1, 15))
+    ]
+    assert detected_types(past, deploys) == [_judged_one_by_one(past, s, w) for s, w in deploys]
+
+
+class _Deploys:
+    """A sync reader over deploys in memory."""
+
+    name = "github:acme/payments-api"
+
+    def __init__(self, events: list[DeployEvent]) -> None:
+        self.events = events
+
+    def read(self, window: Window, *, resume: str | None = None) -> Iterator[Found]:
+        for n, event in enumerate(self.events):
+            yield Found(event, resume=str(n) if n == len(self.events) - 1 else None)
+
+
+def _repair(client: CortexClient, events: list[DeployEvent], **given: Any) -> list[Row]:
+    """``sync --repair`` over ``events`` (``dry_run``, and ``rollback`` for the config)."""
+    detect = given.pop("rollback", True)
+    config = parse_config({"cortex": {"url": client.base_url}, "rollback": {"detect": detect}})
+    options = Options(repair=True, **given)
+    engine = Reconciler(config, client, store=None, clock=lambda: T0, options=options)
+    window = Window(T0 - timedelta(days=1), T0 + timedelta(days=9))
+    return list(engine.sync(_Deploys(events), window))
+
+
+def _retyping_lost(cortex: FakeCortex, client: CortexClient) -> list[DeployEvent]:
+    """Deploys 0 and 2 of A, then 1 of B, late, whose retyping of deploy 2 was lost (its
+    lease, as the fence's second write); the three deploys."""
+    events = [deploy(0, A), deploy(2, A), deploy(1, B)]
+    record(client, events[0], ENTITY)
+    record(client, events[1], ENTITY)
+    writes = []
+
+    def fence() -> None:
+        writes.append(1)
+        if len(writes) > 1:
+            raise LeaseLost("another replica holds the lease")
+
+    record(client, events[2], ENTITY, fence=fence)
+    assert types(cortex)[2] == ("deploy 2", "DEPLOY")  # left wrong
+    return events
+
+
+def test_sync_repair_types_again_what_a_lost_retyping_left(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # A retyping that failed (a lease lost, an outage's 429s past the budget) is logged, not
+    # tried again: the reconcile (which repairs) and sync --repair put the type right.
+    events = _retyping_lost(cortex, client)
+    looked = _repair(client, events, dry_run=True)
+    (said,) = [r for r in looked if r.verdict is Verdict.RETYPED]
+    later = next(d for d in cortex.all_deploys() if d["title"] == "deploy 2")
+    assert said.detail == f"would type {later['uuid']} ROLLBACK (is DEPLOY)"
+    assert said.entity == ENTITY and len(cortex.requests_to("PUT")) == 0  # a dry run
+    done = _repair(client, events)
+    (row,) = [r for r in done if r.verdict is Verdict.RETYPED]
+    assert row.detail == f"typed {later['uuid']} ROLLBACK (was DEPLOY)"
+    assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+    (now,) = [d for d in cortex.all_deploys() if d["title"] == "deploy 2"]
+    assert {k: v for k, v in now.items() if k != "type"} == {
+        k: v for k, v in later.items() if k != "type"
+    }  # only its type changed
+    # Right now: a second repair has nothing to type, and asks nothing to.
+    puts = len(cortex.requests_to("PUT"))
+    assert not [r for r in _repair(client, events) if r.verdict is Verdict.RETYPED]
+    assert len(cortex.requests_to("PUT")) == puts
+
+
+def test_sync_repair_types_nothing_with_rollback_detection_off(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    events = _retyping_lost(cortex, client)
+    done = _repair(client, events, rollback=False)
+    assert not [r for r in done if r.verdict is Verdict.RETYPED]
+    assert types(cortex)[2] == ("deploy 2", "DEPLOY")
+
+
+def test_sync_repair_leaves_types_it_did_not_detect(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # A type a user gave, a person's RESTART since, another tool's record, one without the
+    # mark: a repair judges none of them, however the history reads.
+    given = replace(deploy(2, A), type=DeployType.DEPLOY)  # send --type DEPLOY
+    events = [deploy(0, A), deploy(1, B), given, deploy(3, B), deploy(4, A)]
+    for event in events:
+        record(client, event, ENTITY)
+    assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "DEPLOY", "ROLLBACK", "ROLLBACK"]
+    fourth, fifth = sorted(cortex.all_deploys(), key=lambda d: d["timestamp"])[3:]
+    body = {k: fourth[k] for k in ("title", "timestamp", "sha", "environment")}
+    client.update_deploy(ENTITY, fourth["uuid"], {**body, "type": "RESTART", **_custom(fourth)})
+    unmarked = dict(fifth["customData"]["bridge"])
+    del unmarked["typeDetected"]  # made before records said so
+    custom = {"customData": {**fifth["customData"], "bridge": unmarked}}
+    body = {k: fifth[k] for k in ("title", "timestamp", "sha", "environment")}
+    client.update_deploy(ENTITY, fifth["uuid"], {**body, "type": "DEPLOY", **custom})
+    other = {"title": "their deploy", "timestamp": "2026-11-26T10:00:00Z", "type": "ROLLBACK"}
+    client.create_deploy(ENTITY, {**other, "sha": C, "environment": "production"})
+    done = _repair(client, events)
+    assert not [r for r in done if r.verdict is Verdict.RETYPED]
+    assert [t for _, t in types(cortex)] == [
+        "DEPLOY",
+        "DEPLOY",
+        "DEPLOY",
+        "RESTART",
+        "DEPLOY",
+        "ROLLBACK",
+    ]

@@ -130,7 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repair",
         action="store_true",
         help="also delete duplicate records carrying one bridge key (the oldest stays; "
-        "records without the key are never touched); with --dry-run only report them",
+        "records without the key are never touched), and type again records whose detected "
+        "type the history no longer gives; with --dry-run only report them",
     )
     parser.add_argument(
         "--output",

@@ -459,13 +459,37 @@ def type_of(event: DeployEvent, past: Sequence[PastDeploy]) -> DeployType:
     """
     if event.type is not None:
         return event.type
-    sha = event.sha
-    earlier = sorted((p for p in past if p.timestamp < event.timestamp), key=lambda p: p.timestamp)
-    if not sha or not earlier or same_sha(earlier[-1].sha, sha):
-        return DeployType.DEPLOY
-    if any(same_sha(p.sha, sha) for p in earlier):
-        return DeployType.ROLLBACK
-    return DeployType.DEPLOY
+    return detected_types(past, [(event.sha or "", event.timestamp)])[0]
+
+
+def detected_types(
+    past: Sequence[PastDeploy], deploys: Sequence[tuple[str, datetime]]
+) -> list[DeployType]:
+    """The type rollback detection gives a deploy of each (sha, time) of ``deploys``, against
+    ``past``: ROLLBACK where the sha is one of the deploys before that time and not the
+    latest of them, else DEPLOY. One walk of the history in time order for all of them (a
+    reconcile judges every record of an environment), not a sort of it per deploy."""
+    history = sorted(past, key=lambda p: p.timestamp)  # stable: ties keep their order
+    types = [DeployType.DEPLOY] * len(deploys)
+    seen: set[str] = set()
+    abbreviated = False  # a sha of the history not of 40 characters: compared one by one
+    latest = ""
+    at = 0
+    for i in sorted(range(len(deploys)), key=lambda i: deploys[i][1]):
+        sha, when = deploys[i]
+        while at < len(history) and history[at].timestamp < when:
+            latest = history[at].sha.strip().lower()
+            seen.add(latest)
+            abbreviated = abbreviated or len(latest) != 40
+            at += 1
+        wanted = sha.strip().lower()
+        if not wanted or not at or same_sha(latest, wanted):
+            continue
+        if wanted in seen or (
+            (abbreviated or len(wanted) != 40) and any(same_sha(s, wanted) for s in seen)
+        ):
+            types[i] = DeployType.ROLLBACK
+    return types
 
 
 def as_held(event: DeployEvent, entity: str, listing: Listing) -> DeployEvent:
@@ -681,6 +705,18 @@ def retype_later(
         # another face changed since (an end recorded, a url added). Read as it is now.
         shown = _later_in_cortex(event, entity, past, cortex)
         retyped = _judged(event, entity, past, shown or [])
+    return _typed(retyped, entity, listing, cortex, fence)
+
+
+def _typed(
+    retyped: Sequence[tuple[Mapping[str, Any], DeployType]],
+    entity: str,
+    listing: Listing,
+    cortex: Cortex,
+    fence: Fence | None,
+) -> list[str]:
+    """Update each record of ``retyped`` to its type (and ``listing``'s copy): the uuids of
+    those updated, a record deleted meanwhile (404) left out."""
     changed = []
     for deploy, judged in retyped:
         uuid = str(deploy["uuid"])
@@ -695,6 +731,58 @@ def retype_later(
                 kept["type"] = judged.value
         changed.append(uuid)
     return changed
+
+
+def misjudged(listing: Listing) -> list[tuple[Mapping[str, Any], DeployType]]:
+    """The records of ``listing`` (every record of one entity) that rollback detection typed
+    (``typeDetected``) and would type otherwise now, judged against their environment's
+    history as the listing shows it, each with its type now: a retyping that failed (an
+    outage's 429s, a lease lost), or a record deleted since. What :func:`retype_listing`
+    updates, and a dry run reports."""
+    found: list[tuple[Mapping[str, Any], DeployType]] = []
+    for environment in {d.get("environment") for d in listing.deploys}:
+        keyed = listing.keyed_history(environment, skip_key="")
+        records = [
+            (d, when)
+            for d in listing.deploys
+            if d.get("environment") == environment and (when := _detected_at(d))
+        ]
+        past = [p for _, p in keyed]
+        judged = detected_types(past, [(d["sha"], when) for d, when in records])
+        # A deploy's history leaves out its own key's records (record_one's), where one is
+        # dated before it (two faces that dated it apart, before their double was removed).
+        first: dict[str | None, datetime] = {}
+        for key, p in keyed:
+            first[key] = min(p.timestamp, first.get(key, p.timestamp))
+        for (deploy, when), walked in zip(records, judged, strict=True):
+            key = key_of(deploy)
+            kind = walked
+            if key is not None and first.get(key, when) < when:
+                others = [p for k, p in keyed if k != key]
+                kind = detected_types(others, [(deploy["sha"], when)])[0]
+            if kind.value != deploy.get("type"):
+                found.append((deploy, kind))
+    return found
+
+
+def retype_listing(
+    listing: Listing,
+    entity: str,
+    cortex: Cortex,
+    *,
+    fresh: Callable[[], Listing],
+    fence: Fence | None = None,
+) -> list[tuple[str, str, DeployType]]:
+    """Type again the records :func:`misjudged` finds in ``listing``: where there are any,
+    ``fresh()`` reads the entity's records again first (an update puts the whole record back,
+    so as Cortex holds it now) and they are judged again from that. Each record updated: its
+    uuid, its type before and its type now."""
+    if not misjudged(listing):
+        return []
+    listing = fresh()
+    found = [(deploy, str(deploy.get("type")), kind) for deploy, kind in misjudged(listing)]
+    changed = set(_typed([(d, kind) for d, _, kind in found], entity, listing, cortex, fence))
+    return [(str(d["uuid"]), was, kind) for d, was, kind in found if str(d["uuid"]) in changed]
 
 
 def _later_in_cortex(
@@ -735,10 +823,9 @@ def _judged(
     if event.status is Status.SUCCEEDED:  # as every history counts deploys: those that did
         known.append(PastDeploy(str(event.sha), event.timestamp))
     known += [PastDeploy(d["sha"], when) for d, when in later if status_of(d) == "succeeded"]
-    judged = [
-        (d, type_of(replace(event, sha=d["sha"], timestamp=when), known)) for d, when in later
-    ]
-    return [(d, kind) for d, kind in judged if kind.value != d.get("type")]
+    types = detected_types(known, [(d["sha"], when) for d, when in later])
+    judged = zip(later, types, strict=True)
+    return [(d, kind) for (d, _), kind in judged if kind.value != d.get("type")]
 
 
 def _whole(deploy: Mapping[str, Any]) -> bool:

@@ -38,7 +38,9 @@ from bridge.record.core import (
     Policy,
     as_held,
     decide,
+    misjudged,
     remove_doubles,
+    retype_listing,
     route_checked,
     status_of,
 )
@@ -59,6 +61,7 @@ class Verdict(str, enum.Enum):
     MATCHED = "matched"  # a record without key, same sha, environment and time: another tool's
     DOUBLED = "doubled"  # Cortex holds its key more than once
     REPAIRED = "repaired"  # it did, and --repair deleted the newer records
+    RETYPED = "retyped"  # --repair typed the record again: its detected type was wrong since
     FINISHED = "finished"  # Cortex held only its start: its end recorded (or the start deleted)
     MISSING = "missing"  # not in Cortex: would be recorded (dry run)
     RECORDED = "recorded"
@@ -419,12 +422,14 @@ class Reconciler:
         return [(Verdict.REPAIRED, f"deleted {', '.join(d.delete)}; {d.keep} stays") for d in done]
 
     def _repair_rest(self, name: str) -> Iterator[Row]:
-        """With --repair, the doubles of every entity this reader listed, over its history."""
+        """With --repair, the doubles of every entity this reader listed, over its history;
+        then the types rollback detection gave that it would not give now (a retyping that
+        failed, a record deleted since)."""
         if not self.options.repair:
             return
         for entity in self.cortex.entities():
             try:
-                found = self._repair(entity, None)
+                found = self._repair(entity, None) + self._retype(entity)
             except CortexUnauthorized:
                 raise  # the token: every deploy would fail alike, so the run stops here
             except CortexError as exc:
@@ -432,6 +437,28 @@ class Reconciler:
                 continue
             for verdict, detail in found:
                 yield self._row(Row(name, verdict, detail, entity=entity))
+
+    def _retype(self, entity: str) -> list[tuple[Verdict, str]]:
+        """The entity's records whose detected type is judged otherwise now, typed again (a
+        dry run only says so); none with ``rollback.detect: false``."""
+        if not self.config.rollback.detect:
+            return []
+        listing = self.cortex.listing(entity)
+        if self.options.dry_run:
+            return [
+                (Verdict.RETYPED, f"would type {d.get('uuid')} {kind.value} (is {d.get('type')})")
+                for d, kind in misjudged(listing)
+            ]
+        done = retype_listing(
+            listing,
+            entity,
+            self.client,
+            fresh=lambda: self.cortex.listing(entity, fresh=True),
+            fence=self._fence,
+        )
+        return [
+            (Verdict.RETYPED, f"typed {uuid} {now.value} (was {was})") for uuid, was, now in done
+        ]
 
     # -- recording --------------------------------------------------------------------------
 

@@ -85,8 +85,9 @@ class Report:
             summary = {**counts, "dry_run": dry_run, "error": error}
             self.stream.write(f'\n], "summary": {json_line(summary, self.secrets)}}}\n')
         else:
-            # "repaired" and "finished" only where there were some: the line stays as it was.
-            rare = {Verdict.REPAIRED.value, Verdict.FINISHED.value}
+            # "repaired", "retyped" and "finished" only where there were some: the line stays
+            # as it was.
+            rare = {Verdict.REPAIRED.value, Verdict.RETYPED.value, Verdict.FINISHED.value}
             shown = {v: n for v, n in counts.items() if n or v not in rare}
             self.stream.write("summary: " + ", ".join(f"{n} {v}" for v, n in shown.items()) + "\n")
         self.stream.flush()
