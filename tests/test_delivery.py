@@ -244,6 +244,25 @@ def test_a_late_lifecycle_deploy_types_the_later_ones_when_it_ends(
     assert [d["type"] for d in by_time] == typed
 
 
+def test_a_retyping_is_logged_with_the_records_it_changed(
+    db_url: str, cortex: FakeCortex, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A type that changes in Cortex with no word would puzzle whoever reads the history: the
+    # relay's log names the records typed again.
+    bridge = Bridge(db_url, cortex)
+    try:
+        deploy_gitlab(bridge, 2, "1" * 40)
+        deploy_gitlab(bridge, 0, "1" * 40)
+        with caplog.at_level(logging.INFO, logger="bridge.record.core"):
+            deploy_gitlab(bridge, 1, "2" * 40)
+    finally:
+        bridge.close()
+    (later,) = [d for d in cortex.all_deploys() if d["type"] == "ROLLBACK"]
+    (line,) = [r for r in caplog.records if r.getMessage() == "later deploys typed again"]
+    assert line.__dict__["uuids"] == [later["uuid"]]
+    assert line.__dict__["environment"] == later["environment"]
+
+
 def test_a_failed_retyping_leaves_the_late_deploy_recorded_and_says_so(
     db_url: str, cortex: FakeCortex, caplog: pytest.LogCaptureFixture
 ) -> None:

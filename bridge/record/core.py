@@ -641,20 +641,27 @@ def _retype_after(
     that followed it (``past``, the history its type was judged from: an outage's retries
     delivered out of order, a webhook lost and read by sync since, a lifecycle deploy whose
     start came after them), their detected types are judged again (:func:`retype_later`).
-    A failure is logged: the deploy is recorded, the later ones keep their types; and never
-    raised, since the caller would take the deploy for unrecorded (a sync releases the key it
-    reserved then)."""
+    Each record typed again is logged (the relay's log says why a type changed in Cortex); a
+    failure too: the deploy is recorded, the later ones keep their types (until a reconcile
+    or ``sync --repair``: :func:`retype_listing`); and never raised, since the caller would
+    take the deploy for unrecorded (a sync releases the key it reserved then)."""
     if event.status is not Status.SUCCEEDED:
         return
     if not any(p.timestamp > event.timestamp for p in past):
         return
     try:
         read = listing if listing is not None else history.seen(entity, event, fresh=False)
-        retype_later(event, entity, past, listing=read, cortex=cortex, fence=fence)
+        changed = retype_later(event, entity, past, listing=read, cortex=cortex, fence=fence)
     except BridgeError as exc:  # Cortex's error, or the fence's (a lease lost: no more writes)
         log.warning(
             "later deploys not typed again",
             extra={"entity": entity, "environment": event.environment, "error": str(exc)},
+        )
+        return
+    if changed:
+        log.info(
+            "later deploys typed again",
+            extra={"entity": entity, "environment": event.environment, "uuids": changed},
         )
 
 
