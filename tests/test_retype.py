@@ -393,3 +393,17 @@ def test_sync_repair_leaves_types_it_did_not_detect(
         "DEPLOY",
         "ROLLBACK",
     ]
+
+
+def test_sync_repair_types_again_after_a_late_deploy_given_its_type(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # A late deploy whose type was given (send --type DEPLOY) reads no history, so it types
+    # nothing again itself: a repair judges the later records against it.
+    events = [deploy(0, A), deploy(2, A), replace(deploy(1, B), type=DeployType.DEPLOY)]
+    for event in events:
+        record(client, event, ENTITY)
+    assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "DEPLOY"]
+    done = _repair(client, events)
+    assert [r.verdict for r in done].count(Verdict.RETYPED) == 1
+    assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
