@@ -16,12 +16,20 @@ from bridge.cortex import CortexClient
 from bridge.fakecortex import FakeCortex, Fault
 from bridge.fakecortex.schema import validate_save_deploy_request
 from bridge.model import DeployEvent, DeployRef, DeployType, Status
-from bridge.record.core import Listing, Policy, _retyped, detected_types, retype_later
+from bridge.record.core import (
+    Listing,
+    Policy,
+    _retyped,
+    detected_types,
+    misjudged,
+    retype_later,
+)
 from bridge.record.retrying import record
 from bridge.rollback import PastDeploy, same_sha
 from bridge.store.store import LeaseLost
 from bridge.sync.engine import EntityDeploys, Options, Reconciler, Row, SyncHistory, Verdict
 from bridge.sync.reader import Found, Window
+from bridge.times import format_timestamp
 from tests.conftest import TOKEN
 
 ENTITY = "payments-api"
@@ -407,3 +415,34 @@ def test_sync_repair_types_again_after_a_late_deploy_given_its_type(
     done = _repair(client, events)
     assert [r.verdict for r in done].count(Verdict.RETYPED) == 1
     assert [t for _, t in types(cortex)] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+
+
+def _listed(n: int, sha: str, kind: str, *, key: str | None = None) -> dict[str, Any]:
+    """A record as Cortex lists it: deploy ``n`` (a day apart) of ``sha``, typed ``kind`` by
+    rollback detection, keyed ``key`` (deploy n's own by default)."""
+    bridge = {"idempotencyKey": key or f"k{n}", "typeDetected": True}
+    return {
+        "uuid": f"u{n}",
+        "title": f"deploy {n}",
+        "timestamp": format_timestamp(T0 + timedelta(days=n)),
+        "type": kind,
+        "sha": sha,
+        "environment": "production",
+        "customData": {"status": "succeeded", "bridge": bridge},
+    }
+
+
+def test_a_records_own_key_dated_before_it_is_not_its_history() -> None:
+    # Two records of one deploy, dated apart (the Action at its step, the webhook at its
+    # run's end) before their double is removed: each is judged as record_one judges the
+    # deploy, without its own key's records, so the later one is no DEPLOY of a sha just
+    # deployed but a return to A.
+    records = [
+        _listed(0, A, "DEPLOY"),
+        _listed(1, B, "DEPLOY"),
+        _listed(2, A, "ROLLBACK", key="k2"),
+        _listed(3, A, "ROLLBACK", key="k2"),
+    ]
+    assert misjudged(Listing().add(records)) == []
+    records[3]["type"] = "DEPLOY"
+    assert misjudged(Listing().add(records)) == [(records[3], DeployType.ROLLBACK)]
