@@ -215,6 +215,28 @@ def test_post_reads_the_secret_from_its_file_as_serve_does(
     assert code == 0, capsys.readouterr()
 
 
+def test_the_docs_wrong_secret_try_is_refused_in_the_terminal_step_4_set_up(
+    receiver: tuple[str, Runtime], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The doc's `GITHUB_WEBHOOK_SECRET=wrong ... post github`, run where step 4 exported the
+    secrets' *_FILE variables: a 401 from the receiver, not post refusing the two set."""
+    tried = "python -m bridge.fakescm post github`"
+    [line] = [line for line in DOC.read_text().splitlines() if tried in line]
+    command = line.split("Try `", 1)[1].split("`", 1)[0].split()
+    assigned = {}
+    while "=" in command[0]:
+        name, value = command.pop(0).split("=", 1)
+        assigned[name] = value
+    assert command[:3] == ["python", "-m", "bridge.fakescm"], command
+    files = {}
+    for name, value in SECRETS.items():  # step 4's exports
+        (tmp_path / name).write_text(value + "\n")
+        files[f"{name}_FILE"] = str(tmp_path / name)
+    code = fakescm.main([*command[3:], "--url", receiver[0]], {**files, **assigned})
+    out, err = capsys.readouterr()
+    assert (code, out[:4]) == (1, "401 "), out + err
+
+
 @pytest.mark.system  # a process of its own
 def test_the_docs_curl_recipes_are_accepted(receiver: tuple[str, Runtime], tmp_path: Path) -> None:
     if not (shutil.which("curl") and shutil.which("openssl") and shutil.which("bash")):
