@@ -8,6 +8,7 @@ The doc uses the default ports; here each server takes a free one (tests run sid
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from bridge.fakecortex import FakeCortex
 from bridge.fakescm import FakeGitHub, FakeGitLab
 from bridge.fakescm import cli as fakescm
 from bridge.store import Store
-from tests.conftest import SAMPLES, TOKEN
+from tests.conftest import SAMPLES, TOKEN, bridge_logs_to
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "try-it.md"
@@ -235,6 +236,29 @@ def test_the_docs_wrong_secret_try_is_refused_in_the_terminal_step_4_set_up(
     code = fakescm.main([*command[3:], "--url", receiver[0]], {**files, **assigned})
     out, err = capsys.readouterr()
     assert (code, out[:4]) == (1, "401 "), out + err
+
+
+def test_the_docs_log_line_of_an_ignored_webhook_is_as_serve_writes_it(
+    receiver: tuple[str, Runtime], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The line the doc shows is one `serve` writes (its fields, their order, its spacing),
+    so a `grep` copied from it finds the real ones; only the time and the id differ."""
+    [shown] = [line for line in DOC.read_text().splitlines() if '"webhook ignored"' in line]
+    stream = io.StringIO()
+    with bridge_logs_to(stream, [GH_SECRET, GL_TOKEN]):
+        code, out, _ = post(
+            receiver[0],
+            capsys,
+            "github",
+            str(SAMPLES / "github/deployment_status.in_progress.json"),
+        )
+    assert (code, out[:4]) == (0, "200 "), out
+    [written] = [line for line in stream.getvalue().splitlines() if "webhook ignored" in line]
+
+    def same(line: str) -> str:
+        return re.sub(r'"(time|delivery_id)":"[^"]*"', r'"\1":"..."', line)
+
+    assert same(shown) == same(written)
 
 
 @pytest.mark.system  # a process of its own
