@@ -311,10 +311,27 @@ def test_a_deploy_that_failed_is_no_history_for_a_rollback(
     assert [d["type"] for d in cortex.all_deploys()] == ["DEPLOY", "DEPLOY", "DEPLOY"]
 
 
+def test_a_refused_token_from_the_variable_is_named_as_the_variable(
+    runner: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the input empty the token is CORTEX_API_TOKEN's: that is what to fix."""
+    with FakeCortex(token=TOKEN) as fake:
+        runner.pop("INPUT_CORTEX-API-TOKEN", None)
+        runner.update({"INPUT_CORTEX-API-URL": fake.url, "CORTEX_API_TOKEN": "wrong-token-0xbeef"})
+        code, out, _ = run(runner, capsys)
+    assert code == 1
+    assert "::payments-api: CORTEX_API_TOKEN: cortex refused the API token (401)" in out, out
+
+
 @pytest.mark.parametrize(
     ("entities", "token", "expected"),
     [
-        pytest.param(None, "wrong-token-0xdead", "refused the API token", id="401"),
+        pytest.param(
+            None,
+            "wrong-token-0xdead",
+            "no-such-svc: the cortex-api-token input: cortex refused the API token (401)",
+            id="401",
+        ),
         pytest.param({"payments-api"}, TOKEN, "entity 'no-such-svc' not found", id="404"),
     ],
 )

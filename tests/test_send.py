@@ -168,6 +168,19 @@ def test_send_failure_exits_1(gitlab: dict[str, str], capsys: pytest.CaptureFixt
     assert TOKEN not in err
 
 
+def test_a_token_cortex_refuses_is_named(
+    gitlab: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 401 names CORTEX_API_TOKEN, as `serve` and `sync` do: the one thing to fix."""
+    with FakeCortex(token="another-token-0123456789") as fake:
+        gitlab["CORTEX_API_URL"] = fake.url
+        code = main(["send", "--entity-tag", "svc"], gitlab)
+    [line] = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert line.startswith("error: svc: CORTEX_API_TOKEN: cortex refused the API token (401)")
+    assert TOKEN not in line
+
+
 def _console(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).with_name("cortex-deploy-bridge")
     return subprocess.run(

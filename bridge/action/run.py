@@ -29,7 +29,7 @@ from bridge.ci import detect
 from bridge.ci.github import DEPLOY_EVENTS
 from bridge.cortex import CortexClient
 from bridge.cortex.transport import proxy_for
-from bridge.errors import CortexError, InputError, InvalidDeploy, UsageError
+from bridge.errors import CortexError, CortexUnauthorized, InputError, InvalidDeploy, UsageError
 from bridge.model import DeployEvent, DeployRef, check_deploy
 from bridge.record.retrying import Outcome, record
 from bridge.redact import spellings
@@ -161,7 +161,9 @@ def run_step(
     finally:
         if client is not None:
             client.close()
-    return _report(reporter, outcomes, inputs)
+    # A token Cortex refuses is named where it came from: the input, else the variable.
+    token_name = reporter.spell("cortex-api-token") if inputs.cortex_api_token else TOKEN_VARIABLE
+    return _report(reporter, outcomes, inputs, token_name=token_name)
 
 
 def run_action(environ: Mapping[str, str]) -> int:
@@ -185,7 +187,7 @@ def cortex_url(inputs: Inputs, environ: Mapping[str, str]) -> str:
         raise UsageError(str(exc)) from None
 
 
-def _report(reporter: Reporter, outcomes: list[Outcome], inputs: Inputs) -> int:
+def _report(reporter: Reporter, outcomes: list[Outcome], inputs: Inputs, *, token_name: str) -> int:
     for o in outcomes:
         if o.ok:
             verb = (
@@ -200,7 +202,9 @@ def _report(reporter: Reporter, outcomes: list[Outcome], inputs: Inputs) -> int:
     failed = [o for o in outcomes if o.error is not None]
     code = EXIT_OK
     for o in failed:
-        code = _fail(reporter, f"{o.entity}: {o.error}", EXIT_FAILED, fail=inputs.fail_on_error)
+        named = f"{token_name}: " if isinstance(o.error, CortexUnauthorized) else ""
+        message = f"{o.entity}: {named}{o.error}"
+        code = _fail(reporter, message, EXIT_FAILED, fail=inputs.fail_on_error)
     return code
 
 
