@@ -514,6 +514,25 @@ def test_outside_a_ci_a_short_sha_is_expanded_in_the_current_directory(
     assert len(cortex.all_deploys()) == 1
 
 
+def test_outside_a_ci_a_short_sha_is_expanded_from_a_subdirectory_of_the_checkout(
+    cortex: FakeCortex,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`cd deploy && cortex-deploy-bridge send --sha abc1234`: the checkout is the one the
+    current directory is in, as git itself finds it, not only one rooted right there."""
+    head = _git_repo(tmp_path)
+    (tmp_path / "deploy" / "k8s").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "deploy" / "k8s")
+    env = {"CORTEX_API_TOKEN": TOKEN, "CORTEX_API_URL": cortex.url}
+    argv = ["send", "--entity-tag", "svc", "--sha", head[:7], "--deploy-id", "r-1"]
+    assert main(argv, env) == 0, capsys.readouterr().err
+    (deploy,) = cortex.all_deploys()
+    assert deploy["sha"] == head
+    assert deploy["title"] == "Ship the ledger v2"
+
+
 def test_a_context_sha_that_is_not_hex_never_reaches_git(
     gitlab: dict[str, str], cortex: FakeCortex, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

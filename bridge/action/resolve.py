@@ -168,8 +168,13 @@ def git(workspace: str | None, *args: str, revision: str) -> str | None:
 
 
 def workspace(ctx: CiContext) -> str:
-    """Where git is asked: the CI's checkout, else (``send`` run by hand) the current directory."""
-    return ctx.workspace or str(Path.cwd())
+    """Where git is asked: the CI's checkout, else (``send`` run by hand) the checkout the
+    current directory is in (itself or the nearest directory above it holding ``.git``, as
+    git finds it), else the current directory."""
+    if ctx.workspace:
+        return ctx.workspace
+    here = Path.cwd()
+    return str(next((d for d in (here, *here.parents) if (d / ".git").exists()), here))
 
 
 def resolve_sha(inputs: Inputs, ctx: CiContext) -> str | None:
@@ -177,8 +182,8 @@ def resolve_sha(inputs: Inputs, ctx: CiContext) -> str | None:
 
     Cortex is given the full sha (what its links and the rollback check compare), so an
     abbreviated one is expanded by ``git rev-parse`` in the CI's workspace, or, outside a
-    CI, in the current directory; one that git cannot expand there is refused, naming the
-    flag, rather than recorded short.
+    CI, in the checkout the current directory is in; one that git cannot expand there is
+    refused, naming the flag, rather than recorded short.
     """
     if not inputs.sha.strip():
         # The CI's own value: expanded where git can, else kept (with a notice), since
