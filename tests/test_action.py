@@ -546,6 +546,21 @@ def test_hostile_tag_in_cortex_yaml_is_refused(
     assert cortex.received == []
 
 
+def test_cortex_yaml_that_is_not_yaml_is_refused_naming_its_line_and_problem(
+    runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path(runner["GITHUB_WORKSPACE"], "cortex.yaml").write_text(
+        "openapi: 3.0.1\ninfo:\n  title: Payments\n  x-cortex-tag: [payments-api\n"
+    )
+    code, out, _ = run(runner, capsys)
+    assert code == 2
+    [error] = [line for line in out.splitlines() if line.startswith("::error")]
+    assert error.endswith(
+        "::cortex.yaml:5: invalid YAML: expected ',' or ']', but got '<stream end>'"
+    )
+    assert cortex.received == []
+
+
 def test_values_that_pass_are_printed_escaped(
     runner: dict[str, str], cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
 ) -> None:

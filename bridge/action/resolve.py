@@ -120,7 +120,18 @@ def descriptor_tag(workspace: str | None) -> str | None:
         yaml = import_yaml(name)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        except yaml.MarkedYAMLError as exc:
+            # Where and what, as check-config says it of a config file: a parser's class name
+            # (ParserError) tells a user nothing to fix.
+            mark = exc.problem_mark or exc.context_mark
+            where = f"{name}:{mark.line + 1}" if mark is not None else name
+            said = " ".join(str(exc.problem or exc.context or "").split())[:200]
+            raise UsageError(f"{where}: invalid YAML: {said}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{name}: cannot read it: not UTF-8 text") from None
+        except RecursionError:
+            raise UsageError(f"{name}: invalid YAML: nested too deeply") from None
+        except (OSError, yaml.YAMLError) as exc:
             raise UsageError(f"{name}: cannot read it ({type(exc).__name__})") from None
         info = data.get("info") if isinstance(data, dict) else None
         tag = info.get("x-cortex-tag") if isinstance(info, dict) else None
