@@ -127,6 +127,12 @@ def _module(name: str) -> Any:
 
 def build_parser(command: str | None = None) -> Parser:
     """The parser; only ``command``'s own flags are loaded (keeps start-up light)."""
+    return _parsers(command)[0]
+
+
+def _parsers(command: str | None) -> tuple[Parser, Parser | None]:
+    """The parser, and ``command``'s own (None when no command is chosen)."""
+    chosen = None
     parser = Parser(
         prog="cortex-deploy-bridge",
         description=DESCRIPTION,
@@ -139,7 +145,8 @@ def build_parser(command: str | None = None) -> Parser:
         child = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:])
         if name == command:
             _module(name).add_arguments(child)
-    return parser
+            chosen = child
+    return parser, chosen
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -162,8 +169,11 @@ def _main(argv: Sequence[str] | None, environ: Mapping[str, str] | None) -> int:
     if problem is not None:
         print(f"cortex-deploy-bridge: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    parser = build_parser(chosen if chosen in COMMANDS else None)
-    args = parser.parse_args(argv)
+    parser, command_parser = _parsers(chosen if chosen in COMMANDS else None)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Named as the command's, as its other flags' errors are: its --help has the flags.
+        (command_parser or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
