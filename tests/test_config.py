@@ -1218,6 +1218,35 @@ def test_default_routing(event: DeployEvent, expected: Route) -> None:
 # --- Describing --------------------------------------------------------------------------
 
 
+def test_describe_says_what_names_the_entities_of_a_gitops_route() -> None:
+    """A GitOps object names its entities by its tag annotation, not a deployment's payload."""
+    config = parse_config(
+        {
+            "routes": [
+                {
+                    "match": {"source": "flux", "object": "apps/*"},
+                    "entities": ["{name}"],
+                    "payload_entities": ["payments-*"],
+                },
+                {
+                    "match": {"source": "argocd", "project": "payments"},
+                    "entities": ["{name}"],
+                    "payload_entities": ["payments-*"],
+                },
+            ]
+        }
+    )
+    lines = describe(config)
+    assert (
+        "routes[0]: object 'apps/*' source 'flux' -> {name} "
+        "(the object's cortex-tag metadata may name payments-*)"
+    ) in lines
+    assert (
+        "routes[1]: project 'payments' source 'argocd' -> {name} "
+        "(the Application's cortex.io/tag may name payments-*)"
+    ) in lines
+
+
 def test_describe_the_example() -> None:
     lines = describe(
         load_config(str(EXAMPLE), {"BRIDGE_DATABASE_URL": "postgresql://b:s3cret@db/b"})

@@ -7,6 +7,20 @@ from bridge.config.settings import SOURCES, Config, Environments, Match
 from bridge.redact import redact_url
 
 
+def _who_names(match: Match) -> str:
+    """What names the entities a route's ``payload_entities`` allow, for the events it
+    matches: a GitHub deployment's payload, or a GitOps object's own tag (docs/gitops.md)."""
+    if match.source == "argocd" or match.project is not None:
+        return "the Application's cortex.io/tag"
+    if match.source == "flux":
+        return "the object's cortex-tag metadata"
+    if match.object is not None:
+        return "the object's tag"
+    if match.repository is not None or match.source is not None:
+        return "a deployment's payload"
+    return "a deployment's payload or a GitOps object's tag"
+
+
 def describe(config: Config) -> list[str]:
     """Human lines for ``check-config``: what the bridge does with this config."""
     cortex, record, delivery = config.cortex, config.record, config.delivery
@@ -17,7 +31,7 @@ def describe(config: Config) -> list[str]:
         f"{rule.name}: {_describe_match(rule.match)} -> {', '.join(rule.entities)}"
         + (f", environment {rule.environment!r}" if rule.environment else "")
         + (
-            f" (a deployment's payload may name {', '.join(rule.payload_entities)})"
+            f" ({_who_names(rule.match)} may name {', '.join(rule.payload_entities)})"
             if rule.payload_entities
             else ""
         )
