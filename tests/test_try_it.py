@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,17 @@ def test_the_stand_ins_defaults_are_in_their_help_and_in_the_doc() -> None:
     for default in ("http://127.0.0.1:8080", "GITHUB_WEBHOOK_SECRET", "GITLAB_WEBHOOK_TOKEN"):
         assert default in post, default
     assert "serve" in help_of("bridge.fakescm") and "post" in help_of("bridge.fakescm")
+
+
+def test_the_stand_ins_say_what_they_hold_on_both_apis() -> None:
+    """The banner counts the GitLab deployments too, as the doc's table does: sync then
+    lists six deploys, not the four the GitHub count alone said."""
+    with FakeGitHub() as github, FakeGitLab() as gitlab:
+        fakescm.fill(github, gitlab, now=datetime.now(timezone.utc))
+        [held] = [line for line in fakescm._running_lines(github, gitlab) if "with:" in line]
+    assert held == "with: acme/payments-api (4 GitHub deployments, 2 GitLab ones)"
+    assert "four GitHub deployments of the last week" in DOC.read_text()
+    assert "and two GitLab ones" in DOC.read_text()
 
 
 def test_the_docs_link_the_try_it_page() -> None:

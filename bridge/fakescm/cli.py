@@ -203,7 +203,7 @@ def _running_lines(github: FakeGitHub, gitlab: FakeGitLab) -> list[str]:
     return [
         f"stand-in GitHub listening on {github.api_url}  (token {github.token})",
         f"stand-in GitLab listening on {gitlab.url}  (token {gitlab.token})",
-        "with: " + ", ".join(f"{repo} ({len(found)} deploys)" for repo, found in _filled(github)),
+        "with: " + ", ".join(_held(github, gitlab)),
         "point sync at them (and at a Cortex: python -m bridge.fakecortex):",
         f"  export GITHUB_API_URL={github.api_url} GITHUB_TOKEN={github.token}",
         f"  export GITLAB_URL={gitlab.url} GITLAB_API_TOKEN={gitlab.token}",
@@ -212,8 +212,20 @@ def _running_lines(github: FakeGitHub, gitlab: FakeGitLab) -> list[str]:
     ]
 
 
-def _filled(github: FakeGitHub) -> list[tuple[str, list[Any]]]:
-    return [(repo, found) for repo, found in sorted(github.deployments.items()) if found]
+def _held(github: FakeGitHub, gitlab: FakeGitLab) -> list[str]:
+    """Each repository the stand-ins hold deploys of, with how many on each API."""
+    on_github = {repo: len(found) for repo, found in github.deployments.items() if found}
+    on_gitlab = {
+        path: len(project["deployments"])
+        for path, project in gitlab.projects.items()
+        if project["deployments"]
+    }
+    repos = sorted(on_github.keys() | on_gitlab.keys())
+    return [
+        f"{repo} ({on_github.get(repo, 0)} GitHub deployments, "
+        f"{on_gitlab.get(repo, 0)} GitLab ones)"
+        for repo in repos
+    ] or ["no deploys (--empty)"]
 
 
 # (days ago, sha, environment, states) of acme/payments-api's GitHub deployments
