@@ -337,6 +337,23 @@ def test_deploy_id_makes_a_rerun_find_the_record(
     assert deploy["customData"]["bridge"]["idempotencyKey"] == "cli::id:rel-2026.11.3:prod:svc"
 
 
+def test_a_late_deploy_says_which_later_records_it_typed_again(
+    cortex: FakeCortex, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A deploy sent late, dated before a return to its predecessor's sha: that later record
+    # becomes a ROLLBACK, and send says so (a type changing in Cortex is never silent).
+    argv = ["send", "--entity-tag", "svc", "--environment", "prod"]
+    for n, sha, day in ((0, "a", "01"), (2, "a", "03"), (1, "b", "02")):
+        when = f"2026-12-{day}T10:00:00Z"
+        shown = [*argv, "--deploy-id", f"rel-{n}", "--sha", sha * 40, "--timestamp", when]
+        assert main(shown, _outside_ci(cortex)) == 0
+    (later,) = [d for d in cortex.all_deploys() if d["type"] == "ROLLBACK"]
+    assert later["timestamp"] == "2026-12-03T10:00:00Z"
+    said = capsys.readouterr().err
+    assert f"typed again, as this deploy came before them: {later['uuid']}" in said
+    assert said.count("typed again") == 1
+
+
 @pytest.mark.parametrize("deploy_type", ["DEPLOY", "ROLLBACK", "auto"])
 def test_a_rerun_with_any_type_finds_the_record(
     cortex: FakeCortex, capsys: pytest.CaptureFixture[str], deploy_type: str

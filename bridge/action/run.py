@@ -198,6 +198,9 @@ def _report(reporter: Reporter, outcomes: list[Outcome], inputs: Inputs, *, toke
             where = f" in {o.payload['environment']}" if o.payload.get("environment") else ""
             done = f" as {o.uuid}" if o.uuid else ""
             reporter.info(f"{verb} {o.type.value} of {o.entity}{where}{done}")
+            if o.retyped:  # a type changing in Cortex is never silent (docs/delivery.md)
+                later = ", ".join(o.retyped)
+                reporter.info(f"typed again, as this deploy came before them: {later}")
     reporter.finish(outcomes, dry_run=inputs.dry_run)
     failed = [o for o in outcomes if o.error is not None]
     code = EXIT_OK

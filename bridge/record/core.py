@@ -447,6 +447,8 @@ class Done:
     reason: str = ""
     key: str = ""  # the deploy's idempotency key on the entity
     stamp: str = ""  # customData.bridge.recordedAt of the record written, '' if none
+    # The later deploys' records typed again, as this one came before them (retype_later).
+    retyped: tuple[str, ...] = ()
 
 
 def type_of(event: DeployEvent, past: Sequence[PastDeploy]) -> DeployType:
@@ -612,7 +614,7 @@ def record_one(
     # Only now a deploy that happened (created, or its start record ended so): where it came
     # after deploys that followed it, their detected types are judged again.
     was = known.state if known is not None else None
-    _retype_after(
+    retyped = _retype_after(
         event,
         entity,
         past if wanted and was != Status.SUCCEEDED.value else [],
@@ -623,8 +625,10 @@ def record_one(
     )
     if kept != uuid:
         history.remember(event, entity, key, kept, state=event.status.value)
-        return Done("found", uuid=kept, type=deploy_type, payload=body, key=key)
-    return Done(verb, uuid=uuid, type=deploy_type, payload=sent, key=key, stamp=stamp)
+        return Done("found", uuid=kept, type=deploy_type, payload=body, key=key, retyped=retyped)
+    return Done(
+        verb, uuid=uuid, type=deploy_type, payload=sent, key=key, stamp=stamp, retyped=retyped
+    )
 
 
 def _retype_after(
@@ -636,7 +640,7 @@ def _retype_after(
     history: History,
     cortex: Cortex,
     fence: Fence | None,
-) -> None:
+) -> tuple[str, ...]:
     """After ``event``'s deploy is recorded as one that succeeded: where it came after deploys
     that followed it (``past``, the history its type was judged from: an outage's retries
     delivered out of order, a webhook lost and read by sync since, a lifecycle deploy whose
@@ -644,11 +648,12 @@ def _retype_after(
     Each record typed again is logged (the relay's log says why a type changed in Cortex); a
     failure too: the deploy is recorded, the later ones keep their types (until a reconcile
     or ``sync --repair``: :func:`retype_listing`); and never raised, since the caller would
-    take the deploy for unrecorded (a sync releases the key it reserved then)."""
+    take the deploy for unrecorded (a sync releases the key it reserved then). The uuids of
+    the records typed again."""
     if event.status is not Status.SUCCEEDED:
-        return
+        return ()
     if not any(p.timestamp > event.timestamp for p in past):
-        return
+        return ()
     try:
         read = listing if listing is not None else history.seen(entity, event, fresh=False)
         changed = retype_later(event, entity, past, listing=read, cortex=cortex, fence=fence)
@@ -657,12 +662,13 @@ def _retype_after(
             "later deploys not typed again",
             extra={"entity": entity, "environment": event.environment, "error": str(exc)},
         )
-        return
+        return ()
     if changed:
         log.info(
             "later deploys typed again",
             extra={"entity": entity, "environment": event.environment, "uuids": changed},
         )
+    return tuple(changed)
 
 
 def retype_later(

@@ -54,6 +54,7 @@ class Outcome:
     error: CortexError | None = None
     done: str = ""  # what the core did: created, updated, deleted, found, ... (core.Done)
     reason: str = ""  # why, where it did nothing (skipped)
+    retyped: tuple[str, ...] = ()  # later deploys' records typed again (core.Done)
 
     @property
     def ok(self) -> bool:
@@ -199,6 +200,7 @@ def record(
             existing=existing,
             done=done.action,
             reason=done.reason,
+            retyped=done.retyped,
         )
 
     try:
