@@ -960,3 +960,45 @@ def test_a_deploy_recorded_late_by_any_face_types_the_later_ones_again(
     finally:
         client.close()
     assert cortex.violations == []
+
+
+def at_time(n: int, sha: str, stamp: str) -> dict[str, Any]:
+    """Deploy ``n`` of ``sha``, ended at ``stamp``."""
+    doc = with_sha(n, sha)
+    doc["deployment_status"]["updated_at"] = doc["workflow_run"]["updated_at"] = stamp
+    return doc
+
+
+def test_a_deploy_the_reconcile_records_late_joins_the_relays_history(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # A (sha a) and D (a) came by webhook; B (b), between them, days before D, lost its
+    # webhook and the relay's reconcile recorded it (and D became a ROLLBACK). C (b) came
+    # next: a ROLLBACK, as B is its sha's earlier deploy. The relay's look in Cortex reads
+    # back only to its newest deploy (D), and the reconcile's record never joined the
+    # history in the relay's database: C was a DEPLOY.
+    a = at_time(1, "a", "2026-11-19T10:00:00Z")
+    b = at_time(2, "b", "2026-11-20T10:00:00Z")
+    d = at_time(3, "a", "2026-11-23T10:00:00Z")
+    c = at_time(4, "b", "2026-11-23T12:00:00Z")
+    relay = Relay(db_url, cortex, {})
+    try:
+        webhook(relay, a)
+        webhook(relay, d)
+        config = parse_config({"cortex": {"url": cortex.url}})
+        with CortexClient(cortex.url, TOKEN) as client:
+            reconciler = Reconciler(
+                config, client, store=relay.runtime.store, clock=lambda: NOW, options=Options()
+            )
+            window = Window(NOW - timedelta(days=7), NOW)
+            rows = list(reconciler.sync(Hooks([a, b, d]), window))
+        assert [row.verdict for row in rows].count(Verdict.RECORDED) == 1, rows
+        webhook(relay, c)
+    finally:
+        relay.close()
+    assert typed(cortex) == [
+        ("aaaaaaa", "DEPLOY"),
+        ("bbbbbbb", "DEPLOY"),
+        ("aaaaaaa", "ROLLBACK"),
+        ("bbbbbbb", "ROLLBACK"),
+    ]

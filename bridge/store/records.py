@@ -205,6 +205,31 @@ class Records:
             new = conn.execute(self._add_history.returning(history.c.idempotency_key), added)
             return new.first() is not None
 
+    def add_to_kept_history(
+        self, *, entity: str, environment: str | None, key: str, deploy: PastDeploy
+    ) -> bool:
+        """Add a deploy another path recorded (``sync``, the reconcile) to the history of an
+        entity and environment whose history is kept here already (seeded, or with deploys);
+        False where it is not (the relay seeds it from Cortex's listing on its first deploy
+        there, this deploy included: a row added first would stand for that whole read), or
+        ``key`` was there already. One transaction."""
+        pair = {"entity": entity, "environment": environment or ""}
+        added = {
+            "idempotency_key": key,
+            **pair,
+            "sha": deploy.sha,
+            "deployed_at": self.db.aware(deploy.timestamp),
+        }
+        kept = sa.select(history.c.idempotency_key).where(
+            history.c.entity == entity, history.c.environment == (environment or "")
+        )
+        with self.db.transaction(write=True) as conn:
+            seeded = conn.execute(_SEEDED, pair).first() is not None
+            if not seeded and conn.execute(kept.limit(1)).first() is None:
+                return False
+            new = conn.execute(self._add_history.returning(history.c.idempotency_key), added)
+            return new.first() is not None
+
     def seed_history(
         self,
         *,

@@ -28,7 +28,7 @@ from bridge.errors import (
     UnsupportedEvent,
 )
 from bridge.mapping import idempotency_key
-from bridge.model import DeployEvent
+from bridge.model import DeployEvent, Status
 from bridge.record import retrying as recorder
 from bridge.record.core import (
     LOOKUP_WINDOW,
@@ -184,10 +184,18 @@ class EntityDeploys:
 
 
 class SyncHistory:
-    """The core's history (bridge.record.core.History) over the listing a sync already read."""
+    """The core's history (bridge.record.core.History) over the listing a sync already read.
 
-    def __init__(self, deploys: EntityDeploys) -> None:
+    With a ``store`` (the relay's database: the reconcile's, or ``sync``'s on
+    BRIDGE_DATABASE_URL), a deploy recorded as succeeded joins the deploy history kept there
+    too, as the relay's own deliveries do: the relay judges later deploys by that history and
+    reads Cortex back only to its newest deploy, so a deploy recorded late, before that one,
+    would otherwise never count there (a return to its sha a DEPLOY).
+    """
+
+    def __init__(self, deploys: EntityDeploys, store: Store | None = None) -> None:
         self.deploys = deploys
+        self.store = store
 
     def recall(
         self, entity: str, event: DeployEvent, key: str, *, past: bool
@@ -204,8 +212,16 @@ class SyncHistory:
         return self.deploys.listing(entity, fresh=fresh)
 
     def remember(self, event: DeployEvent, entity: str, key: str, uuid: str, *, state: str) -> None:
-        """Keep what was recorded in the listing, for the deploys compared after it."""
+        """Keep what was recorded in the listing, for the deploys compared after it; and a
+        deploy that succeeded in the store's history, where it keeps the pair's."""
         self.deploys.add(event, entity, key, uuid, state=state)
+        if self.store is not None and uuid and state == Status.SUCCEEDED.value and event.sha:
+            self.store.records.add_to_kept_history(
+                entity=entity,
+                environment=event.environment,
+                key=key,
+                deploy=PastDeploy(event.sha, event.timestamp),
+            )
 
     def forget(self, key: str) -> None:
         """Nothing to forget: a sync deletes only a start record, which ``remember`` (with no
@@ -516,7 +532,7 @@ class Reconciler:
                 self.client,
                 event,
                 entity,
-                history=SyncHistory(self.cortex),
+                history=SyncHistory(self.cortex, self.store),
                 rollback=self.config.rollback.detect,
                 fence=self._fence,
                 policy=self.policy,
