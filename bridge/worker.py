@@ -302,11 +302,9 @@ class RelayHistory:
             # in Cortex this deploy gets anyway (without a record of its own) reads back to it.
             newest = max((p.timestamp for p in looked.history), default=EPOCH)
             listing = self.seen(entity, event, fresh=False, back_to=newest)
-            ours = sum(len(made) for k, made in listing.keyed.items() if k in self.stamps)
-            if ours == len(listing.deploys):
-                # Every record there is one this process made, so in the stored history
-                # already: no other face's deploy to add (no record's time to read).
-                return known, looked.history
+            # Every record there may be one this process made and still be a deploy the stored
+            # history lacks: a start record (record.mode lifecycle) whose end another face
+            # recorded on it (the Action's step), its own end's webhook not come or lost.
             # As Cortex keeps times: to the millisecond (a stored deploy read back is the same).
             stored = {(p.sha, format_timestamp(p.timestamp)) for p in looked.history}
             theirs = [

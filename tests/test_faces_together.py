@@ -1002,3 +1002,34 @@ def test_a_deploy_the_reconcile_records_late_joins_the_relays_history(
         ("aaaaaaa", "ROLLBACK"),
         ("bbbbbbb", "ROLLBACK"),
     ]
+
+
+def test_the_relays_start_record_another_face_ended_counts_in_its_history(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # Lifecycle: the relay made deploy 1's start record (sha a), the Action step recorded its
+    # end on it, and the end's webhook was lost. The relay's look in Cortex for deploy 3 (a)
+    # showed only records this process made, taken for ones in its stored history already:
+    # deploy 1 was stored as in progress, so 3 was typed by 2 (b) alone, a DEPLOY.
+    def started(ended: dict[str, Any]) -> dict[str, Any]:
+        end = datetime.fromisoformat(
+            ended["deployment_status"]["updated_at"].replace("Z", "+00:00")
+        )
+        begun = _z(end - timedelta(minutes=5))
+        doc = copy.deepcopy(ended)
+        doc["deployment"]["created_at"] = doc["deployment_status"]["updated_at"] = begun
+        doc["deployment_status"].update(state="in_progress", id=doc["deployment_status"]["id"] + 1)
+        return doc
+
+    relay = Relay(db_url, cortex, {"record": {"mode": "lifecycle"}})
+    try:
+        first = with_sha(1, "a")
+        webhook(relay, started(first))
+        action(first, cortex)  # the step records the end; its webhook never comes
+        for n, sha in ((2, "b"), (3, "a")):
+            ended = with_sha(n, sha)
+            webhook(relay, started(ended))
+            webhook(relay, ended)
+    finally:
+        relay.close()
+    assert typed(cortex) == [("aaaaaaa", "DEPLOY"), ("bbbbbbb", "DEPLOY"), ("aaaaaaa", "ROLLBACK")]
