@@ -295,8 +295,16 @@ class RelayHistory:
             )
         if looked.seeded:
             pair = (entity, environment)
-            if not past or (known is not None and pair not in self._shared):
-                # An update of the relay's own record, on a pair no other face records.
+            # An update of the relay's own record, on a pair no other face records; but not
+            # the end that makes its deploy one that succeeded (a lifecycle's start record
+            # ended): typed now, by what Cortex holds since, which another face (`sync` on a
+            # database of its own, the Action) may have added while the deploy ran.
+            ends = (
+                event.status is Status.SUCCEEDED
+                and known is not None
+                and known.state != (Status.SUCCEEDED.value)
+            )
+            if not past or (known is not None and pair not in self._shared and not ends):
                 return known, looked.history
             # Another face may have recorded deploys here since the relay's newest: the look
             # in Cortex this deploy gets anyway (without a record of its own) reads back to it.

@@ -1033,3 +1033,32 @@ def test_the_relays_start_record_another_face_ended_counts_in_its_history(
     finally:
         relay.close()
     assert typed(cortex) == [("aaaaaaa", "DEPLOY"), ("bbbbbbb", "DEPLOY"), ("aaaaaaa", "ROLLBACK")]
+
+
+def test_a_lifecycle_end_is_typed_by_what_another_face_recorded_while_it_ran(
+    db_url: str, cortex: FakeCortex
+) -> None:
+    # Deploy 1 (a) by the relay; deploy 3 (a) started; meanwhile `sync`, on a database of its
+    # own, recorded deploy 2 (b), whose webhooks were lost. The end of 3 updated the relay's
+    # own start record, typed by the relay's stored history alone (1): a DEPLOY over the
+    # ROLLBACK it is, as the relay had seen no other face's record there.
+    record = {"mode": "lifecycle"}
+    relay = Relay(db_url, cortex, {"record": record})
+    first, lost, third = with_sha(1, "a"), with_sha(2, "b"), with_sha(3, "a")
+    started = copy.deepcopy(third)
+    started["deployment_status"].update(
+        state="in_progress", id=third["deployment_status"]["id"] + 1
+    )
+    started["deployment_status"]["updated_at"] = lost["deployment_status"]["updated_at"]
+    try:
+        webhook(relay, first)
+        webhook(relay, started)
+        config = parse_config({"cortex": {"url": cortex.url}, "record": record})
+        with CortexClient(cortex.url, TOKEN) as client:
+            sync = Reconciler(config, client, store=None, clock=lambda: NOW)
+            (row,) = sync.sync(Hooks([lost]), Window(NOW - timedelta(days=1), NOW))
+        assert row.verdict is Verdict.RECORDED, row
+        webhook(relay, third)
+    finally:
+        relay.close()
+    assert typed(cortex) == [("aaaaaaa", "DEPLOY"), ("bbbbbbb", "DEPLOY"), ("aaaaaaa", "ROLLBACK")]
