@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bridge.app import Runtime, create_app
+from bridge.console import FORM_BYTES
 from bridge.console.access import SESSION_COOKIE, Keys, foreign_origin
 from bridge.ingest import MAX_RECEIVED_BYTES, ingest, prepare_intake, received_copy
 from bridge.redact import spellings
@@ -220,6 +221,39 @@ def test_sign_out_ends_the_session(runtime: Runtime) -> None:
     )
     assert answer.status_code == 303
     assert client.get("/console/deliveries").status_code == 303
+
+
+def test_a_form_is_read_within_its_bound_and_the_room_for_unverified_bodies(
+    runtime: Runtime,
+) -> None:
+    # A sign-in is anyone's to send: its body is read before its sender is known, so it is
+    # bounded and counted as a signed webhook's is (docs/limits.md), not left to Werkzeug's
+    # 500 KB a form, outside the process's room, on every connection at once.
+    client = client_for(runtime)
+    form = {"token": ADMIN_TOKEN, "csrf": csrf_of(client.get("/console/sign-in").data)}
+    big = client.post(
+        "/console/sign-in",
+        data={**form, "pad": "x" * FORM_BYTES},
+        headers={"Origin": ORIGIN},
+    )
+    assert big.status_code == 413
+    assert big.json == {"status": "rejected", "reason": "body too large"}
+    held = runtime.unverified
+    held.take(held.limit)  # others' bodies fill the room
+    busy = client.post("/console/sign-in", data=form, headers={"Origin": ORIGIN})
+    assert busy.status_code == 503 and busy.json["status"] == "busy"
+    assert busy.headers["Retry-After"] == "5"
+    held.take(-held.limit)
+    assert client.post("/console/sign-in", data=form, headers={"Origin": ORIGIN}).status_code == 303
+    assert held.held == 0 and held.peak > held.limit - FORM_BYTES
+    # The largest form the console makes, "Retry selected" with 200 ids, fits.
+    ids = [str(2**63 - 1 - n) for n in range(200)]
+    retried = client.post(
+        "/console/dead/retry",
+        data={"csrf": page_csrf(client, "/console/dead"), "id": ids},
+        headers={"Origin": ORIGIN},
+    )
+    assert retried.status_code == 303
 
 
 def test_sessions_expire_and_a_new_token_ends_them() -> None:

@@ -37,7 +37,7 @@ from bridge.cli import main
 from bridge.config import SyncSettings, parse_config
 from bridge.config.environ import read_file_variable
 from bridge.config.loading import load_config
-from bridge.console import charts
+from bridge.console import FORM_BYTES, charts
 from bridge.console.access import SESSION_SECONDS
 from bridge.console.pages import PAGE
 from bridge.errors import BridgeError, ConfigError, InvalidDeploy, MalformedEvent, UsageError
@@ -70,7 +70,7 @@ from bridge.sync.periodic import source_label
 from bridge.turned_away import FLUSH_SECONDS
 from bridge.views import MAX_ID, MAX_PAGE, delivery_id
 from tests.conftest import load_sample
-from tests.console_kit import ORIGIN, page_csrf, sign_in
+from tests.console_kit import ORIGIN, csrf_of, page_csrf, sign_in
 from tests.receiver_kit import (
     ADMIN_TOKEN,
     ARGOCD_TOKEN,
@@ -1397,6 +1397,28 @@ def console_session(row: Row, tmp: Path) -> None:
     assert "sign-in page" in row.answer
 
 
+def console_form(row: Row, tmp: Path) -> None:
+    most = one_number(row)
+    assert most == FORM_BYTES
+    assert "413" in row.answer and "busy" in row.answer
+    runtime = make_runtime(tmp)
+    client = client_for(runtime)
+    csrf = csrf_of(client.get("/console/sign-in").data)
+    base = f"csrf={csrf}&token={ADMIN_TOKEN}&pad=".encode()
+
+    def post(size: int) -> Any:
+        body = base + b"x" * (size - len(base))
+        kind = "application/x-www-form-urlencoded"
+        return client.post(
+            "/console/sign-in", data=body, content_type=kind, headers={"Origin": ORIGIN}
+        )
+
+    assert post(most + 1).status_code == 413
+    assert post(most).status_code == 303
+    runtime.unverified.take(runtime.unverified.limit - most + 1)
+    assert post(most).status_code == 503
+
+
 def console_pages(row: Row, tmp: Path) -> None:
     deliveries, turned, runs = row.numbers()
     assert deliveries == PAGE
@@ -1718,6 +1740,7 @@ CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("The console and what it keeps", "notes of turned-away webhooks"): turned_away_buffer,
     ("The console and what it keeps", "reconcile runs kept"): reconcile_runs_kept,
     ("The console and what it keeps", "a console session"): console_session,
+    ("The console and what it keeps", "a console form's body"): console_form,
     ("The console and what it keeps", "a page of the console's lists"): console_pages,
     ("The console and what it keeps", "the charts"): console_charts,
     ("The console and what it keeps", "dead letters retried at once"): dead_retried_at_once,

@@ -8,6 +8,7 @@ the pages: bridge/console/pages.py.
 
 from __future__ import annotations
 
+import io
 import time
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from bridge.console.access import (
     foreign_origin,
     new_nonce,
 )
+from bridge.webhooks import Environ, InFlight, read_body
 
 if TYPE_CHECKING:
     from bridge.app import Runtime
@@ -34,6 +36,9 @@ CSP = (
 )
 # Served without a session: the sign-in form and the style sheet.
 _OPEN = {"console.sign_in", "console.static"}
+# The most a console form's body may hold (docs/limits.md): the sign-in form (the token and a
+# CSRF token) and "Retry selected" (a CSRF token and at most 200 ids) are a few kilobytes.
+FORM_BYTES = 64 * 1024
 
 
 def console_blueprint(rt: Runtime) -> Blueprint:
@@ -53,6 +58,7 @@ def console_blueprint(rt: Runtime) -> Blueprint:
         g.csrf = ""
         session = keys.session(request.cookies.get(SESSION_COOKIE), time.time())
         if request.method == "POST":
+            _read_form(request.environ, rt.unverified)
             hosts = (request.host, *request.headers.get("X-Forwarded-Host", "").split(","))
             if foreign_origin(
                 request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site"), hosts
@@ -116,6 +122,18 @@ def console_blueprint(rt: Runtime) -> Blueprint:
 
     add_pages(console, rt)
     return console
+
+
+def _read_form(environ: Environ, pool: InFlight) -> None:
+    """Read a POST's body before anything parses it as a form: at most FORM_BYTES (else 413,
+    unread), within the process's room for bodies whose sender is not known yet (else 503
+    busy), as a webhook's is read (bridge.webhooks.read_body). A sign-in is anyone's to send:
+    left to Werkzeug, each one held up to 500 KB of form while it trickled in, outside that
+    room, whatever the number of connections."""
+    with read_body(environ, FORM_BYTES, pool=pool) as body:
+        pass
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
 
 
 def _set_cookie(response: BaseResponse, name: str, value: str, seconds: int) -> None:
