@@ -349,6 +349,43 @@ def test_without_the_database_readyz_and_metrics_are_503_healthz_200() -> None:
         server.stop()
 
 
+def ask(port: int, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """One request of any method over loopback: (status, headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path)
+        answer = conn.getresponse()
+        return answer.status, dict(answer.getheaders()), answer.read()
+    finally:
+        conn.close()
+
+
+def test_the_probe_server_takes_head_and_refuses_other_methods_as_the_receiver_does(
+    tmp_path: Path,
+) -> None:
+    # One page, two doors (bridge.health): a HEAD was a 501 of HTML here, a 200 at the
+    # receiver; a POST a 501 of HTML, a 405 of JSON there.
+    runtime = make_runtime(tmp_path)
+    receiver = client_for(runtime)
+    server = ProbeServer(Address("127.0.0.1", free_port()))
+    server.start(Probes(runtime.store, runtime.clock, role="worker"))
+    try:
+        port = server.address.port
+        for path in ("/healthz", "/readyz", "/metrics"):
+            status, headers, body = ask(port, "HEAD", path)
+            assert (status, body) == (receiver.head(path).status_code, b""), path
+            assert int(headers["Content-Length"]) > 0
+            for method in ("POST", "PUT", "DELETE", "BREW"):
+                status, headers, body = ask(port, method, path)
+                assert status == 405 == receiver.open(path, method=method).status_code, method
+                assert headers["Allow"] == "GET, HEAD"
+                assert headers["Content-Type"] == "application/json"
+                assert json.loads(body)["status"] == "rejected"
+    finally:
+        server.stop()
+        runtime.store.close()
+
+
 # --- the Cortex token ---------------------------------------------------------------------------
 
 

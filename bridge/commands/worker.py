@@ -21,6 +21,7 @@ import socket
 import sys
 import threading
 from collections.abc import Mapping
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import TYPE_CHECKING, NamedTuple
@@ -288,7 +289,7 @@ class ProbeServer(ThreadingHTTPServer):
 
 
 class ProbeHandler(BaseHTTPRequestHandler):
-    """GET only; every answer closes the connection."""
+    """GET and HEAD, as the receiver's probes take them; every answer closes the connection."""
 
     server: ProbeServer
     timeout = 10  # a client that stalls holds one thread for this long, never the workers
@@ -297,12 +298,33 @@ class ProbeHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Answer one probe or scrape."""
         status, kind, body = self.server.page(self.path.partition("?")[0])
+        self._answer(status, kind, body)
+
+    def do_HEAD(self) -> None:
+        """A GET's status and headers, without its body (RFC 9110; load balancers ask so)."""
+        self.do_GET()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Every refusal as JSON, as the receiver answers it: a method other than GET and HEAD
+        (the standard library's 501, a server error for the client's request) is 405."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code, reason = HTTPStatus.METHOD_NOT_ALLOWED, "the method is not allowed: GET or HEAD"
+        else:
+            reason = HTTPStatus(code).phrase.lower()
+        body = json.dumps({"status": "rejected", "reason": reason}).encode() + b"\n"
+        self._answer(code, "application/json", body, allow=code == HTTPStatus.METHOD_NOT_ALLOWED)
+
+    def _answer(self, status: int, kind: str, body: bytes, *, allow: bool = False) -> None:
+        self.close_connection = True
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
+        if allow:
+            self.send_header("Allow", "GET, HEAD")
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         """No access log: probes and scrapes come every few seconds and say nothing."""
