@@ -490,6 +490,7 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_stores_nothing(
         pytest.param("8080", "must be HOST:PORT or unix:PATH", id="no-host-part"),
         pytest.param("127.0.0.1:http", "must be HOST:PORT or unix:PATH", id="named-port"),
         pytest.param("127.0.0.1:70000", "must be HOST:PORT or unix:PATH", id="port-out-of-range"),
+        pytest.param("unix:", "the socket's path is empty (unix:PATH)", id="unix-without-a-path"),
     ],
 )
 def test_a_bad_bind_is_one_line_and_exit_2(

@@ -252,7 +252,12 @@ def bind(address: str) -> socket.socket:
 def _address(address: str) -> tuple[int, Any]:
     """(family, address to bind) of ``HOST:PORT``, ``[IPV6]:PORT``, ``:PORT`` or ``unix:PATH``."""
     if address.startswith("unix:"):
-        return socket.AF_UNIX, address[len("unix:") :]
+        path = address[len("unix:") :]
+        if not path:
+            # Linux binds an empty path to a random abstract name ("unix:$SOCK" with SOCK
+            # unset): a receiver listening where nothing can find it.
+            raise ValueError("the socket's path is empty (unix:PATH)")
+        return socket.AF_UNIX, path
     host, sep, port = address.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
