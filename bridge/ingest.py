@@ -24,7 +24,7 @@ import orjson
 from bridge.config import Config
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
-from bridge.model import DeployEvent, Status
+from bridge.model import MIN_SECRET, DeployEvent, Status
 from bridge.record.core import ignore_reason, route_checked
 from bridge.redact import MASK, USERINFO, cut, mask, mask_userinfo, spellings
 from bridge.sources import PARSERS, Parser, parse_event
@@ -84,6 +84,24 @@ def dedupe_key(source: str, delivery: Header, *, scope: Header | None = None, bo
         names = " and ".join(name for name, value in headers if value and value.strip())
         raise MalformedEvent(f"{names} are too long for a de-duplication key, once escaped")
     return key
+
+
+def unshown(reason: str, spelled: tuple[str, ...]) -> str:
+    """A reason the receiver answers, logs and keeps, with any secret it holds (``spelled``,
+    :func:`bridge.redact.spellings`; those the model looks for, MIN_SECRET characters or
+    more) masked. A parser's reason may show a value of the payload (a bad sha, a state, an
+    event's name), cut to 60 characters (bridge.sources.fields.shorten): a secret the cut ran
+    across is masked from its first MIN_SECRET characters on, so none of it shows. The
+    model's own refusals name the field and never show it (bridge.model.check_deploy)."""
+    if not any(spelling[:MIN_SECRET] in reason for spelling in spelled):
+        return reason  # the usual case: one scan per secret, nothing built
+    looked_for = [s for s in spelled if len(s) >= MIN_SECRET]
+    reason = mask(reason, tuple(looked_for))
+    for spelling in looked_for:
+        at = reason.find(spelling[:MIN_SECRET])
+        if at != -1:
+            reason = reason[:at] + MASK
+    return reason
 
 
 def event_key(event: DeployEvent) -> str:
@@ -152,9 +170,9 @@ def ingest(
         # The model's one check, as routed: a field holding one of the receiver's secrets too.
         where, checked = route_checked(config, event, intake.secrets)
     except UnsupportedEvent as exc:
-        return ignored(exc.reason)
+        return ignored(unshown(exc.reason, intake.secrets))
     except MalformedEvent as exc:
-        return Answer(400, {"status": "rejected", "reason": str(exc)})
+        return Answer(400, {"status": "rejected", "reason": unshown(str(exc), intake.secrets)})
     event = checked.event
     # Events of one deploy share a group: the outbox hands them out one at a time, in order,
     # so two workers never race to create one record (two hooks, a lifecycle's start and end).

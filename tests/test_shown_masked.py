@@ -299,3 +299,37 @@ def test_a_secret_an_entity_template_routes_into_the_key_is_refused(tmp_path: Pa
         assert sum(rt.store.counts().values()) == 0  # nothing stored, nothing to send
     finally:
         rt.store.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        pytest.param(("deployment", "sha"), CORTEX_TOKEN, id="a-sha-that-is-the-token"),
+        pytest.param(("deployment", "sha"), f"{CORTEX_TOKEN}-{'x' * 60}", id="cut-at-60"),
+        pytest.param(("deployment", "sha"), f"{'x' * 40}{CORTEX_TOKEN}", id="cut-across-it"),
+        pytest.param(("deployment_status", "updated_at"), ADMIN_TOKEN * 2, id="a-time"),
+    ],
+)
+def test_a_refusal_showing_a_payloads_value_never_shows_a_secret(
+    tmp_path: Path, path: tuple[str, str], value: str
+) -> None:
+    # The model refuses a secret in what names a deploy without showing it (limits.md), but
+    # a parser's refusal came first and showed the value: a sha holding the Cortex token was
+    # answered "bad 'deployment.sha': 'Zq7-Tok3n/...'", which GitHub's Recent Deliveries
+    # shows to the repository's admins, and the log and the journal kept.
+    rt = make_runtime(tmp_path, held=(CORTEX_TOKEN,))
+    try:
+        doc: dict[str, Any] = copy.deepcopy(load_sample("github/deployment_status.success.json"))
+        doc[path[0]][path[1]] = value
+        answer = github_post(client_for(rt), "deployment_status", doc)
+        assert answer.status_code == 400, answer.json
+        reason = answer.json["reason"]
+        assert MASK in reason and f"bad {'.'.join(path)!r}" in reason
+        for secret in (CORTEX_TOKEN, ADMIN_TOKEN):
+            assert secret[: len(secret) // 2] not in reason, reason
+        rt.turned_away.flush()
+        kept = rt.store.journal.turned_away(limit=5)
+        assert [row.reason for row in kept] == [reason]
+        assert sum(rt.store.counts().values()) == 0
+    finally:
+        rt.store.close()
