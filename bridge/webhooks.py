@@ -320,6 +320,10 @@ def read_body(environ: Environ, limit: int, *, pool: InFlight | None = None) -> 
 
 # The longest event name or delivery id a log line carries: both are the sender's to choose.
 _LOGGED_ID = 200
+# The deepest nesting of objects and arrays a webhook's JSON may have (docs/limits.md): orjson's
+# own bound, which it says with this message.
+MAX_DEPTH = 1024
+_TOO_DEEP = "depth limit exceeded"
 
 
 def _read_webhook(
@@ -357,7 +361,9 @@ def _read_webhook(
         # ignored or not. It refuses what is not JSON (NaN, lone surrogates, nesting past
         # 1,024 levels) with a ValueError, as the receiver should.
         payload = orjson.loads(text)
-    except ValueError:
+    except ValueError as exc:
+        if str(exc).startswith(_TOO_DEEP):  # valid JSON, past a bound: say which
+            raise BadRequest(400, f"body is JSON nested deeper than {MAX_DEPTH} levels") from None
         raise BadRequest(400, "body is not valid JSON") from None
     if hook.name_event is not None:
         event = hook.name_event(payload)

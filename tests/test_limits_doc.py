@@ -69,6 +69,7 @@ from bridge.sync import periodic
 from bridge.sync.periodic import source_label
 from bridge.turned_away import FLUSH_SECONDS
 from bridge.views import MAX_ID, MAX_PAGE, delivery_id
+from bridge.webhooks import MAX_DEPTH
 from tests.conftest import load_sample
 from tests.console_kit import ORIGIN, csrf_of, page_csrf, sign_in
 from tests.receiver_kit import (
@@ -220,6 +221,26 @@ def body_size(row: Row, tmp: Path) -> None:
     assert post(limit).status_code != 413
     answer = post(limit + 1)
     assert (answer.status_code, answer.json["reason"]) == (413, reason)
+
+
+def json_nesting(row: Row, tmp: Path) -> None:
+    most = one_number(row)
+    assert most == MAX_DEPTH
+    reason = re.findall(r'"([^"]+)"', row.answer)[0]
+    client = client_for(make_runtime(tmp))
+
+    def post(depth: int) -> Any:
+        body = b'{"zen": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+        headers = {
+            "X-GitHub-Event": "ping",
+            "X-Hub-Signature-256": sign(body),
+            "Content-Type": "application/json",
+        }
+        return client.post("/webhooks/github", data=body, headers=headers)
+
+    assert post(most).json == {"status": "ignored", "reason": "ping: webhook is set up"}
+    answer = post(most + 1)
+    assert (answer.status_code, answer.json["reason"]) == (400, reason)
 
 
 def delivery_headers(row: Row, tmp: Path) -> None:
@@ -1697,6 +1718,7 @@ def entity_records(row: Row, tmp: Path) -> None:
 
 CHECKS: dict[tuple[str, str], Callable[[Row, Path], None]] = {
     ("Webhook bodies", "Body size"): body_size,
+    ("Webhook bodies", "JSON nesting"): json_nesting,
     ("Headers", "`X-GitHub-Delivery`"): delivery_headers,
     ("Headers", "the de-duplication key"): dedupe_key_length,
     ("Fields of an event", "repository"): a_name,

@@ -231,6 +231,7 @@ def test_deeply_nested_json_is_refused(runtime) -> None:
     body = b"[" * 100000 + b"]" * 100000
     answer = _raw(client_for(runtime), body)
     assert answer.status_code == 400
+    assert answer.json["reason"] == "body is JSON nested deeper than 1024 levels"
     assert stored(runtime) == 0
 
 
