@@ -24,7 +24,7 @@ import orjson
 from bridge.config import Config
 from bridge.errors import MalformedEvent, UnsupportedEvent
 from bridge.mapping import deploy_key
-from bridge.model import MIN_SECRET, DeployEvent, Status
+from bridge.model import MIN_SECRET, DeployEvent, Status, searched_secrets
 from bridge.record.core import ignore_reason, route_checked
 from bridge.redact import MASK, USERINFO, cut, mask, mask_userinfo, spellings
 from bridge.sources import PARSERS, Parser, parse_event
@@ -95,8 +95,8 @@ def unshown(reason: str, spelled: tuple[str, ...]) -> str:
     model's own refusals name the field and never show it (bridge.model.check_deploy)."""
     if not any(spelling[:MIN_SECRET] in reason for spelling in spelled):
         return reason  # the usual case: one scan per secret, nothing built
-    looked_for = [s for s in spelled if len(s) >= MIN_SECRET]
-    reason = mask(reason, tuple(looked_for))
+    looked_for = searched_secrets(spelled)
+    reason = mask(reason, looked_for)
     for spelling in looked_for:
         at = reason.find(spelling[:MIN_SECRET])
         if at != -1:

@@ -289,7 +289,7 @@ def check_deploy(
     anything else is judged, as no other refusal shows a value holding it; one in free text
     is masked.
     """
-    looked_for = _looked_for(spelled)
+    looked_for = searched_secrets(spelled)
     _refuse_secrets(event, (*entities, *(named or ())), looked_for)
     _check_entities(entities if named is None else named, max_entities)
     fixed, title_length, stored, masked = _bounded(event, looked_for)
@@ -420,7 +420,7 @@ def _bounded(
 ) -> tuple[DeployEvent, int, dict[str, Any], tuple[str, ...]]:
     """:func:`bounded`, the length of the mended title (its secrets masked) before it was cut,
     the bounded event's stored form (:func:`event_to_dict`), and the fields in which a secret
-    was masked (``looked_for``, from :func:`_looked_for`; :func:`_without_secrets`)."""
+    was masked (``looked_for``, from :func:`searched_secrets`; :func:`_without_secrets`)."""
     # The title: its first line with text in it (a commit's subject). Lines end where
     # ``str.splitlines`` ends them (LF, CR, VT, FF, FS, GS, RS, NEL, U+2028, U+2029),
     # whichever face the title came from.
@@ -528,7 +528,7 @@ def _without_secrets(
     Free text (the title, the url, the deployer, customData and the source's details) is
     recorded with each secret masked (``***``); one in a field that names the deploy was
     refused before (:func:`_refuse_secrets`). ``looked_for``: the spellings of the secrets
-    (:func:`_looked_for`). ``title_masked``: the title was masked before it was cut
+    (:func:`searched_secrets`). ``title_masked``: the title was masked before it was cut
     (:func:`_bounded`); it is named first among the fields masked.
     """
     first = ("title",) if title_masked else ()
@@ -555,14 +555,14 @@ def without_secrets(
     InvalidDeploy naming the field when one names the deploy (its ``entities`` too), as
     :func:`check_deploy` judges them. What the relay applies before it sends: the receiver
     that stored the event may not have held the worker's secrets (the Cortex token)."""
-    looked_for = _looked_for(spelled)
+    looked_for = searched_secrets(spelled)
     _refuse_secrets(event, entities, looked_for)
     data = event_to_dict(event)
     fixed, _, _, masked = _without_secrets(event, data, _as_stored(data), looked_for)
     return fixed, masked
 
 
-def _looked_for(spelled: Sequence[str]) -> tuple[str, ...]:
+def searched_secrets(spelled: Sequence[str]) -> tuple[str, ...]:
     """The spellings of the secrets (:func:`bridge.redact.spellings`) a deploy's fields are
     searched for: those of at least MIN_SECRET characters."""
     return tuple(s for s in spelled if len(s) >= MIN_SECRET)
