@@ -9,8 +9,12 @@ accepting, finishes the requests in hand (at most ``graceful_timeout``) and exit
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import time
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from types import FrameType
 from typing import Any
 
@@ -25,6 +29,11 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         """Stop as on SIGTERM: no more connections, the ones in hand are finished."""
         self.alive = False
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """gunicorn's answer to a request it could not parse (a header past its limits, two
+        Content-Lengths, a bad request line), written as JSON as every other refusal is."""
+        super().handle_error(req, JsonErrors(client), addr, exc)
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         """Answer one request; if it never waited, let every other ready connection go first.
@@ -49,6 +58,55 @@ class GeventWorker(_GunicornGeventWorker):  # type: ignore[misc]
         if turns is None or loop.iteration == turns:
             gevent.sleep(0)
         return answered
+
+
+# gunicorn's error page (gunicorn.util.write_error): its status line, and its message after
+# the heading.
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
+_MESSAGE = re.compile(rb"</h1>(.*?)</body>", re.DOTALL)
+
+
+class JsonErrors:
+    """A client's socket as gunicorn writes its error page to it: the page goes out as the
+    receiver's JSON (``{"status": "rejected", "reason": ...}``, or ``"error"`` for a 5xx),
+    with the same status; anything else is written as it is.
+
+    gunicorn answers a request it cannot parse before the app sees it, with an HTML page of
+    its own (``util.write_error``, called from the worker's ``handle_error`` with the status
+    each parse error gets): rewriting what it writes keeps gunicorn's judgment of each error.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def sendall(self, data: bytes) -> None:
+        """Write ``data``, gunicorn's error page as JSON."""
+        self._sock.sendall(as_json_error(data))
+
+
+def as_json_error(data: bytes) -> bytes:
+    """gunicorn's HTML error answer ``data`` as a JSON one (``data`` itself if it is not one)."""
+    status = _STATUS_LINE.match(data)
+    if status is None or b"Content-Type: text/html" not in data:
+        return data
+    code = int(status[1])
+    found = _MESSAGE.search(data)
+    said = " ".join(html.unescape(found[1].decode("latin-1")).split()) if found else ""
+    try:
+        phrase = HTTPStatus(code).phrase
+    except ValueError:
+        phrase = "Error"
+    body = json.dumps(
+        {"status": "error" if code >= 500 else "rejected", "reason": said or phrase.lower()}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {code} {phrase}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
 
 
 class BodyDeadline:

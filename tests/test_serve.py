@@ -555,3 +555,35 @@ def test_a_webhook_echoing_an_http_sources_token_reaches_cortex_masked(
         assert cortex.all_deploys()[0]["title"] == "shipped with ***"
     finally:
         served.stop()
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    """``request`` as written, and all the answer until the connection closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_request_gunicorn_cannot_parse_is_answered_in_json(served: Served) -> None:
+    # gunicorn refuses these before the app sees them, with an HTML page of its own: the
+    # receiver's answers are JSON with a reason, these too, with gunicorn's status.
+    served.start()
+    post = b"POST /webhooks/github HTTP/1.1\r\nHost: bridge\r\n"
+    cases = [
+        (post + b"X-Long: " + b"a" * 9000 + b"\r\nContent-Length: 0\r\n\r\n", 431),
+        (post + b"".join(b"X-%d: 1\r\n" % n for n in range(101)) + b"\r\n", 431),
+        (post + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400),
+        (b"GARBAGE\r\n\r\n", 400),
+        (post + b"X-Folded: a\r\n  b\r\nContent-Length: 0\r\n\r\n", 400),
+    ]
+    for request, status in cases:
+        answer = _raw(served.port, request)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status), answer[:300]
+        assert b"Content-Type: application/json" in head
+        said = json.loads(body)
+        assert said["status"] == "rejected" and said["reason"], said
+    assert served.get("/api/deliveries")[1]["data"] == []
