@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -206,12 +207,14 @@ class Double:
     delete: tuple[str, ...]
 
 
+_STATUSES = frozenset(s.value for s in Status)
+
+
 def status_of(deploy: Mapping[str, Any]) -> str:
     """The status a Cortex deploy record holds; one made without one counts as succeeded."""
     custom = deploy.get("customData")
     status = custom.get("status") if isinstance(custom, dict) else None
-    known = {s.value for s in Status}
-    return status if isinstance(status, str) and status in known else Status.SUCCEEDED.value
+    return status if isinstance(status, str) and status in _STATUSES else Status.SUCCEEDED.value
 
 
 def recorded_at(deploy: Mapping[str, Any]) -> str:
@@ -464,6 +467,9 @@ def type_of(event: DeployEvent, past: Sequence[PastDeploy]) -> DeployType:
     return detected_types(past, [(event.sha or "", event.timestamp)])[0]
 
 
+_TIME = operator.attrgetter("timestamp")
+
+
 def detected_types(
     past: Sequence[PastDeploy], deploys: Sequence[tuple[str, datetime]]
 ) -> list[DeployType]:
@@ -471,7 +477,7 @@ def detected_types(
     ``past``: ROLLBACK where the sha is one of the deploys before that time and not the
     latest of them, else DEPLOY. One walk of the history in time order for all of them (a
     reconcile judges every record of an environment), not a sort of it per deploy."""
-    history = sorted(past, key=lambda p: p.timestamp)  # stable: ties keep their order
+    history = sorted(past, key=_TIME)  # stable: ties keep their order
     types = [DeployType.DEPLOY] * len(deploys)
     seen: set[str] = set()
     abbreviated = False  # a sha of the history not of 40 characters: compared one by one
