@@ -52,6 +52,7 @@ from bridge.record.core import (
     dated_from,
     record_one,
     remove_doubles,
+    status_of,
 )
 from bridge.redact import redact
 from bridge.retry import RetryPolicy
@@ -165,6 +166,9 @@ class RelayHistory:
         self.monotonic = monotonic
         self.pending: list[RecordWrite] = []
         self.stamps: dict[str, str] = {}  # by key: when this process made the record
+        # By key: the status this process last wrote to a record, where it was not succeeded
+        # (a lifecycle's start): another face may end that record (the Action's step).
+        self.unfinished: dict[str, str] = {}
         self.batch = 0  # counts the batches that ended a backlog (or were none)
         self.delivery = 0  # counts deliveries: a search kept from an earlier one is reused
         # By pair: the last search, the earliest event time it serves, when, for which
@@ -310,9 +314,18 @@ class RelayHistory:
             # in Cortex this deploy gets anyway (without a record of its own) reads back to it.
             newest = max((p.timestamp for p in looked.history), default=EPOCH)
             listing = self.seen(entity, event, fresh=False, back_to=newest)
-            # Every record there may be one this process made and still be a deploy the stored
-            # history lacks: a start record (record.mode lifecycle) whose end another face
-            # recorded on it (the Action's step), its own end's webhook not come or lost.
+            ours = sum(len(made) for k, made in listing.keyed.items() if k in self.stamps)
+            ended = any(
+                status_of(d) != self.unfinished[k]
+                for k in self.unfinished.keys() & listing.keyed.keys()
+                for d in listing.keyed[k]
+            )
+            if ours == len(listing.deploys) and not ended:
+                # Every record there is one this process made, as it left it: in the stored
+                # history already (no other face's deploy to add, no record's time to read).
+                # Not one another face ended since: a start record (record.mode lifecycle)
+                # whose end the Action's step recorded on it, its own end's webhook not come.
+                return known, looked.history
             # As Cortex keeps times: to the millisecond (a stored deploy read back is the same).
             stored = {(p.sha, format_timestamp(p.timestamp)) for p in looked.history}
             theirs = [
@@ -366,6 +379,12 @@ class RelayHistory:
         if state == Status.SUCCEEDED.value and event.sha:
             deployed = (event.environment, PastDeploy(event.sha, event.timestamp))
         self.pending.append(RecordWrite(key, entity, uuid, state, deployed, event.started_at))
+        if uuid and state != Status.SUCCEEDED.value:
+            self.unfinished[key] = state
+            if len(self.unfinished) > KEPT_STAMPS:
+                del self.unfinished[next(iter(self.unfinished))]
+        else:
+            self.unfinished.pop(key, None)
         pair = (entity, event.environment)
         kept = self._seen.get(pair)
         if uuid and kept is not None and key not in kept[0].keyed:  # not an unrecorded end
@@ -379,6 +398,7 @@ class RelayHistory:
         """The record was deleted in Cortex."""
         self.pending.append(RecordWrite(key, entity="", uuid=None))
         self.stamps.pop(key, None)
+        self.unfinished.pop(key, None)
 
 
 def _seen_key(past: PastDeploy) -> str:
