@@ -244,19 +244,27 @@ def test_a_late_lifecycle_deploy_types_the_later_ones_when_it_ends(
     assert [d["type"] for d in by_time] == typed
 
 
+def _late_deploy(
+    db_url: str, cortex: FakeCortex, caplog: pytest.LogCaptureFixture, level: int
+) -> None:
+    """Deploys 2 and 0 of one sha, then 1 of another, late, its logs caught from ``level``
+    (a fault injected in Cortex before, if any, meets the retyping of deploy 2)."""
+    bridge = Bridge(db_url, cortex)
+    try:
+        deploy_gitlab(bridge, 2, "1" * 40)
+        deploy_gitlab(bridge, 0, "1" * 40)
+        with caplog.at_level(level, logger="bridge.record.core"):
+            deploy_gitlab(bridge, 1, "2" * 40)
+    finally:
+        bridge.close()
+
+
 def test_a_retyping_is_logged_with_the_records_it_changed(
     db_url: str, cortex: FakeCortex, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A type that changes in Cortex with no word would puzzle whoever reads the history: the
     # relay's log names the records typed again.
-    bridge = Bridge(db_url, cortex)
-    try:
-        deploy_gitlab(bridge, 2, "1" * 40)
-        deploy_gitlab(bridge, 0, "1" * 40)
-        with caplog.at_level(logging.INFO, logger="bridge.record.core"):
-            deploy_gitlab(bridge, 1, "2" * 40)
-    finally:
-        bridge.close()
+    _late_deploy(db_url, cortex, caplog, logging.INFO)
     (later,) = [d for d in cortex.all_deploys() if d["type"] == "ROLLBACK"]
     (line,) = [r for r in caplog.records if r.getMessage() == "later deploys typed again"]
     assert line.__dict__["uuids"] == [later["uuid"]]
@@ -266,15 +274,8 @@ def test_a_retyping_is_logged_with_the_records_it_changed(
 def test_a_failed_retyping_leaves_the_late_deploy_recorded_and_says_so(
     db_url: str, cortex: FakeCortex, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bridge = Bridge(db_url, cortex)
-    try:
-        deploy_gitlab(bridge, 2, "1" * 40)
-        deploy_gitlab(bridge, 0, "1" * 40)
-        cortex.inject(Fault("status", status=400, method="PUT"))
-        with caplog.at_level(logging.WARNING, logger="bridge.record.core"):
-            deploy_gitlab(bridge, 1, "2" * 40)
-    finally:
-        bridge.close()
+    cortex.inject(Fault("status", status=400, method="PUT"))  # no PUT before the late one's
+    _late_deploy(db_url, cortex, caplog, logging.WARNING)
     assert len(cortex.all_deploys()) == 3  # recorded, once each
     assert [r.getMessage() for r in caplog.records] == ["later deploys not typed again"]
 
