@@ -62,12 +62,10 @@ def build_deploy_request(
     }
     if deployer:
         body["deployer"] = deployer
-    data: dict[str, Any] = {
-        "source": event.source,
-        "repository": event.repository,
-        "event": event.event,
-        "status": event.status.value,
-    }
+    data: dict[str, Any] = {"source": event.source}
+    if event.repository:  # none for `send` run by hand outside a CI
+        data["repository"] = event.repository
+    data.update(event=event.event, status=event.status.value)
     if event.delivery_id:
         data["deliveryId"] = event.delivery_id
     data.update({k: v for k, v in event.details.items() if v not in (None, "")})
