@@ -787,6 +787,27 @@ def test_malformed_events_name_the_field(
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize("value", [5, 2.5, True, ["production"]], ids=repr)
+@pytest.mark.parametrize(
+    ("source", "event", "name", "path"),
+    [
+        ("github", "deployment_status", "deployment_status.success", "deployment.environment"),
+        ("github", "deployment_status", "deployment_status.success", "deployment_status.state"),
+        ("github", "workflow_run", "workflow_run.completed.success", "workflow_run.name"),
+        ("gitlab", "Deployment Hook", "deployment.success", "environment"),
+        ("gitlab", "Deployment Hook", "deployment.success", "commit_title"),
+        ("argocd", "sync", "sync.succeeded", "app.name"),
+    ],
+)
+def test_a_text_field_of_another_type_is_refused_naming_its_path(
+    source: str, event: str, name: str, path: str, value: object
+) -> None:
+    # Taken as absent, an environment of 5 recorded the deploy without its environment.
+    with pytest.raises(MalformedEvent) as caught:
+        parse(source, event, name, {path: value})
+    assert f"payload has a bad {path!r}: " in str(caught.value)
+
+
 @pytest.mark.parametrize(
     "payload",
     [

@@ -522,7 +522,6 @@ RUNS = "https://github.com/acme/api/actions/runs"
         pytest.param(f"{RUNS}/{'9' * 5000}", id="run-id-of-5000-digits"),
         pytest.param(f"{RUNS}/{'9' * 21}", id="run-id-of-21-digits"),
         pytest.param(f"{RUNS}/1/job/{'9' * 21}", id="job-id-of-21-digits"),
-        pytest.param(5, id="not-text"),
         pytest.param("https://[x/actions/runs/1", id="not-a-url"),
     ],
 )
@@ -535,6 +534,17 @@ def test_a_log_url_that_names_no_run_keys_the_deployment_by_itself(
     [found] = read_github(github)
     assert found.event is not None
     assert (found.event.ref.kind, found.event.ref.id) == ("deployment", "101")
+    assert [r.path for r in github.requests if "/actions/" in r.path] == []
+
+
+def test_a_log_url_that_is_not_text_skips_the_deployment_naming_it(github: FakeGitHub) -> None:
+    # A text field of another type is refused as the webhook's parser refuses it (limits.md):
+    # skipped with its reason, the rest of the page read.
+    add_github_deploy(github)
+    github.deployments["acme/api"][0]["latestStatus"]["logUrl"] = 5
+    [found] = read_github(github)
+    assert found.event is None
+    assert found.skipped == "deployment_status payload has a bad 'deployment_status.log_url': 5"
     assert [r.path for r in github.requests if "/actions/" in r.path] == []
 
 

@@ -106,11 +106,16 @@ class Fields:
     @overload
     def text(self, *paths: str, required: bool = False) -> str | None: ...
     def text(self, *paths: str, required: bool = False) -> str | None:
-        """The first non-blank string among ``paths``, stripped; other types count as absent."""
+        """The first non-blank string among ``paths``, stripped. A number, a boolean or a list
+        there is a MalformedEvent naming the path (a deploy never loses its environment to a
+        payload that gave it in another type); null, an absent key or an object (another
+        shape of the payload, for a path that falls back to the next) count as absent."""
         for path in paths:
             value = self.get(path)
             if isinstance(value, str) and value.strip():
                 return value.strip()
+            if isinstance(value, (int, float, bool, list)):
+                raise self.bad(path, value)
         if required:
             raise self.missing(paths[0])
         return None
