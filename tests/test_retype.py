@@ -271,9 +271,11 @@ def test_a_lease_lost_while_typing_again_leaves_the_deploy_recorded(
 
 def _judged_one_by_one(past: list[PastDeploy], sha: str, when: datetime) -> DeployType:
     """The rule as a sentence: ROLLBACK where ``sha`` was deployed before ``when`` and is
-    not the latest deploy before it, shas matched as ``same_sha`` matches them."""
+    none of the latest deploys before it (more than one where tied in time), shas matched
+    as ``same_sha`` matches them."""
     earlier = sorted((p for p in past if p.timestamp < when), key=lambda p: p.timestamp)
-    if not sha or not earlier or same_sha(earlier[-1].sha, sha):
+    latest = [p for p in earlier if p.timestamp == earlier[-1].timestamp] if earlier else []
+    if not sha or not earlier or any(same_sha(p.sha, sha) for p in latest):
         return DeployType.DEPLOY
     return DeployType.ROLLBACK if any(same_sha(p.sha, sha) for p in earlier) else DeployType.DEPLOY
 
@@ -294,6 +296,25 @@ def test_one_walk_types_every_deploy_as_the_rule_types_each(seed: int) -> None:
         for _ in range(rng.randrange(1, 15))
     ]
     assert detected_types(past, deploys) == [_judged_one_by_one(past, s, w) for s, w in deploys]
+    rng.shuffle(past)  # as another face holds the same history: the same types
+    assert detected_types(past, deploys) == [_judged_one_by_one(past, s, w) for s, w in deploys]
+
+
+def test_deploys_tied_in_time_type_a_later_deploy_alike_in_any_order() -> None:
+    # Two deploys of one environment dated alike (GitLab's and GitHub's times are to the
+    # second): which came last is not known, and the faces hold them in orders of their own
+    # (the relay's store by key, Cortex's listing as Cortex lists it). Judged by that order,
+    # the reconcile typed again what the relay typed, and back as its listing's order
+    # changed: a return to either is no ROLLBACK, in any order.
+    past = [PastDeploy(A, T0), PastDeploy(B, T0)]
+    later = [(A, T0 + timedelta(hours=1)), (B, T0 + timedelta(hours=1))]
+    assert detected_types(past, later) == [DeployType.DEPLOY] * 2
+    assert detected_types(past[::-1], later) == [DeployType.DEPLOY] * 2
+    records = [_listed(0, A, "DEPLOY"), _listed(0, B, "DEPLOY", key="k0b")]
+    records[1]["uuid"] = "u0b"
+    records.append(_listed(1, A, "DEPLOY"))
+    assert misjudged(Listing().add(records)) == []
+    assert misjudged(Listing().add([records[1], records[0], records[2]])) == []
 
 
 class _Deploys:

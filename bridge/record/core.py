@@ -457,7 +457,8 @@ class Done:
 def type_of(event: DeployEvent, past: Sequence[PastDeploy]) -> DeployType:
     """The deploy's type: as the event says, else from the entity's earlier deploys to the
     event's environment (``past``: none when rollback detection is off or the event has no
-    sha): ROLLBACK when its sha was deployed before and is not the latest deploy, else DEPLOY.
+    sha): ROLLBACK when its sha was deployed before and is not the latest deploy (nor one dated
+    alike with it), else DEPLOY.
 
     The history is ordered by the deploys' own times, not by arrival, so an event that
     arrives late is judged against what had really happened before it.
@@ -474,24 +475,30 @@ def detected_types(
     past: Sequence[PastDeploy], deploys: Sequence[tuple[str, datetime]]
 ) -> list[DeployType]:
     """The type rollback detection gives a deploy of each (sha, time) of ``deploys``, against
-    ``past``: ROLLBACK where the sha is one of the deploys before that time and not the
-    latest of them, else DEPLOY. One walk of the history in time order for all of them (a
-    reconcile judges every record of an environment), not a sort of it per deploy."""
-    history = sorted(past, key=_TIME)  # stable: ties keep their order
+    ``past``: ROLLBACK where the sha is one of the deploys before that time and none of the
+    latest of them (more than one where they are dated alike: which came last is not
+    known, and every face holds them in an order of its own), else DEPLOY. One walk of the
+    history in time order for all of them (a reconcile judges every record of an
+    environment), not a sort of it per deploy."""
+    history = sorted(past, key=_TIME)
     types = [DeployType.DEPLOY] * len(deploys)
     seen: set[str] = set()
     abbreviated = False  # a sha of the history not of 40 characters: compared one by one
-    latest = ""
+    latest: list[str] = []  # the shas of the latest deploys before, all of those tied in time
+    latest_at: datetime | None = None
     at = 0
     for i in sorted(range(len(deploys)), key=lambda i: deploys[i][1]):
         sha, when = deploys[i]
         while at < len(history) and history[at].timestamp < when:
-            latest = history[at].sha.strip().lower()
-            seen.add(latest)
-            abbreviated = abbreviated or len(latest) != 40
+            deployed = history[at]
+            if deployed.timestamp != latest_at:
+                latest, latest_at = [], deployed.timestamp
+            latest.append(deployed.sha.strip().lower())
+            seen.add(latest[-1])
+            abbreviated = abbreviated or len(latest[-1]) != 40
             at += 1
         wanted = sha.strip().lower()
-        if not wanted or not at or same_sha(latest, wanted):
+        if not wanted or not at or any(same_sha(s, wanted) for s in latest):
             continue
         if wanted in seen or (
             (abbreviated or len(wanted) != 40) and any(same_sha(s, wanted) for s in seen)
