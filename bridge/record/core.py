@@ -483,7 +483,9 @@ def detected_types(
     history = sorted(past, key=_TIME)
     types = [DeployType.DEPLOY] * len(deploys)
     seen: set[str] = set()
-    abbreviated = False  # a sha of the history not of 40 characters: compared one by one
+    # The shas of 7 characters or more by their first 7: the ones an abbreviated sha, or one
+    # an abbreviated sha of the history is of, may match (same_sha), compared one by one.
+    by_start: defaultdict[str, set[str]] = defaultdict(set)
     latest: list[str] = []  # the shas of the latest deploys before, all of those tied in time
     latest_at: datetime | None = None
     at = 0
@@ -495,14 +497,13 @@ def detected_types(
                 latest, latest_at = [], deployed.timestamp
             latest.append(deployed.sha.strip().lower())
             seen.add(latest[-1])
-            abbreviated = abbreviated or len(latest[-1]) != 40
+            if len(latest[-1]) >= 7:
+                by_start[latest[-1][:7]].add(latest[-1])
             at += 1
         wanted = sha.strip().lower()
         if not wanted or not at or any(same_sha(s, wanted) for s in latest):
             continue
-        if wanted in seen or (
-            (abbreviated or len(wanted) != 40) and any(same_sha(s, wanted) for s in seen)
-        ):
+        if wanted in seen or any(same_sha(s, wanted) for s in by_start.get(wanted[:7], ())):
             types[i] = DeployType.ROLLBACK
     return types
 
