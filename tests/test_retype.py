@@ -23,6 +23,7 @@ from bridge.record.core import (
     detected_types,
     misjudged,
     retype_later,
+    retype_listing,
 )
 from bridge.record.retrying import record
 from bridge.rollback import PastDeploy, same_sha
@@ -491,3 +492,31 @@ def test_a_records_own_key_dated_before_it_is_not_its_history() -> None:
     assert misjudged(Listing().add(records)) == []
     records[3]["type"] = "DEPLOY"
     assert misjudged(Listing().add(records)) == [(records[3], DeployType.ROLLBACK)]
+
+
+def test_a_repair_leaves_a_start_record_to_its_end(
+    cortex: FakeCortex, client: CortexClient
+) -> None:
+    # record.mode lifecycle: a start record's type is judged again by its end, which another
+    # face may record at any moment (the relay's webhook, the Action's step). A repair that
+    # typed the start again put back the record as it read it: an end recorded between its
+    # read and its update was undone, the deploy in progress again.
+    record(client, deploy(0, A), ENTITY, policy=LIFECYCLE)
+    start = deploy(2, A, status=Status.IN_PROGRESS)
+    record(client, start, ENTITY, policy=LIFECYCLE)
+    writes = []
+
+    def fence() -> None:
+        writes.append(1)
+        if len(writes) > 1:
+            raise LeaseLost("another replica holds the lease")
+
+    record(client, deploy(1, B), ENTITY, policy=LIFECYCLE, fence=fence)  # its retyping lost
+    assert types(cortex)[2] == ("deploy 2", "DEPLOY")
+    read = Listing().add(client.iter_deploys(ENTITY))  # the repair's read
+    end = replace(start, status=Status.SUCCEEDED, timestamp=start.timestamp + timedelta(hours=1))
+    assert record(client, end, ENTITY, policy=LIFECYCLE).done == "updated"  # then the end
+    retype_listing(read, ENTITY, client, fresh=lambda: read)
+    (ended,) = [d for d in cortex.all_deploys() if d["title"] == "deploy 2"]
+    assert ended["customData"]["status"] == "succeeded"
+    assert ended["type"] == "ROLLBACK"  # as its end judged it

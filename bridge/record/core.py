@@ -867,7 +867,10 @@ _DETECTED_TYPES = (DeployType.DEPLOY.value, DeployType.ROLLBACK.value)
 
 def _detected_at(deploy: Mapping[str, Any]) -> datetime | None:
     """The time of a record of a sha that rollback detection typed (``typeDetected``), or
-    None for any other record (a type the user gave, another tool's record)."""
+    None for any other record (a type the user gave, another tool's record), and for one of
+    a deploy that has not ended (a lifecycle's start record): its end types it again, as
+    Cortex holds the history then, and may be recorded by another face at any moment (an
+    update of the start as it was read would undo that end)."""
     custom = deploy.get("customData")
     bridge = custom.get("bridge") if isinstance(custom, dict) else None
     sha = deploy.get("sha")
@@ -875,6 +878,8 @@ def _detected_at(deploy: Mapping[str, Any]) -> datetime | None:
         return None
     if deploy.get("type") not in _DETECTED_TYPES:
         return None  # a person set another since (SCALE, RESTART): theirs stays
+    if not Status(status_of(deploy)).is_final:
+        return None
     if not isinstance(sha, str) or not sha:
         return None
     if not isinstance(deploy.get("uuid"), str) or not isinstance(deploy.get("title"), str):
