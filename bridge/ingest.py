@@ -28,6 +28,7 @@ from bridge.model import MIN_SECRET, DeployEvent, Status, searched_secrets
 from bridge.record.core import ignore_reason, route_checked
 from bridge.redact import MASK, USERINFO, cut, mask, mask_userinfo, spellings
 from bridge.sources import PARSERS, Parser, parse_event
+from bridge.sources.fields import CUT
 from bridge.store import Store
 from bridge.store.store import MAX_KEY_LENGTH
 
@@ -92,8 +93,11 @@ def unshown(reason: str, spelled: tuple[str, ...]) -> str:
     more) masked. A parser's reason may show a value of the payload (a bad sha, a state, an
     event's name), cut to 60 characters (bridge.sources.fields.shorten): a secret the cut ran
     across is masked from its first MIN_SECRET characters on, so none of it shows. The
-    model's own refusals name the field and never show it (bridge.model.check_deploy)."""
-    if not any(spelling[:MIN_SECRET] in reason for spelling in spelled):
+    model's own refusals name the field and never show it (bridge.model.check_deploy); a cut
+    that left fewer of a secret's characters (the start of it just before the cut's "...")
+    is masked too."""
+    cut = CUT in reason
+    if not cut and not any(spelling[:MIN_SECRET] in reason for spelling in spelled):
         return reason  # the usual case: one scan per secret, nothing built
     looked_for = searched_secrets(spelled)
     reason = mask(reason, looked_for)
@@ -101,6 +105,17 @@ def unshown(reason: str, spelled: tuple[str, ...]) -> str:
         at = reason.find(spelling[:MIN_SECRET])
         if at != -1:
             reason = reason[:at] + MASK
+    at = reason.find(CUT)
+    while at != -1:
+        before = reason[:at]
+        shown = max(
+            (n for s in looked_for for n in range(1, MIN_SECRET) if before.endswith(s[:n])),
+            default=0,
+        )
+        if shown:
+            reason = before[:-shown] + MASK + reason[at:]
+            at += len(MASK) - shown
+        at = reason.find(CUT, at + len(CUT))
     return reason
 
 

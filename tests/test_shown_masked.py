@@ -307,6 +307,8 @@ def test_a_secret_an_entity_template_routes_into_the_key_is_refused(tmp_path: Pa
         pytest.param(("deployment", "sha"), CORTEX_TOKEN, id="a-sha-that-is-the-token"),
         pytest.param(("deployment", "sha"), f"{CORTEX_TOKEN}-{'x' * 60}", id="cut-at-60"),
         pytest.param(("deployment", "sha"), f"{'x' * 40}{CORTEX_TOKEN}", id="cut-across-it"),
+        # The cut leaves fewer than 12 of its characters (MIN_SECRET): none of them shows.
+        pytest.param(("deployment", "sha"), f"{'x' * 50}{CORTEX_TOKEN}", id="cut-at-its-start"),
         pytest.param(("deployment_status", "updated_at"), ADMIN_TOKEN * 2, id="a-time"),
     ],
 )
@@ -327,6 +329,7 @@ def test_a_refusal_showing_a_payloads_value_never_shows_a_secret(
         assert MASK in reason and f"bad {'.'.join(path)!r}" in reason
         for secret in (CORTEX_TOKEN, ADMIN_TOKEN):
             assert secret[: len(secret) // 2] not in reason, reason
+        assert CORTEX_TOKEN[:4] not in reason, reason
         rt.turned_away.flush()
         kept = rt.store.journal.turned_away(limit=5)
         assert [row.reason for row in kept] == [reason]

@@ -30,10 +30,14 @@ Parser = Callable[[Mapping[str, Any], Screen], DeployEvent]
 keep_all: Screen = MappingProxyType({})
 
 
+# What ends a value :func:`shorten` cut.
+CUT = "..."
+
+
 def shorten(value: object, limit: int = 60) -> str:
     """The repr of ``value``, cut so that a garbage payload cannot bloat an error message."""
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - len(CUT)] + CUT
 
 
 def pick(table: Mapping[str, Status], key: str, reason: str) -> Status:
