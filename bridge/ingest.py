@@ -33,6 +33,8 @@ from bridge.store import Store
 from bridge.store.store import MAX_KEY_LENGTH
 
 MAX_ID_LENGTH = 200
+# The fewest characters of a secret's start, just before a cut, that a refusal masks (unshown).
+SHOWN = 4
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def unshown(reason: str, spelled: tuple[str, ...]) -> str:
     across is masked from its first MIN_SECRET characters on, so none of it shows. The
     model's own refusals name the field and never show it (bridge.model.check_deploy); a cut
     that left fewer of a secret's characters (the start of it just before the cut's "...")
-    is masked too."""
+    is masked too, from SHOWN characters on (fewer say nothing of it, and would mask any value
+    whose last character a secret begins with)."""
     cut = CUT in reason
     if not cut and not any(spelling[:MIN_SECRET] in reason for spelling in spelled):
         return reason  # the usual case: one scan per secret, nothing built
@@ -109,7 +112,7 @@ def unshown(reason: str, spelled: tuple[str, ...]) -> str:
     while at != -1:
         before = reason[:at]
         shown = max(
-            (n for s in looked_for for n in range(1, MIN_SECRET) if before.endswith(s[:n])),
+            (n for s in looked_for for n in range(SHOWN, MIN_SECRET) if before.endswith(s[:n])),
             default=0,
         )
         if shown:

@@ -309,6 +309,7 @@ def test_a_secret_an_entity_template_routes_into_the_key_is_refused(tmp_path: Pa
         pytest.param(("deployment", "sha"), f"{'x' * 40}{CORTEX_TOKEN}", id="cut-across-it"),
         # The cut leaves fewer than 12 of its characters (MIN_SECRET): none of them shows.
         pytest.param(("deployment", "sha"), f"{'x' * 50}{CORTEX_TOKEN}", id="cut-at-its-start"),
+        pytest.param(("deployment", "sha"), f"{'x' * 52}{CORTEX_TOKEN}", id="cut-at-4-of-it"),
         pytest.param(("deployment_status", "updated_at"), ADMIN_TOKEN * 2, id="a-time"),
     ],
 )
