@@ -469,3 +469,48 @@ def test_a_sources_error_kept_for_the_console_is_masked_of_every_held_secret(
         client.close()
     assert "SECRET" not in found["error"] and "pw@" not in found["error"]
     assert found["error"].startswith("seen ***")
+
+
+def test_the_reconcile_types_again_a_record_a_failed_retyping_left(
+    db_url: str, github: FakeGitHub, cortex: FakeCortex
+) -> None:
+    """A late deploy's retyping of the deploys after it failed (an outage's 429s, a lease
+    lost): the reconcile, which repairs as it reads, judges the type again at its next turn."""
+    sha_b = "b" * 40
+    github.add_deployment(
+        "acme/api",
+        302,
+        sha=sha_b,
+        environment="production",
+        created_at="2026-11-10T10:00:00Z",
+        states=[("SUCCESS", "2026-11-10T10:04:00Z")],
+    )
+    github.add_deployment(
+        "acme/api",
+        303,
+        sha=SHA_A,
+        environment="production",
+        created_at="2026-11-10T11:00:00Z",
+        states=[("SUCCESS", "2026-11-10T11:04:00Z")],
+    )
+    reconcile = reconcile_for(db_url, github, cortex, "replica-1")
+    try:
+        assert reconcile.run_once() is True
+        by_time = sorted(cortex.all_deploys(), key=lambda d: d["timestamp"])
+        assert [d["type"] for d in by_time] == ["DEPLOY", "DEPLOY", "ROLLBACK"]
+        # The return to A left DEPLOY, as a retyping that failed leaves it.
+        back = by_time[2]
+        body = {k: back[k] for k in ("title", "timestamp", "sha", "environment", "customData")}
+        reconcile.client.update_deploy("api", back["uuid"], {**body, "type": "DEPLOY"})
+        reconcile.clock = lambda: NOW + timedelta(minutes=16)
+        with reconcile.store.sync.db.transaction(write=True) as conn:
+            conn.execute(sync_leases.update().values(lease_until=NOW - timedelta(minutes=1)))
+        assert reconcile.run_once() is True
+        (now,) = [d for d in cortex.all_deploys() if d["uuid"] == back["uuid"]]
+        assert now["type"] == "ROLLBACK"
+        runs = reconcile.store.journal.reconcile_runs()
+        api = next(s for s in runs[0].sources if s["source"] == "github:acme/api")
+        assert api["counts"] == {"present": 3, "retyped": 1}
+    finally:
+        reconcile.store.close()
+        reconcile.client.close()
